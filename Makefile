@@ -1,0 +1,41 @@
+# signal-engine: `make demo` runs the local pipeline on real data, `make test` runs every test.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.setup-stamp
+NPM_STAMP := node_modules/.setup-stamp
+CDK_ENV := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" CDK_DISABLE_VERSION_CHECK=1 CDK_DISABLE_CLI_TELEMETRY=true
+
+.PHONY: setup demo test synth lint bench clean
+
+setup: $(STAMP) $(NPM_STAMP)
+
+$(STAMP): pyproject.toml requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+$(NPM_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $(NPM_STAMP)
+
+demo: setup
+	$(PY) -m signal_engine demo --out out/demo
+
+test: setup
+	$(CDK_ENV) $(PY) -m pytest
+
+synth: setup
+	$(CDK_ENV) npx cdk synth --quiet --output cdk.out
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy signal_engine stacks app.py
+
+bench: setup
+	$(PY) benchmarks/bench_features.py
+
+clean:
+	rm -rf out cdk.out .pytest_cache .mypy_cache .ruff_cache

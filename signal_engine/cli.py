@@ -1,0 +1,115 @@
+"""The `signal-engine` command line (also `python -m signal_engine`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.table import Table
+
+from signal_engine import __version__
+from signal_engine.config import PROFILES, load_config
+from signal_engine.data.datasets import DATASETS, export_all
+from signal_engine.errors import SignalEngineError
+
+if TYPE_CHECKING:
+    from signal_engine.pipeline import BacktestOutput
+
+EXIT_BAD_INPUT = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="signal-engine", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    backtest = commands.add_parser("backtest", help="walk forward through price files; write signals, metrics, report")
+    backtest.add_argument("--prices", type=Path, action="append", required=True, metavar="FILE.csv",
+                          help="Yahoo-layout CSV: Date,Open,High,Low,Close[,Adj Close][,Volume]; repeat for more")
+    backtest.add_argument("--symbol", action="append", metavar="SYMBOL",
+                          help="symbol for each --prices file, in order (default: the file name)")
+    backtest.add_argument("--out", type=Path, required=True, metavar="DIR")
+    _add_run_options(backtest)
+
+    demo = commands.add_parser("demo", help="the whole local pipeline on real market data shipped with the project")
+    demo.add_argument("--out", type=Path, default=Path("out/demo"), metavar="DIR")
+    _add_run_options(demo)
+
+    datasets = commands.add_parser("datasets", help="export the real data sets shipped with the dependencies")
+    datasets.add_argument("--out", type=Path, default=Path("data"), metavar="DIR")
+    return parser
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="quick")
+    parser.add_argument("--config", type=Path, metavar="FILE", help="YAML or JSON overrides of the profile")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    console = Console(stderr=True)
+    try:
+        if args.command == "backtest":
+            return _backtest(args, console)
+        if args.command == "demo":
+            return _demo(args, console)
+        return _datasets(args, console)
+    except SignalEngineError as exc:
+        print(f"signal-engine: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("signal-engine: interrupted", file=sys.stderr)
+        return 130
+
+
+def _backtest(args: argparse.Namespace, console: Console) -> int:
+    from signal_engine.pipeline import run_backtest
+
+    config = load_config(args.profile, args.config)
+    started = time.perf_counter()
+    output = run_backtest(args.prices, args.out, config, symbols=args.symbol, console=console)
+    _print_summary(output, console, time.perf_counter() - started)
+    return 0
+
+
+def _demo(args: argparse.Namespace, console: Console) -> int:
+    from signal_engine.pipeline import run_backtest
+
+    config = load_config(args.profile, args.config)
+    paths = export_all(args.out / "data")
+    console.print(f"Real data: {', '.join(f'{d.symbol} ({d.description})' for d in DATASETS.values())}")
+    started = time.perf_counter()
+    output = run_backtest(paths, args.out, config, console=console)
+    _print_summary(output, console, time.perf_counter() - started)
+    return 0
+
+
+def _datasets(args: argparse.Namespace, console: Console) -> int:
+    for path in export_all(args.out):
+        symbol = path.stem
+        console.print(f"{path}  {DATASETS[symbol].description}  [dim]from {DATASETS[symbol].source}[/dim]")
+    return 0
+
+
+def _print_summary(output: BacktestOutput, console: Console, seconds: float) -> None:
+    per_symbol: dict[str, Any] = output.metrics["per_symbol"]
+    table = Table(title="Walk-forward, out of sample, net of costs")
+    for column in ("symbol", "MoE Sharpe", "B&H Sharpe", "MoE max DD", "B&H max DD", "trend acc",
+                   "majority acc", "QLIKE expert", "QLIKE GARCH"):
+        table.add_column(column, justify="right")
+    for symbol, m in per_symbol.items():
+        strategies, trend, vol = m["strategies"], m["trend"], m["volatility"]
+        table.add_row(
+            symbol,
+            f"{strategies['moe']['sharpe']:.2f}", f"{strategies['baseline_buy_and_hold']['sharpe']:.2f}",
+            f"{strategies['moe']['max_drawdown']:.1%}", f"{strategies['baseline_buy_and_hold']['max_drawdown']:.1%}",
+            f"{trend['trend_lightgbm']['accuracy']:.3f}", f"{trend['baseline_majority']['accuracy']:.3f}",
+            f"{vol['volatility_blend']['qlike']:.4f}", f"{vol['baseline_garch11']['qlike']:.4f}",
+        )
+    console.print(table)
+    console.print(f"Wrote {output.signals_path}, {output.metrics_path}, {output.report_path} in {seconds:.0f} s")

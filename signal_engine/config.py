@@ -1,0 +1,225 @@
+"""Run configuration: the `quick` and `full` profiles and the overrides a user's config file may give."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from signal_engine.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class WalkForwardConfig:
+    """The walk-forward schedule, in bars, anchored at the first bar of the data.
+
+    Experts are first fitted at bar ``initial_window``; their out-of-sample outputs over the next
+    ``validation_bars`` bars train the gate; the reported test span starts after that. Every
+    ``refit_every`` bars all models are refitted on everything known at that bar's close.
+    """
+
+    initial_window: int = 504
+    validation_bars: int = 252
+    refit_every: int = 126
+    min_test_bars: int = 252
+    embargo: int = 0
+
+    @property
+    def test_start(self) -> int:
+        return self.initial_window + self.validation_bars
+
+    @property
+    def min_rows(self) -> int:
+        return self.test_start + self.min_test_bars
+
+
+@dataclass(frozen=True)
+class LabelConfig:
+    """Trend labels: up/down when the H-bar log return exceeds ``threshold`` x sigma x sqrt(H)."""
+
+    horizon: int = 5
+    threshold: float = 0.5
+
+
+@dataclass(frozen=True)
+class TrendConfig:
+    """LightGBM trend classifier hyper-parameters."""
+
+    n_estimators: int = 100
+    learning_rate: float = 0.03
+    num_leaves: int = 7
+    min_child_samples: int = 100
+    subsample: float = 0.8
+    colsample_bytree: float = 0.8
+    reg_lambda: float = 1.0
+
+
+@dataclass(frozen=True)
+class LevelsConfig:
+    """Swing-point support/resistance: candidate look-backs and the swing confirmation width."""
+
+    windows: tuple[int, ...] = (20, 50, 100)
+    swing_width: int = 3
+
+
+@dataclass(frozen=True)
+class VolatilityConfig:
+    """GARCH(1,1) and EWMA volatility, blended by QLIKE on the training window."""
+
+    ewma_lambda: float = 0.94
+    blend_grid: int = 21
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """Softmax gate over the experts, trained on their out-of-sample outputs."""
+
+    l2: float = 1.0
+    entropy: float = 0.01
+    iterations: int = 200
+    learning_rate: float = 0.5
+    min_rows: int = 100
+    score_window: int = 250
+
+
+@dataclass(frozen=True)
+class TradingConfig:
+    """How a score becomes a position, and what trading costs.
+
+    A score above ``buy_threshold`` (below ``sell_threshold``) is a buy (sell); a position, once
+    entered, is held until the score crosses ``exit_level``.
+    """
+
+    buy_threshold: float = 0.1
+    sell_threshold: float = -0.1
+    exit_level: float = 0.0
+    allow_short: bool = True
+    target_vol_annual: float = 0.15
+    max_leverage: float = 1.0
+    cost_bps: float = 5.0
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a backtest depends on; the same config and input give byte-identical output."""
+
+    profile: str = "quick"
+    seed: int = 7
+    walk_forward: WalkForwardConfig = field(default_factory=WalkForwardConfig)
+    labels: LabelConfig = field(default_factory=LabelConfig)
+    trend: TrendConfig = field(default_factory=TrendConfig)
+    levels: LevelsConfig = field(default_factory=LevelsConfig)
+    volatility: VolatilityConfig = field(default_factory=VolatilityConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
+    trading: TradingConfig = field(default_factory=TradingConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+PROFILES: dict[str, RunConfig] = {
+    "quick": RunConfig(profile="quick"),
+    "full": RunConfig(
+        profile="full",
+        walk_forward=WalkForwardConfig(initial_window=756, validation_bars=252, refit_every=21),
+        trend=TrendConfig(n_estimators=300, learning_rate=0.02, num_leaves=7, min_child_samples=100),
+        gate=GateConfig(iterations=400),
+    ),
+}
+
+
+def load_config(profile: str = "quick", path: Path | None = None) -> RunConfig:
+    """The named profile, with the overrides of a YAML or JSON file applied on top."""
+    if profile not in PROFILES:
+        raise ConfigError(f"--profile: unknown profile '{profile}'; expected one of {', '.join(PROFILES)}")
+    config = PROFILES[profile]
+    if path is None:
+        return config
+    overrides = _read_mapping(path)
+    overrides.pop("profile", None)
+    return _apply(config, overrides, prefix="", source=str(path))
+
+
+def _read_mapping(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: config file is not UTF-8 text; expected YAML or JSON") from None
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot parse config ({exc.__class__.__name__}); expected YAML or JSON") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: config must be a mapping of sections, e.g. 'trading: {{cost_bps: 5}}'")
+    return data
+
+
+def _apply(obj: Any, overrides: dict[str, Any], *, prefix: str, source: str) -> Any:
+    known = {f.name: f for f in fields(obj)}
+    changes: dict[str, Any] = {}
+    for key, value in overrides.items():
+        name = f"{prefix}{key}"
+        if key not in known:
+            raise ConfigError(f"{source}: unknown setting '{name}'; expected one of {', '.join(known)}")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{source}: '{name}' must be a mapping of its settings")
+            changes[key] = _apply(current, value, prefix=f"{name}.", source=source)
+        else:
+            changes[key] = _coerce(value, current, name=name, source=source)
+    updated = replace(obj, **changes)
+    _validate(updated, prefix=prefix, source=source)
+    return updated
+
+
+def _coerce(value: Any, current: Any, *, name: str, source: str) -> Any:
+    expected = type(current)
+    if isinstance(current, bool):
+        if isinstance(value, bool):
+            return value
+    elif isinstance(current, int):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif isinstance(current, float):
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    elif isinstance(current, tuple):
+        if isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            return tuple(value)
+        raise ConfigError(f"{source}: '{name}' must be a list of whole numbers, got {value!r}")
+    elif isinstance(current, str) and isinstance(value, str):
+        return value
+    raise ConfigError(f"{source}: '{name}' must be a {expected.__name__}, got {value!r}")
+
+
+_POSITIVE_INTS = {
+    "initial_window", "validation_bars", "refit_every", "min_test_bars", "horizon", "n_estimators",
+    "num_leaves", "min_child_samples", "swing_width", "blend_grid", "iterations", "min_rows", "score_window",
+}
+_FRACTIONS = {"subsample", "colsample_bytree", "ewma_lambda"}
+
+
+def _validate(obj: Any, *, prefix: str, source: str) -> None:
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        name = f"{prefix}{f.name}"
+        if f.name in _POSITIVE_INTS and value < 1:
+            raise ConfigError(f"{source}: '{name}' must be at least 1, got {value}")
+        if f.name in _FRACTIONS and not 0 < value <= 1:
+            raise ConfigError(f"{source}: '{name}' must be in (0, 1], got {value}")
+        if f.name == "embargo" and value < 0:
+            raise ConfigError(f"{source}: '{name}' must be 0 or more, got {value}")
+    if isinstance(obj, TradingConfig) and not obj.sell_threshold <= obj.exit_level <= obj.buy_threshold:
+        raise ConfigError(f"{source}: expected '{prefix}sell_threshold' <= '{prefix}exit_level' <= "
+                          f"'{prefix}buy_threshold'")
+    if isinstance(obj, LevelsConfig) and (not obj.windows or min(obj.windows) <= 2 * obj.swing_width):
+        raise ConfigError(f"{source}: '{prefix}windows' must be non-empty and each above 2 x swing_width")

@@ -1,0 +1,86 @@
+"""Real market data that ships inside the project's dependencies, exported in the Yahoo CSV layout.
+
+No download happens at run time: ``arch`` ships daily S&P 500 and NASDAQ Composite bars (1999-2018,
+from Yahoo Finance) and ``backtesting`` ships daily Alphabet (GOOG, 2004-2013) and hourly EUR/USD
+(2017-2018) bars.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from signal_engine.errors import SignalEngineError
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A real price series and where it comes from."""
+
+    symbol: str
+    description: str
+    timeframe: str
+    source: str
+    load: Callable[[], pd.DataFrame]
+
+
+def _arch_sp500() -> pd.DataFrame:
+    from arch.data import sp500
+
+    return sp500.load()
+
+
+def _arch_nasdaq() -> pd.DataFrame:
+    from arch.data import nasdaq
+
+    return nasdaq.load()
+
+
+def _backtesting_goog() -> pd.DataFrame:
+    from backtesting.test import GOOG
+
+    return GOOG
+
+
+def _backtesting_eurusd() -> pd.DataFrame:
+    from backtesting.test import EURUSD
+
+    return EURUSD
+
+
+DATASETS: dict[str, Dataset] = {
+    d.symbol: d
+    for d in (
+        Dataset("SPX", "S&P 500 index, daily, 1999-2018", "1d", "arch.data.sp500 (Yahoo Finance ^GSPC)",
+                _arch_sp500),
+        Dataset("IXIC", "NASDAQ Composite index, daily, 1999-2018", "1d",
+                "arch.data.nasdaq (Yahoo Finance ^IXIC)", _arch_nasdaq),
+        Dataset("GOOG", "Alphabet Inc., daily, 2004-2013", "1d", "backtesting.test.GOOG", _backtesting_goog),
+        Dataset("EURUSD", "Euro / US dollar, hourly, 2017-2018", "1h", "backtesting.test.EURUSD",
+                _backtesting_eurusd),
+    )
+}
+
+
+def export_dataset(symbol: str, out_dir: Path) -> Path:
+    """Write one shipped series as ``out_dir/SYMBOL.csv`` in the Yahoo layout and return the path."""
+    if symbol not in DATASETS:
+        raise SignalEngineError(f"unknown dataset '{symbol}'; expected one of {', '.join(DATASETS)}")
+    frame = DATASETS[symbol].load()
+    frame = frame.rename(columns=str.title).rename(columns={"Adj close": "Adj Close"})
+    columns = [c for c in ("Open", "High", "Low", "Close", "Adj Close", "Volume") if c in frame.columns]
+    frame = frame[columns]
+    frame.index = pd.DatetimeIndex(frame.index).rename("Date")
+    intraday = bool((frame.index != frame.index.normalize()).any())
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{symbol}.csv"
+    frame.to_csv(path, date_format="%Y-%m-%d %H:%M:%S" if intraday else "%Y-%m-%d")
+    return path
+
+
+def export_all(out_dir: Path) -> list[Path]:
+    """Export every shipped series; returns the written paths in catalogue order."""
+    return [export_dataset(symbol, out_dir) for symbol in DATASETS]

@@ -1,0 +1,191 @@
+"""Load and validate price files in the Yahoo Finance export layout.
+
+`Date,Open,High,Low,Close[,Adj Close][,Volume]`, column names case-insensitive, Date with an optional
+time for intraday bars. Anything that cannot be used raises :class:`InputError` naming the file, the
+line or column, and what is expected.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from signal_engine.errors import InputError
+
+PRICE_COLUMNS = ("open", "high", "low", "close")
+DATE_ALIASES = ("date", "datetime", "timestamp")
+EXPECTED_LAYOUT = "Date,Open,High,Low,Close[,Adj Close][,Volume]"
+_MISSING_MARKERS = {"", "null", "nan", "na", "n/a", "none", "-"}
+_FIRST_DATA_LINE = 2
+
+
+@dataclass(frozen=True)
+class PriceSeries:
+    """One symbol's validated bars.
+
+    ``bars`` is indexed by a strictly increasing ``timestamp`` and holds float columns open, high,
+    low, close and, when the file has it, volume. Prices are adjusted by Adj Close / Close when the
+    file carries Adj Close, so returns include dividends and splits.
+    """
+
+    symbol: str
+    source: str
+    bars: pd.DataFrame
+
+    @property
+    def has_volume(self) -> bool:
+        return "volume" in self.bars.columns
+
+    @property
+    def intraday(self) -> bool:
+        index = pd.DatetimeIndex(self.bars.index)
+        return bool((index != index.normalize()).any())
+
+    def __len__(self) -> int:
+        return len(self.bars)
+
+
+def load_prices(path: str | Path, symbol: str | None = None) -> PriceSeries:
+    """Read, validate and adjust one price file; ``symbol`` defaults to the file name."""
+    path = Path(path)
+    source = str(path)
+    raw = _read_table(path, source)
+    columns = _map_columns(raw, source)
+    dates = _parse_dates(raw[columns["date"]], source, columns["date"])
+    values = {
+        name: _parse_numbers(raw[columns[name]], source, columns[name])
+        for name in (*PRICE_COLUMNS, "adj close", "volume")
+        if name in columns
+    }
+    _check_prices(values, source, columns)
+    _check_increasing(dates, source, columns["date"])
+    bars = _assemble(dates, values)
+    return PriceSeries(symbol=(symbol or path.stem).upper(), source=source, bars=bars)
+
+
+def _read_table(path: Path, source: str) -> pd.DataFrame:
+    try:
+        head = path.read_bytes()[:65536]
+    except FileNotFoundError:
+        raise InputError(source, "file not found; expected a CSV file in the layout " + EXPECTED_LAYOUT) from None
+    except IsADirectoryError:
+        raise InputError(source, "is a directory; expected a CSV file") from None
+    if b"\x00" in head or not _is_utf8(head):
+        raise InputError(source, "is a binary file, not CSV text; expected the layout " + EXPECTED_LAYOUT)
+    if not head.strip():
+        raise InputError(source, "is empty; expected a header line " + EXPECTED_LAYOUT + " and one line per bar")
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except pd.errors.ParserError as exc:
+        raise InputError(source, f"is not valid CSV ({exc}); expected the layout {EXPECTED_LAYOUT}") from None
+    except UnicodeDecodeError:
+        raise InputError(source, "is a binary file, not CSV text; expected the layout " + EXPECTED_LAYOUT) from None
+    if table.empty:
+        raise InputError(source, "has a header but no bars; expected one line per bar after the header")
+    return table
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc.start >= len(data) - 3
+    return True
+
+
+def _map_columns(table: pd.DataFrame, source: str) -> dict[str, str]:
+    by_lower = {str(c).strip().lower().replace("_", " "): str(c) for c in table.columns}
+    columns: dict[str, str] = {}
+    date_column = next((by_lower[a] for a in DATE_ALIASES if a in by_lower), None)
+    if date_column is None:
+        raise InputError(source, f"missing the date column; expected 'Date' first, as in {EXPECTED_LAYOUT}",
+                         column="Date")
+    columns["date"] = date_column
+    for name in (*PRICE_COLUMNS, "adj close", "volume"):
+        if name in by_lower:
+            columns[name] = by_lower[name]
+        elif name in PRICE_COLUMNS:
+            raise InputError(source, f"missing column; expected the layout {EXPECTED_LAYOUT}",
+                             column=name.title())
+    return columns
+
+
+def _line(position: int) -> int:
+    return position + _FIRST_DATA_LINE
+
+
+def _first_missing(cells: pd.Series) -> int | None:
+    missing = cells.str.strip().str.lower().isin(_MISSING_MARKERS).to_numpy()
+    return int(np.argmax(missing)) if missing.any() else None
+
+
+def _parse_dates(cells: pd.Series, source: str, column: str) -> pd.DatetimeIndex:
+    empty = _first_missing(cells)
+    if empty is not None:
+        raise InputError(source, "is empty; every bar needs a date", line=_line(empty), column=column)
+    has_offset = bool(cells.str.contains(r"(?:[+-]\d\d:?\d\d|Z)$", regex=True).any())
+    parsed = pd.to_datetime(cells, format="ISO8601", errors="coerce", utc=has_offset)
+    bad = parsed.isna().to_numpy()
+    if bad.any():
+        first = int(np.argmax(bad))
+        raise InputError(source, f"'{cells.iloc[first]}' is not a date; expected YYYY-MM-DD or "
+                         "YYYY-MM-DD HH:MM:SS", line=_line(first), column=column)
+    index = pd.DatetimeIndex(parsed)
+    if has_offset:
+        index = index.tz_convert(None)
+    return index.rename("timestamp")
+
+
+def _parse_numbers(cells: pd.Series, source: str, column: str) -> np.ndarray:
+    empty = _first_missing(cells)
+    if empty is not None:
+        raise InputError(source, f"is empty ('{cells.iloc[empty]}'); every bar needs a number here",
+                         line=_line(empty), column=column)
+    numbers = pd.to_numeric(cells, errors="coerce").to_numpy(dtype=float)
+    bad = ~np.isfinite(numbers)
+    if bad.any():
+        first = int(np.argmax(bad))
+        raise InputError(source, f"'{cells.iloc[first]}' is not a finite number", line=_line(first),
+                         column=column)
+    return numbers
+
+
+def _check_prices(values: dict[str, np.ndarray], source: str, columns: dict[str, str]) -> None:
+    for name in (*PRICE_COLUMNS, "adj close"):
+        if name not in values:
+            continue
+        non_positive = values[name] <= 0
+        if non_positive.any():
+            first = int(np.argmax(non_positive))
+            raise InputError(source, f"price {values[name][first]:g} is not positive; prices must be > 0",
+                             line=_line(first), column=columns[name])
+    if "volume" in values and (values["volume"] < 0).any():
+        first = int(np.argmax(values["volume"] < 0))
+        raise InputError(source, f"volume {values['volume'][first]:g} is negative; volume must be >= 0",
+                         line=_line(first), column=columns["volume"])
+    inverted = values["high"] < values["low"]
+    if inverted.any():
+        first = int(np.argmax(inverted))
+        raise InputError(source, f"High {values['high'][first]:g} is below Low {values['low'][first]:g}; "
+                         "expected High >= Low", line=_line(first), column=columns["high"])
+
+
+def _check_increasing(dates: pd.DatetimeIndex, source: str, column: str) -> None:
+    steps = np.diff(dates.asi8)
+    not_increasing = steps <= 0
+    if not_increasing.any():
+        first = int(np.argmax(not_increasing)) + 1
+        raise InputError(source, f"{dates[first]} is not after the previous bar's {dates[first - 1]}; "
+                         "dates must be strictly increasing (sort the file, drop repeated bars)",
+                         line=_line(first), column=column)
+
+
+def _assemble(dates: pd.DatetimeIndex, values: dict[str, np.ndarray]) -> pd.DataFrame:
+    adjustment = values["adj close"] / values["close"] if "adj close" in values else 1.0
+    bars = pd.DataFrame({name: values[name] * adjustment for name in PRICE_COLUMNS}, index=dates)
+    if "volume" in values:
+        bars["volume"] = values["volume"]
+    return bars

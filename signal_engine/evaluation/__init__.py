@@ -1,0 +1,1 @@
+"""Walk-forward evaluation: the schedule, the per-symbol backtest, baselines and metrics."""

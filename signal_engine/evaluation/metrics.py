@@ -1,0 +1,103 @@
+"""Metrics for every kind of output: trend classes, volatility forecasts, levels, and strategies."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, log_loss
+
+from signal_engine.experts.volatility import qlike
+
+TREND_LABELS = [0, 1, 2]
+
+
+def trend_metrics(y_true: np.ndarray, proba: np.ndarray) -> dict[str, float]:
+    """Accuracy, balanced accuracy and log loss of class probabilities (down, neutral, up)."""
+    predicted = np.argmax(proba, axis=1)
+    clipped = np.clip(proba, 1e-12, 1.0)
+    clipped = clipped / clipped.sum(axis=1, keepdims=True)
+    return {
+        "accuracy": float(accuracy_score(y_true, predicted)),
+        "balanced_accuracy": float(balanced_accuracy_score(y_true, predicted)),
+        "log_loss": float(log_loss(y_true, clipped, labels=TREND_LABELS)),
+        "rows": len(y_true),
+    }
+
+
+def volatility_metrics(forecast_variance: np.ndarray, realised_squared: np.ndarray) -> dict[str, float]:
+    """QLIKE ``mean(log f + y / f)`` and MSE of variance forecasts against squared next-bar returns."""
+    ok = np.isfinite(forecast_variance) & np.isfinite(realised_squared)
+    return {
+        "qlike": qlike(forecast_variance[ok], realised_squared[ok]),
+        "mse": float(np.mean((forecast_variance[ok] - realised_squared[ok]) ** 2)),
+        "rows": int(ok.sum()),
+    }
+
+
+def levels_metrics(
+    levels: np.ndarray,
+    close: np.ndarray,
+    future_low: np.ndarray,
+    future_high: np.ndarray,
+    close_at_horizon: np.ndarray,
+) -> dict[str, float]:
+    """How well support/resistance describe the next H bars.
+
+    ``*_error``: mean |level - future extreme| / close. ``*_touch_rate``: share of bars whose next H
+    bars reach the level. ``*_hold_rate``: among touches, share where the close H bars later is
+    still on the right side of the level (price respected it).
+    """
+    support, resistance = levels[:, 0], levels[:, 1]
+    ok = np.isfinite(future_low) & np.isfinite(future_high) & np.isfinite(close_at_horizon)
+    support, resistance, close = support[ok], resistance[ok], close[ok]
+    low, high, later = future_low[ok], future_high[ok], close_at_horizon[ok]
+    touched_support = low <= support
+    touched_resistance = high >= resistance
+    return {
+        "support_error": float(np.mean(np.abs(support - low) / close)),
+        "resistance_error": float(np.mean(np.abs(resistance - high) / close)),
+        "support_touch_rate": float(np.mean(touched_support)),
+        "resistance_touch_rate": float(np.mean(touched_resistance)),
+        "support_hold_rate": _share(later[touched_support] >= support[touched_support]),
+        "resistance_hold_rate": _share(later[touched_resistance] <= resistance[touched_resistance]),
+        "rows": int(ok.sum()),
+    }
+
+
+def _share(flags: np.ndarray) -> float:
+    return float(np.mean(flags)) if len(flags) else float("nan")
+
+
+def strategy_returns(position: np.ndarray, next_return: np.ndarray, cost_bps: float) -> np.ndarray:
+    """Net simple return per bar: position held over the next bar, less costs on every change.
+
+    ``position[t]`` is held from bar t's close to bar t+1's close and earns ``next_return[t]``;
+    changing it costs ``cost_bps`` basis points of the traded exposure. The first bar trades from flat.
+    """
+    traded = np.abs(np.diff(position, prepend=0.0))
+    return position * next_return - traded * cost_bps / 1e4
+
+
+def strategy_metrics(position: np.ndarray, net: np.ndarray, periods_per_year: float) -> dict[str, float]:
+    """Annualised Sharpe, CAGR, max drawdown, annual turnover and trade count of a net return series."""
+    equity = np.cumprod(1.0 + net)
+    years = len(net) / periods_per_year
+    std = float(np.std(net, ddof=1)) if len(net) > 1 else 0.0
+    sharpe = float(np.mean(net) / std * np.sqrt(periods_per_year)) if std > 0 else 0.0
+    peak = np.maximum.accumulate(np.concatenate(([1.0], equity)))[1:]
+    traded = np.abs(np.diff(position, prepend=0.0))
+    direction = np.sign(position)
+    return {
+        "sharpe": sharpe,
+        "cagr": float(equity[-1] ** (1.0 / years) - 1.0) if years > 0 and equity[-1] > 0 else -1.0,
+        "max_drawdown": float(np.min(equity / peak - 1.0)),
+        "turnover": float(traded.sum() / years) if years > 0 else 0.0,
+        "trades": int(np.count_nonzero(np.diff(direction, prepend=0.0))),
+        "total_return": float(equity[-1] - 1.0),
+        "exposure": float(np.mean(np.abs(position))),
+    }
+
+
+def periods_per_year(timestamps: np.ndarray) -> float:
+    """Bars per calendar year implied by a span of timestamps (datetime64)."""
+    span_days = (timestamps[-1] - timestamps[0]) / np.timedelta64(1, "D")
+    return float((len(timestamps) - 1) / (span_days / 365.25)) if span_days > 0 else 252.0

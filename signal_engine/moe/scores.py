@@ -1,0 +1,36 @@
+"""Normalisation of each expert's output to a score in [-1, 1] (seed 000, "Normalization").
+
+Positive scores argue for buying, negative ones for selling.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def trend_score(p_up: np.ndarray, p_down: np.ndarray) -> np.ndarray:
+    """``P(up) - P(down)``: +1 for a certain up move, -1 for a certain down move."""
+    return np.asarray(p_up - p_down, dtype=float)
+
+
+def levels_score(close: np.ndarray, support: np.ndarray, resistance: np.ndarray) -> np.ndarray:
+    """+1 at support, -1 at resistance, linear in between (0 when the band is empty)."""
+    width = resistance - support
+    with np.errstate(invalid="ignore", divide="ignore"):
+        position = np.where(width > 0, (close - support) / width, 0.5)
+    return np.clip(1.0 - 2.0 * position, -1.0, 1.0)
+
+
+def volatility_score(vol_forecast: np.ndarray, window: int, min_periods: int = 20) -> np.ndarray:
+    """``-tanh(z)`` of the log volatility forecast against its own trailing ``window`` forecasts.
+
+    High forecast volatility gives a negative score (seed 000: "volatility: negative if high"). The
+    z-score at t uses forecasts up to t only; before ``min_periods`` forecasts exist the score is 0.
+    """
+    log_vol = pd.Series(np.log(vol_forecast))
+    rolling = log_vol.rolling(window, min_periods=min_periods)
+    mean, std = rolling.mean().to_numpy(), rolling.std(ddof=0).to_numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = np.where(std > 0, (log_vol.to_numpy() - mean) / std, 0.0)
+    return np.nan_to_num(-np.tanh(z), nan=0.0)

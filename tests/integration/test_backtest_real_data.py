@@ -1,0 +1,120 @@
+"""The walk-forward backtest on real prices: contracts of DESIGN.md, determinism, no look-ahead."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from signal_engine.config import load_config
+from signal_engine.evaluation.backtest import SIGNAL_COLUMNS
+from signal_engine.pipeline import BacktestOutput, run_backtest
+
+pytestmark = pytest.mark.slow
+
+SMALL = """walk_forward:
+  initial_window: 300
+  validation_bars: 150
+  refit_every: 60
+  min_test_bars: 100
+trend:
+  n_estimators: 40
+"""
+TRUNCATE_AT = 1500
+
+
+@pytest.fixture(scope="module")
+def small_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("config") / "small.yaml"
+    path.write_text(SMALL)
+    return path
+
+
+@pytest.fixture(scope="module")
+def goog_run(goog_csv: Path, small_config: Path, tmp_path_factory: pytest.TempPathFactory) -> BacktestOutput:
+    out = tmp_path_factory.mktemp("goog")
+    return run_backtest([goog_csv], out, load_config("quick", small_config))
+
+
+def test_signals_csv_follows_the_contract(goog_run: BacktestOutput) -> None:
+    signals = pd.read_csv(goog_run.signals_path)
+    assert tuple(signals.columns) == SIGNAL_COLUMNS
+    assert len(signals) == 2148 - 450
+    assert set(signals["signal"]) <= {"buy", "sell", "hold"}
+    assert signals["score"].between(-1, 1).all()
+    assert signals["confidence"].between(0, 1).all()
+    assert signals["position"].between(-1, 1).all()
+    np.testing.assert_allclose(signals[["p_up", "p_down", "p_neutral"]].sum(axis=1), 1.0, atol=1e-8)
+    np.testing.assert_allclose(signals.filter(like="gate_").sum(axis=1), 1.0, atol=1e-8)
+    assert (signals["support"] <= signals["resistance"]).all()
+    assert (signals["vol_forecast"] > 0).all()
+    assert pd.to_datetime(signals["timestamp"]).is_monotonic_increasing
+
+
+def test_metrics_json_follows_the_contract(goog_run: BacktestOutput) -> None:
+    metrics = json.loads(goog_run.metrics_path.read_text())
+    assert metrics["schema_version"] == 1
+    assert metrics["evaluation"]["scheme"] == "walk_forward"
+    assert metrics["evaluation"]["cost_bps"] == 5.0
+    assert {"accuracy", "balanced_accuracy", "log_loss"} <= set(metrics["trend"]["trend_lightgbm"])
+    assert {"baseline_majority"} <= set(metrics["trend"])
+    assert {"volatility_blend", "baseline_garch11", "baseline_ewma"} == set(metrics["volatility"])
+    assert {"qlike", "mse"} <= set(metrics["volatility"]["baseline_garch11"])
+    assert {"levels_swing", "baseline_pivot"} == set(metrics["levels"])
+    strategies = metrics["strategies"]
+    assert {"moe", "expert_trend", "baseline_buy_and_hold", "baseline_sma_crossover"} <= set(strategies)
+    assert {"sharpe", "cagr", "max_drawdown", "turnover", "trades"} <= set(strategies["moe"])
+    assert strategies["baseline_buy_and_hold"]["trades"] == 1
+
+
+def test_report_has_the_figures_and_tables(goog_run: BacktestOutput) -> None:
+    report = goog_run.report_path.read_text()
+    assert report.count("data:image/png;base64,") == 4
+    for name in ("moe", "baseline_buy_and_hold", "baseline_garch11", "trend_lightgbm", "levels_swing"):
+        assert name in report
+
+
+def test_same_input_gives_byte_identical_signals_through_the_cli(
+    goog_run: BacktestOutput, goog_csv: Path, small_config: Path, tmp_path: Path
+) -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "signal_engine", "backtest", "--prices", str(goog_csv), "--out", str(tmp_path),
+         "--config", str(small_config)],
+        capture_output=True, text=True, check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert (tmp_path / "signals.csv").read_bytes() == goog_run.signals_path.read_bytes()
+
+
+def test_truncating_the_data_after_t_changes_no_row_at_or_before_t(
+    goog_run: BacktestOutput, goog_csv: Path, small_config: Path, tmp_path: Path
+) -> None:
+    lines = goog_csv.read_text().splitlines(keepends=True)
+    truncated = tmp_path / "GOOG.csv"
+    truncated.write_text("".join(lines[: TRUNCATE_AT + 1]))
+    short = run_backtest([truncated], tmp_path / "out", load_config("quick", small_config))
+    full_rows = goog_run.signals_path.read_text().splitlines()
+    short_rows = short.signals_path.read_text().splitlines()
+    assert len(short_rows) == TRUNCATE_AT - 450 + 1
+    assert short_rows == full_rows[: len(short_rows)]
+
+
+def test_demo_runs_every_shipped_series_end_to_end(tmp_path: Path) -> None:
+    config = tmp_path / "few-refits.yaml"
+    config.write_text(SMALL.replace("refit_every: 60", "refit_every: 500"))
+    completed = subprocess.run(
+        [sys.executable, "-m", "signal_engine", "demo", "--out", str(tmp_path), "--config", str(config)],
+        capture_output=True, text=True, check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    signals = pd.read_csv(tmp_path / "signals.csv")
+    assert list(dict.fromkeys(signals["symbol"])) == ["SPX", "IXIC", "GOOG", "EURUSD"]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(metrics["per_symbol"]) == {"SPX", "IXIC", "GOOG", "EURUSD"}
+    assert metrics["evaluation"]["summary"] == "mean over 4 symbols"
+    assert "Walk-forward, out of sample" in completed.stderr

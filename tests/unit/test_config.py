@@ -1,0 +1,47 @@
+"""Profiles and the overrides a config file may give; mistakes name the setting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from signal_engine.config import PROFILES, load_config
+from signal_engine.errors import ConfigError
+
+
+def test_profiles_exist_and_full_refits_more_often() -> None:
+    assert PROFILES["full"].walk_forward.refit_every < PROFILES["quick"].walk_forward.refit_every
+
+
+def test_yaml_overrides_apply_on_top_of_the_profile(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("trading:\n  cost_bps: 2\nwalk_forward:\n  refit_every: 21\nlevels:\n  windows: [10, 30]\n")
+    config = load_config("quick", path)
+    assert config.trading.cost_bps == 2.0
+    assert config.walk_forward.refit_every == 21
+    assert config.levels.windows == (10, 30)
+    assert config.walk_forward.initial_window == PROFILES["quick"].walk_forward.initial_window
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("trading:\n  cost_bsp: 2\n", "unknown setting 'trading.cost_bsp'"),
+        ("trading:\n  cost_bps: cheap\n", "'trading.cost_bps' must be a float"),
+        ("walk_forward:\n  refit_every: 0\n", "'walk_forward.refit_every' must be at least 1"),
+        ("trading:\n  buy_threshold: -0.5\n", "expected 'trading.sell_threshold' <= 'trading.exit_level'"),
+        ("- a\n- b\n", "config must be a mapping"),
+        ("trading: [1\n", "cannot parse config"),
+    ],
+)
+def test_bad_config_names_the_setting(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
+        load_config("quick", path)
+
+
+def test_unknown_profile_is_rejected() -> None:
+    with pytest.raises(ConfigError, match="unknown profile 'fast'"):
+        load_config("fast")

@@ -1,0 +1,143 @@
+"""The price-file loader: good files load, each kind of bad file fails with one clear line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from signal_engine.data import load_prices
+from signal_engine.errors import InputError
+
+GOOD = """Date,Open,High,Low,Close,Adj Close,Volume
+2024-01-02,10.0,11.0,9.5,10.5,5.25,1000
+2024-01-03,10.5,11.5,10.0,11.0,5.5,1200
+2024-01-04,11.0,11.2,10.4,10.8,5.4,900
+"""
+
+
+def write(tmp_path: Path, text: str | bytes, name: str = "ACME.csv") -> Path:
+    path = tmp_path / name
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
+    return path
+
+
+def test_good_file_loads_adjusted_bars_and_takes_symbol_from_name(tmp_path: Path) -> None:
+    series = load_prices(write(tmp_path, GOOD, "acme.csv"))
+    assert series.symbol == "ACME"
+    assert list(series.bars.columns) == ["open", "high", "low", "close", "volume"]
+    np.testing.assert_allclose(series.bars["close"], [5.25, 5.5, 5.4])
+    np.testing.assert_allclose(series.bars["high"], [5.5, 5.75, 5.6])
+    assert not series.intraday
+
+
+def test_column_names_are_case_insensitive_and_volume_optional(tmp_path: Path) -> None:
+    text = "date,OPEN,high,LOW,close\n2024-01-02,1,2,0.5,1.5\n2024-01-03,1.5,2,1,1.8\n"
+    series = load_prices(write(tmp_path, text), symbol="xyz")
+    assert series.symbol == "XYZ"
+    assert not series.has_volume
+
+
+def test_intraday_timestamps_are_kept(tmp_path: Path) -> None:
+    text = "Datetime,Open,High,Low,Close\n2024-01-02 09:30:00,1,2,0.5,1.5\n2024-01-02 10:30:00,1.5,2,1,1.8\n"
+    series = load_prices(write(tmp_path, text))
+    assert series.intraday
+    assert str(series.bars.index[1]) == "2024-01-02 10:30:00"
+
+
+def test_real_shipped_files_load(goog_csv: Path, eurusd_csv: Path) -> None:
+    assert len(load_prices(goog_csv)) == 2148
+    assert load_prices(eurusd_csv).intraday
+
+
+BAD_INPUTS = {
+    "missing column": ("Date,Open,Low,Close\n2024-01-02,1,0.5,1.5\n", "column 'High': missing column"),
+    "non-increasing dates": (
+        "Date,Open,High,Low,Close\n2024-01-03,1,2,0.5,1.5\n2024-01-02,1,2,0.5,1.5\n",
+        "line 3: column 'Date': 2024-01-02 00:00:00 is not after the previous bar's",
+    ),
+    "repeated date": (
+        "Date,Open,High,Low,Close\n2024-01-02,1,2,0.5,1.5\n2024-01-02,1,2,0.5,1.5\n",
+        "line 3: column 'Date'",
+    ),
+    "unparsable date": (
+        "Date,Open,High,Low,Close\n2024-01-02,1,2,0.5,1.5\n2024-13-45,1,2,0.5,1.5\n",
+        "line 3: column 'Date': '2024-13-45' is not a date",
+    ),
+    "non-positive price": (
+        "Date,Open,High,Low,Close\n2024-01-02,1,2,0.5,1.5\n2024-01-03,1,2,0.5,-1.5\n",
+        "line 3: column 'Close': price -1.5 is not positive",
+    ),
+    "empty cell": (
+        "Date,Open,High,Low,Close\n2024-01-02,1,2,0.5,1.5\n2024-01-03,1,,0.5,1.5\n",
+        "line 3: column 'High': is empty",
+    ),
+    "NaN price": (
+        "Date,Open,High,Low,Close\n2024-01-02,1,2,0.5,NaN\n",
+        "line 2: column 'Close': is empty ('NaN')",
+    ),
+    "not a number": (
+        "Date,Open,High,Low,Close\n2024-01-02,1,2,0.5,abc\n",
+        "line 2: column 'Close': 'abc' is not a finite number",
+    ),
+    "high below low": (
+        "Date,Open,High,Low,Close\n2024-01-02,1,2,0.5,1.5\n2024-01-03,1,0.4,0.5,0.45\n",
+        "line 3: column 'High': High 0.4 is below Low 0.5",
+    ),
+    "empty file": ("", "is empty; expected a header line"),
+    "header only": ("Date,Open,High,Low,Close\n", "has a header but no bars"),
+    "binary file": (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00", "is a binary file, not CSV text"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_INPUTS))
+def test_bad_input_names_file_place_and_expectation(tmp_path: Path, kind: str) -> None:
+    text, expected = BAD_INPUTS[kind]
+    path = write(tmp_path, text)
+    with pytest.raises(InputError) as caught:
+        load_prices(path)
+    message = str(caught.value)
+    assert message.startswith(str(path))
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="file not found"):
+        load_prices(tmp_path / "nope.csv")
+
+
+@pytest.mark.parametrize("kind", ["empty cell", "binary file", "high below low"])
+def test_cli_prints_one_line_and_exits_non_zero_without_traceback(tmp_path: Path, kind: str) -> None:
+    path = write(tmp_path, BAD_INPUTS[kind][0])
+    completed = subprocess.run(
+        [sys.executable, "-m", "signal_engine", "backtest", "--prices", str(path), "--out", str(tmp_path / "o")],
+        capture_output=True, text=True, check=False,
+    )
+    assert completed.returncode == 2
+    lines = completed.stderr.strip().splitlines()
+    assert len(lines) == 1, completed.stderr
+    assert lines[0].startswith(f"signal-engine: error: {path}")
+    assert "Traceback" not in completed.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_too_few_rows_for_the_profile_fails_before_any_work(tmp_path: Path, goog_csv: Path) -> None:
+    short = tmp_path / "SHORT.csv"
+    short.write_text("".join(goog_csv.read_text().splitlines(keepends=True)[:301]))
+    completed = subprocess.run(
+        [sys.executable, "-m", "signal_engine", "backtest", "--prices", str(short), "--out", str(tmp_path / "o"),
+         "--profile", "quick"],
+        capture_output=True, text=True, check=False,
+    )
+    assert completed.returncode == 2
+    assert completed.stderr.strip() == (
+        f"signal-engine: error: {short}: has 300 bars; profile 'quick' needs at least 1008 (initial window 504 "
+        "+ validation 252 + test 252); use a longer file or smaller walk_forward settings in --config"
+    )
