@@ -1,0 +1,1 @@
+"""CDK stacks of signal-engine; see stacks/README.md."""

@@ -1,0 +1,105 @@
+"""cdk-nag AwsSolutions: no unacknowledged errors or warnings, and every acknowledgment sits on its resource.
+
+cdk-nag 3 is a CDK policy-validation plugin (`Validations.of(app).add_plugins(...)`), not an Aspect, and it
+reports violations instead of annotations; `validate_scope` gives the same report for one stack.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from aws_cdk import App, Stack, Stage, Validations
+from aws_cdk import aws_s3 as s3
+from cdk_nag import AwsSolutionsChecks
+from constructs import IConstruct
+
+from app import build_app
+
+if TYPE_CHECKING:
+    from tests.infra.conftest import SynthesizedApp
+
+pytestmark = pytest.mark.infra
+
+STACKS = [f"{stage}/{stack}" for stage in ("dev", "prod") for stack in ("network", "storage", "monitoring")]
+
+
+def stack_of(synthesized_app: SynthesizedApp, name: str) -> Stack:
+    """Look up "dev/storage" and the like."""
+    stage, attribute = name.split("/")
+    stack = getattr(synthesized_app.stages[stage], attribute)
+    assert isinstance(stack, Stack)
+    return stack
+
+
+def findings(stack: Stack, severity: str) -> list[str]:
+    """Unacknowledged AwsSolutions findings of one severity, as readable lines."""
+    report = AwsSolutionsChecks(verbose=True).validate_scope(stack)
+    return [
+        f"{violation.rule_name} at {resource.construct_path}: {violation.description}"
+        for violation in report.violations
+        if violation.severity == severity
+        for resource in violation.violating_resources
+    ]
+
+
+@pytest.mark.parametrize("name", STACKS)
+def test_no_unacknowledged_errors(synthesized_app: SynthesizedApp, name: str) -> None:
+    assert findings(stack_of(synthesized_app, name), "error") == []
+
+
+@pytest.mark.parametrize("name", STACKS)
+def test_no_unacknowledged_warnings(synthesized_app: SynthesizedApp, name: str) -> None:
+    assert findings(stack_of(synthesized_app, name), "warning") == []
+
+
+def acknowledgments(root: IConstruct) -> list[tuple[IConstruct, str, str]]:
+    """Every (construct, rule id, reason) that the project recorded with Validations.of(...).acknowledge."""
+    found = []
+    for construct in root.node.find_all():
+        for entry in construct.node.metadata:
+            if entry.type == Validations.ACKNOWLEDGED_RULES_METADATA_KEY:
+                data: dict[str, Any] = entry.data
+                # CDK records its own acknowledgments too ("CloudFormation-Validate::W3010"); ours carry the
+                # default "Annotation::" namespace.
+                found.extend(
+                    (construct, rule.removeprefix("Annotation::"), reason)
+                    for rule, reason in data.items()
+                    if rule.startswith("Annotation::")
+                )
+    return found
+
+
+def test_acknowledgments_sit_on_resources_with_specific_reasons(synthesized_app: SynthesizedApp) -> None:
+    found = acknowledgments(synthesized_app.app)
+    assert found, "expected the documented acknowledgments (access-log bucket, database ports, ...)"
+    for construct, rule, reason in found:
+        assert rule.startswith("AwsSolutions-"), rule
+        assert not isinstance(construct, Stack | Stage | App), (
+            f"{rule} acknowledged on all of {construct.node.path}"
+        )
+        assert len(reason) >= 60, f"{rule} on {construct.node.path}: reason too thin: {reason!r}"
+
+
+def test_no_blanket_wildcard_acknowledgment(synthesized_app: SynthesizedApp) -> None:
+    for construct, rule, _ in acknowledgments(synthesized_app.app):
+        if rule.startswith("AwsSolutions-IAM5"):
+            # Each wildcard finding is acknowledged by name, and only on CDK's LogRetention function.
+            assert rule == "AwsSolutions-IAM5[Resource::*]"
+            assert construct.node.id.startswith("LogRetention")
+
+
+def test_checks_are_not_vacuous() -> None:
+    stack = Stack(App(), "Bare")
+    s3.Bucket(stack, "PlainBucket")
+    rules = {violation.rule_name for violation in AwsSolutionsChecks().validate_scope(stack).violations}
+    assert {"AwsSolutions-S1", "AwsSolutions-S10"} <= rules
+
+
+def test_app_synthesizes_with_the_nag_plugin(tmp_path: Path, cdk_context: dict[str, Any]) -> None:
+    """The real app with the plugin registered: any unacknowledged finding would raise ValidationFailed."""
+    app = build_app(outdir=str(tmp_path), context=cdk_context, nag=True)
+    assembly = app.synth()
+    assert {stage.config.name for stage in app.node.children if hasattr(stage, "config")} == {"dev", "prod"}
+    assert len(assembly.nested_assemblies) == 2
