@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import time
 from collections.abc import Sequence
@@ -13,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from signal_engine import __version__
+from signal_engine.commands import COMMAND_MODULES
 from signal_engine.config import PROFILES, load_config
 from signal_engine.data.datasets import DATASETS, export_all
 from signal_engine.errors import SignalEngineError
@@ -42,6 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     datasets = commands.add_parser("datasets", help="export the real data sets shipped with the dependencies")
     datasets.add_argument("--out", type=Path, default=Path("data"), metavar="DIR")
+
+    backtest.set_defaults(handler=_backtest)
+    demo.set_defaults(handler=_demo)
+    datasets.set_defaults(handler=_datasets)
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(commands)
     return parser
 
 
@@ -54,11 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console = Console(stderr=True)
     try:
-        if args.command == "backtest":
-            return _backtest(args, console)
-        if args.command == "demo":
-            return _demo(args, console)
-        return _datasets(args, console)
+        return int(args.handler(args, console))
     except SignalEngineError as exc:
         print(f"signal-engine: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

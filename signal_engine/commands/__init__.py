@@ -1,0 +1,8 @@
+"""Sub-commands beyond backtest/demo/datasets, one module each.
+
+Each module listed in ``COMMAND_MODULES`` exposes ``register(subparsers)``, which adds its parser and
+sets ``handler=function(args, console) -> int`` with ``set_defaults``. Handlers import heavy modules
+lazily so ``signal-engine --help`` stays fast.
+"""
+
+COMMAND_MODULES: tuple[str, ...] = ()
