@@ -51,9 +51,9 @@ def top_k(weights: np.ndarray, k: int) -> np.ndarray:
     if k >= weights.shape[1]:
         return weights
     order = np.argsort(-weights, axis=1, kind="stable")[:, :k]
-    mask = np.zeros_like(weights, dtype=bool)
-    np.put_along_axis(mask, order, True, axis=1)
-    kept = np.where(mask, weights, 0.0)
+    rows = np.arange(len(weights))[:, None]
+    kept = np.zeros_like(weights)
+    kept[rows, order] = weights[rows, order]
     return kept / kept.sum(axis=1, keepdims=True)
 
 
