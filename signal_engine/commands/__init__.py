@@ -5,4 +5,4 @@ sets ``handler=function(args, console) -> int`` with ``set_defaults``. Handlers 
 lazily so ``signal-engine --help`` stays fast.
 """
 
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("signal_engine.commands.data",)

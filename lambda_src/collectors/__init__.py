@@ -1,0 +1,1 @@
+"""Collector Lambdas: one handler module per source and kind, sharing ``runtime``."""

@@ -1,0 +1,5 @@
+"""Lambda: Nasdaq news headlines, for the window its EventBridge event names."""
+
+from .runtime import make_handler
+
+handler = make_handler("nasdaq", "news")

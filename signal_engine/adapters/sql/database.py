@@ -1,0 +1,37 @@
+"""One migrated SQL database and the stores on it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from signal_engine.adapters.sql.documents import SqlDocumentStore
+from signal_engine.adapters.sql.engine import create_store_engine
+from signal_engine.adapters.sql.ledger import SqlLedger
+from signal_engine.adapters.sql.market import SqlMarketDataStore
+from signal_engine.adapters.sql.migrations import migrate
+from signal_engine.adapters.sql.prices import SqlPriceStore
+
+
+@dataclass(frozen=True)
+class SqlDatabase:
+    """A database brought to the latest schema version, with its price, market, ledger and document stores."""
+
+    engine: sa.Engine
+    schema_version: int
+    prices: SqlPriceStore
+    market: SqlMarketDataStore
+    ledger: SqlLedger
+    documents: SqlDocumentStore
+
+    @classmethod
+    def connect(cls, url: str) -> SqlDatabase:
+        """Create the engine for ``url`` and apply pending migrations."""
+        engine = create_store_engine(url)
+        version = migrate(engine)
+        return cls(engine, version, SqlPriceStore(engine), SqlMarketDataStore(engine), SqlLedger(engine),
+                   SqlDocumentStore(engine))
+
+    def close(self) -> None:
+        self.engine.dispose()

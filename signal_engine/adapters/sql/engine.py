@@ -1,0 +1,96 @@
+"""Engines for the supported URLs and the one transaction helper every SQL adapter writes through."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.mysql import insert as mysql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from signal_engine.errors import ConfigError
+
+T = TypeVar("T")
+SUPPORTED = "sqlite:///PATH or mysql+pymysql://USER:PASSWORD@HOST:PORT/DATABASE"
+CHUNK_ROWS = 1000
+MYSQL_CONNECT_ARGS = {"connect_timeout": 10, "read_timeout": 120, "write_timeout": 120, "charset": "utf8mb4"}
+
+
+def create_store_engine(url: str) -> sa.Engine:
+    """An engine for a SQLite file or a MySQL/MariaDB server; anything else is a ConfigError."""
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError:
+        raise ConfigError(f"database URL {url!r} is not a URL; expected {SUPPORTED}") from None
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        return sa.create_engine(parsed, connect_args={"timeout": 30})
+    if parsed.get_backend_name() == "mysql" and parsed.get_driver_name() == "pymysql":
+        return sa.create_engine(parsed, pool_pre_ping=True, pool_recycle=1800, connect_args=MYSQL_CONNECT_ARGS)
+    raise ConfigError(f"database URL {parsed.render_as_string(hide_password=True)!r} is not supported; "
+                      f"expected {SUPPORTED}")
+
+
+def in_transaction(engine: sa.Engine, work: Callable[[sa.Connection], T], attempts: int = 2) -> T:
+    """Run ``work`` in one transaction; if the server drops the connection, roll back and run it again.
+
+    A failure of any other kind, or on the last attempt, propagates after the rollback, so a batch is
+    either written whole or not at all.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            with engine.begin() as connection:
+                return work(connection)
+        except sa.exc.DBAPIError as exc:
+            if not exc.connection_invalidated or attempt == attempts:
+                raise
+    raise AssertionError("unreachable")
+
+
+def chunks(rows: Sequence[T], size: int = CHUNK_ROWS) -> Iterator[Sequence[T]]:
+    """Consecutive slices of at most ``size`` rows."""
+    for start in range(0, len(rows), size):
+        yield rows[start:start + size]
+
+
+def key_of(row: Mapping[Any, Any], key_columns: Sequence[str]) -> tuple[Any, ...]:
+    """The primary-key tuple of a row."""
+    return tuple(row[name] for name in key_columns)
+
+
+def existing_rows(connection: sa.Connection, table: sa.Table, key_columns: Sequence[str],
+                  keys: Iterable[tuple[Any, ...]]) -> dict[tuple[Any, ...], dict[str, Any]]:
+    """Stored rows with the given keys, locked for update where the database supports it."""
+    found: dict[tuple[Any, ...], dict[str, Any]] = {}
+    columns = [table.c[name] for name in key_columns]
+    for batch in chunks(list(keys)):
+        query = sa.select(table).where(sa.tuple_(*columns).in_(list(batch))).with_for_update()
+        for row in connection.execute(query).mappings():
+            found[key_of(row, key_columns)] = dict(row)
+    return found
+
+
+def upsert(connection: sa.Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]],
+           key_columns: Sequence[str]) -> None:
+    """Insert rows, updating the non-key columns of rows whose key exists, in batches of CHUNK_ROWS."""
+    if not rows:
+        return
+    statement = upsert_statement(connection.dialect.name, table, key_columns)
+    for batch in chunks(rows):
+        connection.execute(statement, list(batch))
+
+
+def upsert_statement(dialect: str, table: sa.Table, key_columns: Sequence[str]) -> sa.Insert:
+    """``INSERT .. ON DUPLICATE KEY UPDATE`` (MySQL) or ``INSERT .. ON CONFLICT DO UPDATE`` (SQLite)."""
+    updated = [column.name for column in table.columns if column.name not in key_columns]
+    if dialect == "mysql":
+        mysql = mysql_insert(table)
+        return mysql.on_duplicate_key_update({name: mysql.inserted[name] for name in updated})
+    if dialect == "sqlite":
+        sqlite = sqlite_insert(table)
+        return sqlite.on_conflict_do_update(index_elements=list(key_columns),
+                                            set_={name: sqlite.excluded[name] for name in updated})
+    raise ConfigError(f"no upsert for database dialect {dialect!r}; expected mysql or sqlite")

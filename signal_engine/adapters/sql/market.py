@@ -1,0 +1,88 @@
+"""MarketDataStore on SQL: statistics, fundamentals and option quotes, upserted by primary key."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+
+from signal_engine.adapters.sql import schema
+from signal_engine.adapters.sql.engine import existing_rows, in_transaction, key_of, upsert
+from signal_engine.storage.records import Fundamental, OptionQuote, Statistic, WriteResult
+from signal_engine.storage.times import naive_utc
+
+R = TypeVar("R")
+STATISTIC_KEY = ("symbol", "source", "name", "as_of")
+FUNDAMENTAL_KEY = ("symbol", "source", "period_type", "period_end", "item")
+OPTION_KEY = ("contract", "as_of")
+
+
+class SqlMarketDataStore:
+    """Statistics, fundamentals and option quotes in their tables; one transaction per write.
+
+    Parameters
+    ----------
+    engine
+        A migrated SQLAlchemy engine (MySQL/MariaDB or SQLite).
+    """
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self._engine = engine
+
+    def write_statistics(self, rows: Sequence[Statistic]) -> WriteResult:
+        return self._write(schema.statistics, STATISTIC_KEY,
+                           [{**dataclasses.asdict(r), "as_of": naive_utc(r.as_of)} for r in rows])
+
+    def write_fundamentals(self, rows: Sequence[Fundamental]) -> WriteResult:
+        return self._write(schema.fundamentals, FUNDAMENTAL_KEY, [dataclasses.asdict(r) for r in rows])
+
+    def write_option_quotes(self, rows: Sequence[OptionQuote]) -> WriteResult:
+        return self._write(schema.option_quotes, OPTION_KEY,
+                           [{**dataclasses.asdict(r), "as_of": naive_utc(r.as_of)} for r in rows])
+
+    def read_statistics(self, symbol: str) -> list[Statistic]:
+        table = schema.statistics
+        return self._read(table, Statistic, table.c.symbol == symbol, (table.c.as_of, table.c.name))
+
+    def read_fundamentals(self, symbol: str) -> list[Fundamental]:
+        table = schema.fundamentals
+        return self._read(table, Fundamental, table.c.symbol == symbol, (table.c.period_end, table.c.item))
+
+    def read_option_quotes(self, underlying: str) -> list[OptionQuote]:
+        table = schema.option_quotes
+        return self._read(table, OptionQuote, table.c.underlying == underlying,
+                          (table.c.as_of, table.c.expiration, table.c.contract))
+
+    def _write(self, table: sa.Table, key: Sequence[str], rows: list[dict[str, Any]]) -> WriteResult:
+        latest = {key_of(row, key): row for row in rows}
+        return in_transaction(self._engine, lambda connection: _write(connection, table, key, latest))
+
+    def _read(self, table: sa.Table, record: Callable[..., R], where: sa.ColumnElement[bool],
+              order: tuple[sa.ColumnElement[Any], ...]) -> list[R]:
+        fields = {f.name for f in dataclasses.fields(record)}  # type: ignore[arg-type]
+        with self._engine.connect() as connection:
+            rows = connection.execute(sa.select(table).where(where).order_by(*order)).mappings()
+            return [record(**{name: value for name, value in row.items() if name in fields}) for row in rows]
+
+
+def _write(connection: sa.Connection, table: sa.Table, key: Sequence[str],
+           rows: dict[tuple[Any, ...], dict[str, Any]]) -> WriteResult:
+    stored = existing_rows(connection, table, key, rows)
+    changed = [row for k, row in rows.items() if k not in stored or not _same(stored[k], row)]
+    upsert(connection, table, changed, key)
+    inserted = sum(1 for k in rows if k not in stored)
+    return WriteResult(inserted=inserted, updated=len(changed) - inserted, unchanged=len(rows) - len(changed))
+
+
+def _same(stored: dict[str, Any], incoming: dict[str, Any]) -> bool:
+    for name, value in incoming.items():
+        old = stored[name]
+        if isinstance(value, float) and isinstance(old, float):
+            if not math.isclose(old, value, rel_tol=1e-12):
+                return False
+        elif old != value:
+            return False
+    return True

@@ -1,0 +1,93 @@
+"""The versioned schema: ordered migration steps applied at connect, recorded in ``schema_version``.
+
+A step is applied once; a database at version N gets steps N+1.. in order. On MySQL the steps run
+under a named lock (``GET_LOCK``) so two cold-starting Lambdas do not race each other. DDL commits
+implicitly on MySQL, so each step is written to be re-runnable (``checkfirst``) in case it was cut
+off before its version row was written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+
+from signal_engine.adapters.sql import schema
+
+LOCK_NAME = "signal_engine_migrations"
+LOCK_TIMEOUT_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema step: ``apply`` gets a connection inside a transaction."""
+
+    version: int
+    description: str
+    apply: Callable[[sa.Connection], None]
+
+
+def _create(*tables: sa.Table) -> Callable[[sa.Connection], None]:
+    def apply(connection: sa.Connection) -> None:
+        for table in tables:
+            table.create(connection, checkfirst=True)
+
+    return apply
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "bars keyed by (symbol, timeframe, timestamp) and their restatements",
+              _create(schema.bars, schema.bar_restatements)),
+    Migration(2, "quote statistics, fundamentals and option quotes",
+              _create(schema.statistics, schema.fundamentals, schema.option_quotes)),
+    Migration(3, "signal audit log, positions and risk events",
+              _create(schema.signal_audit, schema.positions, schema.risk_events)),
+    Migration(4, "embedded document store (news and reports) for the local default",
+              _create(schema.documents, schema.document_symbols)),
+)
+
+LATEST_VERSION = MIGRATIONS[-1].version
+
+
+def current_version(connection: sa.Connection) -> int:
+    """The highest applied version, 0 for an empty database."""
+    if not sa.inspect(connection).has_table(schema.schema_version.name):
+        return 0
+    version = connection.execute(sa.select(sa.func.max(schema.schema_version.c.version))).scalar()
+    return int(version or 0)
+
+
+def migrate(engine: sa.Engine) -> int:
+    """Apply every pending step in order; returns the version the database is at afterwards."""
+    with _migration_lock(engine):
+        with engine.begin() as connection:
+            schema.schema_version.create(connection, checkfirst=True)
+        for step in MIGRATIONS:
+            with engine.begin() as connection:
+                if current_version(connection) >= step.version:
+                    continue
+                step.apply(connection)
+                connection.execute(schema.schema_version.insert().values(
+                    version=step.version, description=step.description,
+                    applied_at=datetime.now(UTC).replace(tzinfo=None, microsecond=0)))
+    with engine.connect() as connection:
+        return current_version(connection)
+
+
+@contextmanager
+def _migration_lock(engine: sa.Engine) -> Iterator[None]:
+    if engine.dialect.name != "mysql":
+        yield
+        return
+    with engine.connect() as connection:
+        got = connection.execute(sa.text("SELECT GET_LOCK(:name, :timeout)"),
+                                 {"name": LOCK_NAME, "timeout": LOCK_TIMEOUT_SECONDS}).scalar()
+        if got != 1:
+            raise RuntimeError(f"could not take the schema migration lock {LOCK_NAME!r} in {LOCK_TIMEOUT_SECONDS} s")
+        try:
+            yield
+        finally:
+            connection.execute(sa.text("SELECT RELEASE_LOCK(:name)"), {"name": LOCK_NAME})

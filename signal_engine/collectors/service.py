@@ -1,0 +1,135 @@
+"""Use cases: collect a window from a source (raw payload first, then parse and write) and replay stored payloads."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from signal_engine.collectors.errors import SourceFormatError, SourceRejected
+from signal_engine.collectors.raw import RAW_PREFIX, RawPayload, RawPayloadError
+from signal_engine.collectors.registry import parse_payload
+from signal_engine.collectors.sources import Parsed, Source, Window
+from signal_engine.errors import SignalEngineError
+from signal_engine.ports import Stores
+from signal_engine.storage.records import WriteResult
+
+
+@dataclass(frozen=True)
+class CollectRequest:
+    """What to collect: a source's kind of data for some symbols over a window of dates (inclusive)."""
+
+    source: str
+    kind: str
+    symbols: tuple[str, ...]
+    start: date
+    end: date
+    timeframe: str = "1d"
+
+
+@dataclass
+class CollectReport:
+    """What a collection or replay did: payloads kept, rows written per store, and what failed."""
+
+    payloads: int = 0
+    raw_keys: list[str] = field(default_factory=list)
+    written: dict[str, WriteResult] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+
+    def add(self, results: dict[str, WriteResult]) -> None:
+        for store, result in results.items():
+            self.written[store] = self.written.get(store, WriteResult()) + result
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"payloads": self.payloads, "raw_keys": self.raw_keys, "failures": self.failures,
+                "written": {store: vars(result) for store, result in self.written.items()}}
+
+    def summary(self) -> str:
+        parts = [f"{store} {r.inserted} new, {r.updated} updated, {r.unchanged} unchanged"
+                 for store, r in sorted(self.written.items())]
+        return f"{self.payloads} payloads; " + ("; ".join(parts) if parts else "nothing parsed")
+
+
+class CollectionFailed(SignalEngineError):
+    """Some payloads could not be fetched or parsed; the others were written and every raw payload is kept."""
+
+    def __init__(self, report: CollectReport) -> None:
+        self.report = report
+        more = f" (and {len(report.failures) - 1} more)" if len(report.failures) > 1 else ""
+        super().__init__(f"{report.failures[0]}{more}; raw payloads are kept: fix and run `signal-engine replay`")
+
+
+def collect(request: CollectRequest, source: Source, stores: Stores) -> CollectReport:
+    """Fetch every symbol's payloads, writing each raw payload to the object store before parsing it.
+
+    A payload that does not parse, or a symbol the source rejects, is reported and the others go on;
+    :class:`CollectionFailed` is raised at the end if anything failed. A source that cannot be reached
+    stops the collection at once.
+    """
+    if request.kind not in source.kinds:
+        raise SignalEngineError(f"{source.name} has no kind {request.kind!r}; expected one of "
+                                f"{', '.join(source.kinds)}")
+    window = Window(request.start, request.end, request.timeframe)
+    report = CollectReport()
+    for symbol in request.symbols:
+        try:
+            for raw in source.fetch(request.kind, symbol, window):
+                keep_raw(raw, stores)
+                report.payloads += 1
+                report.raw_keys.append(raw.key)
+                report.add(write_parsed(source.parse(raw), stores))
+        except (SourceFormatError, SourceRejected) as exc:
+            report.failures.append(str(exc))
+    if report.failures:
+        raise CollectionFailed(report)
+    return report
+
+
+def keep_raw(raw: RawPayload, stores: Stores) -> None:
+    """Write the payload envelope to the object store (raw first: before any parsing)."""
+    stores.objects.put(raw.key, raw.encode(), "application/json")
+
+
+def write_parsed(parsed: Parsed, stores: Stores) -> dict[str, WriteResult]:
+    """Write each kind of record to its store; each store's write is one transaction."""
+    writers: list[tuple[str, list[Any], Callable[[Any], WriteResult]]] = [
+        ("bars", parsed.bars, stores.prices.write_bars),
+        ("statistics", parsed.statistics, stores.market.write_statistics),
+        ("fundamentals", parsed.fundamentals, stores.market.write_fundamentals),
+        ("options", parsed.options, stores.market.write_option_quotes),
+        ("documents", parsed.documents, stores.documents.write_documents),
+    ]
+    return {name: write(rows) for name, rows, write in writers if rows}
+
+
+def replay(stores: Stores, *, source: str | None = None, kind: str | None = None, symbol: str | None = None,
+           since: date | None = None) -> CollectReport:
+    """Parse stored raw payloads again and write what they hold (idempotent: re-running changes nothing).
+
+    Filters narrow the key prefix ``raw/SOURCE/KIND/SYMBOL/``; ``since`` keeps payloads fetched on or after
+    that date. Payloads that still do not parse are reported, the rest are written.
+    """
+    report = CollectReport()
+    for key in stores.objects.keys(_prefix(source, kind, symbol)):
+        try:
+            raw = RawPayload.decode(stores.objects.get(key), key)
+            if (symbol is not None and raw.symbol != symbol) or (since is not None and raw.fetched_at.date() < since):
+                continue
+            report.payloads += 1
+            report.raw_keys.append(key)
+            report.add(write_parsed(parse_payload(raw), stores))
+        except (SourceFormatError, RawPayloadError) as exc:
+            report.failures.append(f"{key}: {exc}")
+    if report.failures:
+        raise CollectionFailed(report)
+    return report
+
+
+def _prefix(source: str | None, kind: str | None, symbol: str | None) -> str:
+    parts = [RAW_PREFIX]
+    for part in (source, kind, symbol):
+        if part is None:
+            break
+        parts.append(part)
+    return "/".join(parts) + "/"

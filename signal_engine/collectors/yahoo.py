@@ -1,0 +1,296 @@
+"""Yahoo Finance: daily and intraday bars, quote statistics, fundamentals, option chains and news.
+
+Endpoints (JSON; the shapes yfinance reads, see ``tests/fixtures/README.md``):
+
+- ``/v8/finance/chart/{symbol}``: bars (``chart.result[0].timestamp`` + ``indicators.quote[0]``)
+- ``/v10/finance/quoteSummary/{symbol}``: statistics (``price``, ``summaryDetail``, ``defaultKeyStatistics``,
+  ``financialData`` modules, values as ``{"raw": .., "fmt": ..}``); needs the cookie + crumb
+- ``/ws/fundamentals-timeseries/v1/finance/timeseries/{symbol}``: fundamentals by fiscal period
+- ``/v7/finance/options/{symbol}``: option chains, one expiration per request; needs the crumb
+- ``/v1/finance/search``: news headlines with ``providerPublishTime``
+
+yfinance is not used as the client because the raw-first rule needs the exact response bytes, which it
+does not expose; the endpoints and field names are the ones it reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from signal_engine.collectors.errors import SourceFormatError
+from signal_engine.collectors.fields import Field
+from signal_engine.collectors.http import HttpClient
+from signal_engine.collectors.raw import RawPayload
+from signal_engine.collectors.sources import Parsed, Window
+from signal_engine.storage.records import Bar, Document, Fundamental, OptionQuote, OptionSide, PeriodType, Statistic
+from signal_engine.storage.times import from_epoch, utc_now
+
+NAME = "yahoo"
+BASE = "https://query2.finance.yahoo.com"
+COOKIE_URL = "https://fc.yahoo.com"
+INTERVALS = {"1m": "1m", "2m": "2m", "5m": "5m", "15m": "15m", "30m": "30m", "1h": "60m", "90m": "90m", "1d": "1d"}
+STATISTIC_MODULES = ("summaryDetail", "defaultKeyStatistics", "financialData")
+FUNDAMENTAL_ITEMS = ("TotalRevenue", "GrossProfit", "OperatingIncome", "NetIncome", "DilutedEPS", "TotalAssets",
+                     "TotalDebt", "StockholdersEquity", "OperatingCashFlow", "FreeCashFlow")
+FUNDAMENTAL_PERIODS: dict[str, PeriodType] = {"annual": "annual", "quarterly": "quarterly", "trailing": "trailing"}
+OPTION_SIDES: tuple[tuple[OptionSide, str], ...] = (("call", "calls"), ("put", "puts"))
+MAX_EXPIRATIONS = 3
+NEWS_COUNT = 20
+
+
+class YahooSource:
+    """Fetches Yahoo Finance payloads through an :class:`HttpClient`, and parses them strictly.
+
+    Parameters
+    ----------
+    client
+        The HTTP client (timeouts, retries, rate limit).
+    max_expirations
+        How many option expirations to fetch per symbol, nearest first.
+    """
+
+    name: str = NAME
+    kinds: tuple[str, ...] = ("bars", "statistics", "fundamentals", "options", "news")
+
+    def __init__(self, client: HttpClient, max_expirations: int = MAX_EXPIRATIONS) -> None:
+        self._client = client
+        self._max_expirations = max_expirations
+        self._crumb: str | None = None
+
+    def fetch(self, kind: str, symbol: str, window: Window) -> Iterator[RawPayload]:
+        if kind == "bars":
+            yield self._get(kind, symbol, f"{BASE}/v8/finance/chart/{symbol}", _chart_params(window))
+        elif kind == "statistics":
+            yield self._get(kind, symbol, f"{BASE}/v10/finance/quoteSummary/{symbol}",
+                            {"modules": ",".join(("price", *STATISTIC_MODULES)), "crumb": self._get_crumb()})
+        elif kind == "fundamentals":
+            yield self._get(kind, symbol, f"{BASE}/ws/fundamentals-timeseries/v1/finance/timeseries/{symbol}",
+                            _timeseries_params(symbol, window))
+        elif kind == "options":
+            yield from self._options(symbol)
+        elif kind == "news":
+            yield self._get(kind, symbol, f"{BASE}/v1/finance/search",
+                            {"q": symbol, "quotesCount": "0", "newsCount": str(NEWS_COUNT)})
+        else:
+            raise ValueError(f"yahoo has no kind {kind!r}; expected one of {', '.join(self.kinds)}")
+
+    def parse(self, raw: RawPayload) -> Parsed:
+        return parse(raw)
+
+    def _options(self, symbol: str) -> Iterator[RawPayload]:
+        url = f"{BASE}/v7/finance/options/{symbol}"
+        first = self._get("options", symbol, url, {"crumb": self._get_crumb()})
+        yield first
+        for expiration in option_expirations(first)[1:self._max_expirations]:
+            yield self._get("options", symbol, url, {"date": str(expiration), "crumb": self._get_crumb()})
+
+    def _get(self, kind: str, symbol: str, url: str, params: dict[str, str]) -> RawPayload:
+        response = self._client.get(url, params)
+        stored_params = {k: v for k, v in params.items() if k != "crumb"}
+        return RawPayload(NAME, kind, symbol, url, utc_now(), response.status, response.body, stored_params)
+
+    def _get_crumb(self) -> str:
+        if self._crumb is None:
+            self._client.get(COOKIE_URL, accept=range(300, 500))
+            crumb = self._client.get(f"{BASE}/v1/test/getcrumb").body.decode("utf-8", errors="replace").strip()
+            if not crumb or "<" in crumb:
+                raise SourceFormatError("yahoo crumb", "getcrumb", f"expected a crumb token, got {crumb[:40]!r}")
+            self._crumb = crumb
+        return self._crumb
+
+
+def parse(raw: RawPayload) -> Parsed:
+    """Parse a Yahoo Finance payload of any kind."""
+    parsers = {"bars": parse_chart, "statistics": parse_quote_summary, "fundamentals": parse_timeseries,
+               "options": parse_options, "news": parse_news}
+    if raw.kind not in parsers:
+        raise SourceFormatError(raw.label, "kind", f"unknown yahoo payload kind {raw.kind!r}")
+    return parsers[raw.kind](raw)
+
+
+def _epoch(day: date) -> str:
+    return str(int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()))
+
+
+def _chart_params(window: Window) -> dict[str, str]:
+    if window.timeframe not in INTERVALS:
+        raise ValueError(f"timeframe {window.timeframe!r} is not one of {', '.join(INTERVALS)}")
+    return {"period1": _epoch(window.start), "period2": _epoch(window.end + timedelta(days=1)),
+            "interval": INTERVALS[window.timeframe], "includePrePost": "false", "events": "div,splits"}
+
+
+def _timeseries_params(symbol: str, window: Window) -> dict[str, str]:
+    types = [f"{period}{item}" for period in ("annual", "quarterly") for item in FUNDAMENTAL_ITEMS]
+    return {"symbol": symbol, "type": ",".join(types), "period1": _epoch(window.start),
+            "period2": _epoch(window.end + timedelta(days=1))}
+
+
+def _single_result(root: Field, top: str) -> Field:
+    container = root[top]
+    error = container.get("error")
+    if error is not None:
+        description = error.get("description")
+        raise error.fail(f"the source reported an error: {description.value if description else error.value}")
+    results = container["result"].items()
+    if len(results) != 1:
+        raise container["result"].fail(f"expected exactly one result, got {len(results)}")
+    return results[0]
+
+
+def parse_chart(raw: RawPayload) -> Parsed:
+    """Bars from a v8 chart payload; daily bars are keyed by their exchange-local session date."""
+    result = _single_result(Field.parse(raw.body, raw.label), "chart")
+    meta = result["meta"]
+    zone = ZoneInfo(meta["exchangeTimezoneName"].text())
+    timeframe = _timeframe(meta["dataGranularity"])
+    stamps = result.get("timestamp")
+    if stamps is None:
+        return Parsed()
+    times = stamps.items()
+    quote = result["indicators"]["quote"].items()[0]
+    columns = {name: _column(quote, name, len(times)) for name in ("open", "high", "low", "close")}
+    volume = _column(quote, "volume", len(times)) if quote.get("volume") is not None else None
+    adjclose = result["indicators"].get("adjclose")
+    adjusted = _column(adjclose.items()[0], "adjclose", len(times)) if adjclose is not None else None
+    bars = []
+    for i, stamp in enumerate(times):
+        prices = [columns[name][i] for name in ("open", "high", "low", "close")]
+        if all(p.is_null() for p in prices):
+            continue
+        o, h, low, c = (p.number() for p in prices)
+        if h < low:
+            raise columns["high"][i].fail(f"high {h:g} is below low {low:g}")
+        bars.append(Bar(raw.symbol, timeframe, _bar_time(stamp.number(), timeframe, zone), o, h, low, c,
+                        volume[i].optional_number() if volume else None,
+                        adjusted[i].optional_number() if adjusted else None, NAME))
+    return Parsed(bars=bars)
+
+
+def _timeframe(granularity: Field) -> str:
+    value = granularity.text()
+    names = {interval: name for name, interval in INTERVALS.items()}
+    if value not in names:
+        raise granularity.fail(f"unknown interval {value!r}; expected one of {', '.join(names)}")
+    return names[value]
+
+
+def _column(parent: Field, name: str, length: int) -> list[Field]:
+    values = parent[name].items()
+    if len(values) != length:
+        raise parent[name].fail(f"has {len(values)} values for {length} timestamps")
+    return values
+
+
+def _bar_time(epoch: float, timeframe: str, zone: ZoneInfo) -> datetime:
+    if timeframe != "1d":
+        return from_epoch(epoch)
+    local = datetime.fromtimestamp(epoch, zone)
+    return datetime(local.year, local.month, local.day)
+
+
+def parse_quote_summary(raw: RawPayload) -> Parsed:
+    """Numeric statistics of the quoteSummary modules, as of the quote's regularMarketTime."""
+    result = _single_result(Field.parse(raw.body, raw.label), "quoteSummary")
+    market_time = result["price"]["regularMarketTime"]
+    as_of = from_epoch(_raw_number(market_time))
+    rows: dict[str, Statistic] = {}
+    for module_name in STATISTIC_MODULES:
+        module = result.get(module_name)
+        if module is None:
+            continue
+        for name in module.object():
+            number = _statistic_value(module[name])
+            if number is not None and name != "maxAge" and name not in rows:
+                rows[name] = Statistic(raw.symbol, name, as_of, number, NAME)
+    return Parsed(statistics=list(rows.values()))
+
+
+def _raw_number(node: Field) -> float:
+    return node["raw"].number() if isinstance(node.value, dict) else node.number()
+
+
+def _statistic_value(node: Field) -> float | None:
+    if isinstance(node.value, dict):
+        return node["raw"].number() if "raw" in node.value and isinstance(node.value["raw"], int | float) else None
+    if isinstance(node.value, int | float) and not isinstance(node.value, bool):
+        return node.number()
+    return None
+
+
+def parse_timeseries(raw: RawPayload) -> Parsed:
+    """Fundamentals from the fundamentals-timeseries payload: one row per item and fiscal period."""
+    root = Field.parse(raw.body, raw.label)["timeseries"]
+    if root.get("error") is not None:
+        raise root["error"].fail("the source reported an error")
+    rows = []
+    for series in root["result"].items():
+        type_name = series["meta"]["type"].items()[0].text()
+        period, item = _split_type(series["meta"]["type"].items()[0], type_name)
+        values = series.get(type_name)
+        for point in values.items() if values is not None else []:
+            if point.is_null():
+                continue
+            currency = point.get("currencyCode")
+            rows.append(Fundamental(raw.symbol, item, period, _iso_date(point["asOfDate"]),
+                                    point["reportedValue"]["raw"].number(), NAME,
+                                    currency.text() if currency else "USD"))
+    return Parsed(fundamentals=rows)
+
+
+def _split_type(node: Field, type_name: str) -> tuple[PeriodType, str]:
+    for prefix in ("annual", "quarterly", "trailing"):
+        if type_name.startswith(prefix) and len(type_name) > len(prefix):
+            return FUNDAMENTAL_PERIODS[prefix], type_name[len(prefix):]
+    raise node.fail(f"type {type_name!r} does not start with annual, quarterly or trailing")
+
+
+def _iso_date(node: Field) -> date:
+    try:
+        return date.fromisoformat(node.text())
+    except ValueError:
+        raise node.fail(f"expected a date YYYY-MM-DD, got {node.value!r}") from None
+
+
+def option_expirations(raw: RawPayload) -> list[int]:
+    """The expiration dates (epoch seconds) an option-chain payload lists."""
+    result = _single_result(Field.parse(raw.body, raw.label), "optionChain")
+    return [int(node.number()) for node in result["expirationDates"].items()]
+
+
+def parse_options(raw: RawPayload) -> Parsed:
+    """Call and put quotes of the chain's expiration(s), as of the underlying's regularMarketTime."""
+    result = _single_result(Field.parse(raw.body, raw.label), "optionChain")
+    as_of = from_epoch(result["quote"]["regularMarketTime"].number())
+    rows: list[OptionQuote] = []
+    for chain in result["options"].items():
+        expiration = from_epoch(chain["expirationDate"].number()).date()
+        for side, key in OPTION_SIDES:
+            rows.extend(_contract(node, raw.symbol, side, expiration, as_of) for node in chain[key].items())
+    return Parsed(options=rows)
+
+
+def _contract(node: Field, underlying: str, side: OptionSide, expiration: date, as_of: datetime) -> OptionQuote:
+    def optional(name: str) -> float | None:
+        value = node.get(name)
+        return value.number() if value is not None else None
+
+    return OptionQuote(node["contractSymbol"].text(), underlying, side, expiration, node["strike"].number(), as_of,
+                       optional("lastPrice"), optional("bid"), optional("ask"), optional("impliedVolatility"),
+                       optional("volume"), optional("openInterest"), NAME)
+
+
+def parse_news(raw: RawPayload) -> Parsed:
+    """Headlines from the search payload, published at providerPublishTime (UTC)."""
+    documents = []
+    for item in Field.parse(raw.body, raw.label)["news"].items():
+        related = item.get("relatedTickers")
+        symbols = {raw.symbol, *(node.text() for node in (related.items() if related else []))}
+        publisher, link = item.get("publisher"), item.get("link")
+        documents.append(Document(
+            id=Document.stable_id(NAME, "news", item["uuid"].text()), kind="news", source=NAME,
+            symbols=tuple(sorted(symbols)), published_at=from_epoch(item["providerPublishTime"].number()),
+            title=item["title"].text(), url=link.text() if link else None,
+            publisher=publisher.text() if publisher else None, body={"type": item.object().get("type")}))
+    return Parsed(documents=documents)

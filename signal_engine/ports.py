@@ -1,0 +1,127 @@
+"""Ports: the small interfaces the domain talks to; adapters in ``signal_engine.adapters`` implement them.
+
+Nothing here knows of AWS, SQL or HTTP libraries. ``signal_engine.bootstrap`` picks the adapters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import Protocol
+
+from signal_engine.data.loader import PriceSeries
+from signal_engine.storage.records import (
+    Bar,
+    Document,
+    DocumentKind,
+    Fundamental,
+    OptionQuote,
+    Position,
+    Restatement,
+    RiskEvent,
+    SignalAudit,
+    Statistic,
+    WriteResult,
+)
+
+
+class PriceStore(Protocol):
+    """Bars keyed by (symbol, timeframe, timestamp); a write is one transaction."""
+
+    def write_bars(self, bars: Sequence[Bar]) -> WriteResult:
+        """Insert new bars, update restated ones in place (recording the change), skip identical ones."""
+        ...
+
+    def read_bars(self, symbol: str, timeframe: str, start: datetime | None = None,
+                  end: datetime | None = None) -> PriceSeries:
+        """The stored bars of one symbol, oldest first, between ``start`` and ``end`` inclusive."""
+        ...
+
+    def restatements(self, symbol: str, timeframe: str) -> list[Restatement]:
+        """Every recorded change to a stored bar, oldest first."""
+        ...
+
+    def count_bars(self, symbol: str | None = None) -> int:
+        """How many bars are stored (of one symbol, or of all)."""
+        ...
+
+
+class MarketDataStore(Protocol):
+    """Quote statistics, fundamentals and option chains; each write is one transaction."""
+
+    def write_statistics(self, rows: Sequence[Statistic]) -> WriteResult: ...
+
+    def write_fundamentals(self, rows: Sequence[Fundamental]) -> WriteResult: ...
+
+    def write_option_quotes(self, rows: Sequence[OptionQuote]) -> WriteResult: ...
+
+    def read_statistics(self, symbol: str) -> list[Statistic]: ...
+
+    def read_fundamentals(self, symbol: str) -> list[Fundamental]: ...
+
+    def read_option_quotes(self, underlying: str) -> list[OptionQuote]: ...
+
+
+class DocumentStore(Protocol):
+    """News and reports by stable id, queried by symbol and publication time."""
+
+    def write_documents(self, documents: Sequence[Document]) -> WriteResult: ...
+
+    def read_documents(self, kind: DocumentKind, symbol: str, start: datetime | None = None,
+                       end: datetime | None = None) -> list[Document]:
+        """Documents that name ``symbol``, by publication time (oldest first), within [start, end]."""
+        ...
+
+
+class ObjectStore(Protocol):
+    """Raw payloads and files by key (``a/b/c.json``)."""
+
+    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None: ...
+
+    def get(self, key: str) -> bytes:
+        """The object's bytes; ``KeyError`` when there is none."""
+        ...
+
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        """Every key under ``prefix``, in lexical order."""
+        ...
+
+
+class AuditLog(Protocol):
+    """Every signal served, with its inputs' ids."""
+
+    def record_signal(self, entry: SignalAudit) -> None: ...
+
+    def signals(self, symbol: str) -> list[SignalAudit]: ...
+
+
+class PositionBook(Protocol):
+    """The exposure held per symbol."""
+
+    def set_position(self, position: Position) -> None: ...
+
+    def positions(self) -> list[Position]: ...
+
+
+class RiskLog(Protocol):
+    """What the risk layer did, by time."""
+
+    def record_risk_event(self, event: RiskEvent) -> None: ...
+
+    def risk_events(self, symbol: str) -> list[RiskEvent]: ...
+
+
+class Stores(Protocol):
+    """The stores a collection writes to (``signal_engine.bootstrap.Storage`` provides them)."""
+
+    @property
+    def prices(self) -> PriceStore: ...
+
+    @property
+    def market(self) -> MarketDataStore: ...
+
+    @property
+    def documents(self) -> DocumentStore: ...
+
+    @property
+    def objects(self) -> ObjectStore: ...

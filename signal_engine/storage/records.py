@@ -1,0 +1,169 @@
+"""Typed records that collectors produce and stores keep.
+
+Times are naive UTC ``datetime`` values throughout (MySQL ``DATETIME`` has no zone); a daily bar's
+``timestamp`` is its session date at midnight, as in the CSV loader, and an intraday bar's is its open.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, Literal
+
+DocumentKind = Literal["news", "reports"]
+PeriodType = Literal["annual", "quarterly", "trailing"]
+OptionSide = Literal["call", "put"]
+
+
+@dataclass(frozen=True)
+class Bar:
+    """One OHLCV bar of ``symbol`` at ``timeframe`` (``1d``, ``1h``, ``5m``, ...)."""
+
+    symbol: str
+    timeframe: str
+    timestamp: datetime
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float | None = None
+    adj_close: float | None = None
+    source: str = "unknown"
+
+    @property
+    def key(self) -> tuple[str, str, datetime]:
+        return (self.symbol, self.timeframe, self.timestamp)
+
+    def same_values(self, other: Bar) -> bool:
+        """Whether prices, volume and adjusted close agree (the source may differ)."""
+        return (self.open, self.high, self.low, self.close, self.volume, self.adj_close) == (
+            other.open, other.high, other.low, other.close, other.volume, other.adj_close)
+
+
+@dataclass(frozen=True)
+class Restatement:
+    """A stored bar that a later collection changed: the values before and after."""
+
+    before: Bar
+    after: Bar
+    recorded_at: datetime
+
+
+@dataclass(frozen=True)
+class Statistic:
+    """One named quote statistic (market cap, trailing P/E, last sale price, ...) as of a time."""
+
+    symbol: str
+    name: str
+    as_of: datetime
+    value: float
+    source: str
+
+
+@dataclass(frozen=True)
+class Fundamental:
+    """One financial-statement item for one fiscal period."""
+
+    symbol: str
+    item: str
+    period_type: PeriodType
+    period_end: date
+    value: float
+    source: str
+    currency: str = "USD"
+
+
+@dataclass(frozen=True)
+class OptionQuote:
+    """One option contract's quote in a chain, as of the chain's fetch time."""
+
+    contract: str
+    underlying: str
+    side: OptionSide
+    expiration: date
+    strike: float
+    as_of: datetime
+    last_price: float | None
+    bid: float | None
+    ask: float | None
+    implied_volatility: float | None
+    volume: float | None
+    open_interest: float | None
+    source: str
+
+
+@dataclass(frozen=True)
+class Document:
+    """A news headline or a report, with its publication time (UTC) for point-in-time joins.
+
+    ``id`` is stable across collections: the same article collected twice has the same id.
+    """
+
+    id: str
+    kind: DocumentKind
+    source: str
+    symbols: tuple[str, ...]
+    published_at: datetime
+    title: str
+    url: str | None = None
+    publisher: str | None = None
+    body: dict[str, Any] = field(default_factory=dict)
+
+    @staticmethod
+    def stable_id(source: str, kind: str, native_id: str) -> str:
+        """The id of a document from its source's own id (or link) for it."""
+        return hashlib.sha256(f"{source}|{kind}|{native_id}".encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """How a write changed a store: rows inserted, updated in place, and left as they were."""
+
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+    def __add__(self, other: WriteResult) -> WriteResult:
+        return WriteResult(self.inserted + other.inserted, self.updated + other.updated,
+                           self.unchanged + other.unchanged)
+
+    @property
+    def written(self) -> int:
+        return self.inserted + self.updated
+
+
+@dataclass(frozen=True)
+class SignalAudit:
+    """A signal that was served, with the ids of the inputs it was computed from."""
+
+    symbol: str
+    timeframe: str
+    as_of: datetime
+    signal: str
+    score: float
+    confidence: float
+    position: float
+    model_version: str
+    inputs: dict[str, Any]
+    served_at: datetime
+
+
+@dataclass(frozen=True)
+class Position:
+    """The target exposure currently held in a symbol."""
+
+    symbol: str
+    quantity: float
+    exposure: float
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class RiskEvent:
+    """Something the risk layer did or saw (a cap applied, a drawdown limit hit, ...)."""
+
+    symbol: str
+    kind: str
+    detail: dict[str, Any]
+    occurred_at: datetime
