@@ -7,6 +7,7 @@ import importlib
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,8 +16,8 @@ from rich.table import Table
 
 from signal_engine import __version__
 from signal_engine.commands import COMMAND_MODULES
-from signal_engine.config import PROFILES, load_config
-from signal_engine.data.datasets import DATASETS, export_all
+from signal_engine.config import PROFILES, RunConfig, load_config
+from signal_engine.data.datasets import DATASETS, dataset_costs, export_all
 from signal_engine.errors import SignalEngineError
 
 if TYPE_CHECKING:
@@ -82,15 +83,33 @@ def _backtest(args: argparse.Namespace, console: Console) -> int:
 
 
 def _demo(args: argparse.Namespace, console: Console) -> int:
-    from signal_engine.pipeline import run_backtest
+    from signal_engine.bootstrap import Settings, bootstrap
+    from signal_engine.pipeline import backtest_series
+    from signal_engine.storage.ingest import ingest_prices
 
-    config = load_config(args.profile, args.config)
+    config = with_dataset_costs(load_config(args.profile, args.config))
     paths = export_all(args.out / "data")
     console.print(f"Real data: {', '.join(f'{d.symbol} ({d.description})' for d in DATASETS.values())}")
+    storage = bootstrap(Settings.from_env(database_url=f"sqlite:///{args.out / 'store.db'}",
+                                          object_store=str(args.out / "objects")))
+    try:
+        ingested = [ingest_prices(path, storage.prices) for path in paths]
+        for done in ingested:
+            console.print(f"  stored {done.symbol} {done.timeframe}: {done.bars} bars "
+                          f"({done.result.inserted} new, {done.result.updated} restated)")
+        series = [storage.prices.read_bars(done.symbol, done.timeframe) for done in ingested]
+    finally:
+        storage.close()
     started = time.perf_counter()
-    output = run_backtest(paths, args.out, config, console=console)
+    output = backtest_series(series, args.out, config, console=console)
     _print_summary(output, console, time.perf_counter() - started)
     return 0
+
+
+def with_dataset_costs(config: RunConfig) -> RunConfig:
+    """The shipped series' typical costs, under any the user's config sets per symbol."""
+    costs = {**dataset_costs(), **dict(config.trading.symbol_cost_bps)}
+    return replace(config, trading=replace(config.trading, symbol_cost_bps=tuple(sorted(costs.items()))))
 
 
 def _datasets(args: argparse.Namespace, console: Console) -> int:

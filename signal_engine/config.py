@@ -101,6 +101,11 @@ class TradingConfig:
     target_vol_annual: float = 0.15
     max_leverage: float = 1.0
     cost_bps: float = 5.0
+    symbol_cost_bps: tuple[tuple[str, float], ...] = ()
+
+    def cost_for(self, symbol: str) -> float:
+        """Trading cost in bps for ``symbol``: its entry in ``symbol_cost_bps``, else ``cost_bps``."""
+        return dict(self.symbol_cost_bps).get(symbol.upper(), self.cost_bps)
 
 
 @dataclass(frozen=True)
@@ -192,6 +197,12 @@ def _coerce(value: Any, current: Any, *, name: str, source: str) -> Any:
     elif isinstance(current, float):
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
+    elif name.endswith("symbol_cost_bps"):
+        if isinstance(value, dict) and all(
+            isinstance(v, int | float) and not isinstance(v, bool) and v >= 0 for v in value.values()
+        ):
+            return tuple(sorted((str(k).upper(), float(v)) for k, v in value.items()))
+        raise ConfigError(f"{source}: '{name}' must map symbols to costs in bps >= 0, e.g. {{EURUSD: 1.0}}")
     elif isinstance(current, tuple):
         if isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
             return tuple(value)

@@ -59,9 +59,17 @@ def run_backtest(
     console: Console | None = None,
 ) -> BacktestOutput:
     """Walk forward through every price file and write ``signals.csv``, ``metrics.json``, ``report.html``."""
+    return backtest_series(load_all(paths, symbols, config), out_dir, config, console=console)
+
+
+def backtest_series(
+    series: Sequence[PriceSeries], out_dir: Path, config: RunConfig, *, console: Console | None = None
+) -> BacktestOutput:
+    """The backtest of already loaded series (from files or from the price store)."""
     console = console or Console(stderr=True)
-    series = load_all(paths, symbols, config)
-    results = _walk_forward(series, config, console)
+    for s in series:
+        check_length(s, config)
+    results = _walk_forward(list(series), config, console)
     out_dir.mkdir(parents=True, exist_ok=True)
     signals_path = out_dir / "signals.csv"
     signals = pd.concat([r.signals for r in results], ignore_index=True).loc[:, list(SIGNAL_COLUMNS)]

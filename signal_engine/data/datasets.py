@@ -25,6 +25,7 @@ class Dataset:
     timeframe: str
     source: str
     load: Callable[[], pd.DataFrame]
+    cost_bps: float | None = None
 
 
 def _arch_sp500() -> pd.DataFrame:
@@ -59,8 +60,9 @@ DATASETS: dict[str, Dataset] = {
         Dataset("IXIC", "NASDAQ Composite index, daily, 1999-2018", "1d",
                 "arch.data.nasdaq (Yahoo Finance ^IXIC)", _arch_nasdaq),
         Dataset("GOOG", "Alphabet Inc., daily, 2004-2013", "1d", "backtesting.test.GOOG", _backtesting_goog),
+        # a retail EUR/USD spread of about 1 pip is about 1 bp; the equities keep the 5 bp default
         Dataset("EURUSD", "Euro / US dollar, hourly, 2017-2018", "1h", "backtesting.test.EURUSD",
-                _backtesting_eurusd),
+                _backtesting_eurusd, cost_bps=1.0),
     )
 }
 
@@ -79,6 +81,11 @@ def export_dataset(symbol: str, out_dir: Path) -> Path:
     path = out_dir / f"{symbol}.csv"
     frame.to_csv(path, date_format="%Y-%m-%d %H:%M:%S" if intraday else "%Y-%m-%d")
     return path
+
+
+def dataset_costs() -> dict[str, float]:
+    """Typical trading cost in bps of the shipped series that differ from the default."""
+    return {d.symbol: d.cost_bps for d in DATASETS.values() if d.cost_bps is not None}
 
 
 def export_all(out_dir: Path) -> list[Path]:

@@ -236,7 +236,7 @@ def _evaluate(
     next_return = np.append(close[1:] / close[:-1] - 1.0, np.nan)[test]
     tradable = np.isfinite(next_return)
     returns = pd.DataFrame(
-        {name: strategy_returns(pos[tradable], next_return[tradable], trading.cost_bps)
+        {name: strategy_returns(pos[tradable], next_return[tradable], trading.cost_for(series.symbol))
          for name, pos in positions.items()},
         index=timestamps[tradable],
     )
@@ -257,6 +257,7 @@ def _evaluate(
         "end": str(series.bars.index[-1]),
         "intraday": series.intraday,
         "periods_per_year": ppy,
+        "cost_bps": trading.cost_for(series.symbol),
         "test_start": str(series.bars.index[wf.test_start]),
         "test_bars": test.stop - test.start,
     }

@@ -42,6 +42,18 @@ def test_bad_config_names_the_setting(tmp_path: Path, text: str, message: str) -
         load_config("quick", path)
 
 
+def test_costs_can_differ_by_symbol(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("trading:\n  cost_bps: 5\n  symbol_cost_bps: {eurusd: 1, SPX: 2.5}\n")
+    trading = load_config("quick", path).trading
+    assert trading.cost_for("EURUSD") == 1.0
+    assert trading.cost_for("spx") == 2.5
+    assert trading.cost_for("GOOG") == 5.0
+    path.write_text("trading:\n  symbol_cost_bps: {EURUSD: -1}\n")
+    with pytest.raises(ConfigError, match="'trading.symbol_cost_bps' must map symbols to costs in bps >= 0"):
+        load_config("quick", path)
+
+
 def test_unknown_profile_is_rejected() -> None:
     with pytest.raises(ConfigError, match="unknown profile 'fast'"):
         load_config("fast")
