@@ -1,0 +1,264 @@
+"""The orchestrator end to end on small synthetic streams (and one real series): no look-ahead, determinism,
+calendars, limits on every bar, returns and costs, emergency deleveraging and the event table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from signal_engine.data.loader import load_prices
+from signal_engine.errors import SignalEngineError
+from signal_engine.evaluation.metrics import strategy_returns
+from signal_engine.orchestration import (
+    EVENT_COLUMNS,
+    RISK_COMPONENTS,
+    TIMEFRAME_NAMES,
+    OrchestrationConfig,
+    OrchestrationResult,
+    PrecomputedTimeframeModel,
+    orchestrate,
+    timeframe_specs,
+)
+
+HISTORY = 260  # bars of closes before the first signal (regime windows look back)
+TOL = 1e-9
+
+
+def _closes(n: int, seed: int, drift: float = 0.0003) -> pd.Series:
+    rng = np.random.default_rng(seed)
+    index = pd.bdate_range("2012-01-02", periods=n)
+    return pd.Series(100 * np.exp(np.cumsum(rng.normal(drift, 0.012, n))), index=index)
+
+
+def _rule_streams(close: pd.Series, horizons: tuple[int, ...] = (1, 5, 20, 60)) -> dict[str, pd.DataFrame]:
+    """Point-in-time momentum calls of four horizons, volatility-targeted, from the first HISTORY bars on."""
+    log_return = np.log(close).diff()
+    vol = log_return.ewm(alpha=0.06, min_periods=20).std()
+    streams = {}
+    for name, h in zip(TIMEFRAME_NAMES, horizons, strict=True):
+        z = (np.log(close).diff(max(h, 2)) / (vol * np.sqrt(max(h, 2)))).clip(-3, 3)
+        frame = pd.DataFrame({
+            "direction": np.where(z.abs() > 0.25, np.sign(z), 0.0),
+            "size": (0.15 / np.sqrt(252) / vol).clip(0, 1),
+            "confidence": (z.abs() / 3).clip(0, 1),
+            "vol_forecast": vol,
+            "score": (z / 3).clip(-1, 1),
+        }, index=close.index)
+        streams[name] = frame.iloc[HISTORY:]
+    return streams
+
+
+def _market(n: int = 420) -> tuple[dict[str, dict[str, pd.DataFrame]], dict[str, pd.Series]]:
+    """Two symbols; B trades on a different calendar (every 7th bar missing)."""
+    a = _closes(n, seed=1)
+    b = _closes(n, seed=2, drift=-0.0002)
+    b = b[np.arange(n) % 7 != 3]
+    closes = {"A": a, "B": b}
+    return {s: _rule_streams(c) for s, c in closes.items()}, closes
+
+
+def _config(**overrides: object) -> OrchestrationConfig:
+    base = {"warmup_bars": 20, "allocation_update_every": 10, "correlation_window": 30}
+    return OrchestrationConfig(**{**base, **overrides})  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def market() -> tuple[dict[str, dict[str, pd.DataFrame]], dict[str, pd.Series]]:
+    return _market()
+
+
+@pytest.fixture(scope="module")
+def result(market: tuple[dict[str, dict[str, pd.DataFrame]], dict[str, pd.Series]]) -> OrchestrationResult:
+    signals, closes = market
+    return orchestrate(signals, closes, _config(), 252.0)
+
+
+def _frames(result: OrchestrationResult) -> dict[str, pd.DataFrame]:
+    frames = {
+        "positions": result.positions, "allocations": result.allocations, "targets": result.target_allocations,
+        "risk_scales": result.risk_scales, "harmony": result.harmony, "regimes": result.regimes,
+        "returns": result.returns, "bars": result.bars,
+    }
+    frames.update({f"contributions_{s}": f for s, f in result.contributions.items()})
+    frames.update({f"unmanaged_{s}": f for s, f in result.unmanaged.items()})
+    return frames
+
+
+@pytest.mark.parametrize("bar", [0, 45, 90, 159])
+def test_truncating_the_inputs_after_a_bar_changes_nothing_up_to_it(
+    market: tuple[dict[str, dict[str, pd.DataFrame]], dict[str, pd.Series]], result: OrchestrationResult, bar: int
+) -> None:
+    signals, closes = market
+    cut = result.positions.index[bar]
+    short = orchestrate({s: {m: f.loc[:cut] for m, f in streams.items()} for s, streams in signals.items()},
+                        {s: c.loc[:cut] for s, c in closes.items()}, _config(), 252.0)
+    assert short.positions.index[-1] == cut
+    for name, frame in _frames(result).items():
+        pd.testing.assert_frame_equal(_frames(short)[name], frame.loc[:cut], obj=name)
+    events = result.events[result.events["timestamp"] <= cut].reset_index(drop=True)
+    pd.testing.assert_frame_equal(short.events, events)
+
+
+def test_the_same_inputs_give_identical_outputs(
+    market: tuple[dict[str, dict[str, pd.DataFrame]], dict[str, pd.Series]], result: OrchestrationResult
+) -> None:
+    signals, closes = market
+    again = orchestrate(signals, closes, _config(), 252.0)
+    for name, frame in _frames(result).items():
+        pd.testing.assert_frame_equal(_frames(again)[name], frame, obj=name)
+    pd.testing.assert_frame_equal(again.events, result.events)
+    pd.testing.assert_frame_equal(again.performance, result.performance)
+
+
+def test_every_bar_respects_the_allocation_and_exposure_limits(result: OrchestrationResult) -> None:
+    config = _config()
+    allocations = result.allocations.to_numpy()
+    assert np.all(allocations >= config.min_allocation - TOL) and np.all(allocations <= config.max_allocation + TOL)
+    np.testing.assert_allclose(allocations.sum(axis=1), 1.0)
+    assert np.all(np.abs(np.diff(allocations, axis=0)) <= config.max_allocation_change + TOL)
+    assert result.event_counts.get("allocation_change", 0) > 0
+    positions = result.positions.to_numpy()
+    assert np.all(np.abs(positions).sum(axis=1) <= config.max_gross_exposure + TOL)
+    assert np.all(np.abs(positions) <= config.max_asset_exposure + TOL)
+    per_model = sum(np.abs(f.to_numpy()) for f in result.contributions.values())
+    assert np.all(per_model <= config.max_timeframe_exposure + TOL)
+    for symbol, contributions in result.contributions.items():
+        np.testing.assert_allclose(contributions.sum(axis=1), result.positions[symbol], atol=1e-12)
+    scales = result.risk_scales.to_numpy()
+    assert list(result.risk_scales.columns) == list(RISK_COMPONENTS)
+    assert np.all((scales >= 0.0) & (scales <= 1.0 + TOL))
+
+
+def test_a_symbol_without_a_bar_keeps_its_position_and_gets_no_new_signal(result: OrchestrationResult) -> None:
+    missing = ~result.bars["B"]
+    assert missing.sum() > 10 and result.bars["A"].all()
+    previous = result.positions["B"].shift(1)
+    np.testing.assert_array_equal(result.positions.loc[missing, "B"], previous[missing])
+    np.testing.assert_array_equal(result.unmanaged["B"][missing], result.unmanaged["B"].shift(1)[missing])
+    assert (result.harmony.loc[missing, "B"] == 0).all()
+    assert result.asset_returns.loc[missing, "B"].isna().all()
+    assert len(result.symbol_positions("B")) == int(result.bars["B"].sum())
+
+
+def test_returns_are_the_positions_net_of_costs_one_bar_later() -> None:
+    close = _closes(HISTORY + 150, seed=5)
+    config = _config(cost_bps=10.0)
+    result = orchestrate({"A": _rule_streams(close)}, {"A": close}, config, 252.0)
+    position = result.positions["A"].to_numpy()
+    next_return = result.asset_returns["A"].shift(-1).to_numpy()
+    expected = strategy_returns(position[:-1], next_return[:-1], cost_bps=10.0)
+    np.testing.assert_allclose(result.returns["orchestrated"].to_numpy()[1:], expected, atol=1e-15)
+    model_columns = [f"model_{m}" for m in result.models]
+    np.testing.assert_allclose(result.returns["sum_of_parts"], result.returns[model_columns].mean(axis=1))
+    unmanaged = result.unmanaged["A"]["long"].to_numpy()
+    np.testing.assert_allclose(result.returns["model_long"].to_numpy()[1:],
+                               strategy_returns(unmanaged[:-1], next_return[:-1], cost_bps=10.0), atol=1e-15)
+    assert result.symbol_positions("A", per_sleeve=True).equals(result.positions["A"])
+
+
+def test_models_hear_back_only_after_the_bar_is_realised() -> None:
+    close = _closes(HISTORY + 60, seed=6)
+    specs = timeframe_specs(_config())
+    models = {name: PrecomputedTimeframeModel(frame, spec=specs[name], symbol="A")
+              for name, frame in _rule_streams(close).items()}
+    result = orchestrate({"A": models}, {"A": close}, _config(), 252.0)
+    feedback = models["medium"].feedback_
+    assert [f.timestamp for f in feedback] == list(result.positions.index[1:])
+    held = result.contributions["A"]["medium"].to_numpy()
+    np.testing.assert_allclose([f.position_taken for f in feedback], held[:-1])
+    realised = result.asset_returns["A"].to_numpy()[1:]
+    np.testing.assert_allclose([f.pnl for f in feedback], held[:-1] * realised)
+
+
+def test_a_crash_triggers_emergency_deleveraging_and_the_event_is_kept() -> None:
+    index = pd.bdate_range("2020-01-01", periods=HISTORY + 40)
+    steps = np.r_[np.zeros(HISTORY + 5), np.full(35, np.log(0.97))]
+    close = pd.Series(100 * np.exp(np.cumsum(steps)), index=index)
+    always_long = pd.DataFrame({"direction": 1.0, "size": 1.0, "confidence": 1.0, "vol_forecast": 0.01,
+                                "score": 1.0}, index=index[HISTORY:])
+    result = orchestrate({"A": dict.fromkeys(TIMEFRAME_NAMES, always_long)}, {"A": close}, _config(), 252.0)
+    drawdown = result.risk_scales["drawdown"].to_numpy()
+    assert np.all(np.diff(drawdown) <= TOL)  # the strategy only loses: scaling only tightens
+    emergency = result.events[result.events["kind"] == "emergency_deleveraging"]
+    assert len(emergency) == 1
+    after = result.positions.loc[emergency["timestamp"].iloc[0]:, "A"]
+    assert (after == 0.0).all() and result.positions["A"].iloc[5] > 0
+    assert (result.events["kind"] == "risk_limit_activated").any()
+
+
+def test_event_table_has_the_storage_columns(result: OrchestrationResult) -> None:
+    assert tuple(result.events.columns) == EVENT_COLUMNS
+    assert result.events["timestamp"].is_monotonic_increasing
+    assert set(result.events["kind"]) >= {"conflict", "allocation_change"}
+    assert sum(result.event_counts.values()) == len(result.events)
+
+
+def test_bad_inputs_are_named() -> None:
+    close = _closes(HISTORY + 10, seed=7)
+    streams = _rule_streams(close)
+    with pytest.raises(SignalEngineError, match="no closes for symbol 'B'"):
+        orchestrate({"B": streams}, {"A": close}, _config(), 252.0)
+    with pytest.raises(SignalEngineError, match="unknown timeframe model 'weekly'"):
+        orchestrate({"A": {"weekly": streams["long"]}}, {"A": close}, _config(), 252.0)
+
+
+def test_real_series_runs_within_its_limits(goog_csv: Path) -> None:
+    close = load_prices(goog_csv).bars["close"]
+    config = OrchestrationConfig()
+    result = orchestrate({"GOOG": _rule_streams(close.iloc[-1000:])}, {"GOOG": close}, config, 252.0)
+    assert len(result.positions) == 1000 - HISTORY
+    assert np.all(np.abs(result.positions["GOOG"]) <= config.max_asset_exposure + TOL)
+    np.testing.assert_allclose(result.allocations.sum(axis=1), 1.0)
+    assert np.isfinite(result.returns.to_numpy()).all()
+    assert list(result.performance.index) == list(TIMEFRAME_NAMES)
+    assert result.model_correlation().shape == (4, 4)
+
+
+def _always_long(index: pd.DatetimeIndex) -> pd.DataFrame:
+    return pd.DataFrame({"direction": 1.0, "size": 1.0, "confidence": 1.0, "vol_forecast": 0.01, "score": 1.0},
+                        index=index)
+
+
+def test_the_undefended_book_is_the_managed_one_while_the_defender_is_idle(
+    market: tuple[dict[str, dict[str, pd.DataFrame]], dict[str, pd.Series]]
+) -> None:
+    signals, closes = market
+    idle = _config(drawdown_start=0.9, drawdown_limit=0.95, emergency_drawdown=0.99)
+    result = orchestrate(signals, closes, idle, 252.0)
+    assert (result.risk_scales["drawdown"] == 1.0).all()
+    np.testing.assert_array_equal(result.returns["undefended"], result.returns["orchestrated"])
+
+
+@pytest.mark.parametrize("settings", [
+    {"conflict_strategy": "confidence"},
+    {"conflict_strategy": "hedge", "max_net_exposure": 0.3, "max_short_exposure": 0.2},
+    {"drawdown_basis": "account", "emergency_scale": 0.1, "max_trade_per_bar": 0.2},
+])
+def test_every_strategy_and_basis_keeps_the_limits(
+    market: tuple[dict[str, dict[str, pd.DataFrame]], dict[str, pd.Series]], settings: dict[str, object]
+) -> None:
+    signals, closes = market
+    config = _config(**settings)
+    result = orchestrate(signals, closes, config, 252.0)
+    positions = result.positions.to_numpy()
+    assert np.all(np.abs(positions.sum(axis=1)) <= config.max_net_exposure + TOL)
+    assert np.all(-np.clip(positions, None, 0.0).sum(axis=1) <= config.max_short_exposure + TOL)
+    conflicts = result.events[result.events["kind"] == "conflict"]
+    assert len(conflicts) > 0 and (conflicts["value"] <= conflicts["threshold"] + TOL).all()
+    assert (conflicts["rule"] == config.conflict_strategy).all()
+
+
+def test_thin_liquidity_halves_the_trade_budget() -> None:
+    index = pd.bdate_range("2020-01-01", periods=HISTORY + 20)
+    close = pd.Series(100 * np.exp(np.linspace(0.0, 0.1, len(index))), index=index)
+    volume = pd.Series(np.where(np.arange(len(index)) < HISTORY - 30, 1e6, 1e5), index=index)
+    signals = {"A": dict.fromkeys(TIMEFRAME_NAMES, _always_long(index[HISTORY:]))}
+    thin = orchestrate(signals, {"A": close}, _config(), 252.0, volumes={"A": volume})
+    normal = orchestrate(signals, {"A": close}, _config(), 252.0)
+    assert (thin.regimes["liquidity"] == "thin").all() and (normal.regimes["liquidity"] == "normal").all()
+    deferrals = thin.events[thin.events["kind"] == "schedule_deferral"]
+    assert (deferrals["threshold"] == 0.5).all() and len(deferrals) > 0
+    assert thin.positions["A"].iloc[0] < normal.positions["A"].iloc[0]
