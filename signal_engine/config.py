@@ -109,6 +109,13 @@ class TradingConfig:
 
 
 @dataclass(frozen=True)
+class SuiteConfig:
+    """The expert suite: every catalogued expert walked forward next to its baseline (``metrics.json`` ``experts``)."""
+
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything a backtest depends on; the same config and input give byte-identical output."""
 
@@ -121,6 +128,7 @@ class RunConfig:
     volatility: VolatilityConfig = field(default_factory=VolatilityConfig)
     gate: GateConfig = field(default_factory=GateConfig)
     trading: TradingConfig = field(default_factory=TradingConfig)
+    suite: SuiteConfig = field(default_factory=SuiteConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

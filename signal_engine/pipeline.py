@@ -83,14 +83,34 @@ def backtest_series(
 
 
 def _walk_forward(series: list[PriceSeries], config: RunConfig, console: Console) -> list[SymbolResult]:
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("refits"),
-               TimeElapsedColumn())
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[unit]}"), TimeElapsedColumn())
     results = []
     with Progress(*columns, console=console, transient=False) as progress:
         for s in series:
-            task = progress.add_task(f"{s.symbol:>8} walk-forward", total=blocks_for(s, config))
-            results.append(run_symbol(s, config, on_block=partial(progress.advance, task)))
+            task = progress.add_task(f"{s.symbol:>8} walk-forward", total=blocks_for(s, config), unit="refits")
+            result = run_symbol(s, config, on_block=partial(progress.advance, task))
+            if config.suite.enabled:
+                result.experts = _expert_suite(s, config, progress)
+            results.append(result)
     return results
+
+
+def _expert_suite(series: PriceSeries, config: RunConfig, progress: Progress) -> dict[str, Any]:
+    from signal_engine.evaluation.expert_suite import run_expert_suite
+
+    task = progress.add_task(f"{series.symbol:>8} expert suite", total=None, unit="models")
+    suite = run_expert_suite(series, config, on_model=lambda _name: progress.advance(task))
+    progress.update(task, total=progress.tasks[task].completed)
+    return {
+        **suite.metrics,
+        "baselines": suite.baselines,
+        "archetype": suite.archetype,
+        "fingerprint": suite.fingerprint,
+        "seconds": suite.seconds,
+        "refits": suite.refits,
+        "skipped": suite.skipped,
+    }
 
 
 def build_metrics(results: list[SymbolResult], config: RunConfig) -> dict[str, Any]:
@@ -116,8 +136,25 @@ def build_metrics(results: list[SymbolResult], config: RunConfig) -> dict[str, A
             "summary": "single symbol" if len(results) == 1 else f"mean over {len(results)} symbols",
         },
         **summary,
-        "per_symbol": {r.symbol: {**r.metrics, "diagnostics": r.diagnostics} for r in results},
+        **({"experts": _experts_summary(results)} if results[0].experts else {}),
+        "per_symbol": {
+            r.symbol: {**r.metrics, "diagnostics": r.diagnostics, **({"experts": r.experts} if r.experts else {})}
+            for r in results
+        },
     }
+
+
+EXPERT_SECTIONS = ("trend", "volatility", "levels")
+
+
+def _experts_summary(results: list[SymbolResult]) -> dict[str, Any]:
+    """Each expert's metrics next to its baseline's (mean over symbols when there are several)."""
+    summary: dict[str, Any] = {
+        section: _mean_over_symbols([r.experts[section] for r in results]) for section in EXPERT_SECTIONS
+    }
+    summary["baselines"] = results[0].experts["baselines"]
+    summary["archetypes"] = {r.symbol: r.experts["archetype"] for r in results}
+    return summary
 
 
 def _mean_over_symbols(tables: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
@@ -125,9 +162,11 @@ def _mean_over_symbols(tables: list[dict[str, dict[str, float]]]) -> dict[str, d
         return tables[0]
     merged: dict[str, dict[str, float]] = {}
     for model in tables[0]:
+        if not all(model in t for t in tables):
+            continue
         merged[model] = {}
         for key in tables[0][model]:
-            values = np.array([t[model][key] for t in tables], dtype=float)
+            values = np.array([t[model].get(key, np.nan) for t in tables], dtype=float)
             total = key in ("rows", "trades")
             merged[model][key] = float(values.sum()) if total else float(np.nanmean(values))
     return merged

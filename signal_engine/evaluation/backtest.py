@@ -52,6 +52,7 @@ class SymbolResult:
     returns: pd.DataFrame
     realised_vol: pd.Series
     diagnostics: dict[str, Any] = field(default_factory=dict)
+    experts: dict[str, Any] = field(default_factory=dict)
 
 
 class _OutOfSample:

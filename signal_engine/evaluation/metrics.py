@@ -23,6 +23,26 @@ def trend_metrics(y_true: np.ndarray, proba: np.ndarray) -> dict[str, float]:
     }
 
 
+def expected_calibration_error(y_true: np.ndarray, proba: np.ndarray, n_bins: int = 15) -> float:
+    """Top-label expected calibration error: sum over confidence bins of |accuracy - confidence| x share.
+
+    Rows are binned by their highest probability into ``n_bins`` equal-width bins of [0, 1]; each bin
+    contributes the gap between how often its predicted class was right and its mean confidence,
+    weighted by its share of rows (Guo et al. 2017, "On calibration of modern neural networks", ICML).
+    """
+    y_true = np.asarray(y_true)
+    proba = np.asarray(proba, dtype=float)
+    if len(y_true) == 0:
+        return float("nan")
+    confidence = proba.max(axis=1)
+    correct = (np.argmax(proba, axis=1) == y_true).astype(float)
+    bins = np.minimum((confidence * n_bins).astype(int), n_bins - 1)
+    counts = np.bincount(bins, minlength=n_bins)
+    gap = np.abs(np.bincount(bins, weights=correct, minlength=n_bins) -
+                 np.bincount(bins, weights=confidence, minlength=n_bins))
+    return float(gap.sum() / counts.sum())
+
+
 def volatility_metrics(forecast_variance: np.ndarray, realised_squared: np.ndarray) -> dict[str, float]:
     """QLIKE ``mean(log f + y / f)`` and MSE of variance forecasts against squared next-bar returns."""
     ok = np.isfinite(forecast_variance) & np.isfinite(realised_squared)
@@ -60,6 +80,36 @@ def levels_metrics(
         "support_hold_rate": _share(later[touched_support] >= support[touched_support]),
         "resistance_hold_rate": _share(later[touched_resistance] <= resistance[touched_resistance]),
         "rows": int(ok.sum()),
+    }
+
+
+def level_respect_metrics(
+    levels: np.ndarray,
+    close: np.ndarray,
+    future_low: np.ndarray,
+    future_high: np.ndarray,
+    close_at_horizon: np.ndarray,
+    band: np.ndarray,
+) -> dict[str, float]:
+    """How often price respects a level within the H bars, unconditionally.
+
+    Support is respected at bar t when the next H bars come within ``band[t]`` (a price distance) of it
+    or below it, and the close H bars later is at or above it; resistance mirrors that. Unlike the hold
+    rate of :func:`levels_metrics` this counts over all bars, so a level far from the price (never
+    approached) does not score.
+    """
+    support, resistance = levels[:, 0], levels[:, 1]
+    ok = (np.isfinite(future_low) & np.isfinite(future_high) & np.isfinite(close_at_horizon) & np.isfinite(band)
+          & np.isfinite(support) & np.isfinite(resistance))
+    support, resistance, band = support[ok], resistance[ok], band[ok]
+    low, high, later = future_low[ok], future_high[ok], close_at_horizon[ok]
+    support_respected = (low <= support + band) & (later >= support)
+    resistance_respected = (high >= resistance - band) & (later <= resistance)
+    return {
+        "support_respect_rate": _share(support_respected),
+        "resistance_respect_rate": _share(resistance_respected),
+        "respect_rate": _share(np.concatenate((support_respected, resistance_respected))),
+        "mean_band_width": float(np.mean((resistance - support) / close[ok])) if ok.any() else float("nan"),
     }
 
 

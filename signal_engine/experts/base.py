@@ -21,6 +21,16 @@ class Expert(BaseEstimator):
     name: ClassVar[str]
     target: ClassVar[str]
     outputs: ClassVar[tuple[str, ...]]
+    uses_tensorflow: ClassVar[bool] = False
+
+    def context_bars(self) -> int | None:
+        """Bars of history before a row that its output depends on; None when it needs all of them.
+
+        An expert whose row t depends on rows t - k .. t only returns k: ``transform`` on a slice that
+        starts k bars before the first wanted row gives the same rows as on the whole history. Recursive
+        models (GARCH, EWMA) return None.
+        """
+        return None
 
     def fit(self, X: pd.DataFrame, y: np.ndarray) -> Self:
         raise NotImplementedError

@@ -1,4 +1,4 @@
-"""Support and resistance: swing-point levels (the expert) and classic floor pivots (the baseline)."""
+"""Support and resistance from swing points; the pivot baselines live in :mod:`signal_engine.experts.pivots`."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
 from signal_engine.experts.base import Expert
+from signal_engine.experts.pivots import PivotLevels
 
 
 def confirmed_swings(values: np.ndarray, width: int, *, lows: bool) -> np.ndarray:
@@ -71,6 +72,9 @@ def level_error(levels: np.ndarray, close: np.ndarray, future_low: np.ndarray, f
     return float(np.nanmean(error))
 
 
+__all__ = ["PivotLevels", "SwingLevelsExpert", "confirmed_swings", "level_error", "swing_levels"]
+
+
 class SwingLevelsExpert(Expert):
     """Support/resistance from confirmed swing highs and lows.
 
@@ -103,28 +107,11 @@ class SwingLevelsExpert(Expert):
         self.window_ = min(errors, key=lambda w: (errors[w], w))
         return self
 
+    def context_bars(self) -> int | None:
+        return max(self.windows) + 2 * self.swing_width
+
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         return swing_levels(X, self.window_, self.swing_width)
-
-    def transform(self, X: pd.DataFrame) -> np.ndarray:
-        return self.predict(X)
-
-
-class PivotLevels(Expert):
-    """Classic floor-trader pivots from bar t: P = (H + L + C) / 3, S1 = 2P - H, R1 = 2P - L."""
-
-    name = "pivot"
-    target = "future_range"
-    outputs = ("support", "resistance")
-
-    def fit(self, X: pd.DataFrame, y: np.ndarray | None = None) -> Self:
-        self.n_features_in_ = X.shape[1]
-        return self
-
-    def predict(self, X: pd.DataFrame) -> np.ndarray:
-        high, low, close = (X[c].to_numpy(dtype=float) for c in ("high", "low", "close"))
-        pivot = (high + low + close) / 3.0
-        return np.column_stack((2 * pivot - high, 2 * pivot - low))
 
     def transform(self, X: pd.DataFrame) -> np.ndarray:
         return self.predict(X)

@@ -1,21 +1,18 @@
-"""Trend expert: probabilities of up / neutral / down over the label horizon."""
+"""Trend expert: LightGBM probabilities of up / neutral / down over the label horizon."""
 
 from __future__ import annotations
-
-from typing import Self
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from signal_engine.experts.base import Expert
+from signal_engine.experts.trend_base import TrendClassifier, full_proba
 from signal_engine.features import FEATURE_NAMES, FINGERPRINT_NAMES
-from signal_engine.labels import TREND_CLASSES
 
 TREND_FEATURES: tuple[str, ...] = tuple(dict.fromkeys((*FEATURE_NAMES, *FINGERPRINT_NAMES)))
 
 
-class GradientBoostedTrendExpert(Expert):
+class GradientBoostedTrendExpert(TrendClassifier):
     """LightGBM multiclass classifier of the H-bar trend class from point-in-time features.
 
     Parameters
@@ -25,16 +22,18 @@ class GradientBoostedTrendExpert(Expert):
     random_state : seed for bagging and feature sampling; training is single-threaded and
         deterministic, so the same data give the same model.
     features : columns of the market frame to use; defaults to the whole feature set.
+    calibration : None (raw LightGBM probabilities), ``"isotonic"`` or ``"sigmoid"`` (Platt), fitted on
+        the last ``validation_fraction`` of the training rows (see
+        :class:`~signal_engine.experts.trend_base.TrendClassifier`).
+    validation_fraction, purge : the calibration fold and the bars purged before it (the label horizon).
+    refit : fit again on all training rows after calibrating (the calibrator is kept).
 
     References
     ----------
     Seed 000 (trend expert: classification on prices and technical indicators); Ke et al. (2017),
-    "LightGBM: A Highly Efficient Gradient Boosting Decision Tree", NeurIPS.
+    "LightGBM: A Highly Efficient Gradient Boosting Decision Tree", NeurIPS; Zadrozny and Elkan (2002)
+    for one-vs-rest isotonic calibration.
     """
-
-    name = "trend"
-    target = "trend"
-    outputs = tuple(f"p_{c}" for c in TREND_CLASSES)
 
     def __init__(
         self,
@@ -47,6 +46,10 @@ class GradientBoostedTrendExpert(Expert):
         reg_lambda: float = 1.0,
         random_state: int = 7,
         features: tuple[str, ...] = TREND_FEATURES,
+        calibration: str | None = None,
+        validation_fraction: float = 0.25,
+        purge: int = 5,
+        refit: bool = True,
     ) -> None:
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
@@ -57,10 +60,15 @@ class GradientBoostedTrendExpert(Expert):
         self.reg_lambda = reg_lambda
         self.random_state = random_state
         self.features = features
+        self.calibration = calibration
+        self.validation_fraction = validation_fraction
+        self.purge = purge
+        self.refit = refit
 
-    def fit(self, X: pd.DataFrame, y: np.ndarray) -> Self:
-        labels = np.asarray(y, dtype=np.int64)
-        self.classes_ = np.arange(len(TREND_CLASSES))
+    def context_bars(self) -> int | None:
+        return 0
+
+    def _fit_model(self, X: pd.DataFrame, labels: np.ndarray, rows: np.ndarray) -> None:
         self.feature_names_in_ = np.array(self.features)
         self.model_ = lgb.LGBMClassifier(
             n_estimators=self.n_estimators,
@@ -77,21 +85,12 @@ class GradientBoostedTrendExpert(Expert):
             force_row_wise=True,
             verbose=-1,
         )
-        self.model_.fit(self._matrix(X), labels)
-        return self
+        self.model_.fit(self._matrix(X.iloc[rows]), labels[rows])
 
-    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        """Probabilities in the order down, neutral, up (classes absent from training get 0)."""
-        proba = np.zeros((len(X), len(self.classes_)))
-        if len(X):
-            proba[:, self.model_.classes_] = self.model_.predict_proba(self._matrix(X))
-        return proba
-
-    def predict(self, X: pd.DataFrame) -> np.ndarray:
-        return np.argmax(self.predict_proba(X), axis=1)
-
-    def transform(self, X: pd.DataFrame) -> np.ndarray:
-        return self.predict_proba(X)
+    def _raw_proba(self, X: pd.DataFrame, rows: np.ndarray | None) -> np.ndarray:
+        selected = X if rows is None else X.iloc[rows]
+        proba = self.model_.predict_proba(self._matrix(selected))
+        return full_proba(np.asarray(proba), self.model_.classes_, len(self.classes_))
 
     def _matrix(self, X: pd.DataFrame) -> np.ndarray:
         return X.loc[:, list(self.features)].to_numpy(dtype=float)

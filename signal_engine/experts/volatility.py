@@ -64,6 +64,9 @@ class Garch11(Expert):
         intercept = self.omega_ + self.alpha_ * squared_residuals
         return _recursion(intercept, self.beta_, first) / self.scale_**2
 
+    def predict_variance(self, X: pd.DataFrame) -> np.ndarray:
+        return self.predict(X)
+
     def transform(self, X: pd.DataFrame) -> np.ndarray:
         return self.predict(X)[:, None]
 
@@ -95,6 +98,9 @@ class Ewma(Expert):
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         intercept = (1.0 - self.lam) * log_returns(X) ** 2
         return _recursion(intercept, self.lam, self.seed_variance_)
+
+    def predict_variance(self, X: pd.DataFrame) -> np.ndarray:
+        return self.predict(X)
 
     def transform(self, X: pd.DataFrame) -> np.ndarray:
         return self.predict(X)[:, None]

@@ -62,6 +62,25 @@ def _image(png: bytes, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
 
+_EXPERT_SECTIONS = ("trend", "volatility", "levels")
+
+
+def _expert_tables(experts: Mapping[str, Any]) -> str:
+    """The expert suite's tables: every expert of a kind, its baseline named beside it."""
+    baselines = experts.get("baselines", {})
+    parts = []
+    for section in _EXPERT_SECTIONS:
+        rows = experts.get(section, {})
+        if not rows:
+            continue
+        columns = list(dict.fromkeys(k for values in rows.values() for k in values if k != "rows"))
+        labelled = {
+            (f"{name} (vs {baselines[name]})" if baselines.get(name) else name): values for name, values in rows.items()
+        }
+        parts.append(f"<h3>experts: {section}</h3>{metric_table(labelled, columns)}")
+    return "".join(parts)
+
+
 def _symbol_section(result: _Result) -> str:
     title = result.symbol
     data = result.data
@@ -77,6 +96,10 @@ def _symbol_section(result: _Result) -> str:
     ]
     for section, columns in _COLUMNS.items():
         parts.append(f"<h3>{section}</h3>{metric_table(result.metrics[section], columns)}")
+    experts = getattr(result, "experts", None)
+    if experts:
+        parts.append(f'<p class="note">Expert suite: the series routes to archetype '
+                     f"<b>{html.escape(str(experts.get('archetype')))}</b>.</p>{_expert_tables(experts)}")
     return "\n".join(parts)
 
 
@@ -93,6 +116,8 @@ def render_report(results: Sequence[_Result], metrics: dict[str, Any]) -> str:
         f"label horizon {evaluation['horizon']} bars. Every number is out of sample; baselines (grey) are "
         f"computed in the same run. Summary: {scope}.</p>"
     )
+    if "experts" in metrics:
+        summary += "<h2>Experts against their baselines</h2>" + _expert_tables(metrics["experts"])
     sections = "\n".join(_symbol_section(r) for r in results)
     return (
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>signal-engine backtest</title>"

@@ -24,6 +24,8 @@ SMALL = """walk_forward:
   min_test_bars: 100
 trend:
   n_estimators: 40
+suite:
+  enabled: false
 """
 TRUNCATE_AT = 1500
 

@@ -50,7 +50,7 @@ def test_costs_can_differ_by_symbol(tmp_path: Path) -> None:
     assert trading.cost_for("spx") == 2.5
     assert trading.cost_for("GOOG") == 5.0
     path.write_text("trading:\n  symbol_cost_bps: {EURUSD: -1}\n")
-    with pytest.raises(ConfigError, match="'trading.symbol_cost_bps' must map symbols to costs in bps >= 0"):
+    with pytest.raises(ConfigError, match=r"'trading\.symbol_cost_bps' must map symbols to costs in bps >= 0"):
         load_config("quick", path)
 
 
