@@ -62,6 +62,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console = Console(stderr=True)
+    if not console.is_terminal:
+        console = Console(stderr=True, width=120)
     try:
         return int(args.handler(args, console))
     except SignalEngineError as exc:
@@ -119,6 +121,32 @@ def _datasets(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _best(table: dict[str, dict[str, float]], key: str, *, lowest: bool = True) -> tuple[str, float]:
+    """The non-baseline model with the lowest (or highest) ``key``."""
+    candidates = {name: m[key] for name, m in table.items() if not name.startswith("baseline_") and key in m}
+    name = (min if lowest else max)(candidates, key=lambda n: candidates[n])
+    return name, candidates[name]
+
+
+def _experts_table(per_symbol: dict[str, Any]) -> Table:
+    table = Table(title="Expert suite: best expert of each kind against its baseline (walk-forward)")
+    for column in ("symbol", "volatility QLIKE", "GARCH(1,1)", "trend log loss", "class prior",
+                   "level error", "pivots"):
+        table.add_column(column, justify="right")
+    for symbol, m in per_symbol.items():
+        experts = m["experts"]
+        vol_name, vol = _best(experts["volatility"], "qlike")
+        trend_name, trend = _best(experts["trend"], "log_loss")
+        level_name, level = _best(experts["levels"], "support_error")
+        table.add_row(
+            symbol,
+            f"{vol:.4f} {vol_name}", f"{experts['volatility']['baseline_garch11']['qlike']:.4f}",
+            f"{trend:.4f} {trend_name}", f"{experts['trend']['baseline_majority']['log_loss']:.4f}",
+            f"{level:.2%} {level_name}", f"{experts['levels']['baseline_pivot']['support_error']:.2%}",
+        )
+    return table
+
+
 def _print_summary(output: BacktestOutput, console: Console, seconds: float) -> None:
     per_symbol: dict[str, Any] = output.metrics["per_symbol"]
     table = Table(title="Walk-forward, out of sample, net of costs")
@@ -135,4 +163,6 @@ def _print_summary(output: BacktestOutput, console: Console, seconds: float) -> 
             f"{vol['volatility_blend']['qlike']:.4f}", f"{vol['baseline_garch11']['qlike']:.4f}",
         )
     console.print(table)
+    if "experts" in output.metrics:
+        console.print(_experts_table(per_symbol))
     console.print(f"Wrote {output.signals_path}, {output.metrics_path}, {output.report_path} in {seconds:.0f} s")

@@ -120,3 +120,18 @@ def test_demo_runs_every_shipped_series_end_to_end(tmp_path: Path) -> None:
     assert set(metrics["per_symbol"]) == {"SPX", "IXIC", "GOOG", "EURUSD"}
     assert metrics["evaluation"]["summary"] == "mean over 4 symbols"
     assert "Walk-forward, out of sample" in completed.stderr
+
+
+def test_expert_suite_lands_in_metrics_and_report(goog_csv: Path, tmp_path: Path) -> None:
+    config = tmp_path / "with-suite.yaml"
+    config.write_text(SMALL.replace("enabled: false", "enabled: true"))
+    output = run_backtest([goog_csv], tmp_path / "out", load_config("quick", config))
+    experts = json.loads(output.metrics_path.read_text())["experts"]
+    assert {"trend", "volatility", "levels", "baselines", "archetypes"} <= set(experts)
+    assert "baseline_garch11" in experts["volatility"]
+    assert experts["baselines"]["vol_har"] == "baseline_garch11"
+    assert {"trend_lightgbm", "baseline_majority"} <= set(experts["trend"])
+    assert experts["archetypes"] == {"GOOG": "equity_daily"}
+    report = output.report_path.read_text()
+    assert "Experts against their baselines" in report
+    assert "vol_har (vs baseline_garch11)" in report
