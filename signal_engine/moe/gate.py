@@ -7,6 +7,8 @@ from typing import Self
 import numpy as np
 from sklearn.base import BaseEstimator
 
+from signal_engine.moe.standardise import fit_standardiser, standardise
+
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=1, keepdims=True)
@@ -62,10 +64,7 @@ class SoftmaxGate(BaseEstimator):
         target = np.clip(np.asarray(y, dtype=float), -self.clip, self.clip)
         self.n_features_in_ = X.shape[1]
         self.n_experts_ = scores.shape[1]
-        self.mean_ = np.nanmean(X, axis=0) if len(X) else np.zeros(X.shape[1])
-        self.scale_ = np.nanstd(X, axis=0) if len(X) else np.ones(X.shape[1])
-        self.mean_ = np.nan_to_num(self.mean_)
-        self.scale_ = np.where(np.nan_to_num(self.scale_) > 0, np.nan_to_num(self.scale_), 1.0)
+        self.mean_, self.scale_ = fit_standardiser(X)
         self.coef_ = np.zeros((X.shape[1], self.n_experts_))
         self.intercept_ = np.zeros(self.n_experts_)
         self.n_train_ = len(X)
@@ -96,7 +95,7 @@ class SoftmaxGate(BaseEstimator):
         return float(np.mean(combined * target) - penalty + self.entropy * np.mean(entropy))
 
     def _standardise(self, X: np.ndarray) -> np.ndarray:
-        return np.nan_to_num((X - self.mean_) / self.scale_)
+        return standardise(X, self.mean_, self.scale_)
 
     def _gradient(self, inputs: np.ndarray, scores: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n = len(inputs)

@@ -11,6 +11,7 @@ from sklearn.linear_model import LogisticRegression
 
 from signal_engine.labels import DOWN, TREND_CLASSES, UP
 from signal_engine.moe.combiner import SIGNALS
+from signal_engine.moe.standardise import fit_standardiser, standardise
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,7 @@ class MetaWeights:
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
         """Class probabilities (down, neutral, up) in NumPy only (the serving path)."""
-        z = np.nan_to_num((np.asarray(features, dtype=float) - self.mean) / self.scale)
+        z = standardise(features, self.mean, self.scale)
         logits = z @ self.coef.T + self.intercept
         if logits.shape[1] == 1:
             logits = np.column_stack((-logits[:, 0] / 2, logits[:, 0] / 2))
@@ -56,11 +57,9 @@ class MetaModelCombiner(BaseEstimator):
 
     def fit(self, features: np.ndarray, y: np.ndarray) -> Self:
         X = np.asarray(features, dtype=float)
-        mean = np.nanmean(X, axis=0)
-        scale = np.nanstd(X, axis=0)
-        scale = np.where(scale > 0, scale, 1.0)
+        mean, scale = fit_standardiser(X)
         model = LogisticRegression(C=self.C, max_iter=2000)
-        model.fit(np.nan_to_num((X - mean) / scale), np.asarray(y, dtype=np.int64))
+        model.fit(standardise(X, mean, scale), np.asarray(y, dtype=np.int64))
         self.model_ = model
         self.classes_ = SIGNALS
         self.weights_ = MetaWeights(mean, scale, model.coef_, model.intercept_, model.classes_.astype(np.int64))

@@ -12,6 +12,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from signal_engine.moe.numpy_gate import GateWeights, gate_forward
+from signal_engine.moe.standardise import fit_standardiser, standardise
 
 
 class MLPGate(BaseEstimator):
@@ -73,13 +74,11 @@ class MLPGate(BaseEstimator):
         self.n_experts_ = n_experts
         self.n_features_in_ = X.shape[1]
         self.n_train_ = len(X)
-        mean = np.nan_to_num(np.nanmean(X, axis=0)) if len(X) else np.zeros(X.shape[1])
-        scale = np.nan_to_num(np.nanstd(X, axis=0)) if len(X) else np.ones(X.shape[1])
-        scale = np.where(scale > 0, scale, 1.0)
+        mean, scale = fit_standardiser(X)
         names = self.experts or tuple(f"expert_{i}" for i in range(n_experts))
         self.model_ = self._build_model(X.shape[1], n_experts)
         if len(X) >= self.min_rows:
-            inputs = np.nan_to_num((X - mean) / scale).astype(np.float32)
+            inputs = standardise(X, mean, scale).astype(np.float32)
             target = np.clip(np.asarray(y, dtype=float), -self.clip, self.clip).astype(np.float32)
             self.loss_history_ = self._train(inputs, target, scores.astype(np.float32))
         else:
@@ -105,7 +104,7 @@ class MLPGate(BaseEstimator):
         """The same forward pass through the Keras model (to check the export)."""
         import tensorflow as tf
 
-        inputs = np.nan_to_num((np.asarray(X, dtype=float) - self.weights_.mean) / self.weights_.scale)
+        inputs = standardise(X, self.weights_.mean, self.weights_.scale)
         logits = self.model_(tf.constant(inputs, dtype=tf.float32))
         return _top_k_tf(tf.nn.softmax(logits), self.weights_.k).numpy()
 
