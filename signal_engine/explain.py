@@ -15,12 +15,19 @@ from typing import Any
 
 import numpy as np
 
-from signal_engine.labels import DOWN, UP
+from signal_engine.labels import DOWN, NEUTRAL, UP
 
 
 def expert_contributions(scores: np.ndarray, gate: np.ndarray) -> np.ndarray:
     """Each expert's part of the combined score: its score times its gate weight, (n, E)."""
     return np.asarray(scores, dtype=float) * np.asarray(gate, dtype=float)
+
+
+def classifier_directional_shap(model: Any, X: np.ndarray) -> np.ndarray:
+    """``directional_shap`` of a fitted three-class ``LGBMClassifier`` (zeros if a class was never seen)."""
+    if list(model.classes_) != [DOWN, NEUTRAL, UP]:
+        return np.zeros((len(X), model.n_features_in_))
+    return directional_shap(model.booster_, X)
 
 
 def directional_shap(booster: Any, X: np.ndarray, n_classes: int = 3) -> np.ndarray:

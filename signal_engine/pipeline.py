@@ -74,6 +74,8 @@ def backtest_series(
     signals_path = out_dir / "signals.csv"
     signals = pd.concat([r.signals for r in results], ignore_index=True).loc[:, list(SIGNAL_COLUMNS)]
     signals.to_csv(signals_path, index=False, float_format="%.10g", lineterminator="\n")
+    explanations = pd.concat([r.explanations for r in results], ignore_index=True)
+    explanations.to_csv(out_dir / "explanations.csv", index=False, float_format="%.10g", lineterminator="\n")
     metrics = build_metrics(results, config)
     metrics_path = out_dir / "metrics.json"
     metrics_path.write_text(json.dumps(_json_safe(metrics), indent=2, allow_nan=False) + "\n")

@@ -28,6 +28,7 @@ from signal_engine.evaluation.metrics import (
 )
 from signal_engine.evaluation.walkforward import Block, known_by, schedule
 from signal_engine.experts import GradientBoostedTrendExpert, PivotLevels, SwingLevelsExpert, VolatilityExpert
+from signal_engine.explain import classifier_directional_shap, expert_contributions, top_features
 from signal_engine.features import FINGERPRINT_NAMES, feature_frame
 from signal_engine.labels import Labels, make_labels
 from signal_engine.moe import SIGNALS, SoftmaxGate, WeightedScoreCombiner
@@ -53,6 +54,7 @@ class SymbolResult:
     realised_vol: pd.Series
     diagnostics: dict[str, Any] = field(default_factory=dict)
     experts: dict[str, Any] = field(default_factory=dict)
+    explanations: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 class _OutOfSample:
@@ -69,6 +71,7 @@ class _OutOfSample:
         self.variance = {"expert": empty(), "garch11": empty(), "ewma": empty()}
         self.scores = empty(len(EXPERTS))
         self.gate = empty(len(EXPERTS))
+        self.top_features = np.full(n, "", dtype=object)
         self.garch_converged: list[bool] = []
         self.blend_weight: list[float] = []
         self.levels_window: list[int] = []
@@ -136,6 +139,8 @@ def _decide_block(
     levels = clone(_levels_prototype(config)).fit(frame.iloc[: r + 1], future_range[: r + 1])
 
     out.trend_proba[rows] = trend.predict_proba(frame.iloc[rows])
+    block_matrix = frame.iloc[rows].loc[:, list(trend.features)].to_numpy(dtype=float)
+    out.top_features[rows] = top_features(classifier_directional_shap(trend.model_, block_matrix), trend.features)
     out.majority_proba[rows] = baselines.majority_proba(majority, block.stop - block.start)
     out.levels[rows] = levels.predict(history)[rows]
     out.pivots[rows] = PivotLevels().fit(history).predict(frame.iloc[rows])
@@ -249,6 +254,15 @@ def _evaluate(
             name: strategy_metrics(positions[name][tradable], returns[name].to_numpy(), ppy) for name in positions
         },
     }
+    contributions = expert_contributions(out.scores[test], out.gate[test])
+    explanations = pd.DataFrame({
+        "timestamp": signals["timestamp"],
+        "symbol": series.symbol,
+        "signal": signals["signal"],
+        "score": score,
+        **{f"contrib_{e}": contributions[:, i] for i, e in enumerate(EXPERTS)},
+        "top_features": out.top_features[test],
+    })
     realised = pd.Series(np.sqrt(labels.next_variance[test]), index=timestamps, name="realised_abs_return")
     data = {
         "symbol": series.symbol,
@@ -269,7 +283,8 @@ def _evaluate(
         "levels_windows": sorted(set(out.levels_window)),
         "mean_gate": {e: float(np.mean(out.gate[test, i])) for i, e in enumerate(EXPERTS)},
     }
-    return SymbolResult(series.symbol, data, signals, metrics, returns, realised, diagnostics)
+    return SymbolResult(series.symbol, data, signals, metrics, returns, realised, diagnostics,
+                        explanations=explanations)
 
 
 def _trend_table(labels: Labels, out: _OutOfSample, test: slice) -> dict[str, dict[str, float]]:

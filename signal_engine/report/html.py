@@ -81,6 +81,16 @@ def _expert_tables(experts: Mapping[str, Any]) -> str:
     return "".join(parts)
 
 
+def _explanation_table(rows: pd.DataFrame) -> str:
+    """Each signal with every expert's share of the score (score x gate weight) and the trend model's top features."""
+    columns = [c for c in rows.columns if c not in ("symbol",)]
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_format(row[c])}</td>" for c in columns) + "</tr>" for _, row in rows.iterrows()
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
 def _symbol_section(result: _Result) -> str:
     title = result.symbol
     data = result.data
@@ -96,6 +106,9 @@ def _symbol_section(result: _Result) -> str:
     ]
     for section, columns in _COLUMNS.items():
         parts.append(f"<h3>{section}</h3>{metric_table(result.metrics[section], columns)}")
+    explanations = getattr(result, "explanations", None)
+    if explanations is not None and len(explanations):
+        parts.append(f"<h3>latest signals, explained</h3>{_explanation_table(explanations.tail(10))}")
     experts = getattr(result, "experts", None)
     if experts:
         parts.append(f'<p class="note">Expert suite: the series routes to archetype '

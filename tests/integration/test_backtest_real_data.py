@@ -135,3 +135,13 @@ def test_expert_suite_lands_in_metrics_and_report(goog_csv: Path, tmp_path: Path
     report = output.report_path.read_text()
     assert "Experts against their baselines" in report
     assert "vol_har (vs baseline_garch11)" in report
+
+
+def test_explanations_carry_expert_contributions_and_top_features(goog_run: BacktestOutput) -> None:
+    signals = pd.read_csv(goog_run.signals_path)
+    explanations = pd.read_csv(goog_run.signals_path.parent / "explanations.csv")
+    assert len(explanations) == len(signals)
+    contributions = explanations[["contrib_trend", "contrib_levels", "contrib_volatility"]].sum(axis=1)
+    np.testing.assert_allclose(contributions.clip(-1, 1), signals["score"], atol=1e-8)
+    assert explanations["top_features"].str.count(":").eq(3).all()
+    assert "latest signals, explained" in goog_run.report_path.read_text()
