@@ -119,6 +119,9 @@ def build_metrics(results: list[SymbolResult], config: RunConfig) -> dict[str, A
     """The ``metrics.json`` document of DESIGN.md; several symbols are summarised by their mean."""
     wf = config.walk_forward
     summary = {section: _mean_over_symbols([r.metrics[section] for r in results]) for section in SECTIONS}
+    summary["confidence"] = _mean_over_symbols(
+        [{m: {k: v for k, v in t.items() if k != "bins"} for m, t in r.metrics["confidence"].items()} for r in results]
+    )
     return {
         "schema_version": SCHEMA_VERSION,
         "data": {

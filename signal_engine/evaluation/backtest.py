@@ -21,6 +21,7 @@ from signal_engine.evaluation import baselines
 from signal_engine.evaluation.metrics import (
     levels_metrics,
     periods_per_year,
+    reliability,
     strategy_metrics,
     strategy_returns,
     trend_metrics,
@@ -32,6 +33,7 @@ from signal_engine.explain import classifier_directional_shap, expert_contributi
 from signal_engine.features import FINGERPRINT_NAMES, feature_frame
 from signal_engine.labels import Labels, make_labels
 from signal_engine.moe import SIGNALS, SoftmaxGate, WeightedScoreCombiner
+from signal_engine.moe.confidence import ConfidenceCalibrator
 from signal_engine.moe.scores import levels_score, trend_score, volatility_score
 from signal_engine.risk import held_direction, volatility_target_position
 
@@ -49,7 +51,7 @@ class SymbolResult:
     symbol: str
     data: dict[str, Any]
     signals: pd.DataFrame
-    metrics: dict[str, dict[str, dict[str, float]]]
+    metrics: dict[str, dict[str, dict[str, Any]]]
     returns: pd.DataFrame
     realised_vol: pd.Series
     diagnostics: dict[str, Any] = field(default_factory=dict)
@@ -71,6 +73,8 @@ class _OutOfSample:
         self.variance = {"expert": empty(), "garch11": empty(), "ewma": empty()}
         self.scores = empty(len(EXPERTS))
         self.gate = empty(len(EXPERTS))
+        self.combined = empty()
+        self.confidence = empty()
         self.top_features = np.full(n, "", dtype=object)
         self.garch_converged: list[bool] = []
         self.blend_weight: list[float] = []
@@ -164,6 +168,17 @@ def _decide_block(
         fingerprints[gate_rows], labels.forward_z[gate_rows], expert_scores=out.scores[gate_rows]
     )
     out.gate[rows] = gate.predict_proba(fingerprints[rows])
+    out.combined[rows] = _combiner(config).decision_function(out.scores[rows], out.gate[rows])
+    calibration_rows = np.arange(first, r + 1)
+    calibration_rows = calibration_rows[known_horizon[calibration_rows]]
+    calibrator = ConfidenceCalibrator(min_rows=config.gate.min_rows).fit(
+        out.combined[calibration_rows], labels.forward_return[calibration_rows]
+    )
+    out.confidence[rows] = calibrator.predict(out.combined[rows])
+
+
+def _combiner(config: RunConfig) -> WeightedScoreCombiner:
+    return WeightedScoreCombiner(config.trading.buy_threshold, config.trading.sell_threshold).fit()
 
 
 def _trend_prototype(config: RunConfig) -> GradientBoostedTrendExpert:
@@ -200,7 +215,7 @@ def _evaluate(
     wf, trading = config.walk_forward, config.trading
     test = slice(wf.test_start, len(series))
     close = frame["close"].to_numpy()
-    combiner = WeightedScoreCombiner(trading.buy_threshold, trading.sell_threshold).fit()
+    combiner = _combiner(config)
     vol_forecast = np.sqrt(out.variance["expert"])
     target_per_bar = trading.target_vol_annual / np.sqrt(ppy)
 
@@ -214,7 +229,7 @@ def _evaluate(
         direction = np.asarray(direction, dtype=float)
         return np.maximum(direction, 0.0) if not trading.allow_short else direction
 
-    score = combiner.decision_function(out.scores[test], out.gate[test])
+    score = out.combined[test]
     positions = {
         "moe": sized(score),
         **{f"expert_{name}": sized(out.scores[test, i]) for i, name in enumerate(EXPERTS)},
@@ -228,7 +243,7 @@ def _evaluate(
         "symbol": series.symbol,
         "signal": SIGNALS[combiner.direction(score) + 1],
         "score": score,
-        "confidence": np.abs(score),
+        "confidence": out.confidence[test],
         "position": positions["moe"],
         "p_up": out.trend_proba[test, 2],
         "p_down": out.trend_proba[test, 0],
@@ -250,6 +265,7 @@ def _evaluate(
         "trend": _trend_table(labels, out, test),
         "volatility": _volatility_table(labels, out, test),
         "levels": _levels_table(labels, out, close, test),
+        "confidence": {"moe": _confidence_table(labels, out, test)},
         "strategies": {
             name: strategy_metrics(positions[name][tradable], returns[name].to_numpy(), ppy) for name in positions
         },
@@ -285,6 +301,13 @@ def _evaluate(
     }
     return SymbolResult(series.symbol, data, signals, metrics, returns, realised, diagnostics,
                         explanations=explanations)
+
+
+def _confidence_table(labels: Labels, out: _OutOfSample, test: slice) -> dict[str, Any]:
+    """Reliability of the confidence: did the H-bar move go the way of the score's sign?"""
+    score, move = out.combined[test], labels.forward_return[test]
+    known = np.isfinite(move) & (score != 0)
+    return reliability(out.confidence[test][known], (np.sign(score[known]) == np.sign(move[known])).astype(float))
 
 
 def _trend_table(labels: Labels, out: _OutOfSample, test: slice) -> dict[str, dict[str, float]]:

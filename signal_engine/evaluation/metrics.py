@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, log_loss
 
@@ -41,6 +43,34 @@ def expected_calibration_error(y_true: np.ndarray, proba: np.ndarray, n_bins: in
     gap = np.abs(np.bincount(bins, weights=correct, minlength=n_bins) -
                  np.bincount(bins, weights=confidence, minlength=n_bins))
     return float(gap.sum() / counts.sum())
+
+
+def reliability(confidence: np.ndarray, correct: np.ndarray, n_bins: int = 10) -> dict[str, Any]:
+    """Calibration of a binary confidence: ECE, Brier score and the reliability-diagram bins.
+
+    ``bins`` lists, for each of ``n_bins`` equal-width confidence bins that holds rows, the mean
+    confidence, the share of rows that were right, and the row count.
+    """
+    confidence = np.asarray(confidence, dtype=float)
+    correct = np.asarray(correct, dtype=float)
+    if len(confidence) == 0:
+        return {"ece": float("nan"), "brier": float("nan"), "rows": 0, "bins": []}
+    index = np.minimum((confidence * n_bins).astype(int), n_bins - 1)
+    counts = np.bincount(index, minlength=n_bins)
+    confidence_sum = np.bincount(index, weights=confidence, minlength=n_bins)
+    correct_sum = np.bincount(index, weights=correct, minlength=n_bins)
+    filled = counts > 0
+    return {
+        "ece": float(np.abs(correct_sum - confidence_sum).sum() / counts.sum()),
+        "brier": float(np.mean((confidence - correct) ** 2)),
+        "hit_rate": float(correct.mean()),
+        "rows": len(confidence),
+        "bins": [
+            {"confidence": float(confidence_sum[b] / counts[b]), "hit_rate": float(correct_sum[b] / counts[b]),
+             "rows": int(counts[b])}
+            for b in np.flatnonzero(filled)
+        ],
+    }
 
 
 def volatility_metrics(forecast_variance: np.ndarray, realised_squared: np.ndarray) -> dict[str, float]:

@@ -76,3 +76,23 @@ def volatility(signals: pd.DataFrame, realised: pd.Series, title: str, window: i
     axis.grid(True, alpha=0.3)
     axis.legend(fontsize=8, loc="upper left")
     return _png(figure)
+
+
+def reliability(bins: list[dict[str, float]], title: str) -> bytes:
+    """Reliability diagram of the signal confidence: hit rate against mean confidence per bin."""
+    figure, axis = plt.subplots(figsize=(4.6, 4.2))
+    axis.plot([0, 1], [0, 1], color="#999999", linewidth=0.8, linestyle="--", label="perfect calibration")
+    if bins:
+        confidence = [b["confidence"] for b in bins]
+        hit_rate = [b["hit_rate"] for b in bins]
+        sizes = [20 + 180 * b["rows"] / max(x["rows"] for x in bins) for b in bins]
+        axis.plot(confidence, hit_rate, color="#1f4e9c", linewidth=1.2)
+        axis.scatter(confidence, hit_rate, s=sizes, color="#1f4e9c", alpha=0.7, label="MoE confidence (size: rows)")
+    axis.set_xlim(0, 1)
+    axis.set_ylim(0, 1)
+    axis.set_xlabel("confidence")
+    axis.set_ylabel("share of signals whose H-bar move went their way")
+    axis.set_title(f"{title}: reliability")
+    axis.grid(True, alpha=0.3)
+    axis.legend(fontsize=7, loc="upper left")
+    return _png(figure)

@@ -26,7 +26,7 @@ class _Result(Protocol):
     symbol: str
     data: dict[str, Any]
     signals: pd.DataFrame
-    metrics: dict[str, dict[str, dict[str, float]]]
+    metrics: dict[str, dict[str, dict[str, Any]]]
     returns: pd.DataFrame
     realised_vol: pd.Series
 
@@ -36,6 +36,7 @@ _COLUMNS = {
     "trend": ("accuracy", "balanced_accuracy", "log_loss", "rows"),
     "volatility": ("qlike", "mse", "rows"),
     "levels": ("support_error", "resistance_error", "support_hold_rate", "resistance_hold_rate", "rows"),
+    "confidence": ("ece", "brier", "hit_rate", "rows"),
 }
 
 
@@ -103,6 +104,7 @@ def _symbol_section(result: _Result) -> str:
         _image(figures.drawdowns(result.returns, ("moe", "baseline_buy_and_hold"), title), f"{title} drawdown"),
         _image(figures.gate_weights(result.signals, title), f"{title} gate weights"),
         _image(figures.volatility(result.signals, result.realised_vol, title), f"{title} volatility"),
+        _image(figures.reliability(result.metrics["confidence"]["moe"]["bins"], title), f"{title} reliability"),
     ]
     for section, columns in _COLUMNS.items():
         parts.append(f"<h3>{section}</h3>{metric_table(result.metrics[section], columns)}")

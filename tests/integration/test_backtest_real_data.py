@@ -72,11 +72,14 @@ def test_metrics_json_follows_the_contract(goog_run: BacktestOutput) -> None:
     assert {"moe", "expert_trend", "baseline_buy_and_hold", "baseline_sma_crossover"} <= set(strategies)
     assert {"sharpe", "cagr", "max_drawdown", "turnover", "trades"} <= set(strategies["moe"])
     assert strategies["baseline_buy_and_hold"]["trades"] == 1
+    confidence = metrics["confidence"]["moe"]
+    assert 0 <= confidence["ece"] < 0.1
+    assert sum(b["rows"] for b in metrics["per_symbol"]["GOOG"]["confidence"]["moe"]["bins"]) == confidence["rows"]
 
 
 def test_report_has_the_figures_and_tables(goog_run: BacktestOutput) -> None:
     report = goog_run.report_path.read_text()
-    assert report.count("data:image/png;base64,") == 4
+    assert report.count("data:image/png;base64,") == 5
     for name in ("moe", "baseline_buy_and_hold", "baseline_garch11", "trend_lightgbm", "levels_swing"):
         assert name in report
 
