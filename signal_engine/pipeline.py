@@ -35,7 +35,7 @@ class BacktestOutput:
     results: list[SymbolResult]
 
 
-def load_all(paths: Sequence[Path], symbols: Sequence[str] | None, config: RunConfig) -> list[PriceSeries]:
+def load_all(paths: Sequence[Path], symbols: Sequence[str] | None) -> list[PriceSeries]:
     """Load and validate every file before any long work starts."""
     if symbols and len(symbols) != len(paths):
         raise InputError("--symbol", f"given {len(symbols)} times for {len(paths)} --prices files; give one per file")
@@ -46,7 +46,6 @@ def load_all(paths: Sequence[Path], symbols: Sequence[str] | None, config: RunCo
             raise InputError(series.source, f"symbol {series.symbol} is also taken by {seen[series.symbol]}; "
                              "rename the file or pass --symbol for each file")
         seen[series.symbol] = series.source
-        check_length(series, config)
     return loaded
 
 
@@ -59,7 +58,7 @@ def run_backtest(
     console: Console | None = None,
 ) -> BacktestOutput:
     """Walk forward through every price file and write ``signals.csv``, ``metrics.json``, ``report.html``."""
-    return backtest_series(load_all(paths, symbols, config), out_dir, config, console=console)
+    return backtest_series(load_all(paths, symbols), out_dir, config, console=console)
 
 
 def backtest_series(
