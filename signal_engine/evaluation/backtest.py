@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
+from signal_engine import components
 from signal_engine.config import RunConfig
 from signal_engine.data.loader import PriceSeries
 from signal_engine.errors import InputError
@@ -28,11 +29,11 @@ from signal_engine.evaluation.metrics import (
     volatility_metrics,
 )
 from signal_engine.evaluation.walkforward import Block, known_by, schedule
-from signal_engine.experts import GradientBoostedTrendExpert, PivotLevels, SwingLevelsExpert, VolatilityExpert
+from signal_engine.experts import PivotLevels
 from signal_engine.explain import classifier_directional_shap, expert_contributions, top_features
 from signal_engine.features import FINGERPRINT_NAMES, feature_frame
 from signal_engine.labels import Labels, make_labels
-from signal_engine.moe import SIGNALS, SoftmaxGate, WeightedScoreCombiner
+from signal_engine.moe import SIGNALS
 from signal_engine.moe.confidence import ConfidenceCalibrator
 from signal_engine.moe.scores import levels_score, trend_score, volatility_score
 from signal_engine.risk import held_direction, volatility_target_position
@@ -133,14 +134,14 @@ def _decide_block(
     known_next = known_by(labels.known_at_next(), r, embargo)
 
     trend_rows = np.flatnonzero(known_horizon & (labels.trend >= 0))
-    trend = clone(_trend_prototype(config)).fit(frame.iloc[trend_rows], labels.trend[trend_rows])
+    trend = clone(components.trend_expert(config)).fit(frame.iloc[trend_rows], labels.trend[trend_rows])
     majority = baselines.majority_classifier(labels.trend[trend_rows])
-    volatility = clone(_volatility_prototype(config)).fit(
+    volatility = clone(components.volatility_expert(config)).fit(
         frame.iloc[: r + 1], np.where(known_next, labels.next_variance, np.nan)[: r + 1]
     )
     future_range = np.column_stack((labels.future_low, labels.future_high))
     future_range[~known_horizon] = np.nan
-    levels = clone(_levels_prototype(config)).fit(frame.iloc[: r + 1], future_range[: r + 1])
+    levels = clone(components.levels_expert(config)).fit(frame.iloc[: r + 1], future_range[: r + 1])
 
     out.trend_proba[rows] = trend.predict_proba(frame.iloc[rows])
     block_matrix = frame.iloc[rows].loc[:, list(trend.features)].to_numpy(dtype=float)
@@ -164,44 +165,17 @@ def _decide_block(
 
     gate_rows = np.arange(first, r + 1)
     gate_rows = gate_rows[known_horizon[gate_rows] & np.isfinite(labels.forward_z[gate_rows])]
-    gate = _gate_prototype(config).fit(
+    gate = components.gate(config).fit(
         fingerprints[gate_rows], labels.forward_z[gate_rows], expert_scores=out.scores[gate_rows]
     )
     out.gate[rows] = gate.predict_proba(fingerprints[rows])
-    out.combined[rows] = _combiner(config).decision_function(out.scores[rows], out.gate[rows])
+    out.combined[rows] = components.combiner(config).decision_function(out.scores[rows], out.gate[rows])
     calibration_rows = np.arange(first, r + 1)
     calibration_rows = calibration_rows[known_horizon[calibration_rows]]
     calibrator = ConfidenceCalibrator(min_rows=config.gate.min_rows).fit(
         out.combined[calibration_rows], labels.forward_return[calibration_rows]
     )
     out.confidence[rows] = calibrator.predict(out.combined[rows])
-
-
-def _combiner(config: RunConfig) -> WeightedScoreCombiner:
-    return WeightedScoreCombiner(config.trading.buy_threshold, config.trading.sell_threshold).fit()
-
-
-def _trend_prototype(config: RunConfig) -> GradientBoostedTrendExpert:
-    t = config.trend
-    return GradientBoostedTrendExpert(
-        n_estimators=t.n_estimators, learning_rate=t.learning_rate, num_leaves=t.num_leaves,
-        min_child_samples=t.min_child_samples, subsample=t.subsample, colsample_bytree=t.colsample_bytree,
-        reg_lambda=t.reg_lambda, random_state=config.seed,
-    )
-
-
-def _volatility_prototype(config: RunConfig) -> VolatilityExpert:
-    return VolatilityExpert(lam=config.volatility.ewma_lambda, grid=config.volatility.blend_grid)
-
-
-def _levels_prototype(config: RunConfig) -> SwingLevelsExpert:
-    return SwingLevelsExpert(windows=config.levels.windows, swing_width=config.levels.swing_width)
-
-
-def _gate_prototype(config: RunConfig) -> SoftmaxGate:
-    g = config.gate
-    return SoftmaxGate(l2=g.l2, entropy=g.entropy, iterations=g.iterations, learning_rate=g.learning_rate,
-                       min_rows=g.min_rows)
 
 
 def _evaluate(
@@ -215,7 +189,7 @@ def _evaluate(
     wf, trading = config.walk_forward, config.trading
     test = slice(wf.test_start, len(series))
     close = frame["close"].to_numpy()
-    combiner = _combiner(config)
+    combiner = components.combiner(config)
     vol_forecast = np.sqrt(out.variance["expert"])
     target_per_bar = trading.target_vol_annual / np.sqrt(ppy)
 
