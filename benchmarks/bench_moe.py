@@ -5,6 +5,12 @@ measured in the same run; ratios are accuracy and Sharpe against it. Also prints
 latency overhead of the MLP gate against dense routing (seed 001 claims < 8%).
 
     .venv/bin/python benchmarks/bench_moe.py [--profile quick] [--symbols SPX GOOG] [--json out/moe.json]
+
+With ``--variants`` it instead runs the backtest's MoE under each ``moe`` configuration of
+``signal_engine.evaluation.moe_study.VARIANTS`` (gate, top-k, combiner, experts, the single expert) and
+prints net Sharpe / max drawdown per series: the measurement behind the ``moe`` defaults.
+
+    .venv/bin/python benchmarks/bench_moe.py --variants [--only rule_gate meta_combiner] [--json out/v.json]
 """
 
 from __future__ import annotations
@@ -14,11 +20,11 @@ import json
 import tempfile
 from pathlib import Path
 
-from signal_engine.config import load_config
+from signal_engine.config import RunConfig, apply_overrides, load_config
 from signal_engine.data import load_prices
 from signal_engine.data.datasets import DATASETS, dataset_costs, export_dataset
 from signal_engine.evaluation.expert_suite import SUITE_PROFILES, run_expert_suite
-from signal_engine.evaluation.moe_study import study_inputs, study_table
+from signal_engine.evaluation.moe_study import VARIANTS, study_inputs, study_table, variant_row
 from signal_engine.features import feature_frame
 from signal_engine.labels import make_labels
 
@@ -30,9 +36,14 @@ def main() -> None:
     parser.add_argument("--profile", default="quick")
     parser.add_argument("--symbols", nargs="*", default=list(DATASETS))
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--variants", action="store_true", help="compare the backtest's moe configurations")
+    parser.add_argument("--only", nargs="*", default=None, help="variant names (with --variants)")
     args = parser.parse_args()
     config = load_config(args.profile)
     costs = dataset_costs()
+    if args.variants:
+        variants(config, args.symbols, args.only, args.json, costs)
+        return
     settings = SUITE_PROFILES[args.profile]
     settings = type(settings)(**{**settings.__dict__, "archetypes": "all",
                                  "experts": tuple(f"archetype_{a}" for a in ARCHETYPES)})
@@ -61,6 +72,31 @@ def main() -> None:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2))
+
+
+def variants(config: RunConfig, symbols: list[str], only: list[str] | None, out: Path | None,
+             costs: dict[str, float]) -> None:
+    """Net Sharpe and max drawdown of the backtest's MoE under each variant, per series (suite off)."""
+    names = only or list(VARIANTS)
+    unknown = sorted(set(names) - set(VARIANTS))
+    if unknown:
+        raise SystemExit(f"--only: unknown variant(s) {unknown}; expected some of {list(VARIANTS)}")
+    base = apply_overrides(config, {"suite": {"enabled": False}, "trading": {"symbol_cost_bps": costs}})
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    print(f"{'variant':<28}" + "".join(f"{s + ' SR':>11}{s + ' DD':>11}" for s in symbols) + f"{'mean SR':>9}{'s':>7}")
+    with tempfile.TemporaryDirectory() as folder:
+        loaded = {symbol: load_prices(export_dataset(symbol, Path(folder))) for symbol in symbols}
+        for name in names:
+            run_config = apply_overrides(base, VARIANTS[name], source=f"variant {name}")
+            rows = {symbol: variant_row(series, run_config) for symbol, series in loaded.items()}
+            results[name] = rows
+            mean = sum(r["sharpe"] for r in rows.values()) / len(rows)
+            seconds = sum(r["seconds"] for r in rows.values())
+            print(f"{name:<28}" + "".join(f"{r['sharpe']:>11.2f}{r['max_drawdown']:>11.1%}" for r in rows.values())
+                  + f"{mean:>9.2f}{seconds:>7.0f}", flush=True)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

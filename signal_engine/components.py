@@ -1,38 +1,123 @@
 """The MoE's parts, built from a RunConfig: one place for the backtest and the training workflow to share.
 
 The walk-forward backtest clones these at every refit; the training workflow fits them once on all the
-labels known at the end of the data. Both therefore train exactly the same models.
+labels known at the end of the data. Both therefore train exactly the same models. ``config.moe`` picks
+the expert of each role, the gate (``softmax``, ``rule``, ``mlp``), top-k and the combiner (``weighted``,
+``rule``, ``meta``); ``moe.enabled: false`` swaps the MoE for the single ``equity_daily`` expert.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
+
 from signal_engine.config import RunConfig
-from signal_engine.experts import GradientBoostedTrendExpert, SwingLevelsExpert, VolatilityExpert
-from signal_engine.moe import SoftmaxGate, WeightedScoreCombiner
+from signal_engine.experts import (
+    GradientBoostedTrendExpert,
+    HarVolatility,
+    LevelRegressionExpert,
+    SwingLevelsExpert,
+    VolatilityExpert,
+)
+from signal_engine.moe.combiner import WeightedScoreCombiner
+from signal_engine.moe.gate import SoftmaxGate
+from signal_engine.moe.meta import MetaModelCombiner, meta_feature_names, meta_features
+from signal_engine.moe.rule_gate import FingerprintRuleGate
+from signal_engine.moe.rules import RuleBasedCombiner
+
+MOE_EXPERTS = ("trend", "levels", "volatility")
+MLP_EPOCHS = 100
 
 
 def combiner(config: RunConfig) -> WeightedScoreCombiner:
+    """The weighted-score combiner: its thresholds turn any combined score into buy / hold / sell."""
     return WeightedScoreCombiner(config.trading.buy_threshold, config.trading.sell_threshold).fit()
 
 
+def combiner_kind(config: RunConfig) -> str:
+    """``weighted``, ``rule`` or ``meta``: which combiner makes the MoE's score."""
+    return config.moe.combiner
+
+
+def meta_combiner(config: RunConfig) -> MetaModelCombiner:
+    """The (unfitted) meta-model combiner: logistic regression on expert scores and gate weights."""
+    return MetaModelCombiner(C=config.moe.meta_c, buy_threshold=config.trading.buy_threshold,
+                             sell_threshold=config.trading.sell_threshold, features=meta_feature_names(MOE_EXPERTS))
+
+
+def rule_combiner(config: RunConfig) -> RuleBasedCombiner:
+    """The rule-based combiner with seed 000's default rules."""
+    return RuleBasedCombiner().fit()
+
+
 def trend_expert(config: RunConfig) -> GradientBoostedTrendExpert:
+    """The MoE's trend expert: LightGBM, Platt-calibrated when ``moe.experts.trend`` is ``trend_calibrated``."""
     t = config.trend
+    calibrated = config.moe.experts.trend == "trend_calibrated"
     return GradientBoostedTrendExpert(
         n_estimators=t.n_estimators, learning_rate=t.learning_rate, num_leaves=t.num_leaves,
         min_child_samples=t.min_child_samples, subsample=t.subsample, colsample_bytree=t.colsample_bytree,
-        reg_lambda=t.reg_lambda, random_state=config.seed,
+        reg_lambda=t.reg_lambda, random_state=config.seed, calibration="platt" if calibrated else None,
+        purge=config.labels.horizon,
     )
 
 
-def volatility_expert(config: RunConfig) -> VolatilityExpert:
+def volatility_blend(config: RunConfig) -> VolatilityExpert:
+    """GARCH(1,1) and EWMA blended by QLIKE (its parts are also the volatility baselines)."""
     return VolatilityExpert(lam=config.volatility.ewma_lambda, grid=config.volatility.blend_grid)
 
 
-def levels_expert(config: RunConfig) -> SwingLevelsExpert:
+def volatility_expert(config: RunConfig) -> VolatilityExpert | HarVolatility:
+    """The MoE's volatility expert (``moe.experts.volatility``); both answer ``predict_variance``."""
+    if config.moe.experts.volatility == "vol_har":
+        return HarVolatility(measures=("garman_klass", "parkinson", "squared_return"), lags=(1, 5, 22))
+    return volatility_blend(config)
+
+
+def levels_expert(config: RunConfig) -> SwingLevelsExpert | LevelRegressionExpert:
+    """The MoE's support/resistance expert (``moe.experts.levels``)."""
+    if config.moe.experts.levels == "levels_regression":
+        return LevelRegressionExpert(n_estimators=100, learning_rate=0.05, num_leaves=7, min_child_samples=50,
+                                     random_state=config.seed, swing_width=config.levels.swing_width)
     return SwingLevelsExpert(windows=config.levels.windows, swing_width=config.levels.swing_width)
 
 
-def gate(config: RunConfig) -> SoftmaxGate:
-    g = config.gate
+def gate(config: RunConfig) -> Any:
+    """The (unfitted) gate of ``moe.gate``: ``fit(fingerprints, forward_z, expert_scores=...)``,
+    ``predict_proba(fingerprints)`` gives weights over (trend, levels, volatility) summing to 1, top-k sparse."""
+    g, k = config.gate, config.moe.k
+    if config.moe.gate == "rule":
+        return FingerprintRuleGate(k=k)
+    if config.moe.gate == "mlp":
+        from signal_engine.moe.mlp_gate import MLPGate
+
+        return MLPGate(k=k, epochs=MLP_EPOCHS, min_rows=g.min_rows, random_state=config.seed, experts=MOE_EXPERTS)
     return SoftmaxGate(l2=g.l2, entropy=g.entropy, iterations=g.iterations, learning_rate=g.learning_rate,
-                       min_rows=g.min_rows)
+                       min_rows=g.min_rows, k=k if k < len(MOE_EXPERTS) else None)
+
+
+def single_expert(config: RunConfig) -> Any:
+    """The single ``equity_daily`` archetype expert used when ``moe.enabled`` is false (seed 001 §5.4)."""
+    from signal_engine.registry import build
+
+    overrides: dict[str, Any] = {"random_state": config.seed}
+    if config.profile == "quick":
+        overrides.update(epochs=2, max_train_rows=1500)
+    return build("archetype_equity_daily", **overrides)
+
+
+def fit_meta_combiner(config: RunConfig, scores: np.ndarray, gate_weights: np.ndarray,
+                      trend: np.ndarray) -> MetaModelCombiner | None:
+    """The meta-model combiner fitted as the backtest fits it, on out-of-fold rows (None: too few rows).
+
+    ``scores`` and ``gate_weights`` are (n, 3) out-of-sample expert scores and gate weights (e.g. a walk-forward's
+    signals), ``trend`` the realised trend class (-1 where unknown). With fewer than ``gate.min_rows`` usable rows
+    or a single class, the backtest falls back to the weighted score, and so should its caller.
+    """
+    features = meta_features(scores, gate_weights)
+    labels = np.asarray(trend, dtype=np.int64)
+    usable = np.isfinite(features).all(axis=1) & (labels >= 0)
+    if usable.sum() < config.gate.min_rows or len(set(labels[usable])) < 2:
+        return None
+    return meta_combiner(config).fit(features[usable], labels[usable])

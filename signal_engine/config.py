@@ -115,6 +115,52 @@ class SuiteConfig:
     enabled: bool = True
 
 
+TREND_EXPERTS = ("trend_lightgbm", "trend_calibrated")
+LEVELS_EXPERTS = ("levels_swing", "levels_regression")
+VOLATILITY_EXPERTS = ("volatility_blend", "vol_har")
+GATES = ("softmax", "rule", "mlp")
+COMBINERS = ("weighted", "rule", "meta")
+SINGLE_EXPERT = "equity_daily"
+
+
+@dataclass(frozen=True)
+class MoEExperts:
+    """Which expert fills each role of the MoE (names as in ``metrics.json`` and the expert catalogue).
+
+    trend: ``trend_lightgbm`` (raw LightGBM probabilities) or ``trend_calibrated`` (the same model with a
+    multinomial Platt calibration fitted on the last quarter of its training rows, then refitted on all);
+    levels: ``levels_swing`` (swing points) or ``levels_regression`` (LightGBM quantile distances);
+    volatility: ``volatility_blend`` (GARCH(1,1)/EWMA blend) or ``vol_har`` (HAR on range measures).
+    """
+
+    trend: str = "trend_calibrated"
+    levels: str = "levels_swing"
+    volatility: str = "volatility_blend"
+
+
+@dataclass(frozen=True)
+class MoEConfig:
+    """The Mixture of Experts (seed 001 §5): on/off, its experts, gate, combiner and top-k routing.
+
+    ``enabled: false`` replaces the MoE by the single ``equity_daily`` archetype expert (seed 001,
+    backward compatibility): its P(up) - P(down) goes through the same hold rule and sizing.
+    ``k`` keeps each bar's k largest gate weights (renormalised); ``k`` >= 3 is dense routing.
+    ``multistage`` adds the seed 002 multi-stage engine (per-stage report and its own strategy).
+    ``single_refit_every`` is how often (bars) the TensorFlow single expert refits when ``enabled`` is false.
+    The defaults (softmax gate, dense routing, meta-model combiner, calibrated trend expert) had the best mean
+    net Sharpe of the MoE variants measured by ``benchmarks/bench_moe.py --variants`` (README).
+    """
+
+    enabled: bool = True
+    experts: MoEExperts = field(default_factory=MoEExperts)
+    k: int = 3
+    gate: str = "softmax"
+    combiner: str = "meta"
+    multistage: bool = True
+    meta_c: float = 1.0
+    single_refit_every: int = 1008
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything a backtest depends on; the same config and input give byte-identical output."""
@@ -129,6 +175,7 @@ class RunConfig:
     gate: GateConfig = field(default_factory=GateConfig)
     trading: TradingConfig = field(default_factory=TradingConfig)
     suite: SuiteConfig = field(default_factory=SuiteConfig)
+    moe: MoEConfig = field(default_factory=MoEConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -155,6 +202,12 @@ def load_config(profile: str = "quick", path: Path | None = None) -> RunConfig:
     overrides = _read_mapping(path)
     overrides.pop("profile", None)
     return _apply(config, overrides, prefix="", source=str(path))
+
+
+def apply_overrides(config: RunConfig, overrides: dict[str, Any], *, source: str = "overrides") -> RunConfig:
+    """``config`` with a mapping of overrides applied, validated as a config file's would be."""
+    updated: RunConfig = _apply(config, overrides, prefix="", source=source)
+    return updated
 
 
 def _read_mapping(path: Path) -> dict[str, Any]:
@@ -185,7 +238,8 @@ def _apply(obj: Any, overrides: dict[str, Any], *, prefix: str, source: str) -> 
         current = getattr(obj, key)
         if dataclasses.is_dataclass(current):
             if not isinstance(value, dict):
-                raise ConfigError(f"{source}: '{name}' must be a mapping of its settings")
+                settings = ", ".join(f.name for f in fields(current))
+                raise ConfigError(f"{source}: '{name}' must be a mapping of its settings ({settings}), got {value!r}")
             changes[key] = _apply(current, value, prefix=f"{name}.", source=source)
         else:
             changes[key] = _coerce(value, current, name=name, source=source)
@@ -223,6 +277,11 @@ def _coerce(value: Any, current: Any, *, name: str, source: str) -> Any:
 _POSITIVE_INTS = {
     "initial_window", "validation_bars", "refit_every", "min_test_bars", "horizon", "n_estimators",
     "num_leaves", "min_child_samples", "swing_width", "blend_grid", "iterations", "min_rows", "score_window",
+    "k", "single_refit_every",
+}
+_CHOICES: dict[type, dict[str, tuple[str, ...]]] = {
+    MoEExperts: {"trend": TREND_EXPERTS, "levels": LEVELS_EXPERTS, "volatility": VOLATILITY_EXPERTS},
+    MoEConfig: {"gate": GATES, "combiner": COMBINERS},
 }
 _FRACTIONS = {"subsample", "colsample_bytree", "ewma_lambda"}
 
@@ -237,6 +296,11 @@ def _validate(obj: Any, *, prefix: str, source: str) -> None:
             raise ConfigError(f"{source}: '{name}' must be in (0, 1], got {value}")
         if f.name == "embargo" and value < 0:
             raise ConfigError(f"{source}: '{name}' must be 0 or more, got {value}")
+        allowed = _CHOICES.get(type(obj), {}).get(f.name)
+        if allowed is not None and value not in allowed:
+            raise ConfigError(f"{source}: '{name}' is {value!r}; expected one of {', '.join(allowed)}")
+        if f.name == "meta_c" and not value > 0:
+            raise ConfigError(f"{source}: '{name}' must be above 0, got {value}")
     if isinstance(obj, TradingConfig) and not obj.sell_threshold <= obj.exit_level <= obj.buy_threshold:
         raise ConfigError(f"{source}: expected '{prefix}sell_threshold' <= '{prefix}exit_level' <= "
                           f"'{prefix}buy_threshold'")

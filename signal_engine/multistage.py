@@ -88,6 +88,8 @@ class MultiStageEngine(BaseEstimator):
     rsi_band : stage-1 rule filter: no longs at RSI >= the top, no shorts at RSI <= the bottom.
     confirm_probability : stage-2 threshold on the sequence model's probability of the direction.
     min_confidence : stage-3 threshold on the calibrated, uncertainty-penalised confidence.
+    min_lift : when set, the stage-3 threshold is instead the survivors' training hit rate plus ``min_lift``
+        (keep only calls more likely right than the average call that reached stage 3).
     bootstraps : stacking models fitted on bootstrap resamples; their spread is the uncertainty.
     uncertainty_penalty : confidence = calibrated mean - penalty x bootstrap standard deviation.
     random_state : seed of the bootstrap resamples.
@@ -107,7 +109,9 @@ class MultiStageEngine(BaseEstimator):
         bootstraps: int = 20,
         uncertainty_penalty: float = 1.0,
         random_state: int = 0,
+        min_lift: float | None = None,
     ) -> None:
+        self.min_lift = min_lift
         self.min_probability = min_probability
         self.rsi_band = rsi_band
         self.confirm_probability = confirm_probability
@@ -128,6 +132,7 @@ class MultiStageEngine(BaseEstimator):
         target = correct[rows].astype(int)
         self.models_ = self._bootstrap_models(features, target)
         mean, _ = self._ensemble(features)
+        self.threshold_ = self.min_confidence if self.min_lift is None else self.base_rate_ + self.min_lift
         self.calibrator_ = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
         if len(rows) and len(set(target)) == 2:
             self.calibrator_.fit(mean, target)
@@ -144,7 +149,7 @@ class MultiStageEngine(BaseEstimator):
         confidence = np.clip(calibrated - self.uncertainty_penalty * spread, 0.0, 1.0)
         confidence = np.where(survivors, confidence, 0.0)
         raw_direction = np.where(inputs.fast_proba[:, UP] >= inputs.fast_proba[:, DOWN], 1, -1)
-        after_stage3 = survivors & (confidence >= self.min_confidence)
+        after_stage3 = survivors & (confidence >= self.threshold_)
         return StageDecisions(raw_direction, direction, direction != 0, survivors, after_stage3, confidence)
 
     def _first_two_stages(self, inputs: StageInputs) -> tuple[np.ndarray, np.ndarray]:
@@ -171,7 +176,8 @@ class MultiStageEngine(BaseEstimator):
             sample = rng.integers(0, len(features), len(features))
             if len(set(target[sample])) < 2:
                 continue
-            models.append(LogisticRegression(max_iter=1000).fit(np.nan_to_num(features[sample]), target[sample]))
+            models.append(LogisticRegression(max_iter=1000, solver="newton-cg").fit(
+                np.nan_to_num(features[sample]), target[sample]))
         return models
 
     def _ensemble(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -179,6 +185,56 @@ class MultiStageEngine(BaseEstimator):
             return np.full(len(features), self.base_rate_), np.zeros(len(features))
         draws = np.stack([m.predict_proba(np.nan_to_num(features))[:, 1] for m in self.models_])
         return draws.mean(axis=0), draws.std(axis=0)
+
+
+def return_windows(close: np.ndarray, volatility: np.ndarray, window: int) -> np.ndarray:
+    """(n, window) of the last ``window`` one-bar log returns up to each bar, in units of that bar's volatility.
+
+    Row t uses closes up to t only; returns before the first bar are 0.
+    """
+    returns = np.diff(np.log(np.asarray(close, dtype=float)), prepend=np.nan)
+    padded = np.concatenate((np.zeros(window - 1), np.nan_to_num(returns)))
+    windows = np.lib.stride_tricks.sliding_window_view(padded, window)
+    scale = np.asarray(volatility, dtype=float)
+    scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
+    return np.clip(windows / scale[:, None], -10.0, 10.0)
+
+
+class SequenceRefiner(BaseEstimator):
+    """Stage 2: refines the stage-1 probabilities with the recent sequence of returns.
+
+    A multinomial logistic regression of the trend class on the last ``window`` bars' vol-scaled log
+    returns (oldest first) and the stage-1 P(down), P(neutral), P(up). It is a linear sequence model:
+    it sees the order of the recent moves, which the stage-1 tree model only sees through summary
+    features. ``fit`` must get out-of-sample stage-1 probabilities (rows known by the refit bar).
+
+    Parameters
+    ----------
+    C : inverse L2 strength of the logistic regression.
+    min_rows : with fewer rows (or one class) it passes the stage-1 probabilities through.
+    """
+
+    def __init__(self, C: float = 0.1, min_rows: int = 100) -> None:
+        self.C = C
+        self.min_rows = min_rows
+
+    def fit(self, windows: np.ndarray, fast_proba: np.ndarray, y: np.ndarray) -> Self:
+        X = np.column_stack((windows, fast_proba))
+        labels = np.asarray(y, dtype=np.int64)
+        usable = np.isfinite(X).all(axis=1) & (labels >= 0)
+        self.n_train_ = int(usable.sum())
+        self.model_: LogisticRegression | None = None
+        if self.n_train_ >= self.min_rows and len(set(labels[usable])) > 1:
+            self.model_ = LogisticRegression(C=self.C, max_iter=1000).fit(X[usable], labels[usable])
+        return self
+
+    def predict_proba(self, windows: np.ndarray, fast_proba: np.ndarray) -> np.ndarray:
+        """(n, 3) probabilities (down, neutral, up)."""
+        if self.model_ is None:
+            return np.asarray(fast_proba, dtype=float)
+        out = np.zeros((len(windows), 3))
+        out[:, self.model_.classes_] = self.model_.predict_proba(np.nan_to_num(np.column_stack((windows, fast_proba))))
+        return out
 
 
 def stage_report(decisions: StageDecisions, y: np.ndarray) -> list[dict[str, Any]]:

@@ -1,7 +1,9 @@
 """Walk-forward backtest of one symbol: fit experts, gate and combiner at each refit, decide each bar.
 
 Every number is out of sample: models fitted at bar r's close (on labels known by then) decide bars
-r .. r + refit_every - 1; the gate learns from the experts' earlier out-of-sample outputs.
+r .. r + refit_every - 1; the gate, the meta-model combiner and the multi-stage engine learn from the
+experts' earlier out-of-sample outputs. ``config.moe`` picks the experts, gate, top-k and combiner;
+``moe.enabled: false`` makes the single ``equity_daily`` archetype expert the signal.
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ import pandas as pd
 from sklearn.base import clone
 
 from signal_engine import components
-from signal_engine.config import RunConfig
+from signal_engine.config import SINGLE_EXPERT, RunConfig
 from signal_engine.data.loader import PriceSeries
-from signal_engine.errors import InputError
+from signal_engine.errors import ConfigError, InputError
 from signal_engine.evaluation import baselines
 from signal_engine.evaluation.metrics import (
     levels_metrics,
@@ -30,12 +32,21 @@ from signal_engine.evaluation.metrics import (
 )
 from signal_engine.evaluation.walkforward import Block, known_by, schedule
 from signal_engine.experts import PivotLevels
-from signal_engine.explain import classifier_directional_shap, expert_contributions, top_features
+from signal_engine.experts.volatility_combination import variance_forecast
+from signal_engine.explain import (
+    classifier_directional_shap,
+    expert_contributions,
+    meta_contributions,
+    top_features,
+)
 from signal_engine.features import FINGERPRINT_NAMES, feature_frame
-from signal_engine.labels import Labels, make_labels
-from signal_engine.moe import SIGNALS
+from signal_engine.labels import DOWN, UP, Labels, make_labels
+from signal_engine.moe.combiner import SIGNALS
 from signal_engine.moe.confidence import ConfidenceCalibrator
+from signal_engine.moe.meta import meta_features
+from signal_engine.moe.rules import expert_outputs
 from signal_engine.moe.scores import levels_score, trend_score, volatility_score
+from signal_engine.multistage import MultiStageEngine, SequenceRefiner, StageInputs, return_windows
 from signal_engine.risk import held_direction, volatility_target_position
 
 EXPERTS = ("trend", "levels", "volatility")
@@ -43,6 +54,8 @@ SIGNAL_COLUMNS = (
     "timestamp", "symbol", "signal", "score", "confidence", "position", "p_up", "p_down", "p_neutral",
     "support", "resistance", "vol_forecast", *(f"gate_{e}" for e in EXPERTS),
 )
+SEQUENCE_WINDOW = 20
+STAGES = ("stage1_filters", "stage2_sequence", "stage3_stacking")
 
 
 @dataclass
@@ -63,23 +76,42 @@ class SymbolResult:
 class _OutOfSample:
     """Per-bar arrays filled block by block; NaN until a model has decided that bar."""
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, config: RunConfig) -> None:
         def empty(width: int = 1) -> np.ndarray:
             return np.full((n, width), np.nan) if width > 1 else np.full(n, np.nan)
 
+        choice = config.moe.experts
+        self.trend_name, self.levels_name, self.vol_name = choice.trend, choice.levels, choice.volatility
         self.trend_proba = empty(3)
+        self.raw_trend_proba = empty(3) if self.trend_name != "trend_lightgbm" else None
         self.majority_proba = empty(3)
         self.levels = empty(2)
         self.pivots = empty(2)
-        self.variance = {"expert": empty(), "garch11": empty(), "ewma": empty()}
+        self.variance = {name: empty() for name in dict.fromkeys(
+            (self.vol_name, "volatility_blend", "baseline_garch11", "baseline_ewma"))}
         self.scores = empty(len(EXPERTS))
         self.gate = empty(len(EXPERTS))
         self.combined = empty()
+        self.contributions = empty(len(EXPERTS))
+        self.prior = empty()
         self.confidence = empty()
+        self.single_proba = empty(3)
+        self.single_model: Any = None
+        self.single_fits = 0
+        self.sequence_proba = empty(3)
+        self.stage_direction = np.zeros(n, dtype=np.int64)
+        self.raw_direction = np.zeros(n, dtype=np.int64)
+        self.stage_kept = np.zeros((n, len(STAGES)), dtype=bool)
+        self.stage_confidence = empty()
         self.top_features = np.full(n, "", dtype=object)
         self.garch_converged: list[bool] = []
         self.blend_weight: list[float] = []
         self.levels_window: list[int] = []
+        self.meta_rows: list[int] = []
+
+    @property
+    def vol_forecast(self) -> np.ndarray:
+        return np.sqrt(self.variance[self.vol_name])
 
 
 def run_symbol(
@@ -93,10 +125,14 @@ def run_symbol(
     labels = make_labels(series.bars, frame["vol30"].to_numpy(), horizon=config.labels.horizon,
                          threshold=config.labels.threshold)
     ppy = periods_per_year(series.bars.index.to_numpy()[: wf.initial_window + 1])
-    out = _OutOfSample(n)
+    out = _OutOfSample(n, config)
     fingerprints = frame.loc[:, list(FINGERPRINT_NAMES)].to_numpy(dtype=float)
+    windows = return_windows(frame["close"].to_numpy(dtype=float), frame["vol30"].to_numpy(dtype=float),
+                             SEQUENCE_WINDOW)
     for block in schedule(n, wf):
         _decide_block(block, frame, labels, fingerprints, out, config)
+        if config.moe.multistage:
+            _stages_block(block, frame, labels, windows, out, config)
         if on_block is not None:
             on_block()
     return _evaluate(series, frame, labels, out, config, ppy)
@@ -119,6 +155,13 @@ def blocks_for(series: PriceSeries, config: RunConfig) -> int:
     return len(schedule(len(series), config.walk_forward))
 
 
+def _predict_window(model: Any, frame: pd.DataFrame, start: int, stop: int, method: Callable[..., Any]) -> np.ndarray:
+    """``method`` over bars start .. stop - 1, given only the context the model needs before ``start``."""
+    context = model.context_bars()
+    first = 0 if context is None else max(0, start - context)
+    return np.asarray(method(frame.iloc[first:stop]))[start - first :]
+
+
 def _decide_block(
     block: Block,
     frame: pd.DataFrame,
@@ -136,46 +179,136 @@ def _decide_block(
     trend_rows = np.flatnonzero(known_horizon & (labels.trend >= 0))
     trend = clone(components.trend_expert(config)).fit(frame.iloc[trend_rows], labels.trend[trend_rows])
     majority = baselines.majority_classifier(labels.trend[trend_rows])
-    volatility = clone(components.volatility_expert(config)).fit(
-        frame.iloc[: r + 1], np.where(known_next, labels.next_variance, np.nan)[: r + 1]
-    )
+    next_variance = np.where(known_next, labels.next_variance, np.nan)[: r + 1]
+    blend = clone(components.volatility_blend(config)).fit(frame.iloc[: r + 1], next_variance)
     future_range = np.column_stack((labels.future_low, labels.future_high))
     future_range[~known_horizon] = np.nan
     levels = clone(components.levels_expert(config)).fit(frame.iloc[: r + 1], future_range[: r + 1])
 
     out.trend_proba[rows] = trend.predict_proba(frame.iloc[rows])
+    if out.raw_trend_proba is not None:
+        out.raw_trend_proba[rows] = trend._raw_proba(frame.iloc[rows], None)
     block_matrix = frame.iloc[rows].loc[:, list(trend.features)].to_numpy(dtype=float)
     out.top_features[rows] = top_features(classifier_directional_shap(trend.model_, block_matrix), trend.features)
     out.majority_proba[rows] = baselines.majority_proba(majority, block.stop - block.start)
-    out.levels[rows] = levels.predict(history)[rows]
+    out.levels[rows] = _predict_window(levels, frame, block.start, block.stop, levels.predict)
     out.pivots[rows] = PivotLevels().fit(history).predict(frame.iloc[rows])
-    out.variance["garch11"][rows] = volatility.garch_.predict(history)[rows]
-    out.variance["ewma"][rows] = volatility.ewma_.predict(history)[rows]
-    out.variance["expert"][rows] = volatility.predict_variance(history)[rows]
-    out.garch_converged.append(bool(volatility.garch_.converged_))
-    out.blend_weight.append(volatility.weight_)
-    out.levels_window.append(int(levels.window_))
+    out.variance["baseline_garch11"][rows] = blend.garch_.predict(history)[rows]
+    out.variance["baseline_ewma"][rows] = blend.ewma_.predict(history)[rows]
+    out.variance["volatility_blend"][rows] = blend.predict_variance(history)[rows]
+    if out.vol_name != "volatility_blend":
+        volatility = clone(components.volatility_expert(config)).fit(frame.iloc[: r + 1], next_variance)
+        out.variance[out.vol_name][rows] = _predict_window(
+            volatility, frame, block.start, block.stop, lambda x: variance_forecast(volatility, x))
+    out.garch_converged.append(bool(blend.garch_.converged_))
+    out.blend_weight.append(blend.weight_)
+    out.levels_window.append(int(getattr(levels, "window_", 0)))
 
     close = frame["close"].to_numpy()
     first = config.walk_forward.initial_window
-    vol_scores = volatility_score(np.sqrt(out.variance["expert"][first : block.stop]), config.gate.score_window)
+    vol_scores = volatility_score(out.vol_forecast[first : block.stop], config.gate.score_window)
     out.scores[rows, 0] = trend_score(out.trend_proba[rows, 2], out.trend_proba[rows, 0])
     out.scores[rows, 1] = levels_score(close[rows], out.levels[rows, 0], out.levels[rows, 1])
     out.scores[rows, 2] = vol_scores[block.start - first :]
 
-    gate_rows = np.arange(first, r + 1)
-    gate_rows = gate_rows[known_horizon[gate_rows] & np.isfinite(labels.forward_z[gate_rows])]
-    gate = components.gate(config).fit(
-        fingerprints[gate_rows], labels.forward_z[gate_rows], expert_scores=out.scores[gate_rows]
-    )
-    out.gate[rows] = gate.predict_proba(fingerprints[rows])
-    out.combined[rows] = components.combiner(config).decision_function(out.scores[rows], out.gate[rows])
-    calibration_rows = np.arange(first, r + 1)
-    calibration_rows = calibration_rows[known_horizon[calibration_rows]]
+    past = np.arange(first, r + 1)
+    gate_rows = past[known_horizon[past] & np.isfinite(labels.forward_z[past])]
+    out.prior[rows] = 0.0
+    if config.moe.enabled:
+        gate = components.gate(config).fit(
+            fingerprints[gate_rows], labels.forward_z[gate_rows], expert_scores=out.scores[gate_rows]
+        )
+        out.gate[rows] = gate.predict_proba(fingerprints[rows])
+        out.combined[rows] = _combine(block, frame, labels, out, config, known_horizon)
+    else:
+        out.gate[rows] = np.array([1.0, 0.0, 0.0])
+        out.combined[rows] = _single_expert_score(block, frame, labels, out, config, known_horizon)
+        out.contributions[rows] = 0.0
+        out.contributions[rows, 0] = out.combined[rows]
+    calibration_rows = past[known_horizon[past]]
     calibrator = ConfidenceCalibrator(min_rows=config.gate.min_rows).fit(
         out.combined[calibration_rows], labels.forward_return[calibration_rows]
     )
     out.confidence[rows] = calibrator.predict(out.combined[rows])
+
+
+def _combine(block: Block, frame: pd.DataFrame, labels: Labels, out: _OutOfSample, config: RunConfig,
+             known_horizon: np.ndarray) -> np.ndarray:
+    """The MoE's combined score for the block's bars, by ``moe.combiner``; fills each expert's contribution.
+
+    Weighted: score x gate weight. Rule: every condition must hold, so each expert gets an equal share of
+    the call. Meta: the experts' linear parts of the meta-model's up-vs-down margin, scaled to the score,
+    with the class prior's part apart (:func:`signal_engine.explain.meta_contributions`).
+    """
+    rows = slice(block.start, block.stop)
+    kind = components.combiner_kind(config)
+    if kind == "rule":
+        close = frame["close"].to_numpy(dtype=float)[rows]
+        outputs = expert_outputs(close, out.trend_proba[rows, UP], out.trend_proba[rows, DOWN], out.levels[rows, 0],
+                                 out.levels[rows, 1], out.vol_forecast[rows])
+        called = np.asarray(components.rule_combiner(config).decision_function(outputs), dtype=float)
+        out.contributions[rows] = np.repeat(called[:, None] / len(EXPERTS), len(EXPERTS), axis=1)
+        return called
+    weighted = components.combiner(config).decision_function(out.scores[rows], out.gate[rows])
+    out.contributions[rows] = expert_contributions(out.scores[rows], out.gate[rows])
+    if kind == "weighted":
+        return np.asarray(weighted)
+    # meta: trained on out-of-fold scores and gate weights of earlier bars whose label is known by now
+    past = np.arange(config.walk_forward.initial_window, block.fit_at + 1)
+    train = past[known_horizon[past]]
+    meta = components.fit_meta_combiner(config, out.scores[train], out.gate[train], labels.trend[train])
+    out.meta_rows.append(0 if meta is None else meta.n_train_)
+    if meta is None:
+        return np.asarray(weighted)
+    features = meta_features(out.scores[rows], out.gate[rows])
+    score = np.asarray(meta.decision_function(features))
+    w = meta.weights_
+    out.contributions[rows], out.prior[rows] = meta_contributions(
+        w.mean, w.scale, w.coef, w.intercept, w.classes, features, len(EXPERTS), score)
+    return score
+
+
+def _single_expert_score(block: Block, frame: pd.DataFrame, labels: Labels, out: _OutOfSample, config: RunConfig,
+                         known_horizon: np.ndarray) -> np.ndarray:
+    """P(up) - P(down) of the single ``equity_daily`` archetype expert, refitted every ``single_refit_every`` bars."""
+    from signal_engine.experts.tf_runtime import tensorflow_available
+
+    if not tensorflow_available():
+        raise ConfigError(f"moe.enabled: false runs the single {SINGLE_EXPERT} expert, a TensorFlow model, but "
+                          "TensorFlow is not installed; pip install -e .[tf] or set moe.enabled: true")
+    r, rows = block.fit_at, slice(block.start, block.stop)
+    due = (r - config.walk_forward.initial_window) % config.moe.single_refit_every < config.walk_forward.refit_every
+    if out.single_model is None or due:
+        target = np.where(known_horizon & (labels.trend >= 0), labels.trend, -1)[: r + 1]
+        out.single_model = clone(components.single_expert(config)).fit(frame.iloc[: r + 1], target)
+        out.single_fits += 1
+    model = out.single_model
+    out.single_proba[rows] = _predict_window(model, frame, block.start, block.stop, model.predict_proba)
+    return trend_score(out.single_proba[rows, UP], out.single_proba[rows, DOWN])
+
+
+def _stages_block(block: Block, frame: pd.DataFrame, labels: Labels, windows: np.ndarray, out: _OutOfSample,
+                  config: RunConfig) -> None:
+    """Seed 002's three stages on the block's bars, each stage fitted on earlier out-of-sample rows."""
+    r, rows = block.fit_at, slice(block.start, block.stop)
+    known = known_by(labels.known_at_horizon(), r, config.walk_forward.embargo)
+    past = np.arange(config.walk_forward.initial_window, r + 1)
+    train = past[known[past] & (labels.trend[past] >= 0)]
+    refiner = SequenceRefiner(min_rows=config.gate.min_rows).fit(
+        windows[train], out.trend_proba[train], labels.trend[train])
+    out.sequence_proba[rows] = refiner.predict_proba(windows[rows], out.trend_proba[rows])
+    rsi = frame["rsi_14"].to_numpy(dtype=float)
+
+    def inputs(index: np.ndarray | slice) -> StageInputs:
+        return StageInputs(out.trend_proba[index], out.sequence_proba[index], rsi[index], out.scores[index])
+
+    engine = MultiStageEngine(random_state=config.seed, min_lift=0.0)
+    engine.fit(inputs(train), labels.trend[train])
+    decisions = engine.decide(inputs(rows))
+    out.raw_direction[rows] = decisions.raw_direction
+    out.stage_direction[rows] = decisions.direction
+    out.stage_kept[rows] = np.column_stack((decisions.after_stage1, decisions.after_stage2, decisions.after_stage3))
+    out.stage_confidence[rows] = decisions.confidence
 
 
 def _evaluate(
@@ -190,23 +323,31 @@ def _evaluate(
     test = slice(wf.test_start, len(series))
     close = frame["close"].to_numpy()
     combiner = components.combiner(config)
-    vol_forecast = np.sqrt(out.variance["expert"])
+    vol_forecast = out.vol_forecast
     target_per_bar = trading.target_vol_annual / np.sqrt(ppy)
 
-    def sized(score: np.ndarray) -> np.ndarray:
-        direction = held_direction(score, enter_long=trading.buy_threshold, enter_short=trading.sell_threshold,
-                                   exit_level=trading.exit_level)
+    def size(direction: np.ndarray) -> np.ndarray:
         return volatility_target_position(direction, vol_forecast[test], target_vol_per_bar=target_per_bar,
                                           max_leverage=trading.max_leverage, allow_short=trading.allow_short)
+
+    def sized(score: np.ndarray) -> np.ndarray:
+        return size(held_direction(score, enter_long=trading.buy_threshold, enter_short=trading.sell_threshold,
+                                   exit_level=trading.exit_level))
 
     def unsized(direction: np.ndarray) -> np.ndarray:
         direction = np.asarray(direction, dtype=float)
         return np.maximum(direction, 0.0) if not trading.allow_short else direction
 
     score = out.combined[test]
+    stage_positions: dict[str, np.ndarray] = {}
+    if config.moe.multistage:
+        raw = out.raw_direction[test].astype(float)
+        stage_positions = {"raw": size(raw), **{name: size(raw * out.stage_kept[test, i])
+                                                 for i, name in enumerate(STAGES)}}
     positions = {
         "moe": sized(score),
         **{f"expert_{name}": sized(out.scores[test, i]) for i, name in enumerate(EXPERTS)},
+        **({"multistage": stage_positions[STAGES[-1]]} if stage_positions else {}),
         "baseline_buy_and_hold": np.ones(test.stop - test.start),
         "baseline_sma_crossover": unsized(baselines.sma_crossover_direction(close)[test]),
         "baseline_majority": unsized(baselines.trend_direction(out.majority_proba[test])),
@@ -230,27 +371,33 @@ def _evaluate(
 
     next_return = np.append(close[1:] / close[:-1] - 1.0, np.nan)[test]
     tradable = np.isfinite(next_return)
+    cost = trading.cost_for(series.symbol)
     returns = pd.DataFrame(
-        {name: strategy_returns(pos[tradable], next_return[tradable], trading.cost_for(series.symbol))
-         for name, pos in positions.items()},
+        {name: strategy_returns(pos[tradable], next_return[tradable], cost) for name, pos in positions.items()},
         index=timestamps[tradable],
     )
-    metrics = {
+    confidence = {"moe": _confidence_table(labels, out, test)}
+    if stage_positions:
+        confidence["multistage"] = _stage_confidence_table(labels, out, test)
+    metrics: dict[str, Any] = {
         "trend": _trend_table(labels, out, test),
         "volatility": _volatility_table(labels, out, test),
         "levels": _levels_table(labels, out, close, test),
-        "confidence": {"moe": _confidence_table(labels, out, test)},
+        "confidence": confidence,
         "strategies": {
             name: strategy_metrics(positions[name][tradable], returns[name].to_numpy(), ppy) for name in positions
         },
     }
-    contributions = expert_contributions(out.scores[test], out.gate[test])
+    if stage_positions:
+        metrics["stages"] = _stage_table(labels, out, test, stage_positions, next_return, tradable, cost, ppy)
+    contributions = out.contributions[test]
     explanations = pd.DataFrame({
         "timestamp": signals["timestamp"],
         "symbol": series.symbol,
         "signal": signals["signal"],
         "score": score,
         **{f"contrib_{e}": contributions[:, i] for i, e in enumerate(EXPERTS)},
+        "contrib_prior": out.prior[test],
         "top_features": out.top_features[test],
     })
     realised = pd.Series(np.sqrt(labels.next_variance[test]), index=timestamps, name="realised_abs_return")
@@ -262,7 +409,7 @@ def _evaluate(
         "end": str(series.bars.index[-1]),
         "intraday": series.intraday,
         "periods_per_year": ppy,
-        "cost_bps": trading.cost_for(series.symbol),
+        "cost_bps": cost,
         "test_start": str(series.bars.index[wf.test_start]),
         "test_bars": test.stop - test.start,
     }
@@ -272,9 +419,63 @@ def _evaluate(
         "mean_garch_blend_weight": float(np.mean(out.blend_weight)),
         "levels_windows": sorted(set(out.levels_window)),
         "mean_gate": {e: float(np.mean(out.gate[test, i])) for i, e in enumerate(EXPERTS)},
+        "moe": {
+            "enabled": config.moe.enabled,
+            "experts": {"trend": out.trend_name, "levels": out.levels_name, "volatility": out.vol_name},
+            "gate": config.moe.gate,
+            "k": config.moe.k,
+            "combiner": config.moe.combiner,
+            **({"meta_training_rows": out.meta_rows} if out.meta_rows else {}),
+            **({"single_expert": SINGLE_EXPERT, "single_expert_fits": out.single_fits}
+               if not config.moe.enabled else {}),
+        },
     }
     return SymbolResult(series.symbol, data, signals, metrics, returns, realised, diagnostics,
                         explanations=explanations)
+
+
+def _stage_table(labels: Labels, out: _OutOfSample, test: slice, positions: dict[str, np.ndarray],
+                 next_return: np.ndarray, tradable: np.ndarray, cost: float, ppy: float) -> list[dict[str, Any]]:
+    """Per stage on the test span: candidates in, kept, false positives removed, true positives lost, net Sharpe.
+
+    Each bar starts as the stage-1 model's raw call (long when P(up) >= P(down), else short); it is a true
+    positive when the H-bar trend class matches that direction. Bars whose label is not yet known at the
+    end of the data are left out of the counts. Net Sharpe trades every kept call, volatility-targeted,
+    net of costs, from the bar's close to the next.
+    """
+    y = labels.trend[test]
+    known = y >= 0
+    raw = out.raw_direction[test]
+    correct = ((raw > 0) & (y == UP)) | ((raw < 0) & (y == DOWN))
+    previous = np.ones(len(y), dtype=bool)
+    table = []
+    for i, name in enumerate(("raw", *STAGES)):
+        kept = previous if name == "raw" else out.stage_kept[test, i - 1]
+        removed = previous & ~kept & known
+        net = strategy_returns(positions[name][tradable], next_return[tradable], cost)
+        row = strategy_metrics(positions[name][tradable], net, ppy)
+        table.append({
+            "stage": name,
+            "candidates_in": int((previous & known).sum()),
+            "passed": int((kept & known).sum()),
+            "false_positives_removed": int((removed & ~correct).sum()),
+            "true_positives_lost": int((removed & correct).sum()),
+            "precision": float(correct[kept & known].mean()) if (kept & known).any() else float("nan"),
+            "sharpe": row["sharpe"],
+            "max_drawdown": row["max_drawdown"],
+            "turnover": row["turnover"],
+        })
+        previous = kept
+    return table
+
+
+def _stage_confidence_table(labels: Labels, out: _OutOfSample, test: slice) -> dict[str, Any]:
+    """Reliability of stage 3's confidence on the calls that pass stages 1 and 2."""
+    y = labels.trend[test]
+    direction = out.stage_direction[test]
+    kept = out.stage_kept[test, 1] & (y >= 0)
+    correct = ((direction > 0) & (y == UP)) | ((direction < 0) & (y == DOWN))
+    return reliability(out.stage_confidence[test][kept], correct[kept].astype(float))
 
 
 def _confidence_table(labels: Labels, out: _OutOfSample, test: slice) -> dict[str, Any]:
@@ -287,16 +488,18 @@ def _confidence_table(labels: Labels, out: _OutOfSample, test: slice) -> dict[st
 def _trend_table(labels: Labels, out: _OutOfSample, test: slice) -> dict[str, dict[str, float]]:
     y = labels.trend[test]
     known = y >= 0
-    return {
-        "trend_lightgbm": trend_metrics(y[known], out.trend_proba[test][known]),
-        "baseline_majority": trend_metrics(y[known], out.majority_proba[test][known]),
-    }
+    table = {out.trend_name: trend_metrics(y[known], out.trend_proba[test][known])}
+    if out.raw_trend_proba is not None:
+        table["trend_lightgbm"] = trend_metrics(y[known], out.raw_trend_proba[test][known])
+    if np.isfinite(out.single_proba[test]).all():
+        table[f"archetype_{SINGLE_EXPERT}"] = trend_metrics(y[known], out.single_proba[test][known])
+    table["baseline_majority"] = trend_metrics(y[known], out.majority_proba[test][known])
+    return table
 
 
 def _volatility_table(labels: Labels, out: _OutOfSample, test: slice) -> dict[str, dict[str, float]]:
     realised = labels.next_variance[test]
-    names = {"expert": "volatility_blend", "garch11": "baseline_garch11", "ewma": "baseline_ewma"}
-    return {names[key]: volatility_metrics(values[test], realised) for key, values in out.variance.items()}
+    return {name: volatility_metrics(values[test], realised) for name, values in out.variance.items()}
 
 
 def _levels_table(labels: Labels, out: _OutOfSample, close: np.ndarray, test: slice) -> dict[str, dict[str, float]]:
@@ -304,6 +507,6 @@ def _levels_table(labels: Labels, out: _OutOfSample, close: np.ndarray, test: sl
     later = np.append(close[horizon:], np.full(horizon, np.nan))[test]
     args = (close[test], labels.future_low[test], labels.future_high[test], later)
     return {
-        "levels_swing": levels_metrics(out.levels[test], *args),
+        out.levels_name: levels_metrics(out.levels[test], *args),
         "baseline_pivot": levels_metrics(out.pivots[test], *args),
     }

@@ -128,3 +128,45 @@ def study_inputs(series: PriceSeries, config: RunConfig, suite_outputs: Mapping[
     variance = suite_outputs["baseline_garch11"][:, 0]
     return StudyInputs(probabilities, frame.loc[:, list(FINGERPRINT_NAMES)].to_numpy(dtype=float), labels,
                        series.bars, np.sqrt(variance))
+
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "softmax_weighted (default)": {},
+    "trend_calibrated": {"moe": {"experts": {"trend": "trend_calibrated"}}},
+    "vol_har": {"moe": {"experts": {"volatility": "vol_har"}}},
+    "levels_regression": {"moe": {"experts": {"levels": "levels_regression"}}},
+    "suite_best_experts": {"moe": {"experts": {"trend": "trend_calibrated", "volatility": "vol_har",
+                                               "levels": "levels_regression"}}},
+    "softmax_top2": {"moe": {"k": 2}},
+    "rule_gate": {"moe": {"gate": "rule"}},
+    "rule_gate_top2": {"moe": {"gate": "rule", "k": 2}},
+    "mlp_gate_top2": {"moe": {"gate": "mlp", "k": 2}},
+    "meta_combiner": {"moe": {"combiner": "meta"}},
+    "rule_combiner": {"moe": {"combiner": "rule"}},
+    "single_equity_daily": {"moe": {"enabled": False}},
+    "meta_trend_calibrated": {"moe": {"combiner": "meta", "experts": {"trend": "trend_calibrated"}}},
+    "meta_vol_har": {"moe": {"combiner": "meta", "experts": {"volatility": "vol_har"}}},
+    "meta_levels_regression": {"moe": {"combiner": "meta", "experts": {"levels": "levels_regression"}}},
+    "meta_suite_best_experts": {"moe": {"combiner": "meta", "experts": {
+        "trend": "trend_calibrated", "volatility": "vol_har", "levels": "levels_regression"}}},
+    "meta_calibrated_levels_regression": {"moe": {"combiner": "meta", "experts": {
+        "trend": "trend_calibrated", "levels": "levels_regression"}}},
+    "meta_rule_gate": {"moe": {"combiner": "meta", "gate": "rule"}},
+    "meta_softmax_top2": {"moe": {"combiner": "meta", "k": 2}},
+    "meta_mlp_gate_top2": {"moe": {"combiner": "meta", "gate": "mlp", "k": 2}},
+}
+
+
+def variant_row(series: PriceSeries, config: RunConfig) -> dict[str, float]:
+    """Net Sharpe, max drawdown, trend accuracy and seconds of the backtest's MoE strategy under ``config``."""
+    from signal_engine.evaluation.backtest import run_symbol
+
+    started = time.perf_counter()
+    result = run_symbol(series, config)
+    seconds = time.perf_counter() - started
+    moe = result.metrics["strategies"]["moe"]
+    y, score = result.signals, result.signals["score"].to_numpy(dtype=float)
+    move = result.metrics["confidence"]["moe"]
+    return {"sharpe": moe["sharpe"], "max_drawdown": moe["max_drawdown"], "trades": moe["trades"],
+            "hit_rate": move.get("hit_rate", float("nan")), "ece": move["ece"],
+            "mean_abs_score": float(np.nanmean(np.abs(score))), "rows": len(y), "seconds": seconds}

@@ -7,6 +7,7 @@ from typing import Self
 import numpy as np
 from sklearn.base import BaseEstimator
 
+from signal_engine.moe.numpy_gate import top_k
 from signal_engine.moe.standardise import fit_standardiser, standardise
 
 
@@ -35,6 +36,8 @@ class SoftmaxGate(BaseEstimator):
     iterations, learning_rate : gradient ascent settings.
     min_rows : rows needed before the gate departs from uniform weights.
     clip : targets are clipped to [-clip, clip] so one crash does not dominate.
+    k : top-k routing: each row keeps its k largest weights, renormalised (None: dense). Training is dense;
+        the sparsity applies when the gate is used.
 
     References
     ----------
@@ -50,6 +53,7 @@ class SoftmaxGate(BaseEstimator):
         learning_rate: float = 0.5,
         min_rows: int = 100,
         clip: float = 3.0,
+        k: int | None = None,
     ) -> None:
         self.l2 = l2
         self.entropy = entropy
@@ -57,6 +61,7 @@ class SoftmaxGate(BaseEstimator):
         self.learning_rate = learning_rate
         self.min_rows = min_rows
         self.clip = clip
+        self.k = k
 
     def fit(self, X: np.ndarray, y: np.ndarray, *, expert_scores: np.ndarray) -> Self:
         X = np.asarray(X, dtype=float)
@@ -78,8 +83,9 @@ class SoftmaxGate(BaseEstimator):
         return self
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        """The gate weights, one row per input row, each summing to 1."""
-        return softmax(self._standardise(np.asarray(X, dtype=float)) @ self.coef_ + self.intercept_)
+        """The gate weights, one row per input row, each summing to 1 (top-k sparse when ``k`` is set)."""
+        weights = softmax(self._standardise(np.asarray(X, dtype=float)) @ self.coef_ + self.intercept_)
+        return weights if self.k is None else top_k(weights, self.k)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Index of the expert with the largest weight."""
@@ -87,7 +93,7 @@ class SoftmaxGate(BaseEstimator):
 
     def objective(self, X: np.ndarray, y: np.ndarray, *, expert_scores: np.ndarray) -> float:
         """The training objective J at the current weights (for tests and diagnostics)."""
-        weights = self.predict_proba(X)
+        weights = softmax(self._standardise(np.asarray(X, dtype=float)) @ self.coef_ + self.intercept_)
         target = np.clip(np.asarray(y, dtype=float), -self.clip, self.clip)
         combined = (weights * expert_scores).sum(axis=1)
         entropy = -(weights * np.log(weights)).sum(axis=1)

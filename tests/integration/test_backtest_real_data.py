@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -79,7 +80,11 @@ def test_metrics_json_follows_the_contract(goog_run: BacktestOutput) -> None:
 
 def test_report_has_the_figures_and_tables(goog_run: BacktestOutput) -> None:
     report = goog_run.report_path.read_text()
-    assert report.count("data:image/png;base64,") == 5
+    figures = ("GOOG equity curves", "GOOG drawdown", "GOOG gate weights", "GOOG volatility", "GOOG reliability",
+               "daily book synergy", "daily book allocation history", "daily book correlation heatmap",
+               "daily book risk-limit scales")
+    for alt in figures:
+        assert f'alt="{alt}" src="data:image/png;base64,' in report
     for name in ("moe", "baseline_buy_and_hold", "baseline_garch11", "trend_lightgbm", "levels_swing"):
         assert name in report
 
@@ -144,7 +149,74 @@ def test_explanations_carry_expert_contributions_and_top_features(goog_run: Back
     signals = pd.read_csv(goog_run.signals_path)
     explanations = pd.read_csv(goog_run.signals_path.parent / "explanations.csv")
     assert len(explanations) == len(signals)
-    contributions = explanations[["contrib_trend", "contrib_levels", "contrib_volatility"]].sum(axis=1)
+    contributions = explanations[["contrib_trend", "contrib_levels", "contrib_volatility", "contrib_prior"]].sum(axis=1)
     np.testing.assert_allclose(contributions.clip(-1, 1), signals["score"], atol=1e-8)
     assert explanations["top_features"].str.count(":").eq(3).all()
     assert "latest signals, explained" in goog_run.report_path.read_text()
+
+
+def test_multistage_engine_reports_each_stage_in_metrics_and_report(goog_run: BacktestOutput) -> None:
+    metrics = json.loads(goog_run.metrics_path.read_text())
+    stages = metrics["per_symbol"]["GOOG"]["stages"]
+    assert [s["stage"] for s in stages] == ["raw", "stage1_filters", "stage2_sequence", "stage3_stacking"]
+    for before, after in itertools.pairwise(stages):
+        assert after["candidates_in"] == before["passed"]
+        assert after["passed"] + after["false_positives_removed"] + after["true_positives_lost"] == before["passed"]
+    assert stages[1]["false_positives_removed"] > 0
+    assert all(s["sharpe"] is not None for s in stages)
+    assert "multistage" in metrics["strategies"]
+    assert 0 <= metrics["per_symbol"]["GOOG"]["confidence"]["multistage"]["ece"] <= 1
+    report = goog_run.report_path.read_text()
+    assert "multi-stage engine" in report and "true_positives_lost" in report
+
+
+VARIANT = SMALL + """moe:
+  gate: rule
+  k: 2
+  combiner: meta
+  multistage: false
+  experts: {trend: trend_calibrated, levels: levels_regression, volatility: vol_har}
+"""
+
+
+def test_configured_moe_keeps_the_contract_and_looks_nothing_ahead(goog_csv: Path, tmp_path: Path) -> None:
+    config_path = tmp_path / "variant.yaml"
+    config_path.write_text(VARIANT)
+    config = load_config("quick", config_path)
+    output = run_backtest([goog_csv], tmp_path / "full", config)
+    signals = pd.read_csv(output.signals_path)
+    gates = signals.filter(like="gate_").to_numpy()
+    np.testing.assert_allclose(gates.sum(axis=1), 1.0, atol=1e-8)
+    assert ((gates > 0).sum(axis=1) <= 2).all()
+    assert signals["score"].between(-1, 1).all() and signals["confidence"].between(0, 1).all()
+    metrics = json.loads(output.metrics_path.read_text())
+    assert {"trend_calibrated", "trend_lightgbm", "baseline_majority"} <= set(metrics["trend"])
+    assert {"vol_har", "volatility_blend", "baseline_garch11", "baseline_ewma"} == set(metrics["volatility"])
+    assert {"levels_regression", "baseline_pivot"} == set(metrics["levels"])
+    assert "stages" not in metrics["per_symbol"]["GOOG"]
+    moe = metrics["per_symbol"]["GOOG"]["diagnostics"]["moe"]
+    assert (moe["gate"], moe["k"], moe["combiner"]) == ("rule", 2, "meta")
+    assert max(moe["meta_training_rows"]) > 1000
+    explanations = pd.read_csv(output.signals_path.parent / "explanations.csv")
+    parts = explanations.filter(like="contrib_").sum(axis=1)
+    np.testing.assert_allclose(parts.clip(-1, 1), signals["score"], atol=1e-8)
+    assert (explanations["contrib_prior"] != 0).mean() > 0.5
+    lines = goog_csv.read_text().splitlines(keepends=True)
+    truncated = tmp_path / "GOOG.csv"
+    truncated.write_text("".join(lines[: TRUNCATE_AT + 1]))
+    short = run_backtest([truncated], tmp_path / "short", config).signals_path.read_text().splitlines()
+    assert short == output.signals_path.read_text().splitlines()[: len(short)]
+
+
+def test_moe_disabled_trades_the_single_equity_daily_expert(goog_csv: Path, tmp_path: Path) -> None:
+    config_path = tmp_path / "single.yaml"
+    config_path.write_text(SMALL + "moe:\n  enabled: false\n  multistage: false\n")
+    output = run_backtest([goog_csv], tmp_path / "out", load_config("quick", config_path))
+    signals = pd.read_csv(output.signals_path)
+    np.testing.assert_array_equal(signals[["gate_trend", "gate_levels", "gate_volatility"]].to_numpy()[0], [1, 0, 0])
+    metrics = json.loads(output.metrics_path.read_text())
+    assert "archetype_equity_daily" in metrics["trend"]
+    diagnostics = metrics["per_symbol"]["GOOG"]["diagnostics"]["moe"]
+    assert diagnostics["single_expert"] == "equity_daily" and diagnostics["single_expert_fits"] == 2
+    explanations = pd.read_csv(output.signals_path.parent / "explanations.csv")
+    np.testing.assert_allclose(explanations["contrib_trend"], signals["score"], atol=1e-8)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from signal_engine.errors import ConfigError
 from signal_engine.labels import DOWN, NEUTRAL, UP
 from signal_engine.moe import WeightedScoreCombiner
-from signal_engine.moe.meta import MetaModelCombiner
+from signal_engine.moe.meta import MetaModelCombiner, MetaWeights, meta_feature_names, meta_features
 from signal_engine.moe.rules import RuleBasedCombiner, expert_outputs
 
 # seed 000: P(up) 0.7, P(down) 0.2, support $50, resistance $55, price $51, volatility 2%
@@ -71,3 +73,47 @@ def test_meta_model_learns_the_weighted_score_rule_and_buys_the_seed_example() -
     assert meta.predict(np.array([[-0.7, -0.5, 0.2, 0.4, 0.3, 0.2]])).tolist() == ["sell"]
     np.testing.assert_allclose(meta.predict_proba(features), meta.model_.predict_proba(
         (features - meta.weights_.mean) / meta.weights_.scale), atol=1e-10)
+
+
+def meta_training_set(n: int = 2000) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(1)
+    scores = rng.uniform(-1, 1, (n, 3))
+    gate = rng.dirichlet(np.ones(3), n)
+    combined = (scores * gate).sum(axis=1) + rng.normal(0, 0.2, n)
+    labels = np.select([combined > 0.1, combined < -0.1], [UP, DOWN], NEUTRAL)
+    return meta_features(scores, gate), labels
+
+
+def test_meta_model_numpy_export_equals_scikit_learn_to_1e_6(tmp_path: Path) -> None:
+    features, labels = meta_training_set()
+    names = meta_feature_names(("trend", "levels", "volatility"))
+    meta = MetaModelCombiner(features=names).fit(features, labels)
+    path = tmp_path / "meta.npz"
+    meta.weights_.save(path)
+    loaded = MetaWeights.load(path)
+    assert loaded.features == names == ("score_trend", "score_levels", "score_volatility",
+                                        "gate_trend", "gate_levels", "gate_volatility")
+    with np.load(path) as arrays:
+        assert set(arrays.files) == {"features", "mean", "scale", "coef", "intercept", "classes"}
+    reference = meta.model_.predict_proba((features - meta.weights_.mean) / meta.weights_.scale)
+    np.testing.assert_allclose(loaded.predict_proba(features), reference, atol=1e-6)
+    example = meta_features(np.array([[0.7, 0.5, -0.2]]), np.array([[0.4, 0.3, 0.2]]))
+    assert meta.predict(example).tolist() == ["buy"]
+
+
+def test_meta_model_export_with_two_classes_seen(tmp_path: Path) -> None:
+    features, labels = meta_training_set()
+    labels = np.where(labels == NEUTRAL, UP, labels)
+    meta = MetaModelCombiner().fit(features, labels)
+    meta.weights_.save(tmp_path / "meta.npz")
+    proba = MetaWeights.load(tmp_path / "meta.npz").predict_proba(features)
+    assert proba.shape == (len(features), 3)
+    np.testing.assert_allclose(proba[:, NEUTRAL], 0.0)
+    np.testing.assert_allclose(proba[:, [DOWN, UP]], meta.model_.predict_proba(
+        (features - meta.weights_.mean) / meta.weights_.scale), atol=1e-6)
+
+
+def test_meta_model_rejects_feature_names_of_the_wrong_length() -> None:
+    features, labels = meta_training_set(300)
+    with pytest.raises(ValueError, match="features names 2 inputs but the data have 6 columns"):
+        MetaModelCombiner(features=("a", "b")).fit(features, labels)

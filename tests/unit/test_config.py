@@ -57,3 +57,38 @@ def test_costs_can_differ_by_symbol(tmp_path: Path) -> None:
 def test_unknown_profile_is_rejected() -> None:
     with pytest.raises(ConfigError, match="unknown profile 'fast'"):
         load_config("fast")
+
+
+def test_moe_section_picks_experts_gate_combiner_and_top_k(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("moe:\n  enabled: false\n  k: 2\n  gate: mlp\n  combiner: meta\n  multistage: false\n"
+                    "  experts: {trend: trend_calibrated, levels: levels_regression, volatility: vol_har}\n")
+    moe = load_config("quick", path).moe
+    assert (moe.enabled, moe.k, moe.gate, moe.combiner, moe.multistage) == (False, 2, "mlp", "meta", False)
+    assert (moe.experts.trend, moe.experts.levels, moe.experts.volatility) == (
+        "trend_calibrated", "levels_regression", "vol_har")
+    defaults = PROFILES["quick"].moe
+    assert defaults.enabled and defaults.gate in {"softmax", "rule", "mlp"}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("moe:\n  gate: attention\n", "'moe.gate' is 'attention'; expected one of softmax, rule, mlp"),
+        ("moe:\n  combiner: vote\n", "'moe.combiner' is 'vote'; expected one of weighted, rule, meta"),
+        ("moe:\n  experts: {volatility: garch}\n",
+         "'moe.experts.volatility' is 'garch'; expected one of volatility_blend, vol_har"),
+        ("moe:\n  experts: {trend: lstm}\n", "'moe.experts.trend' is 'lstm'; expected one of trend_lightgbm"),
+        ("moe:\n  experts: {levels: fib}\n", "'moe.experts.levels' is 'fib'; expected one of levels_swing"),
+        ("moe:\n  experts: [crypto_hft, equity_daily]\n", "'moe.experts' must be a mapping of its settings "
+         "(trend, levels, volatility)"),
+        ("moe:\n  k: 0\n", "'moe.k' must be at least 1"),
+        ("moe:\n  enabled: 'no'\n", "'moe.enabled' must be a bool"),
+        ("moe:\n  experts: {sentiment: x}\n", "unknown setting 'moe.experts.sentiment'"),
+    ],
+)
+def test_bad_moe_settings_name_the_setting_and_the_allowed_values(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
+        load_config("quick", path)

@@ -7,7 +7,14 @@ import itertools
 import numpy as np
 
 from signal_engine.labels import DOWN, NEUTRAL, UP
-from signal_engine.multistage import MultiStageEngine, StageInputs, stage1_candidates, stage_report
+from signal_engine.multistage import (
+    MultiStageEngine,
+    SequenceRefiner,
+    StageInputs,
+    return_windows,
+    stage1_candidates,
+    stage_report,
+)
 
 
 def inputs(fast: list[list[float]], sequence: list[list[float]], rsi: list[float]) -> StageInputs:
@@ -72,3 +79,37 @@ def test_uncertainty_penalty_lowers_confidence() -> None:
     penalised = MultiStageEngine(uncertainty_penalty=2.0).fit(train, y_train).decide(train).confidence
     assert (penalised <= plain + 1e-12).all()
     assert penalised.sum() < plain.sum()
+
+
+def test_return_windows_are_point_in_time_and_vol_scaled() -> None:
+    close = np.exp(np.cumsum(np.r_[0.0, 0.01, -0.02, 0.03, 0.01]))
+    windows = return_windows(close, np.full(5, 0.01), window=3)
+    np.testing.assert_allclose(windows[0], [0.0, 0.0, 0.0])
+    np.testing.assert_allclose(windows[2], [0.0, 1.0, -2.0])
+    np.testing.assert_allclose(windows[4], [-2.0, 3.0, 1.0])
+    changed = close.copy()
+    changed[4] *= 2
+    np.testing.assert_array_equal(return_windows(changed, np.full(5, 0.01), 3)[:4], windows[:4])
+
+
+def test_sequence_refiner_learns_a_pattern_the_fast_model_misses() -> None:
+    rng = np.random.default_rng(0)
+    n = 3000
+    windows = rng.standard_normal((n, 5))
+    y = np.where(windows[:, -1] > 0.5, UP, np.where(windows[:, -1] < -0.5, DOWN, NEUTRAL))
+    fast = np.full((n, 3), 1 / 3)
+    refiner = SequenceRefiner(C=1.0).fit(windows[:2000], fast[:2000], y[:2000])
+    proba = refiner.predict_proba(windows[2000:], fast[2000:])
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert (np.argmax(proba, axis=1) == y[2000:]).mean() > 0.7
+    passthrough = SequenceRefiner(min_rows=5000).fit(windows, fast, y)
+    np.testing.assert_array_equal(passthrough.predict_proba(windows[:3], fast[:3]), fast[:3])
+
+
+def test_min_lift_sets_stage_3_against_the_training_hit_rate() -> None:
+    train, y_train = synthetic(3000, 4)
+    engine = MultiStageEngine(min_probability=0.4, confirm_probability=0.5, min_lift=0.05).fit(train, y_train)
+    assert engine.threshold_ == engine.base_rate_ + 0.05
+    decisions = engine.decide(synthetic(2000, 5)[0])
+    expected = decisions.after_stage2 & (decisions.confidence >= engine.threshold_)
+    np.testing.assert_array_equal(decisions.after_stage3, expected)
