@@ -1,9 +1,10 @@
-"""The backtest use case: load price files, walk forward through each, write signals, metrics, report."""
+"""The backtest use case: load price files, walk forward through each, orchestrate them into books, write
+signals, events, metrics and the report."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -17,8 +18,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from signal_engine.config import RunConfig
 from signal_engine.data.loader import PriceSeries, load_prices
 from signal_engine.errors import InputError
-from signal_engine.evaluation.backtest import SIGNAL_COLUMNS, SymbolResult, blocks_for, check_length, run_symbol
+from signal_engine.evaluation.backtest import SIGNAL_COLUMNS, SymbolResult, check_length
+from signal_engine.evaluation.portfolio import (
+    PortfolioRun,
+    build_books,
+    portfolio_section,
+    refits_for,
+    run_timeframe_models,
+    timeframe_plan,
+)
+from signal_engine.ports import RiskLog
 from signal_engine.report import render_report
+from signal_engine.storage.records import RiskEvent
 
 SCHEMA_VERSION = 1
 SECTIONS = ("trend", "volatility", "levels", "strategies")
@@ -33,6 +44,8 @@ class BacktestOutput:
     report_path: Path
     metrics: dict[str, Any]
     results: list[SymbolResult]
+    events_path: Path | None = None
+    portfolio: PortfolioRun | None = None
 
 
 def load_all(paths: Sequence[Path], symbols: Sequence[str] | None) -> list[PriceSeries]:
@@ -56,45 +69,108 @@ def run_backtest(
     *,
     symbols: Sequence[str] | None = None,
     console: Console | None = None,
+    orchestration: Mapping[str, Any] | None = None,
+    risk_log: RiskLog | None = None,
 ) -> BacktestOutput:
-    """Walk forward through every price file and write ``signals.csv``, ``metrics.json``, ``report.html``."""
-    return backtest_series(load_all(paths, symbols), out_dir, config, console=console)
+    """Walk forward through every price file, orchestrate them, write ``signals.csv``, ``metrics.json``, ..."""
+    return backtest_series(load_all(paths, symbols), out_dir, config, console=console, orchestration=orchestration,
+                           risk_log=risk_log)
 
 
 def backtest_series(
-    series: Sequence[PriceSeries], out_dir: Path, config: RunConfig, *, console: Console | None = None
+    series: Sequence[PriceSeries],
+    out_dir: Path,
+    config: RunConfig,
+    *,
+    console: Console | None = None,
+    orchestration: Mapping[str, Any] | None = None,
+    risk_log: RiskLog | None = None,
 ) -> BacktestOutput:
-    """The backtest of already loaded series (from files or from the price store)."""
+    """The backtest of already loaded series (from files or from the price store).
+
+    Every symbol's timeframe models are walked forward, then the symbols of each bar frequency are
+    orchestrated as one book (``signal_engine.evaluation.portfolio``); ``position`` in ``signals.csv`` is the
+    book's position in the symbol as a fraction of the book's capital. ``orchestration`` overrides
+    ``OrchestrationConfig`` settings (the ``orchestration`` section of a config file); ``risk_log`` receives
+    every orchestration event (also written to ``events.csv``).
+    """
     console = console or Console(stderr=True)
     for s in series:
         check_length(s, config)
-    results = _walk_forward(list(series), config, console)
+        timeframe_plan(s, config, orchestration)  # a bad orchestration setting fails before the long work
+    results, timeframes = _walk_forward(list(series), config, console, orchestration)
+    run = build_books(series, results, timeframes, config, orchestration)
     out_dir.mkdir(parents=True, exist_ok=True)
     signals_path = out_dir / "signals.csv"
     signals = pd.concat([r.signals for r in results], ignore_index=True).loc[:, list(SIGNAL_COLUMNS)]
     signals.to_csv(signals_path, index=False, float_format="%.10g", lineterminator="\n")
     explanations = pd.concat([r.explanations for r in results], ignore_index=True)
     explanations.to_csv(out_dir / "explanations.csv", index=False, float_format="%.10g", lineterminator="\n")
+    events = run.events
+    events_path = out_dir / "events.csv"
+    events.to_csv(events_path, index=False, float_format="%.10g", lineterminator="\n")
+    if risk_log is not None:
+        persist_events(risk_log, events)
     metrics = build_metrics(results, config)
+    metrics["portfolio"] = portfolio_section(run)
     metrics_path = out_dir / "metrics.json"
     metrics_path.write_text(json.dumps(_json_safe(metrics), indent=2, allow_nan=False) + "\n")
     report_path = out_dir / "report.html"
-    report_path.write_text(render_report(results, metrics), encoding="utf-8")
-    return BacktestOutput(signals_path, metrics_path, report_path, metrics, results)
+    report_path.write_text(render_report(results, metrics, books=run.books), encoding="utf-8")
+    return BacktestOutput(signals_path, metrics_path, report_path, metrics, results, events_path, run)
 
 
-def _walk_forward(series: list[PriceSeries], config: RunConfig, console: Console) -> list[SymbolResult]:
+def risk_events(events: pd.DataFrame) -> list[RiskEvent]:
+    """The orchestration event table as ``RiskEvent`` rows for the storage layer's risk log.
+
+    ``kind`` is the event kind; ``detail`` keeps the book, component, rule, model, value and threshold
+    beside the event's own numbers, so no column of ``events.csv`` is lost.
+    """
+    rows = []
+    for event in events.to_dict("records"):
+        numbers = {"value": float(event["value"]), "threshold": float(event["threshold"])}
+        detail = {
+            "book": str(event["book"]), "component": str(event["component"]), "rule": str(event["rule"]),
+            "model": str(event["model"]), **{k: (v if np.isfinite(v) else None) for k, v in numbers.items()},
+            **json.loads(str(event["detail"])),
+        }
+        occurred = pd.Timestamp(event["timestamp"]).to_pydatetime()
+        rows.append(RiskEvent(symbol=str(event["symbol"]), kind=str(event["kind"]), detail=detail,
+                              occurred_at=occurred))
+    return rows
+
+
+def persist_events(risk_log: RiskLog, events: pd.DataFrame) -> int:
+    """Store the events the risk log does not hold yet (a re-run stores nothing twice); returns how many were new."""
+    rows = risk_events(events)
+    stored = {_event_key(e) for symbol in sorted({r.symbol for r in rows}) for e in risk_log.risk_events(symbol)}
+    new = [r for r in rows if _event_key(r) not in stored]
+    risk_log.record_risk_events(new)
+    return len(new)
+
+
+def _event_key(event: RiskEvent) -> tuple[str, str, str, str]:
+    when = event.occurred_at.replace(tzinfo=None, microsecond=0).isoformat()
+    return event.symbol, event.kind, when, json.dumps(event.detail, sort_keys=True)
+
+
+def _walk_forward(
+    series: list[PriceSeries], config: RunConfig, console: Console, orchestration: Mapping[str, Any] | None
+) -> tuple[list[SymbolResult], dict[str, dict[str, SymbolResult]]]:
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[unit]}"), TimeElapsedColumn())
-    results = []
+    results, timeframes = [], {}
     with Progress(*columns, console=console, transient=False) as progress:
         for s in series:
-            task = progress.add_task(f"{s.symbol:>8} walk-forward", total=blocks_for(s, config), unit="refits")
-            result = run_symbol(s, config, on_block=partial(progress.advance, task))
+            models = len(timeframe_plan(s, config, orchestration))
+            task = progress.add_task(f"{s.symbol:>8} walk-forward, MoE + {models} timeframe models",
+                                     total=refits_for(s, config, orchestration), unit="refits")
+            result, timeframes[s.symbol] = run_timeframe_models(s, config, orchestration,
+                                                                on_block=partial(progress.advance, task))
             if config.suite.enabled:
                 result.experts = _expert_suite(s, config, progress)
             results.append(result)
-    return results
+    return results, timeframes
 
 
 def _expert_suite(series: PriceSeries, config: RunConfig, progress: Progress) -> dict[str, Any]:

@@ -5,11 +5,13 @@ Nothing here knows of AWS, SQL or HTTP libraries. ``signal_engine.bootstrap`` pi
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Protocol
 
 from signal_engine.data.loader import PriceSeries
+from signal_engine.serving.messages import ExpertQuery, ExpertReply
 from signal_engine.storage.records import (
     Bar,
     Document,
@@ -95,6 +97,22 @@ class AuditLog(Protocol):
     def signals(self, symbol: str) -> list[SignalAudit]: ...
 
 
+class ExpertClient(Protocol):
+    """The expert models: SageMaker endpoints in AWS, fitted models in-process locally."""
+
+    def ask(self, query: ExpertQuery, experts: Sequence[str], deadline_s: float) -> Mapping[str, ExpertReply]:
+        """Every named expert's answer for the query's last bar, asked in parallel; one reply per expert.
+
+        An expert that fails, answers malformed JSON or misses ``deadline_s`` gives a reply with ``error`` set;
+        ``ask`` itself does not raise for it.
+        """
+        ...
+
+    def models(self) -> Mapping[str, str]:
+        """What answers for each expert (endpoint name or model file), for the audit log and ``GET /models``."""
+        ...
+
+
 class PositionBook(Protocol):
     """The exposure held per symbol."""
 
@@ -107,6 +125,10 @@ class RiskLog(Protocol):
     """What the risk layer did, by time."""
 
     def record_risk_event(self, event: RiskEvent) -> None: ...
+
+    def record_risk_events(self, events: Sequence[RiskEvent]) -> None:
+        """Store many events in one transaction (all or none), e.g. a backtest's orchestration events."""
+        ...
 
     def risk_events(self, symbol: str) -> list[RiskEvent]: ...
 
@@ -125,3 +147,23 @@ class Stores(Protocol):
 
     @property
     def objects(self) -> ObjectStore: ...
+
+
+class ModelRegistry(Protocol):
+    """Trained model bundles by version (``docs/model-bundle.md``); ``CURRENT`` names the one serving uses."""
+
+    def publish(self, folder: Path, version: str) -> str:
+        """Store a complete bundle folder as ``version`` (readers never see half of it); returns where it went."""
+        ...
+
+    def promote(self, version: str) -> None:
+        """Make a published ``version`` the current one (an atomic replace of ``CURRENT``)."""
+        ...
+
+    def current(self) -> str | None:
+        """The version ``CURRENT`` names, or None before any was promoted."""
+        ...
+
+    def versions(self) -> list[str]:
+        """Every complete published version, oldest first."""
+        ...

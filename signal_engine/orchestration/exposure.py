@@ -107,3 +107,17 @@ def _net_factor(fixed_net: float, free_net: float, limit: float) -> float:
         return 1.0
     bound = limit if fixed_net + free_net > 0 else -limit
     return float(np.clip((bound - fixed_net) / free_net, 0.0, 1.0))
+
+
+def within_limits(contributions: np.ndarray, limits: ExposureLimits, tolerance: float = 1e-12) -> bool:
+    """Whether contributions (models x symbols) meet every limit: per model, per symbol, long, short, gross, net."""
+    c = np.asarray(contributions, dtype=float)
+    positions = c.sum(axis=0)
+    return bool(
+        np.abs(c).sum(axis=1).max(initial=0.0) <= limits.timeframe + tolerance
+        and np.abs(positions).max(initial=0.0) <= limits.asset + tolerance
+        and positions[positions > 0].sum() <= limits.long + tolerance
+        and -positions[positions < 0].sum() <= limits.short + tolerance
+        and np.abs(positions).sum() <= limits.gross + tolerance
+        and abs(positions.sum()) <= limits.net + tolerance
+    )

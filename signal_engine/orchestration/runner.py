@@ -33,6 +33,7 @@ from signal_engine.orchestration.correlation import (
     mean_correlation_with_others,
 )
 from signal_engine.orchestration.drawdown import DrawdownDefender
+from signal_engine.orchestration.exposure import within_limits
 from signal_engine.orchestration.inputs import Inputs, Signals, prepare
 from signal_engine.orchestration.monitoring import Monitor
 from signal_engine.orchestration.performance import PerformanceTracker
@@ -49,6 +50,7 @@ def orchestrate(
     periods_per_year: float,
     *,
     volumes: Mapping[str, pd.Series] | None = None,
+    cost_bps: Mapping[str, float] | None = None,
 ) -> OrchestrationResult:
     """Combine the timeframe models' walk-forward signals into one managed book.
 
@@ -67,6 +69,9 @@ def orchestrate(
         Bars per year, to annualise Sharpe ratios and the volatility target.
     volumes : Mapping[str, pandas.Series], optional
         symbol -> volume, for the liquidity regime (normal liquidity without it).
+    cost_bps : Mapping[str, float], optional
+        symbol -> cost in basis points per unit of exposure traded; symbols not in it pay
+        ``config.cost_bps``.
 
     Returns
     -------
@@ -75,7 +80,7 @@ def orchestrate(
         returns (managed, coordinated, each model, the sum of the parts) and the event log.
     """
     inputs = prepare(signals, closes, config, volumes)
-    walk = _Walk(inputs, config, periods_per_year)
+    walk = _Walk(inputs, config, periods_per_year, cost_bps or {})
     for i in range(len(inputs.timeline)):
         walk.step(i)
     return walk.result()
@@ -84,8 +89,11 @@ def orchestrate(
 class _Walk:
     """The orchestrator's state as it walks forward; ``step(i)`` decides bar i."""
 
-    def __init__(self, inputs: Inputs, config: OrchestrationConfig, periods_per_year: float) -> None:
+    def __init__(
+        self, inputs: Inputs, config: OrchestrationConfig, periods_per_year: float, cost_bps: Mapping[str, float]
+    ) -> None:
         self.inputs, self.config = inputs, config
+        self.cost = np.array([cost_bps.get(symbol, config.cost_bps) for symbol in inputs.symbols]) / 1e4
         m, s, t = len(inputs.models), len(inputs.symbols), len(inputs.timeline)
         self.sleeve = 1.0 / s
         self.allocator = CapitalAllocator(inputs.models, config)
@@ -108,8 +116,8 @@ class _Walk:
         self.target = self.allocator.allocation.copy()
         self.regime: Regime | None = None
         self.last_update: int | None = None
-        self.pending_account, self.pending_undefended, self.pending_coordinated = 0.0, 0.0, 0.0
-        self.pending_models = np.zeros(m)
+        self.pending_account, self.pending_undefended, self.pending_coordinated = np.zeros(s), np.zeros(s), np.zeros(s)
+        self.pending_models = np.zeros((m, s))
         self.history = {
             "positions": np.zeros((t, s)), "contributions": np.zeros((t, m, s)), "unmanaged": np.zeros((t, m, s)),
             "allocations": np.zeros((t, m)), "targets": np.zeros((t, m)),
@@ -136,13 +144,13 @@ class _Walk:
         self._commit(i, bar, calls, scheduled, decision, undefended)
 
     def _realise(self, i: int, timestamp: pd.Timestamp, bar: np.ndarray) -> None:
-        cost = self.config.cost_bps / 1e4
+        cost = self.cost
         realised = self.inputs.asset_returns[i]
         r = np.where(np.isfinite(realised), realised, 0.0)
-        account = float(self.final.sum(axis=0) @ r) - cost * self.pending_account
-        undefended = float(self.undefended.sum(axis=0) @ r) - cost * self.pending_undefended
-        coordinated = float(self.scheduled.sum(axis=0) @ r) - cost * self.pending_coordinated
-        models = self.sleeve * (self.unmanaged @ r - cost * self.pending_models)
+        account = float(self.final.sum(axis=0) @ r - cost @ self.pending_account)
+        undefended = float(self.undefended.sum(axis=0) @ r - cost @ self.pending_undefended)
+        coordinated = float(self.scheduled.sum(axis=0) @ r - cost @ self.pending_coordinated)
+        models = self.sleeve * (self.unmanaged @ r - self.pending_models @ cost)
         self.defender.update(undefended if self.config.drawdown_basis == "undefended" else account)
         predicted = np.where(np.isfinite(realised)[None, :], self.scores, np.nan)
         self.tracker.update(models, regime=self.regime.key if self.regime else None, predicted=predicted,
@@ -254,11 +262,11 @@ class _Walk:
         undefended: np.ndarray,
     ) -> None:
         unmanaged = np.where(bar, calls["direction"] * calls["size"], self.unmanaged)
-        final = decision.contributions
-        self.pending_account = float(np.abs(final.sum(axis=0) - self.final.sum(axis=0)).sum())
-        self.pending_undefended = float(np.abs(undefended.sum(axis=0) - self.undefended.sum(axis=0)).sum())
-        self.pending_coordinated = float(np.abs(scheduled.sum(axis=0) - self.scheduled.sum(axis=0)).sum())
-        self.pending_models = np.abs(unmanaged - self.unmanaged).sum(axis=1)
+        final = self._banded(decision.contributions, bar)
+        self.pending_account = np.abs(final.sum(axis=0) - self.final.sum(axis=0))
+        self.pending_undefended = np.abs(undefended.sum(axis=0) - self.undefended.sum(axis=0))
+        self.pending_coordinated = np.abs(scheduled.sum(axis=0) - self.scheduled.sum(axis=0))
+        self.pending_models = np.abs(unmanaged - self.unmanaged)
         self.scores = np.where(bar, calls["score"], self.scores)
         self.scheduled, self.final, self.undefended, self.unmanaged = scheduled, final, undefended, unmanaged
         self.decided_allocation = self.allocator.allocation.copy()
@@ -270,6 +278,19 @@ class _Walk:
         h["targets"][i] = self.target
         h["scales"][i] = [decision.components[name] for name in RISK_COMPONENTS]
         h["harmony"][i] = np.where(bar, self.harmony, 0.0)
+
+    def _banded(self, proposed: np.ndarray, bar: np.ndarray) -> np.ndarray:
+        """The no-trade band: keep a symbol's held legs instead of a small same-side top-up, if all limits hold."""
+        band = self.config.no_trade_band * self.sleeve
+        if band <= 0.0:
+            return proposed
+        new, held = proposed.sum(axis=0), self.final.sum(axis=0)
+        keep = bar & (held != 0.0) & (np.sign(new) == np.sign(held)) & (np.abs(new) > np.abs(held)) & (
+            np.abs(new - held) < band)
+        if not keep.any():
+            return proposed
+        banded = np.where(keep[None, :], self.final, proposed)
+        return banded if within_limits(banded, self.risk.limits) else proposed
 
     # -- result ----------------------------------------------------------------------------------------
 

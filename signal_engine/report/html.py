@@ -11,6 +11,8 @@ from typing import Any, Protocol
 import pandas as pd
 
 from signal_engine.report import figures
+from signal_engine.report.monitoring import monitoring_sections
+from signal_engine.report.stages import stages_section
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1100px;
@@ -108,6 +110,7 @@ def _symbol_section(result: _Result) -> str:
     ]
     for section, columns in _COLUMNS.items():
         parts.append(f"<h3>{section}</h3>{metric_table(result.metrics[section], columns)}")
+    parts.append(stages_section(result.metrics))
     explanations = getattr(result, "explanations", None)
     if explanations is not None and len(explanations):
         parts.append(f"<h3>latest signals, explained</h3>{_explanation_table(explanations.tail(10))}")
@@ -118,8 +121,9 @@ def _symbol_section(result: _Result) -> str:
     return "\n".join(parts)
 
 
-def render_report(results: Sequence[_Result], metrics: dict[str, Any]) -> str:
-    """The whole report: a summary of every model against its baselines, then one section per symbol."""
+def render_report(results: Sequence[_Result], metrics: dict[str, Any], books: Sequence[Any] = ()) -> str:
+    """The whole report: a summary of every model against its baselines, the monitoring of each orchestrated
+    book (``books``), then one section per symbol."""
     evaluation = metrics["evaluation"]
     summary = "".join(
         f"<h3>{section}</h3>{metric_table(metrics[section], columns)}" for section, columns in _COLUMNS.items()
@@ -134,6 +138,8 @@ def render_report(results: Sequence[_Result], metrics: dict[str, Any]) -> str:
     if "experts" in metrics:
         summary += "<h2>Experts against their baselines</h2>" + _expert_tables(metrics["experts"])
     sections = "\n".join(_symbol_section(r) for r in results)
+    if books:
+        sections = monitoring_sections(books, _image, metric_table) + "\n" + sections
     return (
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>signal-engine backtest</title>"
         f"<style>{_CSS}</style></head><body><h1>signal-engine backtest</h1>{intro}"

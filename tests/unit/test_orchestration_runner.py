@@ -262,3 +262,24 @@ def test_thin_liquidity_halves_the_trade_budget() -> None:
     deferrals = thin.events[thin.events["kind"] == "schedule_deferral"]
     assert (deferrals["threshold"] == 0.5).all() and len(deferrals) > 0
     assert thin.positions["A"].iloc[0] < normal.positions["A"].iloc[0]
+
+
+def test_the_no_trade_band_skips_small_top_ups_and_keeps_every_limit(
+    market: tuple[dict[str, dict[str, pd.DataFrame]], dict[str, pd.Series]], result: OrchestrationResult
+) -> None:
+    signals, closes = market
+    config = _config(no_trade_band=0.2)
+    banded = orchestrate(signals, closes, config, 252.0)
+    positions, bars = banded.positions.to_numpy(), banded.bars.to_numpy()
+    assert np.all(np.abs(positions).sum(axis=1) <= config.max_gross_exposure + TOL)
+    assert np.all(np.abs(positions.sum(axis=1)) <= config.max_net_exposure + TOL)
+    per_model = sum(np.abs(f.to_numpy()) for f in banded.contributions.values())
+    assert np.all(per_model <= config.max_timeframe_exposure + TOL)
+    before, after = positions[:-1], positions[1:]
+    top_up = (np.sign(after) == np.sign(before)) & (np.abs(after) > np.abs(before)) & bars[1:]
+    small = np.abs(after - before) < config.no_trade_band / len(banded.symbols) - 1e-12
+    assert not np.any(top_up & small & (before != 0))  # no small same-side top-up is ever traded
+    turnover = np.abs(np.diff(positions, axis=0)).sum()
+    assert turnover < np.abs(np.diff(result.positions.to_numpy(), axis=0)).sum()
+    off = orchestrate(signals, closes, _config(no_trade_band=0.0), 252.0)
+    pd.testing.assert_frame_equal(off.positions, result.positions)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 import sqlalchemy as sa
 
@@ -47,6 +48,12 @@ class SqlLedger:
     def record_risk_event(self, event: RiskEvent) -> None:
         row = {**dataclasses.asdict(event), "occurred_at": naive_utc(event.occurred_at)}
         in_transaction(self._engine, lambda connection: connection.execute(schema.risk_events.insert(), row))
+
+    def record_risk_events(self, events: Sequence[RiskEvent]) -> None:
+        """All ``events`` in one transaction: a failure stores none of them."""
+        rows = [{**dataclasses.asdict(e), "occurred_at": naive_utc(e.occurred_at)} for e in events]
+        if rows:
+            in_transaction(self._engine, lambda connection: connection.execute(schema.risk_events.insert(), rows))
 
     def risk_events(self, symbol: str) -> list[RiskEvent]:
         table = schema.risk_events

@@ -1,0 +1,194 @@
+"""The orchestration's monitoring section of the report (seed 004 section 6), one part per book.
+
+Allocation history, correlation heatmaps (models and assets), conflict events, risk-limit activations and
+the synergy figure (the combined system against the sum of its parts), drawn from the event table and
+the orchestrator's per-bar history; every figure has its numbers in a table or in ``metrics.json`` too.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+from matplotlib import pyplot as plt
+
+from signal_engine.orchestration import OrchestrationResult
+from signal_engine.report.figures import _png
+
+STRATEGY_COLUMNS = ("sharpe", "cagr", "max_drawdown", "turnover", "trades", "exposure")
+ACTIVATION_KINDS = ("risk_limit_activated", "emergency_deleveraging", "correlation_warning")
+_STYLES: dict[str, dict[str, Any]] = {
+    "orchestrated": {"color": "#1f4e9c", "linewidth": 2.0},
+    "timeframes_equal_weight": {"color": "#c0392b", "linewidth": 1.4},
+    "moe": {"color": "#27ae60", "linewidth": 1.2},
+    "baseline_buy_and_hold": {"color": "#444444", "linewidth": 1.2},
+}
+
+
+class _Book(Protocol):
+    name: str
+    symbols: tuple[str, ...]
+    result: OrchestrationResult
+    returns: pd.DataFrame
+    metrics: dict[str, dict[str, float]]
+
+
+def allocation_history(result: OrchestrationResult, title: str) -> bytes:
+    """Stacked capital shares of the timeframe models over time, the optimiser's targets dashed."""
+    figure, axis = plt.subplots(figsize=(10, 3.0))
+    allocations = result.allocations
+    axis.stackplot(allocations.index, *(allocations[m].to_numpy() for m in result.models), labels=list(result.models),
+                   alpha=0.8)
+    targets = result.target_allocations.cumsum(axis=1)
+    for model in list(result.models)[:-1]:
+        axis.plot(targets.index, targets[model].to_numpy(), color="black", linewidth=0.6, linestyle="--")
+    axis.set_ylim(0, 1)
+    axis.set_title(f"{title}: capital allocation per timeframe model (dashed: optimiser's target, cumulative)")
+    axis.legend(fontsize=8, loc="upper left", ncol=len(result.models))
+    return _png(figure)
+
+
+def correlation_heatmaps(result: OrchestrationResult, title: str) -> bytes:
+    """Correlation of the models' returns and of the assets' returns over the whole run."""
+    panels = [("timeframe models' returns", result.model_correlation())]
+    if len(result.symbols) > 1:
+        panels.append(("assets' returns", result.asset_correlation()))
+    figure, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.0), squeeze=False,
+                                constrained_layout=True)
+    for axis, (name, matrix) in zip(axes[0], panels, strict=True):
+        values = matrix.to_numpy(dtype=float)
+        image = axis.imshow(values, vmin=-1, vmax=1, cmap="RdBu_r")
+        axis.set_xticks(range(len(matrix)), list(matrix.columns), rotation=45, fontsize=8)
+        axis.set_yticks(range(len(matrix)), list(matrix.index), fontsize=8)
+        for (i, j), value in np.ndenumerate(values):
+            axis.text(j, i, "-" if not np.isfinite(value) else f"{value:.2f}", ha="center", va="center", fontsize=8)
+        axis.set_title(f"{title}: {name}", fontsize=9)
+        figure.colorbar(image, ax=axis, fraction=0.046)
+    return _png(figure)
+
+
+def risk_scales(result: OrchestrationResult, title: str) -> bytes:
+    """Every risk component's scale per bar (1: not binding), emergency deleveraging marked."""
+    figure, axis = plt.subplots(figsize=(10, 3.0))
+    scales = result.risk_scales
+    for component in scales.columns:
+        width = 1.6 if component == "final" else 0.8
+        axis.plot(scales.index, scales[component].to_numpy(), linewidth=width, label=component, alpha=0.85)
+    events = result.events
+    emergencies = events.loc[events["kind"] == "emergency_deleveraging", "timestamp"]
+    for stamp in emergencies:
+        axis.axvline(stamp, color="#c0392b", linewidth=0.8, linestyle=":")
+    axis.set_ylim(-0.02, 1.05)
+    axis.set_title(f"{title}: risk-limit scales per bar (red dotted: emergency deleveraging)")
+    axis.legend(fontsize=7, loc="lower left", ncol=len(scales.columns))
+    axis.grid(True, alpha=0.3)
+    return _png(figure)
+
+
+def synergy_figure(book: _Book) -> bytes:
+    """Equity of the combined system against the sum of its parts, each part alone, the MoE and buy & hold."""
+    figure, axis = plt.subplots(figsize=(10, 4.2))
+    for name, style in _STYLES.items():
+        if name in book.returns.columns:
+            axis.plot(book.returns.index, (1.0 + book.returns[name]).cumprod(), label=name, **style)
+    for model, series in book.result.model_returns().items():
+        axis.plot(series.index, (1.0 + series).cumprod(), label=f"{model} alone", linewidth=0.7, alpha=0.7)
+    axis.set_yscale("log")
+    sharpe = {k: book.metrics[k]["sharpe"] for k in ("orchestrated", "timeframes_equal_weight")}
+    axis.set_title(f"{book.name} book: combined system (Sharpe {sharpe['orchestrated']:.2f}) vs sum of parts "
+                   f"(Sharpe {sharpe['timeframes_equal_weight']:.2f}), net of costs, log scale")
+    axis.grid(True, alpha=0.3)
+    axis.legend(fontsize=7, ncol=3, loc="upper left")
+    return _png(figure)
+
+
+def activation_table(result: OrchestrationResult) -> pd.DataFrame:
+    """Per component and rule: activations, and the share of bars the risk scale it feeds (``scale``, a column
+    of ``risk_scales``) was below 1."""
+    events = result.events
+    fired = events[events["kind"].isin(ACTIVATION_KINDS)]
+    counts = fired.groupby(["component", "rule"]).size().rename("activations")
+    table = counts.reset_index()
+    scales = result.risk_scales
+    share = {c: float((scales[c] < 1.0 - 1e-12).mean()) for c in scales.columns}
+    columns = [rule if rule in share else component for component, rule in zip(table["component"], table["rule"],
+                                                                                  strict=True)]
+    table["scale"] = columns
+    table["bars_scaled_share"] = [share.get(c, np.nan) for c in columns]
+    return table.sort_values(["component", "rule"], ignore_index=True)
+
+
+def conflict_table(result: OrchestrationResult) -> pd.DataFrame:
+    """Per symbol: conflicts, and the mean |net| exposure the models asked for and kept."""
+    events = result.events[result.events["kind"] == "conflict"]
+    if events.empty:
+        return pd.DataFrame(columns=["symbol", "conflicts", "mean_abs_net_before", "mean_abs_net_after"])
+    return events.groupby("symbol").agg(
+        conflicts=("kind", "size"), mean_abs_net_before=("threshold", "mean"), mean_abs_net_after=("value", "mean"),
+    ).reset_index()
+
+
+def _frame_table(frame: pd.DataFrame) -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in row) + "</tr>" for row in frame.itertuples(index=False)
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float | np.floating):
+        return "-" if not np.isfinite(value) else f"{value:.4f}"
+    if isinstance(value, pd.Timestamp):
+        return html.escape(str(value.date()) if value == value.normalize() else str(value))
+    return html.escape(str(value))
+
+
+def _latest_conflicts(result: OrchestrationResult, rows: int = 8) -> pd.DataFrame:
+    events = result.events[result.events["kind"] == "conflict"].tail(rows)
+    details = [json.loads(d) for d in events["detail"]]
+    return pd.DataFrame({
+        "timestamp": events["timestamp"].to_list(), "symbol": events["symbol"].to_list(),
+        "strategy": events["rule"].to_list(), "long": [d["long"] for d in details],
+        "short": [d["short"] for d in details], "net before": [d["net_before"] for d in details],
+        "net after": [d["net_after"] for d in details],
+    })
+
+
+def book_section(book: _Book, image: Any, metric_table: Any) -> str:
+    """The monitoring of one book: comparison table, synergy, allocations, correlations, conflicts, risk."""
+    r, title = book.result, f"{book.name} book"
+    symbols = ", ".join(book.symbols)
+    models = ", ".join(r.models)
+    latest = _latest_conflicts(r)
+    parts = [
+        f"<h2>Portfolio: {html.escape(title)} ({html.escape(symbols)})</h2>",
+        f'<p class="note">Timeframe models {html.escape(models)}, orchestrated into one book; each symbol has an '
+        f"equal sleeve of 1/{len(book.symbols)} of the capital in every strategy below. <b>orchestrated</b>: the "
+        "managed book; <b>moe</b>: each sleeve holds the single-horizon MoE's own position; "
+        "<b>timeframes_equal_weight</b>: every timeframe model alone with a fixed equal share (the sum of the "
+        "parts); walk-forward, net of each symbol's costs.</p>",
+        metric_table(book.metrics, STRATEGY_COLUMNS),
+        image(synergy_figure(book), f"{title} synergy"),
+        image(allocation_history(r, title), f"{title} allocation history"),
+        image(correlation_heatmaps(r, title), f"{title} correlation heatmap"),
+        image(risk_scales(r, title), f"{title} risk-limit scales"),
+        "<h3>risk-limit activations</h3>",
+        _frame_table(activation_table(r)),
+        "<h3>conflict events</h3>",
+        _frame_table(conflict_table(r)),
+    ]
+    if len(latest):
+        parts += ["<h4>latest conflicts</h4>", _frame_table(latest)]
+    counts = pd.DataFrame(sorted(r.event_counts.items()), columns=["event", "count"])
+    parts += ['<h3>all events (<code>events.csv</code>)</h3>', _frame_table(counts)]
+    return "\n".join(parts)
+
+
+def monitoring_sections(books: Sequence[_Book], image: Any, metric_table: Any) -> str:
+    """Every book's monitoring section."""
+    return "\n".join(book_section(b, image, metric_table) for b in books)

@@ -1,0 +1,124 @@
+"""The multi-asset backtest on real prices: one book per bar frequency, the orchestrated position in
+``signals.csv``, the portfolio section, events as data, the monitoring report, and no look-ahead across symbols."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from signal_engine.config import load_config
+from signal_engine.evaluation.backtest import SIGNAL_COLUMNS
+from signal_engine.evaluation.portfolio import BOOK_STRATEGIES
+from signal_engine.orchestration import EVENT_COLUMNS
+from signal_engine.pipeline import BacktestOutput, run_backtest
+
+pytestmark = pytest.mark.slow
+
+FEW_REFITS = """walk_forward:
+  initial_window: 300
+  validation_bars: 150
+  refit_every: 500
+  min_test_bars: 100
+trend:
+  n_estimators: 40
+suite:
+  enabled: false
+"""
+TOL = 1e-9
+
+
+@pytest.fixture(scope="module")
+def few_refits(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("config") / "few-refits.yaml"
+    path.write_text(FEW_REFITS)
+    return path
+
+
+@pytest.fixture(scope="module")
+def two_books(goog_csv: Path, eurusd_csv: Path, few_refits: Path, tmp_path_factory: pytest.TempPathFactory
+              ) -> BacktestOutput:
+    return run_backtest([goog_csv, eurusd_csv], tmp_path_factory.mktemp("books"), load_config("quick", few_refits))
+
+
+def test_each_bar_frequency_is_its_own_book(two_books: BacktestOutput) -> None:
+    portfolio = json.loads(two_books.metrics_path.read_text())["portfolio"]
+    assert set(portfolio) == {"daily", "1h"}
+    assert portfolio["daily"]["symbols"] == ["GOOG"] and portfolio["1h"]["symbols"] == ["EURUSD"]
+    assert portfolio["daily"]["horizons"] == {"scalping": 1, "short": 5, "medium": 20, "long": 60}
+    assert portfolio["1h"]["horizons"] == {"scalping": 1, "short": 6, "medium": 24, "long": 120}
+    for book in portfolio.values():
+        assert set(book["strategies"]) == set(BOOK_STRATEGIES)
+        for metrics in book["strategies"].values():
+            assert {"sharpe", "cagr", "max_drawdown", "turnover"} <= set(metrics)
+        assert book["strategies"]["baseline_buy_and_hold"]["trades"] == 1
+        assert sum(book["mean_allocation"].values()) == pytest.approx(1.0)
+        assert set(book["synergy"]) >= {"sharpe_difference", "return_correlation"}
+
+
+def test_signals_carry_the_orchestrated_position(two_books: BacktestOutput) -> None:
+    signals = pd.read_csv(two_books.signals_path)
+    assert tuple(signals.columns) == SIGNAL_COLUMNS
+    assert signals["symbol"].value_counts().to_dict() == {"GOOG": 2148 - 450, "EURUSD": 5000 - 450}
+    assert signals["position"].between(-1, 1).all()
+    assert two_books.portfolio is not None
+    for book in two_books.portfolio.books:
+        for symbol in book.symbols:
+            rows = signals[signals["symbol"] == symbol]
+            expected = book.result.positions[symbol].reindex(pd.to_datetime(rows["timestamp"]))
+            np.testing.assert_allclose(rows["position"].to_numpy(), expected.to_numpy(), rtol=1e-9)
+        allocations = book.result.allocations.to_numpy()
+        assert np.all(allocations >= book.config.min_allocation - TOL)
+        assert np.all(allocations <= book.config.max_allocation + TOL)
+        assert np.all(np.abs(np.diff(allocations, axis=0)) <= book.config.max_allocation_change + TOL)
+        assert np.all(np.abs(book.result.positions.to_numpy()).sum(axis=1) <= book.config.max_gross_exposure + TOL)
+    strategies = json.loads(two_books.metrics_path.read_text())["per_symbol"]["GOOG"]["strategies"]
+    assert {"moe", "orchestrated", "timeframe_scalping", "timeframe_long", "baseline_buy_and_hold"} <= set(strategies)
+    assert strategies["timeframe_short"] == strategies["moe"]  # the short model is the MoE baseline's run
+
+
+def test_events_are_kept_as_a_table(two_books: BacktestOutput) -> None:
+    assert two_books.events_path is not None
+    events = pd.read_csv(two_books.events_path)
+    assert tuple(events.columns) == ("book", *EVENT_COLUMNS)
+    portfolio = json.loads(two_books.metrics_path.read_text())["portfolio"]
+    for name, book in portfolio.items():
+        assert (events["book"] == name).sum() == sum(book["event_counts"].values())
+    assert {"allocation_change", "conflict"} <= set(events["kind"])
+    assert all(isinstance(json.loads(d), dict) for d in events["detail"])
+
+
+def test_report_shows_the_monitoring_of_each_book(two_books: BacktestOutput) -> None:
+    report = two_books.report_path.read_text()
+    for text in ("Portfolio: daily book (GOOG)", "Portfolio: 1h book (EURUSD)", "risk-limit activations",
+                 "conflict events", "timeframes_equal_weight", "orchestrated"):
+        assert text in report
+    for book in ("daily book", "1h book"):
+        for figure in ("synergy", "allocation history", "correlation heatmap", "risk-limit scales"):
+            assert f'alt="{book} {figure}" src="data:image/png;base64,' in report
+
+
+def test_truncating_every_file_after_t_changes_no_orchestrated_row_at_or_before_t(
+    goog_csv: Path, spx_csv: Path, few_refits: Path, tmp_path: Path
+) -> None:
+    """Two daily symbols in one book: the book's decisions at t use both symbols' data up to t only."""
+    spx = pd.read_csv(spx_csv)
+    spx = spx[spx["Date"] >= "2005-01-01"]
+    (tmp_path / "SPX.csv").write_text(spx.to_csv(index=False))
+    config = load_config("quick", few_refits)
+    two = {"timeframes": ("short", "long")}
+    full = run_backtest([goog_csv, tmp_path / "SPX.csv"], tmp_path / "full", config, orchestration=two)
+    cut = "2010-06-30"
+    for name, path in (("GOOG.csv", goog_csv), ("SPX.csv", tmp_path / "SPX.csv")):
+        frame = pd.read_csv(path)
+        (tmp_path / f"cut-{name}").write_text(frame[frame["Date"] <= cut].to_csv(index=False))
+    short = run_backtest([tmp_path / "cut-GOOG.csv", tmp_path / "cut-SPX.csv"], tmp_path / "short", config,
+                         symbols=["GOOG", "SPX"], orchestration=two)
+    before = pd.read_csv(full.signals_path)
+    after = pd.read_csv(short.signals_path)
+    assert len(after) > 1000 and after["timestamp"].max() == cut
+    expected = before[before["timestamp"] <= cut].reset_index(drop=True)
+    pd.testing.assert_frame_equal(after, expected)
