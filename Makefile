@@ -8,7 +8,7 @@ NPM_STAMP := node_modules/.setup-stamp
 CDK_ENV := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" CDK_DISABLE_VERSION_CHECK=1 CDK_DISABLE_CLI_TELEMETRY=true \
 	JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20
 
-.PHONY: setup demo test synth lint bench clean
+.PHONY: setup demo test synth package-lambdas lint bench clean
 
 setup: $(STAMP) $(NPM_STAMP)
 
@@ -28,7 +28,15 @@ demo: setup
 test: setup
 	$(CDK_ENV) $(PY) -m pytest
 
-synth: setup
+# Lambda deployment packages (handlers + signal_engine + manylinux wheels) under build/lambda/, no Docker;
+# the combiner's also carries bytecode for what a cold start imports (lambda_src/combiner/build.py).
+# DocumentDB's TLS needs the Amazon RDS CA bundle in the collectors' package:
+#   make package-lambdas DOCDB_CA_BUNDLE=global-bundle.pem   (https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem)
+package-lambdas: setup
+	$(PY) -m stacks.lambda_packages build/lambda --group collectors $(if $(DOCDB_CA_BUNDLE),--ca-bundle $(DOCDB_CA_BUNDLE))
+	$(PY) lambda_src/combiner/build.py build/lambda
+
+synth: setup package-lambdas
 	$(CDK_ENV) npx cdk synth --quiet --output cdk.out
 
 lint: setup
@@ -44,4 +52,4 @@ bench: setup
 	else echo 'bench_storage: skipped; start MariaDB with: eval "$$(bash .ci/run mariadb)"'; fi
 
 clean:
-	rm -rf out cdk.out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf out cdk.out build/lambda .pytest_cache .mypy_cache .ruff_cache

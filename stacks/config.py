@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -14,6 +15,74 @@ from aws_cdk import aws_rds as rds
 
 # Every value a stage may differ in. Keys match the StageConfig fields one to one; app.py can merge
 # overrides from the CDK context key "signal-engine:<stage>" (e.g. `cdk synth -c 'signal-engine:dev={...}'`).
+# The collector modules of lambda_src/collectors/, one Lambda each.
+COLLECTORS = (
+    "yahoo_bars",
+    "yahoo_statistics",
+    "yahoo_fundamentals",
+    "yahoo_options",
+    "yahoo_news",
+    "nasdaq_quotes",
+    "nasdaq_bars",
+    "nasdaq_earnings",
+    "nasdaq_financials",
+    "nasdaq_news",
+)
+
+# EventBridge schedules in UTC. The regular US session closes at 21:00 UTC in winter and 20:00 UTC in summer,
+# so end-of-day data is fetched from 22:30 UTC on weekdays; quotes every 30 minutes while the session may be
+# open (13:30-21:00 UTC covers both offsets); news hourly; fundamentals and financials weekly. Cron cannot
+# skip exchange holidays: on a holiday the run finds no new bars and the stores dedupe what it fetches.
+_COLLECTORS_DEV: dict[str, Any] = {
+    "collectors_enabled": True,
+    "collector_schedules": {
+        "yahoo_bars": "cron(30 22 ? * MON-FRI *)",
+        "nasdaq_bars": "cron(45 22 ? * MON-FRI *)",
+        "yahoo_options": "cron(0 23 ? * MON-FRI *)",
+        "yahoo_statistics": "cron(0/30 13-21 ? * MON-FRI *)",
+        "nasdaq_quotes": "cron(15/30 13-21 ? * MON-FRI *)",
+        "yahoo_news": "cron(0 * * * ? *)",
+        "nasdaq_news": "cron(30 * * * ? *)",
+        "nasdaq_earnings": "cron(15 23 ? * MON-FRI *)",
+        "yahoo_fundamentals": "cron(0 8 ? * SAT *)",
+        "nasdaq_financials": "cron(30 8 ? * SAT *)",
+    },
+    "collector_symbols": "SPY,QQQ,AAPL,MSFT,NVDA",
+    "collector_memory_mb": 1024,
+    "collector_timeout_seconds": 300,
+    # Lambda retries a failed asynchronous invocation 0-2 times before the event goes to the DLQ.
+    "collector_retry_attempts": 2,
+    # Concurrent runs reserved per collector, so the sources' rate limits hold; 0 reserves none. Dev reserves
+    # none because new accounts start with a Lambda concurrency quota of 10, which reservations cannot exhaust.
+    "collector_reserved_concurrency": 0,
+}
+
+_TRAINING_DEV: dict[str, Any] = {
+    # GPU instance for the expert training jobs (the NVIDIA TensorFlow image); g4dn is the cheapest NVIDIA GPU.
+    "training_instance_type": "ml.g4dn.xlarge",
+    # CPU instance for dataset preparation, gate/meta-model training and evaluation.
+    "processing_instance_type": "ml.m5.xlarge",
+    "training_max_runtime_hours": 4,
+    "training_profile": "quick",
+}
+
+_SERVING_DEV: dict[str, Any] = {
+    # The experts' endpoint is created and updated by the training workflow's deploy step (the model data is
+    # the bundle it just trained), on this instance type.
+    "expert_instance_type": "ml.m5.large",
+    # Autoscaling registers against the endpoint, which exists only after the first training run deployed it:
+    # deploy once, run training, then set expert_autoscaling true and deploy again.
+    "expert_autoscaling": False,
+    "expert_min_instances": 1,
+    "expert_max_instances": 2,
+    "expert_invocations_per_instance": 300,
+    "expert_deadline_ms": 2500,
+    "combiner_memory_mb": 512,
+    "api_rate_limit": 5,
+    "api_burst_limit": 10,
+    "api_quota_per_day": 5000,
+}
+
 STAGES: dict[str, dict[str, Any]] = {
     "dev": {
         "construct_id": "SignalEngine-Dev",
@@ -21,8 +90,9 @@ STAGES: dict[str, dict[str, Any]] = {
         # network
         "vpc_cidr": "10.20.0.0/16",
         "max_azs": 2,
-        # No NAT in dev: app subnets are isolated and reach AWS through VPC endpoints only.
-        "nat_gateways": 0,
+        # One NAT gateway (~33 USD a month plus 0.045 USD/GB) so the collectors reach Yahoo Finance and
+        # Nasdaq; a dev stage without collectors can set nat_gateways 0 and collectors_enabled false.
+        "nat_gateways": 1,
         # Interface endpoints cost per AZ and hour; dev keeps one ENI per endpoint.
         "interface_endpoint_azs": 1,
         "flow_log_retention_days": 14,
@@ -55,8 +125,10 @@ STAGES: dict[str, dict[str, Any]] = {
         # schedules (UTC); backup windows must not overlap the maintenance windows
         "backup_window": "03:00-04:00",
         "maintenance_window": "sun:04:30-sun:05:30",
-        "collect_schedule": "cron(30 22 ? * MON-FRI *)",
         "train_schedule": "cron(0 6 ? * SAT *)",
+        **_COLLECTORS_DEV,
+        **_TRAINING_DEV,
+        **_SERVING_DEV,
         # alarms
         "cpu_alarm_percent": 90,
         "free_storage_alarm_gib": 2,
@@ -93,13 +165,25 @@ STAGES: dict[str, dict[str, Any]] = {
         "secret_rotation_days": 30,
         "backup_window": "03:00-04:00",
         "maintenance_window": "sun:04:30-sun:05:30",
-        "collect_schedule": "cron(30 22 ? * MON-FRI *)",
         "train_schedule": "cron(0 6 ? * SAT *)",
+        **_COLLECTORS_DEV,
+        "collector_reserved_concurrency": 2,
+        **_TRAINING_DEV,
+        "training_instance_type": "ml.g5.2xlarge",
+        **_SERVING_DEV,
+        "expert_min_instances": 1,
+        "expert_max_instances": 4,
+        "api_rate_limit": 50,
+        "api_burst_limit": 100,
+        "api_quota_per_day": 100000,
         "cpu_alarm_percent": 80,
         "free_storage_alarm_gib": 10,
         "alarm_email": None,
     },
 }
+
+# SageMaker instance families with NVIDIA GPUs (the training image is NVIDIA's TensorFlow container).
+GPU_INSTANCE_FAMILIES = ("ml.g4dn.", "ml.g5.", "ml.g6.", "ml.g6e.", "ml.p3.", "ml.p4d.", "ml.p5.")
 
 _REMOVAL_POLICIES = {
     "destroy": RemovalPolicy.DESTROY,
@@ -161,8 +245,28 @@ class StageConfig:
     secret_rotation_days: int
     backup_window: str
     maintenance_window: str
-    collect_schedule: str
     train_schedule: str
+    collectors_enabled: bool
+    collector_schedules: dict[str, str]
+    collector_symbols: str
+    collector_memory_mb: int
+    collector_timeout_seconds: int
+    collector_retry_attempts: int
+    collector_reserved_concurrency: int
+    training_instance_type: str
+    processing_instance_type: str
+    training_max_runtime_hours: int
+    training_profile: str
+    expert_instance_type: str
+    expert_autoscaling: bool
+    expert_min_instances: int
+    expert_max_instances: int
+    expert_invocations_per_instance: int
+    expert_deadline_ms: int
+    combiner_memory_mb: int
+    api_rate_limit: int
+    api_burst_limit: int
+    api_quota_per_day: int
     cpu_alarm_percent: int
     free_storage_alarm_gib: int
     alarm_email: str | None
@@ -204,9 +308,78 @@ class StageConfig:
             raise ValueError(
                 f"{self.name}: MySQL {self.mysql_engine_version} is not an 8.0/8.4 version in aws-cdk-lib"
             )
+        self._check_collectors()
+        self._check_training_and_serving()
         for days in (self.flow_log_retention_days, self.log_retention_days):
             if days not in _RETENTION_DAYS:
                 raise ValueError(f"{self.name}: log retention {days} is not one of {sorted(_RETENTION_DAYS)}")
+
+    def _check_collectors(self) -> None:
+        """Collectors need internet egress, a schedule per collector, and Lambda's limits."""
+        if self.collectors_enabled and self.nat_gateways < 1:
+            raise ValueError(
+                f"{self.name}: collectors_enabled needs nat_gateways >= 1 (the collectors call Yahoo Finance and "
+                "Nasdaq from the VPC); set nat_gateways 1 or collectors_enabled false"
+            )
+        unknown = sorted(set(self.collector_schedules) - set(COLLECTORS))
+        missing = sorted(set(COLLECTORS) - set(self.collector_schedules))
+        if unknown or missing:
+            raise ValueError(
+                f"{self.name}: collector_schedules needs exactly one schedule per collector; "
+                f"unknown: {unknown or 'none'}, missing: {missing or 'none'}"
+            )
+        for collector, expression in self.collector_schedules.items():
+            if not re.fullmatch(r"(cron|rate)\(.+\)", expression):
+                raise ValueError(
+                    f"{self.name}: collector_schedules.{collector} must be an EventBridge expression such as "
+                    f"'cron(30 22 ? * MON-FRI *)' or 'rate(1 hour)', got {expression!r}"
+                )
+        if not re.fullmatch(r"(cron|rate)\(.+\)", self.train_schedule):
+            raise ValueError(f"{self.name}: train_schedule must be a cron(...) or rate(...) expression")
+        if not [s for s in self.collector_symbols.split(",") if s.strip()]:
+            raise ValueError(f"{self.name}: collector_symbols needs at least one symbol, e.g. 'SPY,QQQ'")
+        if not 128 <= self.collector_memory_mb <= 10240:
+            raise ValueError(f"{self.name}: collector_memory_mb must be between 128 and 10240")
+        if not 1 <= self.collector_timeout_seconds <= 900:
+            raise ValueError(f"{self.name}: collector_timeout_seconds must be between 1 and 900")
+        if not 0 <= self.collector_retry_attempts <= 2:
+            raise ValueError(f"{self.name}: collector_retry_attempts must be 0, 1 or 2 (Lambda's async retries)")
+        if self.collector_reserved_concurrency < 0:
+            raise ValueError(f"{self.name}: collector_reserved_concurrency must be 0 (none reserved) or more")
+
+    def _check_training_and_serving(self) -> None:
+        """Instance types, endpoint mode and API limits that SageMaker and API Gateway accept."""
+        for key in ("training_instance_type", "processing_instance_type", "expert_instance_type"):
+            if not getattr(self, key).startswith("ml."):
+                raise ValueError(f"{self.name}: {key} must be a SageMaker instance type such as 'ml.m5.large'")
+        if not self.training_instance_type.startswith(GPU_INSTANCE_FAMILIES):
+            raise ValueError(
+                f"{self.name}: training_instance_type {self.training_instance_type!r} has no NVIDIA GPU; "
+                f"use one of the families {', '.join(GPU_INSTANCE_FAMILIES)}"
+            )
+        if self.training_profile not in ("quick", "full"):
+            raise ValueError(f"{self.name}: training_profile must be 'quick' or 'full'")
+        if not 1 <= self.training_max_runtime_hours <= 120:
+            raise ValueError(f"{self.name}: training_max_runtime_hours must be between 1 and 120")
+        if not 1 <= self.expert_min_instances <= self.expert_max_instances:
+            raise ValueError(f"{self.name}: need 1 <= expert_min_instances <= expert_max_instances")
+        if self.expert_invocations_per_instance < 1:
+            raise ValueError(f"{self.name}: expert_invocations_per_instance must be at least 1")
+        if not 100 <= self.expert_deadline_ms <= 25000:
+            raise ValueError(
+                f"{self.name}: expert_deadline_ms must be between 100 and 25000 (API Gateway times out at 29 s)"
+            )
+        if not 128 <= self.combiner_memory_mb <= 10240:
+            raise ValueError(f"{self.name}: combiner_memory_mb must be between 128 and 10240")
+        if not 0 < self.api_rate_limit <= self.api_burst_limit:
+            raise ValueError(f"{self.name}: need 0 < api_rate_limit <= api_burst_limit")
+        if self.api_quota_per_day < 1:
+            raise ValueError(f"{self.name}: api_quota_per_day must be at least 1")
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        """The collectors' default symbols."""
+        return tuple(s.strip().upper() for s in self.collector_symbols.split(",") if s.strip())
 
     @property
     def is_production(self) -> bool:
@@ -264,7 +437,7 @@ def parse_stage_config(name: str, raw: Mapping[str, Any]) -> StageConfig:
         expected = fields[key].type
         if not _matches(value, str(expected)):
             raise ValueError(f"{name}: {key} must be {expected}, got {value!r}")
-        values[key] = value
+        values[key] = dict(value) if isinstance(value, dict) else value
     return StageConfig(name=name, **values)
 
 
@@ -291,4 +464,8 @@ def _matches(value: Any, annotation: str) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
     if base == "str":
         return isinstance(value, str)
+    if base == "float":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if base == "dict[str, str]":
+        return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
     raise TypeError(f"unsupported StageConfig field type {annotation}")

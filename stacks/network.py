@@ -63,6 +63,8 @@ class NetworkStack(Stack):
             restrict_default_security_group=True,
             gateway_endpoints={
                 "S3": ec2.GatewayVpcEndpointOptions(service=ec2.GatewayVpcEndpointAwsService.S3),
+                # Gateway endpoints are free: the collectors' idempotency table stays off the NAT path.
+                "DynamoDb": ec2.GatewayVpcEndpointOptions(service=ec2.GatewayVpcEndpointAwsService.DYNAMODB),
             },
         )
         self.app_subnets = ec2.SubnetSelection(subnet_group_name=APP_SUBNETS)

@@ -7,18 +7,23 @@ from typing import Any
 from aws_cdk import Stage, Tags
 from constructs import Construct
 
+from stacks.collectors import RAW_PREFIX, CollectorsStack
 from stacks.config import StageConfig
+from stacks.constructs.sagemaker_role import sagemaker_role
 from stacks.monitoring import MonitoringStack
 from stacks.network import NetworkStack
+from stacks.serving import MODELS_PREFIX, ServingStack, experts_endpoint_name
 from stacks.storage import StorageStack
+from stacks.training import TrainingStack, acknowledge_workflow_grants
 
 
 class SignalEngineStage(Stage):
-    """Network, storage and monitoring stacks of one stage.
+    """The six stacks of one stage: Network, Storage, Monitoring, Collectors (when `collectors_enabled`),
+    Training and Serving.
 
-    Later stacks (collectors, training workflow, serving) are added here and take the attributes
-    exposed below: `network.vpc`, `network.app_subnets`, `network.app_security_group`, the storage
-    buckets, databases and secrets, and `monitoring.alarm_topic`.
+    The workload stacks take what the first three expose: `network.vpc`, `network.app_subnets`,
+    `network.app_security_group`, the storage buckets, databases, secrets and prefix policies, and
+    `monitoring.alarm_topic`. The SageMaker execution role is created in Storage (beside its buckets).
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig, **kwargs: Any) -> None:
@@ -55,5 +60,74 @@ class SignalEngineStage(Stage):
             docdb_cluster=self.storage.docdb,
             buckets=self.storage.buckets,
             description=f"signal-engine {config.name}: alarm topic, storage dashboard and alarms",
+            **common,
+        )
+        self.collectors: CollectorsStack | None = None
+        if config.collectors_enabled:
+            self.collectors = CollectorsStack(
+                self,
+                "Collectors",
+                config=config,
+                vpc=self.network.vpc,
+                app_subnets=self.network.app_subnets,
+                app_security_group=self.network.app_security_group,
+                raw_bucket=self.storage.raw_bucket,
+                raw_payloads_policy=self.storage.prefix_access_policy(
+                    "CollectorsRawPayloads",
+                    bucket=self.storage.raw_bucket,
+                    prefix=RAW_PREFIX,
+                    actions=["s3:PutObject", "s3:GetObject"],
+                    description="signal-engine collectors: keep raw payloads and read them back to parse",
+                ),
+                mysql_secret=self.storage.mysql_secret,
+                docdb_secret=self.storage.docdb_secret,
+                alarm_topic=self.monitoring.alarm_topic,
+                description=f"signal-engine {config.name}: collector Lambdas, schedules, DLQ, idempotency table",
+                **common,
+            )
+        experts_endpoint = experts_endpoint_name(config)
+        # The role of the training jobs and of the experts' model lives beside the buckets it reads and writes
+        # (Storage), so that its bucket grants name the buckets directly rather than through cross-stack outputs.
+        self.sagemaker_role = sagemaker_role(
+            self.storage,
+            "SageMakerRole",
+            description="signal-engine SageMaker training jobs and expert endpoint",
+            log_groups=["/aws/sagemaker/TrainingJobs", "/aws/sagemaker/Endpoints"],
+        )
+        self.training = TrainingStack(
+            self,
+            "Training",
+            config=config,
+            vpc=self.network.vpc,
+            app_subnets=self.network.app_subnets,
+            app_security_group=self.network.app_security_group,
+            datasets_bucket=self.storage.datasets_bucket,
+            artifacts_bucket=self.storage.artifacts_bucket,
+            sagemaker_role=self.sagemaker_role,
+            experts_endpoint=experts_endpoint,
+            alarm_topic=self.monitoring.alarm_topic,
+            description=f"signal-engine {config.name}: training images, Step Functions workflow, schedule",
+            **common,
+        )
+        acknowledge_workflow_grants(self.sagemaker_role)
+        self.serving = ServingStack(
+            self,
+            "Serving",
+            config=config,
+            vpc=self.network.vpc,
+            app_subnets=self.network.app_subnets,
+            app_security_group=self.network.app_security_group,
+            artifacts_bucket=self.storage.artifacts_bucket,
+            experts_endpoint=experts_endpoint,
+            models_read_policy=self.storage.prefix_access_policy(
+                "ServingModelsRead",
+                bucket=self.storage.artifacts_bucket,
+                prefix=MODELS_PREFIX,
+                actions=["s3:GetObject"],
+                description="signal-engine serving: read model bundles (combiner and expert endpoints)",
+            ),
+            mysql_secret=self.storage.mysql_secret,
+            alarm_topic=self.monitoring.alarm_topic,
+            description=f"signal-engine {config.name}: expert endpoints, combiner Lambda, Signal API",
             **common,
         )

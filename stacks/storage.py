@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import typing
+from collections.abc import Sequence
 from typing import Any
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import CfnElement, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_docdb as docdb
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_rds as rds
 from aws_cdk import aws_s3 as s3
@@ -23,6 +26,8 @@ DOCDB_ENGINE_VERSION = "5.0.0"
 DOCDB_PARAMETER_FAMILY = "docdb5.0"
 # Construct id of the singleton function behind `cloudwatch_logs_retention` (aws_logs.LogRetention).
 LOG_RETENTION_ID = "LogRetentionaae0aa3c5b4d4f87b02d85b201efdd8a"
+# Object actions that write, so the policy also needs kms:GenerateDataKey.
+WRITE_ACTIONS = frozenset({"s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"})
 DEFAULT_PORT_REASON = (
     "Default engine port kept on purpose: the database sits in isolated subnets and admits only the app and "
     "rotation security groups; a non-standard port adds no protection and breaks client defaults."
@@ -76,6 +81,49 @@ class StorageStack(Stack):
             "datasets": self.datasets_bucket,
             "artifacts": self.artifacts_bucket,
         }
+
+    def prefix_access_policy(
+        self,
+        construct_id: str,
+        *,
+        bucket: s3.IBucket,
+        prefix: str,
+        actions: Sequence[str],
+        description: str,
+    ) -> iam.ManagedPolicy:
+        """A managed policy for `actions` on the objects under `bucket/prefix/`, with the data key and listing.
+
+        It lives here, beside the bucket, so its one wildcard (the objects under the prefix) is acknowledged with
+        a stable finding id; roles in other stacks attach it with `role.add_managed_policy(...)`.
+        """
+        key_actions = ["kms:Decrypt"]
+        if any(action in WRITE_ACTIONS for action in actions):
+            key_actions.append("kms:GenerateDataKey")
+        policy = iam.ManagedPolicy(
+            self,
+            construct_id,
+            description=description,
+            statements=[
+                iam.PolicyStatement(
+                    sid="Objects", actions=list(actions), resources=[bucket.arn_for_objects(f"{prefix}/*")]
+                ),
+                iam.PolicyStatement(
+                    sid="List",
+                    actions=["s3:ListBucket"],
+                    resources=[bucket.bucket_arn],
+                    conditions={"StringLike": {"s3:prefix": [f"{prefix}/*", prefix]}},
+                ),
+                iam.PolicyStatement(sid="BucketKey", actions=key_actions, resources=[self.data_key.key_arn]),
+            ],
+        )
+        logical_id = self.get_logical_id(typing.cast(CfnElement, bucket.node.default_child))
+        acknowledge(
+            policy,
+            f"AwsSolutions-IAM5[Resource::<{logical_id}.Arn>/{prefix}/*]",
+            f"{', '.join(actions)} on the objects under {prefix}/ only: object keys are written at runtime "
+            "(symbol, date, version), so the resource is the prefix, never the whole bucket.",
+        )
+        return policy
 
     def _build_buckets(self) -> None:
         """Create the access-log bucket and the three data buckets."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from aws_cdk import App  # noqa: E402
 from aws_cdk.assertions import Template  # noqa: E402
 
 from app import build_app  # noqa: E402
+from stacks.lambda_packages import ASSETS_CONTEXT_KEY, GROUPS  # noqa: E402
 from stacks.stage import SignalEngineStage  # noqa: E402
 
 
@@ -31,9 +33,28 @@ class SynthesizedApp:
 
 
 @pytest.fixture(scope="session")
-def cdk_context() -> dict[str, Any]:
-    """The feature flags from cdk.json, so in-process synthesis matches `cdk synth`."""
-    return dict(json.loads((ROOT / "cdk.json").read_text())["context"])
+def lambda_assets(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Small stand-ins for `make package-lambdas`: each group's folder holds only its handler package.
+
+    The stacks only hash and copy these folders, so synthesis stays fast and needs no pip run.
+    """
+    root = tmp_path_factory.mktemp("lambda")
+    for group in GROUPS:
+        shutil.copytree(ROOT / "lambda_src" / group, root / group / group, ignore=shutil.ignore_patterns("__pycache__"))
+    return root
+
+
+@pytest.fixture(scope="session")
+def cdk_context(lambda_assets: Path) -> dict[str, Any]:
+    """The feature flags from cdk.json, so in-process synthesis matches `cdk synth`, plus the test asset folder.
+
+    Prod turns on expert autoscaling (off by default until a training run created the endpoint) so that both
+    branches of the serving stack are synthesized: dev without, prod with.
+    """
+    context = dict(json.loads((ROOT / "cdk.json").read_text())["context"])
+    context[ASSETS_CONTEXT_KEY] = str(lambda_assets)
+    context["signal-engine:prod"] = {"expert_autoscaling": True}
+    return context
 
 
 @pytest.fixture(scope="session")
@@ -92,3 +113,41 @@ def monitoring_template(dev_stage: SignalEngineStage) -> Template:
 def prod_monitoring_template(prod_stage: SignalEngineStage) -> Template:
     """Template of the prod monitoring stack."""
     return Template.from_stack(prod_stage.monitoring)
+
+
+@pytest.fixture(scope="session")
+def collectors_template(dev_stage: SignalEngineStage) -> Template:
+    """Template of the dev collectors stack."""
+    assert dev_stage.collectors is not None
+    return Template.from_stack(dev_stage.collectors)
+
+
+@pytest.fixture(scope="session")
+def prod_collectors_template(prod_stage: SignalEngineStage) -> Template:
+    """Template of the prod collectors stack."""
+    assert prod_stage.collectors is not None
+    return Template.from_stack(prod_stage.collectors)
+
+
+@pytest.fixture(scope="session")
+def training_template(dev_stage: SignalEngineStage) -> Template:
+    """Template of the dev training stack."""
+    return Template.from_stack(dev_stage.training)
+
+
+@pytest.fixture(scope="session")
+def prod_training_template(prod_stage: SignalEngineStage) -> Template:
+    """Template of the prod training stack."""
+    return Template.from_stack(prod_stage.training)
+
+
+@pytest.fixture(scope="session")
+def serving_template(dev_stage: SignalEngineStage) -> Template:
+    """Template of the dev serving stack."""
+    return Template.from_stack(dev_stage.serving)
+
+
+@pytest.fixture(scope="session")
+def prod_serving_template(prod_stage: SignalEngineStage) -> Template:
+    """Template of the prod serving stack (expert autoscaling on, see cdk_context)."""
+    return Template.from_stack(prod_stage.serving)

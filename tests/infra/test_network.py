@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from aws_cdk.assertions import Match, Template
 
+from stacks.config import load_stage_config
 from stacks.network import INTERFACE_ENDPOINTS
 
 pytestmark = pytest.mark.infra
@@ -25,11 +26,18 @@ def service_name(suffix: str) -> dict[str, object]:
     return {"Fn::Join": ["", ["com.amazonaws.", {"Ref": "AWS::Region"}, f".{suffix}"]]}
 
 
-def test_dev_has_no_nat_gateway_and_only_private_subnets(network_template: Template) -> None:
-    network_template.resource_count_is("AWS::EC2::NatGateway", 0)
-    network_template.resource_count_is("AWS::EC2::InternetGateway", 0)
-    network_template.resource_count_is("AWS::EC2::Subnet", 4)
+def test_dev_has_one_nat_gateway_for_the_collectors(network_template: Template) -> None:
+    network_template.resource_count_is("AWS::EC2::NatGateway", 1)
+    network_template.resource_count_is("AWS::EC2::InternetGateway", 1)
+    network_template.resource_count_is("AWS::EC2::Subnet", 6)
     network_template.all_resources_properties("AWS::EC2::Subnet", {"MapPublicIpOnLaunch": False})
+
+
+def test_a_stage_without_collectors_can_drop_the_nat() -> None:
+    config = load_stage_config("dev", {"nat_gateways": 0, "collectors_enabled": False})
+    assert config.nat_gateways == 0
+    with pytest.raises(ValueError, match="collectors_enabled needs nat_gateways >= 1"):
+        load_stage_config("dev", {"nat_gateways": 0})
 
 
 def test_prod_has_a_nat_gateway_for_app_egress(prod_network_template: Template) -> None:
@@ -45,9 +53,10 @@ def test_subnet_groups_separate_app_and_data(network_template: Template) -> None
         )
 
 
-def test_s3_gateway_endpoint(network_template: Template) -> None:
+@pytest.mark.parametrize("service", ["s3", "dynamodb"])
+def test_gateway_endpoints(network_template: Template, service: str) -> None:
     network_template.has_resource_properties(
-        "AWS::EC2::VPCEndpoint", {"VpcEndpointType": "Gateway", "ServiceName": service_name("s3")}
+        "AWS::EC2::VPCEndpoint", {"VpcEndpointType": "Gateway", "ServiceName": service_name(service)}
     )
 
 

@@ -1,0 +1,306 @@
+"""Collectors stack: one Lambda per source and kind on an EventBridge schedule, with retries, a DLQ and alarms."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from aws_cdk import Annotations, Duration, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from stacks.config import COLLECTORS, StageConfig
+from stacks.constructs.lambda_role import acknowledge_tracing, lambda_vpc_role
+from stacks.constructs.nag import acknowledge
+from stacks.constructs.ops_dashboard import OpsDashboard
+from stacks.lambda_packages import CA_BUNDLE_PATH, asset_dir
+
+RUNTIME = lambda_.Runtime.PYTHON_3_11
+METRICS_NAMESPACE = "SignalEngine"
+METRICS_SERVICE = "signal-engine-collectors"
+RAW_PREFIX = "raw"
+RUNTIME_REASON = (
+    "Python 3.11 is the interpreter the project is developed and tested on (pyproject requires-python) and the "
+    "packages of `make package-lambdas` are built for it; the runtime is supported by Lambda until 2027."
+)
+
+
+def pascal(name: str) -> str:
+    """yahoo_bars -> YahooBars (construct ids)."""
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
+class CollectorsStack(Stack):
+    """The ten collector functions of lambda_src/collectors/, their schedules, idempotency table, DLQ and alarms."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: StageConfig,
+        vpc: ec2.IVpc,
+        app_subnets: ec2.SubnetSelection,
+        app_security_group: ec2.ISecurityGroup,
+        raw_bucket: s3.IBucket,
+        raw_payloads_policy: iam.IManagedPolicy,
+        mysql_secret: secretsmanager.ISecret,
+        docdb_secret: secretsmanager.ISecret,
+        alarm_topic: sns.ITopic,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self._config = config
+
+        self.idempotency_table = dynamodb.TableV2(
+            self,
+            "IdempotencyTable",
+            partition_key=dynamodb.Attribute(name="id", type=dynamodb.AttributeType.STRING),
+            time_to_live_attribute="expiration",
+            billing=dynamodb.Billing.on_demand(),
+            encryption=dynamodb.TableEncryptionV2.aws_managed_key(),
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            removal_policy=config.log_removal_policy,
+        )
+
+        self.dead_letter_queue = sqs.Queue(
+            self,
+            "DeadLetterQueue",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        acknowledge(
+            self.dead_letter_queue,
+            "AwsSolutions-SQS3",
+            "This queue is itself the dead-letter queue of the collectors (failed invocations and undeliverable "
+            "schedule events land here for inspection); a DLQ of a DLQ would only hide them.",
+        )
+
+        self.role = self._build_role(raw_payloads_policy, mysql_secret, docdb_secret)
+        package = asset_dir(self, "collectors")
+        if not (Path(package) / CA_BUNDLE_PATH).is_file():
+            Annotations.of(self).add_warning_v2(
+                "signal-engine:docdb-ca-bundle",
+                f"{package} has no {CA_BUNDLE_PATH}: the collectors cannot verify DocumentDB's TLS certificate. "
+                "Download https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem and run "
+                "`make package-lambdas DOCDB_CA_BUNDLE=global-bundle.pem`.",
+            )
+        code = lambda_.Code.from_asset(package)
+        environment = {
+            "SYMBOLS": ",".join(config.symbols),
+            "WINDOW_DAYS": "5",
+            "TIMEFRAME": "1d",
+            "IDEMPOTENCY_TABLE": self.idempotency_table.table_name,
+            "IDEMPOTENCY_TTL_SECONDS": str(6 * 3600),
+            "SIGNAL_ENGINE_DATABASE_SECRET": mysql_secret.secret_arn,
+            "SIGNAL_ENGINE_DOCUMENT_SECRET": docdb_secret.secret_arn,
+            "SIGNAL_ENGINE_DOCUMENT_CA_FILE": f"/var/task/{CA_BUNDLE_PATH}",
+            "SIGNAL_ENGINE_OBJECT_STORE": raw_bucket.s3_url_for_object(RAW_PREFIX),
+            "POWERTOOLS_SERVICE_NAME": METRICS_SERVICE,
+            "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+        }
+        self.functions: dict[str, lambda_.Function] = {}
+        self.rules: dict[str, events.Rule] = {}
+        for name in COLLECTORS:
+            function = self._build_function(name, code, environment, vpc, app_subnets, app_security_group)
+            self.functions[name] = function
+            self.rules[name] = events.Rule(
+                self,
+                f"{pascal(name)}Schedule",
+                description=f"Collect {name.replace('_', ' ')} ({config.collector_schedules[name]} UTC)",
+                schedule=events.Schedule.expression(config.collector_schedules[name]),
+                targets=[
+                    targets.LambdaFunction(
+                        function,
+                        dead_letter_queue=self.dead_letter_queue,
+                        retry_attempts=2,
+                        max_event_age=Duration.hours(1),
+                    )
+                ],
+            )
+
+        self.dashboard = OpsDashboard(
+            self, "Dashboard", alarm_topic=alarm_topic, dashboard_name=f"{config.construct_id}-Collectors"
+        )
+        self._add_monitoring()
+
+    def _build_role(
+        self,
+        raw_payloads_policy: iam.IManagedPolicy,
+        mysql_secret: secretsmanager.ISecret,
+        docdb_secret: secretsmanager.ISecret,
+    ) -> iam.Role:
+        """One role for the collectors: raw payloads in, database secrets, idempotency table, DLQ."""
+        role = lambda_vpc_role(
+            self,
+            "FunctionRole",
+            description="signal-engine collectors: raw payloads to S3, stores via secrets, idempotency records",
+        )
+        role.add_managed_policy(raw_payloads_policy)
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="StoreSecrets",
+                actions=["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+                resources=[mysql_secret.secret_arn, docdb_secret.secret_arn],
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="IdempotencyRecords",
+                actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
+                resources=[self.idempotency_table.table_arn],
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="DeadLetters", actions=["sqs:SendMessage"], resources=[self.dead_letter_queue.queue_arn]
+            )
+        )
+        acknowledge_tracing(role)
+        return role
+
+    def _build_function(
+        self,
+        name: str,
+        code: lambda_.Code,
+        environment: dict[str, str],
+        vpc: ec2.IVpc,
+        app_subnets: ec2.SubnetSelection,
+        app_security_group: ec2.ISecurityGroup,
+    ) -> lambda_.Function:
+        config = self._config
+        construct_id = pascal(name)
+        log_group = logs.LogGroup(
+            self,
+            f"{construct_id}Logs",
+            retention=config.log_retention,
+            removal_policy=config.log_removal_policy,
+        )
+        function = lambda_.Function(
+            self,
+            construct_id,
+            description=f"signal-engine collector: {name.replace('_', ' ')}",
+            runtime=RUNTIME,
+            architecture=lambda_.Architecture.X86_64,
+            handler=f"collectors.{name}.handler",
+            code=code,
+            memory_size=config.collector_memory_mb,
+            timeout=Duration.seconds(config.collector_timeout_seconds),
+            environment=environment,
+            role=self.role,
+            vpc=vpc,
+            vpc_subnets=app_subnets,
+            security_groups=[app_security_group],
+            tracing=lambda_.Tracing.ACTIVE,
+            log_group=log_group,
+            reserved_concurrent_executions=config.collector_reserved_concurrency or None,
+            retry_attempts=config.collector_retry_attempts,
+            max_event_age=Duration.hours(1),
+            dead_letter_queue=self.dead_letter_queue,
+        )
+        acknowledge(function, "AwsSolutions-L1", RUNTIME_REASON)
+        return function
+
+    def _add_monitoring(self) -> None:
+        """Collector runs, errors, throttles, rows written and the DLQ, with alarms to the topic."""
+        ops = self.dashboard
+        five = Duration.minutes(5)
+        errors = cloudwatch.MathExpression(
+            expression="SUM(METRICS())",
+            using_metrics={f"e{i}": f.metric_errors(period=five) for i, f in enumerate(self.functions.values())},
+            label="Errors, all collectors",
+            period=five,
+        )
+        throttles = cloudwatch.MathExpression(
+            expression="SUM(METRICS())",
+            using_metrics={f"t{i}": f.metric_throttles(period=five) for i, f in enumerate(self.functions.values())},
+            label="Throttles, all collectors",
+            period=five,
+        )
+        dlq_depth = self.dead_letter_queue.metric_approximate_number_of_messages_visible(
+            period=five, statistic="Maximum"
+        )
+        errors_alarm = ops.add_alarm(
+            "ErrorsAlarm",
+            metric=errors,
+            threshold=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            evaluation_periods=1,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            description="A collector failed (after Lambda's retries the event goes to the DLQ)",
+        )
+        throttles_alarm = ops.add_alarm(
+            "ThrottlesAlarm",
+            metric=throttles,
+            threshold=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            evaluation_periods=3,
+            datapoints_to_alarm=2,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            description="Collectors throttled: runs overlap beyond the reserved concurrency",
+        )
+        dlq_alarm = ops.add_alarm(
+            "DeadLetterAlarm",
+            metric=dlq_depth,
+            threshold=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            evaluation_periods=1,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            description="Collector events in the dead-letter queue: inspect and redrive them",
+        )
+
+        def collector_metric(name: str) -> cloudwatch.Metric:
+            return cloudwatch.Metric(
+                namespace=METRICS_NAMESPACE,
+                metric_name=name,
+                dimensions_map={"service": METRICS_SERVICE},
+                statistic="Sum",
+                period=Duration.hours(1),
+                label=name,
+            )
+
+        ops.add_section(
+            "Collector runs",
+            ops.graph(
+                "Invocations per collector",
+                [f.metric_invocations(period=Duration.hours(1), label=n) for n, f in self.functions.items()],
+                width=12,
+            ),
+            ops.graph(
+                "Requests, payloads, rows",
+                [collector_metric(m) for m in ("CollectionRequests", "PayloadsKept", "RowsWritten")],
+                width=12,
+            ),
+        )
+        ops.add_section(
+            "Failures",
+            ops.graph("Errors", [errors], thresholds=[errors_alarm]),
+            ops.graph("Throttles", [throttles], thresholds=[throttles_alarm]),
+            ops.graph("Dead-letter queue depth", [dlq_depth], thresholds=[dlq_alarm]),
+            ops.graph(
+                "Failed collections and invalid events",
+                [collector_metric(m) for m in ("CollectionFailures", "InvalidEvents")],
+                width=12,
+            ),
+            ops.graph(
+                "Duration p90 (ms)",
+                [f.metric_duration(period=Duration.hours(1), statistic="p90", label=n) for n, f in
+                 self.functions.items()],
+                width=12,
+            ),
+        )
+        ops.add_alarm_status()

@@ -1,0 +1,46 @@
+"""The execution role of a Lambda function in the VPC, with its two AWS-managed policies acknowledged."""
+
+from __future__ import annotations
+
+from aws_cdk import aws_iam as iam
+from constructs import Construct
+
+from stacks.constructs.nag import acknowledge
+
+MANAGED_POLICIES = {
+    "AWSLambdaBasicExecutionRole": "only lets the function create its log streams and put log events",
+    "AWSLambdaVPCAccessExecutionRole": (
+        "only creates, describes and deletes the network interfaces that attach the function to the VPC; "
+        "ec2:CreateNetworkInterface has no resource-level scoping to a function"
+    ),
+}
+
+
+def lambda_vpc_role(scope: Construct, construct_id: str, *, description: str) -> iam.Role:
+    """A role for Lambda functions in the VPC; callers add their own least-privilege statements."""
+    role = iam.Role(
+        scope,
+        construct_id,
+        assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+        description=description,
+        managed_policies=[
+            iam.ManagedPolicy.from_aws_managed_policy_name(f"service-role/{name}") for name in MANAGED_POLICIES
+        ],
+    )
+    for name, what in MANAGED_POLICIES.items():
+        acknowledge(
+            role,
+            f"AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/{name}]",
+            f"{name} is the AWS-maintained minimum for a Lambda function in a VPC: it {what}.",
+        )
+    return role
+
+
+def acknowledge_tracing(role: iam.Role) -> None:
+    """Acknowledge the Resource '*' that Lambda active tracing adds to the role's default policy."""
+    acknowledge(
+        role.node.find_child("DefaultPolicy"),
+        "AwsSolutions-IAM5[Resource::*]",
+        "xray:PutTraceSegments and xray:PutTelemetryRecords (added by Lambda active tracing) support no "
+        "resource-level permissions, so X-Ray requires Resource '*'.",
+    )

@@ -1,0 +1,458 @@
+"""Serving stack: the combiner Lambda and the Signal API (API Gateway), wired to the experts' SageMaker endpoint.
+
+The endpoint itself is created and updated by the training workflow's deploy step (its model data is the bundle
+that passed the quality gate), under the fixed name `experts_endpoint_name(config)`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_apigateway as apigateway
+from aws_cdk import aws_applicationautoscaling as autoscaling
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_wafv2 as wafv2
+from constructs import Construct
+
+from signal_engine.serving.bundle import EXPERT_KINDS
+from signal_engine.serving.schema import MAX_BARS, SYMBOL_PATTERN, TIMEFRAME_PATTERN
+from stacks.config import StageConfig
+from stacks.constructs.lambda_role import acknowledge_tracing, lambda_vpc_role
+from stacks.constructs.nag import acknowledge
+from stacks.constructs.ops_dashboard import OpsDashboard
+from stacks.lambda_packages import asset_dir
+
+RUNTIME = lambda_.Runtime.PYTHON_3_11
+MODELS_PREFIX = "models"
+METRICS_NAMESPACE = "SignalEngine"
+METRICS_SERVICE = "signal-engine-combiner"
+VARIANT = "AllTraffic"
+
+
+def experts_endpoint_name(config: StageConfig) -> str:
+    """The experts' endpoint, created and updated by the training workflow; fixed, so no stack refers to another."""
+    return f"{config.construct_id}-experts"
+
+
+def signal_request_schema() -> apigateway.JsonSchema:
+    """POST /signals body (JSON Schema draft 4), from the patterns and limits of signal_engine.serving.schema."""
+    price = apigateway.JsonSchema(type=apigateway.JsonSchemaType.NUMBER, exclusive_minimum=True, minimum=0)
+    bar = apigateway.JsonSchema(
+        type=apigateway.JsonSchemaType.OBJECT,
+        required=["timestamp", "open", "high", "low", "close"],
+        additional_properties=False,
+        properties={
+            "timestamp": apigateway.JsonSchema(type=apigateway.JsonSchemaType.STRING, min_length=10),
+            "open": price,
+            "high": price,
+            "low": price,
+            "close": price,
+            "volume": apigateway.JsonSchema(
+                type=[apigateway.JsonSchemaType.NUMBER, apigateway.JsonSchemaType.NULL], minimum=0
+            ),
+        },
+    )
+    return apigateway.JsonSchema(
+        schema=apigateway.JsonSchemaVersion.DRAFT4,
+        title="SignalRequest",
+        type=apigateway.JsonSchemaType.OBJECT,
+        required=["symbol"],
+        additional_properties=False,
+        properties={
+            "symbol": apigateway.JsonSchema(type=apigateway.JsonSchemaType.STRING, pattern=SYMBOL_PATTERN),
+            "timeframe": apigateway.JsonSchema(type=apigateway.JsonSchemaType.STRING, pattern=TIMEFRAME_PATTERN),
+            "as_of": apigateway.JsonSchema(
+                type=[apigateway.JsonSchemaType.STRING, apigateway.JsonSchemaType.NULL],
+                pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}",
+            ),
+            "bars": apigateway.JsonSchema(
+                type=[apigateway.JsonSchemaType.ARRAY, apigateway.JsonSchemaType.NULL],
+                min_items=1,
+                max_items=MAX_BARS,
+                items=bar,
+            ),
+            "position": apigateway.JsonSchema(
+                type=[apigateway.JsonSchemaType.NUMBER, apigateway.JsonSchemaType.NULL], minimum=-1, maximum=1
+            ),
+        },
+    )
+
+
+class ServingStack(Stack):
+    """The combiner Lambda behind the Signal API, autoscaling of the experts' endpoint, and their dashboard."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: StageConfig,
+        vpc: ec2.IVpc,
+        app_subnets: ec2.SubnetSelection,
+        app_security_group: ec2.ISecurityGroup,
+        artifacts_bucket: s3.IBucket,
+        experts_endpoint: str,
+        models_read_policy: iam.IManagedPolicy,
+        mysql_secret: secretsmanager.ISecret,
+        alarm_topic: sns.ITopic,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self._config = config
+        self.model_bundle_uri = artifacts_bucket.s3_url_for_object(f"{MODELS_PREFIX}/")
+
+        self.experts_endpoint = experts_endpoint
+        if config.expert_autoscaling:
+            self._autoscale(experts_endpoint)
+
+        self.combiner = self._build_combiner(
+            vpc, app_subnets, app_security_group, models_read_policy, mysql_secret
+        )
+        self.api = self._build_api()
+        self.dashboard = OpsDashboard(
+            self, "Dashboard", alarm_topic=alarm_topic, dashboard_name=f"{config.construct_id}-Serving"
+        )
+        self._add_monitoring()
+
+    # --- expert endpoint ----------------------------------------------------------------------------------------
+
+    def _autoscale(self, endpoint: str) -> None:
+        """Scale the endpoint's instances on invocations per instance (the endpoint must exist already)."""
+        config = self._config
+        target = autoscaling.ScalableTarget(
+            self,
+            "ExpertsScaling",
+            service_namespace=autoscaling.ServiceNamespace.SAGEMAKER,
+            resource_id=f"endpoint/{endpoint}/variant/{VARIANT}",
+            scalable_dimension="sagemaker:variant:DesiredInstanceCount",
+            min_capacity=config.expert_min_instances,
+            max_capacity=config.expert_max_instances,
+        )
+        target.scale_to_track_metric(
+            "InvocationsPerInstance",
+            target_value=config.expert_invocations_per_instance,
+            predefined_metric=autoscaling.PredefinedMetric.SAGEMAKER_VARIANT_INVOCATIONS_PER_INSTANCE,
+            scale_in_cooldown=Duration.minutes(5),
+            scale_out_cooldown=Duration.minutes(1),
+        )
+
+    # --- combiner ---------------------------------------------------------------------------------------------
+
+    def _build_combiner(
+        self,
+        vpc: ec2.IVpc,
+        app_subnets: ec2.SubnetSelection,
+        app_security_group: ec2.ISecurityGroup,
+        models_read_policy: iam.IManagedPolicy,
+        mysql_secret: secretsmanager.ISecret,
+    ) -> lambda_.Function:
+        """The combiner: gate, combiner, risk layer in NumPy; calls the experts; writes the audit log to MySQL."""
+        config = self._config
+        role = lambda_vpc_role(
+            self, "CombinerRole", description="signal-engine combiner: model bundle, expert endpoints, audit log"
+        )
+        role.add_managed_policy(models_read_policy)
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="InvokeExperts",
+                actions=["sagemaker:InvokeEndpoint"],
+                resources=[
+                    self.format_arn(
+                        service="sagemaker", resource="endpoint", resource_name=self.experts_endpoint.lower()
+                    )
+                ],
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="AuditLogSecret",
+                actions=["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+                resources=[mysql_secret.secret_arn],
+            )
+        )
+        log_group = logs.LogGroup(
+            self, "CombinerLogs", retention=config.log_retention, removal_policy=config.log_removal_policy
+        )
+        # The combiner waits at most the deadline for the experts, then answers degraded; the rest is margin for
+        # the bundle, the audit write and a cold start, well inside API Gateway's 29 s integration timeout.
+        timeout = Duration.seconds(min(28, config.expert_deadline_ms // 1000 + 10))
+        function = lambda_.Function(
+            self,
+            "Combiner",
+            description="signal-engine combiner: POST /signals",
+            runtime=RUNTIME,
+            architecture=lambda_.Architecture.X86_64,
+            handler="combiner.handler.handler",
+            code=lambda_.Code.from_asset(asset_dir(self, "combiner")),
+            memory_size=config.combiner_memory_mb,
+            timeout=timeout,
+            role=role,
+            vpc=vpc,
+            vpc_subnets=app_subnets,
+            security_groups=[app_security_group],
+            tracing=lambda_.Tracing.ACTIVE,
+            log_group=log_group,
+            environment={
+                "MODEL_BUNDLE_URI": self.model_bundle_uri,
+                "EXPERT_ENDPOINTS": json.dumps(
+                    {expert: self.experts_endpoint for expert in EXPERT_KINDS}, sort_keys=True
+                ),
+                "EXPERT_DEADLINE_MS": str(config.expert_deadline_ms),
+                "SIGNAL_ENGINE_DATABASE_SECRET": mysql_secret.secret_arn,
+                "POWERTOOLS_SERVICE_NAME": METRICS_SERVICE,
+                "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+            },
+        )
+        acknowledge_tracing(role)
+        acknowledge(
+            function,
+            "AwsSolutions-L1",
+            "Python 3.11 is the interpreter the project is developed and tested on (pyproject requires-python) "
+            "and `make package-lambdas` builds the combiner's wheels for it; Lambda supports it until 2027.",
+        )
+        return function
+
+    # --- API --------------------------------------------------------------------------------------------------
+
+    def _build_api(self) -> apigateway.RestApi:
+        """POST /signals with a validated JSON body, API keys, a usage plan, access logs, tracing and WAF."""
+        config = self._config
+        access_logs = logs.LogGroup(
+            self, "ApiAccessLogs", retention=config.log_retention, removal_policy=config.log_removal_policy
+        )
+        api = apigateway.RestApi(
+            self,
+            "SignalApi",
+            rest_api_name=f"{config.construct_id}-signals",
+            description="signal-engine Signal API: POST /signals",
+            endpoint_types=[apigateway.EndpointType.REGIONAL],
+            # Execution logging needs the account-level CloudWatch role; it is kept when a stage is destroyed
+            # because it is shared by every REST API of the account and region.
+            cloud_watch_role=True,
+            cloud_watch_role_removal_policy=RemovalPolicy.RETAIN,
+            deploy_options=apigateway.StageOptions(
+                stage_name=config.name,
+                tracing_enabled=True,
+                metrics_enabled=True,
+                logging_level=apigateway.MethodLoggingLevel.INFO,
+                data_trace_enabled=False,
+                throttling_rate_limit=config.api_rate_limit,
+                throttling_burst_limit=config.api_burst_limit,
+                access_log_destination=apigateway.LogGroupLogDestination(access_logs),
+                access_log_format=apigateway.AccessLogFormat.json_with_standard_fields(
+                    caller=False,
+                    http_method=True,
+                    ip=True,
+                    protocol=True,
+                    request_time=True,
+                    resource_path=True,
+                    response_length=True,
+                    status=True,
+                    user=True,
+                ),
+            ),
+        )
+        cloud_watch_role = api.node.find_child("CloudWatchRole")
+        acknowledge(
+            cloud_watch_role,
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+            "AmazonAPIGatewayPushToCloudWatchLogs]",
+            "API Gateway's account-level logging role needs exactly this AWS-maintained policy; it only lets API "
+            "Gateway create and write its execution log groups.",
+        )
+        model = api.add_model(
+            "SignalRequestModel",
+            content_type="application/json",
+            model_name="SignalRequest",
+            description="POST /signals body: symbol, timeframe, as_of, optional bars and position",
+            schema=signal_request_schema(),
+        )
+        validator = api.add_request_validator(
+            "BodyValidator", validate_request_body=True, validate_request_parameters=True
+        )
+        signals = api.root.add_resource("signals")
+        method = signals.add_method(
+            "POST",
+            apigateway.LambdaIntegration(self.combiner),
+            api_key_required=True,
+            request_models={"application/json": model},
+            request_validator=validator,
+        )
+        for rule, why in (
+            ("AwsSolutions-APIG4", "API Gateway has no IAM or Cognito authorizer on this method"),
+            ("AwsSolutions-COG4", "the method uses no Cognito user pool authorizer"),
+        ):
+            acknowledge(
+                method,
+                rule,
+                f"{why}: callers are other services of a small fund, each given an API key bound to a usage "
+                "plan (throttle and daily quota); keys are revoked per client. Add an authorizer for end users.",
+            )
+        key = api.add_api_key("ClientKey", description=f"signal-engine {config.name}: first API client")
+        plan = api.add_usage_plan(
+            "UsagePlan",
+            name=f"{config.construct_id}-signals",
+            throttle=apigateway.ThrottleSettings(rate_limit=config.api_rate_limit, burst_limit=config.api_burst_limit),
+            quota=apigateway.QuotaSettings(limit=config.api_quota_per_day, period=apigateway.Period.DAY),
+            api_stages=[apigateway.UsagePlanPerApiStage(api=api, stage=api.deployment_stage)],
+        )
+        plan.add_api_key(key)
+        self.api_key = key
+        CfnOutput(self, "ApiKeyId", value=key.key_id,
+                  description="aws apigateway get-api-key --include-value --api-key <this id>; send as x-api-key")
+        self._add_waf(api)
+        return api
+
+    def _add_waf(self, api: apigateway.RestApi) -> None:
+        """AWS managed common rules and a per-IP rate limit in front of the API stage."""
+
+        def visibility(name: str) -> wafv2.CfnWebACL.VisibilityConfigProperty:
+            return wafv2.CfnWebACL.VisibilityConfigProperty(
+                cloud_watch_metrics_enabled=True, metric_name=name, sampled_requests_enabled=True
+            )
+
+        acl = wafv2.CfnWebACL(
+            self,
+            "ApiWebAcl",
+            scope="REGIONAL",
+            default_action=wafv2.CfnWebACL.DefaultActionProperty(allow={}),
+            visibility_config=visibility(f"{self._config.construct_id}-api"),
+            rules=[
+                wafv2.CfnWebACL.RuleProperty(
+                    name="CommonRules",
+                    priority=0,
+                    override_action=wafv2.CfnWebACL.OverrideActionProperty(none={}),
+                    statement=wafv2.CfnWebACL.StatementProperty(
+                        managed_rule_group_statement=wafv2.CfnWebACL.ManagedRuleGroupStatementProperty(
+                            vendor_name="AWS", name="AWSManagedRulesCommonRuleSet"
+                        )
+                    ),
+                    visibility_config=visibility("CommonRules"),
+                ),
+                wafv2.CfnWebACL.RuleProperty(
+                    name="RatePerIp",
+                    priority=1,
+                    action=wafv2.CfnWebACL.RuleActionProperty(block={}),
+                    statement=wafv2.CfnWebACL.StatementProperty(
+                        rate_based_statement=wafv2.CfnWebACL.RateBasedStatementProperty(
+                            aggregate_key_type="IP", limit=max(100, self._config.api_rate_limit * 300)
+                        )
+                    ),
+                    visibility_config=visibility("RatePerIp"),
+                ),
+            ],
+        )
+        wafv2.CfnWebACLAssociation(
+            self, "ApiWebAclAssociation", resource_arn=api.deployment_stage.stage_arn, web_acl_arn=acl.attr_arn
+        )
+
+    # --- monitoring -------------------------------------------------------------------------------------------
+
+    def _add_monitoring(self) -> None:
+        """Endpoint latency and errors, API 4xx/5xx and latency, combiner errors, signals served; alarms."""
+        ops = self.dashboard
+        five = Duration.minutes(5)
+        api = self.api
+
+        def endpoint_metric(name: str, statistic: str = "Sum") -> cloudwatch.Metric:
+            return cloudwatch.Metric(
+                namespace="AWS/SageMaker",
+                metric_name=name,
+                dimensions_map={"EndpointName": self.experts_endpoint, "VariantName": VARIANT},
+                statistic=statistic,
+                period=five,
+            )
+
+        server_errors = api.metric_server_error(period=five, statistic="Sum")
+        combiner_errors = self.combiner.metric_errors(period=five)
+        expert_errors = endpoint_metric("Invocation5XXErrors")
+        api_alarm = ops.add_alarm(
+            "Api5xxAlarm",
+            metric=server_errors,
+            threshold=5,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            evaluation_periods=1,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            description="The Signal API answered 5XX at least 5 times in 5 minutes",
+        )
+        combiner_alarm = ops.add_alarm(
+            "CombinerErrorsAlarm",
+            metric=combiner_errors,
+            threshold=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            evaluation_periods=1,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            description="The combiner Lambda failed",
+        )
+        expert_alarm = ops.add_alarm(
+            "ExpertErrorsAlarm",
+            metric=expert_errors,
+            threshold=5,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            evaluation_periods=1,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            description="The experts' endpoint answered 5XX at least 5 times in 5 minutes (signals degrade)",
+        )
+        latency = api.metric_latency(period=five, statistic="p90")
+        latency_alarm = ops.add_alarm(
+            "ApiLatencyAlarm",
+            metric=latency,
+            threshold=self._config.expert_deadline_ms + 1000,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=3,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            description="Signal API p90 latency above the expert deadline plus one second for 15 minutes",
+        )
+        def combiner_metric(name: str, label: str) -> cloudwatch.Metric:
+            return cloudwatch.Metric(
+                namespace=METRICS_NAMESPACE,
+                metric_name=name,
+                dimensions_map={"service": METRICS_SERVICE},
+                statistic="Sum",
+                period=Duration.hours(1),
+                label=label,
+            )
+
+        # The combiner's Powertools metrics: every request it handled, and every signal it served (audited).
+        combiner_requests = combiner_metric("Requests", "Combiner requests")
+        signals_served = combiner_metric("SignalsServed", "Signals served")
+        ops.add_section(
+            "Signal API",
+            ops.graph(
+                "Requests and signals served",
+                [api.metric_count(period=Duration.hours(1)), combiner_requests, signals_served],
+            ),
+            ops.graph(
+                "4XX and 5XX",
+                [api.metric_client_error(period=five, statistic="Sum"), server_errors],
+                thresholds=[api_alarm],
+            ),
+            ops.graph("Latency p90 (ms)", [latency], thresholds=[latency_alarm]),
+        )
+        ops.add_section(
+            "Expert endpoint",
+            ops.graph(
+                "Model latency p90 (microseconds)", [endpoint_metric("ModelLatency", "p90")]
+            ),
+            ops.graph(
+                "Invocations and 4XX",
+                [endpoint_metric("Invocations"), endpoint_metric("Invocation4XXErrors")],
+            ),
+            ops.graph("5XX errors", [expert_errors], thresholds=[expert_alarm]),
+        )
+        ops.add_section(
+            "Combiner",
+            ops.graph("Errors", [combiner_errors], thresholds=[combiner_alarm]),
+            ops.graph("Duration p90 (ms)", [self.combiner.metric_duration(period=five, statistic="p90")]),
+            ops.graph("Throttles", [self.combiner.metric_throttles(period=five)]),
+        )
+        ops.add_alarm_status()

@@ -1,0 +1,59 @@
+"""Stage configuration of the collectors, training and serving settings: bad values name the key and the fix."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from stacks.config import COLLECTORS, load_stage_config
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_both_stages_schedule_every_collector(stage: str) -> None:
+    config = load_stage_config(stage)
+    assert set(config.collector_schedules) == set(COLLECTORS)
+    assert config.collectors_enabled and config.nat_gateways >= 1
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"collector_schedules": {"yahoo_bars": "cron(0 22 ? * MON-FRI *)"}}, "missing: .*nasdaq_bars"),
+        (
+            {"collector_schedules": {**load_stage_config("dev").collector_schedules, "yahoo_crypto": "rate(1 hour)"}},
+            "unknown: .*yahoo_crypto",
+        ),
+        (
+            {"collector_schedules": {**load_stage_config("dev").collector_schedules, "yahoo_news": "hourly"}},
+            "collector_schedules.yahoo_news must be an EventBridge expression",
+        ),
+        ({"collector_schedules": {"yahoo_bars": 5}}, "collector_schedules must be dict"),
+        ({"train_schedule": "weekly"}, "train_schedule must be a cron"),
+        ({"collector_symbols": " , "}, "collector_symbols needs at least one symbol"),
+        ({"collector_retry_attempts": 3}, "collector_retry_attempts must be 0, 1 or 2"),
+        ({"collector_timeout_seconds": 901}, "collector_timeout_seconds must be between 1 and 900"),
+        ({"collector_reserved_concurrency": -1}, "collector_reserved_concurrency must be 0"),
+        ({"training_instance_type": "ml.m5.xlarge"}, "training_instance_type 'ml.m5.xlarge' has no NVIDIA GPU"),
+        ({"expert_instance_type": "m5.large"}, "expert_instance_type must be a SageMaker instance type"),
+        ({"training_profile": "huge"}, "training_profile must be 'quick' or 'full'"),
+        ({"expert_min_instances": 3, "expert_max_instances": 2}, "expert_min_instances <= expert_max_instances"),
+        ({"expert_deadline_ms": 30000}, "expert_deadline_ms must be between 100 and 25000"),
+        ({"api_rate_limit": 20, "api_burst_limit": 10}, "api_rate_limit <= api_burst_limit"),
+        ({"api_quota_per_day": 0}, "api_quota_per_day must be at least 1"),
+    ],
+)
+def test_bad_settings_are_rejected_with_the_key(overrides: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        load_stage_config("dev", overrides)
+
+
+def test_symbols_are_normalised() -> None:
+    assert load_stage_config("dev", {"collector_symbols": " spy, qqq ,"}).symbols == ("SPY", "QQQ")
+
+
+def test_schedules_are_copied_not_shared() -> None:
+    schedules = dict(load_stage_config("dev").collector_schedules)
+    config = load_stage_config("dev", {"collector_schedules": schedules})
+    schedules["yahoo_bars"] = "rate(1 minute)"
+    assert config.collector_schedules["yahoo_bars"] != "rate(1 minute)"
