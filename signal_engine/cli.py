@@ -15,10 +15,11 @@ from rich.console import Console
 from rich.table import Table
 
 from signal_engine import __version__
+from signal_engine import config as config_module
 from signal_engine.commands import COMMAND_MODULES
 from signal_engine.config import PROFILES, RunConfig, load_config
 from signal_engine.data.datasets import DATASETS, dataset_costs, export_all
-from signal_engine.errors import SignalEngineError
+from signal_engine.errors import ConfigError, SignalEngineError
 
 if TYPE_CHECKING:
     from signal_engine.pipeline import BacktestOutput
@@ -59,6 +60,28 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, metavar="FILE", help="YAML or JSON overrides of the profile")
 
 
+def load_configs(profile: str, path: Path | None) -> tuple[RunConfig, dict[str, Any]]:
+    """The run config of ``profile`` with the file's overrides, and the file's ``orchestration`` section.
+
+    The ``orchestration`` section holds ``OrchestrationConfig`` settings (checked when the books are set up,
+    before any walk-forward); every other section is the run config's, read by ``load_config``.
+    """
+    if path is None:
+        return load_config(profile), {}
+    overrides = config_module._read_mapping(path)
+    if "orchestration" not in overrides:
+        return load_config(profile, path), {}
+    orchestration = overrides.pop("orchestration") or {}
+    if not isinstance(orchestration, dict):
+        raise ConfigError(f"{path}: 'orchestration' must be a mapping of settings, e.g. 'orchestration: "
+                          "{conflict_strategy: partial}'")
+    overrides.pop("profile", None)
+    config = load_config(profile)
+    if overrides:
+        config = config_module._apply(config, overrides, prefix="", source=str(path))
+    return config, {k: tuple(v) if isinstance(v, list) else v for k, v in orchestration.items()}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console = Console(stderr=True)
@@ -77,19 +100,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _backtest(args: argparse.Namespace, console: Console) -> int:
     from signal_engine.pipeline import run_backtest
 
-    config = load_config(args.profile, args.config)
+    config, orchestration = load_configs(args.profile, args.config)
     started = time.perf_counter()
-    output = run_backtest(args.prices, args.out, config, symbols=args.symbol, console=console)
+    output = run_backtest(args.prices, args.out, config, symbols=args.symbol, console=console,
+                          orchestration=orchestration)
     _print_summary(output, console, time.perf_counter() - started)
     return 0
 
 
 def _demo(args: argparse.Namespace, console: Console) -> int:
     from signal_engine.bootstrap import Settings, bootstrap
-    from signal_engine.pipeline import backtest_series
+    from signal_engine.commands.train import default_registry
+    from signal_engine.pipeline import backtest_series, persist_events
     from signal_engine.storage.ingest import ingest_prices
+    from signal_engine.workflow.local import train_bundle
 
-    config = with_dataset_costs(load_config(args.profile, args.config))
+    run_config, orchestration = load_configs(args.profile, args.config)
+    config = with_dataset_costs(run_config)
     paths = export_all(args.out / "data")
     console.print(f"Real data: {', '.join(f'{d.symbol} ({d.description})' for d in DATASETS.values())}")
     storage = bootstrap(Settings.from_env(database_url=f"sqlite:///{args.out / 'store.db'}",
@@ -103,8 +130,16 @@ def _demo(args: argparse.Namespace, console: Console) -> int:
     finally:
         storage.close()
     started = time.perf_counter()
-    output = backtest_series(series, args.out, config, console=console)
+    output = backtest_series(series, args.out, config, console=console, orchestration=orchestration)
     _print_summary(output, console, time.perf_counter() - started)
+    storage = bootstrap(Settings.from_env(database_url=f"sqlite:///{args.out / 'store.db'}",
+                                          object_store=str(args.out / "objects")))
+    try:
+        stored = persist_events(storage.risk, output.portfolio.events) if output.portfolio else 0
+    finally:
+        storage.close()
+    console.print(f"  stored {stored} new orchestration events in the risk log ({args.out / 'store.db'})")
+    train_bundle(series, config, default_registry(), console=console, walk_forward_results=output.results)
     return 0
 
 
@@ -147,22 +182,46 @@ def _experts_table(per_symbol: dict[str, Any]) -> Table:
     return table
 
 
+_PORTFOLIO_ROWS = {
+    "orchestrated": "orchestrated", "moe": "unmanaged MoE", "timeframes_equal_weight": "timeframes, equal weight",
+    "baseline_buy_and_hold": "buy & hold (equal weight)",
+}
+
+
+def _portfolio_table(books: dict[str, Any]) -> Table:
+    table = Table(title="Portfolio: each bar frequency's symbols as one book, net of costs")
+    for column in ("book", "strategy", "Sharpe", "CAGR", "max DD", "turnover / yr"):
+        table.add_column(column, justify="right")
+    for name, book in books.items():
+        label = f"{name} ({', '.join(book['symbols'])})"
+        for key, title in _PORTFOLIO_ROWS.items():
+            m = book["strategies"][key]
+            table.add_row(label, title, f"{m['sharpe']:.2f}", f"{m['cagr']:.1%}", f"{m['max_drawdown']:.1%}",
+                          f"{m['turnover']:.1f}")
+            label = ""
+    return table
+
+
 def _print_summary(output: BacktestOutput, console: Console, seconds: float) -> None:
     per_symbol: dict[str, Any] = output.metrics["per_symbol"]
     table = Table(title="Walk-forward, out of sample, net of costs")
-    for column in ("symbol", "MoE Sharpe", "B&H Sharpe", "MoE max DD", "B&H max DD", "trend acc",
-                   "majority acc", "QLIKE expert", "QLIKE GARCH"):
+    for column in ("symbol", "orch. Sharpe", "MoE Sharpe", "B&H Sharpe", "orch. max DD", "MoE max DD",
+                   "B&H max DD", "trend acc", "majority acc", "QLIKE expert", "QLIKE GARCH"):
         table.add_column(column, justify="right")
     for symbol, m in per_symbol.items():
         strategies, trend, vol = m["strategies"], m["trend"], m["volatility"]
+        orchestrated = strategies.get("orchestrated", {"sharpe": float("nan"), "max_drawdown": float("nan")})
         table.add_row(
-            symbol,
+            symbol, f"{orchestrated['sharpe']:.2f}",
             f"{strategies['moe']['sharpe']:.2f}", f"{strategies['baseline_buy_and_hold']['sharpe']:.2f}",
-            f"{strategies['moe']['max_drawdown']:.1%}", f"{strategies['baseline_buy_and_hold']['max_drawdown']:.1%}",
+            f"{orchestrated['max_drawdown']:.1%}", f"{strategies['moe']['max_drawdown']:.1%}",
+            f"{strategies['baseline_buy_and_hold']['max_drawdown']:.1%}",
             f"{trend['trend_lightgbm']['accuracy']:.3f}", f"{trend['baseline_majority']['accuracy']:.3f}",
             f"{vol['volatility_blend']['qlike']:.4f}", f"{vol['baseline_garch11']['qlike']:.4f}",
         )
     console.print(table)
+    if "portfolio" in output.metrics:
+        console.print(_portfolio_table(output.metrics["portfolio"]))
     if "experts" in output.metrics:
         console.print(_experts_table(per_symbol))
     console.print(f"Wrote {output.signals_path}, {output.metrics_path}, {output.report_path} in {seconds:.0f} s")

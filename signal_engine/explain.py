@@ -50,3 +50,38 @@ def top_features(contributions: np.ndarray, names: Sequence[str], count: int = 3
         ";".join(f"{names[j]}:{contributions[i, j]:+.3f}" for j in row)
         for i, row in enumerate(order)
     ]
+
+
+def meta_contributions(
+    mean: np.ndarray, scale: np.ndarray, coef: np.ndarray, intercept: np.ndarray, classes: np.ndarray,
+    features: np.ndarray, n_experts: int, score: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each expert's part of a meta-model score P(up) - P(down), and the part of the class prior.
+
+    The meta-model is a multinomial logistic regression on standardised inputs laid out as
+    :func:`signal_engine.moe.meta.meta_features` (E expert scores, then E gate weights). Its up-vs-down
+    margin ``logit(up) - logit(down)`` is linear: expert e's term is the sum over its score and gate-weight
+    inputs of (coef_up - coef_down) x input, the prior's term is intercept_up - intercept_down. P(up) -
+    P(down) has the sign of that margin, so each term is rescaled by score / margin: the expert parts plus
+    the prior part add up to the score. Returns ((n, E) expert parts, (n,) prior part).
+    """
+    z = np.nan_to_num((np.asarray(features, dtype=float) - mean) / scale)
+    coef = np.asarray(coef, dtype=float)
+    intercept = np.asarray(intercept, dtype=float)
+    score = np.asarray(score, dtype=float)
+    if coef.shape[0] == 1:  # two classes: the row is logit(classes[1]) - logit(classes[0])
+        if [int(c) for c in classes] != [DOWN, UP]:  # up or down never seen: the score is all prior
+            return np.zeros((len(z), n_experts)), score.copy()
+        direction, bias = coef[0], float(intercept[0])
+    else:
+        rows = {int(c): i for i, c in enumerate(classes)}
+        up = coef[rows[UP]] if UP in rows else np.zeros(coef.shape[1])
+        down = coef[rows[DOWN]] if DOWN in rows else np.zeros(coef.shape[1])
+        direction = up - down
+        bias = float((intercept[rows[UP]] if UP in rows else 0.0) - (intercept[rows[DOWN]] if DOWN in rows else 0.0))
+    terms = z * direction
+    experts = terms[:, :n_experts] + terms[:, n_experts : 2 * n_experts]
+    margin = experts.sum(axis=1) + bias
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.where(np.abs(margin) > 1e-12, score / margin, 0.0)
+    return experts * ratio[:, None], bias * ratio

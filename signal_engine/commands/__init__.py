@@ -5,4 +5,5 @@ sets ``handler=function(args, console) -> int`` with ``set_defaults``. Handlers 
 lazily so ``signal-engine --help`` stays fast.
 """
 
-COMMAND_MODULES: tuple[str, ...] = ("signal_engine.commands.data",)
+COMMAND_MODULES: tuple[str, ...] = ("signal_engine.commands.data", "signal_engine.commands.serve",
+                                    "signal_engine.commands.train")

@@ -1,0 +1,1 @@
+"""The combiner Lambda: the Signal API behind API Gateway (``combiner.handler.handler``)."""

@@ -1,0 +1,44 @@
+"""Lambda: the Signal API (POST /signals, POST /signals/batch, GET /models, GET /health) behind API Gateway.
+
+No Powertools Tracer here: the X-Ray SDK and botocore it imports cost ~0.4 s of cold start, more than the
+whole budget; the function's active tracing (set by the stack) records each invocation instead.
+Settings are read from the environment once (``settings.CombinerSettings``); the service (bundle, SageMaker
+client, audit database) is built on the first request and kept for the life of the execution environment.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from signal_engine.serving.api import build_app
+from signal_engine.serving.service import SignalService
+
+from .settings import CombinerSettings
+from .wiring import build_service
+
+logger = Logger(service="signal-engine-combiner")
+metrics = Metrics(namespace="SignalEngine", service="signal-engine-combiner")
+settings = CombinerSettings.from_env()
+
+
+@functools.cache
+def service() -> SignalService:
+    import boto3
+
+    return build_service(settings, boto3.client)
+
+
+app = build_app(service)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    metrics.add_metric(name="Requests", unit=MetricUnit.Count, value=1)
+    return app.resolve(event, context)

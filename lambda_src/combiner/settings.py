@@ -1,0 +1,53 @@
+"""The combiner's environment, parsed once per cold start; a bad value names the variable and the fix."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+
+from pydantic import BaseModel, Field, ValidationError
+
+from signal_engine.errors import ConfigError
+
+ENVIRONMENT = {
+    "model_bundle_uri": "MODEL_BUNDLE_URI",
+    "expert_endpoints": "EXPERT_ENDPOINTS",
+    "expert_deadline_ms": "EXPERT_DEADLINE_MS",
+    "database_secret": "SIGNAL_ENGINE_DATABASE_SECRET",
+    "database_url": "SIGNAL_ENGINE_DATABASE_URL",
+    "bundle_cache": "BUNDLE_CACHE_DIR",
+}
+
+
+class CombinerSettings(BaseModel):
+    """``MODEL_BUNDLE_URI`` s3://BUCKET/models/[VERSION/] or a folder; ``EXPERT_ENDPOINTS`` JSON name -> endpoint;
+    ``EXPERT_DEADLINE_MS`` per request; the audit database as ``SIGNAL_ENGINE_DATABASE_SECRET`` (RDS secret ARN)
+    or ``SIGNAL_ENGINE_DATABASE_URL``."""
+
+    model_bundle_uri: str = Field(min_length=1)
+    expert_endpoints: dict[str, str] = Field(default_factory=dict)
+    expert_deadline_ms: int = Field(default=1500, ge=10, le=25_000)
+    database_secret: str = ""
+    database_url: str = ""
+    bundle_cache: str = "/tmp/signal-engine-bundle"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> CombinerSettings:
+        env = os.environ if env is None else env
+        values: dict[str, object] = {name: env[var] for name, var in ENVIRONMENT.items() if env.get(var)}
+        if "expert_endpoints" in values:
+            try:
+                values["expert_endpoints"] = json.loads(str(values["expert_endpoints"]))
+            except json.JSONDecodeError:
+                raise ConfigError(f"EXPERT_ENDPOINTS is not JSON; expected {{\"trend\": \"endpoint-name\", ...}}, "
+                                  f"got {values['expert_endpoints']!r}") from None
+        try:
+            settings = cls.model_validate(values)
+        except ValidationError as exc:
+            problems = "; ".join(f"{ENVIRONMENT.get(str(e['loc'][0]), e['loc'][0])}: {e['msg']}" for e in exc.errors())
+            raise ConfigError(f"combiner environment: {problems}") from None
+        if not settings.database_secret and not settings.database_url:
+            raise ConfigError("combiner environment: set SIGNAL_ENGINE_DATABASE_SECRET (the RDS secret) or "
+                              "SIGNAL_ENGINE_DATABASE_URL: every signal served is written to the audit log")
+        return settings

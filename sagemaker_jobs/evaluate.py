@@ -1,0 +1,87 @@
+"""SageMaker job: the quality gate and the bundle.
+
+Channels ``gate`` (the train_gate job's model.tar.gz) and ``experts`` (the prefix holding every train_expert
+job's model.tar.gz). Writes the complete bundle (``docs/model-bundle.md``) into SM_MODEL_DIR, so the job's
+``model.tar.gz`` is what the experts' endpoint loads; publishes it to the registry (hyperparameter ``registry``:
+``s3://bucket/models`` or a folder) without promoting it; writes the report ``{"version", "passed",
+"served_symbols", "withheld", "checks", "bundle"}`` to hyperparameter ``report`` (an ``s3://`` URI or a path),
+which the workflow's Choice reads: ``passed`` (promote) when at least one symbol passed the quality gate;
+``checks`` is every symbol's checks in one list, each with its ``symbol``. Prints ``quality_passed=<0|1>`` for
+SageMaker metric definitions.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from signal_engine.errors import ConfigError, SignalEngineError
+from signal_engine.registry import MANIFEST
+from signal_engine.workflow.sagemaker_env import JobEnvironment, single_root, unpack
+from signal_engine.workflow.steps import ExpertArtefact, GateArtefact
+from signal_engine.workflow.training import GATE_INFO_FILE, evaluate
+
+
+def registry_for(target: str) -> Any:
+    """The model registry at ``target``: S3 for ``s3://`` URIs (boto3, imported here only), else a folder."""
+    if target.startswith("s3://"):
+        import boto3
+
+        from signal_engine.adapters.s3_model_registry import S3ModelRegistry
+
+        return S3ModelRegistry.from_uri(boto3.client("s3"), target)
+    from signal_engine.adapters.model_registry import LocalModelRegistry
+
+    return LocalModelRegistry(target)
+
+
+def write_report(target: str, report: dict[str, Any]) -> None:
+    body = (json.dumps(report, indent=2) + "\n").encode("utf-8")
+    if target.startswith("s3://"):
+        import boto3
+
+        bucket, _, key = target[len("s3://"):].partition("/")
+        boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
+        return
+    path = Path(target)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(body)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    job = JobEnvironment.from_env(argv=sys.argv[1:] if argv is None else argv)
+    config, quality = job.settings()
+    gate = GateArtefact(single_root(job.channel("gate"), GATE_INFO_FILE))
+    experts = [ExpertArtefact(root.name, root) for root in unpack(job.channel("experts"))
+               if (root / MANIFEST).is_file()]
+    if not experts:
+        raise ConfigError(f"{job.channel('experts')}: no expert artefacts; point the 'experts' channel at the prefix "
+                          "of the train_expert jobs' outputs")
+    evaluation, version = evaluate(config, quality, experts, gate, job.model_dir)
+    decision = json.loads((evaluation.root / "decision.json").read_text(encoding="utf-8"))
+    location = registry_for(job.require("registry")).publish(evaluation.root, version)
+    checks = [{"symbol": symbol, **check} for symbol, verdict in decision["symbols"].items()
+              for check in verdict["checks"]]
+    report = {"version": version, "passed": evaluation.passed, "served_symbols": decision["served_symbols"],
+              "withheld": decision["withheld"], "checks": checks, "bundle": location}
+    write_report(job.require("report"), report)
+    print(f"quality_passed={int(evaluation.passed)}")
+    for check in checks:
+        print(f"check {check['symbol']} {check['name']}={check['value']} threshold={check['threshold']} "
+              f"passed={check['passed']}")
+    print(f"serves {', '.join(decision['served_symbols']) or 'no symbol'}")
+    for symbol, reason in decision["withheld"].items():
+        print(f"withheld {symbol}: {reason}")
+    print(f"published {version} to {location} (not promoted: the workflow promotes it after deploying)")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except SignalEngineError as exc:
+        print(f"evaluate: error: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,143 @@
+"""Inference entry point of the experts' SageMaker endpoint (``containers/inference``; ``serve`` in the image).
+
+SageMaker unpacks the bundle (the evaluate job's ``model.tar.gz``) into ``/opt/ml/model`` and sends
+``GET /ping`` and ``POST /invocations`` to port 8080. JSON contract of ``/invocations``::
+
+    request   {"symbol": "SPX", "history": 252 (optional), "timeframe": "1d" (optional, not used),
+               "expert": "trend" | "experts": ["trend", "levels"] (optional),
+               "bars": [{"timestamp": "2018-12-28", "open": ..., "high": ..., "low": ..., "close": ...,
+                         "volume": ... (optional)}, ...]}            oldest first, at least bundle min_bars
+    200 with "expert":   that expert's answer, e.g. {"p_down", "p_neutral", "p_up"}
+                         (``signal_engine.serving.experts.answer``)
+    200 with "experts":  {"symbol", "model_version", "as_of", "answers": {"trend": {...}, "levels": {...}}}
+    200 with neither:    every expert's answer merged into one object (their keys do not overlap) plus
+                         "model_version" and "as_of": what ``SageMakerExperts`` (the combiner's ExpertClient,
+                         which sends the ``ExpertQuery`` payload) reads whichever expert it asked for.
+    400       {"error": "<the field at fault and what is expected>"}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+MODEL_DIR = Path(os.environ.get("SM_MODEL_DIR", "/opt/ml/model"))
+PORT = int(os.environ.get("SAGEMAKER_BIND_TO_PORT", "8080"))
+
+
+class BadRequest(ValueError):
+    """A request the endpoint cannot answer; the message names the field."""
+
+
+class ExpertService:
+    """The bundle's experts, loaded once, answering requests for the bundle's symbols."""
+
+    def __init__(self, model_dir: Path) -> None:
+        from signal_engine.registry import load_experts
+
+        self.model_dir = model_dir
+        try:
+            self.bundle = json.loads((model_dir / "bundle.json").read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{model_dir}: no bundle.json; the model data must be the evaluate job's "
+                                    "model.tar.gz") from None
+        self.experts = load_experts(model_dir / "experts")
+        self.kinds = tuple(self.bundle["experts"])
+        self.symbols = tuple(self.bundle["symbols"])
+
+    def invoke(self, request: Any) -> dict[str, Any]:
+        from signal_engine.serving.experts import answer, bars_frame, market_frame
+
+        if not isinstance(request, dict):
+            raise BadRequest("body: expected a JSON object {\"symbol\", \"bars\", \"experts\"?}")
+        symbol = request.get("symbol")
+        if not isinstance(symbol, str) or symbol.upper() not in self.symbols:
+            raise BadRequest(f"symbol: {symbol!r} is not served by this bundle; expected one of {list(self.symbols)}")
+        symbol = symbol.upper()
+        single = request.get("expert")
+        if single is not None and single not in self.kinds:
+            raise BadRequest(f"expert: {single!r}; expected one of {list(self.kinds)}")
+        kinds = [single] if single is not None else request.get("experts", list(self.kinds))
+        if not isinstance(kinds, list) or not kinds or any(k not in self.kinds for k in kinds):
+            raise BadRequest(f"experts: {kinds!r}; expected a non-empty list drawn from {list(self.kinds)}")
+        history = request.get("history", int(self.bundle.get("scores", {}).get("volatility_window", 252)))
+        if isinstance(history, bool) or not isinstance(history, int) or history < 1:
+            raise BadRequest(f"history: {history!r}; expected a positive whole number of past forecasts")
+        rows = request.get("bars")
+        needed = int(self.bundle["min_bars"])
+        if not isinstance(rows, list) or len(rows) < needed:
+            got = len(rows) if isinstance(rows, list) else type(rows).__name__
+            raise BadRequest(f"bars: got {got}; expected a list of at least {needed} bars, oldest first")
+        try:
+            bars = bars_frame(rows)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BadRequest(f"bars: {exc}; each bar needs timestamp, open, high, low, close") from None
+        if not bars.index.is_monotonic_increasing or bars.index.has_duplicates:
+            raise BadRequest("bars: timestamps must be strictly increasing (oldest first)")
+        frame = market_frame(bars)
+        answers = {kind: answer(kind, self.experts[f"{kind}/{symbol}"], bars, history=history, frame=frame)
+                   for kind in kinds}
+        if single is not None:
+            return answers[single]
+        about = {"model_version": self.bundle["version"], "as_of": str(bars.index[-1])}
+        if "experts" in request:
+            return {"symbol": symbol, **about, "answers": answers}
+        merged: dict[str, Any] = {}
+        for reply in answers.values():
+            merged.update(reply)
+        return {**merged, **about}
+
+
+def handler_for(service: ExpertService) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def _send(self, status: int, payload: dict[str, Any]) -> None:
+            body = json.dumps(payload).encode("utf-8")
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            if self.path == "/ping":
+                self._send(200, {"status": "ok", "model_version": service.bundle["version"]})
+            else:
+                self._send(404, {"error": f"path {self.path}: expected GET /ping or POST /invocations"})
+
+        def do_POST(self) -> None:
+            if self.path != "/invocations":
+                self._send(404, {"error": f"path {self.path}: expected POST /invocations"})
+                return
+            length = int(self.headers.get("Content-Length") or 0)
+            try:
+                request = json.loads(self.rfile.read(length) or b"null")
+                self._send(200, service.invoke(request))
+            except json.JSONDecodeError as exc:
+                self._send(400, {"error": f"body: not JSON ({exc.msg} at position {exc.pos})"})
+            except BadRequest as exc:
+                self._send(400, {"error": str(exc)})
+
+        def log_message(self, format: str, *args: Any) -> None:
+            sys.stderr.write(f"serve: {self.address_string()} {format % args}\n")
+
+    return Handler
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    service = ExpertService(MODEL_DIR)
+    server = ThreadingHTTPServer(("0.0.0.0", PORT), handler_for(service))
+    print(f"serving {service.bundle['version']} ({', '.join(service.symbols)}) on port {PORT}", flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""ExpertClient that runs the bundle's fitted experts in this process (the local server and tests).
+
+Loads ``<bundle>/experts`` with :mod:`signal_engine.registry` (pickles: only load bundles you trained) and
+answers with :func:`signal_engine.serving.experts.respond`, exactly what an expert endpoint runs. The experts
+are asked in parallel with the same deadline handling as the SageMaker client.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from signal_engine.registry import MANIFEST, load_experts
+from signal_engine.serving.experts import respond
+from signal_engine.serving.fanout import Fanout
+from signal_engine.serving.messages import ExpertQuery, ExpertReply
+
+
+class InProcessExperts:
+    """The fitted experts of an artefact folder, answering in-process.
+
+    Parameters
+    ----------
+    folder : the bundle's ``experts/`` artefact folder (``manifest.json`` + ``experts/<name>/model.pkl``).
+    names : experts to load (default: all in the manifest).
+    """
+
+    def __init__(self, folder: str | Path, names: Sequence[str] | None = None, *, max_workers: int = 8) -> None:
+        root = Path(folder)
+        self._experts = load_experts(root, names)
+        manifest = json.loads((root / MANIFEST).read_text(encoding="utf-8"))["experts"]
+        self._kinds = {name: manifest[name].get("kind") or name.split("/")[0] for name in self._experts}
+        self._models = {name: f"{root.parent.name}/{root.name}/{manifest[name]['file']}" for name in self._experts}
+        self._fanout = Fanout(max_workers)
+
+    def ask(self, query: ExpertQuery, experts: Sequence[str], deadline_s: float) -> Mapping[str, ExpertReply]:
+        payload = query.payload()
+
+        def call(name: str) -> Mapping[str, Any]:
+            key = self.artefact_name(name, query.symbol)
+            if key is None:
+                raise LookupError(f"expert {name!r} for {query.symbol} is not in this bundle's artefact; it has "
+                                  f"{sorted(self._experts)}")
+            return respond(self._kinds[key], self._experts[key], payload)
+
+        replies = self._fanout.ask(experts, call, deadline_s)
+        return {name: _with_model(reply, self._models.get(self.artefact_name(name, query.symbol) or "", ""))
+                for name, reply in replies.items()}
+
+    def artefact_name(self, expert: str, symbol: str) -> str | None:
+        """The artefact entry answering ``expert`` for ``symbol``: ``expert/SYMBOL`` (a per-symbol fit), else
+        ``expert``."""
+        for key in (f"{expert}/{symbol}", expert):
+            if key in self._experts:
+                return key
+        return None
+
+    def models(self) -> Mapping[str, str]:
+        """Per expert (``trend``), the model file(s) answering it; per-symbol fits are listed together."""
+        grouped: dict[str, list[str]] = {}
+        for key, model in self._models.items():
+            grouped.setdefault(key.split("/")[0], []).append(model)
+        return {expert: ", ".join(models) if len(models) > 1 else models[0] for expert, models in grouped.items()}
+
+    def close(self) -> None:
+        self._fanout.close()
+
+
+def _with_model(reply: ExpertReply, model: str) -> ExpertReply:
+    return ExpertReply(reply.expert, reply.answer, reply.error, reply.elapsed_ms, model, reply.extra)

@@ -1,0 +1,66 @@
+"""Bars for the local server: the local price store first, then the real series shipped with the dependencies.
+
+``signal-engine serve`` answers a request without ``bars`` from here: bars collected or ingested into the
+local store (``out/store/signal_engine.db``), or else, for the symbols of ``signal-engine datasets`` (SPX,
+IXIC, GOOG, EURUSD), the data set that the demo trains on. Prices are adjusted as the models were trained.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from signal_engine.data.datasets import DATASETS, export_dataset
+from signal_engine.data.loader import PriceSeries, load_prices
+from signal_engine.errors import SignalEngineError
+
+if TYPE_CHECKING:
+    from signal_engine.ports import PriceStore
+
+
+class LocalBars:
+    """The serving BarSource of the local server (see the module docstring)."""
+
+    def __init__(self, prices: PriceStore | None, *, datasets: bool = True) -> None:
+        self._prices = prices
+        self._datasets = datasets
+        self._cache: dict[str, PriceSeries] = {}
+        self._lock = threading.Lock()
+
+    def recent_bars(self, symbol: str, timeframe: str, end: datetime | None, count: int) -> list[dict[str, Any]]:
+        series = self._from_store(symbol, timeframe, end) or self._from_dataset(symbol, timeframe)
+        if series is None:
+            return []
+        bars = series.bars
+        if end is not None:
+            bars = bars[bars.index <= pd.Timestamp(end)]
+        bars = bars.iloc[-count:]
+        volume = bars["volume"].to_numpy(dtype=float) if "volume" in bars.columns else None
+        columns = {c: bars[c].to_numpy(dtype=float) for c in ("open", "high", "low", "close")}
+        return [{"timestamp": ts.isoformat(), **{c: float(columns[c][i]) for c in columns},
+                 "volume": None if volume is None or not np.isfinite(volume[i]) else float(volume[i])}
+                for i, ts in enumerate(pd.DatetimeIndex(bars.index).to_pydatetime())]
+
+    def _from_store(self, symbol: str, timeframe: str, end: datetime | None) -> PriceSeries | None:
+        if self._prices is None:
+            return None
+        try:
+            return self._prices.read_bars(symbol, timeframe, end=end)
+        except SignalEngineError:
+            return None
+
+    def _from_dataset(self, symbol: str, timeframe: str) -> PriceSeries | None:
+        dataset = DATASETS.get(symbol)
+        if not self._datasets or dataset is None or dataset.timeframe != timeframe:
+            return None
+        with self._lock:
+            if symbol not in self._cache:
+                folder = Path(tempfile.mkdtemp(prefix="signal-engine-serve-"))
+                self._cache[symbol] = load_prices(export_dataset(symbol, folder), symbol)
+            return self._cache[symbol]

@@ -1,0 +1,184 @@
+"""The Signal API as a Powertools REST resolver: the combiner Lambda and ``signal-engine serve`` run this same app.
+
+Routes: ``POST /signals``, ``POST /signals/batch``, ``GET /models``, ``GET /health``. Bodies are the pydantic
+models of :mod:`signal_engine.serving.schema` (``enable_validation=True``): a bad request is a 422 whose body
+names each field at fault; every error body is an :class:`~signal_engine.serving.schema.ErrorBody`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, cast
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from signal_engine.errors import SignalEngineError
+from signal_engine.serving.schema import (
+    BatchRequest,
+    BatchResponse,
+    ErrorBody,
+    FieldProblem,
+    HealthResponse,
+    ModelsResponse,
+    SignalRequest,
+    SignalResponse,
+)
+from signal_engine.serving.service import ServingError, SignalService
+
+TITLE = "signal-engine Signal API"
+API_VERSION = "1.0.0"
+DESCRIPTION = ("Trading signals from a Mixture of Experts and a risk layer. Every signal served is written to the "
+               "audit log with its inputs' ids and the model version.")
+OPEN_PATHS = ("/health",)
+_log = logging.getLogger(__name__)
+
+
+def _error(description: str) -> OpenAPIResponse:
+    """An OpenAPI response whose body is an ErrorBody."""
+    return cast(OpenAPIResponse, {"description": description, "content": {"application/json": {"model": ErrorBody}}})
+
+
+def error_response(status: int, error: str, message: str, fields: Sequence[FieldProblem] = ()) -> Response[str]:
+    body = ErrorBody(status=status, error=error, message=message, fields=list(fields))
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body.model_dump_json())
+
+
+class SignalResolver(APIGatewayRestResolver):
+    """The REST resolver, refusing bodies that are not JSON (415) before Powertools tries to parse them as forms."""
+
+    def resolve(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
+        headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
+        content_type = headers.get("content-type", "").strip()
+        if event.get("body") and content_type and not content_type.lower().startswith("application/json"):
+            return _refusal(415, "unsupported_media_type", f"Content-Type {content_type!r}: the API reads JSON "
+                            "bodies; send the header 'Content-Type: application/json'")
+        if event.get("body") and event.get("isBase64Encoded"):
+            try:
+                base64.b64decode(str(event["body"]), validate=True).decode("utf-8")
+            except (ValueError, UnicodeDecodeError):
+                return _refusal(400, "invalid_body", "the body is not UTF-8 text; send a JSON document")
+        return super().resolve(event, context)
+
+
+def _refusal(status: int, error: str, message: str) -> dict[str, Any]:
+    """An API Gateway proxy result with an ErrorBody, for requests refused before routing."""
+    body = ErrorBody(status=status, error=error, message=message)
+    return {"statusCode": status, "headers": {"Content-Type": content_types.APPLICATION_JSON},
+            "multiValueHeaders": {}, "body": body.model_dump_json(), "isBase64Encoded": False}
+
+
+def build_app(service: Callable[[], SignalService], *, token: Callable[[], str | None] = lambda: None,
+              ) -> SignalResolver:
+    """The resolver; ``service()`` gives the (lazily built, cached) SignalService, ``token()`` the optional token.
+
+    With a token set, every route but ``/health`` needs ``Authorization: Bearer <token>`` (or ``x-api-key``).
+    """
+    app = SignalResolver(enable_validation=True)
+
+    def authorise(app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response[Any]:
+        expected = token()
+        if expected and app.current_event.path not in OPEN_PATHS:
+            headers = {k.lower(): v for k, v in (app.current_event.headers or {}).items()}
+            given = headers.get("x-api-key") or headers.get("authorization", "").removeprefix("Bearer ").strip()
+            if not hmac.compare_digest(given.encode(), expected.encode()):
+                return error_response(401, "unauthorised", "missing or wrong token: send the header "
+                                      "'Authorization: Bearer <token>' (the server's --token)")
+        return next_middleware(app)
+
+    app.use(middlewares=[authorise])
+
+    @app.post("/signals", summary="The signal of one symbol", tags=["signals"],
+              responses={200: {"description": "the signal"}, 401: _error("missing or wrong token"),
+                         404: _error("the model does not serve the symbol (unknown, or withheld by its quality "
+                                     "gate), or it has no stored bars"),
+                         400: _error("the body is not UTF-8 text"),
+                         415: _error("the body is not JSON (send Content-Type: application/json)"),
+                         422: _error("a field of the request is invalid (named in the body)"),
+                         503: _error("no expert answered, or the audit log is unavailable")})
+    def post_signal(request: SignalRequest) -> SignalResponse:
+        return service().signal(request, _request_id(app))
+
+    @app.post("/signals/batch", summary="Signals of several symbols (at most 1,000)", tags=["signals"],
+              responses={200: {"description": "the signals, and an error per request that had none"},
+                         401: _error("missing or wrong token"),
+                         400: _error("the body is not UTF-8 text"),
+                         415: _error("the body is not JSON (send Content-Type: application/json)"),
+                         422: _error("a field of the request is invalid (named in the body)")})
+    def post_batch(request: BatchRequest) -> BatchResponse:
+        return service().batch(request, _request_id(app))
+
+    @app.get("/models", summary="The model version in use and what answers for each expert", tags=["models"],
+             responses={200: {"description": "the model version in use"},
+                        401: _error("missing or wrong token")})
+    def get_models() -> ModelsResponse:
+        return service().models()
+
+    @app.get("/health", summary="Liveness, and the model version loaded", tags=["health"],
+             responses={200: {"description": "the service is up"},
+                        503: _error("no model could be loaded")})
+    def get_health() -> HealthResponse:
+        return service().health()
+
+    @app.exception_handler(RequestValidationError)
+    def invalid_request(exc: RequestValidationError) -> Response[str]:
+        fields = [FieldProblem(field="body" if e.get("type") == "json_invalid" else _field_name(e.get("loc", ())),
+                               problem=str(e.get("msg", "invalid")).removeprefix("Value error, "))
+                  for e in exc.errors()]
+        message = "; ".join(f"field '{f.field}': {f.problem}" for f in fields) or "invalid request"
+        return error_response(422, "validation_error", message, fields)
+
+    @app.exception_handler(ServingError)
+    def serving_error(exc: ServingError) -> Response[str]:
+        return error_response(exc.status, exc.error, exc.message, exc.fields)
+
+    @app.exception_handler(SignalEngineError)
+    def model_unavailable(exc: SignalEngineError) -> Response[str]:
+        _log.error("model unavailable: %s", exc)
+        return error_response(503, "model_unavailable", f"no model can be served: {exc}")
+
+    @app.exception_handler(Exception)
+    def unexpected(exc: Exception) -> Response[str]:
+        _log.exception("unexpected error")
+        return error_response(500, "internal_error", f"unexpected {type(exc).__name__}; the request id is in the "
+                              "logs; retry, or report it if it persists")
+
+    @app.not_found
+    def not_found(exc: Exception) -> Response[str]:
+        event = app.current_event
+        return error_response(404, "not_found", f"no route {event.http_method} {event.path}; the API has POST "
+                              "/signals, POST /signals/batch, GET /models and GET /health")
+
+    return app
+
+
+def openapi_json(app: APIGatewayRestResolver) -> str:
+    """The OpenAPI document of ``app`` (what ``docs/openapi.json`` holds), with sorted keys."""
+    document = json.loads(app.get_openapi_json_schema(title=TITLE, version=API_VERSION, description=DESCRIPTION))
+    return json.dumps(document, indent=2, sort_keys=True) + "\n"
+
+
+def _request_id(app: APIGatewayRestResolver) -> str | None:
+    context = app.current_event.request_context
+    return getattr(context, "request_id", None) or None
+
+
+def _field_name(loc: Sequence[Any]) -> str:
+    parts = list(loc)
+    if parts and parts[0] == "body":
+        parts = parts[1:]
+    name = ""
+    for part in parts:
+        if isinstance(part, int):
+            name += f"[{part}]"
+        else:
+            name += f".{part}" if name else str(part)
+    return name or "body"
+

@@ -1,0 +1,330 @@
+"""The combiner's NumPy path: expert answers -> scores -> gate -> combined score -> confidence -> risk layer.
+
+Vectorised over rows (one row per symbol), so one request and a batch of 1,000 run the same code. Imports
+NumPy and the NumPy-only parts of the domain (gate forward pass, fingerprint, risk layer) and nothing else:
+this runs in the combiner Lambda, which ships without pandas, scikit-learn and SciPy.
+
+Degradation: an expert without a usable answer gets no score; the gate's softmax is renormalised over the
+experts that answered (then sparsified to the top ``min(k, answered)``), so the signal is what the gate
+would give if only those experts existed.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from signal_engine.features.fingerprint import FINGERPRINT_NAMES, FINGERPRINT_WARMUP, fingerprint_features
+from signal_engine.moe.numpy_gate import gate_logits, softmax, top_k
+from signal_engine.risk.sizing import volatility_target_position
+from signal_engine.serving.bundle import ServingBundle
+
+SIGNALS = ("sell", "hold", "buy")
+TREND, LEVELS, VOLATILITY = "trend", "levels", "volatility"
+_OPERATORS: dict[str, Callable[[np.ndarray, float], np.ndarray]] = {
+    "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
+}
+_CONDITION = re.compile(r"^\s*([a-z_][a-z0-9_]*)\s*(<=|>=|<|>)\s*(-?\d+(?:\.\d*)?(?:e-?\d+)?)\s*$")
+
+
+class NoExpertAnswered(Exception):
+    """Every expert failed for a row: there is no signal to give."""
+
+
+@dataclass(frozen=True)
+class Decisions:
+    """The combined result per row; arrays have one entry (or row) per symbol."""
+
+    experts: tuple[str, ...]
+    scores: np.ndarray          # (n, E), NaN where the expert did not answer
+    available: np.ndarray       # (n, E) bool
+    gate: np.ndarray            # (n, E), rows sum to 1 over available experts
+    combined: np.ndarray        # (n,)
+    signal_direction: np.ndarray  # (n,) -1 / 0 / +1 from the thresholds
+    held_direction: np.ndarray  # (n,) after the hold rule
+    confidence: np.ndarray      # (n,)
+    position: np.ndarray        # (n,)
+    vol_forecast: np.ndarray    # (n,)
+    adjustments: tuple[tuple[dict[str, Any], ...], ...]
+
+    def signal(self, row: int) -> str:
+        return SIGNALS[int(self.signal_direction[row]) + 1]
+
+
+def fingerprint_row(high: np.ndarray, low: np.ndarray, close: np.ndarray, volume: np.ndarray | None,
+                    names: Sequence[str] = FINGERPRINT_NAMES) -> np.ndarray:
+    """The fingerprint features of the last bar (NaN while a feature is in its warm-up), in ``names`` order."""
+    n = len(close)
+    panel = {k: np.asarray(v, dtype=float).reshape(n, 1) for k, v in (("high", high), ("low", low), ("close", close))}
+    vol_panel = None if volume is None else np.asarray(volume, dtype=float).reshape(n, 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        features = fingerprint_features(panel["high"], panel["low"], panel["close"], vol_panel)
+    out = np.full(len(names), np.nan)
+    for i, name in enumerate(names):
+        if n - 1 >= FINGERPRINT_WARMUP[name]:
+            out[i] = features[name][-1, 0]
+    return out
+
+
+def volatility_score(vol_history: np.ndarray, window: int, min_periods: int) -> float:
+    """``-tanh(z)`` of the last log volatility forecast against the last ``window`` forecasts (itself included).
+
+    The NumPy form of ``signal_engine.moe.scores.volatility_score`` at the last bar: population std, NaN
+    forecasts skipped, 0 before ``min_periods`` usable forecasts or when the std is 0.
+    """
+    history = np.asarray(vol_history, dtype=float)[-window:]
+    if len(history) == 0 or not np.isfinite(history[-1]) or history[-1] <= 0:
+        return 0.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        logs = np.log(history)
+    logs = logs[np.isfinite(logs)]
+    if len(logs) < min_periods:
+        return 0.0
+    std = float(logs.std())
+    if std <= 0:
+        return 0.0
+    return float(-np.tanh((logs[-1] - logs.mean()) / std))
+
+
+def _levels_score(close: np.ndarray, support: np.ndarray, resistance: np.ndarray) -> np.ndarray:
+    width = resistance - support
+    with np.errstate(invalid="ignore", divide="ignore"):
+        position = np.where(width > 0, (close - support) / width, 0.5)
+    return np.clip(1.0 - 2.0 * position, -1.0, 1.0)
+
+
+def _number(answer: Mapping[str, Any] | None, key: str) -> float:
+    if answer is None:
+        return np.nan
+    value = answer.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return np.nan
+    return float(value)
+
+
+class Combiner:
+    """Applies one bundle's gate, combiner, calibration and risk layer (see the module docstring)."""
+
+    def __init__(self, bundle: ServingBundle) -> None:
+        self.bundle = bundle
+        unknown = [f for f in bundle.gate.features if f not in FINGERPRINT_NAMES]
+        if unknown:
+            from signal_engine.serving.bundle import BundleError
+
+            raise BundleError(f"bundle {bundle.version!r}: field 'gate.features' names {unknown}; the serving path "
+                              f"computes {list(FINGERPRINT_NAMES)}")
+        self.experts = bundle.experts
+        self._kinds = {name: _kind(name, bundle.expert_outputs[name]) for name in bundle.experts}
+        self._rules = _parse_rules(bundle.combiner.rules) if bundle.combiner.kind == "rule" else None
+
+    def fingerprint(self, high: np.ndarray, low: np.ndarray, close: np.ndarray,
+                    volume: np.ndarray | None) -> np.ndarray:
+        return fingerprint_row(high, low, close, volume, self.bundle.gate.features)
+
+    def decide(self, answers: Sequence[Mapping[str, Mapping[str, Any] | None]], close: np.ndarray,
+               fingerprints: np.ndarray, previous_position: np.ndarray | None = None,
+               periods_per_year: np.ndarray | None = None) -> Decisions:
+        """Decisions for ``n`` rows: ``answers[i][expert]`` (None when it failed), last close and fingerprint.
+
+        ``previous_position`` (NaN where unknown) lets the hold rule keep a position the score no longer
+        enters but has not exited; without it every row starts flat, as the backtest's first bar does.
+        ``periods_per_year`` per row annualises the volatility target (default: the bundle's).
+        """
+        bundle, n, experts = self.bundle, len(answers), self.experts
+        close = np.asarray(close, dtype=float).reshape(n)
+        outputs = self._outputs(answers, close)
+        scores = np.full((n, len(experts)), np.nan)
+        for j, name in enumerate(experts):
+            kind = self._kinds[name]
+            if kind == TREND:
+                scores[:, j] = outputs[f"{name}.p_up"] - outputs[f"{name}.p_down"]
+            elif kind == LEVELS:
+                support, resistance = outputs[f"{name}.support"], outputs[f"{name}.resistance"]
+                ok = np.isfinite(support) & np.isfinite(resistance)
+                scores[:, j] = np.where(ok, _levels_score(close, support, resistance), np.nan)
+            else:
+                window, periods = bundle.scores.volatility_window, bundle.scores.volatility_min_periods
+                for i, answer in enumerate(answers):
+                    reply = answer.get(name)
+                    history = reply.get("vol_history") if reply is not None else None
+                    if np.isfinite(outputs[f"{name}.vol_forecast"][i]) and isinstance(history, list):
+                        scores[i, j] = volatility_score(np.array([np.nan if v is None else v for v in history],
+                                                                 dtype=float), window, periods)
+        available = np.isfinite(scores)
+        if not available.any(axis=1).all():
+            raise NoExpertAnswered(f"no expert answered for row(s) {np.flatnonzero(~available.any(axis=1)).tolist()}")
+        gate = self._gate(np.asarray(fingerprints, dtype=float).reshape(n, -1), available)
+        combined = self._combined(scores, gate, outputs, available)
+        c = bundle.combiner
+        direction = np.where(combined > c.buy_threshold, 1, np.where(combined < c.sell_threshold, -1, 0))
+        confidence = np.interp(np.abs(combined), bundle.calibration.x, bundle.calibration.y)
+        vol = self._vol_forecast(outputs, n)
+        held = self._held(combined, previous_position)
+        ppy = np.full(n, bundle.risk.periods_per_year) if periods_per_year is None else np.asarray(periods_per_year)
+        target = bundle.risk.target_vol_annual / np.sqrt(ppy.astype(float))
+        position = volatility_target_position(held, vol, target_vol_per_bar=target,
+                                              max_leverage=bundle.risk.max_leverage,
+                                              allow_short=bundle.risk.allow_short)
+        adjustments = tuple(self._adjustments(i, direction, held, vol, float(target[i]), previous_position)
+                            for i in range(n))
+        return Decisions(experts, scores, available, gate, combined, direction, held, confidence, position, vol,
+                         adjustments)
+
+    # -- parts -----------------------------------------------------------------------------------------
+
+    def _outputs(self, answers: Sequence[Mapping[str, Mapping[str, Any] | None]],
+                 close: np.ndarray) -> dict[str, np.ndarray]:
+        """Every expert output as a column ``<expert>.<output>``, plus the rule fields of the first of each kind."""
+        columns: dict[str, np.ndarray] = {}
+        for name in self.experts:
+            for output in self.bundle.expert_outputs[name]:
+                columns[f"{name}.{output}"] = np.array([_number(a.get(name), output) for a in answers])
+        plain: dict[str, np.ndarray] = {}
+        for name in self.experts:
+            for output in self.bundle.expert_outputs[name]:
+                plain.setdefault(output, columns[f"{name}.{output}"])
+        if "p_up" in plain and "p_down" in plain and "p_neutral" not in plain:
+            plain["p_neutral"] = 1.0 - plain["p_up"] - plain["p_down"]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            if "support" in plain:
+                plain["support_distance"] = (close - plain["support"]) / close
+            if "resistance" in plain:
+                plain["resistance_distance"] = (plain["resistance"] - close) / close
+        return {**plain, **columns}
+
+    def _gate(self, fingerprints: np.ndarray, available: np.ndarray) -> np.ndarray:
+        weights = self.bundle.gate.weights
+        proba = softmax(gate_logits(weights, fingerprints))
+        if available.all():
+            return top_k(proba, weights.k)
+        proba = np.where(available, proba, 0.0)
+        total = proba.sum(axis=1, keepdims=True)
+        uniform = available / available.sum(axis=1, keepdims=True)
+        proba = np.where(total > 0, proba / np.where(total > 0, total, 1.0), uniform)
+        out = np.empty_like(proba)
+        for count in np.unique(available.sum(axis=1)):
+            rows = available.sum(axis=1) == count
+            out[rows] = top_k(proba[rows], min(weights.k, int(count)))
+        return out
+
+    def _combined(self, scores: np.ndarray, gate: np.ndarray, outputs: Mapping[str, np.ndarray],
+                  available: np.ndarray) -> np.ndarray:
+        c = self.bundle.combiner
+        if c.kind == "rule" and self._rules is not None:
+            n = len(scores)
+            buy, sell = (_all_hold(self._rules[s], outputs, n) for s in ("buy", "sell"))
+            return np.where(buy & ~sell, 1.0, np.where(sell & ~buy, -1.0, 0.0))
+        if c.kind == "meta" and c.meta is not None:
+            meta = c.meta
+            features = {**outputs}
+            for j, name in enumerate(self.experts):
+                features[f"score_{name}"] = scores[:, j]
+                features[f"gate_{name}"] = gate[:, j]
+            missing = [f for f in meta.features if f not in features]
+            if missing:
+                from signal_engine.serving.bundle import BundleError
+
+                raise BundleError(f"bundle {self.bundle.version!r}: meta.npz reads {missing}, which the serving path "
+                                  f"does not compute; it has {sorted(features)}")
+            X = np.column_stack([features[f] for f in meta.features])
+            z = np.nan_to_num((X - meta.mean) / meta.scale)
+            logits = z @ meta.coef.T + meta.intercept
+            if logits.shape[1] == 1:
+                logits = np.column_stack((-logits[:, 0] / 2, logits[:, 0] / 2))
+            proba = softmax(logits)
+            full = np.zeros((len(z), 3))
+            full[:, meta.classes] = proba
+            return np.asarray(full[:, 2] - full[:, 0])
+        return np.clip(np.where(available, scores * gate, 0.0).sum(axis=1), -1.0, 1.0)
+
+    def _vol_forecast(self, outputs: Mapping[str, np.ndarray], n: int) -> np.ndarray:
+        for name in self.experts:
+            key = f"{name}.vol_forecast"
+            if key in outputs:
+                return np.asarray(outputs[key])
+        return np.full(n, np.nan)
+
+    def _held(self, combined: np.ndarray, previous: np.ndarray | None) -> np.ndarray:
+        c, exit_level = self.bundle.combiner, self.bundle.risk.exit_level
+        state = np.zeros(len(combined)) if previous is None else np.nan_to_num(np.sign(previous))
+        held = np.where(combined > c.buy_threshold, 1.0, np.where(combined < c.sell_threshold, -1.0, state))
+        let_go = ((state == 1) & (combined < exit_level)) | ((state == -1) & (combined > exit_level))
+        inside = (combined <= c.buy_threshold) & (combined >= c.sell_threshold)
+        held = np.where(inside & let_go, 0.0, held)
+        return np.where(np.isfinite(combined), held, 0.0)
+
+    def _adjustments(self, i: int, direction: np.ndarray, held: np.ndarray, vol: np.ndarray, target: float,
+                     previous: np.ndarray | None) -> tuple[dict[str, Any], ...]:
+        risk = self.bundle.risk
+        out: list[dict[str, Any]] = []
+        names = {1: "long", -1: "short", 0: "flat"}
+        if held[i] != direction[i]:
+            before = float(previous[i]) if previous is not None else 0.0
+            out.append({"rule": "hold", "detail": f"kept {names[int(held[i])]}: the score is inside the thresholds "
+                        f"and has not crossed the exit level {risk.exit_level:g} (previous position {before:g})"})
+        if held[i] < 0 and not risk.allow_short:
+            out.append({"rule": "no_short", "detail": "short selling is off (risk.allow_short=false): sell means flat"})
+        elif held[i] != 0:
+            if not (np.isfinite(vol[i]) and vol[i] > 0):
+                out.append({"rule": "no_volatility_forecast",
+                            "detail": "no usable volatility forecast: no exposure is taken"})
+            else:
+                raw = target / vol[i]
+                out.append({"rule": "volatility_target", "value": float(raw),
+                            "detail": f"size = target {target:.5f} per bar / forecast {vol[i]:.5f} = "
+                                      f"{raw:.3f}"})
+                if raw > risk.max_leverage:
+                    out.append({"rule": "max_leverage", "value": risk.max_leverage,
+                                "detail": f"size {raw:.3f} capped at the maximum leverage {risk.max_leverage:g}"})
+                if raw > 1.0 and risk.max_leverage > 1.0:
+                    out.append({"rule": "exposure_cap", "value": 1.0, "detail": "exposure clipped to [-1, 1]"})
+        return tuple(out)
+
+
+def _kind(name: str, outputs: Sequence[str]) -> str:
+    if "p_up" in outputs and "p_down" in outputs:
+        return TREND
+    if "support" in outputs and "resistance" in outputs:
+        return LEVELS
+    if "vol_forecast" in outputs:
+        return VOLATILITY
+    from signal_engine.serving.bundle import BundleError
+
+    raise BundleError(f"expert {name!r} answers {list(outputs)}; the serving path scores trend (p_up, p_down), "
+                      "levels (support, resistance) and volatility (vol_forecast) experts")
+
+
+def _parse_rules(rules: Mapping[str, Sequence[str]] | None) -> dict[str, tuple[tuple[str, str, float], ...]]:
+    from signal_engine.serving.bundle import BundleError
+
+    parsed: dict[str, tuple[tuple[str, str, float], ...]] = {"buy": (), "sell": ()}
+    for signal, conditions in (rules or {}).items():
+        if signal not in parsed:
+            raise BundleError(f"field 'combiner.rules' has signal {signal!r}; expected 'buy' and/or 'sell'")
+        items = []
+        for text in conditions:
+            match = _CONDITION.match(text)
+            if match is None:
+                raise BundleError(f"field 'combiner.rules.{signal}': cannot read condition {text!r}; expected "
+                                  "'field op number' such as 'p_up > 0.6'")
+            items.append((match[1], match[2], float(match[3])))
+        parsed[signal] = tuple(items)
+    return parsed
+
+
+def _all_hold(conditions: Sequence[tuple[str, str, float]], outputs: Mapping[str, np.ndarray], n: int) -> np.ndarray:
+    if not conditions:
+        return np.zeros(n, dtype=bool)
+    result = np.ones(n, dtype=bool)
+    for field_name, op, value in conditions:
+        column = outputs.get(field_name)
+        if column is None:
+            return np.zeros(n, dtype=bool)
+        with np.errstate(invalid="ignore"):
+            result &= np.asarray(_OPERATORS[op](column, value))
+    return result

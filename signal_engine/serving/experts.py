@@ -1,0 +1,106 @@
+"""One expert's answer for the last bar: what an expert endpoint (or the in-process client) returns.
+
+This module runs where the experts run (SageMaker inference containers, the local in-process client):
+it may use pandas. The combiner never imports it.
+
+Answers, by expert kind (``docs/model-bundle.md``)::
+
+    trend       {"p_down", "p_neutral", "p_up"}
+    levels      {"support", "resistance"}
+    volatility  {"vol_forecast", "vol_history": [forecasts of the last ``history`` bars, oldest first]}
+
+A value the expert cannot give (e.g. a level before enough swings) is ``null``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from signal_engine.features import feature_frame
+
+KINDS = ("trend", "levels", "volatility")
+BAR_COLUMNS = ("open", "high", "low", "close")
+
+
+def bars_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Bars as the experts read them (lower-case ``open, high, low, close[, volume]`` by timestamp) from JSON rows.
+
+    Each row holds ``timestamp`` (ISO-8601) and the price fields; ``volume`` is kept only when every row has it.
+    """
+    if not rows:
+        raise ValueError("bars: empty; expected at least one bar {timestamp, open, high, low, close[, volume]}")
+    index = pd.DatetimeIndex([pd.Timestamp(str(row["timestamp"])) for row in rows], name="timestamp")
+    if index.tz is not None:
+        index = index.tz_convert("UTC").tz_localize(None)
+    data: dict[str, Any] = {c: np.asarray([float(row[c]) for row in rows]) for c in BAR_COLUMNS}
+    if all(row.get("volume") is not None for row in rows):
+        data["volume"] = np.asarray([float(row["volume"]) for row in rows])
+    return pd.DataFrame(data, index=index)
+
+
+def market_frame(bars: pd.DataFrame) -> pd.DataFrame:
+    """Bars joined with their point-in-time features: the frame every expert was trained on."""
+    lower = bars.rename(columns=str.lower)
+    missing = [c for c in BAR_COLUMNS if c not in lower.columns]
+    if missing:
+        raise ValueError(f"bars lack the column(s) {missing}; expected open, high, low, close[, volume]")
+    keep = [c for c in (*BAR_COLUMNS, "volume") if c in lower.columns]
+    base = lower.loc[:, keep].astype(float)
+    return base.join(feature_frame(base))
+
+
+def answer(expert_kind: str, fitted_expert: Any, bars: pd.DataFrame, *, history: int = 252,
+           frame: pd.DataFrame | None = None) -> dict[str, Any]:
+    """The JSON answer of one fitted expert for the last bar of ``bars``.
+
+    Parameters
+    ----------
+    expert_kind : ``trend``, ``levels`` or ``volatility``.
+    fitted_expert : a fitted expert of that kind (``signal_engine.experts``).
+    bars : the symbol's recent bars, oldest first (see :func:`bars_frame`).
+    history : for the volatility expert, how many past forecasts to return as ``vol_history``.
+    frame : the precomputed :func:`market_frame` of ``bars`` (saves recomputing it for several experts).
+    """
+    if expert_kind not in KINDS:
+        raise ValueError(f"expert kind {expert_kind!r} is unknown; expected one of {list(KINDS)}")
+    X = market_frame(bars) if frame is None else frame
+    if len(X) == 0:
+        raise ValueError("bars: empty; expected the symbol's recent bars")
+    if expert_kind == "trend":
+        context = fitted_expert.context_bars() if hasattr(fitted_expert, "context_bars") else None
+        rows = X if context is None else X.iloc[-(int(context) + 1):]
+        proba = np.asarray(fitted_expert.predict_proba(rows), dtype=float)[-1]
+        return {"p_down": _number(proba[0]), "p_neutral": _number(proba[1]), "p_up": _number(proba[2])}
+    if expert_kind == "levels":
+        levels = np.asarray(fitted_expert.predict(X), dtype=float)[-1]
+        return {"support": _number(levels[0]), "resistance": _number(levels[1])}
+    if hasattr(fitted_expert, "predict_variance"):
+        vol = np.sqrt(np.asarray(fitted_expert.predict_variance(X), dtype=float))
+    else:
+        vol = np.asarray(fitted_expert.predict(X), dtype=float).reshape(len(X), -1)[:, 0]
+    return {"vol_forecast": _number(vol[-1]), "vol_history": [_number(v) for v in vol[-history:]]}
+
+
+def _number(value: float) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def respond(expert_kind: str, fitted_expert: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
+    """Answer one request body ``{"bars": [...], "history": N, ...}`` (an expert endpoint's whole job).
+
+    The SageMaker inference entry point calls this from ``predict_fn`` with the parsed JSON body; the
+    in-process ExpertClient calls it directly.
+    """
+    rows = payload.get("bars")
+    if not isinstance(rows, list):
+        raise ValueError("request body: field 'bars' must be a list of {timestamp, open, high, low, close[, volume]}")
+    history = payload.get("history", 252)
+    if isinstance(history, bool) or not isinstance(history, int) or history < 1:
+        raise ValueError(f"request body: field 'history' is {history!r}; expected a positive integer")
+    return answer(expert_kind, fitted_expert, bars_frame(rows), history=history)

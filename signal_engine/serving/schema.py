@@ -1,0 +1,194 @@
+"""The Signal API's request and response bodies (pydantic): validation and the OpenAPI document come from here."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+MAX_BARS = 5000
+MAX_BATCH = 1000
+SYMBOL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9.^=_-]{0,31}$"
+TIMEFRAME_PATTERN = r"^[0-9]{1,3}(m|h|d|wk|mo)$"
+
+Price = Annotated[float, Field(gt=0, allow_inf_nan=False, strict=True)]
+
+
+def _iso_text(value: Any) -> Any:
+    """Times arrive as ISO-8601 text (a number is not read as epoch seconds)."""
+    if isinstance(value, str | datetime):
+        return value
+    raise ValueError(f"expected an ISO-8601 date or date-time string such as '2024-01-05', got {value!r}")
+
+
+Time = Annotated[datetime, BeforeValidator(_iso_text)]
+
+
+class Bar(BaseModel):
+    """One bar in the Yahoo Finance layout (prices adjusted as the model was trained)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    timestamp: Time = Field(description="bar time (ISO-8601; a date for daily bars); UTC when no zone is given")
+    open: Price
+    high: Price
+    low: Price
+    close: Price
+    volume: Annotated[float, Field(ge=0, allow_inf_nan=False, strict=True)] | None = None
+
+    @model_validator(mode="after")
+    def _high_above_low(self) -> Bar:
+        if self.high < self.low:
+            raise ValueError(f"high {self.high} is below low {self.low}; expected high >= low")
+        return self
+
+
+class SignalRequest(BaseModel):
+    """Ask for the signal of one symbol at its latest bar (or at ``as_of``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    symbol: str = Field(pattern=SYMBOL_PATTERN, description="ticker, e.g. GOOG, SPX, EURUSD")
+    timeframe: str | None = Field(default=None, pattern=TIMEFRAME_PATTERN,
+                                  description="bar length (1d, 1h, ...); default: the one the model was trained on")
+    as_of: Time | None = Field(default=None, description="decide at the last bar at or before this time "
+                                                             "(default: the latest bar)")
+    bars: list[Bar] | None = Field(default=None, max_length=MAX_BARS,
+                                   description="the symbol's recent bars, oldest first, at least the model's "
+                                               "min_bars (GET /models); read from the price store when absent")
+    position: float | None = Field(default=None, ge=-1, le=1, allow_inf_nan=False, strict=True,
+                                   description="exposure held now (-1..1), for the hold rule; flat when absent")
+
+    @field_validator("bars")
+    @classmethod
+    def _increasing(cls, bars: list[Bar] | None) -> list[Bar] | None:
+        if bars is None:
+            return bars
+        if not bars:
+            raise ValueError("bars is empty; send the symbol's recent bars or leave the field out")
+        for i in range(1, len(bars)):
+            if _utc(bars[i].timestamp) <= _utc(bars[i - 1].timestamp):
+                raise ValueError(f"bars[{i}].timestamp {bars[i].timestamp.isoformat()} is not after "
+                                 f"bars[{i - 1}].timestamp; expected strictly increasing times, oldest first")
+        return bars
+
+
+class BatchRequest(BaseModel):
+    """Several signals in one call (at most 1,000)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    requests: list[SignalRequest] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class ExpertView(BaseModel):
+    """One expert's part in a signal."""
+
+    ok: bool
+    outputs: dict[str, float | None] = Field(default_factory=dict)
+    score: float | None = Field(default=None, description="the output mapped to [-1, 1] (positive argues for buying)")
+    error: str | None = None
+    latency_ms: float
+    model: str = Field(default="", description="what answered: endpoint name or model file")
+
+
+class Adjustment(BaseModel):
+    """One thing the risk layer did to the position."""
+
+    rule: str
+    detail: str
+    value: float | None = None
+
+
+class RiskView(BaseModel):
+    adjustments: list[Adjustment]
+    vol_forecast: float | None = Field(description="forecast std of the next bar's log return")
+    held: Literal["long", "short", "flat"]
+
+
+class SignalResponse(BaseModel):
+    """A signal (DESIGN.md section 3, Signal API)."""
+
+    symbol: str
+    timeframe: str
+    as_of: datetime = Field(description="time of the last bar the signal was decided with")
+    signal: Literal["buy", "sell", "hold"]
+    score: float = Field(ge=-1, le=1)
+    confidence: float = Field(ge=0, le=1)
+    position: float = Field(ge=-1, le=1, description="target exposure after the risk layer")
+    experts: dict[str, ExpertView]
+    gate: dict[str, float]
+    risk: RiskView
+    model_version: str
+    degraded: bool = Field(description="true when some expert did not answer; degraded_experts names them")
+    degraded_experts: list[str] = Field(default_factory=list)
+    request_id: str
+
+
+class BatchItemError(BaseModel):
+    index: int
+    symbol: str
+    status: int
+    message: str
+
+
+class BatchResponse(BaseModel):
+    signals: list[SignalResponse]
+    errors: list[BatchItemError]
+
+
+class ModelsResponse(BaseModel):
+    """The model version in use and what answers for each expert."""
+
+    model_version: str
+    created_at: str
+    profile: str
+    timeframe: str
+    symbols: list[str] = Field(description="the symbols this version serves (they passed its quality gate)")
+    withheld: dict[str, str] = Field(default_factory=dict,
+                                     description="symbols trained but refused (404 symbol_withheld): each failed "
+                                                 "the quality gate, with the failed checks")
+    trained_through: dict[str, str]
+    min_bars: int
+    experts: dict[str, str]
+    gate: str
+    combiner: str
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok"]
+    model_version: str
+
+
+class FieldProblem(BaseModel):
+    field: str
+    problem: str
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx/5xx answer: what went wrong and, for bad input, which fields."""
+
+    status: int
+    error: str
+    message: str
+    fields: list[FieldProblem] = Field(default_factory=list)
+
+
+def _utc(value: datetime) -> datetime:
+    from datetime import UTC
+
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utc_naive(value: datetime) -> datetime:
+    """``value`` as a naive UTC datetime (bars without a zone are UTC)."""
+    return _utc(value).replace(tzinfo=None)
+
+
+def finite_or_none(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None

@@ -1,0 +1,314 @@
+"""The Signal API's use cases: one signal, a batch, the models in use, health.
+
+Bars come from the request body or, when absent, from a :class:`BarSource` (the price store); the experts are
+asked in parallel through the ExpertClient port; the NumPy :class:`~signal_engine.serving.combine.Combiner`
+decides; every signal served is written to the audit log with its inputs' ids and model versions before it
+is returned (a signal that cannot be audited is not served: 503).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from signal_engine.serving.bundle import ServingBundle
+from signal_engine.serving.combine import Combiner, Decisions
+from signal_engine.serving.messages import ExpertQuery, ExpertReply
+from signal_engine.serving.schema import (
+    Adjustment,
+    BatchItemError,
+    BatchRequest,
+    BatchResponse,
+    ExpertView,
+    FieldProblem,
+    HealthResponse,
+    ModelsResponse,
+    RiskView,
+    SignalRequest,
+    SignalResponse,
+    utc_naive,
+)
+from signal_engine.storage.records import SignalAudit
+
+if TYPE_CHECKING:
+    from signal_engine.ports import AuditLog, ExpertClient
+
+
+class BarSource(Protocol):
+    """Recent bars of a symbol as JSON rows ``{timestamp, open, high, low, close[, volume]}``, oldest first."""
+
+    def recent_bars(self, symbol: str, timeframe: str, end: datetime | None, count: int) -> list[dict[str, Any]]:
+        """At most ``count`` bars up to ``end`` (naive UTC, inclusive; None for the latest); [] when none."""
+        ...
+
+
+@dataclass
+class ServingError(Exception):
+    """A request that cannot be answered: HTTP status, a short error name, the message and the fields at fault."""
+
+    status: int
+    error: str
+    message: str
+    fields: list[FieldProblem] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    request: SignalRequest
+    symbol: str
+    timeframe: str
+    rows: list[dict[str, Any]]
+    source: str
+    replies: Mapping[str, ExpertReply]
+
+
+class SignalService:
+    """Serves one bundle.
+
+    Parameters
+    ----------
+    bundle : the model version to serve.
+    experts : the ExpertClient (SageMaker runtime or in-process).
+    audit : where every served signal is recorded; None only where auditing is switched off on purpose.
+    bars : where bars come from when a request carries none (None: requests must carry bars).
+    deadline_s : how long the experts get, together, per request.
+    """
+
+    def __init__(self, bundle: ServingBundle, experts: ExpertClient, audit: AuditLog | None,
+                 bars: BarSource | None = None, *, deadline_s: float = 2.0,
+                 clock: Callable[[], datetime] | None = None) -> None:
+        self.bundle = bundle
+        self.combiner = Combiner(bundle)
+        self.experts = experts
+        self.audit = audit
+        self.bars = bars
+        self.deadline_s = deadline_s
+        self._clock = clock or (lambda: datetime.now(UTC).replace(tzinfo=None))
+
+    # -- use cases -----------------------------------------------------------------------------------
+
+    def health(self) -> HealthResponse:
+        return HealthResponse(status="ok", model_version=self.bundle.version)
+
+    def models(self) -> ModelsResponse:
+        b = self.bundle
+        served_by = self.experts.models()
+        return ModelsResponse(model_version=b.version, created_at=b.created_at, profile=b.profile,
+                              timeframe=b.timeframe, symbols=list(b.served_symbols), withheld=dict(b.withheld),
+                              trained_through=dict(b.trained_through),
+                              min_bars=b.min_bars, experts={e: served_by.get(e, "") for e in b.experts},
+                              gate=b.gate.kind, combiner=b.combiner.kind)
+
+    def signal(self, request: SignalRequest, request_id: str | None = None) -> SignalResponse:
+        request_id = request_id or str(uuid.uuid4())
+        prepared = self._prepare(request, "")
+        answers = self._answers(prepared.replies)
+        if not any(a is not None for a in answers.values()):
+            raise ServingError(503, "experts_unavailable", _all_failed(prepared.replies))
+        decisions = self._decide([prepared], [answers])
+        return self._respond(prepared, answers, decisions, 0, request_id)
+
+    def batch(self, request: BatchRequest, request_id: str | None = None) -> BatchResponse:
+        request_id = request_id or str(uuid.uuid4())
+        prepared: list[tuple[int, _Prepared, dict[str, Mapping[str, Any] | None]]] = []
+        errors: list[BatchItemError] = []
+        for index, item in enumerate(request.requests):
+            try:
+                ready = self._prepare(item, f"requests[{index}].")
+            except ServingError as exc:
+                errors.append(BatchItemError(index=index, symbol=item.symbol, status=exc.status, message=exc.message))
+                continue
+            answers = self._answers(ready.replies)
+            if not any(a is not None for a in answers.values()):
+                errors.append(BatchItemError(index=index, symbol=ready.symbol, status=503,
+                                             message=_all_failed(ready.replies)))
+                continue
+            prepared.append((index, ready, answers))
+        signals: list[SignalResponse] = []
+        if prepared:
+            decisions = self._decide([p for _, p, _ in prepared], [a for _, _, a in prepared])
+            for row, (index, ready, answers) in enumerate(prepared):
+                try:
+                    signals.append(self._respond(ready, answers, decisions, row, f"{request_id}/{index}"))
+                except ServingError as exc:
+                    errors.append(BatchItemError(index=index, symbol=ready.symbol, status=exc.status,
+                                                 message=exc.message))
+        return BatchResponse(signals=signals, errors=sorted(errors, key=lambda e: e.index))
+
+    # -- steps ---------------------------------------------------------------------------------------
+
+    def _prepare(self, request: SignalRequest, prefix: str) -> _Prepared:
+        symbol, timeframe = self._symbol(request, prefix)
+        rows, source = self._bars(request, symbol, timeframe, prefix)
+        query = ExpertQuery(symbol, timeframe, rows, history=self.bundle.scores.volatility_window)
+        replies = self.experts.ask(query, self.bundle.experts, self.deadline_s)
+        return _Prepared(request, symbol, timeframe, rows, source, replies)
+
+    def _symbol(self, request: SignalRequest, prefix: str) -> tuple[str, str]:
+        symbol = request.symbol.upper()
+        served = ", ".join(self.bundle.served_symbols) or "no symbol"
+        if symbol not in self.bundle.symbols:
+            raise ServingError(404, "unknown_symbol", f"field '{prefix}symbol': model {self.bundle.version} is not "
+                               f"trained for {request.symbol!r}; it serves {served}",
+                               [FieldProblem(field=f"{prefix}symbol", problem="not served by this model")])
+        if symbol in self.bundle.withheld:
+            raise ServingError(404, "symbol_withheld", f"field '{prefix}symbol': {symbol} failed the quality gate of "
+                               f"model {self.bundle.version}, so it is not served ({self.bundle.withheld[symbol]}); "
+                               f"this model serves {served}",
+                               [FieldProblem(field=f"{prefix}symbol", problem="withheld by the quality gate")])
+        timeframe = self.bundle.timeframe_of(symbol)
+        if request.timeframe is not None and request.timeframe != timeframe:
+            raise ServingError(422, "validation_error", f"field '{prefix}timeframe' is {request.timeframe!r}; model "
+                               f"{self.bundle.version} serves {symbol} on {timeframe!r} bars (leave it out or send "
+                               f"{timeframe!r})",
+                               [FieldProblem(field=f"{prefix}timeframe", problem=f"expected {timeframe}")])
+        return symbol, timeframe
+
+    def _bars(self, request: SignalRequest, symbol: str, timeframe: str, prefix: str,
+              ) -> tuple[list[dict[str, Any]], str]:
+        end = utc_naive(request.as_of) if request.as_of is not None else None
+        need = self.bundle.min_bars
+        if request.bars is not None:
+            rows = [_row(bar.timestamp, bar.open, bar.high, bar.low, bar.close, bar.volume) for bar in request.bars]
+            if end is not None:
+                rows = [r for r in rows if r["timestamp"] <= end.isoformat()]
+            source = "request"
+        elif self.bars is not None:
+            rows = self.bars.recent_bars(symbol, timeframe, end, 2 * need)
+            source = "store"
+            if not rows:
+                raise ServingError(404, "no_bars", f"symbol {symbol!r} ({timeframe}) has no "
+                                   "stored bars" + (f" at or before {end.isoformat()}" if end else "") +
+                                   "; send its recent bars in the field 'bars' or collect them first",
+                                   [FieldProblem(field=f"{prefix}symbol", problem="no stored bars")])
+        else:
+            raise ServingError(422, "validation_error", f"field '{prefix}bars' is required here: this deployment "
+                               f"has no price store; send at least {need} recent bars, oldest first",
+                               [FieldProblem(field=f"{prefix}bars", problem="required")])
+        if len(rows) < need:
+            where = f"field '{prefix}bars'" if source == "request" else f"the price store for {symbol!r}"
+            raise ServingError(422, "validation_error", f"{where} holds {len(rows)} bars"
+                               + (f" at or before as_of {end.isoformat()}" if end else "")
+                               + f"; model {self.bundle.version} needs at least {need} (GET /models: min_bars)",
+                               [FieldProblem(field=f"{prefix}bars", problem=f"needs at least {need} bars")])
+        return rows, source
+
+    def _answers(self, replies: Mapping[str, ExpertReply]) -> dict[str, Mapping[str, Any] | None]:
+        answers: dict[str, Mapping[str, Any] | None] = {}
+        for name in self.bundle.experts:
+            reply = replies.get(name)
+            if reply is None or not reply.ok or reply.answer is None:
+                answers[name] = None
+                continue
+            missing = [o for o in self.bundle.expert_outputs[name] if _finite(reply.answer.get(o)) is None]
+            answers[name] = None if missing else reply.answer
+        return answers
+
+    def _decide(self, prepared: Sequence[_Prepared], answers: Sequence[Mapping[str, Mapping[str, Any] | None]],
+                ) -> Decisions:
+        closes = np.array([p.rows[-1]["close"] for p in prepared], dtype=float)
+        fingerprints = np.vstack([self._fingerprint(p.rows) for p in prepared])
+        positions = np.array([np.nan if p.request.position is None else p.request.position for p in prepared])
+        periods = np.array([self.bundle.periods_per_year_of(p.symbol) for p in prepared])
+        return self.combiner.decide(answers, closes, fingerprints, positions, periods)
+
+    def _fingerprint(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        high = np.array([r["high"] for r in rows], dtype=float)
+        low = np.array([r["low"] for r in rows], dtype=float)
+        close = np.array([r["close"] for r in rows], dtype=float)
+        volume = (np.array([r["volume"] for r in rows], dtype=float)
+                  if all(r.get("volume") is not None for r in rows) else None)
+        return self.combiner.fingerprint(high, low, close, volume)
+
+    def _respond(self, prepared: _Prepared, answers: Mapping[str, Mapping[str, Any] | None], d: Decisions, row: int,
+                 request_id: str) -> SignalResponse:
+        replies = prepared.replies
+        served_by = self.experts.models()
+        experts: dict[str, ExpertView] = {}
+        for j, name in enumerate(self.bundle.experts):
+            reply = replies.get(name) or ExpertReply(name, error="not asked")
+            answer = answers.get(name)
+            error = reply.error
+            if answer is None and error is None:
+                error = f"malformed answer: expected finite {list(self.bundle.expert_outputs[name])}"
+            outputs = {o: _finite(answer.get(o)) for o in self.bundle.expert_outputs[name]} if answer else {}
+            experts[name] = ExpertView(ok=answer is not None, outputs=outputs, score=_finite(d.scores[row, j]),
+                                       error=error, latency_ms=round(reply.elapsed_ms, 3),
+                                       model=reply.model or served_by.get(name, ""))
+        degraded = [name for name, view in experts.items() if not view.ok]
+        held = {1: "long", -1: "short", 0: "flat"}[int(d.held_direction[row])]
+        as_of = datetime.fromisoformat(prepared.rows[-1]["timestamp"])
+        response = SignalResponse(
+            symbol=prepared.symbol, timeframe=prepared.timeframe, as_of=as_of, signal=d.signal(row),  # type: ignore[arg-type]
+            score=float(d.combined[row]), confidence=float(d.confidence[row]), position=float(d.position[row]),
+            experts=experts, gate={name: float(d.gate[row, j]) for j, name in enumerate(self.bundle.experts)},
+            risk=RiskView(adjustments=[Adjustment(**a) for a in d.adjustments[row]],
+                          vol_forecast=_finite(d.vol_forecast[row]), held=held),  # type: ignore[arg-type]
+            model_version=self.bundle.version, degraded=bool(degraded), degraded_experts=degraded,
+            request_id=request_id,
+        )
+        self._record(prepared, response, served_by)
+        return response
+
+    def _record(self, prepared: _Prepared, response: SignalResponse, served_by: Mapping[str, str]) -> None:
+        if self.audit is None:
+            return
+        rows = prepared.rows
+        inputs = {
+            "request_id": response.request_id,
+            "bars": {"source": prepared.source, "count": len(rows), "first": rows[0]["timestamp"],
+                     "last": rows[-1]["timestamp"], "sha256": bars_digest(rows)},
+            "as_of_requested": prepared.request.as_of.isoformat() if prepared.request.as_of else None,
+            "position_before": prepared.request.position,
+            "experts": {name: {"model": view.model or served_by.get(name, ""), "ok": view.ok, "error": view.error,
+                               "outputs": view.outputs, "score": view.score}
+                        for name, view in response.experts.items()},
+            "gate": response.gate,
+            "degraded": response.degraded_experts,
+            "risk": [a.model_dump() for a in response.risk.adjustments],
+        }
+        entry = SignalAudit(symbol=response.symbol, timeframe=response.timeframe, as_of=response.as_of,
+                            signal=response.signal, score=response.score, confidence=response.confidence,
+                            position=response.position, model_version=response.model_version, inputs=inputs,
+                            served_at=self._clock())
+        try:
+            self.audit.record_signal(entry)
+        except Exception as exc:
+            raise ServingError(503, "audit_unavailable", f"the signal could not be written to the audit log "
+                               f"({type(exc).__name__}); it is not served unaudited, retry later") from exc
+
+
+def bars_digest(rows: Sequence[Mapping[str, Any]]) -> str:
+    """A SHA-256 of the bars a signal was computed from (canonical JSON): the id of that input."""
+    canonical = json.dumps([[r["timestamp"], r["open"], r["high"], r["low"], r["close"], r.get("volume")]
+                            for r in rows], separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _row(timestamp: datetime, open_: float, high: float, low: float, close: float,
+         volume: float | None) -> dict[str, Any]:
+    return {"timestamp": utc_naive(timestamp).isoformat(), "open": open_, "high": high, "low": low, "close": close,
+            "volume": volume}
+
+
+def _finite(value: Any) -> float | None:
+    if value is None or isinstance(value, bool) or not isinstance(value, int | float | np.floating):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _all_failed(replies: Mapping[str, ExpertReply]) -> str:
+    reasons = "; ".join(f"{name}: {reply.error or 'malformed answer'}" for name, reply in replies.items())
+    return f"no expert answered, so there is no signal to give ({reasons}); retry later"

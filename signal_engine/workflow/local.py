@@ -1,0 +1,219 @@
+"""The local runner: the workflow's steps in order, in one process, into a local model registry.
+
+``signal-engine train`` and ``signal-engine demo`` use it; in AWS the same steps run as the Step Functions
+workflow of ``step_functions/training_workflow.py`` (one SageMaker job per ``job`` step, one per expert for the
+``map_job`` step).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from signal_engine.config import RunConfig
+from signal_engine.data.loader import PriceSeries
+from signal_engine.evaluation.backtest import SymbolResult, blocks_for
+from signal_engine.ports import ModelRegistry
+from signal_engine.workflow import training
+from signal_engine.workflow.quality import QualityConfig
+from signal_engine.workflow.steps import (
+    STEPS,
+    DatasetArtefact,
+    EvaluationArtefact,
+    ExpertArtefact,
+    GateArtefact,
+    Publication,
+    Step,
+    TrainingInputs,
+)
+
+
+@dataclass
+class TrainingRun:
+    """What a local training run produced, step by step."""
+
+    dataset: DatasetArtefact | None = None
+    experts: list[ExpertArtefact] = field(default_factory=list)
+    gate: GateArtefact | None = None
+    evaluation: EvaluationArtefact | None = None
+    version: str = ""
+    metrics: dict[str, Any] = field(default_factory=dict)
+    publication: Publication | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+    steps: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        """At least one symbol passed the quality gate: the version may become CURRENT."""
+        return bool(self.evaluation and self.evaluation.passed)
+
+    @property
+    def served_symbols(self) -> list[str]:
+        """The symbols that passed the quality gate (the bundle serves these)."""
+        return [str(s) for s in self.metrics.get("quality", {}).get("served_symbols", [])]
+
+    @property
+    def withheld(self) -> dict[str, str]:
+        """The symbols that failed the quality gate, each with its reason (the bundle refuses these)."""
+        return {str(k): str(v) for k, v in self.metrics.get("quality", {}).get("withheld", {}).items()}
+
+
+class LocalRunner:
+    """Run :data:`signal_engine.workflow.steps.STEPS` in order for already loaded series.
+
+    Parameters
+    ----------
+    registry : where the bundle is published (``CURRENT`` moves only when at least one symbol passed the
+        quality gate).
+    config, quality : the run configuration and the quality gate's thresholds.
+    console : progress and step lines go here (stderr by default).
+    walk_forward_results : the backtest of the same series with the same config, when the caller already ran it
+        (the demo): the gate and the evaluation reuse it instead of walking forward a second time.
+    """
+
+    def __init__(self, registry: ModelRegistry, config: RunConfig, quality: QualityConfig | None = None, *,
+                 console: Console | None = None, walk_forward_results: Sequence[SymbolResult] | None = None) -> None:
+        self.registry = registry
+        self.config = config
+        self.quality = quality or QualityConfig()
+        self.console = console or Console(stderr=True)
+        self.walk_forward_results = list(walk_forward_results) if walk_forward_results is not None else None
+        self._handlers: dict[str, Callable[[TrainingInputs, Sequence[PriceSeries], Path, TrainingRun], None]] = {
+            "prepare_dataset": self._prepare_dataset,
+            "train_experts": self._train_experts,
+            "train_gate": self._train_gate,
+            "evaluate": self._evaluate,
+            "decide": self._decide,
+            "publish": self._publish,
+        }
+        missing = [s.name for s in STEPS if s.name not in self._handlers]
+        if missing:
+            raise NotImplementedError(f"the local runner has no handler for step(s) {missing}")
+
+    def run(self, inputs: TrainingInputs, series: Sequence[PriceSeries], work_dir: Path | None = None) -> TrainingRun:
+        """Run every step; artefacts go under ``work_dir`` (temporary when None), the bundle to the registry."""
+        training.check_exportable(self.config)
+        run = TrainingRun()
+        with tempfile.TemporaryDirectory(prefix="signal-engine-train-") as scratch:
+            root = Path(work_dir) if work_dir is not None else Path(scratch)
+            for step in STEPS:
+                started = time.perf_counter()
+                self._handlers[step.name](inputs, series, root, run)
+                run.seconds[step.name] = time.perf_counter() - started
+                run.steps.append(step.name)
+                self._report(step, run)
+        return run
+
+    def _report(self, step: Step, run: TrainingRun) -> None:
+        self.console.print(f"  [green]done[/green] {step.title} ({run.seconds[step.name]:.1f} s)")
+
+    # -- steps ----------------------------------------------------------------------------------------------
+
+    def _prepare_dataset(self, inputs: TrainingInputs, series: Sequence[PriceSeries], root: Path,
+                         run: TrainingRun) -> None:
+        chosen = [s for s in series if s.symbol in inputs.symbols] if inputs.symbols else list(series)
+        run.dataset = training.prepare_dataset(chosen, root / "dataset", self.config, start=inputs.start,
+                                               end=inputs.end)
+
+    def _dataset_series(self, run: TrainingRun) -> list[PriceSeries]:
+        assert run.dataset is not None
+        return training.load_dataset(run.dataset.root)
+
+    def _train_experts(self, inputs: TrainingInputs, series: Sequence[PriceSeries], root: Path,
+                       run: TrainingRun) -> None:
+        data = self._dataset_series(run)
+        for expert in inputs.experts:
+            run.experts.append(training.train_expert(expert, data, self.config, root / "experts" / expert))
+
+    def _train_gate(self, inputs: TrainingInputs, series: Sequence[PriceSeries], root: Path,
+                    run: TrainingRun) -> None:
+        data = self._dataset_series(run)
+        results = self._reusable_results(data)
+        if results is None:
+            results = self._walk_forward(data)
+        run.gate = training.train_gate(data, self.config, root / "gate", results)
+
+    def _reusable_results(self, data: Sequence[PriceSeries]) -> list[SymbolResult] | None:
+        """The caller's backtest when it covers exactly these series (same symbols, same last bar)."""
+        given = self.walk_forward_results
+        if given is None or [r.symbol for r in given] != [s.symbol for s in data]:
+            return None
+        for result, s in zip(given, data, strict=True):
+            if result.data.get("bars") != len(s) or result.data.get("end") != str(s.bars.index[-1]):
+                return None
+        return given
+
+    def _walk_forward(self, data: Sequence[PriceSeries]) -> list[SymbolResult]:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        results = []
+        with Progress(*columns, console=self.console, transient=True) as progress:
+            for s in data:
+                task = progress.add_task(f"{s.symbol:>8} walk-forward", total=blocks_for(s, self.config))
+                results.append(training.walk_forward([s], self.config, on_block=partial(progress.advance, task))[0])
+        return results
+
+    def _evaluate(self, inputs: TrainingInputs, series: Sequence[PriceSeries], root: Path, run: TrainingRun) -> None:
+        assert run.gate is not None
+        run.evaluation, run.version = training.evaluate(self.config, self.quality, run.experts, run.gate,
+                                                        root / "bundle")
+        run.metrics = json.loads((run.evaluation.root / training.METRICS_FILE).read_text(encoding="utf-8"))
+
+    def _decide(self, inputs: TrainingInputs, series: Sequence[PriceSeries], root: Path, run: TrainingRun) -> None:
+        assert run.evaluation is not None
+        verdict = "[green]passed[/green]" if run.evaluation.passed else "[red]failed[/red]"
+        served = ", ".join(run.served_symbols) or "none"
+        self.console.print(f"  quality gate {verdict}: serves {served}"
+                           + (f"; withholds {', '.join(run.withheld)}" if run.withheld else ""))
+
+    def _publish(self, inputs: TrainingInputs, series: Sequence[PriceSeries], root: Path, run: TrainingRun) -> None:
+        assert run.evaluation is not None
+        path = self.registry.publish(run.evaluation.root, run.version)
+        if run.evaluation.passed:
+            self.registry.promote(run.version)
+        run.publication = Publication(run.version, path, run.evaluation.passed)
+
+
+def describe(run: TrainingRun) -> dict[str, Any]:
+    """A JSON summary of a run (what ``signal-engine train`` prints at the end)."""
+    return {
+        "version": run.version,
+        "passed": run.passed,
+        "served_symbols": run.served_symbols,
+        "withheld": run.withheld,
+        "path": run.publication.path if run.publication else None,
+        "promoted": bool(run.publication and run.publication.promoted),
+        "seconds": {k: round(v, 2) for k, v in run.seconds.items()},
+    }
+
+
+def train_bundle(series: Sequence[PriceSeries], config: RunConfig, registry_root: Path, *,
+                 console: Console | None = None,
+                 walk_forward_results: Sequence[SymbolResult] | None = None) -> TrainingRun:
+    """Train and publish a bundle of ``series`` into the local registry at ``registry_root`` (what the demo does).
+
+    With ``walk_forward_results`` (the backtest the caller just ran with the same config) the gate and the quality
+    gate reuse that walk-forward instead of running it again.
+    """
+    from signal_engine.adapters.model_registry import LocalModelRegistry
+
+    console = console or Console(stderr=True)
+    registry = LocalModelRegistry(registry_root)
+    console.print(f"Training the bundle of {', '.join(s.symbol for s in series)} into {registry.root}")
+    runner = LocalRunner(registry, config, console=console, walk_forward_results=walk_forward_results)
+    run = runner.run(TrainingInputs(symbols=tuple(s.symbol for s in series), profile=config.profile), series)
+    verdict = (f"is CURRENT, serving {', '.join(run.served_symbols)}" if run.passed else
+               "failed the quality gate for every symbol: kept for inspection, CURRENT unchanged")
+    console.print(f"Model version {run.version} {verdict}")
+    for symbol, reason in run.withheld.items():
+        console.print(f"  withheld {symbol}: {reason}")
+    return run

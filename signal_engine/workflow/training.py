@@ -1,0 +1,373 @@
+"""What each workflow step does, as plain functions over folders (the local runner and the SageMaker jobs call these).
+
+The experts are fitted exactly as the walk-forward backtest fits them at a refit (``signal_engine.components``),
+once, at the last bar, on every label known there. The gate and the confidence map are fitted on the experts'
+*out-of-sample* walk-forward outputs (the test span of :func:`signal_engine.evaluation.backtest.run_symbol`), so
+the gate never learns from in-sample expert scores; the same walk-forward gives the metrics the quality gate
+reads, so the run walks forward once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from signal_engine import components
+from signal_engine.config import RunConfig
+from signal_engine.data.loader import PriceSeries, load_prices
+from signal_engine.errors import ConfigError, InputError
+from signal_engine.evaluation.backtest import SymbolResult, check_length, run_symbol
+from signal_engine.evaluation.metrics import periods_per_year
+from signal_engine.evaluation.walkforward import known_by
+from signal_engine.features import FINGERPRINT_NAMES, feature_frame
+from signal_engine.labels import Labels, make_labels
+from signal_engine.moe.confidence import ConfidenceCalibrator
+from signal_engine.moe.scores import levels_score, trend_score, volatility_score
+from signal_engine.registry import load_experts, save_experts
+from signal_engine.workflow.quality import Decision, QualityConfig, decide
+from signal_engine.workflow.steps import DatasetArtefact, EvaluationArtefact, ExpertArtefact, GateArtefact
+
+EXPERTS = ("trend", "levels", "volatility")
+DATASET_FILE = "dataset.json"
+GATE_INFO_FILE = "gate.json"
+METRICS_FILE = "metrics.json"
+META_FILE = "meta.npz"
+DECISION_FILE = "decision.json"
+VOLATILITY_MIN_PERIODS = 20
+
+
+def check_exportable(config: RunConfig) -> None:
+    """Fail before any work when ``config.moe`` picks parts the bundle cannot carry yet (one clear line)."""
+    moe = config.moe
+    if not moe.enabled:
+        raise ConfigError("moe.enabled is false: the training workflow publishes the MoE (experts, gate, combiner); "
+                          "set moe.enabled: true to train a bundle")
+    if moe.gate not in ("softmax", "mlp"):
+        raise ConfigError(f"moe.gate '{moe.gate}': the bundle carries a softmax or MLP gate as NumPy weights; "
+                          "use moe.gate: softmax or mlp for training")
+    if moe.combiner not in ("weighted", "meta"):
+        raise ConfigError(f"moe.combiner '{moe.combiner}': the training workflow exports the weighted and meta-model "
+                          "combiners; use moe.combiner: weighted or meta for training")
+
+
+# -- prepare dataset -----------------------------------------------------------------------------------------
+
+def select_window(series: PriceSeries, start: str | None, end: str | None) -> PriceSeries:
+    """The bars of ``series`` between ``start`` and ``end`` (ISO dates, inclusive; None for open ends)."""
+    bars = series.bars
+    index = pd.DatetimeIndex(bars.index)
+    keep = np.ones(len(bars), dtype=bool)
+    for name, bound in (("start", start), ("end", end)):
+        if bound is None:
+            continue
+        try:
+            stamp = pd.Timestamp(bound)
+        except ValueError:
+            raise InputError(name, f"'{bound}' is not a date; expected YYYY-MM-DD") from None
+        if name == "start":
+            keep &= np.asarray(index >= stamp, dtype=bool)
+        else:
+            after = stamp + pd.Timedelta(days=1) if stamp == stamp.normalize() else stamp + pd.Timedelta(seconds=1)
+            keep &= np.asarray(index < after, dtype=bool)
+    return replace(series, bars=bars.loc[keep])
+
+
+def timeframe_of(series: PriceSeries) -> str:
+    """``1d``, ``1h``, ``15m``, ``1w``...: the median spacing of the bars."""
+    steps = pd.Series(pd.DatetimeIndex(series.bars.index)).diff().dt.total_seconds().dropna()
+    seconds = float(steps.median()) if len(steps) else 86400.0
+    if seconds >= 5 * 86400:
+        return "1w"
+    if seconds >= 20 * 3600:
+        return "1d"
+    if seconds >= 3600:
+        return f"{round(seconds / 3600)}h"
+    return f"{max(1, round(seconds / 60))}m"
+
+
+def write_series(series: PriceSeries, path: Path) -> Path:
+    """Write validated bars in the Yahoo layout (``Date,Open,High,Low,Close[,Volume]``), prices already adjusted."""
+    frame = series.bars.rename(columns=str.title)
+    frame.index = pd.DatetimeIndex(frame.index).rename("Date")
+    frame.to_csv(path, date_format="%Y-%m-%d %H:%M:%S" if series.intraday else "%Y-%m-%d", float_format="%.10g",
+                 lineterminator="\n")
+    return path
+
+
+def prepare_dataset(series: Sequence[PriceSeries], out: Path, config: RunConfig, *,
+                    start: str | None = None, end: str | None = None) -> DatasetArtefact:
+    """Cut each series to [start, end], check it is long enough for ``config``, write it with ``dataset.json``."""
+    if not series:
+        raise InputError("symbols", "no series given; expected at least one symbol's bars")
+    out.mkdir(parents=True, exist_ok=True)
+    entries: dict[str, Any] = {}
+    for s in series:
+        cut = select_window(s, start, end)
+        check_length(cut, config)
+        path = write_series(cut, out / f"{cut.symbol}.csv")
+        entries[cut.symbol] = {
+            "file": path.name, "bars": len(cut), "start": str(cut.bars.index[0]), "end": str(cut.bars.index[-1]),
+            "timeframe": timeframe_of(cut), "source": cut.source,
+        }
+    document = {"schema_version": 1, "start": start, "end": end, "symbols": entries}
+    (out / DATASET_FILE).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    return DatasetArtefact(out, tuple(entries))
+
+
+def load_dataset(root: Path) -> list[PriceSeries]:
+    """The series of a prepared dataset folder, in its order."""
+    try:
+        document = json.loads((root / DATASET_FILE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{root}: no {DATASET_FILE}; expected a folder written by the prepare_dataset step") from None
+    return [load_prices(root / entry["file"], symbol) for symbol, entry in document["symbols"].items()]
+
+
+# -- train experts -------------------------------------------------------------------------------------------
+
+def _frame_and_labels(series: PriceSeries, config: RunConfig) -> tuple[pd.DataFrame, Labels]:
+    frame = series.bars.join(feature_frame(series.bars))
+    labels = make_labels(series.bars, frame["vol30"].to_numpy(), horizon=config.labels.horizon,
+                         threshold=config.labels.threshold)
+    return frame, labels
+
+
+def fit_expert(expert: str, series: PriceSeries, config: RunConfig) -> Any:
+    """Fit one expert on everything known at the last bar, as the backtest does at a refit."""
+    frame, labels = _frame_and_labels(series, config)
+    r, embargo = len(series) - 1, config.walk_forward.embargo
+    known_horizon = known_by(labels.known_at_horizon(), r, embargo)
+    if expert == "trend":
+        rows = np.flatnonzero(known_horizon & (labels.trend >= 0))
+        return components.trend_expert(config).fit(frame.iloc[rows], labels.trend[rows])
+    if expert == "volatility":
+        known_next = known_by(labels.known_at_next(), r, embargo)
+        return components.volatility_expert(config).fit(frame, np.where(known_next, labels.next_variance, np.nan))
+    if expert == "levels":
+        future_range = np.column_stack((labels.future_low, labels.future_high))
+        future_range[~known_horizon] = np.nan
+        return components.levels_expert(config).fit(frame, future_range)
+    raise ConfigError(f"unknown expert '{expert}'; expected one of {', '.join(EXPERTS)}")
+
+
+def train_expert(expert: str, series: Sequence[PriceSeries], config: RunConfig, out: Path) -> ExpertArtefact:
+    """Fit ``expert`` for every symbol and save them as ``<expert>/<SYMBOL>`` in an artefact folder."""
+    fitted = {f"{expert}/{s.symbol}": fit_expert(expert, s, config) for s in series}
+    save_experts(fitted, out)
+    return ExpertArtefact(expert, out)
+
+
+# -- train gate (and walk forward) ---------------------------------------------------------------------------
+
+def walk_forward(series: Sequence[PriceSeries], config: RunConfig,
+                 on_block: Callable[[], None] | None = None) -> list[SymbolResult]:
+    """The walk-forward backtest of each series (the gate's training rows and the run's metrics)."""
+    return [run_symbol(s, config, on_block=on_block) for s in series]
+
+
+def out_of_sample_rows(series: PriceSeries, result: SymbolResult, config: RunConfig) -> dict[str, np.ndarray]:
+    """The test span of a walk-forward as gate training rows: fingerprints, expert scores, targets.
+
+    Trend and levels scores are recomputed from the signal rows exactly; the volatility score is the z-score of
+    the out-of-sample forecasts against their own trailing window within the test span.
+    """
+    frame, labels = _frame_and_labels(series, config)
+    test = slice(config.walk_forward.test_start, len(series))
+    signals = result.signals
+    if len(signals) != test.stop - test.start:
+        raise ConfigError(f"{series.symbol}: the walk-forward gave {len(signals)} rows for a test span of "
+                          f"{test.stop - test.start}; run it with the same config")
+    close = frame["close"].to_numpy()[test]
+    scores = np.column_stack((
+        trend_score(signals["p_up"].to_numpy(float), signals["p_down"].to_numpy(float)),
+        levels_score(close, signals["support"].to_numpy(float), signals["resistance"].to_numpy(float)),
+        volatility_score(signals["vol_forecast"].to_numpy(float), config.gate.score_window, VOLATILITY_MIN_PERIODS),
+    ))
+    return {
+        "fingerprints": frame.loc[:, list(FINGERPRINT_NAMES)].to_numpy(dtype=float)[test],
+        "scores": scores,
+        "forward_z": labels.forward_z[test],
+        "forward_return": labels.forward_return[test],
+        "trend": labels.trend[test].astype(float),
+        "gate": signals.loc[:, [f"gate_{e}" for e in EXPERTS]].to_numpy(float),
+        "combined": signals["score"].to_numpy(float),
+    }
+
+
+def train_gate(series: Sequence[PriceSeries], config: RunConfig, out: Path,
+               results: Sequence[SymbolResult]) -> GateArtefact:
+    """Fit the pooled gate and confidence map on the walk-forward's out-of-sample rows; keep the metrics."""
+    from signal_engine.pipeline import build_metrics
+    from signal_engine.serving.export import calibration_knots, gate_weights
+
+    if [r.symbol for r in results] != [s.symbol for s in series]:
+        raise ConfigError("the walk-forward results do not match the dataset's symbols; run them on the same data")
+    rows = [out_of_sample_rows(s, r, config) for s, r in zip(series, results, strict=True)]
+    pooled = {key: np.concatenate([r[key] for r in rows]) for key in rows[0]}
+    usable = np.isfinite(pooled["forward_z"]) & np.all(np.isfinite(pooled["scores"]), axis=1)
+    gate = components.gate(config).fit(pooled["fingerprints"][usable], pooled["forward_z"][usable],
+                                       expert_scores=pooled["scores"][usable])
+    kind, weights = gate_weights(gate, EXPERTS)
+    if kind == "softmax":  # top-k routing of the softmax gate (k >= 3 is dense)
+        weights = replace(weights, k=min(config.moe.k, len(EXPERTS)))
+    combiner = components.combiner_kind(config)
+    out.mkdir(parents=True, exist_ok=True)
+    if combiner == "meta":
+        _train_meta(pooled, config, out / META_FILE)
+    calibrator = ConfidenceCalibrator(min_rows=config.gate.min_rows).fit(pooled["combined"], pooled["forward_return"])
+    knots = calibration_knots(calibrator)
+    weights.save(out / "gate.npz")
+    (out / "calibration.json").write_text(json.dumps({"x": knots.x.tolist(), "y": knots.y.tolist()}) + "\n",
+                                          encoding="utf-8")
+    per_symbol = {
+        s.symbol: {
+            "timeframe": timeframe_of(s),
+            "periods_per_year": periods_per_year(s.bars.index.to_numpy()[: config.walk_forward.initial_window + 1]),
+            "cost_bps": config.trading.cost_for(s.symbol),
+            "trained_through": str(pd.Timestamp(s.bars.index[-1]).isoformat()),
+            "bars": len(s),
+        }
+        for s in series
+    }
+    info = {"kind": kind, "combiner": combiner, "features": list(FINGERPRINT_NAMES), "experts": list(EXPERTS),
+            "rows": int(usable.sum()),
+            "per_symbol": per_symbol, "config": config.to_dict()}
+    (out / GATE_INFO_FILE).write_text(json.dumps(json_safe(info), indent=2) + "\n", encoding="utf-8")
+    metrics = build_metrics(list(results), config)
+    (out / METRICS_FILE).write_text(json.dumps(json_safe(metrics), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    return GateArtefact(out)
+
+
+def _train_meta(pooled: dict[str, np.ndarray], config: RunConfig, path: Path) -> None:
+    """The meta-model combiner on the walk-forward's out-of-sample scores and gate weights, as the backtest trains
+    it at each refit (``moe.combiner: meta``), fitted once on every test row whose trend label is known."""
+    from signal_engine.moe.meta import meta_features
+
+    features = meta_features(pooled["scores"], pooled["gate"])
+    rows = np.isfinite(features).all(axis=1) & (pooled["trend"] >= 0)
+    if rows.sum() < config.gate.min_rows or len(set(pooled["trend"][rows])) < 2:
+        raise ConfigError(f"moe.combiner 'meta': only {int(rows.sum())} out-of-sample rows with a known trend "
+                          f"label (need {config.gate.min_rows} and two classes); use more data or the weighted "
+                          "combiner")
+    meta = components.meta_combiner(config).fit(features[rows], pooled["trend"][rows].astype(np.int64))
+    meta.weights_.save(path)
+
+
+# -- evaluate: quality gate and the bundle -------------------------------------------------------------------
+
+def min_bars(config: RunConfig) -> int:
+    """Bars an expert needs to answer: the volatility score's window plus a warm-up for GARCH and the features."""
+    return max(300, config.gate.score_window + 250, max(config.levels.windows) + 2 * config.levels.swing_width + 1)
+
+
+def evaluate(config: RunConfig, quality: QualityConfig, experts: Sequence[ExpertArtefact], gate: GateArtefact,
+             out: Path, *, now: datetime | None = None) -> tuple[EvaluationArtefact, str]:
+    """Decide on quality from the walk-forward metrics and assemble the complete bundle folder in ``out``.
+
+    The quality gate judges each symbol on its own metrics; the bundle's ``withheld`` names the symbols that
+    failed (with the reason) so serving refuses them, and the evaluation passed when at least one symbol did.
+
+    Returns the evaluation and the bundle's version (``<UTC time>-<hash of the bundle's content>``).
+    """
+    from signal_engine.moe.numpy_gate import GateWeights
+    from signal_engine.serving.bundle import (
+        DEFAULT_EXPERT_OUTPUTS,
+        Calibration,
+        CombinerSettings,
+        GateSpec,
+        RiskSettings,
+        ScoreSettings,
+        ServingBundle,
+    )
+
+    metrics = json.loads((gate.root / METRICS_FILE).read_text(encoding="utf-8"))
+    info = json.loads((gate.root / GATE_INFO_FILE).read_text(encoding="utf-8"))
+    symbols = tuple(info["per_symbol"])
+    decision = decide(metrics, quality, symbols)
+    merged: dict[str, Any] = {}
+    for artefact in experts:
+        merged.update(load_experts(artefact.root))
+    missing = [f"{e}/{s}" for e in EXPERTS for s in symbols if f"{e}/{s}" not in merged]
+    if missing:
+        raise ConfigError(f"the expert artefacts lack {missing}; train every expert for every symbol of the dataset")
+    out.mkdir(parents=True, exist_ok=True)
+    save_experts(merged, out / "experts")
+    weights = GateWeights.load(gate.root / "gate.npz")
+    calibration = json.loads((gate.root / "calibration.json").read_text(encoding="utf-8"))
+    digest = hashlib.sha256()
+    for path in (out / "experts" / "manifest.json", gate.root / "gate.npz", gate.root / "calibration.json",
+                 gate.root / METRICS_FILE):
+        digest.update(path.read_bytes())
+    digest.update(json.dumps({"quality": quality.to_dict(), "decision": decision.to_dict()}, sort_keys=True,
+                             default=str).encode())
+    created = (now or datetime.now(UTC)).replace(microsecond=0)
+    version = f"{created:%Y%m%dT%H%M%SZ}-{digest.hexdigest()[:8]}"
+    first = info["per_symbol"][symbols[0]]
+    trading = config.trading
+    bundle = ServingBundle(
+        version=version,
+        created_at=created.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        profile=config.profile,
+        timeframe=first["timeframe"],
+        symbols=symbols,
+        trained_through={s: v["trained_through"] for s, v in info["per_symbol"].items()},
+        experts=EXPERTS,
+        expert_outputs={e: DEFAULT_EXPERT_OUTPUTS[e] for e in EXPERTS},
+        min_bars=min_bars(config),
+        scores=ScoreSettings(config.gate.score_window, VOLATILITY_MIN_PERIODS),
+        gate=GateSpec(info["kind"], weights, tuple(info["features"])),
+        combiner=CombinerSettings(info.get("combiner", "weighted"), trading.buy_threshold, trading.sell_threshold,
+                                  meta=_meta_arrays(gate.root / META_FILE)),
+        calibration=Calibration(np.asarray(calibration["x"], float), np.asarray(calibration["y"], float)),
+        risk=RiskSettings(trading.target_vol_annual, trading.max_leverage, trading.allow_short, trading.exit_level,
+                          float(first["periods_per_year"])),
+        withheld=decision.withheld,
+    )
+    bundle.save(out)
+    document = json.loads((out / "bundle.json").read_text(encoding="utf-8"))
+    document["per_symbol"] = {s: {k: v[k] for k in ("timeframe", "periods_per_year", "cost_bps")}
+                              for s, v in info["per_symbol"].items()}
+    (out / "bundle.json").write_text(json.dumps(json_safe(document), indent=2) + "\n", encoding="utf-8")
+    metrics["quality"] = {"thresholds": quality.to_dict(), **decision.to_dict()}
+    (out / METRICS_FILE).write_text(json.dumps(json_safe(metrics), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    write_decision(decision, out)
+    return EvaluationArtefact(out, decision.passed), version
+
+
+def _meta_arrays(path: Path) -> Any:
+    """The meta-model of a gate artefact as the bundle's MetaArrays, or None (weighted combiner)."""
+    if not path.is_file():
+        return None
+    from signal_engine.moe.meta import MetaWeights
+    from signal_engine.serving.export import meta_arrays
+
+    weights = MetaWeights.load(path)
+    return meta_arrays(weights, weights.features)
+
+
+def write_decision(decision: Decision, out: Path) -> Path:
+    path = out / DECISION_FILE
+    path.write_text(json.dumps(json_safe(decision.to_dict()), indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def json_safe(value: Any) -> Any:
+    """NaN and infinities as null, NumPy scalars as Python numbers, tuples as lists."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

@@ -1,0 +1,506 @@
+"""The training workflow on Step Functions: one state (or a Map of states) per step of ``signal_engine.workflow.steps``.
+
+::
+
+    ApplyDefaults -> MergeInput -> ValidateInput
+    -> PrepareDataset                       SageMaker createTrainingJob.sync (entry prepare, CPU)
+    -> TrainExperts  (Map over experts)     createTrainingJob.sync per expert (entry train_expert, GPU)
+    -> TrainGate                            createTrainingJob.sync (entry train_gate: walk-forward, gate, confidence)
+    -> Evaluate                             createTrainingJob.sync (entry evaluate: quality gate, bundle, report)
+       -> ReadDecision                      s3:getObject runs/<execution>/evaluation.json
+    -> QualityGate   (Choice on passed)     failed -> NotifyQualityGateFailed -> QualityGateFailed (Fail)
+    -> Publish -> CreateModel -> CreateEndpointConfig -> FindEndpoint -> EndpointExists
+       -> CreateEndpoint | UpdateEndpoint -> DescribeEndpoint -> EndpointInService (Wait and loop)
+       -> PromoteVersion (s3:putObject models/CURRENT) -> Deployed
+
+Every task retries throttling and capacity errors and catches everything else into ``NotifyFailure`` (SNS, with
+the error and its cause) -> ``TrainingFailed`` (Fail, carrying the cause). Job names carry the execution name and
+``$$.State.RetryCount``, so a retried job gets a fresh name.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecr_assets as ecr_assets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+from constructs import Construct
+
+from signal_engine.workflow.steps import STEPS, Step
+from stacks.constructs.nag import acknowledge
+
+SYNC_TRAINING = "arn:aws:states:::sagemaker:createTrainingJob.sync"
+THROTTLING_ERRORS = ("ThrottlingException", "SageMaker.ThrottlingException", "SageMaker.AmazonSageMakerException",
+                     "SageMaker.ResourceLimitExceededException")
+# A training job that cannot get its instances (InsufficientCapacityError) ends the .sync task with States.TaskFailed.
+CAPACITY_ERRORS = ("States.TaskFailed",)
+ENDPOINT_ERRORS = ("ThrottlingException", "SageMaker.ThrottlingException", "SageMaker.SageMakerException",
+                   "SageMaker.AmazonSageMakerException")
+DEFAULT_EXPERTS = ("trend", "levels", "volatility")
+REPORT_KEY = "runs/{}/evaluation.json"
+
+
+def execution_input_defaults(*, training_instance_type: str, processing_instance_type: str,
+                             endpoint_instance_type: str, profile: str, dataset_prefix: str) -> dict[str, Any]:
+    """The execution input's defaults; an execution's input replaces any of these top-level keys."""
+    return {
+        "symbols": [],
+        "start": "",
+        "end": "",
+        "profile": profile,
+        "experts": list(DEFAULT_EXPERTS),
+        "dataset_prefix": dataset_prefix,
+        "gpu_instance_type": training_instance_type,
+        "cpu_instance_type": processing_instance_type,
+        "endpoint_instance_type": endpoint_instance_type,
+        "hyperparameters": {},
+    }
+
+
+EXECUTION_INPUT_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "signal-engine training workflow execution input",
+    "type": "object",
+    "required": ["symbols"],
+    "additionalProperties": False,
+    "properties": {
+        "symbols": {"type": "array", "items": {"type": "string", "pattern": "^[A-Za-z0-9.^=_-]{1,20}$"},
+                    "minItems": 1, "description": "symbols to train on; <dataset_prefix>/<SYMBOL>.csv must exist"},
+        "start": {"type": "string", "pattern": "^(\\d{4}-\\d{2}-\\d{2})?$", "description": "first date (inclusive)"},
+        "end": {"type": "string", "pattern": "^(\\d{4}-\\d{2}-\\d{2})?$", "description": "last date (inclusive)"},
+        "profile": {"enum": ["quick", "full"]},
+        "experts": {"type": "array", "items": {"enum": list(DEFAULT_EXPERTS)}, "minItems": 3, "maxItems": 3,
+                    "uniqueItems": True},
+        "dataset_prefix": {"type": "string",
+                           "description": "key prefix of the Yahoo-layout CSVs in the datasets bucket"},
+        "gpu_instance_type": {"type": "string", "pattern": "^ml\\."},
+        "cpu_instance_type": {"type": "string", "pattern": "^ml\\."},
+        "endpoint_instance_type": {"type": "string", "pattern": "^ml\\."},
+        "hyperparameters": {"type": "object", "description": "--config overrides by section, e.g. "
+                            "{\"trend\": {\"n_estimators\": 200}, \"quality\": {\"max_confidence_ece\": 0.08}}"},
+    },
+}
+
+
+class TrainingWorkflow(Construct):
+    """The training workflow state machine and what it may touch.
+
+    Parameters
+    ----------
+    datasets_bucket : holds the input bars, ``<dataset_prefix>/<SYMBOL>.csv`` (Yahoo layout); read by the jobs.
+    artifacts_bucket : run artefacts under ``runs/<execution>/`` and bundles under ``models/<version>/``.
+    training_image, inference_image : the images of ``containers/training`` and ``containers/inference`` (an asset
+        or an image URI).
+    sagemaker_role : the role the training jobs and the endpoint assume.
+    alarm_topic : failures and failed quality gates are published here, with their cause.
+    vpc, subnets, security_groups : optional; when given, jobs and the model run inside them.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        datasets_bucket: s3.IBucket,
+        artifacts_bucket: s3.IBucket,
+        training_image: ecr_assets.DockerImageAsset | str,
+        inference_image: ecr_assets.DockerImageAsset | str,
+        sagemaker_role: iam.IRole,
+        alarm_topic: sns.ITopic,
+        vpc: ec2.IVpc | None = None,
+        subnets: ec2.SubnetSelection | None = None,
+        security_groups: Sequence[ec2.ISecurityGroup] = (),
+        training_instance_type: str = "ml.g5.xlarge",
+        processing_instance_type: str = "ml.m5.xlarge",
+        endpoint_instance_type: str = "ml.m5.large",
+        endpoint_name: str = "signal-engine-experts",
+        profile: str = "quick",
+        dataset_prefix: str = "bars/1d",
+        models_prefix: str = "models",
+        max_runtime: Duration | None = None,
+        endpoint_poll: Duration | None = None,
+        volume_size_gb: int = 30,
+        log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
+        removal_policy: RemovalPolicy = RemovalPolicy.DESTROY,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.datasets_bucket, self.artifacts_bucket = datasets_bucket, artifacts_bucket
+        self.sagemaker_role, self.alarm_topic = sagemaker_role, alarm_topic
+        self.endpoint_name, self.models_prefix = endpoint_name, models_prefix.strip("/")
+        self.training_image_uri = _image_uri(training_image, sagemaker_role)
+        self.inference_image_uri = _image_uri(inference_image, sagemaker_role)
+        max_runtime = max_runtime or Duration.hours(4)
+        self._max_runtime, self._volume = max_runtime, volume_size_gb
+        self._poll = endpoint_poll or Duration.minutes(1)
+        self._vpc_config = _vpc_config(vpc, subnets, security_groups)
+        self.defaults = execution_input_defaults(
+            training_instance_type=training_instance_type, processing_instance_type=processing_instance_type,
+            endpoint_instance_type=endpoint_instance_type, profile=profile, dataset_prefix=dataset_prefix.strip("/"))
+        datasets_bucket.grant_read(sagemaker_role)
+        artifacts_bucket.grant_read_write(sagemaker_role)
+
+        self.notify_failure = tasks.SnsPublish(
+            self, "NotifyFailure", topic=alarm_topic, subject="signal-engine training failed",
+            message=sfn.TaskInput.from_json_path_at(
+                "States.Format('Training run {} failed: {}: {}', $$.Execution.Name, $.error.Error, $.error.Cause)"),
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        # Custom error names may not start with "States.", so the caught error's name goes into the cause.
+        self.notify_failure.next(sfn.Fail(
+            self, "TrainingFailed", error="TrainingFailed",
+            cause_path=sfn.JsonPath.format("{}: {}", sfn.JsonPath.string_at("$.error.Error"),
+                                           sfn.JsonPath.string_at("$.error.Cause"))))
+        self.step_states: dict[str, str] = {}
+        definition = self._preamble()
+        self._steps(STEPS)
+        log_group = logs.LogGroup(self, "Logs", retention=log_retention, removal_policy=removal_policy)
+        self.state_machine = sfn.StateMachine(
+            self, "StateMachine",
+            definition_body=sfn.DefinitionBody.from_chainable(definition),
+            timeout=Duration.hours(max_runtime.to_hours() * 3 + 2),
+            tracing_enabled=True,
+            logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
+        )
+        self._grant_training_jobs()
+
+    # -- preamble: defaults and validation -----------------------------------------------------------------
+
+    def _preamble(self) -> sfn.IChainable:
+        defaults = sfn.Pass(self, "ApplyDefaults", result=sfn.Result.from_object(self.defaults),
+                            result_path="$.defaults")
+        merge = sfn.Pass(self, "MergeInput", parameters={
+            "run": sfn.JsonPath.json_merge(sfn.JsonPath.object_at("$.defaults"),
+                                           sfn.JsonPath.object_at("$$.Execution.Input")),
+        })
+        invalid = sfn.Fail(self, "InvalidInput", error="InvalidInput",
+                           cause="execution input needs 'symbols': a non-empty list, e.g. {\"symbols\": [\"SPX\"]}")
+        validate = sfn.Choice(self, "ValidateInput")
+        self._after_validation = validate
+        self._invalid = invalid
+        return sfn.Chain.start(defaults).next(merge).next(validate)
+
+    def _steps(self, steps: Sequence[Step]) -> sfn.IChainable:
+        builders = {"job": self._job_step, "map_job": self._map_step, "choice": self._choice_step,
+                    "deploy": self._deploy_step}
+        fragments: list[tuple[sfn.IChainable, Any]] = [builders[step.kind](step) for step in steps]
+        for (_, tail), (head, _) in itertools.pairwise(fragments):
+            tail(head)
+        first = fragments[0][0]
+        self._after_validation.when(
+            sfn.Condition.and_(sfn.Condition.is_present("$.run.symbols[0]"),
+                               sfn.Condition.is_string("$.run.symbols[0]")), first
+        ).otherwise(self._invalid)
+        return self._after_validation
+
+    # -- SageMaker jobs -----------------------------------------------------------------------------------
+
+    def _job_step(self, step: Step) -> tuple[sfn.IChainable, Any]:
+        specs: dict[str, tuple[list[dict[str, Any]], str, dict[str, Any]]] = {
+            "prepare_dataset": (
+                [_channel("raw", f"States.Format('s3://{self.datasets_bucket.bucket_name}/{{}}/', "
+                                 "$.run.dataset_prefix)")],
+                "$.dataset", {}),
+            "train_gate": ([_channel("dataset", "$.dataset.model")], "$.gate", {}),
+            "evaluate": (
+                [_channel("dataset", "$.dataset.model"), _channel("gate", "$.gate.model"),
+                 _channel("experts", f"States.Format('s3://{self.artifacts_bucket.bucket_name}/runs/{{}}/experts/', "
+                                     "$$.Execution.Name)")],
+                "$.evaluation",
+                {"registry": f"s3://{self.artifacts_bucket.bucket_name}/{self.models_prefix}",
+                 "report.$": f"States.Format('s3://{self.artifacts_bucket.bucket_name}/{REPORT_KEY}', "
+                             "$$.Execution.Name)"}),
+        }
+        channels, result_path, extra = specs[step.name]
+        # SageMaker job names allow letters, digits and hyphens only.
+        state = self._training_job(step, channels, result_path, extra,
+                                   job_suffix=f"'{(step.entry or step.name).replace('_', '-')}'")
+        self.step_states[step.name] = step.state
+        if step.name != "evaluate":
+            return state, state.next
+        read = tasks.CallAwsService(
+            self, "ReadDecision", service="s3", action="getObject",
+            parameters={"Bucket": self.artifacts_bucket.bucket_name,
+                        "Key": sfn.JsonPath.format(REPORT_KEY, sfn.JsonPath.string_at("$$.Execution.Name"))},
+            iam_resources=[self.artifacts_bucket.arn_for_objects("runs/*")],
+            result_selector={"report": sfn.JsonPath.string_to_json(sfn.JsonPath.string_at("$.Body"))},
+            result_path="$.decision",
+        )
+        _protect(read, self.notify_failure, ("ThrottlingException", "S3.SdkClientException"))
+        state.next(read)
+        return state, read.next
+
+    def _map_step(self, step: Step) -> tuple[sfn.IChainable, Any]:
+        job = self._training_job(
+            step, [_channel("dataset", "$.dataset.model")], None, {"expert.$": "$.expert"},
+            job_suffix="$.expert", id_suffix="Job",
+            output=f"States.Format('s3://{self.artifacts_bucket.bucket_name}/runs/{{}}/experts', $$.Execution.Name)",
+            catch=False,
+        )
+        mapped = sfn.Map(
+            self, step.state, items_path="$.run.experts", max_concurrency=len(DEFAULT_EXPERTS),
+            item_selector={"expert": sfn.JsonPath.string_at("$$.Map.Item.Value"),
+                           "run": sfn.JsonPath.object_at("$.run"), "dataset": sfn.JsonPath.object_at("$.dataset")},
+            result_path="$.experts",
+        )
+        mapped.item_processor(job)
+        mapped.add_catch(self.notify_failure, result_path="$.error")
+        self.step_states[step.name] = step.state
+        return mapped, mapped.next
+
+    def _training_job(self, step: Step, channels: list[dict[str, Any]], result_path: str | None,
+                      extra_hyperparameters: dict[str, Any], *, job_suffix: str, id_suffix: str = "",
+                      output: str | None = None, catch: bool = True) -> sfn.CustomState:
+        assert step.entry is not None
+        output = output or (f"States.Format('s3://{self.artifacts_bucket.bucket_name}/runs/{{}}/{step.entry}', "
+                            "$$.Execution.Name)")
+        parameters: dict[str, Any] = {
+            "TrainingJobName.$": f"States.Format('se-{{}}-{{}}-{{}}', $$.Execution.Name, {job_suffix}, "
+                                 "$$.State.RetryCount)",
+            "AlgorithmSpecification": {"TrainingImage": self.training_image_uri, "TrainingInputMode": "File"},
+            "RoleArn": self.sagemaker_role.role_arn,
+            "HyperParameters": {
+                "sagemaker_program": f"{step.entry}.py",
+                "sagemaker_submit_directory": "/opt/ml/code",
+                "profile.$": "$.run.profile",
+                "symbols.$": "States.JsonToString($.run.symbols)",
+                "start.$": "$.run.start",
+                "end.$": "$.run.end",
+                "config.$": "States.JsonToString($.run.hyperparameters)",
+                **extra_hyperparameters,
+            },
+            "InputDataConfig": channels,
+            "OutputDataConfig": {"S3OutputPath.$": output},
+            "ResourceConfig": {"InstanceCount": 1, "InstanceType.$": f"$.run.{step.instance}_instance_type",
+                               "VolumeSizeInGB": self._volume},
+            "StoppingCondition": {"MaxRuntimeInSeconds": int(self._max_runtime.to_seconds())},
+            "RetryStrategy": {"MaximumRetryAttempts": 2},
+            "Tags": [{"Key": "signal-engine:step", "Value": step.name}],
+        }
+        if self._vpc_config:
+            parameters["VpcConfig"] = self._vpc_config
+        state_json: dict[str, Any] = {
+            "Type": "Task", "Resource": SYNC_TRAINING, "Parameters": parameters,
+            "ResultSelector": {"job.$": "$.TrainingJobName", "model.$": "$.ModelArtifacts.S3ModelArtifacts"},
+        }
+        if result_path is not None:
+            state_json["ResultPath"] = result_path
+        state = sfn.CustomState(self, step.state + id_suffix, state_json=state_json)
+        state.add_retry(errors=list(THROTTLING_ERRORS), interval=Duration.seconds(30), max_attempts=5,
+                        backoff_rate=2.0)
+        state.add_retry(errors=list(CAPACITY_ERRORS), interval=Duration.minutes(5), max_attempts=2, backoff_rate=2.0)
+        if catch:
+            state.add_catch(self.notify_failure, result_path="$.error")
+        return state
+
+    # -- the quality gate ---------------------------------------------------------------------------------
+
+    def _choice_step(self, step: Step) -> tuple[sfn.IChainable, Any]:
+        choice = sfn.Choice(self, step.state)
+        notify = tasks.SnsPublish(
+            self, "NotifyQualityGateFailed", topic=self.alarm_topic, subject="signal-engine quality gate failed",
+            message=sfn.TaskInput.from_json_path_at(
+                "States.Format('Training run {} produced version {}, kept but not deployed: no symbol passed "
+                "the quality gate. Checks: {}', $$.Execution.Name, $.decision.report.version, "
+                "States.JsonToString($.decision.report.checks))"),
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        _protect(notify, self.notify_failure, ("SNS.ThrottledException",))
+        notify.next(sfn.Fail(self, "QualityGateFailed", error="QualityGateFailed",
+                             cause="no symbol of the trained bundle passed the quality gate; see its decision.json"))
+        self.step_states[step.name] = step.state
+
+        def attach(next_state: sfn.IChainable) -> None:
+            choice.when(sfn.Condition.boolean_equals("$.decision.report.passed", True), next_state)
+            choice.otherwise(notify)
+
+        return choice, attach
+
+    # -- publish: model, endpoint config, endpoint, CURRENT -----------------------------------------------
+
+    def _deploy_step(self, step: Step) -> tuple[sfn.IChainable, Any]:
+        stack = Stack.of(self)
+        name = sfn.JsonPath.string_at("$.publish.name")
+        publish = sfn.Pass(self, step.state, parameters={
+            "name": sfn.JsonPath.format("signal-engine-{}", sfn.JsonPath.string_at("$$.Execution.Name")),
+            "version": sfn.JsonPath.string_at("$.decision.report.version"),
+        }, result_path="$.publish")
+        pass_role = iam.PolicyStatement(actions=["iam:PassRole"], resources=[self.sagemaker_role.role_arn],
+                                        conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}})
+        container: dict[str, Any] = {
+            "Image": self.inference_image_uri,
+            "ModelDataUrl": sfn.JsonPath.string_at("$.evaluation.model"),
+            "Environment": {"SIGNAL_ENGINE_MODEL_VERSION": sfn.JsonPath.string_at("$.publish.version")},
+        }
+        model_parameters: dict[str, Any] = {"ModelName": name, "ExecutionRoleArn": self.sagemaker_role.role_arn,
+                                            "PrimaryContainer": container}
+        if self._vpc_config:
+            model_parameters["VpcConfig"] = self._vpc_config
+        arn = f"arn:{stack.partition}:sagemaker:{stack.region}:{stack.account}"
+        create_model = tasks.CallAwsService(
+            self, "CreateModel", service="sagemaker", action="createModel", parameters=model_parameters,
+            iam_resources=[f"{arn}:model/signal-engine-*"], additional_iam_statements=[pass_role],
+            result_path=sfn.JsonPath.DISCARD)
+        create_config = tasks.CallAwsService(
+            self, "CreateEndpointConfig", service="sagemaker", action="createEndpointConfig",
+            parameters={"EndpointConfigName": name, "ProductionVariants": [{
+                "VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": 1,
+                "InstanceType": sfn.JsonPath.string_at("$.run.endpoint_instance_type")}]},
+            iam_resources=[f"{arn}:endpoint-config/signal-engine-*"], result_path=sfn.JsonPath.DISCARD)
+        find = tasks.CallAwsService(
+            self, "FindEndpoint", service="sagemaker", action="listEndpoints",
+            parameters={"NameContains": self.endpoint_name, "MaxResults": 100},
+            iam_resources=["*"], result_selector={"names": sfn.JsonPath.list_at("$.Endpoints[*].EndpointName")},
+            result_path="$.endpoint")
+        check = sfn.Pass(self, "CheckEndpoint", parameters={
+            "exists": sfn.JsonPath.array_contains(sfn.JsonPath.list_at("$.endpoint.names"), self.endpoint_name)},
+            result_path="$.endpoint")
+        endpoint_arn = f"{arn}:endpoint/{self.endpoint_name}"
+        create_endpoint = tasks.CallAwsService(
+            self, "CreateEndpoint", service="sagemaker", action="createEndpoint",
+            parameters={"EndpointName": self.endpoint_name, "EndpointConfigName": name},
+            iam_resources=[endpoint_arn, f"{arn}:endpoint-config/signal-engine-*"], result_path=sfn.JsonPath.DISCARD)
+        update_endpoint = tasks.CallAwsService(
+            self, "UpdateEndpoint", service="sagemaker", action="updateEndpoint",
+            parameters={"EndpointName": self.endpoint_name, "EndpointConfigName": name},
+            iam_resources=[endpoint_arn, f"{arn}:endpoint-config/signal-engine-*"], result_path=sfn.JsonPath.DISCARD)
+        describe = tasks.CallAwsService(
+            self, "DescribeEndpoint", service="sagemaker", action="describeEndpoint",
+            parameters={"EndpointName": self.endpoint_name}, iam_resources=[endpoint_arn],
+            result_selector={"status": sfn.JsonPath.string_at("$.EndpointStatus")}, result_path="$.endpoint")
+        wait = sfn.Wait(self, "WaitForEndpoint", time=sfn.WaitTime.duration(self._poll))
+        promote = tasks.CallAwsService(
+            self, "PromoteVersion", service="s3", action="putObject",
+            parameters={"Bucket": self.artifacts_bucket.bucket_name, "Key": f"{self.models_prefix}/CURRENT",
+                        "Body": sfn.JsonPath.string_at("$.publish.version"), "ContentType": "text/plain"},
+            iam_resources=[self.artifacts_bucket.arn_for_objects(f"{self.models_prefix}/CURRENT")],
+            result_path=sfn.JsonPath.DISCARD)
+        endpoint_failed = sfn.Pass(self, "EndpointFailed", parameters={
+            "Error": "EndpointFailed",
+            "Cause": sfn.JsonPath.format("endpoint {} ended in status {}; see its FailureReason in SageMaker",
+                                         self.endpoint_name, sfn.JsonPath.string_at("$.endpoint.status"))},
+            result_path="$.error")
+        endpoint_failed.next(self.notify_failure)
+        for task in (create_model, create_config, find, create_endpoint, update_endpoint, describe, promote):
+            _protect(task, self.notify_failure, ENDPOINT_ERRORS)
+        in_service = (sfn.Choice(self, "EndpointInService")
+                      .when(sfn.Condition.string_equals("$.endpoint.status", "InService"),
+                            promote.next(sfn.Succeed(self, "Deployed")))
+                      .when(sfn.Condition.string_equals("$.endpoint.status", "Failed"), endpoint_failed)
+                      .otherwise(wait.next(describe)))
+        describe.next(in_service)
+        exists = (sfn.Choice(self, "EndpointExists")
+                  .when(sfn.Condition.boolean_equals("$.endpoint.exists", True), update_endpoint.next(describe))
+                  .otherwise(create_endpoint.next(describe)))
+        publish.next(create_model).next(create_config).next(find).next(check).next(exists)
+        self.step_states[step.name] = step.state
+
+        def tail(_next: sfn.IChainable) -> None:
+            raise ValueError("publish must be the last workflow step")
+
+        return publish, tail
+
+    def _grant_training_jobs(self) -> None:
+        stack = Stack.of(self)
+        arn = f"arn:{stack.partition}:sagemaker:{stack.region}:{stack.account}"
+        role = self.state_machine.role
+        role.add_to_principal_policy(iam.PolicyStatement(
+            actions=["sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob",
+                     "sagemaker:AddTags"],
+            resources=[f"{arn}:training-job/se-*"]))
+        role.add_to_principal_policy(iam.PolicyStatement(
+            actions=["events:PutTargets", "events:PutRule", "events:DescribeRule"],
+            resources=[f"arn:{stack.partition}:events:{stack.region}:{stack.account}:rule/"
+                       "StepFunctionsGetEventsForSageMakerTrainingJobsRule"]))
+        role.add_to_principal_policy(iam.PolicyStatement(
+            actions=["iam:PassRole"], resources=[self.sagemaker_role.role_arn],
+            conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}))
+        scoped = {
+            f"{self.artifacts_bucket.bucket_arn}/runs/*": "the run's evaluation report, read back by ReadDecision",
+            f"{arn}:training-job/se-*": "training jobs are named se-<execution>-<step>-<retry> at run time",
+            f"{arn}:model/signal-engine-*": "one model per execution, signal-engine-<execution>",
+            f"{arn}:endpoint-config/signal-engine-*": "one endpoint config per execution, signal-engine-<execution>",
+            "*": "sagemaker:ListEndpoints, X-Ray and CloudWatch log delivery have no resource-level permissions",
+        }
+        for resource, why in scoped.items():
+            acknowledge(role, f"AwsSolutions-IAM5[Resource::{_nag_text(stack, resource)}]",
+                        f"Wildcard scoped to this workflow: {why}.")
+        grants = {
+            "Action::s3:GetObject*": "read the datasets and the run's artefacts",
+            "Action::s3:GetBucket*": "locate the datasets and artifacts buckets",
+            "Action::s3:List*": "list a channel's prefix before downloading it",
+            "Action::s3:DeleteObject*": "replace a job's partial output when SageMaker retries it",
+            "Action::s3:Abort*": "abort multipart uploads of large model archives",
+            f"Resource::{_nag_text(stack, self.datasets_bucket.bucket_arn)}/*": "any symbol's bars may be trained on",
+            f"Resource::{_nag_text(stack, self.artifacts_bucket.bucket_arn)}/*": "runs/ and models/ keys are made "
+            "at run time",
+        }
+        for finding, why in grants.items():
+            acknowledge(self.sagemaker_role, f"AwsSolutions-IAM5[{finding}]",
+                        f"CDK bucket grant for the training jobs and endpoint: {why}.")
+
+
+def _nag_text(stack: Stack, value: str) -> str:
+    """A value as cdk-nag prints it in a finding id: ``Ref`` as ``<Id>``, ``Fn::GetAtt`` as ``<Id.Attr>``."""
+
+    def text(resolved: Any) -> str:
+        if isinstance(resolved, str):
+            return resolved
+        if "Fn::Join" in resolved:
+            separator, parts = resolved["Fn::Join"]
+            return str(separator).join(text(p) for p in parts)
+        if "Ref" in resolved:
+            return f"<{resolved['Ref']}>"
+        if "Fn::GetAtt" in resolved:
+            return f"<{'.'.join(resolved['Fn::GetAtt'])}>"
+        return json.dumps(resolved)
+
+    return text(stack.resolve(value))
+
+
+def _channel(name: str, uri_path: str) -> dict[str, Any]:
+    return {"ChannelName": name, "InputMode": "File", "DataSource": {"S3DataSource": {
+        "S3DataType": "S3Prefix", "S3Uri.$": uri_path, "S3DataDistributionType": "FullyReplicated"}}}
+
+
+def _protect(task: sfn.TaskStateBase, failure: sfn.IChainable, errors: Sequence[str]) -> None:
+    task.add_retry(errors=list(errors), interval=Duration.seconds(5), max_attempts=4, backoff_rate=2.0)
+    task.add_catch(failure, result_path="$.error")
+
+
+def _image_uri(image: ecr_assets.DockerImageAsset | str, role: iam.IRole) -> str:
+    if isinstance(image, str):
+        return image
+    image.repository.grant_pull(role)
+    return image.image_uri
+
+
+def _vpc_config(vpc: ec2.IVpc | None, subnets: ec2.SubnetSelection | None,
+                security_groups: Sequence[ec2.ISecurityGroup]) -> dict[str, Any] | None:
+    if vpc is None:
+        return None
+    if not security_groups:
+        raise ValueError("TrainingWorkflow: give security_groups with vpc (the jobs' network interfaces need one)")
+    return {"Subnets": vpc.select_subnets(**_selection(subnets)).subnet_ids,
+            "SecurityGroupIds": [g.security_group_id for g in security_groups]}
+
+
+def _selection(subnets: ec2.SubnetSelection | None) -> dict[str, Any]:
+    if subnets is None:
+        return {"subnet_type": ec2.SubnetType.PRIVATE_WITH_EGRESS}
+    return {"subnet_type": subnets.subnet_type, "subnet_group_name": subnets.subnet_group_name,
+            "subnets": subnets.subnets, "one_per_az": subnets.one_per_az}
+
+
+def definition_json(state_machine_template: dict[str, Any]) -> str:
+    """Helper for tests: the DefinitionString of a synthesized state machine with tokens left as markers."""
+    return json.dumps(state_machine_template)

@@ -1,0 +1,217 @@
+"""The training workflow construct: its states follow the domain step list, every task retries and catches,
+the quality gate branches, the failure path carries the cause; cdk-nag finds nothing unacknowledged."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from aws_cdk import App, Duration, Environment, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sns as sns
+from aws_cdk.assertions import Match, Template
+from cdk_nag import AwsSolutionsChecks
+
+from signal_engine.workflow.steps import STEPS
+from step_functions.training_workflow import EXECUTION_INPUT_SCHEMA, SYNC_TRAINING, TrainingWorkflow
+
+pytestmark = pytest.mark.infra
+
+ROOT = Path(__file__).resolve().parents[2]
+TRAINING_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/signal-engine-training:1"
+INFERENCE_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/signal-engine-inference:1"
+
+
+def build_stack() -> tuple[Stack, TrainingWorkflow]:
+    app = App()
+    stack = Stack(app, "TrainingWorkflowTest", env=Environment(account="123456789012", region="us-east-1"))
+    role = iam.Role(stack, "SageMakerRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"))
+    workflow = TrainingWorkflow(
+        stack, "Training",
+        datasets_bucket=s3.Bucket.from_bucket_name(stack, "Datasets", "datasets-bucket"),
+        artifacts_bucket=s3.Bucket.from_bucket_name(stack, "Artifacts", "artifacts-bucket"),
+        training_image=TRAINING_IMAGE, inference_image=INFERENCE_IMAGE, sagemaker_role=role,
+        alarm_topic=sns.Topic.from_topic_arn(stack, "Alarms", "arn:aws:sns:us-east-1:123456789012:alarms"),
+        endpoint_poll=Duration.seconds(30),
+    )
+    return stack, workflow
+
+
+@pytest.fixture(scope="module")
+def built() -> tuple[Stack, TrainingWorkflow]:
+    return build_stack()
+
+
+@pytest.fixture(scope="module")
+def template(built: tuple[Stack, TrainingWorkflow]) -> Template:
+    return Template.from_stack(built[0])
+
+
+def resolve(value: Any) -> str:
+    """A DefinitionString as text: Fn::Join parts concatenated, references as <Ref:Id> / <Attr:Id.Attr>."""
+    if isinstance(value, str):
+        return value
+    if "Fn::Join" in value:
+        separator, parts = value["Fn::Join"]
+        return separator.join(resolve(p) for p in parts)
+    if value.get("Ref") == "AWS::Partition":
+        return "aws"
+    if "Ref" in value:
+        return f"<Ref:{value['Ref']}>"
+    if "Fn::GetAtt" in value:
+        return f"<Attr:{'.'.join(value['Fn::GetAtt'])}>"
+    raise AssertionError(f"unexpected intrinsic in DefinitionString: {value}")
+
+
+@pytest.fixture(scope="module")
+def definition(template: Template) -> dict[str, Any]:
+    (machine,) = template.find_resources("AWS::StepFunctions::StateMachine").values()
+    parsed: dict[str, Any] = json.loads(resolve(machine["Properties"]["DefinitionString"]))
+    return parsed
+
+
+def happy_path(definition: dict[str, Any]) -> list[str]:
+    """State names from StartAt, taking each Choice's first branch, to the end."""
+    states, name, path = definition["States"], definition["StartAt"], []
+    while name and name not in path:
+        path.append(name)
+        state = states[name]
+        name = state["Choices"][0]["Next"] if state["Type"] == "Choice" else state.get("Next")
+    return path
+
+
+def test_states_follow_the_step_list(definition: dict[str, Any]) -> None:
+    path = happy_path(definition)
+    step_states = [s.state for s in STEPS]
+    positions = [path.index(state) for state in step_states]
+    assert positions == sorted(positions), f"states {step_states} out of order in {path}"
+    assert path[-1] == "Deployed"
+
+
+def test_each_job_step_runs_its_entry_point_as_a_sync_training_job(definition: dict[str, Any]) -> None:
+    states = definition["States"]
+    for step in STEPS:
+        if step.kind not in ("job", "map_job"):
+            continue
+        state = states[step.state]
+        if step.kind == "map_job":
+            assert state["Type"] == "Map" and state["ItemsPath"] == "$.run.experts"
+            processor = state["ItemProcessor"]
+            state = processor["States"][processor["StartAt"]]
+        assert state["Resource"] == SYNC_TRAINING
+        hyperparameters = state["Parameters"]["HyperParameters"]
+        assert hyperparameters["sagemaker_program"] == f"{step.entry}.py"
+        assert (ROOT / "sagemaker_jobs" / f"{step.entry}.py").is_file()
+        assert state["Parameters"]["ResourceConfig"]["InstanceType.$"] == f"$.run.{step.instance}_instance_type"
+        assert state["Parameters"]["AlgorithmSpecification"]["TrainingImage"] == TRAINING_IMAGE
+        assert "$$.State.RetryCount" in state["Parameters"]["TrainingJobName.$"]
+
+
+def test_data_flows_from_step_to_step(definition: dict[str, Any]) -> None:
+    states = definition["States"]
+    assert states["PrepareDataset"]["ResultPath"] == "$.dataset"
+    assert states["PrepareDataset"]["ResultSelector"] == {"job.$": "$.TrainingJobName",
+                                                          "model.$": "$.ModelArtifacts.S3ModelArtifacts"}
+    expert_job = states["TrainExperts"]["ItemProcessor"]["States"]["TrainExpertsJob"]
+    assert expert_job["Parameters"]["HyperParameters"]["expert.$"] == "$.expert"
+    assert expert_job["Parameters"]["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri.$"] == "$.dataset.model"
+    assert states["TrainExperts"]["ItemSelector"]["expert.$"] == "$$.Map.Item.Value"
+    assert states["TrainGate"]["ResultPath"] == "$.gate"
+    channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri.$"]
+                for c in states["Evaluate"]["Parameters"]["InputDataConfig"]}
+    assert channels["dataset"] == "$.dataset.model" and channels["gate"] == "$.gate.model"
+    assert "runs/{}/experts/" in channels["experts"]
+    assert states["ReadDecision"]["ResultSelector"] == {"report.$": "States.StringToJson($.Body)"}
+    container = states["CreateModel"]["Parameters"]["PrimaryContainer"]
+    assert container["ModelDataUrl.$"] == "$.evaluation.model" and container["Image"] == INFERENCE_IMAGE
+    assert states["PromoteVersion"]["Parameters"]["Body.$"] == "$.publish.version"
+    assert states["PromoteVersion"]["Parameters"]["Key"] == "models/CURRENT"
+
+
+def test_every_task_retries_and_catches_into_the_failure_notice(definition: dict[str, Any]) -> None:
+    states = definition["States"]
+    for name, state in states.items():
+        if state["Type"] not in ("Task", "Map") or name == "NotifyFailure":
+            continue
+        catches = state.get("Catch", [])
+        assert catches and catches[0]["Next"] == "NotifyFailure", f"{name} has no catch to NotifyFailure"
+        assert catches[0]["ErrorEquals"] == ["States.ALL"] and catches[0]["ResultPath"] == "$.error"
+        if state["Type"] == "Task":
+            assert state.get("Retry"), f"{name} never retries"
+
+
+def test_training_jobs_retry_throttling_and_capacity(definition: dict[str, Any]) -> None:
+    retries = definition["States"]["TrainGate"]["Retry"]
+    retried = {error for retry in retries for error in retry["ErrorEquals"]}
+    assert {"ThrottlingException", "SageMaker.ResourceLimitExceededException", "States.TaskFailed"} <= retried
+    assert all(retry["BackoffRate"] >= 2 for retry in retries)
+
+
+def test_failure_path_publishes_the_cause_then_fails(definition: dict[str, Any]) -> None:
+    states = definition["States"]
+    notify = states["NotifyFailure"]
+    assert notify["Resource"] == "arn:aws:states:::sns:publish"
+    assert "$.error.Cause" in notify["Parameters"]["Message.$"]
+    assert states[notify["Next"]] == {"Type": "Fail", "Error": "TrainingFailed",
+                                      "CausePath": "States.Format('{}: {}', $.error.Error, $.error.Cause)"}
+
+
+def test_quality_gate_deploys_only_when_passed(definition: dict[str, Any]) -> None:
+    gate = definition["States"]["QualityGate"]
+    assert gate["Choices"] == [{"Variable": "$.decision.report.passed", "BooleanEquals": True, "Next": "Publish"}]
+    failed = definition["States"][gate["Default"]]
+    assert failed["Resource"] == "arn:aws:states:::sns:publish"
+    assert definition["States"][failed["Next"]]["Error"] == "QualityGateFailed"
+
+
+def test_endpoint_is_created_or_updated(definition: dict[str, Any]) -> None:
+    states = definition["States"]
+    exists = states["EndpointExists"]
+    assert exists["Choices"][0]["Next"] == "UpdateEndpoint" and exists["Default"] == "CreateEndpoint"
+    assert states["UpdateEndpoint"]["Resource"] == "arn:aws:states:::aws-sdk:sagemaker:updateEndpoint"
+    assert states["CreateEndpoint"]["Resource"] == "arn:aws:states:::aws-sdk:sagemaker:createEndpoint"
+    assert states["WaitForEndpoint"]["Seconds"] == 30
+
+
+def test_state_machine_is_traced_and_logged(template: Template) -> None:
+    template.has_resource_properties("AWS::StepFunctions::StateMachine", {
+        "TracingConfiguration": {"Enabled": True},
+        "LoggingConfiguration": Match.object_like({"Level": "ALL", "IncludeExecutionData": True}),
+        "DefinitionString": Match.any_value(),
+    })
+
+
+def test_state_machine_may_run_training_jobs_and_pass_only_the_sagemaker_role(template: Template) -> None:
+    for statement in (
+        {"Action": ["sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob",
+                    "sagemaker:AddTags"]},
+        {"Action": "iam:PassRole", "Condition": {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+         "Resource": {"Fn::GetAtt": [Match.string_like_regexp("^SageMakerRole"), "Arn"]}},
+    ):
+        template.has_resource_properties("AWS::IAM::Policy", {"PolicyDocument": {
+            "Statement": Match.array_with([Match.object_like(statement)])}})
+    policies = template.find_resources("AWS::IAM::Policy")
+    passed = [s for p in policies.values() for s in p["Properties"]["PolicyDocument"]["Statement"]
+              if "iam:PassRole" in s["Action"]]
+    assert passed and all("Condition" in s for s in passed)
+
+
+def test_the_readme_example_input_matches_the_schema() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = readme.index("<!-- training-input -->")
+    block = readme[start:].split("```json", 1)[1].split("```", 1)[0]
+    jsonschema.validate(json.loads(block), EXECUTION_INPUT_SCHEMA)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"symbols": []}, EXECUTION_INPUT_SCHEMA)
+
+
+def test_cdk_nag_finds_nothing_unacknowledged(built: tuple[Stack, TrainingWorkflow]) -> None:
+    stack, _ = built
+    report = AwsSolutionsChecks(verbose=True).validate_scope(stack)
+    problems = [f"{v.rule_name} at {r.construct_path}" for v in report.violations for r in v.violating_resources
+                if "/Training/" in r.construct_path]
+    assert problems == []

@@ -1,0 +1,148 @@
+"""`signal-engine serve`'s HTTP server on loopback: real requests, the optional token, the audit log, and a bounded
+schemathesis run against docs/openapi.json (no 5xx; every invalid input a 4xx; responses match the document)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    negative_data_rejection,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from signal_engine.adapters.inprocess_experts import InProcessExperts
+from signal_engine.adapters.local_bars import LocalBars
+from signal_engine.adapters.sql.database import SqlDatabase
+from signal_engine.cli import main
+from signal_engine.serving.api import build_app
+from signal_engine.serving.bundle import ServingBundle, read_current
+from signal_engine.serving.http_server import make_server
+from signal_engine.serving.service import SignalService
+from tests.serving_support import TRAIN_BARS, goog_registry, request_bars
+
+OPENAPI = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
+TOKEN = "s3cret-token"
+
+
+class Server:
+    def __init__(self, url: str, database: SqlDatabase) -> None:
+        self.url, self.database = url, database
+
+
+def _start(tmp: Path, token: str | None) -> tuple[Any, SqlDatabase, InProcessExperts]:
+    folder = read_current(goog_registry())
+    database = SqlDatabase.connect(f"sqlite:///{tmp}/serve.db")
+    experts = InProcessExperts(folder / "experts")
+    service = SignalService(ServingBundle.load(folder), experts, database.ledger, LocalBars(None), deadline_s=30)
+    server = make_server(lambda: build_app(lambda: service, token=lambda: token), "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, database, experts
+
+
+@pytest.fixture(scope="module")
+def open_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    server, database, experts = _start(tmp_path_factory.mktemp("serve-open"), None)
+    yield Server(f"http://127.0.0.1:{server.server_address[1]}", database)
+    server.shutdown()
+    server.server_close()
+    experts.close()
+
+
+@pytest.fixture(scope="module")
+def token_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    server, database, experts = _start(tmp_path_factory.mktemp("serve-token"), TOKEN)
+    yield Server(f"http://127.0.0.1:{server.server_address[1]}", database)
+    server.shutdown()
+    server.server_close()
+    experts.close()
+
+
+def http(method: str, url: str, body: Any = None, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method,
+                                     headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_signal_with_bars_in_the_body_is_served_and_audited(open_server: Server) -> None:
+    status, body = http("POST", f"{open_server.url}/signals",
+                        {"symbol": "GOOG", "bars": request_bars(TRAIN_BARS + 120), "position": 0.2})
+    assert status == 200, body
+    assert body["signal"] in ("buy", "sell", "hold") and -1 <= body["position"] <= 1
+    assert set(body["experts"]) == {"trend", "levels", "volatility"} and body["degraded"] is False
+    [entry] = [e for e in open_server.database.ledger.signals("GOOG") if e.inputs["request_id"] == body["request_id"]]
+    assert entry.score == pytest.approx(body["score"]) and entry.inputs["position_before"] == 0.2
+
+
+def test_signal_without_bars_reads_the_shipped_series(open_server: Server) -> None:
+    status, body = http("POST", f"{open_server.url}/signals", {"symbol": "GOOG", "as_of": "2011-03-01"})
+    assert status == 200, body
+    assert body["as_of"].startswith("2011-03-01")
+    [entry] = [e for e in open_server.database.ledger.signals("GOOG") if e.inputs["request_id"] == body["request_id"]]
+    assert entry.inputs["bars"]["source"] == "store" and entry.inputs["bars"]["count"] == 600
+
+
+def test_errors_over_http(open_server: Server) -> None:
+    status, body = http("POST", f"{open_server.url}/signals", {"symbol": "GOOG", "bars": [
+        {"timestamp": "2020-01-02", "open": 1, "high": 2, "low": 1, "close": 1},
+        {"timestamp": "2020-01-01", "open": 1, "high": 2, "low": 1, "close": 1}]})
+    assert status == 422 and body["fields"][0]["field"] == "bars"
+    assert "bars[1].timestamp" in body["message"]
+    status, body = http("GET", f"{open_server.url}/nowhere")
+    assert status == 404
+
+
+def test_token_is_required_when_set(token_server: Server) -> None:
+    url = f"{token_server.url}/models"
+    assert http("GET", url)[0] == 401
+    assert http("GET", url, headers={"Authorization": "Bearer wrong"})[0] == 401
+    status, body = http("GET", url, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert status == 200 and body["min_bars"] == 300
+    assert http("GET", f"{token_server.url}/health")[0] == 200
+
+
+def test_serve_command_reports_a_missing_registry(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--registry", str(tmp_path), "--port", "0"]) == 2
+    assert "CURRENT: file missing" in capsys.readouterr().err
+
+
+schema = schemathesis.openapi.from_path(OPENAPI)
+
+
+@pytest.fixture(scope="module")
+def base_url(open_server: Server) -> str:
+    return open_server.url
+
+
+@schema.parametrize()
+@settings(max_examples=10, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck))
+def test_api_conforms_to_its_openapi_document(case: Any, base_url: str) -> None:
+    case.call_and_validate(base_url=base_url, timeout=60,
+                           checks=[not_a_server_error, status_code_conformance, content_type_conformance,
+                                   response_schema_conformance, negative_data_rejection])
+
+
+def test_a_short_load_on_loopback_gives_no_error(open_server: Server) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from load_test import run
+
+    tally = run(open_server.url, clients=8, seconds=2.0)
+    assert tally.errors == [] and len(tally.latencies_ms) >= 8
+    assert set(tally.statuses) == {200}

@@ -1,0 +1,244 @@
+"""The training workflow's state machine executed by moto's Step Functions interpreter (server mode).
+
+moto cannot run SageMaker training jobs, so each ``createTrainingJob.sync`` state is replaced by what the
+``.sync`` integration does: ``createTrainingJob`` with the state's own Parameters, then ``describeTrainingJob``
+whose output goes through the state's own ResultSelector and ResultPath. Every other state - input defaults and
+validation, the Map over experts, reading the evaluation report from S3, the quality gate, create model /
+endpoint config / endpoint, promoting CURRENT, the SNS notices and the Fail states - runs as synthesized.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import boto3
+import pytest
+import requests
+from aws_cdk import App, Duration, Environment, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sns as sns
+from aws_cdk.assertions import Template
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+    state_task_service_aws_sdk as aws_sdk,
+)
+
+from step_functions.training_workflow import SYNC_TRAINING, TrainingWorkflow
+from tests.fixtures.servers import FAKE_AWS_ENVIRONMENT, moto_server
+
+ACCOUNT, REGION = "123456789012", "us-east-1"
+DATASETS, ARTIFACTS = "datasets-bucket", "artifacts-bucket"
+TOPIC = f"arn:aws:sns:{REGION}:{ACCOUNT}:training-alarms"
+ROLE = f"arn:aws:iam::{ACCOUNT}:role/sagemaker-training"
+TRAINING_IMAGE = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/signal-engine-training:1"
+INFERENCE_IMAGE = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/signal-engine-inference:1"
+ENDPOINT = "signal-engine-experts"
+
+
+def synthesized_definition() -> dict[str, Any]:
+    app = App()
+    stack = Stack(app, "MotoWorkflow", env=Environment(account=ACCOUNT, region=REGION))
+    TrainingWorkflow(
+        stack, "Training",
+        datasets_bucket=s3.Bucket.from_bucket_name(stack, "Datasets", DATASETS),
+        artifacts_bucket=s3.Bucket.from_bucket_name(stack, "Artifacts", ARTIFACTS),
+        training_image=TRAINING_IMAGE, inference_image=INFERENCE_IMAGE,
+        sagemaker_role=iam.Role.from_role_arn(stack, "Role", ROLE, mutable=False),
+        alarm_topic=sns.Topic.from_topic_arn(stack, "Alarms", TOPIC), endpoint_name=ENDPOINT,
+        endpoint_poll=Duration.seconds(1),
+    )
+    (machine,) = Template.from_stack(stack).find_resources("AWS::StepFunctions::StateMachine").values()
+    return json.loads(_text(machine["Properties"]["DefinitionString"]))
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if "Fn::Join" in value:
+        return str(value["Fn::Join"][0]).join(_text(p) for p in value["Fn::Join"][1])
+    if value == {"Ref": "AWS::Partition"}:
+        return "aws"
+    raise AssertionError(f"unexpected reference in the definition: {value}")
+
+
+def without_sync_jobs(definition: dict[str, Any]) -> dict[str, Any]:
+    """Each createTrainingJob.sync state as createTrainingJob + describeTrainingJob (what .sync does).
+
+    moto's context object has no ``State.RetryCount`` (AWS's does); job names use attempt 0 here.
+    """
+    result = json.loads(json.dumps(definition).replace("$$.State.RetryCount", "'0'"))
+
+    def rewrite(states: dict[str, Any]) -> None:
+        for name, state in list(states.items()):
+            for key in ("ItemProcessor", "Iterator"):
+                if key in state:
+                    rewrite(state[key]["States"])
+            if state.get("Resource") != SYNC_TRAINING:
+                continue
+            describe = {k: v for k, v in state.items() if k not in ("Parameters", "Resource", "Retry")}
+            describe["Resource"] = "arn:aws:states:::aws-sdk:sagemaker:describeTrainingJob"
+            describe["Parameters"] = {"TrainingJobName.$": "$.created.name"}
+            states[f"{name}Describe"] = describe
+            created = {
+                "Type": "Task", "Resource": "arn:aws:states:::aws-sdk:sagemaker:createTrainingJob",
+                "Parameters": state["Parameters"], "ResultPath": "$.created", "Next": f"{name}Describe",
+                "ResultSelector": {"arn.$": "$.TrainingJobArn"},
+                **({"Catch": state["Catch"]} if "Catch" in state else {}),
+            }
+            name_expression = state["Parameters"]["TrainingJobName.$"]
+            states[name] = {"Type": "Pass", "Parameters": {"name.$": name_expression}, "ResultPath": "$.created",
+                            "Next": f"{name}Create"}
+            states[f"{name}Create"] = {**created, "ResultPath": "$.createdArn"}
+    rewrite(result["States"])
+    return result
+
+
+_eval_service_task = aws_sdk.StateTaskServiceAwsSdk._eval_service_task
+
+
+def _reading_bodies(self: Any, env: Any, *args: Any, **kwargs: Any) -> None:
+    """AWS's SDK integrations return s3:getObject's Body as text; moto's interpreter leaves boto's stream."""
+    _eval_service_task(self, env, *args, **kwargs)
+    response = env.stack[-1]
+    if isinstance(response, dict) and hasattr(response.get("Body"), "read"):
+        response["Body"] = response["Body"].read().decode("utf-8")
+
+
+@pytest.fixture(scope="module")
+def aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in FAKE_AWS_ENVIRONMENT.items():
+            mp.setenv(key, value)
+        with moto_server() as endpoint:
+            mp.setenv("MOTO_PORT", endpoint.rsplit(":", 1)[1])  # moto's interpreter calls back into this server
+            mp.setattr(aws_sdk.StateTaskServiceAwsSdk, "_eval_service_task", _reading_bodies)
+            requests.post(f"{endpoint}/moto-api/config", json={"stepfunctions": {"execute_state_machine": True}},
+                          timeout=10).raise_for_status()
+            clients = {name: boto3.client(name, endpoint_url=endpoint, region_name=REGION)
+                       for name in ("s3", "sns", "sqs", "stepfunctions", "sagemaker")}
+            for bucket in (DATASETS, ARTIFACTS):
+                clients["s3"].create_bucket(Bucket=bucket)
+            topic = clients["sns"].create_topic(Name="training-alarms")["TopicArn"]
+            queue = clients["sqs"].create_queue(QueueName="alarms")["QueueUrl"]
+            queue_arn = clients["sqs"].get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])
+            clients["sns"].subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn["Attributes"]["QueueArn"],
+                                     Attributes={"RawMessageDelivery": "true"})
+            machine = clients["stepfunctions"].create_state_machine(
+                name="training", definition=json.dumps(without_sync_jobs(synthesized_definition())),
+                roleArn=f"arn:aws:iam::{ACCOUNT}:role/states")["stateMachineArn"]
+            yield {**clients, "machine": machine, "queue": queue}
+
+
+def run(aws: dict[str, Any], name: str, execution_input: dict[str, Any],
+        report: dict[str, Any] | None) -> dict[str, Any]:
+    if report is not None:
+        aws["s3"].put_object(Bucket=ARTIFACTS, Key=f"runs/{name}/evaluation.json", Body=json.dumps(report).encode())
+    arn = aws["stepfunctions"].start_execution(stateMachineArn=aws["machine"], name=name,
+                                               input=json.dumps(execution_input))["executionArn"]
+    for _ in range(600):
+        described: dict[str, Any] = aws["stepfunctions"].describe_execution(executionArn=arn)
+        if described["status"] != "RUNNING":
+            return described
+        time.sleep(0.05)
+    raise AssertionError(f"execution {name} still running after 600 polls")
+
+
+def notices(aws: dict[str, Any]) -> list[str]:
+    messages = aws["sqs"].receive_message(QueueUrl=aws["queue"], MaxNumberOfMessages=10).get("Messages", [])
+    for message in messages:
+        aws["sqs"].delete_message(QueueUrl=aws["queue"], ReceiptHandle=message["ReceiptHandle"])
+    return [m["Body"] for m in messages]
+
+
+def report(version: str, passed: bool, symbols: Sequence[str]) -> dict[str, Any]:
+    """The evaluate job's report: the first symbol passes when ``passed`` (promote), every other is withheld."""
+    served = [symbols[0]] if passed else []
+    checks = [{"symbol": s, "name": "confidence_ece", "value": 0.04 if s in served else 0.2, "threshold": 0.1,
+               "passed": s in served} for s in symbols]
+    return {"version": version, "passed": passed, "bundle": f"s3://{ARTIFACTS}/models/{version}/",
+            "served_symbols": served,
+            "withheld": {s: "failed confidence_ece 0.2 (needs <= 0.1)" for s in symbols if s not in served},
+            "checks": checks}
+
+
+def test_a_passing_run_trains_deploys_and_promotes(aws: dict[str, Any]) -> None:
+    version = "20261123T150102Z-3f9a1c2e"
+    execution = run(aws, "run-pass", {"symbols": ["SPX", "IXIC"], "start": "2005-01-01",
+                                      "hyperparameters": {"trend": {"n_estimators": 50}}},
+                    report(version, True, ["SPX", "IXIC"]))
+    assert execution["status"] == "SUCCEEDED", execution
+    sagemaker = aws["sagemaker"]
+    names = [j["TrainingJobName"] for j in sagemaker.list_training_jobs()["TrainingJobSummaries"]]
+    assert all(re.fullmatch(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}", n) for n in names), names
+    prepare = sagemaker.describe_training_job(TrainingJobName="se-run-pass-prepare-0")
+    hyperparameters = prepare["HyperParameters"]
+    assert hyperparameters["sagemaker_program"] == "prepare.py"
+    assert json.loads(hyperparameters["symbols"]) == ["SPX", "IXIC"]
+    assert hyperparameters["start"] == "2005-01-01" and hyperparameters["end"] == ""
+    assert json.loads(hyperparameters["config"]) == {"trend": {"n_estimators": 50}}
+    assert prepare["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == f"s3://{DATASETS}/bars/1d/"
+    assert prepare["ResourceConfig"]["InstanceType"] == "ml.m5.xlarge"
+    dataset_model = prepare["ModelArtifacts"]["S3ModelArtifacts"]
+    for expert in ("trend", "levels", "volatility"):
+        job = sagemaker.describe_training_job(TrainingJobName=f"se-run-pass-{expert}-0")
+        assert job["HyperParameters"]["expert"] == expert and job["ResourceConfig"]["InstanceType"] == "ml.g5.xlarge"
+        assert job["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == dataset_model
+        assert job["OutputDataConfig"]["S3OutputPath"] == f"s3://{ARTIFACTS}/runs/run-pass/experts"
+    evaluate = sagemaker.describe_training_job(TrainingJobName="se-run-pass-evaluate-0")
+    channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in evaluate["InputDataConfig"]}
+    gate = sagemaker.describe_training_job(TrainingJobName="se-run-pass-train-gate-0")
+    assert channels == {"dataset": dataset_model, "gate": gate["ModelArtifacts"]["S3ModelArtifacts"],
+                        "experts": f"s3://{ARTIFACTS}/runs/run-pass/experts/"}
+    assert evaluate["HyperParameters"]["report"] == f"s3://{ARTIFACTS}/runs/run-pass/evaluation.json"
+    model = sagemaker.describe_model(ModelName="signal-engine-run-pass")
+    assert model["PrimaryContainer"]["Image"] == INFERENCE_IMAGE
+    assert model["PrimaryContainer"]["ModelDataUrl"] == evaluate["ModelArtifacts"]["S3ModelArtifacts"]
+    assert model["PrimaryContainer"]["Environment"] == {"SIGNAL_ENGINE_MODEL_VERSION": version}
+    endpoint = sagemaker.describe_endpoint(EndpointName=ENDPOINT)
+    assert endpoint["EndpointConfigName"] == "signal-engine-run-pass"
+    current = aws["s3"].get_object(Bucket=ARTIFACTS, Key="models/CURRENT")["Body"].read().decode()
+    assert current == version
+    assert json.loads(execution["output"])["publish"] == {"name": "signal-engine-run-pass", "version": version}
+    assert notices(aws) == []
+
+
+def test_a_failed_quality_gate_keeps_current_and_says_why(aws: dict[str, Any]) -> None:
+    before = aws["s3"].get_object(Bucket=ARTIFACTS, Key="models/CURRENT")["Body"].read()
+    execution = run(aws, "run-fail", {"symbols": ["GOOG"]}, report("20261124T000000Z-00000000", False, ["GOOG"]))
+    assert execution["status"] == "FAILED" and execution["error"] == "QualityGateFailed"
+    assert aws["s3"].get_object(Bucket=ARTIFACTS, Key="models/CURRENT")["Body"].read() == before
+    (notice,) = notices(aws)
+    assert "20261124T000000Z-00000000" in notice and "confidence_ece" in notice
+    with pytest.raises(aws["sagemaker"].exceptions.ClientError):
+        aws["sagemaker"].describe_model(ModelName="signal-engine-run-fail")
+
+
+def test_a_failing_task_notifies_with_the_cause_and_fails(aws: dict[str, Any]) -> None:
+    execution = run(aws, "run-broken", {"symbols": ["SPX"]}, report=None)  # no evaluation report in S3
+    assert execution["status"] == "FAILED"
+    assert "NoSuchKey" in execution["error"] + execution.get("cause", "")
+    (notice,) = notices(aws)
+    assert notice.startswith("Training run run-broken failed:") and "NoSuchKey" in notice
+
+
+def test_input_without_symbols_is_refused_before_any_job(aws: dict[str, Any]) -> None:
+    execution = run(aws, "run-empty", {"symbols": []}, report=None)
+    assert execution["status"] == "FAILED" and execution["error"] == "InvalidInput"
+    assert "symbols" in execution["cause"]
+    names = [j["TrainingJobName"] for j in aws["sagemaker"].list_training_jobs()["TrainingJobSummaries"]]
+    assert not any(n.startswith("se-run-empty") for n in names)
+
+
+def test_a_second_deployment_updates_the_existing_endpoint(aws: dict[str, Any]) -> None:
+    """The branch only: moto has no UpdateEndpoint, so that call fails there (and the failure path runs)."""
+    execution = run(aws, "run-again", {"symbols": ["SPX"]}, report("20261125T000000Z-11111111", True, ["SPX"]))
+    history = aws["stepfunctions"].get_execution_history(executionArn=execution["executionArn"],
+                                                         maxResults=1000)["events"]
+    entered = [e["stateEnteredEventDetails"]["name"] for e in history if "stateEnteredEventDetails" in e]
+    assert "UpdateEndpoint" in entered and "CreateEndpoint" not in entered
+    assert entered.index("CheckEndpoint") < entered.index("EndpointExists") < entered.index("UpdateEndpoint")
+    notices(aws)

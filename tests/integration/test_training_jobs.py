@@ -1,0 +1,190 @@
+"""The SageMaker entry points run on CPU on real data (Alphabet daily bars), chained as the workflow chains them:
+each job's SM_MODEL_DIR is packed as model.tar.gz and handed to the next as a channel. Their artefacts load in the
+local registry, the inference entry point and the serving combiner."""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from sagemaker_jobs import evaluate, prepare, serve, train_expert, train_gate
+from signal_engine.adapters.model_registry import LocalModelRegistry
+from signal_engine.data.loader import load_prices
+from signal_engine.moe.numpy_gate import GateWeights
+from signal_engine.registry import load_experts, pack_artefact
+from signal_engine.serving.bundle import ServingBundle
+from signal_engine.serving.combine import Combiner
+from signal_engine.serving.experts import answer, bars_frame
+from signal_engine.workflow.sagemaker_env import unpack
+from signal_engine.workflow.training import fit_expert, load_dataset
+from tests.fixtures.servers import free_port
+
+# Fewer refits than `quick` (every 252 bars) keep the walk-forward of 2,148 bars to seconds.
+CONFIG = json.dumps({"walk_forward": {"refit_every": 252}})
+EXPERTS = ("trend", "levels", "volatility")
+
+
+@dataclass(frozen=True)
+class Jobs:
+    root: Path
+    prepared: Path
+    experts: Path
+    gate: Path
+    bundle: Path
+    registry: Path
+    report: dict[str, Any]
+    goog_csv: Path
+
+
+def run_job(module: Any, monkeypatch: pytest.MonkeyPatch, model_dir: Path, channels: dict[str, Path],
+            hyperparameters: dict[str, str]) -> Path:
+    """Run one entry point as SageMaker would (environment + --name value arguments), then pack its model dir."""
+    model_dir.mkdir(parents=True)
+    monkeypatch.setenv("SM_MODEL_DIR", str(model_dir))
+    monkeypatch.setenv("SM_OUTPUT_DATA_DIR", str(model_dir.parent / "output"))
+    monkeypatch.setenv("SM_CHANNELS", json.dumps(sorted(channels)))
+    for name, path in channels.items():
+        monkeypatch.setenv(f"SM_CHANNEL_{name.upper()}", str(path))
+    monkeypatch.setenv("SM_HPS", json.dumps(hyperparameters))
+    assert module.main([]) == 0
+    for name in channels:
+        monkeypatch.delenv(f"SM_CHANNEL_{name.upper()}")
+    archive = model_dir.parent / "output" / "model.tar.gz"
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    return pack_artefact(model_dir, archive)
+
+
+@pytest.fixture(scope="module")
+def jobs(tmp_path_factory: pytest.TempPathFactory, goog_csv: Path) -> Iterator[Jobs]:
+    root = tmp_path_factory.mktemp("sagemaker")
+    raw = root / "raw"
+    raw.mkdir()
+    (raw / "GOOG.csv").write_bytes(goog_csv.read_bytes())
+    common = {"symbols": json.dumps(["GOOG"]), "profile": "quick", "config": CONFIG, "start": "", "end": ""}
+    with pytest.MonkeyPatch.context() as mp:
+        dataset = run_job(prepare, mp, root / "prepare" / "model", {"raw": raw}, common)
+        for expert in EXPERTS:
+            run_job(train_expert, mp, root / "experts" / f"se-run-{expert}-0" / "model", {"dataset": dataset.parent},
+                    {**common, "expert": expert})
+        gate = run_job(train_gate, mp, root / "gate" / "model", {"dataset": dataset.parent}, common)
+        registry, report = root / "registry", root / "runs" / "evaluation.json"
+        bundle = run_job(evaluate, mp, root / "evaluate" / "model",
+                         {"dataset": dataset.parent, "gate": gate.parent, "experts": root / "experts"},
+                         {**common, "registry": str(registry), "report": str(report)})
+    yield Jobs(root, dataset, root / "experts", gate, bundle, registry, json.loads(report.read_text()), goog_csv)
+
+
+def test_prepare_writes_a_dataset_the_other_jobs_read(jobs: Jobs) -> None:
+    (root,) = unpack(jobs.prepared.parent)
+    (series,) = load_dataset(root)
+    original = load_prices(jobs.goog_csv)
+    assert series.symbol == "GOOG" and len(series) == len(original)
+    np.testing.assert_allclose(series.bars["close"].to_numpy(), original.bars["close"].to_numpy(), rtol=1e-9)
+
+
+def test_each_expert_job_fits_what_the_local_runner_fits(jobs: Jobs) -> None:
+    (series,) = load_dataset(unpack(jobs.prepared.parent)[0])
+    from signal_engine.workflow.settings import training_settings
+
+    config, _ = training_settings("quick", json.loads(CONFIG))
+    recent = series.bars.iloc[-600:]
+    for expert in EXPERTS:
+        (root,) = unpack(jobs.experts / f"se-run-{expert}-0")
+        fitted = load_experts(root)
+        assert list(fitted) == [f"{expert}/GOOG"]
+        local = fit_expert(expert, series, config)
+        assert answer(expert, fitted[f"{expert}/GOOG"], recent) == answer(expert, local, recent)
+
+
+def test_gate_job_writes_numpy_weights_over_the_three_experts(jobs: Jobs) -> None:
+    (root,) = unpack(jobs.gate.parent)
+    weights = GateWeights.load(root / "gate.npz")
+    assert weights.experts == EXPERTS and weights.k == 3
+    metrics = json.loads((root / "metrics.json").read_text())
+    assert metrics["evaluation"]["scheme"] == "walk_forward" and "baseline_buy_and_hold" in metrics["strategies"]
+
+
+def test_evaluate_publishes_a_bundle_and_reports_the_decision(jobs: Jobs) -> None:
+    report = jobs.report
+    registry = LocalModelRegistry(jobs.registry)
+    assert registry.versions() == [report["version"]]
+    assert registry.current() is None, "evaluate publishes; only the workflow's PromoteVersion moves CURRENT"
+    published = jobs.registry / report["version"]
+    decision = json.loads((published / "decision.json").read_text())
+    goog = decision["symbols"]["GOOG"]
+    assert report["passed"] == decision["passed"] == goog["passed"] == all(c["passed"] for c in goog["checks"])
+    assert report["served_symbols"] == decision["served_symbols"] == (["GOOG"] if goog["passed"] else [])
+    assert report["withheld"] == decision["withheld"]
+    assert [c["symbol"] for c in report["checks"]] == ["GOOG"] * 4
+    assert {c["name"] for c in report["checks"]} == {"moe_sharpe_vs_buy_and_hold", "confidence_ece",
+                                                      "trend_log_loss_vs_prior", "volatility_qlike_vs_garch"}
+    bundle = ServingBundle.load(published)
+    assert bundle.version == report["version"] and bundle.symbols == ("GOOG",)
+    assert bundle.withheld == decision["withheld"]
+    assert set(load_experts(published / "experts")) == {f"{e}/GOOG" for e in EXPERTS}
+
+
+def test_the_bundle_archive_serves_the_combiner(jobs: Jobs) -> None:
+    (root,) = unpack(jobs.bundle.parent)
+    bundle = ServingBundle.load(root)
+    service = serve.ExpertService(root)
+    rows = _rows(jobs.goog_csv, bundle.min_bars)
+    reply = service.invoke({"symbol": "GOOG", "bars": rows})
+    assert reply["model_version"] == bundle.version
+    assert {"p_up", "p_down", "p_neutral", "support", "resistance", "vol_forecast", "vol_history"} <= set(reply)
+    per_expert = {e: service.invoke({"symbol": "GOOG", "expert": e, "bars": rows}) for e in EXPERTS}
+    assert per_expert["trend"] == {k: reply[k] for k in ("p_down", "p_neutral", "p_up")}
+    bars = bars_frame(rows)
+    combiner = Combiner(bundle)
+    fingerprint = combiner.fingerprint(bars["high"].to_numpy(), bars["low"].to_numpy(), bars["close"].to_numpy(),
+                                       bars["volume"].to_numpy() if "volume" in bars else None)
+    decisions = combiner.decide([per_expert], bars["close"].to_numpy()[-1:], fingerprint.reshape(1, -1))
+    assert np.isclose(decisions.gate.sum(), 1.0) and -1.0 <= float(decisions.combined[0]) <= 1.0
+
+
+def test_serve_answers_over_http_and_names_bad_fields(jobs: Jobs) -> None:
+    (root,) = unpack(jobs.bundle.parent)
+    service = serve.ExpertService(root)
+    port = free_port()
+    server = serve.ThreadingHTTPServer(("127.0.0.1", port), serve.handler_for(service))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping") as response:
+            assert json.loads(response.read())["model_version"] == service.bundle["version"]
+        rows = _rows(jobs.goog_csv, service.bundle["min_bars"])
+        ok = _post(port, {"symbol": "GOOG", "experts": ["volatility"], "bars": rows})
+        assert ok[0] == 200 and set(ok[1]["answers"]) == {"volatility"}
+        assert len(ok[1]["answers"]["volatility"]["vol_history"]) == service.bundle["scores"]["volatility_window"]
+        for body, field in (({"symbol": "MSFT", "bars": rows}, "symbol"),
+                            ({"symbol": "GOOG", "bars": rows[:10]}, "bars"),
+                            ({"symbol": "GOOG", "expert": "sentiment", "bars": rows}, "expert")):
+            status, payload = _post(port, body)
+            assert status == 400 and payload["error"].startswith(f"{field}:")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _rows(csv: Path, count: int) -> list[dict[str, Any]]:
+    bars = load_prices(csv).bars.iloc[-count:]
+    return [{"timestamp": str(t.date()), **{k: float(v) for k, v in row.items()}} for t, row in bars.iterrows()]
+
+
+def _post(port: int, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+    try:
+        with urllib.request.urlopen(request) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())

@@ -1,0 +1,28 @@
+"""docs/openapi.json is the document the code generates (regenerate: python -m signal_engine.serving.openapi)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from signal_engine.serving.openapi import document
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
+
+
+def test_docs_openapi_json_is_not_stale() -> None:
+    assert DOC.read_text(encoding="utf-8") == document(), (
+        "docs/openapi.json is stale: run `.venv/bin/python -m signal_engine.serving.openapi > docs/openapi.json`")
+
+
+def test_document_describes_the_signal_api() -> None:
+    doc = json.loads(document())
+    assert set(doc["paths"]) == {"/signals", "/signals/batch", "/models", "/health"}
+    request = doc["components"]["schemas"]["SignalRequest"]
+    assert request["required"] == ["symbol"]
+    assert request["properties"]["symbol"]["pattern"]
+    response = doc["components"]["schemas"]["SignalResponse"]
+    assert {"symbol", "as_of", "signal", "score", "confidence", "position", "experts", "gate", "risk",
+            "model_version", "degraded"} <= set(response["properties"])
+    assert doc["paths"]["/signals"]["post"]["responses"]["422"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ErrorBody"}
