@@ -48,6 +48,7 @@ bench: setup
 	$(PY) benchmarks/bench_combine.py
 	$(PY) benchmarks/bench_training.py
 	$(PY) benchmarks/bench_moe.py
+	$(PY) benchmarks/bench_serving.py
 	@if [ -n "$$SIGNAL_ENGINE_TEST_MYSQL_URL" ]; then $(PY) benchmarks/bench_storage.py; \
 	else echo 'bench_storage: skipped; start MariaDB with: eval "$$(bash .ci/run mariadb)"'; fi
 
