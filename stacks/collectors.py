@@ -234,32 +234,21 @@ class CollectorsStack(Stack):
         dlq_depth = self.dead_letter_queue.metric_approximate_number_of_messages_visible(
             period=five, statistic="Maximum"
         )
-        errors_alarm = ops.add_alarm(
+        errors_alarm = ops.add_event_alarm(
             "ErrorsAlarm",
             metric=errors,
-            threshold=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            evaluation_periods=1,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             description="A collector failed (after Lambda's retries the event goes to the DLQ)",
         )
-        throttles_alarm = ops.add_alarm(
+        throttles_alarm = ops.add_event_alarm(
             "ThrottlesAlarm",
             metric=throttles,
-            threshold=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             evaluation_periods=3,
             datapoints_to_alarm=2,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             description="Collectors throttled: runs overlap beyond the reserved concurrency",
         )
-        dlq_alarm = ops.add_alarm(
+        dlq_alarm = ops.add_event_alarm(
             "DeadLetterAlarm",
             metric=dlq_depth,
-            threshold=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            evaluation_periods=1,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             description="Collector events in the dead-letter queue: inspect and redrive them",
         )
 

@@ -375,31 +375,21 @@ class ServingStack(Stack):
         server_errors = api.metric_server_error(period=five, statistic="Sum")
         combiner_errors = self.combiner.metric_errors(period=five)
         expert_errors = endpoint_metric("Invocation5XXErrors")
-        api_alarm = ops.add_alarm(
+        api_alarm = ops.add_event_alarm(
             "Api5xxAlarm",
             metric=server_errors,
             threshold=5,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            evaluation_periods=1,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             description="The Signal API answered 5XX at least 5 times in 5 minutes",
         )
-        combiner_alarm = ops.add_alarm(
+        combiner_alarm = ops.add_event_alarm(
             "CombinerErrorsAlarm",
             metric=combiner_errors,
-            threshold=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            evaluation_periods=1,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             description="The combiner Lambda failed",
         )
-        expert_alarm = ops.add_alarm(
+        expert_alarm = ops.add_event_alarm(
             "ExpertErrorsAlarm",
             metric=expert_errors,
             threshold=5,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            evaluation_periods=1,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             description="The experts' endpoint answered 5XX at least 5 times in 5 minutes (signals degrade)",
         )
         latency = api.metric_latency(period=five, statistic="p90")

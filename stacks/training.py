@@ -125,22 +125,14 @@ class TrainingStack(Stack):
         day = Duration.days(1)
         failed = machine.metric_failed(period=day, statistic="Sum")
         timed_out = machine.metric_timed_out(period=day, statistic="Sum")
-        failed_alarm = ops.add_alarm(
+        failed_alarm = ops.add_event_alarm(
             "RunFailedAlarm",
             metric=failed,
-            threshold=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            evaluation_periods=1,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             description="A training run failed (its cause was also published to the alarm topic)",
         )
-        timeout_alarm = ops.add_alarm(
+        timeout_alarm = ops.add_event_alarm(
             "RunTimedOutAlarm",
             metric=timed_out,
-            threshold=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            evaluation_periods=1,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             description="A training run hit the state machine's timeout",
         )
         ops.add_section(

@@ -91,6 +91,29 @@ class OpsDashboard(Construct):
         self.alarms.append(alarm)
         return alarm
 
+    def add_event_alarm(
+        self,
+        construct_id: str,
+        *,
+        metric: cloudwatch.IMetric,
+        description: str,
+        threshold: float = 1,
+        evaluation_periods: int = 1,
+        datapoints_to_alarm: int | None = None,
+    ) -> cloudwatch.Alarm:
+        """An alarm on a count of bad events (errors, failures, messages in a DLQ): ALARM once the count
+        reaches ``threshold``; no data means no events, so it is not breaching."""
+        return self.add_alarm(
+            construct_id,
+            metric=metric,
+            threshold=threshold,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            description=description,
+            evaluation_periods=evaluation_periods,
+            datapoints_to_alarm=datapoints_to_alarm,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+
     def add_alarm_status(self, title: str = "Alarms") -> None:
         """Add a row showing the state of every alarm created so far."""
         if self.alarms:
