@@ -33,8 +33,8 @@ test: setup
 # DocumentDB's TLS needs the Amazon RDS CA bundle in the collectors' package:
 #   make package-lambdas DOCDB_CA_BUNDLE=global-bundle.pem   (https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem)
 package-lambdas: setup
-	$(PY) -m stacks.lambda_packages build/lambda --group collectors $(if $(DOCDB_CA_BUNDLE),--ca-bundle $(DOCDB_CA_BUNDLE))
-	$(PY) lambda_src/combiner/build.py build/lambda
+	$(CDK_ENV) $(PY) -m stacks.lambda_packages build/lambda --group collectors $(if $(DOCDB_CA_BUNDLE),--ca-bundle $(DOCDB_CA_BUNDLE))
+	$(CDK_ENV) $(PY) lambda_src/combiner/build.py build/lambda
 
 synth: setup package-lambdas
 	$(CDK_ENV) npx cdk synth --quiet --output cdk.out
