@@ -16,10 +16,11 @@ from signal_engine.serving.bundle import Calibration, MetaArrays
 
 
 def softmax_gate_weights(gate: Any, experts: Sequence[str]) -> GateWeights:
-    """A fitted :class:`~signal_engine.moe.gate.SoftmaxGate` as a one-layer GateWeights with k = number of experts.
+    """A fitted :class:`~signal_engine.moe.gate.SoftmaxGate` as a one-layer GateWeights, with the gate's own top-k
+    (k = number of experts when it routes densely).
 
     ``softmax(((x - mean_) / scale_) @ coef_ + intercept_)`` is exactly ``gate_forward`` of one layer
-    (NaN inputs count as the training mean in both).
+    (NaN inputs count as the training mean in both), and both keep the k largest weights, renormalised.
     """
     coef = np.asarray(gate.coef_, dtype=float)
     if coef.shape[1] != len(experts):
@@ -27,7 +28,12 @@ def softmax_gate_weights(gate: Any, experts: Sequence[str]) -> GateWeights:
                          f"{list(experts)}")
     layer = (coef.copy(), np.asarray(gate.intercept_, dtype=float).copy())
     return GateWeights(np.asarray(gate.mean_, dtype=float).copy(), np.asarray(gate.scale_, dtype=float).copy(),
-                       (layer,), len(experts), tuple(experts))
+                       (layer,), _routing_k(gate, len(experts)), tuple(experts))
+
+
+def _routing_k(gate: Any, n_experts: int) -> int:
+    k = getattr(gate, "k", None)
+    return n_experts if k is None else min(int(k), n_experts)
 
 
 def gate_weights(gate: Any, experts: Sequence[str]) -> tuple[str, GateWeights]:

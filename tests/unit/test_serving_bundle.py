@@ -60,14 +60,16 @@ def test_bundle_json_follows_the_documented_layout(bundle_dir: Path) -> None:
     assert set(json.loads((bundle_dir / "calibration.json").read_text())) == {"x", "y"}
 
 
-def test_softmax_gate_export_matches_the_fitted_gate() -> None:
+@pytest.mark.parametrize("k", [None, 1, 2, 3])
+def test_softmax_gate_export_matches_the_fitted_gate(k: int | None) -> None:
     rng = np.random.default_rng(3)
     X = rng.normal(size=(300, 5)) * [1, 2, 3, 4, 5] + 1
     X[::17, 2] = np.nan
     scores = np.tanh(rng.normal(size=(300, 3)))
     y = scores[:, 0] * (X[:, 0] > 1) + rng.normal(scale=0.3, size=300)
-    gate = SoftmaxGate(iterations=50).fit(X, y, expert_scores=scores)
+    gate = SoftmaxGate(iterations=50, k=k).fit(X, y, expert_scores=scores)
     weights = softmax_gate_weights(gate, ("a", "b", "c"))
+    assert weights.k == (3 if k is None else k)
     np.testing.assert_allclose(gate_forward(weights, X), gate.predict_proba(X), rtol=1e-12, atol=1e-12)
 
 
