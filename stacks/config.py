@@ -70,6 +70,11 @@ _SERVING_DEV: dict[str, Any] = {
     # The experts' endpoint is created and updated by the training workflow's deploy step (the model data is
     # the bundle it just trained), on this instance type.
     "expert_instance_type": "ml.m5.large",
+    # "realtime" keeps expert_instance_type running (billed per hour); "serverless" uses SageMaker Serverless
+    # Inference (billed per request and second, cold starts after idle, no autoscaling to set up).
+    "expert_endpoint_mode": "realtime",
+    "expert_serverless_memory_mb": 2048,
+    "expert_serverless_max_concurrency": 5,
     # Autoscaling registers against the endpoint, which exists only after the first training run deployed it:
     # deploy once, run training, then set expert_autoscaling true and deploy again.
     "expert_autoscaling": False,
@@ -258,6 +263,9 @@ class StageConfig:
     training_max_runtime_hours: int
     training_profile: str
     expert_instance_type: str
+    expert_endpoint_mode: str
+    expert_serverless_memory_mb: int
+    expert_serverless_max_concurrency: int
     expert_autoscaling: bool
     expert_min_instances: int
     expert_max_instances: int
@@ -361,6 +369,15 @@ class StageConfig:
             raise ValueError(f"{self.name}: training_profile must be 'quick' or 'full'")
         if not 1 <= self.training_max_runtime_hours <= 120:
             raise ValueError(f"{self.name}: training_max_runtime_hours must be between 1 and 120")
+        if self.expert_endpoint_mode not in ("realtime", "serverless"):
+            raise ValueError(f"{self.name}: expert_endpoint_mode must be 'realtime' or 'serverless'")
+        if self.expert_endpoint_mode == "serverless" and self.expert_autoscaling:
+            raise ValueError(f"{self.name}: expert_autoscaling applies to realtime endpoints; serverless ones scale "
+                             "by themselves up to expert_serverless_max_concurrency")
+        if self.expert_serverless_memory_mb not in range(1024, 6145, 1024):
+            raise ValueError(f"{self.name}: expert_serverless_memory_mb must be 1024, 2048, ..., 6144")
+        if not 1 <= self.expert_serverless_max_concurrency <= 200:
+            raise ValueError(f"{self.name}: expert_serverless_max_concurrency must be between 1 and 200")
         if not 1 <= self.expert_min_instances <= self.expert_max_instances:
             raise ValueError(f"{self.name}: need 1 <= expert_min_instances <= expert_max_instances")
         if self.expert_invocations_per_instance < 1:

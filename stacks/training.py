@@ -20,7 +20,7 @@ from stacks.config import StageConfig
 from stacks.constructs.container_image import container_image
 from stacks.constructs.nag import acknowledge
 from stacks.constructs.ops_dashboard import OpsDashboard
-from step_functions.training_workflow import TrainingWorkflow
+from step_functions.training_workflow import ServerlessEndpoint, TrainingWorkflow
 
 DATASET_PREFIX = "bars/1d"
 # The output CDK publishes from the Storage stack for the artifacts bucket's ARN (see _acknowledge_state_machine_role).
@@ -65,6 +65,11 @@ class TrainingStack(Stack):
             training_instance_type=config.training_instance_type,
             processing_instance_type=config.processing_instance_type,
             endpoint_instance_type=config.expert_instance_type,
+            endpoint_serverless=(
+                ServerlessEndpoint(config.expert_serverless_memory_mb, config.expert_serverless_max_concurrency)
+                if config.expert_endpoint_mode == "serverless"
+                else None
+            ),
             endpoint_name=experts_endpoint,
             profile=config.training_profile,
             dataset_prefix=DATASET_PREFIX,

@@ -23,6 +23,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from aws_cdk import Duration, RemovalPolicy, Stack
@@ -49,6 +50,23 @@ ENDPOINT_ERRORS = ("ThrottlingException", "SageMaker.ThrottlingException", "Sage
 DEFAULT_EXPERTS = ("trend", "levels", "volatility")
 REPORT_KEY = "runs/{}/evaluation.json"
 
+
+
+@dataclass(frozen=True)
+class ServerlessEndpoint:
+    """SageMaker Serverless Inference for the experts' endpoint: no idle instance, billed per request and second;
+    memory 1024-6144 MB in steps of 1024, at most ``max_concurrency`` requests at once (cold starts after idle).
+    Serverless endpoints run outside the VPC (SageMaker supports no VPC config for them): the model is created
+    without one, and its container reaches only its model data."""
+
+    memory_mb: int = 2048
+    max_concurrency: int = 5
+
+    def __post_init__(self) -> None:
+        if self.memory_mb not in range(1024, 6145, 1024):
+            raise ValueError(f"serverless memory_mb must be 1024, 2048, ..., 6144, not {self.memory_mb}")
+        if not 1 <= self.max_concurrency <= 200:
+            raise ValueError(f"serverless max_concurrency must be between 1 and 200, not {self.max_concurrency}")
 
 def execution_input_defaults(*, training_instance_type: str, processing_instance_type: str,
                              endpoint_instance_type: str, profile: str, dataset_prefix: str) -> dict[str, Any]:
@@ -104,7 +122,15 @@ class TrainingWorkflow(Construct):
     sagemaker_role : the role the training jobs and the endpoint assume.
     alarm_topic : failures and failed quality gates are published here, with their cause.
     vpc, subnets, security_groups : optional; when given, jobs and the model run inside them.
+    endpoint_serverless : serve the experts with Serverless Inference instead of ``endpoint_instance_type``.
     """
+
+    def _endpoint_capacity(self) -> dict[str, Any]:
+        """The production variant's capacity: instances of the run's endpoint_instance_type, or serverless."""
+        if self.endpoint_serverless is None:
+            return {"InitialInstanceCount": 1, "InstanceType": sfn.JsonPath.string_at("$.run.endpoint_instance_type")}
+        return {"ServerlessConfig": {"MemorySizeInMB": self.endpoint_serverless.memory_mb,
+                                     "MaxConcurrency": self.endpoint_serverless.max_concurrency}}
 
     def __init__(
         self,
@@ -123,6 +149,7 @@ class TrainingWorkflow(Construct):
         training_instance_type: str = "ml.g5.xlarge",
         processing_instance_type: str = "ml.m5.xlarge",
         endpoint_instance_type: str = "ml.m5.large",
+        endpoint_serverless: ServerlessEndpoint | None = None,
         endpoint_name: str = "signal-engine-experts",
         profile: str = "quick",
         dataset_prefix: str = "bars/1d",
@@ -143,6 +170,7 @@ class TrainingWorkflow(Construct):
         self._max_runtime, self._volume = max_runtime, volume_size_gb
         self._poll = endpoint_poll or Duration.minutes(1)
         self._vpc_config = _vpc_config(vpc, subnets, security_groups)
+        self.endpoint_serverless = endpoint_serverless
         self.defaults = execution_input_defaults(
             training_instance_type=training_instance_type, processing_instance_type=processing_instance_type,
             endpoint_instance_type=endpoint_instance_type, profile=profile, dataset_prefix=dataset_prefix.strip("/"))
@@ -343,7 +371,7 @@ class TrainingWorkflow(Construct):
         }
         model_parameters: dict[str, Any] = {"ModelName": name, "ExecutionRoleArn": self.sagemaker_role.role_arn,
                                             "PrimaryContainer": container}
-        if self._vpc_config:
+        if self._vpc_config and self.endpoint_serverless is None:  # Serverless Inference takes no VPC config
             model_parameters["VpcConfig"] = self._vpc_config
         arn = f"arn:{stack.partition}:sagemaker:{stack.region}:{stack.account}"
         create_model = tasks.CallAwsService(
@@ -353,8 +381,7 @@ class TrainingWorkflow(Construct):
         create_config = tasks.CallAwsService(
             self, "CreateEndpointConfig", service="sagemaker", action="createEndpointConfig",
             parameters={"EndpointConfigName": name, "ProductionVariants": [{
-                "VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": 1,
-                "InstanceType": sfn.JsonPath.string_at("$.run.endpoint_instance_type")}]},
+                "VariantName": "AllTraffic", "ModelName": name, **self._endpoint_capacity()}]},
             iam_resources=[f"{arn}:endpoint-config/signal-engine-*"], result_path=sfn.JsonPath.DISCARD)
         find = tasks.CallAwsService(
             self, "FindEndpoint", service="sagemaker", action="listEndpoints",
@@ -475,6 +502,7 @@ def _channel(name: str, uri_path: str) -> dict[str, Any]:
 def _protect(task: sfn.TaskStateBase, failure: sfn.IChainable, errors: Sequence[str]) -> None:
     task.add_retry(errors=list(errors), interval=Duration.seconds(5), max_attempts=4, backoff_rate=2.0)
     task.add_catch(failure, result_path="$.error")
+
 
 
 def _image_uri(image: ecr_assets.DockerImageAsset | str, role: iam.IRole) -> str:

@@ -10,6 +10,7 @@ from typing import Any
 import jsonschema
 import pytest
 from aws_cdk import App, Duration, Environment, Stack
+from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
@@ -17,7 +18,12 @@ from aws_cdk.assertions import Match, Template
 from cdk_nag import AwsSolutionsChecks
 
 from signal_engine.workflow.steps import STEPS
-from step_functions.training_workflow import EXECUTION_INPUT_SCHEMA, SYNC_TRAINING, TrainingWorkflow
+from step_functions.training_workflow import (
+    EXECUTION_INPUT_SCHEMA,
+    SYNC_TRAINING,
+    ServerlessEndpoint,
+    TrainingWorkflow,
+)
 
 pytestmark = pytest.mark.infra
 
@@ -215,3 +221,34 @@ def test_cdk_nag_finds_nothing_unacknowledged(built: tuple[Stack, TrainingWorkfl
     problems = [f"{v.rule_name} at {r.construct_path}" for v in report.violations for r in v.violating_resources
                 if "/Training/" in r.construct_path]
     assert problems == []
+
+
+def test_serverless_endpoint_config_replaces_instances_and_drops_the_vpc() -> None:
+    app = App()
+    stack = Stack(app, "ServerlessWorkflowTest", env=Environment(account="123456789012", region="us-east-1"))
+    role = iam.Role(stack, "SageMakerRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"))
+    isolated = ec2.SubnetConfiguration(name="App", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)
+    vpc = ec2.Vpc(stack, "Vpc", max_azs=1, nat_gateways=0, subnet_configuration=[isolated])
+    TrainingWorkflow(
+        stack, "Training",
+        datasets_bucket=s3.Bucket.from_bucket_name(stack, "Datasets", "datasets-bucket"),
+        artifacts_bucket=s3.Bucket.from_bucket_name(stack, "Artifacts", "artifacts-bucket"),
+        training_image=TRAINING_IMAGE, inference_image=INFERENCE_IMAGE, sagemaker_role=role,
+        alarm_topic=sns.Topic.from_topic_arn(stack, "Alarms", "arn:aws:sns:us-east-1:123456789012:alarms"),
+        vpc=vpc, subnets=ec2.SubnetSelection(subnet_group_name="App"),
+        security_groups=[ec2.SecurityGroup(stack, "Jobs", vpc=vpc)],
+        endpoint_serverless=ServerlessEndpoint(memory_mb=3072, max_concurrency=8),
+    )
+    (machine,) = Template.from_stack(stack).find_resources("AWS::StepFunctions::StateMachine").values()
+    states = json.loads(resolve(machine["Properties"]["DefinitionString"]))["States"]
+    (variant,) = states["CreateEndpointConfig"]["Parameters"]["ProductionVariants"]
+    assert variant["ServerlessConfig"] == {"MemorySizeInMB": 3072, "MaxConcurrency": 8}
+    assert "InstanceType.$" not in variant and "InitialInstanceCount" not in variant
+    assert "VpcConfig" not in states["CreateModel"]["Parameters"]
+    assert '"VpcConfig"' in json.dumps(states)  # the training jobs still run in the VPC
+
+
+@pytest.mark.parametrize(("memory_mb", "max_concurrency"), [(1000, 5), (7168, 5), (2048, 0), (2048, 201)])
+def test_serverless_settings_outside_sagemakers_limits_are_refused(memory_mb: int, max_concurrency: int) -> None:
+    with pytest.raises(ValueError, match="serverless"):
+        ServerlessEndpoint(memory_mb=memory_mb, max_concurrency=max_concurrency)
