@@ -1,4 +1,5 @@
-"""Collectors stack: one Lambda per source and kind on an EventBridge schedule, with retries, a DLQ and alarms."""
+"""Collectors stack: one Lambda per source and kind on an EventBridge schedule, with retries, a DLQ and alarms, and
+the bars export that turns the stored bars into the training workflow's input (``bars/<timeframe>/<SYMBOL>.csv``)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,10 @@ RUNTIME = lambda_.Runtime.PYTHON_3_11
 METRICS_NAMESPACE = "SignalEngine"
 METRICS_SERVICE = "signal-engine-collectors"
 RAW_PREFIX = "raw"
+# The training workflow reads <dataset_prefix>/<SYMBOL>.csv, dataset_prefix "bars/1d" by default; the bars export
+# (lambda_src/collectors/export_bars.py, signal_engine.storage.export.BARS_PREFIX) writes bars/<timeframe>/.
+DATASETS_BARS_PREFIX = "bars"
+EXPORT_BARS = "export_bars"
 RUNTIME_REASON = (
     "Python 3.11 is the interpreter the project is developed and tested on (pyproject requires-python) and the "
     "packages of `make package-lambdas` are built for it; the runtime is supported by Lambda until 2027."
@@ -42,7 +47,13 @@ def pascal(name: str) -> str:
 
 
 class CollectorsStack(Stack):
-    """The ten collector functions of lambda_src/collectors/, their schedules, idempotency table, DLQ and alarms."""
+    """The ten collector functions of lambda_src/collectors/, their schedules, idempotency table, DLQ and alarms.
+
+    Beside them, the bars export function (``export_bars``, its own role: the MySQL secret and
+    ``datasets_bars_policy``, read and write on the datasets bucket's ``bars/`` prefix only) writes the stored bars to
+    ``s3://<datasets bucket>/bars/<timeframe>/<SYMBOL>.csv`` on ``config.bars_export_schedule``, after the daily bar
+    collectors and before the weekly training run that reads them.
+    """
 
     def __init__(
         self,
@@ -58,6 +69,8 @@ class CollectorsStack(Stack):
         mysql_secret: secretsmanager.ISecret,
         docdb_secret: secretsmanager.ISecret,
         alarm_topic: sns.ITopic,
+        datasets_bucket: s3.IBucket,
+        datasets_bars_policy: iam.IManagedPolicy,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -118,25 +131,76 @@ class CollectorsStack(Stack):
         for name in COLLECTORS:
             function = self._build_function(name, code, environment, vpc, app_subnets, app_security_group)
             self.functions[name] = function
-            self.rules[name] = events.Rule(
-                self,
-                f"{pascal(name)}Schedule",
-                description=f"Collect {name.replace('_', ' ')} ({config.collector_schedules[name]} UTC)",
-                schedule=events.Schedule.expression(config.collector_schedules[name]),
-                targets=[
-                    targets.LambdaFunction(
-                        function,
-                        dead_letter_queue=self.dead_letter_queue,
-                        retry_attempts=2,
-                        max_event_age=Duration.hours(1),
-                    )
-                ],
+            self.rules[name] = self._schedule(
+                name, function, config.collector_schedules[name], f"Collect {name.replace('_', ' ')}"
             )
+
+        self.export_role = self._build_export_role(datasets_bars_policy, mysql_secret)
+        export_environment = {
+            "SYMBOLS": ",".join(config.symbols),
+            "TIMEFRAME": "1d",
+            "SIGNAL_ENGINE_DATABASE_SECRET": mysql_secret.secret_arn,
+            "SIGNAL_ENGINE_DATASETS_STORE": f"s3://{datasets_bucket.bucket_name}",
+            "POWERTOOLS_SERVICE_NAME": METRICS_SERVICE,
+            "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+        }
+        self.export_function = self._build_function(
+            EXPORT_BARS, code, export_environment, vpc, app_subnets, app_security_group,
+            role=self.export_role,
+            description=f"signal-engine bars export: stored bars to s3://<datasets>/{DATASETS_BARS_PREFIX}/ "
+            "(the training input)",
+        )
+        self.export_rule = self._schedule(
+            EXPORT_BARS, self.export_function, config.bars_export_schedule,
+            f"Export the stored bars as the training input ({DATASETS_BARS_PREFIX}/1d/<SYMBOL>.csv)",
+        )
 
         self.dashboard = OpsDashboard(
             self, "Dashboard", alarm_topic=alarm_topic, dashboard_name=f"{config.construct_id}-Collectors"
         )
         self._add_monitoring()
+
+    def _schedule(self, name: str, function: lambda_.Function, expression: str, what: str) -> events.Rule:
+        """An EventBridge rule invoking ``function`` on ``expression``; undeliverable events go to the DLQ."""
+        return events.Rule(
+            self,
+            f"{pascal(name)}Schedule",
+            description=f"{what} ({expression} UTC)",
+            schedule=events.Schedule.expression(expression),
+            targets=[
+                targets.LambdaFunction(
+                    function,
+                    dead_letter_queue=self.dead_letter_queue,
+                    retry_attempts=2,
+                    max_event_age=Duration.hours(1),
+                )
+            ],
+        )
+
+    def _build_export_role(
+        self, datasets_bars_policy: iam.IManagedPolicy, mysql_secret: secretsmanager.ISecret
+    ) -> iam.Role:
+        """The bars export's role: read the bars (MySQL secret), write the datasets bucket's bars/ prefix, DLQ."""
+        role = lambda_vpc_role(
+            self,
+            "ExportRole",
+            description="signal-engine bars export: MySQL via its secret, training input CSVs to the datasets bucket",
+        )
+        role.add_managed_policy(datasets_bars_policy)
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="StoreSecret",
+                actions=["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+                resources=[mysql_secret.secret_arn],
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="DeadLetters", actions=["sqs:SendMessage"], resources=[self.dead_letter_queue.queue_arn]
+            )
+        )
+        acknowledge_tracing(role)
+        return role
 
     def _build_role(
         self,
@@ -181,6 +245,9 @@ class CollectorsStack(Stack):
         vpc: ec2.IVpc,
         app_subnets: ec2.SubnetSelection,
         app_security_group: ec2.ISecurityGroup,
+        *,
+        role: iam.IRole | None = None,
+        description: str | None = None,
     ) -> lambda_.Function:
         config = self._config
         construct_id = pascal(name)
@@ -193,7 +260,7 @@ class CollectorsStack(Stack):
         function = lambda_.Function(
             self,
             construct_id,
-            description=f"signal-engine collector: {name.replace('_', ' ')}",
+            description=description or f"signal-engine collector: {name.replace('_', ' ')}",
             runtime=RUNTIME,
             architecture=lambda_.Architecture.X86_64,
             handler=f"collectors.{name}.handler",
@@ -201,7 +268,7 @@ class CollectorsStack(Stack):
             memory_size=config.collector_memory_mb,
             timeout=Duration.seconds(config.collector_timeout_seconds),
             environment=environment,
-            role=self.role,
+            role=role or self.role,
             vpc=vpc,
             vpc_subnets=app_subnets,
             security_groups=[app_security_group],
@@ -219,6 +286,7 @@ class CollectorsStack(Stack):
         """Collector runs, errors, throttles, rows written and the DLQ, with alarms to the topic."""
         ops = self.dashboard
         five = Duration.minutes(5)
+        # An alarm's math expression takes at most 10 metrics: the ten collectors; the bars export has its own.
         errors = cloudwatch.MathExpression(
             expression="SUM(METRICS())",
             using_metrics={f"e{i}": f.metric_errors(period=five) for i, f in enumerate(self.functions.values())},
@@ -231,6 +299,7 @@ class CollectorsStack(Stack):
             label="Throttles, all collectors",
             period=five,
         )
+        export_errors = self.export_function.metric_errors(period=five, label="Errors, bars export")
         dlq_depth = self.dead_letter_queue.metric_approximate_number_of_messages_visible(
             period=five, statistic="Maximum"
         )
@@ -262,6 +331,19 @@ class CollectorsStack(Stack):
                 label=name,
             )
 
+        export_errors_alarm = ops.add_event_alarm(
+            "ExportErrorsAlarm",
+            metric=export_errors,
+            description="The bars export failed (no symbol exported, or the store or bucket unreachable): the "
+            "training input is stale; after Lambda's retries the event goes to the DLQ",
+        )
+        missing_alarm = ops.add_event_alarm(
+            "ExportMissingAlarm",
+            metric=collector_metric("SymbolsMissing"),
+            description="The bars export found no usable stored bars for a symbol (its previous training input file "
+            "is kept; a symbol never exported fails the training run): check that symbol's bar collectors",
+        )
+
         ops.add_section(
             "Collector runs",
             ops.graph(
@@ -272,6 +354,21 @@ class CollectorsStack(Stack):
             ops.graph(
                 "Requests, payloads, rows",
                 [collector_metric(m) for m in ("CollectionRequests", "PayloadsKept", "RowsWritten")],
+                width=12,
+            ),
+        )
+        ops.add_section(
+            "Bars export (training input)",
+            ops.graph(
+                "Symbols exported and missing",
+                [collector_metric(m) for m in ("SymbolsExported", "SymbolsMissing", "SymbolsKept")],
+                thresholds=[missing_alarm],
+                width=12,
+            ),
+            ops.graph(
+                "Export runs and errors",
+                [self.export_function.metric_invocations(period=five, label="Invocations"), export_errors],
+                thresholds=[export_errors_alarm],
                 width=12,
             ),
         )

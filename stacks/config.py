@@ -47,6 +47,10 @@ _COLLECTORS_DEV: dict[str, Any] = {
         "yahoo_fundamentals": "cron(0 8 ? * SAT *)",
         "nasdaq_financials": "cron(30 8 ? * SAT *)",
     },
+    # The bars export (lambda_src/collectors/export_bars.py) writes the stored daily bars to the datasets bucket as
+    # the training input (bars/1d/<SYMBOL>.csv): on weekdays after both bar collectors (22:30, 22:45 UTC, plus their
+    # retries), so Friday's export is in place well before the weekly training run (train_schedule, Saturday).
+    "bars_export_schedule": "cron(45 23 ? * MON-FRI *)",
     "collector_symbols": "SPY,QQQ,AAPL,MSFT,NVDA",
     "collector_memory_mb": 1024,
     "collector_timeout_seconds": 300,
@@ -253,6 +257,7 @@ class StageConfig:
     train_schedule: str
     collectors_enabled: bool
     collector_schedules: dict[str, str]
+    bars_export_schedule: str
     collector_symbols: str
     collector_memory_mb: int
     collector_timeout_seconds: int
@@ -342,6 +347,11 @@ class StageConfig:
                     f"{self.name}: collector_schedules.{collector} must be an EventBridge expression such as "
                     f"'cron(30 22 ? * MON-FRI *)' or 'rate(1 hour)', got {expression!r}"
                 )
+        if not re.fullmatch(r"(cron|rate)\(.+\)", self.bars_export_schedule):
+            raise ValueError(
+                f"{self.name}: bars_export_schedule must be an EventBridge expression such as "
+                f"'cron(45 23 ? * MON-FRI *)', got {self.bars_export_schedule!r}"
+            )
         if not re.fullmatch(r"(cron|rate)\(.+\)", self.train_schedule):
             raise ValueError(f"{self.name}: train_schedule must be a cron(...) or rate(...) expression")
         if not [s for s in self.collector_symbols.split(",") if s.strip()]:

@@ -7,7 +7,7 @@ from typing import Any
 from aws_cdk import Stage, Tags
 from constructs import Construct
 
-from stacks.collectors import RAW_PREFIX, CollectorsStack
+from stacks.collectors import DATASETS_BARS_PREFIX, RAW_PREFIX, CollectorsStack
 from stacks.config import StageConfig
 from stacks.constructs.sagemaker_role import sagemaker_role
 from stacks.monitoring import MonitoringStack
@@ -82,6 +82,15 @@ class SignalEngineStage(Stage):
                 mysql_secret=self.storage.mysql_secret,
                 docdb_secret=self.storage.docdb_secret,
                 alarm_topic=self.monitoring.alarm_topic,
+                datasets_bucket=self.storage.datasets_bucket,
+                datasets_bars_policy=self.storage.prefix_access_policy(
+                    "ExportBarsDatasets",
+                    bucket=self.storage.datasets_bucket,
+                    prefix=DATASETS_BARS_PREFIX,
+                    actions=["s3:GetObject", "s3:PutObject"],
+                    description="signal-engine bars export: write the training input CSVs under bars/ (and read "
+                    "them back to never replace a longer history)",
+                ),
                 description=f"signal-engine {config.name}: collector Lambdas, schedules, DLQ, idempotency table",
                 **common,
             )

@@ -33,6 +33,7 @@ from signal_engine.labels import Labels, make_labels
 from signal_engine.moe.confidence import ConfidenceCalibrator
 from signal_engine.moe.scores import levels_score, trend_score, volatility_score
 from signal_engine.registry import load_experts, save_experts
+from signal_engine.storage.export import series_csv
 from signal_engine.workflow.quality import Decision, QualityConfig, decide
 from signal_engine.workflow.steps import DatasetArtefact, EvaluationArtefact, ExpertArtefact, GateArtefact
 
@@ -95,11 +96,9 @@ def timeframe_of(series: PriceSeries) -> str:
 
 
 def write_series(series: PriceSeries, path: Path) -> Path:
-    """Write validated bars in the Yahoo layout (``Date,Open,High,Low,Close[,Volume]``), prices already adjusted."""
-    frame = series.bars.rename(columns=str.title)
-    frame.index = pd.DatetimeIndex(frame.index).rename("Date")
-    frame.to_csv(path, date_format="%Y-%m-%d %H:%M:%S" if series.intraday else "%Y-%m-%d", float_format="%.10g",
-                 lineterminator="\n")
+    """Write validated bars in the Yahoo layout (``Date,Open,High,Low,Close[,Volume]``), prices already adjusted,
+    exactly as the bars export of the collectors writes them (every digit, so the jobs fit on the stored values)."""
+    path.write_bytes(series_csv(series))
     return path
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Capture, Match, Template
 
-from stacks.collectors import pascal
+from stacks.collectors import DATASETS_BARS_PREFIX, EXPORT_BARS, pascal
 from stacks.config import COLLECTORS, load_stage_config
 
 pytestmark = pytest.mark.infra
@@ -19,12 +19,13 @@ TOPIC_OUTPUT = {"Fn::GetStackOutput": Match.object_like({"OutputName": Match.str
 
 
 def functions(template: Template) -> dict[str, Any]:
-    """The collector functions by handler (CDK's own helper functions have other handlers)."""
+    """The collector functions by handler (CDK's own helper functions have other handlers; the bars export is apart)."""
     found = template.find_resources("AWS::Lambda::Function")
     return {
         f["Properties"]["Handler"]: f
         for f in found.values()
         if str(f["Properties"].get("Handler", "")).startswith("collectors.")
+        and f["Properties"]["Handler"] != f"collectors.{EXPORT_BARS}.handler"
     }
 
 
@@ -99,7 +100,7 @@ def test_failed_async_invocations_retry_then_go_to_the_dlq(collectors_template: 
         "AWS::Lambda::EventInvokeConfig",
         {"Properties": {"MaximumRetryAttempts": DEV.collector_retry_attempts, "MaximumEventAgeInSeconds": 3600}},
     )
-    assert len(configs) == len(COLLECTORS)
+    assert len(configs) == len(COLLECTORS) + 1  # and the bars export
 
 
 def test_dead_letter_queue_is_encrypted_and_tls_only(collectors_template: Template) -> None:
@@ -190,3 +191,99 @@ def test_prod_reserves_concurrency_per_collector(prod_collectors_template: Templ
     assert PROD.collector_reserved_concurrency > 0
     for function in functions(prod_collectors_template).values():
         assert function["Properties"]["ReservedConcurrentExecutions"] == PROD.collector_reserved_concurrency
+
+
+def export_function(template: Template) -> dict[str, Any]:
+    (function,) = template.find_resources(
+        "AWS::Lambda::Function", {"Properties": {"Handler": f"collectors.{EXPORT_BARS}.handler"}}
+    ).values()
+    return function
+
+
+def test_the_bars_export_writes_the_training_input_to_the_datasets_bucket(collectors_template: Template) -> None:
+    props = export_function(collectors_template)["Properties"]
+    variables = props["Environment"]["Variables"]
+    assert (variables["SYMBOLS"], variables["TIMEFRAME"]) == (",".join(DEV.symbols), "1d")
+    assert "Secret" in json.dumps(variables["SIGNAL_ENGINE_DATABASE_SECRET"])
+    store = json.dumps(variables["SIGNAL_ENGINE_DATASETS_STORE"])
+    assert store.startswith('{"Fn::Join"') and '"s3://"' in store and "DatasetsBucket" in store
+    assert not {"SIGNAL_ENGINE_DOCUMENT_SECRET", "IDEMPOTENCY_TABLE", "SIGNAL_ENGINE_OBJECT_STORE"} & set(variables)
+    assert len(props["VpcConfig"]["SubnetIds"]) == DEV.max_azs
+    assert "AppSecurityGroup" in json.dumps(props["VpcConfig"]["SecurityGroupIds"])
+    assert props["DeadLetterConfig"]["TargetArn"]["Fn::GetAtt"][0].startswith("DeadLetterQueue")
+    assert props["Role"]["Fn::GetAtt"][0].startswith("ExportRole")
+
+
+def test_the_bars_export_runs_after_the_bar_collectors_and_before_training(collectors_template: Template) -> None:
+    collectors_template.has_resource_properties(
+        "AWS::Events::Rule",
+        {
+            "ScheduleExpression": DEV.bars_export_schedule,
+            "State": "ENABLED",
+            "Targets": [
+                Match.object_like(
+                    {
+                        "Arn": {"Fn::GetAtt": [Match.string_like_regexp("^ExportBars[0-9A-F]{8}$"), "Arn"]},
+                        "RetryPolicy": {"MaximumRetryAttempts": 2, "MaximumEventAgeInSeconds": 3600},
+                    }
+                )
+            ],
+        },
+    )
+
+    def minutes(expression: str) -> int:
+        minute, hour, *_ = expression.removeprefix("cron(").rstrip(")").split()
+        return int(hour) * 60 + int(minute)
+
+    for config in (DEV, PROD):
+        export = config.bars_export_schedule
+        assert export.removeprefix("cron(").split()[4] == "MON-FRI"
+        last_bars = max(minutes(config.collector_schedules[n]) for n in ("yahoo_bars", "nasdaq_bars"))
+        assert minutes(export) >= last_bars + 30  # the collectors' timeout and first retry fit in between
+        assert "SAT" in config.train_schedule  # Friday's export is in place before the weekly run
+
+
+def test_the_bars_export_role_reads_only_the_mysql_secret(collectors_template: Template) -> None:
+    (role_id,) = collectors_template.find_resources(
+        "AWS::IAM::Role", {"Properties": {"Description": Match.string_like_regexp("^signal-engine bars export")}}
+    )
+    policies = [
+        p for p in collectors_template.find_resources("AWS::IAM::Policy").values()
+        if {"Ref": role_id} in p["Properties"]["Roles"]
+    ]
+    found = [s for p in policies for s in p["Properties"]["PolicyDocument"]["Statement"]]
+    secret = next(s for s in found if s.get("Sid") == "StoreSecret")
+    assert "MySql" in json.dumps(secret["Resource"]) and "DocDb" not in json.dumps(found)
+    assert not any("dynamodb" in json.dumps(s["Action"]) or "s3:" in json.dumps(s["Action"]) for s in found)
+    role = collectors_template.find_resources("AWS::IAM::Role")[role_id]
+    arns = json.dumps(role["Properties"]["ManagedPolicyArns"])
+    assert "ExportBarsDatasets" in arns and "CollectorsRawPayloads" not in arns
+
+
+def test_the_bars_export_may_only_get_and_put_objects_under_bars(storage_template: Template) -> None:
+    policy = Capture()
+    storage_template.has_resource_properties(
+        "AWS::IAM::ManagedPolicy",
+        {"Description": Match.string_like_regexp("^signal-engine bars export"), "PolicyDocument": policy},
+    )
+    by_sid = {s["Sid"]: s for s in policy.as_object()["Statement"]}
+    assert sorted(by_sid["Objects"]["Action"]) == ["s3:GetObject", "s3:PutObject"]
+    assert by_sid["Objects"]["Resource"]["Fn::Join"][1][-1] == f"/{DATASETS_BARS_PREFIX}/*"
+    assert "DatasetsBucket" in json.dumps(by_sid["Objects"]["Resource"])
+    assert by_sid["List"]["Condition"] == {"StringLike": {"s3:prefix": [f"{DATASETS_BARS_PREFIX}/*",
+                                                                       DATASETS_BARS_PREFIX]}}
+
+
+def test_missing_symbols_of_the_export_raise_an_alarm(collectors_template: Template) -> None:
+    alarms = collectors_template.find_resources("AWS::CloudWatch::Alarm")
+    (alarm,) = [a for a in alarms.values() if '"MetricName": "SymbolsMissing"' in json.dumps(a)]
+    props = alarm["Properties"]
+    (query,) = props["Metrics"]  # a labelled metric renders as a metric query
+    metric = query["MetricStat"]["Metric"]
+    assert (metric["Namespace"], props["Threshold"], props["TreatMissingData"]) == ("SignalEngine", 1, "notBreaching")
+    assert metric["Dimensions"] == [{"Name": "service", "Value": "signal-engine-collectors"}]
+    assert query["MetricStat"]["Stat"] == "Sum"
+    assert json.dumps(props["AlarmActions"]).count("AlarmTopic") == 1
+    errors = [a for a in alarms.values() if '"MetricName": "Errors"' in json.dumps(a)
+              and "ExportBars" in json.dumps(a["Properties"])]
+    assert len(errors) == 1 and errors[0]["Properties"]["Threshold"] == 1

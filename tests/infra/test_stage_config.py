@@ -30,6 +30,7 @@ def test_both_stages_schedule_every_collector(stage: str) -> None:
         ),
         ({"collector_schedules": {"yahoo_bars": 5}}, "collector_schedules must be dict"),
         ({"train_schedule": "weekly"}, "train_schedule must be a cron"),
+        ({"bars_export_schedule": "daily"}, "bars_export_schedule must be an EventBridge expression"),
         ({"collector_symbols": " , "}, "collector_symbols needs at least one symbol"),
         ({"collector_retry_attempts": 3}, "collector_retry_attempts must be 0, 1 or 2"),
         ({"collector_timeout_seconds": 901}, "collector_timeout_seconds must be between 1 and 900"),

@@ -1,0 +1,176 @@
+"""Export stored bars as the training workflow's input: ``bars/<timeframe>/<SYMBOL>.csv`` in the Yahoo layout.
+
+The collectors write bars into the price store (MySQL in AWS); the training workflow's prepare step reads one CSV
+per symbol from the datasets bucket (its execution input's ``dataset_prefix``, ``bars/1d`` by default). This use
+case bridges the two: it reads each symbol's bars, writes ``Date,Open,High,Low,Close[,Volume]`` (prices already
+adjusted, as ``PriceStore.read_bars`` returns them) and checks the file with the same loader the prepare job uses
+before it stores it, so a symbol without bars, or with bars the loader would reject, is reported and its previous
+file is left as it was: a good file is never replaced by an empty or unreadable one. Nor by a shorter one: a file
+that reaches further back than the stored bars (history uploaded by hand, while the collectors only store bars from
+their first run on) is kept and reported until the store is backfilled (a Collect Request with an early ``start``,
+or ``signal-engine ingest``) or the file is deleted.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from signal_engine.data.loader import PriceSeries, load_prices
+from signal_engine.errors import ConfigError, InputError
+from signal_engine.ports import ObjectStore, PriceStore
+
+BARS_PREFIX = "bars"
+CSV_CONTENT_TYPE = "text/csv"
+# The symbols the training workflow's execution input accepts (step_functions/training_workflow.py).
+SYMBOL_PATTERN = re.compile(r"^[A-Za-z0-9.^=_-]{1,20}$")
+TIMEFRAME_PATTERN = re.compile(r"^[0-9]{1,4}[a-z]{1,3}$")
+
+
+@dataclass(frozen=True)
+class ExportedSeries:
+    """One symbol's file: where it went, how many bars, their span, and whether it carries volume."""
+
+    symbol: str
+    key: str
+    bars: int
+    first: str
+    last: str
+    volume: bool
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What an export wrote (``exported``), the symbols without usable stored bars (``missing``) and those whose
+    existing file reaches further back than the stored bars (``kept``), each with why; those files are untouched."""
+
+    timeframe: str
+    exported: tuple[ExportedSeries, ...] = ()
+    missing: dict[str, str] = field(default_factory=dict)
+    kept: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing and not self.kept
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "timeframe": self.timeframe,
+            "exported": [vars(series) for series in self.exported],
+            "missing": dict(self.missing),
+            "kept": dict(self.kept),
+        }
+
+
+def bars_key(symbol: str, timeframe: str, prefix: str = BARS_PREFIX) -> str:
+    """``bars/1d/SPY.csv``: where the training workflow (``dataset_prefix`` ``bars/<timeframe>``) reads a symbol."""
+    return f"{prefix.strip('/')}/{timeframe}/{symbol}.csv" if prefix.strip("/") else f"{timeframe}/{symbol}.csv"
+
+
+def series_csv(series: PriceSeries) -> bytes:
+    """The series in the Yahoo layout, ``Date,Open,High,Low,Close[,Volume]``, as ``load_prices`` reads it back.
+
+    Prices are written with every digit (no rounding), so loading the file gives the stored values. Dates are
+    ``YYYY-MM-DD`` for daily bars and ``YYYY-MM-DD HH:MM:SS`` (UTC) for intraday ones.
+    """
+    frame = series.bars.rename(columns=str.title)
+    frame.index = pd.DatetimeIndex(frame.index).rename("Date")
+    text = frame.to_csv(date_format="%Y-%m-%d %H:%M:%S" if series.intraday else "%Y-%m-%d", lineterminator="\n")
+    return text.encode("utf-8")
+
+
+def export_bars(prices: PriceStore, objects: ObjectStore, symbols: Iterable[str], timeframe: str = "1d", *,
+                prefix: str = BARS_PREFIX) -> ExportResult:
+    """Write each symbol's stored bars to ``objects`` at :func:`bars_key`; report the symbols it could not write.
+
+    A symbol with no stored bars, or whose bars the price loader rejects (a missing volume is dropped instead, see
+    below), lands in ``ExportResult.missing`` with the reason; its existing file, if any, is left untouched. A symbol
+    whose existing file starts before the first stored bar lands in ``ExportResult.kept``: replacing that file would
+    drop history.
+    Volume is written only when every bar has it (the loader accepts no empty cells), else the column is left out.
+    Raises :class:`ConfigError` for an empty symbol list or a symbol or timeframe that cannot name a file.
+    """
+    names = [symbol.strip().upper() for symbol in symbols if symbol.strip()]
+    if not names:
+        raise ConfigError("no symbols to export; expected at least one, e.g. SPY,QQQ")
+    bad = [symbol for symbol in names if not SYMBOL_PATTERN.fullmatch(symbol)]
+    if bad:
+        raise ConfigError(f"symbols {', '.join(bad)} cannot name a dataset file; expected letters, digits and "
+                          "'.^=_-' (at most 20 characters), as the training workflow's input accepts")
+    if not TIMEFRAME_PATTERN.fullmatch(timeframe):
+        raise ConfigError(f"timeframe {timeframe!r} is not a bar length; expected e.g. 1d, 1h or 5m")
+    exported: list[ExportedSeries] = []
+    missing: dict[str, str] = {}
+    kept: dict[str, str] = {}
+    for symbol in dict.fromkeys(names):
+        try:
+            series = prices.read_bars(symbol, timeframe)
+        except InputError as exc:
+            missing[symbol] = str(exc)
+            continue
+        if series.bars.empty:  # a store may answer an empty series rather than raise
+            missing[symbol] = f"store:{symbol}/{timeframe}: no bars stored for this symbol and timeframe"
+            continue
+        series = _complete_columns(series)
+        data = series_csv(series)
+        problem = _unreadable(data, symbol, series)
+        if problem:
+            missing[symbol] = problem
+            continue
+        key = bars_key(symbol, timeframe, prefix)
+        index = pd.DatetimeIndex(series.bars.index)
+        earlier = _earlier_history(objects, key, symbol, index[0])
+        if earlier is not None:
+            kept[symbol] = (f"{key} starts at {earlier}, before the first stored bar {index[0]}; kept so no history "
+                            "is lost: backfill the store from that date or delete the file")
+            continue
+        objects.put(key, data, CSV_CONTENT_TYPE)
+        exported.append(ExportedSeries(symbol, key, len(series), str(index[0]), str(index[-1]), series.has_volume))
+    return ExportResult(timeframe, tuple(exported), missing, kept)
+
+
+def _earlier_history(objects: ObjectStore, key: str, symbol: str, first: pd.Timestamp) -> pd.Timestamp | None:
+    """The first bar of the file at ``key`` when it is readable and starts before ``first``, else None."""
+    # Listed before it is read: S3 answers a GET of a missing key with 403 rather than 404 unless the caller may list
+    # the whole bucket, and the export may list only its prefix.
+    if key not in objects.keys(key):
+        return None
+    try:
+        existing = objects.get(key)
+    except KeyError:
+        return None
+    with tempfile.TemporaryDirectory(prefix="signal-engine-export-") as scratch:
+        path = Path(scratch) / f"{symbol}.csv"
+        path.write_bytes(existing)
+        try:
+            start = pd.DatetimeIndex(load_prices(path, symbol).bars.index)[0]
+        except InputError:  # an unreadable file is no history to keep
+            return None
+    return start if start < first else None
+
+
+def _complete_columns(series: PriceSeries) -> PriceSeries:
+    if series.has_volume and series.bars["volume"].isna().any():
+        return PriceSeries(series.symbol, series.source, series.bars.drop(columns="volume"))
+    return series
+
+
+def _unreadable(data: bytes, symbol: str, series: PriceSeries) -> str:
+    """Why ``load_prices`` would reject the file (empty when it reads back with every bar)."""
+    with tempfile.TemporaryDirectory(prefix="signal-engine-export-") as scratch:
+        path = Path(scratch) / f"{symbol}.csv"
+        path.write_bytes(data)
+        try:
+            loaded = load_prices(path, symbol)
+        except InputError as exc:
+            return f"{series.source}: the stored bars do not make a valid price file ({exc.problem}" + (
+                f", data line {exc.line - 1}" if exc.line is not None else "") + "); the previous file is kept"
+    if len(loaded) != len(series):
+        return f"{series.source}: {len(series)} bars stored but {len(loaded)} read back; the previous file is kept"
+    return ""

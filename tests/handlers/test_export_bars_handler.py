@@ -1,0 +1,88 @@
+"""The bars export handler, end to end: a scheduled EventBridge event in, the training input CSVs in S3 (moto) out."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from types import ModuleType
+
+import pandas as pd
+import pytest
+from pydantic import ValidationError
+
+from signal_engine.data.loader import load_prices
+from signal_engine.storage.ingest import ingest_prices
+from signal_engine.storage.records import Bar
+from tests.handlers.conftest import Aws, FakeLambdaContext, event
+
+DATASETS_BUCKET = "signal-engine-datasets"
+
+
+@pytest.fixture
+def exporter(runtime: ModuleType, aws: Aws, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
+    """The handler module with an empty datasets bucket behind SIGNAL_ENGINE_DATASETS_STORE."""
+    if DATASETS_BUCKET not in [b["Name"] for b in aws.s3.list_buckets()["Buckets"]]:
+        aws.s3.create_bucket(Bucket=DATASETS_BUCKET)
+    for item in aws.s3.list_objects_v2(Bucket=DATASETS_BUCKET).get("Contents", []):
+        aws.s3.delete_object(Bucket=DATASETS_BUCKET, Key=item["Key"])
+    monkeypatch.setenv("SIGNAL_ENGINE_DATASETS_STORE", f"s3://{DATASETS_BUCKET}")
+    monkeypatch.setenv("SYMBOLS", "AAPL,MSFT")
+    module = importlib.import_module("lambda_src.collectors.export_bars")
+    module.datasets.cache_clear()
+    yield module
+    module.datasets.cache_clear()
+
+
+def _keys(aws: Aws) -> list[str]:
+    return [item["Key"] for item in aws.s3.list_objects_v2(Bucket=DATASETS_BUCKET).get("Contents", [])]
+
+
+def test_a_scheduled_event_writes_the_training_input_and_reports_the_symbol_without_bars(
+        exporter: ModuleType, runtime: ModuleType, aws: Aws, context: FakeLambdaContext, goog_csv: Path,
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ingest_prices(goog_csv, runtime.storage().prices, symbol="AAPL")
+    response = exporter.handler(event("scheduled_event"), context)
+    assert [(s["symbol"], s["key"], s["bars"]) for s in response["exported"]] == [("AAPL", "bars/1d/AAPL.csv", 2148)]
+    assert list(response["missing"]) == ["MSFT"]
+    assert _keys(aws) == ["bars/1d/AAPL.csv"]
+    local = tmp_path / "AAPL.csv"
+    local.write_bytes(aws.s3.get_object(Bucket=DATASETS_BUCKET, Key="bars/1d/AAPL.csv")["Body"].read())
+    pd.testing.assert_frame_equal(load_prices(local).bars, runtime.storage().prices.read_bars("AAPL", "1d").bars,
+                                  check_names=False, check_exact=False, rtol=1e-12)
+    logged = capsys.readouterr().out
+    assert '"SymbolsMissing":[1.0]' in logged.replace(" ", "") or '"SymbolsMissing":1' in logged.replace(" ", "")
+
+
+def test_an_event_may_name_its_symbols_and_timeframe(exporter: ModuleType, runtime: ModuleType, aws: Aws,
+                                                     context: FakeLambdaContext, eurusd_csv: Path) -> None:
+    ingest_prices(eurusd_csv, runtime.storage().prices)
+    response = exporter.handler(event("scheduled_event", symbols=["EURUSD"], timeframe="1h"), context)
+    assert (response["timeframe"], response["missing"], _keys(aws)) == ("1h", {}, ["bars/1h/EURUSD.csv"])
+
+
+def test_nothing_to_export_raises_and_keeps_the_previous_files(exporter: ModuleType, aws: Aws,
+                                                                 context: FakeLambdaContext) -> None:
+    aws.s3.put_object(Bucket=DATASETS_BUCKET, Key="bars/1d/AAPL.csv", Body=b"previous")
+    with pytest.raises(exporter.NothingExported, match="AAPL, MSFT"):
+        exporter.handler(event("scheduled_event"), context)
+    assert aws.s3.get_object(Bucket=DATASETS_BUCKET, Key="bars/1d/AAPL.csv")["Body"].read() == b"previous"
+
+
+def test_files_with_longer_history_are_kept_without_failing(exporter: ModuleType, runtime: ModuleType, aws: Aws,
+                                                            context: FakeLambdaContext, goog_csv: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    aws.s3.put_object(Bucket=DATASETS_BUCKET, Key="bars/1d/AAPL.csv", Body=goog_csv.read_bytes())
+    ingest_prices(goog_csv, runtime.storage().prices, symbol="AAPL", timeframe="1d")
+    runtime.storage().prices.write_bars(
+        [Bar("MSFT", "1d", datetime(2013, 3, 1), 30.0, 31.0, 29.0, 30.5, 1e6, None, "test")])
+    aws.s3.put_object(Bucket=DATASETS_BUCKET, Key="bars/1d/MSFT.csv", Body=goog_csv.read_bytes())
+    response = exporter.handler(event("scheduled_event"), context)
+    assert (response["exported"][0]["symbol"], list(response["kept"]), response["missing"]) == ("AAPL", ["MSFT"], {})
+    assert '"SymbolsKept":[1.0]' in capsys.readouterr().out
+
+
+def test_an_unknown_detail_field_is_refused(exporter: ModuleType, context: FakeLambdaContext) -> None:
+    with pytest.raises(ValidationError, match="window"):
+        exporter.handler(event("scheduled_event", window=5), context)
