@@ -49,6 +49,7 @@ bench: setup
 	$(PY) benchmarks/bench_training.py
 	$(PY) benchmarks/bench_moe.py
 	$(PY) benchmarks/bench_serving.py
+	$(PY) benchmarks/bench_orchestration.py   # needs out/demo/data: run make demo first
 	@if [ -n "$$SIGNAL_ENGINE_TEST_MYSQL_URL" ]; then $(PY) benchmarks/bench_storage.py; \
 	else echo 'bench_storage: skipped; start MariaDB with: eval "$$(bash .ci/run mariadb)"'; fi
 

@@ -17,7 +17,7 @@ Protocol, declared before any result was looked at:
   Sharpe. It becomes the new default only if it differs from the defaults and its second-half Sharpe is not
   below the defaults'. The hourly book (EURUSD) is reported, not used for the choice.
 
-    .venv/bin/python benchmarks/bench_orchestration.py [--cache /tmp/orch_cache] [--data out/demo/data]
+    .venv/bin/python benchmarks/bench_orchestration.py [--cache out/bench/orchestration] [--data out/demo/data]
 """
 
 from __future__ import annotations
@@ -153,7 +153,7 @@ def print_table(table: Mapping[str, Any]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cache", type=Path, default=Path("/tmp/orch_cache"))
+    parser.add_argument("--cache", type=Path, default=Path("out/bench/orchestration"))
     parser.add_argument("--data", type=Path, default=Path("out/demo/data"))
     parser.add_argument("--profile", default="quick")
     parser.add_argument("--symbols", nargs="*", default=list(SYMBOLS))
