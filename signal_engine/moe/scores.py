@@ -1,12 +1,12 @@
 """Normalisation of each expert's output to a score in [-1, 1] (seed 000, "Normalization").
 
-Positive scores argue for buying, negative ones for selling.
+Positive scores argue for buying, negative ones for selling. Only ``volatility_score`` needs pandas, and
+imports it itself, so the serving path (no pandas) shares ``levels_score`` and ``trend_score``.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 
 def trend_score(p_up: np.ndarray, p_down: np.ndarray) -> np.ndarray:
@@ -28,6 +28,8 @@ def volatility_score(vol_forecast: np.ndarray, window: int, min_periods: int = 2
     High forecast volatility gives a negative score (seed 000: "volatility: negative if high"). The
     z-score at t uses forecasts up to t only; before ``min_periods`` forecasts exist the score is 0.
     """
+    import pandas as pd
+
     log_vol = pd.Series(np.log(vol_forecast))
     rolling = log_vol.rolling(window, min_periods=min_periods)
     mean, std = rolling.mean().to_numpy(), rolling.std(ddof=0).to_numpy()

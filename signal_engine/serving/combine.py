@@ -21,6 +21,7 @@ import numpy as np
 
 from signal_engine.features.fingerprint import FINGERPRINT_NAMES, FINGERPRINT_WARMUP, fingerprint_features
 from signal_engine.moe.numpy_gate import gate_logits, softmax, top_k
+from signal_engine.moe.scores import levels_score
 from signal_engine.risk.sizing import volatility_target_position
 from signal_engine.serving.bundle import ServingBundle
 
@@ -91,13 +92,6 @@ def volatility_score(vol_history: np.ndarray, window: int, min_periods: int) -> 
     return float(-np.tanh((logs[-1] - logs.mean()) / std))
 
 
-def _levels_score(close: np.ndarray, support: np.ndarray, resistance: np.ndarray) -> np.ndarray:
-    width = resistance - support
-    with np.errstate(invalid="ignore", divide="ignore"):
-        position = np.where(width > 0, (close - support) / width, 0.5)
-    return np.clip(1.0 - 2.0 * position, -1.0, 1.0)
-
-
 def _number(answer: Mapping[str, Any] | None, key: str) -> float:
     if answer is None:
         return np.nan
@@ -146,7 +140,7 @@ class Combiner:
             elif kind == LEVELS:
                 support, resistance = outputs[f"{name}.support"], outputs[f"{name}.resistance"]
                 ok = np.isfinite(support) & np.isfinite(resistance)
-                scores[:, j] = np.where(ok, _levels_score(close, support, resistance), np.nan)
+                scores[:, j] = np.where(ok, levels_score(close, support, resistance), np.nan)
             else:
                 window, periods = bundle.scores.volatility_window, bundle.scores.volatility_min_periods
                 for i, answer in enumerate(answers):
