@@ -104,7 +104,7 @@ def _backtest(args: argparse.Namespace, console: Console) -> int:
     started = time.perf_counter()
     output = run_backtest(args.prices, args.out, config, symbols=args.symbol, console=console,
                           orchestration=orchestration)
-    _print_summary(output, console, time.perf_counter() - started)
+    _print_summary(output, console, time.perf_counter() - started, trend_expert=config.moe.experts.trend)
     return 0
 
 
@@ -131,7 +131,7 @@ def _demo(args: argparse.Namespace, console: Console) -> int:
         storage.close()
     started = time.perf_counter()
     output = backtest_series(series, args.out, config, console=console, orchestration=orchestration)
-    _print_summary(output, console, time.perf_counter() - started)
+    _print_summary(output, console, time.perf_counter() - started, trend_expert=config.moe.experts.trend)
     storage = bootstrap(Settings.from_env(database_url=f"sqlite:///{args.out / 'store.db'}",
                                           object_store=str(args.out / "objects")))
     try:
@@ -202,7 +202,8 @@ def _portfolio_table(books: dict[str, Any]) -> Table:
     return table
 
 
-def _print_summary(output: BacktestOutput, console: Console, seconds: float) -> None:
+def _print_summary(output: BacktestOutput, console: Console, seconds: float, *, trend_expert: str) -> None:
+    """The per-symbol table; ``trend acc`` is the accuracy of the MoE's own trend expert (``trend_expert``)."""
     per_symbol: dict[str, Any] = output.metrics["per_symbol"]
     table = Table(title="Walk-forward, out of sample, net of costs")
     for column in ("symbol", "orch. Sharpe", "MoE Sharpe", "B&H Sharpe", "orch. max DD", "MoE max DD",
@@ -216,7 +217,7 @@ def _print_summary(output: BacktestOutput, console: Console, seconds: float) -> 
             f"{strategies['moe']['sharpe']:.2f}", f"{strategies['baseline_buy_and_hold']['sharpe']:.2f}",
             f"{orchestrated['max_drawdown']:.1%}", f"{strategies['moe']['max_drawdown']:.1%}",
             f"{strategies['baseline_buy_and_hold']['max_drawdown']:.1%}",
-            f"{trend['trend_lightgbm']['accuracy']:.3f}", f"{trend['baseline_majority']['accuracy']:.3f}",
+            f"{trend[trend_expert]['accuracy']:.3f}", f"{trend['baseline_majority']['accuracy']:.3f}",
             f"{vol['volatility_blend']['qlike']:.4f}", f"{vol['baseline_garch11']['qlike']:.4f}",
         )
     console.print(table)

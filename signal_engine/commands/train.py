@@ -98,12 +98,12 @@ def _train_locally(args: argparse.Namespace, console: Console) -> int:
     registry = LocalModelRegistry(args.registry or default_registry())
     console.print(f"Training {', '.join(inputs.symbols)} ({config.profile}) into {registry.root}")
     run = LocalRunner(registry, config, quality, console=console).run(inputs, series)
-    print_run(run, console)
+    print_run(run, console, trend_expert=config.moe.experts.trend)
     return 0 if run.passed else EXIT_QUALITY_GATE_FAILED
 
 
-def print_run(run: TrainingRun, console: Console) -> None:
-    """The version, the evaluation numbers and the decision of a run."""
+def print_run(run: TrainingRun, console: Console, trend_expert: str = "trend_lightgbm") -> None:
+    """The version, the evaluation numbers (``trend_expert``: the MoE's trend model) and the decision of a run."""
     from rich.table import Table
 
     assert run.evaluation is not None and run.publication is not None
@@ -115,7 +115,7 @@ def print_run(run: TrainingRun, console: Console) -> None:
     numbers.add_row(
         _fmt(strategies.get("moe", {}).get("sharpe")), _fmt(strategies.get("baseline_buy_and_hold", {}).get("sharpe")),
         _fmt(strategies.get("moe", {}).get("max_drawdown"), "{:.1%}"),
-        _fmt(metrics.get("trend", {}).get("trend_lightgbm", {}).get("log_loss"), "{:.4f}"),
+        _fmt(metrics.get("trend", {}).get(trend_expert, {}).get("log_loss"), "{:.4f}"),
         _fmt(metrics.get("trend", {}).get("baseline_majority", {}).get("log_loss"), "{:.4f}"),
         _fmt(metrics.get("confidence", {}).get("moe", {}).get("ece"), "{:.3f}"),
     )
