@@ -1,23 +1,40 @@
-"""Re-choosing a few orchestration defaults for the current MoE, on the first half of each book only.
+"""Studies of the orchestration defaults for the current MoE: choices made on the first half of a book only.
 
 The timeframe models' walk-forward signals are computed once per symbol (the pipeline's own code path,
 ``run_timeframe_models``, the ``quick`` profile with the shipped series' costs) from ``out/demo/data/*.csv``
 and cached as pickles under ``--cache``; every variant then re-runs only the orchestrator (``build_books``,
-one book per bar frequency, as ``make demo`` does).
+one book per bar frequency, as ``make demo`` does). Delete the cache after changing the models.
 
-Protocol, declared before any result was looked at:
+Protocol, declared before any result of a study was looked at:
 
-- Variants (overrides of ``OrchestrationConfig``, the others at the defaults the study started from,
-  ``STUDY_BASE``): ``VARIANTS`` below. ``(current defaults)`` is added as the reference of the ratios.
+- Variants: overrides of ``OrchestrationConfig`` on top of the study's ``base`` (the defaults the study
+  started from, so a study reproduces after the defaults it chose were adopted). ``(current defaults)`` is
+  added as the reference of the ratios.
 - Split: each book's timeline is cut at its middle bar (by bar index); the first half's and the second
   half's returns are scored separately (max drawdown is path dependent, so each half starts a new equity
   curve), beside the full span.
-- Rule, on the daily book (SPX, IXIC, GOOG) only: among the variants whose first-half max drawdown is no
-  worse than 60% of the equal-weight buy & hold's first-half max drawdown, take the highest first-half
-  Sharpe. It becomes the new default only if it differs from the defaults and its second-half Sharpe is not
-  below the defaults'. The hourly book (EURUSD) is reported, not used for the choice.
+- Rule (studies that choose), on the daily book (SPX, IXIC, GOOG) only: among the variants whose first-half
+  max drawdown is no worse than 60% of the equal-weight buy & hold's first-half max drawdown, take the
+  highest first-half Sharpe. It becomes the new default only if it differs from the base and its second-half
+  Sharpe is not below the base's. The hourly book (EURUSD) is reported, not used for the choice.
+- Second stage (studies with ``combine``): the first stage's winner combined with each other variant whose
+  first-half Sharpe beat the base's; the same rule picks among the winner and these combinations, adopted
+  only if its second-half Sharpe is not below the winner's.
 
-    .venv/bin/python benchmarks/bench_orchestration.py [--cache out/bench/orchestration] [--data out/demo/data]
+Studies (``--study``):
+
+- ``drawdown`` (session 2, adopted ``drawdown_lookback`` 252): drawdown thresholds and lookback, volatility
+  target, allocation temperature, conflict strategy, harmony.
+- ``allocation`` (session 3): the allocator reads an exponentially weighted Sharpe with a half-life of a
+  quarter, whose standard error is about 2 in annualised units, and chases it at temperature 1; the
+  timeframe models share features and data, so their high return correlation is structural, not a sign of
+  concentration the volatility target does not already bound. Variants: longer half-lives, more shrinkage
+  of regime Sharpe, a softer temperature, the correlation scale and penalty off, harmony off, a no-trade
+  band, a tighter volatility target (volatility-managed exposure), fixed equal allocation.
+- ``ablation``: each component of the current defaults turned off in turn, then all (which equals the sum of
+  parts, a check of the accounting); no choice.
+
+    .venv/bin/python benchmarks/bench_orchestration.py [--study allocation] [--cache out/bench/orchestration]
 """
 
 from __future__ import annotations
@@ -27,6 +44,7 @@ import copy
 import json
 import pickle
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,27 +67,81 @@ CHOICE_BOOK = "daily"
 DD_FRACTION_OF_BUY_AND_HOLD = 0.6
 DD_OFF = {"drawdown_start": 0.97, "drawdown_limit": 0.98, "emergency_drawdown": 0.99}
 DD_LATER = {"drawdown_start": 0.10, "drawdown_limit": 0.20, "emergency_drawdown": 0.30}
-
-# The defaults the study started from (before it, the drawdown was measured from the all-time high): every
-# variant is these plus its own overrides, so the study reproduces after the defaults it chose were adopted.
-STUDY_BASE: dict[str, Any] = {"drawdown_lookback": 0}
+CORRELATION_OFF = {"correlation_threshold": 1.0, "correlation_penalty": 0.0}
 CURRENT = "(current defaults)"
+BASE = "defaults"
 
-# name -> overrides given the book's bars per year (so a "one year" window is a year on any bar frequency)
-VARIANTS: dict[str, Callable[[float], dict[str, Any]]] = {
-    "defaults": lambda ppy: {},
-    "dd_later_10_20_30": lambda ppy: dict(DD_LATER),
-    "dd_off": lambda ppy: dict(DD_OFF),
-    "dd_lookback_1y": lambda ppy: {"drawdown_lookback": round(ppy)},
-    "vol_target_off": lambda ppy: {"target_vol_annual": 10.0},
-    "vol_target_25": lambda ppy: {"target_vol_annual": 0.25},
-    "temperature_0.5": lambda ppy: {"allocation_temperature": 0.5},
-    "temperature_2": lambda ppy: {"allocation_temperature": 2.0},
-    "conflict_confidence": lambda ppy: {"conflict_strategy": "confidence"},
-    "conflict_hedge": lambda ppy: {"conflict_strategy": "hedge"},
-    "harmony_off": lambda ppy: {"harmony_amplification": 0.0},
-    "dd_later_vol_off": lambda ppy: {**DD_LATER, "target_vol_annual": 10.0},
+Variant = Callable[[float], dict[str, Any]]  # the book's bars per year -> overrides (a year is a year on any bars)
+
+
+@dataclass(frozen=True)
+class Study:
+    base: dict[str, Any]
+    variants: dict[str, Variant]
+    choose: bool = True
+    combine: bool = False
+    notes: dict[str, str] = field(default_factory=dict)
+
+
+DRAWDOWN = Study(
+    base={"drawdown_lookback": 0},  # before it, the drawdown was measured from the all-time high
+    variants={
+        BASE: lambda ppy: {},
+        "dd_later_10_20_30": lambda ppy: dict(DD_LATER),
+        "dd_off": lambda ppy: dict(DD_OFF),
+        "dd_lookback_1y": lambda ppy: {"drawdown_lookback": round(ppy)},
+        "vol_target_off": lambda ppy: {"target_vol_annual": 10.0},
+        "vol_target_25": lambda ppy: {"target_vol_annual": 0.25},
+        "temperature_0.5": lambda ppy: {"allocation_temperature": 0.5},
+        "temperature_2": lambda ppy: {"allocation_temperature": 2.0},
+        "conflict_confidence": lambda ppy: {"conflict_strategy": "confidence"},
+        "conflict_hedge": lambda ppy: {"conflict_strategy": "hedge"},
+        "harmony_off": lambda ppy: {"harmony_amplification": 0.0},
+        "dd_later_vol_off": lambda ppy: {**DD_LATER, "target_vol_annual": 10.0},
+    },
+)
+
+ALLOCATION = Study(
+    base={},
+    combine=True,
+    variants={
+        BASE: lambda ppy: {},
+        "half_life_1y": lambda ppy: {"performance_half_life": round(ppy)},
+        "half_life_3y": lambda ppy: {"performance_half_life": round(3 * ppy)},
+        "regime_prior_2y": lambda ppy: {"regime_prior_bars": round(2 * ppy)},
+        "half_life_1y_temperature_2": lambda ppy: {"performance_half_life": round(ppy),
+                                                   "allocation_temperature": 2.0},
+        "correlation_off": lambda ppy: dict(CORRELATION_OFF),
+        "harmony_off": lambda ppy: {"harmony_amplification": 0.0},
+        "no_trade_band_0.1": lambda ppy: {"no_trade_band": 0.1},
+        "vol_target_10": lambda ppy: {"target_vol_annual": 0.10},
+        "vol_target_6": lambda ppy: {"target_vol_annual": 0.06},
+        "allocation_fixed_equal": lambda ppy: {"max_allocation_change": 0.0},
+    },
+)
+
+ABLATION_OFF: dict[str, Variant] = {
+    "-drawdown defender": lambda ppy: dict(DD_OFF),
+    "-allocation": lambda ppy: {"max_allocation_change": 0.0},
+    "-regime": lambda ppy: {"regime_prior_bars": 10**9},
+    "-alignment": lambda ppy: {"harmony_amplification": 0.0},
+    "-conflicts": lambda ppy: {"conflict_strategy": "hedge"},
+    "-scheduler": lambda ppy: {"max_trade_per_bar": 1e6},
+    "-timeframe cap": lambda ppy: {"max_timeframe_exposure": 1e6},
+    "-correlation": lambda ppy: dict(CORRELATION_OFF),
+    "-vol target": lambda ppy: {"target_vol_annual": 10.0},
 }
+ABLATION = Study(
+    base={},
+    choose=False,
+    variants={
+        BASE: lambda ppy: {},
+        **ABLATION_OFF,
+        "all off": lambda ppy: {k: v for off in ABLATION_OFF.values() for k, v in off(ppy).items()},
+    },
+)
+
+STUDIES: dict[str, Study] = {"drawdown": DRAWDOWN, "allocation": ALLOCATION, "ablation": ABLATION}
 
 
 def walk_forward(series: PriceSeries, config: RunConfig, cache: Path) -> tuple[Any, dict[str, Any]]:
@@ -95,24 +167,32 @@ def halves(positions: Any, net: Any, ppy: float) -> dict[str, dict[str, float]]:
     }
 
 
-def measure(series: list[PriceSeries], runs: Mapping[str, Any], config: RunConfig) -> dict[str, Any]:
-    """variant -> book -> strategy -> half -> metrics (buy & hold only under ``defaults``)."""
+def groups_of(series: list[PriceSeries]) -> dict[str, list[PriceSeries]]:
     groups: dict[str, list[PriceSeries]] = {}
     for s in series:
         groups.setdefault(bar_frequency(s), []).append(s)
+    return groups
+
+
+def measure(
+    series: list[PriceSeries], runs: Mapping[str, Any], config: RunConfig, study: Study,
+    variants: Mapping[str, Variant], *, current: bool = True,
+) -> dict[str, Any]:
+    """variant -> book -> strategy -> half -> metrics (buy & hold and the MoE only under ``defaults``)."""
     table: dict[str, Any] = {}
-    for variant in [*VARIANTS, CURRENT]:
+    names = [*variants, CURRENT] if current else list(variants)
+    for variant in names:
         table[variant] = {}
-        for book_name, members in groups.items():
+        for book_name, members in groups_of(series).items():
             ppy = float(np.mean([series_periods_per_year(s, config) for s in members]))
-            overrides = {} if variant == CURRENT else {**STUDY_BASE, **VARIANTS[variant](ppy)}
+            overrides = {} if variant == CURRENT else {**study.base, **variants[variant](ppy)}
             # build_books writes the book's position into each baseline's signals, and the baseline is also
             # the timeframe model of its horizon: every variant starts from a fresh copy of the walk-forwards
             fresh = {s.symbol: copy.deepcopy(runs[s.symbol]) for s in members}
             run = build_books(members, [fresh[s.symbol][0] for s in members],
                               {s.symbol: fresh[s.symbol][1] for s in members}, config, overrides)
             book = run.books[0]
-            strategies = ["orchestrated", "baseline_buy_and_hold", "moe"] if variant == "defaults" else [
+            strategies = ["orchestrated", "baseline_buy_and_hold", "moe"] if variant == BASE else [
                 "orchestrated"]
             table[variant][book_name] = {
                 k: halves(book.positions[k], book.returns[k], ppy) for k in strategies}
@@ -121,29 +201,76 @@ def measure(series: list[PriceSeries], runs: Mapping[str, Any], config: RunConfi
     return table
 
 
-def choose(table: Mapping[str, Any]) -> tuple[str | None, float]:
-    """The pre-declared rule on the daily book's first half; returns (variant or None, the drawdown limit)."""
-    bh = table["defaults"][CHOICE_BOOK]["baseline_buy_and_hold"]["first"]["max_drawdown"]
-    limit = DD_FRACTION_OF_BUY_AND_HOLD * bh
-    passing = {v: t[CHOICE_BOOK]["orchestrated"]["first"] for v, t in table.items()
-               if v != CURRENT and t[CHOICE_BOOK]["orchestrated"]["first"]["max_drawdown"] >= limit}
-    if not passing:
-        return None, limit
-    return max(passing, key=lambda v: passing[v]["sharpe"]), limit
+def drawdown_limit(table: Mapping[str, Any]) -> float:
+    return DD_FRACTION_OF_BUY_AND_HOLD * table[BASE][CHOICE_BOOK]["baseline_buy_and_hold"]["first"]["max_drawdown"]
 
 
-def print_table(table: Mapping[str, Any]) -> None:
-    books = list(table["defaults"])
-    for book in books:
-        span = table["defaults"][book]["span"]
+def choose(table: Mapping[str, Any], candidates: list[str] | None = None) -> str | None:
+    """The pre-declared rule on the daily book's first half, among ``candidates`` (all variants if None)."""
+    limit = drawdown_limit(table)
+    names = [v for v in (candidates or table) if v != CURRENT]
+    passing = {v: table[v][CHOICE_BOOK]["orchestrated"]["first"] for v in names
+               if table[v][CHOICE_BOOK]["orchestrated"]["first"]["max_drawdown"] >= limit}
+    return max(passing, key=lambda v: passing[v]["sharpe"]) if passing else None
+
+
+def first_sharpe(table: Mapping[str, Any], variant: str) -> float:
+    return float(table[variant][CHOICE_BOOK]["orchestrated"]["first"]["sharpe"])
+
+
+def second_sharpe(table: Mapping[str, Any], variant: str) -> float:
+    return float(table[variant][CHOICE_BOOK]["orchestrated"]["second"]["sharpe"])
+
+
+def decide(table: Mapping[str, Any], chosen: str | None, reference: str) -> bool:
+    """Print the decision of one stage; True when ``chosen`` is adopted over ``reference``."""
+    if chosen is None:
+        print(f"decision: no variant passes the rule - keep {reference}")
+        return False
+    if chosen == reference:
+        print(f"decision: {reference} wins the first half - keep it")
+        return False
+    held_out, kept = second_sharpe(table, chosen), second_sharpe(table, reference)
+    adopt = held_out >= kept
+    print(f"decision: {chosen} wins the first half ({first_sharpe(table, chosen):.2f} vs "
+          f"{first_sharpe(table, reference):.2f}); second-half Sharpe {held_out:.2f} vs {reference} {kept:.2f} - "
+          f"{'adopt' if adopt else f'keep {reference}'}")
+    return adopt
+
+
+def combined(first: Variant, second: Variant) -> Variant:
+    return lambda ppy: {**first(ppy), **second(ppy)}
+
+
+def second_stage(
+    series: list[PriceSeries], runs: Mapping[str, Any], config: RunConfig, study: Study, table: dict[str, Any],
+    winner: str,
+) -> None:
+    """The winner combined with every other variant that beat the base on the first half; the rule again."""
+    better = [v for v in study.variants if v not in (BASE, winner) and first_sharpe(table, v) > first_sharpe(
+        table, BASE)]
+    combos = {f"{winner} + {v}": combined(study.variants[winner], study.variants[v]) for v in better}
+    if not combos:
+        print("second stage: no other variant beat the base on the first half")
+        return
+    table.update(measure(series, runs, config, study, combos, current=False))
+    print_table(table, rows=[winner, *combos])
+    print(f"\nsecond stage: {winner} combined with {', '.join(better)}")
+    decide(table, choose(table, [winner, *combos]), winner)
+
+
+def print_table(table: Mapping[str, Any], rows: list[str] | None = None) -> None:
+    for book in table[BASE]:
+        span = table[BASE][book]["span"]
         print(f"\n## {book} book: first half {span[0][:10]} to {span[1][:10]}, second half to {span[2][:10]}")
         print("| variant | 1st Sharpe | 1st max DD | 2nd Sharpe | 2nd max DD | full Sharpe | full max DD "
               "| full turnover | full Sharpe / current | full Sharpe - current |")
         print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         base = table[CURRENT][book]["orchestrated"]["full"]["sharpe"]
-        rows = [(v, table[v][book]["orchestrated"]) for v in table]
-        rows += [(f"({k})", table["defaults"][book][k]) for k in ("moe", "baseline_buy_and_hold")]
-        for name, m in rows:
+        lines = [(v, table[v][book]["orchestrated"]) for v in (rows or table)]
+        if rows is None:
+            lines += [(f"({k})", table[BASE][book][k]) for k in ("moe", "baseline_buy_and_hold")]
+        for name, m in lines:
             ratio = m["full"]["sharpe"] / base if base else float("nan")
             print(f"| {name} | {m['first']['sharpe']:.2f} | {m['first']['max_drawdown']:.1%} "
                   f"| {m['second']['sharpe']:.2f} | {m['second']['max_drawdown']:.1%} "
@@ -153,6 +280,7 @@ def print_table(table: Mapping[str, Any]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--study", choices=list(STUDIES), default="allocation")
     parser.add_argument("--cache", type=Path, default=Path("out/bench/orchestration"))
     parser.add_argument("--data", type=Path, default=Path("out/demo/data"))
     parser.add_argument("--profile", default="quick")
@@ -160,23 +288,19 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
+    study = STUDIES[args.study]
     config = with_dataset_costs(load_config(args.profile))
     series = [load_prices(args.data / f"{symbol}.csv", symbol) for symbol in args.symbols]
     runs = {s.symbol: walk_forward(s, config, args.cache) for s in series}
-    table = measure(series, runs, config)
+    table = measure(series, runs, config, study, study.variants)
+    print(f"# study: {args.study}")
     print_table(table)
-    chosen, limit = choose(table)
-    defaults = table["defaults"][CHOICE_BOOK]["orchestrated"]
-    print(f"\nrule: first-half max DD >= {limit:.1%} (60% of buy & hold's), highest first-half Sharpe")
-    if chosen is None:
-        print("decision: no variant passes the rule - keep the defaults")
-    elif chosen == "defaults":
-        print("decision: the defaults win the first half - keep them")
-    else:
-        held_out = table[chosen][CHOICE_BOOK]["orchestrated"]["second"]["sharpe"]
-        adopt = held_out >= defaults["second"]["sharpe"]
-        print(f"decision: {chosen} wins the first half; second-half Sharpe {held_out:.2f} vs defaults "
-              f"{defaults['second']['sharpe']:.2f} - {'adopt' if adopt else 'keep the defaults'}")
+    if study.choose:
+        print(f"\nrule: first-half max DD >= {drawdown_limit(table):.1%} (60% of buy & hold's), "
+              "highest first-half Sharpe")
+        winner = choose(table)
+        if decide(table, winner, BASE) and study.combine and winner is not None:
+            second_stage(series, runs, config, study, table, winner)
     if args.json:
         args.json.write_text(json.dumps(table, indent=2) + "\n")
 

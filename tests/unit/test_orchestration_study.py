@@ -1,0 +1,74 @@
+"""The declared rule of benchmarks/bench_orchestration.py, on hand-made study tables (no walk-forward)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from bench_orchestration import (
+    BASE,
+    CURRENT,
+    STUDIES,
+    choose,
+    combined,
+    decide,
+    drawdown_limit,
+)
+
+
+def half(sharpe: float, max_drawdown: float) -> dict[str, float]:
+    return {"sharpe": sharpe, "max_drawdown": max_drawdown}
+
+
+def row(first: tuple[float, float], second: tuple[float, float]) -> dict[str, Any]:
+    return {"daily": {"orchestrated": {"first": half(*first), "second": half(*second), "full": half(0.0, 0.0)}}}
+
+
+@pytest.fixture
+def table() -> dict[str, Any]:
+    t = {
+        BASE: row((-0.05, -0.21), (0.71, -0.10)),
+        "deep_but_best": row((0.50, -0.40), (0.90, -0.10)),  # first-half max DD past 60% of B&H's 50%
+        "better_first_worse_second": row((0.05, -0.18), (0.70, -0.10)),
+        "better_both": row((0.02, -0.20), (0.72, -0.10)),
+    }
+    t[BASE]["daily"]["baseline_buy_and_hold"] = {"first": half(0.09, -0.50)}
+    t[CURRENT] = t[BASE]
+    return t
+
+
+def test_the_drawdown_limit_is_60_percent_of_buy_and_holds_first_half(table: dict[str, Any]) -> None:
+    assert drawdown_limit(table) == pytest.approx(-0.30)
+
+
+def test_choose_skips_variants_past_the_drawdown_limit_and_takes_the_best_first_half(table: dict[str, Any]) -> None:
+    assert choose(table) == "better_first_worse_second"
+    assert choose(table, [BASE, "better_both"]) == "better_both"
+    assert choose(table, ["deep_but_best"]) is None
+
+
+def test_decide_adopts_only_when_the_second_half_is_not_worse(table: dict[str, Any]) -> None:
+    assert not decide(table, "better_first_worse_second", BASE)
+    assert decide(table, "better_both", BASE)
+    assert not decide(table, BASE, BASE)
+    assert not decide(table, None, BASE)
+
+
+def test_combined_variants_apply_the_second_overrides_last() -> None:
+    both = combined(lambda ppy: {"a": 1, "b": round(ppy)}, lambda ppy: {"b": 2})
+    assert both(252.0) == {"a": 1, "b": 2}
+
+
+@pytest.mark.parametrize("study", list(STUDIES))
+def test_every_study_has_the_base_row_and_valid_overrides(study: str) -> None:
+    from signal_engine.orchestration import OrchestrationConfig
+
+    variants = STUDIES[study].variants
+    assert BASE in variants and variants[BASE](252.0) == {}
+    for make in variants.values():
+        for ppy in (252.0, 6300.0):
+            OrchestrationConfig.for_periods_per_year(ppy, **{**STUDIES[study].base, **make(ppy)})
