@@ -55,9 +55,9 @@ def check_exportable(config: RunConfig) -> None:
     if moe.gate not in ("softmax", "mlp"):
         raise ConfigError(f"moe.gate '{moe.gate}': the bundle carries a softmax or MLP gate as NumPy weights; "
                           "use moe.gate: softmax or mlp for training")
-    if moe.combiner not in ("weighted", "meta"):
-        raise ConfigError(f"moe.combiner '{moe.combiner}': the training workflow exports the weighted and meta-model "
-                          "combiners; use moe.combiner: weighted or meta for training")
+    if moe.combiner not in ("weighted", "meta", "rule"):
+        raise ConfigError(f"moe.combiner '{moe.combiner}': the training workflow exports the weighted, meta-model "
+                          "and rule combiners; use moe.combiner: weighted, meta or rule for training")
 
 
 # -- prepare dataset -----------------------------------------------------------------------------------------
@@ -238,12 +238,19 @@ def train_gate(series: Sequence[PriceSeries], config: RunConfig, out: Path,
         for s in series
     }
     info = {"kind": kind, "combiner": combiner, "features": list(FINGERPRINT_NAMES), "experts": list(EXPERTS),
-            "rows": int(usable.sum()),
+            "rows": int(usable.sum()), **({"rules": rule_conditions(config)} if combiner == "rule" else {}),
             "per_symbol": per_symbol, "config": config.to_dict()}
     (out / GATE_INFO_FILE).write_text(json.dumps(json_safe(info), indent=2) + "\n", encoding="utf-8")
     metrics = build_metrics(list(results), config)
     (out / METRICS_FILE).write_text(json.dumps(json_safe(metrics), indent=2, allow_nan=False) + "\n", encoding="utf-8")
     return GateArtefact(out)
+
+
+def rule_conditions(config: RunConfig) -> dict[str, list[str]]:
+    """The rule combiner's conditions as the bundle's ``field op number`` strings, per signal."""
+    fitted = components.rule_combiner(config)
+    return {signal: [f"{c.field} {c.op} {c.value!r}" for c in conditions]
+            for signal, conditions in fitted.conditions_.items()}
 
 
 def _train_meta(pooled: dict[str, np.ndarray], config: RunConfig, path: Path) -> None:
@@ -325,6 +332,7 @@ def evaluate(config: RunConfig, quality: QualityConfig, experts: Sequence[Expert
         scores=ScoreSettings(config.gate.score_window, VOLATILITY_MIN_PERIODS),
         gate=GateSpec(info["kind"], weights, tuple(info["features"])),
         combiner=CombinerSettings(info.get("combiner", "weighted"), trading.buy_threshold, trading.sell_threshold,
+                                  rules=({k: tuple(v) for k, v in info["rules"].items()} if "rules" in info else None),
                                   meta=_meta_arrays(gate.root / META_FILE)),
         calibration=Calibration(np.asarray(calibration["x"], float), np.asarray(calibration["y"], float)),
         risk=RiskSettings(trading.target_vol_annual, trading.max_leverage, trading.allow_short, trading.exit_level,

@@ -156,3 +156,39 @@ def test_a_meta_model_bundle_serves_through_the_combiner(goog_csv: Path, tmp_pat
                                        bars["volume"].to_numpy())
     decision = combiner.decide([answers], bars["close"].to_numpy()[-1:], fingerprint.reshape(1, -1))
     assert -1.0 <= float(decision.combined[0]) <= 1.0
+
+
+def test_a_rule_combiner_bundle_serves_the_rules_decision(goog_csv: Path, tmp_path: Path) -> None:
+    from signal_engine.moe.rules import RuleBasedCombiner, expert_outputs
+
+    config, quality = training_settings("quick", {**FAST, "moe": {"combiner": "rule"}})
+    series = load_prices(goog_csv)
+    run = LocalRunner(LocalModelRegistry(tmp_path), config, quality).run(TrainingInputs(symbols=("GOOG",)), [series])
+    bundle = ServingBundle.load(tmp_path / run.version)
+    assert bundle.combiner.kind == "rule" and bundle.combiner.rules is not None
+    experts = load_experts(tmp_path / run.version / "experts")
+    bars = series.bars.iloc[-bundle.min_bars:]
+    answers = {kind: answer(kind, experts[f"{kind}/GOOG"], bars, history=bundle.scores.volatility_window)
+               for kind in bundle.experts}
+    combiner = Combiner(bundle)
+    close = bars["close"].to_numpy()
+    fingerprint = combiner.fingerprint(bars["high"].to_numpy(), bars["low"].to_numpy(), close,
+                                       bars["volume"].to_numpy())
+    last = float(close[-1])
+    calm = min(float(answers["volatility"]["vol_forecast"]), 0.02)
+    near_support = {"trend": {**answers["trend"], "p_up": 0.7, "p_down": 0.1},
+                    "levels": {**answers["levels"], "support": last * 0.995, "resistance": last * 1.2},
+                    "volatility": {**answers["volatility"], "vol_forecast": calm}}
+    near_resistance = {"trend": {**answers["trend"], "p_up": 0.1, "p_down": 0.7},
+                       "levels": {**answers["levels"], "support": last * 0.8, "resistance": last * 1.005},
+                       "volatility": {**answers["volatility"], "vol_forecast": calm}}
+    rows = [answers, near_support, near_resistance]
+    decision = combiner.decide(rows, np.full(3, last), np.tile(fingerprint, (3, 1)))
+    rules = RuleBasedCombiner().fit()
+    expected = rules.direction(expert_outputs(
+        np.full(3, last), *(np.array([float(r[kind][field]) for r in rows]) for kind, field in (
+            ("trend", "p_up"), ("trend", "p_down"), ("levels", "support"), ("levels", "resistance"),
+            ("volatility", "vol_forecast")))))
+    assert decision.combined.tolist() == expected.astype(float).tolist()
+    assert decision.combined[1:].tolist() == [1.0, -1.0]
+    assert [decision.signal(1), decision.signal(2)] == ["buy", "sell"]

@@ -31,7 +31,7 @@ from signal_engine.workflow.sagemaker_launch import (
 )
 from signal_engine.workflow.settings import training_settings
 from signal_engine.workflow.steps import STEPS, step
-from signal_engine.workflow.training import check_exportable, select_window, timeframe_of
+from signal_engine.workflow.training import check_exportable, rule_conditions, select_window, timeframe_of
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -147,13 +147,27 @@ def test_settings_split_the_quality_section_and_name_bad_fields() -> None:
 
 
 def test_parts_the_bundle_cannot_carry_are_refused_up_front() -> None:
-    config, _ = training_settings("quick", {"moe": {"combiner": "rule"}})
-    with pytest.raises(ConfigError, match=re.escape("moe.combiner 'rule'")):
-        check_exportable(config)
     config, _ = training_settings("quick", {"moe": {"gate": "rule"}})
     with pytest.raises(ConfigError, match=re.escape("moe.gate 'rule'")):
         check_exportable(config)
+    config, _ = training_settings("quick", {"moe": {"enabled": False}})
+    with pytest.raises(ConfigError, match=re.escape("moe.enabled is false")):
+        check_exportable(config)
+    for combiner in ("weighted", "meta", "rule"):
+        check_exportable(training_settings("quick", {"moe": {"combiner": combiner}})[0])
     check_exportable(PROFILES["quick"])
+
+
+def test_rule_conditions_round_trip_through_the_serving_parser() -> None:
+    from signal_engine.moe.rules import DEFAULT_RULES, Condition
+    from signal_engine.serving.combine import _parse_rules
+
+    config, _ = training_settings("quick", {"moe": {"combiner": "rule"}})
+    conditions = rule_conditions(config)
+    assert {k: [Condition.parse(t, rule=k) for t in v] for k, v in conditions.items()} == {
+        k: [Condition.parse(t, rule=k) for t in v] for k, v in DEFAULT_RULES.items()}
+    assert _parse_rules(conditions)["buy"] == (("p_up", ">", 0.6), ("support_distance", "<", 0.01),
+                                               ("vol_forecast", "<", 0.03))
 
 
 def bundle_folder(root: Path, name: str = "b") -> Path:
