@@ -189,17 +189,25 @@ _PORTFOLIO_ROWS = {
 
 
 def _portfolio_table(books: dict[str, Any]) -> Table:
-    table = Table(title="Portfolio: each bar frequency's symbols as one book, net of costs")
-    for column in ("book", "strategy", "Sharpe", "CAGR", "max DD", "turnover / yr"):
+    table = Table(title="Portfolio: each bar frequency's symbols as one book, net of costs; Sharpe - B&H with its "
+                        "paired-bootstrap interval")
+    for column in ("book", "strategy", "Sharpe", "CAGR", "max DD", "turnover / yr", "Sharpe - B&H"):
         table.add_column(column, justify="right")
     for name, book in books.items():
         label = f"{name} ({', '.join(book['symbols'])})"
         for key, title in _PORTFOLIO_ROWS.items():
             m = book["strategies"][key]
+            versus = book.get("comparisons", {}).get(f"{key}_vs_baseline_buy_and_hold")
             table.add_row(label, title, f"{m['sharpe']:.2f}", f"{m['cagr']:.1%}", f"{m['max_drawdown']:.1%}",
-                          f"{m['turnover']:.1f}")
+                          f"{m['turnover']:.1f}", _difference(versus))
             label = ""
     return table
+
+
+def _difference(comparison: dict[str, float] | None) -> str:
+    if comparison is None:
+        return ""
+    return f"{comparison['difference']:+.2f} [{comparison['low']:+.2f}, {comparison['high']:+.2f}]"
 
 
 def _print_summary(output: BacktestOutput, console: Console, seconds: float, *, trend_expert: str) -> None:

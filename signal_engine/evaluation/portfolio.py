@@ -32,6 +32,7 @@ from signal_engine.data.loader import PriceSeries
 from signal_engine.errors import ConfigError
 from signal_engine.evaluation.backtest import SymbolResult, blocks_for, run_symbol
 from signal_engine.evaluation.metrics import periods_per_year, strategy_metrics, strategy_returns
+from signal_engine.evaluation.significance import sharpe_difference
 from signal_engine.orchestration import (
     OrchestrationConfig,
     OrchestrationResult,
@@ -43,6 +44,12 @@ from signal_engine.orchestration import (
 )
 
 BOOK_STRATEGIES: tuple[str, ...] = ("orchestrated", "moe", "timeframes_equal_weight", "baseline_buy_and_hold")
+# (a, b): is a's Sharpe above b's beyond estimation noise? The managed book against buy & hold, the unmanaged MoE
+# and the sum of its parts, and the MoE against buy & hold.
+COMPARISONS: tuple[tuple[str, str], ...] = (
+    ("orchestrated", "baseline_buy_and_hold"), ("orchestrated", "moe"), ("orchestrated", "timeframes_equal_weight"),
+    ("moe", "baseline_buy_and_hold"),
+)
 TIMEFRAME_PREFIX = "timeframe_"
 
 
@@ -68,6 +75,9 @@ class Book:
         timeline x strategy: net returns realised at each bar (0 at the first).
     metrics : dict
         strategy -> Sharpe, CAGR, max drawdown, turnover, trades, total return, exposure.
+    comparisons : dict
+        ``<a>_vs_<b>`` -> the Sharpe difference of two strategies with its paired stationary-bootstrap interval
+        (``COMPARISONS``; ``signal_engine.evaluation.significance``).
     """
 
     name: str
@@ -78,6 +88,7 @@ class Book:
     positions: dict[str, pd.DataFrame]
     returns: pd.DataFrame
     metrics: dict[str, dict[str, float]]
+    comparisons: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -211,7 +222,17 @@ def _book(
         {k: book_returns(v, result.asset_returns, cost_vector) for k, v in positions.items()}, index=timeline)
     metrics = {k: book_metrics(positions[k], returns[k], ppy) for k in positions}
     return Book(name=name, symbols=tuple(symbols), periods_per_year=ppy, config=settings, result=result,
-                positions=positions, returns=returns, metrics=metrics)
+                positions=positions, returns=returns, metrics=metrics,
+                comparisons=book_comparisons(returns, ppy, seed=config.seed))
+
+
+def book_comparisons(returns: pd.DataFrame, ppy: float, *, seed: int) -> dict[str, dict[str, float]]:
+    """``COMPARISONS`` on the book's net returns (from the second bar: the first realises nothing)."""
+    realised = returns.iloc[1:]
+    if len(realised) < 20:
+        return {}
+    return {f"{a}_vs_{b}": sharpe_difference(realised[a].to_numpy(), realised[b].to_numpy(), ppy, seed=seed).to_dict()
+            for a, b in COMPARISONS}
 
 
 def _on_timeline(result: SymbolResult, timeline: pd.DatetimeIndex) -> pd.Series:
@@ -285,6 +306,7 @@ def portfolio_section(run: PortfolioRun) -> dict[str, Any]:
                          if spec.name in r.models},
             "strategies": book.metrics,
             "synergy": synergy(book),
+            "comparisons": book.comparisons,
             "mean_allocation": {m: float(r.allocations[m].mean()) for m in r.models},
             "final_allocation": {m: float(r.allocations[m].iloc[-1]) for m in r.models},
             "mean_risk_scale": {c: float(r.risk_scales[c].mean()) for c in r.risk_scales.columns},
@@ -314,9 +336,11 @@ def _correlation(a: pd.Series, b: pd.Series) -> float:
 
 __all__ = [
     "BOOK_STRATEGIES",
+    "COMPARISONS",
     "Book",
     "PortfolioRun",
     "bar_frequency",
+    "book_comparisons",
     "book_metrics",
     "book_returns",
     "build_books",

@@ -35,6 +35,7 @@ class _Book(Protocol):
     result: OrchestrationResult
     returns: pd.DataFrame
     metrics: dict[str, dict[str, float]]
+    comparisons: dict[str, dict[str, float]]
 
 
 def allocation_history(result: OrchestrationResult, title: str) -> bytes:
@@ -132,6 +133,14 @@ def conflict_table(result: OrchestrationResult) -> pd.DataFrame:
     ).reset_index()
 
 
+def comparison_table(comparisons: dict[str, dict[str, float]]) -> pd.DataFrame:
+    """One row per pair of strategies: the Sharpe difference, its bootstrap interval and p-value."""
+    rows = [{"comparison": name.replace("_vs_", " - "), "Sharpe difference": round(c["difference"], 3),
+             f"{c['level']:.0%} interval": f"[{c['low']:.2f}, {c['high']:.2f}]", "p-value": round(c["p_value"], 3),
+             "mean block (bars)": round(c["block"], 1)} for name, c in comparisons.items()]
+    return pd.DataFrame(rows)
+
+
 def _frame_table(frame: pd.DataFrame) -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
     body = "".join(
@@ -173,6 +182,11 @@ def book_section(book: _Book, image: Any, metric_table: Any) -> str:
         "<b>timeframes_equal_weight</b>: every timeframe model alone with a fixed equal share (the sum of the "
         "parts); walk-forward, net of each symbol's costs.</p>",
         metric_table(book.metrics, STRATEGY_COLUMNS),
+        "<h3>Sharpe differences: could the ranking be noise?</h3>",
+        '<p class="note">Paired stationary bootstrap of the two strategies\' net returns over the same bars '
+        "(Politis-Romano; block length by Politis-White): an interval that contains 0 means this backtest cannot "
+        "tell the two apart.</p>",
+        _frame_table(comparison_table(book.comparisons)),
         image(synergy_figure(book), f"{title} synergy"),
         image(allocation_history(r, title), f"{title} allocation history"),
         image(correlation_heatmaps(r, title), f"{title} correlation heatmap"),

@@ -12,7 +12,7 @@ import pytest
 
 from signal_engine.config import load_config
 from signal_engine.evaluation.backtest import SIGNAL_COLUMNS
-from signal_engine.evaluation.portfolio import BOOK_STRATEGIES
+from signal_engine.evaluation.portfolio import BOOK_STRATEGIES, COMPARISONS
 from signal_engine.orchestration import EVENT_COLUMNS
 from signal_engine.pipeline import BacktestOutput, run_backtest
 
@@ -57,6 +57,12 @@ def test_each_bar_frequency_is_its_own_book(two_books: BacktestOutput) -> None:
         assert book["strategies"]["baseline_buy_and_hold"]["trades"] == 1
         assert sum(book["mean_allocation"].values()) == pytest.approx(1.0)
         assert set(book["synergy"]) >= {"sharpe_difference", "return_correlation"}
+        comparisons = book["comparisons"]
+        assert set(comparisons) == {f"{a}_vs_{b}" for a, b in COMPARISONS}
+        for name, c in comparisons.items():
+            a, b = name.split("_vs_")
+            assert c["difference"] == pytest.approx(book["strategies"][a]["sharpe"] - book["strategies"][b]["sharpe"])
+            assert c["low"] <= c["high"] and 0.0 <= c["p_value"] <= 1.0 and c["block"] >= 1
 
 
 def test_signals_carry_the_orchestrated_position(two_books: BacktestOutput) -> None:
@@ -94,6 +100,7 @@ def test_events_are_kept_as_a_table(two_books: BacktestOutput) -> None:
 def test_report_shows_the_monitoring_of_each_book(two_books: BacktestOutput) -> None:
     report = two_books.report_path.read_text()
     for text in ("Portfolio: daily book (GOOG)", "Portfolio: 1h book (EURUSD)", "risk-limit activations",
+                 "Sharpe differences: could the ranking be noise?", "orchestrated - baseline_buy_and_hold",
                  "conflict events", "timeframes_equal_weight", "orchestrated"):
         assert text in report
     for book in ("daily book", "1h book"):

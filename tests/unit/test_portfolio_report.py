@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from signal_engine.evaluation.portfolio import COMPARISONS, book_comparisons
 from signal_engine.orchestration import OrchestrationConfig, OrchestrationResult, orchestrate
 from signal_engine.report.html import _image, metric_table
-from signal_engine.report.monitoring import activation_table, book_section, conflict_table
+from signal_engine.report.monitoring import activation_table, book_section, comparison_table, conflict_table
 from tests.unit.test_portfolio import _closes, _streams
 
 
@@ -21,6 +22,7 @@ class _FakeBook:
     result: OrchestrationResult
     returns: pd.DataFrame
     metrics: dict[str, dict[str, float]]
+    comparisons: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +47,15 @@ def test_activation_and_conflict_tables_count_the_event_log(result: Orchestratio
 
 def test_book_section_draws_every_monitoring_figure(result: OrchestrationResult) -> None:
     returns = result.returns.rename(columns={"sum_of_parts": "timeframes_equal_weight"})
+    # stand-ins for the strategies the book compares (the report draws what it is given)
+    returns = returns.assign(moe=returns["model_short"], baseline_buy_and_hold=returns["coordinated"])
     metrics = {name: {"sharpe": float(np.mean(returns[name]))} for name in ("orchestrated", "timeframes_equal_weight")}
-    html = book_section(_FakeBook("daily", result.symbols, result, returns, metrics), _image, metric_table)
+    comparisons = book_comparisons(returns, 252.0, seed=0)
+    html = book_section(_FakeBook("daily", result.symbols, result, returns, metrics, comparisons), _image,
+                        metric_table)
     for figure in ("synergy", "allocation history", "correlation heatmap", "risk-limit scales"):
         assert f'alt="daily book {figure}" src="data:image/png;base64,' in html
     assert "risk-limit activations" in html and "latest conflicts" in html
+    table = comparison_table(comparisons)
+    assert table["comparison"].tolist() == [f"{a} - {b}" for a, b in COMPARISONS]
+    assert "orchestrated - timeframes_equal_weight" in html and "90% interval" in html

@@ -1,0 +1,107 @@
+"""Is one strategy's Sharpe ratio really above another's? A paired stationary bootstrap of the difference.
+
+Two strategies traded over the same bars give two return series whose Sharpe ratios are estimated with
+error (over 17 years of daily returns, about 0.25 in annualised units each) and are correlated with each
+other. Resampling the *pairs* of returns in blocks of random length (Politis and Romano's stationary
+bootstrap; block length chosen by Politis and White's rule, as corrected by Patton, Politis and White)
+keeps both the serial dependence and the cross-correlation, so the interval of ``Sharpe(a) - Sharpe(b)``
+says whether a backtest's ranking could be noise.
+
+References
+----------
+Politis, D. N. and Romano, J. P. (1994), "The stationary bootstrap", JASA 89(428).
+Politis, D. N. and White, H. (2004), "Automatic block-length selection for the dependent bootstrap",
+Econometric Reviews 23(1); Patton, A., Politis, D. N. and White, H. (2009), correction, 28(4).
+Ledoit, O. and Wolf, M. (2008), "Robust performance hypothesis testing with the Sharpe ratio", Journal of
+Empirical Finance 15(5) (the paired design).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from arch.bootstrap import StationaryBootstrap, optimal_block_length
+
+DEFAULT_REPS = 1000
+DEFAULT_LEVEL = 0.90
+
+
+@dataclass(frozen=True)
+class SharpeDifference:
+    """``Sharpe(a) - Sharpe(b)`` (annualised, as ``strategy_metrics`` computes them) and its bootstrap interval.
+
+    ``p_value`` is two-sided, from inverting the percentile interval: twice the smaller share of resampled
+    differences on either side of 0. ``block`` is the mean block length in bars (rounded up).
+    """
+
+    difference: float
+    low: float
+    high: float
+    level: float
+    p_value: float
+    block: int
+    reps: int
+    bars: int
+
+    def to_dict(self) -> dict[str, float]:
+        return {k: float(v) for k, v in asdict(self).items()}
+
+
+def annualised_sharpe(returns: np.ndarray, periods_per_year: float) -> float:
+    """``mean / std (ddof 1) x sqrt(periods_per_year)``, 0 without dispersion (as ``strategy_metrics``)."""
+    std = float(np.std(returns, ddof=1)) if len(returns) > 1 else 0.0
+    return float(np.mean(returns) / std * math.sqrt(periods_per_year)) if std > 0 else 0.0
+
+
+def sharpe_difference(
+    a: np.ndarray,
+    b: np.ndarray,
+    periods_per_year: float,
+    *,
+    reps: int = DEFAULT_REPS,
+    level: float = DEFAULT_LEVEL,
+    seed: int = 0,
+) -> SharpeDifference:
+    """The paired stationary-bootstrap interval of ``Sharpe(a) - Sharpe(b)`` for returns realised on the same bars.
+
+    Raises
+    ------
+    ValueError
+        When the series differ in length, hold a non-finite value, are shorter than 20 bars, or ``level`` is
+        not in (0, 1).
+    """
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if x.shape != y.shape or x.ndim != 1:
+        raise ValueError(f"expected two return series of one length, got shapes {x.shape} and {y.shape}")
+    if len(x) < 20:
+        raise ValueError(f"a Sharpe difference needs at least 20 paired returns, got {len(x)}")
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+        raise ValueError("the return series hold NaN or infinite values; drop or fill those bars first")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+
+    def difference(p: np.ndarray, q: np.ndarray) -> float:
+        return annualised_sharpe(p, periods_per_year) - annualised_sharpe(q, periods_per_year)
+
+    point = difference(x, y)
+    block = _block_length(np.column_stack((x, y)))
+    bootstrap = StationaryBootstrap(block, x, y, seed=seed)
+    draws = bootstrap.apply(lambda p, q: np.array([difference(p, q)]), reps=reps)[:, 0]
+    tail = (1.0 - level) / 2.0
+    low, high = np.quantile(draws, [tail, 1.0 - tail])
+    p_value = min(1.0, 2.0 * min(float(np.mean(draws <= 0.0)), float(np.mean(draws >= 0.0))))
+    return SharpeDifference(difference=point, low=float(low), high=float(high), level=level, p_value=p_value,
+                            block=block, reps=reps, bars=len(x))
+
+
+def _block_length(pairs: np.ndarray) -> int:
+    """The larger of the two series' stationary-bootstrap block lengths (Politis-White), rounded up; n^(1/3)
+    when it cannot be estimated (a constant series)."""
+    estimate = math.nan
+    if np.all(np.std(pairs, axis=0) > 0):
+        estimate = float(np.nanmax(optimal_block_length(pairs)["stationary"].to_numpy()))
+    if not math.isfinite(estimate):
+        estimate = len(pairs) ** (1.0 / 3.0)
+    return max(1, math.ceil(estimate))

@@ -1,0 +1,73 @@
+"""The paired stationary bootstrap of a Sharpe difference, on synthetic returns whose answer is known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from signal_engine.evaluation.metrics import strategy_metrics
+from signal_engine.evaluation.significance import annualised_sharpe, sharpe_difference
+
+PPY = 252.0
+
+
+def returns(seed: int, n: int = 2000, mean: float = 0.0003, vol: float = 0.01) -> np.ndarray:
+    return np.random.default_rng(seed).normal(mean, vol, n)
+
+
+def test_the_point_estimate_is_the_difference_of_the_reported_sharpes() -> None:
+    a, b = returns(1), returns(2)
+    result = sharpe_difference(a, b, PPY)
+    expected = strategy_metrics(np.ones_like(a), a, PPY)["sharpe"] - strategy_metrics(np.ones_like(b), b, PPY)["sharpe"]
+    assert result.difference == pytest.approx(expected, abs=1e-12)
+    assert annualised_sharpe(a, PPY) == pytest.approx(strategy_metrics(np.ones_like(a), a, PPY)["sharpe"])
+
+
+def test_a_strategy_against_itself_differs_by_nothing() -> None:
+    a = returns(3)
+    result = sharpe_difference(a, a.copy(), PPY, reps=200)
+    assert result.difference == 0.0 and result.low == 0.0 and result.high == 0.0
+    assert result.p_value == 1.0
+
+
+def test_a_clearly_better_strategy_has_an_interval_above_zero() -> None:
+    noise = returns(4, mean=0.0)
+    better = noise + 0.002  # the same risk with 50% a year more return: Sharpe about 3 higher
+    result = sharpe_difference(better, noise, PPY, reps=300)
+    assert result.low > 0.0 and result.p_value < 0.01
+    assert result.low <= result.difference <= result.high
+
+
+def test_two_unrelated_noise_series_are_not_told_apart() -> None:
+    result = sharpe_difference(returns(5, mean=0.0), returns(6, mean=0.0), PPY, reps=300)
+    assert result.low < 0.0 < result.high and result.p_value > 0.05
+
+
+def test_autocorrelated_returns_get_longer_blocks() -> None:
+    rng = np.random.default_rng(7)
+    shocks = rng.normal(0, 0.01, 3000)
+    persistent = np.empty_like(shocks)
+    persistent[0] = shocks[0]
+    for t in range(1, len(shocks)):
+        persistent[t] = 0.8 * persistent[t - 1] + shocks[t]
+    independent = sharpe_difference(returns(8, 3000), returns(9, 3000), PPY, reps=50)
+    dependent = sharpe_difference(persistent, returns(10, 3000), PPY, reps=50)
+    assert dependent.block > independent.block
+
+
+def test_same_seed_same_interval_and_the_level_widens_it() -> None:
+    a, b = returns(11), returns(12)
+    first, again = sharpe_difference(a, b, PPY, seed=3), sharpe_difference(a, b, PPY, seed=3)
+    assert first == again
+    wide = sharpe_difference(a, b, PPY, seed=3, level=0.99)
+    assert wide.low <= first.low and wide.high >= first.high
+
+
+@pytest.mark.parametrize(("a", "b", "message"), [
+    (np.zeros(30), np.zeros(31), "one length"),
+    (np.zeros(10), np.zeros(10), "at least 20"),
+    (np.r_[np.zeros(29), np.nan], np.zeros(30), "NaN"),
+])
+def test_bad_series_are_named(a: np.ndarray, b: np.ndarray, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        sharpe_difference(a, b, PPY)
