@@ -50,6 +50,9 @@ COMPARISONS: tuple[tuple[str, str], ...] = (
     ("orchestrated", "baseline_buy_and_hold"), ("orchestrated", "moe"), ("orchestrated", "timeframes_equal_weight"),
     ("moe", "baseline_buy_and_hold"),
 )
+SYMBOL_COMPARISONS: tuple[tuple[str, str], ...] = (
+    ("orchestrated", "baseline_buy_and_hold"), ("orchestrated", "moe"), ("moe", "baseline_buy_and_hold"),
+)
 TIMEFRAME_PREFIX = "timeframe_"
 
 
@@ -287,7 +290,19 @@ def _attach(
     strategies["orchestrated"] = strategy_metrics(per_sleeve[tradable], net, result.data["periods_per_year"])
     for name, run in timeframes.items():
         strategies[f"{TIMEFRAME_PREFIX}{name}"] = dict(run.metrics["strategies"]["moe"])
+    result.metrics["comparisons"] = symbol_comparisons(result.returns, result.data["periods_per_year"],
+                                                       seed=config.seed)
     result.data = {**result.data, "book": book.name, "book_symbols": list(book.symbols)}
+
+
+def symbol_comparisons(returns: pd.DataFrame, ppy: float, *, seed: int) -> dict[str, dict[str, float]]:
+    """``SYMBOL_COMPARISONS`` on one symbol's net returns (its sleeve), over the bars where all three are known."""
+    names = sorted({name for pair in SYMBOL_COMPARISONS for name in pair})
+    known = returns[names].dropna()
+    if len(known) < 20:
+        return {}
+    return {f"{a}_vs_{b}": sharpe_difference(known[a].to_numpy(), known[b].to_numpy(), ppy, seed=seed).to_dict()
+            for a, b in SYMBOL_COMPARISONS}
 
 
 def portfolio_section(run: PortfolioRun) -> dict[str, Any]:
@@ -337,6 +352,7 @@ def _correlation(a: pd.Series, b: pd.Series) -> float:
 __all__ = [
     "BOOK_STRATEGIES",
     "COMPARISONS",
+    "SYMBOL_COMPARISONS",
     "Book",
     "PortfolioRun",
     "bar_frequency",

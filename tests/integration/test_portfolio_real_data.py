@@ -12,7 +12,7 @@ import pytest
 
 from signal_engine.config import load_config
 from signal_engine.evaluation.backtest import SIGNAL_COLUMNS
-from signal_engine.evaluation.portfolio import BOOK_STRATEGIES, COMPARISONS
+from signal_engine.evaluation.portfolio import BOOK_STRATEGIES, COMPARISONS, SYMBOL_COMPARISONS
 from signal_engine.orchestration import EVENT_COLUMNS
 from signal_engine.pipeline import BacktestOutput, run_backtest
 
@@ -63,6 +63,12 @@ def test_each_bar_frequency_is_its_own_book(two_books: BacktestOutput) -> None:
             a, b = name.split("_vs_")
             assert c["difference"] == pytest.approx(book["strategies"][a]["sharpe"] - book["strategies"][b]["sharpe"])
             assert c["low"] <= c["high"] and 0.0 <= c["p_value"] <= 1.0 and c["block"] >= 1
+    for symbol, metrics in json.loads(two_books.metrics_path.read_text())["per_symbol"].items():
+        assert set(metrics["comparisons"]) == {f"{a}_vs_{b}" for a, b in SYMBOL_COMPARISONS}, symbol
+        versus = metrics["comparisons"]["orchestrated_vs_baseline_buy_and_hold"]
+        strategies = metrics["strategies"]
+        assert versus["difference"] == pytest.approx(
+            strategies["orchestrated"]["sharpe"] - strategies["baseline_buy_and_hold"]["sharpe"], abs=1e-9)
 
 
 def test_signals_carry_the_orchestrated_position(two_books: BacktestOutput) -> None:
