@@ -1,6 +1,6 @@
 """SageMaker job: walk forward through the dataset, fit the pooled gate and the confidence map on the experts'
-out-of-sample outputs, and keep the walk-forward metrics (``gate.npz``, ``calibration.json``, ``gate.json``,
-``metrics.json`` in SM_MODEL_DIR)."""
+out-of-sample outputs, and keep the walk-forward metrics (``gate.npz`` - none for a rule gate, whose parameters
+are in ``gate.json`` -, ``calibration.json``, ``gate.json``, ``metrics.json`` in SM_MODEL_DIR)."""
 
 from __future__ import annotations
 

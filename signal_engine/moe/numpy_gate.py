@@ -1,8 +1,13 @@
-"""The MLP gate's forward pass in NumPy: what the serving path runs (no TensorFlow there)."""
+"""The gates' forward passes in NumPy: what the serving path runs (no TensorFlow, scikit-learn or pandas there).
+
+The MLP and softmax gates run from :class:`GateWeights`; the fingerprint rule gate from :class:`RuleGateParams`
+(``FingerprintRuleGate.predict_proba`` calls :func:`rule_gate_forward` too, so backtest and serving share it).
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,3 +75,59 @@ def gate_logits(weights: GateWeights, X: np.ndarray) -> np.ndarray:
 def gate_forward(weights: GateWeights, X: np.ndarray) -> np.ndarray:
     """Gate weights per row: softmax of the logits, sparsified to the top k, summing to 1."""
     return top_k(softmax(gate_logits(weights, X)), weights.k)
+
+
+RULE_FEATURES = ("trend_r2", "hurst", "vol30")
+RULE_EXPERTS = ("trend", "levels", "volatility")
+
+
+@dataclass(frozen=True)
+class RuleGateParams:
+    """Exported :class:`~signal_engine.moe.rule_gate.FingerprintRuleGate`: its fixed rules, its one learned
+    threshold (``vol_threshold``, the ``vol_quantile`` quantile of vol30 on the training rows) and top-k.
+
+    ``experts`` names the experts of the rule gate's three columns, in the order of :data:`RULE_EXPERTS`
+    (the trend rule, the levels rule, the volatility rule).
+    """
+
+    boost: float
+    trend_r2_min: float
+    persistent_hurst: float
+    reverting_hurst: float
+    range_r2_max: float
+    vol_threshold: float
+    k: int
+    experts: tuple[str, ...] = RULE_EXPERTS
+
+
+def rule_fires(X: np.ndarray, columns: Sequence[str], params: RuleGateParams) -> np.ndarray:
+    """(n, 3) booleans: which rule (trend, levels, volatility) fires on each fingerprint row.
+
+    ``columns`` names the columns of ``X``; the rules read ``trend_r2``, ``hurst`` and ``vol30`` by name.
+    A NaN feature fires nothing (its comparisons are false).
+    """
+    X = np.asarray(X, dtype=float)
+    names = list(columns)
+    missing = [name for name in RULE_FEATURES if name not in names]
+    if missing:
+        raise ValueError(f"the rule gate reads the fingerprint columns {list(RULE_FEATURES)}; {missing} are not "
+                         f"among the columns {names}")
+    if X.ndim != 2 or X.shape[1] != len(names):
+        raise ValueError(f"expected fingerprint rows with the {len(names)} columns {names}, got shape {X.shape}")
+    r2, hurst, vol = (X[:, names.index(name)] for name in RULE_FEATURES)
+    with np.errstate(invalid="ignore"):
+        trend = (r2 >= params.trend_r2_min) | (hurst > params.persistent_hurst)
+        levels = (hurst < params.reverting_hurst) & (r2 < params.range_r2_max)
+        volatility = vol > params.vol_threshold
+    return np.column_stack((trend, levels, volatility))
+
+
+def rule_gate_dense(X: np.ndarray, columns: Sequence[str], params: RuleGateParams) -> np.ndarray:
+    """The rule gate's weights before top-k: ``1 + boost`` for a firing rule, 1 otherwise, normalised to 1."""
+    raw = 1.0 + params.boost * rule_fires(X, columns, params).astype(float)
+    return np.asarray(raw / raw.sum(axis=1, keepdims=True))
+
+
+def rule_gate_forward(X: np.ndarray, columns: Sequence[str], params: RuleGateParams) -> np.ndarray:
+    """Rule gate weights per row, summing to 1, sparsified to the top ``k`` (ties to the earlier expert)."""
+    return top_k(rule_gate_dense(X, columns, params), params.k)

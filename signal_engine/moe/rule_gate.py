@@ -8,7 +8,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from signal_engine.features import FINGERPRINT_NAMES
-from signal_engine.moe.numpy_gate import top_k
+from signal_engine.moe.numpy_gate import RuleGateParams, rule_fires, rule_gate_forward
 
 ROLES = ("trend", "levels", "volatility")
 
@@ -65,21 +65,20 @@ class FingerprintRuleGate(BaseEstimator):
         self.n_experts_ = len(ROLES)
         return self
 
+    def rule_params(self) -> RuleGateParams:
+        """The fitted rules as the NumPy :class:`RuleGateParams` (what the model bundle carries)."""
+        return RuleGateParams(boost=float(self.boost), trend_r2_min=float(self.trend_r2_min),
+                              persistent_hurst=float(self.persistent_hurst),
+                              reverting_hurst=float(self.reverting_hurst), range_r2_max=float(self.range_r2_max),
+                              vol_threshold=float(self.vol_threshold_), k=int(self.k), experts=ROLES)
+
     def rules(self, X: np.ndarray) -> np.ndarray:
         """(n, 3) booleans: which expert's rule fires on each row (NaN features fire nothing)."""
-        X = np.asarray(X, dtype=float)
-        column = {name: X[:, i] for i, name in enumerate(FINGERPRINT_NAMES)}
-        r2, hurst, vol = column["trend_r2"], column["hurst"], column["vol30"]
-        with np.errstate(invalid="ignore"):
-            trend = (r2 >= self.trend_r2_min) | (hurst > self.persistent_hurst)
-            levels = (hurst < self.reverting_hurst) & (r2 < self.range_r2_max)
-            volatility = vol > self.vol_threshold_
-        return np.column_stack((trend, levels, volatility))
+        return rule_fires(X, FINGERPRINT_NAMES, self.rule_params())
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        """Gate weights per row, each summing to 1, at most ``k`` non-zero."""
-        raw = 1.0 + self.boost * self.rules(X).astype(float)
-        return top_k(raw / raw.sum(axis=1, keepdims=True), self.k)
+        """Gate weights per row, each summing to 1, at most ``k`` non-zero (the serving path's NumPy code)."""
+        return rule_gate_forward(X, FINGERPRINT_NAMES, self.rule_params())
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         return np.argmax(self.predict_proba(X), axis=1)

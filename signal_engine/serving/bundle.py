@@ -4,7 +4,8 @@ A bundle is a folder::
 
     bundle.json          the serving contract (JSON)
     experts/             signal_engine.registry artefact folder (read by the experts, never by the combiner)
-    gate.npz             the gate as GateWeights (a softmax gate is one layer, k = number of experts)
+    gate.npz             softmax and MLP gates: GateWeights (a softmax gate is one layer); a rule gate has no file,
+                         its parameters are bundle.json's gate.rule
     meta.npz             optional: the meta-model combiner's arrays, when combiner.kind = "meta"
     calibration.json     the confidence map {"x": [...], "y": [...]} for numpy.interp(|score|, x, y)
     metrics.json         (written by training) the walk-forward evaluation
@@ -27,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from signal_engine.errors import ConfigError
-from signal_engine.moe.numpy_gate import GateWeights
+from signal_engine.moe.numpy_gate import RULE_EXPERTS, RULE_FEATURES, GateWeights, RuleGateParams
 
 SCHEMA_VERSION = 1
 BUNDLE_FILE = "bundle.json"
@@ -41,7 +42,9 @@ DEFAULT_EXPERT_OUTPUTS: dict[str, tuple[str, ...]] = {
     "levels": ("support", "resistance"),
     "volatility": ("vol_forecast",),
 }
-GATE_KINDS = ("softmax", "mlp")
+GATE_KINDS = ("softmax", "mlp", "rule")
+WEIGHT_GATE_KINDS = ("softmax", "mlp")
+RULE_PARAMETERS = ("boost", "trend_r2_min", "persistent_hurst", "reverting_hurst", "range_r2_max", "vol_threshold")
 COMBINER_KINDS = ("weighted", "rule", "meta")
 
 
@@ -59,11 +62,31 @@ class ScoreSettings:
 
 @dataclass(frozen=True)
 class GateSpec:
-    """The gate: its kind, its NumPy weights and the fingerprint feature names it reads, in order."""
+    """The gate: its kind, the fingerprint feature names it reads (in order) and either its NumPy weights
+    (``softmax``, ``mlp``: ``gate.npz``) or its rule parameters (``rule``: ``gate.rule`` in ``bundle.json``)."""
 
     kind: str
-    weights: GateWeights
+    weights: GateWeights | None
     features: tuple[str, ...]
+    rule: RuleGateParams | None = None
+
+    @property
+    def k(self) -> int:
+        """Top-k routing: each row keeps its k largest weights."""
+        if self.rule is not None:
+            return self.rule.k
+        if self.weights is None:
+            raise BundleError(f"gate of kind {self.kind!r} has neither weights nor rule parameters")
+        return self.weights.k
+
+    @property
+    def experts(self) -> tuple[str, ...]:
+        """The experts the gate weighs, in its output order."""
+        if self.rule is not None:
+            return tuple(self.rule.experts)
+        if self.weights is None:
+            raise BundleError(f"gate of kind {self.kind!r} has neither weights nor rule parameters")
+        return tuple(self.weights.experts)
 
 
 @dataclass(frozen=True)
@@ -178,7 +201,7 @@ class ServingBundle:
             "min_bars": self.min_bars,
             "scores": {"volatility_window": self.scores.volatility_window,
                        "volatility_min_periods": self.scores.volatility_min_periods},
-            "gate": {"kind": self.gate.kind, "file": GATE_FILE, "features": list(self.gate.features)},
+            "gate": _gate_json(self.gate),
             "combiner": {
                 "kind": self.combiner.kind,
                 "buy_threshold": self.combiner.buy_threshold,
@@ -217,14 +240,16 @@ class ServingBundle:
         return entry.periods_per_year if entry is not None else self.risk.periods_per_year
 
     def save(self, folder: str | Path) -> Path:
-        """Write ``bundle.json``, ``gate.npz``, ``calibration.json`` and (meta combiner) ``meta.npz`` into ``folder``.
+        """Write ``bundle.json``, ``gate.npz`` (softmax and MLP gates), ``calibration.json`` and (meta combiner)
+        ``meta.npz`` into ``folder``.
 
         The ``experts/`` artefact folder, ``metrics.json`` and ``decision.json`` are the trainer's to write
         (``signal_engine.registry.save_experts``); the caller renames the folder into place when complete.
         """
         root = Path(folder)
         root.mkdir(parents=True, exist_ok=True)
-        self.gate.weights.save(root / GATE_FILE)
+        if self.gate.weights is not None:
+            self.gate.weights.save(root / GATE_FILE)
         if self.combiner.meta is not None:
             meta = self.combiner.meta
             np.savez(root / META_FILE, features=np.array(meta.features, dtype=str), mean=meta.mean,
@@ -258,7 +283,7 @@ class ServingBundle:
         outputs_doc = reader.mapping("expert_outputs")
         expert_outputs = {name: _Fields(reader.path, outputs_doc, "expert_outputs").strings(name)
                           for name in outputs_doc}
-        gate_weights = _load_gate(root / str(gate.text("file", GATE_FILE)))
+        gate_spec = _load_gate_spec(root, gate)
         meta_file = combiner.optional_text("file")
         rules_doc = combiner.optional_mapping("rules")
         return cls(
@@ -273,7 +298,7 @@ class ServingBundle:
             min_bars=reader.integer("min_bars"),
             scores=ScoreSettings(scores.integer("volatility_window", 252),
                                  scores.integer("volatility_min_periods", 20)),
-            gate=GateSpec(gate.text("kind"), gate_weights, gate.strings("features")),
+            gate=gate_spec,
             combiner=CombinerSettings(
                 kind=combiner.text("kind"),
                 buy_threshold=combiner.number("buy_threshold"),
@@ -296,7 +321,38 @@ class ServingBundle:
 
     @property
     def gate_weights(self) -> GateWeights:
+        """The softmax or MLP gate's NumPy weights (a rule gate has none: read ``gate.rule``)."""
+        if self.gate.weights is None:
+            raise BundleError(f"bundle {self.version!r}: gate.kind is {self.gate.kind!r}, which has no NumPy weights; "
+                              "its parameters are field 'gate.rule'")
         return self.gate.weights
+
+
+def _gate_json(gate: GateSpec) -> dict[str, Any]:
+    """The ``gate`` section of bundle.json: softmax/MLP name their file, a rule gate carries its parameters."""
+    if gate.rule is None:
+        return {"kind": gate.kind, "file": GATE_FILE, "features": list(gate.features)}
+    rule = gate.rule
+    return {"kind": gate.kind, "file": None, "features": list(gate.features),
+            "rule": {"experts": list(rule.experts), "k": rule.k,
+                     **{name: getattr(rule, name) for name in RULE_PARAMETERS}}}
+
+
+def _load_gate_spec(root: Path, gate: _Fields) -> GateSpec:
+    """The gate section: a rule gate from ``gate.rule``, any other kind from its ``gate.npz``."""
+    kind, features = gate.text("kind"), gate.strings("features")
+    if kind not in GATE_KINDS:
+        raise gate._fail("kind", f"one of {list(GATE_KINDS)}")
+    if kind != "rule":
+        if gate.doc.get("rule") is not None:
+            raise gate._fail("rule", f"null or absent: gate.kind {kind!r} reads its weights from gate.npz; only "
+                             "gate.kind 'rule' carries rule parameters")
+        return GateSpec(kind, _load_gate(root / str(gate.text("file", GATE_FILE))), features)
+    if gate.optional_text("file") is not None:
+        raise gate._fail("file", "null: a rule gate travels as field 'gate.rule', not as a file")
+    rule = gate.section("rule")
+    return GateSpec(kind, None, features, RuleGateParams(
+        **{name: rule.number(name) for name in RULE_PARAMETERS}, k=rule.integer("k"), experts=rule.strings("experts")))
 
 
 def _per_symbol(reader: _Fields) -> dict[str, SymbolSettings]:
@@ -331,15 +387,7 @@ def _check(bundle: ServingBundle) -> None:
     missing = [e for e in bundle.experts if e not in bundle.expert_outputs]
     if missing:
         raise BundleError(f"{where}: field 'expert_outputs' lacks {missing}; every expert needs its output names")
-    if tuple(bundle.gate.weights.experts) != tuple(bundle.experts):
-        raise BundleError(f"{where}: gate.npz names experts {list(bundle.gate.weights.experts)} but field 'experts' "
-                          f"is {list(bundle.experts)}; they must match in order")
-    n_inputs = len(bundle.gate.weights.mean)
-    if n_inputs != len(bundle.gate.features):
-        raise BundleError(f"{where}: field 'gate.features' names {len(bundle.gate.features)} inputs but gate.npz "
-                          f"expects {n_inputs}")
-    if bundle.gate.kind not in GATE_KINDS:
-        raise BundleError(f"{where}: field 'gate.kind' is {bundle.gate.kind!r}; expected one of {list(GATE_KINDS)}")
+    _check_gate(where, bundle.gate, bundle.experts)
     kind = bundle.combiner.kind
     if kind not in COMBINER_KINDS:
         raise BundleError(f"{where}: field 'combiner.kind' is {kind!r}; expected one of {list(COMBINER_KINDS)}")
@@ -374,6 +422,46 @@ def _check(bundle: ServingBundle) -> None:
     if not (r.target_vol_annual > 0 and r.max_leverage > 0 and r.periods_per_year > 0):
         raise BundleError(f"{where}: fields 'risk.target_vol_annual', 'risk.max_leverage' and "
                           "'risk.periods_per_year' must be positive")
+
+
+def _check_gate(where: str, gate: GateSpec, experts: tuple[str, ...]) -> None:
+    """The gate's kind, its weights or rule parameters, its experts (as field 'experts', in order) and its k."""
+    if gate.kind not in GATE_KINDS:
+        raise BundleError(f"{where}: field 'gate.kind' is {gate.kind!r}; expected one of {list(GATE_KINDS)}")
+    if gate.kind in WEIGHT_GATE_KINDS:
+        if gate.weights is None or gate.rule is not None:
+            raise BundleError(f"{where}: gate.kind {gate.kind!r} needs its NumPy weights (gate.npz) and no field "
+                              "'gate.rule'; only gate.kind 'rule' carries rule parameters")
+        if tuple(gate.weights.experts) != tuple(experts):
+            raise BundleError(f"{where}: gate.npz names experts {list(gate.weights.experts)} but field 'experts' "
+                              f"is {list(experts)}; they must match in order")
+        n_inputs = len(gate.weights.mean)
+        if n_inputs != len(gate.features):
+            raise BundleError(f"{where}: field 'gate.features' names {len(gate.features)} inputs but gate.npz "
+                              f"expects {n_inputs}")
+        return
+    rule = gate.rule
+    if rule is None or gate.weights is not None:
+        raise BundleError(f"{where}: gate.kind 'rule' needs field 'gate.rule' (experts, k, "
+                          f"{', '.join(RULE_PARAMETERS)}) and no NumPy weights (gate.npz)")
+    if len(rule.experts) != len(RULE_EXPERTS) or tuple(rule.experts) != tuple(experts):
+        raise BundleError(f"{where}: field 'gate.rule.experts' is {list(rule.experts)} but field 'experts' is "
+                          f"{list(experts)}; expected the same {len(RULE_EXPERTS)} names in order, the experts of "
+                          f"the {', '.join(RULE_EXPERTS)} rules")
+    if not 1 <= rule.k <= len(rule.experts):
+        raise BundleError(f"{where}: field 'gate.rule.k' is {rule.k}; expected 1 <= k <= {len(rule.experts)} "
+                          "(the number of experts)")
+    for name in RULE_PARAMETERS:
+        value = getattr(rule, name)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise BundleError(f"{where}: field 'gate.rule.{name}' is {value!r}; expected a finite number")
+    if not rule.boost > -1:
+        raise BundleError(f"{where}: field 'gate.rule.boost' is {rule.boost}; expected a number > -1 so that "
+                          "every expert's weight 1 + boost stays positive")
+    missing = [name for name in RULE_FEATURES if name not in gate.features]
+    if missing:
+        raise BundleError(f"{where}: field 'gate.features' is {list(gate.features)}, without {missing}; the rule "
+                          f"gate reads {list(RULE_FEATURES)}")
 
 
 class _Fields:

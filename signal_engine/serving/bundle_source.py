@@ -58,8 +58,9 @@ def fetch_bundle(uri: str, objects: Callable[[str, str], ObjectStore], target: P
     version = str(doc.get("version", "bundle"))
     folder = target / version
     folder.mkdir(parents=True, exist_ok=True)
-    files = {BUNDLE_FILE, str((doc.get("gate") or {}).get("file") or GATE_FILE),
-             str((doc.get("calibration") or {}).get("file") or CALIBRATION_FILE)}
+    files = {BUNDLE_FILE, str((doc.get("calibration") or {}).get("file") or CALIBRATION_FILE)}
+    if (doc.get("gate") or {}).get("kind") != "rule":  # a rule gate's parameters are in bundle.json, no gate.npz
+        files.add(str((doc.get("gate") or {}).get("file") or GATE_FILE))
     meta = (doc.get("combiner") or {}).get("file")
     if meta:
         files.add(str(meta))

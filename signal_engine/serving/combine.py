@@ -4,9 +4,9 @@ Vectorised over rows (one row per symbol), so one request and a batch of 1,000 r
 NumPy and the NumPy-only parts of the domain (gate forward pass, fingerprint, risk layer) and nothing else:
 this runs in the combiner Lambda, which ships without pandas, scikit-learn and SciPy.
 
-Degradation: an expert without a usable answer gets no score; the gate's softmax is renormalised over the
-experts that answered (then sparsified to the top ``min(k, answered)``), so the signal is what the gate
-would give if only those experts existed.
+Degradation: an expert without a usable answer gets no score; the gate's dense weights (the softmax, or the rule
+gate's normalised rule weights) are renormalised over the experts that answered (then sparsified to the top
+``min(k, answered)``), so the signal is what the gate would give if only those experts existed.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from signal_engine.features.fingerprint import FINGERPRINT_NAMES, FINGERPRINT_WARMUP, fingerprint_features
-from signal_engine.moe.numpy_gate import gate_logits, softmax, top_k
+from signal_engine.moe.numpy_gate import gate_logits, rule_gate_dense, softmax, top_k
 from signal_engine.moe.scores import levels_score
 from signal_engine.risk.sizing import volatility_target_position
 from signal_engine.serving.bundle import ServingBundle
@@ -192,10 +192,13 @@ class Combiner:
         return {**plain, **columns}
 
     def _gate(self, fingerprints: np.ndarray, available: np.ndarray) -> np.ndarray:
-        weights = self.bundle.gate.weights
-        proba = softmax(gate_logits(weights, fingerprints))
+        spec = self.bundle.gate
+        if spec.rule is not None:
+            proba = rule_gate_dense(fingerprints, spec.features, spec.rule)
+        else:
+            proba = softmax(gate_logits(self.bundle.gate_weights, fingerprints))
         if available.all():
-            return top_k(proba, weights.k)
+            return top_k(proba, spec.k)
         proba = np.where(available, proba, 0.0)
         total = proba.sum(axis=1, keepdims=True)
         uniform = available / available.sum(axis=1, keepdims=True)
@@ -203,7 +206,7 @@ class Combiner:
         out = np.empty_like(proba)
         for count in np.unique(available.sum(axis=1)):
             rows = available.sum(axis=1) == count
-            out[rows] = top_k(proba[rows], min(weights.k, int(count)))
+            out[rows] = top_k(proba[rows], min(spec.k, int(count)))
         return out
 
     def _combined(self, scores: np.ndarray, gate: np.ndarray, outputs: Mapping[str, np.ndarray],

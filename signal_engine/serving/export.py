@@ -7,11 +7,12 @@ reads only what they produce.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from signal_engine.moe.numpy_gate import GateWeights
+from signal_engine.moe.numpy_gate import RULE_EXPERTS, GateWeights, RuleGateParams
 from signal_engine.serving.bundle import Calibration, MetaArrays
 
 
@@ -44,6 +45,22 @@ def gate_weights(gate: Any, experts: Sequence[str]) -> tuple[str, GateWeights]:
             raise ValueError(f"the MLP gate names experts {list(weights.experts)}, not {list(experts)}")
         return "mlp", weights
     return "softmax", softmax_gate_weights(gate, experts)
+
+
+def rule_gate_params(gate: Any, experts: Sequence[str]) -> RuleGateParams:
+    """A fitted :class:`~signal_engine.moe.rule_gate.FingerprintRuleGate` as the bundle's :class:`RuleGateParams`,
+    with its top-k (k >= 3 is dense: k = 3).
+
+    ``rule_gate_forward`` of the result is exactly the gate's ``predict_proba`` (it is the code that runs there).
+    The learned ``vol_threshold_`` must be finite: it is infinite only when no training row had a finite vol30.
+    """
+    if tuple(experts) != RULE_EXPERTS:
+        raise ValueError(f"the rule gate weighs the experts {list(RULE_EXPERTS)} in that order, not {list(experts)}")
+    params: RuleGateParams = gate.rule_params()
+    if not np.isfinite(params.vol_threshold):
+        raise ValueError(f"the rule gate's vol_threshold_ is {params.vol_threshold}: no training row had a finite "
+                         "vol30; train on more bars (the fingerprint's vol30 needs 30 of them)")
+    return replace(params, k=_routing_k(gate, len(experts)), experts=tuple(experts))
 
 
 def calibration_knots(calibrator: Any) -> Calibration:

@@ -50,7 +50,8 @@ class ExpertArtefact:
 
 @dataclass(frozen=True)
 class GateArtefact:
-    """The pooled gate (``gate.npz``), the confidence map (``calibration.json``) and the walk-forward metrics."""
+    """The pooled gate (``gate.npz``; a rule gate's parameters in ``gate.json``), the confidence map
+    (``calibration.json``) and the walk-forward metrics."""
 
     root: Path
 

@@ -13,7 +13,7 @@ import hashlib
 import json
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,7 @@ DATASET_FILE = "dataset.json"
 GATE_INFO_FILE = "gate.json"
 METRICS_FILE = "metrics.json"
 META_FILE = "meta.npz"
+GATE_FILE = "gate.npz"
 DECISION_FILE = "decision.json"
 VOLATILITY_MIN_PERIODS = 20
 
@@ -52,9 +53,9 @@ def check_exportable(config: RunConfig) -> None:
     if not moe.enabled:
         raise ConfigError("moe.enabled is false: the training workflow publishes the MoE (experts, gate, combiner); "
                           "set moe.enabled: true to train a bundle")
-    if moe.gate not in ("softmax", "mlp"):
-        raise ConfigError(f"moe.gate '{moe.gate}': the bundle carries a softmax or MLP gate as NumPy weights; "
-                          "use moe.gate: softmax or mlp for training")
+    if moe.gate not in ("softmax", "mlp", "rule"):
+        raise ConfigError(f"moe.gate '{moe.gate}': the bundle carries a softmax or MLP gate as NumPy weights or the "
+                          "fingerprint rule gate as parameters; use moe.gate: softmax, mlp or rule for training")
     if moe.combiner not in ("weighted", "meta", "rule"):
         raise ConfigError(f"moe.combiner '{moe.combiner}': the training workflow exports the weighted, meta-model "
                           "and rule combiners; use moe.combiner: weighted, meta or rule for training")
@@ -206,7 +207,7 @@ def train_gate(series: Sequence[PriceSeries], config: RunConfig, out: Path,
                results: Sequence[SymbolResult]) -> GateArtefact:
     """Fit the pooled gate and confidence map on the walk-forward's out-of-sample rows; keep the metrics."""
     from signal_engine.pipeline import build_metrics
-    from signal_engine.serving.export import calibration_knots, gate_weights
+    from signal_engine.serving.export import calibration_knots, gate_weights, rule_gate_params
 
     if [r.symbol for r in results] != [s.symbol for s in series]:
         raise ConfigError("the walk-forward results do not match the dataset's symbols; run them on the same data")
@@ -215,16 +216,21 @@ def train_gate(series: Sequence[PriceSeries], config: RunConfig, out: Path,
     usable = np.isfinite(pooled["forward_z"]) & np.all(np.isfinite(pooled["scores"]), axis=1)
     gate = components.gate(config).fit(pooled["fingerprints"][usable], pooled["forward_z"][usable],
                                        expert_scores=pooled["scores"][usable])
-    kind, weights = gate_weights(gate, EXPERTS)
-    if kind == "softmax":  # top-k routing of the softmax gate (k >= 3 is dense)
-        weights = replace(weights, k=min(config.moe.k, len(EXPERTS)))
+    weights, rule = None, None
+    if config.moe.gate == "rule":  # fixed rules and one learned threshold: parameters in gate.json, no gate.npz
+        kind, rule = "rule", rule_gate_params(gate, EXPERTS)
+    else:
+        kind, weights = gate_weights(gate, EXPERTS)
+        if kind == "softmax":  # top-k routing of the softmax gate (k >= 3 is dense)
+            weights = replace(weights, k=min(config.moe.k, len(EXPERTS)))
     combiner = components.combiner_kind(config)
     out.mkdir(parents=True, exist_ok=True)
     if combiner == "meta":
         _train_meta(pooled, config, out / META_FILE)
     calibrator = ConfidenceCalibrator(min_rows=config.gate.min_rows).fit(pooled["combined"], pooled["forward_return"])
     knots = calibration_knots(calibrator)
-    weights.save(out / "gate.npz")
+    if weights is not None:
+        weights.save(out / GATE_FILE)
     (out / "calibration.json").write_text(json.dumps({"x": knots.x.tolist(), "y": knots.y.tolist()}) + "\n",
                                           encoding="utf-8")
     per_symbol = {
@@ -239,6 +245,7 @@ def train_gate(series: Sequence[PriceSeries], config: RunConfig, out: Path,
     }
     info = {"kind": kind, "combiner": combiner, "features": list(FINGERPRINT_NAMES), "experts": list(EXPERTS),
             "rows": int(usable.sum()), **({"rules": rule_conditions(config)} if combiner == "rule" else {}),
+            **({"rule": asdict(rule)} if rule is not None else {}),
             "per_symbol": per_symbol, "config": config.to_dict()}
     (out / GATE_INFO_FILE).write_text(json.dumps(json_safe(info), indent=2) + "\n", encoding="utf-8")
     metrics = build_metrics(list(results), config)
@@ -307,12 +314,16 @@ def evaluate(config: RunConfig, quality: QualityConfig, experts: Sequence[Expert
         raise ConfigError(f"the expert artefacts lack {missing}; train every expert for every symbol of the dataset")
     out.mkdir(parents=True, exist_ok=True)
     save_experts(merged, out / "experts")
-    weights = GateWeights.load(gate.root / "gate.npz")
+    rule = _rule_params(info, gate.root)
+    weights = None if rule is not None else GateWeights.load(gate.root / GATE_FILE)
     calibration = json.loads((gate.root / "calibration.json").read_text(encoding="utf-8"))
     digest = hashlib.sha256()
-    for path in (out / "experts" / "manifest.json", gate.root / "gate.npz", gate.root / "calibration.json",
+    gate_files = () if rule is not None else (gate.root / GATE_FILE,)
+    for path in (out / "experts" / "manifest.json", *gate_files, gate.root / "calibration.json",
                  gate.root / METRICS_FILE):
         digest.update(path.read_bytes())
+    if rule is not None:  # the rule gate's parameters are its content, as gate.npz is the other gates'
+        digest.update(json.dumps({"gate.rule": info["rule"]}, sort_keys=True).encode())
     digest.update(json.dumps({"quality": quality.to_dict(), "decision": decision.to_dict()}, sort_keys=True,
                              default=str).encode())
     created = (now or datetime.now(UTC)).replace(microsecond=0)
@@ -330,7 +341,7 @@ def evaluate(config: RunConfig, quality: QualityConfig, experts: Sequence[Expert
         expert_outputs={e: DEFAULT_EXPERT_OUTPUTS[e] for e in EXPERTS},
         min_bars=min_bars(config),
         scores=ScoreSettings(config.gate.score_window, VOLATILITY_MIN_PERIODS),
-        gate=GateSpec(info["kind"], weights, tuple(info["features"])),
+        gate=GateSpec(info["kind"], weights, tuple(info["features"]), rule),
         combiner=CombinerSettings(info.get("combiner", "weighted"), trading.buy_threshold, trading.sell_threshold,
                                   rules=({k: tuple(v) for k, v in info["rules"].items()} if "rules" in info else None),
                                   meta=_meta_arrays(gate.root / META_FILE)),
@@ -348,6 +359,22 @@ def evaluate(config: RunConfig, quality: QualityConfig, experts: Sequence[Expert
     (out / METRICS_FILE).write_text(json.dumps(json_safe(metrics), indent=2, allow_nan=False) + "\n", encoding="utf-8")
     write_decision(decision, out)
     return EvaluationArtefact(out, decision.passed), version
+
+
+def _rule_params(info: dict[str, Any], root: Path) -> Any:
+    """The rule gate of a gate artefact (``gate.json`` field ``rule``) as RuleGateParams, or None (softmax, MLP)."""
+    if info.get("kind") != "rule":
+        return None
+    from signal_engine.moe.numpy_gate import RuleGateParams
+
+    doc = info.get("rule")
+    try:
+        if not isinstance(doc, dict):
+            raise TypeError("not an object")
+        return RuleGateParams(**{**doc, "experts": tuple(doc["experts"])})
+    except (KeyError, TypeError) as exc:
+        raise ConfigError(f"{root / GATE_INFO_FILE}: field 'rule' is {doc!r} ({exc}); expected the rule gate's "
+                          "parameters as the train_gate step writes them; rerun that step") from None
 
 
 def _meta_arrays(path: Path) -> Any:

@@ -192,3 +192,40 @@ def test_a_rule_combiner_bundle_serves_the_rules_decision(goog_csv: Path, tmp_pa
     assert decision.combined.tolist() == expected.astype(float).tolist()
     assert decision.combined[1:].tolist() == [1.0, -1.0]
     assert [decision.signal(1), decision.signal(2)] == ["buy", "sell"]
+
+
+def test_a_rule_gate_bundle_serves_the_fitted_rule_gate(goog_csv: Path, tmp_path: Path) -> None:
+    from signal_engine.moe.rule_gate import FingerprintRuleGate
+    from signal_engine.workflow.training import out_of_sample_rows
+
+    config, quality = training_settings("quick", {**FAST, "moe": {"gate": "rule", "k": 2}})
+    series = load_prices(goog_csv)
+    results = [run_symbol(series, config)]
+    run = LocalRunner(LocalModelRegistry(tmp_path), config, quality, walk_forward_results=results).run(
+        TrainingInputs(symbols=("GOOG",)), [series])
+    folder = tmp_path / run.version
+    bundle = ServingBundle.load(folder)
+    assert bundle.gate.kind == "rule" and bundle.gate.weights is None and bundle.gate.rule is not None
+    assert not (folder / "gate.npz").exists() and json.loads((folder / "bundle.json").read_text())["gate"]["rule"]
+    # the gate the trainer fits: the rule gate on the walk-forward's out-of-sample fingerprints with usable rows
+    rows = out_of_sample_rows(series, results[0], config)
+    usable = np.isfinite(rows["forward_z"]) & np.isfinite(rows["scores"]).all(axis=1)
+    gate = FingerprintRuleGate(k=2).fit(rows["fingerprints"][usable])
+    assert bundle.gate.rule.vol_threshold == gate.vol_threshold_ and bundle.gate.k == 2
+
+    experts = load_experts(folder / "experts")
+    bars = series.bars.iloc[-bundle.min_bars:]
+    answers = {kind: answer(kind, experts[f"{kind}/GOOG"], bars, history=bundle.scores.volatility_window)
+               for kind in bundle.experts}
+    combiner = Combiner(bundle)
+    every = series.bars
+    ends = range(bundle.min_bars, len(every) + 1, 45)  # fingerprints through the whole history: varied regimes
+    prints = np.vstack([combiner.fingerprint(*(every[c].to_numpy()[end - bundle.min_bars:end]
+                                               for c in ("high", "low", "close", "volume"))) for end in ends])
+    close = np.full(len(prints), float(bars["close"].iloc[-1]))
+    decision = combiner.decide([answers] * len(prints), close, prints)
+    np.testing.assert_allclose(decision.gate, gate.predict_proba(prints), rtol=0, atol=1e-12)
+    assert gate.rules(prints).any(axis=0).all(), "every rule fires somewhere in GOOG's history"
+    assert ((decision.gate > 0).sum(axis=1) == 2).all()
+    without = combiner.decide([{**answers, "trend": None}] * len(prints), close, prints)
+    assert (without.gate[:, 0] == 0).all() and np.allclose(without.gate.sum(axis=1), 1.0)

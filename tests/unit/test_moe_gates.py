@@ -66,3 +66,57 @@ def test_rule_gate_weights_sum_to_one_and_respect_top_k(k: int) -> None:
 def test_rule_gate_names_the_columns_it_needs() -> None:
     with pytest.raises(ValueError, match="fingerprint columns"):
         FingerprintRuleGate().fit(np.zeros((10, 3)))
+
+
+def reference_rule_gate(row: np.ndarray, gate: FingerprintRuleGate) -> list[float]:
+    """Seed 001 §4.2's rules for one row in plain Python: weight 1 + boost per firing rule, normalised, top-k."""
+    r2, hurst, vol = (float(row[FINGERPRINT_NAMES.index(name)]) for name in ("trend_r2", "hurst", "vol30"))
+    fires = [r2 >= gate.trend_r2_min or hurst > gate.persistent_hurst,  # a NaN comparison is False: fires nothing
+             hurst < gate.reverting_hurst and r2 < gate.range_r2_max,
+             vol > gate.vol_threshold_]
+    raw = [1.0 + gate.boost * f for f in fires]
+    weights = [w / sum(raw) for w in raw]
+    kept = sorted(range(3), key=lambda i: (-weights[i], i))[:gate.k]
+    total = sum(weights[i] for i in kept)
+    return [weights[i] / total if i in kept else 0.0 for i in range(3)]
+
+
+def varied_fingerprints(n: int = 400, seed: int = 11) -> np.ndarray:
+    """Random fingerprints around every rule's thresholds, rows exactly on them, and NaNs in each column."""
+    rng = np.random.default_rng(seed)
+    rows = fingerprint_rows(vol30=list(rng.uniform(0.002, 0.04, n)), trend_r2=list(rng.uniform(0, 1, n)),
+                            hurst=list(rng.uniform(0.3, 0.7, n)), spread=list(rng.uniform(0, 0.01, n)),
+                            volume_z=list(rng.normal(size=n)))
+    on_the_edge = fingerprint_rows(trend_r2=[0.6, 0.3, 0.29999, 0.6, 0.2], hurst=[0.5, 0.45, 0.44, 0.55, 0.45])
+    rows = np.vstack((rows, on_the_edge))
+    for column in range(rows.shape[1]):
+        rows[rng.choice(n, 25, replace=False), column] = np.nan
+    rows[-1] = np.nan
+    return rows
+
+
+@pytest.mark.parametrize(("k", "boost"), [(1, 2.0), (2, 2.0), (2, 0.5), (3, 2.0), (5, 1.0)])
+def test_numpy_rule_gate_is_the_fitted_gate_and_the_seed_rules(k: int, boost: float) -> None:
+    from signal_engine.moe.numpy_gate import rule_gate_forward
+
+    rows = varied_fingerprints()
+    gate = FingerprintRuleGate(k=k, boost=boost).fit(rows[:300])
+    rows[-2, FINGERPRINT_NAMES.index("vol30")] = gate.vol_threshold_  # exactly on the threshold: does not fire
+    fitted = gate.predict_proba(rows)
+    expected = np.array([reference_rule_gate(row, gate) for row in rows])
+    np.testing.assert_allclose(fitted, expected, rtol=0, atol=1e-12)
+    order = [4, 2, 0, 3, 1]  # the serving path reads the columns by name, in the bundle's order
+    served = rule_gate_forward(rows[:, order], [FINGERPRINT_NAMES[i] for i in order], gate.rule_params())
+    np.testing.assert_allclose(served, fitted, rtol=0, atol=1e-12)
+    assert np.isnan(rows).any(axis=1).sum() > 50 and len(np.unique(fitted.round(12), axis=0)) >= 3
+    np.testing.assert_allclose(fitted[-1], reference_rule_gate(np.full(5, np.nan), gate))
+
+
+def test_numpy_rule_gate_names_a_missing_column() -> None:
+    from signal_engine.moe.numpy_gate import rule_gate_forward
+
+    gate = FingerprintRuleGate().fit(varied_fingerprints())
+    with pytest.raises(ValueError, match=r"\['hurst'\] are not among the columns"):
+        rule_gate_forward(np.zeros((2, 2)), ["vol30", "trend_r2"], gate.rule_params())
+    with pytest.raises(ValueError, match="got shape"):
+        rule_gate_forward(np.zeros((2, 2)), FINGERPRINT_NAMES, gate.rule_params())

@@ -3,26 +3,32 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from signal_engine.features import FINGERPRINT_NAMES, feature_frame
 from signal_engine.moe.confidence import ConfidenceCalibrator
 from signal_engine.moe.gate import SoftmaxGate
 from signal_engine.moe.meta import MetaModelCombiner
-from signal_engine.moe.numpy_gate import gate_forward
+from signal_engine.moe.numpy_gate import gate_forward, rule_gate_forward
+from signal_engine.moe.rule_gate import FingerprintRuleGate
 from signal_engine.registry import load_experts
 from signal_engine.serving.bundle import (
     BundleError,
     CombinerSettings,
+    GateSpec,
     ServingBundle,
     read_current,
 )
 from signal_engine.serving.experts import answer, bars_frame, market_frame
-from signal_engine.serving.export import calibration_knots, meta_arrays, softmax_gate_weights
+from signal_engine.serving.export import calibration_knots, meta_arrays, rule_gate_params, softmax_gate_weights
 from tests.serving_support import TRAIN_BARS, goog_registry, goog_series, request_bars
+from tests.unit.test_moe_gates import varied_fingerprints
 
 
 @pytest.fixture(scope="module")
@@ -197,3 +203,125 @@ def test_expert_answer_uses_only_past_bars(bundle_dir: Path) -> None:
 def test_unknown_kind_is_rejected(bundle_dir: Path) -> None:
     with pytest.raises(ValueError, match="expert kind 'sentiment' is unknown"):
         answer("sentiment", object(), bars_frame(request_bars(TRAIN_BARS + 10)))
+
+
+def fitted_rule_gate(k: int = 2) -> FingerprintRuleGate:
+    """The rule gate fitted on GOOG's training bars (its vol30 threshold is learned there)."""
+    bars = goog_series().bars.iloc[:TRAIN_BARS]
+    return FingerprintRuleGate(k=k).fit(feature_frame(bars).loc[:, list(FINGERPRINT_NAMES)].to_numpy(float))
+
+
+@pytest.fixture()
+def rule_copy(copy: Path) -> Path:
+    """The GOOG bundle with the fitted rule gate instead of the softmax gate, saved without gate.npz."""
+    bundle = ServingBundle.load(copy)
+    params = rule_gate_params(fitted_rule_gate(), bundle.experts)
+    (copy / "gate.npz").unlink()
+    ServingBundle(**{**bundle.__dict__, "gate": GateSpec("rule", None, FINGERPRINT_NAMES, params)}).save(copy)
+    return copy
+
+
+def test_a_rule_gate_round_trips_in_bundle_json_without_gate_npz(rule_copy: Path, tmp_path: Path) -> None:
+    gate = fitted_rule_gate()
+    bundle = ServingBundle.load(rule_copy)
+    assert not (rule_copy / "gate.npz").exists()
+    assert bundle.gate.kind == "rule" and bundle.gate.weights is None and bundle.gate.rule == gate.rule_params()
+    assert bundle.gate.k == 2 and bundle.gate.experts == ("trend", "levels", "volatility")
+    doc = json.loads((rule_copy / "bundle.json").read_text())
+    assert doc["gate"] == {"kind": "rule", "file": None, "features": list(FINGERPRINT_NAMES), "rule": {
+        "experts": ["trend", "levels", "volatility"], "k": 2, "boost": 2.0, "trend_r2_min": 0.6,
+        "persistent_hurst": 0.55, "reverting_hurst": 0.45, "range_r2_max": 0.3, "vol_threshold": gate.vol_threshold_}}
+    again = ServingBundle.load(bundle.save(tmp_path / "again"))
+    assert again.to_json() == bundle.to_json() and not (tmp_path / "again" / "gate.npz").exists()
+    with pytest.raises(BundleError, match=re.escape("gate.kind is 'rule', which has no NumPy weights")):
+        _ = bundle.gate_weights
+    prints = varied_fingerprints()
+    np.testing.assert_allclose(rule_gate_forward(prints, again.gate.features, again.gate.rule),  # type: ignore[arg-type]
+                               gate.predict_proba(prints), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda g: g["rule"].pop("vol_threshold"), "field 'gate.rule.vol_threshold' is missing; expected a number"),
+        (lambda g: g["rule"].update(vol_threshold="high"), "field 'gate.rule.vol_threshold' is 'high'"),
+        (lambda g: g["rule"].pop("boost"), "field 'gate.rule.boost' is missing"),
+        (lambda g: g["rule"].update(boost=-1.5), "field 'gate.rule.boost' is -1.5; expected a number > -1"),
+        (lambda g: g["rule"].update(k=4), r"field 'gate.rule.k' is 4; expected 1 <= k <= 3"),
+        (lambda g: g["rule"].update(k=0), r"field 'gate.rule.k' is 0"),
+        (lambda g: g["rule"].update(k=2.0), "field 'gate.rule.k' is 2.0; expected an integer"),
+        (lambda g: g["rule"].update(experts=["levels", "trend", "volatility"]), "field 'gate.rule.experts'"),
+        (lambda g: g["rule"].pop("experts"), "field 'gate.rule.experts' is missing"),
+        (lambda g: g.pop("rule"), "field 'gate.rule' is missing; expected an object"),
+        (lambda g: g.update(rule=[2.0]), "field 'gate.rule' is \\[2.0\\]; expected an object"),
+        (lambda g: g.update(file="gate.npz"), "field 'gate.file' is 'gate.npz'; expected null"),
+        (lambda g: g.update(features=["vol30", "spread"]), r"without \['trend_r2', 'hurst'\]"),
+        (lambda g: g.update(kind="rules"), "field 'gate.kind' is 'rules'"),
+    ],
+)
+def test_a_malformed_rule_gate_names_the_field(rule_copy: Path, edit, message: str) -> None:  # type: ignore[no-untyped-def]
+    doc = json.loads((rule_copy / "bundle.json").read_text())
+    edit(doc["gate"])
+    (rule_copy / "bundle.json").write_text(json.dumps(doc))
+    with pytest.raises(BundleError, match=message):
+        ServingBundle.load(rule_copy)
+
+
+def test_rule_gate_experts_must_be_the_bundle_experts(rule_copy: Path, copy: Path) -> None:
+    bundle = ServingBundle.load(rule_copy)
+    with pytest.raises(BundleError, match=r"field 'gate.rule.experts' is \['trend', 'levels', 'volatility'\] but "
+                                          r"field 'experts' is \['trend', 'levels'\]"):
+        ServingBundle(**{**bundle.__dict__, "experts": ("trend", "levels")})
+    with pytest.raises(BundleError, match=re.escape("gate.kind 'rule' needs field 'gate.rule'")):
+        ServingBundle(**{**bundle.__dict__, "gate": GateSpec("rule", None, FINGERPRINT_NAMES)})
+    with pytest.raises(BundleError, match=re.escape("gate.kind 'softmax' needs its NumPy weights")):
+        ServingBundle(**{**bundle.__dict__,
+                         "gate": GateSpec("softmax", None, FINGERPRINT_NAMES, bundle.gate.rule)})
+
+
+def test_a_softmax_gate_with_rule_parameters_is_refused(copy: Path) -> None:
+    doc = json.loads((copy / "bundle.json").read_text())
+    doc["gate"]["rule"] = {"k": 3}
+    (copy / "bundle.json").write_text(json.dumps(doc))
+    with pytest.raises(BundleError, match=re.escape("field 'gate.rule' is {'k': 3}; expected null or absent")):
+        ServingBundle.load(copy)
+
+
+def test_rule_gate_export_clamps_k_and_refuses_what_a_bundle_cannot_carry() -> None:
+    experts = ("trend", "levels", "volatility")
+    assert rule_gate_params(fitted_rule_gate(k=5), experts).k == 3
+    assert rule_gate_params(fitted_rule_gate(k=1), experts).k == 1
+    with pytest.raises(ValueError, match="in that order"):
+        rule_gate_params(fitted_rule_gate(), ("levels", "trend", "volatility"))
+    no_vol = FingerprintRuleGate().fit(np.full((5, len(FINGERPRINT_NAMES)), np.nan))
+    with pytest.raises(ValueError, match="no training row had a finite vol30"):
+        rule_gate_params(no_vol, experts)
+
+
+class FolderStore:
+    """An ObjectStore fake over one folder's files (the S3 prefix of a bundle version)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.files = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+        self.asked: list[str] = []
+
+    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        self.files[key] = data
+
+    def get(self, key: str) -> bytes:
+        self.asked.append(key)
+        return self.files[key]
+
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        return iter(sorted(k for k in self.files if k.startswith(prefix)))
+
+
+def test_a_rule_gate_bundle_is_fetched_from_s3_without_gate_npz(rule_copy: Path, tmp_path: Path) -> None:
+    from signal_engine.serving.bundle_source import fetch_bundle
+
+    store = FolderStore(rule_copy)
+    assert "gate.npz" not in store.files
+    folder = fetch_bundle("s3://artifacts/models/v1", lambda bucket, prefix: store, tmp_path / "cache")
+    assert "gate.npz" not in store.asked and sorted(p.name for p in folder.iterdir()) == ["bundle.json",
+                                                                                         "calibration.json"]
+    assert ServingBundle.load(folder).to_json() == ServingBundle.load(rule_copy).to_json()

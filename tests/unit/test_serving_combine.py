@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -11,14 +12,16 @@ import pytest
 
 from signal_engine.features import FINGERPRINT_NAMES, feature_frame
 from signal_engine.moe.combiner import WeightedScoreCombiner
-from signal_engine.moe.numpy_gate import gate_forward
+from signal_engine.moe.numpy_gate import gate_forward, top_k
+from signal_engine.moe.rule_gate import FingerprintRuleGate
 from signal_engine.moe.scores import levels_score, trend_score
 from signal_engine.moe.scores import volatility_score as pandas_volatility_score
 from signal_engine.registry import load_experts
 from signal_engine.risk import held_direction, volatility_target_position
-from signal_engine.serving.bundle import CombinerSettings, MetaArrays, ServingBundle, read_current
+from signal_engine.serving.bundle import CombinerSettings, GateSpec, MetaArrays, ServingBundle, read_current
 from signal_engine.serving.combine import Combiner, NoExpertAnswered, fingerprint_row, volatility_score
 from signal_engine.serving.experts import answer, market_frame
+from signal_engine.serving.export import rule_gate_params
 from tests.serving_support import TRAIN_BARS, goog_registry, goog_series
 
 Answers = dict[str, dict[str, Any] | None]
@@ -182,3 +185,46 @@ def test_round_tripped_bundle_decides_the_same(bundle: ServingBundle, tmp_path: 
     a, b = Combiner(bundle).decide(answers, closes, prints), Combiner(again).decide(answers, closes, prints)
     np.testing.assert_array_equal(a.combined, b.combined)
     np.testing.assert_array_equal(a.position, b.position)
+
+
+def rule_gate_bundle(bundle: ServingBundle, k: int) -> tuple[ServingBundle, FingerprintRuleGate]:
+    """The GOOG bundle with the rule gate fitted on its training bars, exported as the trainer exports it."""
+    train = goog_series().bars.iloc[:TRAIN_BARS]
+    gate = FingerprintRuleGate(k=k).fit(feature_frame(train).loc[:, list(FINGERPRINT_NAMES)].to_numpy(float))
+    spec = GateSpec("rule", None, FINGERPRINT_NAMES, rule_gate_params(gate, bundle.experts))
+    return replace(bundle, gate=spec), gate
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_rule_gate_serves_the_fitted_gates_weights(bundle: ServingBundle, k: int,
+                                                   rows: tuple[list[Answers], np.ndarray, np.ndarray]) -> None:
+    answers, closes, prints = rows
+    rule_bundle, gate = rule_gate_bundle(bundle, k)
+    prints = prints.copy()
+    vol30 = FINGERPRINT_NAMES.index("vol30")
+    prints[::3, vol30] = gate.vol_threshold_ * 1.5  # some stressed rows, so the volatility rule fires too
+    prints[1, FINGERPRINT_NAMES.index("hurst")] = np.nan
+    d = Combiner(rule_bundle).decide(answers, closes, prints)
+    np.testing.assert_allclose(d.gate, gate.predict_proba(prints), rtol=0, atol=1e-12)
+    assert gate.rules(prints).any(axis=0).all(), "every rule should fire on some row"
+    assert len(np.unique(d.gate.round(12), axis=0)) >= 2
+    np.testing.assert_allclose(d.combined, np.clip((d.gate * d.scores).sum(axis=1), -1, 1), atol=1e-12)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_rule_gate_degrades_like_the_softmax(bundle: ServingBundle, k: int,
+                                             rows: tuple[list[Answers], np.ndarray, np.ndarray]) -> None:
+    answers, closes, prints = rows
+    rule_bundle, gate = rule_gate_bundle(bundle, k)
+    prints = prints.copy()
+    prints[::2, FINGERPRINT_NAMES.index("vol30")] = gate.vol_threshold_ * 1.5
+    without = [{**a, "levels": None} if i % 2 else a for i, a in enumerate(answers)]  # odd rows lack levels
+    d = Combiner(rule_bundle).decide(without, closes, prints)
+    full = copy.deepcopy(gate).set_params(k=3).predict_proba(prints)  # the fitted rule weights before top-k
+    odd, even = np.arange(1, len(answers), 2), np.arange(0, len(answers), 2)
+    kept = full[odd][:, [0, 2]] / full[odd][:, [0, 2]].sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(d.gate[odd][:, [0, 2]], top_k(kept, min(k, 2)), atol=1e-12)
+    assert np.all(d.gate[odd, 1] == 0)
+    np.testing.assert_allclose(d.gate[even], gate.predict_proba(prints[even]), atol=1e-12)
+    np.testing.assert_allclose(d.gate.sum(axis=1), 1.0)
+    assert ((d.gate > 0).sum(axis=1) <= k).all()

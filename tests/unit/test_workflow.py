@@ -7,6 +7,7 @@ import builtins
 import json
 import re
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -147,15 +148,30 @@ def test_settings_split_the_quality_section_and_name_bad_fields() -> None:
 
 
 def test_parts_the_bundle_cannot_carry_are_refused_up_front() -> None:
-    config, _ = training_settings("quick", {"moe": {"gate": "rule"}})
-    with pytest.raises(ConfigError, match=re.escape("moe.gate 'rule'")):
-        check_exportable(config)
+    config, _ = training_settings("quick", {})
+    with pytest.raises(ConfigError, match=re.escape("moe.gate 'vote': the bundle carries a softmax or MLP gate")):
+        check_exportable(replace(config, moe=replace(config.moe, gate="vote")))
+    for gate in ("softmax", "mlp", "rule"):
+        check_exportable(training_settings("quick", {"moe": {"gate": gate}})[0])
     config, _ = training_settings("quick", {"moe": {"enabled": False}})
     with pytest.raises(ConfigError, match=re.escape("moe.enabled is false")):
         check_exportable(config)
     for combiner in ("weighted", "meta", "rule"):
         check_exportable(training_settings("quick", {"moe": {"combiner": combiner}})[0])
     check_exportable(PROFILES["quick"])
+
+
+def test_a_gate_artefacts_rule_parameters_become_the_bundles(tmp_path: Path) -> None:
+    from signal_engine.moe.numpy_gate import RuleGateParams
+    from signal_engine.workflow.training import _rule_params
+
+    params = RuleGateParams(2.0, 0.6, 0.55, 0.45, 0.3, 0.0123, 2)
+    written = json.loads(json.dumps({"kind": "rule", "rule": {**params.__dict__, "experts": list(params.experts)}}))
+    assert _rule_params(written, tmp_path) == params
+    assert _rule_params({"kind": "softmax"}, tmp_path) is None
+    for broken in ({"kind": "rule"}, {"kind": "rule", "rule": {"k": 2, "experts": []}}):
+        with pytest.raises(ConfigError, match=re.escape(f"{tmp_path / 'gate.json'}: field 'rule' is")):
+            _rule_params(broken, tmp_path)
 
 
 def test_rule_conditions_round_trip_through_the_serving_parser() -> None:
