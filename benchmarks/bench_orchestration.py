@@ -3,7 +3,8 @@
 The timeframe models' walk-forward signals are computed once per symbol (the pipeline's own code path,
 ``run_timeframe_models``, the ``quick`` profile with the shipped series' costs) from ``out/demo/data/*.csv``
 and cached as pickles under ``--cache``; every variant then re-runs only the orchestrator (``build_books``,
-one book per bar frequency, as ``make demo`` does). Delete the cache after changing the models.
+one book per bar frequency, as ``make demo`` does). The cache is keyed by the bars, the run config and
+the package's source, so any change to them walks forward again.
 
 Protocol, declared before any result of a study was looked at:
 
@@ -41,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import json
 import pickle
 from collections.abc import Callable, Mapping
@@ -49,7 +51,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
+import signal_engine
 from signal_engine.cli import with_dataset_costs
 from signal_engine.config import RunConfig, load_config
 from signal_engine.data import load_prices
@@ -144,9 +148,21 @@ ABLATION = Study(
 STUDIES: dict[str, Study] = {"drawdown": DRAWDOWN, "allocation": ALLOCATION, "ablation": ABLATION}
 
 
+def cache_key(series: PriceSeries, config: RunConfig) -> str:
+    """What the walk-forwards depend on: the bars, the run config and the package's source (any edit re-runs them)."""
+    digest = hashlib.sha256()
+    digest.update(pd.util.hash_pandas_object(series.bars, index=True).to_numpy().tobytes())
+    digest.update(json.dumps(config.to_dict(), sort_keys=True, default=str).encode())
+    package = Path(signal_engine.__file__).parent
+    for source in sorted(package.rglob("*.py")):
+        digest.update(str(source.relative_to(package)).encode())
+        digest.update(source.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def walk_forward(series: PriceSeries, config: RunConfig, cache: Path) -> tuple[Any, dict[str, Any]]:
-    """The symbol's MoE baseline and timeframe models, from the cache when there."""
-    path = cache / f"{series.symbol}.pkl"
+    """The symbol's MoE baseline and timeframe models, from the cache when its key matches (else re-run)."""
+    path = cache / f"{series.symbol}-{cache_key(series, config)}.pkl"
     if path.exists():
         with path.open("rb") as f:
             return pickle.load(f)  # our own cache, written below

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import pytest
+
+from signal_engine.config import load_config
+from signal_engine.data.loader import PriceSeries
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from bench_orchestration import (
     BASE,
     CURRENT,
     STUDIES,
+    cache_key,
     choose,
     combined,
     decide,
@@ -72,3 +79,15 @@ def test_every_study_has_the_base_row_and_valid_overrides(study: str) -> None:
     for make in variants.values():
         for ppy in (252.0, 6300.0):
             OrchestrationConfig.for_periods_per_year(ppy, **{**STUDIES[study].base, **make(ppy)})
+
+
+def test_the_walk_forward_cache_key_follows_the_bars_and_the_config() -> None:
+    index = pd.bdate_range("2020-01-01", periods=50)
+    close = np.linspace(100.0, 110.0, 50)
+    bars = pd.DataFrame({"open": close, "high": close + 1, "low": close - 1, "close": close, "volume": 1e6},
+                        index=index)
+    config = load_config("quick")
+    key = cache_key(PriceSeries("X", "test", bars), config)
+    assert key == cache_key(PriceSeries("X", "test", bars.copy()), config)
+    assert key != cache_key(PriceSeries("X", "test", bars.assign(close=close * 1.01)), config)
+    assert key != cache_key(PriceSeries("X", "test", bars), dataclasses.replace(config, seed=config.seed + 1))
