@@ -27,6 +27,7 @@ from signal_engine.evaluation.portfolio import (
     run_timeframe_models,
     timeframe_plan,
 )
+from signal_engine.json_values import json_safe
 from signal_engine.ports import RiskLog
 from signal_engine.report import render_report
 from signal_engine.storage.records import RiskEvent
@@ -114,7 +115,7 @@ def backtest_series(
     metrics = build_metrics(results, config)
     metrics["portfolio"] = portfolio_section(run)
     metrics_path = out_dir / "metrics.json"
-    metrics_path.write_text(json.dumps(_json_safe(metrics), indent=2, allow_nan=False) + "\n")
+    metrics_path.write_text(json.dumps(json_safe(metrics), indent=2, allow_nan=False) + "\n")
     report_path = out_dir / "report.html"
     report_path.write_text(render_report(results, metrics, books=run.books), encoding="utf-8")
     return BacktestOutput(signals_path, metrics_path, report_path, metrics, results, events_path, run)
@@ -252,15 +253,3 @@ def _mean_over_symbols(tables: list[dict[str, dict[str, float]]]) -> dict[str, d
     return merged
 
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, float | np.floating):
-        return float(value) if np.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return value

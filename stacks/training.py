@@ -154,32 +154,19 @@ class TrainingStack(Stack):
         )
         ops.add_section(
             "SageMaker training jobs",
-            ops.graph(
-                "GPU utilisation (%)",
-                [
-                    cloudwatch.MathExpression(
-                        expression="SEARCH('{/aws/sagemaker/TrainingJobs,Host} MetricName=\"GPUUtilization\"', "
-                        "'Maximum', 300)",
-                        label="GPU",
-                        period=Duration.minutes(5),
-                    )
-                ],
-                width=12,
-            ),
-            ops.graph(
-                "CPU utilisation (%)",
-                [
-                    cloudwatch.MathExpression(
-                        expression="SEARCH('{/aws/sagemaker/TrainingJobs,Host} MetricName=\"CPUUtilization\"', "
-                        "'Maximum', 300)",
-                        label="CPU",
-                        period=Duration.minutes(5),
-                    )
-                ],
-                width=12,
-            ),
+            *(ops.graph(f"{unit} utilisation (%)", [_training_jobs_host_metric(unit)], width=12)
+              for unit in ("GPU", "CPU")),
         )
         ops.add_alarm_status()
+
+
+def _training_jobs_host_metric(unit: str) -> cloudwatch.MathExpression:
+    """The busiest training host's ``GPUUtilization`` or ``CPUUtilization`` (SEARCH over every job), per 5 min."""
+    return cloudwatch.MathExpression(
+        expression=f"SEARCH('{{/aws/sagemaker/TrainingJobs,Host}} MetricName=\"{unit}Utilization\"', 'Maximum', 300)",
+        label=unit,
+        period=Duration.minutes(5),
+    )
 
 
 def acknowledge_workflow_grants(role: iam.Role) -> None:

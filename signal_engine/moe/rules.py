@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import operator
-import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Self
 
@@ -13,11 +11,7 @@ from sklearn.base import BaseEstimator
 
 from signal_engine.errors import ConfigError
 from signal_engine.moe.combiner import SIGNALS
-
-_OPERATORS: dict[str, Callable[[np.ndarray, float], np.ndarray]] = {
-    "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
-}
-_CONDITION = re.compile(r"^\s*([a-z_][a-z0-9_]*)\s*(<=|>=|<|>)\s*(-?\d+(?:\.\d*)?(?:e-?\d+)?)\s*$")
+from signal_engine.moe.conditions import condition_holds, parse_condition
 
 DEFAULT_RULES: dict[str, tuple[str, ...]] = {
     "buy": ("p_up > 0.6", "support_distance < 0.01", "vol_forecast < 0.03"),
@@ -35,18 +29,17 @@ class Condition:
 
     @classmethod
     def parse(cls, text: str, *, rule: str) -> Condition:
-        match = _CONDITION.match(text)
-        if match is None:
+        parsed = parse_condition(text)
+        if parsed is None:
             raise ConfigError(f"rule '{rule}': cannot read condition '{text}'; expected 'field op number' with op "
                               "one of <, <=, >, >= (e.g. 'p_up > 0.6')")
-        return cls(match[1], match[2], float(match[3]))
+        return cls(*parsed)
 
     def holds(self, outputs: Mapping[str, np.ndarray]) -> np.ndarray:
         if self.field not in outputs:
             raise ConfigError(f"condition '{self.field} {self.op} {self.value:g}': unknown field '{self.field}'; "
                               f"available: {', '.join(sorted(outputs))}")
-        with np.errstate(invalid="ignore"):
-            return np.asarray(_OPERATORS[self.op](np.asarray(outputs[self.field], dtype=float), self.value))
+        return condition_holds(outputs[self.field], self.op, self.value)
 
 
 def expert_outputs(

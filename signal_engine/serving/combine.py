@@ -11,15 +11,14 @@ gate's normalised rule weights) are renormalised over the experts that answered 
 
 from __future__ import annotations
 
-import operator
-import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from signal_engine.features.fingerprint import FINGERPRINT_NAMES, FINGERPRINT_WARMUP, fingerprint_features
+from signal_engine.moe.conditions import condition_holds, parse_condition
 from signal_engine.moe.numpy_gate import gate_logits, rule_gate_dense, softmax, top_k
 from signal_engine.moe.scores import levels_score
 from signal_engine.risk.sizing import volatility_target_position
@@ -27,10 +26,6 @@ from signal_engine.serving.bundle import ServingBundle
 
 SIGNALS = ("sell", "hold", "buy")
 TREND, LEVELS, VOLATILITY = "trend", "levels", "volatility"
-_OPERATORS: dict[str, Callable[[np.ndarray, float], np.ndarray]] = {
-    "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
-}
-_CONDITION = re.compile(r"^\s*([a-z_][a-z0-9_]*)\s*(<=|>=|<|>)\s*(-?\d+(?:\.\d*)?(?:e-?\d+)?)\s*$")
 
 
 class NoExpertAnswered(Exception):
@@ -305,11 +300,11 @@ def _parse_rules(rules: Mapping[str, Sequence[str]] | None) -> dict[str, tuple[t
             raise BundleError(f"field 'combiner.rules' has signal {signal!r}; expected 'buy' and/or 'sell'")
         items = []
         for text in conditions:
-            match = _CONDITION.match(text)
-            if match is None:
+            condition = parse_condition(text)
+            if condition is None:
                 raise BundleError(f"field 'combiner.rules.{signal}': cannot read condition {text!r}; expected "
                                   "'field op number' such as 'p_up > 0.6'")
-            items.append((match[1], match[2], float(match[3])))
+            items.append(condition)
         parsed[signal] = tuple(items)
     return parsed
 
@@ -322,6 +317,5 @@ def _all_hold(conditions: Sequence[tuple[str, str, float]], outputs: Mapping[str
         column = outputs.get(field_name)
         if column is None:
             return np.zeros(n, dtype=bool)
-        with np.errstate(invalid="ignore"):
-            result &= np.asarray(_OPERATORS[op](column, value))
+        result &= condition_holds(column, op, value)
     return result

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
@@ -29,6 +28,7 @@ from signal_engine.evaluation.backtest import SymbolResult, check_length, run_sy
 from signal_engine.evaluation.metrics import periods_per_year
 from signal_engine.evaluation.walkforward import known_by
 from signal_engine.features import FINGERPRINT_NAMES, feature_frame
+from signal_engine.json_values import json_safe
 from signal_engine.labels import Labels, make_labels
 from signal_engine.moe.confidence import ConfidenceCalibrator
 from signal_engine.moe.scores import levels_score, trend_score, volatility_score
@@ -394,14 +394,3 @@ def write_decision(decision: Decision, out: Path) -> Path:
     return path
 
 
-def json_safe(value: Any) -> Any:
-    """NaN and infinities as null, NumPy scalars as Python numbers, tuples as lists."""
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
