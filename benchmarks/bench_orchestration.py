@@ -9,8 +9,9 @@ the package's source, so any change to them walks forward again.
 Protocol, declared before any result of a study was looked at:
 
 - Variants: overrides of ``OrchestrationConfig`` on top of the study's ``base`` (the defaults the study
-  started from, so a study reproduces after the defaults it chose were adopted). ``(current defaults)`` is
-  added as the reference of the ratios.
+  started from, so a study reproduces after the defaults it chose were adopted), on the walk-forwards of the
+  run config the study started from (its ``trend`` settings). ``(current defaults)`` - the current
+  orchestration defaults on the same walk-forwards - is added as the reference of the ratios.
 - Split: each book's timeline is cut at its middle bar (by bar index); the first half's and the second
   half's returns are scored separately (max drawdown is path dependent, so each half starts a new equity
   curve), beside the full span.
@@ -32,8 +33,13 @@ Studies (``--study``):
   concentration the volatility target does not already bound. Variants: longer half-lives, more shrinkage
   of regime Sharpe, a softer temperature, the correlation scale and penalty off, harmony off, a no-trade
   band, a tighter volatility target (volatility-managed exposure), fixed equal allocation.
-- ``ablation``: each component of the current defaults turned off in turn, then all (which equals the sum of
+- ``ablation``: on the current defaults (run config and orchestration), each component turned off in turn,
+  alignment (off by default since the development study) turned on, then all off (which equals the sum of
   parts, a check of the accounting); no choice.
+
+The ``drawdown`` and ``allocation`` studies start from the defaults before the development study
+(``bench_development.py``: trend momentum features off, harmony amplification 0.5), so they reproduce the
+tables they were decided on.
 
     .venv/bin/python benchmarks/bench_orchestration.py [--study allocation] [--cache out/bench/orchestration]
 """
@@ -46,7 +52,7 @@ import hashlib
 import json
 import pickle
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -78,17 +84,27 @@ BASE = "defaults"
 Variant = Callable[[float], dict[str, Any]]  # the book's bars per year -> overrides (a year is a year on any bars)
 
 
+# what the studies of sessions 2 and 3 started from, before the development study (bench_development.py)
+# turned the trend expert's momentum features on and harmony amplification off
+BEFORE_DEVELOPMENT_TREND: dict[str, Any] = {"momentum": False}
+BEFORE_DEVELOPMENT: dict[str, Any] = {"harmony_amplification": 0.5}
+
+
 @dataclass(frozen=True)
 class Study:
+    """Orchestration overrides (``base`` and ``variants``) on the walk-forwards of one run config (``trend``)."""
+
     base: dict[str, Any]
     variants: dict[str, Variant]
+    trend: dict[str, Any] = field(default_factory=dict)
     choose: bool = True
     combine: bool = False
     notes: dict[str, str] = field(default_factory=dict)
 
 
 DRAWDOWN = Study(
-    base={"drawdown_lookback": 0},  # before it, the drawdown was measured from the all-time high
+    base={**BEFORE_DEVELOPMENT, "drawdown_lookback": 0},  # before it, the drawdown was measured from the all-time high
+    trend=BEFORE_DEVELOPMENT_TREND,
     variants={
         BASE: lambda ppy: {},
         "dd_later_10_20_30": lambda ppy: dict(DD_LATER),
@@ -106,7 +122,8 @@ DRAWDOWN = Study(
 )
 
 ALLOCATION = Study(
-    base={},
+    base=dict(BEFORE_DEVELOPMENT),
+    trend=BEFORE_DEVELOPMENT_TREND,
     combine=True,
     variants={
         BASE: lambda ppy: {},
@@ -128,7 +145,6 @@ ABLATION_OFF: dict[str, Variant] = {
     "-drawdown defender": lambda ppy: dict(DD_OFF),
     "-allocation": lambda ppy: {"max_allocation_change": 0.0},
     "-regime": lambda ppy: {"regime_prior_bars": 10**9},
-    "-alignment": lambda ppy: {"harmony_amplification": 0.0},
     "-conflicts": lambda ppy: {"conflict_strategy": "hedge"},
     "-scheduler": lambda ppy: {"max_trade_per_bar": 1e6},
     "-timeframe cap": lambda ppy: {"max_timeframe_exposure": 1e6},
@@ -141,11 +157,18 @@ ABLATION = Study(
     variants={
         BASE: lambda ppy: {},
         **ABLATION_OFF,
+        # alignment is measured but does not scale positions by default since the development study
+        "+alignment": lambda ppy: {"harmony_amplification": 0.5},
         "all off": lambda ppy: {k: v for off in ABLATION_OFF.values() for k, v in off(ppy).items()},
     },
 )
 
 STUDIES: dict[str, Study] = {"drawdown": DRAWDOWN, "allocation": ALLOCATION, "ablation": ABLATION}
+
+
+def run_config(base: RunConfig, trend_overrides: Mapping[str, Any]) -> RunConfig:
+    """``base`` with the trend expert's settings overridden (a study's ``trend``)."""
+    return replace(base, trend=replace(base.trend, **trend_overrides))
 
 
 def cache_key(series: PriceSeries, config: RunConfig) -> str:
@@ -305,7 +328,7 @@ def main() -> None:
     args = parser.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
     study = STUDIES[args.study]
-    config = with_dataset_costs(load_config(args.profile))
+    config = run_config(with_dataset_costs(load_config(args.profile)), study.trend)
     series = [load_prices(args.data / f"{symbol}.csv", symbol) for symbol in args.symbols]
     runs = {s.symbol: walk_forward(s, config, args.cache) for s in series}
     table = measure(series, runs, config, study, study.variants)

@@ -18,7 +18,7 @@ from signal_engine import __version__
 from signal_engine import config as config_module
 from signal_engine.commands import COMMAND_MODULES
 from signal_engine.config import PROFILES, RunConfig, load_config
-from signal_engine.data.datasets import DATASETS, dataset_costs, export_all
+from signal_engine.data.datasets import DATASETS, DEVELOPMENT_DATASETS, dataset_costs, export_all
 from signal_engine.errors import ConfigError, SignalEngineError
 
 if TYPE_CHECKING:
@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     datasets = commands.add_parser("datasets", help="export the real data sets shipped with the dependencies")
     datasets.add_argument("--out", type=Path, default=Path("data"), metavar="DIR")
+    datasets.add_argument("--development", action="store_true",
+                          help="export the development series that defaults are chosen on instead "
+                               f"({', '.join(DEVELOPMENT_DATASETS)}; needs pmdarima, the dev extra)")
 
     backtest.set_defaults(handler=_backtest)
     demo.set_defaults(handler=_demo)
@@ -150,9 +153,10 @@ def with_dataset_costs(config: RunConfig) -> RunConfig:
 
 
 def _datasets(args: argparse.Namespace, console: Console) -> int:
-    for path in export_all(args.out):
-        symbol = path.stem
-        console.print(f"{path}  {DATASETS[symbol].description}  [dim]from {DATASETS[symbol].source}[/dim]")
+    catalogue = DEVELOPMENT_DATASETS if args.development else DATASETS
+    for path in export_all(args.out, catalogue):
+        dataset = catalogue[path.stem]
+        console.print(f"{path}  {dataset.description}  [dim]from {dataset.source}[/dim]")
     return 0
 
 

@@ -20,6 +20,8 @@ from signal_engine.experts import (
     SwingLevelsExpert,
     VolatilityExpert,
 )
+from signal_engine.experts.trend import TREND_FEATURES
+from signal_engine.features import MOMENTUM_NAMES
 from signal_engine.moe.combiner import WeightedScoreCombiner
 from signal_engine.moe.gate import SoftmaxGate
 from signal_engine.moe.meta import MetaModelCombiner, meta_feature_names, meta_features
@@ -59,7 +61,7 @@ def trend_expert(config: RunConfig) -> GradientBoostedTrendExpert:
         n_estimators=t.n_estimators, learning_rate=t.learning_rate, num_leaves=t.num_leaves,
         min_child_samples=t.min_child_samples, subsample=t.subsample, colsample_bytree=t.colsample_bytree,
         reg_lambda=t.reg_lambda, random_state=config.seed, calibration="platt" if calibrated else None,
-        purge=config.labels.horizon,
+        purge=config.labels.horizon, features=(*TREND_FEATURES, *MOMENTUM_NAMES) if t.momentum else TREND_FEATURES,
     )
 
 

@@ -2,12 +2,16 @@
 
 No download happens at run time: ``arch`` ships daily S&P 500 and NASDAQ Composite bars (1999-2018,
 from Yahoo Finance) and ``backtesting`` ships daily Alphabet (GOOG, 2004-2013) and hourly EUR/USD
-(2017-2018) bars.
+(2017-2018) bars. These four are the evaluation series of ``make demo``.
+
+``DEVELOPMENT_DATASETS`` holds the series that defaults are chosen on instead: Microsoft daily bars from
+``pmdarima`` (the ``dev`` extra), cut at the end of 1998 so that they end before every evaluation series
+begins. Choosing on them keeps the evaluation series out of the choice.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +56,21 @@ def _backtesting_eurusd() -> pd.DataFrame:
     return EURUSD
 
 
+DEVELOPMENT_END = "1998-12-31"
+
+
+def _pmdarima_msft_development() -> pd.DataFrame:
+    try:
+        from pmdarima.datasets import load_msft
+    except ImportError as error:
+        raise SignalEngineError(
+            "the development series MSFT ships with pmdarima; install the dev extra: pip install -e '.[dev]'"
+        ) from error
+    frame = load_msft().drop(columns="OpenInt")
+    frame.index = pd.DatetimeIndex(frame.pop("Date"))
+    return frame.loc[:DEVELOPMENT_END]
+
+
 DATASETS: dict[str, Dataset] = {
     d.symbol: d
     for d in (
@@ -67,11 +86,19 @@ DATASETS: dict[str, Dataset] = {
 }
 
 
+DEVELOPMENT_DATASETS: dict[str, Dataset] = {
+    "MSFT": Dataset("MSFT", f"Microsoft Corp., daily, 1986-{DEVELOPMENT_END[:4]} (development series)", "1d",
+                    "pmdarima.datasets.load_msft (Kaggle 'Price Volume Data for All US Stocks & ETFs', "
+                    "split- and dividend-adjusted)", _pmdarima_msft_development),
+}
+
+
 def export_dataset(symbol: str, out_dir: Path) -> Path:
-    """Write one shipped series as ``out_dir/SYMBOL.csv`` in the Yahoo layout and return the path."""
-    if symbol not in DATASETS:
-        raise SignalEngineError(f"unknown dataset '{symbol}'; expected one of {', '.join(DATASETS)}")
-    frame = DATASETS[symbol].load()
+    """Write one shipped series (evaluation or development) as ``out_dir/SYMBOL.csv`` in the Yahoo layout."""
+    catalogue = {**DATASETS, **DEVELOPMENT_DATASETS}
+    if symbol not in catalogue:
+        raise SignalEngineError(f"unknown dataset '{symbol}'; expected one of {', '.join(catalogue)}")
+    frame = catalogue[symbol].load()
     frame = frame.rename(columns=str.title).rename(columns={"Adj close": "Adj Close"})
     columns = [c for c in ("Open", "High", "Low", "Close", "Adj Close", "Volume") if c in frame.columns]
     frame = frame[columns]
@@ -88,6 +115,6 @@ def dataset_costs() -> dict[str, float]:
     return {d.symbol: d.cost_bps for d in DATASETS.values() if d.cost_bps is not None}
 
 
-def export_all(out_dir: Path) -> list[Path]:
-    """Export every shipped series; returns the written paths in catalogue order."""
-    return [export_dataset(symbol, out_dir) for symbol in DATASETS]
+def export_all(out_dir: Path, catalogue: Mapping[str, Dataset] = DATASETS) -> list[Path]:
+    """Export every series of ``catalogue`` (the evaluation series by default); the paths in catalogue order."""
+    return [export_dataset(symbol, out_dir) for symbol in catalogue]

@@ -13,17 +13,24 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from signal_engine.features.fingerprint import FINGERPRINT_NAMES
-    from signal_engine.features.technical import FEATURE_NAMES, WARMUP_BARS, compute_features, feature_frame
+    from signal_engine.features.technical import (
+        FEATURE_NAMES,
+        MOMENTUM_NAMES,
+        WARMUP_BARS,
+        compute_features,
+        feature_frame,
+    )
 
 _WHERE = {
     "FINGERPRINT_NAMES": "signal_engine.features.fingerprint",
     "FEATURE_NAMES": "signal_engine.features.technical",
+    "MOMENTUM_NAMES": "signal_engine.features.technical",
     "WARMUP_BARS": "signal_engine.features.technical",
     "compute_features": "signal_engine.features.technical",
     "feature_frame": "signal_engine.features.technical",
 }
 
-__all__ = ["FEATURE_NAMES", "FINGERPRINT_NAMES", "WARMUP_BARS", "compute_features", "feature_frame"]
+__all__ = ["FEATURE_NAMES", "FINGERPRINT_NAMES", "MOMENTUM_NAMES", "WARMUP_BARS", "compute_features", "feature_frame"]
 
 
 def __getattr__(name: str) -> Any:

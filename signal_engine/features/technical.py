@@ -1,8 +1,8 @@
 """Point-in-time technical features and the entry points of the feature layer.
 
 :func:`compute_features` turns OHLCV arrays shaped (T,) or (T, N) into a dict of feature
-arrays (``FEATURE_NAMES`` then ``FINGERPRINT_NAMES``); :func:`feature_frame` does the same
-for one symbol's bars in a DataFrame. Every feature is
+arrays (``FEATURE_NAMES``, ``FINGERPRINT_NAMES``, then ``MOMENTUM_NAMES``); :func:`feature_frame` does
+the same for one symbol's bars in a DataFrame. Every feature is
 
 * point in time: the value at bar ``t`` uses only bars ``<= t``, and computing on the
   first ``t + 1`` bars gives bitwise the same values as computing on all of them;
@@ -70,10 +70,26 @@ TECHNICAL_WARMUP: dict[str, int] = {
     f"volume_z_{VOLUME_Z_WINDOW}": VOLUME_Z_WINDOW - 1,
 }
 
-WARMUP_BARS: dict[str, int] = {**TECHNICAL_WARMUP, **FINGERPRINT_WARMUP}
+MOMENTUM_LOOKBACKS: tuple[int, ...] = (60, 120, 250)
+MOMENTUM_AVERAGE = 200
+
+MOMENTUM_NAMES: tuple[str, ...] = (*(f"mom_{k}" for k in MOMENTUM_LOOKBACKS), f"sma_{MOMENTUM_AVERAGE}")
+"""Long look-back trend features (a quarter, half a year and a year of daily bars; the 200-bar average).
+
+The trend expert reads them when ``trend.momentum`` is on (the default since the development study,
+``benchmarks/bench_development.py``): the other features look back at most 100 bars, shorter than the 60-bar
+labels of the ``long`` timeframe model. The other experts and the gate do not read them.
+"""
+
+MOMENTUM_WARMUP: dict[str, int] = {
+    **{f"mom_{k}": k for k in MOMENTUM_LOOKBACKS},
+    f"sma_{MOMENTUM_AVERAGE}": MOMENTUM_AVERAGE - 1,
+}
+
+WARMUP_BARS: dict[str, int] = {**TECHNICAL_WARMUP, **FINGERPRINT_WARMUP, **MOMENTUM_WARMUP}
 """Number of leading bars (from a column's first valid close) that each feature leaves NaN."""
 
-_COLUMNS: tuple[str, ...] = (*FEATURE_NAMES, *FINGERPRINT_NAMES)
+_COLUMNS: tuple[str, ...] = (*FEATURE_NAMES, *FINGERPRINT_NAMES, *MOMENTUM_NAMES)
 
 
 def span_alpha(span: int) -> float:
@@ -176,6 +192,30 @@ def technical_features(
     }
 
 
+def scaled_momentum(log_close: FloatArray, lookback: int, vol: FloatArray) -> FloatArray:
+    """``log(C_t / C_{t-k}) / (sigma_t * sqrt(k))``: the k-bar return in units of its own standard deviation.
+
+    ``sigma_t`` is the realised one-bar volatility of the last 30 bars, so the value reads as a t-statistic
+    of the trend and is comparable across assets and volatility regimes (Moskowitz, Ooi and Pedersen (2012),
+    "Time series momentum", J. Financial Economics, scale their 12-month signal the same way). 0.0 where the
+    30 bars did not move at all.
+    """
+    scaled = log_return(log_close, lookback) / (vol * np.sqrt(lookback))
+    return np.where(vol > 0.0, scaled, np.where(np.isnan(vol), np.nan, 0.0))
+
+
+def momentum_features(close: FloatArray, vol30: FloatArray) -> dict[str, FloatArray]:
+    """Unmasked long look-back features of a validated (T, N) close panel, keyed by ``MOMENTUM_NAMES``.
+
+    ``vol30`` is the fingerprint's 30-bar realised volatility of the same panel (computed once, read here).
+    """
+    log_close = np.log(close)
+    return {
+        **{f"mom_{k}": scaled_momentum(log_close, k, vol30) for k in MOMENTUM_LOOKBACKS},
+        f"sma_{MOMENTUM_AVERAGE}": sma_gap(close, MOMENTUM_AVERAGE),
+    }
+
+
 def _as_panel(values: npt.ArrayLike, name: str) -> FloatArray:
     array = np.asarray(values, dtype=np.float64)
     if array.ndim == 1:
@@ -271,8 +311,8 @@ def compute_features(
     Returns
     -------
     dict of str to numpy.ndarray
-        One float64 array shaped like ``close`` per name in ``FEATURE_NAMES + FINGERPRINT_NAMES``
-        (in that order), NaN during the feature's warm-up (``WARMUP_BARS``) and where close is NaN.
+        One float64 array shaped like ``close`` per name in ``FEATURE_NAMES + FINGERPRINT_NAMES +
+        MOMENTUM_NAMES`` (in that order), NaN during the feature's warm-up (``WARMUP_BARS``) and where close is NaN.
 
     Raises
     ------
@@ -290,7 +330,8 @@ def compute_features(
             volume_panel,
             volume_z=technical[f"volume_z_{VOLUME_Z_WINDOW}"],
         )
-    masked = _mask_warmup_in_place({**technical, **fingerprint}, close_panel)
+        momentum = momentum_features(close_panel, fingerprint["vol30"])
+    masked = _mask_warmup_in_place({**technical, **fingerprint, **momentum}, close_panel)
     if np.ndim(close) == 1:
         return {name: values[:, 0] for name, values in masked.items()}
     return masked
@@ -308,7 +349,8 @@ def feature_frame(bars: pd.DataFrame) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        Same index, columns ``FEATURE_NAMES + FINGERPRINT_NAMES``; see :func:`compute_features`.
+        Same index, columns ``FEATURE_NAMES + FINGERPRINT_NAMES + MOMENTUM_NAMES``; see
+        :func:`compute_features`.
     """
     missing = [column for column in ("open", "high", "low", "close") if column not in bars.columns]
     if missing:

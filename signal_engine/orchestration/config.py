@@ -81,8 +81,12 @@ class OrchestrationConfig:
     liquidity_short_window, liquidity_long_window, thin_liquidity_ratio : int, int, float
         Liquidity: mean volume over 21 bars below 0.5 x its 252-bar mean is thin (normal without volume).
     harmony_amplification : float
-        Aligned models' positions are scaled by ``1 + amplification x harmony x breadth``: 0.5, so a full
-        consensus of every model adds half again (seed 004 section 2, signal alignment).
+        Aligned models' positions are scaled by ``1 + amplification x harmony x breadth`` (seed 004 section 2,
+        signal alignment): 0 (default), so the harmony score is measured, tracked per regime and reported
+        but does not scale positions; 0.5 gives seed 004's amplification (a full consensus of every model
+        adds half again). Chosen on the development series (``benchmarks/bench_development.py``: with the
+        momentum features, Sharpe 1.60 / max DD 5.1% against 1.59 / 6.8% at 0.5); the session-3 ablation
+        on the evaluation series pointed the same way (hourly book -0.78 against -1.05).
     conflict_strategy : str
         ``partial`` (default: both sides keep a share that shrinks with their disagreement), ``confidence``
         (the more confident side keeps at most the net) or ``hedge`` (both legs kept, the book holds the net).
@@ -155,7 +159,7 @@ class OrchestrationConfig:
     liquidity_short_window: int = 21
     liquidity_long_window: int = 252
     thin_liquidity_ratio: float = 0.5
-    harmony_amplification: float = 0.5
+    harmony_amplification: float = 0.0
     conflict_strategy: str = "partial"
     max_trade_per_bar: float = 1.0
     thin_liquidity_budget: float = 0.5

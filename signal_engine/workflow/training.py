@@ -27,7 +27,7 @@ from signal_engine.errors import ConfigError, InputError
 from signal_engine.evaluation.backtest import SymbolResult, check_length, run_symbol
 from signal_engine.evaluation.metrics import periods_per_year
 from signal_engine.evaluation.walkforward import known_by
-from signal_engine.features import FINGERPRINT_NAMES, feature_frame
+from signal_engine.features import FINGERPRINT_NAMES, WARMUP_BARS, feature_frame
 from signal_engine.json_values import json_safe
 from signal_engine.labels import Labels, make_labels
 from signal_engine.moe.confidence import ConfidenceCalibrator
@@ -279,7 +279,8 @@ def _train_meta(pooled: dict[str, np.ndarray], config: RunConfig, path: Path) ->
 
 def min_bars(config: RunConfig) -> int:
     """Bars an expert needs to answer: the volatility score's window plus a warm-up for GARCH and the features."""
-    return max(300, config.gate.score_window + 250, max(config.levels.windows) + 2 * config.levels.swing_width + 1)
+    return max(300, config.gate.score_window + 250, max(config.levels.windows) + 2 * config.levels.swing_width + 1,
+               max(WARMUP_BARS.values()) + 1)
 
 
 def evaluate(config: RunConfig, quality: QualityConfig, experts: Sequence[ExpertArtefact], gate: GateArtefact,

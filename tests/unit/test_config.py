@@ -92,3 +92,17 @@ def test_bad_moe_settings_name_the_setting_and_the_allowed_values(tmp_path: Path
     path.write_text(text)
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
         load_config("quick", path)
+
+
+def test_trend_momentum_adds_the_long_look_back_features(tmp_path: Path) -> None:
+    from signal_engine.components import trend_expert
+    from signal_engine.experts.trend import TREND_FEATURES
+    from signal_engine.features import MOMENTUM_NAMES
+
+    assert trend_expert(load_config("quick")).features == (*TREND_FEATURES, *MOMENTUM_NAMES)
+    path = tmp_path / "c.yaml"
+    path.write_text("trend:\n  momentum: false\n")
+    assert trend_expert(load_config("quick", path)).features == TREND_FEATURES
+    path.write_text("trend:\n  momentum: yes please\n")
+    with pytest.raises(ConfigError, match=r"'trend\.momentum' must be a bool"):
+        load_config("quick", path)

@@ -14,6 +14,7 @@ import pytest
 from signal_engine.features import (
     FEATURE_NAMES,
     FINGERPRINT_NAMES,
+    MOMENTUM_NAMES,
     WARMUP_BARS,
     compute_features,
     feature_frame,
@@ -32,7 +33,7 @@ from signal_engine.features.rolling import (
 
 FloatArray = npt.NDArray[np.float64]
 
-ALL_NAMES = (*FEATURE_NAMES, *FINGERPRINT_NAMES)
+ALL_NAMES = (*FEATURE_NAMES, *FINGERPRINT_NAMES, *MOMENTUM_NAMES)
 REAL_DATA_DIR = pathlib.Path(backtesting.__file__).parent / "test"
 
 

@@ -91,3 +91,23 @@ def test_the_walk_forward_cache_key_follows_the_bars_and_the_config() -> None:
     assert key == cache_key(PriceSeries("X", "test", bars.copy()), config)
     assert key != cache_key(PriceSeries("X", "test", bars.assign(close=close * 1.01)), config)
     assert key != cache_key(PriceSeries("X", "test", bars), dataclasses.replace(config, seed=config.seed + 1))
+
+
+def test_the_decided_studies_start_from_the_defaults_before_the_development_study() -> None:
+    from bench_orchestration import BEFORE_DEVELOPMENT, BEFORE_DEVELOPMENT_TREND, run_config
+
+    for name in ("drawdown", "allocation"):
+        study = STUDIES[name]
+        assert study.trend == BEFORE_DEVELOPMENT_TREND
+        assert study.base.items() >= BEFORE_DEVELOPMENT.items()
+    config = run_config(load_config("quick"), STUDIES["drawdown"].trend)
+    assert config.trend.momentum is False and load_config("quick").trend.momentum is True
+    assert config.trend.n_estimators == load_config("quick").trend.n_estimators
+    assert STUDIES["ablation"].trend == {} and STUDIES["ablation"].base == {}
+
+
+def test_the_ablation_turns_alignment_on_and_all_off_is_the_sum_of_parts_settings() -> None:
+    variants = STUDIES["ablation"].variants
+    assert variants["+alignment"](252.0) == {"harmony_amplification": 0.5}
+    assert "harmony_amplification" not in variants["all off"](252.0)
+    assert variants["all off"](252.0)["max_allocation_change"] == 0.0

@@ -1,0 +1,36 @@
+"""The declared rule of benchmarks/bench_development.py, on hand-made tables (no walk-forward)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from bench_development import BASE, ORCHESTRATION, RUN_CONFIGS, cell_name, choose
+
+
+def row(sharpe: float, max_drawdown: float, buy_and_hold_drawdown: float = -0.40) -> dict[str, Any]:
+    return {"orchestrated": {"sharpe": sharpe, "max_drawdown": max_drawdown},
+            "baseline_buy_and_hold": {"sharpe": 1.0, "max_drawdown": buy_and_hold_drawdown}}
+
+
+def test_the_best_sharpe_within_the_drawdown_limit_wins() -> None:
+    table = {cell_name(BASE, BASE): row(1.0, -0.10), "a": row(1.5, -0.30), "b": row(1.2, -0.20)}
+    assert choose(table) == "b"  # a's 30% is past 60% of buy & hold's 40%
+
+
+def test_the_limit_is_inclusive_and_measured_against_the_starting_cell() -> None:
+    table = {cell_name(BASE, BASE): row(1.0, -0.10, buy_and_hold_drawdown=-0.50), "a": row(1.5, -0.30)}
+    assert choose(table) == "a"
+
+
+def test_without_a_passing_cell_the_best_sharpe_of_all_wins() -> None:
+    table = {cell_name(BASE, BASE): row(1.0, -0.35), "a": row(0.8, -0.30), "b": row(1.1, -0.50)}
+    assert choose(table) == "b"
+
+
+def test_the_starting_cell_is_the_old_defaults_spelled_out() -> None:
+    assert RUN_CONFIGS[BASE] == {"momentum": False}
+    assert ORCHESTRATION[BASE] == {"harmony_amplification": 0.5}
+    assert all("harmony_amplification" in overrides for overrides in ORCHESTRATION.values())
