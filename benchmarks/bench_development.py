@@ -1,14 +1,22 @@
 """Defaults chosen on the development series: Microsoft daily bars of 1986-1998, before every evaluation series.
 
 The orchestration studies of ``bench_orchestration.py`` chose on the first half of the evaluation series
-themselves; after three of them the held-out halves had been looked at too often to choose on again. This
-study chooses on a series the project had never run: ``pmdarima``'s Microsoft daily bars, cut at the end of
+themselves; after three of them the held-out halves had been looked at too often to choose on again. These
+studies choose on a series the project had never run: ``pmdarima``'s Microsoft daily bars, cut at the end of
 1998 (``signal_engine.data.datasets.DEVELOPMENT_DATASETS``), which end before SPX, IXIC, GOOG and EURUSD begin.
 
-Protocol, declared before any result was looked at:
+Common to every study: the walk-forward (``quick`` profile, 5 bp per unit traded) over the whole development
+series, out of sample, net of costs, the orchestrated book against buy & hold over the same bars. Rule: among
+the cells whose orchestrated max drawdown is no worse than 60% of buy & hold's (the issue's drawdown half), the
+highest orchestrated Sharpe; if no cell passes, the highest Sharpe of all. The winning cell's settings become
+the defaults if they differ from the study's start (the ``defaults`` cell, spelled out so that a study
+reproduces after its winner was adopted); the evaluation series are then run once with them (``make demo``)
+and reported whatever they show. Each protocol was declared before any of its results was looked at.
 
-- Cells: two run configs, each with three orchestration settings; ``defaults`` are the defaults the study
-  started from (its winner has since been adopted).
+Studies (``--study``):
+
+- ``momentum`` (session 4; adopted ``momentum / harmony_off``): two run configs, each with three orchestration
+  settings.
   - ``defaults`` and ``momentum`` (``trend.momentum: true``): the trend expert of the MoE and of every
     timeframe model also reads volatility-scaled 60/120/250-bar returns and the 200-bar average gap. The
     default features look back at most 100 bars, shorter than what the ``long`` model (60-bar labels) and
@@ -16,14 +24,15 @@ Protocol, declared before any result was looked at:
   - orchestration ``defaults``, ``allocation_fixed_equal`` (``max_allocation_change: 0``: the allocator is
     off, each model keeps 25%) and ``harmony_off`` (``harmony_amplification: 0``): the two components the
     session-3 ablation found costly on the evaluation series, tried here where choosing is allowed.
-- Measure: the walk-forward (``quick`` profile, 5 bp per unit traded) over the whole development series,
-  out of sample, net of costs; the orchestrated book against buy & hold over the same bars.
-- Rule: among the cells whose orchestrated max drawdown is no worse than 60% of buy & hold's (the issue's
-  drawdown half), the highest orchestrated Sharpe; if no cell passes, the highest Sharpe of all. The winning
-  cell's settings become the defaults if they differ from the current ones; the evaluation series are then
-  run once with them (``make demo``) and reported whatever they show.
+- ``momentum_horizon`` (session 5; adopted ``horizon_20``, by 0.001 of Sharpe over ``horizon_5``): the
+  ``momentum`` study gave the ``long`` model +0.39 of Sharpe and the ``scalping`` model (1-bar labels) -0.64:
+  long look-backs are noise to a one-bar call. Three run configs at the orchestration defaults: ``defaults``
+  (``trend.momentum_min_horizon: 1``, every model reads the momentum features), ``horizon_5`` (all but
+  ``scalping``) and ``horizon_20`` (``medium`` and ``long`` only; the MoE of the 5-bar horizon back to the
+  short look-backs).
 
-    .venv/bin/python benchmarks/bench_development.py [--cache out/bench/development] [--json out.json]
+    .venv/bin/python benchmarks/bench_development.py [--study momentum_horizon] [--cache out/bench/development]
+                                                     [--json out.json]
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ import copy
 import json
 import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,13 +61,33 @@ SYMBOL = "MSFT"
 SEED = 7
 DD_FRACTION_OF_BUY_AND_HOLD = 0.6
 BASE = "defaults"
-# the study's starting point is spelled out, so that it reproduces after its winner became the defaults
-# (trend.momentum on, harmony_amplification 0 since session 4)
-RUN_CONFIGS: dict[str, dict[str, Any]] = {BASE: BEFORE_DEVELOPMENT_TREND, "momentum": {"momentum": True}}
-ORCHESTRATION: dict[str, dict[str, Any]] = {
-    BASE: BEFORE_DEVELOPMENT,
-    "allocation_fixed_equal": {**BEFORE_DEVELOPMENT, "max_allocation_change": 0.0},
-    "harmony_off": {"harmony_amplification": 0.0},
+
+
+@dataclass(frozen=True)
+class DevelopmentStudy:
+    """Cells: every run config (trend overrides) with every orchestration setting; ``BASE`` x ``BASE`` is the start."""
+
+    run_configs: dict[str, dict[str, Any]]
+    orchestration: dict[str, dict[str, Any]]
+
+
+STUDIES: dict[str, DevelopmentStudy] = {
+    "momentum": DevelopmentStudy(
+        run_configs={BASE: BEFORE_DEVELOPMENT_TREND, "momentum": {"momentum": True, "momentum_min_horizon": 1}},
+        orchestration={
+            BASE: BEFORE_DEVELOPMENT,
+            "allocation_fixed_equal": {**BEFORE_DEVELOPMENT, "max_allocation_change": 0.0},
+            "harmony_off": {"harmony_amplification": 0.0},
+        },
+    ),
+    "momentum_horizon": DevelopmentStudy(
+        run_configs={
+            BASE: {"momentum": True, "momentum_min_horizon": 1},
+            "horizon_5": {"momentum": True, "momentum_min_horizon": 5},
+            "horizon_20": {"momentum": True, "momentum_min_horizon": 20},
+        },
+        orchestration={BASE: {"harmony_amplification": 0.0}},
+    ),
 }
 
 
@@ -97,7 +127,7 @@ def choose(table: Mapping[str, Mapping[str, Any]]) -> str:
     return max(passing or list(table), key=lambda c: table[c]["orchestrated"]["sharpe"])
 
 
-def print_table(table: Mapping[str, Mapping[str, Any]]) -> None:
+def print_table(table: Mapping[str, Mapping[str, Any]], study: DevelopmentStudy) -> None:
     first = next(iter(table.values()))
     print(f"\n## MSFT development series, test span {first['span'][0]} to {first['span'][1]}")
     print("| cell | Sharpe | max DD | turnover | Sharpe - defaults |")
@@ -107,7 +137,7 @@ def print_table(table: Mapping[str, Mapping[str, Any]]) -> None:
         m = row["orchestrated"]
         print(f"| {cell} | {m['sharpe']:.2f} | {m['max_drawdown']:.1%} | {m['turnover']:.1f} "
               f"| {m['sharpe'] - reference:+.2f} |")
-    for run in RUN_CONFIGS:
+    for run in study.run_configs:
         row = table[cell_name(run, BASE)]
         print(f"\n### {run}: the parts")
         print("| strategy | Sharpe | max DD | turnover |")
@@ -119,6 +149,7 @@ def print_table(table: Mapping[str, Mapping[str, Any]]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--study", choices=list(STUDIES), default="momentum_horizon")
     parser.add_argument("--cache", type=Path, default=Path("out/bench/development"))
     parser.add_argument("--profile", default="quick")
     parser.add_argument("--json", type=Path)
@@ -128,12 +159,14 @@ def main() -> None:
     table: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as folder:
         series = load_prices(export_dataset(SYMBOL, Path(folder)), SYMBOL)
-    for run, trend_overrides in RUN_CONFIGS.items():
+    study = STUDIES[args.study]
+    for run, trend_overrides in study.run_configs.items():
         config = run_config(base, trend_overrides)
         runs = walk_forward(series, config, args.cache)
-        for orchestration, overrides in ORCHESTRATION.items():
+        for orchestration, overrides in study.orchestration.items():
             table[cell_name(run, orchestration)] = measure_cell(series, runs, config, overrides)
-    print_table(table)
+    print(f"# study: {args.study}")
+    print_table(table, study)
     limit = DD_FRACTION_OF_BUY_AND_HOLD * table[cell_name(BASE, BASE)]["baseline_buy_and_hold"]["max_drawdown"]
     winner = choose(table)
     print(f"\nrule: orchestrated max DD >= {limit:.1%} (60% of buy & hold's), highest Sharpe")

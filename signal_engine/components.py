@@ -53,6 +53,13 @@ def rule_combiner(config: RunConfig) -> RuleBasedCombiner:
     return RuleBasedCombiner().fit()
 
 
+def trend_features(config: RunConfig) -> tuple[str, ...]:
+    """The trend expert's inputs: ``TREND_FEATURES``, plus ``MOMENTUM_NAMES`` where ``trend.momentum`` applies."""
+    t = config.trend
+    momentum = t.momentum and config.labels.horizon >= t.momentum_min_horizon
+    return (*TREND_FEATURES, *MOMENTUM_NAMES) if momentum else TREND_FEATURES
+
+
 def trend_expert(config: RunConfig) -> GradientBoostedTrendExpert:
     """The MoE's trend expert: LightGBM, Platt-calibrated when ``moe.experts.trend`` is ``trend_calibrated``."""
     t = config.trend
@@ -61,7 +68,7 @@ def trend_expert(config: RunConfig) -> GradientBoostedTrendExpert:
         n_estimators=t.n_estimators, learning_rate=t.learning_rate, num_leaves=t.num_leaves,
         min_child_samples=t.min_child_samples, subsample=t.subsample, colsample_bytree=t.colsample_bytree,
         reg_lambda=t.reg_lambda, random_state=config.seed, calibration="platt" if calibrated else None,
-        purge=config.labels.horizon, features=(*TREND_FEATURES, *MOMENTUM_NAMES) if t.momentum else TREND_FEATURES,
+        purge=config.labels.horizon, features=trend_features(config),
     )
 
 

@@ -94,15 +94,42 @@ def test_bad_moe_settings_name_the_setting_and_the_allowed_values(tmp_path: Path
         load_config("quick", path)
 
 
-def test_trend_momentum_adds_the_long_look_back_features(tmp_path: Path) -> None:
+def test_trend_momentum_adds_the_long_look_back_features_from_the_20_bar_horizon(tmp_path: Path) -> None:
+    from dataclasses import replace
+
     from signal_engine.components import trend_expert
+    from signal_engine.config import RunConfig
     from signal_engine.experts.trend import TREND_FEATURES
     from signal_engine.features import MOMENTUM_NAMES
 
-    assert trend_expert(load_config("quick")).features == (*TREND_FEATURES, *MOMENTUM_NAMES)
+    def at_horizon(config: RunConfig, horizon: int) -> RunConfig:
+        return replace(config, labels=replace(config.labels, horizon=horizon))
+
+    quick = load_config("quick")
+    assert trend_expert(quick).features == TREND_FEATURES  # the MoE's 5-bar labels
+    assert trend_expert(at_horizon(quick, 20)).features == (*TREND_FEATURES, *MOMENTUM_NAMES)
+    assert trend_expert(at_horizon(quick, 60)).features == (*TREND_FEATURES, *MOMENTUM_NAMES)
     path = tmp_path / "c.yaml"
     path.write_text("trend:\n  momentum: false\n")
-    assert trend_expert(load_config("quick", path)).features == TREND_FEATURES
+    assert trend_expert(at_horizon(load_config("quick", path), 60)).features == TREND_FEATURES
     path.write_text("trend:\n  momentum: yes please\n")
     with pytest.raises(ConfigError, match=r"'trend\.momentum' must be a bool"):
+        load_config("quick", path)
+
+
+def test_momentum_min_horizon_keeps_the_short_look_backs_for_short_label_horizons(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from signal_engine.components import trend_features
+    from signal_engine.experts.trend import TREND_FEATURES
+    from signal_engine.features import MOMENTUM_NAMES
+
+    path = tmp_path / "c.yaml"
+    path.write_text("trend:\n  momentum_min_horizon: 5\n")
+    config = load_config("quick", path)
+    with_horizon = {h: trend_features(replace(config, labels=replace(config.labels, horizon=h))) for h in (1, 4, 5, 60)}
+    assert with_horizon[1] == with_horizon[4] == TREND_FEATURES
+    assert with_horizon[5] == with_horizon[60] == (*TREND_FEATURES, *MOMENTUM_NAMES)
+    path.write_text("trend:\n  momentum_min_horizon: 0\n")
+    with pytest.raises(ConfigError, match=r"'trend\.momentum_min_horizon' must be at least 1"):
         load_config("quick", path)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from bench_development import BASE, ORCHESTRATION, RUN_CONFIGS, cell_name, choose
+from bench_development import BASE, STUDIES, cell_name, choose
 
 
 def row(sharpe: float, max_drawdown: float, buy_and_hold_drawdown: float = -0.40) -> dict[str, Any]:
@@ -30,7 +30,25 @@ def test_without_a_passing_cell_the_best_sharpe_of_all_wins() -> None:
     assert choose(table) == "b"
 
 
-def test_the_starting_cell_is_the_old_defaults_spelled_out() -> None:
-    assert RUN_CONFIGS[BASE] == {"momentum": False}
-    assert ORCHESTRATION[BASE] == {"harmony_amplification": 0.5}
-    assert all("harmony_amplification" in overrides for overrides in ORCHESTRATION.values())
+def test_the_starting_cells_are_the_defaults_each_study_started_from_spelled_out() -> None:
+    momentum = STUDIES["momentum"]
+    assert momentum.run_configs[BASE] == {"momentum": False}
+    assert momentum.orchestration[BASE] == {"harmony_amplification": 0.5}
+    assert all("harmony_amplification" in overrides for overrides in momentum.orchestration.values())
+    horizon = STUDIES["momentum_horizon"]
+    assert horizon.run_configs[BASE] == momentum.run_configs["momentum"]
+    assert horizon.orchestration == {BASE: momentum.orchestration["harmony_off"]}
+
+
+def test_every_study_cell_is_a_valid_run_config() -> None:
+    from bench_orchestration import run_config
+
+    from signal_engine.config import load_config
+    from signal_engine.orchestration import OrchestrationConfig
+
+    for study in STUDIES.values():
+        assert BASE in study.run_configs and BASE in study.orchestration
+        for trend in study.run_configs.values():
+            run_config(load_config("quick"), trend)
+        for overrides in study.orchestration.values():
+            OrchestrationConfig.for_periods_per_year(252.0, **overrides)
