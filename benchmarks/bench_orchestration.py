@@ -158,7 +158,7 @@ ABLATION = Study(
         BASE: lambda ppy: {},
         **ABLATION_OFF,
         # alignment is measured but does not scale positions by default since the development study
-        "+alignment": lambda ppy: {"harmony_amplification": 0.5},
+        "+alignment": lambda ppy: dict(BEFORE_DEVELOPMENT),
         "all off": lambda ppy: {k: v for off in ABLATION_OFF.values() for k, v in off(ppy).items()},
     },
 )

@@ -12,7 +12,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from signal_engine.features.fingerprint import FINGERPRINT_NAMES, HURST_LAGS
-from signal_engine.features.technical import FEATURE_NAMES, MOMENTUM_NAMES
+from signal_engine.features.technical import FEATURE_NAMES, MOMENTUM_AVERAGE, MOMENTUM_LOOKBACKS, MOMENTUM_NAMES
 
 
 def _log(series: pd.Series) -> pd.Series:
@@ -114,8 +114,8 @@ def reference_feature_frame(bars: pd.DataFrame) -> pd.DataFrame:
         "spread": _spread(high, low, close),
     }
     columns["volume_z"] = columns["volume_z_20"]
-    for k in (60, 120, 250):
+    for k in MOMENTUM_LOOKBACKS:
         scaled = _log(close / close.shift(k)) / (columns["vol30"] * np.sqrt(k))
         columns[f"mom_{k}"] = scaled.mask(columns["vol30"] == 0.0, 0.0)
-    columns["sma_200"] = close / close.rolling(200).mean() - 1.0
+    columns[f"sma_{MOMENTUM_AVERAGE}"] = close / close.rolling(MOMENTUM_AVERAGE).mean() - 1.0
     return pd.DataFrame(columns, index=bars.index)[[*FEATURE_NAMES, *FINGERPRINT_NAMES, *MOMENTUM_NAMES]]

@@ -76,9 +76,10 @@ MOMENTUM_AVERAGE = 200
 MOMENTUM_NAMES: tuple[str, ...] = (*(f"mom_{k}" for k in MOMENTUM_LOOKBACKS), f"sma_{MOMENTUM_AVERAGE}")
 """Long look-back trend features (a quarter, half a year and a year of daily bars; the 200-bar average).
 
-The trend expert reads them when ``trend.momentum`` is on (the default since the development study,
-``benchmarks/bench_development.py``): the other features look back at most 100 bars, shorter than the 60-bar
-labels of the ``long`` timeframe model. The other experts and the gate do not read them.
+The trend expert reads them when ``trend.momentum`` is on and its label horizon is at least
+``trend.momentum_min_horizon`` (by default the ``medium`` and ``long`` timeframe models; chosen on the
+development series, ``benchmarks/bench_development.py``): the other features look back at most 100 bars,
+shorter than the 60-bar labels of the ``long`` model. The other experts and the gate do not read them.
 """
 
 MOMENTUM_WARMUP: dict[str, int] = {
