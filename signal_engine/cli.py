@@ -195,17 +195,24 @@ _PORTFOLIO_ROWS = {
 def _portfolio_table(books: dict[str, Any]) -> Table:
     table = Table(title="Portfolio: each bar frequency's symbols as one book, net of costs; Sharpe - B&H with its "
                         "paired-bootstrap interval")
-    for column in ("book", "strategy", "Sharpe", "CAGR", "max DD", "turnover / yr", "Sharpe - B&H"):
+    for column in ("book", "strategy", "Sharpe", "gross Sharpe", "CAGR", "max DD", "turnover / yr", "costs / yr",
+                   "Sharpe - B&H"):
         table.add_column(column, justify="right")
     for name, book in books.items():
         label = f"{name} ({', '.join(book['symbols'])})"
         for key, title in _PORTFOLIO_ROWS.items():
             m = book["strategies"][key]
             versus = book.get("comparisons", {}).get(f"{key}_vs_baseline_buy_and_hold")
-            table.add_row(label, title, f"{m['sharpe']:.2f}", f"{m['cagr']:.1%}", f"{m['max_drawdown']:.1%}",
-                          f"{m['turnover']:.1f}", _difference(versus))
+            table.add_row(label, title, f"{m['sharpe']:.2f}", _optional(m, "gross_sharpe", "{:.2f}"),
+                          f"{m['cagr']:.1%}", f"{m['max_drawdown']:.1%}", f"{m['turnover']:.1f}",
+                          _optional(m, "cost_drag", "{:.2%}"), _difference(versus))
             label = ""
     return table
+
+
+def _optional(metrics: dict[str, Any], key: str, template: str) -> str:
+    """``template`` of ``metrics[key]``, blank for metrics written before the key existed."""
+    return template.format(metrics[key]) if key in metrics else ""
 
 
 def _difference(comparison: dict[str, float] | None) -> str:

@@ -27,6 +27,7 @@ from signal_engine.evaluation.metrics import (
     reliability,
     strategy_metrics,
     strategy_returns,
+    trading_costs,
     trend_metrics,
     volatility_metrics,
 )
@@ -385,7 +386,9 @@ def _evaluate(
         "levels": _levels_table(labels, out, close, test),
         "confidence": confidence,
         "strategies": {
-            name: strategy_metrics(positions[name][tradable], returns[name].to_numpy(), ppy) for name in positions
+            name: strategy_metrics(positions[name][tradable], returns[name].to_numpy(), ppy,
+                                   costs=trading_costs(positions[name][tradable], cost))
+            for name in positions
         },
     }
     if stage_positions:

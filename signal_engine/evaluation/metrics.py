@@ -147,27 +147,46 @@ def _share(flags: np.ndarray) -> float:
     return float(np.mean(flags)) if len(flags) else float("nan")
 
 
+def trading_costs(position: np.ndarray, cost_bps: float | np.ndarray) -> np.ndarray:
+    """Cost per bar as a fraction of capital: ``cost_bps`` basis points of the exposure traded to reach the
+    bar's position (the first bar trades from flat). ``position`` is bars, or bars x symbols with one cost
+    per symbol, summed over symbols."""
+    traded = np.abs(np.diff(np.asarray(position, dtype=float), axis=0, prepend=0.0))
+    costs = traded * (np.asarray(cost_bps, dtype=float) / 1e4)
+    return costs.sum(axis=1) if costs.ndim == 2 else costs
+
+
 def strategy_returns(position: np.ndarray, next_return: np.ndarray, cost_bps: float) -> np.ndarray:
     """Net simple return per bar: position held over the next bar, less costs on every change.
 
     ``position[t]`` is held from bar t's close to bar t+1's close and earns ``next_return[t]``;
     changing it costs ``cost_bps`` basis points of the traded exposure. The first bar trades from flat.
     """
-    traded = np.abs(np.diff(position, prepend=0.0))
-    return position * next_return - traded * cost_bps / 1e4
+    return position * next_return - trading_costs(position, cost_bps)
 
 
-def strategy_metrics(position: np.ndarray, net: np.ndarray, periods_per_year: float) -> dict[str, float]:
-    """Annualised Sharpe, CAGR, max drawdown, annual turnover and trade count of a net return series."""
+def annualised_sharpe(returns: np.ndarray, periods_per_year: float) -> float:
+    """Mean over standard deviation of per-bar returns, times the square root of bars a year (0 if flat)."""
+    std = float(np.std(returns, ddof=1)) if len(returns) > 1 else 0.0
+    return float(np.mean(returns) / std * np.sqrt(periods_per_year)) if std > 0 else 0.0
+
+
+def strategy_metrics(
+    position: np.ndarray, net: np.ndarray, periods_per_year: float, costs: np.ndarray | None = None
+) -> dict[str, float]:
+    """Annualised Sharpe, CAGR, max drawdown, annual turnover and trade count of a net return series.
+
+    With ``costs`` (per bar, as already taken out of ``net``, e.g. from ``trading_costs``) the metrics also
+    attribute the result: ``gross_sharpe`` (before costs) and ``cost_drag`` (costs paid a year, as a
+    fraction of capital), which tell a signal that does not work from one that its trading eats.
+    """
     equity = np.cumprod(1.0 + net)
     years = len(net) / periods_per_year
-    std = float(np.std(net, ddof=1)) if len(net) > 1 else 0.0
-    sharpe = float(np.mean(net) / std * np.sqrt(periods_per_year)) if std > 0 else 0.0
     peak = np.maximum.accumulate(np.concatenate(([1.0], equity)))[1:]
     traded = np.abs(np.diff(position, prepend=0.0))
     direction = np.sign(position)
-    return {
-        "sharpe": sharpe,
+    metrics = {
+        "sharpe": annualised_sharpe(net, periods_per_year),
         "cagr": float(equity[-1] ** (1.0 / years) - 1.0) if years > 0 and equity[-1] > 0 else -1.0,
         "max_drawdown": float(np.min(equity / peak - 1.0)),
         "turnover": float(traded.sum() / years) if years > 0 else 0.0,
@@ -175,6 +194,14 @@ def strategy_metrics(position: np.ndarray, net: np.ndarray, periods_per_year: fl
         "total_return": float(equity[-1] - 1.0),
         "exposure": float(np.mean(np.abs(position))),
     }
+    if costs is not None:
+        costs = np.asarray(costs, dtype=float)
+        if costs.shape != np.shape(net):
+            raise ValueError(f"costs: {costs.shape[0] if costs.ndim else 0} bars for {len(net)} net returns; "
+                             "pass the per-bar costs of the same bars")
+        metrics["gross_sharpe"] = annualised_sharpe(net + costs, periods_per_year)
+        metrics["cost_drag"] = float(costs.sum() / years) if years > 0 else 0.0
+    return metrics
 
 
 def periods_per_year(timestamps: np.ndarray) -> float:

@@ -31,7 +31,7 @@ from signal_engine.config import RunConfig
 from signal_engine.data.loader import PriceSeries
 from signal_engine.errors import ConfigError
 from signal_engine.evaluation.backtest import SymbolResult, blocks_for, run_symbol
-from signal_engine.evaluation.metrics import periods_per_year, strategy_metrics, strategy_returns
+from signal_engine.evaluation.metrics import periods_per_year, strategy_metrics, strategy_returns, trading_costs
 from signal_engine.evaluation.significance import sharpe_difference
 from signal_engine.orchestration import (
     OrchestrationConfig,
@@ -223,7 +223,7 @@ def _book(
     cost_vector = np.array([costs[s] for s in symbols])
     returns = pd.DataFrame(
         {k: book_returns(v, result.asset_returns, cost_vector) for k, v in positions.items()}, index=timeline)
-    metrics = {k: book_metrics(positions[k], returns[k], ppy) for k in positions}
+    metrics = {k: book_metrics(positions[k], returns[k], ppy, cost_vector) for k in positions}
     return Book(name=name, symbols=tuple(symbols), periods_per_year=ppy, config=settings, result=result,
                 positions=positions, returns=returns, metrics=metrics,
                 comparisons=book_comparisons(returns, ppy, seed=config.seed))
@@ -250,17 +250,22 @@ def book_returns(positions: pd.DataFrame, asset_returns: pd.DataFrame, cost_bps:
     trades that set them (the orchestrator's own accounting: 0 at the first bar)."""
     held = positions.to_numpy(dtype=float)
     realised = np.nan_to_num(asset_returns.to_numpy(dtype=float), nan=0.0)
-    traded = np.abs(np.diff(held, axis=0, prepend=0.0)) @ (np.asarray(cost_bps, dtype=float) / 1e4)
     net = np.zeros(len(held))
-    net[1:] = (held[:-1] * realised[1:]).sum(axis=1) - traded[:-1]
+    net[1:] = (held[:-1] * realised[1:]).sum(axis=1) - trading_costs(held, cost_bps)[:-1]
     return net
 
 
-def book_metrics(positions: pd.DataFrame, net: pd.Series, ppy: float) -> dict[str, float]:
-    """``strategy_metrics`` of a book; turnover and exposure count every symbol (gross), trades every flip."""
+def book_metrics(
+    positions: pd.DataFrame, net: pd.Series, ppy: float, cost_bps: np.ndarray | None = None
+) -> dict[str, float]:
+    """``strategy_metrics`` of a book; turnover and exposure count every symbol (gross), trades every flip.
+
+    With ``cost_bps`` (one per symbol, as given to ``book_returns``) the metrics gain the cost attribution.
+    """
     held = positions.to_numpy(dtype=float)[:-1]
     realised = net.to_numpy(dtype=float)[1:]
-    metrics = strategy_metrics(held.sum(axis=1), realised, ppy)
+    costs = None if cost_bps is None else trading_costs(held, cost_bps)
+    metrics = strategy_metrics(held.sum(axis=1), realised, ppy, costs=costs)
     years = len(realised) / ppy
     traded = np.abs(np.diff(held, axis=0, prepend=0.0)).sum()
     flips = int(np.count_nonzero(np.diff(np.sign(held), axis=0, prepend=0.0)))
@@ -287,7 +292,9 @@ def _attach(
     net = strategy_returns(per_sleeve[tradable], next_return[tradable], config.trading.cost_for(symbol))
     result.returns = returns.assign(orchestrated=pd.Series(net, index=index[tradable]).reindex(returns.index))
     strategies = result.metrics["strategies"]
-    strategies["orchestrated"] = strategy_metrics(per_sleeve[tradable], net, result.data["periods_per_year"])
+    strategies["orchestrated"] = strategy_metrics(
+        per_sleeve[tradable], net, result.data["periods_per_year"],
+        costs=trading_costs(per_sleeve[tradable], config.trading.cost_for(symbol)))
     for name, run in timeframes.items():
         strategies[f"{TIMEFRAME_PREFIX}{name}"] = dict(run.metrics["strategies"]["moe"])
     result.metrics["comparisons"] = symbol_comparisons(result.returns, result.data["periods_per_year"],

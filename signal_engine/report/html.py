@@ -11,7 +11,7 @@ from typing import Any, Protocol
 import pandas as pd
 
 from signal_engine.report import figures
-from signal_engine.report.monitoring import monitoring_sections
+from signal_engine.report.monitoring import STRATEGY_COLUMNS, monitoring_sections
 from signal_engine.report.stages import stages_section
 
 _CSS = """
@@ -34,7 +34,7 @@ class _Result(Protocol):
 
 
 _COLUMNS = {
-    "strategies": ("sharpe", "cagr", "max_drawdown", "turnover", "trades", "exposure"),
+    "strategies": STRATEGY_COLUMNS,
     "trend": ("accuracy", "balanced_accuracy", "log_loss", "rows"),
     "volatility": ("qlike", "mse", "rows"),
     "levels": ("support_error", "resistance_error", "support_hold_rate", "resistance_hold_rate", "rows"),

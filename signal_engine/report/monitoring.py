@@ -19,7 +19,8 @@ from matplotlib import pyplot as plt
 from signal_engine.orchestration import OrchestrationResult
 from signal_engine.report.figures import _png
 
-STRATEGY_COLUMNS = ("sharpe", "cagr", "max_drawdown", "turnover", "trades", "exposure")
+STRATEGY_COLUMNS = ("sharpe", "gross_sharpe", "cagr", "max_drawdown", "turnover", "cost_drag", "trades", "exposure")
+
 ACTIVATION_KINDS = ("risk_limit_activated", "emergency_deleveraging", "correlation_warning")
 _STYLES: dict[str, dict[str, Any]] = {
     "orchestrated": {"color": "#1f4e9c", "linewidth": 2.0},

@@ -53,7 +53,7 @@ def test_each_bar_frequency_is_its_own_book(two_books: BacktestOutput) -> None:
     for book in portfolio.values():
         assert set(book["strategies"]) == set(BOOK_STRATEGIES)
         for metrics in book["strategies"].values():
-            assert {"sharpe", "cagr", "max_drawdown", "turnover"} <= set(metrics)
+            assert {"sharpe", "gross_sharpe", "cagr", "max_drawdown", "turnover", "cost_drag"} <= set(metrics)
         assert book["strategies"]["baseline_buy_and_hold"]["trades"] == 1
         assert sum(book["mean_allocation"].values()) == pytest.approx(1.0)
         assert set(book["synergy"]) >= {"sharpe_difference", "return_correlation"}

@@ -67,6 +67,10 @@ def test_book_metrics_count_every_symbols_trades_in_turnover() -> None:
     assert metrics["exposure"] == pytest.approx(1.0)
     assert metrics["trades"] == 4
     assert metrics["total_return"] == pytest.approx(1.01 * 0.99 * 1.02 - 1.0)
+    assert "cost_drag" not in metrics
+    priced = book_metrics(positions, net, 4.0, np.array([10.0, 30.0]))
+    assert priced["cost_drag"] == pytest.approx((0.5 * 10 + 0.5 * 30 + 1.0 * 10 + 1.0 * 30) / 1e4)
+    assert {k: v for k, v in priced.items() if k not in ("gross_sharpe", "cost_drag")} == metrics
 
 
 @pytest.mark.parametrize(("freq", "expected"), [("B", "daily"), ("h", "1h"), ("15min", "15min"), ("4h", "4h")])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from signal_engine.config import WalkForwardConfig
-from signal_engine.evaluation.metrics import periods_per_year, strategy_metrics, strategy_returns
+from signal_engine.evaluation.metrics import periods_per_year, strategy_metrics, strategy_returns, trading_costs
 from signal_engine.evaluation.walkforward import schedule
 from signal_engine.risk import held_direction, volatility_target_position
 
@@ -44,6 +44,33 @@ def test_strategy_metrics_by_hand() -> None:
     assert metrics["sharpe"] == pytest.approx(np.mean(net) / np.std(net, ddof=1) * np.sqrt(3))
     assert metrics["trades"] == 2
     assert metrics["turnover"] == pytest.approx(2.0)
+
+
+def test_cost_attribution_splits_the_net_result_into_signal_and_costs() -> None:
+    position = np.array([0.5, 1.0, -1.0, -1.0, 0.0, 0.0])
+    next_return = np.array([0.01, -0.02, 0.015, -0.01, 0.02, 0.005])
+    costs = trading_costs(position, 20.0)
+    np.testing.assert_allclose(costs, np.array([0.5, 0.5, 2.0, 0.0, 1.0, 0.0]) * 20.0 / 1e4)
+    net = strategy_returns(position, next_return, 20.0)
+    metrics = strategy_metrics(position, net, periods_per_year=6, costs=costs)
+    gross = position * next_return
+    assert metrics["gross_sharpe"] == pytest.approx(np.mean(gross) / np.std(gross, ddof=1) * np.sqrt(6))
+    assert metrics["gross_sharpe"] > metrics["sharpe"]
+    assert metrics["cost_drag"] == pytest.approx(metrics["turnover"] * 20.0 / 1e4)  # one year of bars
+    free = strategy_metrics(position, gross, periods_per_year=6, costs=np.zeros(6))
+    assert free["gross_sharpe"] == pytest.approx(free["sharpe"]) and free["cost_drag"] == 0.0
+    assert "gross_sharpe" not in strategy_metrics(position, net, periods_per_year=6)
+
+
+def test_costs_of_a_book_are_charged_per_symbol() -> None:
+    book = np.array([[0.5, -0.5], [0.5, 0.5], [0.0, 0.0]])
+    np.testing.assert_allclose(trading_costs(book, np.array([10.0, 1.0])),
+                               [(0.5 * 10 + 0.5 * 1) / 1e4, (1.0 * 1) / 1e4, (0.5 * 10 + 0.5 * 1) / 1e4])
+
+
+def test_cost_attribution_refuses_costs_of_other_bars() -> None:
+    with pytest.raises(ValueError, match="costs: 2 bars for 3 net returns"):
+        strategy_metrics(np.ones(3), np.zeros(3), periods_per_year=3, costs=np.zeros(2))
 
 
 def test_periods_per_year_from_timestamps() -> None:
