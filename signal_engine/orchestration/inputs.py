@@ -43,6 +43,10 @@ class Inputs:
     def expected_holding(self) -> np.ndarray:
         return np.array([s.expected_holding for s in self.specs])
 
+    @property
+    def min_holding(self) -> np.ndarray:
+        return np.array([s.min_holding for s in self.specs])
+
 
 def prepare(
     signals: Signals,

@@ -53,6 +53,15 @@ class Monitor:
                         "score": float(scores[m])},
             ))
 
+    def held_calls(self, timestamp: pd.Timestamp, held: np.ndarray, own: np.ndarray, kept: np.ndarray) -> None:
+        """One event per model and symbol whose exit or reversal the holding discipline overruled."""
+        for m, s in zip(*np.nonzero(held), strict=True):
+            self.log.record(OrchestrationEvent(
+                timestamp=timestamp, component="holding", kind="call_held", rule="min_holding",
+                symbol=self.symbols[s], model=self.models[m], value=float(kept[m, s]), threshold=float(own[m, s]),
+                detail={"own_direction": float(own[m, s]), "held_direction": float(kept[m, s])},
+            ))
+
     def conflict(self, timestamp: pd.Timestamp, s: int, resolution: ConflictResolution) -> None:
         if not resolution.conflict:
             return

@@ -7,8 +7,8 @@ At each bar t, in this order:
    analyser, the drawdown defender and the models' ``update_state`` see them.
 2. Detect the market regime from features up to t.
 3. Reallocate capital between the models when due (bounded, smoothed).
-4. Per symbol with a bar at t: read each model's call at t, align (harmony), resolve conflicts, schedule
-   the trades within the bar's budget.
+4. Per symbol with a bar at t: read each model's call at t (held for its minimum holding period when the
+   holding discipline is on), align (harmony), resolve conflicts, schedule the trades within the bar's budget.
 5. Apply the unified risk manager; the result is the position held from t's close to the next bar. It
    acts after the scheduler, so a risk cut (emergency deleveraging included) is never deferred.
 
@@ -34,6 +34,7 @@ from signal_engine.orchestration.correlation import (
 )
 from signal_engine.orchestration.drawdown import DrawdownDefender
 from signal_engine.orchestration.exposure import within_limits
+from signal_engine.orchestration.holding import HoldingDiscipline
 from signal_engine.orchestration.inputs import Inputs, Signals, prepare
 from signal_engine.orchestration.monitoring import Monitor
 from signal_engine.orchestration.performance import PerformanceTracker
@@ -105,6 +106,7 @@ class _Walk:
         self.defender = DrawdownDefender(config)
         self.risk = UnifiedRiskManager(config, periods_per_year)
         self.monitor = Monitor(config, inputs.symbols, inputs.models)
+        self.holding = HoldingDiscipline(inputs.min_holding, s) if config.holding_discipline else None
         self.scheduled = np.zeros((m, s))
         self.final = np.zeros((m, s))
         self.undefended = np.zeros((m, s))
@@ -139,6 +141,11 @@ class _Walk:
         mean_corr = mean_correlation_with_others(model_corr)
         self._reallocate(timestamp, mean_corr)
         calls = self._read_calls(timestamp, bar)
+        if self.holding is not None:
+            own = calls["direction"]
+            discipline = self.holding.apply(calls, bar)
+            calls = discipline.calls
+            self.monitor.held_calls(timestamp, discipline.held, own, calls["direction"])
         scheduled = self._coordinate(i, bar, calls)
         decision, undefended = self._manage_risk(i, bar, calls, scheduled, model_corr, mean_corr)
         self._commit(i, bar, calls, scheduled, decision, undefended)

@@ -71,7 +71,8 @@ def test_metrics_json_follows_the_contract(goog_run: BacktestOutput) -> None:
     assert {"levels_swing", "baseline_pivot"} == set(metrics["levels"])
     strategies = metrics["strategies"]
     assert {"moe", "expert_trend", "baseline_buy_and_hold", "baseline_sma_crossover"} <= set(strategies)
-    assert {"sharpe", "gross_sharpe", "cagr", "max_drawdown", "turnover", "cost_drag", "trades"} <= set(strategies["moe"])
+    assert {"sharpe", "gross_sharpe", "cagr", "max_drawdown", "turnover", "cost_drag", "trades"} <= set(
+        strategies["moe"])
     assert strategies["baseline_buy_and_hold"]["trades"] == 1
     confidence = metrics["confidence"]["moe"]
     assert 0 <= confidence["ece"] < 0.1

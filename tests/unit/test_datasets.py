@@ -8,17 +8,52 @@ import pandas as pd
 import pytest
 
 from signal_engine.data import load_prices
-from signal_engine.data.datasets import DATASETS, DEVELOPMENT_DATASETS, DEVELOPMENT_END, export_dataset
+from signal_engine.data.datasets import (
+    DATASETS,
+    DEVELOPMENT_DATASETS,
+    DEVELOPMENT_END,
+    Dataset,
+    dataset_costs,
+    export_dataset,
+)
 from signal_engine.errors import SignalEngineError
 
 
-def test_the_development_series_ends_before_every_evaluation_series_begins() -> None:
+def _span(dataset: Dataset) -> tuple[pd.Timestamp, pd.Timestamp]:
+    index = pd.DatetimeIndex(dataset.load().index)
+    return index[0], index[-1]
+
+
+def test_every_development_series_is_outside_the_evaluation_series_of_its_bar_frequency() -> None:
+    for symbol, development in DEVELOPMENT_DATASETS.items():
+        first, last = _span(development)
+        same_frequency = [d for d in DATASETS.values() if d.timeframe == development.timeframe]
+        assert same_frequency, symbol
+        for evaluation in same_frequency:
+            begins, ends = _span(evaluation)
+            assert last < begins or first > ends, (symbol, evaluation.symbol)
+
+
+def test_the_daily_development_series_ends_before_every_evaluation_series_begins() -> None:
     end = pd.Timestamp(DEVELOPMENT_END)
-    for symbol, dataset in DEVELOPMENT_DATASETS.items():
-        bars = dataset.load()
-        assert bars.index[-1] <= end, symbol
+    assert _span(DEVELOPMENT_DATASETS["MSFT"])[1] <= end
     for symbol, dataset in DATASETS.items():
-        assert pd.DatetimeIndex(dataset.load().index)[0] > end, symbol
+        assert _span(dataset)[0] > end, symbol
+
+
+def test_the_hourly_development_series_exports_real_coinbase_bitcoin_bars(tmp_path: Path) -> None:
+    series = load_prices(export_dataset("BTCUSD", tmp_path), "BTCUSD")
+    bars = series.bars
+    assert series.intraday
+    assert (bars.index[0], bars.index[-1]) == (pd.Timestamp("2018-02-08 00:00"), pd.Timestamp("2019-10-17 09:00"))
+    assert len(bars) == 14794
+    assert (bars.index.to_series().diff().dropna() == pd.Timedelta(hours=1)).all()  # around the clock, no gaps
+    assert (bars["high"] >= bars[["open", "close"]].max(axis=1)).all()
+    assert (bars["low"] <= bars[["open", "close"]].min(axis=1)).all()
+    assert bars["close"].iloc[0] == pytest.approx(7709.51)
+    assert bars["close"].min() == pytest.approx(3139.83)  # the December 2018 low
+    assert bars["close"].iloc[-1] == pytest.approx(8035.88)
+    assert dataset_costs()["BTCUSD"] == 8.0
 
 
 def test_the_development_series_exports_real_microsoft_bars(tmp_path: Path) -> None:
@@ -34,7 +69,7 @@ def test_the_development_series_exports_real_microsoft_bars(tmp_path: Path) -> N
 
 
 def test_unknown_dataset_lists_both_catalogues(tmp_path: Path) -> None:
-    with pytest.raises(SignalEngineError, match="expected one of SPX, IXIC, GOOG, EURUSD, MSFT"):
+    with pytest.raises(SignalEngineError, match="expected one of SPX, IXIC, GOOG, EURUSD, MSFT, BTCUSD"):
         export_dataset("AAPL", tmp_path)
 
 
@@ -42,5 +77,5 @@ def test_the_datasets_command_exports_the_development_series_on_request(tmp_path
     from signal_engine.cli import main
 
     assert main(["datasets", "--out", str(tmp_path / "dev"), "--development"]) == 0
-    assert sorted(p.name for p in (tmp_path / "dev").iterdir()) == ["MSFT.csv"]
+    assert sorted(p.name for p in (tmp_path / "dev").iterdir()) == ["BTCUSD.csv", "MSFT.csv"]
     assert len(load_prices(tmp_path / "dev" / "MSFT.csv", "MSFT").bars) == 3237

@@ -52,3 +52,17 @@ def test_every_study_cell_is_a_valid_run_config() -> None:
             run_config(load_config("quick"), trend)
         for overrides in study.orchestration.values():
             OrchestrationConfig.for_periods_per_year(252.0, **overrides)
+
+
+def test_the_session_6_studies_start_from_the_defaults_on_their_frequencys_development_series() -> None:
+    from signal_engine.data.datasets import DEVELOPMENT_DATASETS
+    from signal_engine.orchestration import OrchestrationConfig
+
+    expected = {"hourly_band": "1h", "holding_hourly": "1h", "holding_daily": "1d"}
+    for name, timeframe in expected.items():
+        study = STUDIES[name]
+        assert DEVELOPMENT_DATASETS[study.symbol].timeframe == timeframe
+        assert study.run_configs == {BASE: {}}
+        ppy = 8766.0 if timeframe == "1h" else 252.0
+        start = OrchestrationConfig.for_periods_per_year(ppy, **study.orchestration[BASE])
+        assert start == OrchestrationConfig.for_periods_per_year(ppy)
