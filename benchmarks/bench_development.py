@@ -47,6 +47,17 @@ Studies (``--study``):
   that nothing honoured; the new ``holding_discipline`` holds each model's call that long (risk cuts still
   apply). Cells: orchestration ``defaults`` and ``holding`` (``holding_discipline: true``), each series'
   winner becoming the default of its bar frequency.
+- ``band_daily`` (on MSFT) and ``band_hourly`` (on BTCUSD), session 6 after studies 3 and 4: study 3's band
+  skipped top-ups but passed every cut, so positions ratcheted down. The new ``no_trade_band_cuts`` makes it
+  symmetric (a small same-side cut is skipped too while the drawdown defender is idle). Cells: orchestration
+  ``defaults`` and the symmetric band at 0.05, 0.10 and 0.25 (``sym_5``, ``sym_10``, ``sym_25``), each series'
+  winner becoming the default of its bar frequency (adopted: ``sym_5`` for intraday bars; daily bars keep
+  the band off).
+- Exposure floor of the band studies (``hourly_band``, ``band_*``), added after both had run: the rule's
+  raw winners held a third of the starting book's exposure (a band wider than the positions freezes them at
+  their first, small entry) and won by barely trading. A cell whose mean exposure is below half the starting
+  cell's is out (``EXPOSURE_FLOOR``). With it ``hourly_band`` keeps the defaults and ``band_hourly`` picks
+  ``sym_5``; without it they would pick ``band_25`` and ``sym_25``.
 
     .venv/bin/python benchmarks/bench_development.py [--study hourly_band] [--cache out/bench/development]
                                                      [--json out.json]
@@ -77,6 +88,7 @@ from signal_engine.evaluation.significance import sharpe_difference
 
 SEED = 7
 DD_FRACTION_OF_BUY_AND_HOLD = 0.6
+EXPOSURE_FLOOR = 0.5  # band studies: a cell must hold at least half the starting cell's mean exposure
 BASE = "defaults"
 
 
@@ -87,6 +99,7 @@ class DevelopmentStudy:
     run_configs: dict[str, dict[str, Any]]
     orchestration: dict[str, dict[str, Any]]
     symbol: str = "MSFT"
+    exposure_floor: float = 0.0
 
 
 STUDIES: dict[str, DevelopmentStudy] = {
@@ -108,15 +121,26 @@ STUDIES: dict[str, DevelopmentStudy] = {
     ),
     "hourly_band": DevelopmentStudy(
         run_configs={BASE: {}},
-        orchestration={BASE: {"no_trade_band": 0.0}, **{f"band_{round(100 * band)}": {"no_trade_band": band}
-                                                        for band in (0.10, 0.25, 0.50)}},
+        orchestration={BASE: {"no_trade_band": 0.0, "no_trade_band_cuts": False},
+                       **{f"band_{round(100 * band)}": {"no_trade_band": band, "no_trade_band_cuts": False}
+                          for band in (0.10, 0.25, 0.50)}},
         symbol="BTCUSD",
+        exposure_floor=EXPOSURE_FLOOR,
     ),
     "holding_hourly": DevelopmentStudy(
         run_configs={BASE: {}},
-        orchestration={BASE: {"holding_discipline": False}, "holding": {"holding_discipline": True}},
+        orchestration={BASE: {"holding_discipline": False, "no_trade_band": 0.0, "no_trade_band_cuts": False},
+                       "holding": {"holding_discipline": True, "no_trade_band": 0.0, "no_trade_band_cuts": False}},
         symbol="BTCUSD",
     ),
+    **{f"band_{frequency}": DevelopmentStudy(
+        run_configs={BASE: {}},
+        orchestration={BASE: {"no_trade_band": 0.0, "no_trade_band_cuts": False},
+                       **{f"sym_{round(100 * band)}": {"no_trade_band": band, "no_trade_band_cuts": True}
+                          for band in (0.05, 0.10, 0.25)}},
+        symbol=symbol,
+        exposure_floor=EXPOSURE_FLOOR,
+    ) for frequency, symbol in (("daily", "MSFT"), ("hourly", "BTCUSD"))},
     "holding_daily": DevelopmentStudy(
         run_configs={BASE: {}},
         orchestration={BASE: {"holding_discipline": False}, "holding": {"holding_discipline": True}},
@@ -153,11 +177,18 @@ def difference(table: Mapping[str, Mapping[str, Any]], a: str, b: str, strategy_
     return f"{d.difference:+.2f} [{d.low:+.2f}, {d.high:+.2f}], p {d.p_value:.2f}"
 
 
-def choose(table: Mapping[str, Mapping[str, Any]]) -> str:
-    """The declared rule: best orchestrated Sharpe among the cells within the drawdown limit (else of all)."""
-    limit = DD_FRACTION_OF_BUY_AND_HOLD * table[cell_name(BASE, BASE)]["baseline_buy_and_hold"]["max_drawdown"]
-    passing = [c for c in table if table[c]["orchestrated"]["max_drawdown"] >= limit]
-    return max(passing or list(table), key=lambda c: table[c]["orchestrated"]["sharpe"])
+def choose(table: Mapping[str, Mapping[str, Any]], exposure_floor: float = 0.0) -> str:
+    """The declared rule: best orchestrated Sharpe among the cells within the drawdown limit (else of all).
+
+    With ``exposure_floor`` (the band studies), a cell whose mean exposure is below that fraction of the
+    starting cell's is out before the rule applies: a book that stops trading is not a setting to choose.
+    """
+    start = table[cell_name(BASE, BASE)]
+    limit = DD_FRACTION_OF_BUY_AND_HOLD * start["baseline_buy_and_hold"]["max_drawdown"]
+    floor = exposure_floor * start["orchestrated"].get("exposure", 0.0)
+    trading = [c for c in table if table[c]["orchestrated"].get("exposure", 0.0) >= floor]
+    passing = [c for c in trading if table[c]["orchestrated"]["max_drawdown"] >= limit]
+    return max(passing or trading, key=lambda c: table[c]["orchestrated"]["sharpe"])
 
 
 def print_table(table: Mapping[str, Mapping[str, Any]], study: DevelopmentStudy) -> None:
@@ -201,7 +232,7 @@ def main() -> None:
     print(f"# study: {args.study}")
     print_table(table, study)
     limit = DD_FRACTION_OF_BUY_AND_HOLD * table[cell_name(BASE, BASE)]["baseline_buy_and_hold"]["max_drawdown"]
-    winner = choose(table)
+    winner = choose(table, study.exposure_floor)
     print(f"\nrule: orchestrated max DD >= {limit:.1%} (60% of buy & hold's), highest Sharpe")
     start = cell_name(BASE, BASE)
     print(f"decision: {winner}" + (" - keep the defaults" if winner == start else " - adopt"))

@@ -38,8 +38,8 @@ Studies (``--study``):
   parts, a check of the accounting); no choice.
 
 The ``drawdown`` and ``allocation`` studies start from the defaults before the development study
-(``bench_development.py``: trend momentum features off, harmony amplification 0.5), so they reproduce the
-tables they were decided on.
+(``bench_development.py``: trend momentum features off, harmony amplification 0.5, no intraday no-trade
+band), so they reproduce the tables they were decided on.
 
     .venv/bin/python benchmarks/bench_orchestration.py [--study allocation] [--cache out/bench/orchestration]
 """
@@ -88,6 +88,8 @@ Variant = Callable[[float], dict[str, Any]]  # the book's bars per year -> overr
 # turned the trend expert's momentum features on and harmony amplification off
 BEFORE_DEVELOPMENT_TREND: dict[str, Any] = {"momentum": False}
 BEFORE_DEVELOPMENT: dict[str, Any] = {"harmony_amplification": 0.5}
+# before the intraday no-trade band (bench_development.py --study band_hourly); daily bars never had one
+BEFORE_INTRADAY_BAND: dict[str, Any] = {"no_trade_band": 0.0, "no_trade_band_cuts": False}
 
 
 @dataclass(frozen=True)
@@ -103,7 +105,8 @@ class Study:
 
 
 DRAWDOWN = Study(
-    base={**BEFORE_DEVELOPMENT, "drawdown_lookback": 0},  # before it, the drawdown was measured from the all-time high
+    # before it, the drawdown was measured from the all-time high
+    base={**BEFORE_DEVELOPMENT, **BEFORE_INTRADAY_BAND, "drawdown_lookback": 0},
     trend=BEFORE_DEVELOPMENT_TREND,
     variants={
         BASE: lambda ppy: {},
@@ -122,7 +125,7 @@ DRAWDOWN = Study(
 )
 
 ALLOCATION = Study(
-    base=dict(BEFORE_DEVELOPMENT),
+    base={**BEFORE_DEVELOPMENT, **BEFORE_INTRADAY_BAND},
     trend=BEFORE_DEVELOPMENT_TREND,
     combine=True,
     variants={
@@ -150,6 +153,7 @@ ABLATION_OFF: dict[str, Variant] = {
     "-timeframe cap": lambda ppy: {"max_timeframe_exposure": 1e6},
     "-correlation": lambda ppy: dict(CORRELATION_OFF),
     "-vol target": lambda ppy: {"target_vol_annual": 10.0},
+    "-no-trade band": lambda ppy: dict(BEFORE_INTRADAY_BAND),
 }
 ABLATION = Study(
     base={},

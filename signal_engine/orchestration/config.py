@@ -18,6 +18,8 @@ CONFLICT_STRATEGIES: tuple[str, ...] = ("partial", "confidence", "hedge")
 DRAWDOWN_BASES: tuple[str, ...] = ("undefended", "account")
 DAILY_PERIODS_PER_YEAR = 252.0
 INTRADAY_ABOVE_PERIODS_PER_YEAR = 400.0
+# chosen on the hourly development series (benchmarks/bench_development.py --study band_hourly)
+INTRADAY_DEFAULTS: dict[str, Any] = {"no_trade_band": 0.05, "no_trade_band_cuts": True}
 
 _WINDOW_FIELDS = (
     "allocation_update_every", "warmup_bars", "performance_half_life", "regime_prior_bars", "trend_window",
@@ -101,13 +103,21 @@ class OrchestrationConfig:
         nothing for the 1- and 5-bar models): an exit or reversal sooner is read as the call still standing
         (``signal_engine.orchestration.holding``); risk cuts still apply.
     no_trade_band : float
-        0 (default, off). Above 0, a symbol's position is not raised when the risk-managed target is on the
+        0 on daily bars (off), 0.05 on intraday bars (``INTRADAY_DEFAULTS``, with ``no_trade_band_cuts``).
+        Above 0, a symbol's position is not raised when the risk-managed target is on the
         same side, larger by less than this fraction of the symbol's sleeve (a resize, not a new trade): the
         book keeps what it holds, which saves the costs of small top-ups. Cuts, flips and exits always go
         through, and the band is only used where the kept book meets every exposure limit. Since cuts pass
         and top-ups do not, positions ratchet down between entries: on the hourly development series a band
         of 0.25 held 1.5% exposure on average against 5.4% without it (``bench_development.py --study
-        hourly_band``), far under the volatility target, which is why it stays off.
+        hourly_band``), far under the volatility target, which is why it is only used symmetric.
+    no_trade_band_cuts : bool
+        False on daily bars, True on intraday bars. True makes the band symmetric: a same-side cut smaller
+        than the band is skipped too, except while the drawdown defender is scaling the book down; exits,
+        flips and any kept book that would break an exposure limit still trade. Positions then stay within
+        the band of their target instead of ratcheting down. Chosen on the hourly development series: 0.05
+        gave -2.14 against -2.30 without a band, with 1.2% a year in costs against 2.5% (``--study
+        band_hourly``); on MSFT every band lost (``band_daily``).
     max_gross_exposure, max_net_exposure : float
         Sum of |position| over symbols and |sum of positions|, as fractions of capital: 1.0 and 1.0 (no
         leverage, seed 004 ``max_exposure=1.0``).
@@ -173,6 +183,7 @@ class OrchestrationConfig:
     thin_liquidity_budget: float = 0.5
     holding_discipline: bool = False
     no_trade_band: float = 0.0
+    no_trade_band_cuts: bool = False
     max_gross_exposure: float = 1.0
     max_net_exposure: float = 1.0
     max_asset_exposure: float = 1.0
@@ -200,8 +211,9 @@ class OrchestrationConfig:
     def for_periods_per_year(cls, periods_per_year: float, **overrides: Any) -> OrchestrationConfig:
         """The defaults for bars of this frequency: windows span the same calendar time as on daily bars.
 
-        Above 400 bars a year the bars are intraday and the hourly horizons (1, 6, 24, 120) apply.
-        ``overrides`` are applied last, as given (in bars of this frequency).
+        Above 400 bars a year the bars are intraday: the hourly horizons (1, 6, 24, 120) and
+        ``INTRADAY_DEFAULTS`` (the symmetric no-trade band of 0.05) apply. ``overrides`` are applied last, as
+        given (in bars of this frequency).
         """
         ratio = periods_per_year / DAILY_PERIODS_PER_YEAR
         base = cls()
@@ -209,6 +221,7 @@ class OrchestrationConfig:
         scaled["drawdown_lookback"] = round(base.drawdown_lookback * ratio)
         if periods_per_year > INTRADAY_ABOVE_PERIODS_PER_YEAR:
             scaled["timeframe_horizons"] = HOURLY_HORIZONS
+            scaled.update(INTRADAY_DEFAULTS)
         return replace(base, **{**scaled, **overrides})
 
     def allocation_bounds_for(self, n_models: int) -> tuple[float, float]:
@@ -239,9 +252,9 @@ def _check_ranges(config: OrchestrationConfig) -> None:
             raise ConfigError(f"orchestration: '{f.name}' must be 0 or more, got {value!r}")
         if f.name in _POSITIVE and not value > 0.0:
             raise ConfigError(f"orchestration: '{f.name}' must be above 0, got {value!r}")
-    if not isinstance(config.holding_discipline, bool):
-        raise ConfigError(f"orchestration: 'holding_discipline' must be true or false, got "
-                          f"{config.holding_discipline!r}")
+    for flag in ("holding_discipline", "no_trade_band_cuts"):
+        if not isinstance(getattr(config, flag), bool):
+            raise ConfigError(f"orchestration: '{flag}' must be true or false, got {getattr(config, flag)!r}")
     if not isinstance(config.drawdown_lookback, int) or config.drawdown_lookback < 0:
         raise ConfigError(f"orchestration: 'drawdown_lookback' must be a whole number of 0 or more (0: all history), "
                           f"got {config.drawdown_lookback!r}")

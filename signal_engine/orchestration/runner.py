@@ -269,7 +269,7 @@ class _Walk:
         undefended: np.ndarray,
     ) -> None:
         unmanaged = np.where(bar, calls["direction"] * calls["size"], self.unmanaged)
-        final = self._banded(decision.contributions, bar)
+        final = self._banded(decision.contributions, bar, defending=decision.components["drawdown"] < 1.0)
         self.pending_account = np.abs(final.sum(axis=0) - self.final.sum(axis=0))
         self.pending_undefended = np.abs(undefended.sum(axis=0) - self.undefended.sum(axis=0))
         self.pending_coordinated = np.abs(scheduled.sum(axis=0) - self.scheduled.sum(axis=0))
@@ -286,14 +286,17 @@ class _Walk:
         h["scales"][i] = [decision.components[name] for name in RISK_COMPONENTS]
         h["harmony"][i] = np.where(bar, self.harmony, 0.0)
 
-    def _banded(self, proposed: np.ndarray, bar: np.ndarray) -> np.ndarray:
-        """The no-trade band: keep a symbol's held legs instead of a small same-side top-up, if all limits hold."""
+    def _banded(self, proposed: np.ndarray, bar: np.ndarray, *, defending: bool) -> np.ndarray:
+        """The no-trade band: keep a symbol's held legs instead of a small same-side top-up (and, with
+        ``no_trade_band_cuts``, a small same-side cut while the drawdown defender is idle), if all limits hold."""
         band = self.config.no_trade_band * self.sleeve
         if band <= 0.0:
             return proposed
         new, held = proposed.sum(axis=0), self.final.sum(axis=0)
-        keep = bar & (held != 0.0) & (np.sign(new) == np.sign(held)) & (np.abs(new) > np.abs(held)) & (
-            np.abs(new - held) < band)
+        resize = np.abs(new) > np.abs(held)
+        if self.config.no_trade_band_cuts and not defending:
+            resize = np.abs(new) != np.abs(held)
+        keep = bar & (held != 0.0) & (np.sign(new) == np.sign(held)) & resize & (np.abs(new - held) < band)
         if not keep.any():
             return proposed
         banded = np.where(keep[None, :], self.final, proposed)

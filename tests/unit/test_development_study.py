@@ -58,11 +58,34 @@ def test_the_session_6_studies_start_from_the_defaults_on_their_frequencys_devel
     from signal_engine.data.datasets import DEVELOPMENT_DATASETS
     from signal_engine.orchestration import OrchestrationConfig
 
-    expected = {"hourly_band": "1h", "holding_hourly": "1h", "holding_daily": "1d"}
+    expected = {"hourly_band": "1h", "holding_hourly": "1h", "holding_daily": "1d", "band_hourly": "1h",
+                "band_daily": "1d"}
     for name, timeframe in expected.items():
         study = STUDIES[name]
         assert DEVELOPMENT_DATASETS[study.symbol].timeframe == timeframe
         assert study.run_configs == {BASE: {}}
         ppy = 8766.0 if timeframe == "1h" else 252.0
         start = OrchestrationConfig.for_periods_per_year(ppy, **study.orchestration[BASE])
-        assert start == OrchestrationConfig.for_periods_per_year(ppy)
+        before_band_hourly = {"no_trade_band": 0.0, "no_trade_band_cuts": False} if timeframe == "1h" else {}
+        assert start == OrchestrationConfig.for_periods_per_year(ppy, **before_band_hourly)
+
+
+def test_the_band_studies_leave_out_books_that_stop_trading() -> None:
+    def cell(sharpe: float, exposure: float) -> dict[str, Any]:
+        return {"orchestrated": {"sharpe": sharpe, "max_drawdown": -0.05, "exposure": exposure},
+                "baseline_buy_and_hold": {"sharpe": 0.2, "max_drawdown": -0.60}}
+
+    table = {cell_name(BASE, BASE): cell(-2.3, 0.054), "a": cell(-2.1, 0.042), "b": cell(-1.7, 0.017)}
+    assert choose(table) == "b"
+    assert choose(table, exposure_floor=0.5) == "a"  # b holds under half the starting book's exposure
+    assert STUDIES["band_hourly"].exposure_floor == STUDIES["hourly_band"].exposure_floor == 0.5
+    assert STUDIES["momentum"].exposure_floor == 0.0
+
+
+def test_the_intraday_defaults_are_the_band_hourly_winner() -> None:
+    from signal_engine.orchestration import OrchestrationConfig
+
+    hourly, daily = OrchestrationConfig.for_periods_per_year(8766.0), OrchestrationConfig.for_periods_per_year(252.0)
+    winner = STUDIES["band_hourly"].orchestration["sym_5"]
+    assert {k: getattr(hourly, k) for k in winner} == winner
+    assert (daily.no_trade_band, daily.no_trade_band_cuts) == (0.0, False)

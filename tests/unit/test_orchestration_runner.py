@@ -283,3 +283,26 @@ def test_the_no_trade_band_skips_small_top_ups_and_keeps_every_limit(
     assert turnover < np.abs(np.diff(result.positions.to_numpy(), axis=0)).sum()
     off = orchestrate(signals, closes, _config(no_trade_band=0.0), 252.0)
     pd.testing.assert_frame_equal(off.positions, result.positions)
+
+
+def test_the_symmetric_band_skips_small_cuts_too_unless_the_defender_acts(
+    market: tuple[dict[str, dict[str, pd.DataFrame]], dict[str, pd.Series]], result: OrchestrationResult
+) -> None:
+    signals, closes = market
+    config = _config(no_trade_band=0.2, no_trade_band_cuts=True)
+    symmetric = orchestrate(signals, closes, config, 252.0)
+    ratchet = orchestrate(signals, closes, _config(no_trade_band=0.2), 252.0)
+    positions, bars = symmetric.positions.to_numpy(), symmetric.bars.to_numpy()
+    assert np.all(np.abs(positions).sum(axis=1) <= config.max_gross_exposure + TOL)
+    assert np.all(np.abs(positions.sum(axis=1)) <= config.max_net_exposure + TOL)
+    per_model = sum(np.abs(f.to_numpy()) for f in symmetric.contributions.values())
+    assert np.all(per_model <= config.max_timeframe_exposure + TOL)
+    before, after = positions[:-1], positions[1:]
+    idle = (symmetric.risk_scales["drawdown"].to_numpy()[1:] == 1.0)[:, None]
+    same_side = (np.sign(after) == np.sign(before)) & (before != 0) & bars[1:]
+    small = (np.abs(after - before) < config.no_trade_band / len(symmetric.symbols) - 1e-12) & (after != before)
+    assert not np.any(same_side & small & idle)  # no small resize either way while the defender is idle
+    turnover = np.abs(np.diff(positions, axis=0)).sum()
+    assert turnover < np.abs(np.diff(result.positions.to_numpy(), axis=0)).sum()
+    # the one-sided band ratchets positions down between entries; the symmetric one holds more exposure
+    assert np.abs(positions).mean() > np.abs(ratchet.positions.to_numpy()).mean()
