@@ -166,7 +166,7 @@ def strategy_returns(position: np.ndarray, next_return: np.ndarray, cost_bps: fl
 
 
 def annualised_sharpe(returns: np.ndarray, periods_per_year: float) -> float:
-    """Mean over standard deviation of per-bar returns, times the square root of bars a year (0 if flat)."""
+    """``mean / std (ddof 1) x sqrt(periods_per_year)`` of per-bar returns, 0 without dispersion."""
     std = float(np.std(returns, ddof=1)) if len(returns) > 1 else 0.0
     return float(np.mean(returns) / std * np.sqrt(periods_per_year)) if std > 0 else 0.0
 

@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from arch.bootstrap import StationaryBootstrap, optimal_block_length
 
+from signal_engine.evaluation.metrics import annualised_sharpe
+
 DEFAULT_REPS = 1000
 DEFAULT_LEVEL = 0.90
 
@@ -47,12 +49,6 @@ class SharpeDifference:
 
     def to_dict(self) -> dict[str, float]:
         return {k: float(v) for k, v in asdict(self).items()}
-
-
-def annualised_sharpe(returns: np.ndarray, periods_per_year: float) -> float:
-    """``mean / std (ddof 1) x sqrt(periods_per_year)``, 0 without dispersion (as ``strategy_metrics``)."""
-    std = float(np.std(returns, ddof=1)) if len(returns) > 1 else 0.0
-    return float(np.mean(returns) / std * math.sqrt(periods_per_year)) if std > 0 else 0.0
 
 
 def sharpe_difference(

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from signal_engine.errors import ConfigError
 from signal_engine.orchestration import OrchestrationConfig, orchestrate
 from signal_engine.orchestration.holding import HoldingDiscipline
-from tests.unit.test_orchestration_runner import TOL, _config, _market
+from tests.unit.test_orchestration_runner import _config, _market, assert_book_limits
 
 
 def _walk(directions: list[int], min_holding: int, bars: list[bool] | None = None) -> tuple[list[float], list[bool]]:
@@ -88,10 +88,7 @@ def test_the_orchestrator_holds_calls_keeps_every_limit_and_records_each_hold() 
     config = _config(holding_discipline=True)
     held = orchestrate(signals, closes, config, 252.0)
     free = orchestrate(signals, closes, _config(), 252.0)
-    positions = held.positions.to_numpy()
-    assert np.all(np.abs(positions).sum(axis=1) <= config.max_gross_exposure + TOL)
-    per_model = sum(np.abs(f.to_numpy()) for f in held.contributions.values())
-    assert np.all(per_model <= config.max_timeframe_exposure + TOL)
+    assert_book_limits(held, config)
     events = held.events[held.events["kind"] == "call_held"]
     assert len(events) > 0 and set(events["model"]) <= {"medium", "long"}  # 1- and 5-bar models: no minimum
     assert set(events["component"]) == {"holding"}

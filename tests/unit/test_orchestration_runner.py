@@ -65,6 +65,15 @@ def _config(**overrides: object) -> OrchestrationConfig:
     return OrchestrationConfig(**{**base, **overrides})  # type: ignore[arg-type]
 
 
+def assert_book_limits(result: OrchestrationResult, config: OrchestrationConfig) -> None:
+    """Gross, net and per-timeframe exposure within the config's limits on every bar."""
+    positions = result.positions.to_numpy()
+    assert np.all(np.abs(positions).sum(axis=1) <= config.max_gross_exposure + TOL)
+    assert np.all(np.abs(positions.sum(axis=1)) <= config.max_net_exposure + TOL)
+    per_model = sum(np.abs(f.to_numpy()) for f in result.contributions.values())
+    assert np.all(per_model <= config.max_timeframe_exposure + TOL)
+
+
 @pytest.fixture(scope="module")
 def market() -> tuple[dict[str, dict[str, pd.DataFrame]], dict[str, pd.Series]]:
     return _market()
@@ -270,11 +279,8 @@ def test_the_no_trade_band_skips_small_top_ups_and_keeps_every_limit(
     signals, closes = market
     config = _config(no_trade_band=0.2)
     banded = orchestrate(signals, closes, config, 252.0)
+    assert_book_limits(banded, config)
     positions, bars = banded.positions.to_numpy(), banded.bars.to_numpy()
-    assert np.all(np.abs(positions).sum(axis=1) <= config.max_gross_exposure + TOL)
-    assert np.all(np.abs(positions.sum(axis=1)) <= config.max_net_exposure + TOL)
-    per_model = sum(np.abs(f.to_numpy()) for f in banded.contributions.values())
-    assert np.all(per_model <= config.max_timeframe_exposure + TOL)
     before, after = positions[:-1], positions[1:]
     top_up = (np.sign(after) == np.sign(before)) & (np.abs(after) > np.abs(before)) & bars[1:]
     small = np.abs(after - before) < config.no_trade_band / len(banded.symbols) - 1e-12
@@ -292,11 +298,8 @@ def test_the_symmetric_band_skips_small_cuts_too_unless_the_defender_acts(
     config = _config(no_trade_band=0.2, no_trade_band_cuts=True)
     symmetric = orchestrate(signals, closes, config, 252.0)
     ratchet = orchestrate(signals, closes, _config(no_trade_band=0.2), 252.0)
+    assert_book_limits(symmetric, config)
     positions, bars = symmetric.positions.to_numpy(), symmetric.bars.to_numpy()
-    assert np.all(np.abs(positions).sum(axis=1) <= config.max_gross_exposure + TOL)
-    assert np.all(np.abs(positions.sum(axis=1)) <= config.max_net_exposure + TOL)
-    per_model = sum(np.abs(f.to_numpy()) for f in symmetric.contributions.values())
-    assert np.all(per_model <= config.max_timeframe_exposure + TOL)
     before, after = positions[:-1], positions[1:]
     idle = (symmetric.risk_scales["drawdown"].to_numpy()[1:] == 1.0)[:, None]
     same_side = (np.sign(after) == np.sign(before)) & (before != 0) & bars[1:]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from signal_engine.evaluation.metrics import strategy_metrics
-from signal_engine.evaluation.significance import annualised_sharpe, sharpe_difference
+from signal_engine.evaluation.metrics import annualised_sharpe, strategy_metrics
+from signal_engine.evaluation.significance import sharpe_difference
 
 PPY = 252.0
 
