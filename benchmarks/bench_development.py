@@ -53,6 +53,17 @@ Studies (``--study``):
   ``defaults`` and the symmetric band at 0.05, 0.10 and 0.25 (``sym_5``, ``sym_10``, ``sym_25``), each series'
   winner becoming the default of its bar frequency (adopted: ``sym_5`` for intraday bars; daily bars keep
   the band off).
+- ``diagnostics_daily`` (MSFT) and ``diagnostics_hourly`` (BTCUSD), session 7: one cell, the defaults, so no
+  choice; every study prints its starting cell's book analyses (each model's contribution, the result by
+  harmony bucket), which is what these show on their own.
+- ``linear_trend_daily`` (MSFT) and ``linear_trend_hourly`` (BTCUSD), session 7, declared after
+  ``diagnostics_hourly``: on BTCUSD every timeframe model loses before costs, while the sign of the past
+  48-240 hourly bars' return alone, always in the market, earned a gross Sharpe of 1.1 over the same test
+  span (1 and 3 bars: -1.5 and -1.1, reversal). The gradient-boosted trend expert does not turn its momentum
+  features into that. Cells: the MoE's trend expert as it is (``trend_calibrated``) and ``trend_linear``
+  (multinomial logistic regression on the same z-scored features, scikit-learn's default C = 1, untuned),
+  at the orchestration defaults. A winner on both series becomes the default; a winner on one series only
+  becomes the default of that bar frequency.
 - Exposure floor of the band studies (``hourly_band``, ``band_*``), added after both had run: the rule's
   raw winners held a third of the starting book's exposure (a band wider than the positions freezes them at
   their first, small entry) and won by barely trading. A cell whose mean exposure is below half the starting
@@ -79,17 +90,19 @@ import pandas as pd
 from bench_orchestration import BEFORE_DEVELOPMENT, BEFORE_DEVELOPMENT_TREND, run_config, walk_forward
 
 from signal_engine.cli import with_dataset_costs
-from signal_engine.config import RunConfig, load_config
+from signal_engine.config import RunConfig, apply_overrides, load_config
 from signal_engine.data import load_prices
 from signal_engine.data.datasets import export_dataset
 from signal_engine.data.loader import PriceSeries
 from signal_engine.evaluation.portfolio import book_metrics, book_returns, build_books
 from signal_engine.evaluation.significance import sharpe_difference
+from signal_engine.orchestration.analytics import analytics_section
 
 SEED = 7
 DD_FRACTION_OF_BUY_AND_HOLD = 0.6
 EXPOSURE_FLOOR = 0.5  # band studies: a cell must hold at least half the starting cell's mean exposure
 BASE = "defaults"
+EXPERT = "expert"  # a run config's key for the MoE's trend expert (moe.experts.trend); the others are trend's
 
 
 @dataclass(frozen=True)
@@ -141,11 +154,27 @@ STUDIES: dict[str, DevelopmentStudy] = {
         symbol=symbol,
         exposure_floor=EXPOSURE_FLOOR,
     ) for frequency, symbol in (("daily", "MSFT"), ("hourly", "BTCUSD"))},
+    **{f"diagnostics_{frequency}": DevelopmentStudy(
+        run_configs={BASE: {}}, orchestration={BASE: {}}, symbol=symbol,
+    ) for frequency, symbol in (("daily", "MSFT"), ("hourly", "BTCUSD"))},
+    **{f"linear_trend_{frequency}": DevelopmentStudy(
+        run_configs={BASE: {}, "linear": {EXPERT: "trend_linear"}}, orchestration={BASE: {}}, symbol=symbol,
+    ) for frequency, symbol in (("daily", "MSFT"), ("hourly", "BTCUSD"))},
     "holding_daily": DevelopmentStudy(
         run_configs={BASE: {}},
         orchestration={BASE: {"holding_discipline": False}, "holding": {"holding_discipline": True}},
     ),
 }
+
+
+def development_config(base: RunConfig, overrides: Mapping[str, Any]) -> RunConfig:
+    """``base`` with a study's run-config overrides: ``EXPERT`` picks the MoE's trend expert, the rest go to
+    ``trend``."""
+    trend = {k: v for k, v in overrides.items() if k != EXPERT}
+    config = run_config(base, trend)
+    if EXPERT in overrides:
+        config = apply_overrides(config, {"moe": {"experts": {"trend": overrides[EXPERT]}}}, source="study")
+    return config
 
 
 def cell_name(run: str, orchestration: str) -> str:
@@ -167,6 +196,7 @@ def measure_cell(series: PriceSeries, runs: tuple[Any, dict[str, Any]], config: 
     row["span"] = [str(book.returns.index[0])[:10], str(book.returns.index[-1])[:10]]
     row["returns"] = book.returns[["orchestrated", "baseline_buy_and_hold"]].iloc[1:]
     row["periods_per_year"] = book.periods_per_year
+    row["analytics"] = analytics_section(book.result, book.cost_bps, book.periods_per_year)
     return row
 
 
@@ -201,6 +231,7 @@ def print_table(table: Mapping[str, Mapping[str, Any]], study: DevelopmentStudy)
         m = row["orchestrated"]
         print(f"| {cell} | {m['sharpe']:.2f} | {m['gross_sharpe']:.2f} | {m['max_drawdown']:.1%} "
               f"| {m['turnover']:.1f} | {m['cost_drag']:.2%} | {m['sharpe'] - reference:+.2f} |")
+    print_analytics(table[cell_name(BASE, BASE)]["analytics"])
     for run in study.run_configs:
         row = table[cell_name(run, BASE)]
         print(f"\n### {run}: the parts")
@@ -209,6 +240,43 @@ def print_table(table: Mapping[str, Mapping[str, Any]], study: DevelopmentStudy)
         for name, m in row.items():
             if name.startswith("model ") or name in ("moe", "baseline_buy_and_hold"):
                 print(f"| {name} | {m['sharpe']:.2f} | {m['max_drawdown']:.1%} | {m['turnover']:.1f} |")
+
+
+MOMENTUM_LOOKBACKS = (1, 3, 6, 12, 24, 48, 120, 240)
+
+
+def momentum_probe(series: PriceSeries, start: str, periods_per_year: float) -> dict[int, float]:
+    """Gross Sharpe over the test span (from ``start``) of holding the sign of the past k bars' log return,
+    always in the market, per look-back k: a rule with no fitting, to set the models' gross result against."""
+    log_close = pd.Series(np.log(series.bars["close"].to_numpy(dtype=float)), index=series.bars.index)
+    realised = log_close.diff()
+    test = realised.index >= pd.Timestamp(start)
+    probe = {}
+    for k in MOMENTUM_LOOKBACKS:
+        pnl = (np.sign(log_close.diff(k)).shift(1) * realised)[test].dropna().to_numpy()
+        probe[k] = float(pnl.mean() / pnl.std(ddof=1) * np.sqrt(periods_per_year)) if pnl.std(ddof=1) > 0 else 0.0
+    return probe
+
+
+def print_analytics(analytics: Mapping[str, Any]) -> None:
+    """The starting cell's book analyses: each model's contribution and the impact of alignment."""
+    print("\n### defaults: each model's contribution (a year, fractions of capital)")
+    print("| model | gross | costs | net | share of net |")
+    print("| --- | --- | --- | --- | --- |")
+    for model, c in analytics["contribution"].items():
+        print(f"| {model} | {c['gross_return']:+.2%} | {c['costs']:.2%} | {c['net_return']:+.2%} "
+              f"| {c['share_of_net']:+.2f} |")
+    print("\n### defaults: gross result by the harmony of the calls")
+    print("| harmony | positions | share | mean sleeve position | hit rate | return / exposure | share of gross |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for b in analytics["alignment"]["harmony_buckets"]:
+        print(f"| {b['harmony']} | {b['positions']} | {b['share_of_positions']:.1%} | {b['mean_sleeve_position']:.3f} "
+              f"| {b['hit_rate']:.1%} | {b['return_per_exposure']:+.1%} | {b['share_of_gross_pnl']:+.2f} |")
+    sides = "; ".join(f"{b['side']}: {b['share_of_positions']:.0%} of positions, {b['return_per_exposure']:+.1%} "
+                      f"per unit a year, {b['share_of_gross_pnl']:+.2f} of gross" for b in analytics["sides"])
+    print(f"\nsides: {sides}")
+    with_book = ", ".join(f"{m} {v:.0%}" for m, v in analytics["alignment"]["with_book"].items())
+    print(f"\nbook on each model's side: {with_book}; trading: {json.dumps(analytics['trading'], default=float)}")
 
 
 def main() -> None:
@@ -225,12 +293,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         series = load_prices(export_dataset(study.symbol, Path(folder)), study.symbol)
     for run, trend_overrides in study.run_configs.items():
-        config = run_config(base, trend_overrides)
+        config = development_config(base, trend_overrides)
         runs = walk_forward(series, config, args.cache)
         for orchestration, overrides in study.orchestration.items():
             table[cell_name(run, orchestration)] = measure_cell(series, runs, config, overrides)
     print(f"# study: {args.study}")
     print_table(table, study)
+    start_cell = table[cell_name(BASE, BASE)]
+    probe = momentum_probe(series, start_cell["span"][0], start_cell["periods_per_year"])
+    print("\nsign of the past k bars' return, always in the market, gross Sharpe over the test span: "
+          + ", ".join(f"k={k} {v:+.2f}" for k, v in probe.items()))
     limit = DD_FRACTION_OF_BUY_AND_HOLD * table[cell_name(BASE, BASE)]["baseline_buy_and_hold"]["max_drawdown"]
     winner = choose(table, study.exposure_floor)
     print(f"\nrule: orchestrated max DD >= {limit:.1%} (60% of buy & hold's), highest Sharpe")

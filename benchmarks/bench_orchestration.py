@@ -175,13 +175,19 @@ def run_config(base: RunConfig, trend_overrides: Mapping[str, Any]) -> RunConfig
     return replace(base, trend=replace(base.trend, **trend_overrides))
 
 
+NOT_IN_WALK_FORWARD = ("report/", "orchestration/analytics.py")  # read only after the walk-forwards
+
+
 def cache_key(series: PriceSeries, config: RunConfig) -> str:
-    """What the walk-forwards depend on: the bars, the run config and the package's source (any edit re-runs them)."""
+    """What the walk-forwards depend on: the bars, the run config and the package's source (any edit re-runs
+    them, except to the report and the book analyses, ``NOT_IN_WALK_FORWARD``)."""
     digest = hashlib.sha256()
     digest.update(pd.util.hash_pandas_object(series.bars, index=True).to_numpy().tobytes())
     digest.update(json.dumps(config.to_dict(), sort_keys=True, default=str).encode())
     package = Path(signal_engine.__file__).parent
     for source in sorted(package.rglob("*.py")):
+        if source.relative_to(package).as_posix().startswith(NOT_IN_WALK_FORWARD):
+            continue
         digest.update(str(source.relative_to(package)).encode())
         digest.update(source.read_bytes())
     return digest.hexdigest()[:16]

@@ -20,6 +20,7 @@ from signal_engine.experts import (
     SwingLevelsExpert,
     VolatilityExpert,
 )
+from signal_engine.experts.linear_trend import LogisticTrendExpert
 from signal_engine.experts.trend import TREND_FEATURES
 from signal_engine.features import MOMENTUM_NAMES
 from signal_engine.moe.combiner import WeightedScoreCombiner
@@ -60,9 +61,12 @@ def trend_features(config: RunConfig) -> tuple[str, ...]:
     return (*TREND_FEATURES, *MOMENTUM_NAMES) if momentum else TREND_FEATURES
 
 
-def trend_expert(config: RunConfig) -> GradientBoostedTrendExpert:
-    """The MoE's trend expert: LightGBM, Platt-calibrated when ``moe.experts.trend`` is ``trend_calibrated``."""
+def trend_expert(config: RunConfig) -> GradientBoostedTrendExpert | LogisticTrendExpert:
+    """The MoE's trend expert: LightGBM, Platt-calibrated when ``moe.experts.trend`` is ``trend_calibrated``;
+    logistic regression on the same features when it is ``trend_linear``."""
     t = config.trend
+    if config.moe.experts.trend == "trend_linear":
+        return LogisticTrendExpert(purge=config.labels.horizon, features=trend_features(config))
     calibrated = config.moe.experts.trend == "trend_calibrated"
     return GradientBoostedTrendExpert(
         n_estimators=t.n_estimators, learning_rate=t.learning_rate, num_leaves=t.num_leaves,

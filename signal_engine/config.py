@@ -129,7 +129,7 @@ class SuiteConfig:
     enabled: bool = True
 
 
-TREND_EXPERTS = ("trend_lightgbm", "trend_calibrated")
+TREND_EXPERTS = ("trend_lightgbm", "trend_calibrated", "trend_linear")
 LEVELS_EXPERTS = ("levels_swing", "levels_regression")
 VOLATILITY_EXPERTS = ("volatility_blend", "vol_har")
 GATES = ("softmax", "rule", "mlp")
@@ -141,8 +141,9 @@ SINGLE_EXPERT = "equity_daily"
 class MoEExperts:
     """Which expert fills each role of the MoE (names as in ``metrics.json`` and the expert catalogue).
 
-    trend: ``trend_lightgbm`` (raw LightGBM probabilities) or ``trend_calibrated`` (the same model with a
-    multinomial Platt calibration fitted on the last quarter of its training rows, then refitted on all);
+    trend: ``trend_lightgbm`` (raw LightGBM probabilities), ``trend_calibrated`` (the same model with a
+    multinomial Platt calibration fitted on the last quarter of its training rows, then refitted on all) or
+    ``trend_linear`` (multinomial logistic regression on the same features, z-scored);
     levels: ``levels_swing`` (swing points) or ``levels_regression`` (LightGBM quantile distances);
     volatility: ``volatility_blend`` (GARCH(1,1)/EWMA blend) or ``vol_har`` (HAR on range measures).
     """

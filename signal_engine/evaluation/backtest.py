@@ -35,7 +35,6 @@ from signal_engine.evaluation.walkforward import Block, known_by, schedule
 from signal_engine.experts import PivotLevels
 from signal_engine.experts.volatility_combination import variance_forecast
 from signal_engine.explain import (
-    classifier_directional_shap,
     expert_contributions,
     meta_contributions,
     top_features,
@@ -84,7 +83,8 @@ class _OutOfSample:
         choice = config.moe.experts
         self.trend_name, self.levels_name, self.vol_name = choice.trend, choice.levels, choice.volatility
         self.trend_proba = empty(3)
-        self.raw_trend_proba = empty(3) if self.trend_name != "trend_lightgbm" else None
+        # the calibrated expert's raw LightGBM probabilities are also scored, as ``trend_lightgbm``
+        self.raw_trend_proba = empty(3) if self.trend_name == "trend_calibrated" else None
         self.majority_proba = empty(3)
         self.levels = empty(2)
         self.pivots = empty(2)
@@ -190,7 +190,7 @@ def _decide_block(
     if out.raw_trend_proba is not None:
         out.raw_trend_proba[rows] = trend._raw_proba(frame.iloc[rows], None)
     block_matrix = frame.iloc[rows].loc[:, list(trend.features)].to_numpy(dtype=float)
-    out.top_features[rows] = top_features(classifier_directional_shap(trend.model_, block_matrix), trend.features)
+    out.top_features[rows] = top_features(trend.directional_contributions(block_matrix), trend.features)
     out.majority_proba[rows] = baselines.majority_proba(majority, block.stop - block.start)
     out.levels[rows] = _predict_window(levels, frame, block.start, block.stop, levels.predict)
     out.pivots[rows] = PivotLevels().fit(history).predict(frame.iloc[rows])

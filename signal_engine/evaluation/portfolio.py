@@ -42,6 +42,7 @@ from signal_engine.orchestration import (
     timeframe_run_config,
     timeframe_specs,
 )
+from signal_engine.orchestration.analytics import analytics_section
 
 BOOK_STRATEGIES: tuple[str, ...] = ("orchestrated", "moe", "timeframes_equal_weight", "baseline_buy_and_hold")
 # (a, b): is a's Sharpe above b's beyond estimation noise? The managed book against buy & hold, the unmanaged MoE
@@ -81,6 +82,8 @@ class Book:
     comparisons : dict
         ``<a>_vs_<b>`` -> the Sharpe difference of two strategies with its paired stationary-bootstrap interval
         (``COMPARISONS``; ``signal_engine.evaluation.significance``).
+    cost_bps : dict of str to float
+        symbol -> the cost charged per unit of exposure traded, in basis points.
     """
 
     name: str
@@ -92,6 +95,7 @@ class Book:
     returns: pd.DataFrame
     metrics: dict[str, dict[str, float]]
     comparisons: dict[str, dict[str, float]] = field(default_factory=dict)
+    cost_bps: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -226,7 +230,7 @@ def _book(
     metrics = {k: book_metrics(positions[k], returns[k], ppy, cost_vector) for k in positions}
     return Book(name=name, symbols=tuple(symbols), periods_per_year=ppy, config=settings, result=result,
                 positions=positions, returns=returns, metrics=metrics,
-                comparisons=book_comparisons(returns, ppy, seed=config.seed))
+                comparisons=book_comparisons(returns, ppy, seed=config.seed), cost_bps=costs)
 
 
 def book_comparisons(returns: pd.DataFrame, ppy: float, *, seed: int) -> dict[str, dict[str, float]]:
@@ -333,6 +337,7 @@ def portfolio_section(run: PortfolioRun) -> dict[str, Any]:
             "final_allocation": {m: float(r.allocations[m].iloc[-1]) for m in r.models},
             "mean_risk_scale": {c: float(r.risk_scales[c].mean()) for c in r.risk_scales.columns},
             "event_counts": dict(r.event_counts),
+            **analytics_section(r, book.cost_bps, book.periods_per_year),
             "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(book.config).items()},
         }
     return books

@@ -12,6 +12,7 @@ from signal_engine.experts.garch_family import ArchVolatility
 from signal_engine.experts.har import HarVolatility
 from signal_engine.experts.level_regression import LevelRegressionExpert
 from signal_engine.experts.levels import SwingLevelsExpert
+from signal_engine.experts.linear_trend import LogisticTrendExpert
 from signal_engine.experts.lstm_trend import LSTMTrendExpert
 from signal_engine.experts.pivots import PivotLevels
 from signal_engine.experts.swing_clusters import SwingClusterLevels
@@ -31,6 +32,7 @@ __all__ = [
     "HarVolatility",
     "LSTMTrendExpert",
     "LevelRegressionExpert",
+    "LogisticTrendExpert",
     "MulticlassCalibrator",
     "PivotLevels",
     "SwingClusterLevels",

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from signal_engine.experts.trend_base import TrendClassifier, full_proba
+from signal_engine.explain import classifier_directional_shap
 from signal_engine.features import FEATURE_NAMES, FINGERPRINT_NAMES
 
 TREND_FEATURES: tuple[str, ...] = tuple(dict.fromkeys((*FEATURE_NAMES, *FINGERPRINT_NAMES)))
@@ -94,3 +95,7 @@ class GradientBoostedTrendExpert(TrendClassifier):
 
     def _matrix(self, X: pd.DataFrame) -> np.ndarray:
         return X.loc[:, list(self.features)].to_numpy(dtype=float)
+
+    def directional_contributions(self, matrix: np.ndarray) -> np.ndarray:
+        """(n, F) TreeSHAP contributions of each feature (columns of ``features``) to logit(up) - logit(down)."""
+        return classifier_directional_shap(self.model_, matrix)

@@ -1,8 +1,10 @@
 """The orchestration's monitoring section of the report (seed 004 section 6), one part per book.
 
-Allocation history, correlation heatmaps (models and assets), conflict events, risk-limit activations and
-the synergy figure (the combined system against the sum of its parts), drawn from the event table and
-the orchestrator's per-bar history; every figure has its numbers in a table or in ``metrics.json`` too.
+Allocation history, correlation heatmaps (models and assets), conflict events, risk-limit activations, the
+synergy figure (the combined system against the sum of its parts), each model's contribution, the signal
+alignment analysis (alignment frequency by timeframe, its impact on performance) and trade clustering,
+drawn from the event table and the orchestrator's per-bar history; every figure has its numbers in a table
+or in ``metrics.json`` too.
 """
 
 from __future__ import annotations
@@ -17,6 +19,16 @@ import pandas as pd
 from matplotlib import pyplot as plt
 
 from signal_engine.orchestration import OrchestrationResult
+from signal_engine.orchestration.analytics import (
+    ModelAttribution,
+    agreement_matrix,
+    harmony_buckets,
+    model_attribution,
+    side_split,
+    trade_clustering,
+    trade_log,
+    with_book,
+)
 from signal_engine.report.figures import _png
 
 STRATEGY_COLUMNS = ("sharpe", "gross_sharpe", "cagr", "max_drawdown", "turnover", "cost_drag", "trades", "exposure")
@@ -33,6 +45,8 @@ _STYLES: dict[str, dict[str, Any]] = {
 class _Book(Protocol):
     name: str
     symbols: tuple[str, ...]
+    periods_per_year: float
+    cost_bps: dict[str, float]
     result: OrchestrationResult
     returns: pd.DataFrame
     metrics: dict[str, dict[str, float]]
@@ -106,6 +120,84 @@ def synergy_figure(book: _Book) -> bytes:
     axis.grid(True, alpha=0.3)
     axis.legend(fontsize=7, ncol=3, loc="upper left")
     return _png(figure)
+
+
+def contribution_figure(attribution: ModelAttribution, title: str) -> bytes:
+    """Cumulative net contribution of each timeframe model to the book (they add up to the book's line)."""
+    figure, axis = plt.subplots(figsize=(10, 3.4))
+    net = attribution.net
+    for model in net.columns:
+        axis.plot(net.index, net[model].cumsum().to_numpy(), linewidth=1.1, label=str(model))
+    axis.plot(net.index, net.sum(axis=1).cumsum().to_numpy(), color="black", linewidth=1.8, label="book")
+    axis.axhline(0.0, color="#888888", linewidth=0.6)
+    axis.set_title(f"{title}: cumulative net contribution per timeframe model (sum of returns, costs shared by "
+                   "traded part)")
+    axis.grid(True, alpha=0.3)
+    axis.legend(fontsize=8, loc="upper left", ncol=len(net.columns) + 1)
+    return _png(figure)
+
+
+def alignment_figure(agreement: pd.DataFrame, buckets: pd.DataFrame, title: str) -> bytes:
+    """Left: how often the timeframes agree (diagonal: share of bars with a view). Right: the book's return
+    per unit of exposure by the harmony of the calls, hit rate above each bar."""
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.0), constrained_layout=True)
+    values = agreement.to_numpy(dtype=float)
+    image = left.imshow(values, vmin=0, vmax=1, cmap="viridis")
+    left.set_xticks(range(len(agreement)), list(agreement.columns), rotation=45, fontsize=8)
+    left.set_yticks(range(len(agreement)), list(agreement.index), fontsize=8)
+    for (i, j), value in np.ndenumerate(values):
+        left.text(j, i, "-" if not np.isfinite(value) else f"{value:.2f}", ha="center", va="center", fontsize=8,
+                  color="white" if np.isfinite(value) and value < 0.6 else "black")
+    left.set_title(f"{title}: agreement when both have a view", fontsize=9)
+    figure.colorbar(image, ax=left, fraction=0.046)
+    returns = buckets["return_per_exposure"].to_numpy(dtype=float)
+    heights = np.nan_to_num(returns)
+    colours = ["#27ae60" if v >= 0 else "#c0392b" for v in heights]
+    labels = [str(h).split(" (")[0] for h in buckets["harmony"]]
+    right.bar(range(len(buckets)), heights, color=colours)
+    for i, (height, hit, count) in enumerate(zip(heights, buckets["hit_rate"], buckets["positions"], strict=True)):
+        text = f"hit {hit:.0%}\n{count} bars" if np.isfinite(hit) else "no bars"
+        right.annotate(text, (i, height), ha="center", va="bottom" if height >= 0 else "top", fontsize=7)
+    right.set_xticks(range(len(buckets)), labels, fontsize=8)
+    right.axhline(0.0, color="#888888", linewidth=0.6)
+    right.margins(y=0.25)
+    right.set_xlabel("harmony score of the calls behind the position")
+    right.set_title(f"{title}: gross return a year per unit of exposure", fontsize=9)
+    right.grid(True, axis="y", alpha=0.3)
+    return _png(figure)
+
+
+def trade_clustering_figure(result: OrchestrationResult, title: str) -> bytes:
+    """Top: exposure traded per bar over time (all symbols). Bottom: sizes of the trades, as a fraction of
+    the symbol's sleeve (log scale): many small resizes or few large moves."""
+    log = trade_log(result)
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(10, 4.6), constrained_layout=True)
+    per_bar = log.assign(size=log["traded"].abs()).groupby("timestamp")["size"].sum()
+    per_bar = per_bar.reindex(result.positions.index, fill_value=0.0)
+    top.vlines(per_bar.index, 0.0, per_bar.to_numpy(), color="#1f4e9c", linewidth=0.6)
+    top.set_title(f"{title}: exposure traded per bar (fraction of the book)", fontsize=9)
+    top.grid(True, alpha=0.3)
+    sizes = log["traded"].abs().to_numpy(dtype=float) * len(result.symbols)
+    if len(sizes):
+        bins = np.logspace(np.log10(max(sizes.min(), 1e-6)), np.log10(max(sizes.max(), 1e-5)), 40)
+        bottom.hist(sizes, bins=bins, color="#7f8c8d")
+        bottom.set_xscale("log")
+    bottom.set_title(f"{title}: trade sizes (fraction of the sleeve, log scale)", fontsize=9)
+    bottom.grid(True, alpha=0.3)
+    return _png(figure)
+
+
+def contribution_table(attribution: ModelAttribution, periods_per_year: float) -> pd.DataFrame:
+    """Per model: gross, costs and net a year, and its share of the book's net P&L."""
+    rows = [{"model": model, **values} for model, values in attribution.summary(periods_per_year).items()]
+    return pd.DataFrame(rows)
+
+
+def alignment_table(result: OrchestrationResult) -> pd.DataFrame:
+    """Per model: share of bars with a view, and how often the book sides with it (alignment frequency)."""
+    agreement = agreement_matrix(result)
+    return pd.DataFrame({"model": list(result.models), "share_of_bars_with_a_view": np.diag(agreement.to_numpy()),
+                         "book_on_its_side": with_book(result).to_numpy()})
 
 
 def activation_table(result: OrchestrationResult) -> pd.DataFrame:
@@ -192,6 +284,7 @@ def book_section(book: _Book, image: Any, metric_table: Any) -> str:
         image(allocation_history(r, title), f"{title} allocation history"),
         image(correlation_heatmaps(r, title), f"{title} correlation heatmap"),
         image(risk_scales(r, title), f"{title} risk-limit scales"),
+        *_analysis_parts(book, image),
         "<h3>risk-limit activations</h3>",
         _frame_table(activation_table(r)),
         "<h3>conflict events</h3>",
@@ -202,6 +295,32 @@ def book_section(book: _Book, image: Any, metric_table: Any) -> str:
     counts = pd.DataFrame(sorted(r.event_counts.items()), columns=["event", "count"])
     parts += ['<h3>all events (<code>events.csv</code>)</h3>', _frame_table(counts)]
     return "\n".join(parts)
+
+
+def _analysis_parts(book: _Book, image: Any) -> list[str]:
+    r, title = book.result, f"{book.name} book"
+    attribution = model_attribution(r, book.cost_bps)
+    buckets = harmony_buckets(r, book.periods_per_year)
+    clustering = trade_clustering(r, book.periods_per_year)
+    return [
+        "<h3>each timeframe model's contribution</h3>",
+        '<p class="note">The book\'s net return split over the models: a model earns its part of each position; '
+        "the costs of a trade are shared by the models' traded parts. The parts add up to the book.</p>",
+        image(contribution_figure(attribution, title), f"{title} model contribution"),
+        _frame_table(contribution_table(attribution, book.periods_per_year)),
+        "<h3>signal alignment</h3>",
+        '<p class="note">Alignment frequency by timeframe (how often two models with a view are on the same '
+        "side, and how often the book sides with each) and its impact on performance: the book's gross return "
+        "per unit of exposure by the harmony score of the calls behind the position.</p>",
+        image(alignment_figure(agreement_matrix(r), buckets, title), f"{title} signal alignment"),
+        _frame_table(alignment_table(r)),
+        _frame_table(buckets),
+        "<h4>long against short positions</h4>",
+        _frame_table(side_split(r, book.periods_per_year)),
+        "<h3>trade clustering</h3>",
+        image(trade_clustering_figure(r, title), f"{title} trade clustering"),
+        _frame_table(pd.DataFrame([clustering])),
+    ]
 
 
 def monitoring_sections(books: Sequence[_Book], image: Any, metric_table: Any) -> str:

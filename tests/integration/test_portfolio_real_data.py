@@ -57,6 +57,12 @@ def test_each_bar_frequency_is_its_own_book(two_books: BacktestOutput) -> None:
         assert book["strategies"]["baseline_buy_and_hold"]["trades"] == 1
         assert sum(book["mean_allocation"].values()) == pytest.approx(1.0)
         assert set(book["synergy"]) >= {"sharpe_difference", "return_correlation"}
+        assert set(book["alignment"]) == {"agreement", "with_book", "harmony_buckets"}
+        assert book["trading"]["trades"] >= book["strategies"]["orchestrated"]["trades"]
+    assert two_books.portfolio is not None
+    for run in two_books.portfolio.books:
+        net = sum(part["net_return"] for part in portfolio[run.name]["contribution"].values())
+        assert net == pytest.approx(run.returns["orchestrated"].iloc[1:].mean() * run.periods_per_year, abs=1e-12)
         comparisons = book["comparisons"]
         assert set(comparisons) == {f"{a}_vs_{b}" for a, b in COMPARISONS}
         for name, c in comparisons.items():
@@ -110,7 +116,8 @@ def test_report_shows_the_monitoring_of_each_book(two_books: BacktestOutput) -> 
                  "conflict events", "timeframes_equal_weight", "orchestrated"):
         assert text in report
     for book in ("daily book", "1h book"):
-        for figure in ("synergy", "allocation history", "correlation heatmap", "risk-limit scales"):
+        for figure in ("synergy", "allocation history", "correlation heatmap", "risk-limit scales",
+                       "model contribution", "signal alignment", "trade clustering"):
             assert f'alt="{book} {figure}" src="data:image/png;base64,' in report
 
 

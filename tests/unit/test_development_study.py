@@ -6,8 +6,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from bench_development import BASE, STUDIES, cell_name, choose
+
+from signal_engine.errors import ConfigError
 
 
 def row(sharpe: float, max_drawdown: float, buy_and_hold_drawdown: float = -0.40) -> dict[str, Any]:
@@ -41,15 +45,15 @@ def test_the_starting_cells_are_the_defaults_each_study_started_from_spelled_out
 
 
 def test_every_study_cell_is_a_valid_run_config() -> None:
-    from bench_orchestration import run_config
+    from bench_development import development_config
 
     from signal_engine.config import load_config
     from signal_engine.orchestration import OrchestrationConfig
 
     for study in STUDIES.values():
         assert BASE in study.run_configs and BASE in study.orchestration
-        for trend in study.run_configs.values():
-            run_config(load_config("quick"), trend)
+        for overrides in study.run_configs.values():
+            development_config(load_config("quick"), overrides)
         for overrides in study.orchestration.values():
             OrchestrationConfig.for_periods_per_year(252.0, **overrides)
 
@@ -89,3 +93,19 @@ def test_the_intraday_defaults_are_the_band_hourly_winner() -> None:
     winner = STUDIES["band_hourly"].orchestration["sym_5"]
     assert {k: getattr(hourly, k) for k in winner} == winner
     assert (daily.no_trade_band, daily.no_trade_band_cuts) == (0.0, False)
+
+
+def test_the_linear_trend_studies_change_only_the_moes_trend_expert() -> None:
+    from bench_development import EXPERT, development_config
+
+    from signal_engine.config import load_config
+
+    base = load_config("quick")
+    for frequency in ("daily", "hourly"):
+        study = STUDIES[f"linear_trend_{frequency}"]
+        assert development_config(base, study.run_configs[BASE]) == base
+        linear = development_config(base, study.run_configs["linear"])
+        assert linear.moe.experts.trend == "trend_linear" == study.run_configs["linear"][EXPERT]
+        assert linear.trend == base.trend and linear.moe.experts.levels == base.moe.experts.levels
+    with pytest.raises(ConfigError, match="trend_linear"):
+        development_config(base, {EXPERT: "trend_linearr"})

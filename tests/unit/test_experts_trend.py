@@ -84,3 +84,39 @@ def test_uncalibrated_lightgbm_is_unchanged_by_rows_marked_unknown(goog: tuple[p
     on_known = GradientBoostedTrendExpert(n_estimators=20).fit(frame.iloc[rows], y[rows])
     on_all = GradientBoostedTrendExpert(n_estimators=20).fit(frame.iloc[: FIT_AT + 1], y[: FIT_AT + 1])
     np.testing.assert_array_equal(on_known.predict_proba(frame), on_all.predict_proba(frame))
+
+
+def test_the_linear_trend_expert_learns_a_sign_and_explains_it_exactly() -> None:
+    from sklearn.base import clone
+
+    from signal_engine.experts import LogisticTrendExpert
+
+    rng = np.random.default_rng(3)
+    n = 3000
+    X = pd.DataFrame({"momentum": rng.normal(size=n), "noise": rng.normal(size=n), "sparse": rng.normal(size=n)})
+    X.loc[X.index[:50], "sparse"] = np.nan  # a look-back longer than the history
+    y = np.where(X["momentum"] > 0.4, 2, np.where(X["momentum"] < -0.4, 0, 1))
+    expert = clone(LogisticTrendExpert(features=("momentum", "noise", "sparse"))).fit(X.iloc[:2000], y[:2000])
+    proba = expert.predict_proba(X.iloc[2000:])
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert (expert.predict(X.iloc[2000:]) == y[2000:]).mean() > 0.85
+    assert np.isfinite(expert.predict_proba(X.iloc[:50])).all()
+    matrix = X.loc[:, ["momentum", "noise", "sparse"]].to_numpy(dtype=float)[2000:]
+    contributions = expert.directional_contributions(matrix)
+    logits = np.log(proba)
+    intercepts = expert.model_.intercept_
+    np.testing.assert_allclose(contributions.sum(axis=1) + intercepts[2] - intercepts[0], logits[:, 2] - logits[:, 0],
+                               rtol=1e-6, atol=1e-6)
+    assert np.abs(contributions[:, 0]).mean() > 10 * np.abs(contributions[:, 1]).mean()
+    assert pickle.loads(pickle.dumps(expert)).predict_proba(X.iloc[2000:]).tolist() == proba.tolist()
+
+
+def test_trend_linear_is_an_moe_trend_choice_on_the_configs_features() -> None:
+    from signal_engine import components
+    from signal_engine.config import MoEConfig, MoEExperts, RunConfig
+    from signal_engine.experts import LogisticTrendExpert
+
+    config = RunConfig(moe=MoEConfig(experts=MoEExperts(trend="trend_linear")))
+    expert = components.trend_expert(config)
+    assert isinstance(expert, LogisticTrendExpert)
+    assert expert.features == components.trend_features(config) and expert.purge == config.labels.horizon

@@ -23,6 +23,8 @@ class _FakeBook:
     returns: pd.DataFrame
     metrics: dict[str, dict[str, float]]
     comparisons: dict[str, dict[str, float]] = field(default_factory=dict)
+    periods_per_year: float = 252.0
+    cost_bps: dict[str, float] = field(default_factory=lambda: {"A": 5.0, "B": 5.0})
 
 
 @pytest.fixture(scope="module")
@@ -53,9 +55,12 @@ def test_book_section_draws_every_monitoring_figure(result: OrchestrationResult)
     comparisons = book_comparisons(returns, 252.0, seed=0)
     html = book_section(_FakeBook("daily", result.symbols, result, returns, metrics, comparisons), _image,
                         metric_table)
-    for figure in ("synergy", "allocation history", "correlation heatmap", "risk-limit scales"):
+    for figure in ("synergy", "allocation history", "correlation heatmap", "risk-limit scales", "model contribution",
+                   "signal alignment", "trade clustering"):
         assert f'alt="daily book {figure}" src="data:image/png;base64,' in html
     assert "risk-limit activations" in html and "latest conflicts" in html
+    assert "each timeframe model's contribution" in html and "unanimous (1)" in html
+    assert "long against short positions" in html
     table = comparison_table(comparisons)
     assert table["comparison"].tolist() == [f"{a} - {b}" for a, b in COMPARISONS]
     assert "orchestrated - timeframes_equal_weight" in html and "90% interval" in html

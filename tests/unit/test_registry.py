@@ -27,7 +27,7 @@ from signal_engine.registry import (
 )
 
 FIT_AT = 700
-CLASSICAL = ["trend_lightgbm", "vol_gjr_t", "vol_egarch_t", "vol_har", "vol_boosted", "vol_combination",
+CLASSICAL = ["trend_lightgbm", "trend_linear", "vol_gjr_t", "vol_egarch_t", "vol_har", "vol_boosted", "vol_combination",
              "levels_swing", "levels_cluster", "levels_regression", "levels_camarilla", "baseline_garch11",
              "baseline_ewma", "baseline_pivot"]
 
