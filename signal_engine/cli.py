@@ -107,7 +107,7 @@ def _backtest(args: argparse.Namespace, console: Console) -> int:
     started = time.perf_counter()
     output = run_backtest(args.prices, args.out, config, symbols=args.symbol, console=console,
                           orchestration=orchestration)
-    _print_summary(output, console, time.perf_counter() - started, trend_expert=config.moe.experts.trend)
+    _print_summary(output, console, time.perf_counter() - started)
     return 0
 
 
@@ -134,7 +134,7 @@ def _demo(args: argparse.Namespace, console: Console) -> int:
         storage.close()
     started = time.perf_counter()
     output = backtest_series(series, args.out, config, console=console, orchestration=orchestration)
-    _print_summary(output, console, time.perf_counter() - started, trend_expert=config.moe.experts.trend)
+    _print_summary(output, console, time.perf_counter() - started)
     storage = bootstrap(Settings.from_env(database_url=f"sqlite:///{args.out / 'store.db'}",
                                           object_store=str(args.out / "objects")))
     try:
@@ -221,22 +221,25 @@ def _difference(comparison: dict[str, float] | None) -> str:
     return f"{comparison['difference']:+.2f} [{comparison['low']:+.2f}, {comparison['high']:+.2f}]"
 
 
-def _print_summary(output: BacktestOutput, console: Console, seconds: float, *, trend_expert: str) -> None:
-    """The per-symbol table; ``trend acc`` is the accuracy of the MoE's own trend expert (``trend_expert``)."""
+def _print_summary(output: BacktestOutput, console: Console, seconds: float) -> None:
+    """The per-symbol table; ``trend acc`` is the accuracy of the MoE's own trend expert (``data.symbols.<S>.
+    trend_expert``: ``moe.experts.trend``, or ``intraday_trend`` on intraday bars)."""
     per_symbol: dict[str, Any] = output.metrics["per_symbol"]
+    symbols: dict[str, Any] = output.metrics["data"]["symbols"]
     table = Table(title="Walk-forward, out of sample, net of costs")
     for column in ("symbol", "orch. Sharpe", "MoE Sharpe", "B&H Sharpe", "orch. max DD", "MoE max DD",
                    "B&H max DD", "trend acc", "majority acc", "QLIKE expert", "QLIKE GARCH"):
         table.add_column(column, justify="right")
     for symbol, m in per_symbol.items():
         strategies, trend, vol = m["strategies"], m["trend"], m["volatility"]
+        own_trend = trend[symbols[symbol]["trend_expert"]]
         orchestrated = strategies.get("orchestrated", {"sharpe": float("nan"), "max_drawdown": float("nan")})
         table.add_row(
             symbol, f"{orchestrated['sharpe']:.2f}",
             f"{strategies['moe']['sharpe']:.2f}", f"{strategies['baseline_buy_and_hold']['sharpe']:.2f}",
             f"{orchestrated['max_drawdown']:.1%}", f"{strategies['moe']['max_drawdown']:.1%}",
             f"{strategies['baseline_buy_and_hold']['max_drawdown']:.1%}",
-            f"{trend[trend_expert]['accuracy']:.3f}", f"{trend['baseline_majority']['accuracy']:.3f}",
+            f"{own_trend['accuracy']:.3f}", f"{trend['baseline_majority']['accuracy']:.3f}",
             f"{vol['volatility_blend']['qlike']:.4f}", f"{vol['baseline_garch11']['qlike']:.4f}",
         )
     console.print(table)

@@ -144,11 +144,16 @@ class MoEExperts:
     trend: ``trend_lightgbm`` (raw LightGBM probabilities), ``trend_calibrated`` (the same model with a
     multinomial Platt calibration fitted on the last quarter of its training rows, then refitted on all) or
     ``trend_linear`` (multinomial logistic regression on the same features, z-scored);
+    intraday_trend: the same choice for intraday series (``for_bars``), ``trend_linear`` by default. Chosen
+    on the development series (``benchmarks/bench_development.py --study linear_trend_hourly``): on
+    Bitcoin hourly bars the orchestrated book's Sharpe -2.14 -> -0.43 against ``trend_calibrated``, while
+    on Microsoft daily bars the linear expert lost (1.62 -> 1.24), so daily bars keep ``trend``;
     levels: ``levels_swing`` (swing points) or ``levels_regression`` (LightGBM quantile distances);
     volatility: ``volatility_blend`` (GARCH(1,1)/EWMA blend) or ``vol_har`` (HAR on range measures).
     """
 
     trend: str = "trend_calibrated"
+    intraday_trend: str = "trend_linear"
     levels: str = "levels_swing"
     volatility: str = "volatility_blend"
 
@@ -205,6 +210,14 @@ PROFILES: dict[str, RunConfig] = {
         gate=GateConfig(iterations=400),
     ),
 }
+
+
+def for_bars(config: RunConfig, intraday: bool) -> RunConfig:
+    """The config a series runs with: on intraday bars the MoE's trend expert is ``moe.experts.intraday_trend``."""
+    experts = config.moe.experts
+    if not intraday or experts.intraday_trend == experts.trend:
+        return config
+    return replace(config, moe=replace(config.moe, experts=replace(experts, trend=experts.intraday_trend)))
 
 
 def load_config(profile: str = "quick", path: Path | None = None) -> RunConfig:
@@ -295,7 +308,8 @@ _POSITIVE_INTS = {
     "k", "single_refit_every", "momentum_min_horizon",
 }
 _CHOICES: dict[type, dict[str, tuple[str, ...]]] = {
-    MoEExperts: {"trend": TREND_EXPERTS, "levels": LEVELS_EXPERTS, "volatility": VOLATILITY_EXPERTS},
+    MoEExperts: {"trend": TREND_EXPERTS, "intraday_trend": TREND_EXPERTS, "levels": LEVELS_EXPERTS,
+                 "volatility": VOLATILITY_EXPERTS},
     MoEConfig: {"gate": GATES, "combiner": COMBINERS},
 }
 _FRACTIONS = {"subsample", "colsample_bytree", "ewma_lambda"}

@@ -17,7 +17,7 @@ import pandas as pd
 from sklearn.base import clone
 
 from signal_engine import components
-from signal_engine.config import SINGLE_EXPERT, RunConfig
+from signal_engine.config import SINGLE_EXPERT, RunConfig, for_bars
 from signal_engine.data.loader import PriceSeries
 from signal_engine.errors import ConfigError, InputError
 from signal_engine.evaluation import baselines
@@ -118,7 +118,9 @@ class _OutOfSample:
 def run_symbol(
     series: PriceSeries, config: RunConfig, on_block: Callable[[], None] | None = None
 ) -> SymbolResult:
-    """Walk forward through ``series`` and evaluate the MoE, each expert and the baselines."""
+    """Walk forward through ``series`` and evaluate the MoE, each expert and the baselines (with the config of
+    its bars, ``for_bars``: intraday series use ``moe.experts.intraday_trend``)."""
+    config = for_bars(config, series.intraday)
     check_length(series, config)
     wf = config.walk_forward
     n = len(series)
@@ -411,6 +413,7 @@ def _evaluate(
         "start": str(series.bars.index[0]),
         "end": str(series.bars.index[-1]),
         "intraday": series.intraday,
+        "trend_expert": config.moe.experts.trend,
         "periods_per_year": ppy,
         "cost_bps": cost,
         "test_start": str(series.bars.index[wf.test_start]),

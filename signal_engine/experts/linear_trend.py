@@ -62,11 +62,14 @@ class LogisticTrendExpert(TrendClassifier):
     def _fit_model(self, X: pd.DataFrame, labels: np.ndarray, rows: np.ndarray) -> None:
         self.feature_names_in_ = np.array(self.features)
         raw = self._matrix(X.iloc[rows])
-        with np.errstate(all="ignore"):
-            mean = np.nanmean(raw, axis=0)
-            scale = np.nanstd(raw, axis=0)
-        self.mean_ = np.where(np.isfinite(mean), mean, 0.0)
-        self.scale_ = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
+        known = np.isfinite(raw)
+        counts = known.sum(axis=0)
+        filled = np.where(known, raw, 0.0)
+        mean = np.divide(filled.sum(axis=0), counts, out=np.zeros(raw.shape[1]), where=counts > 0)
+        spread = np.where(known, raw - mean, 0.0)
+        variance = np.divide((spread**2).sum(axis=0), counts, out=np.zeros(raw.shape[1]), where=counts > 0)
+        self.mean_ = mean  # a feature never known in training (a look-back longer than the history) stays 0
+        self.scale_ = np.where(variance > 0, np.sqrt(variance), 1.0)
         self.model_ = LogisticRegression(C=self.C, max_iter=self.max_iter)
         self.model_.fit(self._standardised(raw), labels[rows])
 

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from signal_engine import components
-from signal_engine.config import RunConfig
+from signal_engine.config import RunConfig, for_bars
 from signal_engine.data.loader import PriceSeries, load_prices
 from signal_engine.errors import ConfigError, InputError
 from signal_engine.evaluation.backtest import SymbolResult, check_length, run_symbol
@@ -142,7 +142,9 @@ def _frame_and_labels(series: PriceSeries, config: RunConfig) -> tuple[pd.DataFr
 
 
 def fit_expert(expert: str, series: PriceSeries, config: RunConfig) -> Any:
-    """Fit one expert on everything known at the last bar, as the backtest does at a refit."""
+    """Fit one expert on everything known at the last bar, as the backtest does at a refit (with the config of
+    the series' bars, ``for_bars``)."""
+    config = for_bars(config, series.intraday)
     frame, labels = _frame_and_labels(series, config)
     r, embargo = len(series) - 1, config.walk_forward.embargo
     known_horizon = known_by(labels.known_at_horizon(), r, embargo)

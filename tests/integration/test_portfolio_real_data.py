@@ -69,7 +69,12 @@ def test_each_bar_frequency_is_its_own_book(two_books: BacktestOutput) -> None:
             a, b = name.split("_vs_")
             assert c["difference"] == pytest.approx(book["strategies"][a]["sharpe"] - book["strategies"][b]["sharpe"])
             assert c["low"] <= c["high"] and 0.0 <= c["p_value"] <= 1.0 and c["block"] >= 1
-    for symbol, metrics in json.loads(two_books.metrics_path.read_text())["per_symbol"].items():
+    document = json.loads(two_books.metrics_path.read_text())
+    per_symbol, data = document["per_symbol"], document["data"]["symbols"]
+    assert data["GOOG"]["trend_expert"] == "trend_calibrated"  # moe.experts.trend
+    assert data["EURUSD"]["trend_expert"] == "trend_linear"  # moe.experts.intraday_trend
+    assert {"trend_linear", "baseline_majority"} <= set(per_symbol["EURUSD"]["trend"])
+    for symbol, metrics in per_symbol.items():
         assert set(metrics["comparisons"]) == {f"{a}_vs_{b}" for a, b in SYMBOL_COMPARISONS}, symbol
         versus = metrics["comparisons"]["orchestrated_vs_baseline_buy_and_hold"]
         strategies = metrics["strategies"]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from signal_engine.config import PROFILES, load_config
+from signal_engine.config import PROFILES, apply_overrides, load_config
 from signal_engine.errors import ConfigError
 
 
@@ -81,7 +81,7 @@ def test_moe_section_picks_experts_gate_combiner_and_top_k(tmp_path: Path) -> No
         ("moe:\n  experts: {trend: lstm}\n", "'moe.experts.trend' is 'lstm'; expected one of trend_lightgbm"),
         ("moe:\n  experts: {levels: fib}\n", "'moe.experts.levels' is 'fib'; expected one of levels_swing"),
         ("moe:\n  experts: [crypto_hft, equity_daily]\n", "'moe.experts' must be a mapping of its settings "
-         "(trend, levels, volatility)"),
+         "(trend, intraday_trend, levels, volatility)"),
         ("moe:\n  k: 0\n", "'moe.k' must be at least 1"),
         ("moe:\n  enabled: 'no'\n", "'moe.enabled' must be a bool"),
         ("moe:\n  experts: {sentiment: x}\n", "unknown setting 'moe.experts.sentiment'"),
@@ -133,3 +133,18 @@ def test_momentum_min_horizon_keeps_the_short_look_backs_for_short_label_horizon
     path.write_text("trend:\n  momentum_min_horizon: 0\n")
     with pytest.raises(ConfigError, match=r"'trend\.momentum_min_horizon' must be at least 1"):
         load_config("quick", path)
+
+
+def test_intraday_series_run_the_intraday_trend_expert() -> None:
+    from signal_engine.config import for_bars
+
+    config = load_config("quick")
+    assert config.moe.experts.trend == "trend_calibrated" and config.moe.experts.intraday_trend == "trend_linear"
+    assert for_bars(config, intraday=False) is config
+    intraday = for_bars(config, intraday=True)
+    assert intraday.moe.experts.trend == "trend_linear"
+    assert intraday.moe.experts.levels == config.moe.experts.levels and intraday.trend == config.trend
+    same = apply_overrides(config, {"moe": {"experts": {"intraday_trend": "trend_calibrated"}}})
+    assert for_bars(same, intraday=True) is same
+    with pytest.raises(ConfigError, match="intraday_trend"):
+        apply_overrides(config, {"moe": {"experts": {"intraday_trend": "linear"}}})
