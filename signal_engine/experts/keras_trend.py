@@ -84,9 +84,6 @@ class KerasTrendExpert(TrendClassifier):
             scale = np.nan_to_num(np.nanstd(values, axis=0))
         self.scale_ = np.where(scale > 0, scale, 1.0)
 
-    def _feature_matrix(self, X: pd.DataFrame) -> np.ndarray:
-        return X.loc[:, list(self.features)].to_numpy(dtype=float)
-
     def _inputs(self, X: pd.DataFrame) -> list[np.ndarray]:
         standardised = (self._feature_matrix(X) - self.center_) / self.scale_
         standardised = np.clip(np.nan_to_num(standardised), -INPUT_CLIP, INPUT_CLIP)

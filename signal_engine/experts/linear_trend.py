@@ -61,7 +61,7 @@ class LogisticTrendExpert(TrendClassifier):
 
     def _fit_model(self, X: pd.DataFrame, labels: np.ndarray, rows: np.ndarray) -> None:
         self.feature_names_in_ = np.array(self.features)
-        raw = self._matrix(X.iloc[rows])
+        raw = self._feature_matrix(X.iloc[rows])
         known = np.isfinite(raw)
         counts = known.sum(axis=0)
         filled = np.where(known, raw, 0.0)
@@ -75,11 +75,8 @@ class LogisticTrendExpert(TrendClassifier):
 
     def _raw_proba(self, X: pd.DataFrame, rows: np.ndarray | None) -> np.ndarray:
         selected = X if rows is None else X.iloc[rows]
-        proba = self.model_.predict_proba(self._standardised(self._matrix(selected)))
+        proba = self.model_.predict_proba(self._standardised(self._feature_matrix(selected)))
         return full_proba(np.asarray(proba), self.model_.classes_, len(self.classes_))
-
-    def _matrix(self, X: pd.DataFrame) -> np.ndarray:
-        return X.loc[:, list(self.features)].to_numpy(dtype=float)
 
     def directional_contributions(self, matrix: np.ndarray) -> np.ndarray:
         """(n, F) exact contributions of each feature to logit(up) - logit(down): its z-score times the

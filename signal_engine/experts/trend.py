@@ -86,15 +86,12 @@ class GradientBoostedTrendExpert(TrendClassifier):
             force_row_wise=True,
             verbose=-1,
         )
-        self.model_.fit(self._matrix(X.iloc[rows]), labels[rows])
+        self.model_.fit(self._feature_matrix(X.iloc[rows]), labels[rows])
 
     def _raw_proba(self, X: pd.DataFrame, rows: np.ndarray | None) -> np.ndarray:
         selected = X if rows is None else X.iloc[rows]
-        proba = self.model_.predict_proba(self._matrix(selected))
+        proba = self.model_.predict_proba(self._feature_matrix(selected))
         return full_proba(np.asarray(proba), self.model_.classes_, len(self.classes_))
-
-    def _matrix(self, X: pd.DataFrame) -> np.ndarray:
-        return X.loc[:, list(self.features)].to_numpy(dtype=float)
 
     def directional_contributions(self, matrix: np.ndarray) -> np.ndarray:
         """(n, F) TreeSHAP contributions of each feature (columns of ``features``) to logit(up) - logit(down)."""

@@ -33,6 +33,7 @@ class TrendClassifier(Expert):
     validation_fraction: float
     purge: int
     refit: bool
+    features: tuple[str, ...]
 
     def fit(self, X: pd.DataFrame, y: np.ndarray) -> Self:
         labels = np.asarray(y, dtype=np.int64)
@@ -69,6 +70,10 @@ class TrendClassifier(Expert):
 
     def transform(self, X: pd.DataFrame) -> np.ndarray:
         return self.predict_proba(X)
+
+    def _feature_matrix(self, X: pd.DataFrame) -> np.ndarray:
+        """The model's input columns (``features``) of ``X`` as floats."""
+        return X.loc[:, list(self.features)].to_numpy(dtype=float)
 
     def _trainable(self, X: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
         """Mask over ``rows`` of those the model can learn from (all by default)."""
