@@ -9,9 +9,8 @@ import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
 from signal_engine.experts.tf_runtime import seed_everything
-from signal_engine.experts.trend_base import TrendClassifier
+from signal_engine.experts.trend_base import TrendClassifier, fit_standardiser, standardise
 
-INPUT_CLIP = 5.0
 PREDICT_BATCH = 256
 
 
@@ -78,16 +77,10 @@ class KerasTrendExpert(TrendClassifier):
     # -- inputs ---------------------------------------------------------------------------------
     def _fit_scaler(self, X: pd.DataFrame, rows: np.ndarray) -> None:
         """Per-feature mean and scale over the training rows (known at the fit bar)."""
-        values = self._feature_matrix(X)[rows]
-        with np.errstate(invalid="ignore"):
-            self.center_ = np.nan_to_num(np.nanmean(values, axis=0))
-            scale = np.nan_to_num(np.nanstd(values, axis=0))
-        self.scale_ = np.where(scale > 0, scale, 1.0)
+        self.center_, self.scale_ = fit_standardiser(self._feature_matrix(X)[rows])
 
     def _inputs(self, X: pd.DataFrame) -> list[np.ndarray]:
-        standardised = (self._feature_matrix(X) - self.center_) / self.scale_
-        standardised = np.clip(np.nan_to_num(standardised), -INPUT_CLIP, INPUT_CLIP)
-        return [causal_windows(standardised, self.window)]
+        return [causal_windows(standardise(self._feature_matrix(X), self.center_, self.scale_), self.window)]
 
     def _trainable(self, X: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
         return rows >= self.window - 1

@@ -7,17 +7,15 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
 from signal_engine.experts.trend import TREND_FEATURES
-from signal_engine.experts.trend_base import TrendClassifier, full_proba
+from signal_engine.experts.trend_base import TrendClassifier, fit_standardiser, full_proba, standardise
 from signal_engine.labels import DOWN, UP
-
-CLIP_Z = 5.0  # standardised features are clipped here, so one extreme bar cannot dominate a linear score
 
 
 class LogisticTrendExpert(TrendClassifier):
     """A linear trend classifier: L2-regularised multinomial logistic regression on z-scored features.
 
     Each feature is standardised with the mean and standard deviation of the training rows, clipped to
-    +/- ``CLIP_Z``; a missing value (a look-back longer than the history) becomes 0, the training mean.
+    +/- ``INPUT_CLIP``; a missing value (a look-back longer than the history) becomes 0, the training mean.
     Where the gradient-boosted expert can fit any shape from few rows, this one can only weigh its inputs
     (for instance momentum against reversal at each look-back), so it varies less from refit to refit.
 
@@ -62,14 +60,7 @@ class LogisticTrendExpert(TrendClassifier):
     def _fit_model(self, X: pd.DataFrame, labels: np.ndarray, rows: np.ndarray) -> None:
         self.feature_names_in_ = np.array(self.features)
         raw = self._feature_matrix(X.iloc[rows])
-        known = np.isfinite(raw)
-        counts = known.sum(axis=0)
-        filled = np.where(known, raw, 0.0)
-        mean = np.divide(filled.sum(axis=0), counts, out=np.zeros(raw.shape[1]), where=counts > 0)
-        spread = np.where(known, raw - mean, 0.0)
-        variance = np.divide((spread**2).sum(axis=0), counts, out=np.zeros(raw.shape[1]), where=counts > 0)
-        self.mean_ = mean  # a feature never known in training (a look-back longer than the history) stays 0
-        self.scale_ = np.where(variance > 0, np.sqrt(variance), 1.0)
+        self.mean_, self.scale_ = fit_standardiser(raw)
         self.model_ = LogisticRegression(C=self.C, max_iter=self.max_iter)
         self.model_.fit(self._standardised(raw), labels[rows])
 
@@ -89,5 +80,4 @@ class LogisticTrendExpert(TrendClassifier):
         return z * (coef[classes.index(UP)] - coef[classes.index(DOWN)])
 
     def _standardised(self, raw: np.ndarray) -> np.ndarray:
-        z = np.clip((raw - self.mean_) / self.scale_, -CLIP_Z, CLIP_Z)
-        return np.where(np.isfinite(z), z, 0.0)
+        return standardise(raw, self.mean_, self.scale_)

@@ -12,6 +12,25 @@ from signal_engine.experts.calibration import MulticlassCalibrator, temporal_spl
 from signal_engine.labels import TREND_CLASSES
 
 MIN_FIT_ROWS = 100
+INPUT_CLIP = 5.0  # standardised inputs are clipped here, so one extreme bar cannot dominate
+
+
+def fit_standardiser(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per column: mean and standard deviation of the finite values; 0 and 1 for a column with none (a
+    look-back longer than the history) or without spread."""
+    known = np.isfinite(values)
+    counts = known.sum(axis=0)
+    center = np.divide(np.where(known, values, 0.0).sum(axis=0), counts, out=np.zeros(values.shape[1]),
+                       where=counts > 0)
+    spread = np.where(known, values - center, 0.0)
+    variance = np.divide((spread**2).sum(axis=0), counts, out=np.zeros(values.shape[1]), where=counts > 0)
+    return center, np.where(variance > 0, np.sqrt(variance), 1.0)
+
+
+def standardise(values: np.ndarray, center: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """z-scores clipped at +/- ``INPUT_CLIP``; a missing value becomes 0 (the training mean)."""
+    z = np.clip((values - center) / scale, -INPUT_CLIP, INPUT_CLIP)
+    return np.where(np.isfinite(z), z, 0.0)
 
 
 class TrendClassifier(Expert):

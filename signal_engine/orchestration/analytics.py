@@ -26,7 +26,7 @@ import pandas as pd
 
 from signal_engine.orchestration.result import OrchestrationResult
 
-HARMONY_EDGES: tuple[float, ...] = (0.0, 1 / 3, 2 / 3, 1.0 - 1e-9)
+HARMONY_EDGES: tuple[float, ...] = (1 / 3, 2 / 3, 1.0 - 1e-9)  # lower bounds of all buckets but the first
 HARMONY_LABELS: tuple[str, ...] = ("low (< 1/3)", "medium (1/3 - 2/3)", "high (2/3 - 1)", "unanimous (1)")
 TRADE_TOLERANCE = 1e-9  # a position change smaller than this (a fraction of the book) is rounding, not a trade
 
@@ -169,7 +169,7 @@ def harmony_buckets(result: OrchestrationResult, periods_per_year: float) -> pd.
     book's gross P&L.
     """
     rows = held_positions(result)
-    buckets = np.digitize(rows["harmony"].to_numpy(dtype=float), HARMONY_EDGES[1:], right=False)
+    buckets = np.digitize(rows["harmony"].to_numpy(dtype=float), HARMONY_EDGES, right=False)
     return _bucket_table(rows, buckets, HARMONY_LABELS, "harmony", len(result.symbols), periods_per_year)
 
 
@@ -194,15 +194,18 @@ def trade_log(result: OrchestrationResult) -> pd.DataFrame:
     return frame.reset_index()
 
 
-def trade_clustering(result: OrchestrationResult, periods_per_year: float) -> dict[str, Any]:
+def trade_clustering(
+    result: OrchestrationResult, periods_per_year: float, log: pd.DataFrame | None = None
+) -> dict[str, Any]:
     """Whether the book's trades (every change of a position, ``trade_log``) bunch up.
 
     Trades a year; bars of the book's timeline between one symbol's trades (mean, median, and the share of
     trades one bar after the previous); the share of trading bars on which several symbols trade together;
     and the largest exposure traded in one bar against the mean over trading bars (what the trade
-    scheduler's per-bar budget bounds). ``metrics.json``'s ``trades`` counts direction changes only.
+    scheduler's per-bar budget bounds). ``metrics.json``'s ``trades`` counts direction changes only. ``log``:
+    the result's ``trade_log``, when the caller has it already.
     """
-    log = trade_log(result)
+    log = trade_log(result) if log is None else log
     timeline = pd.Index(result.positions.index)
     years = len(timeline) / periods_per_year if periods_per_year > 0 else 0.0
     gaps: list[int] = []

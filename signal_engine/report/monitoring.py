@@ -167,10 +167,10 @@ def alignment_figure(agreement: pd.DataFrame, buckets: pd.DataFrame, title: str)
     return _png(figure)
 
 
-def trade_clustering_figure(result: OrchestrationResult, title: str) -> bytes:
-    """Top: exposure traded per bar over time (all symbols). Bottom: sizes of the trades, as a fraction of
-    the symbol's sleeve (log scale): many small resizes or few large moves."""
-    log = trade_log(result)
+def trade_clustering_figure(result: OrchestrationResult, log: pd.DataFrame, title: str) -> bytes:
+    """Top: exposure traded per bar over time (all symbols). Bottom: sizes of the trades (``log``, the
+    result's ``trade_log``), as a fraction of the symbol's sleeve (log scale): many small resizes or few
+    large moves."""
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(10, 4.6), constrained_layout=True)
     per_bar = log.assign(size=log["traded"].abs()).groupby("timestamp")["size"].sum()
     per_bar = per_bar.reindex(result.positions.index, fill_value=0.0)
@@ -193,9 +193,9 @@ def contribution_table(attribution: ModelAttribution, periods_per_year: float) -
     return pd.DataFrame(rows)
 
 
-def alignment_table(result: OrchestrationResult) -> pd.DataFrame:
-    """Per model: share of bars with a view, and how often the book sides with it (alignment frequency)."""
-    agreement = agreement_matrix(result)
+def alignment_table(result: OrchestrationResult, agreement: pd.DataFrame) -> pd.DataFrame:
+    """Per model: share of bars with a view (the diagonal of ``agreement_matrix``) and how often the book sides
+    with it (alignment frequency)."""
     return pd.DataFrame({"model": list(result.models), "share_of_bars_with_a_view": np.diag(agreement.to_numpy()),
                          "book_on_its_side": with_book(result).to_numpy()})
 
@@ -301,7 +301,8 @@ def _analysis_parts(book: _Book, image: Any) -> list[str]:
     r, title = book.result, f"{book.name} book"
     attribution = model_attribution(r, book.cost_bps)
     buckets = harmony_buckets(r, book.periods_per_year)
-    clustering = trade_clustering(r, book.periods_per_year)
+    agreement = agreement_matrix(r)
+    log = trade_log(r)
     return [
         "<h3>each timeframe model's contribution</h3>",
         '<p class="note">The book\'s net return split over the models: a model earns its part of each position; '
@@ -312,14 +313,14 @@ def _analysis_parts(book: _Book, image: Any) -> list[str]:
         '<p class="note">Alignment frequency by timeframe (how often two models with a view are on the same '
         "side, and how often the book sides with each) and its impact on performance: the book's gross return "
         "per unit of exposure by the harmony score of the calls behind the position.</p>",
-        image(alignment_figure(agreement_matrix(r), buckets, title), f"{title} signal alignment"),
-        _frame_table(alignment_table(r)),
+        image(alignment_figure(agreement, buckets, title), f"{title} signal alignment"),
+        _frame_table(alignment_table(r, agreement)),
         _frame_table(buckets),
         "<h4>long against short positions</h4>",
         _frame_table(side_split(r, book.periods_per_year)),
         "<h3>trade clustering</h3>",
-        image(trade_clustering_figure(r, title), f"{title} trade clustering"),
-        _frame_table(pd.DataFrame([clustering])),
+        image(trade_clustering_figure(r, log, title), f"{title} trade clustering"),
+        _frame_table(pd.DataFrame([trade_clustering(r, book.periods_per_year, log)])),
     ]
 
 
