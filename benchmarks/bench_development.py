@@ -70,6 +70,16 @@ Studies (``--study``):
   cells on a second intraday development series, Apple hourly bars of 2024-2026 (``AAPL``, the regular
   session, 7 bp per unit traded by the same rule). A check of study 6's choice, not a choice: the default
   stays whatever this shows, and the README reports it.
+- ``shorts_daily`` (MSFT) and ``shorts_check_aapl`` (AAPL), session 8, declared before either ran. The book
+  analyses of session 7 found the short positions losing on every series they were run on: on both hourly
+  development series, on MSFT, and on the hourly evaluation series (EURUSD; that last one is seen, so it is
+  motivation, not evidence). An equity carries a risk premium, so a short that the models get right only about
+  half the time pays it away; a currency pair has no such sign. Cells at the run-config defaults: the book's
+  short exposure capped (``max_short_exposure``, the exposure monitor's direction limit) at 1 (``defaults``),
+  0.25 (``short_cap_25``) and 0 (``long_only``: the models' bearish calls still cut longs, the book never
+  goes short). The MSFT winner becomes the short limit of the shipped daily equity series (SPX, IXIC, GOOG and
+  MSFT itself) through a per-symbol limit; currencies (EURUSD) and Bitcoin keep theirs. AAPL, the second equity
+  series, checks the choice and decides nothing: its result is reported whatever it shows.
 - Exposure floor of the band studies (``hourly_band``, ``band_*``), added after both had run: the rule's
   raw winners held a third of the starting book's exposure (a band wider than the positions freezes them at
   their first, small entry) and won by barely trading. A cell whose mean exposure is below half the starting
@@ -168,6 +178,12 @@ STUDIES: dict[str, DevelopmentStudy] = {
         run_configs={BASE: {EXPERT: "trend_calibrated"}, "linear": {EXPERT: "trend_linear"}},
         orchestration={BASE: {}}, symbol=symbol,
     ) for name, symbol in (("daily", "MSFT"), ("hourly", "BTCUSD"), ("check_aapl", "AAPL"))},
+    **{f"shorts_{name}": DevelopmentStudy(
+        run_configs={BASE: {}},
+        orchestration={BASE: {"max_short_exposure": 1.0}, "short_cap_25": {"max_short_exposure": 0.25},
+                       "long_only": {"max_short_exposure": 0.0}},
+        symbol=symbol,
+    ) for name, symbol in (("daily", "MSFT"), ("check_aapl", "AAPL"))},
     "holding_daily": DevelopmentStudy(
         run_configs={BASE: {}},
         orchestration={BASE: {"holding_discipline": False}, "holding": {"holding_discipline": True}},
