@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,8 +18,15 @@ from signal_engine import __version__
 from signal_engine import config as config_module
 from signal_engine.commands import COMMAND_MODULES
 from signal_engine.config import PROFILES, RunConfig, load_config
-from signal_engine.data.datasets import DATASETS, DEVELOPMENT_DATASETS, dataset_costs, export_all
+from signal_engine.data.datasets import (
+    DATASETS,
+    DEVELOPMENT_DATASETS,
+    dataset_costs,
+    dataset_short_limits,
+    export_all,
+)
 from signal_engine.errors import ConfigError, SignalEngineError
+from signal_engine.orchestration.config import symbol_limits
 
 if TYPE_CHECKING:
     from signal_engine.pipeline import BacktestOutput
@@ -120,6 +127,7 @@ def _demo(args: argparse.Namespace, console: Console) -> int:
 
     run_config, orchestration = load_configs(args.profile, args.config)
     config = with_dataset_costs(run_config)
+    orchestration = with_dataset_limits(orchestration)
     paths = export_all(args.out / "data")
     console.print(f"Real data: {', '.join(f'{d.symbol} ({d.description})' for d in DATASETS.values())}")
     storage = bootstrap(Settings.from_env(database_url=f"sqlite:///{args.out / 'store.db'}",
@@ -150,6 +158,12 @@ def with_dataset_costs(config: RunConfig) -> RunConfig:
     """The shipped series' typical costs, under any the user's config sets per symbol."""
     costs = {**dataset_costs(), **dict(config.trading.symbol_cost_bps)}
     return replace(config, trading=replace(config.trading, symbol_cost_bps=tuple(sorted(costs.items()))))
+
+
+def with_dataset_limits(orchestration: Mapping[str, Any]) -> dict[str, Any]:
+    """The shipped series' per-symbol short limits, under any the user's ``orchestration`` section sets."""
+    own = symbol_limits(orchestration.get("max_asset_short_exposure", ()))
+    return {**orchestration, "max_asset_short_exposure": {**dataset_short_limits(), **dict(own)}}
 
 
 def _datasets(args: argparse.Namespace, console: Console) -> int:

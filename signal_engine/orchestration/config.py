@@ -6,6 +6,8 @@ converts them for another bar frequency (the same calendar span) and picks the i
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -123,6 +125,11 @@ class OrchestrationConfig:
         leverage, seed 004 ``max_exposure=1.0``).
     max_asset_exposure : float
         |position| in one symbol: 1.0.
+    max_asset_short_exposure : mapping of str to float
+        Per symbol, the most its position may be short, as a fraction of the book's capital (the exposure
+        monitor's limit by asset and direction): none by default, so every symbol may go as short as
+        ``max_asset_exposure``. 0 makes a symbol long or flat: the models' bearish calls still cut its longs,
+        the book never sells it short. Given as ``{SPX: 0.0}``; kept as sorted (SYMBOL, limit) pairs.
     max_long_exposure, max_short_exposure : float
         Sum of long and of short positions: 1.0 and 1.0 (shorts allowed as in the trading defaults).
     max_timeframe_exposure : float
@@ -187,6 +194,7 @@ class OrchestrationConfig:
     max_gross_exposure: float = 1.0
     max_net_exposure: float = 1.0
     max_asset_exposure: float = 1.0
+    max_asset_short_exposure: tuple[tuple[str, float], ...] = ()
     max_long_exposure: float = 1.0
     max_short_exposure: float = 1.0
     max_timeframe_exposure: float = 0.5
@@ -204,6 +212,7 @@ class OrchestrationConfig:
     cost_bps: float = 5.0
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "max_asset_short_exposure", symbol_limits(self.max_asset_short_exposure))
         _check_ranges(self)
         _check_orderings(self)
 
@@ -224,6 +233,10 @@ class OrchestrationConfig:
             scaled.update(INTRADAY_DEFAULTS)
         return replace(base, **{**scaled, **overrides})
 
+    def asset_short_limit(self, symbol: str) -> float:
+        """How short ``symbol``'s position may go: its ``max_asset_short_exposure``, at most ``max_asset_exposure``."""
+        return min(self.max_asset_exposure, dict(self.max_asset_short_exposure).get(symbol.upper(), math.inf))
+
     def allocation_bounds_for(self, n_models: int) -> tuple[float, float]:
         """(min, max) allocation, after checking that n models can satisfy them and sum to 1."""
         if n_models < 1:
@@ -239,6 +252,27 @@ class OrchestrationConfig:
                 f"{self.max_allocation * n_models:g} < 1; raise 'max_allocation' to at least {1.0 / n_models:g}"
             )
         return self.min_allocation, self.max_allocation
+
+
+def symbol_limits(value: Any) -> tuple[tuple[str, float], ...]:
+    """``max_asset_short_exposure`` as sorted (SYMBOL, limit) pairs, from a mapping or from such pairs."""
+    pairs = value.items() if isinstance(value, Mapping) else value
+    example = "e.g. max_asset_short_exposure: {SPX: 0.0}"
+    try:
+        items = [(symbol, limit) for symbol, limit in pairs]
+    except (TypeError, ValueError):
+        raise ConfigError(f"orchestration: 'max_asset_short_exposure' must map symbols to limits, {example}; "
+                          f"got {value!r}") from None
+    limits: dict[str, float] = {}
+    for symbol, limit in items:
+        if not isinstance(symbol, str) or not symbol.strip():
+            raise ConfigError(f"orchestration: 'max_asset_short_exposure' needs symbols as names, {example}; "
+                              f"got {symbol!r}")
+        if isinstance(limit, bool) or not isinstance(limit, int | float) or not limit >= 0.0:
+            raise ConfigError(f"orchestration: 'max_asset_short_exposure' of {symbol} must be a number of 0 or "
+                              f"more (a fraction of the book's capital; 0: never short), got {limit!r}")
+        limits[symbol.strip().upper()] = float(limit)
+    return tuple(sorted(limits.items()))
 
 
 def _check_ranges(config: OrchestrationConfig) -> None:

@@ -1,13 +1,15 @@
 """Exposure monitor of seed 004 section 3: limits per model (timeframe), per symbol, per direction, in all.
 
-Positions are fractions of the book's capital. Scales are in [0, 1] and computed so that the limits hold
-after scaling, also when some symbols cannot trade at this bar (their positions are held as they are
-and use up part of each limit). The net limit is applied last, as one factor for every tradable symbol,
-because scaling the long and short sides differently could raise the net.
+Positions are fractions of the book's capital. A symbol may have a tighter limit on its short side than on
+its long side (``OrchestrationConfig.max_asset_short_exposure``; 0 keeps it long or flat). Scales are in
+[0, 1] and computed so that the limits hold after scaling, also when some symbols cannot trade at this bar
+(their positions are held as they are and use up part of each limit). The net limit is applied last, as one
+factor for every tradable symbol, because scaling the long and short sides differently could raise the net.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,20 +29,32 @@ class ExposureLimits:
     long: float = 1.0
     short: float = 1.0
     timeframe: float = 0.5
+    asset_short: tuple[float, ...] | None = None  # per symbol of the book, in its order; None: ``asset`` for all
 
     @classmethod
-    def from_config(cls, config: OrchestrationConfig) -> ExposureLimits:
+    def from_config(cls, config: OrchestrationConfig, symbols: Sequence[str] = ()) -> ExposureLimits:
+        """The book's limits; ``symbols`` (the book's, in order) picks up their per-symbol short limits."""
+        shorts = tuple(config.asset_short_limit(symbol) for symbol in symbols)
         return cls(gross=config.max_gross_exposure, net=config.max_net_exposure, asset=config.max_asset_exposure,
                    long=config.max_long_exposure, short=config.max_short_exposure,
-                   timeframe=config.max_timeframe_exposure)
+                   timeframe=config.max_timeframe_exposure,
+                   asset_short=shorts if any(limit < config.max_asset_exposure for limit in shorts) else None)
+
+    def asset_limits(self, positions: np.ndarray) -> np.ndarray:
+        """Per symbol, the |position| limit of the side each position is on."""
+        x = np.asarray(positions, dtype=float)
+        if self.asset_short is None:
+            return np.full(x.shape, self.asset)
+        return np.where(x < 0, np.minimum(np.asarray(self.asset_short, dtype=float), self.asset), self.asset)
 
 
 @dataclass(frozen=True)
 class BookScales:
     """Per-symbol scale (the tightest of its asset, direction and gross caps) and one net factor.
 
-    ``asset_cap`` is the per-symbol asset limit's own factor; ``binding`` says which book limits bound;
-    ``per_symbol`` is the factor each symbol's position is scaled by (``asset x net``; 1 if it cannot trade).
+    ``asset_cap`` is the per-symbol asset limit's own factor and ``asset_limit`` that limit (of the side the
+    proposed position is on); ``binding`` says which book limits bound; ``per_symbol`` is the factor each
+    symbol's position is scaled by (``asset x net``; 1 if it cannot trade).
     """
 
     asset: np.ndarray
@@ -48,6 +62,7 @@ class BookScales:
     asset_cap: np.ndarray
     binding: dict[str, bool]
     per_symbol: np.ndarray
+    asset_limit: np.ndarray
 
 
 def capped_ratio(room: float | np.ndarray, used: float | np.ndarray) -> np.ndarray:
@@ -86,7 +101,8 @@ def book_scales(positions: np.ndarray, limits: ExposureLimits, tradable: np.ndar
     tradable = np.ones(len(x), dtype=bool) if tradable is None else np.asarray(tradable, dtype=bool)
     fixed = np.where(tradable, 0.0, held if held is not None else 0.0)
     free = np.where(tradable, x, 0.0)
-    asset = capped_ratio(limits.asset, np.abs(free))
+    asset_limit = limits.asset_limits(free)
+    asset = capped_ratio(asset_limit, np.abs(free))
     long = _ratio(limits.long - float(fixed[fixed > 0].sum()), float(free[free > 0].sum()))
     short = _ratio(limits.short + float(fixed[fixed < 0].sum()), float(-free[free < 0].sum()))
     gross = _ratio(limits.gross - float(np.abs(fixed).sum()), float(np.abs(free).sum()))
@@ -98,7 +114,7 @@ def book_scales(positions: np.ndarray, limits: ExposureLimits, tradable: np.ndar
         "net": net < 1.0,
     }
     return BookScales(asset=per_symbol, net=net, asset_cap=np.where(tradable, asset, 1.0), binding=binding,
-                      per_symbol=np.where(tradable, per_symbol * net, 1.0))
+                      per_symbol=np.where(tradable, per_symbol * net, 1.0), asset_limit=asset_limit)
 
 
 def _net_factor(fixed_net: float, free_net: float, limit: float) -> float:
@@ -110,12 +126,13 @@ def _net_factor(fixed_net: float, free_net: float, limit: float) -> float:
 
 
 def within_limits(contributions: np.ndarray, limits: ExposureLimits, tolerance: float = 1e-12) -> bool:
-    """Whether contributions (models x symbols) meet every limit: per model, per symbol, long, short, gross, net."""
+    """Whether contributions (models x symbols) meet every limit: per model, per symbol (and side), long, short,
+    gross, net."""
     c = np.asarray(contributions, dtype=float)
     positions = c.sum(axis=0)
     return bool(
         np.abs(c).sum(axis=1).max(initial=0.0) <= limits.timeframe + tolerance
-        and np.abs(positions).max(initial=0.0) <= limits.asset + tolerance
+        and np.all(np.abs(positions) <= limits.asset_limits(positions) + tolerance)
         and positions[positions > 0].sum() <= limits.long + tolerance
         and -positions[positions < 0].sum() <= limits.short + tolerance
         and np.abs(positions).sum() <= limits.gross + tolerance

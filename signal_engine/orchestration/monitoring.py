@@ -130,4 +130,4 @@ class Monitor:
             self._watch.observe(timestamp, "exposure", rule, binding=book.binding[rule], value=value, threshold=limit)
         for s, symbol in enumerate(self.symbols):
             self._watch.observe(timestamp, "exposure", "asset", symbol=symbol, binding=bool(book.asset_cap[s] < 1.0),
-                                value=float(book.asset_cap[s]), threshold=c.max_asset_exposure)
+                                value=float(book.asset_cap[s]), threshold=float(book.asset_limit[s]))

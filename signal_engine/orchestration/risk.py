@@ -18,6 +18,7 @@ symbol, which guarantees every limit whatever the positions proposed.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -84,10 +85,12 @@ class UnifiedRiskManager:
         Exposure limits and ``target_vol_annual``.
     periods_per_year : float
         To turn the annual volatility target into a per-bar one.
+    symbols : sequence of str
+        The book's symbols in column order, for their per-symbol short limits (none if not given).
     """
 
-    def __init__(self, config: OrchestrationConfig, periods_per_year: float) -> None:
-        self.limits = ExposureLimits.from_config(config)
+    def __init__(self, config: OrchestrationConfig, periods_per_year: float, symbols: Sequence[str] = ()) -> None:
+        self.limits = ExposureLimits.from_config(config, symbols)
         self.target_per_bar = config.target_vol_annual / math.sqrt(periods_per_year)
 
     def apply(

@@ -104,7 +104,7 @@ class _Walk:
         self.analyser = CorrelationAnalyser(m, s, window=config.correlation_window,
                                             threshold=config.correlation_threshold, floor=config.correlation_floor)
         self.defender = DrawdownDefender(config)
-        self.risk = UnifiedRiskManager(config, periods_per_year)
+        self.risk = UnifiedRiskManager(config, periods_per_year, inputs.symbols)
         self.monitor = Monitor(config, inputs.symbols, inputs.models)
         self.holding = HoldingDiscipline(inputs.min_holding, s) if config.holding_discipline else None
         self.scheduled = np.zeros((m, s))

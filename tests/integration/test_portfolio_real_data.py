@@ -129,12 +129,13 @@ def test_report_shows_the_monitoring_of_each_book(two_books: BacktestOutput) -> 
 def test_truncating_every_file_after_t_changes_no_orchestrated_row_at_or_before_t(
     goog_csv: Path, spx_csv: Path, few_refits: Path, tmp_path: Path
 ) -> None:
-    """Two daily symbols in one book: the book's decisions at t use both symbols' data up to t only."""
+    """Two daily symbols in one book: the book's decisions at t use both symbols' data up to t only (GOOG held
+    long or flat by its own short limit, SPX free to go short)."""
     spx = pd.read_csv(spx_csv)
     spx = spx[spx["Date"] >= "2005-01-01"]
     (tmp_path / "SPX.csv").write_text(spx.to_csv(index=False))
     config = load_config("quick", few_refits)
-    two = {"timeframes": ("short", "long")}
+    two = {"timeframes": ("short", "long"), "max_asset_short_exposure": {"GOOG": 0.0}}
     full = run_backtest([goog_csv, tmp_path / "SPX.csv"], tmp_path / "full", config, orchestration=two)
     cut = "2010-06-30"
     for name, path in (("GOOG.csv", goog_csv), ("SPX.csv", tmp_path / "SPX.csv")):
@@ -147,3 +148,5 @@ def test_truncating_every_file_after_t_changes_no_orchestrated_row_at_or_before_
     assert len(after) > 1000 and after["timestamp"].max() == cut
     expected = before[before["timestamp"] <= cut].reset_index(drop=True)
     pd.testing.assert_frame_equal(after, expected)
+    by_symbol = before.groupby("symbol")["position"]
+    assert by_symbol.min()["GOOG"] >= 0.0 and by_symbol.min()["SPX"] < 0.0

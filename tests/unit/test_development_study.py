@@ -111,3 +111,31 @@ def test_the_linear_trend_studies_change_only_the_moes_trend_expert() -> None:
             assert config.trend == base.trend and config.moe.experts.levels == base.moe.experts.levels
     with pytest.raises(ConfigError, match="trend_linear"):
         development_config(base, {EXPERT: "trend_linearr"})
+
+
+def test_the_shorts_study_caps_the_book_short_side_on_the_two_equity_series_from_uncapped() -> None:
+    from signal_engine.data.datasets import DEVELOPMENT_DATASETS
+    from signal_engine.orchestration import OrchestrationConfig
+
+    daily, check = STUDIES["shorts_daily"], STUDIES["shorts_check_aapl"]
+    assert (daily.symbol, check.symbol) == ("MSFT", "AAPL")
+    assert DEVELOPMENT_DATASETS["MSFT"].timeframe == "1d" and DEVELOPMENT_DATASETS["AAPL"].timeframe == "1h"
+    for study in (daily, check):
+        assert study.run_configs == {BASE: {}}
+        caps = {cell: overrides["max_short_exposure"] for cell, overrides in study.orchestration.items()}
+        assert caps == {BASE: 1.0, "short_cap_25": 0.25, "long_only": 0.0}
+        start = OrchestrationConfig.for_periods_per_year(252.0, **study.orchestration[BASE])
+        assert start == OrchestrationConfig.for_periods_per_year(252.0)  # no per-symbol limit in the start
+
+
+def test_the_shipped_daily_equity_series_are_long_or_flat_and_the_rest_keep_their_shorts() -> None:
+    from signal_engine.cli import with_dataset_limits
+    from signal_engine.data.datasets import EQUITY_MAX_SHORT, dataset_short_limits
+
+    assert EQUITY_MAX_SHORT == 0.0
+    assert dataset_short_limits() == {"SPX": 0.0, "IXIC": 0.0, "GOOG": 0.0, "MSFT": 0.0}
+    mine = with_dataset_limits({"max_asset_short_exposure": {"spx": 0.5, "EURUSD": 0.2}, "timeframes": ("long",)})
+    assert mine == {"timeframes": ("long",), "max_asset_short_exposure": {
+        "SPX": 0.5, "IXIC": 0.0, "GOOG": 0.0, "MSFT": 0.0, "EURUSD": 0.2}}
+    with pytest.raises(ConfigError, match="'max_asset_short_exposure' must map symbols to limits"):
+        with_dataset_limits({"max_asset_short_exposure": 0.0})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -404,3 +405,30 @@ def test_config_for_hourly_bars_and_invalid_settings() -> None:
         OrchestrationConfig(drawdown_basis="account")
     with pytest.raises(ConfigError, match="drawdown_start"):
         OrchestrationConfig(drawdown_start=0.2, drawdown_limit=0.1)
+
+
+def test_per_symbol_short_limits_are_read_from_a_mapping_and_bad_ones_name_the_setting() -> None:
+    config = OrchestrationConfig(max_asset_exposure=0.8, max_asset_short_exposure={"spx": 0, "GOOG": 0.3, "EURUSD": 2})
+    assert config.max_asset_short_exposure == (("EURUSD", 2.0), ("GOOG", 0.3), ("SPX", 0.0))
+    assert [config.asset_short_limit(s) for s in ("SPX", "goog", "EURUSD", "IXIC")] == [0.0, 0.3, 0.8, 0.8]
+    assert OrchestrationConfig(max_asset_short_exposure=config.max_asset_short_exposure) == replace(
+        config, max_asset_exposure=1.0)
+    limits = ExposureLimits.from_config(config, ["IXIC", "SPX"])
+    assert limits.asset_short == (0.8, 0.0)
+    np.testing.assert_array_equal(limits.asset_limits(np.array([-0.5, 0.5])), [0.8, 0.8])
+    np.testing.assert_array_equal(limits.asset_limits(np.array([-0.5, -0.5])), [0.8, 0.0])
+    assert ExposureLimits.from_config(config, ["IXIC", "EURUSD"]).asset_short is None  # nothing tighter
+    for bad, named in (({"SPX": -0.1}, "of SPX must be a number of 0 or more"),
+                       ({"SPX": "none"}, "of SPX must be a number"), ({"SPX": True}, "of SPX must be a number"),
+                       ({3: 0.0}, "needs symbols as names"), (0.0, "must map symbols to limits")):
+        with pytest.raises(ConfigError, match=named):
+            OrchestrationConfig(max_asset_short_exposure=bad)  # type: ignore[arg-type]
+
+
+def test_book_scales_hold_a_short_limit_per_symbol_by_hand() -> None:
+    limits = ExposureLimits(gross=3.0, net=3.0, asset=1.0, long=3.0, short=3.0, asset_short=(0.0, 0.25, 1.0))
+    scales = book_scales(np.array([-0.6, -0.5, -0.5]), limits)
+    np.testing.assert_allclose(scales.per_symbol, [0.0, 0.5, 1.0])
+    np.testing.assert_allclose(scales.asset_limit, [0.0, 0.25, 1.0])
+    long_side = book_scales(np.array([0.6, 0.5, 0.5]), limits)  # the long side keeps the asset limit
+    np.testing.assert_allclose(long_side.per_symbol, [1.0, 1.0, 1.0])

@@ -2,12 +2,15 @@
 
 1. Allocations lie within [min, max] and sum to 1.
 2. No allocation moves by more than the change limit between consecutive updates.
-3. After the unified risk manager, no exposure is above its limit, whatever the positions proposed.
+3. After the unified risk manager, no exposure is above its limit, whatever the positions proposed (per-symbol
+   short limits included).
 4. Drawdown scaling is non-increasing in the drawdown and reaches the emergency level past the limit.
 5. Resolving a conflict never increases |net exposure|.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 from hypothesis import given, settings
@@ -74,28 +77,40 @@ def test_projection_is_feasible_and_is_the_euclidean_projection(data: st.DataObj
         assert np.ptp(shift) <= 1e-7
 
 
+Limits = dict[str, Any]  # the book limits by name, and "asset_short": per symbol a short limit or None
+
+
 @st.composite
-def book(draw: st.DrawFn) -> tuple[np.ndarray, dict[str, float]]:
+def book(draw: st.DrawFn) -> tuple[np.ndarray, Limits]:
     m = draw(st.integers(min_value=1, max_value=5))
     s = draw(st.integers(min_value=1, max_value=4))
     contributions = draw(arrays(float, (m, s), elements=st.floats(-3.0, 3.0)))
     limit = st.floats(min_value=0.0, max_value=2.0)
-    limits = {name: draw(limit) for name in ("gross", "net", "asset", "long", "short", "timeframe")}
+    limits: Limits = {name: draw(limit) for name in ("gross", "net", "asset", "long", "short", "timeframe")}
+    limits["asset_short"] = draw(st.lists(st.none() | limit, min_size=s, max_size=s))
     return contributions, limits
 
 
-def _manager(limits: dict[str, float]) -> UnifiedRiskManager:
+def _symbols(n: int) -> list[str]:
+    return [f"S{i}" for i in range(n)]
+
+
+def _manager(limits: Limits) -> UnifiedRiskManager:
+    symbols = _symbols(len(limits["asset_short"]))
     config = OrchestrationConfig(
         max_gross_exposure=limits["gross"], max_net_exposure=limits["net"], max_asset_exposure=limits["asset"],
         max_long_exposure=limits["long"], max_short_exposure=limits["short"],
         max_timeframe_exposure=limits["timeframe"],
+        max_asset_short_exposure={s: v for s, v in zip(symbols, limits["asset_short"], strict=True) if v is not None},
     )
-    return UnifiedRiskManager(config, periods_per_year=252.0)
+    return UnifiedRiskManager(config, periods_per_year=252.0, symbols=symbols)
 
 
-def _assert_within_limits(contributions: np.ndarray, limits: dict[str, float]) -> None:
+def _assert_within_limits(contributions: np.ndarray, limits: Limits) -> None:
     positions = contributions.sum(axis=0)
     assert np.all(np.abs(positions) <= limits["asset"] + TOL)
+    for position, short_limit in zip(positions, limits["asset_short"], strict=True):
+        assert short_limit is None or -position <= short_limit + TOL
     assert np.abs(positions).sum() <= limits["gross"] + TOL
     assert abs(positions.sum()) <= limits["net"] + TOL
     assert positions[positions > 0].sum() <= limits["long"] + TOL
@@ -106,7 +121,7 @@ def _assert_within_limits(contributions: np.ndarray, limits: dict[str, float]) -
 @FAST
 @given(book(), st.data())
 def test_exposure_never_exceeds_its_limits_after_the_risk_manager(
-    proposal: tuple[np.ndarray, dict[str, float]], data: st.DataObject
+    proposal: tuple[np.ndarray, Limits], data: st.DataObject
 ) -> None:
     contributions, limits = proposal
     m, s = contributions.shape
@@ -124,7 +139,7 @@ def test_exposure_never_exceeds_its_limits_after_the_risk_manager(
 @FAST
 @given(book(), st.data())
 def test_limits_hold_when_some_symbols_cannot_trade(
-    proposal: tuple[np.ndarray, dict[str, float]], data: st.DataObject
+    proposal: tuple[np.ndarray, Limits], data: st.DataObject
 ) -> None:
     contributions, limits = proposal
     limits["net"] = max(limits["net"], limits["gross"])  # a held book within gross is then within net

@@ -260,6 +260,33 @@ def test_every_strategy_and_basis_keeps_the_limits(
     assert (conflicts["rule"] == config.conflict_strategy).all()
 
 
+def test_a_symbol_with_a_short_limit_of_zero_is_long_or_flat_and_the_other_is_untouched(
+    market: tuple[dict[str, dict[str, pd.DataFrame]], dict[str, pd.Series]]
+) -> None:
+    signals, closes = market
+    both = orchestrate(signals, closes, _config(), 252.0)
+    assert (both.positions["A"] < -0.01).any() and (both.positions["B"] < -0.01).any()  # both go short freely
+    config = _config(max_asset_short_exposure={"a": 0.0})
+    limited = orchestrate(signals, closes, config, 252.0)
+    assert (limited.positions["A"] >= -TOL).all()
+    assert (limited.positions["B"] < -0.01).any()
+    assert_book_limits(limited, config)
+    capped = limited.events[(limited.events["rule"] == "asset") & (limited.events["symbol"] == "A")]
+    activated = capped[capped["kind"] == "risk_limit_activated"]
+    assert len(activated) > 0 and (activated["threshold"] == 0.0).all()
+
+
+def test_one_symbols_short_limit_is_the_book_short_limit_for_that_symbol_alone(
+    market: tuple[dict[str, dict[str, pd.DataFrame]], dict[str, pd.Series]]
+) -> None:
+    signals, closes = market
+    alone = {"A": signals["A"]}, {"A": closes["A"]}
+    per_symbol = orchestrate(*alone, _config(max_asset_short_exposure={"A": 0.2}), 252.0)
+    book_wide = orchestrate(*alone, _config(max_short_exposure=0.2), 252.0)
+    assert per_symbol.positions["A"].min() == pytest.approx(-0.2)
+    np.testing.assert_allclose(per_symbol.positions.to_numpy(), book_wide.positions.to_numpy(), atol=1e-12)
+
+
 def test_thin_liquidity_halves_the_trade_budget() -> None:
     index = pd.bdate_range("2020-01-01", periods=HISTORY + 20)
     close = pd.Series(100 * np.exp(np.linspace(0.0, 0.1, len(index))), index=index)

@@ -103,7 +103,10 @@ def test_the_decided_studies_start_from_the_defaults_before_the_development_stud
     config = run_config(load_config("quick"), STUDIES["drawdown"].trend)
     assert config.trend.momentum is False and load_config("quick").trend.momentum is True
     assert config.trend.n_estimators == load_config("quick").trend.n_estimators
-    assert STUDIES["ablation"].trend == {} and STUDIES["ablation"].base == {}
+    assert STUDIES["ablation"].trend == {}
+    assert STUDIES["ablation"].base == {"max_asset_short_exposure": {"SPX": 0.0, "IXIC": 0.0, "GOOG": 0.0, "MSFT": 0.0}}
+    for name in ("drawdown", "allocation"):  # decided before the per-symbol short limits existed
+        assert "max_asset_short_exposure" not in STUDIES[name].base
 
 
 def test_the_ablation_turns_alignment_on_and_all_off_is_the_sum_of_parts_settings() -> None:
@@ -111,3 +114,4 @@ def test_the_ablation_turns_alignment_on_and_all_off_is_the_sum_of_parts_setting
     assert variants["+alignment"](252.0) == {"harmony_amplification": 0.5}
     assert "harmony_amplification" not in variants["all off"](252.0)
     assert variants["all off"](252.0)["max_allocation_change"] == 0.0
+    assert variants["all off"](252.0)["max_asset_short_exposure"] == {}  # the parts may go short
