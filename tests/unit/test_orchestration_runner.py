@@ -260,7 +260,7 @@ def test_every_strategy_and_basis_keeps_the_limits(
     assert (conflicts["rule"] == config.conflict_strategy).all()
 
 
-def test_a_symbol_with_a_short_limit_of_zero_is_long_or_flat_and_the_other_is_untouched(
+def test_a_symbol_with_a_short_limit_of_zero_is_long_or_flat_and_the_other_still_goes_short(
     market: tuple[dict[str, dict[str, pd.DataFrame]], dict[str, pd.Series]]
 ) -> None:
     signals, closes = market
