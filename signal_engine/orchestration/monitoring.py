@@ -128,6 +128,10 @@ class Monitor:
         for rule, limit in book_limits.items():
             value = book.net if rule == "net" else float(book.asset.min())
             self._watch.observe(timestamp, "exposure", rule, binding=book.binding[rule], value=value, threshold=limit)
-        for s, symbol in enumerate(self.symbols):
-            self._watch.observe(timestamp, "exposure", "asset", symbol=symbol, binding=bool(book.asset_cap[s] < 1.0),
-                                value=float(book.asset_cap[s]), threshold=float(book.asset_limit[s]))
+        for s, symbol in enumerate(self.symbols):  # a symbol's own short limit binds as "asset_short"
+            capped, scale = bool(book.asset_cap[s] < 1.0), float(book.asset_cap[s])
+            own_short = bool(book.asset_limit[s] < c.max_asset_exposure)
+            self._watch.observe(timestamp, "exposure", "asset", symbol=symbol, binding=capped and not own_short,
+                                value=scale, threshold=c.max_asset_exposure)
+            self._watch.observe(timestamp, "exposure", "asset_short", symbol=symbol, binding=capped and own_short,
+                                value=scale, threshold=c.asset_short_limit(symbol))

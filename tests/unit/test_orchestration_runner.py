@@ -271,9 +271,11 @@ def test_a_symbol_with_a_short_limit_of_zero_is_long_or_flat_and_the_other_still
     assert (limited.positions["A"] >= -TOL).all()
     assert (limited.positions["B"] < -0.01).any()
     assert_book_limits(limited, config)
-    capped = limited.events[(limited.events["rule"] == "asset") & (limited.events["symbol"] == "A")]
-    activated = capped[capped["kind"] == "risk_limit_activated"]
-    assert len(activated) > 0 and (activated["threshold"] == 0.0).all()
+    events = limited.events[limited.events["component"] == "exposure"]
+    capped = events[(events["rule"] == "asset_short") & (events["symbol"] == "A")]
+    assert len(capped) > 0 and (capped["threshold"] == 0.0).all() and (capped["value"] < 1.0).any()
+    assert set(capped["kind"]) == {"risk_limit_activated", "risk_limit_released"}
+    assert not ((events["rule"] == "asset_short") & (events["symbol"] == "B")).any()
 
 
 def test_one_symbols_short_limit_is_the_book_short_limit_for_that_symbol_alone(
