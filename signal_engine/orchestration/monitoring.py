@@ -32,6 +32,7 @@ class Monitor:
         self.config = config
         self.symbols = tuple(symbols)
         self.models = tuple(models)
+        self._short_limits = tuple(config.asset_short_limit(symbol) for symbol in self.symbols)
         self.log = EventLog()
         self._watch = LimitWatch(self.log)
 
@@ -134,4 +135,4 @@ class Monitor:
             self._watch.observe(timestamp, "exposure", "asset", symbol=symbol, binding=capped and not own_short,
                                 value=scale, threshold=c.max_asset_exposure)
             self._watch.observe(timestamp, "exposure", "asset_short", symbol=symbol, binding=capped and own_short,
-                                value=scale, threshold=c.asset_short_limit(symbol))
+                                value=scale, threshold=self._short_limits[s])
