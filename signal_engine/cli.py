@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from signal_engine.pipeline import BacktestOutput
 
 EXIT_BAD_INPUT = 2
+DEMO_OUT = Path("out/demo")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,7 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(backtest)
 
     demo = commands.add_parser("demo", help="the whole local pipeline on real market data shipped with the project")
-    demo.add_argument("--out", type=Path, default=Path("out/demo"), metavar="DIR")
+    demo.add_argument("--out", type=Path, default=DEMO_OUT, metavar="DIR")
+    demo.add_argument("--registry", type=Path, default=None, metavar="DIR",
+                      help="where the demo trains its model bundle (default: out/models for the default --out, "
+                           "which `signal-engine serve` reads; else DIR/models under --out)")
     _add_run_options(demo)
 
     datasets = commands.add_parser("datasets", help="export the real data sets shipped with the dependencies")
@@ -120,7 +124,6 @@ def _backtest(args: argparse.Namespace, console: Console) -> int:
 
 def _demo(args: argparse.Namespace, console: Console) -> int:
     from signal_engine.bootstrap import Settings, bootstrap
-    from signal_engine.commands.train import default_registry
     from signal_engine.pipeline import backtest_series, persist_events
     from signal_engine.storage.ingest import ingest_prices
     from signal_engine.workflow.local import train_bundle
@@ -150,8 +153,23 @@ def _demo(args: argparse.Namespace, console: Console) -> int:
     finally:
         storage.close()
     console.print(f"  stored {stored} new orchestration events in the risk log ({args.out / 'store.db'})")
-    train_bundle(series, config, default_registry(), console=console, walk_forward_results=output.results)
+    train_bundle(series, config, demo_registry(args.out, args.registry), console=console,
+                 walk_forward_results=output.results)
     return 0
+
+
+def demo_registry(out: Path, registry: Path | None) -> Path:
+    """Where the demo trains: ``--registry``; for the default ``--out``, serve's default registry; else ``out/models``.
+
+    A demo pointed at another folder (a test's temporary one, say) never replaces the bundle in ``out/models``.
+    """
+    from signal_engine.commands.train import default_registry
+
+    if registry is not None:
+        return registry
+    if out.resolve() == DEMO_OUT.resolve():
+        return default_registry()
+    return out / "models"
 
 
 def with_dataset_costs(config: RunConfig) -> RunConfig:

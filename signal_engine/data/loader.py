@@ -77,15 +77,38 @@ def _read_table(path: Path, source: str) -> pd.DataFrame:
         raise InputError(source, "is a binary file, not CSV text; expected the layout " + EXPECTED_LAYOUT)
     if not head.strip():
         raise InputError(source, "is empty; expected a header line " + EXPECTED_LAYOUT + " and one line per bar")
+    separator = _separator(head)
     try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, sep=separator)
     except pd.errors.ParserError as exc:
         raise InputError(source, f"is not valid CSV ({exc}); expected the layout {EXPECTED_LAYOUT}") from None
     except UnicodeDecodeError:
         raise InputError(source, "is a binary file, not CSV text; expected the layout " + EXPECTED_LAYOUT) from None
     if table.empty:
         raise InputError(source, "has a header but no bars; expected one line per bar after the header")
-    return table
+    return table if separator == "," else _decimal_commas_to_points(table)
+
+
+def _separator(head: bytes) -> str:
+    """The header's field separator: ',' (Yahoo's export), or ';' / tab where a spreadsheet wrote the file."""
+    header = head.split(b"\n", 1)[0].decode("utf-8", errors="replace")
+    counts = {separator: header.count(separator) for separator in (",", ";", "\t")}
+    best = max(counts, key=lambda separator: counts[separator])
+    return best if counts[best] > counts[","] else ","
+
+
+def _decimal_commas_to_points(table: pd.DataFrame) -> pd.DataFrame:
+    """Columns whose every cell is a number written with a decimal comma (``101,25``), as ``101.25``."""
+    out = table.copy()
+    for column in out.columns:
+        cells = out[column].str.strip()
+        filled = cells[cells != ""]
+        if len(filled) and filled.str.fullmatch(_DECIMAL_COMMA).all() and filled.str.contains(",").any():
+            out[column] = cells.str.replace(",", ".", regex=False)
+    return out
+
+
+_DECIMAL_COMMA = r"-?\d+(,\d+)?"
 
 
 def _is_utf8(data: bytes) -> bool:

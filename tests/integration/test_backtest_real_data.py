@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from signal_engine.adapters.model_registry import LocalModelRegistry
 from signal_engine.config import load_config
 from signal_engine.evaluation.backtest import SIGNAL_COLUMNS
 from signal_engine.pipeline import BacktestOutput, run_backtest
@@ -118,11 +120,16 @@ def test_truncating_the_data_after_t_changes_no_row_at_or_before_t(
 def test_demo_runs_every_shipped_series_end_to_end(tmp_path: Path) -> None:
     config = tmp_path / "few-refits.yaml"
     config.write_text(SMALL.replace("refit_every: 60", "refit_every: 500"))
+    workdir = tmp_path / "cwd"  # where `out/models` would land if the demo ignored --out
+    workdir.mkdir()
+    environment = {k: v for k, v in os.environ.items() if k != "SIGNAL_ENGINE_MODEL_REGISTRY"}
     completed = subprocess.run(
         [sys.executable, "-m", "signal_engine", "demo", "--out", str(tmp_path), "--config", str(config)],
-        capture_output=True, text=True, check=False,
+        capture_output=True, text=True, check=False, cwd=workdir, env=environment,
     )
     assert completed.returncode == 0, completed.stderr
+    assert not (workdir / "out").exists(), "the demo wrote outside --out"
+    assert LocalModelRegistry(tmp_path / "models").versions(), "the demo's bundle is not under --out/models"
     signals = pd.read_csv(tmp_path / "signals.csv")
     assert list(dict.fromkeys(signals["symbol"])) == ["SPX", "IXIC", "GOOG", "EURUSD"]
     metrics = json.loads((tmp_path / "metrics.json").read_text())

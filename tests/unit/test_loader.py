@@ -51,6 +51,20 @@ def test_intraday_timestamps_are_kept(tmp_path: Path) -> None:
     assert str(series.bars.index[1]) == "2024-01-02 10:30:00"
 
 
+@pytest.mark.parametrize("separator", [";", "\t"])
+def test_spreadsheet_separators_load_like_commas(tmp_path: Path, separator: str) -> None:
+    text = GOOD.replace(",", separator)
+    series = load_prices(write(tmp_path, text))
+    np.testing.assert_allclose(series.bars["close"], [5.25, 5.5, 5.4])
+
+
+def test_semicolon_file_with_decimal_commas_loads(tmp_path: Path) -> None:
+    text = "Date;Open;High;Low;Close;Volume\n2024-01-02;10,0;11,0;9,5;10,5;1000\n2024-01-03;10,5;11,5;10;11,0;1200\n"
+    series = load_prices(write(tmp_path, text))
+    np.testing.assert_allclose(series.bars["close"], [10.5, 11.0])
+    np.testing.assert_allclose(series.bars["volume"], [1000, 1200])
+
+
 def test_real_shipped_files_load(goog_csv: Path, eurusd_csv: Path) -> None:
     assert len(load_prices(goog_csv)) == 2148
     assert load_prices(eurusd_csv).intraday
