@@ -146,6 +146,20 @@ def test_hold_rule_keeps_a_position_inside_the_band(bundle: ServingBundle,
     np.testing.assert_array_equal(flat.position, 0.0)
 
 
+@pytest.mark.parametrize("previous", [0.5, -0.5, 0.0])
+def test_hold_rule_from_any_previous_side_matches_the_backtests(
+        bundle: ServingBundle, rows: tuple[list[Answers], np.ndarray, np.ndarray], previous: float) -> None:
+    answers, closes, prints = rows
+    wide = replace(bundle, combiner=CombinerSettings("weighted", 0.95, -0.95))
+    d = Combiner(wide).decide(answers, closes, prints, previous_position=np.full(len(answers), previous))
+    exit_level = bundle.risk.exit_level
+    assert (d.combined > exit_level).any() and (d.combined < exit_level).any(), "rows on both sides of the exit"
+    entry = {0.5: [1.0], -0.5: [-1.0], 0.0: []}[previous]  # a bar that entered the previous side, then bar i
+    for i, score in enumerate(d.combined):
+        held = held_direction(np.array([*entry, score]), enter_long=0.95, enter_short=-0.95, exit_level=exit_level)
+        assert d.held_direction[i] == held[-1], f"row {i}: score {score:+.3f} after a position of {previous}"
+
+
 def test_short_signals_are_flat_when_shorting_is_off(bundle: ServingBundle,
                                                      rows: tuple[list[Answers], np.ndarray, np.ndarray]) -> None:
     answers, closes, prints = rows
