@@ -22,6 +22,7 @@ from signal_engine.orchestration import (
     orchestrate,
     timeframe_specs,
 )
+from signal_engine.orchestration.drawdown import DrawdownDefender
 
 HISTORY = 260  # bars of closes before the first signal (regime windows look back)
 TOL = 1e-9
@@ -196,6 +197,40 @@ def test_a_crash_triggers_emergency_deleveraging_and_the_event_is_kept() -> None
     after = result.positions.loc[emergency["timestamp"].iloc[0]:, "A"]
     assert (after == 0.0).all() and result.positions["A"].iloc[5] > 0
     assert (result.events["kind"] == "risk_limit_activated").any()
+
+
+def _crash(cost_bps: float, **overrides: object) -> tuple[OrchestrationResult, OrchestrationConfig]:
+    """An always-long book through a 35-bar slide: the defender acts; costs make turnover visible."""
+    index = pd.bdate_range("2020-01-01", periods=HISTORY + 60)
+    rng = np.random.default_rng(11)
+    steps = np.r_[np.zeros(HISTORY + 5), np.full(35, np.log(0.985)), rng.normal(0.002, 0.01, 20)]
+    close = pd.Series(100 * np.exp(np.cumsum(steps)), index=index)
+    config = _config(cost_bps=cost_bps, **overrides)
+    streams = dict.fromkeys(TIMEFRAME_NAMES, _always_long(index[HISTORY:]))
+    return orchestrate({"A": streams}, {"A": close}, config, 252.0), config
+
+
+@pytest.mark.parametrize("basis", ["undefended", "account"])
+def test_the_defender_scales_by_the_drawdown_of_its_configured_book(basis: str) -> None:
+    result, config = _crash(cost_bps=10.0, drawdown_basis=basis, emergency_scale=0.2)
+    column = {"undefended": "undefended", "account": "orchestrated"}[basis]
+    assert not np.allclose(result.returns["undefended"], result.returns["orchestrated"]), "the books must differ"
+    replay = DrawdownDefender(config)
+    expected = []
+    for realised in result.returns[column].to_numpy():  # realised at the bar's close, before it decides
+        replay.update(float(realised))
+        expected.append(replay.scale())
+    np.testing.assert_allclose(result.risk_scales["drawdown"].to_numpy(), expected, atol=1e-12)
+    assert min(expected) < 1.0
+
+
+def test_the_undefended_book_pays_its_own_turnover() -> None:
+    defended, _ = _crash(cost_bps=25.0)
+    idle, _ = _crash(cost_bps=25.0, drawdown_start=0.9, drawdown_limit=0.95, emergency_drawdown=0.99)
+    assert (defended.risk_scales["drawdown"] < 1.0).any() and (idle.risk_scales["drawdown"] == 1.0).all()
+    # Without the defender the book is what an idle defender would hold, with its own trades and costs.
+    np.testing.assert_allclose(defended.returns["undefended"], idle.returns["orchestrated"], atol=1e-15)
+    assert not np.allclose(defended.returns["orchestrated"], idle.returns["orchestrated"])
 
 
 def test_event_table_has_the_storage_columns(result: OrchestrationResult) -> None:
