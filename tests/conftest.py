@@ -7,6 +7,31 @@ from pathlib import Path
 import pytest
 
 from signal_engine.data.datasets import export_dataset
+from tests.user_files import USER_FOLDERS, changes, snapshot
+
+_USER_FILES = pytest.StashKey[dict[str, tuple[int, int]]]()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.stash[_USER_FILES] = snapshot()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run when any test created, changed or removed a file under the checkout's out/, cdk.out/, build/."""
+    before = session.stash.get(_USER_FILES, None)
+    if before is None:
+        return
+    touched = changes(before, snapshot())
+    if touched:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        lines = [f"tests wrote to the user's files ({', '.join(USER_FOLDERS)}); write under tmp_path instead:",
+                 *touched[:20], *([f"... and {len(touched) - 20} more"] if len(touched) > 20 else [])]
+        for line in lines:
+            if reporter is not None:
+                reporter.write_line(line, red=True)
+            else:
+                print(line)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")
