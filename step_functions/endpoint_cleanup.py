@@ -34,6 +34,7 @@ class EndpointCleanup(Construct):
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
         arn = f"arn:{stack.partition}:sagemaker:{stack.region}:{stack.account}"
+        self._arn, self._prefix = arn, name_prefix
         self.function = lambda_.Function(
             self, "Handler", runtime=RUNTIME, handler="handler.on_event",
             code=lambda_.Code.from_asset(str(HANDLER_DIR), exclude=["__pycache__", "*.pyc"]),
@@ -68,12 +69,12 @@ class EndpointCleanup(Construct):
                         "the CDK Provider framework picks its own Node.js runtime.")
         acknowledge(self.function, "AwsSolutions-IAM5[Resource::*]", "sagemaker:ListModels and "
                     "sagemaker:ListEndpointConfigs have no resource-level permissions.")
-        acknowledge(self.function, f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:"
-                    f"<AWS::AccountId>:model/{NAME_PREFIX}*]", "the workflow names models signal-engine-<run id> "
-                    "at run time; the handler deletes only those tagged with this stage's endpoint.")
-        acknowledge(self.function, f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:"
-                    f"<AWS::AccountId>:endpoint-config/{NAME_PREFIX}*]", "the workflow names endpoint configs "
-                    "signal-engine-<run id> at run time; the handler deletes only those tagged with this stage's "
-                    "endpoint.")
-        acknowledge(self.provider, "AwsSolutions-IAM5[Resource::<TrainingCleanupHandler*.Arn>:*]",
+        from step_functions.training_workflow import _nag_text  # the finding ids as cdk-nag prints them
+
+        stack, arn = Stack.of(self), self._arn
+        for kind in ("model", "endpoint-config"):
+            acknowledge(self.function, f"AwsSolutions-IAM5[Resource::{_nag_text(stack, f'{arn}:{kind}/')}"
+                        f"{self._prefix}*]", f"the workflow names each {kind} signal-engine-<run id> at run time; "
+                        "the handler deletes only those tagged with this stage's endpoint.")
+        acknowledge(self.provider, f"AwsSolutions-IAM5[Resource::{_nag_text(stack, self.function.function_arn)}:*]",
                     "the CDK Provider framework may invoke every version of the cleanup handler, nothing else.")
