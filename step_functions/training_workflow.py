@@ -38,8 +38,8 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from signal_engine.workflow.steps import STEPS, Step
-from step_functions.endpoint_cleanup import EndpointCleanup
 from stacks.constructs.nag import acknowledge
+from step_functions.endpoint_cleanup import EndpointCleanup
 
 SYNC_TRAINING = "arn:aws:states:::sagemaker:createTrainingJob.sync"
 # Errors of the CreateTrainingJob call itself. A job that fails (code error, capacity, stopped) ends the .sync
@@ -470,8 +470,9 @@ class TrainingWorkflow(Construct):
         endpoint_failed = sfn.Pass(self, "EndpointNotDeployed", parameters={
             "Error": "EndpointNotDeployed",
             "Cause": sfn.JsonPath.format(
-                "endpoint {} is {} on endpoint config {}, not on the config of this run {}; version {} is not promoted. "
-                "FailureReason: {}", self.endpoint_name, sfn.JsonPath.string_at("$.endpoint.status"),
+                "endpoint {} is {} on endpoint config {}, not on the config of this run {}; "
+                "version {} is not promoted. FailureReason: {}",
+                self.endpoint_name, sfn.JsonPath.string_at("$.endpoint.status"),
                 sfn.JsonPath.string_at("$.endpoint.config"), name, sfn.JsonPath.string_at("$.publish.version"),
                 sfn.JsonPath.string_at("$.endpoint.reason"))},
             result_path="$.error")

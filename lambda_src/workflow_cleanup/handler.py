@@ -45,7 +45,7 @@ def clean(sagemaker: Any, *, endpoint: str, prefix: str, tag: tuple[str, str]) -
             name = item[name_key]
             if not name.startswith(prefix) or not _tagged(sagemaker, item[arn_key], tag):
                 continue
-            if _gone_if_missing(lambda name=name: delete(name)):  # type: ignore[misc]
+            if _gone_if_missing(lambda name=name, delete=delete: delete(name)):
                 deleted.append(f"{kind} {name}")
     return deleted
 

@@ -132,7 +132,7 @@ def _update_endpoint(self: SageMakerResponse) -> ActionResult:
     the update fails, rolls back and stays InService on its previous config with a FailureReason."""
     endpoint = self.sagemaker_backend.endpoints[self._get_param("EndpointName")]
     if UPDATE["mode"] == "rollback":
-        endpoint.endpoint_status, endpoint.failure_reason = "InService", ROLLBACK_REASON
+        endpoint.endpoint_status, endpoint.failure_reason = "InService", ROLLBACK_REASON  # type: ignore[assignment]
     else:
         endpoint.endpoint_config_name = self._get_param("EndpointConfigName")
         endpoint.endpoint_status, endpoint.failure_reason = "InService", None
