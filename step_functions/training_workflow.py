@@ -2,20 +2,27 @@
 
 ::
 
-    ApplyDefaults -> MergeInput -> ValidateInput
-    -> PrepareDataset                       SageMaker createTrainingJob.sync (entry prepare, CPU)
-    -> TrainExperts  (Map over experts)     createTrainingJob.sync per expert (entry train_expert, GPU)
+    ApplyDefaults -> MergeInput (run id: States.UUID()) -> ExecutionNameTaggable -> ValidateInput
+    -> PrepareDataset                       SageMaker createTrainingJob.sync (entry prepare, CPU); writes the plan
+       -> ReadPlan                          s3:getObject runs/<execution>/plan.json (each expert: gpu or cpu)
+    -> TrainExperts  (Map over the plan)    per expert: gpu (a Keras model) -> GPU instance, TensorFlow image;
+                                            cpu -> CPU instance, slim CPU image (entry train_expert)
     -> TrainGate                            createTrainingJob.sync (entry train_gate: walk-forward, gate, confidence)
     -> Evaluate                             createTrainingJob.sync (entry evaluate: quality gate, bundle, report)
        -> ReadDecision                      s3:getObject runs/<execution>/evaluation.json
     -> QualityGate   (Choice on passed)     failed -> NotifyQualityGateFailed -> QualityGateFailed (Fail)
     -> Publish -> CreateModel -> CreateEndpointConfig -> FindEndpoint -> EndpointExists
-       -> CreateEndpoint | UpdateEndpoint -> DescribeEndpoint -> EndpointInService (Wait and loop)
-       -> PromoteVersion (s3:putObject models/CURRENT) -> Deployed
+       -> CreateEndpoint | UpdateEndpoint -> WaitForEndpoint -> DescribeEndpoint -> EndpointInService
+       -> PromoteVersion (s3:putObject models/CURRENT) -> Deployed, only when the endpoint is InService on this
+          run's endpoint config; a failed update (SageMaker rolls back to the old config, InService, with a
+          FailureReason) or any other end state -> EndpointNotDeployed -> NotifyFailure, CURRENT unchanged.
 
-Every task retries throttling and capacity errors and catches everything else into ``NotifyFailure`` (SNS, with
-the error and its cause) -> ``TrainingFailed`` (Fail, carrying the cause). Job names carry the execution name and
-``$$.State.RetryCount``, so a retried job gets a fresh name.
+Every task retries throttling and catches everything else into ``NotifyFailure`` (SNS, with the error and its
+cause) -> ``TrainingFailed``. A failed training job is not rerun (SageMaker's RetryStrategy retries internal
+errors). SageMaker names come from the run id, not the execution name, so they are valid for any execution name:
+``se-<run id>-<step>-<attempt>`` (jobs), ``signal-engine-<run id>`` (model, endpoint config); tags carry the
+execution name (Base64 when it holds characters tags refuse), the run id and, on models and configs, the
+endpoint. ``EndpointCleanup`` deletes the endpoint and those tagged configs and models when the stack is deleted.
 """
 
 from __future__ import annotations
