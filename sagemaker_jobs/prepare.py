@@ -5,11 +5,16 @@ Hyperparameters: ``symbols`` (JSON list), ``start``/``end`` (ISO dates or empty)
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from signal_engine.data.loader import load_prices
-from signal_engine.errors import InputError, SignalEngineError
+from signal_engine.config import RunConfig
+from signal_engine.data.loader import PriceSeries, load_prices
+from signal_engine.errors import ConfigError, InputError, SignalEngineError
+from signal_engine.workflow.plan import EXPERTS as PLAN_EXPERTS
+from signal_engine.workflow.plan import training_plan
 from signal_engine.workflow.sagemaker_env import JobEnvironment
 from signal_engine.workflow.training import prepare_dataset
 
@@ -28,7 +33,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     dataset = prepare_dataset(series, job.model_dir, config, start=job.get("start") or None,
                               end=job.get("end") or None)
     print(f"prepared {', '.join(dataset.symbols)} into {dataset.root}")
+    write_plan(job, config, series)
     return 0
+
+
+def write_plan(job: JobEnvironment, config: RunConfig, series: Sequence[PriceSeries]) -> None:
+    """The training plan (each expert's accelerator) to hyperparameter ``plan`` (an ``s3://`` URI or a path),
+    when given; hyperparameter ``experts`` is the run's JSON list of experts (all of them when empty)."""
+    target = job.get("plan")
+    if not target:
+        return
+    raw = job.get("experts") or "[]"
+    try:
+        experts = json.loads(raw) or list(PLAN_EXPERTS)
+    except json.JSONDecodeError:
+        raise ConfigError(f"hyperparameter 'experts' is {raw!r}; expected a JSON list such as [\"trend\"]") from None
+    if not isinstance(experts, list) or not all(isinstance(e, str) for e in experts):
+        raise ConfigError(f"hyperparameter 'experts' is {raw!r}; expected a JSON list such as [\"trend\"]")
+    plan = training_plan(experts, config, [s.intraday for s in series])
+    body = (json.dumps(plan, indent=2) + "\n").encode("utf-8")
+    if target.startswith("s3://"):
+        import boto3
+
+        bucket, _, key = target[len("s3://"):].partition("/")
+        boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
+    else:
+        path = Path(target)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(body)
+    print("plan " + ", ".join(f"{e['expert']}={e['accelerator']}" for e in plan["experts"]))
 
 
 if __name__ == "__main__":

@@ -49,6 +49,7 @@ class TrainingStack(Stack):
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.training_image = container_image(self, "TrainingImage", "training")
+        self.cpu_training_image = container_image(self, "CpuTrainingImage", "training-cpu")
         self.inference_image = container_image(self, "InferenceImage", "inference")
         self.workflow = TrainingWorkflow(
             self,
@@ -56,6 +57,7 @@ class TrainingStack(Stack):
             datasets_bucket=datasets_bucket,
             artifacts_bucket=artifacts_bucket,
             training_image=self.training_image,
+            cpu_training_image=self.cpu_training_image,
             inference_image=self.inference_image,
             sagemaker_role=sagemaker_role,
             alarm_topic=alarm_topic,

@@ -2,20 +2,27 @@
 
 ::
 
-    ApplyDefaults -> MergeInput -> ValidateInput
-    -> PrepareDataset                       SageMaker createTrainingJob.sync (entry prepare, CPU)
-    -> TrainExperts  (Map over experts)     createTrainingJob.sync per expert (entry train_expert, GPU)
+    ApplyDefaults -> MergeInput (run id: States.UUID()) -> ExecutionNameTaggable -> ValidateInput
+    -> PrepareDataset                       SageMaker createTrainingJob.sync (entry prepare, CPU); writes the plan
+       -> ReadPlan                          s3:getObject runs/<execution>/plan.json (each expert: gpu or cpu)
+    -> TrainExperts  (Map over the plan)    per expert: gpu (a Keras model) -> GPU instance, TensorFlow image;
+                                            cpu -> CPU instance, slim CPU image (entry train_expert)
     -> TrainGate                            createTrainingJob.sync (entry train_gate: walk-forward, gate, confidence)
     -> Evaluate                             createTrainingJob.sync (entry evaluate: quality gate, bundle, report)
        -> ReadDecision                      s3:getObject runs/<execution>/evaluation.json
     -> QualityGate   (Choice on passed)     failed -> NotifyQualityGateFailed -> QualityGateFailed (Fail)
     -> Publish -> CreateModel -> CreateEndpointConfig -> FindEndpoint -> EndpointExists
-       -> CreateEndpoint | UpdateEndpoint -> DescribeEndpoint -> EndpointInService (Wait and loop)
-       -> PromoteVersion (s3:putObject models/CURRENT) -> Deployed
+       -> CreateEndpoint | UpdateEndpoint -> WaitForEndpoint -> DescribeEndpoint -> EndpointInService
+       -> PromoteVersion (s3:putObject models/CURRENT) -> Deployed, only when the endpoint is InService on this
+          run's endpoint config; a failed update (SageMaker rolls back to the old config, InService, with a
+          FailureReason) or any other end state -> EndpointNotDeployed -> NotifyFailure, CURRENT unchanged.
 
-Every task retries throttling and capacity errors and catches everything else into ``NotifyFailure`` (SNS, with
-the error and its cause) -> ``TrainingFailed`` (Fail, carrying the cause). Job names carry the execution name and
-``$$.State.RetryCount``, so a retried job gets a fresh name.
+Every task retries throttling and catches everything else into ``NotifyFailure`` (SNS, with the error and its
+cause) -> ``TrainingFailed``. A failed training job is not rerun (SageMaker's RetryStrategy retries internal
+errors). SageMaker names come from the run id, not the execution name, so they are valid for any execution name:
+``se-<run id>-<step>-<attempt>`` (jobs), ``signal-engine-<run id>`` (model, endpoint config); tags carry the
+execution name (Base64 when it holds characters tags refuse), the run id and, on models and configs, the
+endpoint. ``EndpointCleanup`` deletes the endpoint and those tagged configs and models when the stack is deleted.
 """
 
 from __future__ import annotations
@@ -39,16 +46,28 @@ from constructs import Construct
 
 from signal_engine.workflow.steps import STEPS, Step
 from stacks.constructs.nag import acknowledge
+from step_functions.endpoint_cleanup import EndpointCleanup
 
 SYNC_TRAINING = "arn:aws:states:::sagemaker:createTrainingJob.sync"
+# Errors of the CreateTrainingJob call itself. A job that fails (code error, capacity, stopped) ends the .sync
+# task with States.TaskFailed, which is not retried here: a rerun would repeat a code error on paid instances,
+# and SageMaker retries a job that fails with an InternalServerError itself (the job's RetryStrategy).
 THROTTLING_ERRORS = ("ThrottlingException", "SageMaker.ThrottlingException", "SageMaker.AmazonSageMakerException",
                      "SageMaker.ResourceLimitExceededException")
-# A training job that cannot get its instances (InsufficientCapacityError) ends the .sync task with States.TaskFailed.
-CAPACITY_ERRORS = ("States.TaskFailed",)
 ENDPOINT_ERRORS = ("ThrottlingException", "SageMaker.ThrottlingException", "SageMaker.SageMakerException",
                    "SageMaker.AmazonSageMakerException")
 DEFAULT_EXPERTS = ("trend", "levels", "volatility")
 REPORT_KEY = "runs/{}/evaluation.json"
+PLAN_KEY = "runs/{}/plan.json"
+# Generated SageMaker names: se-<run id>-<step>-<attempt> (training jobs), signal-engine-<run id> (model and
+# endpoint config). The run id is States.UUID() (36 characters), so every name fits SageMaker's
+# ^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62} whatever the execution name; the execution name goes into a tag.
+JOB_PREFIX, MODEL_PREFIX = "se-", "signal-engine-"
+EXECUTION_TAG, RUN_TAG, ENDPOINT_TAG = "signal-engine:execution", "signal-engine:run", "signal-engine:endpoint"
+# Characters an execution name may hold but a SageMaker tag value may not (ASCII); such a name is tagged in Base64.
+UNTAGGABLE = ("!", "'", "(", ")")
+# Endpoint states that end by themselves; any other state but InService ends the deployment.
+ENDPOINT_TRANSITIONS = ("Creating", "Updating", "SystemUpdating", "RollingBack")
 
 
 
@@ -143,6 +162,7 @@ class TrainingWorkflow(Construct):
         inference_image: ecr_assets.DockerImageAsset | str,
         sagemaker_role: iam.IRole,
         alarm_topic: sns.ITopic,
+        cpu_training_image: ecr_assets.DockerImageAsset | str | None = None,
         vpc: ec2.IVpc | None = None,
         subnets: ec2.SubnetSelection | None = None,
         security_groups: Sequence[ec2.ISecurityGroup] = (),
@@ -159,12 +179,15 @@ class TrainingWorkflow(Construct):
         volume_size_gb: int = 30,
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
         removal_policy: RemovalPolicy = RemovalPolicy.DESTROY,
+        cleanup_on_delete: bool = True,
     ) -> None:
         super().__init__(scope, construct_id)
         self.datasets_bucket, self.artifacts_bucket = datasets_bucket, artifacts_bucket
         self.sagemaker_role, self.alarm_topic = sagemaker_role, alarm_topic
         self.endpoint_name, self.models_prefix = endpoint_name, models_prefix.strip("/")
         self.training_image_uri = _image_uri(training_image, sagemaker_role)
+        self.cpu_training_image_uri = (self.training_image_uri if cpu_training_image is None
+                                       else _image_uri(cpu_training_image, sagemaker_role))
         self.inference_image_uri = _image_uri(inference_image, sagemaker_role)
         max_runtime = max_runtime or Duration.hours(4)
         self._max_runtime, self._volume = max_runtime, volume_size_gb
@@ -200,6 +223,7 @@ class TrainingWorkflow(Construct):
             logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
         )
         self._grant_training_jobs()
+        self.cleanup = EndpointCleanup(self, "Cleanup", endpoint_name=endpoint_name) if cleanup_on_delete else None
 
     # -- preamble: defaults and validation -----------------------------------------------------------------
 
@@ -209,13 +233,23 @@ class TrainingWorkflow(Construct):
         merge = sfn.Pass(self, "MergeInput", parameters={
             "run": sfn.JsonPath.json_merge(sfn.JsonPath.object_at("$.defaults"),
                                            sfn.JsonPath.object_at("$$.Execution.Input")),
+            "ids": {"run": sfn.JsonPath.uuid(), "execution": sfn.JsonPath.string_at("$$.Execution.Name")},
         })
+        encode = sfn.Pass(self, "EncodeExecutionTag", parameters={
+            "run": sfn.JsonPath.string_at("$.ids.run"),
+            "execution": sfn.JsonPath.format("base64:{}", sfn.JsonPath.base64_encode(
+                sfn.JsonPath.string_at("$.ids.execution")))}, result_path="$.ids")
+        taggable = sfn.Choice(self, "ExecutionNameTaggable").when(
+            sfn.Condition.or_(*(sfn.Condition.string_matches("$.ids.execution", f"*{c}*") for c in UNTAGGABLE)),
+            encode)
         invalid = sfn.Fail(self, "InvalidInput", error="InvalidInput",
                            cause="execution input needs 'symbols': a non-empty list, e.g. {\"symbols\": [\"SPX\"]}")
         validate = sfn.Choice(self, "ValidateInput")
         self._after_validation = validate
         self._invalid = invalid
-        return sfn.Chain.start(defaults).next(merge).next(validate)
+        encode.next(validate)
+        taggable.otherwise(validate)
+        return sfn.Chain.start(defaults).next(merge).next(taggable)
 
     def _steps(self, steps: Sequence[Step]) -> sfn.IChainable:
         builders = {"job": self._job_step, "map_job": self._map_step, "choice": self._choice_step,
@@ -237,7 +271,10 @@ class TrainingWorkflow(Construct):
             "prepare_dataset": (
                 [_channel("raw", f"States.Format('s3://{self.datasets_bucket.bucket_name}/{{}}/', "
                                  "$.run.dataset_prefix)")],
-                "$.dataset", {}),
+                "$.dataset",
+                {"experts.$": "States.JsonToString($.run.experts)",
+                 "plan.$": f"States.Format('s3://{self.artifacts_bucket.bucket_name}/{PLAN_KEY}', "
+                           "$$.Execution.Name)"}),
             "train_gate": ([_channel("dataset", "$.dataset.model")], "$.gate", {}),
             "evaluate": (
                 [_channel("dataset", "$.dataset.model"), _channel("gate", "$.gate.model"),
@@ -251,50 +288,68 @@ class TrainingWorkflow(Construct):
         channels, result_path, extra = specs[step.name]
         # SageMaker job names allow letters, digits and hyphens only.
         state = self._training_job(step, channels, result_path, extra,
-                                   job_suffix=f"'{(step.entry or step.name).replace('_', '-')}'")
+                                   job_suffix=f"'{(step.entry or step.name).replace('_', '-')}'",
+                                   image=self.training_image_uri, instance=f"$.run.{step.instance}_instance_type")
         self.step_states[step.name] = step.state
-        if step.name != "evaluate":
+        # What a job wrote to a known key, read back: prepare's training plan, evaluate's report.
+        reads = {"prepare_dataset": ("ReadPlan", PLAN_KEY, "$.plan", "document"),
+                 "evaluate": ("ReadDecision", REPORT_KEY, "$.decision", "report")}
+        if step.name not in reads:
             return state, state.next
+        read_id, key, read_path, field = reads[step.name]
         read = tasks.CallAwsService(
-            self, "ReadDecision", service="s3", action="getObject",
+            self, read_id, service="s3", action="getObject",
             parameters={"Bucket": self.artifacts_bucket.bucket_name,
-                        "Key": sfn.JsonPath.format(REPORT_KEY, sfn.JsonPath.string_at("$$.Execution.Name"))},
+                        "Key": sfn.JsonPath.format(key, sfn.JsonPath.string_at("$$.Execution.Name"))},
             iam_resources=[self.artifacts_bucket.arn_for_objects("runs/*")],
-            result_selector={"report": sfn.JsonPath.string_to_json(sfn.JsonPath.string_at("$.Body"))},
-            result_path="$.decision",
+            result_selector={field: sfn.JsonPath.string_to_json(sfn.JsonPath.string_at("$.Body"))},
+            result_path=read_path,
         )
         _protect(read, self.notify_failure, ("ThrottlingException", "S3.SdkClientException"))
         state.next(read)
         return state, read.next
 
     def _map_step(self, step: Step) -> tuple[sfn.IChainable, Any]:
-        job = self._training_job(
-            step, [_channel("dataset", "$.dataset.model")], None, {"expert.$": "$.expert"},
-            job_suffix="$.expert", id_suffix="Job",
-            output=f"States.Format('s3://{self.artifacts_bucket.bucket_name}/runs/{{}}/experts', $$.Execution.Name)",
-            catch=False,
-        )
+        """One job per expert of the plan: on a GPU instance with the training (TensorFlow) image when the plan
+        says ``gpu`` (a Keras model), else on a CPU instance with the CPU training image."""
+        jobs = {
+            accelerator: self._training_job(
+                step, [_channel("dataset", "$.dataset.model")], None, {"expert.$": "$.expert"},
+                job_suffix="$.expert", id_suffix=f"{accelerator.capitalize()}Job",
+                output=f"States.Format('s3://{self.artifacts_bucket.bucket_name}/runs/{{}}/experts', "
+                       "$$.Execution.Name)",
+                catch=False, image=image, instance=f"$.run.{accelerator}_instance_type",
+            )
+            for accelerator, image in (("gpu", self.training_image_uri), ("cpu", self.cpu_training_image_uri))
+        }
+        route = (sfn.Choice(self, f"{step.state}Accelerator")
+                 .when(sfn.Condition.string_equals("$.accelerator", "gpu"), jobs["gpu"])
+                 .when(sfn.Condition.string_equals("$.accelerator", "cpu"), jobs["cpu"])
+                 .otherwise(sfn.Fail(self, f"{step.state}UnknownAccelerator", error="UnknownAccelerator",
+                                     cause="the training plan names an accelerator other than gpu or cpu")))
         mapped = sfn.Map(
-            self, step.state, items_path="$.run.experts", max_concurrency=len(DEFAULT_EXPERTS),
-            item_selector={"expert": sfn.JsonPath.string_at("$$.Map.Item.Value"),
-                           "run": sfn.JsonPath.object_at("$.run"), "dataset": sfn.JsonPath.object_at("$.dataset")},
+            self, step.state, items_path="$.plan.document.experts", max_concurrency=len(DEFAULT_EXPERTS),
+            item_selector={"expert": sfn.JsonPath.string_at("$$.Map.Item.Value.expert"),
+                           "accelerator": sfn.JsonPath.string_at("$$.Map.Item.Value.accelerator"),
+                           "run": sfn.JsonPath.object_at("$.run"), "dataset": sfn.JsonPath.object_at("$.dataset"),
+                           "ids": sfn.JsonPath.object_at("$.ids")},
             result_path="$.experts",
         )
-        mapped.item_processor(job)
+        mapped.item_processor(route)
         mapped.add_catch(self.notify_failure, result_path="$.error")
         self.step_states[step.name] = step.state
         return mapped, mapped.next
 
     def _training_job(self, step: Step, channels: list[dict[str, Any]], result_path: str | None,
-                      extra_hyperparameters: dict[str, Any], *, job_suffix: str, id_suffix: str = "",
-                      output: str | None = None, catch: bool = True) -> sfn.CustomState:
+                      extra_hyperparameters: dict[str, Any], *, job_suffix: str, image: str, instance: str,
+                      id_suffix: str = "", output: str | None = None, catch: bool = True) -> sfn.CustomState:
         assert step.entry is not None
         output = output or (f"States.Format('s3://{self.artifacts_bucket.bucket_name}/runs/{{}}/{step.entry}', "
                             "$$.Execution.Name)")
         parameters: dict[str, Any] = {
-            "TrainingJobName.$": f"States.Format('se-{{}}-{{}}-{{}}', $$.Execution.Name, {job_suffix}, "
+            "TrainingJobName.$": f"States.Format('{JOB_PREFIX}{{}}-{{}}-{{}}', $.ids.run, {job_suffix}, "
                                  "$$.State.RetryCount)",
-            "AlgorithmSpecification": {"TrainingImage": self.training_image_uri, "TrainingInputMode": "File"},
+            "AlgorithmSpecification": {"TrainingImage": image, "TrainingInputMode": "File"},
             "RoleArn": self.sagemaker_role.role_arn,
             "HyperParameters": {
                 "sagemaker_program": f"{step.entry}.py",
@@ -308,11 +363,10 @@ class TrainingWorkflow(Construct):
             },
             "InputDataConfig": channels,
             "OutputDataConfig": {"S3OutputPath.$": output},
-            "ResourceConfig": {"InstanceCount": 1, "InstanceType.$": f"$.run.{step.instance}_instance_type",
-                               "VolumeSizeInGB": self._volume},
+            "ResourceConfig": {"InstanceCount": 1, "InstanceType.$": instance, "VolumeSizeInGB": self._volume},
             "StoppingCondition": {"MaxRuntimeInSeconds": int(self._max_runtime.to_seconds())},
             "RetryStrategy": {"MaximumRetryAttempts": 2},
-            "Tags": [{"Key": "signal-engine:step", "Value": step.name}],
+            "Tags": [{"Key": "signal-engine:step", "Value": step.name}, *_run_tags()],
         }
         if self._vpc_config:
             parameters["VpcConfig"] = self._vpc_config
@@ -325,7 +379,6 @@ class TrainingWorkflow(Construct):
         state = sfn.CustomState(self, step.state + id_suffix, state_json=state_json)
         state.add_retry(errors=list(THROTTLING_ERRORS), interval=Duration.seconds(30), max_attempts=5,
                         backoff_rate=2.0)
-        state.add_retry(errors=list(CAPACITY_ERRORS), interval=Duration.minutes(5), max_attempts=2, backoff_rate=2.0)
         if catch:
             state.add_catch(self.notify_failure, result_path="$.error")
         return state
@@ -359,7 +412,7 @@ class TrainingWorkflow(Construct):
         stack = Stack.of(self)
         name = sfn.JsonPath.string_at("$.publish.name")
         publish = sfn.Pass(self, step.state, parameters={
-            "name": sfn.JsonPath.format("signal-engine-{}", sfn.JsonPath.string_at("$$.Execution.Name")),
+            "name": sfn.JsonPath.format(f"{MODEL_PREFIX}{{}}", sfn.JsonPath.string_at("$.ids.run")),
             "version": sfn.JsonPath.string_at("$.decision.report.version"),
         }, result_path="$.publish")
         pass_role = iam.PolicyStatement(actions=["iam:PassRole"], resources=[self.sagemaker_role.role_arn],
@@ -369,19 +422,25 @@ class TrainingWorkflow(Construct):
             "ModelDataUrl": sfn.JsonPath.string_at("$.evaluation.model"),
             "Environment": {"SIGNAL_ENGINE_MODEL_VERSION": sfn.JsonPath.string_at("$.publish.version")},
         }
+        tags = [{"Key": EXECUTION_TAG, "Value": sfn.JsonPath.string_at("$.ids.execution")},
+                {"Key": RUN_TAG, "Value": sfn.JsonPath.string_at("$.ids.run")},
+                {"Key": ENDPOINT_TAG, "Value": self.endpoint_name}]
         model_parameters: dict[str, Any] = {"ModelName": name, "ExecutionRoleArn": self.sagemaker_role.role_arn,
-                                            "PrimaryContainer": container}
+                                            "PrimaryContainer": container, "Tags": tags}
         if self._vpc_config and self.endpoint_serverless is None:  # Serverless Inference takes no VPC config
             model_parameters["VpcConfig"] = self._vpc_config
         arn = f"arn:{stack.partition}:sagemaker:{stack.region}:{stack.account}"
+        # Tags on create need sagemaker:AddTags on the new resource.
+        add_tags = iam.PolicyStatement(actions=["sagemaker:AddTags"], resources=[
+            f"{arn}:model/{MODEL_PREFIX}*", f"{arn}:endpoint-config/{MODEL_PREFIX}*"])
         create_model = tasks.CallAwsService(
             self, "CreateModel", service="sagemaker", action="createModel", parameters=model_parameters,
-            iam_resources=[f"{arn}:model/signal-engine-*"], additional_iam_statements=[pass_role],
+            iam_resources=[f"{arn}:model/signal-engine-*"], additional_iam_statements=[pass_role, add_tags],
             result_path=sfn.JsonPath.DISCARD)
         create_config = tasks.CallAwsService(
             self, "CreateEndpointConfig", service="sagemaker", action="createEndpointConfig",
             parameters={"EndpointConfigName": name, "ProductionVariants": [{
-                "VariantName": "AllTraffic", "ModelName": name, **self._endpoint_capacity()}]},
+                "VariantName": "AllTraffic", "ModelName": name, **self._endpoint_capacity()}], "Tags": tags},
             iam_resources=[f"{arn}:endpoint-config/signal-engine-*"], result_path=sfn.JsonPath.DISCARD)
         find = tasks.CallAwsService(
             self, "FindEndpoint", service="sagemaker", action="listEndpoints",
@@ -403,7 +462,9 @@ class TrainingWorkflow(Construct):
         describe = tasks.CallAwsService(
             self, "DescribeEndpoint", service="sagemaker", action="describeEndpoint",
             parameters={"EndpointName": self.endpoint_name}, iam_resources=[endpoint_arn],
-            result_selector={"status": sfn.JsonPath.string_at("$.EndpointStatus")}, result_path="$.endpoint")
+            result_selector={"status": sfn.JsonPath.string_at("$.EndpointStatus"),
+                             "config": sfn.JsonPath.string_at("$.EndpointConfigName"),
+                             "described": sfn.JsonPath.object_at("$")}, result_path="$.endpoint")
         wait = sfn.Wait(self, "WaitForEndpoint", time=sfn.WaitTime.duration(self._poll))
         promote = tasks.CallAwsService(
             self, "PromoteVersion", service="s3", action="putObject",
@@ -411,23 +472,45 @@ class TrainingWorkflow(Construct):
                         "Body": sfn.JsonPath.string_at("$.publish.version"), "ContentType": "text/plain"},
             iam_resources=[self.artifacts_bucket.arn_for_objects(f"{self.models_prefix}/CURRENT")],
             result_path=sfn.JsonPath.DISCARD)
-        endpoint_failed = sfn.Pass(self, "EndpointFailed", parameters={
-            "Error": "EndpointFailed",
-            "Cause": sfn.JsonPath.format("endpoint {} ended in status {}; see its FailureReason in SageMaker",
-                                         self.endpoint_name, sfn.JsonPath.string_at("$.endpoint.status"))},
+        # The endpoint settled (InService, Failed, ...) without this run's config: a failed update leaves the
+        # endpoint InService on its previous config, with a FailureReason. Say so, and do not promote.
+        endpoint_failed = sfn.Pass(self, "EndpointNotDeployed", parameters={
+            "Error": "EndpointNotDeployed",
+            "Cause": sfn.JsonPath.format(
+                "endpoint {} is {} on endpoint config {}, not on the config of this run {}; "
+                "version {} is not promoted. FailureReason: {}",
+                self.endpoint_name, sfn.JsonPath.string_at("$.endpoint.status"),
+                sfn.JsonPath.string_at("$.endpoint.config"), name, sfn.JsonPath.string_at("$.publish.version"),
+                sfn.JsonPath.string_at("$.endpoint.reason"))},
             result_path="$.error")
         endpoint_failed.next(self.notify_failure)
+        reason = (sfn.Choice(self, "EndpointFailureReason")
+                  .when(sfn.Condition.is_present("$.endpoint.described.FailureReason"),
+                        sfn.Pass(self, "KeepFailureReason", parameters={
+                            "reason": sfn.JsonPath.string_at("$.endpoint.described.FailureReason"),
+                            "status": sfn.JsonPath.string_at("$.endpoint.status"),
+                            "config": sfn.JsonPath.string_at("$.endpoint.config")},
+                            result_path="$.endpoint").next(endpoint_failed))
+                  .otherwise(sfn.Pass(self, "NoFailureReason", parameters={
+                      "reason": "none given", "status": sfn.JsonPath.string_at("$.endpoint.status"),
+                      "config": sfn.JsonPath.string_at("$.endpoint.config")},
+                      result_path="$.endpoint").next(endpoint_failed)))
         for task in (create_model, create_config, find, create_endpoint, update_endpoint, describe, promote):
             _protect(task, self.notify_failure, ENDPOINT_ERRORS)
         in_service = (sfn.Choice(self, "EndpointInService")
-                      .when(sfn.Condition.string_equals("$.endpoint.status", "InService"),
+                      .when(sfn.Condition.and_(
+                          sfn.Condition.string_equals("$.endpoint.status", "InService"),
+                          sfn.Condition.string_equals_json_path("$.endpoint.config", "$.publish.name")),
                             promote.next(sfn.Succeed(self, "Deployed")))
-                      .when(sfn.Condition.string_equals("$.endpoint.status", "Failed"), endpoint_failed)
-                      .otherwise(wait.next(describe)))
+                      .when(sfn.Condition.or_(*(sfn.Condition.string_equals("$.endpoint.status", status)
+                                                for status in ENDPOINT_TRANSITIONS)), wait)
+                      .otherwise(reason))
+        wait.next(describe)
         describe.next(in_service)
+        # Wait once before the first DescribeEndpoint, so it sees the update under way, not the endpoint before it.
         exists = (sfn.Choice(self, "EndpointExists")
-                  .when(sfn.Condition.boolean_equals("$.endpoint.exists", True), update_endpoint.next(describe))
-                  .otherwise(create_endpoint.next(describe)))
+                  .when(sfn.Condition.boolean_equals("$.endpoint.exists", True), update_endpoint.next(wait))
+                  .otherwise(create_endpoint.next(wait)))
         publish.next(create_model).next(create_config).next(find).next(check).next(exists)
         self.step_states[step.name] = step.state
 
@@ -453,9 +536,9 @@ class TrainingWorkflow(Construct):
             conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}))
         scoped = {
             f"{self.artifacts_bucket.bucket_arn}/runs/*": "the run's evaluation report, read back by ReadDecision",
-            f"{arn}:training-job/se-*": "training jobs are named se-<execution>-<step>-<retry> at run time",
-            f"{arn}:model/signal-engine-*": "one model per execution, signal-engine-<execution>",
-            f"{arn}:endpoint-config/signal-engine-*": "one endpoint config per execution, signal-engine-<execution>",
+            f"{arn}:training-job/se-*": "training jobs are named se-<run id>-<step>-<retry> at run time",
+            f"{arn}:model/signal-engine-*": "one model per execution, signal-engine-<run id>",
+            f"{arn}:endpoint-config/signal-engine-*": "one endpoint config per execution, signal-engine-<run id>",
             "*": "sagemaker:ListEndpoints, X-Ray and CloudWatch log delivery have no resource-level permissions",
         }
         for resource, why in scoped.items():
@@ -492,6 +575,11 @@ def _nag_text(stack: Stack, value: str) -> str:
         return json.dumps(resolved)
 
     return text(stack.resolve(value))
+
+
+def _run_tags() -> list[dict[str, str]]:
+    """Tags that trace a SageMaker resource back to its run: the execution name and the run id in its names."""
+    return [{"Key": EXECUTION_TAG, "Value.$": "$.ids.execution"}, {"Key": RUN_TAG, "Value.$": "$.ids.run"}]
 
 
 def _channel(name: str, uri_path: str) -> dict[str, Any]:

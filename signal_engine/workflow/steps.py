@@ -85,7 +85,8 @@ class Step:
         (a branch on the previous step's decision) or ``deploy`` (publish the bundle, update the endpoint).
     entry : the ``sagemaker_jobs`` entry point that runs it in AWS (None for steps Step Functions does itself).
     inputs, outputs : artefact type names, in the order the step takes and gives them.
-    instance : ``cpu`` or ``gpu``: which instance type of the execution input the job runs on.
+    instance : ``cpu`` or ``gpu``: which instance type of the execution input the job runs on; ``plan``: each
+        expert's own, from the training plan (``signal_engine.workflow.plan``: ``gpu`` only for Keras models).
     """
 
     name: str
@@ -95,14 +96,14 @@ class Step:
     entry: str | None
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
-    instance: Literal["cpu", "gpu", "none"] = "none"
+    instance: Literal["cpu", "gpu", "plan", "none"] = "none"
 
 
 STEPS: tuple[Step, ...] = (
     Step("prepare_dataset", "PrepareDataset", "job", "prepare dataset", "prepare",
          ("TrainingInputs",), ("DatasetArtefact",), "cpu"),
     Step("train_experts", "TrainExperts", "map_job", "train each expert", "train_expert",
-         ("DatasetArtefact",), ("ExpertArtefact",), "gpu"),
+         ("DatasetArtefact",), ("ExpertArtefact",), "plan"),
     Step("train_gate", "TrainGate", "job", "train gate and meta-model", "train_gate",
          ("DatasetArtefact",), ("GateArtefact",), "cpu"),
     Step("evaluate", "Evaluate", "job", "evaluate walk-forward", "evaluate",

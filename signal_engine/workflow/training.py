@@ -34,6 +34,7 @@ from signal_engine.moe.confidence import ConfidenceCalibrator
 from signal_engine.moe.scores import levels_score, trend_score, volatility_score
 from signal_engine.registry import load_experts, save_experts
 from signal_engine.storage.export import series_csv
+from signal_engine.workflow.plan import expert_model
 from signal_engine.workflow.quality import Decision, QualityConfig, decide
 from signal_engine.workflow.steps import DatasetArtefact, EvaluationArtefact, ExpertArtefact, GateArtefact
 
@@ -150,14 +151,14 @@ def fit_expert(expert: str, series: PriceSeries, config: RunConfig) -> Any:
     known_horizon = known_by(labels.known_at_horizon(), r, embargo)
     if expert == "trend":
         rows = np.flatnonzero(known_horizon & (labels.trend >= 0))
-        return components.trend_expert(config).fit(frame.iloc[rows], labels.trend[rows])
+        return expert_model("trend", config).fit(frame.iloc[rows], labels.trend[rows])
     if expert == "volatility":
         known_next = known_by(labels.known_at_next(), r, embargo)
-        return components.volatility_expert(config).fit(frame, np.where(known_next, labels.next_variance, np.nan))
+        return expert_model("volatility", config).fit(frame, np.where(known_next, labels.next_variance, np.nan))
     if expert == "levels":
         future_range = np.column_stack((labels.future_low, labels.future_high))
         future_range[~known_horizon] = np.nan
-        return components.levels_expert(config).fit(frame, future_range)
+        return expert_model("levels", config).fit(frame, future_range)
     raise ConfigError(f"unknown expert '{expert}'; expected one of {', '.join(EXPERTS)}")
 
 

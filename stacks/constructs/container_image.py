@@ -14,7 +14,7 @@ from aws_cdk import aws_ecr_assets as ecr_assets
 from constructs import Construct
 
 ROOT = Path(__file__).resolve().parents[2]
-IMAGES = ("training", "inference")
+IMAGES = ("training", "training-cpu", "inference")
 # The build context is the repository root, reduced to what the images install: the package, its metadata and
 # the SageMaker entry points. Everything else (virtualenv, node_modules, cdk.out, data, tests) stays out, so the
 # asset hash changes only when the image's inputs do and synthesis copies a few megabytes, not gigabytes.

@@ -82,10 +82,12 @@ def test_prod_trains_on_its_own_gpu_type(prod_training_template: Template) -> No
 def test_training_jobs_use_the_training_image_asset(states: dict[str, Any], dev_stage: SignalEngineStage) -> None:
     jobs = training_jobs(states)
     assert len(jobs) >= 4  # prepare, one per expert (in the Map), gate, evaluate
-    asset_hash = dev_stage.training.training_image.asset_hash
-    for job in jobs.values():
+    tf_hash = dev_stage.training.training_image.asset_hash
+    cpu_hash = dev_stage.training.cpu_training_image.asset_hash
+    for name, job in jobs.items():
         image = job["Parameters"]["AlgorithmSpecification"]["TrainingImage"]
-        assert "container-assets" in image and asset_hash in image
+        assert "container-assets" in image
+        assert (cpu_hash if name == "TrainExpertsCpuJob" else tf_hash) in image, name
 
 
 def test_training_jobs_run_in_the_vpc_with_the_sagemaker_role(states: dict[str, Any]) -> None:
@@ -177,7 +179,8 @@ def test_images_are_assets_built_at_deploy_time(synthesized_app: SynthesizedApp)
     assert len(manifests) == 1
     images = json.loads(manifests[0].read_text())["dockerImages"]
     sources = sorted(image["source"]["dockerFile"] for image in images.values())
-    assert sources == ["containers/inference/Dockerfile", "containers/training/Dockerfile"]
+    assert sources == ["containers/inference/Dockerfile", "containers/training-cpu/Dockerfile",
+                       "containers/training/Dockerfile"]
     for image in images.values():
         assert image["source"]["platform"] == "linux/amd64"
         staged = manifests[0].parent / image["source"]["directory"]

@@ -30,6 +30,7 @@ pytestmark = pytest.mark.infra
 ROOT = Path(__file__).resolve().parents[2]
 TRAINING_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/signal-engine-training:1"
 INFERENCE_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/signal-engine-inference:1"
+CPU_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/signal-engine-training-cpu:1"
 
 
 def build_stack() -> tuple[Stack, TrainingWorkflow]:
@@ -41,6 +42,7 @@ def build_stack() -> tuple[Stack, TrainingWorkflow]:
         datasets_bucket=s3.Bucket.from_bucket_name(stack, "Datasets", "datasets-bucket"),
         artifacts_bucket=s3.Bucket.from_bucket_name(stack, "Artifacts", "artifacts-bucket"),
         training_image=TRAINING_IMAGE, inference_image=INFERENCE_IMAGE, sagemaker_role=role,
+        cpu_training_image=CPU_IMAGE,
         alarm_topic=sns.Topic.from_topic_arn(stack, "Alarms", "arn:aws:sns:us-east-1:123456789012:alarms"),
         endpoint_poll=Duration.seconds(30),
     )
@@ -104,17 +106,31 @@ def test_each_job_step_runs_its_entry_point_as_a_sync_training_job(definition: d
         if step.kind not in ("job", "map_job"):
             continue
         state = states[step.state]
+        jobs = [(state, f"$.run.{step.instance}_instance_type", TRAINING_IMAGE)]
         if step.kind == "map_job":
-            assert state["Type"] == "Map" and state["ItemsPath"] == "$.run.experts"
-            processor = state["ItemProcessor"]
-            state = processor["States"][processor["StartAt"]]
-        assert state["Resource"] == SYNC_TRAINING
-        hyperparameters = state["Parameters"]["HyperParameters"]
-        assert hyperparameters["sagemaker_program"] == f"{step.entry}.py"
-        assert (ROOT / "sagemaker_jobs" / f"{step.entry}.py").is_file()
-        assert state["Parameters"]["ResourceConfig"]["InstanceType.$"] == f"$.run.{step.instance}_instance_type"
-        assert state["Parameters"]["AlgorithmSpecification"]["TrainingImage"] == TRAINING_IMAGE
-        assert "$$.State.RetryCount" in state["Parameters"]["TrainingJobName.$"]
+            assert state["Type"] == "Map" and state["ItemsPath"] == "$.plan.document.experts"
+            processor = state["ItemProcessor"]["States"]
+            jobs = [(processor["TrainExpertsGpuJob"], "$.run.gpu_instance_type", TRAINING_IMAGE),
+                    (processor["TrainExpertsCpuJob"], "$.run.cpu_instance_type", CPU_IMAGE)]
+        for job, instance, image in jobs:
+            assert job["Resource"] == SYNC_TRAINING
+            assert job["Parameters"]["HyperParameters"]["sagemaker_program"] == f"{step.entry}.py"
+            assert (ROOT / "sagemaker_jobs" / f"{step.entry}.py").is_file()
+            assert job["Parameters"]["ResourceConfig"]["InstanceType.$"] == instance
+            assert job["Parameters"]["AlgorithmSpecification"]["TrainingImage"] == image
+            assert job["Parameters"]["TrainingJobName.$"].startswith("States.Format('se-{}-{}-{}', $.ids.run, ")
+            assert "$$.State.RetryCount" in job["Parameters"]["TrainingJobName.$"]
+
+
+def test_the_map_routes_each_expert_by_its_planned_accelerator(definition: dict[str, Any]) -> None:
+    mapped = definition["States"]["TrainExperts"]
+    assert definition["States"]["PrepareDataset"]["Next"] == "ReadPlan"
+    assert definition["States"]["ReadPlan"]["Parameters"]["Key.$"] == "States.Format('runs/{}/plan.json', " \
+        "$$.Execution.Name)"
+    assert mapped["ItemSelector"]["accelerator.$"] == "$$.Map.Item.Value.accelerator"
+    route = mapped["ItemProcessor"]["States"][mapped["ItemProcessor"]["StartAt"]]
+    assert [(c["StringEquals"], c["Next"]) for c in route["Choices"]] == [
+        ("gpu", "TrainExpertsGpuJob"), ("cpu", "TrainExpertsCpuJob")]
 
 
 def test_data_flows_from_step_to_step(definition: dict[str, Any]) -> None:
@@ -122,10 +138,10 @@ def test_data_flows_from_step_to_step(definition: dict[str, Any]) -> None:
     assert states["PrepareDataset"]["ResultPath"] == "$.dataset"
     assert states["PrepareDataset"]["ResultSelector"] == {"job.$": "$.TrainingJobName",
                                                           "model.$": "$.ModelArtifacts.S3ModelArtifacts"}
-    expert_job = states["TrainExperts"]["ItemProcessor"]["States"]["TrainExpertsJob"]
+    expert_job = states["TrainExperts"]["ItemProcessor"]["States"]["TrainExpertsCpuJob"]
     assert expert_job["Parameters"]["HyperParameters"]["expert.$"] == "$.expert"
     assert expert_job["Parameters"]["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri.$"] == "$.dataset.model"
-    assert states["TrainExperts"]["ItemSelector"]["expert.$"] == "$$.Map.Item.Value"
+    assert states["TrainExperts"]["ItemSelector"]["expert.$"] == "$$.Map.Item.Value.expert"
     assert states["TrainGate"]["ResultPath"] == "$.gate"
     channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri.$"]
                 for c in states["Evaluate"]["Parameters"]["InputDataConfig"]}
@@ -150,11 +166,15 @@ def test_every_task_retries_and_catches_into_the_failure_notice(definition: dict
             assert state.get("Retry"), f"{name} never retries"
 
 
-def test_training_jobs_retry_throttling_and_capacity(definition: dict[str, Any]) -> None:
-    retries = definition["States"]["TrainGate"]["Retry"]
-    retried = {error for retry in retries for error in retry["ErrorEquals"]}
-    assert {"ThrottlingException", "SageMaker.ResourceLimitExceededException", "States.TaskFailed"} <= retried
-    assert all(retry["BackoffRate"] >= 2 for retry in retries)
+def test_training_jobs_retry_throttling_but_not_a_failed_job(definition: dict[str, Any]) -> None:
+    """A failed job (States.TaskFailed: a code error, no capacity) is not rerun; SageMaker retries internal errors
+    itself (RetryStrategy)."""
+    processor = definition["States"]["TrainExperts"]["ItemProcessor"]["States"]
+    for state in (definition["States"]["TrainGate"], processor["TrainExpertsGpuJob"], processor["TrainExpertsCpuJob"]):
+        retried = {error for retry in state["Retry"] for error in retry["ErrorEquals"]}
+        assert {"ThrottlingException", "SageMaker.ResourceLimitExceededException"} <= retried
+        assert not retried & {"States.TaskFailed", "States.ALL"}, retried
+        assert state["Parameters"]["RetryStrategy"] == {"MaximumRetryAttempts": 2}
 
 
 def test_failure_path_publishes_the_cause_then_fails(definition: dict[str, Any]) -> None:
@@ -178,6 +198,10 @@ def test_endpoint_is_created_or_updated(definition: dict[str, Any]) -> None:
     states = definition["States"]
     exists = states["EndpointExists"]
     assert exists["Choices"][0]["Next"] == "UpdateEndpoint" and exists["Default"] == "CreateEndpoint"
+    assert states["UpdateEndpoint"]["Next"] == states["CreateEndpoint"]["Next"] == "WaitForEndpoint"
+    promote = states["EndpointInService"]["Choices"][0]
+    assert promote["Next"] == "PromoteVersion"
+    assert {"Variable": "$.endpoint.config", "StringEqualsPath": "$.publish.name"} in promote["And"]
     assert states["UpdateEndpoint"]["Resource"] == "arn:aws:states:::aws-sdk:sagemaker:updateEndpoint"
     assert states["CreateEndpoint"]["Resource"] == "arn:aws:states:::aws-sdk:sagemaker:createEndpoint"
     assert states["WaitForEndpoint"]["Seconds"] == 30
@@ -241,6 +265,7 @@ def test_serverless_endpoint_config_replaces_instances_and_drops_the_vpc() -> No
     )
     (machine,) = Template.from_stack(stack).find_resources("AWS::StepFunctions::StateMachine").values()
     states = json.loads(resolve(machine["Properties"]["DefinitionString"]))["States"]
+    assert "ids" in states["TrainExperts"]["ItemSelector"]["ids.$"]
     (variant,) = states["CreateEndpointConfig"]["Parameters"]["ProductionVariants"]
     assert variant["ServerlessConfig"] == {"MemorySizeInMB": 3072, "MaxConcurrency": 8}
     assert "InstanceType.$" not in variant and "InitialInstanceCount" not in variant
@@ -252,3 +277,22 @@ def test_serverless_endpoint_config_replaces_instances_and_drops_the_vpc() -> No
 def test_serverless_settings_outside_sagemakers_limits_are_refused(memory_mb: int, max_concurrency: int) -> None:
     with pytest.raises(ValueError, match="serverless"):
         ServerlessEndpoint(memory_mb=memory_mb, max_concurrency=max_concurrency)
+
+
+def test_stack_deletion_cleans_up_the_endpoint_configs_and_models(template: Template) -> None:
+    (cleanup,) = template.find_resources("Custom::WorkflowCleanup").values()
+    assert {k: v for k, v in cleanup["Properties"].items() if k != "ServiceToken"} == {
+        "EndpointName": "signal-engine-experts", "NamePrefix": "signal-engine-", "TagKey": "signal-engine:endpoint",
+        "TagValue": "signal-engine-experts"}
+    template.has_resource_properties("AWS::Lambda::Function", {"Handler": "handler.on_event"})
+    statements = [s for p in template.find_resources("AWS::IAM::Policy").values()
+                  for s in p["Properties"]["PolicyDocument"]["Statement"]
+                  if any(str(a).startswith("sagemaker:Delete") for a in _list(s["Action"]))]
+    deletes = {a: json.dumps(s["Resource"]) for s in statements for a in _list(s["Action"])}
+    assert deletes["sagemaker:DeleteEndpoint"].count("endpoint/signal-engine-experts") == 1
+    assert "model/signal-engine-*" in deletes["sagemaker:DeleteModel"]
+    assert "endpoint-config/signal-engine-*" in deletes["sagemaker:DeleteEndpointConfig"]
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]

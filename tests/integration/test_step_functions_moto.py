@@ -3,12 +3,18 @@
 moto cannot run SageMaker training jobs, so each ``createTrainingJob.sync`` state is replaced by what the
 ``.sync`` integration does: ``createTrainingJob`` with the state's own Parameters, then ``describeTrainingJob``
 whose output goes through the state's own ResultSelector and ResultPath. Every other state - input defaults and
-validation, the Map over experts, reading the evaluation report from S3, the quality gate, create model /
-endpoint config / endpoint, promoting CURRENT, the SNS notices and the Fail states - runs as synthesized.
+validation, reading the training plan and the evaluation report from S3, the Map over experts and its GPU/CPU
+choice, the quality gate, create model / endpoint config / endpoint, the endpoint check, promoting CURRENT, the
+SNS notices and the Fail states - runs as synthesized, intrinsic functions (States.UUID, States.Format,
+States.Base64Encode) included. The jobs do not run, so each test puts what the prepare and evaluate jobs would
+write (plan.json, evaluation.json) into S3 first. moto has no UpdateEndpoint: the fixture adds one that does what
+SageMaker documents, either switching the endpoint to the new config or, for a failed update, leaving it
+InService on its previous config with a FailureReason.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import time
@@ -23,10 +29,14 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from aws_cdk.assertions import Template
+from moto.core.responses import ActionResult
+from moto.sagemaker.responses import SageMakerResponse
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
     state_task_service_aws_sdk as aws_sdk,
 )
 
+from signal_engine.workflow.plan import training_plan
+from signal_engine.workflow.settings import training_settings
 from step_functions.training_workflow import SYNC_TRAINING, TrainingWorkflow
 from tests.fixtures.servers import FAKE_AWS_ENVIRONMENT, moto_server
 
@@ -35,8 +45,11 @@ DATASETS, ARTIFACTS = "datasets-bucket", "artifacts-bucket"
 TOPIC = f"arn:aws:sns:{REGION}:{ACCOUNT}:training-alarms"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/sagemaker-training"
 TRAINING_IMAGE = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/signal-engine-training:1"
+CPU_IMAGE = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/signal-engine-training-cpu:1"
 INFERENCE_IMAGE = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/signal-engine-inference:1"
 ENDPOINT = "signal-engine-experts"
+NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")  # SageMaker's rule for job, model and config names
+ROLLBACK_REASON = "The primary container for production variant AllTraffic did not pass the ping health check."
 
 
 def synthesized_definition() -> dict[str, Any]:
@@ -46,7 +59,7 @@ def synthesized_definition() -> dict[str, Any]:
         stack, "Training",
         datasets_bucket=s3.Bucket.from_bucket_name(stack, "Datasets", DATASETS),
         artifacts_bucket=s3.Bucket.from_bucket_name(stack, "Artifacts", ARTIFACTS),
-        training_image=TRAINING_IMAGE, inference_image=INFERENCE_IMAGE,
+        training_image=TRAINING_IMAGE, inference_image=INFERENCE_IMAGE, cpu_training_image=CPU_IMAGE,
         sagemaker_role=iam.Role.from_role_arn(stack, "Role", ROLE, mutable=False),
         alarm_topic=sns.Topic.from_topic_arn(stack, "Alarms", TOPIC), endpoint_name=ENDPOINT,
         endpoint_poll=Duration.seconds(1),
@@ -101,11 +114,29 @@ _eval_service_task = aws_sdk.StateTaskServiceAwsSdk._eval_service_task
 
 
 def _reading_bodies(self: Any, env: Any, *args: Any, **kwargs: Any) -> None:
-    """AWS's SDK integrations return s3:getObject's Body as text; moto's interpreter leaves boto's stream."""
+    """AWS's SDK integrations return s3:getObject's Body as text and timestamps as strings; moto's interpreter
+    leaves boto's stream and datetime objects (which its execution output cannot serialize)."""
     _eval_service_task(self, env, *args, **kwargs)
     response = env.stack[-1]
     if isinstance(response, dict) and hasattr(response.get("Body"), "read"):
         response["Body"] = response["Body"].read().decode("utf-8")
+    if isinstance(response, dict):
+        env.stack[-1] = json.loads(json.dumps(response, default=str))
+
+
+UPDATE = {"mode": "update"}
+
+
+def _update_endpoint(self: SageMakerResponse) -> ActionResult:
+    """UpdateEndpoint as SageMaker documents it (moto has none): the endpoint moves to the new config, or, when
+    the update fails, rolls back and stays InService on its previous config with a FailureReason."""
+    endpoint = self.sagemaker_backend.endpoints[self._get_param("EndpointName")]
+    if UPDATE["mode"] == "rollback":
+        endpoint.endpoint_status, endpoint.failure_reason = "InService", ROLLBACK_REASON  # type: ignore[assignment]
+    else:
+        endpoint.endpoint_config_name = self._get_param("EndpointConfigName")
+        endpoint.endpoint_status, endpoint.failure_reason = "InService", None
+    return ActionResult({"EndpointArn": endpoint.arn})
 
 
 @pytest.fixture(scope="module")
@@ -116,6 +147,7 @@ def aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         with moto_server() as endpoint:
             mp.setenv("MOTO_PORT", endpoint.rsplit(":", 1)[1])  # moto's interpreter calls back into this server
             mp.setattr(aws_sdk.StateTaskServiceAwsSdk, "_eval_service_task", _reading_bodies)
+            mp.setattr(SageMakerResponse, "update_endpoint", _update_endpoint, raising=False)
             requests.post(f"{endpoint}/moto-api/config", json={"stepfunctions": {"execute_state_machine": True}},
                           timeout=10).raise_for_status()
             clients = {name: boto3.client(name, endpoint_url=endpoint, region_name=REGION)
@@ -133,8 +165,17 @@ def aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             yield {**clients, "machine": machine, "queue": queue}
 
 
+def prepared_plan(execution_input: dict[str, Any]) -> dict[str, Any]:
+    """The plan the prepare job writes for this input (the domain's training_plan on the input's config)."""
+    config, _ = training_settings(execution_input.get("profile", "quick"),
+                                  execution_input.get("hyperparameters", {}), source="hyperparameters")
+    return training_plan(execution_input.get("experts", ["trend", "levels", "volatility"]), config, [False])
+
+
 def run(aws: dict[str, Any], name: str, execution_input: dict[str, Any],
-        report: dict[str, Any] | None) -> dict[str, Any]:
+        report: dict[str, Any] | None, plan: dict[str, Any] | None = None) -> dict[str, Any]:
+    plan = plan or prepared_plan(execution_input)
+    aws["s3"].put_object(Bucket=ARTIFACTS, Key=f"runs/{name}/plan.json", Body=json.dumps(plan).encode())
     if report is not None:
         aws["s3"].put_object(Bucket=ARTIFACTS, Key=f"runs/{name}/evaluation.json", Body=json.dumps(report).encode())
     arn = aws["stepfunctions"].start_execution(stateMachineArn=aws["machine"], name=name,
@@ -145,6 +186,35 @@ def run(aws: dict[str, Any], name: str, execution_input: dict[str, Any],
             return described
         time.sleep(0.05)
     raise AssertionError(f"execution {name} still running after 600 polls")
+
+
+def run_id(aws: dict[str, Any], execution: dict[str, Any]) -> str:
+    """The run id (States.UUID()) that MergeInput gave the execution: the middle of its SageMaker names."""
+    history = aws["stepfunctions"].get_execution_history(executionArn=execution["executionArn"],
+                                                         maxResults=1000)["events"]
+    (merged,) = [e["stateExitedEventDetails"] for e in history
+                 if e.get("stateExitedEventDetails", {}).get("name") == "MergeInput"]
+    return str(json.loads(merged["output"])["ids"]["run"])
+
+
+def entered_states(aws: dict[str, Any], execution: dict[str, Any]) -> list[str]:
+    history = aws["stepfunctions"].get_execution_history(executionArn=execution["executionArn"],
+                                                         maxResults=1000)["events"]
+    return [e["stateEnteredEventDetails"]["name"] for e in history if "stateEnteredEventDetails" in e]
+
+
+def job(aws: dict[str, Any], run: str, suffix: str) -> dict[str, Any]:
+    described: dict[str, Any] = aws["sagemaker"].describe_training_job(TrainingJobName=f"se-{run}-{suffix}-0")
+    return described
+
+
+def tags(aws: dict[str, Any], arn: str) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in aws["sagemaker"].list_tags(ResourceArn=arn)["Tags"]}
+
+
+def current(aws: dict[str, Any]) -> bytes:
+    body: bytes = aws["s3"].get_object(Bucket=ARTIFACTS, Key="models/CURRENT")["Body"].read()
+    return body
 
 
 def notices(aws: dict[str, Any]) -> list[str]:
@@ -171,50 +241,101 @@ def test_a_passing_run_trains_deploys_and_promotes(aws: dict[str, Any]) -> None:
                                       "hyperparameters": {"trend": {"n_estimators": 50}}},
                     report(version, True, ["SPX", "IXIC"]))
     assert execution["status"] == "SUCCEEDED", execution
-    sagemaker = aws["sagemaker"]
-    names = [j["TrainingJobName"] for j in sagemaker.list_training_jobs()["TrainingJobSummaries"]]
-    assert all(re.fullmatch(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}", n) for n in names), names
-    prepare = sagemaker.describe_training_job(TrainingJobName="se-run-pass-prepare-0")
+    sagemaker, rid = aws["sagemaker"], run_id(aws, execution)
+    prepare = job(aws, rid, "prepare")
     hyperparameters = prepare["HyperParameters"]
     assert hyperparameters["sagemaker_program"] == "prepare.py"
     assert json.loads(hyperparameters["symbols"]) == ["SPX", "IXIC"]
     assert hyperparameters["start"] == "2005-01-01" and hyperparameters["end"] == ""
     assert json.loads(hyperparameters["config"]) == {"trend": {"n_estimators": 50}}
+    assert hyperparameters["plan"] == f"s3://{ARTIFACTS}/runs/run-pass/plan.json"
+    assert json.loads(hyperparameters["experts"]) == ["trend", "levels", "volatility"]
     assert prepare["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == f"s3://{DATASETS}/bars/1d/"
     assert prepare["ResourceConfig"]["InstanceType"] == "ml.m5.xlarge"
+    assert tags(aws, prepare["TrainingJobArn"])["signal-engine:execution"] == "run-pass"
     dataset_model = prepare["ModelArtifacts"]["S3ModelArtifacts"]
     for expert in ("trend", "levels", "volatility"):
-        job = sagemaker.describe_training_job(TrainingJobName=f"se-run-pass-{expert}-0")
-        assert job["HyperParameters"]["expert"] == expert and job["ResourceConfig"]["InstanceType"] == "ml.g5.xlarge"
-        assert job["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == dataset_model
-        assert job["OutputDataConfig"]["S3OutputPath"] == f"s3://{ARTIFACTS}/runs/run-pass/experts"
-    evaluate = sagemaker.describe_training_job(TrainingJobName="se-run-pass-evaluate-0")
+        expert_job = job(aws, rid, expert)
+        assert expert_job["HyperParameters"]["expert"] == expert
+        assert expert_job["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == dataset_model
+        assert expert_job["OutputDataConfig"]["S3OutputPath"] == f"s3://{ARTIFACTS}/runs/run-pass/experts"
+    evaluate = job(aws, rid, "evaluate")
     channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in evaluate["InputDataConfig"]}
-    gate = sagemaker.describe_training_job(TrainingJobName="se-run-pass-train-gate-0")
+    gate = job(aws, rid, "train-gate")
     assert channels == {"dataset": dataset_model, "gate": gate["ModelArtifacts"]["S3ModelArtifacts"],
                         "experts": f"s3://{ARTIFACTS}/runs/run-pass/experts/"}
     assert evaluate["HyperParameters"]["report"] == f"s3://{ARTIFACTS}/runs/run-pass/evaluation.json"
-    model = sagemaker.describe_model(ModelName="signal-engine-run-pass")
+    name = f"signal-engine-{rid}"
+    model = sagemaker.describe_model(ModelName=name)
     assert model["PrimaryContainer"]["Image"] == INFERENCE_IMAGE
     assert model["PrimaryContainer"]["ModelDataUrl"] == evaluate["ModelArtifacts"]["S3ModelArtifacts"]
     assert model["PrimaryContainer"]["Environment"] == {"SIGNAL_ENGINE_MODEL_VERSION": version}
-    endpoint = sagemaker.describe_endpoint(EndpointName=ENDPOINT)
-    assert endpoint["EndpointConfigName"] == "signal-engine-run-pass"
-    current = aws["s3"].get_object(Bucket=ARTIFACTS, Key="models/CURRENT")["Body"].read().decode()
-    assert current == version
-    assert json.loads(execution["output"])["publish"] == {"name": "signal-engine-run-pass", "version": version}
+    assert tags(aws, model["ModelArn"]) == {"signal-engine:execution": "run-pass", "signal-engine:run": rid,
+                                            "signal-engine:endpoint": ENDPOINT}
+    config = sagemaker.describe_endpoint_config(EndpointConfigName=name)
+    assert tags(aws, config["EndpointConfigArn"])["signal-engine:endpoint"] == ENDPOINT
+    assert sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"] == name
+    assert current(aws).decode() == version
+    assert json.loads(execution["output"])["publish"] == {"name": name, "version": version}
     assert notices(aws) == []
 
 
+def test_the_default_experts_train_on_cpu_instances_with_the_cpu_image(aws: dict[str, Any]) -> None:
+    execution = run(aws, "run-cpu", {"symbols": ["SPX"]}, report("20261123T160000Z-0000cafe", False, ["SPX"]))
+    assert execution["status"] == "FAILED" and execution["error"] == "QualityGateFailed"
+    rid = run_id(aws, execution)
+    for expert in ("trend", "levels", "volatility"):
+        expert_job = job(aws, rid, expert)
+        assert expert_job["ResourceConfig"]["InstanceType"] == "ml.m5.xlarge", expert
+        assert expert_job["AlgorithmSpecification"]["TrainingImage"] == CPU_IMAGE, expert
+    notices(aws)
+
+
+def test_a_keras_expert_trains_on_a_gpu_instance_with_the_tensorflow_image(aws: dict[str, Any]) -> None:
+    """The plan the prepare job writes when the trend expert's model is a Keras model (see test_workflow_plan)."""
+    plan = {"schema_version": 1, "experts": [{"expert": "trend", "accelerator": "gpu"},
+                                             {"expert": "levels", "accelerator": "cpu"},
+                                             {"expert": "volatility", "accelerator": "cpu"}]}
+    execution = run(aws, "run-gpu", {"symbols": ["SPX"], "gpu_instance_type": "ml.g6.xlarge"},
+                    report("20261123T170000Z-0000beef", False, ["SPX"]), plan=plan)
+    assert execution["error"] == "QualityGateFailed"
+    rid = run_id(aws, execution)
+    trend = job(aws, rid, "trend")
+    assert trend["ResourceConfig"]["InstanceType"] == "ml.g6.xlarge"
+    assert trend["AlgorithmSpecification"]["TrainingImage"] == TRAINING_IMAGE
+    for expert in ("levels", "volatility"):
+        assert job(aws, rid, expert)["AlgorithmSpecification"]["TrainingImage"] == CPU_IMAGE
+    notices(aws)
+
+
+def test_names_stay_valid_for_a_long_execution_name_with_odd_characters(aws: dict[str, Any]) -> None:
+    name = ("Nightly_retrain.SPX-IXIC'(manual)!_" + "x" * 80)[:80]
+    execution = run(aws, name, {"symbols": ["SPX"]}, report("20261123T180000Z-00000abc", True, ["SPX"]))
+    assert execution["status"] == "SUCCEEDED", execution
+    rid = run_id(aws, execution)
+    sagemaker = aws["sagemaker"]
+    jobs = [j for j in sagemaker.list_training_jobs(MaxResults=100)["TrainingJobSummaries"]
+            if j["TrainingJobName"].startswith(f"se-{rid}-")]
+    model, config = f"signal-engine-{rid}", f"signal-engine-{rid}"
+    names = [j["TrainingJobName"] for j in jobs] + [model, config]
+    assert len(jobs) == 6 and all(NAME.fullmatch(n) and len(n) <= 63 for n in names), names
+    encoded = "base64:" + base64.b64encode(name.encode()).decode()
+    assert re.fullmatch(r"[\w.:/=+\-@ ]*", encoded)  # SageMaker's tag value characters
+    for arn in [j["TrainingJobArn"] for j in jobs] + [sagemaker.describe_model(ModelName=model)["ModelArn"]]:
+        assert tags(aws, arn)["signal-engine:execution"] == encoded
+    assert sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"] == config
+    notices(aws)
+
+
 def test_a_failed_quality_gate_keeps_current_and_says_why(aws: dict[str, Any]) -> None:
-    before = aws["s3"].get_object(Bucket=ARTIFACTS, Key="models/CURRENT")["Body"].read()
+    before = current(aws)
     execution = run(aws, "run-fail", {"symbols": ["GOOG"]}, report("20261124T000000Z-00000000", False, ["GOOG"]))
     assert execution["status"] == "FAILED" and execution["error"] == "QualityGateFailed"
-    assert aws["s3"].get_object(Bucket=ARTIFACTS, Key="models/CURRENT")["Body"].read() == before
+    assert current(aws) == before
     (notice,) = notices(aws)
     assert "20261124T000000Z-00000000" in notice and "confidence_ece" in notice
     with pytest.raises(aws["sagemaker"].exceptions.ClientError):
-        aws["sagemaker"].describe_model(ModelName="signal-engine-run-fail")
+        aws["sagemaker"].describe_model(ModelName=f"signal-engine-{run_id(aws, execution)}")
 
 
 def test_a_failing_task_notifies_with_the_cause_and_fails(aws: dict[str, Any]) -> None:
@@ -226,19 +347,39 @@ def test_a_failing_task_notifies_with_the_cause_and_fails(aws: dict[str, Any]) -
 
 
 def test_input_without_symbols_is_refused_before_any_job(aws: dict[str, Any]) -> None:
+    before = len(aws["sagemaker"].list_training_jobs(MaxResults=100)["TrainingJobSummaries"])
     execution = run(aws, "run-empty", {"symbols": []}, report=None)
     assert execution["status"] == "FAILED" and execution["error"] == "InvalidInput"
     assert "symbols" in execution["cause"]
-    names = [j["TrainingJobName"] for j in aws["sagemaker"].list_training_jobs()["TrainingJobSummaries"]]
-    assert not any(n.startswith("se-run-empty") for n in names)
+    assert len(aws["sagemaker"].list_training_jobs(MaxResults=100)["TrainingJobSummaries"]) == before
 
 
 def test_a_second_deployment_updates_the_existing_endpoint(aws: dict[str, Any]) -> None:
-    """The branch only: moto has no UpdateEndpoint, so that call fails there (and the failure path runs)."""
-    execution = run(aws, "run-again", {"symbols": ["SPX"]}, report("20261125T000000Z-11111111", True, ["SPX"]))
-    history = aws["stepfunctions"].get_execution_history(executionArn=execution["executionArn"],
-                                                         maxResults=1000)["events"]
-    entered = [e["stateEnteredEventDetails"]["name"] for e in history if "stateEnteredEventDetails" in e]
+    version = "20261125T000000Z-11111111"
+    execution = run(aws, "run-again", {"symbols": ["SPX"]}, report(version, True, ["SPX"]))
+    assert execution["status"] == "SUCCEEDED", execution
+    entered = entered_states(aws, execution)
     assert "UpdateEndpoint" in entered and "CreateEndpoint" not in entered
     assert entered.index("CheckEndpoint") < entered.index("EndpointExists") < entered.index("UpdateEndpoint")
-    notices(aws)
+    name = f"signal-engine-{run_id(aws, execution)}"
+    assert aws["sagemaker"].describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"] == name
+    assert current(aws).decode() == version
+    assert notices(aws) == []
+
+
+def test_a_rolled_back_update_is_notified_and_not_promoted(aws: dict[str, Any]) -> None:
+    serving = aws["sagemaker"].describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"]
+    before = current(aws)
+    UPDATE["mode"] = "rollback"
+    try:
+        execution = run(aws, "run-rollback", {"symbols": ["SPX"]}, report("20261126T000000Z-22222222", True, ["SPX"]))
+    finally:
+        UPDATE["mode"] = "update"
+    assert execution["status"] == "FAILED" and execution["error"] == "TrainingFailed"
+    assert "EndpointNotDeployed" in execution["cause"] and ROLLBACK_REASON in execution["cause"]
+    assert "PromoteVersion" not in entered_states(aws, execution)
+    assert current(aws) == before
+    assert aws["sagemaker"].describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"] == serving
+    (notice,) = notices(aws)
+    assert "20261126T000000Z-22222222 is not promoted" in notice and ROLLBACK_REASON in notice
+    assert serving in notice

@@ -1,0 +1,82 @@
+"""Cleanup on stack deletion: the SageMaker endpoint, endpoint configs and models the training workflow creates
+at run time are unknown to CloudFormation, so ``cdk destroy`` would leave them (and the endpoint's bill) behind.
+
+``EndpointCleanup`` is a custom resource (``aws_cdk.custom_resources.Provider``) whose Delete runs
+``lambda_src/workflow_cleanup/handler.py``: it deletes the endpoint by name and every endpoint config and model
+named ``signal-engine-*`` that carries the tag ``signal-engine:endpoint=<endpoint name>`` (the workflow tags what
+it creates so), and ignores what is already gone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aws_cdk import CustomResource, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import custom_resources as cr
+from constructs import Construct
+
+from stacks.constructs.nag import acknowledge
+
+HANDLER_DIR = Path(__file__).resolve().parents[1] / "lambda_src" / "workflow_cleanup"
+NAME_PREFIX = "signal-engine-"
+TAG_KEY = "signal-engine:endpoint"
+RUNTIME = lambda_.Runtime.PYTHON_3_12
+
+
+class EndpointCleanup(Construct):
+    """Deletes the workflow's endpoint, endpoint configs and models when the stack is deleted."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, endpoint_name: str,
+                 name_prefix: str = NAME_PREFIX) -> None:
+        super().__init__(scope, construct_id)
+        stack = Stack.of(self)
+        arn = f"arn:{stack.partition}:sagemaker:{stack.region}:{stack.account}"
+        self._arn, self._prefix = arn, name_prefix
+        self.function = lambda_.Function(
+            self, "Handler", runtime=RUNTIME, handler="handler.on_event",
+            code=lambda_.Code.from_asset(str(HANDLER_DIR), exclude=["__pycache__", "*.pyc"]),
+            timeout=Duration.minutes(5), description="Deletes the training workflow's SageMaker endpoint, "
+            "endpoint configs and models on stack deletion",
+            log_group=logs.LogGroup(self, "HandlerLogs", retention=logs.RetentionDays.ONE_MONTH,
+                                    removal_policy=RemovalPolicy.DESTROY),
+        )
+        # SageMaker ARNs spell resource names in lower case.
+        statements = {
+            ("sagemaker:DescribeEndpoint", "sagemaker:DeleteEndpoint"): [f"{arn}:endpoint/{endpoint_name.lower()}"],
+            ("sagemaker:ListTags",): [f"{arn}:model/{name_prefix}*", f"{arn}:endpoint-config/{name_prefix}*"],
+            ("sagemaker:DeleteEndpointConfig",): [f"{arn}:endpoint-config/{name_prefix}*"],
+            ("sagemaker:DeleteModel",): [f"{arn}:model/{name_prefix}*"],
+            ("sagemaker:ListModels", "sagemaker:ListEndpointConfigs"): ["*"],
+        }
+        for actions, resources in statements.items():
+            self.function.add_to_role_policy(iam.PolicyStatement(actions=list(actions), resources=resources))
+        self.provider = cr.Provider(self, "Provider", on_event_handler=self.function, log_group=logs.LogGroup(
+            self, "ProviderLogs", retention=logs.RetentionDays.ONE_MONTH, removal_policy=RemovalPolicy.DESTROY))
+        self.resource = CustomResource(
+            self, "Resource", service_token=self.provider.service_token, resource_type="Custom::WorkflowCleanup",
+            properties={"EndpointName": endpoint_name, "NamePrefix": name_prefix, "TagKey": TAG_KEY,
+                        "TagValue": endpoint_name})
+        self._acknowledge()
+
+    def _acknowledge(self) -> None:
+        for function in (self.function, self.provider.node.find_child("framework-onEvent")):
+            acknowledge(function, "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+                        "AWSLambdaBasicExecutionRole]", "AWSLambdaBasicExecutionRole only lets the cleanup "
+                        "functions write their own logs.")
+            acknowledge(function, "AwsSolutions-L1", "The cleanup runs once, on stack deletion, with boto3 only; "
+                        "the CDK Provider framework picks its own Node.js runtime.")
+        assert self.function.role is not None
+        acknowledge(self.function.role.node.find_child("DefaultPolicy"), "AwsSolutions-IAM5[Resource::*]",
+                    "sagemaker:ListModels and sagemaker:ListEndpointConfigs have no resource-level permissions.")
+        from step_functions.training_workflow import _nag_text  # the finding ids as cdk-nag prints them
+
+        stack, arn = Stack.of(self), self._arn
+        for kind in ("model", "endpoint-config"):
+            acknowledge(self.function, f"AwsSolutions-IAM5[Resource::{_nag_text(stack, f'{arn}:{kind}/')}"
+                        f"{self._prefix}*]", f"the workflow names each {kind} signal-engine-<run id> at run time; "
+                        "the handler deletes only those tagged with this stage's endpoint.")
+        acknowledge(self.provider, f"AwsSolutions-IAM5[Resource::{_nag_text(stack, self.function.function_arn)}:*]",
+                    "the CDK Provider framework may invoke every version of the cleanup handler, nothing else.")

@@ -1,0 +1,95 @@
+"""The training plan: an expert trains on a GPU (TensorFlow image) only when its configured model is a Keras
+model; the prepare job writes the plan the Step Functions Map reads."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sagemaker_jobs import prepare
+from signal_engine import components
+from signal_engine.config import LEVELS_EXPERTS, PROFILES, TREND_EXPERTS, VOLATILITY_EXPERTS, RunConfig
+from signal_engine.errors import ConfigError
+from signal_engine.registry import build, load_catalogue
+from signal_engine.workflow.plan import (
+    EXPERTS,
+    expert_accelerator,
+    expert_model,
+    model_accelerator,
+    training_plan,
+)
+
+QUICK = PROFILES["quick"]
+
+
+def with_experts(config: RunConfig, **experts: str) -> RunConfig:
+    return replace(config, moe=replace(config.moe, experts=replace(config.moe.experts, **experts)))
+
+
+def test_the_catalogues_tensorflow_experts_are_the_gpu_ones() -> None:
+    """Keras models (schedule: tensorflow in the catalogue) need the GPU; every other model does not."""
+    catalogue = load_catalogue()
+    for name, spec in catalogue.items():
+        if spec.inputs != "bars" or spec.is_baseline or "members" in spec.kwargs:
+            continue
+        expected = "gpu" if spec.schedule == "tensorflow" else "cpu"
+        assert model_accelerator(build(name, catalogue)) == expected, name
+
+
+def test_every_model_the_config_can_pick_trains_on_cpu() -> None:
+    for trend, levels, volatility in itertools.product(TREND_EXPERTS, LEVELS_EXPERTS, VOLATILITY_EXPERTS):
+        config = with_experts(QUICK, trend=trend, intraday_trend=trend, levels=levels, volatility=volatility)
+        for expert in EXPERTS:
+            assert expert_accelerator(expert, config) == "cpu", (expert, trend, levels, volatility)
+    assert training_plan(EXPERTS, PROFILES["full"], [False, True])["experts"] == [
+        {"expert": e, "accelerator": "cpu"} for e in EXPERTS]
+
+
+@pytest.fixture()
+def keras_intraday_trend(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A trend role whose intraday model (moe.experts.intraday_trend, trend_linear by default) is the catalogue's
+    LSTM: what the plan sees if a Keras trend expert becomes a config choice."""
+    real = components.trend_expert
+
+    def trend_expert(config: RunConfig) -> Any:
+        return build("trend_lstm") if config.moe.experts.trend == "trend_linear" else real(config)
+
+    monkeypatch.setattr(components, "trend_expert", trend_expert)
+
+
+@pytest.mark.usefixtures("keras_intraday_trend")
+def test_a_keras_trend_model_sends_only_the_trend_expert_to_the_gpu() -> None:
+    keras = with_experts(QUICK, trend="trend_linear")
+    assert type(expert_model("trend", keras)).__name__ == "LSTMTrendExpert"
+    assert [expert_accelerator(e, keras) for e in EXPERTS] == ["gpu", "cpu", "cpu"]
+    assert expert_accelerator("trend", QUICK) == "cpu"
+    assert expert_accelerator("trend", QUICK, intraday=True) == "gpu"  # for_bars picks intraday_trend
+    assert training_plan(EXPERTS, QUICK, [False])["experts"][0] == {"expert": "trend", "accelerator": "cpu"}
+    assert training_plan(EXPERTS, QUICK, [False, True])["experts"] == [
+        {"expert": "trend", "accelerator": "gpu"}, {"expert": "levels", "accelerator": "cpu"},
+        {"expert": "volatility", "accelerator": "cpu"}]
+
+
+@pytest.mark.parametrize("experts", [[], ["trend", "trend", "levels"], ["trend", "sentiment"]])
+def test_bad_expert_lists_are_refused_naming_the_field(experts: list[str]) -> None:
+    with pytest.raises(ConfigError, match="experts"):
+        training_plan(experts, QUICK, [False])
+
+
+def test_the_prepare_job_writes_the_plan(tmp_path: Path, goog_csv: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    raw, model, plan = tmp_path / "raw", tmp_path / "model", tmp_path / "runs" / "x" / "plan.json"
+    raw.mkdir()
+    (raw / "GOOG.csv").write_bytes(goog_csv.read_bytes())
+    monkeypatch.setenv("SM_MODEL_DIR", str(model))
+    monkeypatch.setenv("SM_CHANNELS", json.dumps(["raw"]))
+    monkeypatch.setenv("SM_CHANNEL_RAW", str(raw))
+    monkeypatch.setenv("SM_HPS", json.dumps({"symbols": "[\"GOOG\"]", "profile": "quick", "config": "{}",
+                                             "experts": "[\"volatility\", \"trend\"]", "plan": str(plan)}))
+    assert prepare.main([]) == 0
+    assert json.loads(plan.read_text()) == {"schema_version": 1, "experts": [
+        {"expert": "volatility", "accelerator": "cpu"}, {"expert": "trend", "accelerator": "cpu"}]}
