@@ -36,6 +36,7 @@ class CollectReport:
     raw_keys: list[str] = field(default_factory=list)
     written: dict[str, WriteResult] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
 
     def add(self, results: dict[str, WriteResult]) -> None:
         for store, result in results.items():
@@ -43,12 +44,14 @@ class CollectReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {"payloads": self.payloads, "raw_keys": self.raw_keys, "failures": self.failures,
+                "skipped": len(self.skipped),
                 "written": {store: vars(result) for store, result in self.written.items()}}
 
     def summary(self) -> str:
         parts = [f"{store} {r.inserted} new, {r.updated} updated, {r.unchanged} unchanged"
                  for store, r in sorted(self.written.items())]
-        return f"{self.payloads} payloads; " + ("; ".join(parts) if parts else "nothing parsed")
+        skipped = f"; {len(self.skipped)} rows skipped (no values)" if self.skipped else ""
+        return f"{self.payloads} payloads; " + ("; ".join(parts) if parts else "nothing parsed") + skipped
 
 
 class CollectionFailed(SignalEngineError):
@@ -78,7 +81,9 @@ def collect(request: CollectRequest, source: Source, stores: Stores) -> CollectR
                 keep_raw(raw, stores)
                 report.payloads += 1
                 report.raw_keys.append(raw.key)
-                report.add(write_parsed(source.parse(raw), stores))
+                parsed = source.parse(raw)
+                report.skipped.extend(f"{raw.label}: {row}" for row in parsed.skipped)
+                report.add(write_parsed(parsed, stores))
         except (SourceFormatError, SourceRejected) as exc:
             report.failures.append(str(exc))
     if report.failures:
@@ -118,7 +123,9 @@ def replay(stores: Stores, *, source: str | None = None, kind: str | None = None
                 continue
             report.payloads += 1
             report.raw_keys.append(key)
-            report.add(write_parsed(parse_payload(raw), stores))
+            parsed = parse_payload(raw)
+            report.skipped.extend(f"{key}: {row}" for row in parsed.skipped)
+            report.add(write_parsed(parsed, stores))
         except (SourceFormatError, RawPayloadError) as exc:
             report.failures.append(f"{key}: {exc}")
     if report.failures:

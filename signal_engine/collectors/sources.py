@@ -29,6 +29,8 @@ class Parsed:
     fundamentals: list[Fundamental] = field(default_factory=list)
     options: list[OptionQuote] = field(default_factory=list)
     documents: list[Document] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    """Rows the source sent without usable values (``N/A`` prices, placeholder quotes), each with its path."""
 
     @property
     def count(self) -> int:

@@ -15,6 +15,7 @@ does not expose; the endpoints and field names are the ones it reads.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -25,7 +26,7 @@ from signal_engine.collectors.http import HttpClient
 from signal_engine.collectors.raw import RawPayload
 from signal_engine.collectors.sources import Parsed, Window
 from signal_engine.storage.records import Bar, Document, Fundamental, OptionQuote, OptionSide, PeriodType, Statistic
-from signal_engine.storage.times import from_epoch, utc_now
+from signal_engine.storage.times import from_epoch, naive_utc, utc_now
 
 NAME = "yahoo"
 BASE = "https://query2.finance.yahoo.com"
@@ -191,10 +192,14 @@ def _bar_time(epoch: float, timeframe: str, zone: ZoneInfo) -> datetime:
 
 
 def parse_quote_summary(raw: RawPayload) -> Parsed:
-    """Numeric statistics of the quoteSummary modules, as of the quote's regularMarketTime."""
+    """Numeric statistics of the quoteSummary modules, as of the quote's regularMarketTime.
+
+    A payload without the ``price`` module (a request for some modules only) is as of its fetch time.
+    """
     result = _single_result(Field.parse(raw.body, raw.label), "quoteSummary")
-    market_time = result["price"]["regularMarketTime"]
-    as_of = from_epoch(_raw_number(market_time))
+    price = result.get("price")
+    market_time = price.get("regularMarketTime") if price is not None else None
+    as_of = from_epoch(_raw_number(market_time)) if market_time is not None else naive_utc(raw.fetched_at)
     rows: dict[str, Statistic] = {}
     for module_name in STATISTIC_MODULES:
         module = result.get(module_name)
@@ -260,15 +265,33 @@ def option_expirations(raw: RawPayload) -> list[int]:
 
 
 def parse_options(raw: RawPayload) -> Parsed:
-    """Call and put quotes of the chain's expiration(s), as of the underlying's regularMarketTime."""
+    """Call and put quotes of the chain's expiration(s), as of the underlying's regularMarketTime.
+
+    Outside trading hours Yahoo fills contracts without a market (bid and ask 0) with a placeholder
+    implied volatility: ``1e-05``, or a left-over of its solver's bisection (``0.500005``, ``0.2500075``,
+    ``0.12500875``, ...; all seen in the recorded AAPL chain of Monday 24 Feb 2025, 09:24 UTC). With no bid
+    and no ask there is nothing to imply a volatility from, so it is stored as missing and counted in
+    ``Parsed.skipped``.
+    """
     result = _single_result(Field.parse(raw.body, raw.label), "optionChain")
     as_of = from_epoch(result["quote"]["regularMarketTime"].number())
     rows: list[OptionQuote] = []
+    skipped: list[str] = []
     for chain in result["options"].items():
         expiration = from_epoch(chain["expirationDate"].number()).date()
         for side, key in OPTION_SIDES:
-            rows.extend(_contract(node, raw.symbol, side, expiration, as_of) for node in chain[key].items())
-    return Parsed(options=rows)
+            for node in chain[key].items():
+                quote = _contract(node, raw.symbol, side, expiration, as_of)
+                if _placeholder_iv(quote):
+                    skipped.append(f"{node.path}.impliedVolatility: placeholder {quote.implied_volatility:g} "
+                                   f"with no bid or ask")
+                    quote = dataclasses.replace(quote, implied_volatility=None)
+                rows.append(quote)
+    return Parsed(options=rows, skipped=skipped)
+
+
+def _placeholder_iv(quote: OptionQuote) -> bool:
+    return quote.implied_volatility is not None and not quote.bid and not quote.ask
 
 
 def _contract(node: Field, underlying: str, side: OptionSide, expiration: date, as_of: datetime) -> OptionQuote:
@@ -282,15 +305,21 @@ def _contract(node: Field, underlying: str, side: OptionSide, expiration: date, 
 
 
 def parse_news(raw: RawPayload) -> Parsed:
-    """Headlines from the search payload, published at providerPublishTime (UTC)."""
+    """Headlines from the search payload, published at providerPublishTime (UTC).
+
+    A headline is tagged with the companies Yahoo relates it to (``relatedTickers``), not with the query:
+    a search for AZT.OL also returns headlines about other companies. A headline without related tickers
+    is kept (its query in ``body.query``) but tagged with no symbol, so no symbol's news shows it.
+    """
     documents = []
     for item in Field.parse(raw.body, raw.label)["news"].items():
         related = item.get("relatedTickers")
-        symbols = {raw.symbol, *(node.text() for node in (related.items() if related else []))}
+        symbols = {node.text().strip() for node in (related.items() if related else []) if node.text().strip()}
         publisher, link = item.get("publisher"), item.get("link")
         documents.append(Document(
             id=Document.stable_id(NAME, "news", item["uuid"].text()), kind="news", source=NAME,
             symbols=tuple(sorted(symbols)), published_at=from_epoch(item["providerPublishTime"].number()),
             title=item["title"].text(), url=link.text() if link else None,
-            publisher=publisher.text() if publisher else None, body={"type": item.object().get("type")}))
+            publisher=publisher.text() if publisher else None,
+            body={"type": item.object().get("type"), "query": raw.symbol}))
     return Parsed(documents=documents)

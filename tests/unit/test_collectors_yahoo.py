@@ -11,7 +11,7 @@ import pytest
 from signal_engine.collectors import yahoo
 from signal_engine.collectors.errors import SourceFormatError
 from signal_engine.collectors.sources import Window
-from tests.fixtures.payloads import as_body, fixture_json, ok, raw, scripted_client
+from tests.fixtures.payloads import FETCHED_AT, as_body, fixture_json, ok, raw, scripted_client
 
 CHART = "yahoo/chart_daily_AAPL.json"
 
@@ -98,11 +98,11 @@ def test_quote_statistics_are_numeric_values_as_of_the_market_time() -> None:
     assert not {"maxAge", "currency", "yield", "recommendationKey", "lastSplitFactor"} & rows.keys()
 
 
-def test_quote_statistics_without_the_price_module_name_it() -> None:
+def test_quote_statistics_without_the_price_module_are_as_of_the_fetch() -> None:
     document = fixture_json("yahoo/quote_summary_AAPL.json")
     del document["quoteSummary"]["result"][0]["price"]
-    with pytest.raises(SourceFormatError, match=r"field 'quoteSummary.result\[0\].price': missing"):
-        yahoo.parse(raw("yahoo", "statistics", as_body(document)))
+    rows = yahoo.parse(raw("yahoo", "statistics", as_body(document))).statistics
+    assert rows and {row.as_of for row in rows} == {FETCHED_AT}
 
 
 def test_fundamentals_come_per_item_and_period_skipping_gaps() -> None:
@@ -135,7 +135,8 @@ def test_news_has_stable_ids_publication_times_and_related_symbols() -> None:
     again = yahoo.parse(raw("yahoo", "news", "yahoo/search_news_AAPL.json", fetched_at=datetime(2024, 2, 1))).documents
     assert [d.id for d in documents] == [d.id for d in again]
     assert documents[0].published_at == datetime(2024, 1, 2, 15, 0)
-    assert documents[0].symbols == ("AAPL", "MSFT") and documents[1].symbols == ("AAPL",)
+    assert documents[0].symbols == ("AAPL", "MSFT")
+    assert documents[1].symbols == () and documents[1].body["query"] == "AAPL"  # no relatedTickers
 
 
 def test_news_without_a_publication_time_names_the_field() -> None:
