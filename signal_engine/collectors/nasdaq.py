@@ -45,31 +45,35 @@ class NasdaqSource:
     Parameters
     ----------
     client
-        The HTTP client (timeouts, retries, rate limit).
+        The HTTP client (timeouts, retries, rate limit); it must send browser-like headers
+        (``registry.REQUEST_HEADERS``), or Nasdaq never answers.
+    base
+        Where the API is (a local server in tests).
     """
 
     name: str = NAME
     kinds: tuple[str, ...] = ("quotes", "bars", "earnings", "financials", "news")
 
-    def __init__(self, client: HttpClient) -> None:
+    def __init__(self, client: HttpClient, *, base: str = BASE) -> None:
         self._client = client
+        self._base = base.rstrip("/")
 
     def fetch(self, kind: str, symbol: str, window: Window) -> Iterator[RawPayload]:
         if kind == "quotes":
-            yield self._get(kind, symbol, f"{BASE}/quote/{symbol}/info", {"assetclass": "stocks"})
+            yield self._get(kind, symbol, f"{self._base}/quote/{symbol}/info", {"assetclass": "stocks"})
         elif kind == "bars":
             if window.timeframe != "1d":
                 raise ValueError(f"nasdaq has daily bars only, not {window.timeframe!r}")
-            yield self._get(kind, symbol, f"{BASE}/quote/{symbol}/historical",
+            yield self._get(kind, symbol, f"{self._base}/quote/{symbol}/historical",
                             {"assetclass": "stocks", "fromdate": window.start.isoformat(),
                              "todate": window.end.isoformat(), "limit": "9999"})
         elif kind == "earnings":
-            yield self._get(kind, symbol, f"{BASE}/company/{symbol}/earnings-surprise", {})
+            yield self._get(kind, symbol, f"{self._base}/company/{symbol}/earnings-surprise", {})
         elif kind == "financials":
             for frequency in FREQUENCIES:
-                yield self._get(kind, symbol, f"{BASE}/company/{symbol}/financials", {"frequency": frequency})
+                yield self._get(kind, symbol, f"{self._base}/company/{symbol}/financials", {"frequency": frequency})
         elif kind == "news":
-            yield self._get(kind, symbol, f"{BASE}/news/topic/articlebysymbol",
+            yield self._get(kind, symbol, f"{self._base}/news/topic/articlebysymbol",
                             {"q": f"{symbol}|stocks", "offset": "0", "limit": str(NEWS_LIMIT), "fallback": "false"})
         else:
             raise ValueError(f"nasdaq has no kind {kind!r}; expected one of {', '.join(self.kinds)}")

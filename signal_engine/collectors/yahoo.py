@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from signal_engine.collectors.errors import SourceFormatError
+from signal_engine.collectors.errors import SourceFormatError, SourceRejected
 from signal_engine.collectors.fields import Field
 from signal_engine.collectors.http import HttpClient
 from signal_engine.collectors.raw import RawPayload
@@ -31,6 +31,9 @@ from signal_engine.storage.times import from_epoch, naive_utc, utc_now
 NAME = "yahoo"
 BASE = "https://query2.finance.yahoo.com"
 COOKIE_URL = "https://fc.yahoo.com"
+SITE = "https://finance.yahoo.com"
+REQUEST_HEADERS = {"Origin": SITE, "Referer": SITE + "/"}
+CRUMB_REFUSED = frozenset({401, 403})  # Yahoo answers an expired or foreign crumb with 401 "Invalid Crumb"
 INTERVALS = {"1m": "1m", "2m": "2m", "5m": "5m", "15m": "15m", "30m": "30m", "1h": "60m", "90m": "90m", "1d": "1d"}
 STATISTIC_MODULES = ("summaryDetail", "defaultKeyStatistics", "financialData")
 FUNDAMENTAL_ITEMS = ("TotalRevenue", "GrossProfit", "OperatingIncome", "NetIncome", "DilutedEPS", "TotalAssets",
@@ -50,29 +53,35 @@ class YahooSource:
         The HTTP client (timeouts, retries, rate limit).
     max_expirations
         How many option expirations to fetch per symbol, nearest first.
+    base, cookie_url
+        Where the API and the cookie page are (a local server in tests).
     """
 
     name: str = NAME
     kinds: tuple[str, ...] = ("bars", "statistics", "fundamentals", "options", "news")
 
-    def __init__(self, client: HttpClient, max_expirations: int = MAX_EXPIRATIONS) -> None:
+    def __init__(self, client: HttpClient, max_expirations: int = MAX_EXPIRATIONS, *, base: str = BASE,
+                 cookie_url: str = COOKIE_URL) -> None:
         self._client = client
         self._max_expirations = max_expirations
+        self._base = base.rstrip("/")
+        self._cookie_url = cookie_url
         self._crumb: str | None = None
 
     def fetch(self, kind: str, symbol: str, window: Window) -> Iterator[RawPayload]:
         if kind == "bars":
-            yield self._get(kind, symbol, f"{BASE}/v8/finance/chart/{symbol}", _chart_params(window))
+            yield self._get(kind, symbol, f"{self._base}/v8/finance/chart/{symbol}", _chart_params(window))
         elif kind == "statistics":
-            yield self._get(kind, symbol, f"{BASE}/v10/finance/quoteSummary/{symbol}",
-                            {"modules": ",".join(("price", *STATISTIC_MODULES)), "crumb": self._get_crumb()})
+            yield self._get_with_crumb(kind, symbol, f"{self._base}/v10/finance/quoteSummary/{symbol}",
+                                       {"modules": ",".join(("price", *STATISTIC_MODULES))})
         elif kind == "fundamentals":
-            yield self._get(kind, symbol, f"{BASE}/ws/fundamentals-timeseries/v1/finance/timeseries/{symbol}",
+            yield self._get(kind, symbol,
+                            f"{self._base}/ws/fundamentals-timeseries/v1/finance/timeseries/{symbol}",
                             _timeseries_params(symbol, window))
         elif kind == "options":
             yield from self._options(symbol)
         elif kind == "news":
-            yield self._get(kind, symbol, f"{BASE}/v1/finance/search",
+            yield self._get(kind, symbol, f"{self._base}/v1/finance/search",
                             {"q": symbol, "quotesCount": "0", "newsCount": str(NEWS_COUNT)})
         else:
             raise ValueError(f"yahoo has no kind {kind!r}; expected one of {', '.join(self.kinds)}")
@@ -81,11 +90,25 @@ class YahooSource:
         return parse(raw)
 
     def _options(self, symbol: str) -> Iterator[RawPayload]:
-        url = f"{BASE}/v7/finance/options/{symbol}"
-        first = self._get("options", symbol, url, {"crumb": self._get_crumb()})
+        url = f"{self._base}/v7/finance/options/{symbol}"
+        first = self._get_with_crumb("options", symbol, url, {})
         yield first
         for expiration in option_expirations(first)[1:self._max_expirations]:
-            yield self._get("options", symbol, url, {"date": str(expiration), "crumb": self._get_crumb()})
+            yield self._get_with_crumb("options", symbol, url, {"date": str(expiration)})
+
+    def _get_with_crumb(self, kind: str, symbol: str, url: str, params: dict[str, str]) -> RawPayload:
+        """A request that needs the cookie and crumb; a refused crumb (401/403) is fetched anew once.
+
+        The crumb lives as long as its cookie session, not as long as the Lambda container: when Yahoo
+        answers "Invalid Crumb", the cookie and crumb are fetched again and the request is repeated.
+        """
+        try:
+            return self._get(kind, symbol, url, {**params, "crumb": self._get_crumb()})
+        except SourceRejected as exc:
+            if exc.status not in CRUMB_REFUSED:
+                raise
+            self._crumb = None
+            return self._get(kind, symbol, url, {**params, "crumb": self._get_crumb()})
 
     def _get(self, kind: str, symbol: str, url: str, params: dict[str, str]) -> RawPayload:
         response = self._client.get(url, params)
@@ -94,8 +117,8 @@ class YahooSource:
 
     def _get_crumb(self) -> str:
         if self._crumb is None:
-            self._client.get(COOKIE_URL, accept=range(300, 500))
-            crumb = self._client.get(f"{BASE}/v1/test/getcrumb").body.decode("utf-8", errors="replace").strip()
+            self._client.get(self._cookie_url, accept=range(300, 500))
+            crumb = self._client.get(f"{self._base}/v1/test/getcrumb").body.decode("utf-8", errors="replace").strip()
             if not crumb or "<" in crumb:
                 raise SourceFormatError("yahoo crumb", "getcrumb", f"expected a crumb token, got {crumb[:40]!r}")
             self._crumb = crumb
