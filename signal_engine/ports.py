@@ -28,15 +28,16 @@ from signal_engine.storage.records import (
 
 
 class PriceStore(Protocol):
-    """Bars keyed by (symbol, timeframe, timestamp); a write is one transaction."""
+    """Bars keyed by (symbol, timeframe, timestamp, source); a write is one transaction."""
 
     def write_bars(self, bars: Sequence[Bar]) -> WriteResult:
         """Insert new bars, update restated ones in place (recording the change), skip identical ones."""
         ...
 
     def read_bars(self, symbol: str, timeframe: str, start: datetime | None = None,
-                  end: datetime | None = None) -> PriceSeries:
-        """The stored bars of one symbol, oldest first, between ``start`` and ``end`` inclusive."""
+                  end: datetime | None = None, source: str | None = None) -> PriceSeries:
+        """The stored bars of one symbol from one source (its primary by default), oldest first, between
+        ``start`` and ``end`` inclusive."""
         ...
 
     def restatements(self, symbol: str, timeframe: str) -> list[Restatement]:

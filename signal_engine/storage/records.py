@@ -32,8 +32,9 @@ class Bar:
     source: str = "unknown"
 
     @property
-    def key(self) -> tuple[str, str, datetime]:
-        return (self.symbol, self.timeframe, self.timestamp)
+    def key(self) -> tuple[str, str, datetime, str]:
+        """Stores keep one series per source: the source is part of the key."""
+        return (self.symbol, self.timeframe, self.timestamp, self.source)
 
     def same_values(self, other: Bar) -> bool:
         """Whether prices, volume and adjusted close agree (the source may differ)."""
@@ -123,10 +124,12 @@ class WriteResult:
     inserted: int = 0
     updated: int = 0
     unchanged: int = 0
+    disagreements: int = 0
+    """Bars (of prices) that disagree with another source's bar at the same time beyond the tolerance."""
 
     def __add__(self, other: WriteResult) -> WriteResult:
         return WriteResult(self.inserted + other.inserted, self.updated + other.updated,
-                           self.unchanged + other.unchanged)
+                           self.unchanged + other.unchanged, self.disagreements + other.disagreements)
 
     @property
     def written(self) -> int:

@@ -47,7 +47,7 @@ def test_option_chains_are_collected_per_expiration(handlers: dict[str, ModuleTy
     serve({**CRUMB, "options/AAPL": [ok("yahoo/options_AAPL.json")]})
     response = handlers["yahoo_options"].handler(event("scheduled_event"), context)
     assert response["payloads"] == 3
-    assert response["written"]["options"] == {"inserted": 3, "updated": 0, "unchanged": 6}
+    assert response["written"]["options"] == {"inserted": 3, "updated": 0, "unchanged": 6, "disagreements": 0}
 
 
 def test_news_is_collected_into_the_document_store(handlers: dict[str, ModuleType], serve: Serve,

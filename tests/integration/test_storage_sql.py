@@ -104,7 +104,7 @@ def test_writing_the_same_bars_again_adds_no_rows(database: SqlDatabase) -> None
 def test_a_restated_bar_is_updated_in_place_and_recorded(database: SqlDatabase) -> None:
     original = bars(5)
     database.prices.write_bars(original)
-    corrected = replace(original[2], close=original[2].close + 0.5, source="restated")
+    corrected = replace(original[2], close=original[2].close + 0.5)
     result = database.prices.write_bars([*original[:2], corrected, *bars(2, start=START + timedelta(days=5))])
     (recorded,) = database.prices.restatements("AAPL", "1d")
     assert (result.inserted, result.updated, result.unchanged) == (2, 1, 2)

@@ -30,6 +30,45 @@ class Migration:
     apply: Callable[[sa.Connection], None]
 
 
+# The bars table as versions 1-4 created it (keyed without its source), kept so that old steps stay what they were.
+_v1_metadata = sa.MetaData()
+BARS_V1 = sa.Table(
+    "bars", _v1_metadata,
+    sa.Column("symbol", sa.String(32), primary_key=True),
+    sa.Column("timeframe", sa.String(8), primary_key=True),
+    sa.Column("timestamp", sa.DateTime, primary_key=True),
+    *(sa.Column(name, sa.Double(), nullable=False) for name in ("open", "high", "low", "close")),
+    sa.Column("volume", sa.Double(), nullable=True), sa.Column("adj_close", sa.Double(), nullable=True),
+    sa.Column("source", sa.String(32), nullable=False),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+)
+REBUILT_BARS = "bars_v5"
+
+
+def _bars_keyed_by_source(connection: sa.Connection) -> None:
+    """Rebuild ``bars`` with ``source`` in its primary key, keeping every stored row; add ``bar_disagreements``.
+
+    Portable (SQLite cannot change a primary key in place): create ``bars_v5``, copy, drop ``bars``, rename.
+    Re-runnable: MySQL commits each DDL statement, so a step cut off halfway is finished on the next run.
+    """
+    inspector = sa.inspect(connection)
+    if inspector.has_table("bars"):
+        if "source" not in inspector.get_pk_constraint("bars")["constrained_columns"]:
+            rebuilt = schema.bars.to_metadata(sa.MetaData(), name=REBUILT_BARS)
+            rebuilt.drop(connection, checkfirst=True)
+            rebuilt.create(connection)
+            columns = [column.name for column in schema.bars.columns]
+            old = sa.table("bars", *(sa.column(name) for name in columns))
+            connection.execute(rebuilt.insert().from_select(columns, sa.select(*(old.c[n] for n in columns))))
+            connection.execute(sa.text("DROP TABLE bars"))
+            connection.execute(sa.text(f"ALTER TABLE {REBUILT_BARS} RENAME TO bars"))
+    elif inspector.has_table(REBUILT_BARS):
+        connection.execute(sa.text(f"ALTER TABLE {REBUILT_BARS} RENAME TO bars"))
+    else:
+        schema.bars.create(connection)
+    schema.bar_disagreements.create(connection, checkfirst=True)
+
+
 def _create(*tables: sa.Table) -> Callable[[sa.Connection], None]:
     def apply(connection: sa.Connection) -> None:
         for table in tables:
@@ -40,13 +79,15 @@ def _create(*tables: sa.Table) -> Callable[[sa.Connection], None]:
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "bars keyed by (symbol, timeframe, timestamp) and their restatements",
-              _create(schema.bars, schema.bar_restatements)),
+              _create(BARS_V1, schema.bar_restatements)),
     Migration(2, "quote statistics, fundamentals and option quotes",
               _create(schema.statistics, schema.fundamentals, schema.option_quotes)),
     Migration(3, "signal audit log, positions and risk events",
               _create(schema.signal_audit, schema.positions, schema.risk_events)),
     Migration(4, "embedded document store (news and reports) for the local default",
               _create(schema.documents, schema.document_symbols)),
+    Migration(5, "bars keyed by source too (a second source never overwrites the first) and bar disagreements",
+              _bars_keyed_by_source),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

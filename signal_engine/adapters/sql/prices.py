@@ -1,9 +1,17 @@
-"""PriceStore on SQL: idempotent, transactional bar upserts that record restatements."""
+"""PriceStore on SQL: idempotent, transactional bar upserts that record restatements and cross-source disagreements.
+
+Bars are keyed by (symbol, timeframe, timestamp, source): each source keeps its own series, so a second
+source never overwrites the first. Readers get one source per symbol, the primary: the one named in
+``primary_sources``, else the first of ``PRIMARY_ORDER`` that has bars, else the alphabetically first; the
+others are cross-checks. A bar that differs from another source's bar at the same time by more than
+``tolerance`` (relative, on open/high/low/close) is recorded in ``bar_disagreements``, never merged.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -11,15 +19,36 @@ import pandas as pd
 import sqlalchemy as sa
 
 from signal_engine.adapters.sql import schema
-from signal_engine.adapters.sql.engine import existing_rows, in_transaction, upsert
+from signal_engine.adapters.sql.engine import chunks, existing_rows, in_transaction, key_of, upsert
 from signal_engine.data.loader import PRICE_COLUMNS, PriceSeries
 from signal_engine.errors import InputError
 from signal_engine.storage.records import Bar, Restatement, WriteResult
 from signal_engine.storage.times import naive_utc, utc_now
 
-BAR_KEY = ("symbol", "timeframe", "timestamp")
+BAR_KEY = ("symbol", "timeframe", "timestamp", "source")
+DISAGREEMENT_KEY = ("symbol", "timeframe", "timestamp", "source", "other_source", "field")
 VALUE_COLUMNS = ("open", "high", "low", "close", "volume", "adj_close")
+PRICE_FIELDS = ("open", "high", "low", "close")
 RELATIVE_TOLERANCE = 1e-12
+CROSS_SOURCE_TOLERANCE = 0.005  # 0.5 %: more than rounding to the cent and consolidated-vs-listing prints
+PRIMARY_ORDER = ("yahoo", "nasdaq")
+BarKey = tuple[str, str, datetime, str]
+
+
+@dataclass(frozen=True)
+class Disagreement:
+    """A bar of ``source`` whose ``field`` differs from ``other_source``'s bar at the same time beyond tolerance."""
+
+    symbol: str
+    timeframe: str
+    timestamp: datetime
+    source: str
+    other_source: str
+    field: str
+    value: float
+    other_value: float
+    relative_difference: float
+    recorded_at: datetime
 
 
 class SqlPriceStore:
@@ -29,22 +58,44 @@ class SqlPriceStore:
     ----------
     engine
         A migrated SQLAlchemy engine (MySQL/MariaDB or SQLite).
+    primary_sources
+        The source whose bars the models read, per symbol (others are cross-checks).
+    tolerance
+        Relative difference between two sources' prices beyond which a disagreement is recorded.
     """
 
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, engine: sa.Engine, primary_sources: Mapping[str, str] | None = None,
+                 tolerance: float = CROSS_SOURCE_TOLERANCE) -> None:
         self._engine = engine
+        self._primary = dict(primary_sources or {})
+        self._tolerance = tolerance
 
     def write_bars(self, bars: Sequence[Bar]) -> WriteResult:
-        """One transaction: insert new bars, update and record restated ones, skip identical ones."""
-        latest = {bar.key: bar for bar in map(_normalised, bars)}
-        return in_transaction(self._engine, lambda connection: _write(connection, list(latest.values())))
+        """One transaction: insert new bars, update and record restated ones (same source), skip identical ones,
+        and record where another source's bar at the same time disagrees."""
+        latest = {_key(bar): bar for bar in map(_normalised, bars)}
+        return in_transaction(self._engine,
+                              lambda connection: _write(connection, list(latest.values()), self._tolerance))
+
+    def primary_source(self, symbol: str, timeframe: str) -> str | None:
+        """The source whose bars are read for this symbol, or None when none is stored."""
+        table = schema.bars
+        with self._engine.connect() as connection:
+            stored = set(connection.execute(sa.select(table.c.source).distinct().where(
+                table.c.symbol == symbol, table.c.timeframe == timeframe)).scalars())
+        if symbol in self._primary:
+            return self._primary[symbol]
+        ranked = [name for name in PRIMARY_ORDER if name in stored] + sorted(stored - set(PRIMARY_ORDER))
+        return ranked[0] if ranked else None
 
     def read_bars(self, symbol: str, timeframe: str, start: datetime | None = None,
-                  end: datetime | None = None) -> PriceSeries:
-        """The stored bars as a PriceSeries, prices adjusted by adj_close / close where it is stored."""
+                  end: datetime | None = None, source: str | None = None) -> PriceSeries:
+        """The primary source's (or ``source``'s) bars as a PriceSeries, prices adjusted by adj_close / close
+        where it is stored; bars of other sources are never mixed in."""
         table = schema.bars
+        chosen = source or self.primary_source(symbol, timeframe)
         query = (sa.select(table.c.timestamp, *(table.c[name] for name in VALUE_COLUMNS))
-                 .where(table.c.symbol == symbol, table.c.timeframe == timeframe)
+                 .where(table.c.symbol == symbol, table.c.timeframe == timeframe, table.c.source == chosen)
                  .order_by(table.c.timestamp))
         if start is not None:
             query = query.where(table.c.timestamp >= naive_utc(start))
@@ -66,6 +117,14 @@ class SqlPriceStore:
         with self._engine.connect() as connection:
             return [_restatement(row) for row in connection.execute(query).mappings()]
 
+    def disagreements(self, symbol: str, timeframe: str) -> list[Disagreement]:
+        """Recorded cross-source disagreements, oldest bar first."""
+        table = schema.bar_disagreements
+        query = (sa.select(table).where(table.c.symbol == symbol, table.c.timeframe == timeframe)
+                 .order_by(table.c.timestamp, table.c.source, table.c.field))
+        with self._engine.connect() as connection:
+            return [Disagreement(**dict(row)) for row in connection.execute(query).mappings()]
+
     def count_bars(self, symbol: str | None = None) -> int:
         """Stored bars of one symbol, or of all."""
         query = sa.select(sa.func.count()).select_from(schema.bars)
@@ -80,17 +139,54 @@ def _normalised(bar: Bar) -> Bar:
                bar.volume, bar.adj_close, bar.source)
 
 
-def _write(connection: sa.Connection, bars: list[Bar]) -> WriteResult:
-    stored = existing_rows(connection, schema.bars, BAR_KEY, (bar.key for bar in bars))
+def _key(bar: Bar) -> BarKey:
+    return (bar.symbol, bar.timeframe, bar.timestamp, bar.source)
+
+
+def _write(connection: sa.Connection, bars: list[Bar], tolerance: float) -> WriteResult:
+    stored = existing_rows(connection, schema.bars, BAR_KEY, (_key(bar) for bar in bars))
     now = utc_now()
-    new = [bar for bar in bars if bar.key not in stored]
-    restated = [(_bar(stored[bar.key]), bar) for bar in bars
-                if bar.key in stored and not _same(_bar(stored[bar.key]), bar)]
+    new = [bar for bar in bars if _key(bar) not in stored]
+    restated = [(_bar(stored[_key(bar)]), bar) for bar in bars
+                if _key(bar) in stored and not _same(_bar(stored[_key(bar)]), bar)]
     if restated:
         connection.execute(schema.bar_restatements.insert(),
                            [_restatement_row(before, after, now) for before, after in restated])
     upsert(connection, schema.bars, [_row(bar, now) for bar in (*new, *(after for _, after in restated))], BAR_KEY)
-    return WriteResult(inserted=len(new), updated=len(restated), unchanged=len(bars) - len(new) - len(restated))
+    flagged = _record_disagreements(connection, [*new, *(after for _, after in restated)], tolerance, now)
+    return WriteResult(inserted=len(new), updated=len(restated), unchanged=len(bars) - len(new) - len(restated),
+                       disagreements=flagged)
+
+
+def _record_disagreements(connection: sa.Connection, bars: list[Bar], tolerance: float, now: datetime) -> int:
+    """Compare each written bar with other sources' bars at the same time; record (both ways) what differs."""
+    if not bars:
+        return 0
+    table = schema.bars
+    others: dict[tuple[str, str, datetime], list[dict[str, Any]]] = {}
+    keys = list({(bar.symbol, bar.timeframe, bar.timestamp) for bar in bars})
+    columns = (table.c.symbol, table.c.timeframe, table.c.timestamp)
+    for batch in chunks(keys):
+        for row in connection.execute(sa.select(table).where(sa.tuple_(*columns).in_(list(batch)))).mappings():
+            others.setdefault((row["symbol"], row["timeframe"], row["timestamp"]), []).append(dict(row))
+    rows: list[dict[str, Any]] = []
+    for bar in bars:
+        for other in others.get((bar.symbol, bar.timeframe, bar.timestamp), []):
+            if other["source"] == bar.source:
+                continue
+            for name in PRICE_FIELDS:
+                mine, theirs = float(getattr(bar, name)), float(other[name])
+                difference = abs(mine - theirs) / max(abs(theirs), 1e-12)
+                if difference > tolerance:
+                    common = {"symbol": bar.symbol, "timeframe": bar.timeframe, "timestamp": bar.timestamp,
+                              "field": name, "relative_difference": difference, "recorded_at": now}
+                    rows.append({**common, "source": bar.source, "other_source": other["source"],
+                                 "value": mine, "other_value": theirs})
+                    rows.append({**common, "source": other["source"], "other_source": bar.source,
+                                 "value": theirs, "other_value": mine})
+    unique = {key_of(row, DISAGREEMENT_KEY): row for row in rows}
+    upsert(connection, schema.bar_disagreements, list(unique.values()), DISAGREEMENT_KEY)
+    return len({(row["symbol"], row["timeframe"], row["timestamp"]) for row in unique.values()})
 
 
 def _same(stored: Bar, incoming: Bar) -> bool:

@@ -31,10 +31,22 @@ bars = sa.Table(
     _symbol(primary_key=True),
     sa.Column("timeframe", sa.String(8), primary_key=True),
     sa.Column("timestamp", sa.DateTime, primary_key=True),
+    sa.Column("source", sa.String(32), primary_key=True),  # since version 5: one series per source
     _price("open"), _price("high"), _price("low"), _price("close"),
     _price("volume", nullable=True), _price("adj_close", nullable=True),
-    sa.Column("source", sa.String(32), nullable=False),
     sa.Column("updated_at", sa.DateTime, nullable=False),
+)
+
+bar_disagreements = sa.Table(
+    "bar_disagreements", metadata,
+    _symbol(primary_key=True),
+    sa.Column("timeframe", sa.String(8), primary_key=True),
+    sa.Column("timestamp", sa.DateTime, primary_key=True),
+    sa.Column("source", sa.String(32), primary_key=True),
+    sa.Column("other_source", sa.String(32), primary_key=True),
+    sa.Column("field", sa.String(16), primary_key=True),
+    _price("value"), _price("other_value"), _price("relative_difference"),
+    sa.Column("recorded_at", sa.DateTime, nullable=False),
 )
 
 bar_restatements = sa.Table(
