@@ -14,6 +14,7 @@ from signal_engine.data.loader import PriceSeries
 from signal_engine.serving.messages import ExpertQuery, ExpertReply
 from signal_engine.storage.records import (
     Bar,
+    CorporateAction,
     Document,
     DocumentKind,
     Fundamental,
@@ -35,9 +36,18 @@ class PriceStore(Protocol):
         ...
 
     def read_bars(self, symbol: str, timeframe: str, start: datetime | None = None,
-                  end: datetime | None = None, source: str | None = None) -> PriceSeries:
+                  end: datetime | None = None, source: str | None = None,
+                  as_of: datetime | None = None) -> PriceSeries:
         """The stored bars of one symbol from one source (its primary by default), oldest first, between
-        ``start`` and ``end`` inclusive."""
+        ``start`` and ``end`` inclusive, adjusted with the splits and dividends known at ``as_of``."""
+        ...
+
+    def write_corporate_actions(self, actions: Sequence[CorporateAction]) -> WriteResult:
+        """Upsert splits and dividends (keeping the earliest ``known_at``)."""
+        ...
+
+    def corporate_actions(self, symbol: str, source: str | None = None) -> list[CorporateAction]:
+        """The stored splits and dividends of a symbol, by ex-date."""
         ...
 
     def restatements(self, symbol: str, timeframe: str) -> list[Restatement]:

@@ -13,6 +13,7 @@ from signal_engine.collectors.registry import parse_payload
 from signal_engine.collectors.sources import Parsed, Source, Window
 from signal_engine.errors import SignalEngineError
 from signal_engine.ports import Stores
+from signal_engine.storage.adjust import unadjust_bars, unadjust_dividends
 from signal_engine.storage.records import WriteResult
 
 
@@ -97,15 +98,35 @@ def keep_raw(raw: RawPayload, stores: Stores) -> None:
 
 
 def write_parsed(parsed: Parsed, stores: Stores) -> dict[str, WriteResult]:
-    """Write each kind of record to its store; each store's write is one transaction."""
+    """Write each kind of record to its store; each store's write is one transaction.
+
+    Corporate actions go first; bars (and dividend amounts) that the source split-adjusted as of its fetch
+    are turned back into raw prices with every split known by then (the payload's and the stored ones).
+    """
+    bars, actions = parsed.bars, parsed.corporate_actions
+    if parsed.split_adjusted_as_of is not None and (bars or actions):
+        as_of = parsed.split_adjusted_as_of
+        symbols = {bar.symbol for bar in bars} | {action.symbol for action in actions}
+        splits = [a for a in actions if a.kind == "split"]
+        for symbol in symbols:
+            splits += [a for a in stores.prices.corporate_actions(symbol, source=_source_of(parsed))
+                       if a.kind == "split"]
+        actions = unadjust_dividends(actions, splits, as_of)
+        bars = unadjust_bars(bars, splits, as_of)
     writers: list[tuple[str, list[Any], Callable[[Any], WriteResult]]] = [
-        ("bars", parsed.bars, stores.prices.write_bars),
+        ("corporate_actions", actions, stores.prices.write_corporate_actions),
+        ("bars", bars, stores.prices.write_bars),
         ("statistics", parsed.statistics, stores.market.write_statistics),
         ("fundamentals", parsed.fundamentals, stores.market.write_fundamentals),
         ("options", parsed.options, stores.market.write_option_quotes),
         ("documents", parsed.documents, stores.documents.write_documents),
     ]
     return {name: write(rows) for name, rows, write in writers if rows}
+
+
+def _source_of(parsed: Parsed) -> str | None:
+    sources = [bar.source for bar in parsed.bars] + [action.source for action in parsed.corporate_actions]
+    return sources[0] if sources else None
 
 
 def replay(stores: Stores, *, source: str | None = None, kind: str | None = None, symbol: str | None = None,

@@ -25,7 +25,16 @@ from signal_engine.collectors.fields import Field
 from signal_engine.collectors.http import HttpClient
 from signal_engine.collectors.raw import RawPayload
 from signal_engine.collectors.sources import Parsed, Window
-from signal_engine.storage.records import Bar, Document, Fundamental, OptionQuote, OptionSide, PeriodType, Statistic
+from signal_engine.storage.records import (
+    Bar,
+    CorporateAction,
+    Document,
+    Fundamental,
+    OptionQuote,
+    OptionSide,
+    PeriodType,
+    Statistic,
+)
 from signal_engine.storage.times import from_epoch, naive_utc, utc_now
 
 NAME = "yahoo"
@@ -138,10 +147,15 @@ def _epoch(day: date) -> str:
     return str(int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()))
 
 
-def _chart_params(window: Window) -> dict[str, str]:
+def _chart_params(window: Window, today: date | None = None) -> dict[str, str]:
+    """Daily charts run to today whatever the window's end: Yahoo's prices are split-adjusted as of the fetch,
+    so the payload must list every split from the window's start to the fetch to turn them back into raw."""
     if window.timeframe not in INTERVALS:
         raise ValueError(f"timeframe {window.timeframe!r} is not one of {', '.join(INTERVALS)}")
-    return {"period1": _epoch(window.start), "period2": _epoch(window.end + timedelta(days=1)),
+    end = window.end
+    if window.timeframe == "1d":
+        end = max(end, today or utc_now().date())
+    return {"period1": _epoch(window.start), "period2": _epoch(end + timedelta(days=1)),
             "interval": INTERVALS[window.timeframe], "includePrePost": "false", "events": "div,splits"}
 
 
@@ -164,14 +178,19 @@ def _single_result(root: Field, top: str) -> Field:
 
 
 def parse_chart(raw: RawPayload) -> Parsed:
-    """Bars from a v8 chart payload; daily bars are keyed by their exchange-local session date."""
+    """Bars from a v8 chart payload; daily bars are keyed by their exchange-local session date.
+
+    The prices (and dividend amounts) are split-adjusted as of the fetch: ``split_adjusted_as_of`` says so,
+    and the payload's ``events.splits``/``events.dividends`` become corporate actions known from the fetch.
+    """
     result = _single_result(Field.parse(raw.body, raw.label), "chart")
     meta = result["meta"]
     zone = ZoneInfo(meta["exchangeTimezoneName"].text())
     timeframe = _timeframe(meta["dataGranularity"])
+    actions = _corporate_actions(result, raw, zone)
     stamps = result.get("timestamp")
     if stamps is None:
-        return Parsed()
+        return Parsed(corporate_actions=actions, split_adjusted_as_of=naive_utc(raw.fetched_at))
     times = stamps.items()
     quote = result["indicators"]["quote"].items()[0]
     columns = {name: _column(quote, name, len(times)) for name in ("open", "high", "low", "close")}
@@ -189,7 +208,31 @@ def parse_chart(raw: RawPayload) -> Parsed:
         bars.append(Bar(raw.symbol, timeframe, _bar_time(stamp.number(), timeframe, zone), o, h, low, c,
                         volume[i].optional_number() if volume else None,
                         adjusted[i].optional_number() if adjusted else None, NAME))
-    return Parsed(bars=bars)
+    return Parsed(bars=bars, corporate_actions=actions, split_adjusted_as_of=naive_utc(raw.fetched_at))
+
+
+def _corporate_actions(result: Field, raw: RawPayload, zone: ZoneInfo) -> list[CorporateAction]:
+    events = result.get("events")
+    if events is None:
+        return []
+    known_at = naive_utc(raw.fetched_at)
+    actions = []
+    splits = events.get("splits")
+    for node in [splits[key] for key in splits.object()] if splits is not None else []:
+        numerator, denominator = node["numerator"].number(), node["denominator"].number()
+        if numerator <= 0 or denominator <= 0:
+            raise node.fail(f"split {numerator:g}:{denominator:g} is not a positive ratio")
+        actions.append(CorporateAction(raw.symbol, "split", _session_date(node["date"].number(), zone),
+                                       numerator / denominator, NAME, known_at))
+    dividends = events.get("dividends")
+    for node in [dividends[key] for key in dividends.object()] if dividends is not None else []:
+        actions.append(CorporateAction(raw.symbol, "dividend", _session_date(node["date"].number(), zone),
+                                       node["amount"].number(), NAME, known_at))
+    return sorted(actions, key=lambda a: (a.ex_date, a.kind))
+
+
+def _session_date(epoch: float, zone: ZoneInfo) -> date:
+    return datetime.fromtimestamp(epoch, zone).date()
 
 
 def _timeframe(granularity: Field) -> str:

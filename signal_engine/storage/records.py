@@ -12,6 +12,7 @@ from datetime import date, datetime
 from typing import Any, Literal
 
 DocumentKind = Literal["news", "reports"]
+ActionKind = Literal["split", "dividend"]
 PeriodType = Literal["annual", "quarterly", "trailing"]
 OptionSide = Literal["call", "put"]
 
@@ -40,6 +41,23 @@ class Bar:
         """Whether prices, volume and adjusted close agree (the source may differ)."""
         return (self.open, self.high, self.low, self.close, self.volume, self.adj_close) == (
             other.open, other.high, other.low, other.close, other.volume, other.adj_close)
+
+
+@dataclass(frozen=True)
+class CorporateAction:
+    """A split or a dividend, as its own record: prices are stored raw and adjusted when read.
+
+    ``value`` is the split ratio (new shares per old: 4.0 for 4:1) or the cash dividend per share in the
+    same (unadjusted) basis as the stored bars of that day. ``known_at`` is when the source first reported
+    it (the fetch time of the payload), so a read ``as_of`` an earlier time does not apply it.
+    """
+
+    symbol: str
+    kind: ActionKind
+    ex_date: date
+    value: float
+    source: str
+    known_at: datetime
 
 
 @dataclass(frozen=True)

@@ -88,6 +88,8 @@ MIGRATIONS: tuple[Migration, ...] = (
               _create(schema.documents, schema.document_symbols)),
     Migration(5, "bars keyed by source too (a second source never overwrites the first) and bar disagreements",
               _bars_keyed_by_source),
+    Migration(6, "corporate actions (splits, dividends) as their own records; bars are stored raw",
+              _create(schema.corporate_actions)),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -12,9 +12,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
@@ -22,10 +23,12 @@ from signal_engine.adapters.sql import schema
 from signal_engine.adapters.sql.engine import chunks, existing_rows, in_transaction, key_of, upsert
 from signal_engine.data.loader import PRICE_COLUMNS, PriceSeries
 from signal_engine.errors import InputError
-from signal_engine.storage.records import Bar, Restatement, WriteResult
+from signal_engine.storage.adjust import adjustment, known
+from signal_engine.storage.records import Bar, CorporateAction, Restatement, WriteResult
 from signal_engine.storage.times import naive_utc, utc_now
 
 BAR_KEY = ("symbol", "timeframe", "timestamp", "source")
+ACTION_KEY = ("symbol", "kind", "ex_date", "source")
 DISAGREEMENT_KEY = ("symbol", "timeframe", "timestamp", "source", "other_source", "field")
 VALUE_COLUMNS = ("open", "high", "low", "close", "volume", "adj_close")
 PRICE_FIELDS = ("open", "high", "low", "close")
@@ -89,25 +92,51 @@ class SqlPriceStore:
         return ranked[0] if ranked else None
 
     def read_bars(self, symbol: str, timeframe: str, start: datetime | None = None,
-                  end: datetime | None = None, source: str | None = None) -> PriceSeries:
-        """The primary source's (or ``source``'s) bars as a PriceSeries, prices adjusted by adj_close / close
-        where it is stored; bars of other sources are never mixed in."""
+                  end: datetime | None = None, source: str | None = None,
+                  as_of: datetime | None = None) -> PriceSeries:
+        """The primary source's (or ``source``'s) bars as a PriceSeries, adjusted as known at ``as_of``.
+
+        Bars are stored raw; the splits and dividends of that source known by ``as_of`` (all when None) are
+        applied on read, so a split never leaves a cliff and a read as of an earlier time gives the history
+        as it was then (bars after ``as_of`` are left out). A bar stored with its own adjusted close (CSV
+        ingest) keeps that adjustment. Bars of other sources are never mixed in.
+        """
         table = schema.bars
         chosen = source or self.primary_source(symbol, timeframe)
         query = (sa.select(table.c.timestamp, *(table.c[name] for name in VALUE_COLUMNS))
                  .where(table.c.symbol == symbol, table.c.timeframe == timeframe, table.c.source == chosen)
                  .order_by(table.c.timestamp))
-        if start is not None:
-            query = query.where(table.c.timestamp >= naive_utc(start))
-        if end is not None:
-            query = query.where(table.c.timestamp <= naive_utc(end))
+        last = min((naive_utc(t) for t in (end, as_of) if t is not None), default=None)
+        if last is not None:
+            query = query.where(table.c.timestamp <= last)
         with self._engine.connect() as connection:
             frame = pd.DataFrame(connection.execute(query).all(), columns=["timestamp", *VALUE_COLUMNS])
-        source = f"store:{symbol}/{timeframe}"
+        label = f"store:{symbol}/{timeframe}"
         if frame.empty:
-            raise InputError(source, "no bars stored for this symbol and timeframe; "
+            raise InputError(label, "no bars stored for this symbol and timeframe; "
                              "expected `signal-engine ingest` or `signal-engine collect` to have stored some")
-        return PriceSeries(symbol=symbol, source=source, bars=_as_price_frame(frame))
+        actions = known(self.corporate_actions(symbol, source=chosen), None if as_of is None else naive_utc(as_of))
+        bars = _as_price_frame(frame, actions)
+        if start is not None:
+            bars = bars.loc[bars.index >= pd.Timestamp(naive_utc(start))]
+        if bars.empty:
+            raise InputError(label, f"no bars stored from {start}; expected an earlier --start")
+        return PriceSeries(symbol=symbol, source=label, bars=bars)
+
+    def write_corporate_actions(self, actions: Sequence[CorporateAction]) -> WriteResult:
+        """Upsert splits and dividends; ``known_at`` keeps the earliest time a source reported each one."""
+        latest: dict[tuple[str, str, date, str], CorporateAction] = {
+            (a.symbol, a.kind, a.ex_date, a.source): a for a in actions}
+        return in_transaction(self._engine, lambda connection: _write_actions(connection, latest))
+
+    def corporate_actions(self, symbol: str, source: str | None = None) -> list[CorporateAction]:
+        """The stored splits and dividends of a symbol (of one source, or all), by ex-date."""
+        table = schema.corporate_actions
+        query = sa.select(table).where(table.c.symbol == symbol).order_by(table.c.ex_date, table.c.kind)
+        if source is not None:
+            query = query.where(table.c.source == source)
+        with self._engine.connect() as connection:
+            return [CorporateAction(**dict(row)) for row in connection.execute(query).mappings()]
 
     def restatements(self, symbol: str, timeframe: str) -> list[Restatement]:
         """Recorded changes to stored bars, oldest first."""
@@ -219,12 +248,36 @@ def _restatement(row: sa.RowMapping) -> Restatement:
     return Restatement(before=_bar(values, "old_"), after=_bar(values, "new_"), recorded_at=values["recorded_at"])
 
 
-def _as_price_frame(frame: pd.DataFrame) -> pd.DataFrame:
+def _as_price_frame(frame: pd.DataFrame, actions: Sequence[CorporateAction]) -> pd.DataFrame:
     index = pd.DatetimeIndex(pd.to_datetime(frame["timestamp"]), name="timestamp")
     values = frame[list(VALUE_COLUMNS)].astype(float)
-    adjustment = (values["adj_close"] / values["close"]).fillna(1.0).to_numpy()
-    bars = pd.DataFrame({name: values[name].to_numpy() * adjustment for name in PRICE_COLUMNS}, index=index)
+    from_actions = adjustment([t.date() for t in index], values["close"].tolist(), actions)
+    stored = (values["adj_close"] / values["close"]).to_numpy()
+    factor = np.where(np.isnan(stored), from_actions, stored)
+    bars = pd.DataFrame({name: values[name].to_numpy() * factor for name in PRICE_COLUMNS}, index=index)
     if values["volume"].notna().any():
-        bars["volume"] = values["volume"].to_numpy()
+        splits = adjustment([t.date() for t in index], values["close"].tolist(),
+                            [a for a in actions if a.kind == "split"])
+        bars["volume"] = values["volume"].to_numpy() / np.where(np.isnan(stored), splits, 1.0)
     return bars
+
+
+def _write_actions(connection: sa.Connection,
+                   actions: dict[tuple[str, str, date, str], CorporateAction]) -> WriteResult:
+    stored = existing_rows(connection, schema.corporate_actions, ACTION_KEY, actions)
+    rows, inserted, updated = [], 0, 0
+    for key, action in actions.items():
+        known_at = naive_utc(action.known_at)
+        before = stored.get(key)
+        if before is None:
+            inserted += 1
+        elif math.isclose(before["value"], action.value, rel_tol=RELATIVE_TOLERANCE) and before["known_at"] <= known_at:
+            continue
+        else:
+            updated += 1
+            known_at = min(known_at, before["known_at"])
+        rows.append({"symbol": action.symbol, "kind": action.kind, "ex_date": action.ex_date,
+                     "source": action.source, "value": action.value, "known_at": known_at})
+    upsert(connection, schema.corporate_actions, rows, ACTION_KEY)
+    return WriteResult(inserted=inserted, updated=updated, unchanged=len(actions) - inserted - updated)
 

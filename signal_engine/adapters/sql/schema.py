@@ -64,6 +64,16 @@ bar_restatements = sa.Table(
     sa.Index("ix_bar_restatements_key", "symbol", "timeframe", "timestamp"),
 )
 
+corporate_actions = sa.Table(
+    "corporate_actions", metadata,
+    _symbol(primary_key=True),
+    sa.Column("kind", sa.String(12), primary_key=True),
+    sa.Column("ex_date", sa.Date, primary_key=True),
+    sa.Column("source", sa.String(32), primary_key=True),
+    _price("value"),
+    sa.Column("known_at", sa.DateTime, nullable=False),
+)
+
 statistics = sa.Table(
     "statistics", metadata,
     _symbol(primary_key=True),
