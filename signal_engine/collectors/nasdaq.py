@@ -275,7 +275,7 @@ def parse_financials(raw: RawPayload) -> Parsed:
                 value = amount(row[column]) if row.get(column) is not None else None
                 if value is not None:
                     rows.append(Fundamental(raw.symbol, item, FREQUENCIES[frequency], period_end,
-                                            value * FINANCIALS_SCALE, NAME))
+                                            value * FINANCIALS_SCALE, NAME, fetched_at=naive_utc(raw.fetched_at)))
     return Parsed(fundamentals=rows)
 
 

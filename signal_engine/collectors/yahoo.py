@@ -48,6 +48,7 @@ STATISTIC_MODULES = ("summaryDetail", "defaultKeyStatistics", "financialData")
 FUNDAMENTAL_ITEMS = ("TotalRevenue", "GrossProfit", "OperatingIncome", "NetIncome", "DilutedEPS", "TotalAssets",
                      "TotalDebt", "StockholdersEquity", "OperatingCashFlow", "FreeCashFlow")
 FUNDAMENTAL_PERIODS: dict[str, PeriodType] = {"annual": "annual", "quarterly": "quarterly", "trailing": "trailing"}
+PUBLICATION_LOOKBACK = timedelta(days=400)  # an annual report of a foreign filer: up to 4 months, plus a year
 OPTION_SIDES: tuple[tuple[OptionSide, str], ...] = (("call", "calls"), ("put", "puts"))
 MAX_EXPIRATIONS = 3
 NEWS_COUNT = 20
@@ -160,8 +161,11 @@ def _chart_params(window: Window, today: date | None = None) -> dict[str, str]:
 
 
 def _timeseries_params(symbol: str, window: Window) -> dict[str, str]:
+    """The periods that can have been published in the window: those that ended up to ``PUBLICATION_LOOKBACK``
+    before it (a fiscal period is published weeks to months after it ends, so asking for periods that ended
+    in a 5-day window finds almost nothing)."""
     types = [f"{period}{item}" for period in ("annual", "quarterly") for item in FUNDAMENTAL_ITEMS]
-    return {"symbol": symbol, "type": ",".join(types), "period1": _epoch(window.start),
+    return {"symbol": symbol, "type": ",".join(types), "period1": _epoch(window.start - PUBLICATION_LOOKBACK),
             "period2": _epoch(window.end + timedelta(days=1))}
 
 
@@ -306,7 +310,7 @@ def parse_timeseries(raw: RawPayload) -> Parsed:
             currency = point.get("currencyCode")
             rows.append(Fundamental(raw.symbol, item, period, _iso_date(point["asOfDate"]),
                                     point["reportedValue"]["raw"].number(), NAME,
-                                    currency.text() if currency else "USD"))
+                                    currency.text() if currency else "USD", fetched_at=naive_utc(raw.fetched_at)))
     return Parsed(fundamentals=rows)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
 DocumentKind = Literal["news", "reports"]
@@ -80,9 +80,19 @@ class Statistic:
     source: str
 
 
+# The latest a fiscal period's figures are public: SEC 10-K/20-F (up to 120 days) and 10-Q (45 days), EU half-year
+# reports (3 months). Used as an upper bound of the publication date when a period is first seen late (a backfill).
+PUBLICATION_DEADLINE_DAYS: dict[str, int] = {"annual": 120, "quarterly": 90, "trailing": 90}
+
+
 @dataclass(frozen=True)
 class Fundamental:
-    """One financial-statement item for one fiscal period."""
+    """One financial-statement item for one fiscal period, as known from ``known_at`` (point in time).
+
+    Sources give the period end, not the publication date. A value first seen is known from the earlier of
+    its fetch and the period's publication deadline (both are times by which it was public, so a backtest
+    never sees it early); a changed value (a restatement) is a new version known from its fetch.
+    """
 
     symbol: str
     item: str
@@ -91,6 +101,14 @@ class Fundamental:
     value: float
     source: str
     currency: str = "USD"
+    known_at: datetime | None = None
+    fetched_at: datetime | None = None
+
+    def first_known_at(self) -> datetime:
+        """When a first sighting of this value was public at the latest."""
+        deadline = self.period_end + timedelta(days=PUBLICATION_DEADLINE_DAYS[self.period_type])
+        bound = datetime(deadline.year, deadline.month, deadline.day)
+        return min(bound, self.fetched_at) if self.fetched_at is not None else bound
 
 
 @dataclass(frozen=True)

@@ -150,7 +150,7 @@ def test_fundamentals_upsert_by_period_and_item(database: SqlDatabase) -> None:
     row = Fundamental("AAPL", "TotalRevenue", "annual", date(2023, 9, 30), 383285000000.0, "yahoo")
     database.market.write_fundamentals([row])
     assert database.market.write_fundamentals([row]).unchanged == 1
-    assert database.market.read_fundamentals("AAPL") == [row]
+    assert database.market.read_fundamentals("AAPL") == [replace(row, known_at=datetime(2024, 1, 28))]  # +120 days
 
 
 def test_option_quotes_round_trip_with_missing_values(database: SqlDatabase) -> None:

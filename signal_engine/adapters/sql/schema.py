@@ -90,8 +90,10 @@ fundamentals = sa.Table(
     sa.Column("period_type", sa.String(12), primary_key=True),
     sa.Column("period_end", sa.Date, primary_key=True),
     sa.Column("item", sa.String(96), primary_key=True),
+    sa.Column("known_at", sa.DateTime, primary_key=True),  # since version 7: point-in-time versions
     _price("value"),
     sa.Column("currency", sa.String(8), nullable=False),
+    sa.Column("fetched_at", sa.DateTime, nullable=True),
 )
 
 option_quotes = sa.Table(
