@@ -123,15 +123,28 @@ def object_store(location: str, aws_client: Callable[[str], Any] | None = None) 
 
 
 def build_source(name: str, settings: Settings | None = None, **client_options: Any) -> Source:
-    """A source with a real network transport (urllib), timeouts, retries and rate limiting."""
-    from signal_engine.adapters.urllib_transport import UrllibTransport
+    """A source with a real network transport, timeouts, retries and rate limiting.
 
+    The transport is curl_cffi impersonating Chrome (Yahoo refuses Python's own TLS client); without
+    curl_cffi installed it falls back to urllib, which Nasdaq accepts and Yahoo mostly refuses with 429.
+    """
     if name not in SOURCES:
         raise ConfigError(f"unknown source {name!r}; expected one of {', '.join(SOURCES)}")
     settings = settings or Settings.from_env()
-    client = HttpClient(UrllibTransport(), timeout=settings.http_timeout, headers=REQUEST_HEADERS[name],
+    client = HttpClient(_transport(), timeout=settings.http_timeout, headers=REQUEST_HEADERS[name],
                         **client_options)
     return SOURCES[name](client)
+
+
+def _transport() -> Any:
+    try:
+        from signal_engine.adapters.curl_transport import CurlCffiTransport
+
+        return CurlCffiTransport()
+    except ImportError:
+        from signal_engine.adapters.urllib_transport import UrllibTransport
+
+        return UrllibTransport()
 
 
 def _database_url(settings: Settings, aws_client: Callable[[str], Any]) -> str:
