@@ -31,7 +31,7 @@ class CurlCffiTransport:
     def __init__(self, impersonate: str = IMPERSONATE, session: Any = None) -> None:
         from curl_cffi import requests
 
-        self._session = session or requests.Session(impersonate=impersonate)  # type: ignore[arg-type]
+        self._session = session or requests.Session(impersonate=impersonate)
         self._errors = requests.exceptions
 
     def send(self, request: HttpRequest, timeout: float) -> HttpResponse:
