@@ -50,6 +50,8 @@ FUNDAMENTAL_ITEMS = ("TotalRevenue", "GrossProfit", "OperatingIncome", "NetIncom
 FUNDAMENTAL_PERIODS: dict[str, PeriodType] = {"annual": "annual", "quarterly": "quarterly", "trailing": "trailing"}
 PUBLICATION_LOOKBACK = timedelta(days=400)  # an annual report of a foreign filer: up to 4 months, plus a year
 OPTION_SIDES: tuple[tuple[OptionSide, str], ...] = (("call", "calls"), ("put", "puts"))
+# Yahoo answers interval=30m with 60-minute bars; yfinance fetches 15m and resamples (scrapers/history.py).
+FETCHED_AS = {"30m": "15m"}
 MAX_EXPIRATIONS = 3
 NEWS_COUNT = 20
 
@@ -80,7 +82,8 @@ class YahooSource:
 
     def fetch(self, kind: str, symbol: str, window: Window) -> Iterator[RawPayload]:
         if kind == "bars":
-            yield self._get(kind, symbol, f"{self._base}/v8/finance/chart/{symbol}", _chart_params(window))
+            note = {"timeframe": window.timeframe} if window.timeframe in FETCHED_AS else None
+            yield self._get(kind, symbol, f"{self._base}/v8/finance/chart/{symbol}", _chart_params(window), note)
         elif kind == "statistics":
             yield self._get_with_crumb(kind, symbol, f"{self._base}/v10/finance/quoteSummary/{symbol}",
                                        {"modules": ",".join(("price", *STATISTIC_MODULES))})
@@ -120,9 +123,11 @@ class YahooSource:
             self._crumb = None
             return self._get(kind, symbol, url, {**params, "crumb": self._get_crumb()})
 
-    def _get(self, kind: str, symbol: str, url: str, params: dict[str, str]) -> RawPayload:
+    def _get(self, kind: str, symbol: str, url: str, params: dict[str, str],
+             note: dict[str, str] | None = None) -> RawPayload:
+        """One request; its raw payload keeps the parameters sent (not the crumb) and ``note`` (not sent)."""
         response = self._client.get(url, params)
-        stored_params = {k: v for k, v in params.items() if k != "crumb"}
+        stored_params = {**{k: v for k, v in params.items() if k != "crumb"}, **(note or {})}
         return RawPayload(NAME, kind, symbol, url, utc_now(), response.status, response.body, stored_params)
 
     def _get_crumb(self) -> str:
@@ -156,8 +161,9 @@ def _chart_params(window: Window, today: date | None = None) -> dict[str, str]:
     end = window.end
     if window.timeframe == "1d":
         end = max(end, today or utc_now().date())
+    interval = FETCHED_AS.get(window.timeframe, INTERVALS[window.timeframe])
     return {"period1": _epoch(window.start), "period2": _epoch(end + timedelta(days=1)),
-            "interval": INTERVALS[window.timeframe], "includePrePost": "false", "events": "div,splits"}
+            "interval": interval, "includePrePost": "false", "events": "div,splits"}
 
 
 def _timeseries_params(symbol: str, window: Window) -> dict[str, str]:
@@ -212,7 +218,31 @@ def parse_chart(raw: RawPayload) -> Parsed:
         bars.append(Bar(raw.symbol, timeframe, _bar_time(stamp.number(), timeframe, zone), o, h, low, c,
                         volume[i].optional_number() if volume else None,
                         adjusted[i].optional_number() if adjusted else None, NAME))
+    wanted = raw.params.get("timeframe")
+    if wanted in FETCHED_AS and timeframe == _timeframe_of(FETCHED_AS[wanted]):
+        bars = _resample(bars, wanted, minutes=int(wanted.removesuffix("m")))
     return Parsed(bars=bars, corporate_actions=actions, split_adjusted_as_of=naive_utc(raw.fetched_at))
+
+
+def _timeframe_of(interval: str) -> str:
+    return {value: name for name, value in INTERVALS.items()}[interval]
+
+
+def _resample(bars: list[Bar], timeframe: str, minutes: int) -> list[Bar]:
+    """Bars of ``minutes`` from shorter ones, bucketed on the clock (first open, max high, min low, last close,
+    summed volume), as yfinance builds its 30m bars from 15m ones."""
+    buckets: dict[datetime, list[Bar]] = {}
+    for bar in bars:
+        start = bar.timestamp.replace(minute=bar.timestamp.minute - bar.timestamp.minute % minutes, second=0,
+                                      microsecond=0)
+        buckets.setdefault(start, []).append(bar)
+    merged = []
+    for start, group in sorted(buckets.items()):
+        volumes = [b.volume for b in group if b.volume is not None]
+        merged.append(Bar(group[0].symbol, timeframe, start, group[0].open, max(b.high for b in group),
+                          min(b.low for b in group), group[-1].close, sum(volumes) if volumes else None, None,
+                          group[0].source))
+    return merged
 
 
 def _corporate_actions(result: Field, raw: RawPayload, zone: ZoneInfo) -> list[CorporateAction]:
