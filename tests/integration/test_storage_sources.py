@@ -77,12 +77,18 @@ def test_a_disagreement_beyond_the_tolerance_is_recorded_never_merged(database: 
     assert len(database.prices.disagreements("AAPL", "1d")) == 4
 
 
-def test_a_configured_primary_source_is_the_one_read(url: str, database: SqlDatabase) -> None:
-    from signal_engine.adapters.sql.prices import SqlPriceStore
+def test_a_configured_primary_source_is_the_one_read(url: str, database: SqlDatabase, tmp_path: Path) -> None:
+    from signal_engine.bootstrap import Settings, bootstrap
+    from signal_engine.errors import ConfigError
 
     database.prices.write_bars([*yahoo_bars(), *nasdaq_bars()])
-    store = SqlPriceStore(database.engine, primary_sources={"AAPL": "nasdaq"})
-    assert store.read_bars("AAPL", "1d").bars["close"].iloc[0] == 185.64
+    settings = Settings.from_env({"SIGNAL_ENGINE_DATABASE_URL": url, "SIGNAL_ENGINE_OBJECT_STORE": str(tmp_path),
+                                  "SIGNAL_ENGINE_PRIMARY_SOURCES": "aapl=nasdaq"})
+    storage = bootstrap(settings)
+    assert storage.prices.read_bars("AAPL", "1d").bars["close"].iloc[0] == 185.64
+    storage.close()
+    with pytest.raises(ConfigError, match=r"SIGNAL_ENGINE_PRIMARY_SOURCES: 'AAPL=bloomberg' is not SYMBOL=SOURCE"):
+        _ = Settings(primary_sources="AAPL=bloomberg").primary_source_map
 
 
 def test_a_version_4_store_with_data_is_upgraded_keeping_every_bar(url: str) -> None:
