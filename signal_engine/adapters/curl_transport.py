@@ -41,8 +41,8 @@ class CurlCffiTransport:
         try:
             response = self._session.get(request.url, params=dict(request.params) or None, headers=headers,
                                          timeout=timeout, allow_redirects=True)
-        except errors.DNSError as exc:
-            raise TransportError("dns", f"name resolution failed: {exc}") from None
+        except errors.DNSError:
+            raise TransportError("dns", f"name resolution failed: could not resolve {request.host}") from None
         except errors.Timeout as exc:
             raise TransportError("timeout", str(exc) or "timed out") from None
         except errors.RequestException as exc:
