@@ -12,6 +12,8 @@ and the folder ``out/store/objects`` for raw payloads. In AWS the same code gets
 ``SIGNAL_ENGINE_DOCUMENT_CA_FILE``  the CA bundle for DocumentDB's TLS
 ``SIGNAL_ENGINE_OBJECT_STORE``      a folder, or ``s3://BUCKET/PREFIX``
 ``SIGNAL_ENGINE_HTTP_TIMEOUT``      seconds per HTTP attempt of the collectors (10)
+``SIGNAL_ENGINE_PRIMARY_SOURCES``   the bar source the models read, per symbol: ``AAPL=nasdaq,MSFT=yahoo``
+                                    (default: yahoo, else nasdaq; the others are cross-checks)
 ==================================  ==========================================================================
 """
 
@@ -40,6 +42,7 @@ _ENV = {
     "document_ca_file": "SIGNAL_ENGINE_DOCUMENT_CA_FILE",
     "object_store": "SIGNAL_ENGINE_OBJECT_STORE",
     "http_timeout": "SIGNAL_ENGINE_HTTP_TIMEOUT",
+    "primary_sources": "SIGNAL_ENGINE_PRIMARY_SOURCES",
 }
 
 
@@ -55,6 +58,19 @@ class Settings:
     document_ca_file: str = ""
     object_store: str = DEFAULT_OBJECT_STORE
     http_timeout: float = 10.0
+    primary_sources: str = ""
+
+    @property
+    def primary_source_map(self) -> dict[str, str]:
+        """``AAPL=nasdaq,MSFT=yahoo`` as a mapping; a malformed entry is a ConfigError naming it."""
+        mapping: dict[str, str] = {}
+        for entry in filter(None, (part.strip() for part in self.primary_sources.split(","))):
+            symbol, equals, source = entry.partition("=")
+            if not equals or not symbol.strip() or source.strip() not in SOURCES:
+                raise ConfigError(f"{_ENV['primary_sources']}: {entry!r} is not SYMBOL=SOURCE with SOURCE one of "
+                                  f"{', '.join(SOURCES)}")
+            mapping[symbol.strip().upper()] = source.strip()
+        return mapping
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -95,7 +111,7 @@ def bootstrap(settings: Settings | None = None, *, aws_client: Callable[[str], A
 
     settings = settings or Settings.from_env()
     client = aws_client or _boto3_client
-    database = SqlDatabase.connect(_database_url(settings, client))
+    database = SqlDatabase.connect(_database_url(settings, client), primary_sources=settings.primary_source_map)
     documents: DocumentStore = database.documents
     document_url = _document_url(settings, client)
     if document_url:
@@ -123,15 +139,28 @@ def object_store(location: str, aws_client: Callable[[str], Any] | None = None) 
 
 
 def build_source(name: str, settings: Settings | None = None, **client_options: Any) -> Source:
-    """A source with a real network transport (urllib), timeouts, retries and rate limiting."""
-    from signal_engine.adapters.urllib_transport import UrllibTransport
+    """A source with a real network transport, timeouts, retries and rate limiting.
 
+    The transport is curl_cffi impersonating Chrome (Yahoo refuses Python's own TLS client); without
+    curl_cffi installed it falls back to urllib, which Nasdaq accepts and Yahoo mostly refuses with 429.
+    """
     if name not in SOURCES:
         raise ConfigError(f"unknown source {name!r}; expected one of {', '.join(SOURCES)}")
     settings = settings or Settings.from_env()
-    client = HttpClient(UrllibTransport(), timeout=settings.http_timeout, headers=REQUEST_HEADERS[name],
+    client = HttpClient(_transport(), timeout=settings.http_timeout, headers=REQUEST_HEADERS[name],
                         **client_options)
     return SOURCES[name](client)
+
+
+def _transport() -> Any:
+    try:
+        from signal_engine.adapters.curl_transport import CurlCffiTransport
+
+        return CurlCffiTransport()
+    except ImportError:
+        from signal_engine.adapters.urllib_transport import UrllibTransport
+
+        return UrllibTransport()
 
 
 def _database_url(settings: Settings, aws_client: Callable[[str], Any]) -> str:

@@ -14,6 +14,7 @@ from signal_engine.data.loader import PriceSeries
 from signal_engine.serving.messages import ExpertQuery, ExpertReply
 from signal_engine.storage.records import (
     Bar,
+    CorporateAction,
     Document,
     DocumentKind,
     Fundamental,
@@ -28,15 +29,25 @@ from signal_engine.storage.records import (
 
 
 class PriceStore(Protocol):
-    """Bars keyed by (symbol, timeframe, timestamp); a write is one transaction."""
+    """Bars keyed by (symbol, timeframe, timestamp, source); a write is one transaction."""
 
     def write_bars(self, bars: Sequence[Bar]) -> WriteResult:
         """Insert new bars, update restated ones in place (recording the change), skip identical ones."""
         ...
 
     def read_bars(self, symbol: str, timeframe: str, start: datetime | None = None,
-                  end: datetime | None = None) -> PriceSeries:
-        """The stored bars of one symbol, oldest first, between ``start`` and ``end`` inclusive."""
+                  end: datetime | None = None, source: str | None = None,
+                  as_of: datetime | None = None) -> PriceSeries:
+        """The stored bars of one symbol from one source (its primary by default), oldest first, between
+        ``start`` and ``end`` inclusive, adjusted with the splits and dividends known at ``as_of``."""
+        ...
+
+    def write_corporate_actions(self, actions: Sequence[CorporateAction]) -> WriteResult:
+        """Upsert splits and dividends (keeping the earliest ``known_at``)."""
+        ...
+
+    def corporate_actions(self, symbol: str, source: str | None = None) -> list[CorporateAction]:
+        """The stored splits and dividends of a symbol, by ex-date."""
         ...
 
     def restatements(self, symbol: str, timeframe: str) -> list[Restatement]:
@@ -59,7 +70,9 @@ class MarketDataStore(Protocol):
 
     def read_statistics(self, symbol: str) -> list[Statistic]: ...
 
-    def read_fundamentals(self, symbol: str) -> list[Fundamental]: ...
+    def read_fundamentals(self, symbol: str, as_of: datetime | None = None) -> list[Fundamental]:
+        """Each period's items as known at ``as_of`` (point in time; the latest when None)."""
+        ...
 
     def read_option_quotes(self, underlying: str) -> list[OptionQuote]: ...
 

@@ -54,6 +54,7 @@ GROUPS: dict[str, FunctionGroup] = {
             "pymongo>=4.6",
             "aws-lambda-powertools[parser,tracer]>=3.0",
             "pydantic>=2.6",
+            "curl_cffi>=0.7",  # the collectors' transport: a browser TLS fingerprint (Yahoo refuses Python's)
         ),
     ),
     # The serving path: gate, combiner and risk layer in NumPy, the audit log in MySQL; no TensorFlow, no pandas.

@@ -124,7 +124,8 @@ def make_handler(source: str, kind: str) -> Callable[[dict[str, Any], LambdaCont
         request = CollectRequest(window.source, window.kind, window.symbols, window.start, window.end,
                                  window.timeframe)
         report = collect(request, source_for(source), storage())
-        _count(report.payloads, sum(r.written for r in report.written.values()))
+        _count(report.payloads, sum(r.written for r in report.written.values()),
+               sum(r.disagreements for r in report.written.values()))
         return {**window.model_dump(mode="json"), **report.as_dict()}
 
     @logger.inject_lambda_context(log_event=False)
@@ -149,6 +150,8 @@ def make_handler(source: str, kind: str) -> Callable[[dict[str, Any], LambdaCont
     return handler
 
 
-def _count(payloads: int, rows: int) -> None:
+def _count(payloads: int, rows: int, disagreements: int = 0) -> None:
     metrics.add_metric(name="PayloadsKept", unit=MetricUnit.Count, value=payloads)
     metrics.add_metric(name="RowsWritten", unit=MetricUnit.Count, value=rows)
+    # bars that disagree with another source beyond the tolerance (recorded in bar_disagreements); alarm on > 0
+    metrics.add_metric(name="BarDisagreements", unit=MetricUnit.Count, value=disagreements)

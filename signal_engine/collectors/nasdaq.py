@@ -32,6 +32,8 @@ STATEMENT_TABLES = ("incomeStatementTable", "balanceSheetTable", "cashFlowTable"
 FINANCIALS_SCALE = 1000.0  # the financials tables are in thousands of US dollars
 QUOTE_FIELDS = {"lastSalePrice": "last_sale_price", "netChange": "net_change",
                 "percentageChange": "percentage_change", "volume": "volume"}
+SIGNED_FIELDS = frozenset({"netChange", "percentageChange"})
+KEY_STATS = {"PreviousClose": "previous_close", "OpenPrice": "open_price", "MarketCap": "market_cap"}
 NEWS_LIMIT = 20
 _NONE = {"", "--", "n/a", "na", "nm"}
 REQUEST_HEADERS = {"Origin": SITE, "Referer": SITE + "/"}
@@ -43,31 +45,35 @@ class NasdaqSource:
     Parameters
     ----------
     client
-        The HTTP client (timeouts, retries, rate limit).
+        The HTTP client (timeouts, retries, rate limit); it must send browser-like headers
+        (``registry.REQUEST_HEADERS``), or Nasdaq never answers.
+    base
+        Where the API is (a local server in tests).
     """
 
     name: str = NAME
     kinds: tuple[str, ...] = ("quotes", "bars", "earnings", "financials", "news")
 
-    def __init__(self, client: HttpClient) -> None:
+    def __init__(self, client: HttpClient, *, base: str = BASE) -> None:
         self._client = client
+        self._base = base.rstrip("/")
 
     def fetch(self, kind: str, symbol: str, window: Window) -> Iterator[RawPayload]:
         if kind == "quotes":
-            yield self._get(kind, symbol, f"{BASE}/quote/{symbol}/info", {"assetclass": "stocks"})
+            yield self._get(kind, symbol, f"{self._base}/quote/{symbol}/info", {"assetclass": "stocks"})
         elif kind == "bars":
             if window.timeframe != "1d":
                 raise ValueError(f"nasdaq has daily bars only, not {window.timeframe!r}")
-            yield self._get(kind, symbol, f"{BASE}/quote/{symbol}/historical",
+            yield self._get(kind, symbol, f"{self._base}/quote/{symbol}/historical",
                             {"assetclass": "stocks", "fromdate": window.start.isoformat(),
                              "todate": window.end.isoformat(), "limit": "9999"})
         elif kind == "earnings":
-            yield self._get(kind, symbol, f"{BASE}/company/{symbol}/earnings-surprise", {})
+            yield self._get(kind, symbol, f"{self._base}/company/{symbol}/earnings-surprise", {})
         elif kind == "financials":
             for frequency in FREQUENCIES:
-                yield self._get(kind, symbol, f"{BASE}/company/{symbol}/financials", {"frequency": frequency})
+                yield self._get(kind, symbol, f"{self._base}/company/{symbol}/financials", {"frequency": frequency})
         elif kind == "news":
-            yield self._get(kind, symbol, f"{BASE}/news/topic/articlebysymbol",
+            yield self._get(kind, symbol, f"{self._base}/news/topic/articlebysymbol",
                             {"q": f"{symbol}|stocks", "offset": "0", "limit": str(NEWS_LIMIT), "fallback": "false"})
         else:
             raise ValueError(f"nasdaq has no kind {kind!r}; expected one of {', '.join(self.kinds)}")
@@ -124,13 +130,6 @@ def amount(node: Field) -> float | None:
     return -value if negative else value
 
 
-def _required_amount(node: Field) -> float:
-    value = amount(node)
-    if value is None:
-        raise node.fail(f"expected a number, got {node.value!r}")
-    return value
-
-
 def _date(node: Field, layout: str = "%m/%d/%Y") -> date:
     try:
         return datetime.strptime(node.text().strip(), layout).date()
@@ -143,39 +142,102 @@ def _eastern(day: date, at: time) -> datetime:
 
 
 def parse_quote(raw: RawPayload) -> Parsed:
-    """Last sale price, change, percentage change and volume, as of the last trade time."""
-    primary = _data(raw)["primaryData"]
-    as_of = _trade_time(primary["lastTradeTimestamp"])
-    rows = [Statistic(raw.symbol, name, as_of, value, NAME) for key, name in QUOTE_FIELDS.items()
-            if primary.get(key) is not None and (value := amount(primary[key])) is not None]
+    """Last sale price, change, percentage change and volume, as of the last trade time, by session.
+
+    ``primaryData`` is the latest trade; in the pre-market and after-hours sessions its time carries
+    ``- PRE-MARKET`` / ``- AFTER HOURS`` and its statistics are stored as ``pre_market_*`` /
+    ``after_hours_*``, while ``secondaryData`` (``CLOSED AT 4:00 PM ET ON Nov 18, 2019``) holds the regular
+    session's close. Older bodies carry an unsigned ``netChange`` with ``deltaIndicator: "down"`` and the
+    volume under ``keyStats.Volume``; ``N/A`` values are skipped.
+    """
+    data = _data(raw)
+    primary = data["primaryData"]
+    as_of, session = _trade_time(primary["lastTradeTimestamp"])
+    rows = _session_rows(raw.symbol, primary, as_of, session)
+    key_stats = data.get("keyStats")
+    if key_stats is not None and not any(row.name.endswith("volume") for row in rows):
+        volume = key_stats.get("Volume")
+        if volume is not None and (value := amount(volume["value"])) is not None:
+            rows.append(Statistic(raw.symbol, _session_name(session, "volume"), as_of, value, NAME))
+    if key_stats is not None:
+        for key, name in KEY_STATS.items():
+            node = key_stats.get(key)
+            if node is not None and (value := amount(node["value"])) is not None:
+                rows.append(Statistic(raw.symbol, name, as_of, value, NAME))
+    secondary = data.get("secondaryData")
+    if secondary is not None and secondary.get("lastTradeTimestamp") is not None:
+        closed_at, closed_session = _trade_time(secondary["lastTradeTimestamp"])
+        rows.extend(_session_rows(raw.symbol, secondary, closed_at, closed_session))
     return Parsed(statistics=rows)
 
 
-def _trade_time(node: Field) -> datetime:
-    text = re.sub(r"^DATA AS OF\s+", "", node.text().strip(), flags=re.IGNORECASE)
+def _session_rows(symbol: str, node: Field, as_of: datetime, session: str) -> list[Statistic]:
+    down = node.get("deltaIndicator") is not None and node["deltaIndicator"].text().strip().lower() == "down"
+    rows = []
+    for key, name in QUOTE_FIELDS.items():
+        if node.get(key) is None or (value := amount(node[key])) is None:
+            continue
+        if down and key in SIGNED_FIELDS and value > 0:
+            value = -value  # older bodies: an unsigned change, its sign in deltaIndicator
+        rows.append(Statistic(symbol, _session_name(session, name), as_of, value, NAME))
+    return rows
+
+
+def _session_name(session: str, name: str) -> str:
+    return name if session == "regular" else f"{session}_{name}"
+
+
+def _trade_time(node: Field) -> tuple[datetime, str]:
+    """The trade time (UTC) and session (``regular``, ``pre_market``, ``after_hours``) of a timestamp text.
+
+    Seen in real bodies: ``Jan 5, 2024 4:00 PM ET``, ``DATA AS OF Nov 19, 2019 9:27 AM ET - PRE-MARKET``,
+    ``Feb 24, 2023 6:09 AM ET - PRE-MARKET``, ``... 4:31 PM ET - AFTER HOURS``, ``DATA AS OF Jul 28, 2020``
+    (a date alone: the session close), ``CLOSED AT 4:00 PM ET ON Nov 18, 2019``.
+    """
+    text = " ".join(node.text().split())
+    session = "regular"
+    suffix = re.search(r"\s+-\s+(PRE[- ]?MARKET|AFTER[- ]?HOURS|POST[- ]?MARKET)\s*$", text, flags=re.IGNORECASE)
+    if suffix:
+        session = "pre_market" if suffix.group(1).upper().startswith("PRE") else "after_hours"
+        text = text[:suffix.start()]
+    closed = re.match(r"^CLOSED AT\s+(\d{1,2}:\d{2}\s*[AP]M)\s+E[SD]?T\s+ON\s+(.+)$", text, flags=re.IGNORECASE)
+    if closed:
+        text = f"{closed.group(2)} {closed.group(1)}"
+    text = re.sub(r"^(DATA AS OF|AS OF)\s+", "", text, flags=re.IGNORECASE)
     text = re.sub(r"\s+E[SD]?T$", "", text)
     for layout, with_time in (("%b %d, %Y %I:%M %p", True), ("%b %d, %Y", False)):
         try:
             parsed = datetime.strptime(text, layout)
         except ValueError:
             continue
-        return _eastern(parsed.date(), parsed.time() if with_time else SESSION_CLOSE)
-    raise node.fail(f"expected a time like 'Jan 5, 2024 4:00 PM ET', got {node.value!r}")
+        return _eastern(parsed.date(), parsed.time() if with_time else SESSION_CLOSE), session
+    raise node.fail(f"expected a time like 'Jan 5, 2024 4:00 PM ET' (optionally 'DATA AS OF ...' or "
+                    f"'... - PRE-MARKET'), got {node.value!r}")
 
 
 def parse_historical(raw: RawPayload) -> Parsed:
-    """Daily bars from the historical trades table (prices unadjusted)."""
+    """Daily bars from the historical trades table (prices unadjusted).
+
+    A row whose price is ``N/A`` or ``--`` is skipped and counted in ``Parsed.skipped`` (the other rows are
+    kept); a price that is neither a number nor a known blank still rejects the payload, naming the field.
+    """
     table = _data(raw)["tradesTable"]
     rows = table.get("rows")
     bars = []
+    skipped: list[str] = []
     for row in rows.items() if rows is not None else []:
-        o, h, low, c = (_required_amount(row[name]) for name in ("open", "high", "low", "close"))
+        prices = [amount(row[name]) for name in ("open", "high", "low", "close")]
+        if any(price is None for price in prices):
+            shown = ", ".join(str(row[name].value) for name in ("open", "high", "low", "close"))
+            skipped.append(f"{row.path}: no price ({shown})")
+            continue
+        o, h, low, c = (float(p) for p in prices if p is not None)
         if h < low:
             raise row["high"].fail(f"high {h:g} is below low {low:g}")
         day = _date(row["date"])
         bars.append(Bar(raw.symbol, "1d", datetime(day.year, day.month, day.day), o, h, low, c,
                         amount(row["volume"]), None, NAME))
-    return Parsed(bars=sorted(bars, key=lambda bar: bar.timestamp))
+    return Parsed(bars=sorted(bars, key=lambda bar: bar.timestamp), skipped=skipped)
 
 
 def parse_earnings(raw: RawPayload) -> Parsed:
@@ -213,7 +275,7 @@ def parse_financials(raw: RawPayload) -> Parsed:
                 value = amount(row[column]) if row.get(column) is not None else None
                 if value is not None:
                     rows.append(Fundamental(raw.symbol, item, FREQUENCIES[frequency], period_end,
-                                            value * FINANCIALS_SCALE, NAME))
+                                            value * FINANCIALS_SCALE, NAME, fetched_at=naive_utc(raw.fetched_at)))
     return Parsed(fundamentals=rows)
 
 

@@ -13,6 +13,7 @@ from signal_engine.collectors.registry import parse_payload
 from signal_engine.collectors.sources import Parsed, Source, Window
 from signal_engine.errors import SignalEngineError
 from signal_engine.ports import Stores
+from signal_engine.storage.adjust import unadjust_bars, unadjust_dividends
 from signal_engine.storage.records import WriteResult
 
 
@@ -36,6 +37,7 @@ class CollectReport:
     raw_keys: list[str] = field(default_factory=list)
     written: dict[str, WriteResult] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
 
     def add(self, results: dict[str, WriteResult]) -> None:
         for store, result in results.items():
@@ -43,12 +45,14 @@ class CollectReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {"payloads": self.payloads, "raw_keys": self.raw_keys, "failures": self.failures,
+                "skipped": len(self.skipped),
                 "written": {store: vars(result) for store, result in self.written.items()}}
 
     def summary(self) -> str:
         parts = [f"{store} {r.inserted} new, {r.updated} updated, {r.unchanged} unchanged"
                  for store, r in sorted(self.written.items())]
-        return f"{self.payloads} payloads; " + ("; ".join(parts) if parts else "nothing parsed")
+        skipped = f"; {len(self.skipped)} rows skipped (no values)" if self.skipped else ""
+        return f"{self.payloads} payloads; " + ("; ".join(parts) if parts else "nothing parsed") + skipped
 
 
 class CollectionFailed(SignalEngineError):
@@ -78,7 +82,9 @@ def collect(request: CollectRequest, source: Source, stores: Stores) -> CollectR
                 keep_raw(raw, stores)
                 report.payloads += 1
                 report.raw_keys.append(raw.key)
-                report.add(write_parsed(source.parse(raw), stores))
+                parsed = source.parse(raw)
+                report.skipped.extend(f"{raw.label}: {row}" for row in parsed.skipped)
+                report.add(write_parsed(parsed, stores))
         except (SourceFormatError, SourceRejected) as exc:
             report.failures.append(str(exc))
     if report.failures:
@@ -92,15 +98,35 @@ def keep_raw(raw: RawPayload, stores: Stores) -> None:
 
 
 def write_parsed(parsed: Parsed, stores: Stores) -> dict[str, WriteResult]:
-    """Write each kind of record to its store; each store's write is one transaction."""
+    """Write each kind of record to its store; each store's write is one transaction.
+
+    Corporate actions go first; bars (and dividend amounts) that the source split-adjusted as of its fetch
+    are turned back into raw prices with every split known by then (the payload's and the stored ones).
+    """
+    bars, actions = parsed.bars, parsed.corporate_actions
+    if parsed.split_adjusted_as_of is not None and (bars or actions):
+        as_of = parsed.split_adjusted_as_of
+        symbols = {bar.symbol for bar in bars} | {action.symbol for action in actions}
+        splits = [a for a in actions if a.kind == "split"]
+        for symbol in symbols:
+            splits += [a for a in stores.prices.corporate_actions(symbol, source=_source_of(parsed))
+                       if a.kind == "split"]
+        actions = unadjust_dividends(actions, splits, as_of)
+        bars = unadjust_bars(bars, splits, as_of)
     writers: list[tuple[str, list[Any], Callable[[Any], WriteResult]]] = [
-        ("bars", parsed.bars, stores.prices.write_bars),
+        ("corporate_actions", actions, stores.prices.write_corporate_actions),
+        ("bars", bars, stores.prices.write_bars),
         ("statistics", parsed.statistics, stores.market.write_statistics),
         ("fundamentals", parsed.fundamentals, stores.market.write_fundamentals),
         ("options", parsed.options, stores.market.write_option_quotes),
         ("documents", parsed.documents, stores.documents.write_documents),
     ]
     return {name: write(rows) for name, rows, write in writers if rows}
+
+
+def _source_of(parsed: Parsed) -> str | None:
+    sources = [bar.source for bar in parsed.bars] + [action.source for action in parsed.corporate_actions]
+    return sources[0] if sources else None
 
 
 def replay(stores: Stores, *, source: str | None = None, kind: str | None = None, symbol: str | None = None,
@@ -118,7 +144,9 @@ def replay(stores: Stores, *, source: str | None = None, kind: str | None = None
                 continue
             report.payloads += 1
             report.raw_keys.append(key)
-            report.add(write_parsed(parse_payload(raw), stores))
+            parsed = parse_payload(raw)
+            report.skipped.extend(f"{key}: {row}" for row in parsed.skipped)
+            report.add(write_parsed(parsed, stores))
         except (SourceFormatError, RawPayloadError) as exc:
             report.failures.append(f"{key}: {exc}")
     if report.failures:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Protocol
 
 from signal_engine.collectors.raw import RawPayload
-from signal_engine.storage.records import Bar, Document, Fundamental, OptionQuote, Statistic
+from signal_engine.storage.records import Bar, CorporateAction, Document, Fundamental, OptionQuote, Statistic
 
 
 @dataclass(frozen=True)
@@ -29,11 +29,17 @@ class Parsed:
     fundamentals: list[Fundamental] = field(default_factory=list)
     options: list[OptionQuote] = field(default_factory=list)
     documents: list[Document] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    """Rows the source sent without usable values (``N/A`` prices, placeholder quotes), each with its path."""
+    corporate_actions: list[CorporateAction] = field(default_factory=list)
+    split_adjusted_as_of: datetime | None = None
+    """Set when the bars' prices (and dividend amounts) are split-adjusted as of this time (Yahoo's chart is,
+    as of its fetch): they are turned back into raw prices with the splits known by then before storing."""
 
     @property
     def count(self) -> int:
         return (len(self.bars) + len(self.statistics) + len(self.fundamentals) + len(self.options)
-                + len(self.documents))
+                + len(self.documents) + len(self.corporate_actions))
 
 
 class Source(Protocol):

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
 DocumentKind = Literal["news", "reports"]
+ActionKind = Literal["split", "dividend"]
 PeriodType = Literal["annual", "quarterly", "trailing"]
 OptionSide = Literal["call", "put"]
 
@@ -32,13 +33,31 @@ class Bar:
     source: str = "unknown"
 
     @property
-    def key(self) -> tuple[str, str, datetime]:
-        return (self.symbol, self.timeframe, self.timestamp)
+    def key(self) -> tuple[str, str, datetime, str]:
+        """Stores keep one series per source: the source is part of the key."""
+        return (self.symbol, self.timeframe, self.timestamp, self.source)
 
     def same_values(self, other: Bar) -> bool:
         """Whether prices, volume and adjusted close agree (the source may differ)."""
         return (self.open, self.high, self.low, self.close, self.volume, self.adj_close) == (
             other.open, other.high, other.low, other.close, other.volume, other.adj_close)
+
+
+@dataclass(frozen=True)
+class CorporateAction:
+    """A split or a dividend, as its own record: prices are stored raw and adjusted when read.
+
+    ``value`` is the split ratio (new shares per old: 4.0 for 4:1) or the cash dividend per share in the
+    same (unadjusted) basis as the stored bars of that day. ``known_at`` is when the source first reported
+    it (the fetch time of the payload), so a read ``as_of`` an earlier time does not apply it.
+    """
+
+    symbol: str
+    kind: ActionKind
+    ex_date: date
+    value: float
+    source: str
+    known_at: datetime
 
 
 @dataclass(frozen=True)
@@ -61,9 +80,19 @@ class Statistic:
     source: str
 
 
+# The latest a fiscal period's figures are public: SEC 10-K/20-F (up to 120 days) and 10-Q (45 days), EU half-year
+# reports (3 months). Used as an upper bound of the publication date when a period is first seen late (a backfill).
+PUBLICATION_DEADLINE_DAYS: dict[str, int] = {"annual": 120, "quarterly": 90, "trailing": 90}
+
+
 @dataclass(frozen=True)
 class Fundamental:
-    """One financial-statement item for one fiscal period."""
+    """One financial-statement item for one fiscal period, as known from ``known_at`` (point in time).
+
+    Sources give the period end, not the publication date. A value first seen is known from the earlier of
+    its fetch and the period's publication deadline (both are times by which it was public, so a backtest
+    never sees it early); a changed value (a restatement) is a new version known from its fetch.
+    """
 
     symbol: str
     item: str
@@ -72,6 +101,14 @@ class Fundamental:
     value: float
     source: str
     currency: str = "USD"
+    known_at: datetime | None = None
+    fetched_at: datetime | None = None
+
+    def first_known_at(self) -> datetime:
+        """When a first sighting of this value was public at the latest."""
+        deadline = self.period_end + timedelta(days=PUBLICATION_DEADLINE_DAYS[self.period_type])
+        bound = datetime(deadline.year, deadline.month, deadline.day)
+        return min(bound, self.fetched_at) if self.fetched_at is not None else bound
 
 
 @dataclass(frozen=True)
@@ -123,10 +160,12 @@ class WriteResult:
     inserted: int = 0
     updated: int = 0
     unchanged: int = 0
+    disagreements: int = 0
+    """Bars (of prices) that disagree with another source's bar at the same time beyond the tolerance."""
 
     def __add__(self, other: WriteResult) -> WriteResult:
         return WriteResult(self.inserted + other.inserted, self.updated + other.updated,
-                           self.unchanged + other.unchanged)
+                           self.unchanged + other.unchanged, self.disagreements + other.disagreements)
 
     @property
     def written(self) -> int:

@@ -5,7 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from types import ModuleType
 
-from tests.fixtures.payloads import ok
+import pandas as pd
+import pytest
+
+from tests.fixtures.payloads import as_body, fixture_json, ok
 from tests.handlers.conftest import FakeLambdaContext, Serve, event
 
 
@@ -44,3 +47,20 @@ def test_news(handlers: dict[str, ModuleType], serve: Serve, context: FakeLambda
     serve({"articlebysymbol": [ok("nasdaq/news_AAPL.json")]})
     response = handlers["nasdaq_news"].handler(event("scheduled_event"), context)
     assert response["written"]["documents"]["inserted"] == 2
+
+
+def test_nasdaq_bars_after_yahoos_leave_what_the_models_read_and_count_disagreements(
+        handlers: dict[str, ModuleType], serve: Serve, context: FakeLambdaContext, runtime: ModuleType,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    serve({"/v8/finance/chart": [ok("yahoo/chart_daily_AAPL.json")]})
+    handlers["yahoo_bars"].handler(event("scheduled_event"), context)
+    before = runtime.storage().prices.read_bars("AAPL", "1d").bars
+    document = fixture_json("nasdaq/historical_AAPL.json")
+    document["data"]["tradesTable"]["rows"][0]["close"] = "$190.00"  # 2024-01-05: Nasdaq's 181.18, off by 5 %
+    serve({"/historical": [ok(as_body(document))]})
+    capsys.readouterr()
+    response = handlers["nasdaq_bars"].handler(event("scheduled_event"), context)
+    assert response["written"]["bars"]["disagreements"] == 1
+    assert '"BarDisagreements":[1.0]' in capsys.readouterr().out
+    pd.testing.assert_frame_equal(before, runtime.storage().prices.read_bars("AAPL", "1d").bars)
+    assert runtime.storage().prices.read_bars("AAPL", "1d", source="nasdaq").bars["close"].iloc[-1] == 190.0

@@ -47,12 +47,12 @@ def test_option_chains_are_collected_per_expiration(handlers: dict[str, ModuleTy
     serve({**CRUMB, "options/AAPL": [ok("yahoo/options_AAPL.json")]})
     response = handlers["yahoo_options"].handler(event("scheduled_event"), context)
     assert response["payloads"] == 3
-    assert response["written"]["options"] == {"inserted": 3, "updated": 0, "unchanged": 6}
+    assert response["written"]["options"] == {"inserted": 3, "updated": 0, "unchanged": 6, "disagreements": 0}
 
 
 def test_news_is_collected_into_the_document_store(handlers: dict[str, ModuleType], serve: Serve,
                                                    context: FakeLambdaContext, runtime: ModuleType) -> None:
     serve({"finance/search": [ok("yahoo/search_news_AAPL.json")]})
     handlers["yahoo_news"].handler(event("scheduled_event"), context)
-    assert [d.publisher for d in runtime.storage().documents.read_documents("news", "AAPL")] == ["Reuters",
-                                                                                                 "Bloomberg"]
+    # the Bloomberg headline has no relatedTickers: kept, but not tagged AAPL only because AAPL was searched
+    assert [d.publisher for d in runtime.storage().documents.read_documents("news", "AAPL")] == ["Reuters"]

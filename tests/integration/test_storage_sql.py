@@ -104,7 +104,7 @@ def test_writing_the_same_bars_again_adds_no_rows(database: SqlDatabase) -> None
 def test_a_restated_bar_is_updated_in_place_and_recorded(database: SqlDatabase) -> None:
     original = bars(5)
     database.prices.write_bars(original)
-    corrected = replace(original[2], close=original[2].close + 0.5, source="restated")
+    corrected = replace(original[2], close=original[2].close + 0.5)
     result = database.prices.write_bars([*original[:2], corrected, *bars(2, start=START + timedelta(days=5))])
     (recorded,) = database.prices.restatements("AAPL", "1d")
     assert (result.inserted, result.updated, result.unchanged) == (2, 1, 2)
@@ -150,7 +150,7 @@ def test_fundamentals_upsert_by_period_and_item(database: SqlDatabase) -> None:
     row = Fundamental("AAPL", "TotalRevenue", "annual", date(2023, 9, 30), 383285000000.0, "yahoo")
     database.market.write_fundamentals([row])
     assert database.market.write_fundamentals([row]).unchanged == 1
-    assert database.market.read_fundamentals("AAPL") == [row]
+    assert database.market.read_fundamentals("AAPL") == [replace(row, known_at=datetime(2024, 1, 28))]  # +120 days
 
 
 def test_option_quotes_round_trip_with_missing_values(database: SqlDatabase) -> None:

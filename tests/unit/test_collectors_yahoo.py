@@ -11,7 +11,7 @@ import pytest
 from signal_engine.collectors import yahoo
 from signal_engine.collectors.errors import SourceFormatError
 from signal_engine.collectors.sources import Window
-from tests.fixtures.payloads import as_body, fixture_json, ok, raw, scripted_client
+from tests.fixtures.payloads import FETCHED_AT, as_body, fixture_json, ok, raw, scripted_client
 
 CHART = "yahoo/chart_daily_AAPL.json"
 
@@ -98,11 +98,11 @@ def test_quote_statistics_are_numeric_values_as_of_the_market_time() -> None:
     assert not {"maxAge", "currency", "yield", "recommendationKey", "lastSplitFactor"} & rows.keys()
 
 
-def test_quote_statistics_without_the_price_module_name_it() -> None:
+def test_quote_statistics_without_the_price_module_are_as_of_the_fetch() -> None:
     document = fixture_json("yahoo/quote_summary_AAPL.json")
     del document["quoteSummary"]["result"][0]["price"]
-    with pytest.raises(SourceFormatError, match=r"field 'quoteSummary.result\[0\].price': missing"):
-        yahoo.parse(raw("yahoo", "statistics", as_body(document)))
+    rows = yahoo.parse(raw("yahoo", "statistics", as_body(document))).statistics
+    assert rows and {row.as_of for row in rows} == {FETCHED_AT}
 
 
 def test_fundamentals_come_per_item_and_period_skipping_gaps() -> None:
@@ -135,7 +135,8 @@ def test_news_has_stable_ids_publication_times_and_related_symbols() -> None:
     again = yahoo.parse(raw("yahoo", "news", "yahoo/search_news_AAPL.json", fetched_at=datetime(2024, 2, 1))).documents
     assert [d.id for d in documents] == [d.id for d in again]
     assert documents[0].published_at == datetime(2024, 1, 2, 15, 0)
-    assert documents[0].symbols == ("AAPL", "MSFT") and documents[1].symbols == ("AAPL",)
+    assert documents[0].symbols == ("AAPL", "MSFT")
+    assert documents[1].symbols == () and documents[1].body["query"] == "AAPL"  # no relatedTickers
 
 
 def test_news_without_a_publication_time_names_the_field() -> None:
@@ -167,3 +168,26 @@ def test_an_html_crumb_is_a_format_error() -> None:
     client, _ = scripted_client({"fc.yahoo.com": [ok(b"", 404)], "getcrumb": [ok(b"<html>consent</html>")]})
     with pytest.raises(SourceFormatError, match="getcrumb"):
         list(yahoo.YahooSource(client).fetch("statistics", "AAPL", Window(date(2024, 1, 5), date(2024, 1, 5))))
+
+
+def test_thirty_minute_bars_are_fetched_as_fifteen_and_resampled() -> None:
+    """Yahoo answers interval=30m with 60-minute bars (yfinance works around it the same way)."""
+    client, transport = scripted_client({"/v8/finance/chart": [ok(as_body(_fifteen_minute_chart()))]})
+    window = Window(date(2024, 1, 5), date(2024, 1, 5), "30m")
+    payload = next(yahoo.YahooSource(client).fetch("bars", "AAPL", window))
+    assert transport.requests[0].params["interval"] == "15m" and payload.params["timeframe"] == "30m"
+    bars = yahoo.parse(payload).bars
+    assert [(b.timeframe, b.timestamp.strftime("%H:%M")) for b in bars] == [("30m", "14:30"), ("30m", "15:00")]
+    assert (bars[0].open, bars[0].high, bars[0].low, bars[0].close, bars[0].volume) == (10.0, 12.0, 9.0, 11.5, 300)
+
+
+def _fifteen_minute_chart() -> dict[str, object]:
+    document = fixture_json("yahoo/chart_60m_AAPL.json")
+    result = document["chart"]["result"][0]
+    result["meta"]["dataGranularity"] = "15m"
+    start = 1704465000  # 2024-01-05 14:30 UTC, the session open
+    result["timestamp"] = [start + 900 * i for i in range(4)]
+    result["indicators"] = {"quote": [{"open": [10.0, 11.0, 12.0, 12.5], "high": [11.0, 12.0, 13.0, 13.5],
+                                       "low": [9.0, 10.5, 11.5, 12.0], "close": [11.0, 11.5, 12.5, 13.0],
+                                       "volume": [100, 200, 300, 400]}]}
+    return document

@@ -85,3 +85,21 @@ def test_the_symbol_and_time_index_exists(database: Any) -> None:
     DocumentDbStore(database)
     index = database.news.index_information()["symbols_published_at"]
     assert index["key"] == [("symbols", 1), ("published_at", 1)]
+
+
+def test_news_stored_under_the_query_is_re_tagged_by_related_tickers_on_replay(database: Any) -> None:
+    """The upgrade path of a DocumentDB that holds news tagged with the searched symbol: parsing the kept raw
+    payload again (``signal-engine replay``) upserts the same ids with the symbols Yahoo relates them to."""
+    from dataclasses import replace
+
+    from signal_engine.collectors import yahoo
+    from tests.fixtures.recorded import yahoo_raw
+
+    store = DocumentDbStore(database)
+    parsed = yahoo.parse(yahoo_raw("search-AZT.OL.json")).documents
+    store.write_documents([replace(doc, symbols=("AZT.OL", *doc.symbols)) for doc in parsed])  # as stored before
+    assert any(doc.title.startswith("Carter") for doc in store.read_documents("news", "AZT.OL"))
+    result = store.write_documents(parsed)
+    assert result.updated == len(parsed) and result.inserted == 0
+    assert store.read_documents("news", "AZT.OL") == []
+    assert [doc.title[:9] for doc in store.read_documents("news", "CRI")] == ["Carter’s,"]

@@ -78,6 +78,11 @@ def test_collect_offline_fails_with_one_line_naming_the_host(tmp_path: Path, mon
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 
     monkeypatch.setattr(socket, "getaddrinfo", offline)
+    # curl_cffi resolves names itself; the urllib transport goes through the patched resolver, so no request leaves
+    from signal_engine import bootstrap
+    from signal_engine.adapters.urllib_transport import UrllibTransport
+
+    monkeypatch.setattr(bootstrap, "_transport", UrllibTransport)
     code = main(["collect", "--source", "nasdaq", "--symbols", "AAPL", "--start", "2024-01-02", "--end", "2024-01-05",
                  "--database", f"sqlite:///{tmp_path}/c.db", "--objects", str(tmp_path / "o")])
     assert code == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -26,12 +27,13 @@ class SqlDatabase:
     documents: SqlDocumentStore
 
     @classmethod
-    def connect(cls, url: str) -> SqlDatabase:
-        """Create the engine for ``url`` and apply pending migrations."""
+    def connect(cls, url: str, primary_sources: Mapping[str, str] | None = None) -> SqlDatabase:
+        """Create the engine for ``url`` and apply pending migrations; ``primary_sources``: the bar source read
+        per symbol."""
         engine = create_store_engine(url)
         version = migrate(engine)
-        return cls(engine, version, SqlPriceStore(engine), SqlMarketDataStore(engine), SqlLedger(engine),
-                   SqlDocumentStore(engine))
+        return cls(engine, version, SqlPriceStore(engine, primary_sources), SqlMarketDataStore(engine),
+                   SqlLedger(engine), SqlDocumentStore(engine))
 
     def close(self) -> None:
         self.engine.dispose()

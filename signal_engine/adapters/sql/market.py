@@ -5,18 +5,19 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
 from signal_engine.adapters.sql import schema
-from signal_engine.adapters.sql.engine import existing_rows, in_transaction, key_of, upsert
+from signal_engine.adapters.sql.engine import chunks, existing_rows, in_transaction, key_of, upsert
 from signal_engine.storage.records import Fundamental, OptionQuote, Statistic, WriteResult
-from signal_engine.storage.times import naive_utc
+from signal_engine.storage.times import naive_utc, utc_now
 
 R = TypeVar("R")
 STATISTIC_KEY = ("symbol", "source", "name", "as_of")
-FUNDAMENTAL_KEY = ("symbol", "source", "period_type", "period_end", "item")
+FUNDAMENTAL_KEY = ("symbol", "source", "period_type", "period_end", "item", "known_at")
 OPTION_KEY = ("contract", "as_of")
 
 
@@ -37,7 +38,10 @@ class SqlMarketDataStore:
                            [{**dataclasses.asdict(r), "as_of": naive_utc(r.as_of)} for r in rows])
 
     def write_fundamentals(self, rows: Sequence[Fundamental]) -> WriteResult:
-        return self._write(schema.fundamentals, FUNDAMENTAL_KEY, [dataclasses.asdict(r) for r in rows])
+        """Point-in-time versions: a value first seen is known from ``first_known_at()``; a changed value is a new
+        version known from its fetch; an unchanged one adds nothing."""
+        latest = {(r.symbol, r.source, r.period_type, r.period_end, r.item): r for r in rows}
+        return in_transaction(self._engine, lambda connection: _write_fundamentals(connection, latest))
 
     def write_option_quotes(self, rows: Sequence[OptionQuote]) -> WriteResult:
         return self._write(schema.option_quotes, OPTION_KEY,
@@ -47,9 +51,15 @@ class SqlMarketDataStore:
         table = schema.statistics
         return self._read(table, Statistic, table.c.symbol == symbol, (table.c.as_of, table.c.name))
 
-    def read_fundamentals(self, symbol: str) -> list[Fundamental]:
+    def read_fundamentals(self, symbol: str, as_of: datetime | None = None) -> list[Fundamental]:
+        """Each period's items as known at ``as_of`` (the latest version by then; all latest when None)."""
         table = schema.fundamentals
-        return self._read(table, Fundamental, table.c.symbol == symbol, (table.c.period_end, table.c.item))
+        where = table.c.symbol == symbol
+        if as_of is not None:
+            where = sa.and_(where, table.c.known_at <= naive_utc(as_of))
+        versions = self._read(table, Fundamental, where, (table.c.period_end, table.c.item, table.c.known_at))
+        latest = {(f.source, f.period_type, f.period_end, f.item): f for f in versions}
+        return list(latest.values())
 
     def read_option_quotes(self, underlying: str) -> list[OptionQuote]:
         table = schema.option_quotes
@@ -66,6 +76,30 @@ class SqlMarketDataStore:
         with self._engine.connect() as connection:
             rows = connection.execute(sa.select(table).where(where).order_by(*order)).mappings()
             return [record(**{name: value for name, value in row.items() if name in fields}) for row in rows]
+
+
+def _write_fundamentals(connection: sa.Connection, rows: dict[tuple[Any, ...], Fundamental]) -> WriteResult:
+    table = schema.fundamentals
+    period = (table.c.symbol, table.c.source, table.c.period_type, table.c.period_end, table.c.item)
+    stored: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for batch in chunks(list(rows)):
+        query = sa.select(table).where(sa.tuple_(*period).in_(list(batch))).order_by(table.c.known_at)
+        for found in connection.execute(query).mappings():
+            stored[tuple(found[c.name] for c in period)] = dict(found)  # the latest version wins
+    new_rows: list[dict[str, Any]] = []
+    inserted = updated = 0
+    for key, item in rows.items():
+        before = stored.get(key)
+        if before is not None and math.isclose(before["value"], item.value, rel_tol=1e-12):
+            continue
+        if before is None:
+            known_at, inserted = item.first_known_at(), inserted + 1
+        else:
+            known_at, updated = max(naive_utc(item.fetched_at or utc_now()), before["known_at"]), updated + 1
+        new_rows.append({**dataclasses.asdict(item), "known_at": known_at,
+                         "fetched_at": naive_utc(item.fetched_at) if item.fetched_at else None})
+    upsert(connection, table, new_rows, FUNDAMENTAL_KEY)
+    return WriteResult(inserted=inserted, updated=updated, unchanged=len(rows) - inserted - updated)
 
 
 def _write(connection: sa.Connection, table: sa.Table, key: Sequence[str],

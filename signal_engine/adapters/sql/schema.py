@@ -31,10 +31,22 @@ bars = sa.Table(
     _symbol(primary_key=True),
     sa.Column("timeframe", sa.String(8), primary_key=True),
     sa.Column("timestamp", sa.DateTime, primary_key=True),
+    sa.Column("source", sa.String(32), primary_key=True),  # since version 5: one series per source
     _price("open"), _price("high"), _price("low"), _price("close"),
     _price("volume", nullable=True), _price("adj_close", nullable=True),
-    sa.Column("source", sa.String(32), nullable=False),
     sa.Column("updated_at", sa.DateTime, nullable=False),
+)
+
+bar_disagreements = sa.Table(
+    "bar_disagreements", metadata,
+    _symbol(primary_key=True),
+    sa.Column("timeframe", sa.String(8), primary_key=True),
+    sa.Column("timestamp", sa.DateTime, primary_key=True),
+    sa.Column("source", sa.String(32), primary_key=True),
+    sa.Column("other_source", sa.String(32), primary_key=True),
+    sa.Column("field", sa.String(16), primary_key=True),
+    _price("value"), _price("other_value"), _price("relative_difference"),
+    sa.Column("recorded_at", sa.DateTime, nullable=False),
 )
 
 bar_restatements = sa.Table(
@@ -50,6 +62,16 @@ bar_restatements = sa.Table(
     sa.Column("new_source", sa.String(32), nullable=False),
     sa.Column("recorded_at", sa.DateTime, nullable=False),
     sa.Index("ix_bar_restatements_key", "symbol", "timeframe", "timestamp"),
+)
+
+corporate_actions = sa.Table(
+    "corporate_actions", metadata,
+    _symbol(primary_key=True),
+    sa.Column("kind", sa.String(12), primary_key=True),
+    sa.Column("ex_date", sa.Date, primary_key=True),
+    sa.Column("source", sa.String(32), primary_key=True),
+    _price("value"),
+    sa.Column("known_at", sa.DateTime, nullable=False),
 )
 
 statistics = sa.Table(
@@ -68,8 +90,10 @@ fundamentals = sa.Table(
     sa.Column("period_type", sa.String(12), primary_key=True),
     sa.Column("period_end", sa.Date, primary_key=True),
     sa.Column("item", sa.String(96), primary_key=True),
+    sa.Column("known_at", sa.DateTime, primary_key=True),  # since version 7: point-in-time versions
     _price("value"),
     sa.Column("currency", sa.String(8), nullable=False),
+    sa.Column("fetched_at", sa.DateTime, nullable=True),
 )
 
 option_quotes = sa.Table(
