@@ -13,6 +13,7 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
@@ -22,8 +23,8 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from stacks.config import COLLECTORS, StageConfig
-from stacks.constructs.lambda_role import acknowledge_tracing, lambda_vpc_role
-from stacks.constructs.nag import acknowledge
+from stacks.constructs.lambda_role import acknowledge_tracing, grant_decrypt, lambda_vpc_role
+from stacks.constructs.nag import acknowledge, skip_checkov
 from stacks.constructs.ops_dashboard import OpsDashboard
 from stacks.lambda_packages import CA_BUNDLE_PATH, asset_dir
 
@@ -69,12 +70,14 @@ class CollectorsStack(Stack):
         mysql_secret: secretsmanager.ISecret,
         docdb_secret: secretsmanager.ISecret,
         alarm_topic: sns.ITopic,
+        environment_key: kms.IKey,
         datasets_bucket: s3.IBucket,
         datasets_bars_policy: iam.IManagedPolicy,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self._config = config
+        self._environment_key = environment_key
 
         self.idempotency_table = dynamodb.TableV2(
             self,
@@ -101,6 +104,12 @@ class CollectorsStack(Stack):
             "AwsSolutions-SQS3",
             "This queue is itself the dead-letter queue of the collectors (failed invocations and undeliverable "
             "schedule events land here for inspection); a DLQ of a DLQ would only hide them.",
+        )
+        skip_checkov(
+            self.dead_letter_queue,
+            "CKV_AWS_27",
+            "The queue is encrypted at rest with SQS-managed keys (SqsManagedSseEnabled); checkov 3's "
+            "CloudFormation check only recognises KmsMasterKeyId. A KMS key would also need grants for EventBridge.",
         )
 
         self.role = self._build_role(raw_payloads_policy, mysql_secret, docdb_secret)
@@ -199,6 +208,7 @@ class CollectorsStack(Stack):
                 sid="DeadLetters", actions=["sqs:SendMessage"], resources=[self.dead_letter_queue.queue_arn]
             )
         )
+        grant_decrypt(role, environment_key=self._environment_key, secrets=[mysql_secret])
         acknowledge_tracing(role)
         return role
 
@@ -234,6 +244,7 @@ class CollectorsStack(Stack):
                 sid="DeadLetters", actions=["sqs:SendMessage"], resources=[self.dead_letter_queue.queue_arn]
             )
         )
+        grant_decrypt(role, environment_key=self._environment_key, secrets=[mysql_secret, docdb_secret])
         acknowledge_tracing(role)
         return role
 
@@ -268,6 +279,7 @@ class CollectorsStack(Stack):
             memory_size=config.collector_memory_mb,
             timeout=Duration.seconds(config.collector_timeout_seconds),
             environment=environment,
+            environment_encryption=self._environment_key,
             role=role or self.role,
             vpc=vpc,
             vpc_subnets=app_subnets,
@@ -280,6 +292,10 @@ class CollectorsStack(Stack):
             dead_letter_queue=self.dead_letter_queue,
         )
         acknowledge(function, "AwsSolutions-L1", RUNTIME_REASON)
+        if not config.collector_reserved_concurrency:
+            skip_checkov(function, "CKV_AWS_115", f"The {config.name} stage reserves no concurrency "
+                         "(collector_reserved_concurrency 0): reserving needs a raised Lambda concurrency quota on "
+                         "new accounts (README, Deploying to AWS); each schedule starts one run at a time.")
         return function
 
     def _add_monitoring(self) -> None:
