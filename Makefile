@@ -39,11 +39,13 @@ test: setup
 
 # Lambda deployment packages (handlers + signal_engine + manylinux wheels) under build/lambda/, no Docker;
 # the combiner's also carries bytecode for what a cold start imports (lambda_src/combiner/build.py).
-# DocumentDB's TLS needs the Amazon RDS CA bundle in the collectors' package:
-#   make package-lambdas DOCDB_CA_BUNDLE=global-bundle.pem   (https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem)
+# RDS MySQL's and DocumentDB's TLS need the Amazon RDS CA bundle in both packages (deployed functions refuse
+# unverified connections): make package-lambdas RDS_CA_BUNDLE=global-bundle.pem
+#   (https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem; DOCDB_CA_BUNDLE is the former name)
+RDS_CA_BUNDLE ?= $(DOCDB_CA_BUNDLE)
 package-lambdas: setup
-	$(CDK_ENV) $(PY) -m stacks.lambda_packages build/lambda --group collectors $(if $(DOCDB_CA_BUNDLE),--ca-bundle $(DOCDB_CA_BUNDLE))
-	$(CDK_ENV) $(PY) lambda_src/combiner/build.py build/lambda
+	$(CDK_ENV) $(PY) -m stacks.lambda_packages build/lambda --group collectors $(if $(RDS_CA_BUNDLE),--ca-bundle $(RDS_CA_BUNDLE))
+	$(CDK_ENV) $(PY) lambda_src/combiner/build.py build/lambda $(if $(RDS_CA_BUNDLE),--ca-bundle $(RDS_CA_BUNDLE))
 
 synth: setup package-lambdas
 	$(CDK_ENV) npx cdk synth --quiet --output cdk.out

@@ -3,10 +3,9 @@ the bars export that turns the stored bars into the training workflow's input (`
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from aws_cdk import Annotations, Duration, Stack
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_ec2 as ec2
@@ -26,7 +25,7 @@ from stacks.config import COLLECTORS, StageConfig
 from stacks.constructs.lambda_role import acknowledge_tracing, grant_decrypt, lambda_vpc_role
 from stacks.constructs.nag import acknowledge, skip_checkov
 from stacks.constructs.ops_dashboard import OpsDashboard
-from stacks.lambda_packages import CA_BUNDLE_PATH, asset_dir
+from stacks.lambda_packages import asset_dir, ca_bundle_environment
 
 RUNTIME = lambda_.Runtime.PYTHON_3_11
 METRICS_NAMESPACE = "SignalEngine"
@@ -114,13 +113,10 @@ class CollectorsStack(Stack):
 
         self.role = self._build_role(raw_payloads_policy, mysql_secret, docdb_secret)
         package = asset_dir(self, "collectors")
-        if not (Path(package) / CA_BUNDLE_PATH).is_file():
-            Annotations.of(self).add_warning_v2(
-                "signal-engine:docdb-ca-bundle",
-                f"{package} has no {CA_BUNDLE_PATH}: the collectors cannot verify DocumentDB's TLS certificate. "
-                "Download https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem and run "
-                "`make package-lambdas DOCDB_CA_BUNDLE=global-bundle.pem`.",
-            )
+        # The CA bundle's path only when the package carries it (else a synthesis warning names the fix).
+        ca_files = ca_bundle_environment(
+            self, package, ["SIGNAL_ENGINE_DATABASE_CA_FILE", "SIGNAL_ENGINE_DOCUMENT_CA_FILE"]
+        )
         code = lambda_.Code.from_asset(package)
         environment = {
             "SYMBOLS": ",".join(config.symbols),
@@ -130,7 +126,7 @@ class CollectorsStack(Stack):
             "IDEMPOTENCY_TTL_SECONDS": str(6 * 3600),
             "SIGNAL_ENGINE_DATABASE_SECRET": mysql_secret.secret_arn,
             "SIGNAL_ENGINE_DOCUMENT_SECRET": docdb_secret.secret_arn,
-            "SIGNAL_ENGINE_DOCUMENT_CA_FILE": f"/var/task/{CA_BUNDLE_PATH}",
+            **ca_files,
             "SIGNAL_ENGINE_OBJECT_STORE": raw_bucket.s3_url_for_object(RAW_PREFIX),
             "POWERTOOLS_SERVICE_NAME": METRICS_SERVICE,
             "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
@@ -150,6 +146,7 @@ class CollectorsStack(Stack):
             "TIMEFRAME": "1d",
             "SIGNAL_ENGINE_DATABASE_SECRET": mysql_secret.secret_arn,
             "SIGNAL_ENGINE_DATASETS_STORE": f"s3://{datasets_bucket.bucket_name}",
+            **{k: v for k, v in ca_files.items() if k == "SIGNAL_ENGINE_DATABASE_CA_FILE"},
             "POWERTOOLS_SERVICE_NAME": METRICS_SERVICE,
             "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
         }

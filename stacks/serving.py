@@ -30,7 +30,7 @@ from stacks.config import StageConfig
 from stacks.constructs.lambda_role import acknowledge_tracing, grant_decrypt, lambda_vpc_role
 from stacks.constructs.nag import acknowledge, skip_checkov
 from stacks.constructs.ops_dashboard import OpsDashboard
-from stacks.lambda_packages import asset_dir
+from stacks.lambda_packages import asset_dir, ca_bundle_environment
 
 RUNTIME = lambda_.Runtime.PYTHON_3_11
 MODELS_PREFIX = "models"
@@ -195,7 +195,7 @@ class ServingStack(Stack):
             runtime=RUNTIME,
             architecture=lambda_.Architecture.X86_64,
             handler="combiner.handler.handler",
-            code=lambda_.Code.from_asset(asset_dir(self, "combiner")),
+            code=lambda_.Code.from_asset(package := asset_dir(self, "combiner")),
             memory_size=config.combiner_memory_mb,
             timeout=timeout,
             role=role,
@@ -212,6 +212,7 @@ class ServingStack(Stack):
                 ),
                 "EXPERT_DEADLINE_MS": str(config.expert_deadline_ms),
                 "SIGNAL_ENGINE_DATABASE_SECRET": mysql_secret.secret_arn,
+                **ca_bundle_environment(self, package, ["SIGNAL_ENGINE_DATABASE_CA_FILE"]),
                 "POWERTOOLS_SERVICE_NAME": METRICS_SERVICE,
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             },

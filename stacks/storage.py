@@ -265,7 +265,8 @@ class StorageStack(Stack):
             skip_checkov(mysql, "CKV_AWS_157", single_az)
         if not config.enhanced_monitoring_interval_seconds:
             skip_checkov(mysql, "CKV_AWS_118", f"The {config.name} stage leaves enhanced monitoring off (billed "
-                         "per instance in CloudWatch Logs); prod samples every 60 s (enhanced_monitoring_interval_seconds).")
+                         "per instance in CloudWatch Logs); prod samples every 60 s "
+                         "(enhanced_monitoring_interval_seconds).")
         if not config.deletion_protection:
             acknowledge(
                 mysql,

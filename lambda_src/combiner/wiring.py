@@ -42,6 +42,7 @@ def build_service(settings: CombinerSettings, client: Any) -> SignalService:
         from signal_engine.adapters.aws_secrets import mysql_url
 
         url = mysql_url(client("secretsmanager"), settings.database_secret, "signal_engine")
-    engine = create_store_engine(url)
+    engine = create_store_engine(url, ca_file=settings.database_ca_file,
+                                 require_verified_tls=settings.require_verified_tls)
     migrate(engine)
     return SignalService(bundle, experts, SqlLedger(engine), SqlRecentBars(engine), deadline_s=deadline_s)

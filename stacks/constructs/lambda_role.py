@@ -68,6 +68,8 @@ def grant_decrypt(role: iam.Role, *, environment_key: kms.IKey, secrets: Sequenc
                 sid="SecretsKey",
                 actions=["kms:Decrypt"],
                 resources=sorted(set(secret_keys)),
-                conditions={"StringEquals": {"kms:ViaService": f"secretsmanager.{Stack.of(role).region}.amazonaws.com"}},
+                conditions={
+                    "StringEquals": {"kms:ViaService": f"secretsmanager.{Stack.of(role).region}.amazonaws.com"}
+                },
             )
         )

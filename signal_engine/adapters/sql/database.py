@@ -26,9 +26,9 @@ class SqlDatabase:
     documents: SqlDocumentStore
 
     @classmethod
-    def connect(cls, url: str) -> SqlDatabase:
-        """Create the engine for ``url`` and apply pending migrations."""
-        engine = create_store_engine(url)
+    def connect(cls, url: str, *, ca_file: str = "", require_verified_tls: bool = False) -> SqlDatabase:
+        """Create the engine for ``url`` (TLS options: ``create_store_engine``) and apply pending migrations."""
+        engine = create_store_engine(url, ca_file=ca_file, require_verified_tls=require_verified_tls)
         version = migrate(engine)
         return cls(engine, version, SqlPriceStore(engine), SqlMarketDataStore(engine), SqlLedger(engine),
                    SqlDocumentStore(engine))
