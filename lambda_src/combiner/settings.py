@@ -18,6 +18,7 @@ ENVIRONMENT = {
     "database_url": "SIGNAL_ENGINE_DATABASE_URL",
     "bundle_cache": "BUNDLE_CACHE_DIR",
     "database_ca_file": "SIGNAL_ENGINE_DATABASE_CA_FILE",
+    "model_check_seconds": "MODEL_CHECK_SECONDS",
 }
 
 
@@ -32,6 +33,8 @@ class CombinerSettings(BaseModel):
     database_secret: str = ""
     database_url: str = ""
     bundle_cache: str = "/tmp/signal-engine-bundle"
+    # A warm environment re-checks the registry's CURRENT (one S3 HEAD) at most this often; 0: on every request.
+    model_check_seconds: float = Field(default=60, ge=0, le=86_400)
     # The Amazon RDS CA bundle; in Lambda (AWS_LAMBDA_FUNCTION_NAME set) MySQL is reached over verified TLS only.
     database_ca_file: str = ""
     require_verified_tls: bool = False
