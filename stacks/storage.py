@@ -6,7 +6,7 @@ import typing
 from collections.abc import Sequence
 from typing import Any
 
-from aws_cdk import CfnElement, Duration, RemovalPolicy, Stack
+from aws_cdk import Acknowledgment, CfnElement, Duration, RemovalPolicy, Stack, Validations
 from aws_cdk import aws_docdb as docdb
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
@@ -16,7 +16,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
-from stacks.config import StageConfig
+from stacks.config import MYSQL_MAJOR_VERSIONS, StageConfig
 from stacks.constructs.nag import acknowledge, skip_checkov
 from stacks.constructs.secure_bucket import SecureBucket
 
@@ -258,6 +258,14 @@ class StorageStack(Stack):
             ),
         )
         acknowledge(mysql, "AwsSolutions-RDS11", DEFAULT_PORT_REASON)
+        if config.mysql_engine_version in MYSQL_MAJOR_VERSIONS:
+            # CDK's built-in CloudFormation validation (like cfn-lint's E3691) lists only full versions, but RDS
+            # takes a major version and creates its current default minor (aws-cloudformation/cfn-lint#3849).
+            Validations.of(mysql).acknowledge(Acknowledgment(
+                id="CloudFormation-Validate::E9006",
+                reason=f"EngineVersion {config.mysql_engine_version} is a major version on purpose: RDS creates "
+                "the default minor and auto minor version upgrades keep it supported (stacks/config.py).",
+            ))
         if not config.mysql_multi_az:
             single_az = (f"The {config.name} stage runs a single-AZ instance to halve its cost; prod is Multi-AZ "
                          "(stacks/config.py mysql_multi_az).")
