@@ -5,18 +5,27 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-stamp
 NPM_STAMP := node_modules/.setup-stamp
+# checkov in its own virtualenv: its pinned dependencies conflict with .venv's (requirements-tools.txt).
+TOOLS_VENV := .venv-tools
+TOOLS_STAMP := $(TOOLS_VENV)/.setup-stamp
 CDK_ENV := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" CDK_DISABLE_VERSION_CHECK=1 CDK_DISABLE_CLI_TELEMETRY=true \
 	JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20
 
 .PHONY: setup demo test synth package-lambdas lint bench clean
 
-setup: $(STAMP) $(NPM_STAMP)
+setup: $(STAMP) $(NPM_STAMP) $(TOOLS_STAMP)
 
 $(STAMP): pyproject.toml requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
+
+$(TOOLS_STAMP): requirements-tools.txt
+	test -x $(TOOLS_VENV)/bin/python || $(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(TOOLS_VENV)/bin/python -m pip install --quiet -r requirements-tools.txt
+	touch $(TOOLS_STAMP)
 
 $(NPM_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
@@ -26,15 +35,17 @@ demo: setup
 	$(PY) -m signal_engine demo --out out/demo
 
 test: setup
-	$(CDK_ENV) $(PY) -m pytest
+	$(CDK_ENV) CHECKOV=$(CURDIR)/$(TOOLS_VENV)/bin/checkov $(PY) -m pytest
 
 # Lambda deployment packages (handlers + signal_engine + manylinux wheels) under build/lambda/, no Docker;
 # the combiner's also carries bytecode for what a cold start imports (lambda_src/combiner/build.py).
-# DocumentDB's TLS needs the Amazon RDS CA bundle in the collectors' package:
-#   make package-lambdas DOCDB_CA_BUNDLE=global-bundle.pem   (https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem)
+# RDS MySQL's and DocumentDB's TLS need the Amazon RDS CA bundle in both packages (deployed functions refuse
+# unverified connections): make package-lambdas RDS_CA_BUNDLE=global-bundle.pem
+#   (https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem; DOCDB_CA_BUNDLE is the former name)
+RDS_CA_BUNDLE ?= $(DOCDB_CA_BUNDLE)
 package-lambdas: setup
-	$(CDK_ENV) $(PY) -m stacks.lambda_packages build/lambda --group collectors $(if $(DOCDB_CA_BUNDLE),--ca-bundle $(DOCDB_CA_BUNDLE))
-	$(CDK_ENV) $(PY) lambda_src/combiner/build.py build/lambda
+	$(CDK_ENV) $(PY) -m stacks.lambda_packages build/lambda --group collectors $(if $(RDS_CA_BUNDLE),--ca-bundle $(RDS_CA_BUNDLE))
+	$(CDK_ENV) $(PY) lambda_src/combiner/build.py build/lambda $(if $(RDS_CA_BUNDLE),--ca-bundle $(RDS_CA_BUNDLE))
 
 synth: setup package-lambdas
 	$(CDK_ENV) npx cdk synth --quiet --output cdk.out

@@ -6,6 +6,7 @@ and the folder ``out/store/objects`` for raw payloads. In AWS the same code gets
 ==================================  ==========================================================================
 ``SIGNAL_ENGINE_DATABASE_URL``      ``sqlite:///PATH`` or ``mysql+pymysql://USER:PASSWORD@HOST:PORT/DB``
 ``SIGNAL_ENGINE_DATABASE_SECRET``   or an RDS secret's ARN/name (username, password, host, port, dbname)
+``SIGNAL_ENGINE_DATABASE_CA_FILE``  the CA bundle for MySQL's TLS (certificate and host name verified)
 ``SIGNAL_ENGINE_DOCUMENT_URL``      empty (documents in the SQL database) or ``mongodb://...`` (DocumentDB)
 ``SIGNAL_ENGINE_DOCUMENT_SECRET``   or a DocumentDB secret's ARN/name
 ``SIGNAL_ENGINE_DOCUMENT_DATABASE`` the DocumentDB database name (``signal_engine``)
@@ -15,6 +16,9 @@ and the folder ``out/store/objects`` for raw payloads. In AWS the same code gets
 ``SIGNAL_ENGINE_PRIMARY_SOURCES``   the bar source the models read, per symbol: ``AAPL=nasdaq,MSFT=yahoo``
                                     (default: yahoo, else nasdaq; the others are cross-checks)
 ==================================  ==========================================================================
+
+In AWS (a Lambda function: ``AWS_LAMBDA_FUNCTION_NAME`` is set) MySQL and DocumentDB are reached only over TLS
+that verifies the server against the CA files; a missing one is a ConfigError, never an unverified connection.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ _ENV = {
     "document_secret": "SIGNAL_ENGINE_DOCUMENT_SECRET",
     "document_database": "SIGNAL_ENGINE_DOCUMENT_DATABASE",
     "document_ca_file": "SIGNAL_ENGINE_DOCUMENT_CA_FILE",
+    "database_ca_file": "SIGNAL_ENGINE_DATABASE_CA_FILE",
     "object_store": "SIGNAL_ENGINE_OBJECT_STORE",
     "http_timeout": "SIGNAL_ENGINE_HTTP_TIMEOUT",
     "primary_sources": "SIGNAL_ENGINE_PRIMARY_SOURCES",
@@ -56,8 +61,11 @@ class Settings:
     document_secret: str = ""
     document_database: str = DATABASE_NAME
     document_ca_file: str = ""
+    database_ca_file: str = ""
     object_store: str = DEFAULT_OBJECT_STORE
     http_timeout: float = 10.0
+    # Whether the stores must be reached over verified TLS (true in AWS Lambda, see the module docstring).
+    require_verified_tls: bool = False
     primary_sources: str = ""
 
     @property
@@ -83,6 +91,7 @@ class Settings:
             except ValueError:
                 raise ConfigError(f"{_ENV['http_timeout']}={values['http_timeout']!r} is not a number of seconds") \
                     from None
+        values["require_verified_tls"] = bool(env.get("AWS_LAMBDA_FUNCTION_NAME"))
         return replace(cls(**values), **{k: v for k, v in overrides.items() if v is not None})
 
 
@@ -111,7 +120,9 @@ def bootstrap(settings: Settings | None = None, *, aws_client: Callable[[str], A
 
     settings = settings or Settings.from_env()
     client = aws_client or _boto3_client
-    database = SqlDatabase.connect(_database_url(settings, client), primary_sources=settings.primary_source_map)
+    database = SqlDatabase.connect(_database_url(settings, client), primary_sources=settings.primary_source_map,
+                                   ca_file=settings.database_ca_file,
+                                   require_verified_tls=settings.require_verified_tls)
     documents: DocumentStore = database.documents
     document_url = _document_url(settings, client)
     if document_url:
@@ -179,6 +190,11 @@ def _document_url(settings: Settings, aws_client: Callable[[str], Any]) -> str:
         url = documentdb_url(aws_client("secretsmanager"), settings.document_secret)
     if url and settings.document_ca_file:
         url += ("&" if "?" in url else "/?") + f"tlsCAFile={settings.document_ca_file}"
+    elif url and settings.require_verified_tls:
+        raise ConfigError(
+            "DocumentDB needs verified TLS here but no CA bundle is set: set SIGNAL_ENGINE_DOCUMENT_CA_FILE to the "
+            "Amazon RDS CA bundle (the Lambda packages carry it when built with `make package-lambdas "
+            "RDS_CA_BUNDLE=global-bundle.pem`)")
     return url
 
 

@@ -56,8 +56,10 @@ _COLLECTORS_DEV: dict[str, Any] = {
     "collector_timeout_seconds": 300,
     # Lambda retries a failed asynchronous invocation 0-2 times before the event goes to the DLQ.
     "collector_retry_attempts": 2,
-    # Concurrent runs reserved per collector, so the sources' rate limits hold; 0 reserves none. Dev reserves
-    # none because new accounts start with a Lambda concurrency quota of 10, which reservations cannot exhaust.
+    # Concurrent runs reserved per collector function (the ten collectors and the bars export); 0 reserves none.
+    # Lambda keeps 100 of the account's concurrency unreserved, and new accounts start with a quota of 10, so any
+    # reservation needs the quota "Concurrent executions" (L-B99A9384) raised to at least 100 + 11 x this value
+    # first (README, Deploying to AWS). No stage reserves by default; each schedule starts one run at a time.
     "collector_reserved_concurrency": 0,
 }
 
@@ -121,7 +123,10 @@ STAGES: dict[str, dict[str, Any]] = {
         "database_removal_policy": "destroy",
         "deletion_protection": False,
         # MySQL 8.4 is the LTS release; 8.0 left RDS standard support on 2026-07-31 (Extended Support bills).
-        "mysql_engine_version": "8.4.10",
+        # The major version only: RDS creates the region's default 8.4 minor and, with auto minor version upgrades
+        # on, moves to newer minors in the maintenance window, so a fresh deploy never asks for a retired minor.
+        # A full "8.4.x" (an aws-cdk-lib constant) pins a minor instead; RDS retires minors after about a year.
+        "mysql_engine_version": "8.4",
         "mysql_instance_type": "t4g.micro",
         "mysql_allocated_storage_gib": 20,
         "mysql_max_allocated_storage_gib": 50,
@@ -162,7 +167,7 @@ STAGES: dict[str, dict[str, Any]] = {
         "access_log_expire_after_days": 365,
         "database_removal_policy": "snapshot",
         "deletion_protection": True,
-        "mysql_engine_version": "8.4.10",
+        "mysql_engine_version": "8.4",
         "mysql_instance_type": "m7g.large",
         "mysql_allocated_storage_gib": 100,
         "mysql_max_allocated_storage_gib": 500,
@@ -176,7 +181,6 @@ STAGES: dict[str, dict[str, Any]] = {
         "maintenance_window": "sun:04:30-sun:05:30",
         "train_schedule": "cron(0 6 ? * SAT *)",
         **_COLLECTORS_DEV,
-        "collector_reserved_concurrency": 2,
         **_TRAINING_DEV,
         "training_instance_type": "ml.g5.2xlarge",
         **_SERVING_DEV,
@@ -190,6 +194,11 @@ STAGES: dict[str, dict[str, Any]] = {
         "alarm_email": None,
     },
 }
+
+# MySQL major versions a stage may name without a minor (RDS picks and upgrades the minor).
+MYSQL_MAJOR_VERSIONS = ("8.4", "8.0")
+# Lambda's usual concurrent-executions quota per account and region (new accounts start lower, at 10).
+DEFAULT_LAMBDA_CONCURRENCY = 1000
 
 # SageMaker instance families with NVIDIA GPUs (the training image is NVIDIA's TensorFlow container).
 GPU_INSTANCE_FAMILIES = ("ml.g4dn.", "ml.g5.", "ml.g6.", "ml.g6e.", "ml.p3.", "ml.p4d.", "ml.p5.")
@@ -315,11 +324,14 @@ class StageConfig:
             raise ValueError(
                 f"{self.name}: a deletion-protected database cannot have removal policy 'destroy'"
             )
-        if not self.mysql_engine_version.startswith(("8.0.", "8.4.")) or not hasattr(
-            rds.MysqlEngineVersion, _mysql_constant(self.mysql_engine_version)
+        version = self.mysql_engine_version
+        if version not in MYSQL_MAJOR_VERSIONS and not (
+            version.startswith(tuple(f"{major}." for major in MYSQL_MAJOR_VERSIONS))
+            and hasattr(rds.MysqlEngineVersion, _mysql_constant(version))
         ):
             raise ValueError(
-                f"{self.name}: MySQL {self.mysql_engine_version} is not an 8.0/8.4 version in aws-cdk-lib"
+                f"{self.name}: mysql_engine_version {version!r} is neither a major version ('8.4', '8.0': RDS picks "
+                "and upgrades the minor) nor an 8.0/8.4 minor that aws-cdk-lib knows (e.g. '8.4.10')"
             )
         self._check_collectors()
         self._check_training_and_serving()
@@ -364,6 +376,14 @@ class StageConfig:
             raise ValueError(f"{self.name}: collector_retry_attempts must be 0, 1 or 2 (Lambda's async retries)")
         if self.collector_reserved_concurrency < 0:
             raise ValueError(f"{self.name}: collector_reserved_concurrency must be 0 (none reserved) or more")
+        reserved = self.collector_reserved_concurrency * (len(COLLECTORS) + 1)
+        if reserved > DEFAULT_LAMBDA_CONCURRENCY - 100:
+            raise ValueError(
+                f"{self.name}: collector_reserved_concurrency {self.collector_reserved_concurrency} reserves "
+                f"{reserved} executions for the {len(COLLECTORS) + 1} collector functions; Lambda keeps 100 "
+                f"unreserved, so that exceeds even the usual quota of {DEFAULT_LAMBDA_CONCURRENCY} (new accounts "
+                "have 10): lower it, or 0 to reserve none"
+            )
 
     def _check_training_and_serving(self) -> None:
         """Instance types, endpoint mode and API limits that SageMaker and API Gateway accept."""
@@ -415,7 +435,9 @@ class StageConfig:
 
     @property
     def mysql_engine(self) -> rds.MysqlEngineVersion:
-        """The MySQL engine version constant (e.g. MysqlEngineVersion.VER_8_0_46)."""
+        """The MySQL engine version: major only ("8.4") or a pinned minor (MysqlEngineVersion.VER_8_4_10)."""
+        if self.mysql_engine_version in MYSQL_MAJOR_VERSIONS:
+            return rds.MysqlEngineVersion.of(self.mysql_engine_version, self.mysql_engine_version)
         constant = getattr(rds.MysqlEngineVersion, _mysql_constant(self.mysql_engine_version))
         return typing.cast(rds.MysqlEngineVersion, constant)
 

@@ -15,9 +15,11 @@ import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from aws_cdk import Annotations
 from constructs import Construct
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,10 +30,11 @@ PLATFORM = "manylinux2014_x86_64"
 STAMP = ".requirements.sha256"
 # Shipped by the Lambda Python runtime; installing them again only adds ~80 MB to every package.
 PROVIDED_BY_RUNTIME = ("boto3", "botocore", "s3transfer", "jmespath")
-# DocumentDB's TLS certificates chain to the Amazon RDS CAs, which are not in the runtime's system bundle.
-# Download https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem once and pass it with --ca-bundle
-# (`make package-lambdas DOCDB_CA_BUNDLE=path`); it lands at this path inside the package (/var/task/...).
+# RDS MySQL's and DocumentDB's TLS certificates chain to the Amazon RDS CAs, which are not in the runtime's system
+# bundle. Download https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem once and pass it with
+# --ca-bundle (`make package-lambdas RDS_CA_BUNDLE=path`); it lands at this path inside the package (/var/task/...).
 CA_BUNDLE_PATH = "certs/rds-global-bundle.pem"
+CA_BUNDLE_URL = "https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem"
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,23 @@ GROUPS: dict[str, FunctionGroup] = {
         ),
     ),
 }
+
+
+def ca_bundle_environment(scope: Construct, package: str, variables: Sequence[str]) -> dict[str, str]:
+    """``variables`` set to the CA bundle's path in the function when `package` carries it, else none of them.
+
+    Without the bundle the functions refuse to connect in AWS (signal_engine.bootstrap: verified TLS only), so
+    the synthesis warns here, naming the fix; it stays a warning so that `make synth` works offline.
+    """
+    if (Path(package) / CA_BUNDLE_PATH).is_file():
+        return {variable: f"/var/task/{CA_BUNDLE_PATH}" for variable in variables}
+    Annotations.of(scope).add_warning_v2(
+        "signal-engine:rds-ca-bundle",
+        f"{package} has no {CA_BUNDLE_PATH}: deployed, these functions refuse to connect to RDS MySQL and "
+        f"DocumentDB (TLS without a CA to verify against). Download {CA_BUNDLE_URL} and run "
+        "`make package-lambdas RDS_CA_BUNDLE=global-bundle.pem` before `cdk deploy`.",
+    )
+    return {}
 
 
 def asset_dir(scope: Construct, group: str) -> str:
@@ -151,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("out", type=Path, nargs="?", default=DEFAULT_ASSET_ROOT, help="output root")
     parser.add_argument("--group", choices=sorted(GROUPS), action="append", help="build only these groups")
-    parser.add_argument("--ca-bundle", type=Path, help="the Amazon RDS CA bundle (PEM) for DocumentDB's TLS")
+    parser.add_argument("--ca-bundle", type=Path, help="the Amazon RDS CA bundle (PEM) for MySQL's and DocumentDB's "
+                        "TLS")
     args = parser.parse_args(argv)
     for name in args.group or sorted(GROUPS):
         try:

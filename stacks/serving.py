@@ -15,6 +15,7 @@ from aws_cdk import aws_applicationautoscaling as autoscaling
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
@@ -26,10 +27,10 @@ from constructs import Construct
 from signal_engine.serving.bundle import EXPERT_KINDS
 from signal_engine.serving.schema import MAX_BARS, SYMBOL_PATTERN, TIMEFRAME_PATTERN
 from stacks.config import StageConfig
-from stacks.constructs.lambda_role import acknowledge_tracing, lambda_vpc_role
-from stacks.constructs.nag import acknowledge
+from stacks.constructs.lambda_role import acknowledge_tracing, grant_decrypt, lambda_vpc_role
+from stacks.constructs.nag import acknowledge, skip_checkov
 from stacks.constructs.ops_dashboard import OpsDashboard
-from stacks.lambda_packages import asset_dir
+from stacks.lambda_packages import asset_dir, ca_bundle_environment
 
 RUNTIME = lambda_.Runtime.PYTHON_3_11
 MODELS_PREFIX = "models"
@@ -104,10 +105,12 @@ class ServingStack(Stack):
         models_read_policy: iam.IManagedPolicy,
         mysql_secret: secretsmanager.ISecret,
         alarm_topic: sns.ITopic,
+        environment_key: kms.IKey,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self._config = config
+        self._environment_key = environment_key
         self.model_bundle_uri = artifacts_bucket.s3_url_for_object(f"{MODELS_PREFIX}/")
 
         self.experts_endpoint = experts_endpoint
@@ -192,7 +195,7 @@ class ServingStack(Stack):
             runtime=RUNTIME,
             architecture=lambda_.Architecture.X86_64,
             handler="combiner.handler.handler",
-            code=lambda_.Code.from_asset(asset_dir(self, "combiner")),
+            code=lambda_.Code.from_asset(package := asset_dir(self, "combiner")),
             memory_size=config.combiner_memory_mb,
             timeout=timeout,
             role=role,
@@ -201,6 +204,7 @@ class ServingStack(Stack):
             security_groups=[app_security_group],
             tracing=lambda_.Tracing.ACTIVE,
             log_group=log_group,
+            environment_encryption=self._environment_key,
             environment={
                 "MODEL_BUNDLE_URI": self.model_bundle_uri,
                 "EXPERT_ENDPOINTS": json.dumps(
@@ -208,11 +212,18 @@ class ServingStack(Stack):
                 ),
                 "EXPERT_DEADLINE_MS": str(config.expert_deadline_ms),
                 "SIGNAL_ENGINE_DATABASE_SECRET": mysql_secret.secret_arn,
+                **ca_bundle_environment(self, package, ["SIGNAL_ENGINE_DATABASE_CA_FILE"]),
                 "POWERTOOLS_SERVICE_NAME": METRICS_SERVICE,
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             },
         )
+        grant_decrypt(role, environment_key=self._environment_key, secrets=[mysql_secret])
         acknowledge_tracing(role)
+        skip_checkov(function, "CKV_AWS_116", "API Gateway invokes the combiner synchronously and returns its "
+                     "error to the caller; a DLQ only receives failed asynchronous invocations.")
+        skip_checkov(function, "CKV_AWS_115", "The Signal API's stage throttle and usage plan (api_rate_limit, "
+                     "api_burst_limit) bound the combiner's concurrency; reserving some would need a raised "
+                     "Lambda concurrency quota on new accounts (README, Deploying to AWS).")
         acknowledge(
             function,
             "AwsSolutions-L1",
@@ -261,6 +272,8 @@ class ServingStack(Stack):
                 ),
             ),
         )
+        skip_checkov(api.deployment_stage, "CKV_AWS_120", "Signals depend on the request body (POST, bars, "
+                     "as_of) and on the latest bars; a stage cache would serve stale signals and bills per hour.")
         cloud_watch_role = api.node.find_child("CloudWatchRole")
         acknowledge(
             cloud_watch_role,
@@ -313,7 +326,7 @@ class ServingStack(Stack):
         return api
 
     def _add_waf(self, api: apigateway.RestApi) -> None:
-        """AWS managed common rules and a per-IP rate limit in front of the API stage."""
+        """AWS managed common rules, a per-IP rate limit and AWS managed known bad inputs in front of the API stage."""
 
         def visibility(name: str) -> wafv2.CfnWebACL.VisibilityConfigProperty:
             return wafv2.CfnWebACL.VisibilityConfigProperty(
@@ -348,6 +361,18 @@ class ServingStack(Stack):
                         )
                     ),
                     visibility_config=visibility("RatePerIp"),
+                ),
+                # Request patterns known to be invalid or exploit attempts, Log4j lookups among them (CKV_AWS_192).
+                wafv2.CfnWebACL.RuleProperty(
+                    name="KnownBadInputs",
+                    priority=2,
+                    override_action=wafv2.CfnWebACL.OverrideActionProperty(none={}),
+                    statement=wafv2.CfnWebACL.StatementProperty(
+                        managed_rule_group_statement=wafv2.CfnWebACL.ManagedRuleGroupStatementProperty(
+                            vendor_name="AWS", name="AWSManagedRulesKnownBadInputsRuleSet"
+                        )
+                    ),
+                    visibility_config=visibility("KnownBadInputs"),
                 ),
             ],
         )

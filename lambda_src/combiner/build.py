@@ -58,14 +58,15 @@ def imported_files(package: Path) -> list[Path]:
     return [f for f in files if f.resolve().is_relative_to(package.resolve())]
 
 
-def build(out: Path) -> Path:
-    """Build (or refresh) ``out/combiner`` and precompile what it imports; returns the package folder."""
+def build(out: Path, ca_bundle: Path | None = None) -> Path:
+    """Build (or refresh) ``out/combiner`` (with the RDS CA bundle, when given) and precompile what it imports;
+    returns the package folder."""
     sys.path.insert(0, str(ROOT))
     from stacks.lambda_packages import GROUPS, build_group
 
     if sys.version_info[:2] != (3, 11):
         raise SystemExit(f"build with CPython 3.11 (the Lambda runtime's); this is {sys.version.split()[0]}")
-    folder = build_group(GROUPS["combiner"], out)
+    folder = build_group(GROUPS["combiner"], out, ca_bundle=ca_bundle)
     for cache in sorted(folder.rglob("__pycache__"), reverse=True):
         for stale in cache.glob("*.pyc"):
             stale.unlink()
@@ -77,8 +78,9 @@ def build(out: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("out", type=Path, nargs="?", default=ROOT / "build" / "lambda", help="output root")
+    parser.add_argument("--ca-bundle", type=Path, help="the Amazon RDS CA bundle (PEM) for MySQL's TLS")
     args = parser.parse_args(argv)
-    print(f"built {build(args.out)}")
+    print(f"built {build(args.out, args.ca_bundle)}")
     return 0
 
 

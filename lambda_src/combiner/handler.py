@@ -3,7 +3,8 @@
 No Powertools Tracer here: the X-Ray SDK and botocore it imports cost ~0.4 s of cold start, more than the
 whole budget; the function's active tracing (set by the stack) records each invocation instead.
 Settings are read from the environment once (``settings.CombinerSettings``); the service (bundle, SageMaker
-client, audit database) is built on the first request and kept for the life of the execution environment.
+client, audit database) is built on the first request and kept for the life of the execution environment, moving
+to a newly promoted bundle when the registry's CURRENT changes (``wiring.LiveService``, ``MODEL_CHECK_SECONDS``).
 """
 
 from __future__ import annotations
@@ -20,18 +21,26 @@ from signal_engine.serving.api import build_app
 from signal_engine.serving.service import SignalService
 
 from .settings import CombinerSettings
-from .wiring import build_service
+from .wiring import LiveService
 
 logger = Logger(service="signal-engine-combiner")
 metrics = Metrics(namespace="SignalEngine", service="signal-engine-combiner")
 settings = CombinerSettings.from_env()
 
 
-@functools.cache
-def service() -> SignalService:
+def _client(name: str, **options: Any) -> Any:
     import boto3
 
-    return build_service(settings, boto3.client)
+    return boto3.client(name, **options)
+
+
+@functools.cache
+def live() -> LiveService:
+    return LiveService(settings, _client)
+
+
+def service() -> SignalService:
+    return live()()
 
 
 app = build_app(service)

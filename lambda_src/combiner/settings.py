@@ -17,6 +17,8 @@ ENVIRONMENT = {
     "database_secret": "SIGNAL_ENGINE_DATABASE_SECRET",
     "database_url": "SIGNAL_ENGINE_DATABASE_URL",
     "bundle_cache": "BUNDLE_CACHE_DIR",
+    "database_ca_file": "SIGNAL_ENGINE_DATABASE_CA_FILE",
+    "model_check_seconds": "MODEL_CHECK_SECONDS",
 }
 
 
@@ -31,11 +33,17 @@ class CombinerSettings(BaseModel):
     database_secret: str = ""
     database_url: str = ""
     bundle_cache: str = "/tmp/signal-engine-bundle"
+    # A warm environment re-checks the registry's CURRENT (one S3 HEAD) at most this often; 0: on every request.
+    model_check_seconds: float = Field(default=60, ge=0, le=86_400)
+    # The Amazon RDS CA bundle; in Lambda (AWS_LAMBDA_FUNCTION_NAME set) MySQL is reached over verified TLS only.
+    database_ca_file: str = ""
+    require_verified_tls: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> CombinerSettings:
         env = os.environ if env is None else env
         values: dict[str, object] = {name: env[var] for name, var in ENVIRONMENT.items() if env.get(var)}
+        values["require_verified_tls"] = bool(env.get("AWS_LAMBDA_FUNCTION_NAME"))
         if "expert_endpoints" in values:
             try:
                 values["expert_endpoints"] = json.loads(str(values["expert_endpoints"]))
@@ -50,4 +58,8 @@ class CombinerSettings(BaseModel):
         if not settings.database_secret and not settings.database_url:
             raise ConfigError("combiner environment: set SIGNAL_ENGINE_DATABASE_SECRET (the RDS secret) or "
                               "SIGNAL_ENGINE_DATABASE_URL: every signal served is written to the audit log")
+        if settings.require_verified_tls and settings.database_secret and not settings.database_ca_file:
+            raise ConfigError("combiner environment: SIGNAL_ENGINE_DATABASE_CA_FILE is not set, so the audit database "
+                              "(RDS MySQL) cannot be reached over verified TLS; build the package with `make "
+                              "package-lambdas RDS_CA_BUNDLE=global-bundle.pem` and deploy again")
         return settings

@@ -41,6 +41,16 @@ class S3ObjectStore:
         body: bytes = response["Body"].read()
         return body
 
+    def etag(self, key: str) -> str | None:
+        """The object's ETag from a HEAD request (None when it does not exist): a cheap change check."""
+        try:
+            response = self._client.head_object(Bucket=self.bucket, Key=self.prefix + key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in NOT_FOUND:
+                return None
+            raise
+        return str(response["ETag"])
+
     def keys(self, prefix: str = "") -> Iterator[str]:
         paginator = self._client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):

@@ -1,20 +1,70 @@
 """Find the bundle to serve: a bundle folder, a local registry (``CURRENT``), or the same in S3.
 
 The combiner needs only the JSON/NumPy files of a bundle (never ``experts/``); from S3 they are copied into a
-local folder once per cold start.
+local folder at a cold start, and again when ``CurrentWatch`` sees the registry's ``CURRENT`` change.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from signal_engine.serving.bundle import BUNDLE_FILE, CALIBRATION_FILE, GATE_FILE, BundleError, read_current
 
 if TYPE_CHECKING:
     from signal_engine.ports import ObjectStore
+
+
+class TaggedObjects(Protocol):
+    """An object store that tells an object's entity tag without reading it (the S3 adapter: HEAD)."""
+
+    def etag(self, key: str) -> str | None: ...
+
+
+class CurrentWatch:
+    """Whether the registry's ``CURRENT`` pointer changed, asked at most once every ``interval_s`` seconds.
+
+    ``probe()`` returns a token of the pointer (its S3 ETag, or the file's text; None when there is none) and is
+    called once at construction (before the bundle is fetched, so a change during the fetch is seen next time)
+    and then only when ``interval_s`` has passed on ``clock`` since the last call. A change is reported until
+    ``accept(token)`` records it, so a new version that fails to load is tried again at the next interval.
+    """
+
+    def __init__(self, probe: Callable[[], str | None], interval_s: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if interval_s < 0:
+            raise ValueError(f"the CURRENT check interval must be 0 or more seconds, got {interval_s}")
+        self._probe = probe
+        self.interval_s = interval_s
+        self._clock = clock
+        self.token = probe()
+        self._checked = clock()
+
+    def changed(self) -> str | None:
+        """The new token when the interval has passed and ``CURRENT`` differs from the accepted one, else None."""
+        now = self._clock()
+        if now - self._checked < self.interval_s:
+            return None
+        self._checked = now
+        token = self._probe()
+        return token if token != self.token else None
+
+    def accept(self, token: str | None) -> None:
+        """Record ``token`` as the pointer whose bundle is now served."""
+        self.token = token
+
+
+def current_probe(uri: str, objects: Callable[[str, str], TaggedObjects]) -> Callable[[], str | None]:
+    """A cheap probe of ``<uri>/CURRENT``: its ETag in S3 (one HEAD request), its text in a local folder."""
+    if uri.startswith("s3://"):
+        bucket, _, prefix = uri[len("s3://"):].partition("/")
+        store = objects(bucket, prefix)
+        return lambda: store.etag("CURRENT")
+    pointer = Path(uri) / "CURRENT"
+    return lambda: pointer.read_text(encoding="utf-8") if pointer.is_file() else None
 
 
 def local_bundle(location: str | Path) -> Path:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from aws_cdk import Stack
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from stacks.constructs.nag import acknowledge
@@ -44,3 +49,27 @@ def acknowledge_tracing(role: iam.Role) -> None:
         "xray:PutTraceSegments and xray:PutTelemetryRecords (added by Lambda active tracing) support no "
         "resource-level permissions, so X-Ray requires Resource '*'.",
     )
+
+
+
+def grant_decrypt(role: iam.Role, *, environment_key: kms.IKey, secrets: Sequence[secretsmanager.ISecret]) -> None:
+    """Let the function read its encrypted environment and the secrets it reads (through Secrets Manager only).
+
+    Statements on the role, not key grants: the keys live in earlier stacks, whose key policies trust the
+    account, and a grant on their policies would make those stacks depend on this one.
+    """
+    role.add_to_policy(
+        iam.PolicyStatement(sid="EnvironmentKey", actions=["kms:Decrypt"], resources=[environment_key.key_arn])
+    )
+    secret_keys = [secret.encryption_key.key_arn for secret in secrets if secret.encryption_key is not None]
+    if secret_keys:
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="SecretsKey",
+                actions=["kms:Decrypt"],
+                resources=sorted(set(secret_keys)),
+                conditions={
+                    "StringEquals": {"kms:ViaService": f"secretsmanager.{Stack.of(role).region}.amazonaws.com"}
+                },
+            )
+        )

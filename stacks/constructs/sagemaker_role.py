@@ -8,7 +8,7 @@ from aws_cdk import ArnFormat, Stack
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
-from stacks.constructs.nag import acknowledge
+from stacks.constructs.nag import acknowledge, skip_checkov
 
 # What SageMaker does in the customer VPC on the role's behalf (ENIs for the containers); the Describe* calls
 # and CreateNetworkInterface take no resource-level scoping.
@@ -75,6 +75,14 @@ def sagemaker_role(
         "ecr:GetAuthorizationToken, cloudwatch:PutMetricData (limited by a namespace condition) and the VPC "
         "network-interface actions SageMaker performs for the role accept no resource ARN; AWS documents '*'.",
     )
+    for check_id in ("CKV_AWS_111", "CKV_AWS_109"):
+        skip_checkov(
+            policy,
+            check_id,
+            "The Vpc statement: SageMaker creates, deletes and shares (CreateNetworkInterfacePermission) the "
+            "ENIs of jobs and endpoints in the VPC on the role's behalf, in subnets chosen per job; AWS documents "
+            "these actions with Resource '*' for SageMaker VPC access.",
+        )
     for group in log_groups:
         for suffix in LOG_SUFFIXES:
             acknowledge(

@@ -108,9 +108,9 @@ def combiner(aws: Aws, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mod
             patch.setenv(name, value)
         sys.modules.pop("lambda_src.combiner.handler", None)
         module = importlib.import_module("lambda_src.combiner.handler")
-        module.service.cache_clear()
+        module.live.cache_clear()
         yield module
-        module.service.cache_clear()
+        module.live.cache_clear()
 
 
 def call(module: ModuleType, event: dict[str, Any]) -> tuple[int, dict[str, Any]]:

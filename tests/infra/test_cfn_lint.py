@@ -31,8 +31,15 @@ CDK_PROVIDER_RESOURCE = re.compile(r"^(Custom\w+CustomResourceProvider\w+|LogRet
 OWN_ROLE_GETATT = re.compile(r"already enforced by a 'GetAtt' at 'Resources/[^/]+/Properties/(Role|RoleArn)'")
 
 
+# E3691 lists only full RDS engine versions, but RDS takes a major version ("8.4") and creates its default minor,
+# which stacks/config.py uses so that a fresh deploy never names a retired minor (aws-cloudformation/cfn-lint#3849).
+MAJOR_ENGINE_VERSION = re.compile(r"^'\d+\.\d+' is not one of ")
+
+
 def ignored(match: Match) -> bool:
-    """Whether a finding is one of the documented aws-cdk-lib W3005 warnings."""
+    """Whether a finding is one of the documented aws-cdk-lib W3005 warnings or the major-version E3691."""
+    if match.rule.id == "E3691" and str(match.path[-1]) == "EngineVersion":
+        return bool(MAJOR_ENGINE_VERSION.match(match.message))
     if match.rule.id != "W3005" or len(match.path) < 2 or match.path[0] != "Resources":
         return False
     return bool(CDK_PROVIDER_RESOURCE.match(str(match.path[1])) or OWN_ROLE_GETATT.search(match.message))

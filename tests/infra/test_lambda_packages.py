@@ -6,13 +6,16 @@ from pathlib import Path
 
 import pytest
 from aws_cdk import App, Stack
+from aws_cdk.assertions import Annotations, Match
 
 from stacks.lambda_packages import (
     ASSETS_CONTEXT_KEY,
+    CA_BUNDLE_PATH,
     GROUPS,
     STAMP,
     _prune,
     asset_dir,
+    ca_bundle_environment,
     main,
     requirements_digest,
 )
@@ -56,3 +59,18 @@ def test_a_ca_bundle_that_is_no_certificate_is_refused(tmp_path: Path, capsys: p
     assert "holds no PEM certificate" in capsys.readouterr().err
     assert (target / "signal_engine" / "__init__.py").is_file()
     assert (target / "combiner" / "handler.py").is_file()
+
+
+def test_the_ca_bundle_path_is_set_only_when_the_package_carries_the_bundle(tmp_path: Path) -> None:
+    variables = ["SIGNAL_ENGINE_DATABASE_CA_FILE", "SIGNAL_ENGINE_DOCUMENT_CA_FILE"]
+    bare = Stack(App(), "Bare")
+    assert ca_bundle_environment(bare, str(tmp_path), variables) == {}
+    Annotations.from_stack(bare).has_warning("*", Match.string_like_regexp("RDS_CA_BUNDLE=global-bundle.pem"))
+
+    (tmp_path / CA_BUNDLE_PATH).parent.mkdir()
+    (tmp_path / CA_BUNDLE_PATH).write_text("-----BEGIN CERTIFICATE-----\n")
+    bundled = Stack(App(), "Bundled")
+    assert ca_bundle_environment(bundled, str(tmp_path), variables) == {
+        variable: "/var/task/certs/rds-global-bundle.pem" for variable in variables
+    }
+    assert Annotations.from_stack(bundled).find_warning("*", Match.any_value()) == []

@@ -35,6 +35,9 @@ def test_both_stages_schedule_every_collector(stage: str) -> None:
         ({"collector_retry_attempts": 3}, "collector_retry_attempts must be 0, 1 or 2"),
         ({"collector_timeout_seconds": 901}, "collector_timeout_seconds must be between 1 and 900"),
         ({"collector_reserved_concurrency": -1}, "collector_reserved_concurrency must be 0"),
+        ({"collector_reserved_concurrency": 82}, "reserves 902 executions .* Lambda keeps 100 unreserved"),
+        ({"mysql_engine_version": "8.4.99"}, "mysql_engine_version '8.4.99' is neither a major version"),
+        ({"mysql_engine_version": "9.0"}, "mysql_engine_version '9.0' is neither"),
         ({"training_instance_type": "ml.m5.xlarge"}, "training_instance_type 'ml.m5.xlarge' has no NVIDIA GPU"),
         ({"expert_instance_type": "m5.large"}, "expert_instance_type must be a SageMaker instance type"),
         ({"training_profile": "huge"}, "training_profile must be 'quick' or 'full'"),
@@ -51,6 +54,20 @@ def test_both_stages_schedule_every_collector(stage: str) -> None:
 def test_bad_settings_are_rejected_with_the_key(overrides: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         load_stage_config("dev", overrides)
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_defaults_deploy_on_a_fresh_account(stage: str) -> None:
+    config = load_stage_config(stage)
+    # No Lambda concurrency reserved: a reservation needs a raised account quota (README, Deploying to AWS).
+    assert config.collector_reserved_concurrency == 0
+    # MySQL by major version only, so RDS creates a supported minor and keeps upgrading it.
+    assert config.mysql_engine_version == "8.4"
+    assert (config.mysql_engine.mysql_full_version, config.mysql_engine.mysql_major_version) == ("8.4", "8.4")
+
+
+def test_a_pinned_mysql_minor_is_still_possible() -> None:
+    assert load_stage_config("dev", {"mysql_engine_version": "8.4.10"}).mysql_engine.mysql_full_version == "8.4.10"
 
 
 def test_symbols_are_normalised() -> None:

@@ -27,10 +27,11 @@ class SqlDatabase:
     documents: SqlDocumentStore
 
     @classmethod
-    def connect(cls, url: str, primary_sources: Mapping[str, str] | None = None) -> SqlDatabase:
-        """Create the engine for ``url`` and apply pending migrations; ``primary_sources``: the bar source read
-        per symbol."""
-        engine = create_store_engine(url)
+    def connect(cls, url: str, primary_sources: Mapping[str, str] | None = None, *, ca_file: str = "",
+                require_verified_tls: bool = False) -> SqlDatabase:
+        """Create the engine for ``url`` (TLS options: ``create_store_engine``) and apply pending migrations;
+        ``primary_sources``: the bar source read per symbol."""
+        engine = create_store_engine(url, ca_file=ca_file, require_verified_tls=require_verified_tls)
         version = migrate(engine)
         return cls(engine, version, SqlPriceStore(engine, primary_sources), SqlMarketDataStore(engine),
                    SqlLedger(engine), SqlDocumentStore(engine))

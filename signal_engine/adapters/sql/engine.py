@@ -18,8 +18,30 @@ CHUNK_ROWS = 1000
 MYSQL_CONNECT_ARGS = {"connect_timeout": 10, "read_timeout": 120, "write_timeout": 120, "charset": "utf8mb4"}
 
 
-def create_store_engine(url: str) -> sa.Engine:
-    """An engine for a SQLite file or a MySQL/MariaDB server; anything else is a ConfigError."""
+def mysql_connect_args(ca_file: str = "", *, require_verified_tls: bool = False) -> dict[str, Any]:
+    """PyMySQL's connect arguments; with ``ca_file``, TLS that verifies the server's certificate and host name.
+
+    Without a CA file PyMySQL only uses TLS opportunistically and accepts any certificate, which is what a local
+    MariaDB needs but not RDS: ``require_verified_tls`` (set in AWS) turns a missing bundle into a ConfigError.
+    """
+    if not ca_file:
+        if require_verified_tls:
+            raise ConfigError(
+                "MySQL needs verified TLS here but no CA bundle is set: set SIGNAL_ENGINE_DATABASE_CA_FILE to the "
+                "Amazon RDS CA bundle (https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem; the "
+                "Lambda packages carry it when built with `make package-lambdas RDS_CA_BUNDLE=global-bundle.pem`)")
+        return dict(MYSQL_CONNECT_ARGS)
+    if not Path(ca_file).is_file():
+        raise ConfigError(f"SIGNAL_ENGINE_DATABASE_CA_FILE {ca_file!r} does not exist; expected the Amazon RDS CA "
+                          "bundle (PEM)")
+    return {**MYSQL_CONNECT_ARGS, "ssl_ca": ca_file, "ssl_verify_cert": True, "ssl_verify_identity": True}
+
+
+def create_store_engine(url: str, *, ca_file: str = "", require_verified_tls: bool = False) -> sa.Engine:
+    """An engine for a SQLite file or a MySQL/MariaDB server; anything else is a ConfigError.
+
+    ``ca_file`` and ``require_verified_tls`` apply to MySQL (see ``mysql_connect_args``).
+    """
     try:
         parsed = sa.make_url(url)
     except sa.exc.ArgumentError:
@@ -29,7 +51,8 @@ def create_store_engine(url: str) -> sa.Engine:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         return sa.create_engine(parsed, connect_args={"timeout": 30})
     if parsed.get_backend_name() == "mysql" and parsed.get_driver_name() == "pymysql":
-        return sa.create_engine(parsed, pool_pre_ping=True, pool_recycle=1800, connect_args=MYSQL_CONNECT_ARGS)
+        connect_args = mysql_connect_args(ca_file, require_verified_tls=require_verified_tls)
+        return sa.create_engine(parsed, pool_pre_ping=True, pool_recycle=1800, connect_args=connect_args)
     raise ConfigError(f"database URL {parsed.render_as_string(hide_password=True)!r} is not supported; "
                       f"expected {SUPPORTED}")
 
