@@ -20,8 +20,8 @@ from signal_engine.storage.ingest import ingest_prices
 from tests.fixtures.payloads import ok
 from tests.handlers.conftest import Aws, FakeLambdaContext, Serve, event
 from tests.handlers.test_combiner_handler import api_event, queue_results, universal_answer
-from tests.handlers.test_combiner_handler import combiner as combiner  # noqa: F401  (module fixture)
-from tests.handlers.test_export_bars_handler import exporter as exporter  # noqa: F401  (fixture)
+from tests.handlers.test_combiner_handler import combiner as combiner
+from tests.handlers.test_export_bars_handler import exporter as exporter
 from tests.infra.aws_calls import LAMBDA_CALLS
 from tests.serving_support import TRAIN_BARS, request_bars
 
@@ -59,8 +59,9 @@ def _inventory(group: str) -> set[tuple[str, str]]:
     return {(call.service, call.operation) for call in LAMBDA_CALLS[group]}
 
 
-def test_the_collectors_calls_are_the_inventory(secrets: dict[str, str], handlers: dict[str, ModuleType], serve: Serve, aws: Aws,
-                                                context: FakeLambdaContext, recorded: set[tuple[str, str]]) -> None:
+def test_the_collectors_calls_are_the_inventory(secrets: dict[str, str], handlers: dict[str, ModuleType],
+                                                serve: Serve, aws: Aws, context: FakeLambdaContext,
+                                                recorded: set[tuple[str, str]]) -> None:
     serve({"chart/AAPL": [ok("yahoo/chart_daily_AAPL.json")]})
     handlers["yahoo_bars"].handler(event("scheduled_event"), context)
     serve({"chart/AAPL": [ok("yahoo/chart_not_found.json", 404)]})  # a failed window drops its idempotency record
@@ -74,7 +75,8 @@ def test_the_collectors_calls_are_the_inventory(secrets: dict[str, str], handler
     assert recorded == _inventory("collectors")
 
 
-def test_the_bars_exports_calls_are_the_inventory(secrets: dict[str, str], exporter: ModuleType, runtime: ModuleType, aws: Aws,  # noqa: F811
+def test_the_bars_exports_calls_are_the_inventory(secrets: dict[str, str], exporter: ModuleType,
+                                                  runtime: ModuleType, aws: Aws,
                                                   context: FakeLambdaContext, goog_csv: Path,
                                                   recorded: set[tuple[str, str]]) -> None:
     ingest_prices(goog_csv, runtime.storage().prices, symbol="AAPL")
@@ -84,7 +86,7 @@ def test_the_bars_exports_calls_are_the_inventory(secrets: dict[str, str], expor
     assert recorded == _inventory("export_bars")
 
 
-def test_the_combiners_calls_are_the_inventory(secrets: dict[str, str], combiner: ModuleType, aws: Aws,  # noqa: F811
+def test_the_combiners_calls_are_the_inventory(secrets: dict[str, str], combiner: ModuleType, aws: Aws,
                                                recorded: set[tuple[str, str]],
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     end = TRAIN_BARS + 210
