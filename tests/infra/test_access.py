@@ -38,7 +38,7 @@ Templates = dict[str, dict[str, Any]]
 
 
 def stage_templates(app: SynthesizedApp, stage: str) -> Templates:
-    return {child.stack_name: Template.from_stack(child).to_json()
+    return {child.stack_name: dict(Template.from_stack(child).to_json())
             for child in app.stages[stage].node.children if isinstance(child, Stack)}
 
 
