@@ -16,6 +16,7 @@ import pytest
 from aws_cdk import Stack
 from aws_cdk.assertions import Template
 
+from stacks.config import COLLECTORS
 from tests.infra.access import (
     ACCOUNT,
     ALLOWED,
@@ -75,7 +76,7 @@ def test_every_state_and_lambda_request_is_allowed(templates: Templates) -> None
         {request.who for request in requests if request.kms_key}
     ours = [logical for _, logical, function in access.resources("AWS::Lambda::Function")
             if lambda_group(function["Properties"]["Handler"])]
-    assert len(ours) == 12
+    assert len(ours) == len(COLLECTORS) + 2  # the collectors, the bars export, the combiner
     assert all(any(request.who.startswith(f"{name} ") for request in requests) for name in ours)
     counts = Counter("kms" if request.kms_key else (request.who.split(" ")[0] in ours and "lambda") or "workflow"
                      for request in requests)
