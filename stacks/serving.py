@@ -224,7 +224,8 @@ class ServingStack(Stack):
     # --- API --------------------------------------------------------------------------------------------------
 
     def _build_api(self) -> apigateway.RestApi:
-        """POST /signals with a validated JSON body, API keys, a usage plan, access logs, tracing and WAF."""
+        """POST /signals: IAM authorization and a resource policy, a validated JSON body, an API key and usage plan
+        (throttle and quota), access logs, tracing and WAF."""
         config = self._config
         access_logs = logs.LogGroup(
             self, "ApiAccessLogs", retention=config.log_retention, removal_policy=config.log_removal_policy

@@ -554,6 +554,8 @@ def state_machine_requests(access: Access, stack: str, logical: str) -> list[Req
             elif service == "sagemaker" and api in ("createEndpoint", "updateEndpoint", "describeEndpoint",
                                                     "deleteEndpoint"):
                 add(action, f"{sagemaker}:endpoint/{_value(parameters, 'EndpointName').lower()}")
+                if api in ("createEndpoint", "updateEndpoint"):  # both resources are required for these two
+                    add(action, f"{sagemaker}:endpoint-config/{_value(parameters, 'EndpointConfigName').lower()}")
             elif service == "sagemaker" and api == "listEndpoints":
                 add(action, "*")
             else:
