@@ -469,23 +469,24 @@ SAMPLE_PATHS: dict[str, str] = {
     "$.expert": "trend",
     "$.publish.name": f"signal-engine-{EXECUTION}",
     "$.publish.version": "20261201T000000",
+    "$.run.dataset_prefix": "bars/1d",
 }
 SYNC_TRAINING_RULE = "StepFunctionsGetEventsForSageMakerTrainingJobsRule"
 
 
-def _value(parameters: Mapping[str, Any], name: str) -> str:
+def _value(parameters: Mapping[str, Any], name: str, paths: Mapping[str, str] = SAMPLE_PATHS) -> str:
     """A task parameter's value for the sample execution: literal, JSONPath or States.Format(...)."""
     if name in parameters:
         return str(parameters[name])
     expression = str(parameters[f"{name}.$"])
-    if expression in SAMPLE_PATHS:
-        return SAMPLE_PATHS[expression]
+    if expression in paths:
+        return paths[expression]
     match = re.fullmatch(r"States\.Format\('((?:[^'\\]|\\.)*)',\s*(.*)\)", expression)
     if not match:
         raise ResolveError(f"parameter {name}: no sample value for {expression!r}; add it to SAMPLE_PATHS")
     text, arguments = match.group(1), [a.strip() for a in match.group(2).split(",")]
     for argument in arguments:
-        value = argument[1:-1] if argument.startswith("'") else SAMPLE_PATHS.get(argument)
+        value = argument[1:-1] if argument.startswith("'") else paths.get(argument)
         if value is None:
             raise ResolveError(f"parameter {name}: no sample value for {argument!r}; add it to SAMPLE_PATHS")
         text = text.replace("{}", value, 1)
@@ -510,6 +511,7 @@ def state_machine_requests(access: Access, stack: str, logical: str) -> list[Req
     a, r, p = access.account, access.region, PARTITION
     sagemaker = f"arn:{p}:sagemaker:{r}:{a}"
     requests: list[Request] = []
+    paths = dict(SAMPLE_PATHS)  # the jobs' outputs ($.dataset.model, ...) are added as the states are walked
     for name, state in states(definition):
         if state["Type"] != "Task":
             continue
@@ -527,6 +529,7 @@ def state_machine_requests(access: Access, stack: str, logical: str) -> list[Req
             add("sns:Publish", topic)
             requests += access.kms_requests(name, role_arn, topic, "sns", ("kms:GenerateDataKey", "kms:Decrypt"))
         elif resource == "arn:aws:states:::sagemaker:createTrainingJob.sync":
+            requests += training_job_requests(access, name, parameters, state.get("ResultPath"), paths)
             job = f"{sagemaker}:training-job/{_value(parameters, 'TrainingJobName').lower()}"
             for action in ("CreateTrainingJob", "DescribeTrainingJob", "StopTrainingJob"):
                 add(f"sagemaker:{action}", job)
@@ -568,6 +571,45 @@ def state_machine_requests(access: Access, stack: str, logical: str) -> list[Req
     if properties.get("LoggingConfiguration"):
         for action in ("logs:CreateLogDelivery", "logs:PutResourcePolicy", "logs:DescribeLogGroups"):
             requests.append(Request("(logging)", role_arn, action, "*"))
+    return requests
+
+
+def training_job_requests(access: Access, state: str, parameters: Mapping[str, Any], result_path: str | None,
+                          paths: dict[str, str]) -> list[Request]:
+    """What a training job does with its role (``RoleArn``): list and read each input channel, write its output
+    (``<S3OutputPath>/<job>/output/model.tar.gz``), with the KMS requests of the buckets' keys. The output's URI is
+    recorded in ``paths`` under ``<ResultPath>.model``, the input of later jobs."""
+    p = PARTITION
+    role = _value(parameters, "RoleArn", paths)
+    job = _value(parameters, "TrainingJobName", paths)
+    who = f"{state} (training job)"
+    requests: list[Request] = []
+    for channel in parameters["InputDataConfig"]:
+        uri = _value(channel["DataSource"]["S3DataSource"], "S3Uri", paths)
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        if channel["DataSource"]["S3DataSource"]["S3DataType"] == "S3Prefix" and not key.endswith(".tar.gz"):
+            requests.append(Request(who, role, "s3:ListBucket", f"arn:{p}:s3:::{bucket}", {"s3:prefix": key}))
+            key = f"{key.rstrip('/')}/AAPL.csv" if "bars/" in key else f"{key.rstrip('/')}/trend/model.tar.gz"
+        target = f"arn:{p}:s3:::{bucket}/{key}"
+        requests.append(Request(who, role, "s3:GetObject", target))
+        requests += access.kms_requests(who, role, target, "s3", ("kms:Decrypt",),
+                                        {"kms:EncryptionContext:aws:s3:arn": f"arn:{p}:s3:::{bucket}"})
+    output = f"{_value(parameters['OutputDataConfig'], 'S3OutputPath', paths).rstrip('/')}/{job}/output/model.tar.gz"
+    writes = [output]
+    # The evaluate job writes the bundle into the registry and its report itself (sagemaker_jobs/evaluate.py).
+    hyperparameters = parameters.get("HyperParameters", {})
+    if "registry" in hyperparameters or "registry.$" in hyperparameters:
+        writes.append(f"{_value(hyperparameters, 'registry', paths)}/{paths['$.publish.version']}/manifest.json")
+    if "report" in hyperparameters or "report.$" in hyperparameters:
+        writes.append(_value(hyperparameters, "report", paths))
+    for uri in writes:
+        bucket = uri.removeprefix("s3://").split("/", 1)[0]
+        target = f"arn:{p}:s3:::{uri.removeprefix('s3://')}"
+        requests.append(Request(who, role, "s3:PutObject", target))
+        requests += access.kms_requests(who, role, target, "s3", ("kms:GenerateDataKey",),
+                                        {"kms:EncryptionContext:aws:s3:arn": f"arn:{p}:s3:::{bucket}"})
+    if result_path:
+        paths[f"{result_path}.model"] = output
     return requests
 
 

@@ -74,11 +74,15 @@ def test_every_state_and_lambda_request_is_allowed(templates: Templates) -> None
     assert tasks <= {request.who for request in requests}
     assert {"ReadDecision", "PromoteVersion", "NotifyFailure", "NotifyQualityGateFailed"} <= \
         {request.who for request in requests if request.kms_key}
+    # ... and what each training job does with the SageMaker role: its channels in, its output out, KMS included.
+    jobs = {name for name, state in states(definition) if state.get("Resource", "").endswith("createTrainingJob.sync")}
+    assert {f"{name} (training job)" for name in jobs} == {r.who for r in requests if r.who.endswith("(training job)")}
     ours = [logical for _, logical, function in access.resources("AWS::Lambda::Function")
             if lambda_group(function["Properties"]["Handler"])]
     assert len(ours) == len(COLLECTORS) + 2  # the collectors, the bars export, the combiner
     assert all(any(request.who.startswith(f"{name} ") for request in requests) for name in ours)
-    counts = Counter("kms" if request.kms_key else (request.who.split(" ")[0] in ours and "lambda") or "workflow"
+    counts = Counter("kms" if request.kms_key else "lambda" if request.who.split(" ")[0] in ours
+                     else "training job" if request.who.endswith("(training job)") else "workflow"
                      for request in requests)
     print(f"access checks: {len(requests)} requests ({dict(counts)})")
 
