@@ -92,6 +92,10 @@ _SERVING_DEV: dict[str, Any] = {
     "api_rate_limit": 5,
     "api_burst_limit": 10,
     "api_quota_per_day": 5000,
+    # Who may call the Signal API (IAM SigV4 on every method, and this list in the API's resource policy): an
+    # account id or its root ARN (any principal of that account its IAM policies allow), a role or user ARN, or
+    # "this-account" (the deploying account).
+    "api_allowed_principals": ["this-account"],
 }
 
 STAGES: dict[str, dict[str, Any]] = {
@@ -199,6 +203,10 @@ STAGES: dict[str, dict[str, Any]] = {
 MYSQL_MAJOR_VERSIONS = ("8.4", "8.0")
 # Lambda's usual concurrent-executions quota per account and region (new accounts start lower, at 10).
 DEFAULT_LAMBDA_CONCURRENCY = 1000
+# api_allowed_principals: the deploying account, an account id, or an IAM root, role or user ARN.
+THIS_ACCOUNT = "this-account"
+API_PRINCIPAL = re.compile(
+    rf"{THIS_ACCOUNT}|\d{{12}}|arn:aws(?:-cn|-us-gov)?:iam::\d{{12}}:(?:root|(?:role|user)/[\w+=,.@/-]+)")
 
 # SageMaker instance families with NVIDIA GPUs (the training image is NVIDIA's TensorFlow container).
 GPU_INSTANCE_FAMILIES = ("ml.g4dn.", "ml.g5.", "ml.g6.", "ml.g6e.", "ml.p3.", "ml.p4d.", "ml.p5.")
@@ -289,6 +297,7 @@ class StageConfig:
     api_rate_limit: int
     api_burst_limit: int
     api_quota_per_day: int
+    api_allowed_principals: tuple[str, ...]
     cpu_alarm_percent: int
     free_storage_alarm_gib: int
     alarm_email: str | None
@@ -422,6 +431,14 @@ class StageConfig:
             raise ValueError(f"{self.name}: need 0 < api_rate_limit <= api_burst_limit")
         if self.api_quota_per_day < 1:
             raise ValueError(f"{self.name}: api_quota_per_day must be at least 1")
+        if not self.api_allowed_principals:
+            raise ValueError(f"{self.name}: api_allowed_principals needs at least one caller, e.g. "
+                             f"[\"{THIS_ACCOUNT}\"] (the deploying account) or a role ARN")
+        for principal in self.api_allowed_principals:
+            if not API_PRINCIPAL.fullmatch(principal):
+                raise ValueError(
+                    f"{self.name}: api_allowed_principals entry {principal!r} is not a 12-digit account id, an IAM "
+                    f"ARN (arn:aws:iam::123456789012:root, :role/NAME or :user/NAME) or \"{THIS_ACCOUNT}\"")
 
     @property
     def symbols(self) -> tuple[str, ...]:
@@ -486,7 +503,7 @@ def parse_stage_config(name: str, raw: Mapping[str, Any]) -> StageConfig:
         expected = fields[key].type
         if not _matches(value, str(expected)):
             raise ValueError(f"{name}: {key} must be {expected}, got {value!r}")
-        values[key] = dict(value) if isinstance(value, dict) else value
+        values[key] = dict(value) if isinstance(value, dict) else tuple(value) if isinstance(value, list) else value
     return StageConfig(name=name, **values)
 
 
@@ -515,6 +532,8 @@ def _matches(value: Any, annotation: str) -> bool:
         return isinstance(value, str)
     if base == "float":
         return isinstance(value, int | float) and not isinstance(value, bool)
+    if base == "tuple[str, ...]":
+        return isinstance(value, list | tuple) and all(isinstance(item, str) for item in value)
     if base == "dict[str, str]":
         return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
     raise TypeError(f"unsupported StageConfig field type {annotation}")

@@ -26,7 +26,7 @@ from constructs import Construct
 
 from signal_engine.serving.bundle import EXPERT_KINDS
 from signal_engine.serving.schema import MAX_BARS, SYMBOL_PATTERN, TIMEFRAME_PATTERN
-from stacks.config import StageConfig
+from stacks.config import THIS_ACCOUNT, StageConfig
 from stacks.constructs.lambda_role import acknowledge_tracing, grant_decrypt, lambda_vpc_role
 from stacks.constructs.nag import acknowledge, skip_checkov
 from stacks.constructs.ops_dashboard import OpsDashboard
@@ -235,7 +235,8 @@ class ServingStack(Stack):
     # --- API --------------------------------------------------------------------------------------------------
 
     def _build_api(self) -> apigateway.RestApi:
-        """POST /signals with a validated JSON body, API keys, a usage plan, access logs, tracing and WAF."""
+        """POST /signals: IAM authorization and a resource policy, a validated JSON body, an API key and usage plan
+        (throttle and quota), access logs, tracing and WAF."""
         config = self._config
         access_logs = logs.LogGroup(
             self, "ApiAccessLogs", retention=config.log_retention, removal_policy=config.log_removal_policy
@@ -246,6 +247,8 @@ class ServingStack(Stack):
             rest_api_name=f"{config.construct_id}-signals",
             description="signal-engine Signal API: POST /signals",
             endpoint_types=[apigateway.EndpointType.REGIONAL],
+            policy=self._api_resource_policy(),
+            default_method_options=apigateway.MethodOptions(authorization_type=apigateway.AuthorizationType.IAM),
             # Execution logging needs the account-level CloudWatch role; it is kept when a stage is destroyed
             # because it is shared by every REST API of the account and region.
             cloud_watch_role=True,
@@ -293,23 +296,21 @@ class ServingStack(Stack):
             "BodyValidator", validate_request_body=True, validate_request_parameters=True
         )
         signals = api.root.add_resource("signals")
+        # Callers sign with SigV4 (AWS_IAM); the API key only binds a caller to the usage plan's throttle and quota.
         method = signals.add_method(
             "POST",
             apigateway.LambdaIntegration(self.combiner),
+            authorization_type=apigateway.AuthorizationType.IAM,
             api_key_required=True,
             request_models={"application/json": model},
             request_validator=validator,
         )
-        for rule, why in (
-            ("AwsSolutions-APIG4", "API Gateway has no IAM or Cognito authorizer on this method"),
-            ("AwsSolutions-COG4", "the method uses no Cognito user pool authorizer"),
-        ):
-            acknowledge(
-                method,
-                rule,
-                f"{why}: callers are other services of a small fund, each given an API key bound to a usage "
-                "plan (throttle and daily quota); keys are revoked per client. Add an authorizer for end users.",
-            )
+        acknowledge(
+            method,
+            "AwsSolutions-COG4",
+            "Callers are trading programs in AWS accounts, not end users: the method uses IAM authorization "
+            "(SigV4) and the API's resource policy names the allowed principals (api_allowed_principals).",
+        )
         key = api.add_api_key("ClientKey", description=f"signal-engine {config.name}: first API client")
         plan = api.add_usage_plan(
             "UsagePlan",
@@ -324,6 +325,41 @@ class ServingStack(Stack):
                   description="aws apigateway get-api-key --include-value --api-key <this id>; send as x-api-key")
         self._add_waf(api)
         return api
+
+    def _api_resource_policy(self) -> iam.PolicyDocument:
+        """Allow execute-api:Invoke to the stage's api_allowed_principals and deny every other caller.
+
+        The deny matters for callers in a listed account whose own IAM policies allow execute-api:Invoke on
+        everything: with a listed role ARN, only that role of its account may call.
+        ``execute-api:/*`` is API Gateway's shorthand for this API's ARN (the API cannot name its own id).
+        """
+        accounts: list[str] = []
+        arns: list[str] = []
+        principals: list[iam.IPrincipal] = []
+        for entry in self._config.api_allowed_principals:
+            if entry == THIS_ACCOUNT:
+                principals.append(iam.AccountRootPrincipal())
+                accounts.append(self.account)
+            elif entry.isdigit():
+                principals.append(iam.AccountPrincipal(entry))
+                accounts.append(entry)
+            else:
+                principals.append(iam.ArnPrincipal(entry))
+                if entry.endswith(":root"):
+                    accounts.append(entry.split(":")[4])
+                else:
+                    arns.append(entry)
+        unlisted: dict[str, Any] = {}
+        if accounts:
+            unlisted["StringNotEquals"] = {"aws:PrincipalAccount": accounts}
+        if arns:
+            unlisted["ArnNotLike"] = {"aws:PrincipalArn": arns}
+        return iam.PolicyDocument(statements=[
+            iam.PolicyStatement(sid="AllowListedCallers", principals=principals, actions=["execute-api:Invoke"],
+                                resources=["execute-api:/*"]),
+            iam.PolicyStatement(sid="DenyOtherCallers", effect=iam.Effect.DENY, principals=[iam.AnyPrincipal()],
+                                actions=["execute-api:Invoke"], resources=["execute-api:/*"], conditions=unlisted),
+        ])
 
     def _add_waf(self, api: apigateway.RestApi) -> None:
         """AWS managed common rules, a per-IP rate limit and AWS managed known bad inputs in front of the API stage."""

@@ -450,7 +450,7 @@ class TrainingWorkflow(Construct):
         check = sfn.Pass(self, "CheckEndpoint", parameters={
             "exists": sfn.JsonPath.array_contains(sfn.JsonPath.list_at("$.endpoint.names"), self.endpoint_name)},
             result_path="$.endpoint")
-        endpoint_arn = f"{arn}:endpoint/{self.endpoint_name}"
+        endpoint_arn = f"{arn}:endpoint/{self.endpoint_name.lower()}"  # SageMaker ARNs are lower case
         create_endpoint = tasks.CallAwsService(
             self, "CreateEndpoint", service="sagemaker", action="createEndpoint",
             parameters={"EndpointName": self.endpoint_name, "EndpointConfigName": name},
@@ -534,6 +534,13 @@ class TrainingWorkflow(Construct):
         role.add_to_principal_policy(iam.PolicyStatement(
             actions=["iam:PassRole"], resources=[self.sagemaker_role.role_arn],
             conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}))
+        # ReadDecision and PromoteVersion go through S3 to the bucket's key; NotifyFailure and
+        # NotifyQualityGateFailed through SNS to the topic's key (the key policies delegate to IAM).
+        for key, service in ((self.artifacts_bucket.encryption_key, "s3"), (self.alarm_topic.master_key, "sns")):
+            if key is not None:
+                role.add_to_principal_policy(iam.PolicyStatement(
+                    actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[key.key_arn],
+                    conditions={"StringEquals": {"kms:ViaService": f"{service}.{stack.region}.{stack.url_suffix}"}}))
         scoped = {
             f"{self.artifacts_bucket.bucket_arn}/runs/*": "the run's evaluation report, read back by ReadDecision",
             f"{arn}:training-job/se-*": "training jobs are named se-<run id>-<step>-<retry> at run time",

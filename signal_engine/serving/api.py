@@ -17,6 +17,7 @@ from typing import Any, cast
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn, HTTPBearer, SecurityScheme
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -38,6 +39,16 @@ API_VERSION = "1.0.0"
 DESCRIPTION = ("Trading signals from a Mixture of Experts and a risk layer. Every signal served is written to the "
                "audit log with its inputs' ids and the model version.")
 OPEN_PATHS = ("/health",)
+# Deployed, API Gateway authorizes every method with IAM (SigV4, service execute-api; stacks/serving.py), with
+# the API key only for the usage plan; `signal-engine serve --token` checks a bearer token instead.
+SECURITY_SCHEMES: dict[str, SecurityScheme] = {
+    "sigv4": APIKey.model_validate({
+        "name": "Authorization", "in": APIKeyIn.header, "x-amazon-apigateway-authtype": "awsSigv4",
+        "description": "AWS Signature Version 4 (service execute-api) by a principal the stage's "
+                       "api_allowed_principals lists; send the usage plan's key as x-api-key too"}),
+    "bearer": HTTPBearer(description="`signal-engine serve --token`: Authorization: Bearer <token> "
+                                     "(every route but /health)"),
+}
 _log = logging.getLogger(__name__)
 
 
@@ -161,7 +172,9 @@ def build_app(service: Callable[[], SignalService], *, token: Callable[[], str |
 
 def openapi_json(app: APIGatewayRestResolver) -> str:
     """The OpenAPI document of ``app`` (what ``docs/openapi.json`` holds), with sorted keys."""
-    document = json.loads(app.get_openapi_json_schema(title=TITLE, version=API_VERSION, description=DESCRIPTION))
+    document = json.loads(app.get_openapi_json_schema(
+        title=TITLE, version=API_VERSION, description=DESCRIPTION, security_schemes=SECURITY_SCHEMES,
+        security=[{"sigv4": []}, {"bearer": []}]))
     return json.dumps(document, indent=2, sort_keys=True) + "\n"
 
 

@@ -22,6 +22,9 @@ from app import build_app  # noqa: E402
 from stacks.lambda_packages import ASSETS_CONTEXT_KEY, GROUPS  # noqa: E402
 from stacks.stage import SignalEngineStage  # noqa: E402
 
+# A caller in another account that prod's Signal API lets in (test_access.py checks who else may not).
+TRADER_ROLE = "arn:aws:iam::444455556666:role/trader"
+
 
 @dataclass(frozen=True)
 class SynthesizedApp:
@@ -49,11 +52,12 @@ def cdk_context(lambda_assets: Path) -> dict[str, Any]:
     """The feature flags from cdk.json, so in-process synthesis matches `cdk synth`, plus the test asset folder.
 
     Prod turns on expert autoscaling (off by default until a training run created the endpoint) so that both
-    branches of the serving stack are synthesized: dev without, prod with.
+    branches of the serving stack are synthesized: dev without, prod with; prod's API also lets in TRADER_ROLE.
     """
     context = dict(json.loads((ROOT / "cdk.json").read_text())["context"])
     context[ASSETS_CONTEXT_KEY] = str(lambda_assets)
-    context["signal-engine:prod"] = {"expert_autoscaling": True}
+    context["signal-engine:prod"] = {"expert_autoscaling": True,
+                                     "api_allowed_principals": ["this-account", TRADER_ROLE]}
     return context
 
 

@@ -16,6 +16,13 @@ def test_both_stages_schedule_every_collector(stage: str) -> None:
     assert config.collectors_enabled and config.nat_gateways >= 1
 
 
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_the_api_lets_in_the_deploying_account_by_default(stage: str) -> None:
+    assert load_stage_config(stage).api_allowed_principals == ("this-account",)
+    listed = ["123456789012", "arn:aws:iam::123456789012:role/trader", "arn:aws:iam::123456789012:root"]
+    assert load_stage_config(stage, {"api_allowed_principals": listed}).api_allowed_principals == tuple(listed)
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
@@ -41,6 +48,10 @@ def test_both_stages_schedule_every_collector(stage: str) -> None:
         ({"training_instance_type": "ml.m5.xlarge"}, "training_instance_type 'ml.m5.xlarge' has no NVIDIA GPU"),
         ({"expert_instance_type": "m5.large"}, "expert_instance_type must be a SageMaker instance type"),
         ({"training_profile": "huge"}, "training_profile must be 'quick' or 'full'"),
+        ({"api_allowed_principals": []}, "api_allowed_principals needs at least one caller"),
+        ({"api_allowed_principals": "123456789012"}, r"api_allowed_principals must be tuple\[str, ...\]"),
+        ({"api_allowed_principals": ["arn:aws:iam::12:role/x"]}, "entry 'arn:aws:iam::12:role/x' is not a 12-digit"),
+        ({"api_allowed_principals": ["*"]}, "entry '\\*' is not a 12-digit account id"),
         ({"expert_endpoint_mode": "spot"}, "expert_endpoint_mode must be 'realtime' or 'serverless'"),
         ({"expert_endpoint_mode": "serverless", "expert_autoscaling": True}, "expert_autoscaling applies to realtime"),
         ({"expert_serverless_memory_mb": 1500}, "expert_serverless_memory_mb must be 1024, 2048"),

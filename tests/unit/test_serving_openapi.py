@@ -26,3 +26,11 @@ def test_document_describes_the_signal_api() -> None:
             "model_version", "degraded"} <= set(response["properties"])
     assert doc["paths"]["/signals"]["post"]["responses"]["422"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/ErrorBody"}
+
+
+def test_document_names_the_deployed_apis_sigv4_and_the_local_bearer_token() -> None:
+    doc = json.loads(document())
+    schemes = doc["components"]["securitySchemes"]
+    assert schemes["sigv4"]["x-amazon-apigateway-authtype"] == "awsSigv4" and schemes["sigv4"]["in"] == "header"
+    assert schemes["bearer"] == {**schemes["bearer"], "type": "http", "scheme": "bearer"}
+    assert doc["security"] == [{"sigv4": []}, {"bearer": []}]

@@ -1,0 +1,108 @@
+"""Every AWS call the Lambda handlers make, recorded from botocore while their code paths run against moto, is in
+the inventory that tests/infra/test_access.py checks against the roles' policies (tests/infra/aws_calls.py), and
+every inventory entry is made by the code: the two cannot drift apart silently."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import boto3
+import pytest
+import sqlalchemy as sa
+from botocore.client import BaseClient
+
+from signal_engine import bootstrap as bootstrap_module
+from signal_engine.storage.ingest import ingest_prices
+from tests.fixtures.payloads import ok
+from tests.handlers.conftest import Aws, FakeLambdaContext, Serve, event
+from tests.handlers.test_combiner_handler import api_event, queue_results, universal_answer
+from tests.handlers.test_combiner_handler import combiner as combiner
+from tests.handlers.test_export_bars_handler import exporter as exporter
+from tests.infra.aws_calls import LAMBDA_CALLS
+from tests.serving_support import TRAIN_BARS, request_bars
+
+SECRET = {"username": "admin", "password": "pw", "host": "127.0.0.1", "port": 1, "dbname": "signal_engine"}
+
+
+@pytest.fixture
+def recorded(monkeypatch: pytest.MonkeyPatch) -> Iterator[set[tuple[str, str]]]:
+    """(botocore service name, operation) of every API call any botocore client makes during the test."""
+    calls: set[tuple[str, str]] = set()
+    original = BaseClient._make_api_call
+
+    def record(client: BaseClient, operation_name: str, api_params: dict[str, Any]) -> Any:
+        calls.add((client.meta.service_model.service_name, operation_name))
+        return original(client, operation_name, api_params)
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", record)
+    yield calls
+
+
+@pytest.fixture(scope="module")
+def secrets(aws: Aws) -> dict[str, str]:
+    """RDS-layout secrets on moto for the stores, made before any call is recorded."""
+    client = boto3.client("secretsmanager")
+    arns = {}
+    for name in ("mysql", "docdb"):
+        try:
+            arns[name] = str(client.describe_secret(SecretId=name)["ARN"])
+        except client.exceptions.ResourceNotFoundException:
+            arns[name] = str(client.create_secret(Name=name, SecretString=json.dumps(SECRET))["ARN"])
+    return arns
+
+
+def _inventory(group: str) -> set[tuple[str, str]]:
+    return {(call.service, call.operation) for call in LAMBDA_CALLS[group]}
+
+
+def test_the_collectors_calls_are_the_inventory(secrets: dict[str, str], handlers: dict[str, ModuleType],
+                                                serve: Serve, aws: Aws, context: FakeLambdaContext,
+                                                recorded: set[tuple[str, str]]) -> None:
+    serve({"chart/AAPL": [ok("yahoo/chart_daily_AAPL.json")]})
+    handlers["yahoo_bars"].handler(event("scheduled_event"), context)
+    serve({"chart/AAPL": [ok("yahoo/chart_not_found.json", 404)]})  # a failed window drops its idempotency record
+    with pytest.raises(Exception, match="404"):
+        handlers["yahoo_bars"].handler(event("collect_request_event", symbols=["AAPL"]), context)
+    # The stores' secrets (the deployed functions get SIGNAL_ENGINE_DATABASE_SECRET and _DOCUMENT_SECRET).
+    settings = bootstrap_module.Settings(database_secret=secrets["mysql"],
+                                         document_secret=secrets["docdb"])
+    assert bootstrap_module._database_url(settings, boto3.client).startswith("mysql+pymysql://")
+    assert bootstrap_module._document_url(settings, boto3.client).startswith("mongodb://")
+    assert recorded == _inventory("collectors")
+
+
+def test_the_bars_exports_calls_are_the_inventory(secrets: dict[str, str], exporter: ModuleType,
+                                                  runtime: ModuleType, aws: Aws,
+                                                  context: FakeLambdaContext, goog_csv: Path,
+                                                  recorded: set[tuple[str, str]]) -> None:
+    ingest_prices(goog_csv, runtime.storage().prices, symbol="AAPL")
+    exporter.handler(event("scheduled_event"), context)
+    settings = bootstrap_module.Settings(database_secret=secrets["mysql"])
+    assert bootstrap_module._database_url(settings, boto3.client).startswith("mysql+pymysql://")
+    assert recorded == _inventory("export_bars")
+
+
+def test_the_combiners_calls_are_the_inventory(secrets: dict[str, str], combiner: ModuleType, aws: Aws,
+                                               recorded: set[tuple[str, str]],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # Bars of their own: moto answers each new (endpoint, body) from its queue once, then repeats that answer,
+    # so these must not be the bodies test_combiner_handler.py queues answers for.
+    end = TRAIN_BARS + 203
+    queue_results(aws, [universal_answer(end)] * 3)
+    recorded.clear()  # universal_answer's own setup made no AWS call, but be sure
+    status = combiner.handler(api_event("POST", "/signals", {"symbol": "GOOG", "bars": request_bars(end)}),
+                              FakeLambdaContext(function_name="signal-engine-combiner"))["statusCode"]
+    assert status == 200
+    # A cold start with the deployed environment's audit-log secret: the wiring reads it, then connects (refused).
+    monkeypatch.delenv("SIGNAL_ENGINE_DATABASE_URL")
+    monkeypatch.setenv("SIGNAL_ENGINE_DATABASE_SECRET", secrets["mysql"])
+    monkeypatch.setattr(combiner, "settings", type(combiner.settings).from_env())
+    combiner.service.cache_clear()
+    with pytest.raises(sa.exc.OperationalError):
+        combiner.service()
+    combiner.service.cache_clear()
+    assert recorded == _inventory("combiner")

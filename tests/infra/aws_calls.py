@@ -1,0 +1,70 @@
+"""The AWS calls each of our Lambda handlers makes, as IAM sees them.
+
+tests/handlers/test_aws_calls.py records every botocore call while the handlers' code paths run against moto and
+checks that this inventory lists exactly those (service, operation) pairs; tests/infra/test_access.py checks that
+each entry is allowed to the function's role (and the KMS key behind the resource) in the synthesized templates.
+``resource`` names the environment variable of the function the resource comes from (see ``resource_arns``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Call:
+    """One API call: botocore's service and operation, the IAM action it needs, and where its resource comes from.
+
+    ``resource`` is ``ENV_VARIABLE`` (an S3 URL, a table name, a secret ARN, a JSON map of endpoint names) and
+    ``key`` a sample object key under the URL's prefix for S3 object calls (``""`` for the listing itself).
+    """
+
+    service: str
+    operation: str
+    action: str
+    resource: str
+    key: str = ""
+
+
+SECRETS = (
+    Call("secretsmanager", "GetSecretValue", "secretsmanager:GetSecretValue", "SIGNAL_ENGINE_DATABASE_SECRET"),
+)
+
+# The collectors (every module of lambda_src/collectors/ but export_bars): raw payload first, then Powertools'
+# idempotency record (put when a window starts, updated when done, deleted when the collection fails), the stores.
+COLLECTORS = (
+    Call("s3", "PutObject", "s3:PutObject", "SIGNAL_ENGINE_OBJECT_STORE", "yahoo/chart/AAPL/2024-01-05.json"),
+    Call("dynamodb", "PutItem", "dynamodb:PutItem", "IDEMPOTENCY_TABLE"),
+    Call("dynamodb", "UpdateItem", "dynamodb:UpdateItem", "IDEMPOTENCY_TABLE"),
+    Call("dynamodb", "DeleteItem", "dynamodb:DeleteItem", "IDEMPOTENCY_TABLE"),
+    *SECRETS,
+    Call("secretsmanager", "GetSecretValue", "secretsmanager:GetSecretValue", "SIGNAL_ENGINE_DOCUMENT_SECRET"),
+)
+
+# The bars export: lists the files already there (longer history is kept), writes one CSV per symbol.
+EXPORT_BARS = (
+    Call("s3", "ListObjectsV2", "s3:ListBucket", "SIGNAL_ENGINE_DATASETS_STORE", "bars/1d/"),
+    Call("s3", "PutObject", "s3:PutObject", "SIGNAL_ENGINE_DATASETS_STORE", "bars/1d/AAPL.csv"),
+    *SECRETS,
+)
+
+# The combiner: the bundle (models/CURRENT, then the version's files), the experts, the audit log's secret.
+COMBINER = (
+    Call("s3", "GetObject", "s3:GetObject", "MODEL_BUNDLE_URI", "CURRENT"),
+    Call("sagemaker-runtime", "InvokeEndpoint", "sagemaker:InvokeEndpoint", "EXPERT_ENDPOINTS"),
+    *SECRETS,
+)
+
+LAMBDA_CALLS: dict[str, tuple[Call, ...]] = {"collectors": COLLECTORS, "export_bars": EXPORT_BARS,
+                                             "combiner": COMBINER}
+
+
+def lambda_group(handler: str) -> str | None:
+    """The inventory of a function's ``Handler`` (``collectors.yahoo_bars.handler``), or None for CDK's own."""
+    if handler == "combiner.handler.handler":
+        return "combiner"
+    if handler == "collectors.export_bars.handler":
+        return "export_bars"
+    if handler.startswith("collectors.") and handler.endswith(".handler"):
+        return "collectors"
+    return None
