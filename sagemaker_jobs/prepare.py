@@ -9,8 +9,8 @@ import sys
 from collections.abc import Sequence
 
 from signal_engine.data.loader import load_prices
-from signal_engine.errors import InputError, SignalEngineError
-from signal_engine.workflow.sagemaker_env import JobEnvironment
+from signal_engine.errors import InputError
+from signal_engine.workflow.sagemaker_env import JobEnvironment, run_job
 from signal_engine.workflow.training import prepare_dataset
 
 
@@ -32,8 +32,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except SignalEngineError as exc:
-        print(f"prepare: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(run_job("prepare", main))
