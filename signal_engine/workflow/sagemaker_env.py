@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from signal_engine.config import RunConfig
+from signal_engine.config import PROFILES, RunConfig
 from signal_engine.errors import ConfigError, SignalEngineError
 from signal_engine.workflow.quality import QualityConfig
 from signal_engine.workflow.settings import training_settings
@@ -88,7 +88,10 @@ class JobEnvironment:
             raise ConfigError("hyperparameter 'config' must be a JSON object of --config sections")
         from signal_engine.workflow.training import check_exportable
 
-        config, quality = training_settings(self.get("profile", "quick") or "quick", overrides,
+        profile = self.get("profile", "quick") or "quick"
+        if profile not in PROFILES:
+            raise ConfigError(f"hyperparameter 'profile' is {profile!r}; expected one of {', '.join(PROFILES)}")
+        config, quality = training_settings(profile, overrides,
                                             source="hyperparameter 'config'")
         check_exportable(config)
         return config, quality
