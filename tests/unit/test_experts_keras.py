@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 
 from signal_engine.data import load_prices
+from signal_engine.errors import ConfigError
 from signal_engine.experts import LSTMTrendExpert, TransformerTrendExpert
 from signal_engine.experts.keras_trend import KerasTrendExpert, causal_windows
-from signal_engine.errors import ConfigError
 from signal_engine.experts.tf_runtime import PRECISION_VARIABLE, keras_policy, precision_policy, tensorflow_available
 from signal_engine.features import feature_frame
 from signal_engine.labels import make_labels
