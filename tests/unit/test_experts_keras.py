@@ -96,12 +96,14 @@ def test_precision_policy_names_a_bad_setting() -> None:
         precision_policy([], "half")
 
 
-def test_on_this_cpu_the_keras_experts_train_in_float32(goog: tuple[pd.DataFrame, np.ndarray],
+@pytest.mark.parametrize("cls", [LSTMTrendExpert])
+def test_on_this_cpu_the_keras_experts_train_in_float32(cls: type[KerasTrendExpert],
+                                                          goog: tuple[pd.DataFrame, np.ndarray],
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(PRECISION_VARIABLE, raising=False)
     assert keras_policy() == "float32", "no GPU here: TensorFlow lists none"
     frame, y = goog
-    network = LSTMTrendExpert(**SMALL).fit(frame.iloc[: FIT_AT + 1], y[: FIT_AT + 1]).network()
+    network = cls(**SMALL).fit(frame.iloc[: FIT_AT + 1], y[: FIT_AT + 1]).network()
     assert {layer.dtype_policy.name for layer in network.layers} == {"float32"}
 
 

@@ -291,7 +291,8 @@ def test_run_job_writes_the_reason_to_the_failure_file(tmp_path: Path, capsys: p
         raise ConfigError("hyperparameter 'config' is not JSON")
 
     def broken() -> int:
-        return {}["missing"]  # type: ignore[no-any-return]
+        counts: dict[str, int] = {}
+        return counts["missing"]
 
     assert run_job("prepare", lambda: 0, env) == 0 and not (tmp_path / "output").exists()
     assert run_job("prepare", bad_config, env) == 2
