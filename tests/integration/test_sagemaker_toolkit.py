@@ -250,6 +250,7 @@ def failed(tmp_path_factory: pytest.TempPathFactory, goog_csv: Path) -> dict[str
     return dict(zip(FAILURES, run_jobs(specs), strict=True))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", FAILURES)
 def test_a_bad_job_fails_with_a_reason_that_names_the_problem(failed: dict[str, Job], case: str) -> None:
     job, reason = failed[case], FAILURES[case][3]
