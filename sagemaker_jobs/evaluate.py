@@ -18,9 +18,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from signal_engine.errors import ConfigError, SignalEngineError
+from signal_engine.errors import ConfigError
 from signal_engine.registry import MANIFEST
-from signal_engine.workflow.sagemaker_env import JobEnvironment, single_root, unpack
+from signal_engine.workflow.sagemaker_env import JobEnvironment, run_job, single_root, unpack
 from signal_engine.workflow.steps import ExpertArtefact, GateArtefact
 from signal_engine.workflow.training import GATE_INFO_FILE, evaluate
 
@@ -80,8 +80,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except SignalEngineError as exc:
-        print(f"evaluate: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(run_job("evaluate", main))

@@ -12,10 +12,10 @@ from pathlib import Path
 
 from signal_engine.config import RunConfig
 from signal_engine.data.loader import PriceSeries, load_prices
-from signal_engine.errors import ConfigError, InputError, SignalEngineError
+from signal_engine.errors import ConfigError, InputError
 from signal_engine.workflow.plan import EXPERTS as PLAN_EXPERTS
 from signal_engine.workflow.plan import training_plan
-from signal_engine.workflow.sagemaker_env import JobEnvironment
+from signal_engine.workflow.sagemaker_env import JobEnvironment, run_job
 from signal_engine.workflow.training import prepare_dataset
 
 
@@ -65,8 +65,4 @@ def write_plan(job: JobEnvironment, config: RunConfig, series: Sequence[PriceSer
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except SignalEngineError as exc:
-        print(f"prepare: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(run_job("prepare", main))

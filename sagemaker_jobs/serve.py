@@ -1,7 +1,11 @@
 """Inference entry point of the experts' SageMaker endpoint (``containers/inference``; ``serve`` in the image).
 
-SageMaker unpacks the bundle (the evaluate job's ``model.tar.gz``) into ``/opt/ml/model`` and sends
-``GET /ping`` and ``POST /invocations`` to port 8080. JSON contract of ``/invocations``::
+SageMaker unpacks the bundle (the evaluate job's ``model.tar.gz``) into ``/opt/ml/model``, starts the container
+as ``docker run <image> serve`` (the image's ``serve`` command, which also accepts ``serve`` as its one argument)
+and sends ``GET /ping`` and ``POST /invocations`` to port 8080, or to ``SAGEMAKER_BIND_TO_PORT`` when it sets it
+(``SAGEMAKER_SAFE_PORT_RANGE`` is for extra ports, which this server does not open). ``SM_MODEL_DIR`` relocates
+``/opt/ml/model`` (tests, a local run). SIGTERM stops the server cleanly. A bad start (no bundle, bad port,
+unknown argument) exits 2 with one line naming the problem. JSON contract of ``/invocations``::
 
     request   {"symbol": "SPX", "history": 252 (optional), "timeframe": "1d" (optional, not used),
                "expert": "trend" | "experts": ["trend", "levels"] (optional),
@@ -14,20 +18,38 @@ SageMaker unpacks the bundle (the evaluate job's ``model.tar.gz``) into ``/opt/m
                          "model_version" and "as_of": what ``SageMakerExperts`` (the combiner's ExpertClient,
                          which sends the ``ExpertQuery`` payload) reads whichever expert it asked for.
     400       {"error": "<the field at fault and what is expected>"}
+    500       {"error": "internal error: <type>: <message>"} (the traceback goes to the log)
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
-from collections.abc import Sequence
+import traceback
+from collections.abc import Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-MODEL_DIR = Path(os.environ.get("SM_MODEL_DIR", "/opt/ml/model"))
-PORT = int(os.environ.get("SAGEMAKER_BIND_TO_PORT", "8080"))
+MODEL_DIR = "/opt/ml/model"
+PORT = 8080
+
+
+class StartupError(Exception):
+    """The server cannot start as configured; the message names the setting and the fix."""
+
+
+def settings(argv: Sequence[str], environ: Mapping[str, str]) -> tuple[Path, int]:
+    """The model folder and the port, from the container's arguments and environment."""
+    if list(argv) not in ([], ["serve"]):
+        raise StartupError(f"arguments {list(argv)!r}: the inference image takes none or 'serve' (SageMaker runs "
+                           "`docker run <image> serve`)")
+    raw = environ.get("SAGEMAKER_BIND_TO_PORT") or str(PORT)
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise StartupError(f"SAGEMAKER_BIND_TO_PORT is {raw!r}; expected a port number 1-65535")
+    return Path(environ.get("SM_MODEL_DIR") or MODEL_DIR), int(raw)
 
 
 class BadRequest(ValueError):
@@ -121,6 +143,9 @@ def handler_for(service: ExpertService) -> type[BaseHTTPRequestHandler]:
                 self._send(400, {"error": f"body: not JSON ({exc.msg} at position {exc.pos})"})
             except BadRequest as exc:
                 self._send(400, {"error": str(exc)})
+            except Exception as exc:
+                traceback.print_exc()
+                self._send(500, {"error": f"internal error: {type(exc).__name__}: {exc}"})
 
         def log_message(self, format: str, *args: Any) -> None:
             sys.stderr.write(f"serve: {self.address_string()} {format % args}\n")
@@ -128,12 +153,25 @@ def handler_for(service: ExpertService) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    service = ExpertService(MODEL_DIR)
-    server = ThreadingHTTPServer(("0.0.0.0", PORT), handler_for(service))
-    print(f"serving {service.bundle['version']} ({', '.join(service.symbols)}) on port {PORT}", flush=True)
+def _stop(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    try:
+        model_dir, port = settings(sys.argv[1:] if argv is None else argv, os.environ if environ is None else environ)
+        service = ExpertService(model_dir)
+    except (StartupError, FileNotFoundError) as exc:
+        print(f"serve: error: {exc}", file=sys.stderr)
+        return 2
+    server = ThreadingHTTPServer(("0.0.0.0", port), handler_for(service))
+    signal.signal(signal.SIGTERM, _stop)
+    print(f"serving {service.bundle['version']} ({', '.join(service.symbols)}) from {model_dir} on port {port}",
+          flush=True)
     try:
         server.serve_forever()
+    except KeyboardInterrupt:
+        print("serve: stopping", flush=True)
     finally:
         server.server_close()
     return 0

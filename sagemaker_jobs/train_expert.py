@@ -10,24 +10,23 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from signal_engine.errors import SignalEngineError
-from signal_engine.workflow.sagemaker_env import JobEnvironment, single_root
-from signal_engine.workflow.training import DATASET_FILE, load_dataset, train_expert
+from signal_engine.errors import ConfigError
+from signal_engine.workflow.sagemaker_env import JobEnvironment, run_job, single_root
+from signal_engine.workflow.training import DATASET_FILE, EXPERTS, load_dataset, train_expert
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     job = JobEnvironment.from_env(argv=sys.argv[1:] if argv is None else argv)
+    expert = job.require("expert")
+    if expert not in EXPERTS:
+        raise ConfigError(f"hyperparameter 'expert' is {expert!r}; expected one of {', '.join(EXPERTS)} "
+                          "(the execution input's 'experts' list)")
     config, _ = job.settings()
     series = load_dataset(single_root(job.channel("dataset"), DATASET_FILE))
-    expert = job.require("expert")
     artefact = train_expert(expert, series, config, job.model_dir)
     print(f"trained {expert} for {', '.join(s.symbol for s in series)} into {artefact.root}")
     return 0
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except SignalEngineError as exc:
-        print(f"train_expert: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(run_job("train_expert", main))

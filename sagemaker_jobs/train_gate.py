@@ -7,8 +7,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from signal_engine.errors import SignalEngineError
-from signal_engine.workflow.sagemaker_env import JobEnvironment, single_root
+from signal_engine.workflow.sagemaker_env import JobEnvironment, run_job, single_root
 from signal_engine.workflow.training import DATASET_FILE, load_dataset, train_gate, walk_forward
 
 
@@ -23,8 +22,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except SignalEngineError as exc:
-        print(f"train_gate: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(run_job("train_gate", main))

@@ -131,5 +131,6 @@ class KernelBankExpert(KerasTrendExpert):
             layers.GlobalAveragePooling2D()(response_2d),
         ])
         hidden = layers.Dense(self.hidden, activation="relu")(layers.LayerNormalization()(summary))
-        outputs = layers.Dense(3, activation="softmax", name="trend")(layers.Dropout(self.dropout)(hidden))
+        outputs = layers.Dense(3, activation="softmax", name="trend",
+                               dtype="float32")(layers.Dropout(self.dropout)(hidden))
         return keras.Model([bars, image], outputs, name=f"kernel_bank_{self.archetype}")

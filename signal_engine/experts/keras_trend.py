@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
-from signal_engine.experts.tf_runtime import seed_everything
+from signal_engine.experts.tf_runtime import precision_scope, seed_everything
 from signal_engine.experts.trend_base import TrendClassifier, fit_standardiser, standardise
 
 PREDICT_BATCH = 256
@@ -51,8 +51,9 @@ def _feed(arrays: list[np.ndarray]) -> np.ndarray | list[np.ndarray]:
 class KerasTrendExpert(TrendClassifier):
     """Base of the TensorFlow/Keras trend experts: a network over the last ``window`` bars of each row.
 
-    Subclasses give ``_build(keras, shapes)`` (the network, softmax over down/neutral/up) and may
-    override ``_inputs(X)`` (one array per network input, each with one entry per row of ``X``).
+    Subclasses give ``_build(keras, shapes)`` (the network, softmax over down/neutral/up in an output layer
+    with ``dtype="float32"``, which keeps it float32 under mixed precision) and may override ``_inputs(X)``
+    (one array per network input, each with one entry per row of ``X``).
     TensorFlow is imported only inside ``fit`` and ``predict``; the trained weights are kept as NumPy
     arrays (``weights_``), so a fitted expert pickles and ``clone``s without TensorFlow and rebuilds its
     network on first use. Training is deterministic: fixed seed, deterministic single-threaded ops.
@@ -96,9 +97,10 @@ class KerasTrendExpert(TrendClassifier):
         self._fit_scaler(X, rows)
         inputs = [array[rows] for array in self._inputs(X)]
         self.input_shapes_ = [tuple(int(d) for d in array.shape[1:]) for array in inputs]
-        model = self._build(keras, self.input_shapes_)
-        model.compile(optimizer=keras.optimizers.Adam(learning_rate=self.learning_rate),
-                      loss="sparse_categorical_crossentropy")
+        with precision_scope(keras):
+            model = self._build(keras, self.input_shapes_)
+            model.compile(optimizer=keras.optimizers.Adam(learning_rate=self.learning_rate),
+                          loss="sparse_categorical_crossentropy")
         history = model.fit(_feed(inputs), labels[rows].astype(np.int32), epochs=self.epochs,
                             batch_size=self.batch_size, shuffle=True, verbose=0)
         self.loss_curve_ = [float(v) for v in history.history["loss"]]
@@ -125,7 +127,8 @@ class KerasTrendExpert(TrendClassifier):
         model = getattr(self, "_network", None)
         if model is None:
             keras = seed_everything(self.random_state)
-            model = self._build(keras, self.input_shapes_)
+            with precision_scope(keras):
+                model = self._build(keras, self.input_shapes_)
             model.set_weights(self.weights_)
             self._network = model
         return model

@@ -64,5 +64,5 @@ class LSTMTrendExpert(KerasTrendExpert):
         inputs = keras.Input(shape=shapes[0], name="window")
         hidden = keras.layers.LSTM(self.units, name="lstm")(inputs)
         hidden = keras.layers.Dropout(self.dropout)(hidden)
-        outputs = keras.layers.Dense(3, activation="softmax", name="trend")(hidden)
+        outputs = keras.layers.Dense(3, activation="softmax", name="trend", dtype="float32")(hidden)
         return keras.Model(inputs, outputs, name="lstm_trend")

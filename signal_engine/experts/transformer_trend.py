@@ -86,5 +86,5 @@ class TransformerTrendExpert(KerasTrendExpert):
         feed = layers.Dense(self.d_model)(layers.Dropout(self.dropout)(feed))
         x = layers.LayerNormalization(epsilon=1e-6)(x + feed)
         pooled = time_average(keras, x)
-        outputs = layers.Dense(3, activation="softmax", name="trend")(pooled)
+        outputs = layers.Dense(3, activation="softmax", name="trend", dtype="float32")(pooled)
         return keras.Model(inputs, outputs, name="transformer_trend")

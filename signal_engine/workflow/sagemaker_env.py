@@ -1,23 +1,34 @@
 """What a SageMaker script-mode job sees: channels, the model folder, hyperparameters (no AWS imports).
 
-SageMaker sets ``SM_MODEL_DIR`` (packed as ``model.tar.gz`` when the job ends), ``SM_OUTPUT_DATA_DIR``,
-``SM_CHANNELS`` and ``SM_CHANNEL_<NAME>`` (the downloaded input of each channel) and ``SM_HPS`` (the
-hyperparameters as JSON, also passed as ``--name value`` arguments). A channel that holds another job's
-``model.tar.gz`` is unpacked next to it.
+The SageMaker training toolkit (``sagemaker-training``, the image's ``train`` command) sets ``SM_MODEL_DIR``
+(packed as ``model.tar.gz`` when the job ends), ``SM_OUTPUT_DIR`` (where ``failure`` goes), ``SM_OUTPUT_DATA_DIR``,
+``SM_CHANNELS`` and ``SM_CHANNEL_<NAME>`` (the downloaded input of each channel) and ``SM_HPS``: the
+hyperparameters as JSON, after the toolkit json-decoded each string value of ``hyperparameters.json`` (so the
+``symbols`` string ``'["SPX"]'`` arrives as a list, ``config`` as an object). ``SM_HPS`` is the source of truth.
+The toolkit also passes them as arguments, but renders a list as ``['SPX']`` (Python repr) and an object as
+``k=v,k2=v2``, which is not JSON: arguments only fill names that ``SM_HPS`` lacks (a local run without the
+toolkit: ``python prepare.py --symbols '["SPX"]'``). A channel that holds another job's ``model.tar.gz`` is
+unpacked next to it.
+
+:func:`run_job` runs an entry point's ``main`` the way the job needs it to fail: a non-zero exit and one line
+naming the problem in ``<SM_OUTPUT_DIR>/failure``, which SageMaker shows as the job's ``FailureReason`` (the
+toolkit writes its own, less useful, reason only when that file does not exist yet).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import tarfile
-from collections.abc import Mapping, Sequence
+import traceback
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from signal_engine.config import RunConfig
-from signal_engine.errors import ConfigError
+from signal_engine.config import PROFILES, RunConfig
+from signal_engine.errors import ConfigError, SignalEngineError
 from signal_engine.workflow.quality import QualityConfig
 from signal_engine.workflow.settings import training_settings
 
@@ -44,9 +55,8 @@ class JobEnvironment:
         for key, value in env.items():
             if key.startswith("SM_CHANNEL_") and key != "SM_CHANNELS":
                 channels.setdefault(key[len("SM_CHANNEL_"):].lower(), Path(value))
-        hyperparameters = {str(k): v if isinstance(v, str) else json.dumps(v)
-                           for k, v in json.loads(env.get("SM_HPS", "{}")).items()}
-        hyperparameters.update(_arguments(argv or []))
+        hyperparameters = _arguments(argv or [])
+        hyperparameters.update(_hyperparameters(env.get("SM_HPS", "{}")))
         output = env.get("SM_OUTPUT_DATA_DIR", str(Path(model_dir).parent / "output"))
         return cls(Path(model_dir), Path(output), channels, hyperparameters)
 
@@ -78,7 +88,10 @@ class JobEnvironment:
             raise ConfigError("hyperparameter 'config' must be a JSON object of --config sections")
         from signal_engine.workflow.training import check_exportable
 
-        config, quality = training_settings(self.get("profile", "quick") or "quick", overrides,
+        profile = self.get("profile", "quick") or "quick"
+        if profile not in PROFILES:
+            raise ConfigError(f"hyperparameter 'profile' is {profile!r}; expected one of {', '.join(PROFILES)}")
+        config, quality = training_settings(profile, overrides,
                                             source="hyperparameter 'config'")
         check_exportable(config)
         return config, quality
@@ -94,14 +107,55 @@ class JobEnvironment:
         return [s.upper() for s in value]
 
 
+def _hyperparameters(raw: str) -> dict[str, str]:
+    """``SM_HPS`` as strings: strings as they are, other JSON values (lists, objects, numbers) as JSON text."""
+    try:
+        decoded = json.loads(raw or "{}")
+    except json.JSONDecodeError:
+        raise ConfigError(f"SM_HPS is not JSON: {raw[:80]!r}; the training toolkit sets it to the hyperparameters "
+                          "as a JSON object") from None
+    if not isinstance(decoded, dict):
+        raise ConfigError(f"SM_HPS is {type(decoded).__name__}; expected a JSON object of hyperparameters")
+    return {str(k): "" if v is None else v if isinstance(v, str) else json.dumps(v) for k, v in decoded.items()}
+
+
 def _arguments(argv: Sequence[str]) -> dict[str, str]:
-    """``--name value`` pairs (how script mode passes hyperparameters)."""
+    """``--name value`` pairs of a local run; under the toolkit ``SM_HPS`` replaces every one of them."""
     out: dict[str, str] = {}
     items = list(argv)
     for i, item in enumerate(items):
         if item.startswith("--") and i + 1 < len(items):
             out[item[2:].replace("-", "_")] = items[i + 1]
     return out
+
+
+def failure_file(environ: Mapping[str, str] | None = None) -> Path | None:
+    """Where SageMaker reads a failed job's reason: ``<SM_OUTPUT_DIR>/failure`` (``/opt/ml/output/failure`` in a
+    job); None outside a job (no SM_OUTPUT_DIR and no /opt/ml/output)."""
+    env = os.environ if environ is None else environ
+    output = env.get("SM_OUTPUT_DIR") or ("/opt/ml/output" if Path("/opt/ml/output").is_dir() else "")
+    return Path(output) / "failure" if output else None
+
+
+def run_job(name: str, main: Callable[[], int], environ: Mapping[str, str] | None = None) -> int:
+    """Run an entry point's ``main``; on error print the reason, write it to :func:`failure_file` and return
+    non-zero: 2 for an error a user can fix (bad hyperparameter, missing channel, bad data), 1 for anything else
+    (the full traceback goes to the log, the reason keeps its type, message and where it was raised)."""
+    try:
+        return main()
+    except SignalEngineError as exc:
+        reason, code = f"{name}: {exc}", 2
+    except Exception as exc:
+        print(traceback.format_exc(), file=sys.stderr, end="")
+        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        reason = f"{name}: unexpected {type(exc).__name__}: {exc} (at {Path(frame.filename).name}:{frame.lineno})"
+        code = 1
+    print(f"error: {reason}", file=sys.stderr, flush=True)
+    target = failure_file(environ)
+    if target is not None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(reason + "\n", encoding="utf-8")
+    return code
 
 
 def unpack(channel: Path) -> list[Path]:

@@ -1,18 +1,28 @@
-"""The Dockerfiles, checked statically (no Docker here): pinned bases, entry points present, non-root serving,
-no secrets, and a build context that holds only what the images copy."""
+"""The Dockerfiles, checked statically (no Docker here): pinned bases, one constraints file for the libraries
+inside the pickled models, the SageMaker training toolkit and its entry contract, non-root serving, no secrets,
+and a build context that holds only what the images copy."""
 
 from __future__ import annotations
 
 import re
+import tomllib
+from importlib import metadata
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
 
 from signal_engine.workflow.steps import STEPS
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAINING = ROOT / "containers" / "training" / "Dockerfile"
+TRAINING_CPU = ROOT / "containers" / "training-cpu" / "Dockerfile"
 INFERENCE = ROOT / "containers" / "inference" / "Dockerfile"
+CONSTRAINTS = ROOT / "containers" / "constraints.txt"
+ALL = [TRAINING, TRAINING_CPU, INFERENCE]
+IDS = ["training", "training-cpu", "inference"]
+# The libraries whose objects are inside the pickled experts, gate and calibration.
+PICKLED = ("numpy", "pandas", "scipy", "scikit-learn", "lightgbm", "arch", "statsmodels")
 SECRET_PATTERNS = (r"AKIA[0-9A-Z]{16}", r"(?i)aws_secret_access_key", r"(?i)(password|secret|token)\s*=",
                    r"(?i)ENV\s+\S*(PASSWORD|SECRET|TOKEN|ACCESS_KEY)")
 
@@ -39,23 +49,68 @@ def test_training_image_is_nvidia_tensorflow_at_a_pinned_release() -> None:
     assert not values(TRAINING, "ARG"), "the base must not be overridable by a build argument"
 
 
-def test_training_image_installs_the_toolkit_pinned_and_the_package() -> None:
-    (install,) = [run for run in values(TRAINING, "RUN") if "pip install" in run]
-    assert re.search(r'"sagemaker-training==\d+\.\d+\.\d+"', install)
-    assert re.search(r"pip install .* \.(\s|$)", install), "installs this package from the build context"
+def constraints() -> dict[str, str]:
+    pins = {}
+    for line in CONSTRAINTS.read_text(encoding="utf-8").splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            name, _, version = line.partition("==")
+            assert version, f"constraints.txt: {line!r} is not pinned with =="
+            pins[name.lower()] = version
+    return pins
 
 
-def test_every_workflow_entry_point_is_in_the_training_image() -> None:
-    copies = values(TRAINING, "COPY")
-    assert "sagemaker_jobs/ /opt/ml/code/" in copies
+def pip_install(dockerfile: Path) -> str:
+    (install,) = [run for run in values(dockerfile, "RUN") if "pip install" in run]
+    return install
+
+
+@pytest.mark.parametrize("dockerfile", ALL, ids=IDS)
+def test_every_image_installs_with_the_one_constraints_file(dockerfile: Path) -> None:
+    assert any(copy.split()[0] == "containers/constraints.txt" for copy in values(dockerfile, "COPY"))
+    assert re.search(r"pip install -c constraints\.txt ", pip_install(dockerfile))
+    assert re.search(r"pip install .* \.(\s|$)", pip_install(dockerfile)), "installs this package from the context"
+
+
+def test_constraints_pin_the_pickled_libraries_within_what_the_package_allows() -> None:
+    pins = constraints()
+    assert set(PICKLED) <= set(pins)
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    for requirement in map(Requirement, project["dependencies"]):
+        if requirement.name in pins:
+            assert requirement.specifier.contains(pins[requirement.name]), f"{requirement} excludes {pins}"
+    # nvcr.io/nvidia/tensorflow:25.02-tf2-py3's TensorFlow 2.17 is built against NumPy 1.x
+    assert pins["numpy"].startswith("1.")
+
+
+@pytest.mark.parametrize("dockerfile", [TRAINING, TRAINING_CPU], ids=IDS[:2])
+def test_training_images_install_the_toolkit_these_tests_run(dockerfile: Path) -> None:
+    (pin,) = re.findall(r'"sagemaker-training==([\d.]+)"', pip_install(dockerfile))
+    assert pin == constraints()["sagemaker-training"] == metadata.version("sagemaker-training"), (
+        "tests/integration/test_sagemaker_toolkit.py runs the toolkit the images install")
+    (train,) = [e for e in metadata.entry_points(group="console_scripts") if e.name == "train"]
+    assert train.value == "sagemaker_training.cli.train:main", "SageMaker runs `train` in a training container"
+
+
+@pytest.mark.parametrize("dockerfile", [TRAINING, TRAINING_CPU], ids=IDS[:2])
+def test_training_images_keep_the_toolkits_entry_contract(dockerfile: Path) -> None:
+    assert "sagemaker_jobs/ /opt/ml/code/" in values(dockerfile, "COPY")
+    assert not values(dockerfile, "ENTRYPOINT") and not values(dockerfile, "CMD"), "SageMaker runs `train`"
+    # the toolkit prefers SAGEMAKER_PROGRAM to the job's sagemaker_program hyperparameter
+    assert "SAGEMAKER_PROGRAM" not in " ".join(values(dockerfile, "ENV")), "a default would run for every job"
     entries = {s.entry for s in STEPS if s.entry}
     assert entries == {"prepare", "train_expert", "train_gate", "evaluate"}
     for entry in entries:
-        script = ROOT / "sagemaker_jobs" / f"{entry}.py"
-        assert "def main(" in script.read_text(encoding="utf-8") and '__name__ == "__main__"' in script.read_text()
-    env = " ".join(values(TRAINING, "ENV"))
-    default = re.search(r"SAGEMAKER_PROGRAM=(\S+)", env)
-    assert default and (ROOT / "sagemaker_jobs" / default.group(1)).is_file()
+        script = (ROOT / "sagemaker_jobs" / f"{entry}.py").read_text(encoding="utf-8")
+        assert "def main(" in script and f'sys.exit(run_job("{entry}", main))' in script
+
+
+def test_cpu_training_image_is_slim_and_without_tensorflow() -> None:
+    (base,) = values(TRAINING_CPU, "FROM")
+    assert re.fullmatch(r"python:3\.\d+\.\d+-slim-\w+", base), base
+    assert values(TRAINING_CPU, "FROM") == values(INFERENCE, "FROM"), "the same Python as the endpoint"
+    assert "tensorflow" not in pip_install(TRAINING_CPU) and "[tf]" not in pip_install(TRAINING_CPU)
+    assert not values(TRAINING_CPU, "ARG"), "the base must not be overridable by a build argument"
 
 
 def test_inference_image_is_pinned_and_serves_as_a_non_root_user() -> None:
@@ -65,11 +120,12 @@ def test_inference_image_is_pinned_and_serves_as_a_non_root_user() -> None:
     assert user not in ("root", "0") and not user.startswith("0:")
     assert values(INFERENCE, "EXPOSE") == ["8080"]
     assert values(INFERENCE, "CMD") == ['["serve"]']
+    assert not values(INFERENCE, "ENTRYPOINT"), "`docker run <image> serve` replaces the CMD with `serve`"
     assert "sagemaker_jobs/serve.py /opt/program/serve.py" in values(INFERENCE, "COPY")
     assert any("/usr/local/bin/serve" in run and "serve.py" in run for run in values(INFERENCE, "RUN"))
 
 
-@pytest.mark.parametrize("dockerfile", [TRAINING, INFERENCE], ids=["training", "inference"])
+@pytest.mark.parametrize("dockerfile", ALL, ids=IDS)
 def test_no_secrets_and_no_latest_tags(dockerfile: Path) -> None:
     text = dockerfile.read_text(encoding="utf-8")
     for pattern in SECRET_PATTERNS:
@@ -77,7 +133,7 @@ def test_no_secrets_and_no_latest_tags(dockerfile: Path) -> None:
     assert ":latest" not in text
 
 
-@pytest.mark.parametrize("dockerfile", [TRAINING, INFERENCE], ids=["training", "inference"])
+@pytest.mark.parametrize("dockerfile", ALL, ids=IDS)
 def test_build_context_holds_what_the_image_copies(dockerfile: Path) -> None:
     ignore = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
               if line.strip() and not line.startswith("#")]
@@ -86,7 +142,8 @@ def test_build_context_holds_what_the_image_copies(dockerfile: Path) -> None:
     for copy in values(dockerfile, "COPY"):
         *sources, _ = copy.split()
         for source in sources:
-            top = source.rstrip("/").split("/")[0]
-            assert top in allowed, f"{dockerfile.name} copies {source}, which .dockerignore keeps out"
+            path = source.rstrip("/")
+            assert any(path == keep or path.startswith(f"{keep}/") for keep in allowed), (
+                f"{dockerfile.name} copies {source}, which .dockerignore keeps out")
             assert (ROOT / source).exists(), f"{dockerfile.name} copies {source}, which does not exist"
     assert "**/.env" in ignore and "**/*.pem" in ignore

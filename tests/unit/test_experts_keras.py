@@ -12,9 +12,10 @@ import pandas as pd
 import pytest
 
 from signal_engine.data import load_prices
+from signal_engine.errors import ConfigError
 from signal_engine.experts import LSTMTrendExpert, TransformerTrendExpert
 from signal_engine.experts.keras_trend import KerasTrendExpert, causal_windows
-from signal_engine.experts.tf_runtime import tensorflow_available
+from signal_engine.experts.tf_runtime import PRECISION_VARIABLE, keras_policy, precision_policy, tensorflow_available
 from signal_engine.features import feature_frame
 from signal_engine.labels import make_labels
 
@@ -71,3 +72,60 @@ def test_importing_the_experts_and_registry_does_not_import_tensorflow() -> None
             "signal_engine.evaluation.expert_suite; print('tensorflow' in sys.modules)")
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert completed.stdout.strip() == "False"
+
+
+# -- precision: mixed_float16 on Tensor Core GPUs, float32 elsewhere ------------------------------------------
+
+@pytest.mark.parametrize(("capabilities", "requested", "policy"), [
+    ([], None, "float32"),                    # CPU
+    ([(9, 0)], None, "mixed_float16"),        # H100
+    ([(8, 6), (8, 6)], None, "mixed_float16"),  # A10G pair
+    ([(6, 1)], None, "float32"),              # Pascal: no Tensor Cores
+    ([(8, 0), (6, 0)], None, "float32"),      # any GPU without them keeps the run float32
+    ([(9, 0)], "float32", "float32"),         # SIGNAL_ENGINE_PRECISION wins
+    ([], "mixed_float16", "mixed_float16"),
+])
+def test_precision_policy_uses_mixed_float16_only_on_tensor_core_gpus(
+    capabilities: list[tuple[int, int]], requested: str | None, policy: str
+) -> None:
+    assert precision_policy(capabilities, requested) == policy
+
+
+def test_precision_policy_names_a_bad_setting() -> None:
+    with pytest.raises(ConfigError, match="SIGNAL_ENGINE_PRECISION is 'half'; expected float32 or mixed_float16"):
+        precision_policy([], "half")
+
+
+@pytest.mark.parametrize("cls", [LSTMTrendExpert])
+def test_on_this_cpu_the_keras_experts_train_in_float32(cls: type[KerasTrendExpert],
+                                                          goog: tuple[pd.DataFrame, np.ndarray],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(PRECISION_VARIABLE, raising=False)
+    assert keras_policy() == "float32", "no GPU here: TensorFlow lists none"
+    frame, y = goog
+    network = cls(**SMALL).fit(frame.iloc[: FIT_AT + 1], y[: FIT_AT + 1]).network()
+    assert {layer.dtype_policy.name for layer in network.layers} == {"float32"}
+
+
+@pytest.mark.parametrize("cls", [LSTMTrendExpert, TransformerTrendExpert])
+def test_under_mixed_precision_the_network_computes_in_float16_and_answers_in_float32(
+    cls: type[KerasTrendExpert], goog: tuple[pd.DataFrame, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a Tensor Core GPU gets, forced here on CPU (slower, same graph): every hidden layer computes in
+    float16, the softmax output and the weights stay float32, the loss is scaled, the probabilities sum to 1."""
+    from signal_engine.experts.tf_runtime import tensorflow
+
+    monkeypatch.setenv(PRECISION_VARIABLE, "mixed_float16")
+    keras = tensorflow().keras
+    frame, y = goog
+    expert = cls(**SMALL).fit(frame.iloc[: FIT_AT + 1], y[: FIT_AT + 1])
+    network = expert._network
+    assert network.get_layer("trend").compute_dtype == "float32"
+    hidden = [layer for layer in network.layers if layer.weights and layer.name != "trend"]
+    assert hidden and all(layer.compute_dtype == "float16" for layer in hidden if "normalization" not in layer.name)
+    assert all(w.dtype == np.float32 for w in expert.weights_)
+    assert isinstance(network.optimizer, keras.mixed_precision.LossScaleOptimizer)
+    proba = expert.predict_proba(frame.iloc[: FIT_AT + 50])
+    assert np.isfinite(proba).all()
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert keras.mixed_precision.global_policy().name == "float32", "the global policy is restored after the build"

@@ -22,7 +22,7 @@ from signal_engine.data.loader import PriceSeries
 from signal_engine.errors import ConfigError, InputError
 from signal_engine.workflow.local import LocalRunner
 from signal_engine.workflow.quality import QualityConfig, decide
-from signal_engine.workflow.sagemaker_env import JobEnvironment
+from signal_engine.workflow.sagemaker_env import JobEnvironment, failure_file, run_job
 from signal_engine.workflow.sagemaker_launch import (
     INSTALL_HINT,
     JobRequest,
@@ -235,15 +235,26 @@ def test_timeframe_is_the_median_bar_spacing() -> None:
     assert timeframe_of(series(pd.date_range("2020-01-01", periods=10, freq="15min"))) == "15m"
 
 
-def test_job_environment_reads_sagemaker_variables_and_arguments(tmp_path: Path) -> None:
-    env = {"SM_MODEL_DIR": str(tmp_path / "model"), "SM_CHANNELS": '["dataset"]',
-           "SM_CHANNEL_DATASET": str(tmp_path / "data"),
-           # the training toolkit JSON-decodes hyperparameter values before putting them in SM_HPS
-           "SM_HPS": json.dumps({"symbols": ["SPX", "ixic"], "profile": "quick", "config": {"trend": {"num_leaves": 5}},
-                                 "expert": "trend"})}
-    job = JobEnvironment.from_env(env, ["--expert", "levels"])
-    assert job.channel("dataset") == tmp_path / "data" and job.require("expert") == "levels"
+def toolkit_environment(tmp_path: Path, decoded: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
+    """SM_* and argv as the training toolkit renders them (its own mapping module) from hyperparameter values it
+    already json-decoded (hyperparameters.json's '["SPX"]' is a list by then)."""
+    from sagemaker_training import mapping
+
+    env = mapping.to_env_vars({"model_dir": str(tmp_path / "model"), "channels": ["dataset"],
+                               "channel_dataset": str(tmp_path / "data"), "hps": decoded})
+    return env, mapping.to_cmd_args(decoded)
+
+
+def test_job_environment_reads_sm_hps_not_the_toolkits_arguments(tmp_path: Path) -> None:
+    decoded = {"symbols": ["SPX", "ixic"], "profile": "quick", "config": {"trend": {"num_leaves": 5}},
+               "expert": "trend", "start": "", "end": 2018}
+    env, argv = toolkit_environment(tmp_path, decoded)
+    assert argv[argv.index("--symbols") + 1] == "['SPX', 'ixic']", "the toolkit's argv is not JSON"
+    assert argv[argv.index("--config") + 1] == "trend={'num_leaves': 5}"
+    job = JobEnvironment.from_env(env, argv)
+    assert job.channel("dataset") == tmp_path / "data" and job.require("expert") == "trend"
     assert job.symbols() == ["SPX", "IXIC"]
+    assert job.get("start") == "" and job.get("end") == "2018"
     config, _ = job.settings()
     assert config.trend.num_leaves == 5
     with pytest.raises(ConfigError, match="SM_CHANNEL_GATE is not set"):
@@ -252,6 +263,47 @@ def test_job_environment_reads_sagemaker_variables_and_arguments(tmp_path: Path)
         JobEnvironment.from_env({})
     with pytest.raises(ConfigError, match="hyperparameter 'symbols'"):
         JobEnvironment.from_env({"SM_MODEL_DIR": "m", "SM_HPS": '{"symbols": 3}'}).symbols()
+
+
+def test_job_environment_takes_arguments_only_for_names_sm_hps_lacks(tmp_path: Path) -> None:
+    local = JobEnvironment.from_env({"SM_MODEL_DIR": "m"}, ["--symbols", '["SPX"]', "--expert", "levels"])
+    assert local.symbols() == ["SPX"] and local.require("expert") == "levels"
+    env, argv = toolkit_environment(tmp_path, {"expert": "trend", "config": {}})
+    job = JobEnvironment.from_env(env, [*argv, "--registry", "out/registry"])
+    assert job.require("expert") == "trend" and job.get("config") == "{}" and job.get("registry") == "out/registry"
+
+
+@pytest.mark.parametrize(("decoded", "message"), [
+    ({"config": [1, 2]}, "hyperparameter 'config' must be a JSON object"),
+    ({"config": "walk_forward: 252"}, "hyperparameter 'config' is not JSON"),
+    ({"profile": "huge"}, "hyperparameter 'profile' is 'huge'; expected one of quick, full"),
+], ids=["config-list", "config-yaml", "profile"])
+def test_job_settings_name_the_bad_hyperparameter(tmp_path: Path, decoded: dict[str, Any], message: str) -> None:
+    env, argv = toolkit_environment(tmp_path, decoded)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        JobEnvironment.from_env(env, argv).settings()
+
+
+def test_run_job_writes_the_reason_to_the_failure_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    env = {"SM_OUTPUT_DIR": str(tmp_path / "output")}
+
+    def bad_config() -> int:
+        raise ConfigError("hyperparameter 'config' is not JSON")
+
+    def broken() -> int:
+        counts: dict[str, int] = {}
+        return counts["missing"]
+
+    assert run_job("prepare", lambda: 0, env) == 0 and not (tmp_path / "output").exists()
+    assert run_job("prepare", bad_config, env) == 2
+    assert (tmp_path / "output" / "failure").read_text() == "prepare: hyperparameter 'config' is not JSON\n"
+    assert "error: prepare: hyperparameter 'config' is not JSON" in capsys.readouterr().err
+    (tmp_path / "output" / "failure").unlink()
+    assert run_job("train_gate", broken, env) == 1
+    reason = (tmp_path / "output" / "failure").read_text()
+    assert reason.startswith("train_gate: unexpected KeyError: 'missing' (at test_workflow.py:")
+    assert "Traceback" in capsys.readouterr().err
+    assert failure_file({"SM_OUTPUT_DIR": "/x/output"}) == Path("/x/output/failure")
 
 
 def request(**changes: Any) -> JobRequest:
