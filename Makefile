@@ -31,7 +31,7 @@ $(NPM_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $(NPM_STAMP)
 
-demo: setup
+demo: $(STAMP) $(NPM_STAMP)  # checkov's tools venv is for the tests only
 	$(PY) -m signal_engine demo --out out/demo
 
 test: setup

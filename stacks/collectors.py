@@ -356,6 +356,12 @@ class CollectorsStack(Stack):
             description="The bars export found no usable stored bars for a symbol (its previous training input file "
             "is kept; a symbol never exported fails the training run): check that symbol's bar collectors",
         )
+        disagreements_alarm = ops.add_event_alarm(
+            "SourceDisagreementAlarm",
+            metric=collector_metric("BarDisagreements"),
+            description="A bar from the cross-check source disagrees with the primary source's beyond the tolerance "
+            "(recorded in the bar_disagreements table, never merged): check a split, a dividend or a bad print",
+        )
 
         ops.add_section(
             "Collector runs",
@@ -369,6 +375,8 @@ class CollectorsStack(Stack):
                 [collector_metric(m) for m in ("CollectionRequests", "PayloadsKept", "RowsWritten")],
                 width=12,
             ),
+            ops.graph("Bars the sources disagree on", [collector_metric("BarDisagreements")],
+                      thresholds=[disagreements_alarm], width=12),
         )
         ops.add_section(
             "Bars export (training input)",

@@ -101,8 +101,8 @@ def test_the_combiners_calls_are_the_inventory(secrets: dict[str, str], combiner
     monkeypatch.delenv("SIGNAL_ENGINE_DATABASE_URL")
     monkeypatch.setenv("SIGNAL_ENGINE_DATABASE_SECRET", secrets["mysql"])
     monkeypatch.setattr(combiner, "settings", type(combiner.settings).from_env())
-    combiner.service.cache_clear()
+    combiner.live.cache_clear()
     with pytest.raises(sa.exc.OperationalError):
         combiner.service()
-    combiner.service.cache_clear()
+    combiner.live.cache_clear()
     assert recorded == _inventory("combiner")

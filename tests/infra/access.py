@@ -463,11 +463,14 @@ def evaluate(access: Access, requests: list[Request]) -> list[tuple[Request, str
 # -- what the training state machine does ---------------------------------------------------------------------
 
 EXECUTION = "Weekly-Run-2026-12-01"  # upper case on purpose: SageMaker ARNs are lower case
+RUN_ID = "0f8b6f2e-3c1d-4e5a-9b7c-2d4e6f8a0b1c"  # States.UUID() of the sample execution
 SAMPLE_PATHS: dict[str, str] = {
     "$$.Execution.Name": EXECUTION,
     "$$.State.RetryCount": "0",
     "$.expert": "trend",
-    "$.publish.name": f"signal-engine-{EXECUTION}",
+    "$.ids.run": RUN_ID,
+    "$.ids.execution": EXECUTION,
+    "$.publish.name": f"signal-engine-{RUN_ID}",
     "$.publish.version": "20261201T000000",
     "$.run.dataset_prefix": "bars/1d",
 }

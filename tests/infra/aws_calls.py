@@ -48,9 +48,11 @@ EXPORT_BARS = (
     *SECRETS,
 )
 
-# The combiner: the bundle (models/CURRENT, then the version's files), the experts, the audit log's secret.
+# The combiner: the bundle (models/CURRENT, then the version's files), a warm environment's HEAD of CURRENT to
+# notice a newly promoted version (IAM authorizes HeadObject as s3:GetObject), the experts, the audit log's secret.
 COMBINER = (
     Call("s3", "GetObject", "s3:GetObject", "MODEL_BUNDLE_URI", "CURRENT"),
+    Call("s3", "HeadObject", "s3:GetObject", "MODEL_BUNDLE_URI", "CURRENT"),
     Call("sagemaker-runtime", "InvokeEndpoint", "sagemaker:InvokeEndpoint", "EXPERT_ENDPOINTS"),
     *SECRETS,
 )

@@ -230,3 +230,30 @@ def test_the_key_arn_and_id_agree() -> None:
 def test_the_resolver_refuses_what_it_cannot_resolve(value: Any, message: str) -> None:
     with pytest.raises(ResolveError, match=message):
         Resolver(RESOLVER_TEMPLATES).resolve("Base", value)
+
+
+def test_the_cleanup_may_delete_what_the_workflow_created(templates: Templates) -> None:
+    """On stack deletion the cleanup function deletes the experts' endpoint and the signal-engine-* endpoint configs
+    and models the workflow tagged (lambda_src/workflow_cleanup/handler.py): each call, on a sample name."""
+    access = Access(Resolver(templates))
+    ((stack, logical, function),) = [(s, lg, f) for s, lg, f in access.resources("AWS::Lambda::Function")
+                                     if f["Properties"].get("Handler") == "handler.on_event"]
+    ((_, _, cleanup),) = [(s, lg, r) for s, lg, r in access.resources("Custom::WorkflowCleanup")]
+    role = access.resolver.resolve(stack, function["Properties"]["Role"])
+    endpoint = access.resolver.resolve(stack, cleanup["Properties"]["EndpointName"])
+    prefix = cleanup["Properties"]["NamePrefix"]
+    arn = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}"
+    sample = f"{prefix}0f8b6f2e-3c1d-4e5a-9b7c-2d4e6f8a0b1c"
+    calls = [("sagemaker:DescribeEndpoint", f"{arn}:endpoint/{endpoint.lower()}"),
+             ("sagemaker:DeleteEndpoint", f"{arn}:endpoint/{endpoint.lower()}"),
+             ("sagemaker:ListEndpointConfigs", "*"), ("sagemaker:ListModels", "*"),
+             ("sagemaker:ListTags", f"{arn}:endpoint-config/{sample}"), ("sagemaker:ListTags", f"{arn}:model/{sample}"),
+             ("sagemaker:DeleteEndpointConfig", f"{arn}:endpoint-config/{sample}"),
+             ("sagemaker:DeleteModel", f"{arn}:model/{sample}")]
+    requests = [Request(f"{logical} (cleanup)", role, action, resource) for action, resource in calls]
+    denied = [f"{decision}: {request}" for request, decision in evaluate(access, requests) if decision != ALLOWED]
+    assert not denied, "\n".join(denied)
+    # ... and nothing beyond: another stage's or an untagged name outside the prefix stays out of reach.
+    outside = [Request(f"{logical} (cleanup)", role, "sagemaker:DeleteModel", f"{arn}:model/someone-elses-model"),
+               Request(f"{logical} (cleanup)", role, "sagemaker:DeleteEndpoint", f"{arn}:endpoint/another-endpoint")]
+    assert all(decision != ALLOWED for _, decision in evaluate(access, outside))

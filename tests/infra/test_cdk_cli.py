@@ -66,7 +66,10 @@ def test_cli_synth_never_calls_docker(cli_synth: tuple[Path, Path, str]) -> None
         for manifest in outdir.rglob("*.assets.json")
         for image in json.loads(manifest.read_text()).get("dockerImages", {}).values()
     ]
-    assert len(images) == 4  # training and inference, in dev and prod
+    # the GPU (TensorFlow) and CPU training images and the inference image, in dev and prod
+    assert sorted(image["displayName"] for image in images) == sorted(
+        [name for name in ("signal-engine training image", "signal-engine training-cpu image",
+                           "signal-engine inference image") for _ in ("dev", "prod")])
 
 
 def test_cli_synth_reports_no_nag_findings(cli_synth: tuple[Path, Path, str]) -> None:

@@ -289,3 +289,15 @@ def test_missing_symbols_of_the_export_raise_an_alarm(collectors_template: Templ
     errors = [a for a in alarms.values() if '"MetricName": "Errors"' in json.dumps(a)
               and "ExportBars" in json.dumps(a["Properties"])]
     assert len(errors) == 1 and errors[0]["Properties"]["Threshold"] == 1
+
+
+def test_a_disagreement_between_sources_raises_an_alarm(collectors_template: Template) -> None:
+    alarms = collectors_template.find_resources("AWS::CloudWatch::Alarm")
+    (alarm,) = [a for a in alarms.values() if '"MetricName": "BarDisagreements"' in json.dumps(a)]
+    props = alarm["Properties"]
+    (query,) = props["Metrics"]
+    metric = query["MetricStat"]["Metric"]
+    assert (metric["Namespace"], props["Threshold"], props["TreatMissingData"]) == ("SignalEngine", 1, "notBreaching")
+    assert metric["Dimensions"] == [{"Name": "service", "Value": "signal-engine-collectors"}]
+    assert props["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    assert json.dumps(props["AlarmActions"]).count("AlarmTopic") == 1
