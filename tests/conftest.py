@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# curl_cffi's libcurl-impersonate and TensorFlow both carry BoringSSL: when TensorFlow is loaded first, curl_cffi's
+# calls bind to TensorFlow's copy and every impersonated request fails ("Impersonating chrome152 is not
+# supported"). The collectors never load TensorFlow; in one test process, loading curl_cffi's library first
+# keeps both working whatever order the tests run in.
+import curl_cffi._wrapper  # noqa: F401
 import pytest
 
 from signal_engine.data.datasets import export_dataset

@@ -10,7 +10,6 @@ from typing import Any
 
 import boto3
 import pytest
-import requests
 
 from step_functions.endpoint_cleanup import NAME_PREFIX, TAG_KEY
 from tests.fixtures.servers import FAKE_AWS_ENVIRONMENT, moto_server
@@ -28,10 +27,21 @@ def sagemaker() -> Iterator[Any]:
         for key, value in FAKE_AWS_ENVIRONMENT.items():
             mp.setenv(key, value)
         with moto_server() as endpoint:
-            # moto keeps its state per process, not per server: start every test from an empty account.
-            requests.post(f"{endpoint}/moto-api/reset", timeout=10).raise_for_status()
             mp.setenv("AWS_ENDPOINT_URL", endpoint)  # what the handler's own boto3 client talks to
-            yield boto3.client("sagemaker", endpoint_url=endpoint, region_name="us-east-1")
+            client = boto3.client("sagemaker", endpoint_url=endpoint, region_name="us-east-1")
+            # moto keeps its state per process, not per server: start every test without SageMaker resources,
+            # leaving the other services' state (the handler tests' session buckets and tables) alone.
+            empty_sagemaker(client)
+            yield client
+
+
+def empty_sagemaker(client: Any) -> None:
+    for endpoint in client.list_endpoints(MaxResults=100)["Endpoints"]:
+        client.delete_endpoint(EndpointName=endpoint["EndpointName"])
+    for config in client.list_endpoint_configs(MaxResults=100)["EndpointConfigs"]:
+        client.delete_endpoint_config(EndpointConfigName=config["EndpointConfigName"])
+    for model in client.list_models(MaxResults=100)["Models"]:
+        client.delete_model(ModelName=model["ModelName"])
 
 
 def deploy(sagemaker: Any, name: str, endpoint: str | None, *, serve: bool = False) -> None:
