@@ -48,10 +48,11 @@ def secrets(aws: Aws) -> dict[str, str]:
     client = boto3.client("secretsmanager")
     arns = {}
     for name in ("mysql", "docdb"):
+        secret = f"aws-calls-{name}"  # moto's state is per process: names no other test creates
         try:
-            arns[name] = str(client.describe_secret(SecretId=name)["ARN"])
+            arns[name] = str(client.describe_secret(SecretId=secret)["ARN"])
         except client.exceptions.ResourceNotFoundException:
-            arns[name] = str(client.create_secret(Name=name, SecretString=json.dumps(SECRET))["ARN"])
+            arns[name] = str(client.create_secret(Name=secret, SecretString=json.dumps(SECRET))["ARN"])
     return arns
 
 
