@@ -112,6 +112,22 @@ def test_a_restated_bar_is_updated_in_place_and_recorded(database: SqlDatabase) 
     assert database.prices.read_bars("AAPL", "1d").bars["close"].iloc[2] == corrected.close
 
 
+@pytest.mark.parametrize(("field", "before", "after"), [
+    ("volume", 1e6, 1.2e6),            # a late volume correction
+    ("adj_close", 100.0, 99.1),        # a dividend adjustment: prices the same, the adjusted close moves
+    ("adj_close", None, 99.1),         # an adjusted close that arrives later
+])
+def test_a_restatement_of_volume_or_adjusted_close_alone_is_recorded(
+        database: SqlDatabase, field: str, before: float | None, after: float) -> None:
+    original = replace(bars(1)[0], **{field: before})
+    database.prices.write_bars([original])
+    restated = replace(original, **{field: after})
+    result = database.prices.write_bars([restated])
+    (recorded,) = database.prices.restatements("AAPL", "1d")
+    assert (result.inserted, result.updated, result.unchanged) == (0, 1, 0)
+    assert (getattr(recorded.before, field), getattr(recorded.after, field)) == (before, after)
+
+
 def test_the_last_of_duplicate_keys_in_a_batch_wins(database: SqlDatabase) -> None:
     first, second = bars(1), bars(1, shift=1.0)
     assert database.prices.write_bars([*first, *second]).inserted == 1
