@@ -22,7 +22,9 @@ from signal_engine.orchestration import (
     orchestrate,
     timeframe_specs,
 )
+from signal_engine.orchestration import runner as runner_module
 from signal_engine.orchestration.drawdown import DrawdownDefender
+from signal_engine.orchestration.exposure import within_limits
 
 HISTORY = 260  # bars of closes before the first signal (regime windows look back)
 TOL = 1e-9
@@ -353,6 +355,26 @@ def test_the_no_trade_band_skips_small_top_ups_and_keeps_every_limit(
     assert turnover < np.abs(np.diff(result.positions.to_numpy(), axis=0)).sum()
     off = orchestrate(signals, closes, _config(no_trade_band=0.0), 252.0)
     pd.testing.assert_frame_equal(off.positions, result.positions)
+
+
+def test_the_band_falls_back_to_the_proposal_when_keeping_the_held_legs_would_break_a_limit(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A rising A and a falling B on one calendar: keeping one symbol's smaller held leg beside the other's new one
+    # tips the book's net exposure past a tight limit, so the band must trade the proposal instead.
+    closes = {"A": _closes(420, seed=1), "B": _closes(420, seed=2, drift=-0.0002)}
+    signals = {symbol: _rule_streams(close) for symbol, close in closes.items()}
+    config = _config(no_trade_band=0.4, max_net_exposure=0.02)
+    checks: list[bool] = []
+
+    def recorded(*args: object, **kwargs: object) -> bool:
+        checks.append(within_limits(*args, **kwargs))  # type: ignore[arg-type]
+        return checks[-1]
+
+    monkeypatch.setattr(runner_module, "within_limits", recorded)
+    banded = orchestrate(signals, closes, config, 252.0)
+    assert checks.count(False) >= 1, "no bar exercised the fallback"
+    assert_book_limits(banded, config)
 
 
 def test_the_symmetric_band_skips_small_cuts_too_unless_the_defender_acts(
