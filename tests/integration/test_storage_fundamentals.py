@@ -4,39 +4,23 @@ read as of a date never sees a figure early. Parsed from node-yahoo-finance2's r
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import date, datetime
-from pathlib import Path
 
-import pytest
-import sqlalchemy as sa
-
-from signal_engine.adapters.sql import schema
 from signal_engine.adapters.sql.database import SqlDatabase
-from signal_engine.adapters.sql.migrations import FUNDAMENTALS_V2, LATEST_VERSION, MIGRATIONS, migrate
+from signal_engine.adapters.sql.migrations import FUNDAMENTALS_V2, LATEST_VERSION, migrate
 from signal_engine.collectors import yahoo
 from signal_engine.collectors.sources import Window
 from signal_engine.storage.records import Fundamental
 from tests.fixtures.recorded import yahoo_raw
-from tests.fixtures.servers import delete_all_rows, drop_all_tables, mysql_url_or_skip
+from tests.integration.conftest import store_at_version
 
 RECORDING = "fundamentalsTimeSeries-AAPL-financials-quarterly.json"
 FETCHED = datetime(2025, 2, 21, 11, 57, 48)
 
 
-@pytest.fixture(params=["sqlite", "mariadb"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path}/store.db" if request.param == "sqlite" else mysql_url_or_skip()
 
 
-@pytest.fixture
-def database(url: str) -> Iterator[SqlDatabase]:
-    connected = SqlDatabase.connect(url)
-    if url.startswith("mysql"):
-        delete_all_rows(url)
-    yield connected
-    connected.close()
 
 
 def revenue(rows: list[Fundamental]) -> dict[date, float]:
@@ -80,15 +64,8 @@ def test_a_restated_value_is_a_new_version_and_the_old_one_stays_readable(databa
 
 
 def test_a_version_6_store_with_fundamentals_is_upgraded_known_from_the_deadline(url: str) -> None:
-    if url.startswith("mysql"):
-        drop_all_tables(url)
-    engine = sa.create_engine(url)
+    engine = store_at_version(url, 6)
     with engine.begin() as connection:
-        schema.schema_version.create(connection)
-        for step in MIGRATIONS[:6]:
-            step.apply(connection)
-            connection.execute(schema.schema_version.insert().values(version=step.version, description="v",
-                                                                    applied_at=datetime(2024, 1, 1)))
         connection.execute(FUNDAMENTALS_V2.insert(), [
             {"symbol": "AAPL", "source": "yahoo", "period_type": "annual", "period_end": date(2023, 9, 30),
              "item": "TotalRevenue", "value": 383_285_000_000.0, "currency": "USD"}])

@@ -3,7 +3,6 @@ a disagreement is recorded, and a store that already holds version-4 data is upg
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -14,27 +13,12 @@ import sqlalchemy as sa
 
 from signal_engine.adapters.sql import schema
 from signal_engine.adapters.sql.database import SqlDatabase
-from signal_engine.adapters.sql.migrations import BARS_V1, LATEST_VERSION, MIGRATIONS, migrate
+from signal_engine.adapters.sql.migrations import BARS_V1, LATEST_VERSION, migrate
 from signal_engine.collectors import nasdaq, yahoo
 from signal_engine.storage.records import Bar
 from tests.fixtures.payloads import raw
-from tests.fixtures.servers import delete_all_rows, drop_all_tables, mysql_url_or_skip
-
-
-@pytest.fixture(params=["sqlite", "mariadb"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/store.db"
-    return mysql_url_or_skip()
-
-
-@pytest.fixture
-def database(url: str) -> Iterator[SqlDatabase]:
-    connected = SqlDatabase.connect(url)
-    if url.startswith("mysql"):
-        delete_all_rows(url)
-    yield connected
-    connected.close()
+from tests.fixtures.servers import drop_all_tables
+from tests.integration.conftest import store_at_version
 
 
 def yahoo_bars() -> list[Bar]:
@@ -92,15 +76,8 @@ def test_a_configured_primary_source_is_the_one_read(url: str, database: SqlData
 
 
 def test_a_version_4_store_with_data_is_upgraded_keeping_every_bar(url: str) -> None:
-    if url.startswith("mysql"):
-        drop_all_tables(url)
-    engine = sa.create_engine(url)
+    engine = store_at_version(url, 4)
     with engine.begin() as connection:
-        schema.schema_version.create(connection)
-        for step in MIGRATIONS[:4]:
-            step.apply(connection)
-            connection.execute(schema.schema_version.insert().values(version=step.version, description="v",
-                                                                    applied_at=datetime(2024, 1, 1)))
         rows = [{"symbol": b.symbol, "timeframe": b.timeframe, "timestamp": b.timestamp, "open": b.open,
                  "high": b.high, "low": b.low, "close": b.close, "volume": b.volume, "adj_close": b.adj_close,
                  "source": b.source, "updated_at": datetime(2024, 1, 6)} for b in yahoo_bars()]

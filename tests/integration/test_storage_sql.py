@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import date, datetime, timedelta
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -24,16 +22,11 @@ from signal_engine.storage.records import (
     SignalAudit,
     Statistic,
 )
-from tests.fixtures.servers import delete_all_rows, drop_all_tables, mysql_url_or_skip
+from tests.fixtures.servers import drop_all_tables
 
 START = datetime(2024, 1, 2)
 
 
-@pytest.fixture(params=["sqlite", "mariadb"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/store.db"
-    return mysql_url_or_skip()
 
 
 @pytest.fixture
@@ -44,13 +37,6 @@ def fresh_url(url: str) -> str:
     return url
 
 
-@pytest.fixture
-def database(url: str) -> Iterator[SqlDatabase]:
-    connected = SqlDatabase.connect(url)
-    if url.startswith("mysql"):
-        delete_all_rows(url)
-    yield connected
-    connected.close()
 
 
 def bars(count: int, symbol: str = "AAPL", start: datetime = START, shift: float = 0.0) -> list[Bar]:
@@ -119,9 +105,9 @@ def test_a_restated_bar_is_updated_in_place_and_recorded(database: SqlDatabase) 
 ])
 def test_a_restatement_of_volume_or_adjusted_close_alone_is_recorded(
         database: SqlDatabase, field: str, before: float | None, after: float) -> None:
-    original = replace(bars(1)[0], **{field: before})
+    original = replace(bars(1)[0], **{field: before})  # type: ignore[arg-type]
     database.prices.write_bars([original])
-    restated = replace(original, **{field: after})
+    restated = replace(original, **{field: after})  # type: ignore[arg-type]
     result = database.prices.write_bars([restated])
     (recorded,) = database.prices.restatements("AAPL", "1d")
     assert (result.inserted, result.updated, result.unchanged) == (0, 1, 0)
