@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", choices=sorted(PROFILES), default="quick")
     parser.add_argument("--config", type=Path, metavar="FILE", help="YAML or JSON overrides of the profile")
+    parser.add_argument("--jobs", type=int, default=0, metavar="N",
+                        help="processes for the walk-forward (default 0: every core); any N gives the same results")
 
 
 def load_configs(profile: str, path: Path | None) -> tuple[RunConfig, dict[str, Any]]:
@@ -117,7 +119,7 @@ def _backtest(args: argparse.Namespace, console: Console) -> int:
     config, orchestration = load_configs(args.profile, args.config)
     started = time.perf_counter()
     output = run_backtest(args.prices, args.out, config, symbols=args.symbol, console=console,
-                          orchestration=orchestration)
+                          orchestration=orchestration, jobs=args.jobs)
     _print_summary(output, console, time.perf_counter() - started)
     return 0
 
@@ -144,7 +146,7 @@ def _demo(args: argparse.Namespace, console: Console) -> int:
     finally:
         storage.close()
     started = time.perf_counter()
-    output = backtest_series(series, args.out, config, console=console, orchestration=orchestration)
+    output = backtest_series(series, args.out, config, console=console, orchestration=orchestration, jobs=args.jobs)
     _print_summary(output, console, time.perf_counter() - started)
     storage = bootstrap(Settings.from_env(database_url=f"sqlite:///{args.out / 'store.db'}",
                                           object_store=str(args.out / "objects")))

@@ -13,19 +13,25 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from signal_engine.config import RunConfig
 from signal_engine.data.loader import PriceSeries, load_prices
 from signal_engine.errors import InputError
-from signal_engine.evaluation.backtest import SIGNAL_COLUMNS, SymbolResult, check_length
+from signal_engine.evaluation.backtest import (
+    SIGNAL_COLUMNS,
+    SymbolResult,
+    blocks_for,
+    check_length,
+    run_symbol,
+    series_frame,
+)
+from signal_engine.evaluation.jobs import Task, resolve_jobs, run_tasks
 from signal_engine.evaluation.portfolio import (
     PortfolioRun,
     build_books,
     portfolio_section,
-    refits_for,
-    run_timeframe_models,
     timeframe_plan,
+    timeframe_run_config,
 )
 from signal_engine.json_values import json_safe
 from signal_engine.ports import RiskLog
@@ -72,10 +78,11 @@ def run_backtest(
     console: Console | None = None,
     orchestration: Mapping[str, Any] | None = None,
     risk_log: RiskLog | None = None,
+    jobs: int | None = None,
 ) -> BacktestOutput:
     """Walk forward through every price file, orchestrate them, write ``signals.csv``, ``metrics.json``, ..."""
     return backtest_series(load_all(paths, symbols), out_dir, config, console=console, orchestration=orchestration,
-                           risk_log=risk_log)
+                           risk_log=risk_log, jobs=jobs)
 
 
 def backtest_series(
@@ -86,6 +93,7 @@ def backtest_series(
     console: Console | None = None,
     orchestration: Mapping[str, Any] | None = None,
     risk_log: RiskLog | None = None,
+    jobs: int | None = None,
 ) -> BacktestOutput:
     """The backtest of already loaded series (from files or from the price store).
 
@@ -93,13 +101,14 @@ def backtest_series(
     orchestrated as one book (``signal_engine.evaluation.portfolio``); ``position`` in ``signals.csv`` is the
     book's position in the symbol as a fraction of the book's capital. ``orchestration`` overrides
     ``OrchestrationConfig`` settings (the ``orchestration`` section of a config file); ``risk_log`` receives
-    every orchestration event (also written to ``events.csv``).
+    every orchestration event (also written to ``events.csv``); ``jobs`` processes share the walk-forward
+    (None: every core; the result is the same bytes for any number).
     """
     console = console or Console(stderr=True)
     for s in series:
         check_length(s, config)
         timeframe_plan(s, config, orchestration)  # a bad orchestration setting fails before the long work
-    results, timeframes = _walk_forward(list(series), config, console, orchestration)
+    results, timeframes = _walk_forward(list(series), config, console, orchestration, jobs)
     run = build_books(series, results, timeframes, config, orchestration)
     out_dir.mkdir(parents=True, exist_ok=True)
     signals_path = out_dir / "signals.csv"
@@ -156,30 +165,56 @@ def _event_key(event: RiskEvent) -> tuple[str, str, str, str]:
 
 
 def _walk_forward(
-    series: list[PriceSeries], config: RunConfig, console: Console, orchestration: Mapping[str, Any] | None
+    series: list[PriceSeries],
+    config: RunConfig,
+    console: Console,
+    orchestration: Mapping[str, Any] | None,
+    jobs: int | None,
 ) -> tuple[list[SymbolResult], dict[str, dict[str, SymbolResult]]]:
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[unit]}"), TimeElapsedColumn())
+    """Every symbol's MoE, timeframe models and expert suite, as independent tasks over ``jobs`` processes.
+
+    Each symbol's features are computed once here and shared by its tasks; a timeframe model with the MoE's
+    horizon is the MoE's own run.
+    """
+    tasks: list[Task] = []
+    for s in series:
+        features = series_frame(s)
+        blocks = blocks_for(s, config)
+        tasks.append(Task((s.symbol, MOE_TASK), f"{s.symbol} MoE walk-forward", blocks,
+                          partial(run_symbol, s, config, features=features)))
+        for spec in timeframe_plan(s, config, orchestration):
+            if spec.horizon != config.labels.horizon:
+                tasks.append(Task((s.symbol, spec.name), f"{s.symbol} {spec.name} timeframe model", blocks,
+                                  partial(run_symbol, s, timeframe_run_config(config, spec), features=features)))
+        if config.suite.enabled:
+            tasks.append(Task((s.symbol, SUITE_TASK), f"{s.symbol} expert suite", SUITE_WEIGHT * blocks,
+                              partial(expert_suite_metrics, s, config, features)))
+    done = run_tasks(tasks, resolve_jobs(jobs), console, "Walk-forward")
     results, timeframes = [], {}
-    with Progress(*columns, console=console, transient=False) as progress:
-        for s in series:
-            models = len(timeframe_plan(s, config, orchestration))
-            task = progress.add_task(f"{s.symbol:>8} walk-forward, MoE + {models} timeframe models",
-                                     total=refits_for(s, config, orchestration), unit="refits")
-            result, timeframes[s.symbol] = run_timeframe_models(s, config, orchestration,
-                                                                on_block=partial(progress.advance, task))
-            if config.suite.enabled:
-                result.experts = _expert_suite(s, config, progress)
-            results.append(result)
+    for s in series:
+        result = done[(s.symbol, MOE_TASK)]
+        timeframes[s.symbol] = {
+            spec.name: result if spec.horizon == config.labels.horizon else done[(s.symbol, spec.name)]
+            for spec in timeframe_plan(s, config, orchestration)
+        }
+        if config.suite.enabled:
+            result.experts = done[(s.symbol, SUITE_TASK)]
+        results.append(result)
     return results, timeframes
 
 
-def _expert_suite(series: PriceSeries, config: RunConfig, progress: Progress) -> dict[str, Any]:
+MOE_TASK, SUITE_TASK = "moe", "suite"
+# The expert suite walks about this many refits of models per MoE refit (for the estimate of the time left).
+SUITE_WEIGHT = 3
+
+
+def expert_suite_metrics(
+    series: PriceSeries, config: RunConfig, features: pd.DataFrame | None = None
+) -> dict[str, Any]:
+    """The expert suite of ``series`` as the ``experts`` section of its metrics."""
     from signal_engine.evaluation.expert_suite import run_expert_suite
 
-    task = progress.add_task(f"{series.symbol:>8} expert suite", total=None, unit="models")
-    suite = run_expert_suite(series, config, on_model=lambda _name: progress.advance(task))
-    progress.update(task, total=progress.tasks[task].completed)
+    suite = run_expert_suite(series, config, features=features)
     return {
         **suite.metrics,
         "baselines": suite.baselines,

@@ -116,15 +116,22 @@ class _OutOfSample:
 
 
 def run_symbol(
-    series: PriceSeries, config: RunConfig, on_block: Callable[[], None] | None = None
+    series: PriceSeries,
+    config: RunConfig,
+    on_block: Callable[[], None] | None = None,
+    *,
+    features: pd.DataFrame | None = None,
 ) -> SymbolResult:
     """Walk forward through ``series`` and evaluate the MoE, each expert and the baselines (with the config of
-    its bars, ``for_bars``: intraday series use ``moe.experts.intraday_trend``)."""
+    its bars, ``for_bars``: intraday series use ``moe.experts.intraday_trend``).
+
+    ``features`` is ``series_frame(series)`` when the caller computed it already (one computation per run is
+    shared by the MoE, the timeframe models and the expert suite)."""
     config = for_bars(config, series.intraday)
     check_length(series, config)
     wf = config.walk_forward
     n = len(series)
-    frame = series.bars.join(feature_frame(series.bars))
+    frame = series_frame(series) if features is None else features
     labels = make_labels(series.bars, frame["vol30"].to_numpy(), horizon=config.labels.horizon,
                          threshold=config.labels.threshold)
     ppy = periods_per_year(series.bars.index.to_numpy()[: wf.initial_window + 1])
@@ -139,6 +146,11 @@ def run_symbol(
         if on_block is not None:
             on_block()
     return _evaluate(series, frame, labels, out, config, ppy)
+
+
+def series_frame(series: PriceSeries) -> pd.DataFrame:
+    """The bars of ``series`` joined with every point-in-time feature (the walk-forward's design frame)."""
+    return series.bars.join(feature_frame(series.bars))
 
 
 def check_length(series: PriceSeries, config: RunConfig) -> None:

@@ -22,6 +22,7 @@ from signal_engine.archetypes.fingerprint import route, series_fingerprint
 from signal_engine.config import RunConfig
 from signal_engine.data.loader import PriceSeries
 from signal_engine.evaluation import baselines
+from signal_engine.evaluation.backtest import series_frame
 from signal_engine.evaluation.metrics import (
     expected_calibration_error,
     level_respect_metrics,
@@ -32,7 +33,6 @@ from signal_engine.evaluation.metrics import (
 from signal_engine.evaluation.walkforward import known_by, schedule
 from signal_engine.experts.tf_runtime import tensorflow_available
 from signal_engine.experts.volatility_combination import variance_forecast
-from signal_engine.features import feature_frame
 from signal_engine.labels import Labels, make_labels
 from signal_engine.registry import ExpertSpec, build, load_catalogue
 
@@ -102,6 +102,7 @@ def run_expert_suite(
     settings: SuiteSettings | None = None,
     catalogue: Mapping[str, ExpertSpec] | None = None,
     on_model: Callable[[str], None] | None = None,
+    features: pd.DataFrame | None = None,
 ) -> ExpertSuiteResult:
     """Walk every selected expert and the baselines forward through ``series``; metrics on the test span.
 
@@ -112,11 +113,12 @@ def run_expert_suite(
     settings : experts and refit cadence (default: ``SUITE_PROFILES[config.profile]`` when it exists).
     catalogue : expert specs by name (default: the packaged catalogue).
     on_model : called with each model's name when it finishes (for progress bars).
+    features : ``series_frame(series)`` when the caller computed it already (shared with the MoE walk-forward).
     """
     settings = settings or SUITE_PROFILES.get(config.profile, SuiteSettings())
     specs = dict(catalogue) if catalogue is not None else load_catalogue()
     wf = config.walk_forward
-    frame = series.bars.join(feature_frame(series.bars))
+    frame = series_frame(series) if features is None else features
     labels = make_labels(series.bars, frame["vol30"].to_numpy(), horizon=config.labels.horizon,
                          threshold=config.labels.threshold)
     n = len(frame)

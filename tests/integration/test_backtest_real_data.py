@@ -43,7 +43,24 @@ def small_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def goog_run(goog_csv: Path, small_config: Path, tmp_path_factory: pytest.TempPathFactory) -> BacktestOutput:
     out = tmp_path_factory.mktemp("goog")
-    return run_backtest([goog_csv], out, load_config("quick", small_config))
+    return run_backtest([goog_csv], out, load_config("quick", small_config), jobs=2)
+
+
+def test_one_process_gives_the_bytes_of_two(goog_run: BacktestOutput, goog_csv: Path, small_config: Path,
+                                            tmp_path: Path) -> None:
+    serial = run_backtest([goog_csv], tmp_path, load_config("quick", small_config), jobs=1)
+    assert serial.signals_path.read_bytes() == goog_run.signals_path.read_bytes()
+    assert (tmp_path / "events.csv").read_bytes() == (goog_run.signals_path.parent / "events.csv").read_bytes()
+    assert _without_timings(json.loads(serial.metrics_path.read_text())) == _without_timings(
+        json.loads(goog_run.metrics_path.read_text()))
+
+
+def _without_timings(document: object) -> object:
+    if isinstance(document, dict):
+        return {k: _without_timings(v) for k, v in document.items() if k != "seconds"}
+    if isinstance(document, list):
+        return [_without_timings(v) for v in document]
+    return document
 
 
 def test_signals_csv_follows_the_contract(goog_run: BacktestOutput) -> None:
