@@ -11,7 +11,7 @@ TOOLS_STAMP := $(TOOLS_VENV)/.setup-stamp
 CDK_ENV := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" CDK_DISABLE_VERSION_CHECK=1 CDK_DISABLE_CLI_TELEMETRY=true \
 	JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20
 
-.PHONY: setup demo test synth package-lambdas lint bench clean
+.PHONY: setup demo test synth package-lambdas lint bench clean readme-results check-readme
 
 setup: $(STAMP) $(NPM_STAMP) $(TOOLS_STAMP)
 
@@ -65,6 +65,15 @@ bench: setup
 		$(PY) benchmarks/bench_orchestration.py --study $$study || exit 1; done   # needs out/demo/data: run make demo first
 	@if [ -n "$$SIGNAL_ENGINE_TEST_MYSQL_URL" ]; then $(PY) benchmarks/bench_storage.py; \
 	else echo 'bench_storage: skipped; start MariaDB with: eval "$$(bash .ci/run mariadb)"'; fi
+
+# The README's results table is the demo's own output (out/demo/results.md, written by `make demo`):
+# `make readme-results` copies it between the README's results markers; `make check-readme` fails, naming the
+# first differing line, when the README's table is not what the demo wrote.
+readme-results: $(STAMP)
+	$(PY) -m signal_engine.report.readme_results README.md out/demo/results.md
+
+check-readme: $(STAMP)
+	$(PY) -m signal_engine.report.readme_results --check README.md out/demo/results.md
 
 clean:
 	rm -rf out cdk.out build/lambda .pytest_cache .mypy_cache .ruff_cache

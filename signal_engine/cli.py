@@ -127,6 +127,7 @@ def _backtest(args: argparse.Namespace, console: Console) -> int:
 def _demo(args: argparse.Namespace, console: Console) -> int:
     from signal_engine.bootstrap import Settings, bootstrap
     from signal_engine.pipeline import backtest_series, persist_events
+    from signal_engine.report.results_table import results_markdown
     from signal_engine.storage.ingest import ingest_prices
     from signal_engine.workflow.local import train_bundle
 
@@ -155,8 +156,10 @@ def _demo(args: argparse.Namespace, console: Console) -> int:
     finally:
         storage.close()
     console.print(f"  stored {stored} new orchestration events in the risk log ({args.out / 'store.db'})")
-    train_bundle(series, config, demo_registry(args.out, args.registry), console=console,
-                 walk_forward_results=output.results)
+    run = train_bundle(series, config, demo_registry(args.out, args.registry), console=console,
+                       walk_forward_results=output.results)
+    (args.out / "results.md").write_text(results_markdown({**output.metrics, "quality": run.metrics.get("quality")}))
+    console.print(f"Wrote {args.out / 'results.md'} (`make readme-results` puts it in README.md)")
     return 0
 
 

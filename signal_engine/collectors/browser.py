@@ -3,7 +3,7 @@
 Nasdaq's API (behind Akamai) leaves a request without a browser ``User-Agent``, ``Accept-Language`` and
 ``Accept-Encoding`` unanswered until it times out; Yahoo answers non-browser clients with 429. Headers
 alone do not get past Yahoo's TLS fingerprinting (yfinance issue #2422), which needs a client that
-impersonates a browser's TLS handshake (curl_cffi); see the README's collectors section.
+impersonates a browser's TLS handshake (curl_cffi); see docs/storage.md.
 """
 
 from __future__ import annotations

@@ -147,9 +147,9 @@ class OrchestrationConfig:
     drawdown_lookback : int
         252 (default, a year of daily bars): the drawdown is measured from the highest equity of the last 252
         bars, which lets a strategy that recovers without a new high trade again (but lets a slow bleed add up
-        over the years); 0: from the all-time high, as seed 004's ``peak_capital`` and as the max drawdown the
+        over the years); 0: from the all-time high, as ``peak_capital`` is and as the max drawdown the
         run is judged by. Re-chosen for the current MoE on the first half of each book only
-        (``benchmarks/bench_orchestration.py``; README "Re-chosen defaults (first half only)"): of 12
+        (``benchmarks/bench_orchestration.py``; docs/research/drawdown-lookback.md): of 12
         pre-declared variants it had the best first-half Sharpe of the daily book within the drawdown rule
         (-0.05 against -0.31 for the all-time high, max DD 21.2% against 20.8%), and tied on the held-out
         second half (Sharpe 0.71 against 0.71, max DD 10.7% against 7.7%).

@@ -1,4 +1,4 @@
-"""The README's architecture diagram names constructs that exist in the synthesized app."""
+"""The architecture diagram (docs/architecture.md) names constructs that exist in the synthesized app."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.infra
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+ARCHITECTURE = Path(__file__).resolve().parents[2] / "docs" / "architecture.md"
 BLOCK = re.compile(r"<!-- architecture:begin -->\s*```mermaid\n(.*?)```\s*<!-- architecture:end -->", re.S)
 NODE = re.compile(r"^\s*(\w+)\[\"[^\"]+\"\]\s*$")
 EDGE_ENDPOINT = re.compile(r"(\w+)\s*(?:-->|---|-\.->)")
@@ -21,8 +21,8 @@ EDGE_TARGET = re.compile(r"(?:-->|---|-\.->)\s*(?:\|[^|]*\|\s*)?(\w+)")
 
 
 def diagram() -> str:
-    match = BLOCK.search(README.read_text())
-    assert match, "README.md has no <!-- architecture:begin --> mermaid block"
+    match = BLOCK.search(ARCHITECTURE.read_text())
+    assert match, "docs/architecture.md has no <!-- architecture:begin --> mermaid block"
     return match.group(1)
 
 

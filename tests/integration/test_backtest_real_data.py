@@ -153,6 +153,9 @@ def test_demo_runs_every_shipped_series_end_to_end(tmp_path: Path) -> None:
     assert set(metrics["per_symbol"]) == {"SPX", "IXIC", "GOOG", "EURUSD"}
     assert metrics["evaluation"]["summary"] == "mean over 4 symbols"
     assert "Walk-forward, out of sample" in completed.stderr
+    results = (tmp_path / "results.md").read_text(encoding="utf-8")  # the README's results table
+    assert results.startswith("| book / symbol | strategy | Sharpe |") and results.endswith("|\n")
+    assert "| EURUSD (1h) | unmanaged MoE |" in results and "quality gate" in results.splitlines()[0]
 
 
 def test_expert_suite_lands_in_metrics_and_report(goog_csv: Path, tmp_path: Path) -> None:
