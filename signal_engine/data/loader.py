@@ -124,16 +124,56 @@ def _map_columns(table: pd.DataFrame, source: str) -> dict[str, str]:
     columns: dict[str, str] = {}
     date_column = next((by_lower[a] for a in DATE_ALIASES if a in by_lower), None)
     if date_column is None:
-        raise InputError(source, f"missing the date column; expected 'Date' first, as in {EXPECTED_LAYOUT}",
-                         column="Date")
+        raise InputError(source, _header_problem(list(by_lower)) or
+                         f"missing the date column; expected 'Date' first, as in {EXPECTED_LAYOUT}", column="Date")
     columns["date"] = date_column
     for name in (*PRICE_COLUMNS, "adj close", "volume"):
         if name in by_lower:
             columns[name] = by_lower[name]
         elif name in PRICE_COLUMNS:
-            raise InputError(source, f"missing column; expected the layout {EXPECTED_LAYOUT}",
-                             column=name.title())
+            raise InputError(source, _header_problem(list(by_lower)) or
+                             f"missing column; expected the layout {EXPECTED_LAYOUT}", column=name.title())
     return columns
+
+
+# Column names that spreadsheets and brokers write in other languages, by language: header -> our column.
+_TRANSLATED_HEADERS: dict[str, dict[str, str]] = {
+    "German": {"datum": "Date", "eröffnung": "Open", "eroeffnung": "Open", "erster": "Open", "hoch": "High",
+               "tief": "Low", "schluss": "Close", "schlusskurs": "Close", "letzter": "Close", "volumen": "Volume",
+               "umsatz": "Volume"},
+    "French": {"ouverture": "Open", "plus haut": "High", "haut": "High", "plus bas": "Low", "bas": "Low",
+               "clôture": "Close", "cloture": "Close", "dernier": "Close"},
+    "Spanish": {"fecha": "Date", "apertura": "Open", "máximo": "High", "maximo": "High", "mínimo": "Low",
+                "minimo": "Low", "cierre": "Close", "último": "Close", "volumen": "Volume"},
+    "Italian": {"data": "Date", "apertura": "Open", "massimo": "High", "minimo": "Low", "chiusura": "Close",
+                "ultimo": "Close", "volume": "Volume"},
+    "Dutch": {"datum": "Date", "openingskoers": "Open", "hoog": "High", "laag": "Low", "slotkoers": "Close",
+              "slot": "Close"},
+    "Portuguese": {"data": "Date", "abertura": "Open", "máxima": "High", "maxima": "High", "mínima": "Low",
+                   "minima": "Low", "fechamento": "Close", "fecho": "Close", "último": "Close"},
+}
+_OTHER_SEPARATORS = ("|", ":", " ")
+
+
+def _header_problem(header: list[str]) -> str | None:
+    """Why a header that lacks our columns was not understood, when the cause can be named: the fields are
+    separated by a character other than ',', ';' or tab, or the column names are in another language."""
+    if len(header) == 1:
+        line = header[0]
+        for separator in _OTHER_SEPARATORS:
+            fields = [f.strip() for f in line.split(separator) if f.strip()]
+            if len(fields) >= 5 and any(f in DATE_ALIASES for f in fields):
+                shown = "space" if separator == " " else f"'{separator}'"
+                return (f"the header's fields are separated by {shown} ('{line}'); separate them with ',' "
+                        f"(or ';' or tab), as in {EXPECTED_LAYOUT}")
+    scores = {language: [(name, ours) for name in header if (ours := table.get(name))]
+              for language, table in _TRANSLATED_HEADERS.items()}
+    language, matched = max(scores.items(), key=lambda item: len({ours for _, ours in item[1]}))
+    if len({ours for _, ours in matched}) >= 3:
+        renames = ", ".join(f"'{name}' -> {ours}" for name, ours in matched)
+        return (f"the header looks {language} ({renames}); rename the columns to English, as in "
+                f"{EXPECTED_LAYOUT}")
+    return None
 
 
 def _line(position: int) -> int:

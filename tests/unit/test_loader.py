@@ -65,6 +65,30 @@ def test_semicolon_file_with_decimal_commas_loads(tmp_path: Path) -> None:
     np.testing.assert_allclose(series.bars["volume"], [1000, 1200])
 
 
+@pytest.mark.parametrize(("header", "cause"), [
+    ("Datum;Eröffnung;Hoch;Tief;Schluss;Volumen", "the header looks German ('datum' -> Date, 'eröffnung' -> Open"),
+    ("Date;Ouverture;Plus haut;Plus bas;Clôture;Volume", "the header looks French ('ouverture' -> Open"),
+    ("Fecha,Apertura,Máximo,Mínimo,Cierre,Volumen", "the header looks Spanish ('fecha' -> Date"),
+    ("Date|Open|High|Low|Close|Volume", "the header's fields are separated by '|'"),
+    ("Date Open High Low Close Volume", "the header's fields are separated by space"),
+])
+def test_a_header_in_another_language_or_with_another_separator_is_named(
+    tmp_path: Path, header: str, cause: str
+) -> None:
+    separator = ";" if ";" in header else ","
+    row = separator.join(["2024-01-02", "10", "11", "9", "10.5", "1000"])
+    with pytest.raises(InputError) as error:
+        load_prices(write(tmp_path, f"{header}\n{row}\n"))
+    assert cause in str(error.value)
+    assert "Date,Open,High,Low,Close" in str(error.value)
+
+
+def test_a_header_missing_a_column_still_says_which(tmp_path: Path) -> None:
+    with pytest.raises(InputError) as error:
+        load_prices(write(tmp_path, "Date,Open,High,Close\n2024-01-02,10,11,10.5\n"))
+    assert "missing column" in str(error.value) and "Low" in str(error.value)
+
+
 def test_real_shipped_files_load(goog_csv: Path, eurusd_csv: Path) -> None:
     assert len(load_prices(goog_csv)) == 2148
     assert load_prices(eurusd_csv).intraday
