@@ -8,10 +8,12 @@ NPM_STAMP := node_modules/.setup-stamp
 # checkov in its own virtualenv: its pinned dependencies conflict with .venv's (requirements-tools.txt).
 TOOLS_VENV := .venv-tools
 TOOLS_STAMP := $(TOOLS_VENV)/.setup-stamp
+# pytest-xdist workers for `make test` (auto: one per core); TEST_JOBS=0 runs the suite in one process.
+TEST_JOBS ?= auto
 CDK_ENV := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" CDK_DISABLE_VERSION_CHECK=1 CDK_DISABLE_CLI_TELEMETRY=true \
 	JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20
 
-.PHONY: setup demo test synth package-lambdas lint bench clean readme-results check-readme
+.PHONY: setup demo study test synth package-lambdas lint bench clean readme-results check-readme check-quickstart
 
 setup: $(STAMP) $(NPM_STAMP) $(TOOLS_STAMP)
 
@@ -34,8 +36,12 @@ $(NPM_STAMP): package.json package-lock.json
 demo: $(STAMP) $(NPM_STAMP)  # checkov's tools venv is for the tests only
 	$(PY) -m signal_engine demo --out out/demo
 
+# The demo plus the expert suite (every expert of the catalogue against its baseline): about twice as long.
+study: $(STAMP) $(NPM_STAMP)
+	$(PY) -m signal_engine demo --out out/study --suite
+
 test: setup
-	$(CDK_ENV) CHECKOV=$(CURDIR)/$(TOOLS_VENV)/bin/checkov $(PY) -m pytest
+	$(CDK_ENV) CHECKOV=$(CURDIR)/$(TOOLS_VENV)/bin/checkov $(PY) -m pytest -n $(TEST_JOBS) --dist loadgroup
 
 # Lambda deployment packages (handlers + signal_engine + manylinux wheels) under build/lambda/, no Docker;
 # the combiner's also carries bytecode for what a cold start imports (lambda_src/combiner/build.py).
@@ -74,6 +80,10 @@ readme-results: $(STAMP)
 
 check-readme: $(STAMP)
 	$(PY) -m signal_engine.report.readme_results --check README.md out/demo/results.md
+
+# The README's quick start as a new user runs it: its `serve` command and curl calls, over the bundle of `make demo`.
+check-quickstart: $(STAMP)
+	$(PY) scripts/check_quickstart.py README.md
 
 clean:
 	rm -rf out cdk.out build/lambda .pytest_cache .mypy_cache .ruff_cache

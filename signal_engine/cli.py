@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--registry", type=Path, default=None, metavar="DIR",
                       help="where the demo trains its model bundle (default: out/models for the default --out, "
                            "which `signal-engine serve` reads; else DIR/models under --out)")
+    demo.add_argument("--suite", action="store_true",
+                      help="also walk every expert of the catalogue forward against its baseline (the expert "
+                           "suite: about twice the demo's time; `make study`)")
     _add_run_options(demo)
 
     datasets = commands.add_parser("datasets", help="export the real data sets shipped with the dependencies")
@@ -133,6 +136,8 @@ def _demo(args: argparse.Namespace, console: Console) -> int:
 
     run_config, orchestration = load_configs(args.profile, args.config)
     config = with_dataset_costs(run_config)
+    if not args.suite:
+        config = replace(config, suite=replace(config.suite, enabled=False))
     orchestration = with_dataset_limits(orchestration)
     paths = export_all(args.out / "data")
     console.print(f"Real data: {', '.join(f'{d.symbol} ({d.description})' for d in DATASETS.values())}")

@@ -18,7 +18,25 @@ _USER_FILES = pytest.StashKey[dict[str, tuple[int, int]]]()
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
+    if _is_xdist_worker(session.config):
+        return  # the controller's check covers every worker's writes
     session.stash[_USER_FILES] = snapshot()
+
+
+def _is_xdist_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``--dist loadgroup``): the CDK tests share one synthesized app, so they run on one
+    worker; each integration module shares its module-scoped walk-forward or server, so it runs on one worker;
+    unit and handler tests are spread one by one."""
+    for item in items:
+        path = Path(str(item.fspath))
+        if "infra" in path.parts:
+            item.add_marker(pytest.mark.xdist_group("infra"))
+        elif "integration" in path.parts:
+            item.add_marker(pytest.mark.xdist_group(path.stem))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
