@@ -75,8 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", choices=sorted(PROFILES), default="quick")
     parser.add_argument("--config", type=Path, metavar="FILE", help="YAML or JSON overrides of the profile")
-    parser.add_argument("--jobs", type=int, default=0, metavar="N",
-                        help="processes for the walk-forward (default 0: every core); any N gives the same results")
+    parser.add_argument("--jobs", type=int, default=None, metavar="N",
+                        help="processes for the walk-forward (default: $SIGNAL_ENGINE_JOBS, else every core; 0: every "
+                             "core); any N gives the same results")
 
 
 def load_configs(profile: str, path: Path | None) -> tuple[RunConfig, dict[str, Any]]:

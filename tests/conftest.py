@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 # curl_cffi's libcurl-impersonate and TensorFlow both carry BoringSSL: when TensorFlow is loaded first, curl_cffi's
@@ -13,6 +14,10 @@ import pytest
 
 from signal_engine.data.datasets import export_dataset
 from tests.user_files import USER_FOLDERS, changes, snapshot
+
+# pytest-xdist keeps every core busy with test processes; a walk-forward inside a test runs in its own process
+# unless the test asks for more (subprocesses of the CLI inherit this too).
+os.environ.setdefault("SIGNAL_ENGINE_JOBS", "1")
 
 _USER_FILES = pytest.StashKey[dict[str, tuple[int, int]]]()
 

@@ -39,9 +39,21 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+JOBS_VARIABLE = "SIGNAL_ENGINE_JOBS"
+
+
 def resolve_jobs(jobs: int | None) -> int:
-    """``--jobs``: None or 0 means every available core; a negative or non-integer value is refused."""
-    if jobs is None or jobs == 0:
+    """``--jobs``: 0 means every available core; None means ``$SIGNAL_ENGINE_JOBS`` where it is set (the test
+    suite sets 1: pytest-xdist already keeps every core busy), else every core. A negative value is refused."""
+    if jobs is None:
+        setting = os.environ.get(JOBS_VARIABLE, "").strip()
+        if not setting:
+            return available_cores()
+        try:
+            jobs = int(setting)
+        except ValueError:
+            raise InputError(JOBS_VARIABLE, f"must be a whole number of processes, got {setting!r}") from None
+    if jobs == 0:
         return available_cores()
     if jobs < 0:
         raise InputError("--jobs", f"must be a positive number of processes (or 0 for all cores), got {jobs}")
@@ -72,8 +84,13 @@ def _execute(tasks: Sequence[Task], jobs: int) -> Iterator[tuple[Hashable, Any, 
         for task in tasks:
             yield task.key, *_timed(task.run)
         return
+    import warnings
+
     from joblib import Parallel, delayed
 
+    # loky replaces a worker whose memory grew by a few hundred MB (TensorFlow, LightGBM caches) and warns that
+    # it did; the task is resubmitted, so nothing is lost.
+    warnings.filterwarnings("ignore", message="A worker stopped while some jobs were given to the executor")
     parallel = Parallel(n_jobs=min(jobs, len(tasks)), backend="loky", return_as="generator_unordered")
     yield from parallel(delayed(_keyed)(task.key, task.run) for task in tasks)
 
