@@ -4,6 +4,7 @@ signals, events, metrics and the report."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -109,7 +110,11 @@ def backtest_series(
         check_length(s, config)
         timeframe_plan(s, config, orchestration)  # a bad orchestration setting fails before the long work
     results, timeframes = _walk_forward(list(series), config, console, orchestration, jobs)
+    started = time.perf_counter()
     run = build_books(series, results, timeframes, config, orchestration)
+    console.print(f"Orchestrated {len(run.books)} book(s) with their bootstrap intervals in "
+                  f"{time.perf_counter() - started:.0f} s")
+    started = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
     signals_path = out_dir / "signals.csv"
     signals = pd.concat([r.signals for r in results], ignore_index=True).loc[:, list(SIGNAL_COLUMNS)]
@@ -127,6 +132,8 @@ def backtest_series(
     metrics_path.write_text(json.dumps(json_safe(metrics), indent=2, allow_nan=False) + "\n")
     report_path = out_dir / "report.html"
     report_path.write_text(render_report(results, metrics, books=run.books), encoding="utf-8")
+    console.print(f"Wrote signals, events, explanations, metrics and the report in "
+                  f"{time.perf_counter() - started:.0f} s")
     return BacktestOutput(signals_path, metrics_path, report_path, metrics, results, events_path, run)
 
 
