@@ -33,15 +33,35 @@ def _is_xdist_worker(config: pytest.Config) -> bool:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (``--dist loadgroup``): the CDK tests share one synthesized app, so they run on one
-    worker; each integration module shares its module-scoped walk-forward or server, so it runs on one worker;
-    unit and handler tests are spread one by one."""
+    """Under pytest-xdist (``--dist loadgroup``), tests that share something expensive or stateful run on one
+    worker: the CDK tests share one synthesized app; the MariaDB tests share one database; the tests of an
+    integration module that share one of its module fixtures (a walk-forward, a server) stay together. The rest
+    (unit and handler tests, and integration tests with nothing shared) are spread one by one."""
+    sources: dict[Path, str] = {}
     for item in items:
         path = Path(str(item.fspath))
         if "infra" in path.parts:
-            item.add_marker(pytest.mark.xdist_group("infra"))
-        elif "integration" in path.parts:
-            item.add_marker(pytest.mark.xdist_group(path.stem))
+            group = "infra"
+        elif "url" in item.fixturenames or "mysql_url_or_skip" in sources.setdefault(
+                path, path.read_text(encoding="utf-8")):
+            group = "mariadb"
+        elif "integration" in path.parts and _shares_a_module_fixture(item, path):
+            group = path.stem
+        else:
+            continue
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
+def _shares_a_module_fixture(item: pytest.Item, path: Path) -> bool:
+    """Whether ``item`` uses a fixture of wider than function scope that its own module defines."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return False
+    for definitions in info.name2fixturedefs.values():
+        for definition in definitions:
+            if definition.scope != "function" and str(path).endswith(definition.baseid or "\0"):
+                return True
+    return False
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -31,6 +31,9 @@ suite:
   enabled: false
 """
 TRUNCATE_AT = 1500
+# The tests of one MoE variant need no other timeframe model (the book then holds the MoE's own timeframe):
+# one walk-forward instead of four. The orchestration of every timeframe is tested on `goog_run`.
+MOE_TIMEFRAME_ONLY = {"timeframes": ("short",), "max_allocation": 1.0}
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +164,8 @@ def test_demo_runs_every_shipped_series_end_to_end(tmp_path: Path) -> None:
 def test_expert_suite_lands_in_metrics_and_report(goog_csv: Path, tmp_path: Path) -> None:
     config = tmp_path / "with-suite.yaml"
     config.write_text(SMALL.replace("enabled: false", "enabled: true"))
-    output = run_backtest([goog_csv], tmp_path / "out", load_config("quick", config))
+    output = run_backtest([goog_csv], tmp_path / "out", load_config("quick", config),
+                          orchestration=MOE_TIMEFRAME_ONLY)
     experts = json.loads(output.metrics_path.read_text())["experts"]
     assert {"trend", "volatility", "levels", "baselines", "archetypes"} <= set(experts)
     assert "baseline_garch11" in experts["volatility"]
@@ -211,7 +215,7 @@ def test_configured_moe_keeps_the_contract_and_looks_nothing_ahead(goog_csv: Pat
     config_path = tmp_path / "variant.yaml"
     config_path.write_text(VARIANT)
     config = load_config("quick", config_path)
-    output = run_backtest([goog_csv], tmp_path / "full", config)
+    output = run_backtest([goog_csv], tmp_path / "full", config, orchestration=MOE_TIMEFRAME_ONLY)
     signals = pd.read_csv(output.signals_path)
     gates = signals.filter(like="gate_").to_numpy()
     np.testing.assert_allclose(gates.sum(axis=1), 1.0, atol=1e-8)
@@ -232,14 +236,16 @@ def test_configured_moe_keeps_the_contract_and_looks_nothing_ahead(goog_csv: Pat
     lines = goog_csv.read_text().splitlines(keepends=True)
     truncated = tmp_path / "GOOG.csv"
     truncated.write_text("".join(lines[: TRUNCATE_AT + 1]))
-    short = run_backtest([truncated], tmp_path / "short", config).signals_path.read_text().splitlines()
+    short = run_backtest([truncated], tmp_path / "short", config,
+                         orchestration=MOE_TIMEFRAME_ONLY).signals_path.read_text().splitlines()
     assert short == output.signals_path.read_text().splitlines()[: len(short)]
 
 
 def test_moe_disabled_trades_the_single_equity_daily_expert(goog_csv: Path, tmp_path: Path) -> None:
     config_path = tmp_path / "single.yaml"
     config_path.write_text(SMALL + "moe:\n  enabled: false\n  multistage: false\n")
-    output = run_backtest([goog_csv], tmp_path / "out", load_config("quick", config_path))
+    output = run_backtest([goog_csv], tmp_path / "out", load_config("quick", config_path),
+                          orchestration=MOE_TIMEFRAME_ONLY)
     signals = pd.read_csv(output.signals_path)
     np.testing.assert_array_equal(signals[["gate_trend", "gate_levels", "gate_volatility"]].to_numpy()[0], [1, 0, 0])
     metrics = json.loads(output.metrics_path.read_text())
