@@ -204,7 +204,8 @@ def _copy_window(w: WindowState) -> WindowState:
 # -- encoding --------------------------------------------------------------------------------------------
 
 
-def _number(x: float) -> float | str:
+def json_number(x: float) -> float | str:
+    """A float as JSON allows it: itself when finite, else ``"NaN"``, ``"Infinity"`` or ``"-Infinity"``."""
     value = float(x)
     if math.isfinite(value):
         return value
@@ -215,7 +216,7 @@ def _array(a: np.ndarray) -> dict[str, Any]:
     values = np.asarray(a)
     flat = values.ravel().tolist()
     if values.dtype.kind == "f":
-        flat = [_number(v) for v in flat]
+        flat = [json_number(v) for v in flat]
     return {"shape": list(values.shape), "values": flat}
 
 
@@ -227,7 +228,7 @@ def _plain(value: Any) -> Any:
     if isinstance(value, tuple):
         return [_plain(v) for v in value]
     if isinstance(value, float):
-        return _number(value)
+        return json_number(value)
     return value
 
 
@@ -248,8 +249,8 @@ def _encode_state(state: BookState) -> dict[str, Any]:
         "models": list(state.models),
         "specs": [dataclasses.asdict(spec) for spec in state.specs],
         "config": _config_dict(state.config),
-        "periods_per_year": _number(state.periods_per_year),
-        "cost_bps": [_number(c) for c in state.cost_bps],
+        "periods_per_year": json_number(state.periods_per_year),
+        "cost_bps": [json_number(c) for c in state.cost_bps],
         "bar_time": None if state.bar_time is None else state.bar_time.isoformat(),
         "bars": state.bars,
         "allocation": _array(state.allocation),
@@ -264,9 +265,9 @@ def _encode_state(state: BookState) -> dict[str, Any]:
             "ic": _array(t.ic),
         },
         "correlation": {"models": _window(state.correlation.models), "assets": _window(state.correlation.assets)},
-        "defender": {"equity": _number(state.defender.equity), "peak": _number(state.defender.peak),
+        "defender": {"equity": json_number(state.defender.equity), "peak": json_number(state.defender.peak),
                      "pushed": state.defender.pushed,
-                     "candidates": [[i, _number(v)] for i, v in state.defender.candidates]},
+                     "candidates": [[i, json_number(v)] for i, v in state.defender.candidates]},
         "holding": {name: _array(getattr(state.holding, name)) for name in ("direction", "size", "confidence", "age")},
         "active_limits": [list(key) for key in state.active_limits],
     }
@@ -313,6 +314,15 @@ def _int(value: Any, path: str, minimum: int | None = None) -> int:
     if minimum is not None and value < minimum:
         raise _fail(path, f"expected at least {minimum}, got {value}")
     return value
+
+
+def number_from_json(value: float | int | str) -> float:
+    """The inverse of ``json_number`` (other strings are a ``ValueError``)."""
+    if isinstance(value, str):
+        if value not in _NON_FINITE:
+            raise ValueError(f"expected a number or one of {', '.join(_NON_FINITE)}, got {value!r}")
+        return _NON_FINITE[value]
+    return float(value)
 
 
 def _float(value: Any, path: str) -> float:
