@@ -220,7 +220,7 @@ def test_a_step_that_does_not_follow_the_latest_stored_bar_is_refused(
 
 def test_a_book_refuses_other_settings(database: SqlDatabase, bars: list[BarInputs], inputs: Inputs) -> None:
     advance(database, bars[:3], inputs)
-    with pytest.raises(BookStateError, match="config.correlation_window=30, given 63"):
+    with pytest.raises(BookStateError, match=r"config\.correlation_window=30, given 63"):
         advance_book(database.books, BOOK, bars[3:4], replace(CONFIG, correlation_window=63), 252.0, inputs.specs,
                      COSTS)
     assert database.books.latest("unknown") is None and database.books.positions("unknown") == []
