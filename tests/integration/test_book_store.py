@@ -25,8 +25,8 @@ from signal_engine.orchestration.inputs import Inputs, prepare
 from signal_engine.orchestration.live import SteppedBar, advance_book, bar_time_of
 from signal_engine.orchestration.state import BookStateError
 from signal_engine.orchestration.step import BarInputs, StaleBarError, bar_inputs_at
+from tests.fixtures.orchestration_golden import Market, real_market
 from tests.fixtures.servers import mysql_url_or_skip
-from tests.unit.test_orchestration_step import Market, real_market
 
 BOOK = "daily"
 CONFIG = OrchestrationConfig(holding_discipline=True, drawdown_start=0.01, drawdown_limit=0.04,

@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from signal_engine.data.loader import load_prices
 from signal_engine.orchestration import OrchestrationConfig, OrchestrationResult, TimeframeSignal, orchestrate
 from signal_engine.orchestration.events import EventLog
 from signal_engine.orchestration.inputs import prepare
@@ -27,21 +26,11 @@ from signal_engine.orchestration.step import (
     realise,
     step,
 )
-from tests.unit.test_orchestration_runner import HISTORY, _config, _market, _rule_streams
+from tests.fixtures import orchestration_golden as golden
+from tests.fixtures.orchestration_golden import REAL_CONFIGS, Market, real_market
+from tests.unit.test_orchestration_runner import HISTORY, _config, _market
 
-Market = tuple[dict[str, dict[str, pd.DataFrame]], dict[str, pd.Series], dict[str, pd.Series]]
 TOL = 1e-12
-
-
-def real_market(goog_csv: Path, spx_csv: Path, bars: int = 700) -> Market:
-    """Alphabet and the S&P 500 (real daily series shipped by `backtesting` and `arch`) over their common span,
-    with point-in-time momentum calls of four horizons on the last ``bars`` bars; volumes for the liquidity regime."""
-    goog, spx = load_prices(goog_csv).bars, load_prices(spx_csv).bars
-    start, end = max(goog.index[0], spx.index[0]), min(goog.index[-1], spx.index[-1])
-    frames = {"GOOG": goog.loc[start:end], "SPX": spx.loc[start:end]}
-    closes = {s: f["close"] for s, f in frames.items()}
-    signals = {s: _rule_streams(c.iloc[-bars:]) for s, c in closes.items()}
-    return signals, closes, {s: f["volume"] for s, f in frames.items()}
 
 
 def fold(market: Market, config: OrchestrationConfig, *, through_json: bool = True,
@@ -88,14 +77,22 @@ def market(goog_csv: Path, spx_csv: Path) -> Market:
     return real_market(goog_csv, spx_csv)
 
 
-REAL_CONFIGS = {
-    "defaults": OrchestrationConfig(),
-    # every path-dependent part at work: holding clocks, the band, a short drawdown lookback, a tight net limit
-    "holding_band_lookback": OrchestrationConfig(holding_discipline=True, no_trade_band=0.1, no_trade_band_cuts=True,
-                                                 drawdown_lookback=40, drawdown_start=0.01, drawdown_limit=0.04,
-                                                 emergency_drawdown=0.08, max_net_exposure=0.3,
-                                                 harmony_amplification=0.5, correlation_window=30),
-}
+@pytest.mark.parametrize("name", list(REAL_CONFIGS))
+def test_the_batch_run_gives_the_book_of_the_runner_before_the_step(market: Market, name: str) -> None:
+    """Against frames the pre-step runner (``_Walk``, commit 0c4e32b) wrote: ``tests/fixtures/orchestration_golden``."""
+    bars, events, performance = golden.read(name)
+    result = golden.run(market, REAL_CONFIGS[name])
+    now = golden.bar_frame(result)
+    assert list(now.columns) == list(bars.columns) and now.index.equals(bars.index)
+    numbers = bars.select_dtypes("number").columns
+    np.testing.assert_allclose(now[numbers].to_numpy(dtype=float), bars[numbers].to_numpy(), rtol=0, atol=TOL)
+    pd.testing.assert_frame_equal(now.drop(columns=numbers), bars.drop(columns=numbers), check_dtype=False)
+    text = ["timestamp", "component", "kind", "rule", "symbol", "model", "detail"]
+    pd.testing.assert_frame_equal(result.events[text], events[text], check_dtype=False)
+    for column in ("value", "threshold"):
+        np.testing.assert_allclose(result.events[column].to_numpy(), events[column].to_numpy(), rtol=0, atol=TOL)
+    pd.testing.assert_frame_equal(result.performance, performance, rtol=0, atol=TOL, check_dtype=False,
+                                  check_names=False)
 
 
 @pytest.mark.parametrize("name", list(REAL_CONFIGS))
