@@ -18,6 +18,7 @@ close), and returns a new state. A symbol without a bar at t keeps its position.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -45,7 +46,7 @@ from signal_engine.orchestration.regime import REGIME_FEATURES, Regime, book_reg
 from signal_engine.orchestration.result import RETURN_COLUMNS
 from signal_engine.orchestration.risk import RISK_COMPONENTS, RiskDecision, UnifiedRiskManager, book_vol_forecast
 from signal_engine.orchestration.scheduler import schedule_trades
-from signal_engine.orchestration.state import BookState, BookStateError, resolved_costs
+from signal_engine.orchestration.state import BookState, BookStateError, HoldingState, resolved_costs
 from signal_engine.orchestration.timeframes import TimeframeSpec
 
 
@@ -203,7 +204,7 @@ def realise(
     if returns.shape != (len(state.symbols),):
         raise BookStateError(f"book step at {when}: asset_returns has shape {returns.shape}, expected "
                              f"({len(state.symbols)},)")
-    work = _Step(state.copy())
+    work = _Step(state)
     feedback = work.realise(when, returns) if state.bar_time is not None else ()
     return Realised(work, when, returns, feedback)
 
@@ -262,13 +263,20 @@ def _check_bar(state: BookState, bar: BarInputs) -> None:
 
 
 class _Step:
-    """One bar's work on a private copy of the state (the components are rebuilt from it and written back)."""
+    """One bar's work: the components are rebuilt from ``state`` (copying what they hold) and written back to a
+    new state; the arrays the step writes in place (or may leave as they are) are copied, the rest are replaced."""
 
     bar: BarInputs | None = None
 
     def __init__(self, state: BookState) -> None:
         c = state.config
-        self.state, self.config = state, c
+        self.config = c
+        h = state.holding
+        self.state = dataclasses.replace(
+            state, harmony=state.harmony.copy(), target=state.target.copy(), vol=state.vol.copy(),
+            holding=HoldingState(direction=h.direction.copy(), size=h.size.copy(), confidence=h.confidence.copy(),
+                                 age=h.age.copy()))
+        state = self.state
         self.cost = np.array(state.cost_bps) / 1e4
         self.sleeve = 1.0 / len(state.symbols)
         self.allocator = CapitalAllocator(state.models, c, state.allocation)
