@@ -91,7 +91,8 @@ class BarDecisions:
     next; ``unmanaged`` is each model's own ask (direction x size); ``allocation`` the capital shares in
     force and ``target`` the optimiser's latest target; ``risk_scales`` per ``RISK_COMPONENTS``;
     ``harmony`` per symbol (0 without a bar); ``returns`` the net returns realised at this bar
-    (``RETURN_COLUMNS`` then one per model; 0 at the book's first bar); ``feedback`` what the models are told.
+    (``RETURN_COLUMNS`` then one per model; 0 at the book's first bar); ``feedback`` what the models are told
+    (one per model for every symbol with a realised return; a caller hands each to the models it runs).
     """
 
     timestamp: pd.Timestamp
