@@ -4,7 +4,8 @@ Four MoE models trained on different horizons (scalping, short, medium, long) ar
 a capital allocation manager (performance tracker, regime detector, bounded and smoothed optimiser), a
 position coordination layer (signal alignment, conflict resolution, trade scheduler) and a unified risk
 manager (exposure monitor, drawdown defender, correlation analyser, volatility target). ``orchestrate`` is
-the batch entry point, the fold of ``step`` (one bar over a serialisable ``BookState``) that the live book
+the batch entry point, the fold of ``signal_engine.orchestration.step.step`` (one bar over a serialisable
+``BookState``; not re-exported here, where ``step`` names the module) that the live book
 (``signal_engine.orchestration.live``) applies bar by bar; every component is a small pure NumPy/pandas module
 usable on its own.
 """
@@ -23,7 +24,7 @@ from signal_engine.orchestration.result import RETURN_COLUMNS, OrchestrationResu
 from signal_engine.orchestration.risk import RISK_COMPONENTS
 from signal_engine.orchestration.runner import orchestrate
 from signal_engine.orchestration.state import BookState, BookStateError
-from signal_engine.orchestration.step import BarInputs, StepResult, bar_inputs_at, initial_state, step
+from signal_engine.orchestration.step import BarInputs, StepResult, bar_inputs_at, initial_state
 from signal_engine.orchestration.timeframes import TimeframeSpec, timeframe_run_config, timeframe_specs
 
 __all__ = [
@@ -49,7 +50,6 @@ __all__ = [
     "initial_state",
     "orchestrate",
     "signal_frame",
-    "step",
     "timeframe_run_config",
     "timeframe_specs",
 ]
