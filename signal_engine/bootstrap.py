@@ -32,7 +32,16 @@ from signal_engine.collectors.http import HttpClient
 from signal_engine.collectors.registry import REQUEST_HEADERS, SOURCES
 from signal_engine.collectors.sources import Source
 from signal_engine.errors import ConfigError
-from signal_engine.ports import AuditLog, DocumentStore, MarketDataStore, ObjectStore, PositionBook, PriceStore, RiskLog
+from signal_engine.ports import (
+    AuditLog,
+    BookStore,
+    DocumentStore,
+    MarketDataStore,
+    ObjectStore,
+    PositionBook,
+    PriceStore,
+    RiskLog,
+)
 
 DEFAULT_DATABASE_URL = "sqlite:///out/store/signal_engine.db"
 DEFAULT_OBJECT_STORE = "out/store/objects"
@@ -97,7 +106,8 @@ class Settings:
 
 @dataclass(frozen=True)
 class Storage:
-    """The wired stores: ``prices``, ``market``, ``documents``, ``objects``, ``audit``, ``positions``, ``risk``."""
+    """The wired stores: ``prices``, ``market``, ``documents``, ``objects``, ``audit``, ``positions``, ``risk`` and
+    ``books`` (live book states, in the SQL database)."""
 
     prices: PriceStore
     market: MarketDataStore
@@ -106,6 +116,7 @@ class Storage:
     audit: AuditLog
     positions: PositionBook
     risk: RiskLog
+    books: BookStore
     schema_version: int
     closers: tuple[Callable[[], None], ...] = field(default=(), repr=False)
 
@@ -131,7 +142,8 @@ def bootstrap(settings: Settings | None = None, *, aws_client: Callable[[str], A
         documents = DocumentDbStore(connect_documentdb(document_url, settings.document_database))
     return Storage(prices=database.prices, market=database.market, documents=documents,
                    objects=object_store(settings.object_store, client), audit=database.ledger,
-                   positions=database.ledger, risk=database.ledger, schema_version=database.schema_version,
+                   positions=database.ledger, risk=database.ledger, books=database.books,
+                   schema_version=database.schema_version,
                    closers=(database.close,))
 
 

@@ -11,9 +11,12 @@ from pathlib import Path
 from typing import Protocol
 
 from signal_engine.data.loader import PriceSeries
+from signal_engine.orchestration.events import OrchestrationEvent
+from signal_engine.orchestration.state import BookState
 from signal_engine.serving.messages import ExpertQuery, ExpertReply
 from signal_engine.storage.records import (
     Bar,
+    BookPosition,
     CorporateAction,
     Document,
     DocumentKind,
@@ -144,6 +147,39 @@ class RiskLog(Protocol):
         ...
 
     def risk_events(self, symbol: str) -> list[RiskEvent]: ...
+
+
+class BookStore(Protocol):
+    """Live books (``signal_engine.orchestration.live``): each stepped bar's state, positions and events.
+
+    Bar times are naive UTC with whole seconds. A book's bars are committed one at a time, in time order.
+    """
+
+    def latest(self, book: str) -> tuple[datetime, BookState] | None:
+        """The latest bar stepped and the state after it; None for a book never stepped."""
+        ...
+
+    def stepped(self, book: str, bar_time: datetime) -> tuple[BookState, str] | None:
+        """The state after ``bar_time`` and the digest of the inputs it was stepped with; None if never stepped."""
+        ...
+
+    def commit_step(self, book: str, bar_time: datetime, state: BookState, positions: Sequence[BookPosition],
+                    events: Sequence[OrchestrationEvent], *, previous: datetime | None, inputs_digest: str) -> None:
+        """Store one bar's state, positions and events in one transaction (all or nothing).
+
+        ``previous`` is the bar the state was stepped from (None for the book's first): if the book's latest
+        stored bar is another one (a concurrent step got there first), nothing is stored and a
+        ``SignalEngineError`` says so.
+        """
+        ...
+
+    def positions(self, book: str, bar_time: datetime | None = None) -> list[BookPosition]:
+        """The positions after ``bar_time`` (default: the latest bar), one per symbol."""
+        ...
+
+    def events(self, book: str, since: datetime | None = None) -> list[OrchestrationEvent]:
+        """The events of the bars after ``since`` (default: all), in the order they happened."""
+        ...
 
 
 class Stores(Protocol):

@@ -110,6 +110,8 @@ class CapitalAllocator:
         The timeframe models sharing the capital.
     config : OrchestrationConfig
         ``min_allocation``, ``max_allocation``, ``max_allocation_change``, ``allocation_temperature``.
+    allocation : numpy.ndarray, optional
+        The shares to continue from (a book state's); equal shares by default.
 
     Raises
     ------
@@ -117,12 +119,15 @@ class CapitalAllocator:
         When ``min_allocation x n > 1`` or ``max_allocation x n < 1`` (names the settings).
     """
 
-    def __init__(self, models: Sequence[str], config: OrchestrationConfig) -> None:
+    def __init__(
+        self, models: Sequence[str], config: OrchestrationConfig, allocation: np.ndarray | None = None
+    ) -> None:
         self.models = tuple(models)
         self.lower, self.upper = config.allocation_bounds_for(len(self.models))
         self.max_change = config.max_allocation_change
         self.temperature = config.allocation_temperature
-        self.allocation = np.full(len(self.models), 1.0 / len(self.models))
+        self.allocation = (np.full(len(self.models), 1.0 / len(self.models)) if allocation is None
+                           else np.array(allocation, dtype=float))
 
     def update(self, scores: np.ndarray) -> AllocationUpdate:
         """Move towards the allocation the scores call for, within the bounds and the change limit."""

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from signal_engine.errors import SignalEngineError
+from signal_engine.orchestration.state import CorrelationState, WindowState
+
 
 def correlation_matrix(window: np.ndarray, min_periods: int = 3) -> np.ndarray:
     """Pearson correlation of the columns of ``window`` (rows: bars) over pairwise complete rows.
@@ -64,6 +67,15 @@ class RollingWindow:
     def values(self) -> np.ndarray:
         return self._rows[: self._filled]
 
+    def to_state(self) -> WindowState:
+        return WindowState(rows=self._rows.copy(), next=self._next, filled=self._filled)
+
+    @classmethod
+    def from_state(cls, state: WindowState) -> RollingWindow:
+        window = cls(*state.rows.shape)
+        window._rows, window._next, window._filled = state.rows.copy(), state.next, state.filled
+        return window
+
 
 class CorrelationAnalyser:
     """Rolling correlations of model returns and of asset returns over the last ``window`` bars.
@@ -85,6 +97,22 @@ class CorrelationAnalyser:
         self.min_periods = max(3, window // 2)
         self.threshold = threshold
         self.floor = floor
+
+    def to_state(self) -> CorrelationState:
+        return CorrelationState(models=self._models.to_state(), assets=self._assets.to_state())
+
+    @classmethod
+    def from_state(cls, state: CorrelationState, *, window: int, threshold: float, floor: float) -> CorrelationAnalyser:
+        """An analyser that continues from ``state`` (copied); its windows must be ``window`` rows long."""
+        for name, part in (("models", state.models), ("assets", state.assets)):
+            if part.rows.shape[0] != window:
+                raise SignalEngineError(f"correlation.{name}: the state's window holds {part.rows.shape[0]} rows, "
+                                        f"the config's correlation_window is {window}")
+        analyser = cls(state.models.rows.shape[1], state.assets.rows.shape[1], window=window, threshold=threshold,
+                       floor=floor)
+        analyser._models = RollingWindow.from_state(state.models)
+        analyser._assets = RollingWindow.from_state(state.assets)
+        return analyser
 
     def update(self, model_returns: np.ndarray, asset_returns: np.ndarray) -> None:
         """Add one bar of realised returns (NaN for an asset without a bar)."""

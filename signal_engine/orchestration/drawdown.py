@@ -7,6 +7,7 @@ from collections import deque
 import numpy as np
 
 from signal_engine.orchestration.config import OrchestrationConfig
+from signal_engine.orchestration.state import DefenderState
 
 
 def drawdown_scale(
@@ -48,6 +49,22 @@ class RollingMax:
         self._count += 1
         return self._candidates[0][1]
 
+    @property
+    def pushed(self) -> int:
+        return self._count
+
+    @property
+    def candidates(self) -> list[tuple[int, float]]:
+        """(push index, value) of the values that may still become the window's maximum, oldest first."""
+        return list(self._candidates)
+
+    @classmethod
+    def restored(cls, length: int, pushed: int, candidates: list[tuple[int, float]]) -> RollingMax:
+        rolling = cls(length)
+        rolling._count = pushed
+        rolling._candidates = deque((int(i), float(v)) for i, v in candidates)
+        return rolling
+
 
 class DrawdownDefender:
     """Tracks an equity curve from its net returns and gives the drawdown scale for the next positions.
@@ -67,6 +84,19 @@ class DrawdownDefender:
         self._peaks = RollingMax(config.drawdown_lookback + 1 if config.drawdown_lookback else 0)
         self.equity = 1.0
         self.peak = self._peaks.push(self.equity)
+
+    def to_state(self) -> DefenderState:
+        return DefenderState(equity=self.equity, peak=self.peak, pushed=self._peaks.pushed,
+                             candidates=self._peaks.candidates)
+
+    @classmethod
+    def from_state(cls, config: OrchestrationConfig, state: DefenderState) -> DrawdownDefender:
+        """A defender that continues from ``state``."""
+        defender = cls(config)
+        defender._peaks = RollingMax.restored(config.drawdown_lookback + 1 if config.drawdown_lookback else 0,
+                                              state.pushed, state.candidates)
+        defender.equity, defender.peak = state.equity, state.peak
+        return defender
 
     def update(self, net_return: float) -> None:
         """Add one realised net return to the equity curve."""

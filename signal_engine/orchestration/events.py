@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -124,9 +124,14 @@ class LimitWatch:
     per-bar scale is kept separately in the risk-scale history.
     """
 
-    def __init__(self, log: EventLog) -> None:
+    def __init__(self, log: EventLog, active: Iterable[tuple[str, str, str, str]] = ()) -> None:
         self._log = log
-        self._active: set[tuple[str, str, str, str]] = set()
+        self._active: set[tuple[str, str, str, str]] = set(active)
+
+    @property
+    def active(self) -> tuple[tuple[str, str, str, str], ...]:
+        """The (component, rule, symbol, model) of every limit binding now, sorted."""
+        return tuple(sorted(self._active))
 
     def observe(
         self,

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from signal_engine.orchestration.state import HoldingState
+
 CALL_FIELDS: tuple[str, ...] = ("direction", "size", "confidence")
 
 
@@ -46,6 +48,18 @@ class HoldingDiscipline:
         self.size = np.zeros(shape)
         self.confidence = np.zeros(shape)
         self.age = np.zeros(shape, dtype=int)
+
+    def to_state(self) -> HoldingState:
+        return HoldingState(direction=self.direction.copy(), size=self.size.copy(), confidence=self.confidence.copy(),
+                            age=self.age.astype(np.int64, copy=True))
+
+    @classmethod
+    def from_state(cls, min_holding: np.ndarray, state: HoldingState) -> HoldingDiscipline:
+        """A discipline that continues from ``state`` (copied)."""
+        discipline = cls(min_holding, state.direction.shape[1])
+        discipline.direction, discipline.size = state.direction.copy(), state.size.copy()
+        discipline.confidence, discipline.age = state.confidence.copy(), state.age.astype(int, copy=True)
+        return discipline
 
     def apply(self, calls: dict[str, np.ndarray], bar: np.ndarray) -> HeldCalls:
         """The calls of this bar (models x symbols) with every premature exit or reversal overruled.

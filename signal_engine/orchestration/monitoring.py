@@ -3,7 +3,7 @@ activations, allocation history), kept apart from the decisions themselves."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -26,15 +26,23 @@ class Monitor:
         The limits that events are compared with.
     symbols, models : sequence of str
         Names, in the order of the arrays passed in.
+    active_limits : iterable of (component, rule, symbol, model)
+        The limits already binding (from a book state); none by default.
     """
 
-    def __init__(self, config: OrchestrationConfig, symbols: Sequence[str], models: Sequence[str]) -> None:
+    def __init__(self, config: OrchestrationConfig, symbols: Sequence[str], models: Sequence[str],
+                 active_limits: Iterable[tuple[str, str, str, str]] = ()) -> None:
         self.config = config
         self.symbols = tuple(symbols)
         self.models = tuple(models)
         self._short_limits = tuple(config.asset_short_limit(symbol) for symbol in self.symbols)
         self.log = EventLog()
-        self._watch = LimitWatch(self.log)
+        self._watch = LimitWatch(self.log, active_limits)
+
+    @property
+    def active_limits(self) -> tuple[tuple[str, str, str, str], ...]:
+        """The limits binding now (a book state carries them, so a release is recorded after a restart)."""
+        return self._watch.active
 
     def regime_change(self, timestamp: pd.Timestamp, before: Regime | None, after: Regime) -> None:
         if before is None or before == after:

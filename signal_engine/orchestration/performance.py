@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from signal_engine.orchestration.state import MomentsState, TrackerState
+
 SNAPSHOT_COLUMNS: tuple[str, ...] = (
     "ew_sharpe", "win_rate", "profit_factor", "max_drawdown", "drawdown", "predicted_vs_actual", "observations",
 )
@@ -35,6 +37,16 @@ class EWMoments:
         self.first = np.zeros(n)
         self.second = np.zeros(n)
         self.count = np.zeros(n, dtype=np.int64)
+
+    def to_state(self) -> MomentsState:
+        return MomentsState(self.weight.copy(), self.first.copy(), self.second.copy(), self.count.copy())
+
+    @classmethod
+    def from_state(cls, state: MomentsState, decay: float) -> EWMoments:
+        moments = cls(len(state.weight), decay)
+        moments.weight, moments.first = state.weight.copy(), state.first.copy()
+        moments.second, moments.count = state.second.copy(), state.count.astype(np.int64, copy=True)
+        return moments
 
     def add(self, values: np.ndarray) -> None:
         self.weight = self.decay * self.weight + 1.0
@@ -103,6 +115,33 @@ class PerformanceTracker:
         self._peak = np.ones(n)
         self._max_drawdown = np.zeros(n)
         self._ic = np.zeros((6, n))  # weight, sum x, sum y, sum xx, sum yy, sum xy
+
+    def to_state(self) -> TrackerState:
+        """Every running sum, copied (the tracker's part of the book state)."""
+        return TrackerState(
+            returns=self._returns.to_state(),
+            by_regime={key: moments.to_state() for key, moments in self._by_regime.items()},
+            gains=self._gains.copy(), losses=self._losses.copy(), wins=self._wins.copy(), active=self._active.copy(),
+            equity=self._equity.copy(), peak=self._peak.copy(), max_drawdown=self._max_drawdown.copy(),
+            ic=self._ic.copy(),
+        )
+
+    @classmethod
+    def from_state(
+        cls, models: Sequence[str], state: TrackerState, *, half_life: float, periods_per_year: float,
+        regime_prior_bars: float = 0.0,
+    ) -> PerformanceTracker:
+        """A tracker that continues from ``state`` (copied)."""
+        tracker = cls(models, half_life=half_life, periods_per_year=periods_per_year,
+                      regime_prior_bars=regime_prior_bars)
+        d = tracker.decay
+        tracker._returns = EWMoments.from_state(state.returns, d)
+        tracker._by_regime = {key: EWMoments.from_state(m, d) for key, m in state.by_regime.items()}
+        tracker._gains, tracker._losses = state.gains.copy(), state.losses.copy()
+        tracker._wins, tracker._active = state.wins.copy(), state.active.copy()
+        tracker._equity, tracker._peak = state.equity.copy(), state.peak.copy()
+        tracker._max_drawdown, tracker._ic = state.max_drawdown.copy(), state.ic.copy()
+        return tracker
 
     @property
     def observations(self) -> int:

@@ -199,6 +199,17 @@ class Position:
 
 
 @dataclass(frozen=True)
+class BookPosition:
+    """A live book's position in one symbol after one bar (fraction of the book's capital), and each model's part."""
+
+    book: str
+    bar_time: datetime
+    symbol: str
+    position: float
+    contributions: dict[str, float]
+
+
+@dataclass(frozen=True)
 class RiskEvent:
     """Something the risk layer did or saw (a cap applied, a drawdown limit hit, ...)."""
 

@@ -22,7 +22,7 @@ from signal_engine.orchestration import (
     orchestrate,
     timeframe_specs,
 )
-from signal_engine.orchestration import runner as runner_module
+from signal_engine.orchestration import step as step_module
 from signal_engine.orchestration.drawdown import DrawdownDefender
 from signal_engine.orchestration.exposure import within_limits
 
@@ -371,7 +371,7 @@ def test_the_band_falls_back_to_the_proposal_when_keeping_the_held_legs_would_br
         checks.append(within_limits(*args, **kwargs))  # type: ignore[arg-type]
         return checks[-1]
 
-    monkeypatch.setattr(runner_module, "within_limits", recorded)
+    monkeypatch.setattr(step_module, "within_limits", recorded)
     banded = orchestrate(signals, closes, config, 252.0)
     assert checks.count(False) >= 1, "no bar exercised the fallback"
     assert_book_limits(banded, config)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from signal_engine.adapters.sql.books import SqlBookStore
 from signal_engine.adapters.sql.documents import SqlDocumentStore
 from signal_engine.adapters.sql.engine import create_store_engine
 from signal_engine.adapters.sql.ledger import SqlLedger
@@ -17,7 +18,7 @@ from signal_engine.adapters.sql.prices import SqlPriceStore
 
 @dataclass(frozen=True)
 class SqlDatabase:
-    """A database brought to the latest schema version, with its price, market, ledger and document stores."""
+    """A database brought to the latest schema version, with its price, market, ledger, document and book stores."""
 
     engine: sa.Engine
     schema_version: int
@@ -25,6 +26,7 @@ class SqlDatabase:
     market: SqlMarketDataStore
     ledger: SqlLedger
     documents: SqlDocumentStore
+    books: SqlBookStore
 
     @classmethod
     def connect(cls, url: str, primary_sources: Mapping[str, str] | None = None, *, ca_file: str = "",
@@ -34,7 +36,7 @@ class SqlDatabase:
         engine = create_store_engine(url, ca_file=ca_file, require_verified_tls=require_verified_tls)
         version = migrate(engine)
         return cls(engine, version, SqlPriceStore(engine, primary_sources), SqlMarketDataStore(engine),
-                   SqlLedger(engine), SqlDocumentStore(engine))
+                   SqlLedger(engine), SqlDocumentStore(engine), SqlBookStore(engine))
 
     def close(self) -> None:
         self.engine.dispose()

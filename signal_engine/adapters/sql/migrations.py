@@ -130,6 +130,8 @@ MIGRATIONS: tuple[Migration, ...] = (
               _create(schema.corporate_actions)),
     Migration(7, "fundamentals by publication: point-in-time versions keyed by when they became known",
               _fundamentals_point_in_time),
+    Migration(8, "live books: the book state, positions and events after each stepped bar",
+              _create(schema.book_states, schema.book_positions, schema.book_events)),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

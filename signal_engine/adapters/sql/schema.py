@@ -7,6 +7,7 @@ restated); times are naive UTC DATETIME.
 from __future__ import annotations
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
 
 metadata = sa.MetaData()
 
@@ -155,4 +156,44 @@ document_symbols = sa.Table(
     sa.Column("id", sa.String(64), primary_key=True),
     sa.Column("published_at", sa.DateTime, nullable=False),
     sa.Index("ix_document_symbols_time", "kind", "symbol", "published_at"),
+)
+
+# Live books (version 8): the book state after each bar (JSON text: docs/book-state.md), positions and events.
+_BOOK_STATE_TEXT = sa.Text().with_variant(mysql.LONGTEXT(), "mysql")
+
+
+def _book(primary_key: bool = True) -> sa.Column[str]:
+    return sa.Column("book", sa.String(64), nullable=False, primary_key=primary_key)
+
+
+book_states = sa.Table(
+    "book_states", metadata,
+    _book(),
+    sa.Column("bar_time", sa.DateTime, primary_key=True),
+    sa.Column("state", _BOOK_STATE_TEXT, nullable=False),
+    sa.Column("inputs_digest", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+)
+
+book_positions = sa.Table(
+    "book_positions", metadata,
+    _book(),
+    sa.Column("bar_time", sa.DateTime, primary_key=True),
+    _symbol(primary_key=True),
+    _price("position"),
+    sa.Column("contributions", sa.JSON, nullable=False),
+)
+
+book_events = sa.Table(
+    "book_events", metadata,
+    _book(),
+    sa.Column("bar_time", sa.DateTime, primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("component", sa.String(16), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("rule", sa.String(32), nullable=False),
+    sa.Column("symbol", sa.String(32), nullable=False),
+    sa.Column("model", sa.String(32), nullable=False),
+    _price("value", nullable=True), _price("threshold", nullable=True),  # NULL for NaN
+    sa.Column("detail", sa.JSON, nullable=False),
 )
