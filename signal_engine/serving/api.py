@@ -63,9 +63,20 @@ def error_response(status: int, error: str, message: str, fields: Sequence[Field
 
 
 class SignalResolver(APIGatewayRestResolver):
-    """The REST resolver, refusing bodies that are not JSON (415) before Powertools tries to parse them as forms."""
+    """The REST resolver, refusing before routing: a method a known path does not have (405 with ``Allow``, RFC 9110;
+    Powertools alone answers 404) and a body that is not JSON (415, before Powertools parses it as a form)."""
+
+    def allowed_methods(self, path: str) -> list[str]:
+        """The methods routed on ``path`` (empty for an unknown path)."""
+        path = self._remove_prefix(path)
+        return sorted({route.method for route in self._static_routes + self._dynamic_routes if route.rule.match(path)})
 
     def resolve(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
+        method = str(event.get("httpMethod") or "").upper()
+        allowed = self.allowed_methods(str(event.get("path") or ""))
+        if allowed and method not in allowed:
+            return _refusal(405, "method_not_allowed", f"{method} {event.get('path')}: this path answers "
+                            f"{' and '.join(allowed)} only", {"Allow": ", ".join(allowed)})
         headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
         content_type = headers.get("content-type", "").strip()
         if event.get("body") and content_type and not content_type.lower().startswith("application/json"):
@@ -79,10 +90,10 @@ class SignalResolver(APIGatewayRestResolver):
         return super().resolve(event, context)
 
 
-def _refusal(status: int, error: str, message: str) -> dict[str, Any]:
+def _refusal(status: int, error: str, message: str, headers: Mapping[str, str] | None = None) -> dict[str, Any]:
     """An API Gateway proxy result with an ErrorBody, for requests refused before routing."""
     body = ErrorBody(status=status, error=error, message=message)
-    return {"statusCode": status, "headers": {"Content-Type": content_types.APPLICATION_JSON},
+    return {"statusCode": status, "headers": {"Content-Type": content_types.APPLICATION_JSON, **(headers or {})},
             "multiValueHeaders": {}, "body": body.model_dump_json(), "isBase64Encoded": False}
 
 
@@ -175,6 +186,9 @@ def openapi_json(app: APIGatewayRestResolver) -> str:
     document = json.loads(app.get_openapi_json_schema(
         title=TITLE, version=API_VERSION, description=DESCRIPTION, security_schemes=SECURITY_SCHEMES,
         security=[{"sigv4": []}, {"bearer": []}]))
+    for path in OPEN_PATHS:  # deployed, IAM guards them too; `serve --token` leaves them open (`{}`: no scheme)
+        for operation in document["paths"].get(path, {}).values():
+            operation["security"] = [{"sigv4": []}, {}]
     return json.dumps(document, indent=2, sort_keys=True) + "\n"
 
 

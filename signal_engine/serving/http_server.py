@@ -120,7 +120,7 @@ def make_server(app_factory: Callable[[], APIGatewayRestResolver], host: str = "
             self.wfile.write(data)
 
         def __getattr__(self, name: str) -> Any:
-            if name.startswith("do_"):  # every method reaches the resolver, which answers 404 for unknown ones
+            if name.startswith("do_"):  # every method reaches the resolver: 405 on a known path, else 404
                 return self._handle
             raise AttributeError(name)
 

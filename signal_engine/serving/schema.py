@@ -6,7 +6,7 @@ import math
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 MAX_BARS = 5000
 MAX_BATCH = 1000
@@ -23,7 +23,27 @@ def _iso_text(value: Any) -> Any:
     raise ValueError(f"expected an ISO-8601 date or date-time string such as '2024-01-05', got {value!r}")
 
 
-Time = Annotated[datetime, BeforeValidator(_iso_text)]
+def _utc_representable(value: datetime) -> datetime:
+    """A time whose UTC reading falls outside years 1-9999 (e.g. 0001-01-01T00:00:00+05:00) cannot be compared."""
+    try:
+        _utc(value)
+    except OverflowError:
+        raise ValueError(f"{value.isoformat()} falls outside the years 1-9999 once converted to UTC; "
+                         "send a time within them") from None
+    return value
+
+
+Time = Annotated[datetime, BeforeValidator(_iso_text), AfterValidator(_utc_representable)]
+
+
+def _aware_utc(value: datetime) -> datetime:
+    """``value`` with its zone: naive times are UTC (the service keeps bars as naive UTC)."""
+    return _utc(value)
+
+
+UtcTime = Annotated[datetime, AfterValidator(_aware_utc)]
+"""A time the API answers: always zone-aware UTC, so its JSON carries the offset (``...Z``) that the document's
+``date-time`` format requires (RFC 3339), whatever the service built it from."""
 
 
 class Bar(BaseModel):
@@ -31,10 +51,11 @@ class Bar(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    timestamp: Time = Field(description="bar time (ISO-8601; a date for daily bars); UTC when no zone is given")
+    timestamp: Time = Field(description="bar time (ISO-8601; a date for daily bars); UTC when no zone is given. "
+                                        "The bars of a request must have strictly increasing times")
     open: Price
-    high: Price
-    low: Price
+    high: Price = Field(description="the bar's highest price; at least low")
+    low: Price = Field(description="the bar's lowest price; at most high")
     close: Price
     volume: Annotated[float, Field(ge=0, allow_inf_nan=False, strict=True)] | None = None
 
@@ -55,9 +76,10 @@ class SignalRequest(BaseModel):
                                   description="bar length (1d, 1h, ...); default: the one the model was trained on")
     as_of: Time | None = Field(default=None, description="decide at the last bar at or before this time "
                                                              "(default: the latest bar)")
-    bars: list[Bar] | None = Field(default=None, max_length=MAX_BARS,
-                                   description="the symbol's recent bars, oldest first, at least the model's "
-                                               "min_bars (GET /models); read from the price store when absent")
+    bars: Annotated[list[Bar], Field(min_length=1, max_length=MAX_BARS)] | None = Field(
+        default=None, description="the symbol's recent bars, oldest first (strictly increasing timestamps), at least "
+                                  "the model's min_bars (GET /models; fewer: 422); read from the price store when "
+                                  "absent (a deployment without one answers 422)")
     position: float | None = Field(default=None, ge=-1, le=1, allow_inf_nan=False, strict=True,
                                    description="exposure held now (-1..1), for the hold rule; flat when absent")
 
@@ -66,8 +88,6 @@ class SignalRequest(BaseModel):
     def _increasing(cls, bars: list[Bar] | None) -> list[Bar] | None:
         if bars is None:
             return bars
-        if not bars:
-            raise ValueError("bars is empty; send the symbol's recent bars or leave the field out")
         for i in range(1, len(bars)):
             if _utc(bars[i].timestamp) <= _utc(bars[i - 1].timestamp):
                 raise ValueError(f"bars[{i}].timestamp {bars[i].timestamp.isoformat()} is not after "
@@ -113,7 +133,7 @@ class SignalResponse(BaseModel):
 
     symbol: str
     timeframe: str
-    as_of: datetime = Field(description="time of the last bar the signal was decided with")
+    as_of: UtcTime = Field(description="time of the last bar the signal was decided with (UTC)")
     signal: Literal["buy", "sell", "hold"]
     score: float = Field(ge=-1, le=1)
     confidence: float = Field(ge=0, le=1)
@@ -143,14 +163,14 @@ class ModelsResponse(BaseModel):
     """The model version in use and what answers for each expert."""
 
     model_version: str
-    created_at: str
+    created_at: str = Field(description="when the version was trained (ISO-8601 UTC, e.g. 2026-11-23T15:01:02Z)")
     profile: str
     timeframe: str
     symbols: list[str] = Field(description="the symbols this version serves (they passed its quality gate)")
     withheld: dict[str, str] = Field(default_factory=dict,
                                      description="symbols trained but refused (404 symbol_withheld): each failed "
                                                  "the quality gate, with the failed checks")
-    trained_through: dict[str, str]
+    trained_through: dict[str, str] = Field(description="each symbol's last training bar (ISO-8601)")
     min_bars: int
     experts: dict[str, str]
     gate: str

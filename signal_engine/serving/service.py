@@ -278,7 +278,7 @@ class SignalService:
             "degraded": response.degraded_experts,
             "risk": [a.model_dump() for a in response.risk.adjustments],
         }
-        entry = SignalAudit(symbol=response.symbol, timeframe=response.timeframe, as_of=response.as_of,
+        entry = SignalAudit(symbol=response.symbol, timeframe=response.timeframe, as_of=utc_naive(response.as_of),
                             signal=response.signal, score=response.score, confidence=response.confidence,
                             position=response.position, model_version=response.model_version, inputs=inputs,
                             served_at=self._clock())

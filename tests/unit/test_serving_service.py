@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from datetime import UTC
 from typing import Any
 
 import pytest
@@ -88,7 +89,7 @@ def test_signal_is_audited_with_its_inputs(bundle: ServingBundle, experts: InPro
     assert response.model_version == bundle.version and not response.degraded
     assert sum(response.gate.values()) == pytest.approx(1.0)
     last = goog_series().bars.index[TRAIN_BARS + 149].to_pydatetime()
-    assert response.as_of == last
+    assert response.as_of == last.replace(tzinfo=UTC)
     [entry] = audit.entries
     assert (entry.symbol, entry.signal, entry.model_version) == ("GOOG", response.signal, bundle.version)
     assert entry.score == response.score and entry.position == response.position
@@ -164,7 +165,7 @@ def test_as_of_cuts_the_bars(bundle: ServingBundle, experts: InProcessExperts) -
     full = _request(TRAIN_BARS + 400, as_of=cut.isoformat())
     shorter = SignalRequest.model_validate({"symbol": "GOOG", "bars": request_bars(TRAIN_BARS + 351, 351)})
     a, b = service.signal(full), service.signal(shorter)
-    assert a.as_of == b.as_of == cut.to_pydatetime()
+    assert a.as_of == b.as_of == cut.to_pydatetime().replace(tzinfo=UTC)
     assert a.score == b.score and a.position == b.position
 
 
