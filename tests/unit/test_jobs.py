@@ -62,7 +62,7 @@ def test_jobs_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     assert resolve_jobs(None) == 1
     assert resolve_jobs(2) == 2  # the flag wins over the variable
     monkeypatch.setenv(JOBS_VARIABLE, "many")
-    with pytest.raises(InputError, match="SIGNAL_ENGINE_JOBS.*whole number"):
+    with pytest.raises(InputError, match=r"SIGNAL_ENGINE_JOBS.*whole number"):
         resolve_jobs(None)
-    with pytest.raises(InputError, match="--jobs.*positive"):
+    with pytest.raises(InputError, match=r"--jobs.*positive"):
         resolve_jobs(-2)
