@@ -35,18 +35,22 @@ def _is_xdist_worker(config: pytest.Config) -> bool:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under pytest-xdist (``--dist loadgroup``), tests that share something expensive or stateful run on one
     worker: the CDK tests share one synthesized app; the MariaDB tests share one database; the tests of an
-    integration module that share one of its module fixtures (a walk-forward, a server) stay together. The rest
-    (unit and handler tests, and integration tests with nothing shared) are spread one by one."""
+    integration module stay together (module fixtures and servers), except the slow real-data tests that share
+    nothing with their module. The rest (unit and handler tests) are spread one by one."""
     sources: dict[Path, str] = {}
     for item in items:
         path = Path(str(item.fspath))
         if "infra" in path.parts:
             group = "infra"
+        elif "handlers" in path.parts:
+            group = "handlers"  # one moto server for the session; moto's state is the process's
         elif "url" in item.fixturenames or "mysql_url_or_skip" in sources.setdefault(
                 path, path.read_text(encoding="utf-8")):
             group = "mariadb"
-        elif "integration" in path.parts and _shares_a_module_fixture(item, path):
-            group = path.stem
+        elif "integration" in path.parts:
+            if item.get_closest_marker("slow") and not _shares_a_module_fixture(item, path):
+                continue  # a real-data walk-forward of its own: spread
+            group = path.stem  # module state (moto servers, fixtures) stays with its module
         else:
             continue
         item.add_marker(pytest.mark.xdist_group(group))

@@ -198,6 +198,8 @@ def test_batch_models_health_and_unknown_routes(combiner: ModuleType, aws: Aws) 
     status, body = call(combiner, api_event("GET", "/health"))
     assert (status, body["status"]) == (200, "ok")
     status, body = call(combiner, api_event("DELETE", "/signals"))
+    assert status == 405 and "POST" in body["message"]
+    status, body = call(combiner, api_event("GET", "/nowhere"))
     assert status == 404 and "POST /signals" in body["message"]
     status, body = call(combiner, api_event("POST", "/signals", raw_body="symbol=GOOG",
                                             headers={"Content-Type": "application/x-www-form-urlencoded"}))
