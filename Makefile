@@ -8,8 +8,9 @@ NPM_STAMP := node_modules/.setup-stamp
 # checkov in its own virtualenv: its pinned dependencies conflict with .venv's (requirements-tools.txt).
 TOOLS_VENV := .venv-tools
 TOOLS_STAMP := $(TOOLS_VENV)/.setup-stamp
-# pytest-xdist workers for `make test` (auto: one per core); TEST_JOBS=0 runs the suite in one process.
-TEST_JOBS ?= auto
+# pytest-xdist workers for `make test`: 0 (the default) runs the suite in one process. TEST_JOBS=auto spreads it
+# over every core, but the MariaDB and moto-server tests still interfere across workers (known, being fixed).
+TEST_JOBS ?= 0
 CDK_ENV := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" CDK_DISABLE_VERSION_CHECK=1 CDK_DISABLE_CLI_TELEMETRY=true \
 	JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20
 
@@ -41,7 +42,7 @@ study: $(STAMP) $(NPM_STAMP)
 	$(PY) -m signal_engine demo --out out/study --suite
 
 test: setup
-	$(CDK_ENV) CHECKOV=$(CURDIR)/$(TOOLS_VENV)/bin/checkov $(PY) -m pytest -n $(TEST_JOBS) --dist loadgroup
+	$(CDK_ENV) CHECKOV=$(CURDIR)/$(TOOLS_VENV)/bin/checkov $(PY) -m pytest $(if $(filter 0,$(TEST_JOBS)),,-n $(TEST_JOBS) --dist loadgroup)
 
 # Lambda deployment packages (handlers + signal_engine + manylinux wheels) under build/lambda/, no Docker;
 # the combiner's also carries bytecode for what a cold start imports (lambda_src/combiner/build.py).

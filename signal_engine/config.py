@@ -51,8 +51,8 @@ class TrendConfig:
 
     ``momentum`` (default on) adds the long look-back features ``MOMENTUM_NAMES`` (volatility-scaled
     60/120/250-bar returns and the 200-bar average gap) to the trend expert's inputs. Chosen on the
-    development series (``benchmarks/bench_development.py``; README "Defaults chosen on the development
-    series"): on MSFT 1989-1998 the ``long`` timeframe model's Sharpe 1.29 -> 1.68, the orchestrated book's
+    development series (``benchmarks/bench_development.py``; docs/research/momentum-features.md):
+    on MSFT 1989-1998 the ``long`` timeframe model's Sharpe 1.29 -> 1.68, the orchestrated book's
     1.44 -> 1.59 (1.60 with harmony amplification 0, adopted with it).
 
     ``momentum_min_horizon`` (20) limits them to models whose label horizon (``labels.horizon``, in bars) is at
@@ -168,7 +168,7 @@ class MoEConfig:
     ``multistage`` adds the seed 002 multi-stage engine (per-stage report and its own strategy).
     ``single_refit_every`` is how often (bars) the TensorFlow single expert refits when ``enabled`` is false.
     The defaults (softmax gate, dense routing, meta-model combiner, calibrated trend expert) had the best mean
-    net Sharpe of the MoE variants measured by ``benchmarks/bench_moe.py --variants`` (README).
+    net Sharpe of the MoE variants measured by ``benchmarks/bench_moe.py --variants`` (docs/research/moe-variants.md).
     """
 
     enabled: bool = True

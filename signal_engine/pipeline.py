@@ -234,7 +234,7 @@ def expert_suite_metrics(
 
 
 def build_metrics(results: list[SymbolResult], config: RunConfig) -> dict[str, Any]:
-    """The ``metrics.json`` document of DESIGN.md; several symbols are summarised by their mean."""
+    """The ``metrics.json`` document (docs/files.md); several symbols are summarised by their mean."""
     wf = config.walk_forward
     summary = {section: _mean_over_symbols([r.metrics[section] for r in results]) for section in SECTIONS}
     summary["confidence"] = _mean_over_symbols(
