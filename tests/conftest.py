@@ -44,7 +44,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             group = "infra"
         elif "handlers" in path.parts:
             group = "handlers"  # one moto server for the session; moto's state is the process's
-        elif "url" in item.fixturenames or "mysql_url_or_skip" in sources.setdefault(
+        elif {"url", "mariadb_database"} & set(item.fixturenames) or "mysql_url_or_skip" in sources.setdefault(
                 path, path.read_text(encoding="utf-8")):
             group = "mariadb"
         elif "integration" in path.parts:

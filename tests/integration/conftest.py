@@ -29,6 +29,16 @@ def database(url: str) -> Iterator[SqlDatabase]:
     connected.close()
 
 
+@pytest.fixture
+def mariadb_database() -> Iterator[SqlDatabase]:
+    """A store on the test MariaDB alone, emptied first (skipped, saying why, without a server)."""
+    url = mysql_url_or_skip()
+    connected = SqlDatabase.connect(url)
+    delete_all_rows(url)
+    yield connected
+    connected.close()
+
+
 def store_at_version(url: str, version: int) -> sa.Engine:
     """A store left at schema ``version`` (the first ``version`` migrations applied), as an older release left it."""
     if url.startswith("mysql"):

@@ -4,7 +4,6 @@ state; a missed day is caught up in order; an older bar, a restated bar or a con
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,6 @@ from signal_engine.orchestration.live import SteppedBar, advance_book, bar_time_
 from signal_engine.orchestration.state import BookStateError
 from signal_engine.orchestration.step import BarInputs, StaleBarError, bar_inputs_at
 from tests.fixtures.orchestration_golden import Market, real_market
-from tests.fixtures.servers import mysql_url_or_skip
 
 BOOK = "daily"
 CONFIG = OrchestrationConfig(holding_discipline=True, drawdown_start=0.01, drawdown_limit=0.04,
@@ -247,14 +245,8 @@ class KillOnInsert:
 
 
 @pytest.fixture
-def mariadb() -> Iterator[SqlDatabase]:
-    url = mysql_url_or_skip()
-    from tests.fixtures.servers import delete_all_rows
-
-    connected = SqlDatabase.connect(url)
-    delete_all_rows(url)
-    yield connected
-    connected.close()
+def mariadb(mariadb_database: SqlDatabase) -> SqlDatabase:
+    return mariadb_database
 
 
 def test_mariadb_killing_the_connection_mid_commit_keeps_the_previous_state(

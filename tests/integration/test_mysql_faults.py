@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -19,18 +18,13 @@ from signal_engine.collectors import nasdaq
 from signal_engine.collectors.service import CollectRequest, collect
 from signal_engine.storage.records import Bar
 from tests.fixtures.payloads import ok, scripted_client
-from tests.fixtures.servers import delete_all_rows, mysql_url_or_skip
 
 BATCH = CHUNK_ROWS * 2 + 500  # three INSERT statements in one transaction
 
 
 @pytest.fixture
-def database() -> Iterator[SqlDatabase]:
-    url = mysql_url_or_skip()
-    connected = SqlDatabase.connect(url)
-    delete_all_rows(url)
-    yield connected
-    connected.close()
+def database(mariadb_database: SqlDatabase) -> SqlDatabase:
+    return mariadb_database
 
 
 class KillOnInsert:
