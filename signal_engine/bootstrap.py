@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from signal_engine.collectors.http import HttpClient
 from signal_engine.collectors.registry import REQUEST_HEADERS, SOURCES
@@ -42,6 +42,9 @@ from signal_engine.ports import (
     PriceStore,
     RiskLog,
 )
+
+if TYPE_CHECKING:
+    from signal_engine.serving.service import BarSource
 
 DEFAULT_DATABASE_URL = "sqlite:///out/store/signal_engine.db"
 DEFAULT_OBJECT_STORE = "out/store/objects"
@@ -106,8 +109,9 @@ class Settings:
 
 @dataclass(frozen=True)
 class Storage:
-    """The wired stores: ``prices``, ``market``, ``documents``, ``objects``, ``audit``, ``positions``, ``risk`` and
-    ``books`` (live book states, in the SQL database)."""
+    """The wired stores: ``prices``, ``market``, ``documents``, ``objects``, ``audit``, ``positions``, ``risk``,
+    ``books`` (live book states, in the SQL database) and ``recent_bars`` (the latest stored bars as the Signal
+    API reads them)."""
 
     prices: PriceStore
     market: MarketDataStore
@@ -117,6 +121,7 @@ class Storage:
     positions: PositionBook
     risk: RiskLog
     books: BookStore
+    recent_bars: BarSource
     schema_version: int
     closers: tuple[Callable[[], None], ...] = field(default=(), repr=False)
 
@@ -128,6 +133,7 @@ class Storage:
 def bootstrap(settings: Settings | None = None, *, aws_client: Callable[[str], Any] | None = None) -> Storage:
     """Connect (and migrate) the stores that ``settings`` name; ``aws_client(service)`` builds boto3 clients."""
     from signal_engine.adapters.sql.database import SqlDatabase
+    from signal_engine.adapters.sql.recent_bars import SqlRecentBars
 
     settings = settings or Settings.from_env()
     client = aws_client or _boto3_client
@@ -143,7 +149,7 @@ def bootstrap(settings: Settings | None = None, *, aws_client: Callable[[str], A
     return Storage(prices=database.prices, market=database.market, documents=documents,
                    objects=object_store(settings.object_store, client), audit=database.ledger,
                    positions=database.ledger, risk=database.ledger, books=database.books,
-                   schema_version=database.schema_version,
+                   recent_bars=SqlRecentBars(database.engine), schema_version=database.schema_version,
                    closers=(database.close,))
 
 

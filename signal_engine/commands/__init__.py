@@ -5,5 +5,6 @@ sets ``handler=function(args, console) -> int`` with ``set_defaults``. Handlers 
 lazily so ``signal-engine --help`` stays fast.
 """
 
-COMMAND_MODULES: tuple[str, ...] = ("signal_engine.commands.data", "signal_engine.commands.serve",
+COMMAND_MODULES: tuple[str, ...] = ("signal_engine.commands.data", "signal_engine.commands.paper",
+                                    "signal_engine.commands.serve",
                                     "signal_engine.commands.train")

@@ -84,6 +84,9 @@ class Book:
         (``COMPARISONS``; ``signal_engine.evaluation.significance``).
     cost_bps : dict of str to float
         symbol -> the cost charged per unit of exposure traded, in basis points.
+    signals : dict
+        symbol -> timeframe model -> the point-in-time signal stream the book was orchestrated with
+        (``signal_frame`` of each model's walk-forward), which a replay of the book asks bar by bar.
     """
 
     name: str
@@ -96,6 +99,7 @@ class Book:
     metrics: dict[str, dict[str, float]]
     comparisons: dict[str, dict[str, float]] = field(default_factory=dict)
     cost_bps: dict[str, float] = field(default_factory=dict)
+    signals: dict[str, dict[str, pd.DataFrame]] = field(default_factory=dict)
 
 
 @dataclass
@@ -230,7 +234,7 @@ def _book(
     metrics = {k: book_metrics(positions[k], returns[k], ppy, cost_vector) for k in positions}
     return Book(name=name, symbols=tuple(symbols), periods_per_year=ppy, config=settings, result=result,
                 positions=positions, returns=returns, metrics=metrics,
-                comparisons=book_comparisons(returns, ppy, seed=config.seed), cost_bps=costs)
+                comparisons=book_comparisons(returns, ppy, seed=config.seed), cost_bps=costs, signals=signals)
 
 
 def book_comparisons(returns: pd.DataFrame, ppy: float, *, seed: int) -> dict[str, dict[str, float]]:

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from signal_engine.adapters.local_folder import LocalFolderStore
 from signal_engine.adapters.sql.database import SqlDatabase
 from signal_engine.adapters.sql.engine import CHUNK_ROWS
+from signal_engine.adapters.sql.recent_bars import SqlRecentBars
 from signal_engine.bootstrap import Storage
 from signal_engine.collectors import nasdaq
 from signal_engine.collectors.service import CollectRequest, collect
@@ -98,7 +99,8 @@ def test_a_retried_restatement_is_recorded_once(database: SqlDatabase) -> None:
 def test_a_second_collection_of_the_same_window_writes_zero_new_rows(database: SqlDatabase, tmp_path: Any) -> None:
     storage = Storage(prices=database.prices, market=database.market, documents=database.documents,
                       objects=LocalFolderStore(tmp_path), audit=database.ledger, positions=database.ledger,
-                      risk=database.ledger, books=database.books, schema_version=database.schema_version)
+                      risk=database.ledger, books=database.books,
+                      recent_bars=SqlRecentBars(database.engine), schema_version=database.schema_version)
     client, _ = scripted_client({"/historical": [ok("nasdaq/historical_AAPL.json")]})
     request = CollectRequest("nasdaq", "bars", ("AAPL",), date(2024, 1, 2), date(2024, 1, 5))
     first = collect(request, nasdaq.NasdaqSource(client), storage)

@@ -1,0 +1,150 @@
+"""`signal-engine paper` on real prices: the book replayed bar by bar through the stores holds the positions the
+backtest reported, a second run changes nothing, and a step reads nothing after its bar."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from signal_engine.adapters.sql.database import SqlDatabase
+from signal_engine.adapters.sql.recent_bars import SqlRecentBars
+from signal_engine.cli import main
+from signal_engine.config import load_config
+from signal_engine.data.loader import PriceSeries, load_prices
+from signal_engine.paper.replay import replay_book
+from signal_engine.paper.run import PaperOutput, book_plan, run_paper
+from signal_engine.storage.records import Bar, WriteResult
+
+pytestmark = pytest.mark.slow
+
+FEW_REFITS = """walk_forward:
+  initial_window: 300
+  validation_bars: 150
+  refit_every: 500
+  min_test_bars: 100
+trend:
+  n_estimators: 40
+suite:
+  enabled: false
+"""
+ROWS = 750
+
+
+@pytest.fixture(scope="module")
+def short_goog(goog_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("prices") / "GOOG.csv"
+    path.write_text("".join(goog_csv.read_text().splitlines(keepends=True)[: ROWS + 1]))
+    return path
+
+
+@pytest.fixture(scope="module")
+def few_refits(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("config") / "few-refits.yaml"
+    path.write_text(FEW_REFITS)
+    return path
+
+
+@pytest.fixture(scope="module")
+def paper(short_goog: Path, few_refits: Path, tmp_path_factory: pytest.TempPathFactory) -> PaperOutput:
+    out = tmp_path_factory.mktemp("paper")
+    database = SqlDatabase.connect(f"sqlite:///{out / 'store.db'}")
+    try:
+        return run_paper([load_prices(short_goog)], out, load_config("quick", few_refits), prices=database.prices,
+                         bars=SqlRecentBars(database.engine), books=database.books, jobs=1)
+    finally:
+        database.close()
+
+
+def test_the_replayed_book_holds_the_backtests_positions_to_the_last_bit(paper: PaperOutput) -> None:
+    replayed = pd.read_csv(paper.signals_path)
+    backtest = pd.read_csv(paper.backtest.signals_path)
+    assert len(replayed) == len(backtest) > 100
+    pd.testing.assert_frame_equal(replayed.drop(columns="position"), backtest.drop(columns="position"))
+    assert np.max(np.abs(replayed["position"] - backtest["position"])) <= 1e-12
+    (book,) = paper.books
+    expected = paper.backtest.portfolio.books[0].result.positions["GOOG"].to_numpy()  # type: ignore[union-attr]
+    assert np.max(np.abs(book.replay.positions[:, 0] - expected)) <= 1e-12
+    assert paper.summary["books"]["daily"]["max_abs_position_difference"] <= 1e-12
+    assert np.abs(expected).max() > 0.05  # the book trades: the parity is not of zeros
+
+
+def test_the_store_keeps_the_book_at_its_last_bar(paper: PaperOutput) -> None:
+    database = SqlDatabase.connect(f"sqlite:///{paper.signals_path.parent / 'store.db'}")
+    try:
+        (book,) = paper.books
+        latest = database.books.latest("daily")
+        assert latest is not None and latest[0] == book.replay.timeline[-1].to_pydatetime()
+        (stored,) = database.books.positions("daily")
+        assert stored.position == book.replay.positions[-1, 0]
+        assert database.prices.count_bars("GOOG") == ROWS
+    finally:
+        database.close()
+
+
+def test_the_ledger_fills_every_order_at_the_next_close_and_compounds_its_returns(paper: PaperOutput) -> None:
+    out = paper.signals_path.parent
+    orders, fills = pd.read_csv(out / "orders.csv"), pd.read_csv(out / "fills.csv")
+    ledger = pd.read_csv(out / "ledger.csv", parse_dates=["timestamp"])
+    assert len(fills) in (len(orders), len(orders) - 1)  # the last bar's order has no next close yet
+    assert (pd.to_datetime(fills["filled_at"]) > pd.to_datetime(fills["decided_at"])).all()
+    equity = np.cumprod(1.0 + ledger["net_return"].to_numpy())
+    np.testing.assert_allclose(ledger["equity"], equity, rtol=1e-9)
+    summary = json.loads((out / "paper.json").read_text())["books"]["daily"]
+    assert summary["band"]["expectation"] == "in_sample" and summary["band"]["level"] == 0.95
+    band = pd.read_csv(out / "band.csv")
+    assert len(band) == len(ledger) and (band["band_low"] <= band["band_high"]).all()
+
+
+def test_a_second_run_steps_nothing_and_writes_the_same_signals(paper: PaperOutput, short_goog: Path,
+                                                                few_refits: Path) -> None:
+    out = paper.signals_path.parent
+    first = paper.signals_path.read_bytes()
+    assert main(["paper", "--prices", str(short_goog), "--out", str(out), "--config", str(few_refits),
+                 "--jobs", "1"]) == 0
+    summary = json.loads((out / "paper.json").read_text())["books"]["daily"]
+    assert (summary["stepped"], summary["replayed"]) == (0, summary["bars"])
+    assert paper.signals_path.read_bytes() == first
+
+
+class _Spy:
+    """A price store and bar source that fail the test on any read past the bar being stepped."""
+
+    def __init__(self, database: SqlDatabase) -> None:
+        self.prices, self.bars = database.prices, SqlRecentBars(database.engine)
+        self.latest: datetime | None = None
+
+    def write_bars(self, bars: list[Bar]) -> WriteResult:
+        self.latest = max([self.latest, *(b.timestamp for b in bars)] if self.latest else [b.timestamp for b in bars])
+        return self.prices.write_bars(bars)
+
+    def recent_bars(self, symbol: str, timeframe: str, end: datetime | None, count: int) -> list[dict[str, Any]]:
+        assert end is not None and self.latest is not None and end <= self.latest
+        rows = self.bars.recent_bars(symbol, timeframe, end, count)
+        assert all(pd.Timestamp(r["timestamp"]) <= pd.Timestamp(end) for r in rows)
+        return rows
+
+
+def test_a_step_reads_nothing_after_its_bar_and_truncated_prices_change_no_earlier_position(
+        paper: PaperOutput, short_goog: Path, tmp_path: Path) -> None:
+    book = paper.backtest.portfolio.books[0]  # type: ignore[union-attr]
+    series = load_prices(short_goog)
+    full = paper.books[0].replay
+    cut = full.timeline[len(full.timeline) // 2]
+    truncated = PriceSeries(series.symbol, series.source, series.bars.loc[series.bars.index <= cut])
+    plan = book_plan(book, [truncated])
+    plan = replace(plan, timeline=plan.timeline[plan.timeline <= cut])
+    database = SqlDatabase.connect(f"sqlite:///{tmp_path / 'store.db'}")
+    try:
+        spy = _Spy(database)
+        replayed = replay_book(plan, spy, spy, database.books)  # type: ignore[arg-type]
+    finally:
+        database.close()
+    assert len(replayed.timeline) == int((full.timeline <= cut).sum())
+    np.testing.assert_array_equal(replayed.positions, full.positions[: len(replayed.timeline)])
