@@ -130,7 +130,7 @@ def _backtest(args: argparse.Namespace, console: Console) -> int:
 
 def _demo(args: argparse.Namespace, console: Console) -> int:
     from signal_engine.bootstrap import Settings, bootstrap
-    from signal_engine.pipeline import backtest_series, persist_events
+    from signal_engine.pipeline import backtest_series, persist_events, seed_live_books
     from signal_engine.report.results_table import results_markdown
     from signal_engine.storage.ingest import ingest_prices
     from signal_engine.workflow.local import train_bundle
@@ -159,9 +159,12 @@ def _demo(args: argparse.Namespace, console: Console) -> int:
                                           object_store=str(args.out / "objects")))
     try:
         stored = persist_events(storage.risk, output.portfolio.events) if output.portfolio else 0
+        seeded = seed_live_books(storage.books, output.portfolio) if output.portfolio else []
     finally:
         storage.close()
     console.print(f"  stored {stored} new orchestration events in the risk log ({args.out / 'store.db'})")
+    for line in seeded:
+        console.print(f"  {line}")
     run = train_bundle(series, config, demo_registry(args.out, args.registry), console=console,
                        walk_forward_results=output.results)
     (args.out / "results.md").write_text(results_markdown({**output.metrics, "quality": run.metrics.get("quality")}))

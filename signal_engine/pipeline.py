@@ -35,7 +35,9 @@ from signal_engine.evaluation.portfolio import (
     timeframe_run_config,
 )
 from signal_engine.json_values import json_safe
-from signal_engine.ports import RiskLog
+from signal_engine.orchestration.live import seed_book
+from signal_engine.orchestration.state import BookStateError
+from signal_engine.ports import BookStore, RiskLog
 from signal_engine.report import render_report
 from signal_engine.storage.records import RiskEvent
 
@@ -164,6 +166,28 @@ def persist_events(risk_log: RiskLog, events: pd.DataFrame) -> int:
     new = [r for r in rows if _event_key(r) not in stored]
     risk_log.record_risk_events(new)
     return len(new)
+
+
+def seed_live_books(books: BookStore, run: PortfolioRun) -> list[str]:
+    """Store each book's final state as its live book (``seed_book``); one line per book saying what was done.
+
+    A store that already holds a book of that name with another state keeps it (a stored book is never
+    overwritten): the line says so and how to replace it.
+    """
+    lines = []
+    for book in run.books:
+        state = book.result.final_state
+        if state is None:
+            continue
+        held = ", ".join(f"{s} {p:+.3f}" for s, p in zip(state.symbols, state.final.sum(axis=0), strict=True))
+        try:
+            stored = seed_book(books, book.name, state, book.result.last_events)
+        except BookStateError as exc:
+            lines.append(f"kept the stored live book {book.name!r}: {exc}")
+            continue
+        verb = "stored" if stored else "already held"
+        lines.append(f"{verb} live book {book.name!r} at {state.bar_time}: {held}")
+    return lines
 
 
 def _event_key(event: RiskEvent) -> tuple[str, str, str, str]:

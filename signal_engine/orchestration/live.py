@@ -86,6 +86,30 @@ def advance_book(
     return done
 
 
+def seed_book(store: BookStore, book: str, state: BookState, events: Sequence[OrchestrationEvent] = ()) -> bool:
+    """Start the stored ``book`` at the state a batch run ended in (``OrchestrationResult.final_state``).
+
+    A live book that starts flat with empty trackers needs years of bars to warm up; stepping those bars one by
+    one ends in the batch run's final state (``signal-engine paper`` shows it to the last bit), so this stores
+    that state directly, as the book's first bar, with its positions and ``events`` (the last bar's). New bars
+    are then stepped from it. Returns True when stored, False when the store already holds exactly this state
+    at this bar; a book stored otherwise is refused with a ``BookStateError`` and left as it is.
+    """
+    if state.bar_time is None:
+        raise BookStateError(f"book {book!r}: a state before any bar cannot seed a book; expected a run's final state")
+    when = bar_time_of(state.bar_time)
+    latest = store.latest(book)
+    if latest is not None:
+        if latest[0] == when and latest[1].to_json() == state.to_json():
+            return False
+        raise BookStateError(f"book {book!r}: the store already holds it at bar {latest[0]} with another state; a "
+                             "stored book is never overwritten (seed another book name or another database)")
+    digest = hashlib.sha256(("seed:" + state.to_json()).encode()).hexdigest()  # no bar's inputs digest
+    store.commit_step(book, when, state, _positions(book, when, state), tuple(events), previous=None,
+                      inputs_digest=digest)
+    return True
+
+
 def _replayed(store: BookStore, book: str, when: datetime, digest: str, latest: datetime) -> SteppedBar:
     stepped = store.stepped(book, when)
     if stepped is None:

@@ -8,10 +8,15 @@ equal sleeve of ``1 / n_symbols`` of it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from signal_engine.orchestration.correlation import correlation_matrix
+
+if TYPE_CHECKING:
+    from signal_engine.orchestration.events import OrchestrationEvent
+    from signal_engine.orchestration.state import BookState
 
 RETURN_COLUMNS: tuple[str, ...] = ("orchestrated", "undefended", "coordinated", "sum_of_parts")
 MODEL_RETURN_PREFIX = "model_"
@@ -59,6 +64,10 @@ class OrchestrationResult:
         Events per kind.
     performance : pandas.DataFrame
         model x statistic: the performance tracker at the end of the run.
+    final_state : BookState or None
+        The book's state after the last bar (what a live book continues from; ``seed_book`` stores it).
+    last_events : tuple of OrchestrationEvent
+        The events of the last bar, in the order they happened.
     """
 
     symbols: tuple[str, ...]
@@ -77,6 +86,8 @@ class OrchestrationResult:
     events: pd.DataFrame
     event_counts: dict[str, int]
     performance: pd.DataFrame
+    final_state: BookState | None = None
+    last_events: tuple[OrchestrationEvent, ...] = ()
 
     def symbol_positions(self, symbol: str, *, per_sleeve: bool = False) -> pd.Series:
         """The orchestrated position at the symbol's own bars (for its rows of ``signals.csv``).

@@ -18,7 +18,7 @@ import pandas as pd
 
 from signal_engine.orchestration.adapter import RealisedFeedback
 from signal_engine.orchestration.config import OrchestrationConfig
-from signal_engine.orchestration.events import EventLog
+from signal_engine.orchestration.events import EventLog, OrchestrationEvent
 from signal_engine.orchestration.inputs import Inputs, Signals, prepare
 from signal_engine.orchestration.performance import PerformanceTracker
 from signal_engine.orchestration.result import MODEL_RETURN_PREFIX, RETURN_COLUMNS, OrchestrationResult
@@ -67,6 +67,7 @@ def orchestrate(
     state = initial_state(inputs.symbols, inputs.models, inputs.specs, config, periods_per_year, cost_bps)
     decided: list[BarDecisions] = []
     log = EventLog()
+    last_events: tuple[OrchestrationEvent, ...] = ()
     for i in range(len(inputs.timeline)):
         realised = realise(state, inputs.timeline[i], inputs.asset_returns[i], config, periods_per_year, cost_bps)
         _tell_models(inputs, realised.feedback)
@@ -75,7 +76,8 @@ def orchestrate(
         decided.append(result.decisions)
         for event in result.events:
             log.record(event)
-    return assemble(inputs, decided, log, state)
+        last_events = result.events
+    return assemble(inputs, decided, log, state, last_events)
 
 
 def _tell_models(inputs: Inputs, feedback: tuple[RealisedFeedback, ...]) -> None:
@@ -88,9 +90,10 @@ def _tell_models(inputs: Inputs, feedback: tuple[RealisedFeedback, ...]) -> None
             model.update_state(told)
 
 
-def assemble(inputs: Inputs, decided: list[BarDecisions], log: EventLog, state: BookState) -> OrchestrationResult:
-    """The result frames of a fold: one row per bar of ``inputs.timeline`` from ``decided``, the events, and
-    the performance tracker of the final ``state``."""
+def assemble(inputs: Inputs, decided: list[BarDecisions], log: EventLog, state: BookState,
+             last_events: tuple[OrchestrationEvent, ...] = ()) -> OrchestrationResult:
+    """The result frames of a fold: one row per bar of ``inputs.timeline`` from ``decided``, the events, the
+    performance tracker of the final ``state``, that state and the last bar's events."""
     index = inputs.timeline
     symbols, models = list(inputs.symbols), list(inputs.models)
     contributions = np.stack([d.contributions for d in decided])
@@ -122,4 +125,6 @@ def assemble(inputs: Inputs, decided: list[BarDecisions], log: EventLog, state: 
         events=log.to_frame(),
         event_counts=log.counts(),
         performance=tracker.snapshot(),
+        final_state=state,
+        last_events=last_events,
     )

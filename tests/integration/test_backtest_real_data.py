@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from signal_engine.adapters.model_registry import LocalModelRegistry
+from signal_engine.adapters.sql.database import SqlDatabase
 from signal_engine.config import load_config
 from signal_engine.evaluation.backtest import SIGNAL_COLUMNS
 from signal_engine.pipeline import BacktestOutput, run_backtest
@@ -159,6 +160,18 @@ def test_demo_runs_every_shipped_series_end_to_end(tmp_path: Path) -> None:
     results = (tmp_path / "results.md").read_text(encoding="utf-8")  # the README's results table
     assert results.startswith("| book / symbol | strategy | Sharpe |") and results.endswith("|\n")
     assert "| EURUSD (1h) | unmanaged MoE |" in results and "quality gate" in results.splitlines()[0]
+    database = SqlDatabase.connect(f"sqlite:///{tmp_path / 'store.db'}")  # the live books start where the run ended
+    try:
+        for book, symbols in (("daily", ["SPX", "IXIC", "GOOG"]), ("1h", ["EURUSD"])):
+            latest = database.books.latest(book)
+            assert latest is not None and list(latest[1].symbols) == symbols
+            held = {p.symbol: p.position for p in database.books.positions(book)}
+            last = signals.groupby("symbol").tail(1).set_index("symbol")
+            for symbol in symbols:
+                assert held[symbol] == pytest.approx(last.loc[symbol, "position"], abs=1e-9)
+    finally:
+        database.close()
+    assert "stored live book 'daily'" in completed.stderr
 
 
 def test_expert_suite_lands_in_metrics_and_report(goog_csv: Path, tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from signal_engine.adapters.sql.database import SqlDatabase
 from signal_engine.orchestration import OrchestrationConfig, OrchestrationResult, orchestrate
 from signal_engine.orchestration.events import EventLog
 from signal_engine.orchestration.inputs import Inputs, prepare
-from signal_engine.orchestration.live import SteppedBar, advance_book, bar_time_of
+from signal_engine.orchestration.live import SteppedBar, advance_book, bar_time_of, seed_book
 from signal_engine.orchestration.state import BookStateError
 from signal_engine.orchestration.step import BarInputs, StaleBarError, bar_inputs_at
 from tests.fixtures.orchestration_golden import Market, real_market
@@ -261,3 +261,31 @@ def test_mariadb_killing_the_connection_mid_commit_keeps_the_previous_state(
     assert counts(mariadb) == before and latest_json(mariadb) == stored
     (stepped,) = advance(mariadb, bars[6:7], inputs)
     assert not stepped.replayed and counts(mariadb)["book_states"] == 7
+
+
+def test_a_book_seeded_with_the_batch_state_continues_as_if_every_bar_had_been_stepped(
+    database: SqlDatabase, bars: list[BarInputs], inputs: Inputs, market: Market
+) -> None:
+    signals, closes, volumes = market
+    cut = len(bars) - 5
+    last = bars[cut - 1].timestamp
+
+    def upto(series: Any) -> Any:
+        return {k: v.loc[v.index <= last] for k, v in series.items()}
+
+    head = orchestrate({s: upto(models) for s, models in signals.items()}, upto(closes), CONFIG, 252.0,
+                       volumes=None if volumes is None else upto(volumes), cost_bps=COSTS)
+    assert head.final_state is not None and head.final_state.bar_time == bars[cut - 1].timestamp
+    assert seed_book(database.books, BOOK, head.final_state, head.last_events)
+    assert not seed_book(database.books, BOOK, head.final_state, head.last_events)  # the same state: nothing new
+    stored_events = database.books.events(BOOK)
+    assert [e.kind for e in stored_events] == [e.kind for e in head.last_events]
+    advance(database, bars[cut:], inputs)
+    reference = SqlDatabase.connect("sqlite://")
+    try:
+        advance(reference, bars, inputs)
+        assert latest_json(database) == latest_json(reference)
+    finally:
+        reference.close()
+    with pytest.raises(BookStateError, match="never overwritten"):
+        seed_book(database.books, BOOK, head.final_state)

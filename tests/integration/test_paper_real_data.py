@@ -81,6 +81,8 @@ def test_the_store_keeps_the_book_at_its_last_bar(paper: PaperOutput) -> None:
         (book,) = paper.books
         latest = database.books.latest("daily")
         assert latest is not None and latest[0] == book.replay.timeline[-1].to_pydatetime()
+        batch = paper.backtest.portfolio.books[0].result.final_state  # type: ignore[union-attr]
+        assert batch is not None and latest[1].to_json() == batch.to_json()  # what `demo` seeds its live book with
         (stored,) = database.books.positions("daily")
         assert stored.position == book.replay.positions[-1, 0]
         assert database.prices.count_bars("GOOG") == ROWS
