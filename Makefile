@@ -14,7 +14,7 @@ TEST_JOBS ?= 0
 CDK_ENV := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" CDK_DISABLE_VERSION_CHECK=1 CDK_DISABLE_CLI_TELEMETRY=true \
 	JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20
 
-.PHONY: setup demo study test synth package-lambdas lint bench clean readme-results check-readme check-quickstart
+.PHONY: setup demo study test mutation synth package-lambdas lint bench clean readme-results check-readme check-quickstart
 
 setup: $(STAMP) $(NPM_STAMP) $(TOOLS_STAMP)
 
@@ -43,6 +43,11 @@ study: $(STAMP) $(NPM_STAMP)
 
 test: setup
 	$(CDK_ENV) CHECKOV=$(CURDIR)/$(TOOLS_VENV)/bin/checkov $(PY) -m pytest $(if $(filter 0,$(TEST_JOBS)),,-n $(TEST_JOBS) --dist loadgroup)
+
+# Mutation testing of the promise-carrying modules, outside `make test` (slow; docs/mutation.md):
+# make mutation [MUTATION_GROUPS="labels prices"]; results and survivors under .mutation/<group>/summary.json
+mutation: $(STAMP)
+	$(CDK_ENV) $(PY) scripts/mutation.py $(MUTATION_GROUPS)
 
 # Lambda deployment packages (handlers + signal_engine + manylinux wheels) under build/lambda/, no Docker;
 # the combiner's also carries bytecode for what a cold start imports (lambda_src/combiner/build.py).

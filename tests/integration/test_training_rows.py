@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from signal_engine import components
 from signal_engine.config import load_config
 from signal_engine.data import load_prices
 from signal_engine.evaluation import backtest
@@ -97,3 +98,103 @@ def test_every_refit_learns_exactly_up_to_the_last_known_label(
             assert rows.max() == expected, (
                 f"{kind} fitted at bar {r} learned from bar {rows.max()}; the newest label known with horizon "
                 f"{horizon} and embargo {embargo} is bar {expected}")
+
+
+def _record_second_level(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """Record what the gate, the meta-model combiner, the confidence calibrator and the multi-stage engine are
+    fitted on (their arguments are plain arrays: the test compares them with the walk-forward's own arrays at the
+    expected rows), and the run's labels and out-of-sample arrays."""
+    seen: dict[str, Any] = {"gate": [], "meta": [], "calibrator": [], "refiner": [], "stages": []}
+    make_labels, out_of_sample = backtest.make_labels, backtest._OutOfSample
+
+    def labels(*args: Any, **kwargs: Any) -> Any:
+        seen["labels"] = make_labels(*args, **kwargs)
+        return seen["labels"]
+
+    class Recorded(out_of_sample):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any) -> None:
+            super().__init__(*args)
+            seen["out"] = self
+
+    gate_factory, fit_meta = components.gate, components.fit_meta_combiner
+
+    def gate(config: Any) -> Any:
+        model = gate_factory(config)
+        fit = model.fit
+
+        def recorded(X: np.ndarray, y: np.ndarray, **kwargs: Any) -> Any:
+            seen["gate"].append(np.array(y, dtype=float))
+            return fit(X, y, **kwargs)
+
+        model.fit = recorded
+        return model
+
+    def meta(config: Any, scores: np.ndarray, gate_weights: np.ndarray, trend: np.ndarray) -> Any:
+        seen["meta"].append((np.array(scores), np.array(trend)))
+        return fit_meta(config, scores, gate_weights, trend)
+
+    class Calibrator(backtest.ConfidenceCalibrator):
+        def fit(self, scores: np.ndarray, forward_returns: np.ndarray) -> Any:
+            seen["calibrator"].append((np.array(scores), np.array(forward_returns)))
+            return super().fit(scores, forward_returns)
+
+    class Refiner(backtest.SequenceRefiner):
+        def fit(self, windows: np.ndarray, fast_proba: np.ndarray, y: np.ndarray) -> Any:
+            seen["refiner"].append((np.array(fast_proba), np.array(y)))
+            return super().fit(windows, fast_proba, y)
+
+    class Engine(backtest.MultiStageEngine):
+        def fit(self, inputs: Any, y: np.ndarray) -> Any:
+            seen["stages"].append((np.array(inputs.rsi), np.array(y)))
+            return super().fit(inputs, y)
+
+    monkeypatch.setattr(backtest, "make_labels", labels)
+    monkeypatch.setattr(backtest, "_OutOfSample", Recorded)
+    monkeypatch.setattr(components, "gate", gate)
+    monkeypatch.setattr(components, "fit_meta_combiner", meta)
+    monkeypatch.setattr(backtest, "ConfidenceCalibrator", Calibrator)
+    monkeypatch.setattr(backtest, "SequenceRefiner", Refiner)
+    monkeypatch.setattr(backtest, "MultiStageEngine", Engine)
+    return seen
+
+
+@pytest.mark.parametrize(("horizon", "embargo"), [(5, 0), (20, 2)])
+def test_the_gate_combiner_calibrator_and_stages_learn_exactly_the_rows_known_at_each_refit(
+    goog_head: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, horizon: int, embargo: int
+) -> None:
+    """The second-level models learn from the experts' earlier out-of-sample rows: at a refit at bar r, exactly
+    the rows first .. r - H - E (less rows without a label), for every call site that selects them."""
+    config_path = tmp_path / "small.yaml"
+    config_path.write_text(SMALL)
+    config = load_config("quick", config_path)
+    config = replace(config, labels=replace(config.labels, horizon=horizon),
+                     walk_forward=replace(config.walk_forward, embargo=embargo))
+    assert config.moe.enabled and config.moe.combiner == "meta" and config.moe.multistage
+    series = load_prices(goog_head)
+    fit_at = [block.fit_at for block in backtest.schedule(len(series), config.walk_forward)]
+    seen = _record_second_level(monkeypatch)
+
+    backtest.run_symbol(series, config)
+
+    labels, out, first = seen["labels"], seen["out"], config.walk_forward.initial_window
+    rsi = backtest.series_frame(series)["rsi_14"].to_numpy(dtype=float)
+    for kind in ("gate", "meta", "calibrator", "refiner", "stages"):
+        assert len(seen[kind]) == len(fit_at), f"{kind}: one fit per refit"
+    learned_something = 0
+    for i, r in enumerate(fit_at):
+        known = np.arange(first, r - horizon - embargo + 1)  # newest row: r - H - E
+        learned_something += len(known) > 0
+        labelled = known[labels.trend[known] >= 0]
+        finite_z = known[np.isfinite(labels.forward_z[known])]
+        np.testing.assert_array_equal(seen["gate"][i], labels.forward_z[finite_z], err_msg=f"gate at bar {r}")
+        scores, trend = seen["meta"][i]
+        np.testing.assert_array_equal(scores, out.scores[known], err_msg=f"meta-model combiner at bar {r}")
+        np.testing.assert_array_equal(trend, labels.trend[known], err_msg=f"meta-model combiner at bar {r}")
+        combined, moves = seen["calibrator"][i]
+        np.testing.assert_array_equal(combined, out.combined[known], err_msg=f"calibrator at bar {r}")
+        np.testing.assert_array_equal(moves, labels.forward_return[known], err_msg=f"calibrator at bar {r}")
+        for kind, values in (("refiner", out.trend_proba[labelled]), ("stages", rsi[labelled])):
+            given, y = seen[kind][i]
+            np.testing.assert_array_equal(given, values, err_msg=f"{kind} at bar {r}")
+            np.testing.assert_array_equal(y, labels.trend[labelled], err_msg=f"{kind} at bar {r}")
+    assert learned_something >= 2

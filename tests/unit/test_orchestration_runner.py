@@ -373,8 +373,8 @@ def test_the_band_falls_back_to_the_proposal_when_keeping_the_held_legs_would_br
 
     monkeypatch.setattr(step_module, "within_limits", recorded)
     banded = orchestrate(signals, closes, config, 252.0)
+    assert_book_limits(banded, config)  # fails when the band keeps the held legs without the check (planted mutant)
     assert checks.count(False) >= 1, "no bar exercised the fallback"
-    assert_book_limits(banded, config)
 
 
 def test_the_symmetric_band_skips_small_cuts_too_unless_the_defender_acts(

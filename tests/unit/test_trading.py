@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
 from signal_engine.config import WalkForwardConfig
-from signal_engine.evaluation.metrics import periods_per_year, strategy_metrics, strategy_returns, trading_costs
+from signal_engine.evaluation.metrics import (
+    annualised_sharpe,
+    periods_per_year,
+    strategy_metrics,
+    strategy_returns,
+    trading_costs,
+)
 from signal_engine.evaluation.walkforward import schedule
 from signal_engine.risk import held_direction, volatility_target_position
 
@@ -85,3 +93,12 @@ def test_schedule_is_anchored_at_the_start_and_unchanged_by_later_data() -> None
     assert long[: len(short) - 1] == short[:-1]
     assert short[-1].stop == 230
     assert all(b.start == b.fit_at for b in long)
+
+
+def test_sharpe_without_dispersion_is_zero_without_warnings() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one return (ddof 1) or constant returns: no 0/0 on the way to 0
+        assert annualised_sharpe(np.array([0.01]), 252.0) == 0.0
+        assert annualised_sharpe(np.array([0.01, 0.01, 0.01]), 252.0) == 0.0
+    # hand-computed: mean 0.01, std (ddof 1) 0.01 over [0, 0.01, 0.02]: Sharpe sqrt(252)
+    assert annualised_sharpe(np.array([0.0, 0.01, 0.02]), 252.0) == pytest.approx(np.sqrt(252.0))
