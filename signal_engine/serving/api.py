@@ -219,7 +219,7 @@ def _request_id(app: APIGatewayRestResolver) -> str | None:
 
 def _field_name(loc: Sequence[Any]) -> str:
     parts = list(loc)
-    if parts and parts[0] == "body":
+    if parts and parts[0] in ("body", "query"):
         parts = parts[1:]
     name = ""
     for part in parts:
