@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from signal_engine.adapters.inprocess_experts import InProcessExperts
@@ -21,7 +22,7 @@ from signal_engine.adapters.sql.database import SqlDatabase
 from signal_engine.orchestration.live import bar_time_of
 from signal_engine.serving.book import detail_text
 from signal_engine.serving.bundle import ServingBundle, read_current
-from signal_engine.serving.schema import BatchRequest, SignalRequest
+from signal_engine.serving.schema import Adjustment, BatchRequest, SignalRequest
 from signal_engine.serving.service import ServingError, SignalService
 from tests.book_support import BOOK, copy_of_book_database
 from tests.serving_support import TRAIN_BARS, goog_registry, request_bars
@@ -62,7 +63,7 @@ def stored_events(database: SqlDatabase, when: datetime, symbol: str) -> list[tu
             for r in rows if r["symbol"] in (symbol, "")]
 
 
-def answered_events(adjustments: list) -> list[tuple[object, ...]]:  # type: ignore[type-arg]
+def answered_events(adjustments: list[Adjustment]) -> list[tuple[object, ...]]:
     nan = float("nan")
     return [(a.component, a.kind, a.rule, a.symbol, a.model, nan if a.value is None else a.value,
              nan if a.threshold is None else a.threshold, a.detail) for a in adjustments]
@@ -138,7 +139,7 @@ def test_as_of_before_the_books_first_bar_is_refused_naming_its_range(
     span = database.books.span(BOOK)
     assert span is not None
     with pytest.raises(ServingError) as caught:
-        make_service(bundle, experts, database).signal(SignalRequest(symbol="GOOG", as_of="2010-01-04"))
+        make_service(bundle, experts, database).signal(SignalRequest.model_validate({"symbol": "GOOG", "as_of": "2010-01-04"}))
     error = caught.value
     assert (error.status, error.error, error.fields[0].field) == (404, "bar_not_stepped", "as_of")
     assert f"{span.first.isoformat()} to {span.latest.isoformat()} ({span.bars} bars)" in error.message
@@ -161,7 +162,7 @@ def test_a_request_with_bars_gets_the_unmanaged_answer_marked(
 def test_a_symbol_no_book_holds_gets_todays_answer(bundle: ServingBundle, experts: InProcessExperts,
                                                    tmp_path: Path) -> None:
     empty = SqlDatabase.connect(f"sqlite:///{tmp_path}/empty.db")
-    response = make_service(bundle, experts, empty).signal(SignalRequest(symbol="GOOG", as_of="2011-03-01"))
+    response = make_service(bundle, experts, empty).signal(SignalRequest.model_validate({"symbol": "GOOG", "as_of": "2011-03-01"}))
     assert response.source == "unmanaged" and response.book is None
     empty.close()
 
@@ -221,7 +222,7 @@ def test_get_book_answers_positions_allocations_risk_state_and_recent_events(
             "symbol": e.symbol, "model": e.model, "detail": detail_text({k: float("nan") if v is None else v
                                                                          for k, v in e.detail.items()})}
            for e in book.recent_events]
-    assert got == [{k: (v.to_pydatetime() if k == "timestamp" else v) for k, v in row.items()
+    assert got == [{k: (pd.Timestamp(v).to_pydatetime() if k == "timestamp" else v) for k, v in row.items()
                     if k not in ("value", "threshold")} for row in expected]
     assert book.recent_bars == 3
 
