@@ -139,7 +139,8 @@ def test_as_of_before_the_books_first_bar_is_refused_naming_its_range(
     span = database.books.span(BOOK)
     assert span is not None
     with pytest.raises(ServingError) as caught:
-        make_service(bundle, experts, database).signal(SignalRequest.model_validate({"symbol": "GOOG", "as_of": "2010-01-04"}))
+        make_service(bundle, experts, database).signal(
+            SignalRequest.model_validate({"symbol": "GOOG", "as_of": "2010-01-04"}))
     error = caught.value
     assert (error.status, error.error, error.fields[0].field) == (404, "bar_not_stepped", "as_of")
     assert f"{span.first.isoformat()} to {span.latest.isoformat()} ({span.bars} bars)" in error.message
@@ -162,7 +163,8 @@ def test_a_request_with_bars_gets_the_unmanaged_answer_marked(
 def test_a_symbol_no_book_holds_gets_todays_answer(bundle: ServingBundle, experts: InProcessExperts,
                                                    tmp_path: Path) -> None:
     empty = SqlDatabase.connect(f"sqlite:///{tmp_path}/empty.db")
-    response = make_service(bundle, experts, empty).signal(SignalRequest.model_validate({"symbol": "GOOG", "as_of": "2011-03-01"}))
+    response = make_service(bundle, experts, empty).signal(
+        SignalRequest.model_validate({"symbol": "GOOG", "as_of": "2011-03-01"}))
     assert response.source == "unmanaged" and response.book is None
     empty.close()
 
