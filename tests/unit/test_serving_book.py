@@ -224,7 +224,7 @@ def test_get_book_answers_positions_allocations_risk_state_and_recent_events(
             "symbol": e.symbol, "model": e.model, "detail": detail_text({k: float("nan") if v is None else v
                                                                          for k, v in e.detail.items()})}
            for e in book.recent_events]
-    assert got == [{k: (pd.Timestamp(v).to_pydatetime() if k == "timestamp" else v) for k, v in row.items()
+    assert got == [{k: (pd.Timestamp(str(v)).to_pydatetime() if k == "timestamp" else v) for k, v in row.items()
                     if k not in ("value", "threshold")} for row in expected]
     assert book.recent_bars == 3
 
