@@ -7,6 +7,9 @@ from typing import Any
 
 import numpy as np
 
+NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+"""How the book state and store write numbers JSON lacks (``json_number``)."""
+
 
 def json_safe(value: Any) -> Any:
     """NaN and infinities as null, NumPy scalars as Python numbers, tuples as lists, keys as strings."""
@@ -19,3 +22,20 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def json_number(x: float) -> float | str:
+    """A float as JSON allows it: itself when finite, else ``"NaN"``, ``"Infinity"`` or ``"-Infinity"``."""
+    value = float(x)
+    if math.isfinite(value):
+        return value
+    return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+
+
+def number_from_json(value: float | int | str) -> float:
+    """The inverse of ``json_number`` (other strings are a ``ValueError``)."""
+    if isinstance(value, str):
+        if value not in NON_FINITE:
+            raise ValueError(f"expected a number or one of {', '.join(NON_FINITE)}, got {value!r}")
+        return NON_FINITE[value]
+    return float(value)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from signal_engine.data.loader import PriceSeries
 from signal_engine.orchestration.events import OrchestrationEvent
@@ -16,7 +16,9 @@ from signal_engine.orchestration.state import BookState
 from signal_engine.serving.messages import ExpertQuery, ExpertReply
 from signal_engine.storage.records import (
     Bar,
+    BookEventRow,
     BookPosition,
+    BookSpan,
     CorporateAction,
     Document,
     DocumentKind,
@@ -149,8 +151,40 @@ class RiskLog(Protocol):
     def risk_events(self, symbol: str) -> list[RiskEvent]: ...
 
 
-class BookStore(Protocol):
-    """Live books (``signal_engine.orchestration.live``): each stepped bar's state, positions and events.
+class BookReader(Protocol):
+    """Live books as the Signal API reads them (``signal_engine.serving.book``): plain data only, so that the
+    serving path needs no pandas (the combiner Lambda carries none). A BookStore is one too.
+    """
+
+    def books(self) -> list[str]:
+        """The names of the books stored (those with at least one stepped bar), sorted."""
+        ...
+
+    def span(self, book: str) -> BookSpan | None:
+        """The first and latest stepped bar of ``book`` and how many were stepped; None for an unknown book."""
+        ...
+
+    def bar_times(self, book: str, *, until: datetime | None = None, last: int | None = None) -> list[datetime]:
+        """The stepped bars at or before ``until`` (default: all), only the ``last`` ones if given, oldest first."""
+        ...
+
+    def state_document(self, book: str, bar_time: datetime) -> dict[str, Any] | None:
+        """The state document after ``bar_time`` (``docs/book-state.md``) as parsed JSON; None if never stepped."""
+        ...
+
+    def positions(self, book: str, bar_time: datetime | None = None) -> list[BookPosition]:
+        """The positions after ``bar_time`` (default: the latest bar), one per symbol."""
+        ...
+
+    def event_rows(self, book: str, *, since: datetime | None = None,
+                   until: datetime | None = None) -> list[BookEventRow]:
+        """The events of the bars after ``since`` and at or before ``until``, in the order they happened."""
+        ...
+
+
+class BookStore(BookReader, Protocol):
+    """Live books (``signal_engine.orchestration.live``): each stepped bar's state, positions and events; what the
+    Signal API reads of them too (``BookReader``).
 
     Bar times are naive UTC with whole seconds. A book's bars are committed one at a time, in time order.
     """
@@ -171,10 +205,6 @@ class BookStore(Protocol):
         stored bar is another one (a concurrent step got there first), nothing is stored and a
         ``SignalEngineError`` says so.
         """
-        ...
-
-    def positions(self, book: str, bar_time: datetime | None = None) -> list[BookPosition]:
-        """The positions after ``bar_time`` (default: the latest bar), one per symbol."""
         ...
 
     def events(self, book: str, since: datetime | None = None) -> list[OrchestrationEvent]:

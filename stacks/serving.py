@@ -235,8 +235,8 @@ class ServingStack(Stack):
     # --- API --------------------------------------------------------------------------------------------------
 
     def _build_api(self) -> apigateway.RestApi:
-        """POST /signals: IAM authorization and a resource policy, a validated JSON body, an API key and usage plan
-        (throttle and quota), access logs, tracing and WAF."""
+        """POST /signals and GET /book: IAM authorization and a resource policy, a validated JSON body, an API key and
+        usage plan (throttle and quota), access logs, tracing and WAF."""
         config = self._config
         access_logs = logs.LogGroup(
             self, "ApiAccessLogs", retention=config.log_retention, removal_policy=config.log_removal_policy
@@ -245,7 +245,7 @@ class ServingStack(Stack):
             self,
             "SignalApi",
             rest_api_name=f"{config.construct_id}-signals",
-            description="signal-engine Signal API: POST /signals",
+            description="signal-engine Signal API: POST /signals, GET /book",
             endpoint_types=[apigateway.EndpointType.REGIONAL],
             policy=self._api_resource_policy(),
             default_method_options=apigateway.MethodOptions(authorization_type=apigateway.AuthorizationType.IAM),
@@ -307,6 +307,22 @@ class ServingStack(Stack):
         )
         acknowledge(
             method,
+            "AwsSolutions-COG4",
+            "Callers are trading programs in AWS accounts, not end users: the method uses IAM authorization "
+            "(SigV4) and the API's resource policy names the allowed principals (api_allowed_principals).",
+        )
+        # GET /book: the live books (positions, allocations, risk state, recent events), the same authorization.
+        book = api.root.add_resource("book").add_method(
+            "GET",
+            apigateway.LambdaIntegration(self.combiner),
+            authorization_type=apigateway.AuthorizationType.IAM,
+            api_key_required=True,
+            request_parameters={"method.request.querystring.name": False,
+                                "method.request.querystring.recent_bars": False},
+            request_validator=validator,
+        )
+        acknowledge(
+            book,
             "AwsSolutions-COG4",
             "Callers are trading programs in AWS accounts, not end users: the method uses IAM authorization "
             "(SigV4) and the API's resource policy names the allowed principals (api_allowed_principals).",

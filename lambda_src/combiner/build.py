@@ -27,6 +27,7 @@ IMPORTED = ("combiner.handler", "combiner.wiring", "sqlalchemy", "pymysql", "sig
             "signal_engine.adapters.sagemaker_runtime", "signal_engine.adapters.aws_secrets",
             "signal_engine.adapters.sql.engine", "signal_engine.adapters.sql.ledger",
             "signal_engine.adapters.sql.migrations", "signal_engine.adapters.sql.recent_bars",
+            "signal_engine.adapters.sql.books",
             "sqlalchemy.dialects.mysql.pymysql", "sqlalchemy.dialects.sqlite.pysqlite")
 LIST_MODULES = """
 import json, os, sys

@@ -1,4 +1,4 @@
-"""Lambda: the Signal API (POST /signals, POST /signals/batch, GET /models, GET /health) behind API Gateway.
+"""Lambda: the Signal API (POST /signals, POST /signals/batch, GET /book, GET /models, GET /health) behind API Gateway.
 
 No Powertools Tracer here: the X-Ray SDK and botocore it imports cost ~0.4 s of cold start, more than the
 whole budget; the function's active tracing (set by the stack) records each invocation instead.

@@ -33,13 +33,14 @@ def load_bundle(settings: CombinerSettings, client: Any) -> ServingBundle:
 
 
 def build_service(settings: CombinerSettings, client: Any, bundle: ServingBundle | None = None) -> SignalService:
-    """The service: bundle from S3 (or a folder), SageMaker experts, audit log and bars in the SQL database.
+    """The service: bundle from S3 (or a folder), SageMaker experts; audit log, bars and live books in the SQL database.
 
     ``client(service)`` builds boto3 clients (``boto3.client`` in Lambda).
     """
     from botocore.config import Config
 
     from signal_engine.adapters.sagemaker_runtime import SageMakerExperts
+    from signal_engine.adapters.sql.books import SqlBookStore
     from signal_engine.adapters.sql.engine import create_store_engine
     from signal_engine.adapters.sql.ledger import SqlLedger
     from signal_engine.adapters.sql.migrations import migrate
@@ -60,7 +61,8 @@ def build_service(settings: CombinerSettings, client: Any, bundle: ServingBundle
     engine = create_store_engine(url, ca_file=settings.database_ca_file,
                                  require_verified_tls=settings.require_verified_tls)
     migrate(engine)
-    return SignalService(bundle, experts, SqlLedger(engine), SqlRecentBars(engine), deadline_s=deadline_s)
+    return SignalService(bundle, experts, SqlLedger(engine), SqlRecentBars(engine), deadline_s=deadline_s,
+                         books=SqlBookStore(engine))
 
 
 class LiveService:
@@ -93,7 +95,8 @@ class LiveService:
             except Exception:  # keep serving the loaded bundle rather than failing every request
                 logger.exception("CURRENT changed but its bundle did not load; still serving %s", old.bundle.version)
                 return old
-            self._service = SignalService(bundle, old.experts, old.audit, old.bars, deadline_s=old.deadline_s)
+            self._service = SignalService(bundle, old.experts, old.audit, old.bars, deadline_s=old.deadline_s,
+                                          books=old.books)
             self._watch.accept(token)
             logger.info("serving model %s (was %s)", bundle.version, old.bundle.version)
         return self._service

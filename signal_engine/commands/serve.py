@@ -4,7 +4,8 @@ The same Powertools resolver as the combiner Lambda (:mod:`signal_engine.serving
 library HTTP server; the experts run in-process from the ``CURRENT`` bundle of the local model registry
 (``out/models``, or ``$SIGNAL_ENGINE_MODEL_REGISTRY``, or ``--registry``); every signal is written to the audit
 log of the local store. Requests without ``bars`` read them from the local price store, else from the data
-sets shipped with the dependencies (SPX, IXIC, GOOG, EURUSD).
+sets shipped with the dependencies (SPX, IXIC, GOOG, EURUSD); a symbol of a live book in the store (written by the
+book step or ``signal-engine paper``) is answered from the book, and ``GET /book`` answers the books.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def register(subparsers: Any) -> None:
                        "none: open, on loopback only)")
     serve.add_argument("--deadline-ms", type=int, default=5000, metavar="MS",
                        help="how long the experts get per request before the signal degrades (default 5000)")
-    serve.add_argument("--database", metavar="URL", help="audit log and price store: sqlite:///PATH or "
+    serve.add_argument("--database", metavar="URL", help="audit log, price store and live books: sqlite:///PATH or "
                        "mysql+pymysql://... (default: $SIGNAL_ENGINE_DATABASE_URL or sqlite:///out/store/signal_engine.db)")
     serve.set_defaults(handler=_serve)
 
@@ -59,7 +60,7 @@ def _serve(args: argparse.Namespace, console: Console) -> int:
     experts = InProcessExperts(folder / "experts")
     storage = bootstrap(Settings.from_env(database_url=args.database))
     service = SignalService(bundle, experts, storage.audit, LocalBars(storage.prices),
-                            deadline_s=args.deadline_ms / 1000)
+                            deadline_s=args.deadline_ms / 1000, books=storage.books)
     token = args.token or os.environ.get(TOKEN_VARIABLE) or None
     server = make_server(lambda: build_app(lambda: service, token=lambda: token), "127.0.0.1", args.port)
     host, port = "127.0.0.1", server.server_address[1]

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
@@ -27,13 +26,14 @@ import numpy as np
 import pandas as pd
 
 from signal_engine.errors import SignalEngineError
+from signal_engine.json_values import NON_FINITE as _NON_FINITE
+from signal_engine.json_values import json_number, number_from_json  # noqa: F401  (re-exported)
 from signal_engine.orchestration.config import OrchestrationConfig
 from signal_engine.orchestration.regime import Regime
 from signal_engine.orchestration.timeframes import TimeframeSpec
 
 SCHEMA_VERSION = 1
 SUPPORTED_VERSIONS: tuple[int, ...] = (1,)
-_NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 T = TypeVar("T")
 
 
@@ -204,14 +204,6 @@ def _copy_window(w: WindowState) -> WindowState:
 # -- encoding --------------------------------------------------------------------------------------------
 
 
-def json_number(x: float) -> float | str:
-    """A float as JSON allows it: itself when finite, else ``"NaN"``, ``"Infinity"`` or ``"-Infinity"``."""
-    value = float(x)
-    if math.isfinite(value):
-        return value
-    return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-
-
 def _array(a: np.ndarray) -> dict[str, Any]:
     values = np.asarray(a)
     flat = values.ravel().tolist()
@@ -314,15 +306,6 @@ def _int(value: Any, path: str, minimum: int | None = None) -> int:
     if minimum is not None and value < minimum:
         raise _fail(path, f"expected at least {minimum}, got {value}")
     return value
-
-
-def number_from_json(value: float | int | str) -> float:
-    """The inverse of ``json_number`` (other strings are a ``ValueError``)."""
-    if isinstance(value, str):
-        if value not in _NON_FINITE:
-            raise ValueError(f"expected a number or one of {', '.join(_NON_FINITE)}, got {value!r}")
-        return _NON_FINITE[value]
-    return float(value)
 
 
 def _float(value: Any, path: str) -> float:

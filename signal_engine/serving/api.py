@@ -1,8 +1,8 @@
 """The Signal API as a Powertools REST resolver: the combiner Lambda and ``signal-engine serve`` run this same app.
 
-Routes: ``POST /signals``, ``POST /signals/batch``, ``GET /models``, ``GET /health``. Bodies are the pydantic
-models of :mod:`signal_engine.serving.schema` (``enable_validation=True``): a bad request is a 422 whose body
-names each field at fault; every error body is an :class:`~signal_engine.serving.schema.ErrorBody`.
+Routes: ``POST /signals``, ``POST /signals/batch``, ``GET /book``, ``GET /models``, ``GET /health``. Bodies are
+the pydantic models of :mod:`signal_engine.serving.schema` (``enable_validation=True``): a bad request is a 422
+whose body names each field at fault; every error body is an :class:`~signal_engine.serving.schema.ErrorBody`.
 """
 
 from __future__ import annotations
@@ -12,19 +12,23 @@ import hmac
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, cast
+from typing import Annotated, Any, cast
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn, HTTPBearer, SecurityScheme
+from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from signal_engine.errors import SignalEngineError
+from signal_engine.serving.book import RECENT_BARS
 from signal_engine.serving.schema import (
+    SYMBOL_PATTERN,
     BatchRequest,
     BatchResponse,
+    BookResponse,
     ErrorBody,
     FieldProblem,
     HealthResponse,
@@ -39,6 +43,7 @@ API_VERSION = "1.0.0"
 DESCRIPTION = ("Trading signals from a Mixture of Experts and a risk layer. Every signal served is written to the "
                "audit log with its inputs' ids and the model version.")
 OPEN_PATHS = ("/health",)
+MAX_RECENT_BARS = 250
 # Deployed, API Gateway authorizes every method with IAM (SigV4, service execute-api; stacks/serving.py), with
 # the API key only for the usage plan; `signal-engine serve --token` checks a bearer token instead.
 SECURITY_SCHEMES: dict[str, SecurityScheme] = {
@@ -120,7 +125,8 @@ def build_app(service: Callable[[], SignalService], *, token: Callable[[], str |
     @app.post("/signals", summary="The signal of one symbol", tags=["signals"],
               responses={200: {"description": "the signal"}, 401: _error("missing or wrong token"),
                          404: _error("the model does not serve the symbol (unknown, or withheld by its quality "
-                                     "gate), or it has no stored bars"),
+                                     "gate), or it has no stored bars, or as_of is before the first bar stepped by "
+                                     "the book that holds it"),
                          400: _error("the body is not UTF-8 text"),
                          415: _error("the body is not JSON (send Content-Type: application/json)"),
                          422: _error("a field of the request is invalid (named in the body)"),
@@ -136,6 +142,20 @@ def build_app(service: Callable[[], SignalService], *, token: Callable[[], str |
                          422: _error("a field of the request is invalid (named in the body)")})
     def post_batch(request: BatchRequest) -> BatchResponse:
         return service().batch(request, _request_id(app))
+
+    @app.get("/book", summary="The live books: positions, allocations, risk state and recent events",
+             tags=["book"],
+             responses={200: {"description": "the live books (or the one named) at their latest stepped bar"},
+                        401: _error("missing or wrong token"),
+                        404: _error("no live book is stored, or none has that name"),
+                        422: _error("a query parameter is invalid (named in the body)")})
+    def get_book(
+        name: Annotated[str | None, Query(pattern=SYMBOL_PATTERN, description="only this book (daily, 1h, ...)")]
+        = None,
+        recent_bars: Annotated[int, Query(ge=1, le=MAX_RECENT_BARS, description="list the events of this many of "
+                                          f"the latest bars (default {RECENT_BARS})")] = RECENT_BARS,
+    ) -> BookResponse:
+        return service().book(name, recent_bars)
 
     @app.get("/models", summary="The model version in use and what answers for each expert", tags=["models"],
              responses={200: {"description": "the model version in use"},
@@ -176,7 +196,7 @@ def build_app(service: Callable[[], SignalService], *, token: Callable[[], str |
     def not_found(exc: Exception) -> Response[str]:
         event = app.current_event
         return error_response(404, "not_found", f"no route {event.http_method} {event.path}; the API has POST "
-                              "/signals, POST /signals/batch, GET /models and GET /health")
+                              "/signals, POST /signals/batch, GET /book, GET /models and GET /health")
 
     return app
 
@@ -199,7 +219,7 @@ def _request_id(app: APIGatewayRestResolver) -> str | None:
 
 def _field_name(loc: Sequence[Any]) -> str:
     parts = list(loc)
-    if parts and parts[0] == "body":
+    if parts and parts[0] in ("body", "query"):
         parts = parts[1:]
     name = ""
     for part in parts:

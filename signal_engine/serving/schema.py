@@ -115,11 +115,23 @@ class ExpertView(BaseModel):
 
 
 class Adjustment(BaseModel):
-    """One thing the risk layer did to the position."""
+    """One thing the risk layer did to the position.
+
+    In a book answer (``source: book``) each adjustment is one event of the book's bar, the row of ``events.csv``:
+    ``component``, ``kind``, ``rule``, ``symbol`` and ``model`` name it ("" for the whole book or all models),
+    ``value`` and ``threshold`` are its headline number and limit, ``detail`` its further numbers as JSON text.
+    """
 
     rule: str
     detail: str
     value: float | None = None
+    component: str | None = Field(default=None, description="book answers: the orchestrator's part that acted "
+                                                            "(allocation, conflicts, exposure, drawdown, ...)")
+    kind: str | None = Field(default=None, description="book answers: what happened (allocation_change, conflict, "
+                                                       "risk_limit_activated, ...)")
+    symbol: str | None = Field(default=None, description="book answers: the symbol concerned (\"\": the whole book)")
+    model: str | None = Field(default=None, description="book answers: the timeframe model concerned (\"\": all)")
+    threshold: float | None = Field(default=None, description="book answers: the limit the value was compared with")
 
 
 class RiskView(BaseModel):
@@ -128,8 +140,52 @@ class RiskView(BaseModel):
     held: Literal["long", "short", "flat"]
 
 
+class ActiveLimit(BaseModel):
+    """A risk limit of a live book binding at its bar (it activated at an earlier bar and is not released)."""
+
+    component: str
+    rule: str
+    symbol: str = Field(description="\"\": the whole book")
+    model: str = Field(description="\"\": all models")
+
+
+class BookSignal(BaseModel):
+    """Where a book answer's position comes from: the live book, its bar, and each model's part."""
+
+    name: str = Field(description="the book (named by bar frequency: daily, 1h, ...)")
+    bar_time: UtcTime = Field(description="the stepped bar whose position is answered (UTC)")
+    first_bar_time: UtcTime = Field(description="the book's first stepped bar")
+    latest_bar_time: UtcTime = Field(description="the book's latest stepped bar")
+    contributions: dict[str, float] = Field(description="each timeframe model's part of the position (they sum "
+                                                        "to it)")
+    allocation: dict[str, float] = Field(description="each model's capital share in force at the bar")
+    model_scores: dict[str, float | None] = Field(description="each model's signed score in [-1, 1] behind the "
+                                                              "position (null before its first call)")
+    harmony: float | None = Field(description="how far the models' calls on the symbol agree, in [0, 1]")
+    active_limits: list[ActiveLimit] = Field(description="risk limits binding at the bar on the whole book or this "
+                                                         "symbol (risk.adjustments lists only this bar's events)")
+
+
+class MoeView(BaseModel):
+    """In a book answer: what the unmanaged Mixture of Experts alone would answer at the same bar."""
+
+    signal: Literal["buy", "sell", "hold"]
+    score: float = Field(ge=-1, le=1)
+    confidence: float = Field(ge=0, le=1)
+    position: float = Field(ge=-1, le=1)
+    risk: RiskView
+
+
 class SignalResponse(BaseModel):
-    """A signal (DESIGN.md section 3, Signal API)."""
+    """A signal (DESIGN.md section 3, Signal API).
+
+    ``source`` says where it comes from. ``book``: the symbol is held by a live book and the request sent no bars;
+    ``position`` is the book's at its latest stepped bar (or the last at or before ``as_of``), ``signal`` its sign,
+    ``score`` the models' scores weighted by their capital shares, ``confidence`` the models' harmony, and
+    ``risk.adjustments`` every event of that bar for the symbol or the whole book; ``experts``, ``gate`` and
+    ``moe`` show the Mixture of Experts at the same bar (empty, with ``moe_unavailable``, when it cannot answer).
+    ``unmanaged``: the Mixture of Experts with the risk layer on the request's (or the stored) bars, no book.
+    """
 
     symbol: str
     timeframe: str
@@ -145,6 +201,12 @@ class SignalResponse(BaseModel):
     degraded: bool = Field(description="true when some expert did not answer; degraded_experts names them")
     degraded_experts: list[str] = Field(default_factory=list)
     request_id: str
+    source: Literal["book", "unmanaged"] = Field(description="book: the live book's position; unmanaged: the "
+                                                             "Mixture of Experts alone (a request that sends bars, "
+                                                             "or a symbol no book holds)")
+    book: BookSignal | None = Field(default=None, description="book answers: the book, its bar and the models' parts")
+    moe: MoeView | None = Field(default=None, description="book answers: the unmanaged answer at the same bar")
+    moe_unavailable: str | None = Field(default=None, description="book answers: why experts, gate and moe are empty")
 
 
 class BatchItemError(BaseModel):
@@ -175,6 +237,84 @@ class ModelsResponse(BaseModel):
     experts: dict[str, str]
     gate: str
     combiner: str
+
+
+class BookEvent(BaseModel):
+    """One event of a live book: a row of ``events.csv``."""
+
+    bar_time: UtcTime
+    component: str
+    kind: str
+    rule: str
+    symbol: str = Field(description="\"\": the whole book")
+    model: str = Field(description="\"\": all models")
+    value: float | None
+    threshold: float | None
+    detail: dict[str, float | str | None]
+
+
+class BookPositionView(BaseModel):
+    symbol: str
+    position: float = Field(description="fraction of the book's capital, held from the bar's close to the next")
+    contributions: dict[str, float] = Field(description="each timeframe model's part (they sum to position)")
+
+
+class ModelState(BaseModel):
+    """One timeframe model of a book: its capital share and its own track record (standalone, after costs)."""
+
+    allocation: float = Field(description="capital share in force")
+    target: float = Field(description="the optimiser's latest target share")
+    equity: float
+    peak: float
+    max_drawdown: float
+
+
+class DefenderView(BaseModel):
+    """The drawdown defender: the book's equity against its peak, and the thresholds that scale it down."""
+
+    status: Literal["normal", "reducing", "emergency"] = Field(
+        description="reducing: the drawdown limit binds (positions scaled down); emergency: emergency deleveraging")
+    equity: float
+    peak: float
+    drawdown: float = Field(description="1 - equity / peak")
+    start: float = Field(description="drawdown at which scaling starts")
+    limit: float = Field(description="drawdown at which the floor is reached")
+    emergency: float = Field(description="drawdown beyond which the book deleverages")
+
+
+class Regime(BaseModel):
+    trend: str
+    volatility: str
+    liquidity: str
+
+
+class BookRisk(BaseModel):
+    defender: DefenderView
+    active_limits: list[ActiveLimit]
+    vol_forecast: dict[str, float | None] = Field(description="per symbol: forecast std of the next bar's return")
+    regime: Regime | None
+
+
+class BookView(BaseModel):
+    """A live book at its latest stepped bar."""
+
+    name: str
+    timeframe: str | None = Field(description="the bars' timeframe (1d, 1h, ...) when the name is a bar frequency")
+    bar_time: UtcTime = Field(description="the latest stepped bar")
+    first_bar_time: UtcTime
+    bars: int = Field(description="how many bars were stepped")
+    positions: list[BookPositionView]
+    allocations: dict[str, float] = Field(description="each timeframe model's capital share in force")
+    models: dict[str, ModelState]
+    risk: BookRisk
+    recent_events: list[BookEvent] = Field(description="the events of the last recent_bars stepped bars, in order")
+    recent_bars: int
+
+
+class BookResponse(BaseModel):
+    """The live books (GET /book): positions, allocations, risk state and recent events."""
+
+    books: list[BookView]
 
 
 class HealthResponse(BaseModel):

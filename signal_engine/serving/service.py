@@ -1,9 +1,13 @@
-"""The Signal API's use cases: one signal, a batch, the models in use, health.
+"""The Signal API's use cases: one signal, a batch, the live books, the models in use, health.
 
-Bars come from the request body or, when absent, from a :class:`BarSource` (the price store); the experts are
-asked in parallel through the ExpertClient port; the NumPy :class:`~signal_engine.serving.combine.Combiner`
-decides; every signal served is written to the audit log with its inputs' ids and model versions before it
-is returned (a signal that cannot be audited is not served: 503).
+A symbol held by a live book (``books``: a BookReader), asked without bars, is answered from the book
+(``source: book``, :mod:`signal_engine.serving.book`): the book's position at its latest stepped bar (or the last
+at or before ``as_of``) and every event of that bar, with the Mixture of Experts at the same bar beside it. Any
+other request gets the unmanaged Mixture of Experts (``source: unmanaged``). Bars come from the request body or,
+when absent, from a :class:`BarSource` (the price store); the experts are asked in parallel through the
+ExpertClient port; the NumPy :class:`~signal_engine.serving.combine.Combiner` decides; every signal served is
+written to the audit log with its inputs' ids and model versions before it is returned (a signal that cannot be
+audited is not served: 503).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from signal_engine.serving.book import RECENT_BARS, BookAnswer, BookBarMissing, BookDesk, book_timeframe
 from signal_engine.serving.bundle import ServingBundle
 from signal_engine.serving.combine import Combiner, Decisions
 from signal_engine.serving.messages import ExpertQuery, ExpertReply
@@ -27,10 +32,12 @@ from signal_engine.serving.schema import (
     BatchItemError,
     BatchRequest,
     BatchResponse,
+    BookResponse,
     ExpertView,
     FieldProblem,
     HealthResponse,
     ModelsResponse,
+    MoeView,
     RiskView,
     SignalRequest,
     SignalResponse,
@@ -39,7 +46,7 @@ from signal_engine.serving.schema import (
 from signal_engine.storage.records import SignalAudit
 
 if TYPE_CHECKING:
-    from signal_engine.ports import AuditLog, ExpertClient
+    from signal_engine.ports import AuditLog, BookReader, ExpertClient
 
 
 class BarSource(Protocol):
@@ -83,17 +90,19 @@ class SignalService:
     audit : where every served signal is recorded; None only where auditing is switched off on purpose.
     bars : where bars come from when a request carries none (None: requests must carry bars).
     deadline_s : how long the experts get, together, per request.
+    books : the live books (None: no book; every answer is the unmanaged one and ``GET /book`` answers 404).
     """
 
     def __init__(self, bundle: ServingBundle, experts: ExpertClient, audit: AuditLog | None,
                  bars: BarSource | None = None, *, deadline_s: float = 2.0,
-                 clock: Callable[[], datetime] | None = None) -> None:
+                 clock: Callable[[], datetime] | None = None, books: BookReader | None = None) -> None:
         self.bundle = bundle
         self.combiner = Combiner(bundle)
         self.experts = experts
         self.audit = audit
         self.bars = bars
         self.deadline_s = deadline_s
+        self.books = books
         self._clock = clock or (lambda: datetime.now(UTC).replace(tzinfo=None))
 
     # -- use cases -----------------------------------------------------------------------------------
@@ -112,6 +121,9 @@ class SignalService:
 
     def signal(self, request: SignalRequest, request_id: str | None = None) -> SignalResponse:
         request_id = request_id or str(uuid.uuid4())
+        book = self._book_of(request, "")
+        if book is not None:
+            return self._book_signal(request, book, "", request_id)
         prepared = self._prepare(request, "")
         answers = self._answers(prepared.replies)
         if not any(a is not None for a in answers.values()):
@@ -119,12 +131,32 @@ class SignalService:
         decisions = self._decide([prepared], [answers])
         return self._respond(prepared, answers, decisions, 0, request_id)
 
+    def book(self, name: str | None = None, recent_bars: int = RECENT_BARS) -> BookResponse:
+        """The live books (or the one called ``name``) at their latest stepped bar."""
+        stored = self.books.books() if self.books is not None else []
+        if not stored:
+            where = "this deployment has no book store" if self.books is None else "the store holds no live book"
+            raise ServingError(404, "no_book", f"no live book to answer: {where}; the book step (or `signal-engine "
+                               "paper`) writes one after each collected bar")
+        if name is not None and name not in stored:
+            raise ServingError(404, "unknown_book", f"query parameter 'name': no book {name!r}; the store holds "
+                               f"{', '.join(stored)}", [FieldProblem(field="name", problem="no such book")])
+        assert self.books is not None
+        desk = BookDesk(self.books)
+        return BookResponse(books=[desk.view(b, recent_bars) for b in stored if name is None or b == name])
+
     def batch(self, request: BatchRequest, request_id: str | None = None) -> BatchResponse:
         request_id = request_id or str(uuid.uuid4())
         prepared: list[tuple[int, _Prepared, dict[str, Mapping[str, Any] | None]]] = []
         errors: list[BatchItemError] = []
+        from_books: list[tuple[int, SignalResponse]] = []
         for index, item in enumerate(request.requests):
             try:
+                book = self._book_of(item, f"requests[{index}].")
+                if book is not None:
+                    from_books.append((index, self._book_signal(item, book, f"requests[{index}].",
+                                                                f"{request_id}/{index}")))
+                    continue
                 ready = self._prepare(item, f"requests[{index}].")
             except ServingError as exc:
                 errors.append(BatchItemError(index=index, symbol=item.symbol, status=exc.status, message=exc.message))
@@ -135,16 +167,96 @@ class SignalService:
                                              message=_all_failed(ready.replies)))
                 continue
             prepared.append((index, ready, answers))
-        signals: list[SignalResponse] = []
+        signals: list[tuple[int, SignalResponse]] = list(from_books)
         if prepared:
             decisions = self._decide([p for _, p, _ in prepared], [a for _, _, a in prepared])
             for row, (index, ready, answers) in enumerate(prepared):
                 try:
-                    signals.append(self._respond(ready, answers, decisions, row, f"{request_id}/{index}"))
+                    signals.append((index, self._respond(ready, answers, decisions, row, f"{request_id}/{index}")))
                 except ServingError as exc:
                     errors.append(BatchItemError(index=index, symbol=ready.symbol, status=exc.status,
                                                  message=exc.message))
-        return BatchResponse(signals=signals, errors=sorted(errors, key=lambda e: e.index))
+        return BatchResponse(signals=[r for _, r in sorted(signals, key=lambda pair: pair[0])],
+                             errors=sorted(errors, key=lambda e: e.index))
+
+    # -- the book ------------------------------------------------------------------------------------
+
+    def _book_of(self, request: SignalRequest, prefix: str) -> str | None:
+        """The live book that answers ``request``: one holding its symbol, when the request sends no bars."""
+        if self.books is None or request.bars is not None:
+            return None
+        symbol = request.symbol.upper()
+        holders = BookDesk(self.books).holders(symbol)
+        wanted = request.timeframe
+        if wanted is None and len(holders) > 1 and symbol in self.bundle.symbols:
+            wanted = self.bundle.timeframe_of(symbol)
+        if wanted is not None:
+            holders = [b for b in holders if book_timeframe(b) == wanted]
+        if len(holders) > 1:
+            frames = ", ".join(f"{b} ({book_timeframe(b) or 'timeframe unknown'})" for b in holders)
+            raise ServingError(422, "validation_error", f"field '{prefix}timeframe': {symbol} is held by the books "
+                               f"{frames}; send the timeframe of the one to answer",
+                               [FieldProblem(field=f"{prefix}timeframe", problem="several books hold the symbol")])
+        return holders[0] if holders else None
+
+    def _book_signal(self, request: SignalRequest, book: str, prefix: str, request_id: str) -> SignalResponse:
+        assert self.books is not None
+        symbol = request.symbol.upper()
+        try:
+            answer = BookDesk(self.books).answer(book, symbol, utc_naive(request.as_of) if request.as_of else None)
+        except BookBarMissing as exc:
+            raise ServingError(404, "bar_not_stepped", str(exc).replace("field 'as_of'", f"field '{prefix}as_of'"),
+                               [FieldProblem(field=f"{prefix}as_of", problem="before the book's first stepped bar")]
+                               ) from None
+        moe, prepared, unavailable = self._moe_at(request, book_timeframe(book), answer.bar_time)
+        timeframe = (book_timeframe(book) or (self.bundle.timeframe_of(symbol) if symbol in self.bundle.symbols
+                                              else book))
+        response = SignalResponse(
+            symbol=symbol, timeframe=timeframe, as_of=answer.bar_time, signal=answer.signal,  # type: ignore[arg-type]
+            score=answer.score, confidence=answer.confidence, position=answer.position.position,
+            experts=moe.experts if moe else {}, gate=moe.gate if moe else {},
+            risk=RiskView(adjustments=answer.adjustments(), vol_forecast=answer.vol_forecast,
+                          held=answer.held),  # type: ignore[arg-type]
+            model_version=self.bundle.version, degraded=moe.degraded if moe else False,
+            degraded_experts=moe.degraded_experts if moe else [], request_id=request_id, source="book",
+            book=answer.context,
+            moe=MoeView(signal=moe.signal, score=moe.score, confidence=moe.confidence, position=moe.position,
+                        risk=moe.risk) if moe else None,
+            moe_unavailable=unavailable)
+        self._record_book(request, response, answer, prepared)
+        return response
+
+    def _moe_at(self, request: SignalRequest, timeframe: str | None, bar_time: datetime,
+                ) -> tuple[SignalResponse | None, _Prepared | None, str | None]:
+        """The unmanaged answer from the stored bars up to the book's bar (not audited), or why there is none."""
+        asked = SignalRequest(symbol=request.symbol, timeframe=timeframe, as_of=bar_time, position=request.position)
+        try:
+            prepared = self._prepare(asked, "")
+            answers = self._answers(prepared.replies)
+            if not any(a is not None for a in answers.values()):
+                return None, prepared, _all_failed(prepared.replies)
+            decisions = self._decide([prepared], [answers])
+            return self._unmanaged(prepared, answers, decisions, 0, ""), prepared, None
+        except ServingError as exc:
+            return None, None, exc.message
+
+    def _record_book(self, request: SignalRequest, response: SignalResponse, answer: BookAnswer,
+                     prepared: _Prepared | None) -> None:
+        assert response.book is not None
+        inputs: dict[str, Any] = {
+            "request_id": response.request_id,
+            "source": "book",
+            "book": {"name": answer.book, "bar_time": answer.bar_time.isoformat(),
+                     "contributions": response.book.contributions},
+            "as_of_requested": request.as_of.isoformat() if request.as_of else None,
+            "position_before": request.position,
+            "risk": [a.model_dump() for a in response.risk.adjustments],
+            "moe": response.moe.model_dump(mode="json") if response.moe else None,
+            "moe_unavailable": response.moe_unavailable,
+        }
+        if prepared is not None:
+            inputs["bars"] = _bars_inputs(prepared)
+        self._audit(response, {**inputs, **self._expert_inputs(response)})
 
     # -- steps ---------------------------------------------------------------------------------------
 
@@ -233,6 +345,12 @@ class SignalService:
 
     def _respond(self, prepared: _Prepared, answers: Mapping[str, Mapping[str, Any] | None], d: Decisions, row: int,
                  request_id: str) -> SignalResponse:
+        response = self._unmanaged(prepared, answers, d, row, request_id)
+        self._record(prepared, response)
+        return response
+
+    def _unmanaged(self, prepared: _Prepared, answers: Mapping[str, Mapping[str, Any] | None], d: Decisions,
+                   row: int, request_id: str) -> SignalResponse:
         replies = prepared.replies
         served_by = self.experts.models()
         experts: dict[str, ExpertView] = {}
@@ -256,28 +374,32 @@ class SignalService:
             risk=RiskView(adjustments=[Adjustment(**a) for a in d.adjustments[row]],
                           vol_forecast=_finite(d.vol_forecast[row]), held=held),  # type: ignore[arg-type]
             model_version=self.bundle.version, degraded=bool(degraded), degraded_experts=degraded,
-            request_id=request_id,
+            request_id=request_id, source="unmanaged",
         )
-        self._record(prepared, response, served_by)
         return response
 
-    def _record(self, prepared: _Prepared, response: SignalResponse, served_by: Mapping[str, str]) -> None:
-        if self.audit is None:
-            return
-        rows = prepared.rows
+    def _record(self, prepared: _Prepared, response: SignalResponse) -> None:
         inputs = {
             "request_id": response.request_id,
-            "bars": {"source": prepared.source, "count": len(rows), "first": rows[0]["timestamp"],
-                     "last": rows[-1]["timestamp"], "sha256": bars_digest(rows)},
+            "source": "unmanaged",
+            "bars": _bars_inputs(prepared),
             "as_of_requested": prepared.request.as_of.isoformat() if prepared.request.as_of else None,
             "position_before": prepared.request.position,
-            "experts": {name: {"model": view.model or served_by.get(name, ""), "ok": view.ok, "error": view.error,
-                               "outputs": view.outputs, "score": view.score}
-                        for name, view in response.experts.items()},
-            "gate": response.gate,
-            "degraded": response.degraded_experts,
+            **self._expert_inputs(response),
             "risk": [a.model_dump() for a in response.risk.adjustments],
         }
+        self._audit(response, inputs)
+
+    def _expert_inputs(self, response: SignalResponse) -> dict[str, Any]:
+        served_by = self.experts.models() if response.experts else {}
+        return {"experts": {name: {"model": view.model or served_by.get(name, ""), "ok": view.ok, "error": view.error,
+                                   "outputs": view.outputs, "score": view.score}
+                            for name, view in response.experts.items()},
+                "gate": response.gate, "degraded": response.degraded_experts}
+
+    def _audit(self, response: SignalResponse, inputs: dict[str, Any]) -> None:
+        if self.audit is None:
+            return
         entry = SignalAudit(symbol=response.symbol, timeframe=response.timeframe, as_of=utc_naive(response.as_of),
                             signal=response.signal, score=response.score, confidence=response.confidence,
                             position=response.position, model_version=response.model_version, inputs=inputs,
@@ -287,6 +409,12 @@ class SignalService:
         except Exception as exc:
             raise ServingError(503, "audit_unavailable", f"the signal could not be written to the audit log "
                                f"({type(exc).__name__}); it is not served unaudited, retry later") from exc
+
+
+def _bars_inputs(prepared: _Prepared) -> dict[str, Any]:
+    rows = prepared.rows
+    return {"source": prepared.source, "count": len(rows), "first": rows[0]["timestamp"], "last": rows[-1]["timestamp"],
+            "sha256": bars_digest(rows)}
 
 
 def bars_digest(rows: Sequence[Mapping[str, Any]]) -> str:

@@ -210,6 +210,35 @@ class BookPosition:
 
 
 @dataclass(frozen=True)
+class BookEventRow:
+    """One stored event of a live book as plain data (``book_events``; ``OrchestrationEvent`` without pandas).
+
+    ``value`` and ``threshold`` are NaN where the event has none; ``detail`` holds its further numbers and texts.
+    """
+
+    book: str
+    bar_time: datetime
+    seq: int
+    component: str
+    kind: str
+    rule: str
+    symbol: str
+    model: str
+    value: float
+    threshold: float
+    detail: dict[str, float | str]
+
+
+@dataclass(frozen=True)
+class BookSpan:
+    """The bars a live book has stepped: the first, the latest and how many."""
+
+    first: datetime
+    latest: datetime
+    bars: int
+
+
+@dataclass(frozen=True)
 class RiskEvent:
     """Something the risk layer did or saw (a cap applied, a drawdown limit hit, ...)."""
 

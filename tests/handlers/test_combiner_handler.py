@@ -28,6 +28,7 @@ from signal_engine.serving.bundle import ServingBundle, read_current
 from signal_engine.serving.messages import ExpertQuery
 from signal_engine.serving.schema import SignalRequest
 from signal_engine.serving.service import SignalService
+from tests.book_support import BOOK, copy_of_book_database
 from tests.handlers.conftest import Aws, FakeLambdaContext
 from tests.serving_support import TRAIN_BARS, goog_registry, request_bars
 
@@ -98,9 +99,9 @@ def combiner(aws: Aws, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mod
         if path.is_file():
             aws.s3.put_object(Bucket=ARTIFACTS, Key=f"models/{path.relative_to(registry)}", Body=path.read_bytes())
     aws.s3.put_object(Bucket=ARTIFACTS, Key="models/CURRENT", Body=(version + "\n").encode())
-    database = tmp_path_factory.mktemp("combiner") / "audit.db"
+    database = copy_of_book_database(tmp_path_factory.mktemp("combiner"))  # holds the live book "daily" too
     environment = {"MODEL_BUNDLE_URI": f"s3://{ARTIFACTS}/models/", "EXPERT_ENDPOINTS": json.dumps(ENDPOINTS),
-                   "EXPERT_DEADLINE_MS": "5000", "SIGNAL_ENGINE_DATABASE_URL": f"sqlite:///{database}",
+                   "EXPERT_DEADLINE_MS": "5000", "SIGNAL_ENGINE_DATABASE_URL": database,
                    "BUNDLE_CACHE_DIR": str(tmp_path_factory.mktemp("bundle-cache")),
                    "POWERTOOLS_METRICS_NAMESPACE": "SignalEngine", "POWERTOOLS_DEV": "false"}
     with pytest.MonkeyPatch.context() as patch:
@@ -204,6 +205,37 @@ def test_batch_models_health_and_unknown_routes(combiner: ModuleType, aws: Aws) 
     status, body = call(combiner, api_event("POST", "/signals", raw_body="symbol=GOOG",
                                             headers={"Content-Type": "application/x-www-form-urlencoded"}))
     assert status == 415
+
+
+def test_a_book_symbol_and_get_book_through_api_gateway(combiner: ModuleType) -> None:
+    database = SqlDatabase.connect(combiner.settings.database_url)
+    stored = {p.symbol: p for p in database.books.positions(BOOK)}
+    span = database.books.span(BOOK)
+    assert span is not None
+    for symbol in ("SPX", "GOOG"):  # SPX: the model does not serve it; GOOG: the store has no bars for the MoE
+        status, body = call(combiner, api_event("POST", "/signals", {"symbol": symbol}))
+        assert status == 200, body
+        assert body["source"] == "book" and body["position"] == stored[symbol].position
+        assert body["book"]["contributions"] == stored[symbol].contributions
+        assert body["as_of"] == f"{span.latest.isoformat()}Z" and body["experts"] == {} and body["moe"] is None
+        assert body["moe_unavailable"]
+        audit = database.ledger.signals(symbol)
+        assert audit[-1].inputs["source"] == "book" and audit[-1].position == stored[symbol].position
+    event = api_event("GET", "/book")
+    event.update(queryStringParameters={"name": BOOK, "recent_bars": "4"},
+                 multiValueQueryStringParameters={"name": [BOOK], "recent_bars": ["4"]})
+    status, body = call(combiner, event)
+    assert status == 200, body
+    [book] = body["books"]
+    assert book["name"] == BOOK and book["bars"] == span.bars and book["recent_bars"] == 4
+    assert {p["symbol"]: p["position"] for p in book["positions"]} == {s: p.position for s, p in stored.items()}
+    last4 = [e for e in database.books.event_rows(BOOK) if e.bar_time in database.books.bar_times(BOOK, last=4)]
+    assert [(e["kind"], e["symbol"], e["model"]) for e in book["recent_events"]] == [
+        (e.kind, e.symbol, e.model) for e in last4]
+    event["queryStringParameters"], event["multiValueQueryStringParameters"] = {"name": "hourly"}, {"name": ["hourly"]}
+    status, body = call(combiner, event)
+    assert status == 404 and body["error"] == "unknown_book"
+    database.close()
 
 
 def test_the_handler_imports_no_heavy_library(tmp_path: Path) -> None:

@@ -88,6 +88,23 @@ def test_post_signals_requires_a_key_and_validates_the_body(serving_template: Te
     )
 
 
+def test_get_book_is_routed_to_the_combiner_with_iam_and_a_key(serving_template: Template) -> None:
+    serving_template.has_resource_properties("AWS::ApiGateway::Resource", {"PathPart": "book"})
+    serving_template.has_resource_properties(
+        "AWS::ApiGateway::Method",
+        {
+            "HttpMethod": "GET",
+            "AuthorizationType": "AWS_IAM",
+            "ApiKeyRequired": True,
+            "RequestParameters": {"method.request.querystring.name": False,
+                                  "method.request.querystring.recent_bars": False},
+            "Integration": Match.object_like({"Type": "AWS_PROXY", "IntegrationHttpMethod": "POST"}),
+        },
+    )
+    methods = serving_template.find_resources("AWS::ApiGateway::Method")
+    assert sorted(m["Properties"]["HttpMethod"] for m in methods.values()) == ["GET", "POST"]
+
+
 def test_request_model_matches_the_pydantic_request(serving_template: Template) -> None:
     schema = Capture()
     serving_template.has_resource_properties(

@@ -7,8 +7,10 @@ high/low, sort the bars by UTC time and drop repeats); negative cases go out as 
 a positive case still fails ``positive_data_acceptance``. Two more rules belong to the model deployed, not to the
 document (GET /models tells them): a served symbol needs at least ``min_bars`` bars and its own timeframe, so a
 positive case naming the served symbol (GOOG, the bundle of tests/serving_support.py) drops ``bars`` and
-``timeframe`` and the server reads its store. Used by tests/integration/test_serve_http.py and, for the
-CLI, ``SCHEMATHESIS_HOOKS=tests.integration.schemathesis_hooks schemathesis run ...``.
+``timeframe`` and the server reads its store (the test server's store holds a live book with GOOG, so those
+cases get the book's answer, or a 404 for an ``as_of`` before the book's first bar). Used by
+tests/integration/test_serve_http.py and, for the CLI,
+``SCHEMATHESIS_HOOKS=tests.integration.schemathesis_hooks schemathesis run ...``.
 """
 
 from __future__ import annotations

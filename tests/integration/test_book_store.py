@@ -4,6 +4,7 @@ state; a missed day is caught up in order; an older bar, a restated bar or a con
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -289,3 +290,27 @@ def test_a_book_seeded_with_the_batch_state_continues_as_if_every_bar_had_been_s
         reference.close()
     with pytest.raises(BookStateError, match="never overwritten"):
         seed_book(database.books, BOOK, head.final_state)
+
+
+def test_the_books_stored_and_what_the_api_reads_of_them(database: SqlDatabase, bars: list[BarInputs],
+                                                         inputs: Inputs) -> None:
+    assert database.books.books() == [] and database.books.span(BOOK) is None
+    advance(database, bars[:6], inputs, book="hourly")
+    advance(database, bars[:40], inputs)
+    assert database.books.books() == ["daily", "hourly"]
+    times = [bar_time_of(b.timestamp) for b in bars[:40]]
+    span = database.books.span(BOOK)
+    assert span is not None and (span.first, span.latest, span.bars) == (times[0], times[-1], 40)
+    assert database.books.bar_times(BOOK) == times
+    assert database.books.bar_times(BOOK, until=times[9] + (times[10] - times[9]) / 2, last=3) == times[7:10]
+    latest = database.books.latest(BOOK)
+    assert latest is not None and database.books.state_document(BOOK, times[-1]) == json.loads(latest[1].to_json())
+    assert database.books.state_document(BOOK, times[-1] + (times[-1] - times[-2])) is None
+    rows = database.books.event_rows(BOOK, since=times[20], until=times[30])
+    expected = [e for e in database.books.events(BOOK) if times[20] < bar_time_of(e.timestamp) <= times[30]]
+    assert len(rows) == len(expected) > 0
+    for row, event in zip(rows, expected, strict=True):
+        assert (row.bar_time, row.component, row.kind, row.rule, row.symbol, row.model) == (
+            bar_time_of(event.timestamp), event.component, event.kind, event.rule, event.symbol, event.model)
+        assert json.dumps([row.value, row.threshold, row.detail]) == json.dumps(
+            [event.value, event.threshold, dict(event.detail)])

@@ -25,6 +25,7 @@ from signal_engine.serving.api import build_app
 from signal_engine.serving.bundle import ServingBundle, read_current
 from signal_engine.serving.http_server import make_server
 from signal_engine.serving.service import SignalService
+from tests.book_support import BOOK, copy_of_book_database
 from tests.integration import schemathesis_hooks  # noqa: F401  (registers the map_case hook)
 from tests.serving_support import TRAIN_BARS, goog_registry, request_bars
 
@@ -37,11 +38,13 @@ class Server:
         self.url, self.database = url, database
 
 
-def _start(tmp: Path, token: str | None) -> tuple[Any, SqlDatabase, InProcessExperts]:
+def _start(tmp: Path, token: str | None, *, book: bool = False) -> tuple[Any, SqlDatabase, InProcessExperts]:
+    """A server; with ``book``, its store holds the live book of tests/book_support.py (GOOG, SPX)."""
     folder = read_current(goog_registry())
-    database = SqlDatabase.connect(f"sqlite:///{tmp}/serve.db")
+    database = SqlDatabase.connect(copy_of_book_database(tmp) if book else f"sqlite:///{tmp}/serve.db")
     experts = InProcessExperts(folder / "experts")
-    service = SignalService(ServingBundle.load(folder), experts, database.ledger, LocalBars(None), deadline_s=30)
+    service = SignalService(ServingBundle.load(folder), experts, database.ledger, LocalBars(None), deadline_s=30,
+                            books=database.books)
     server = make_server(lambda: build_app(lambda: service, token=lambda: token), "127.0.0.1", 0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, database, experts
@@ -58,7 +61,7 @@ def open_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 @pytest.fixture(scope="module")
 def token_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    server, database, experts = _start(tmp_path_factory.mktemp("serve-token"), TOKEN)
+    server, database, experts = _start(tmp_path_factory.mktemp("serve-token"), TOKEN, book=True)
     yield Server(f"http://127.0.0.1:{server.server_address[1]}", database)
     server.shutdown()
     server.server_close()
@@ -106,7 +109,7 @@ def test_errors_over_http(open_server: Server) -> None:
 
 @pytest.mark.parametrize(("method", "path", "allow"), [
     ("TRACE", "/signals", "POST"), ("PUT", "/signals", "POST"), ("DELETE", "/signals/batch", "POST"),
-    ("PATCH", "/models", "GET"), ("POST", "/health", "GET")])
+    ("PATCH", "/models", "GET"), ("POST", "/health", "GET"), ("POST", "/book", "GET")])
 def test_a_method_a_path_lacks_is_405_with_allow(open_server: Server, method: str, path: str, allow: str) -> None:
     request = urllib.request.Request(f"{open_server.url}{path}", method=method)
     with pytest.raises(urllib.error.HTTPError) as caught:
@@ -132,6 +135,43 @@ def test_token_is_required_when_set(token_server: Server) -> None:
     status, body = http("GET", url, headers={"Authorization": f"Bearer {TOKEN}"})
     assert status == 200 and body["min_bars"] == 300
     assert http("GET", f"{token_server.url}/health")[0] == 200
+
+
+def test_a_book_symbol_is_answered_from_the_book_over_http(token_server: Server) -> None:
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    status, body = http("POST", f"{token_server.url}/signals", {"symbol": "GOOG"}, auth)
+    assert status == 200, body
+    [stored] = [p for p in token_server.database.books.positions(BOOK) if p.symbol == "GOOG"]
+    span = token_server.database.books.span(BOOK)
+    assert span is not None
+    assert body["source"] == "book" and body["position"] == stored.position
+    assert body["book"]["name"] == BOOK and body["book"]["contributions"] == stored.contributions
+    assert body["as_of"] == body["book"]["bar_time"] == f"{span.latest.isoformat()}Z"
+    assert set(body["experts"]) == {"trend", "levels", "volatility"} and body["moe"] is not None
+    [entry] = [e for e in token_server.database.ledger.signals("GOOG") if e.inputs["request_id"] == body["request_id"]]
+    assert entry.inputs["source"] == "book" and entry.position == stored.position
+    status, body = http("POST", f"{token_server.url}/signals", {"symbol": "GOOG", "as_of": "2003-01-02"}, auth)
+    assert status == 404 and body["error"] == "bar_not_stepped" and body["fields"][0]["field"] == "as_of"
+    status, body = http("POST", f"{token_server.url}/signals",
+                        {"symbol": "GOOG", "bars": request_bars(TRAIN_BARS + 120)}, auth)
+    assert status == 200 and body["source"] == "unmanaged" and body["book"] is None
+
+
+def test_get_book_over_http(token_server: Server) -> None:
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    status, body = http("GET", f"{token_server.url}/book?recent_bars=2", headers=auth)
+    assert status == 200, body
+    [book] = body["books"]
+    assert book["name"] == BOOK and book["recent_bars"] == 2
+    assert [(p["symbol"], p["position"]) for p in book["positions"]] == [
+        (p.symbol, p.position) for p in token_server.database.books.positions(BOOK)]
+    assert {e["bar_time"] for e in book["recent_events"]} <= {
+        f"{t.isoformat()}Z" for t in token_server.database.books.bar_times(BOOK, last=2)}
+    status, body = http("GET", f"{token_server.url}/book?name=hourly", headers=auth)
+    assert status == 404 and "the store holds daily" in body["message"]
+    status, body = http("GET", f"{token_server.url}/book?recent_bars=0", headers=auth)
+    assert status == 422 and body["fields"][0]["field"] == "recent_bars"
+    assert http("GET", f"{token_server.url}/book")[0] == 401
 
 
 def test_serve_command_reports_a_missing_registry(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -17,13 +17,20 @@ def test_docs_openapi_json_is_not_stale() -> None:
 
 def test_document_describes_the_signal_api() -> None:
     doc = json.loads(document())
-    assert set(doc["paths"]) == {"/signals", "/signals/batch", "/models", "/health"}
+    assert set(doc["paths"]) == {"/signals", "/signals/batch", "/book", "/models", "/health"}
     request = doc["components"]["schemas"]["SignalRequest"]
     assert request["required"] == ["symbol"]
     assert request["properties"]["symbol"]["pattern"]
     response = doc["components"]["schemas"]["SignalResponse"]
     assert {"symbol", "as_of", "signal", "score", "confidence", "position", "experts", "gate", "risk",
             "model_version", "degraded"} <= set(response["properties"])
+    # both answers, marked: the live book's (with the book and the MoE beside it) and the unmanaged MoE's
+    assert response["properties"]["source"]["enum"] == ["book", "unmanaged"] and "source" in response["required"]
+    assert {"book", "moe", "moe_unavailable"} <= set(response["properties"])
+    book = doc["paths"]["/book"]["get"]
+    assert book["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/BookResponse"}
+    assert [p["name"] for p in book["parameters"]] == ["name", "recent_bars"]
     assert doc["paths"]["/signals"]["post"]["responses"]["422"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/ErrorBody"}
 

@@ -1,22 +1,30 @@
-"""BookStore on SQL: each stepped bar of a live book as one state row, its positions and its events."""
+"""BookStore on SQL: each stepped bar of a live book as one state row, its positions and its events.
+
+The read side the Signal API uses (``BookReader``: books, span, bar times, state documents, positions, event rows)
+imports no pandas, so that the combiner Lambda (which carries none) can read books; ``BookState`` and
+``OrchestrationEvent`` (pandas) are imported only by the methods that return them.
+"""
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import sqlalchemy as sa
 
 from signal_engine.adapters.sql import schema
 from signal_engine.adapters.sql.engine import in_transaction
 from signal_engine.errors import SignalEngineError
-from signal_engine.orchestration.events import OrchestrationEvent
-from signal_engine.orchestration.state import BookState, json_number, number_from_json
-from signal_engine.storage.records import BookPosition
+from signal_engine.json_values import json_number, number_from_json
+from signal_engine.storage.records import BookEventRow, BookPosition, BookSpan
 from signal_engine.storage.times import utc_now
+
+if TYPE_CHECKING:
+    from signal_engine.orchestration.events import OrchestrationEvent
+    from signal_engine.orchestration.state import BookState
 
 
 class BookConflictError(SignalEngineError):
@@ -31,6 +39,8 @@ class SqlBookStore:
         self._engine = engine
 
     def latest(self, book: str) -> tuple[datetime, BookState] | None:
+        from signal_engine.orchestration.state import BookState
+
         table = schema.book_states
         query = (sa.select(table.c.bar_time, table.c.state).where(table.c.book == book)
                  .order_by(table.c.bar_time.desc()).limit(1))
@@ -39,6 +49,8 @@ class SqlBookStore:
         return None if row is None else (row.bar_time, BookState.from_json(row.state))
 
     def stepped(self, book: str, bar_time: datetime) -> tuple[BookState, str] | None:
+        from signal_engine.orchestration.state import BookState
+
         table = schema.book_states
         query = sa.select(table.c.state, table.c.inputs_digest).where(table.c.book == book,
                                                                          table.c.bar_time == bar_time)
@@ -80,18 +92,68 @@ class SqlBookStore:
                 for row in rows]
 
     def events(self, book: str, since: datetime | None = None) -> list[OrchestrationEvent]:
+        import pandas as pd
+
+        from signal_engine.orchestration.events import OrchestrationEvent
+
+        return [OrchestrationEvent(
+            timestamp=pd.Timestamp(row.bar_time), component=row.component,  # type: ignore[arg-type]
+            kind=row.kind, rule=row.rule, symbol=row.symbol,  # type: ignore[arg-type]
+            model=row.model, value=row.value, threshold=row.threshold, detail=row.detail,
+        ) for row in self.event_rows(book, since=since)]
+
+    def event_rows(self, book: str, *, since: datetime | None = None,
+                   until: datetime | None = None) -> list[BookEventRow]:
         table = schema.book_events
         query = sa.select(table).where(table.c.book == book)
         if since is not None:
             query = query.where(table.c.bar_time > since)
+        if until is not None:
+            query = query.where(table.c.bar_time <= until)
         with self._engine.connect() as connection:
             rows = connection.execute(query.order_by(table.c.bar_time, table.c.seq)).mappings().all()
-        return [OrchestrationEvent(
-            timestamp=pd.Timestamp(row["bar_time"]), component=row["component"], kind=row["kind"], rule=row["rule"],
-            symbol=row["symbol"], model=row["model"], value=_from_column(row["value"]),
+        return [BookEventRow(
+            book=row["book"], bar_time=row["bar_time"], seq=row["seq"], component=row["component"], kind=row["kind"],
+            rule=row["rule"], symbol=row["symbol"], model=row["model"], value=_from_column(row["value"]),
             threshold=_from_column(row["threshold"]),
             detail={k: _detail_from_json(v) for k, v in row["detail"].items()},
         ) for row in rows]
+
+    def books(self) -> list[str]:
+        table = schema.book_states
+        with self._engine.connect() as connection:
+            return [str(name) for name in connection.execute(
+                sa.select(table.c.book).distinct().order_by(table.c.book)).scalars()]
+
+    def span(self, book: str) -> BookSpan | None:
+        table = schema.book_states
+        query = sa.select(sa.func.min(table.c.bar_time), sa.func.max(table.c.bar_time), sa.func.count()).where(
+            table.c.book == book)
+        with self._engine.connect() as connection:
+            first, latest, count = connection.execute(query).one()
+        return None if not count else BookSpan(first=first, latest=latest, bars=int(count))
+
+    def bar_times(self, book: str, *, until: datetime | None = None, last: int | None = None) -> list[datetime]:
+        table = schema.book_states
+        query = sa.select(table.c.bar_time).where(table.c.book == book).order_by(table.c.bar_time.desc())
+        if until is not None:
+            query = query.where(table.c.bar_time <= until)
+        if last is not None:
+            query = query.limit(last)
+        with self._engine.connect() as connection:
+            return sorted(connection.execute(query).scalars())
+
+    def state_document(self, book: str, bar_time: datetime) -> dict[str, Any] | None:
+        table = schema.book_states
+        query = sa.select(table.c.state).where(table.c.book == book, table.c.bar_time == bar_time)
+        with self._engine.connect() as connection:
+            text = connection.execute(query).scalar()
+        if text is None:
+            return None
+        document = json.loads(text)
+        if not isinstance(document, dict):
+            raise SignalEngineError(f"book {book!r}: the state stored for bar {bar_time} is not a JSON object")
+        return document
 
 
 def _detail_to_json(value: float | str) -> Any:
