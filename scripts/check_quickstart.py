@@ -80,7 +80,12 @@ def check_answer(command: str, output: str) -> str:
     if "/signals" in command:
         if answer.get("signal") not in SIGNALS:
             raise SystemExit(f"check_quickstart: `{command}` answered no signal: {output[:500]}")
-        return f"{answer['symbol']} {answer['signal']} (position {answer.get('position')})"
+        return f"{answer['symbol']} {answer['signal']} (position {answer.get('position')}, {answer.get('source')})"
+    if "/book" in command:
+        books = answer.get("books")
+        if not books or not all(book.get("positions") for book in books):
+            raise SystemExit(f"check_quickstart: `{command}` answered no live book with positions: {output[:500]}")
+        return ", ".join(f"book {book.get('name')}: {len(book['positions'])} positions" for book in books)
     if "/models" in command:
         if not answer.get("model_version"):
             raise SystemExit(f"check_quickstart: `{command}` named no model version: {output[:500]}")
