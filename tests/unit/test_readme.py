@@ -83,7 +83,8 @@ def test_the_link_check_finds_what_a_clone_lacks(tmp_path: Path) -> None:
 
 def test_the_quick_start_serve_example_is_what_ci_runs() -> None:
     """scripts/check_quickstart.py (run by CI after `make demo` and `make test`) finds the README's serve
-    command and its curl calls: a signal for SPX, one with a position held, and the models in use."""
+    command (on the demo's store, which holds its live books) and its curl calls: a signal for SPX, the live
+    books and the models in use."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("check_quickstart", ROOT / "scripts" / "check_quickstart.py")
@@ -92,6 +93,7 @@ def test_the_quick_start_serve_example_is_what_ci_runs() -> None:
     spec.loader.exec_module(module)
     serve, curls = module.quickstart_commands((ROOT / "README.md").read_text(encoding="utf-8"))
     assert serve.startswith(".venv/bin/signal-engine serve") and module.port_of(serve) == 8000
+    assert "--database sqlite:///out/demo/store.db" in serve
     assert [c.split()[4] if "-X" in c else c.split()[-1] for c in curls] == [
-        "localhost:8000/signals", "localhost:8000/signals", "localhost:8000/models"]
+        "localhost:8000/signals", "localhost:8000/book", "localhost:8000/models"]
     assert all("\\" not in c for c in curls)
