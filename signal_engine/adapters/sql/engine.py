@@ -47,14 +47,29 @@ def create_store_engine(url: str, *, ca_file: str = "", require_verified_tls: bo
     except sa.exc.ArgumentError:
         raise ConfigError(f"database URL {url!r} is not a URL; expected {SUPPORTED}") from None
     if parsed.get_backend_name() == "sqlite":
+        engine = sa.create_engine(parsed, connect_args={"timeout": 30})
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        return sa.create_engine(parsed, connect_args={"timeout": 30})
+            sa.event.listen(engine, "connect", _write_ahead_log)
+        return engine
     if parsed.get_backend_name() == "mysql" and parsed.get_driver_name() == "pymysql":
         connect_args = mysql_connect_args(ca_file, require_verified_tls=require_verified_tls)
         return sa.create_engine(parsed, pool_pre_ping=True, pool_recycle=1800, connect_args=connect_args)
     raise ConfigError(f"database URL {parsed.render_as_string(hide_password=True)!r} is not supported; "
                       f"expected {SUPPORTED}")
+
+
+def _write_ahead_log(connection: Any, _record: Any) -> None:
+    """A SQLite file in write-ahead-log mode with ``synchronous=NORMAL``: a commit no longer waits for the disk
+    (about 0.5 ms instead of 15 ms: a book stepped bar by bar commits twice a bar), readers (``serve``) do not
+    block the writer, and a crash of the process still loses no committed transaction (a power cut may lose the
+    last few, never corrupting the file)."""
+    cursor = connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+    finally:
+        cursor.close()
 
 
 def in_transaction(engine: sa.Engine, work: Callable[[sa.Connection], T], attempts: int = 2) -> T:
