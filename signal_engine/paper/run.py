@@ -179,19 +179,23 @@ def _trade(book: Book, replayed: ReplayedBook, start: pd.Timestamp | None, fill:
 
 def _signals(backtest: BacktestOutput, books: list[PaperBook]) -> pd.DataFrame:
     """The backtest's signal rows with ``position`` read back from the book store."""
-    frame = pd.concat([r.signals for r in backtest.results], ignore_index=True).loc[:, list(SIGNAL_COLUMNS)]
     stored: dict[tuple[str, int], float] = {}
     for book in books:
         replay = book.replay
         for j, symbol in enumerate(replay.symbols):
             stored.update({(symbol, int(t)): float(p) for t, p in zip(replay.timeline.asi8, replay.positions[:, j],
                                                                         strict=True)})
-    stamps = pd.DatetimeIndex(pd.to_datetime(frame["timestamp"])).as_unit("ns").asi8
-    keys = list(zip(frame["symbol"].astype(str), stamps.tolist(), strict=True))
-    missing = [k for k in keys if k not in stored]
-    if missing:
-        raise SignalEngineError(f"paper: no stored book position for {missing[0][0]} at {pd.Timestamp(missing[0][1])}")
-    return frame.assign(position=[stored[k] for k in keys])
+    frames = []
+    for result in backtest.results:  # one symbol each: daily and intraday timestamps are parsed apart
+        rows = result.signals.loc[:, list(SIGNAL_COLUMNS)]
+        stamps = pd.DatetimeIndex(pd.to_datetime(rows["timestamp"])).as_unit("ns").asi8
+        keys = [(result.symbol, int(t)) for t in stamps]
+        missing = [k for k in keys if k not in stored]
+        if missing:
+            raise SignalEngineError(f"paper: no stored book position for {missing[0][0]} at "
+                                    f"{pd.Timestamp(missing[0][1])}")
+        frames.append(rows.assign(position=[stored[k] for k in keys]))
+    return pd.concat(frames, ignore_index=True)
 
 
 def _progress(console: Console, name: str, started: float) -> Any:

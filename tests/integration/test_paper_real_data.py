@@ -1,5 +1,6 @@
-"""`signal-engine paper` on real prices: the book replayed bar by bar through the stores holds the positions the
-backtest reported, a second run changes nothing, and a step reads nothing after its bar."""
+"""`signal-engine paper` on real prices (a daily and an hourly series: two books): each book replayed bar by bar
+through the stores holds the positions the backtest reported, a second run changes nothing, and a step reads
+nothing after its bar."""
 
 from __future__ import annotations
 
@@ -37,11 +38,20 @@ suite:
 ROWS = 750
 
 
+def _head(source: Path, folder: Path) -> Path:
+    path = folder / source.name
+    path.write_text("".join(source.read_text().splitlines(keepends=True)[: ROWS + 1]))
+    return path
+
+
 @pytest.fixture(scope="module")
 def short_goog(goog_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("prices") / "GOOG.csv"
-    path.write_text("".join(goog_csv.read_text().splitlines(keepends=True)[: ROWS + 1]))
-    return path
+    return _head(goog_csv, tmp_path_factory.mktemp("prices"))
+
+
+@pytest.fixture(scope="module")
+def short_eurusd(eurusd_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _head(eurusd_csv, tmp_path_factory.mktemp("prices"))
 
 
 @pytest.fixture(scope="module")
@@ -52,11 +62,13 @@ def few_refits(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def paper(short_goog: Path, few_refits: Path, tmp_path_factory: pytest.TempPathFactory) -> PaperOutput:
+def paper(short_goog: Path, short_eurusd: Path, few_refits: Path, tmp_path_factory: pytest.TempPathFactory
+          ) -> PaperOutput:
     out = tmp_path_factory.mktemp("paper")
     database = SqlDatabase.connect(f"sqlite:///{out / 'store.db'}")
     try:
-        return run_paper([load_prices(short_goog)], out, load_config("quick", few_refits), prices=database.prices,
+        return run_paper([load_prices(short_goog), load_prices(short_eurusd)], out, load_config("quick", few_refits),
+                         prices=database.prices,
                          bars=SqlRecentBars(database.engine), books=database.books, jobs=1)
     finally:
         database.close()
@@ -68,24 +80,26 @@ def test_the_replayed_book_holds_the_backtests_positions_to_the_last_bit(paper: 
     assert len(replayed) == len(backtest) > 100
     pd.testing.assert_frame_equal(replayed.drop(columns="position"), backtest.drop(columns="position"))
     assert np.max(np.abs(replayed["position"] - backtest["position"])) <= 1e-12
-    (book,) = paper.books
-    expected = paper.backtest.portfolio.books[0].result.positions["GOOG"].to_numpy()  # type: ignore[union-attr]
-    assert np.max(np.abs(book.replay.positions[:, 0] - expected)) <= 1e-12
-    assert paper.summary["books"]["daily"]["max_abs_position_difference"] <= 1e-12
-    assert np.abs(expected).max() > 0.05  # the book trades: the parity is not of zeros
+    assert [b.replay.name for b in paper.books] == ["daily", "1h"]
+    for book, batch in zip(paper.books, paper.backtest.portfolio.books, strict=True):  # type: ignore[union-attr]
+        expected = batch.result.positions.loc[:, list(book.replay.symbols)].to_numpy()
+        assert np.max(np.abs(book.replay.positions - expected)) <= 1e-12
+        assert paper.summary["books"][book.replay.name]["max_abs_position_difference"] <= 1e-12
+        assert np.abs(expected).max() > 0.05  # the book trades: the parity is not of zeros
 
 
 def test_the_store_keeps_the_book_at_its_last_bar(paper: PaperOutput) -> None:
     database = SqlDatabase.connect(f"sqlite:///{paper.signals_path.parent / 'store.db'}")
     try:
-        (book,) = paper.books
-        latest = database.books.latest("daily")
-        assert latest is not None and latest[0] == book.replay.timeline[-1].to_pydatetime()
-        batch = paper.backtest.portfolio.books[0].result.final_state  # type: ignore[union-attr]
-        assert batch is not None and latest[1].to_json() == batch.to_json()  # what `demo` seeds its live book with
-        (stored,) = database.books.positions("daily")
-        assert stored.position == book.replay.positions[-1, 0]
-        assert database.prices.count_bars("GOOG") == ROWS
+        for book, batch in zip(paper.books, paper.backtest.portfolio.books, strict=True):  # type: ignore[union-attr]
+            name = book.replay.name
+            latest = database.books.latest(name)
+            assert latest is not None and latest[0] == book.replay.timeline[-1].to_pydatetime()
+            final = batch.result.final_state
+            assert final is not None and latest[1].to_json() == final.to_json()  # what `demo` seeds its book with
+            (stored,) = database.books.positions(name)
+            assert stored.position == book.replay.positions[-1, 0]
+        assert database.prices.count_bars("GOOG") == database.prices.count_bars("EURUSD") == ROWS
     finally:
         database.close()
 
@@ -94,24 +108,27 @@ def test_the_ledger_fills_every_order_at_the_next_close_and_compounds_its_return
     out = paper.signals_path.parent
     orders, fills = pd.read_csv(out / "orders.csv"), pd.read_csv(out / "fills.csv")
     ledger = pd.read_csv(out / "ledger.csv", parse_dates=["timestamp"])
-    assert len(fills) in (len(orders), len(orders) - 1)  # the last bar's order has no next close yet
+    for name, placed in orders.groupby("book"):  # the last bar's order has no next close yet
+        assert int((fills["book"] == name).sum()) in (len(placed), len(placed) - 1)
     assert (pd.to_datetime(fills["filled_at"]) > pd.to_datetime(fills["decided_at"])).all()
-    equity = np.cumprod(1.0 + ledger["net_return"].to_numpy())
-    np.testing.assert_allclose(ledger["equity"], equity, rtol=1e-9)
-    summary = json.loads((out / "paper.json").read_text())["books"]["daily"]
-    assert summary["band"]["expectation"] == "in_sample" and summary["band"]["level"] == 0.95
+    for _, account in ledger.groupby("book"):
+        equity = np.cumprod(1.0 + account["net_return"].to_numpy())
+        np.testing.assert_allclose(account["equity"], equity, rtol=1e-9)
+    summary = json.loads((out / "paper.json").read_text())["books"]
+    assert {s["band"]["expectation"] for s in summary.values()} == {"in_sample"}
     band = pd.read_csv(out / "band.csv")
     assert len(band) == len(ledger) and (band["band_low"] <= band["band_high"]).all()
+    assert set(ledger["book"]) == set(band["book"]) == {"daily", "1h"}
 
 
 def test_a_second_run_steps_nothing_and_writes_the_same_signals(paper: PaperOutput, short_goog: Path,
-                                                                few_refits: Path) -> None:
+                                                                short_eurusd: Path, few_refits: Path) -> None:
     out = paper.signals_path.parent
     first = paper.signals_path.read_bytes()
-    assert main(["paper", "--prices", str(short_goog), "--out", str(out), "--config", str(few_refits),
-                 "--jobs", "1"]) == 0
-    summary = json.loads((out / "paper.json").read_text())["books"]["daily"]
-    assert (summary["stepped"], summary["replayed"]) == (0, summary["bars"])
+    assert main(["paper", "--prices", str(short_goog), "--prices", str(short_eurusd), "--out", str(out),
+                 "--config", str(few_refits), "--jobs", "1"]) == 0
+    for summary in json.loads((out / "paper.json").read_text())["books"].values():
+        assert (summary["stepped"], summary["replayed"]) == (0, summary["bars"])
     assert paper.signals_path.read_bytes() == first
 
 
