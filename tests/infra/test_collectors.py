@@ -199,7 +199,7 @@ def export_function(template: Template) -> dict[str, Any]:
     (function,) = template.find_resources(
         "AWS::Lambda::Function", {"Properties": {"Handler": f"collectors.{EXPORT_BARS}.handler"}}
     ).values()
-    return function
+    return dict(function)
 
 
 def test_the_bars_export_writes_the_training_input_to_the_datasets_bucket(collectors_template: Template) -> None:

@@ -66,7 +66,7 @@ def test_no_unacknowledged_warnings(synthesized_app: SynthesizedApp, name: str) 
 
 def acknowledgments(root: IConstruct) -> list[tuple[IConstruct, str, str]]:
     """Every (construct, rule id, reason) that the project recorded with Validations.of(...).acknowledge."""
-    found = []
+    found: list[tuple[IConstruct, str, str]] = []
     for construct in root.node.find_all():
         for entry in construct.node.metadata:
             if entry.type == Validations.ACKNOWLEDGED_RULES_METADATA_KEY:

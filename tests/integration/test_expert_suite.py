@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -29,16 +30,16 @@ TRUNCATE_AT = 1500
 
 
 @pytest.fixture(scope="module")
-def config():  # type: ignore[no-untyped-def]
+def config():
     base = load_config("quick")
     return replace(base, walk_forward=replace(base.walk_forward, initial_window=300, validation_bars=150,
                                               refit_every=240, min_test_bars=100))
 
 
 @pytest.fixture(scope="module")
-def catalogue():  # type: ignore[no-untyped-def]
+def catalogue():
     specs = load_catalogue()
-    small = {"trend_lightgbm": {"n_estimators": 30},
+    small: dict[str, dict[str, Any]] = {"trend_lightgbm": {"n_estimators": 30},
              "trend_lstm": {"window": 16, "epochs": 1, "max_train_rows": 300},
              "vol_combination": {"members": ["vol_gjr_t", "vol_har", "baseline_ewma"]}}
     return {name: replace(spec, kwargs={**spec.kwargs, **small.get(name, {})}) for name, spec in specs.items()}
@@ -56,7 +57,7 @@ def goog(goog_csv: Path) -> PriceSeries:
 
 
 @pytest.fixture(scope="module")
-def result(goog: PriceSeries, config, catalogue) -> ExpertSuiteResult:  # type: ignore[no-untyped-def]
+def result(goog: PriceSeries, config, catalogue) -> ExpertSuiteResult:
     return run_expert_suite(goog, config, settings=SETTINGS, catalogue=catalogue)
 
 
@@ -82,7 +83,7 @@ def test_each_expert_has_walk_forward_metrics_next_to_its_baseline(result: Exper
     assert "| vol_har | baseline_garch11 |" in table
 
 
-def test_the_same_input_gives_identical_outputs(result: ExpertSuiteResult, goog: PriceSeries, config,  # type: ignore[no-untyped-def]
+def test_the_same_input_gives_identical_outputs(result: ExpertSuiteResult, goog: PriceSeries, config,
                                                 catalogue) -> None:
     again = run_expert_suite(goog, config, settings=CLASSICAL, catalogue=catalogue)
     assert set(again.outputs) == set(result.outputs) - {"trend_lstm"}
@@ -90,7 +91,7 @@ def test_the_same_input_gives_identical_outputs(result: ExpertSuiteResult, goog:
         assert result.outputs[name].tobytes() == values.tobytes(), name
 
 
-def test_truncating_the_data_changes_no_output_before_the_cut(result: ExpertSuiteResult, goog: PriceSeries,  # type: ignore[no-untyped-def]
+def test_truncating_the_data_changes_no_output_before_the_cut(result: ExpertSuiteResult, goog: PriceSeries,
                                                               config, catalogue) -> None:
     short = PriceSeries(goog.symbol, goog.source, goog.bars.iloc[:TRUNCATE_AT])
     truncated = run_expert_suite(short, config, settings=CLASSICAL, catalogue=catalogue)
@@ -106,7 +107,7 @@ def test_quick_profile_refits_tensorflow_less_often_and_runs_the_routed_archetyp
 
 
 @pytest.mark.skipif(not tensorflow_available(), reason="TensorFlow is not installed (extra 'tf')")
-def test_routed_mode_runs_only_the_routed_archetype_under_one_name(goog: PriceSeries, config) -> None:  # type: ignore[no-untyped-def]
+def test_routed_mode_runs_only_the_routed_archetype_under_one_name(goog: PriceSeries, config) -> None:
     settings = SuiteSettings(experts=("archetype_equity_daily", "archetype_futures_trend"), archetypes="routed",
                              tf_refit_every=1200, tf_overrides={"epochs": 1, "max_train_rows": 300})
     routed = run_expert_suite(goog, config, settings=settings)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from sagemaker_jobs import evaluate, prepare, serve, train_expert, train_gate
@@ -177,7 +178,8 @@ def test_serve_answers_over_http_and_names_bad_fields(jobs: Jobs) -> None:
 
 def _rows(csv: Path, count: int) -> list[dict[str, Any]]:
     bars = load_prices(csv).bars.iloc[-count:]
-    return [{"timestamp": str(t.date()), **{k: float(v) for k, v in row.items()}} for t, row in bars.iterrows()]
+    return [{"timestamp": str(t.date()), **{str(k): float(v) for k, v in row.items()}}
+            for t, row in zip(pd.DatetimeIndex(bars.index), bars.to_dict("records"), strict=True)]
 
 
 def _post(port: int, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:

@@ -121,7 +121,7 @@ def test_the_backtest_walk_forward_is_reused_not_repeated(goog_csv: Path, tmp_pa
     calls: list[str] = []
 
     class Counting(LocalRunner):
-        def _walk_forward(self, data):  # type: ignore[no-untyped-def]
+        def _walk_forward(self, data):
             calls.append("walk")
             return super()._walk_forward(data)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -50,7 +51,7 @@ def test_garch_family_equals_arch_and_is_causal(vol: str, dist: str, goog: tuple
     model = ArchVolatility(vol=vol, dist=dist).fit(train)
     returns = np.diff(np.log(train["close"].to_numpy())) * model.scale_
     reference = arch_model(returns, mean="Constant", vol="EGARCH" if vol == "EGARCH" else "GARCH", p=1,
-                           o=0 if vol == "GARCH" else 1, q=1, dist=dist, rescale=False).fit(disp="off")
+                           o=0 if vol == "GARCH" else 1, q=1, dist=cast(Any, dist), rescale=False).fit(disp="off")
     ours = model.predict_variance(train)
     np.testing.assert_allclose(ours[:-1], reference.conditional_volatility**2 / model.scale_**2, rtol=1e-8)
     one_ahead = reference.forecast(horizon=1, reindex=False).variance.to_numpy()[-1, 0]

@@ -16,8 +16,8 @@ def test_tree_shap_adds_up_to_the_directional_margin() -> None:
     y = np.select([X[:, 0] > 0.5, X[:, 0] < -0.5], [UP, DOWN], 1)
     model = lgb.LGBMClassifier(n_estimators=30, num_leaves=7, verbose=-1, random_state=0).fit(X, y)
     contributions = directional_shap(model.booster_, X)
-    raw = model.booster_.predict(X, raw_score=True)
-    expected = model.booster_.predict(X, pred_contrib=True).reshape(600, 3, 5)[:, :, -1]
+    raw = np.asarray(model.booster_.predict(X, raw_score=True))
+    expected = np.asarray(model.booster_.predict(X, pred_contrib=True)).reshape(600, 3, 5)[:, :, -1]
     margin = (raw[:, UP] - expected[:, UP]) - (raw[:, DOWN] - expected[:, DOWN])
     np.testing.assert_allclose(contributions.sum(axis=1), margin, atol=1e-9)
     assert np.abs(contributions[:, 0]).mean() > 5 * np.abs(contributions[:, 1:]).mean()

@@ -94,7 +94,7 @@ def test_real_shipped_files_load(goog_csv: Path, eurusd_csv: Path) -> None:
     assert load_prices(eurusd_csv).intraday
 
 
-BAD_INPUTS = {
+BAD_INPUTS: dict[str, tuple[str | bytes, str]] = {
     "missing column": ("Date,Open,Low,Close\n2024-01-02,1,0.5,1.5\n", "column 'High': missing column"),
     "non-increasing dates": (
         "Date,Open,High,Low,Close\n2024-01-03,1,2,0.5,1.5\n2024-01-02,1,2,0.5,1.5\n",

@@ -408,7 +408,8 @@ def test_config_for_hourly_bars_and_invalid_settings() -> None:
 
 
 def test_per_symbol_short_limits_are_read_from_a_mapping_and_bad_ones_name_the_setting() -> None:
-    config = OrchestrationConfig(max_asset_exposure=0.8, max_asset_short_exposure={"spx": 0, "GOOG": 0.3, "EURUSD": 2})
+    config = OrchestrationConfig(max_asset_exposure=0.8,  # a mapping, as a config file gives it
+                                 max_asset_short_exposure={"spx": 0, "GOOG": 0.3, "EURUSD": 2})  # type: ignore[arg-type]
     assert config.max_asset_short_exposure == (("EURUSD", 2.0), ("GOOG", 0.3), ("SPX", 0.0))
     assert [config.asset_short_limit(s) for s in ("SPX", "goog", "EURUSD", "IXIC")] == [0.0, 0.3, 0.8, 0.8]
     assert OrchestrationConfig(max_asset_short_exposure=config.max_asset_short_exposure) == replace(

@@ -101,7 +101,8 @@ def _manager(limits: Limits) -> UnifiedRiskManager:
         max_gross_exposure=limits["gross"], max_net_exposure=limits["net"], max_asset_exposure=limits["asset"],
         max_long_exposure=limits["long"], max_short_exposure=limits["short"],
         max_timeframe_exposure=limits["timeframe"],
-        max_asset_short_exposure={s: v for s, v in zip(symbols, limits["asset_short"], strict=True) if v is not None},
+        max_asset_short_exposure={s: v for s, v in zip(symbols, limits["asset_short"], strict=True)  # type: ignore[arg-type]
+                                  if v is not None},  # a mapping, as a config file gives it
     )
     return UnifiedRiskManager(config, periods_per_year=252.0, symbols=symbols)
 

@@ -47,6 +47,7 @@ def test_round_trip_keeps_every_field(bundle_dir: Path, tmp_path: Path) -> None:
     bundle = ServingBundle.load(bundle_dir)
     again = ServingBundle.load(bundle.save(tmp_path / "again"))
     assert again.to_json() == bundle.to_json()
+    assert bundle.gate.weights is not None and again.gate.weights is not None
     for (k1, b1), (k2, b2) in zip(bundle.gate.weights.layers, again.gate.weights.layers, strict=True):
         np.testing.assert_array_equal(k1, k2)
         np.testing.assert_array_equal(b1, b2)
@@ -138,7 +139,7 @@ def test_missing_folder_and_files_name_what_is_missing(copy: Path, tmp_path: Pat
          "field 'withheld' names 'AAPL', which is not in field 'symbols'"),
     ],
 )
-def test_malformed_bundle_json_names_the_field(copy: Path, edit, message: str) -> None:  # type: ignore[no-untyped-def]
+def test_malformed_bundle_json_names_the_field(copy: Path, edit, message: str) -> None:
     doc = json.loads((copy / "bundle.json").read_text())
     edit(doc)
     (copy / "bundle.json").write_text(json.dumps(doc))
@@ -185,7 +186,7 @@ def test_expert_answers_for_the_last_bar(bundle_dir: Path) -> None:
     assert [trend["p_down"], trend["p_neutral"], trend["p_up"]] == pytest.approx(full.tolist())
     levels = answer("levels", experts["levels"], bars_frame(rows), frame=frame)
     close = rows[-1]["close"]
-    assert levels["support"] <= close <= levels["resistance"]  # type: ignore[operator]
+    assert levels["support"] <= close <= levels["resistance"]
     vol = answer("volatility", experts["volatility"], bars_frame(rows), history=252, frame=frame)
     assert len(vol["vol_history"]) == 252 and vol["vol_history"][-1] == vol["vol_forecast"]
     assert 0.001 < vol["vol_forecast"] < 0.2
@@ -259,7 +260,7 @@ def test_a_rule_gate_round_trips_in_bundle_json_without_gate_npz(rule_copy: Path
         (lambda g: g.update(kind="rules"), "field 'gate.kind' is 'rules'"),
     ],
 )
-def test_a_malformed_rule_gate_names_the_field(rule_copy: Path, edit, message: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_malformed_rule_gate_names_the_field(rule_copy: Path, edit, message: str) -> None:
     doc = json.loads((rule_copy / "bundle.json").read_text())
     edit(doc["gate"])
     (rule_copy / "bundle.json").write_text(json.dumps(doc))

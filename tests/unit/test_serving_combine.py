@@ -37,7 +37,8 @@ def rows(bundle: ServingBundle) -> tuple[list[Answers], np.ndarray, np.ndarray]:
     """Real expert answers, closes and fingerprints at 12 unseen GOOG bars."""
     experts = load_experts(read_current(goog_registry()) / "experts")
     bars = goog_series().bars
-    answers, closes, prints = [], [], []
+    answers: list[dict[str, dict[str, Any] | None]] = []
+    closes, prints = [], []
     for end in range(TRAIN_BARS + 20, TRAIN_BARS + 620, 50):
         window = bars.iloc[end - 400:end]
         frame = market_frame(window)
@@ -84,6 +85,7 @@ def test_decisions_match_the_backtest_parts(bundle: ServingBundle,
     scores = np.column_stack((trend_score(trend[:, 0], trend[:, 1]), levels_score(closes, levels[:, 0], levels[:, 1]),
                               vol_scores))
     np.testing.assert_allclose(d.scores, scores, atol=1e-12)
+    assert bundle.gate.weights is not None
     np.testing.assert_allclose(d.gate, gate_forward(bundle.gate.weights, prints), atol=1e-12)
     combiner = WeightedScoreCombiner(bundle.combiner.buy_threshold, bundle.combiner.sell_threshold).fit()
     np.testing.assert_allclose(d.combined, combiner.decision_function(scores, d.gate), atol=1e-12)

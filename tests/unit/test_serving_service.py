@@ -64,17 +64,17 @@ class SlowOrBroken:
 
 
 @pytest.fixture(scope="module")
-def folder():  # type: ignore[no-untyped-def]
+def folder():
     return read_current(goog_registry())
 
 
 @pytest.fixture(scope="module")
-def bundle(folder) -> ServingBundle:  # type: ignore[no-untyped-def]
+def bundle(folder) -> ServingBundle:
     return ServingBundle.load(folder)
 
 
 @pytest.fixture(scope="module")
-def experts(folder) -> InProcessExperts:  # type: ignore[no-untyped-def]
+def experts(folder) -> InProcessExperts:
     return InProcessExperts(folder / "experts")
 
 
@@ -194,7 +194,7 @@ def test_models_and_health(bundle: ServingBundle, experts: InProcessExperts) -> 
     assert service.health().status == "ok"
 
 
-def test_per_symbol_bundle_of_the_training_workflow(folder, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_per_symbol_bundle_of_the_training_workflow(folder, tmp_path) -> None:
     """The trainer's layout: experts saved as ``<expert>/<SYMBOL>`` and a ``per_symbol`` section in bundle.json."""
     import json
     import shutil
@@ -281,10 +281,10 @@ def test_a_withheld_symbol_over_the_api_is_a_404_body_naming_it(gated: ServingBu
              "requestContext": {"stage": "prod", "requestId": "req-w"},
              "body": json.dumps({"symbol": "EURUSD", "bars": request_bars(TRAIN_BARS + 150)}),
              "isBase64Encoded": False}
-    answer = app.resolve(event, None)
+    answer = app.resolve(event, None)  # type: ignore[arg-type]
     body = json.loads(answer["body"])
     assert answer["statusCode"] == 404 == body["status"] and body["error"] == "symbol_withheld"
     assert "EURUSD" in body["message"] and gated.version in body["message"] and WITHHELD_REASON in body["message"]
     models = app.resolve({**event, "resource": "/models", "path": "/models", "httpMethod": "GET", "body": None},
-                         None)
+                         None)  # type: ignore[arg-type]
     assert json.loads(models["body"])["withheld"] == {"EURUSD": WITHHELD_REASON}
