@@ -164,6 +164,10 @@ class BookSignal(BaseModel):
     harmony: float | None = Field(description="how far the models' calls on the symbol agree, in [0, 1]")
     active_limits: list[ActiveLimit] = Field(description="risk limits binding at the bar on the whole book or this "
                                                          "symbol (risk.adjustments lists only this bar's events)")
+    symbol_bar_time: UtcTime | None = Field(
+        default=None, description="the symbol's own latest stored bar at or before bar_time (null when the store "
+                                  "has none): earlier than bar_time when no bar of the symbol came since, and the "
+                                  "book has held this position from then on without a new price")
 
 
 class MoeView(BaseModel):

@@ -211,6 +211,8 @@ class SignalService:
         moe, prepared, unavailable = self._moe_at(request, book_timeframe(book), answer.bar_time)
         timeframe = (book_timeframe(book) or (self.bundle.timeframe_of(symbol) if symbol in self.bundle.symbols
                                               else book))
+        context = answer.context.model_copy(update={"symbol_bar_time": self._last_bar(symbol, timeframe,
+                                                                                      answer.bar_time)})
         response = SignalResponse(
             symbol=symbol, timeframe=timeframe, as_of=answer.bar_time, signal=answer.signal,  # type: ignore[arg-type]
             score=answer.score, confidence=answer.confidence, position=answer.position.position,
@@ -219,12 +221,22 @@ class SignalService:
                           held=answer.held),  # type: ignore[arg-type]
             model_version=self.bundle.version, degraded=moe.degraded if moe else False,
             degraded_experts=moe.degraded_experts if moe else [], request_id=request_id, source="book",
-            book=answer.context,
+            book=context,
             moe=MoeView(signal=moe.signal, score=moe.score, confidence=moe.confidence, position=moe.position,
                         risk=moe.risk) if moe else None,
             moe_unavailable=unavailable)
         self._record_book(request, response, answer, prepared)
         return response
+
+    def _last_bar(self, symbol: str, timeframe: str, bar_time: datetime) -> datetime | None:
+        """The symbol's latest stored bar at or before the book's bar, in UTC (None without a bar source or bars)."""
+        if self.bars is None:
+            return None
+        rows = self.bars.recent_bars(symbol, timeframe, utc_naive(bar_time), 1)
+        if not rows:
+            return None
+        stamp = datetime.fromisoformat(str(rows[-1]["timestamp"]))
+        return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
 
     def _moe_at(self, request: SignalRequest, timeframe: str | None, bar_time: datetime,
                 ) -> tuple[SignalResponse | None, _Prepared | None, str | None]:

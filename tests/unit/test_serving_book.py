@@ -257,3 +257,32 @@ def test_the_book_read_path_imports_no_pandas(database: SqlDatabase) -> None:
     assert result.returncode == 0, result.stderr
     [stored] = [p for p in database.books.positions(BOOK) if p.symbol == "GOOG"]
     assert result.stdout.split() == [repr(stored.position)] * 2
+
+
+class _LastBars:
+    """A bar source whose symbol stopped trading at ``last``: it has no bar after it."""
+
+    def __init__(self, last: datetime) -> None:
+        self.last = last
+        self.asked: list[tuple[str, str, datetime | None, int]] = []
+
+    def recent_bars(self, symbol: str, timeframe: str, end: datetime | None, count: int) -> list[dict[str, object]]:
+        self.asked.append((symbol, timeframe, end, count))
+        when = min(self.last, end) if end is not None else self.last
+        return [{"timestamp": when.isoformat(), "open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0, "volume": None}]
+
+
+def test_a_book_answer_names_the_symbols_own_latest_bar(
+    bundle: ServingBundle, experts: InProcessExperts, database: SqlDatabase
+) -> None:
+    span = database.books.span(BOOK)
+    assert span is not None
+    current = make_service(bundle, experts, database).signal(SignalRequest(symbol="GOOG"))
+    assert current.book is not None and current.book.symbol_bar_time == current.book.bar_time  # GOOG traded then
+    stopped = span.first.replace(tzinfo=None)
+    source = _LastBars(stopped)
+    service = SignalService(bundle, experts, MemoryAudit(), source, deadline_s=30, books=database.books)
+    stale = service.signal(SignalRequest(symbol="SPX"))
+    assert stale.source == "book" and stale.book is not None
+    assert stale.book.symbol_bar_time == stopped.replace(tzinfo=UTC) < stale.book.bar_time
+    assert ("SPX", "1d", span.latest.replace(tzinfo=None), 1) in source.asked
