@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -26,6 +28,13 @@ def market() -> Market:
     frame = series.bars.assign(implied_vol=iv).iloc[:BARS].copy()
     realised = np.diff(np.log(frame["close"].to_numpy()), append=np.nan) ** 2
     return frame, realised
+
+
+def _set(frame: pd.DataFrame, column: str, rows: np.ndarray, change: Callable[[np.ndarray], np.ndarray]) -> None:
+    """Replace ``frame[column]`` at positions ``rows`` by ``change`` of its values there (in place)."""
+    values = frame[column].to_numpy(dtype=float, copy=True)
+    values[rows] = change(values[rows])
+    frame[column] = values
 
 
 def _known(realised: np.ndarray, fit_at: int = FIT_AT) -> np.ndarray:
@@ -63,7 +72,7 @@ def test_a_bar_without_an_implied_volatility_gets_no_forecast(
     frame, realised = market
     holes = frame.copy()
     missing = [40, 41, 250, FIT_AT + 20]
-    holes.iloc[missing, holes.columns.get_loc("implied_vol")] = np.nan
+    _set(holes, "implied_vol", np.array(missing), lambda v: v * np.nan)
     model = expert.fit(holes.iloc[: FIT_AT + 1], _known(realised))
     forecast = model.predict_variance(holes)
     abstained = np.flatnonzero(np.isnan(forecast))
@@ -84,12 +93,14 @@ def test_truncating_or_changing_the_data_after_t_changes_no_forecast_at_or_befor
     for t in (FIT_AT, FIT_AT + 37, BARS - 2):
         np.testing.assert_array_equal(model.predict_variance(frame.iloc[: t + 1]), full[: t + 1])
         changed = frame.copy()
-        changed.iloc[t + 1 :, changed.columns.get_loc("implied_vol")] *= 3.0
-        changed.iloc[t + 1 :, [changed.columns.get_loc(c) for c in ("open", "high", "low", "close")]] *= 0.5
+        after = np.arange(t + 1, BARS)
+        _set(changed, "implied_vol", after, lambda v: v * 3.0)
+        for column in ("open", "high", "low", "close"):
+            _set(changed, column, after, lambda v: v * 0.5)
         np.testing.assert_array_equal(model.predict_variance(changed)[: t + 1], full[: t + 1])
     # Fitting at t: data after t (prices and IV) do not move the fit.
     later = frame.copy()
-    later.iloc[FIT_AT + 1 :, later.columns.get_loc("implied_vol")] = 80.0
+    _set(later, "implied_vol", np.arange(FIT_AT + 1, BARS), lambda v: v * 0.0 + 80.0)
     refit = expert.fit(later.iloc[: FIT_AT + 1], _known(realised)).predict_variance(frame.iloc[: FIT_AT + 1])
     np.testing.assert_array_equal(refit, full[: FIT_AT + 1])
 
@@ -107,7 +118,7 @@ def test_bad_implied_volatility_input_is_refused_with_the_column_named(market: M
     with pytest.raises(ValueError, match="no column 'iv30'"):
         ImpliedVolatility(column="iv30").fit(frame, realised)
     negative = frame.copy()
-    negative.iloc[5, negative.columns.get_loc("implied_vol")] = -1.0
+    _set(negative, "implied_vol", np.array([5]), lambda v: v * 0.0 - 1.0)
     with pytest.raises(ValueError, match="'implied_vol' holds 1 value"):
         HarImpliedVolatility().fit(negative, realised)
     empty = frame.assign(implied_vol=np.nan)
