@@ -207,8 +207,9 @@ class BookStore(BookReader, Protocol):
         """
         ...
 
-    def events(self, book: str, since: datetime | None = None) -> list[OrchestrationEvent]:
-        """The events of the bars after ``since`` (default: all), in the order they happened."""
+    def events(self, book: str, since: datetime | None = None,
+               until: datetime | None = None) -> list[OrchestrationEvent]:
+        """The events of the bars after ``since`` and up to ``until`` (default: all), in the order they happened."""
         ...
 
 

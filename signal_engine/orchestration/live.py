@@ -120,7 +120,7 @@ def _replayed(store: BookStore, book: str, when: datetime, digest: str, latest: 
         raise BookStateError(f"book {book!r}: bar {when} was already stepped with other inputs (a restated bar?); "
                              "the book keeps what it decided then")
     since = when - timedelta(seconds=1)  # bar times are whole seconds: the events from this bar on
-    events = tuple(e for e in store.events(book, since=since) if bar_time_of(e.timestamp) == when)
+    events = tuple(store.events(book, since=since, until=when))
     return SteppedBar(when, state, tuple(store.positions(book, when)), events, replayed=True)
 
 

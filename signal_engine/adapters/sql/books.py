@@ -91,7 +91,8 @@ class SqlBookStore:
                              contributions={k: number_from_json(v) for k, v in row["contributions"].items()})
                 for row in rows]
 
-    def events(self, book: str, since: datetime | None = None) -> list[OrchestrationEvent]:
+    def events(self, book: str, since: datetime | None = None,
+               until: datetime | None = None) -> list[OrchestrationEvent]:
         import pandas as pd
 
         from signal_engine.orchestration.events import OrchestrationEvent
@@ -100,7 +101,7 @@ class SqlBookStore:
             timestamp=pd.Timestamp(row.bar_time), component=row.component,  # type: ignore[arg-type]
             kind=row.kind, rule=row.rule, symbol=row.symbol,  # type: ignore[arg-type]
             model=row.model, value=row.value, threshold=row.threshold, detail=row.detail,
-        ) for row in self.event_rows(book, since=since)]
+        ) for row in self.event_rows(book, since=since, until=until)]
 
     def event_rows(self, book: str, *, since: datetime | None = None,
                    until: datetime | None = None) -> list[BookEventRow]:
