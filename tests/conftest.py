@@ -33,24 +33,17 @@ def _is_xdist_worker(config: pytest.Config) -> bool:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (``--dist loadgroup``), tests that share something expensive or stateful run on one
-    worker: the CDK tests share one synthesized app; the MariaDB tests share one database; the tests of an
-    integration module stay together (module fixtures and servers), except the slow real-data tests that share
-    nothing with their module. The rest (unit and handler tests) are spread one by one."""
-    sources: dict[Path, str] = {}
+    """Under pytest-xdist (``--dist loadgroup``), tests that share something expensive run on one worker: the CDK
+    tests share one synthesized app, and the tests of a module that share a fixture the module computes once
+    (a walk-forward, a trained bundle, a chain of jobs) stay together. Nothing is grouped for shared state: every
+    worker has its own MariaDB database (tests/fixtures/servers.py), every moto server starts from a reset, and
+    files go under each test's tmp_path, so the rest is spread test by test."""
     for item in items:
         path = Path(str(item.fspath))
         if "infra" in path.parts:
             group = "infra"
-        elif "handlers" in path.parts:
-            group = "handlers"  # one moto server for the session; moto's state is the process's
-        elif {"url", "mariadb_database"} & set(item.fixturenames) or "mysql_url_or_skip" in sources.setdefault(
-                path, path.read_text(encoding="utf-8")):
-            group = "mariadb"
-        elif "integration" in path.parts:
-            if item.get_closest_marker("slow") and not _shares_a_module_fixture(item, path):
-                continue  # a real-data walk-forward of its own: spread
-            group = path.stem  # module state (moto servers, fixtures) stays with its module
+        elif _shares_a_module_fixture(item, path):
+            group = path.stem
         else:
             continue
         item.add_marker(pytest.mark.xdist_group(group))
