@@ -12,6 +12,11 @@ from pathlib import Path
 import curl_cffi._wrapper  # noqa: F401
 import pytest
 
+try:
+    from _pytest.nodeid import NodeId  # pytest >= 9.2
+except ImportError:  # older pytest: xdist names the groups itself
+    NodeId = None  # type: ignore[assignment,misc]
+
 from signal_engine.data.datasets import export_dataset
 from tests.user_files import USER_FOLDERS, changes, snapshot
 
@@ -32,12 +37,14 @@ def _is_xdist_worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which turns the xdist_group marks into node ids
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under pytest-xdist (``--dist loadgroup``), tests that share something expensive run on one worker: the CDK
     tests share one synthesized app, and the tests of a module that share a fixture the module computes once
     (a walk-forward, a trained bundle, a chain of jobs) stay together. Nothing is grouped for shared state: every
     worker has its own MariaDB database (tests/fixtures/servers.py), every moto server starts from a reset, and
-    files go under each test's tmp_path, so the rest is spread test by test."""
+    files go under each test's tmp_path, so the rest is spread test by test. On a worker, the long tests (the
+    CDK tests and the real-data walk-forwards) are sent first, so that no worker is left with one at the end."""
     for item in items:
         path = Path(str(item.fspath))
         if "infra" in path.parts:
@@ -47,6 +54,30 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         else:
             continue
         item.add_marker(pytest.mark.xdist_group(group))
+    if _is_xdist_worker(config):  # every worker sorts alike; a module's tests stay in their order, together
+        items.sort(key=lambda item: not ("infra" in Path(str(item.fspath)).parts or item.get_closest_marker("slow")))
+
+
+class _GroupNodeIds:
+    """pytest-xdist's loadgroup scheduler reads a test's group from its node id (``...::test@group``), which
+    xdist's worker hook sets through ``Item._nodeid``; pytest 9.2 keeps node ids in ``Item._id``, so that
+    renaming has no effect and loadgroup silently groups nothing (pytest-dev/pytest-xdist#1386). On a loadgroup
+    worker this names the groups the way xdist meant to, unless xdist already did."""
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        if not (_is_xdist_worker(config) and config.getvalue("loadgroup")) or NodeId is None:
+            return
+        for item in items:
+            names = {str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+                     for mark in item.iter_markers("xdist_group")}
+            suffix = "@" + "_".join(sorted(names))
+            if names and not item.nodeid.endswith(suffix) and hasattr(item, "_id"):
+                item._id = NodeId.parse(item.nodeid + suffix)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(_GroupNodeIds(), "signal-engine-xdist-group-ids")
 
 
 def _shares_a_module_fixture(item: pytest.Item, path: Path) -> bool:
