@@ -24,6 +24,8 @@ from tests.user_files import USER_FOLDERS, changes, snapshot
 # unless the test asks for more (subprocesses of the CLI inherit this too).
 os.environ.setdefault("SIGNAL_ENGINE_JOBS", "1")
 
+pytest_plugins = ("pytester",)  # tests/unit/test_xdist_groups.py runs pytest-xdist on a small project
+
 _USER_FILES = pytest.StashKey[dict[str, tuple[int, int]]]()
 
 
