@@ -1,14 +1,15 @@
 """Test isolation under pytest-xdist: tests that share a module fixture run on one worker (tests/conftest.py),
-and every worker has a MariaDB database of its own (tests/fixtures/servers.py)."""
+every worker has a MariaDB database of its own and every moto server starts empty (tests/fixtures/servers.py)."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
+import boto3
 import pytest
 
-from tests.fixtures.servers import worker_database_name
+from tests.fixtures.servers import FAKE_AWS_ENVIRONMENT, moto_server, worker_database_name
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -53,3 +54,14 @@ def test_each_worker_has_its_own_database() -> None:
     assert worker_database_name("signal_engine_test", "") == "signal_engine_test"  # one process: the URL's own
     with pytest.raises(ValueError, match="PYTEST_XDIST_WORKER='gw0; DROP'"):
         worker_database_name("signal_engine_test", "gw0; DROP")
+
+
+def test_every_moto_server_starts_empty(monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto keeps its state per process: what one server (another module's fixture) left is gone in the next."""
+    for name, value in FAKE_AWS_ENVIRONMENT.items():
+        monkeypatch.setenv(name, value)
+    with moto_server() as first:
+        boto3.client("s3", endpoint_url=first).create_bucket(Bucket="left-behind")
+        assert [b["Name"] for b in boto3.client("s3", endpoint_url=first).list_buckets()["Buckets"]] == ["left-behind"]
+    with moto_server() as second:
+        assert boto3.client("s3", endpoint_url=second).list_buckets()["Buckets"] == []
