@@ -8,9 +8,9 @@ NPM_STAMP := node_modules/.setup-stamp
 # checkov in its own virtualenv: its pinned dependencies conflict with .venv's (requirements-tools.txt).
 TOOLS_VENV := .venv-tools
 TOOLS_STAMP := $(TOOLS_VENV)/.setup-stamp
-# pytest-xdist workers for `make test`: 0 (the default) runs the suite in one process. TEST_JOBS=auto spreads it
-# over every core, but the MariaDB and moto-server tests still interfere across workers (known, being fixed).
-TEST_JOBS ?= 0
+# pytest-xdist workers for `make test`: auto (the default) is one per core; TEST_JOBS=0 runs the suite in one
+# process. Each worker has its own MariaDB database and moto state; tests sharing an expensive fixture stay together.
+TEST_JOBS ?= auto
 CDK_ENV := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" CDK_DISABLE_VERSION_CHECK=1 CDK_DISABLE_CLI_TELEMETRY=true \
 	JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20
 

@@ -12,12 +12,19 @@ from pathlib import Path
 import curl_cffi._wrapper  # noqa: F401
 import pytest
 
+try:
+    from _pytest.nodeid import NodeId  # pytest >= 9.2
+except ImportError:  # older pytest: xdist names the groups itself
+    NodeId = None  # type: ignore[assignment,misc]
+
 from signal_engine.data.datasets import export_dataset
 from tests.user_files import USER_FOLDERS, changes, snapshot
 
 # pytest-xdist keeps every core busy with test processes; a walk-forward inside a test runs in its own process
 # unless the test asks for more (subprocesses of the CLI inherit this too).
 os.environ.setdefault("SIGNAL_ENGINE_JOBS", "1")
+
+pytest_plugins = ("pytester",)  # tests/unit/test_xdist_groups.py runs pytest-xdist on a small project
 
 _USER_FILES = pytest.StashKey[dict[str, tuple[int, int]]]()
 
@@ -32,28 +39,47 @@ def _is_xdist_worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which turns the xdist_group marks into node ids
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (``--dist loadgroup``), tests that share something expensive or stateful run on one
-    worker: the CDK tests share one synthesized app; the MariaDB tests share one database; the tests of an
-    integration module stay together (module fixtures and servers), except the slow real-data tests that share
-    nothing with their module. The rest (unit and handler tests) are spread one by one."""
-    sources: dict[Path, str] = {}
+    """Under pytest-xdist (``--dist loadgroup``), tests that share something expensive run on one worker: the CDK
+    tests share one synthesized app, and the tests of a module that share a fixture the module computes once
+    (a walk-forward, a trained bundle, a chain of jobs) stay together. Nothing is grouped for shared state: every
+    worker has its own MariaDB database (tests/fixtures/servers.py), every moto server starts from a reset, and
+    files go under each test's tmp_path, so the rest is spread test by test. On a worker, the long tests (the
+    CDK tests and the real-data walk-forwards) are sent first, so that no worker is left with one at the end."""
     for item in items:
         path = Path(str(item.fspath))
         if "infra" in path.parts:
             group = "infra"
-        elif "handlers" in path.parts:
-            group = "handlers"  # one moto server for the session; moto's state is the process's
-        elif {"url", "mariadb_database"} & set(item.fixturenames) or "mysql_url_or_skip" in sources.setdefault(
-                path, path.read_text(encoding="utf-8")):
-            group = "mariadb"
-        elif "integration" in path.parts:
-            if item.get_closest_marker("slow") and not _shares_a_module_fixture(item, path):
-                continue  # a real-data walk-forward of its own: spread
-            group = path.stem  # module state (moto servers, fixtures) stays with its module
+        elif _shares_a_module_fixture(item, path):
+            group = path.stem
         else:
             continue
         item.add_marker(pytest.mark.xdist_group(group))
+    if _is_xdist_worker(config):  # every worker sorts alike; a module's tests stay in their order, together
+        items.sort(key=lambda item: not ("infra" in Path(str(item.fspath)).parts or item.get_closest_marker("slow")))
+
+
+class _GroupNodeIds:
+    """pytest-xdist's loadgroup scheduler reads a test's group from its node id (``...::test@group``), which
+    xdist's worker hook sets through ``Item._nodeid``; pytest 9.2 keeps node ids in ``Item._id``, so that
+    renaming has no effect and loadgroup silently groups nothing (pytest-dev/pytest-xdist#1386). On a loadgroup
+    worker this names the groups the way xdist meant to, unless xdist already did."""
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        if not (_is_xdist_worker(config) and config.getvalue("loadgroup")) or NodeId is None:
+            return
+        for item in items:
+            names = {str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+                     for mark in item.iter_markers("xdist_group")}
+            suffix = "@" + "_".join(sorted(names))
+            if names and not item.nodeid.endswith(suffix) and hasattr(item, "_id"):
+                item._id = NodeId.parse(item.nodeid + suffix)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(_GroupNodeIds(), "signal-engine-xdist-group-ids")
 
 
 def _shares_a_module_fixture(item: pytest.Item, path: Path) -> bool:

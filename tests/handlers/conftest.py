@@ -55,12 +55,22 @@ def aws() -> Iterator[Aws]:
     with pytest.MonkeyPatch.context() as patch, moto_server() as endpoint:
         for name, value in {**environment, "AWS_ENDPOINT_URL": endpoint}.items():
             patch.setenv(name, value)
-        s3, dynamodb = boto3.client("s3"), boto3.client("dynamodb")
-        s3.create_bucket(Bucket=BUCKET)
-        dynamodb.create_table(TableName=IDEMPOTENCY_TABLE, BillingMode="PAY_PER_REQUEST",
-                              KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-                              AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}])
-        yield Aws(endpoint, s3, dynamodb)
+        yield Aws(endpoint, boto3.client("s3"), boto3.client("dynamodb"))
+
+
+def empty_resources(aws: Aws) -> None:
+    """An empty raw bucket and idempotency table. moto's state is the process's: another module's moto server
+    started later in this process (it starts with a reset) may have removed them, so they are created again."""
+    if BUCKET not in {bucket["Name"] for bucket in aws.s3.list_buckets()["Buckets"]}:
+        aws.s3.create_bucket(Bucket=BUCKET)
+    for item in aws.s3.list_objects_v2(Bucket=BUCKET).get("Contents", []):
+        aws.s3.delete_object(Bucket=BUCKET, Key=item["Key"])
+    if IDEMPOTENCY_TABLE not in aws.dynamodb.list_tables()["TableNames"]:
+        aws.dynamodb.create_table(TableName=IDEMPOTENCY_TABLE, BillingMode="PAY_PER_REQUEST",
+                                  KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+                                  AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}])
+    for item in aws.dynamodb.scan(TableName=IDEMPOTENCY_TABLE)["Items"]:
+        aws.dynamodb.delete_item(TableName=IDEMPOTENCY_TABLE, Key={"id": item["id"]})
 
 
 @pytest.fixture(scope="session")
@@ -76,10 +86,7 @@ def runtime(handlers: dict[str, ModuleType], aws: Aws, tmp_path: Path,
     module = importlib.import_module("lambda_src.collectors.runtime")
     monkeypatch.setenv("SIGNAL_ENGINE_DATABASE_URL", f"sqlite:///{tmp_path}/collectors.db")
     module.storage.cache_clear()
-    for item in aws.s3.list_objects_v2(Bucket=BUCKET).get("Contents", []):
-        aws.s3.delete_object(Bucket=BUCKET, Key=item["Key"])
-    for item in aws.dynamodb.scan(TableName=IDEMPOTENCY_TABLE)["Items"]:
-        aws.dynamodb.delete_item(TableName=IDEMPOTENCY_TABLE, Key={"id": item["id"]})
+    empty_resources(aws)
     yield module
     module.storage.cache_clear()
 

@@ -29,19 +29,7 @@ def sagemaker() -> Iterator[Any]:
         with moto_server() as endpoint:
             mp.setenv("AWS_ENDPOINT_URL", endpoint)  # what the handler's own boto3 client talks to
             client = boto3.client("sagemaker", endpoint_url=endpoint, region_name="us-east-1")
-            # moto keeps its state per process, not per server: start every test without SageMaker resources,
-            # leaving the other services' state (the handler tests' session buckets and tables) alone.
-            empty_sagemaker(client)
             yield client
-
-
-def empty_sagemaker(client: Any) -> None:
-    for endpoint in client.list_endpoints(MaxResults=100)["Endpoints"]:
-        client.delete_endpoint(EndpointName=endpoint["EndpointName"])
-    for config in client.list_endpoint_configs(MaxResults=100)["EndpointConfigs"]:
-        client.delete_endpoint_config(EndpointConfigName=config["EndpointConfigName"])
-    for model in client.list_models(MaxResults=100)["Models"]:
-        client.delete_model(ModelName=model["ModelName"])
 
 
 def deploy(sagemaker: Any, name: str, endpoint: str | None, *, serve: bool = False) -> None:

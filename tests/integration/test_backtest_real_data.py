@@ -50,12 +50,23 @@ def goog_run(goog_csv: Path, small_config: Path, tmp_path_factory: pytest.TempPa
     return run_backtest([goog_csv], out, load_config("quick", small_config), jobs=2)
 
 
-def test_one_process_gives_the_bytes_of_two(goog_run: BacktestOutput, goog_csv: Path, small_config: Path,
-                                            tmp_path: Path) -> None:
-    serial = run_backtest([goog_csv], tmp_path, load_config("quick", small_config), jobs=1)
-    assert serial.signals_path.read_bytes() == goog_run.signals_path.read_bytes()
-    assert (tmp_path / "events.csv").read_bytes() == (goog_run.signals_path.parent / "events.csv").read_bytes()
-    assert _without_timings(json.loads(serial.metrics_path.read_text())) == _without_timings(
+@pytest.fixture(scope="module")
+def cli_run(goog_csv: Path, small_config: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same backtest through the command line, in one process: its output folder (one run for two tests)."""
+    out = tmp_path_factory.mktemp("goog-cli")
+    completed = subprocess.run(
+        [sys.executable, "-m", "signal_engine", "backtest", "--prices", str(goog_csv), "--out", str(out),
+         "--config", str(small_config), "--jobs", "1"],
+        capture_output=True, text=True, check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    return out
+
+
+def test_one_process_gives_the_bytes_of_two(goog_run: BacktestOutput, cli_run: Path) -> None:
+    assert (cli_run / "signals.csv").read_bytes() == goog_run.signals_path.read_bytes()
+    assert (cli_run / "events.csv").read_bytes() == (goog_run.signals_path.parent / "events.csv").read_bytes()
+    assert _without_timings(json.loads((cli_run / "metrics.json").read_text())) == _without_timings(
         json.loads(goog_run.metrics_path.read_text()))
 
 
@@ -113,16 +124,8 @@ def test_report_has_the_figures_and_tables(goog_run: BacktestOutput) -> None:
         assert name in report
 
 
-def test_same_input_gives_byte_identical_signals_through_the_cli(
-    goog_run: BacktestOutput, goog_csv: Path, small_config: Path, tmp_path: Path
-) -> None:
-    completed = subprocess.run(
-        [sys.executable, "-m", "signal_engine", "backtest", "--prices", str(goog_csv), "--out", str(tmp_path),
-         "--config", str(small_config)],
-        capture_output=True, text=True, check=False,
-    )
-    assert completed.returncode == 0, completed.stderr
-    assert (tmp_path / "signals.csv").read_bytes() == goog_run.signals_path.read_bytes()
+def test_same_input_gives_byte_identical_signals_through_the_cli(goog_run: BacktestOutput, cli_run: Path) -> None:
+    assert (cli_run / "signals.csv").read_bytes() == goog_run.signals_path.read_bytes()
 
 
 def test_truncating_the_data_after_t_changes_no_row_at_or_before_t(
@@ -140,7 +143,9 @@ def test_truncating_the_data_after_t_changes_no_row_at_or_before_t(
 
 def test_demo_runs_every_shipped_series_end_to_end(tmp_path: Path) -> None:
     config = tmp_path / "few-refits.yaml"
-    config.write_text(SMALL.replace("refit_every: 60", "refit_every: 500"))
+    # what this checks (every series end to end, every file, outputs under --out) does not depend on how often
+    # the models refit: two fits per walk-forward of 5,000 bars
+    config.write_text(SMALL.replace("refit_every: 60", "refit_every: 2500"))
     workdir = tmp_path / "cwd"  # where `out/models` would land if the demo ignored --out
     workdir.mkdir()
     environment = {k: v for k, v in os.environ.items() if k != "SIGNAL_ENGINE_MODEL_REGISTRY"}
