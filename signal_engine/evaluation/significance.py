@@ -82,19 +82,28 @@ def sharpe_difference(
         return annualised_sharpe(p, periods_per_year) - annualised_sharpe(q, periods_per_year)
 
     point = difference(x, y)
-    block = _block_length(np.column_stack((x, y)))
+    block = block_length(np.column_stack((x, y)))
     bootstrap = StationaryBootstrap(block, x, y, seed=seed)
     draws = bootstrap.apply(lambda p, q: np.array([difference(p, q)]), reps=reps)[:, 0]
-    tail = (1.0 - level) / 2.0
-    low, high = np.quantile(draws, [tail, 1.0 - tail])
-    p_value = min(1.0, 2.0 * min(float(np.mean(draws <= 0.0)), float(np.mean(draws >= 0.0))))
+    low, high, p_value = _percentile_interval(draws, level)
     return SharpeDifference(difference=point, low=float(low), high=float(high), level=level, p_value=p_value,
                             block=block, reps=reps, bars=len(x))
 
 
-def _block_length(pairs: np.ndarray) -> int:
-    """The larger of the two series' stationary-bootstrap block lengths (Politis-White), rounded up; n^(1/3)
-    when it cannot be estimated (a constant series)."""
+def _percentile_interval(draws: np.ndarray, level: float) -> tuple[float, float, float]:
+    """The central ``level`` interval of bootstrap ``draws`` and the two-sided p-value of 0 from it."""
+    tail = (1.0 - level) / 2.0
+    low, high = np.quantile(draws, [tail, 1.0 - tail])
+    p_value = min(1.0, 2.0 * min(float(np.mean(draws <= 0.0)), float(np.mean(draws >= 0.0))))
+    return float(low), float(high), p_value
+
+
+def block_length(series: np.ndarray) -> int:
+    """The stationary-bootstrap block length (Politis-White) of ``series`` (bars, or bars x columns: the
+    largest over the columns), rounded up; n^(1/3) when it cannot be estimated (a constant series)."""
+    pairs = np.asarray(series, dtype=float)
+    if pairs.ndim == 1:
+        pairs = pairs[:, None]
     estimate = math.nan
     if np.all(np.std(pairs, axis=0) > 0):
         estimate = float(np.nanmax(optimal_block_length(pairs)["stationary"].to_numpy()))
@@ -154,10 +163,8 @@ def mean_difference(
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be in (0, 1), got {level}")
     d = x - y
-    block = _block_length(d[:, None])
+    block = block_length(d[:, None])
     draws = StationaryBootstrap(block, d, seed=seed).apply(lambda s: np.array([s.mean()]), reps=reps)[:, 0]
-    tail = (1.0 - level) / 2.0
-    low, high = np.quantile(draws, [tail, 1.0 - tail])
-    p_value = min(1.0, 2.0 * min(float(np.mean(draws <= 0.0)), float(np.mean(draws >= 0.0))))
-    return MeanDifference(difference=float(d.mean()), low=float(low), high=float(high), level=level,
+    low, high, p_value = _percentile_interval(draws, level)
+    return MeanDifference(difference=float(d.mean()), low=low, high=high, level=level,
                           p_value=p_value, block=block, reps=reps, bars=len(x))

@@ -12,14 +12,13 @@ outside is reported beside the alarms.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from arch.bootstrap import optimal_block_length
 
 from signal_engine.errors import SignalEngineError
+from signal_engine.evaluation.significance import block_length
 
 DEFAULT_LEVEL = 0.95
 DEFAULT_PATHS = 1000
@@ -64,7 +63,7 @@ def expectation_band(
     if not 0.0 < level < 1.0:
         raise SignalEngineError(f"paper: band level {level} is not in (0, 1)")
     logs = np.log1p(returns)
-    block = _block_length(logs)
+    block = block_length(logs)
     horizon = len(live)
     draws = np.cumsum(logs[stationary_indices(len(logs), horizon, block, paths, seed)], axis=1)
     tail = (1.0 - level) / 2.0
@@ -87,12 +86,3 @@ def stationary_indices(n: int, horizon: int, block: float, paths: int, seed: int
         follow = (indices[:, k - 1] + 1) % n if k else starts[:, 0]
         indices[:, k] = np.where(fresh[:, k], starts[:, k], follow)
     return indices
-
-
-def _block_length(logs: np.ndarray) -> int:
-    estimate = math.nan
-    if np.std(logs) > 0:
-        estimate = float(optimal_block_length(logs)["stationary"].iloc[0])
-    if not math.isfinite(estimate):
-        estimate = len(logs) ** (1.0 / 3.0)
-    return max(1, math.ceil(estimate))

@@ -103,6 +103,7 @@ def replay_book(
     if len(timeline) == 0:
         raise SignalEngineError(f"paper book {plan.name!r}: nothing to replay (the timeline is empty)")
     frames = {s.symbol: s.bars for s in plan.series}
+    with_volume = {s.symbol for s in plan.series if s.has_volume}
     _store_history(plan, prices, timeline[0])
     count = lookback_bars(plan.config)
     n, k = len(timeline), len(symbols)
@@ -121,7 +122,7 @@ def replay_book(
             window = _read_window(bars, symbol, plan.timeframes[symbol], when, count)
             closes[i, j] = window["close"].iloc[-1]
             returns[i, j] = _last_return(window["close"])
-            volume = window["volume"] if _has_volume(plan, symbol) else None
+            volume = window["volume"] if symbol in with_volume else None
             features[j] = regime_features(window["close"], plan.config, volume).iloc[-1].loc[
                 list(REGIME_FEATURES)].to_numpy(dtype=float)
         calls = tuple(
@@ -168,7 +169,3 @@ def _last_return(close: pd.Series) -> float:
     if len(close) < 2:
         return float("nan")
     return float(close.iloc[-1] / close.iloc[-2] - 1.0)
-
-
-def _has_volume(plan: BookPlan, symbol: str) -> bool:
-    return next(s for s in plan.series if s.symbol == symbol).has_volume
