@@ -8,6 +8,11 @@ job's model.tar.gz). Writes the complete bundle (``docs/model-bundle.md``) into 
 which the workflow's Choice reads: ``passed`` (promote) when at least one symbol passed the quality gate;
 ``checks`` is every symbol's checks in one list, each with its ``symbol``. Prints ``quality_passed=<0|1>`` for
 SageMaker metric definitions.
+
+With the ``dataset`` channel (the prepare job's output) it also trains the whole book into the bundle
+(``book.json`` and ``books/<book>/<model>/``, ``signal_engine.workflow.book``), with the ``orchestration``
+section of the ``config`` hyperparameter; hyperparameter ``book`` = ``false`` leaves it out (the live book step
+then refuses the version).
 """
 
 from __future__ import annotations
@@ -20,9 +25,10 @@ from typing import Any
 
 from signal_engine.errors import ConfigError
 from signal_engine.registry import MANIFEST
+from signal_engine.workflow.book import train_books
 from signal_engine.workflow.sagemaker_env import JobEnvironment, run_job, single_root, unpack
 from signal_engine.workflow.steps import ExpertArtefact, GateArtefact
-from signal_engine.workflow.training import GATE_INFO_FILE, evaluate
+from signal_engine.workflow.training import DATASET_FILE, GATE_INFO_FILE, evaluate, load_dataset
 
 
 def registry_for(target: str) -> Any:
@@ -61,6 +67,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise ConfigError(f"{job.channel('experts')}: no expert artefacts; point the 'experts' channel at the prefix "
                           "of the train_expert jobs' outputs")
     evaluation, version = evaluate(config, quality, experts, gate, job.model_dir)
+    if job.get("book", "true").lower() != "false":
+        series = load_dataset(single_root(job.channel("dataset"), DATASET_FILE))
+        books = train_books(series, config, quality, evaluation.root, orchestration=job.orchestration(),
+                            on_model=lambda what: print(f"training the {what}"))
+        print(f"whole book: {', '.join(f'{b.name} ({len(b.models)} models)' for b in books)}")
     decision = json.loads((evaluation.root / "decision.json").read_text(encoding="utf-8"))
     location = registry_for(job.require("registry")).publish(evaluation.root, version)
     checks = [{"symbol": symbol, **check} for symbol, verdict in decision["symbols"].items()

@@ -76,8 +76,7 @@ class JobEnvironment:
             raise ConfigError(f"hyperparameter '{name}' is missing; pass it in HyperParameters")
         return value
 
-    def settings(self) -> tuple[RunConfig, QualityConfig]:
-        """The run config (``profile`` + the ``config`` JSON of --config sections) and the quality thresholds."""
+    def _config_sections(self) -> dict[str, Any]:
         raw = self.get("config", "{}") or "{}"
         try:
             overrides = json.loads(raw)
@@ -86,6 +85,19 @@ class JobEnvironment:
                               "{\"trend\": {\"n_estimators\": 200}}") from None
         if not isinstance(overrides, dict):
             raise ConfigError("hyperparameter 'config' must be a JSON object of --config sections")
+        return overrides
+
+    def orchestration(self) -> dict[str, Any]:
+        """The ``orchestration`` section of the ``config`` hyperparameter (the books' settings; ``{}`` if none)."""
+        section = self._config_sections().get("orchestration") or {}
+        if not isinstance(section, dict):
+            raise ConfigError("hyperparameter 'config': section 'orchestration' must be an object of settings, e.g. "
+                              "{\"orchestration\": {\"timeframes\": [\"short\", \"medium\"]}}")
+        return {k: tuple(v) if isinstance(v, list) else v for k, v in section.items()}
+
+    def settings(self) -> tuple[RunConfig, QualityConfig]:
+        """The run config (``profile`` + the ``config`` JSON of --config sections) and the quality thresholds."""
+        overrides = self._config_sections()
         from signal_engine.workflow.training import check_exportable
 
         profile = self.get("profile", "quick") or "quick"

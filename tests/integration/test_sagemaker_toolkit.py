@@ -45,7 +45,7 @@ TRAINING_DOCKERFILE = ROOT / "containers" / "training" / "Dockerfile"
 EXECUTION = "run1"
 # What the execution input carries (step_functions/training_workflow.py's defaults plus a small run).
 RUN = {"symbols": ["GOOG"], "profile": "quick", "start": "", "end": "",
-       "hyperparameters": {"walk_forward": {"refit_every": 252}}}
+       "hyperparameters": {"walk_forward": {"refit_every": 252}, "orchestration": {"timeframes": ["short", "medium"]}}}
 EXPERTS = ("trend", "levels", "volatility")
 
 
@@ -180,7 +180,7 @@ def test_the_toolkit_passes_hyperparameters_as_arguments_that_are_not_json(chain
     """The premise: what the toolkit's argv looks like, so SM_HPS must be what the jobs read."""
     log = chain.jobs["prepare"].log
     assert "--symbols ['GOOG']" in log, log[-3000:]
-    assert "--config walk_forward={'refit_every': 252}" in log
+    assert "--config orchestration={'timeframes': ['short', 'medium']},walk_forward={'refit_every': 252}" in log
 
 
 @pytest.mark.slow
@@ -218,6 +218,9 @@ def test_evaluate_publishes_the_bundle_and_writes_the_report(chain: Chain) -> No
     bundle = json.loads((chain.jobs["evaluate"].ml / "model" / "bundle.json").read_text())
     assert bundle["version"] == report["version"] and bundle["symbols"] == ["GOOG"]
     assert {c["symbol"] for c in report["checks"]} == {"GOOG"}
+    book = json.loads((chain.jobs["evaluate"].ml / "model" / "book.json").read_text())["books"][0]
+    assert [m["bundle"] for m in book["models"]] == [".", "books/daily/medium"]  # the orchestration section reached it
+    assert (chain.jobs["evaluate"].ml / "model" / "books" / "daily" / "medium" / "bundle.json").is_file()
 
 
 # -- errors: a non-zero exit and a FailureReason that names the problem ---------------------------------------

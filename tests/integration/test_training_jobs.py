@@ -22,6 +22,7 @@ from signal_engine.adapters.model_registry import LocalModelRegistry
 from signal_engine.data.loader import load_prices
 from signal_engine.moe.numpy_gate import GateWeights
 from signal_engine.registry import load_experts, pack_artefact
+from signal_engine.serving.book_bundle import BookBundle
 from signal_engine.serving.bundle import ServingBundle
 from signal_engine.serving.combine import Combiner
 from signal_engine.serving.experts import answer, bars_frame
@@ -29,8 +30,9 @@ from signal_engine.workflow.sagemaker_env import unpack
 from signal_engine.workflow.training import fit_expert, load_dataset
 from tests.fixtures.servers import free_port
 
-# Fewer refits than `quick` (every 252 bars) keep the walk-forward of 2,148 bars to seconds.
-CONFIG = json.dumps({"walk_forward": {"refit_every": 252}})
+# Fewer refits than `quick` (every 252 bars) keep the walk-forward of 2,148 bars to seconds; a book of two
+# timeframe models (short: the MoE's horizon, medium: one more model) keeps the whole book's training short.
+CONFIG = json.dumps({"walk_forward": {"refit_every": 252}, "orchestration": {"timeframes": ["short", "medium"]}})
 EXPERTS = ("trend", "levels", "volatility")
 
 
@@ -132,6 +134,20 @@ def test_evaluate_publishes_a_bundle_and_reports_the_decision(jobs: Jobs) -> Non
     assert bundle.version == report["version"] and bundle.symbols == ("GOOG",)
     assert bundle.withheld == decision["withheld"]
     assert set(load_experts(published / "experts")) == {f"{e}/GOOG" for e in EXPERTS}
+
+
+def test_evaluate_trains_the_whole_book_into_the_version(jobs: Jobs) -> None:
+    """The book step (and its Lambda) reads the published version's book: the evaluate job writes it with the
+    orchestration section of the run's config, the medium model trained on 20-bar labels."""
+    book = BookBundle.load(jobs.registry / jobs.report["version"]).book("daily")
+    assert book.symbols == ("GOOG",) and book.config.timeframes == ("short", "medium")
+    assert [(m.spec.name, m.spec.horizon, m.bundle) for m in book.models] == [
+        ("short", 5, "."), ("medium", 20, "books/daily/medium")]
+    version = jobs.registry / jobs.report["version"]
+    assert set(load_experts(version / "books/daily/medium/experts")) == {f"{e}/GOOG" for e in EXPERTS}
+    medium = json.loads((version / "books/daily/medium/metrics.json").read_text())
+    assert medium["evaluation"]["scheme"] == "walk_forward"
+    assert (version / "books/daily/medium/calibration.json").read_text() != (version / "calibration.json").read_text()
 
 
 def test_the_bundle_archive_serves_the_combiner(jobs: Jobs) -> None:
