@@ -79,7 +79,7 @@ def test_every_state_and_lambda_request_is_allowed(templates: Templates) -> None
     assert {f"{name} (training job)" for name in jobs} == {r.who for r in requests if r.who.endswith("(training job)")}
     ours = [logical for _, logical, function in access.resources("AWS::Lambda::Function")
             if lambda_group(function["Properties"]["Handler"])]
-    assert len(ours) == len(COLLECTORS) + 2  # the collectors, the bars export, the combiner
+    assert len(ours) == len(COLLECTORS) + 3  # the collectors, the bars export, the combiner, the book step
     assert all(any(request.who.startswith(f"{name} ") for request in requests) for name in ours)
     counts = Counter("kms" if request.kms_key else "lambda" if request.who.split(" ")[0] in ours
                      else "training job" if request.who.endswith("(training job)") else "workflow"
