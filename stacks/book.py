@@ -184,8 +184,8 @@ class BookStack(Stack):
                     source=[DESTINATION_SOURCE],
                     detail_type=[DESTINATION_SUCCESS],
                     # requestContext.functionArn is qualified (…:function:NAME:$LATEST): match the name's prefix.
-                    detail={"requestContext": {"functionArn": [
-                        events.Match.prefix(f"{function.function_arn}:") for function in bar_collectors]}},
+                    detail={"requestContext": {"functionArn": events.Match.any_of(
+                        *(events.Match.prefix(f"{function.function_arn}:") for function in bar_collectors))}},
                 ),
                 targets=[self._target()],
             ))
@@ -209,11 +209,11 @@ class BookStack(Stack):
         def book_metric(name: str, *, statistic: str = "Sum", period: Duration = hour) -> cloudwatch.Metric:
             return cloudwatch.Metric(namespace=METRICS_NAMESPACE, metric_name=name,
                                      dimensions_map={"service": METRICS_SERVICE}, statistic=statistic,
-                                     period=period, label=name)
+                                     period=period)
 
-        errors = self.function.metric_errors(period=five, label="Errors")
+        errors = self.function.metric_errors(period=five)
         dlq_depth = self.dead_letter_queue.metric_approximate_number_of_messages_visible(
-            period=five, statistic="Maximum", label="Dead letters")
+            period=five, statistic="Maximum")
         errors_alarm = ops.add_event_alarm(
             "StepErrorsAlarm",
             metric=errors,
