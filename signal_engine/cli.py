@@ -91,15 +91,27 @@ def load_configs(profile: str, path: Path | None) -> tuple[RunConfig, dict[str, 
     overrides = config_module._read_mapping(path)
     if "orchestration" not in overrides:
         return load_config(profile, path), {}
-    orchestration = overrides.pop("orchestration") or {}
-    if not isinstance(orchestration, dict):
-        raise ConfigError(f"{path}: 'orchestration' must be a mapping of settings, e.g. 'orchestration: "
-                          "{conflict_strategy: partial}'")
+    orchestration = _orchestration(overrides.pop("orchestration"), path)
     overrides.pop("profile", None)
     config = load_config(profile)
     if overrides:
         config = config_module._apply(config, overrides, prefix="", source=str(path))
-    return config, {k: tuple(v) if isinstance(v, list) else v for k, v in orchestration.items()}
+    return config, orchestration
+
+
+def orchestration_section(path: Path | None) -> dict[str, Any]:
+    """The ``orchestration`` section of a config file alone (``{}`` without a file or a section)."""
+    if path is None:
+        return {}
+    return _orchestration(config_module._read_mapping(path).get("orchestration"), path)
+
+
+def _orchestration(section: Any, path: Path) -> dict[str, Any]:
+    section = section or {}
+    if not isinstance(section, dict):
+        raise ConfigError(f"{path}: 'orchestration' must be a mapping of settings, e.g. 'orchestration: "
+                          "{conflict_strategy: partial}'")
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in section.items()}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -133,7 +145,7 @@ def _demo(args: argparse.Namespace, console: Console) -> int:
     from signal_engine.pipeline import backtest_series, persist_events, seed_live_books
     from signal_engine.report.results_table import results_markdown
     from signal_engine.storage.ingest import ingest_prices
-    from signal_engine.workflow.local import train_bundle
+    from signal_engine.workflow.local import BookTraining, train_bundle
 
     run_config, orchestration = load_configs(args.profile, args.config)
     config = with_dataset_costs(run_config)
@@ -165,8 +177,9 @@ def _demo(args: argparse.Namespace, console: Console) -> int:
     console.print(f"  stored {stored} new orchestration events in the risk log ({args.out / 'store.db'})")
     for line in seeded:
         console.print(f"  {line}")
+    book = BookTraining(orchestration, output.portfolio.timeframes if output.portfolio else None)
     run = train_bundle(series, config, demo_registry(args.out, args.registry), console=console,
-                       walk_forward_results=output.results)
+                       walk_forward_results=output.results, book=book)
     (args.out / "results.md").write_text(results_markdown({**output.metrics, "quality": run.metrics.get("quality")}))
     console.print(f"Wrote {args.out / 'results.md'} (`make readme-results` puts it in README.md)")
     return 0

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from signal_engine.registry import MANIFEST, load_experts
-from signal_engine.serving.experts import respond
+from signal_engine.serving.experts import PreparedRequest
 from signal_engine.serving.fanout import Fanout
 from signal_engine.serving.messages import ExpertQuery, ExpertReply
 
@@ -36,14 +36,19 @@ class InProcessExperts:
         self._fanout = Fanout(max_workers)
 
     def ask(self, query: ExpertQuery, experts: Sequence[str], deadline_s: float) -> Mapping[str, ExpertReply]:
-        payload = query.payload()
+        try:  # the bars and their features once, for every expert (an endpoint reads its own request)
+            prepared: PreparedRequest | Exception = PreparedRequest.of(query.payload())
+        except ValueError as exc:
+            prepared = exc
 
         def call(name: str) -> Mapping[str, Any]:
             key = self.artefact_name(name, query.symbol)
             if key is None:
                 raise LookupError(f"expert {name!r} for {query.symbol} is not in this bundle's artefact; it has "
                                   f"{sorted(self._experts)}")
-            return respond(self._kinds[key], self._experts[key], payload)
+            if isinstance(prepared, Exception):
+                raise prepared
+            return prepared.answer(self._kinds[key], self._experts[key])
 
         replies = self._fanout.ask(experts, call, deadline_s)
         return {name: _with_model(reply, self._models.get(self.artefact_name(name, query.symbol) or "", ""))

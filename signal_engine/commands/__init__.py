@@ -6,5 +6,5 @@ lazily so ``signal-engine --help`` stays fast.
 """
 
 COMMAND_MODULES: tuple[str, ...] = ("signal_engine.commands.data", "signal_engine.commands.paper",
-                                    "signal_engine.commands.serve",
+                                    "signal_engine.commands.serve", "signal_engine.commands.step",
                                     "signal_engine.commands.train")

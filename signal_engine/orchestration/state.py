@@ -498,3 +498,18 @@ def resolved_costs(symbols: Sequence[str], config: OrchestrationConfig,
     """Cost in basis points per symbol: ``cost_bps[symbol]``, else ``config.cost_bps``."""
     given = cost_bps or {}
     return tuple(float(given.get(symbol, config.cost_bps)) for symbol in symbols)
+
+
+def config_to_json(config: OrchestrationConfig) -> dict[str, Any]:
+    """An orchestration config as the JSON object a book state and a whole-book bundle store."""
+    return _config_dict(config)
+
+
+def config_from_json(value: Any, where: str = "config") -> OrchestrationConfig:
+    """The orchestration config of :func:`config_to_json`'s object; ``BookStateError`` names a bad field."""
+    return _config(value, where)
+
+
+def spec_from_json(value: Any, where: str = "spec") -> TimeframeSpec:
+    """A timeframe spec from its JSON object (``dataclasses.asdict``); ``BookStateError`` names a bad field."""
+    return _spec(value, where)

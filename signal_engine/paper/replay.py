@@ -27,10 +27,11 @@ import pandas as pd
 
 from signal_engine.data.loader import PriceSeries
 from signal_engine.errors import SignalEngineError
+from signal_engine.live.books import last_return, lookback_bars, regime_row, window_frame
 from signal_engine.orchestration.adapter import TimeframeModel
 from signal_engine.orchestration.config import OrchestrationConfig
 from signal_engine.orchestration.live import advance_book, bar_time_of
-from signal_engine.orchestration.regime import REGIME_FEATURES, regime_features
+from signal_engine.orchestration.regime import REGIME_FEATURES
 from signal_engine.orchestration.step import BarInputs
 from signal_engine.orchestration.timeframes import TimeframeSpec
 from signal_engine.ports import BookStore, PriceStore
@@ -85,11 +86,6 @@ class ReplayedBook:
     replayed: int
 
 
-def lookback_bars(config: OrchestrationConfig) -> int:
-    """Bars of history a step reads back: the longest regime window and the bar before it."""
-    return max(config.trend_window, config.vol_long_window, config.liquidity_long_window) + 2
-
-
 def replay_book(
     plan: BookPlan,
     prices: PriceStore,
@@ -121,10 +117,8 @@ def replay_book(
             symbol = symbols[j]
             window = _read_window(bars, symbol, plan.timeframes[symbol], when, count)
             closes[i, j] = window["close"].iloc[-1]
-            returns[i, j] = _last_return(window["close"])
-            volume = window["volume"] if symbol in with_volume else None
-            features[j] = regime_features(window["close"], plan.config, volume).iloc[-1].loc[
-                list(REGIME_FEATURES)].to_numpy(dtype=float)
+            returns[i, j] = last_return(window["close"])
+            features[j] = regime_row(window, plan.config, with_volume=symbol in with_volume)
         calls = tuple(
             tuple(plan.models[symbol][m.name].signal(when) if has_bar[i, j] and m.name in plan.models[symbol]
                   else None for m in plan.specs)
@@ -160,12 +154,4 @@ def _read_window(bars: BarReader, symbol: str, timeframe: str, when: pd.Timestam
     rows = bars.recent_bars(symbol, timeframe, bar_time_of(when), count)
     if not rows or pd.Timestamp(rows[-1]["timestamp"]) != pd.Timestamp(bar_time_of(when)):
         raise SignalEngineError(f"paper: the store did not give back {symbol} {timeframe} bar {when} after storing it")
-    index = pd.DatetimeIndex([pd.Timestamp(r["timestamp"]) for r in rows]).as_unit("ns")
-    volume = [np.nan if r.get("volume") is None else float(r["volume"]) for r in rows]
-    return pd.DataFrame({"close": [float(r["close"]) for r in rows], "volume": volume}, index=index)
-
-
-def _last_return(close: pd.Series) -> float:
-    if len(close) < 2:
-        return float("nan")
-    return float(close.iloc[-1] / close.iloc[-2] - 1.0)
+    return window_frame(rows)

@@ -94,13 +94,30 @@ def _number(value: float) -> float | None:
 def respond(expert_kind: str, fitted_expert: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
     """Answer one request body ``{"bars": [...], "history": N, ...}`` (an expert endpoint's whole job).
 
-    The SageMaker inference entry point calls this from ``predict_fn`` with the parsed JSON body; the
-    in-process ExpertClient calls it directly.
+    The SageMaker inference entry point calls this from ``predict_fn`` with the parsed JSON body.
     """
-    rows = payload.get("bars")
-    if not isinstance(rows, list):
-        raise ValueError("request body: field 'bars' must be a list of {timestamp, open, high, low, close[, volume]}")
-    history = payload.get("history", 252)
-    if isinstance(history, bool) or not isinstance(history, int) or history < 1:
-        raise ValueError(f"request body: field 'history' is {history!r}; expected a positive integer")
-    return answer(expert_kind, fitted_expert, bars_frame(rows), history=history)
+    return PreparedRequest.of(payload).answer(expert_kind, fitted_expert)
+
+
+class PreparedRequest:
+    """A request body read once: its bars, history and market frame, for every expert asked about it (the
+    in-process client asks all of a bundle's experts about the same bars)."""
+
+    def __init__(self, bars: pd.DataFrame, history: int) -> None:
+        self.bars = bars
+        self.history = history
+        self.frame = market_frame(bars)
+
+    @classmethod
+    def of(cls, payload: Mapping[str, Any]) -> PreparedRequest:
+        rows = payload.get("bars")
+        if not isinstance(rows, list):
+            raise ValueError("request body: field 'bars' must be a list of {timestamp, open, high, low, close[, "
+                             "volume]}")
+        history = payload.get("history", 252)
+        if isinstance(history, bool) or not isinstance(history, int) or history < 1:
+            raise ValueError(f"request body: field 'history' is {history!r}; expected a positive integer")
+        return cls(bars_frame(rows), history)
+
+    def answer(self, expert_kind: str, fitted_expert: Any) -> dict[str, Any]:
+        return answer(expert_kind, fitted_expert, self.bars, history=self.history, frame=self.frame)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -36,6 +36,15 @@ from signal_engine.workflow.steps import (
 )
 
 
+@dataclass(frozen=True)
+class BookTraining:
+    """Train the whole book with the version: the run's orchestration overrides and, when the caller ran them,
+    the timeframe models' walk-forwards (``{symbol: {model: SymbolResult}}``) for their gates to reuse."""
+
+    orchestration: Mapping[str, Any] = field(default_factory=dict)
+    walk_forwards: Mapping[str, Mapping[str, SymbolResult]] | None = None
+
+
 @dataclass
 class TrainingRun:
     """What a local training run produced, step by step."""
@@ -49,6 +58,7 @@ class TrainingRun:
     publication: Publication | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     steps: list[str] = field(default_factory=list)
+    books: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -77,15 +87,20 @@ class LocalRunner:
     console : progress and step lines go here (stderr by default).
     walk_forward_results : the backtest of the same series with the same config, when the caller already ran it
         (the demo): the gate and the evaluation reuse it instead of walking forward a second time.
+    book : train the whole book into the version too (``book.json`` and every timeframe model,
+        ``signal_engine.workflow.book``), with these orchestration overrides and reusable walk-forwards; None:
+        the MoE's bundle only (the live book step refuses such a version).
     """
 
     def __init__(self, registry: ModelRegistry, config: RunConfig, quality: QualityConfig | None = None, *,
-                 console: Console | None = None, walk_forward_results: Sequence[SymbolResult] | None = None) -> None:
+                 console: Console | None = None, walk_forward_results: Sequence[SymbolResult] | None = None,
+                 book: BookTraining | None = None) -> None:
         self.registry = registry
         self.config = config
         self.quality = quality or QualityConfig()
         self.console = console or Console(stderr=True)
         self.walk_forward_results = list(walk_forward_results) if walk_forward_results is not None else None
+        self.book = book
         self._handlers: dict[str, Callable[[TrainingInputs, Sequence[PriceSeries], Path, TrainingRun], None]] = {
             "prepare_dataset": self._prepare_dataset,
             "train_experts": self._train_experts,
@@ -167,6 +182,16 @@ class LocalRunner:
         run.evaluation, run.version = training.evaluate(self.config, self.quality, run.experts, run.gate,
                                                         root / "bundle")
         run.metrics = json.loads((run.evaluation.root / training.METRICS_FILE).read_text(encoding="utf-8"))
+        if self.book is not None:
+            from signal_engine.workflow.book import train_books
+
+            started = time.perf_counter()
+            books = train_books(self._dataset_series(run), self.config, self.quality, run.evaluation.root,
+                                orchestration=self.book.orchestration, walk_forwards=self.book.walk_forwards,
+                                on_model=lambda what: self.console.print(f"  training the {what}"))
+            run.books = [b.name for b in books]
+            self.console.print(f"  whole book: {', '.join(f'{b.name} ({len(b.models)} models)' for b in books)} "
+                               f"({time.perf_counter() - started:.1f} s)")
 
     def _decide(self, inputs: TrainingInputs, series: Sequence[PriceSeries], root: Path, run: TrainingRun) -> None:
         assert run.evaluation is not None
@@ -198,7 +223,8 @@ def describe(run: TrainingRun) -> dict[str, Any]:
 
 def train_bundle(series: Sequence[PriceSeries], config: RunConfig, registry_root: Path, *,
                  console: Console | None = None,
-                 walk_forward_results: Sequence[SymbolResult] | None = None) -> TrainingRun:
+                 walk_forward_results: Sequence[SymbolResult] | None = None,
+                 book: BookTraining | None = None) -> TrainingRun:
     """Train and publish a bundle of ``series`` into the local registry at ``registry_root`` (what the demo does).
 
     With ``walk_forward_results`` (the backtest the caller just ran with the same config) the gate and the quality
@@ -209,7 +235,7 @@ def train_bundle(series: Sequence[PriceSeries], config: RunConfig, registry_root
     console = console or Console(stderr=True)
     registry = LocalModelRegistry(registry_root)
     console.print(f"Training the bundle of {', '.join(s.symbol for s in series)} into {registry.root}")
-    runner = LocalRunner(registry, config, console=console, walk_forward_results=walk_forward_results)
+    runner = LocalRunner(registry, config, console=console, walk_forward_results=walk_forward_results, book=book)
     run = runner.run(TrainingInputs(symbols=tuple(s.symbol for s in series), profile=config.profile), series)
     verdict = (f"is CURRENT, serving {', '.join(run.served_symbols)}" if run.passed else
                "failed the quality gate for every symbol: kept for inspection, CURRENT unchanged")

@@ -37,7 +37,8 @@ def lenient(tmp_path_factory: pytest.TempPathFactory, goog_csv: Path) -> tuple[i
     root = tmp_path_factory.mktemp("train")
     config = write_config(root / "lenient.json", {"max_sharpe_shortfall": 100.0, "max_confidence_ece": 1.0,
                                                   "max_log_loss_excess": 100.0, "max_qlike_excess": 100.0})
-    code = main(["train", "--prices", str(goog_csv), "--config", str(config), "--registry", str(root / "models")])
+    code = main(["train", "--no-book", "--prices", str(goog_csv), "--config", str(config),
+                 "--registry", str(root / "models")])
     return code, root / "models", (root / "models" / "CURRENT").read_text().strip()
 
 
@@ -60,7 +61,7 @@ def test_a_failing_run_is_kept_but_never_current(lenient: tuple[int, Path, str],
                                                  tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _, registry, current = lenient
     config = write_config(tmp_path / "strict.json", {"max_confidence_ece": 0.0})
-    code = main(["train", "--prices", str(goog_csv), "--config", str(config), "--registry", str(registry)])
+    code = main(["train", "--no-book", "--prices", str(goog_csv), "--config", str(config), "--registry", str(registry)])
     assert code == 3
     printed = capsys.readouterr()
     failed_version = printed.out.strip().splitlines()[-1]
@@ -82,7 +83,7 @@ def test_a_symbol_that_fails_is_withheld_while_the_others_serve(goog_csv: Path, 
     registry = tmp_path / "models"
     prices = ["--prices", str(goog_csv), "--prices", str(eurusd_csv)]
     lenient = {"max_confidence_ece": 1.0, "max_log_loss_excess": 100.0, "max_qlike_excess": 100.0}
-    first = main(["train", *prices, "--config", str(write_config(tmp_path / "a.json", {
+    first = main(["train", "--no-book", *prices, "--config", str(write_config(tmp_path / "a.json", {
         **lenient, "max_sharpe_shortfall": 100.0})), "--registry", str(registry)])
     assert first == 0
     version = (registry / "CURRENT").read_text().strip()
@@ -94,7 +95,7 @@ def test_a_symbol_that_fails_is_withheld_while_the_others_serve(goog_csv: Path, 
     middle = (sharpe[weaker] + sharpe[stronger]) / 2
     assert middle < 0, f"MoE minus buy & hold Sharpe {sharpe}: expected the weaker symbol far below zero"
     capsys.readouterr()
-    code = main(["train", *prices, "--config", str(write_config(tmp_path / "b.json", {
+    code = main(["train", "--no-book", *prices, "--config", str(write_config(tmp_path / "b.json", {
         **lenient, "max_sharpe_shortfall": -middle})), "--registry", str(registry)])
     printed = capsys.readouterr()
     assert code == 0
