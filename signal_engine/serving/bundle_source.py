@@ -3,7 +3,7 @@
 The combiner needs only the JSON/NumPy files of a bundle (never ``experts/``); from S3 they are copied into a
 local folder at a cold start, and again when ``CurrentWatch`` sees the registry's ``CURRENT`` change.
 The live book's step runs the experts in process, so ``fetch_book_bundle`` copies the whole-book bundle: ``book.json``,
-the main bundle's files with its ``experts/`` folder, and every ``timeframes/<model>/`` sub-bundle.
+the main bundle's files with its ``experts/`` folder, and every ``books/<book>/<model>/`` bundle it names.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import json
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -28,8 +28,8 @@ from signal_engine.serving.bundle import (
 if TYPE_CHECKING:
     from signal_engine.ports import ObjectStore
 
-BOOK_FILE = "book.json"
-TIMEFRAMES_FOLDER = "timeframes"
+BOOK_FILE = "book.json"  # signal_engine.serving.book_bundle's (not imported: it pulls in the orchestration)
+SAME_FOLDER = "."  # a timeframe model that is the version's own MoE
 EXPERTS_MANIFEST = "manifest.json"  # signal_engine.registry.MANIFEST (not imported: it pulls in the experts' modules)
 
 
@@ -160,12 +160,13 @@ def fetch_book_bundle(uri: str, objects: Callable[[str, str], ObjectStore], targ
     ``target/<version>/`` and return that folder; a local ``uri`` is used in place (``local_book_bundle``).
 
     Copied: the version's top-level JSON and NumPy files (``book.json``, ``bundle.json`` and the files it names,
-    the small reports), ``experts/`` and ``timeframes/`` (each ``timeframes/<model>/`` a bundle folder with its own
-    ``experts/``); nothing else (``model.tar.gz``, the endpoint's copy of the experts). Every bundle folder copied
-    must hold the files its ``bundle.json`` and its ``experts/manifest.json`` name, else a BundleError names the
-    missing one. A version is immutable once written, so a folder already fetched is reused without a request beyond
-    reading ``CURRENT`` (a warm Lambda environment); the copy is made in a temporary folder and renamed into place,
-    so a fetch that fails leaves nothing half-copied.
+    the small reports) and, for every timeframe model that ``book.json`` names, its bundle folder: ``experts/`` for
+    the version's own MoE (``"bundle": "."``), the whole ``books/<book>/<model>/`` folder for the others. Nothing
+    else (``model.tar.gz``, the endpoint's copy of the experts). Every model's folder must hold the files its
+    ``bundle.json`` and its ``experts/manifest.json`` name, else a BundleError names the missing one. A version is
+    immutable once written, so a folder already fetched is reused without a request beyond reading ``CURRENT`` (a
+    warm Lambda environment); the copy is made in a temporary folder and renamed into place, so a fetch that fails
+    leaves nothing half-copied.
     """
     if not uri.startswith("s3://"):
         return local_book_bundle(uri)
@@ -190,19 +191,21 @@ def fetch_book_bundle(uri: str, objects: Callable[[str, str], ObjectStore], targ
     folder = target / version
     if (folder / BOOK_FILE).is_file():
         return folder
+    document = _get(store, BOOK_FILE)
+    if document is None:
+        raise BundleError(f"{where}/{BOOK_FILE}: missing; this version holds no whole-book bundle (trained before "
+                          "whole-book bundles, or without the book): retrain it")
+    models = _model_folders(document, f"{where}/{BOOK_FILE}")
     target.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=target))
     try:
-        keys = [key for key in store.keys() if _book_needs(key)]  # noqa: SIM118 (a store, not a dict)
-        if BOOK_FILE not in keys:
-            raise BundleError(f"{where}/{BOOK_FILE}: missing; this version holds no whole-book bundle (the training "
-                              "workflow writes book.json beside bundle.json)")
-        for key in keys:
-            path = staging / key
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(store.get(key))
-        for bundle in [staging, *sorted(p for p in (staging / TIMEFRAMES_FOLDER).glob("*") if p.is_dir())]:
-            _check_bundle_folder(bundle, staging, where)
+        for key in store.keys():  # noqa: SIM118 (a store, not a dict)
+            if _book_needs(key, models):
+                path = staging / key
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(store.get(key))
+        for model in models:
+            _check_bundle_folder(staging if model == SAME_FOLDER else staging / model, staging, where)
         try:
             staging.rename(folder)
         except OSError:  # another fetch finished first; its copy is the same immutable version
@@ -213,14 +216,33 @@ def fetch_book_bundle(uri: str, objects: Callable[[str, str], ObjectStore], targ
     return folder
 
 
-def _book_needs(key: str) -> bool:
+def _model_folders(document: bytes, where: str) -> list[str]:
+    """The bundle folders of every timeframe model that ``book.json`` names (``"."``: the version's own)."""
+    try:
+        books = json.loads(document).get("books")
+        folders = {str(model["bundle"]) for book in books for model in book["models"]}
+    except (json.JSONDecodeError, AttributeError, KeyError, TypeError) as exc:
+        raise BundleError(f"{where}: expected {{\"books\": [{{\"models\": [{{\"bundle\": ...}}]}}]}} ({exc!r})") \
+            from None
+    for folder in folders:
+        if folder != SAME_FOLDER and (not folder or folder.startswith("/") or
+                                      any(part in ("", ".", "..") for part in folder.split("/"))):
+            raise BundleError(f"{where}: model bundle {folder!r}; expected '.' or a folder inside the version")
+    if not folders:
+        raise BundleError(f"{where}: names no timeframe model")
+    return sorted(folders)
+
+
+def _book_needs(key: str, models: Sequence[str]) -> bool:
     """Whether a key under a version prefix is part of the whole-book bundle (see ``fetch_book_bundle``)."""
     parts = key.split("/")
     if any(part in ("", ".", "..") for part in parts):
         raise BundleError(f"object key {key!r} under the version is not a plain relative path")
     if len(parts) == 1:
-        return key == BOOK_FILE or key.endswith((".json", ".npz"))
-    return parts[0] in (EXPERTS_FOLDER, TIMEFRAMES_FOLDER)
+        return key.endswith((".json", ".npz"))
+    if parts[0] == EXPERTS_FOLDER:
+        return SAME_FOLDER in models
+    return any(key.startswith(f"{model}/") for model in models if model != SAME_FOLDER)
 
 
 def _check_bundle_folder(folder: Path, root: Path, where: str) -> None:

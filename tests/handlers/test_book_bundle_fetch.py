@@ -1,6 +1,6 @@
 """fetch_book_bundle against S3 (moto's HTTP server): the whole-book bundle's layout is copied (book.json, the main
-bundle with experts/, every timeframes/<model>/ sub-bundle), nothing else; a missing file is named; a version is
-fetched once and reused while warm, and a newly promoted CURRENT is fetched."""
+bundle with experts/, every books/<book>/<model>/ bundle that book.json names), nothing else; a missing file is
+named; a version is fetched once and reused while warm, and a newly promoted CURRENT is fetched."""
 
 from __future__ import annotations
 
@@ -40,12 +40,25 @@ def bundle_files(prefix: str, *, rule_gate: bool = False) -> dict[str, bytes]:
     return files
 
 
+def book_json(*folders: str) -> bytes:
+    """book.json as docs/model-bundle.md lays it out, one model per folder (specs as the orchestration reads them)."""
+    models = [{"spec": {"name": f"m{i}", "rank": i, "horizon": 1 + i}, "bundle": folder}
+              for i, folder in enumerate(folders)]
+    book = {"name": "daily", "symbols": ["AAPL"], "models": models}
+    return json.dumps({"schema_version": 1, "books": [book]}).encode()
+
+
 def version_files() -> dict[str, bytes]:
-    """A whole-book version: book.json, the main (1d) bundle, a 1h sub-bundle; plus what the book does not need."""
-    book = {"books": {"daily": {"symbols": ["AAPL"], "timeframes": {"1d": ".", "1h": "timeframes/1h"}}}}
-    return {"book.json": json.dumps(book).encode(), **bundle_files(""), **expert_files("", ("trend/lgbm", "garch")),
-            **bundle_files("timeframes/1h/", rule_gate=True), **expert_files("timeframes/1h/", ("trend/lgbm",)),
-            "metrics.json": b"{}", "model.tar.gz": b"the endpoint's copy of experts/"}
+    """A whole-book version: book.json, the version's own MoE (".") and a model of its own; plus what the book does
+    not need (the endpoint's tarball, a folder no model names)."""
+    return {"book.json": book_json("books/daily/m0", "."), **bundle_files(""),
+            **expert_files("", ("trend/lgbm", "garch")),
+            **bundle_files("books/daily/m0/", rule_gate=True), **expert_files("books/daily/m0/", ("trend/lgbm",)),
+            "books/daily/m0/metrics.json": b"{}", "metrics.json": b"{}",
+            "model.tar.gz": b"the endpoint's copy of experts/", "books/old/m9/bundle.json": b"{}"}
+
+
+NOT_NEEDED = ("model.tar.gz", "books/old/m9/bundle.json")
 
 
 @pytest.fixture
@@ -78,7 +91,7 @@ def test_the_current_whole_book_bundle_is_copied_and_nothing_else(artifacts: Obj
     publish(artifacts, "v1", files)
     folder = fetch_book_bundle(f"s3://{BUCKET}/models/", objects, tmp_path / "cache")
     assert folder == tmp_path / "cache" / "v1"
-    wanted = {k: v for k, v in files.items() if k != "model.tar.gz"}
+    wanted = {k: v for k, v in files.items() if k not in NOT_NEEDED}
     assert tree(folder) == wanted
     assert [p.name for p in (tmp_path / "cache").iterdir()] == ["v1"], "no staging folder left behind"
     # A pinned version folder works the same.
@@ -93,10 +106,11 @@ def test_a_warm_environment_reuses_the_version_and_fetches_a_new_current(artifac
     artifacts.put("models/v1/experts/garch/model.pkl", b"changed behind our back")  # versions are immutable
     again = fetch_book_bundle(f"s3://{BUCKET}/models/", objects, cache)
     assert (again / "experts" / "garch" / "model.pkl").read_bytes() == b"model of garch", "served from the cache"
-    files = {**version_files(), "book.json": b'{"books": {}}'}
+    files = {**version_files(), "book.json": book_json(".")}
     publish(artifacts, "v2", files)
     newer = fetch_book_bundle(f"s3://{BUCKET}/models/", objects, cache)
-    assert newer == cache / "v2" and (newer / "book.json").read_bytes() == b'{"books": {}}'
+    assert newer == cache / "v2" and (newer / "book.json").read_bytes() == book_json(".")
+    assert not (newer / "books").exists(), "only the models this version's book names"
 
 
 @pytest.mark.parametrize(("missing", "message"), [
@@ -104,9 +118,9 @@ def test_a_warm_environment_reuses_the_version_and_fetches_a_new_current(artifac
     ("gate.npz", "models/v1/gate.npz: missing; the bundle is incomplete"),
     ("experts/manifest.json", "models/v1/experts/manifest.json: missing; the book step runs this bundle's experts"),
     ("experts/garch/model.pkl", "models/v1/experts/garch/model.pkl: missing; expert 'garch'"),
-    ("timeframes/1h/bundle.json", "models/v1/timeframes/1h/bundle.json: missing"),
-    ("timeframes/1h/calibration.json", "models/v1/timeframes/1h/calibration.json: missing"),
-    ("timeframes/1h/experts/trend/lgbm/model.pkl", "models/v1/timeframes/1h/experts/trend/lgbm/model.pkl: missing"),
+    ("books/daily/m0/bundle.json", "models/v1/books/daily/m0/bundle.json: missing"),
+    ("books/daily/m0/calibration.json", "models/v1/books/daily/m0/calibration.json: missing"),
+    ("books/daily/m0/experts/trend/lgbm/model.pkl", "models/v1/books/daily/m0/experts/trend/lgbm/model.pkl: missing"),
 ])
 def test_a_missing_file_is_named_and_nothing_is_cached(artifacts: ObjectStore, tmp_path: Path, missing: str,
                                                        message: str) -> None:
@@ -115,11 +129,15 @@ def test_a_missing_file_is_named_and_nothing_is_cached(artifacts: ObjectStore, t
     publish(artifacts, "v1", files)
     with pytest.raises(BundleError, match=re.escape(message)):
         fetch_book_bundle(f"s3://{BUCKET}/models/", objects, tmp_path / "cache")
-    assert list((tmp_path / "cache").iterdir()) == [], "a failed fetch leaves nothing a later call would reuse"
+    cache = tmp_path / "cache"
+    assert not cache.exists() or list(cache.iterdir()) == [], "a failed fetch leaves nothing a later call would reuse"
 
 
 def test_no_registry_and_bad_pointers_are_named(artifacts: ObjectStore, tmp_path: Path) -> None:
     with pytest.raises(BundleError, match=re.escape("neither book.json nor CURRENT found")):
+        fetch_book_bundle(f"s3://{BUCKET}/models/", objects, tmp_path)
+    publish(artifacts, "v1", {**version_files(), "book.json": book_json("../elsewhere")})
+    with pytest.raises(BundleError, match=re.escape("model bundle '../elsewhere'; expected '.' or a folder inside")):
         fetch_book_bundle(f"s3://{BUCKET}/models/", objects, tmp_path)
     artifacts.put("models/CURRENT", b"../v1")
     with pytest.raises(BundleError, match=re.escape("CURRENT holds '../v1'; expected one version name")):
