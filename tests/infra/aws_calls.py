@@ -62,7 +62,7 @@ COMBINER = (
 BOOK_STEP = (
     Call("s3", "GetObject", "s3:GetObject", "MODEL_BUNDLE_URI", "CURRENT"),
     Call("s3", "ListObjectsV2", "s3:ListBucket", "MODEL_BUNDLE_URI", "v1/"),
-    Call("s3", "GetObject", "s3:GetObject", "MODEL_BUNDLE_URI", "v1/timeframes/1h/experts/manifest.json"),
+    Call("s3", "GetObject", "s3:GetObject", "MODEL_BUNDLE_URI", "v1/books/daily/short/experts/manifest.json"),
     *SECRETS,
 )
 
