@@ -131,7 +131,7 @@ def test_the_book_steps_calls_are_the_inventory(secrets: dict[str, str], aws: Aw
     assert recorded == _inventory("book_step")
 
 
-def SqlDatabaseOf(folder: Path) -> Any:  # noqa: N802 (reads as the database it opens)
+def SqlDatabaseOf(folder: Path) -> Any:
     from signal_engine.adapters.sql.database import SqlDatabase
 
     return SqlDatabase.connect(f"sqlite:///{folder}/store.db")
