@@ -14,6 +14,7 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
@@ -35,6 +36,9 @@ RAW_PREFIX = "raw"
 # (lambda_src/collectors/export_bars.py, signal_engine.storage.export.BARS_PREFIX) writes bars/<timeframe>/.
 DATASETS_BARS_PREFIX = "bars"
 EXPORT_BARS = "export_bars"
+# Collectors whose success puts a "Lambda Function Invocation Result - Success" event on the default bus (their
+# EventBridge on-success destination): the book step (stacks/book.py) runs after them.
+BAR_COLLECTORS = ("yahoo_bars", "nasdaq_bars")
 RUNTIME_REASON = (
     "Python 3.11 is the interpreter the project is developed and tested on (pyproject requires-python) and the "
     "packages of `make package-lambdas` are built for it; the runtime is supported by Lambda until 2027."
@@ -287,6 +291,7 @@ class CollectorsStack(Stack):
             retry_attempts=config.collector_retry_attempts,
             max_event_age=Duration.hours(1),
             dead_letter_queue=self.dead_letter_queue,
+            on_success=destinations.EventBridgeDestination() if name in BAR_COLLECTORS else None,
         )
         acknowledge(function, "AwsSolutions-L1", RUNTIME_REASON)
         if not config.collector_reserved_concurrency:

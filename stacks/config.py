@@ -98,6 +98,20 @@ _SERVING_DEV: dict[str, Any] = {
     "api_allowed_principals": ["this-account"],
 }
 
+# The live book's step (lambda_src/book_step/, stacks/book.py): a container-image Lambda run after each bar collection.
+_BOOK_DEV: dict[str, Any] = {
+    # The experts run in process; LightGBM and the bundle's arrays want room, and memory buys CPU in Lambda.
+    "book_step_memory_mb": 3008,
+    "book_step_timeout_seconds": 900,
+    # The missed-step alarm fires when no step succeeded for this many hours (missing data breaches). Steps follow
+    # the weekday bar collections, so the gap from Friday's to Monday's step (~72 h) must fit; at most 168 (7 days,
+    # CloudWatch's longest evaluation range for hourly periods).
+    "book_step_missed_after_hours": 80,
+    # The waiting alarm fires when every step of this many consecutive days (UTC) reported a symbol the book waits
+    # for (its latest stored bar lags the book's other symbols), so the book did not advance.
+    "book_waiting_alarm_days": 2,
+}
+
 STAGES: dict[str, dict[str, Any]] = {
     "dev": {
         "construct_id": "SignalEngine-Dev",
@@ -147,6 +161,7 @@ STAGES: dict[str, dict[str, Any]] = {
         **_COLLECTORS_DEV,
         **_TRAINING_DEV,
         **_SERVING_DEV,
+        **_BOOK_DEV,
         # alarms
         "cpu_alarm_percent": 90,
         "free_storage_alarm_gib": 2,
@@ -193,6 +208,7 @@ STAGES: dict[str, dict[str, Any]] = {
         "api_rate_limit": 50,
         "api_burst_limit": 100,
         "api_quota_per_day": 100000,
+        **_BOOK_DEV,
         "cpu_alarm_percent": 80,
         "free_storage_alarm_gib": 10,
         "alarm_email": None,
@@ -298,6 +314,10 @@ class StageConfig:
     api_burst_limit: int
     api_quota_per_day: int
     api_allowed_principals: tuple[str, ...]
+    book_step_memory_mb: int
+    book_step_timeout_seconds: int
+    book_step_missed_after_hours: int
+    book_waiting_alarm_days: int
     cpu_alarm_percent: int
     free_storage_alarm_gib: int
     alarm_email: str | None
@@ -344,6 +364,7 @@ class StageConfig:
             )
         self._check_collectors()
         self._check_training_and_serving()
+        self._check_book_step()
         for days in (self.flow_log_retention_days, self.log_retention_days):
             if days not in _RETENTION_DAYS:
                 raise ValueError(f"{self.name}: log retention {days} is not one of {sorted(_RETENTION_DAYS)}")
@@ -439,6 +460,19 @@ class StageConfig:
                 raise ValueError(
                     f"{self.name}: api_allowed_principals entry {principal!r} is not a 12-digit account id, an IAM "
                     f"ARN (arn:aws:iam::123456789012:root, :role/NAME or :user/NAME) or \"{THIS_ACCOUNT}\"")
+
+    def _check_book_step(self) -> None:
+        """Lambda's limits and CloudWatch's longest evaluation range (7 days of hourly periods)."""
+        if not 1024 <= self.book_step_memory_mb <= 10240:
+            raise ValueError(f"{self.name}: book_step_memory_mb must be between 1024 and 10240 (the experts run in "
+                             "process)")
+        if not 60 <= self.book_step_timeout_seconds <= 900:
+            raise ValueError(f"{self.name}: book_step_timeout_seconds must be between 60 and 900")
+        if not 24 <= self.book_step_missed_after_hours <= 168:
+            raise ValueError(f"{self.name}: book_step_missed_after_hours must be between 24 and 168 (steps follow the "
+                             "daily bar collections; CloudWatch evaluates at most 7 days of hourly periods)")
+        if not 1 <= self.book_waiting_alarm_days <= 7:
+            raise ValueError(f"{self.name}: book_waiting_alarm_days must be between 1 and 7")
 
     @property
     def symbols(self) -> tuple[str, ...]:

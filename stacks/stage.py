@@ -7,7 +7,8 @@ from typing import Any
 from aws_cdk import Aspects, Stage, Tags
 from constructs import Construct
 
-from stacks.collectors import DATASETS_BARS_PREFIX, RAW_PREFIX, CollectorsStack
+from stacks.book import BookStack
+from stacks.collectors import BAR_COLLECTORS, DATASETS_BARS_PREFIX, RAW_PREFIX, CollectorsStack
 from stacks.config import StageConfig
 from stacks.constructs.checkov_skips import SkipCheckovOnCdkInternals
 from stacks.constructs.encryption import EncryptLogGroups, operations_key
@@ -21,8 +22,8 @@ from stacks.training import TrainingStack, acknowledge_workflow_grants
 
 
 class SignalEngineStage(Stage):
-    """The six stacks of one stage: Network, Storage, Monitoring, Collectors (when `collectors_enabled`),
-    Training and Serving.
+    """The seven stacks of one stage: Network, Storage, Monitoring, Collectors (when `collectors_enabled`),
+    Training, Serving and Book (the live book's step, run after each bar collection).
 
     The workload stacks take what the first three expose: `network.vpc`, `network.app_subnets`,
     `network.app_security_group`, the storage buckets, databases, secrets and prefix policies, and
@@ -154,5 +155,27 @@ class SignalEngineStage(Stage):
             alarm_topic=self.monitoring.alarm_topic,
             environment_key=self.operations_key,
             description=f"signal-engine {config.name}: expert endpoints, combiner Lambda, Signal API",
+            **common,
+        )
+        self.book = BookStack(
+            self,
+            "Book",
+            config=config,
+            vpc=self.network.vpc,
+            app_subnets=self.network.app_subnets,
+            app_security_group=self.network.app_security_group,
+            model_bundle_uri=self.serving.model_bundle_uri,
+            models_read_policy=self.storage.prefix_access_policy(
+                "BookStepModelsRead",
+                bucket=self.storage.artifacts_bucket,
+                prefix=MODELS_PREFIX,
+                actions=["s3:GetObject"],
+                description="signal-engine book step: read the whole-book bundle (book.json, bundles, experts)",
+            ),
+            mysql_secret=self.storage.mysql_secret,
+            alarm_topic=self.monitoring.alarm_topic,
+            environment_key=self.operations_key,
+            bar_collectors=[self.collectors.functions[name] for name in BAR_COLLECTORS] if self.collectors else (),
+            description=f"signal-engine {config.name}: live book step (container Lambda) after each bar collection",
             **common,
         )

@@ -107,3 +107,31 @@ def test_the_combiners_calls_are_the_inventory(secrets: dict[str, str], combiner
         combiner.service()
     combiner.live.cache_clear()
     assert recorded == _inventory("combiner")
+
+
+@pytest.mark.slow
+def test_the_book_steps_calls_are_the_inventory(secrets: dict[str, str], aws: Aws, tmp_path: Path,
+                                                goog_csv: Path, monkeypatch: pytest.MonkeyPatch,
+                                                recorded: set[tuple[str, str]]) -> None:
+    from tests.handlers.test_book_step_handler import TRAINED, head, publish, train
+
+    registry = train(goog_csv, tmp_path)
+    publish(aws, registry)
+    monkeypatch.setenv("SIGNAL_ENGINE_DATABASE_URL", f"sqlite:///{tmp_path}/store.db")
+    monkeypatch.setenv("MODEL_BUNDLE_URI", "s3://signal-engine-artifacts-book/models/")
+    monkeypatch.setenv("BUNDLE_CACHE_DIR", str(tmp_path / "cache"))
+    ingest_prices(head(goog_csv, TRAINED + 2, tmp_path), SqlDatabaseOf(tmp_path).prices, symbol="GOOG")
+    step = __import__("lambda_src.book_step.handler", fromlist=["handler"])
+    step.storage.cache_clear()
+    recorded.clear()
+    step.handler(event("scheduled_event"), FakeLambdaContext(function_name="book-step"))
+    step.storage.cache_clear()
+    settings = bootstrap_module.Settings(database_secret=secrets["mysql"])
+    assert bootstrap_module._database_url(settings, boto3.client).startswith("mysql+pymysql://")
+    assert recorded == _inventory("book_step")
+
+
+def SqlDatabaseOf(folder: Path) -> Any:
+    from signal_engine.adapters.sql.database import SqlDatabase
+
+    return SqlDatabase.connect(f"sqlite:///{folder}/store.db")

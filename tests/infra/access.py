@@ -628,7 +628,7 @@ def lambda_requests(access: Access) -> list[Request]:
     requests: list[Request] = []
     for stack, logical, function in access.resources("AWS::Lambda::Function"):
         properties = function["Properties"]
-        group = lambda_group(str(properties.get("Handler", "")))
+        group = lambda_group(function_handler(properties))
         if group is None:
             continue
         who = f"{logical} ({group})"
@@ -668,4 +668,30 @@ def lambda_requests(access: Access) -> list[Request]:
             requests += access.kms_requests(who, role_arn, queue, "sqs", ("kms:GenerateDataKey", "kms:Decrypt"))
         if properties.get("TracingConfig", {}).get("Mode") == "Active":
             requests.append(Request(f"{who} (tracing)", role_arn, "xray:PutTraceSegments", "*"))
+        requests += destination_requests(access, stack, logical, who, role_arn)
+    return requests
+
+
+def function_handler(properties: Mapping[str, Any]) -> str:
+    """A function's handler: ``Handler`` of a zip package, the first word of a container image's command."""
+    command = properties.get("ImageConfig", {}).get("Command") or [""]
+    return str(properties.get("Handler") or command[0])
+
+
+def destination_requests(access: Access, stack: str, logical: str, who: str, role_arn: str) -> list[Request]:
+    """Lambda sends an asynchronous invocation's record to its destinations with the function's role: an event bus
+    destination is an events:PutEvents on that bus."""
+    requests = []
+    for config_stack, _, config in access.resources("AWS::Lambda::EventInvokeConfig"):
+        properties = config["Properties"]
+        if config_stack != stack or properties.get("FunctionName") != {"Ref": logical}:
+            continue
+        for condition in ("OnSuccess", "OnFailure"):
+            target = properties.get("DestinationConfig", {}).get(condition, {}).get("Destination")
+            if target is None:
+                continue
+            arn = access.resolver.resolve(stack, target)
+            if ":events:" not in arn:
+                raise ResolveError(f"{who}: no access mapping for the {condition} destination {arn}")
+            requests.append(Request(f"{who} ({condition} destination)", role_arn, "events:PutEvents", arn))
     return requests

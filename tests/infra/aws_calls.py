@@ -57,12 +57,24 @@ COMBINER = (
     *SECRETS,
 )
 
+# The book step: the registry's CURRENT, the version's listing and files (book.json, bundles, experts), the store's
+# secret. IAM authorizes ListObjectsV2 as s3:ListBucket with the listed prefix as s3:prefix.
+BOOK_STEP = (
+    Call("s3", "GetObject", "s3:GetObject", "MODEL_BUNDLE_URI", "CURRENT"),
+    Call("s3", "ListObjectsV2", "s3:ListBucket", "MODEL_BUNDLE_URI", "v1/"),
+    Call("s3", "GetObject", "s3:GetObject", "MODEL_BUNDLE_URI", "v1/books/daily/short/experts/manifest.json"),
+    *SECRETS,
+)
+
 LAMBDA_CALLS: dict[str, tuple[Call, ...]] = {"collectors": COLLECTORS, "export_bars": EXPORT_BARS,
-                                             "combiner": COMBINER}
+                                             "combiner": COMBINER, "book_step": BOOK_STEP}
 
 
 def lambda_group(handler: str) -> str | None:
-    """The inventory of a function's ``Handler`` (``collectors.yahoo_bars.handler``), or None for CDK's own."""
+    """The inventory of a function's ``Handler`` (``collectors.yahoo_bars.handler``; for a container image, its
+    ``ImageConfig.Command``), or None for CDK's own."""
+    if handler == "book_step.handler.handler":
+        return "book_step"
     if handler == "combiner.handler.handler":
         return "combiner"
     if handler == "collectors.export_bars.handler":

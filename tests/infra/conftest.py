@@ -155,3 +155,15 @@ def serving_template(dev_stage: SignalEngineStage) -> Template:
 def prod_serving_template(prod_stage: SignalEngineStage) -> Template:
     """Template of the prod serving stack (expert autoscaling on, see cdk_context)."""
     return Template.from_stack(prod_stage.serving)
+
+
+@pytest.fixture(scope="session")
+def book_template(dev_stage: SignalEngineStage) -> Template:
+    """Template of the dev book stack (the live book's step)."""
+    return Template.from_stack(dev_stage.book)
+
+
+@pytest.fixture(scope="session")
+def prod_book_template(prod_stage: SignalEngineStage) -> Template:
+    """Template of the prod book stack."""
+    return Template.from_stack(prod_stage.book)

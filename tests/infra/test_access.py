@@ -26,6 +26,7 @@ from tests.infra.access import (
     ResolveError,
     Resolver,
     evaluate,
+    function_handler,
     lambda_requests,
     simulate,
     simulation,
@@ -78,8 +79,8 @@ def test_every_state_and_lambda_request_is_allowed(templates: Templates) -> None
     jobs = {name for name, state in states(definition) if state.get("Resource", "").endswith("createTrainingJob.sync")}
     assert {f"{name} (training job)" for name in jobs} == {r.who for r in requests if r.who.endswith("(training job)")}
     ours = [logical for _, logical, function in access.resources("AWS::Lambda::Function")
-            if lambda_group(function["Properties"]["Handler"])]
-    assert len(ours) == len(COLLECTORS) + 2  # the collectors, the bars export, the combiner
+            if lambda_group(function_handler(function["Properties"]))]
+    assert len(ours) == len(COLLECTORS) + 3  # the collectors, the bars export, the combiner, the book step
     assert all(any(request.who.startswith(f"{name} ") for request in requests) for name in ours)
     counts = Counter("kms" if request.kms_key else "lambda" if request.who.split(" ")[0] in ours
                      else "training job" if request.who.endswith("(training job)") else "workflow"
@@ -256,4 +257,28 @@ def test_the_cleanup_may_delete_what_the_workflow_created(templates: Templates) 
     # ... and nothing beyond: another stage's or an untagged name outside the prefix stays out of reach.
     outside = [Request(f"{logical} (cleanup)", role, "sagemaker:DeleteModel", f"{arn}:model/someone-elses-model"),
                Request(f"{logical} (cleanup)", role, "sagemaker:DeleteEndpoint", f"{arn}:endpoint/another-endpoint")]
+    assert all(decision != ALLOWED for _, decision in evaluate(access, outside))
+
+
+def test_the_bar_collectors_may_put_their_success_records_on_the_bus(synthesized_app: SynthesizedApp) -> None:
+    """The book step's trigger: Lambda puts a bar collector's on-success record with the collector's role."""
+    templates = stage_templates(synthesized_app, "dev")
+    access = Access(Resolver(templates))
+    puts = [r for r in lambda_requests(access) if r.action == "events:PutEvents"]
+    assert len(puts) == 2 and all(r.resource.endswith(":event-bus/default") for r in puts)
+    broken = _without_statement(templates, "-Collectors", "AWS::IAM::Policy", "events:PutEvents")
+    assert sorted(d.split(": ", 1)[1].split(" on ")[0] for d in denials(broken)) == sorted(
+        f"{r.who}: events:PutEvents" for r in puts)
+
+
+def test_the_book_step_reads_models_only(templates: Templates) -> None:
+    """Read-only on models/ of the artifacts bucket: no write there, no read elsewhere in the bucket."""
+    access = Access(Resolver(templates))
+    requests = [r for r in lambda_requests(access) if "(book_step)" in r.who]
+    assert {r.action for r in requests} >= {"s3:GetObject", "s3:ListBucket", "secretsmanager:GetSecretValue"}
+    get = next(r for r in requests if r.action == "s3:GetObject")
+    bucket = get.resource.split(":::", 1)[1].split("/", 1)[0]
+    outside = [Request(get.who, get.role_arn, "s3:PutObject", get.resource),
+               Request(get.who, get.role_arn, "s3:GetObject", f"arn:aws:s3:::{bucket}/runs/r1/decision.json"),
+               Request(get.who, get.role_arn, "s3:DeleteObject", get.resource)]
     assert all(decision != ALLOWED for _, decision in evaluate(access, outside))

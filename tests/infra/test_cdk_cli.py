@@ -54,7 +54,7 @@ def test_cli_synthesizes_every_stack_of_both_stages(cli_synth: tuple[Path, Path,
     names = sorted(p.name.split(".")[0] for p in outdir.rglob("*.template.json"))
     prefixes = {name.rstrip("0123456789ABCDEF") for name in names}
     for stage in ("Dev", "Prod"):
-        for stack in ("Network", "Storage", "Monitoring", "Collectors", "Training", "Serving"):
+        for stack in ("Network", "Storage", "Monitoring", "Collectors", "Training", "Serving", "Book"):
             assert f"SignalEngine{stage}{stack}" in prefixes, names
 
 
@@ -66,10 +66,10 @@ def test_cli_synth_never_calls_docker(cli_synth: tuple[Path, Path, str]) -> None
         for manifest in outdir.rglob("*.assets.json")
         for image in json.loads(manifest.read_text()).get("dockerImages", {}).values()
     ]
-    # the GPU (TensorFlow) and CPU training images and the inference image, in dev and prod
+    # the GPU (TensorFlow) and CPU training images, the inference image and the book step's, in dev and prod
     assert sorted(image["displayName"] for image in images) == sorted(
         [name for name in ("signal-engine training image", "signal-engine training-cpu image",
-                           "signal-engine inference image") for _ in ("dev", "prod")])
+                           "signal-engine inference image", "signal-engine book step image") for _ in ("dev", "prod")])
 
 
 def test_cli_synth_reports_no_nag_findings(cli_synth: tuple[Path, Path, str]) -> None:

@@ -52,7 +52,7 @@ def templates(outdir: Path) -> list[Path]:
 
 def test_every_stack_has_a_template(synthesized_app: SynthesizedApp) -> None:
     # network, storage, monitoring, collectors, training, serving in each of dev and prod
-    assert len(templates(synthesized_app.outdir)) == 12
+    assert len(templates(synthesized_app.outdir)) == 14
 
 
 def test_cfn_lint_finds_no_errors_or_warnings(synthesized_app: SynthesizedApp) -> None:

@@ -93,7 +93,7 @@ def test_checkov_finds_no_failed_checks(checkov_run: CheckovRun) -> None:
 
 
 def test_checkov_read_every_template(checkov_run: CheckovRun) -> None:
-    assert len(checkov_run.templates) == 12
+    assert len(checkov_run.templates) == 14
     assert checkov_run.summary["parsing_errors"] == 0
     checked = {Path(c["file_abs_path"]).resolve() for c in checkov_run.checks("passed_checks")}
     assert checked == {path.resolve() for path in checkov_run.templates}

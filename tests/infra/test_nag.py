@@ -26,7 +26,7 @@ pytestmark = pytest.mark.infra
 STACKS = [
     f"{stage}/{stack}"
     for stage in ("dev", "prod")
-    for stack in ("network", "storage", "monitoring", "collectors", "training", "serving")
+    for stack in ("network", "storage", "monitoring", "collectors", "training", "serving", "book")
 ]
 # Wildcard actions come only from aws-cdk-lib's bucket grants inside TrainingWorkflow, on the SageMaker role.
 GRANTED_ACTION_WILDCARDS = {

@@ -18,9 +18,10 @@ ROOT = Path(__file__).resolve().parents[2]
 TRAINING = ROOT / "containers" / "training" / "Dockerfile"
 TRAINING_CPU = ROOT / "containers" / "training-cpu" / "Dockerfile"
 INFERENCE = ROOT / "containers" / "inference" / "Dockerfile"
+BOOK_STEP = ROOT / "containers" / "book_step" / "Dockerfile"
 CONSTRAINTS = ROOT / "containers" / "constraints.txt"
-ALL = [TRAINING, TRAINING_CPU, INFERENCE]
-IDS = ["training", "training-cpu", "inference"]
+ALL = [TRAINING, TRAINING_CPU, INFERENCE, BOOK_STEP]
+IDS = ["training", "training-cpu", "inference", "book_step"]
 # The libraries whose objects are inside the pickled experts, gate and calibration.
 PICKLED = ("numpy", "pandas", "scipy", "scikit-learn", "lightgbm", "arch", "statsmodels")
 SECRET_PATTERNS = (r"AKIA[0-9A-Z]{16}", r"(?i)aws_secret_access_key", r"(?i)(password|secret|token)\s*=",
@@ -69,7 +70,8 @@ def pip_install(dockerfile: Path) -> str:
 def test_every_image_installs_with_the_one_constraints_file(dockerfile: Path) -> None:
     assert any(copy.split()[0] == "containers/constraints.txt" for copy in values(dockerfile, "COPY"))
     assert re.search(r"pip install -c constraints\.txt ", pip_install(dockerfile))
-    assert re.search(r"pip install .* \.(\s|$)", pip_install(dockerfile)), "installs this package from the context"
+    assert re.search(r"pip install .* \"?\.(\[[\w,]+\])?\"?(\s|$)", pip_install(dockerfile)), (
+        "installs this package from the context")
 
 
 def test_constraints_pin_the_pickled_libraries_within_what_the_package_allows() -> None:
@@ -147,3 +149,25 @@ def test_build_context_holds_what_the_image_copies(dockerfile: Path) -> None:
                 f"{dockerfile.name} copies {source}, which .dockerignore keeps out")
             assert (ROOT / source).exists(), f"{dockerfile.name} copies {source}, which does not exist"
     assert "**/.env" in ignore and "**/*.pem" in ignore
+
+
+def test_book_step_image_is_the_pinned_lambda_base_with_the_handler_as_command() -> None:
+    """AWS's Lambda base image (its runtime interface client runs CMD's handler); the same Python as the other
+    serving images; the handler package where CMD names it, and the stack runs the same command."""
+    from stacks.book import CA_FILE, HANDLER
+
+    (base,) = values(BOOK_STEP, "FROM")
+    assert re.fullmatch(r"public\.ecr\.aws/lambda/python:3\.11\.\d{4}\.\d{2}\.\d{2}\.\d{2}", base), base
+    (python,) = re.findall(r"python:(3\.\d+)", values(INFERENCE, "FROM")[0])
+    assert base.split(":")[1].startswith(python + "."), "the Python that unpickles the experts on the endpoint"
+    assert not values(BOOK_STEP, "ARG"), "the base must not be overridable by a build argument"
+    assert values(BOOK_STEP, "CMD") == [f'["{HANDLER}"]']
+    assert not values(BOOK_STEP, "ENTRYPOINT"), "the base image's entrypoint is the runtime interface client"
+    package = HANDLER.split(".")[0]
+    assert f"lambda_src/{package} /var/task/{package}" in values(BOOK_STEP, "COPY")
+    assert (ROOT / "lambda_src" / package / "handler.py").is_file()
+    assert "[aws]" in pip_install(BOOK_STEP), "Powertools, pydantic and PyMySQL come with the aws extra"
+    assert "tensorflow" not in pip_install(BOOK_STEP) and "[tf]" not in pip_install(BOOK_STEP)
+    assert any(CA_FILE in add and "--chmod=0644" in add for add in values(BOOK_STEP, "ADD")), (
+        "the RDS CA bundle, readable by the function's (non-root) user")
+    assert any("libgomp" in run for run in values(BOOK_STEP, "RUN")), "LightGBM needs the OpenMP runtime"

@@ -1,0 +1,1 @@
+"""The live book's step after collection (lambda_src/README.md, "Book step")."""
