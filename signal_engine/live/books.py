@@ -12,8 +12,10 @@ each book of the bundle's ``book.json``:
    path (:class:`~signal_engine.live.models.LiveTimeframeModel`) with its own previous position;
 3. ``advance_book`` steps and commits the bar (state, positions, events) in one transaction.
 
-A book without a stored state starts flat at the first bar after the models' training data (never on bars
-the models were fitted on); ``signal-engine demo`` instead seeds it with the backtest's final state.
+A book without a stored state starts from the bundle's seed: the state its models' walk-forwards, orchestrated
+over the training data, ended in (what the backtest's book ended in), so it is as warm as the backtest's; a
+bundle without a seed starts the book flat at the first bar after the models' training data (never on bars
+the models were fitted on).
 Running the step again steps nothing; an expert failure raises before the bar is committed.
 """
 
@@ -32,7 +34,7 @@ from signal_engine.errors import SignalEngineError
 from signal_engine.live.models import LiveTimeframeModel
 from signal_engine.orchestration.adapter import TimeframeSignal
 from signal_engine.orchestration.config import OrchestrationConfig
-from signal_engine.orchestration.live import advance_book, bar_time_of
+from signal_engine.orchestration.live import advance_book, bar_time_of, seed_book
 from signal_engine.orchestration.regime import REGIME_FEATURES, regime_features
 from signal_engine.orchestration.step import BarInputs
 from signal_engine.ports import BookStore, ExpertClient, PriceStore
@@ -54,9 +56,10 @@ class BookStepReport:
     waiting: tuple[str, ...] = ()
     ended: tuple[str, ...] = ()
     positions: dict[str, float] = field(default_factory=dict)
+    seeded: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {"book": self.book, "stepped": self.stepped, "replayed": self.replayed,
+        return {"book": self.book, "stepped": self.stepped, "replayed": self.replayed, "seeded": self.seeded,
                 "latest_bar": None if self.latest_bar is None else self.latest_bar.isoformat(),
                 "waiting": list(self.waiting), "ended": list(self.ended),
                 "positions": {s: round(p, 12) for s, p in self.positions.items()}}
@@ -115,13 +118,20 @@ def _step_book(stores: LiveStores, bundle: BookBundle, book: BookSpec, models: S
                until: datetime | None, ended_after: float,
                on_bar: Callable[[str, int, int], None] | None) -> BookStepReport:
     latest = stores.books.latest(book.name)
+    seeded = False
+    if latest is None:
+        seed = bundle.seed_state(book)
+        if seed is not None:
+            seeded = seed_book(stores.books, book.name, seed)
+            latest = stores.books.latest(book.name)
     after = latest[0] if latest is not None else _trained_through(bundle, book)
     previous = (latest[1].unmanaged.copy() if latest is not None
                 else np.full((len(models), len(book.symbols)), np.nan))
     last_bar = {s: _latest_bar(stores.recent_bars, s, book.timeframes[s], until) for s in book.symbols}
     known = [t for t in last_bar.values() if t is not None]
     if not known:
-        return BookStepReport(book.name, 0, 0, None if latest is None else latest[0], waiting=book.symbols)
+        return BookStepReport(book.name, 0, 0, None if latest is None else latest[0], waiting=book.symbols,
+                              seeded=seeded)
     newest = max(known)
     limit = timedelta(seconds=ended_after * SECONDS_PER_YEAR / book.periods_per_year)
     ended = tuple(s for s, t in last_bar.items() if t is None or t < newest - limit)
@@ -141,7 +151,7 @@ def _step_book(stores: LiveStores, bundle: BookBundle, book: BookSpec, models: S
     final = stores.books.latest(book.name)
     positions = {} if final is None else {p.symbol: p.position for p in stores.books.positions(book.name, final[0])}
     return BookStepReport(book.name, stepped, replayed, None if final is None else final[0], waiting, ended,
-                          positions)
+                          positions, seeded)
 
 
 def bar_inputs(symbols: Sequence[str], timeframes: Mapping[str, str], config: OrchestrationConfig,

@@ -22,7 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from signal_engine.orchestration.config import OrchestrationConfig
-from signal_engine.orchestration.state import BookStateError, config_from_json, config_to_json, spec_from_json
+from signal_engine.orchestration.state import (
+    BookState,
+    BookStateError,
+    config_from_json,
+    config_to_json,
+    spec_from_json,
+)
 from signal_engine.orchestration.timeframes import TimeframeSpec
 from signal_engine.registry import MANIFEST
 from signal_engine.serving.bundle import BUNDLE_FILE, EXPERTS_FOLDER, BundleError, ServingBundle
@@ -31,6 +37,7 @@ BOOK_FILE = "book.json"
 BOOKS_FOLDER = "books"
 BOOK_SCHEMA_VERSION = 1
 SAME_BUNDLE = "."
+SEED_FILE = "seed.json"
 BOOK_FIELDS = ("name", "symbols", "timeframes", "periods_per_year", "cost_bps", "orchestration", "models")
 MODEL_FIELDS = ("spec", "bundle")
 
@@ -54,6 +61,7 @@ class BookSpec:
     cost_bps: Mapping[str, float]
     config: OrchestrationConfig
     models: tuple[BookModel, ...]
+    seed: str | None = None
 
     @property
     def specs(self) -> tuple[TimeframeSpec, ...]:
@@ -68,6 +76,7 @@ class BookSpec:
             "cost_bps": dict(self.cost_bps),
             "orchestration": config_to_json(self.config),
             "models": [{"spec": dataclasses.asdict(m.spec), "bundle": m.bundle} for m in self.models],
+            "seed": self.seed,
         }
 
 
@@ -104,6 +113,26 @@ class BookBundle:
     def folder(self, relative: str) -> Path:
         return _folder(self.root, relative)
 
+    def seed_state(self, book: BookSpec) -> BookState | None:
+        """The state the book's backtest ended in (``seed.json``), checked against the book's settings; None
+        when the book has no seed."""
+        if book.seed is None:
+            return None
+        path = self.root / book.seed
+        try:
+            state = BookState.from_json(path.read_bytes())
+            state.check_settings(book.config, book.periods_per_year, [book.cost_bps[s] for s in book.symbols])
+        except FileNotFoundError:
+            raise BundleError(f"{path}: missing; {self.root / BOOK_FILE} names it as the seed of book "
+                              f"{book.name!r}") from None
+        except BookStateError as exc:
+            raise BundleError(f"{path}: {exc}") from None
+        if state.symbols != book.symbols or state.specs != book.specs:
+            raise BundleError(f"{path}: the seed holds symbols {list(state.symbols)} and models "
+                              f"{list(state.models)}; book {book.name!r} has {list(book.symbols)} and "
+                              f"{[m.spec.name for m in book.models]}")
+        return state
+
     @classmethod
     def load(cls, folder: str | Path) -> BookBundle:
         """Read ``book.json`` and every timeframe model's bundle; :class:`BundleError` names what is missing."""
@@ -137,7 +166,10 @@ class BookBundle:
                 if model.bundle not in bundles:
                     bundles[model.bundle] = _model_bundle(root, model.bundle, where)
                 _check_model(path, where, bundles[model.bundle], book, _folder(root, model.bundle))
-        return cls(root, books, bundles)
+        bundle = cls(root, books, bundles)
+        for book in books:
+            bundle.seed_state(book)
+        return bundle
 
 
 def write_book(root: Path, books: Sequence[BookSpec]) -> Path:
@@ -174,8 +206,11 @@ def _book(path: Path, raw: Any, where: str) -> BookSpec:
     if not isinstance(models, list) or not models:
         raise BundleError(f"{path}: field '{where}.models' must be a non-empty list of timeframe models")
     entries = tuple(_model(path, m, f"{where}.models[{k}]") for k, m in enumerate(models))
+    seed = raw.get("seed")
+    if seed is not None and (not isinstance(seed, str) or seed.startswith("/") or ".." in seed.split("/")):
+        raise BundleError(f"{path}: field '{where}.seed' is {seed!r}; expected a file inside the version or null")
     return BookSpec(name=name, symbols=tuple(symbols), timeframes=timeframes, periods_per_year=float(ppy),
-                    cost_bps={s: float(v) for s, v in costs.items()}, config=config, models=entries)
+                    cost_bps={s: float(v) for s, v in costs.items()}, config=config, models=entries, seed=seed)
 
 
 def _per_symbol(path: Path, raw: Any, where: str, symbols: Sequence[str], kind: Any, what: str) -> dict[str, Any]:

@@ -4,7 +4,9 @@ The books are the backtest's (``evaluation.portfolio.build_books``): the symbols
 orchestration config for their periods per year (with the run's overrides: short limits, timeframes), the
 per-symbol costs, and one model per timeframe. A model whose horizon is the MoE's own is the version's bundle
 (``"."``); every other one is trained like the MoE, on labels of its horizon (``timeframe_run_config``), with its
-gate and confidence map fitted on its own walk-forward, into ``books/<book>/<model>/``.
+gate and confidence map fitted on its own walk-forward, into ``books/<book>/<model>/``. The book's state after
+orchestrating the models' walk-forwards over the training data (what the backtest's book ends in) is its seed,
+``books/<book>/seed.json``: a live book without a stored state starts from it, as warm as the backtest's.
 """
 
 from __future__ import annotations
@@ -26,8 +28,20 @@ from signal_engine.evaluation.portfolio import (
     series_periods_per_year,
     timeframe_plan,
 )
+from signal_engine.orchestration.adapter import signal_frame
+from signal_engine.orchestration.config import OrchestrationConfig
+from signal_engine.orchestration.runner import orchestrate
+from signal_engine.orchestration.state import BookState
 from signal_engine.orchestration.timeframes import timeframe_run_config
-from signal_engine.serving.book_bundle import SAME_BUNDLE, BookModel, BookSpec, model_folder, write_book
+from signal_engine.serving.book_bundle import (
+    BOOKS_FOLDER,
+    SAME_BUNDLE,
+    SEED_FILE,
+    BookModel,
+    BookSpec,
+    model_folder,
+    write_book,
+)
 from signal_engine.workflow import training
 from signal_engine.workflow.quality import QualityConfig
 
@@ -50,52 +64,81 @@ def train_books(
     *,
     orchestration: Mapping[str, Any] | None = None,
     walk_forwards: TimeframeResults | None = None,
+    moe_walk_forward: Sequence[SymbolResult] | None = None,
     on_model: Callable[[str], None] | None = None,
 ) -> list[BookSpec]:
-    """Train each book's timeframe models into ``version_root`` (which holds the MoE's bundle) and write
-    ``book.json``; returns the books.
+    """Train each book's timeframe models into ``version_root`` (which holds the MoE's bundle), orchestrate their
+    walk-forwards into the book's seed state and write ``book.json``; returns the books.
 
-    ``walk_forwards[symbol][model]``: the backtest's walk-forward of that timeframe model, when the caller ran
-    it with the same config and data (the demo); the models' gates reuse it instead of walking forward again.
+    ``walk_forwards[symbol][model]``: the backtest's walk-forward of that timeframe model, and
+    ``moe_walk_forward`` the MoE's (the gate's training rows), when the caller ran them with the same config and
+    data (the demo, the local runner); they are reused instead of walking forward again.
     """
     books = []
     for name, members in book_groups(series).items():
         ppy = float(np.mean([series_periods_per_year(s, config) for s in members]))
         settings = orchestration_config(ppy, config, orchestration)
-        models = []
+        costs = {s.symbol: config.trading.cost_for(s.symbol) for s in members}
+        models, results = [], {}
         for spec in timeframe_plan(members[0], config, orchestration):
+            if on_model is not None:
+                on_model(f"{name} book, {spec.name} model (horizon {spec.horizon} bars)")
             if spec.horizon == config.labels.horizon:
+                results[spec.name] = (_reusable(members, spec.name, walk_forwards)
+                                      or _matching(members, moe_walk_forward) or training.walk_forward(members, config))
                 models.append(BookModel(spec, SAME_BUNDLE))
                 continue
             relative = model_folder(name, spec.name)
-            if on_model is not None:
-                on_model(f"{name} book, {spec.name} model (horizon {spec.horizon} bars)")
+            model_config = timeframe_run_config(config, spec)
             try:
-                _train_model(members, timeframe_run_config(config, spec), quality, version_root / relative,
-                             _reusable(members, spec.name, walk_forwards))
+                results[spec.name] = (_reusable(members, spec.name, walk_forwards)
+                                      or training.walk_forward(members, model_config))
+                _train_model(members, model_config, quality, version_root / relative, results[spec.name])
             except ConfigError as exc:
                 raise ConfigError(f"the {name} book's {spec.name} model (horizon {spec.horizon} bars): {exc}; or "
                                   "leave the model out of the book ('orchestration: {timeframes: [...]}' in --config) "
                                   "or train the MoE alone (--no-book)") from None
             models.append(BookModel(spec, relative))
+        seed = f"{BOOKS_FOLDER}/{name}/{SEED_FILE}"
+        state = _seed_state(members, results, settings, ppy, costs)
+        (version_root / seed).parent.mkdir(parents=True, exist_ok=True)
+        (version_root / seed).write_text(state.to_json() + "\n", encoding="utf-8")
         books.append(BookSpec(
             name=name, symbols=tuple(s.symbol for s in members),
             timeframes={s.symbol: training.timeframe_of(s) for s in members}, periods_per_year=ppy,
-            cost_bps={s.symbol: config.trading.cost_for(s.symbol) for s in members}, config=settings,
-            models=tuple(models)))
+            cost_bps=costs, config=settings, models=tuple(models), seed=seed))
     write_book(version_root, books)
     return books
 
 
+def _seed_state(members: Sequence[PriceSeries], results: Mapping[str, Sequence[SymbolResult]],
+                settings: OrchestrationConfig, ppy: float, costs: Mapping[str, float]) -> BookState:
+    """The book's state after the models' walk-forwards, orchestrated as the backtest does (``build_books``)."""
+    signals = {s.symbol: {model: signal_frame(runs[i].signals) for model, runs in results.items()}
+               for i, s in enumerate(members)}
+    closes = {s.symbol: s.bars["close"] for s in members}
+    volumes = {s.symbol: s.bars["volume"] for s in members if s.has_volume}
+    state = orchestrate(signals, closes, settings, ppy, volumes=volumes, cost_bps=costs).final_state
+    if state is None:
+        raise ConfigError("the book's walk-forwards give no bar to orchestrate; train on more bars")
+    return state
+
+
 def _train_model(members: Sequence[PriceSeries], config: RunConfig, quality: QualityConfig, out: Path,
-                 results: list[SymbolResult] | None) -> None:
+                 results: list[SymbolResult]) -> None:
     with tempfile.TemporaryDirectory(prefix="signal-engine-book-") as scratch:
         root = Path(scratch)
         experts = [training.train_expert(e, members, config, root / "experts" / e) for e in training.EXPERTS]
-        if results is None:
-            results = training.walk_forward(members, config)
         gate = training.train_gate(members, config, root / "gate", results)
         training.evaluate(config, quality, experts, gate, out)
+
+
+def _matching(members: Sequence[PriceSeries], given: Sequence[SymbolResult] | None) -> list[SymbolResult] | None:
+    """The caller's MoE walk-forwards of these series (same symbols, bars and last bar), or None."""
+    if given is None:
+        return None
+    by_symbol = {r.symbol: r for r in given}
+    return _reusable(members, "moe", {s: {"moe": by_symbol[s]} for s in by_symbol})
 
 
 def _reusable(members: Sequence[PriceSeries], model: str,

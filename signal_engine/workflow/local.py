@@ -59,6 +59,7 @@ class TrainingRun:
     seconds: dict[str, float] = field(default_factory=dict)
     steps: list[str] = field(default_factory=list)
     books: list[str] = field(default_factory=list)
+    walk_forward: list[SymbolResult] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -155,6 +156,7 @@ class LocalRunner:
         if results is None:
             results = self._walk_forward(data)
         run.gate = training.train_gate(data, self.config, root / "gate", results)
+        run.walk_forward = results
 
     def _reusable_results(self, data: Sequence[PriceSeries]) -> list[SymbolResult] | None:
         """The caller's backtest when it covers exactly these series (same symbols, same last bar)."""
@@ -188,6 +190,7 @@ class LocalRunner:
             started = time.perf_counter()
             books = train_books(self._dataset_series(run), self.config, self.quality, run.evaluation.root,
                                 orchestration=self.book.orchestration, walk_forwards=self.book.walk_forwards,
+                                moe_walk_forward=run.walk_forward,
                                 on_model=lambda what: self.console.print(f"  training the {what}"))
             run.books = [b.name for b in books]
             self.console.print(f"  whole book: {', '.join(f'{b.name} ({len(b.models)} models)' for b in books)} "

@@ -173,8 +173,12 @@ def train_expert(expert: str, series: Sequence[PriceSeries], config: RunConfig, 
 
 def walk_forward(series: Sequence[PriceSeries], config: RunConfig,
                  on_block: Callable[[], None] | None = None) -> list[SymbolResult]:
-    """The walk-forward backtest of each series (the gate's training rows and the run's metrics)."""
-    return [run_symbol(s, config, on_block=on_block) for s in series]
+    """The walk-forward backtest of each series (the gate's training rows and the run's metrics), with the numerical
+    libraries' thread pools held to one thread as in the backtest's tasks, so both give the same bits."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        return [run_symbol(s, config, on_block=on_block) for s in series]
 
 
 def out_of_sample_rows(series: PriceSeries, result: SymbolResult, config: RunConfig) -> dict[str, np.ndarray]:

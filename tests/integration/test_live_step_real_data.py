@@ -18,9 +18,11 @@ import sqlalchemy as sa
 from signal_engine.adapters.inprocess_experts import InProcessExperts
 from signal_engine.adapters.sql.database import SqlDatabase
 from signal_engine.adapters.sql.recent_bars import SqlRecentBars
-from signal_engine.cli import main
+from signal_engine.cli import load_configs, main
+from signal_engine.data.loader import load_prices
 from signal_engine.live.books import BookStepReport, step_books
 from signal_engine.live.models import LiveTimeframeModel
+from signal_engine.pipeline import backtest_series
 from signal_engine.serving.book_bundle import BOOK_FILE, BookBundle
 from signal_engine.serving.bundle import BundleError
 from signal_engine.serving.schema import SignalRequest
@@ -125,6 +127,22 @@ def test_training_writes_the_whole_book_and_serving_loads_it(version: Path) -> N
     assert bundle.bundles["books/daily/medium"].symbols == ("GOOG", "GOOGB")
 
 
+def test_the_seed_is_the_state_the_backtests_book_ends_in(version: Path, prices: dict[tuple[str, int], Path],
+                                                          tmp_path: Path) -> None:
+    """`signal-engine backtest` on the training bars with the training config: its books' final states are the
+    bundle's seeds, to the last bit, so a live book starts where the backtest's book ended."""
+    bundle = BookBundle.load(version)
+    (tmp_path / "config.yaml").write_text(CONFIG)
+    config, orchestration = load_configs("quick", tmp_path / "config.yaml")
+    series = [load_prices(prices[s, TRAINED], s) for s in ("GOOG", "GOOGB", "EURUSD")]
+    output = backtest_series(series, tmp_path / "backtest", config, orchestration=orchestration, jobs=1)
+    assert output.portfolio is not None
+    for book in output.portfolio.books:
+        final = book.result.final_state
+        assert final is not None
+        assert final.to_json() == bundle.seed_state(bundle.book(book.name)).to_json()  # type: ignore[union-attr]
+
+
 @pytest.mark.parametrize("damage, named", [
     (lambda root: (root / BOOK_FILE).unlink(), "book.json: missing"),
     (lambda root: (root / "books" / "daily" / "medium" / "bundle.json").unlink(), "books/daily/medium/bundle.json"),
@@ -133,6 +151,8 @@ def test_training_writes_the_whole_book_and_serving_loads_it(version: Path) -> N
     (lambda root: _edit(root, lambda d: d["books"][0]["orchestration"].pop("max_asset_short_exposure")),
      "max_asset_short_exposure"),
     (lambda root: _edit(root, lambda d: d["books"][1].pop("periods_per_year")), "books[1].periods_per_year"),
+    (lambda root: (root / "books" / "daily" / "seed.json").unlink(), "books/daily/seed.json: missing"),
+    (lambda root: _edit(root, lambda d: d["books"][0]["cost_bps"].update(GOOG=99.0)), "seed.json: .*cost"),
 ])
 def test_serving_refuses_a_bundle_that_lacks_part_of_the_book(version: Path, tmp_path: Path, damage: Any,
                                                                named: str) -> None:
@@ -153,12 +173,13 @@ def test_the_step_starts_after_the_training_data_and_steps_every_new_bar(
         stepped: tuple[SqlDatabase, dict[str, BookStepReport]], prices: dict[tuple[str, int], Path]) -> None:
     database, reports = stepped
     daily, hourly = reports["daily"], reports["1h"]
-    assert daily.stepped == hourly.stepped == LIVE - TRAINED  # only the bars after the models' training data
+    assert daily.seeded and hourly.seeded  # a new book starts from the bundle's seed, at the last training bar
+    assert daily.stepped == hourly.stepped == LIVE - TRAINED  # then steps only the bars after the training data
     goog = pd.read_csv(prices["GOOG", LIVE], parse_dates=["Date"])
     assert daily.latest_bar == goog["Date"].iloc[-1].to_pydatetime()
-    assert _positions(database, "daily").index.min() == str(goog["Date"].iloc[TRAINED]) + ".000000"
     positions = _positions(database, "daily")
-    assert len(positions) == LIVE - TRAINED and positions.abs().to_numpy().max() > 0  # the book trades
+    assert list(positions.index[:2]) == [f"{goog['Date'].iloc[i]}.000000" for i in (TRAINED - 1, TRAINED)]
+    assert len(positions) == LIVE - TRAINED + 1 and positions.abs().to_numpy().max() > 0  # the book trades
     assert not daily.waiting and not daily.ended
 
 
@@ -204,9 +225,9 @@ def test_a_crash_before_the_commit_leaves_the_previous_state_and_the_rerun_ends_
     monkeypatch.setattr(crashing.books, "commit_step", crash_at_the_15th)
     with pytest.raises(ConnectionError):
         _step(crashing, version, books=["daily"])
-    assert len(_positions(crashing, "daily")) == 14
+    assert len(_positions(crashing, "daily")) == 14  # the seed and 13 bars committed, the 14th bar not
     monkeypatch.setattr(crashing.books, "commit_step", commit)
-    assert _step(crashing, version, books=["daily"])["daily"].stepped == LIVE - TRAINED - 14
+    assert _step(crashing, version, books=["daily"])["daily"].stepped == LIVE - TRAINED - 13
     pd.testing.assert_frame_equal(_positions(crashing, "daily"), _positions(database, "daily"))
     assert crashing.books.latest("daily")[1].to_json() == database.books.latest("daily")[1].to_json()  # type: ignore[index]
 
