@@ -23,6 +23,7 @@ from signal_engine.ports import ExpertClient
 from signal_engine.serving.bundle import ServingBundle
 from signal_engine.serving.combine import Combiner, NoExpertAnswered
 from signal_engine.serving.messages import ExpertQuery
+from signal_engine.serving.service import fingerprint_inputs
 
 EXPERT_DEADLINE_S = 60.0
 
@@ -69,7 +70,7 @@ class LiveTimeframeModel:
             outputs = self.bundle.expert_outputs[name]  # a null output (no level yet) leaves the expert out, as
             answers[name] = reply.answer if all(_finite(reply.answer.get(o)) for o in outputs) else None  # the API
         closes = np.array([float(rows[-1]["close"])])
-        fingerprint = self.combiner.fingerprint(*_fingerprint_inputs(rows))
+        fingerprint = self.combiner.fingerprint(*fingerprint_inputs(rows))
         try:
             decisions = self.combiner.decide([answers], closes, fingerprint.reshape(1, -1),
                                              np.array([previous_position], dtype=float),
@@ -87,16 +88,6 @@ class LiveTimeframeModel:
             expected_holding=self.spec.expected_holding, min_holding=self.spec.min_holding,
             max_holding=self.spec.max_holding, vol_forecast=vol, score=float(decisions.combined[0]),
         )
-
-
-def _fingerprint_inputs(rows: Sequence[Mapping[str, Any]],
-                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
-    high = np.array([r["high"] for r in rows], dtype=float)
-    low = np.array([r["low"] for r in rows], dtype=float)
-    close = np.array([r["close"] for r in rows], dtype=float)
-    volume = (np.array([r["volume"] for r in rows], dtype=float)
-              if all(r.get("volume") is not None for r in rows) else None)
-    return high, low, close, volume
 
 
 def _finite(value: Any) -> bool:

@@ -160,7 +160,8 @@ def fetch_book_bundle(uri: str, objects: Callable[[str, str], ObjectStore], targ
     ``target/<version>/`` and return that folder; a local ``uri`` is used in place (``local_book_bundle``).
 
     Copied: the version's top-level JSON and NumPy files (``book.json``, ``bundle.json`` and the files it names,
-    the small reports) and, for every timeframe model that ``book.json`` names, its bundle folder: ``experts/`` for
+    the small reports), each book's seed state and, for every timeframe model that ``book.json`` names, its bundle
+    folder: ``experts/`` for
     the version's own MoE (``"bundle": "."``), the whole ``books/<book>/<model>/`` folder for the others. Nothing
     else (``model.tar.gz``, the endpoint's copy of the experts). Every model's folder must hold the files its
     ``bundle.json`` and its ``experts/manifest.json`` name, else a BundleError names the missing one. A version is
@@ -196,16 +197,20 @@ def fetch_book_bundle(uri: str, objects: Callable[[str, str], ObjectStore], targ
         raise BundleError(f"{where}/{BOOK_FILE}: missing; this version holds no whole-book bundle (trained before "
                           "whole-book bundles, or without the book): retrain it")
     models = _model_folders(document, f"{where}/{BOOK_FILE}")
+    seeds = _seed_files(document, f"{where}/{BOOK_FILE}")
     target.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=target))
     try:
         for key in store.keys():  # noqa: SIM118 (a store, not a dict)
-            if _book_needs(key, models):
+            if key in seeds or _book_needs(key, models):
                 path = staging / key
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_bytes(store.get(key))
         for model in models:
             _check_bundle_folder(staging if model == SAME_FOLDER else staging / model, staging, where)
+        for seed in seeds:
+            if not (staging / seed).is_file():
+                raise BundleError(f"{where}/{seed}: missing; {BOOK_FILE} names it as a book's seed state")
         try:
             staging.rename(folder)
         except OSError:  # another fetch finished first; its copy is the same immutable version
@@ -231,6 +236,15 @@ def _model_folders(document: bytes, where: str) -> list[str]:
     if not folders:
         raise BundleError(f"{where}: names no timeframe model")
     return sorted(folders)
+
+
+def _seed_files(document: bytes, where: str) -> set[str]:
+    """The seed state files ``book.json`` names (a book's ``seed``; null or absent: none)."""
+    seeds = {book.get("seed") for book in json.loads(document)["books"]} - {None}
+    for seed in seeds:
+        if not isinstance(seed, str) or seed.startswith("/") or any(p in ("", ".", "..") for p in seed.split("/")):
+            raise BundleError(f"{where}: seed {seed!r}; expected a file inside the version")
+    return {str(seed) for seed in seeds}
 
 
 def _book_needs(key: str, models: Sequence[str]) -> bool:

@@ -348,12 +348,7 @@ class SignalService:
         return self.combiner.decide(answers, closes, fingerprints, positions, periods)
 
     def _fingerprint(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
-        high = np.array([r["high"] for r in rows], dtype=float)
-        low = np.array([r["low"] for r in rows], dtype=float)
-        close = np.array([r["close"] for r in rows], dtype=float)
-        volume = (np.array([r["volume"] for r in rows], dtype=float)
-                  if all(r.get("volume") is not None for r in rows) else None)
-        return self.combiner.fingerprint(high, low, close, volume)
+        return self.combiner.fingerprint(*fingerprint_inputs(rows))
 
     def _respond(self, prepared: _Prepared, answers: Mapping[str, Mapping[str, Any] | None], d: Decisions, row: int,
                  request_id: str) -> SignalResponse:
@@ -434,6 +429,17 @@ def bars_digest(rows: Sequence[Mapping[str, Any]]) -> str:
     canonical = json.dumps([[r["timestamp"], r["open"], r["high"], r["low"], r["close"], r.get("volume")]
                             for r in rows], separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def fingerprint_inputs(rows: Sequence[Mapping[str, Any]],
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """High, low, close and (when every row has one) volume of JSON bar rows, for ``Combiner.fingerprint``."""
+    high = np.array([r["high"] for r in rows], dtype=float)
+    low = np.array([r["low"] for r in rows], dtype=float)
+    close = np.array([r["close"] for r in rows], dtype=float)
+    volume = (np.array([r["volume"] for r in rows], dtype=float)
+              if all(r.get("volume") is not None for r in rows) else None)
+    return high, low, close, volume
 
 
 def _row(timestamp: datetime, open_: float, high: float, low: float, close: float,

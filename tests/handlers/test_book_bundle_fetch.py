@@ -44,7 +44,7 @@ def book_json(*folders: str) -> bytes:
     """book.json as docs/model-bundle.md lays it out, one model per folder (specs as the orchestration reads them)."""
     models = [{"spec": {"name": f"m{i}", "rank": i, "horizon": 1 + i}, "bundle": folder}
               for i, folder in enumerate(folders)]
-    book = {"name": "daily", "symbols": ["AAPL"], "models": models}
+    book = {"name": "daily", "symbols": ["AAPL"], "models": models, "seed": "books/daily/seed.json"}
     return json.dumps({"schema_version": 1, "books": [book]}).encode()
 
 
@@ -54,7 +54,7 @@ def version_files() -> dict[str, bytes]:
     return {"book.json": book_json("books/daily/m0", "."), **bundle_files(""),
             **expert_files("", ("trend/lgbm", "garch")),
             **bundle_files("books/daily/m0/", rule_gate=True), **expert_files("books/daily/m0/", ("trend/lgbm",)),
-            "books/daily/m0/metrics.json": b"{}", "metrics.json": b"{}",
+            "books/daily/m0/metrics.json": b"{}", "metrics.json": b"{}", "books/daily/seed.json": b"{}",
             "model.tar.gz": b"the endpoint's copy of experts/", "books/old/m9/bundle.json": b"{}"}
 
 
@@ -110,7 +110,8 @@ def test_a_warm_environment_reuses_the_version_and_fetches_a_new_current(artifac
     publish(artifacts, "v2", files)
     newer = fetch_book_bundle(f"s3://{BUCKET}/models/", objects, cache)
     assert newer == cache / "v2" and (newer / "book.json").read_bytes() == book_json(".")
-    assert not (newer / "books").exists(), "only the models this version's book names"
+    assert sorted(p.name for p in (newer / "books").rglob("*")) == ["daily", "seed.json"], \
+        "only the models and seeds this version's book names"
 
 
 @pytest.mark.parametrize(("missing", "message"), [
@@ -121,6 +122,7 @@ def test_a_warm_environment_reuses_the_version_and_fetches_a_new_current(artifac
     ("books/daily/m0/bundle.json", "models/v1/books/daily/m0/bundle.json: missing"),
     ("books/daily/m0/calibration.json", "models/v1/books/daily/m0/calibration.json: missing"),
     ("books/daily/m0/experts/trend/lgbm/model.pkl", "models/v1/books/daily/m0/experts/trend/lgbm/model.pkl: missing"),
+    ("books/daily/seed.json", "models/v1/books/daily/seed.json: missing; book.json names it as a book's seed"),
 ])
 def test_a_missing_file_is_named_and_nothing_is_cached(artifacts: ObjectStore, tmp_path: Path, missing: str,
                                                        message: str) -> None:

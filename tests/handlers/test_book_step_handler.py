@@ -17,24 +17,14 @@ from signal_engine.adapters.sql.database import SqlDatabase
 from signal_engine.cli import main
 from signal_engine.serving.bundle import BundleError
 from signal_engine.storage.ingest import ingest_prices
+from tests.fixtures.configs import TWO_MODEL_BOOK
 from tests.fixtures.payloads import fixture_json
 from tests.handlers.conftest import Aws, FakeLambdaContext
 
 pytestmark = pytest.mark.slow
 
 BUCKET = "signal-engine-artifacts-book"
-CONFIG = """walk_forward:
-  initial_window: 300
-  validation_bars: 150
-  refit_every: 500
-  min_test_bars: 100
-trend:
-  n_estimators: 40
-suite:
-  enabled: false
-orchestration:
-  timeframes: [short, medium]
-"""
+CONFIG = TWO_MODEL_BOOK
 TRAINED = 650
 LIVE = 660
 
@@ -112,7 +102,8 @@ def test_a_collection_steps_every_book_and_a_second_changes_nothing(step: Module
     assert answer["version"] == version
     (book,) = answer["books"]
     assert book["stepped"] == LIVE - TRAINED and book["replayed"] == 0 and book["waiting"] == []
-    assert len(stored_bars(step, book["book"])) == LIVE - TRAINED
+    assert book["seeded"], "a new book starts from the bundle's seed: the backtest's state at the last training bar"
+    assert len(stored_bars(step, book["book"])) == 1 + LIVE - TRAINED
     assert set(book["positions"]) == {"GOOG"}
     assert emitted(capsys.readouterr().out) == {
         "StepRequests": 1.0, "BooksStepped": 1.0, "BarsStepped": float(LIVE - TRAINED), "BarsReplayed": 0.0,

@@ -28,21 +28,11 @@ from signal_engine.serving.bundle import BundleError
 from signal_engine.serving.schema import SignalRequest
 from signal_engine.serving.service import SignalService
 from signal_engine.storage.ingest import ingest_prices
+from tests.fixtures.configs import TWO_MODEL_BOOK
 
 pytestmark = pytest.mark.slow
 
-CONFIG = """walk_forward:
-  initial_window: 300
-  validation_bars: 150
-  refit_every: 500
-  min_test_bars: 100
-trend:
-  n_estimators: 40
-suite:
-  enabled: false
-orchestration:
-  timeframes: [short, medium]
-"""
+CONFIG = TWO_MODEL_BOOK
 TRAINED = 650
 MIDWAY = 670
 LIVE = 690

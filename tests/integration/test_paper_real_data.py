@@ -22,19 +22,10 @@ from signal_engine.data.loader import PriceSeries, load_prices
 from signal_engine.paper.replay import replay_book
 from signal_engine.paper.run import PaperOutput, book_plan, run_paper
 from signal_engine.storage.records import Bar, WriteResult
+from tests.fixtures.configs import FEW_REFITS
 
 pytestmark = pytest.mark.slow
 
-FEW_REFITS = """walk_forward:
-  initial_window: 300
-  validation_bars: 150
-  refit_every: 500
-  min_test_bars: 100
-trend:
-  n_estimators: 40
-suite:
-  enabled: false
-"""
 ROWS = 750
 
 

@@ -15,19 +15,10 @@ from signal_engine.evaluation.backtest import SIGNAL_COLUMNS
 from signal_engine.evaluation.portfolio import BOOK_STRATEGIES, COMPARISONS, SYMBOL_COMPARISONS
 from signal_engine.orchestration import EVENT_COLUMNS
 from signal_engine.pipeline import BacktestOutput, run_backtest
+from tests.fixtures.configs import FEW_REFITS
 
 pytestmark = pytest.mark.slow
 
-FEW_REFITS = """walk_forward:
-  initial_window: 300
-  validation_bars: 150
-  refit_every: 500
-  min_test_bars: 100
-trend:
-  n_estimators: 40
-suite:
-  enabled: false
-"""
 TOL = 1e-9
 
 
