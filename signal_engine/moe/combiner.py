@@ -7,6 +7,8 @@ from typing import Self
 import numpy as np
 from sklearn.base import BaseEstimator
 
+from signal_engine.moe.scores import weighted_score
+
 SIGNALS = np.array(["sell", "hold", "buy"])
 
 
@@ -27,7 +29,7 @@ class WeightedScoreCombiner(BaseEstimator):
 
     def decision_function(self, scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """The combined score per row, clipped to [-1, 1]."""
-        return np.clip((np.asarray(scores) * np.asarray(weights)).sum(axis=1), -1.0, 1.0)
+        return weighted_score(scores, weights)
 
     def direction(self, combined: np.ndarray) -> np.ndarray:
         """+1 buy, -1 sell, 0 hold for each combined score."""

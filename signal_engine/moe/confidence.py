@@ -8,6 +8,8 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.isotonic import IsotonicRegression
 
+from signal_engine.moe.scores import confidence_map
+
 
 class ConfidenceCalibrator(BaseEstimator):
     """Isotonic map from |combined score| to how often the score's sign matched the H-bar move.
@@ -38,8 +40,16 @@ class ConfidenceCalibrator(BaseEstimator):
             self.isotonic_.fit(np.abs(scores[usable]), right)
         return self
 
-    def predict(self, scores: np.ndarray) -> np.ndarray:
-        magnitude = np.nan_to_num(np.abs(np.asarray(scores, dtype=float)), nan=0.0)
+    def knots(self) -> tuple[np.ndarray, np.ndarray]:
+        """The fitted map as knots (x, y) of |score| -> confidence: the isotonic fit's thresholds (piecewise
+        linear between them, flat outside, as ``out_of_bounds="clip"`` predicts), or one knot at the hit rate."""
         if self.isotonic_ is None:
-            return np.full(len(magnitude), self.hit_rate_)
-        return np.clip(self.isotonic_.predict(magnitude), 0.0, 1.0)
+            return np.array([0.0]), np.array([self.hit_rate_])
+        x = np.asarray(self.isotonic_.X_thresholds_, dtype=float)
+        y = np.clip(np.asarray(self.isotonic_.y_thresholds_, dtype=float), 0.0, 1.0)
+        return x.copy(), y.copy()
+
+    def predict(self, scores: np.ndarray) -> np.ndarray:
+        """Confidence per score through :func:`~signal_engine.moe.scores.confidence_map`, the Signal API's code."""
+        x, y = self.knots()
+        return confidence_map(scores, x, y)

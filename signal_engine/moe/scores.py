@@ -36,3 +36,17 @@ def volatility_score(vol_forecast: np.ndarray, window: int, min_periods: int = 2
     with np.errstate(invalid="ignore", divide="ignore"):
         z = np.where(std > 0, (log_vol.to_numpy() - mean) / std, 0.0)
     return np.nan_to_num(-np.tanh(z), nan=0.0)
+
+
+def weighted_score(scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The weighted combiner: ``sum(weight x score)`` per row, clipped to [-1, 1] (the backtest's
+    ``WeightedCombiner`` and the Signal API's combiner both call it)."""
+    return np.clip((np.asarray(scores, dtype=float) * np.asarray(weights, dtype=float)).sum(axis=1), -1.0, 1.0)
+
+
+def confidence_map(scores: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Calibrated confidence of combined scores: the piecewise-linear map of |score| through the knots (x, y),
+    flat outside them, in [0, 1]; a NaN score counts as 0 (the backtest's ``ConfidenceCalibrator`` and the
+    Signal API's combiner both call it, with the knots of the fitted isotonic map)."""
+    magnitude = np.nan_to_num(np.abs(np.asarray(scores, dtype=float)), nan=0.0)
+    return np.clip(np.interp(magnitude, np.asarray(x, dtype=float), np.asarray(y, dtype=float)), 0.0, 1.0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -14,14 +16,22 @@ def held_direction(score: np.ndarray, *, enter_long: float, enter_short: float, 
     """
     direction = np.zeros(len(score), dtype=np.int64)
     state = 0
-    for t, value in enumerate(np.asarray(score, dtype=float)):
-        if not np.isfinite(value):
-            state = 0
-        elif value > enter_long:
-            state = 1
-        elif value < enter_short:
-            state = -1
-        elif (state == 1 and value < exit_level) or (state == -1 and value > exit_level):
-            state = 0
+    for t, value in enumerate(np.asarray(score, dtype=float).tolist()):
+        state = next_held(value, state, enter_long=enter_long, enter_short=enter_short, exit_level=exit_level)
         direction[t] = state
     return direction
+
+
+def next_held(score: float, held: int, *, enter_long: float, enter_short: float, exit_level: float = 0.0) -> int:
+    """The direction held after a bar whose score is ``score``, when ``held`` was held before it (the one rule
+    of :func:`held_direction`, which the backtest folds over its bars and the Signal API applies to the position a
+    request says it holds)."""
+    if not math.isfinite(score):
+        return 0
+    if score > enter_long:
+        return 1
+    if score < enter_short:
+        return -1
+    if (held == 1 and score < exit_level) or (held == -1 and score > exit_level):
+        return 0
+    return held

@@ -20,7 +20,8 @@ import numpy as np
 from signal_engine.features.fingerprint import FINGERPRINT_NAMES, FINGERPRINT_WARMUP, fingerprint_features
 from signal_engine.moe.conditions import condition_holds, parse_condition
 from signal_engine.moe.numpy_gate import gate_logits, rule_gate_dense, softmax, top_k
-from signal_engine.moe.scores import levels_score
+from signal_engine.moe.scores import confidence_map, levels_score, weighted_score
+from signal_engine.risk.holding import next_held
 from signal_engine.risk.sizing import volatility_target_position
 from signal_engine.serving.bundle import ServingBundle
 
@@ -151,7 +152,7 @@ class Combiner:
         combined = self._combined(scores, gate, outputs, available)
         c = bundle.combiner
         direction = np.where(combined > c.buy_threshold, 1, np.where(combined < c.sell_threshold, -1, 0))
-        confidence = np.interp(np.abs(combined), bundle.calibration.x, bundle.calibration.y)
+        confidence = confidence_map(combined, bundle.calibration.x, bundle.calibration.y)
         vol = self._vol_forecast(outputs, n)
         held = self._held(combined, previous_position)
         ppy = np.full(n, bundle.risk.periods_per_year) if periods_per_year is None else np.asarray(periods_per_year)
@@ -232,7 +233,7 @@ class Combiner:
             full = np.zeros((len(z), 3))
             full[:, meta.classes] = proba
             return np.asarray(full[:, 2] - full[:, 0])
-        return np.clip(np.where(available, scores * gate, 0.0).sum(axis=1), -1.0, 1.0)
+        return weighted_score(np.where(available, scores, 0.0), gate)
 
     def _vol_forecast(self, outputs: Mapping[str, np.ndarray], n: int) -> np.ndarray:
         for name in self.experts:
@@ -242,13 +243,13 @@ class Combiner:
         return np.full(n, np.nan)
 
     def _held(self, combined: np.ndarray, previous: np.ndarray | None) -> np.ndarray:
+        """The backtest's hold rule (``next_held``) from each row's previous position (flat when unknown)."""
         c, exit_level = self.bundle.combiner, self.bundle.risk.exit_level
         state = np.zeros(len(combined)) if previous is None else np.nan_to_num(np.sign(previous))
-        held = np.where(combined > c.buy_threshold, 1.0, np.where(combined < c.sell_threshold, -1.0, state))
-        let_go = ((state == 1) & (combined < exit_level)) | ((state == -1) & (combined > exit_level))
-        inside = (combined <= c.buy_threshold) & (combined >= c.sell_threshold)
-        held = np.where(inside & let_go, 0.0, held)
-        return np.where(np.isfinite(combined), held, 0.0)
+        return np.array([float(next_held(score, int(held), enter_long=c.buy_threshold, enter_short=c.sell_threshold,
+                                         exit_level=exit_level))
+                         for score, held in zip(np.asarray(combined, dtype=float).tolist(), state.tolist(),
+                                                strict=True)])
 
     def _adjustments(self, i: int, direction: np.ndarray, held: np.ndarray, vol: np.ndarray, target: float,
                      previous: np.ndarray | None) -> tuple[dict[str, Any], ...]:

@@ -64,18 +64,10 @@ def rule_gate_params(gate: Any, experts: Sequence[str]) -> RuleGateParams:
 
 
 def calibration_knots(calibrator: Any) -> Calibration:
-    """A fitted :class:`~signal_engine.moe.confidence.ConfidenceCalibrator` as knots for ``numpy.interp``.
-
-    Isotonic regression with ``out_of_bounds="clip"`` is piecewise linear between its thresholds and flat
-    outside them, which is what ``numpy.interp`` does with the same knots; without an isotonic map the
-    confidence is the constant hit rate (one knot).
-    """
-    isotonic = getattr(calibrator, "isotonic_", None)
-    if isotonic is None:
-        return Calibration(np.array([0.0]), np.array([float(calibrator.hit_rate_)]))
-    x = np.asarray(isotonic.X_thresholds_, dtype=float)
-    y = np.clip(np.asarray(isotonic.y_thresholds_, dtype=float), 0.0, 1.0)
-    return Calibration(x.copy(), y.copy())
+    """A fitted :class:`~signal_engine.moe.confidence.ConfidenceCalibrator` as its knots for
+    :func:`~signal_engine.moe.scores.confidence_map` (the one map the backtest and the combiner both apply)."""
+    x, y = calibrator.knots()
+    return Calibration(x, y)
 
 
 def meta_arrays(meta_weights: Any, features: Sequence[str]) -> MetaArrays:
