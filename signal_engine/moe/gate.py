@@ -7,14 +7,8 @@ from typing import Self
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from signal_engine.moe.numpy_gate import top_k
+from signal_engine.moe.numpy_gate import GateWeights, gate_forward, softmax
 from signal_engine.moe.standardise import fit_standardiser, standardise
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=1, keepdims=True)
 
 
 class SoftmaxGate(BaseEstimator):
@@ -84,8 +78,15 @@ class SoftmaxGate(BaseEstimator):
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """The gate weights, one row per input row, each summing to 1 (top-k sparse when ``k`` is set)."""
-        weights = softmax(self._standardise(np.asarray(X, dtype=float)) @ self.coef_ + self.intercept_)
-        return weights if self.k is None else top_k(weights, self.k)
+        return gate_forward(self.gate_weights(), X)
+
+    def gate_weights(self, experts: tuple[str, ...] | None = None) -> GateWeights:
+        """The fitted gate as the Signal API's :class:`GateWeights` (one layer); ``predict_proba`` runs the API's
+        own forward pass (:func:`gate_forward`) on it. Dense routing is k = the number of experts."""
+        n = self.coef_.shape[1]
+        names = experts if experts is not None else tuple(f"expert_{j}" for j in range(n))
+        k = n if self.k is None else min(int(self.k), n)
+        return GateWeights(self.mean_, self.scale_, ((self.coef_, self.intercept_),), k, names)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Index of the expert with the largest weight."""

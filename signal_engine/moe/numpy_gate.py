@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from signal_engine.moe.standardise import standardise
+
 
 @dataclass(frozen=True)
 class GateWeights:
@@ -64,7 +66,7 @@ def top_k(weights: np.ndarray, k: int) -> np.ndarray:
 
 def gate_logits(weights: GateWeights, X: np.ndarray) -> np.ndarray:
     """Logits of the MLP for standardised inputs (NaN inputs count as the training mean)."""
-    hidden = np.nan_to_num((np.asarray(X, dtype=float) - weights.mean) / weights.scale)
+    hidden = standardise(X, weights.mean, weights.scale)
     for i, (kernel, bias) in enumerate(weights.layers):
         hidden = hidden @ kernel + bias
         if i < len(weights.layers) - 1:

@@ -18,18 +18,17 @@ from signal_engine.serving.bundle import Calibration, MetaArrays
 
 def softmax_gate_weights(gate: Any, experts: Sequence[str]) -> GateWeights:
     """A fitted :class:`~signal_engine.moe.gate.SoftmaxGate` as a one-layer GateWeights, with the gate's own top-k
-    (k = number of experts when it routes densely).
-
-    ``softmax(((x - mean_) / scale_) @ coef_ + intercept_)`` is exactly ``gate_forward`` of one layer
-    (NaN inputs count as the training mean in both), and both keep the k largest weights, renormalised.
+    (k = number of experts when it routes densely): ``gate.gate_weights``, on which the gate's own
+    ``predict_proba`` runs ``gate_forward``, so the backtest and the combiner route the same way.
     """
     coef = np.asarray(gate.coef_, dtype=float)
     if coef.shape[1] != len(experts):
         raise ValueError(f"the gate weighs {coef.shape[1]} experts but {len(experts)} names were given: "
                          f"{list(experts)}")
-    layer = (coef.copy(), np.asarray(gate.intercept_, dtype=float).copy())
-    return GateWeights(np.asarray(gate.mean_, dtype=float).copy(), np.asarray(gate.scale_, dtype=float).copy(),
-                       (layer,), _routing_k(gate, len(experts)), tuple(experts))
+    weights: GateWeights = gate.gate_weights(tuple(experts))
+    return GateWeights(weights.mean.copy(), weights.scale.copy(),
+                       tuple((kernel.copy(), bias.copy()) for kernel, bias in weights.layers), weights.k,
+                       weights.experts)
 
 
 def _routing_k(gate: Any, n_experts: int) -> int:
