@@ -11,8 +11,9 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.linear_model import LogisticRegression
 
-from signal_engine.labels import DOWN, TREND_CLASSES, UP
+from signal_engine.labels import DOWN, UP
 from signal_engine.moe.combiner import SIGNALS
+from signal_engine.moe.scores import meta_probabilities
 from signal_engine.moe.standardise import fit_standardiser, standardise
 
 
@@ -55,15 +56,7 @@ class MetaWeights:
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
         """Class probabilities (down, neutral, up) in NumPy only (the serving path)."""
-        z = standardise(features, self.mean, self.scale)
-        logits = z @ self.coef.T + self.intercept
-        if logits.shape[1] == 1:
-            logits = np.column_stack((-logits[:, 0] / 2, logits[:, 0] / 2))
-        logits -= logits.max(axis=1, keepdims=True)
-        exp = np.exp(logits)
-        proba = np.zeros((len(z), len(TREND_CLASSES)))
-        proba[:, self.classes] = exp / exp.sum(axis=1, keepdims=True)
-        return proba
+        return meta_probabilities(features, self.mean, self.scale, self.coef, self.intercept, self.classes)
 
 
 class MetaModelCombiner(BaseEstimator):

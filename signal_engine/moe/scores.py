@@ -50,3 +50,21 @@ def confidence_map(scores: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarr
     Signal API's combiner both call it, with the knots of the fitted isotonic map)."""
     magnitude = np.nan_to_num(np.abs(np.asarray(scores, dtype=float)), nan=0.0)
     return np.clip(np.interp(magnitude, np.asarray(x, dtype=float), np.asarray(y, dtype=float)), 0.0, 1.0)
+
+
+def meta_probabilities(features: np.ndarray, mean: np.ndarray, scale: np.ndarray, coef: np.ndarray,
+                       intercept: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """The meta-model combiner's class probabilities (down, neutral, up) per row: standardised inputs (missing at
+    the training mean), a multinomial logistic layer over the classes it saw (binary: one logit, split in
+    halves), softmax; classes it never saw get 0. The backtest's ``MetaWeights`` and the Signal API's combiner
+    both call it."""
+    from signal_engine.moe.numpy_gate import softmax
+    from signal_engine.moe.standardise import standardise
+
+    z = standardise(features, mean, scale)
+    logits = z @ np.asarray(coef, dtype=float).T + intercept
+    if logits.shape[1] == 1:
+        logits = np.column_stack((-logits[:, 0] / 2, logits[:, 0] / 2))
+    proba = np.zeros((len(z), 3))
+    proba[:, np.asarray(classes, dtype=np.int64)] = softmax(logits)
+    return proba

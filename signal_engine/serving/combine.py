@@ -20,7 +20,7 @@ import numpy as np
 from signal_engine.features.fingerprint import FINGERPRINT_NAMES, FINGERPRINT_WARMUP, fingerprint_features
 from signal_engine.moe.conditions import condition_holds, parse_condition
 from signal_engine.moe.numpy_gate import gate_logits, rule_gate_dense, softmax, top_k
-from signal_engine.moe.scores import confidence_map, levels_score, weighted_score
+from signal_engine.moe.scores import confidence_map, levels_score, meta_probabilities, weighted_score
 from signal_engine.risk.holding import next_held
 from signal_engine.risk.sizing import volatility_target_position
 from signal_engine.serving.bundle import ServingBundle
@@ -225,13 +225,7 @@ class Combiner:
                 raise BundleError(f"bundle {self.bundle.version!r}: meta.npz reads {missing}, which the serving path "
                                   f"does not compute; it has {sorted(features)}")
             X = np.column_stack([features[f] for f in meta.features])
-            z = np.nan_to_num((X - meta.mean) / meta.scale)
-            logits = z @ meta.coef.T + meta.intercept
-            if logits.shape[1] == 1:
-                logits = np.column_stack((-logits[:, 0] / 2, logits[:, 0] / 2))
-            proba = softmax(logits)
-            full = np.zeros((len(z), 3))
-            full[:, meta.classes] = proba
+            full = meta_probabilities(X, meta.mean, meta.scale, meta.coef, meta.intercept, meta.classes)
             return np.asarray(full[:, 2] - full[:, 0])
         return weighted_score(np.where(available, scores, 0.0), gate)
 
