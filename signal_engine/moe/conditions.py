@@ -28,3 +28,9 @@ def condition_holds(values: np.ndarray, op: str, value: float) -> np.ndarray:
     """Per row, whether ``values op value`` holds (NaN never does)."""
     with np.errstate(invalid="ignore"):
         return np.asarray(OPERATORS[op](np.asarray(values, dtype=float), value))
+
+
+def rule_direction(buy: np.ndarray, sell: np.ndarray) -> np.ndarray:
+    """The rule combiner's call per row: +1 where the buy rule holds alone, -1 where the sell rule holds alone,
+    else 0 (the backtest's ``RuleCombiner`` and the Signal API's combiner both call it)."""
+    return np.where(buy & ~sell, 1, np.where(sell & ~buy, -1, 0))

@@ -11,7 +11,7 @@ from sklearn.base import BaseEstimator
 
 from signal_engine.errors import ConfigError
 from signal_engine.moe.combiner import SIGNALS
-from signal_engine.moe.conditions import condition_holds, parse_condition
+from signal_engine.moe.conditions import condition_holds, parse_condition, rule_direction
 
 DEFAULT_RULES: dict[str, tuple[str, ...]] = {
     "buy": ("p_up > 0.6", "support_distance < 0.01", "vol_forecast < 0.03"),
@@ -94,7 +94,7 @@ class RuleBasedCombiner(BaseEstimator):
         """+1 where the buy rule holds alone, -1 where the sell rule holds alone, else 0."""
         n = len(next(iter(outputs.values())))
         buy, sell = (self._all(self.conditions_[s], outputs, n) for s in ("buy", "sell"))
-        return np.where(buy & ~sell, 1, np.where(sell & ~buy, -1, 0))
+        return rule_direction(buy, sell)
 
     def decision_function(self, outputs: Mapping[str, np.ndarray]) -> np.ndarray:
         return self.direction(outputs).astype(float)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from signal_engine.features.fingerprint import FINGERPRINT_NAMES, FINGERPRINT_WARMUP, fingerprint_features
-from signal_engine.moe.conditions import condition_holds, parse_condition
+from signal_engine.moe.conditions import condition_holds, parse_condition, rule_direction
 from signal_engine.moe.numpy_gate import gate_logits, rule_gate_dense, softmax, top_k
 from signal_engine.moe.scores import confidence_map, levels_score, meta_probabilities, weighted_score
 from signal_engine.risk.holding import next_held
@@ -211,7 +211,7 @@ class Combiner:
         if c.kind == "rule" and self._rules is not None:
             n = len(scores)
             buy, sell = (_all_hold(self._rules[s], outputs, n) for s in ("buy", "sell"))
-            return np.where(buy & ~sell, 1.0, np.where(sell & ~buy, -1.0, 0.0))
+            return rule_direction(buy, sell).astype(float)
         if c.kind == "meta" and c.meta is not None:
             meta = c.meta
             features = {**outputs}
