@@ -121,3 +121,10 @@ def test_the_net_factor_by_hand(x: list[float], held: float, net: float, expecte
     scales = book_scales(np.array(x), limits, tradable=np.array([True, True, False]), held=np.array([0, 0, held]))
     assert scales.net == pytest.approx(expected)
     assert scales.binding["net"] == (expected < 1.0)
+
+
+def test_a_symbol_that_cannot_trade_without_a_held_position_counts_as_flat() -> None:
+    limits = ExposureLimits(gross=1.0, net=1.0, asset=1.0, long=0.5, short=1.0)
+    scales = book_scales(np.array([0.5, 0.75]), limits, tradable=np.array([True, False]))
+    np.testing.assert_allclose(scales.per_symbol, [1.0, 1.0])  # the long room 0.5 is all the first symbol's
+    assert not any(scales.binding.values())
