@@ -45,3 +45,24 @@ def test_a_symbol_without_a_bar_earns_nothing_on_its_position_and_its_last_trade
     taken = {(f.symbol, f.model): f for f in second.decisions.feedback}
     assert set(taken) == {("A", "short"), ("A", "medium")}  # only A realised a return
     assert taken["A", "short"].pnl == pytest.approx(0.25 * 0.01)
+
+
+def test_a_symbol_without_a_bar_keeps_its_position_and_its_share_of_the_gross_limit() -> None:
+    config = OrchestrationConfig(max_gross_exposure=0.75)
+    state = initial_state(SYMBOLS, MODELS, SPECS, config, 252.0)
+    first = step(state, BarInputs(T0, SYMBOLS, MODELS, np.array([True, True]), np.array([np.nan, np.nan]),
+                                  NO_FEATURES, ((sized(0, "A", T0, 1, 0.5), sized(1, "A", T0, 1, 0.5)),
+                                                (sized(0, "B", T0, -1, 1.0), sized(1, "B", T0, -1, 1.0)))),
+                 config, 252.0)
+    np.testing.assert_allclose(first.decisions.positions, [0.25, -0.5])  # gross 0.75: at the limit
+    second = step(first.state, BarInputs(T1, SYMBOLS, MODELS, np.array([True, False]), np.array([0.01, np.nan]),
+                                         NO_FEATURES, ((sized(0, "A", T1, 1, 1.0), sized(1, "A", T1, 1, 1.0)),
+                                                       (None, None))), config, 252.0)
+    # A asks for 0.5, but B's held -0.5 leaves it 0.75 - 0.5 = 0.25 of the gross limit
+    np.testing.assert_allclose(second.decisions.positions, [0.25, -0.5])
+
+
+def sized(model: int, symbol: str, when: pd.Timestamp, direction: int, size: float) -> TimeframeSignal:
+    spec = SPECS[model]
+    return TimeframeSignal(spec.name, symbol, when, direction, size, 1.0, spec.expected_holding, spec.min_holding,
+                           spec.max_holding, vol_forecast=0.01, score=0.5 * direction)
