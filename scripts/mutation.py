@@ -5,7 +5,7 @@ runs each mutant against only the test files that cover the group, in one worker
 folder, ``.mutation/<group>/`` (mutmut's ``mutants/`` copy, its cached verdicts, a ``summary.json``), so groups do
 not invalidate each other's results and a re-run only tests what changed.
 
-    python scripts/mutation.py                  # every group but the serving combiner's
+    python scripts/mutation.py                  # every group
     python scripts/mutation.py labels prices    # the named groups
     python scripts/mutation.py --list           # the groups, their modules and tests
 """
@@ -46,15 +46,17 @@ GROUPS: dict[str, Group] = {
     "metrics": Group(("signal_engine/evaluation/metrics.py",),
                      ("tests/unit/test_trading.py", "tests/unit/test_confidence.py", "tests/unit/test_significance.py",
                       "tests/unit/test_levels.py")),
-    "risk": Group(("signal_engine/orchestration/risk.py", "signal_engine/orchestration/drawdown.py",
-                   "signal_engine/orchestration/exposure.py"), ORCHESTRATION_TESTS),
-    "step": Group(("signal_engine/orchestration/step.py", "signal_engine/orchestration/state.py"),
+    "risk": Group(("signal_engine/orchestration/risk.py", "signal_engine/orchestration/drawdown.py"),
                   ORCHESTRATION_TESTS),
+    "exposure": Group(("signal_engine/orchestration/exposure.py",),
+                      (*ORCHESTRATION_TESTS, "tests/unit/test_orchestration_exposure_by_hand.py")),
+    "step": Group(("signal_engine/orchestration/step.py", "signal_engine/orchestration/state.py"),
+                  (*ORCHESTRATION_TESTS, "tests/unit/test_orchestration_step_by_hand.py")),
     "prices": Group(("signal_engine/adapters/sql/prices.py",), ("tests/integration/test_storage_sql.py",)),
-    # run last, on request: the serving-the-book work may replace it
-    "combine": Group(("signal_engine/serving/combine.py",), ("tests/unit/test_serving_combine.py",)),
+    "combine": Group(("signal_engine/serving/combine.py",),
+                     ("tests/unit/test_serving_combine.py", "tests/unit/test_serving_combine_by_hand.py")),
 }
-DEFAULT = tuple(name for name in GROUPS if name != "combine")
+DEFAULT = tuple(GROUPS)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,68 @@
+"""One book stepped over two bars by hand (issue 25's mutation pass of ``orchestration/step.py``).
+
+The other step tests compare the step with the batch run, which is its fold: a bug in the step is in both. Here the
+returns the step books are worked out by hand.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from signal_engine.orchestration import OrchestrationConfig, TimeframeSignal
+from signal_engine.orchestration.step import BarInputs, initial_state, step
+from signal_engine.orchestration.timeframes import TimeframeSpec
+
+SPECS = (TimeframeSpec.from_horizon("short", 0, 5), TimeframeSpec.from_horizon("medium", 1, 20))
+MODELS, SYMBOLS = ("short", "medium"), ("A", "B")
+T0, T1 = pd.Timestamp("2024-01-02"), pd.Timestamp("2024-01-03")
+NO_FEATURES = np.full((2, 4), np.nan)
+
+
+def call(model: int, symbol: str, when: pd.Timestamp, direction: int) -> TimeframeSignal:
+    spec = SPECS[model]
+    return TimeframeSignal(spec.name, symbol, when, direction, 1.0, 1.0, spec.expected_holding, spec.min_holding,
+                           spec.max_holding, vol_forecast=0.01, score=0.5 * direction)
+
+
+def test_a_symbol_without_a_bar_earns_nothing_on_its_position_and_its_last_trade_is_still_charged() -> None:
+    config = OrchestrationConfig(cost_bps=10.0)
+    state = initial_state(SYMBOLS, MODELS, SPECS, config, 252.0)
+    first = step(state, BarInputs(T0, SYMBOLS, MODELS, np.array([True, True]), np.array([np.nan, np.nan]),
+                                  NO_FEATURES, ((call(0, "A", T0, 1), call(1, "A", T0, 1)),
+                                                (call(0, "B", T0, -1), call(1, "B", T0, -1)))), config, 252.0)
+    # each model: sleeve 1/2 x allocation 1/2 x size 1 per symbol; both agree on each symbol
+    np.testing.assert_allclose(first.decisions.contributions, [[0.25, -0.25], [0.25, -0.25]])
+    np.testing.assert_array_equal(first.decisions.returns, 0.0)  # nothing held before the first bar
+    second = step(first.state, BarInputs(T1, SYMBOLS, MODELS, np.array([True, False]), np.array([0.01, np.nan]),
+                                         NO_FEATURES, ((call(0, "A", T1, 1), call(1, "A", T1, 1)), (None, None))),
+                  config, 252.0)
+    # book: 0.5 x 1% on A, nothing on B (no bar), less 10 bp on the 0.5 + 0.5 traded at T0
+    # each model on its own: sleeve 1/2 x (1 x 1% - 10 bp x (1 + 1) traded)
+    np.testing.assert_allclose(second.decisions.returns, [0.004] * 6, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(second.decisions.positions, [0.5, -0.5])  # B keeps its position
+    taken = {(f.symbol, f.model): f for f in second.decisions.feedback}
+    assert set(taken) == {("A", "short"), ("A", "medium")}  # only A realised a return
+    assert taken["A", "short"].pnl == pytest.approx(0.25 * 0.01)
+
+
+def test_a_symbol_without_a_bar_keeps_its_position_and_its_share_of_the_gross_limit() -> None:
+    config = OrchestrationConfig(max_gross_exposure=0.75)
+    state = initial_state(SYMBOLS, MODELS, SPECS, config, 252.0)
+    first = step(state, BarInputs(T0, SYMBOLS, MODELS, np.array([True, True]), np.array([np.nan, np.nan]),
+                                  NO_FEATURES, ((sized(0, "A", T0, 1, 0.5), sized(1, "A", T0, 1, 0.5)),
+                                                (sized(0, "B", T0, -1, 1.0), sized(1, "B", T0, -1, 1.0)))),
+                 config, 252.0)
+    np.testing.assert_allclose(first.decisions.positions, [0.25, -0.5])  # gross 0.75: at the limit
+    second = step(first.state, BarInputs(T1, SYMBOLS, MODELS, np.array([True, False]), np.array([0.01, np.nan]),
+                                         NO_FEATURES, ((sized(0, "A", T1, 1, 1.0), sized(1, "A", T1, 1, 1.0)),
+                                                       (None, None))), config, 252.0)
+    # A asks for 0.5, but B's held -0.5 leaves it 0.75 - 0.5 = 0.25 of the gross limit
+    np.testing.assert_allclose(second.decisions.positions, [0.25, -0.5])
+
+
+def sized(model: int, symbol: str, when: pd.Timestamp, direction: int, size: float) -> TimeframeSignal:
+    spec = SPECS[model]
+    return TimeframeSignal(spec.name, symbol, when, direction, size, 1.0, spec.expected_holding, spec.min_holding,
+                           spec.max_holding, vol_forecast=0.01, score=0.5 * direction)
