@@ -177,7 +177,9 @@ def _demo(args: argparse.Namespace, console: Console) -> int:
     console.print(f"  stored {stored} new orchestration events in the risk log ({args.out / 'store.db'})")
     for line in seeded:
         console.print(f"  {line}")
-    book = BookTraining(orchestration, output.portfolio.timeframes if output.portfolio else None)
+    portfolio = output.portfolio
+    book = BookTraining(orchestration, portfolio.timeframes if portfolio else None,
+                        {s: frames for b in portfolio.books for s, frames in b.signals.items()} if portfolio else None)
     run = train_bundle(series, config, demo_registry(args.out, args.registry), console=console,
                        walk_forward_results=output.results, book=book)
     (args.out / "results.md").write_text(results_markdown({**output.metrics, "quality": run.metrics.get("quality")}))

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from signal_engine.config import RunConfig
 from signal_engine.data.loader import PriceSeries
@@ -46,6 +47,7 @@ from signal_engine.workflow import training
 from signal_engine.workflow.quality import QualityConfig
 
 TimeframeResults = Mapping[str, Mapping[str, SymbolResult]]
+SignalFrames = Mapping[str, Mapping[str, pd.DataFrame]]
 
 
 def book_groups(series: Sequence[PriceSeries]) -> dict[str, list[PriceSeries]]:
@@ -65,6 +67,7 @@ def train_books(
     orchestration: Mapping[str, Any] | None = None,
     walk_forwards: TimeframeResults | None = None,
     moe_walk_forward: Sequence[SymbolResult] | None = None,
+    signals: SignalFrames | None = None,
     on_model: Callable[[str], None] | None = None,
 ) -> list[BookSpec]:
     """Train each book's timeframe models into ``version_root`` (which holds the MoE's bundle), orchestrate their
@@ -72,7 +75,9 @@ def train_books(
 
     ``walk_forwards[symbol][model]``: the backtest's walk-forward of that timeframe model, and
     ``moe_walk_forward`` the MoE's (the gate's training rows), when the caller ran them with the same config and
-    data (the demo, the local runner); they are reused instead of walking forward again.
+    data (the demo, the local runner); they are reused instead of walking forward again. ``signals[symbol][model]``:
+    the signal frames the caller's backtest orchestrated (``Book.signals``), which the seed then orchestrates
+    (the backtest replaces its MoE results' positions with the book's afterwards, so the frames are the record).
     """
     books = []
     for name, members in book_groups(series).items():
@@ -100,7 +105,7 @@ def train_books(
                                   "or train the MoE alone (--no-book)") from None
             models.append(BookModel(spec, relative))
         seed = f"{BOOKS_FOLDER}/{name}/{SEED_FILE}"
-        state = _seed_state(members, results, settings, ppy, costs)
+        state = _seed_state(members, results, settings, ppy, costs, signals)
         (version_root / seed).parent.mkdir(parents=True, exist_ok=True)
         (version_root / seed).write_text(state.to_json() + "\n", encoding="utf-8")
         books.append(BookSpec(
@@ -112,9 +117,10 @@ def train_books(
 
 
 def _seed_state(members: Sequence[PriceSeries], results: Mapping[str, Sequence[SymbolResult]],
-                settings: OrchestrationConfig, ppy: float, costs: Mapping[str, float]) -> BookState:
+                settings: OrchestrationConfig, ppy: float, costs: Mapping[str, float],
+                given: SignalFrames | None) -> BookState:
     """The book's state after the models' walk-forwards, orchestrated as the backtest does (``build_books``)."""
-    signals = {s.symbol: {model: signal_frame(runs[i].signals) for model, runs in results.items()}
+    signals = {s.symbol: {model: _frame(given, s.symbol, model, runs[i]) for model, runs in results.items()}
                for i, s in enumerate(members)}
     closes = {s.symbol: s.bars["close"] for s in members}
     volumes = {s.symbol: s.bars["volume"] for s in members if s.has_volume}
@@ -122,6 +128,11 @@ def _seed_state(members: Sequence[PriceSeries], results: Mapping[str, Sequence[S
     if state is None:
         raise ConfigError("the book's walk-forwards give no bar to orchestrate; train on more bars")
     return state
+
+
+def _frame(given: SignalFrames | None, symbol: str, model: str, result: SymbolResult) -> pd.DataFrame:
+    frame = None if given is None else given.get(symbol, {}).get(model)
+    return signal_frame(result.signals) if frame is None else frame
 
 
 def _train_model(members: Sequence[PriceSeries], config: RunConfig, quality: QualityConfig, out: Path,

@@ -39,10 +39,12 @@ from signal_engine.workflow.steps import (
 @dataclass(frozen=True)
 class BookTraining:
     """Train the whole book with the version: the run's orchestration overrides and, when the caller ran them,
-    the timeframe models' walk-forwards (``{symbol: {model: SymbolResult}}``) for their gates to reuse."""
+    the timeframe models' walk-forwards (``{symbol: {model: SymbolResult}}``) for their gates to reuse and the
+    signal frames its books orchestrated (``Book.signals``) for the seeds."""
 
     orchestration: Mapping[str, Any] = field(default_factory=dict)
     walk_forwards: Mapping[str, Mapping[str, SymbolResult]] | None = None
+    signals: Mapping[str, Mapping[str, Any]] | None = None  # {symbol: {model: signal frame}}: Book.signals
 
 
 @dataclass
@@ -190,7 +192,7 @@ class LocalRunner:
             started = time.perf_counter()
             books = train_books(self._dataset_series(run), self.config, self.quality, run.evaluation.root,
                                 orchestration=self.book.orchestration, walk_forwards=self.book.walk_forwards,
-                                moe_walk_forward=run.walk_forward,
+                                moe_walk_forward=run.walk_forward, signals=self.book.signals,
                                 on_model=lambda what: self.console.print(f"  training the {what}"))
             run.books = [b.name for b in books]
             self.console.print(f"  whole book: {', '.join(f'{b.name} ({len(b.models)} models)' for b in books)} "

@@ -18,6 +18,8 @@ from signal_engine.adapters.sql.database import SqlDatabase
 from signal_engine.config import load_config
 from signal_engine.evaluation.backtest import SIGNAL_COLUMNS
 from signal_engine.pipeline import BacktestOutput, run_backtest
+from signal_engine.serving.book_bundle import BookBundle
+from signal_engine.serving.bundle import read_current
 
 pytestmark = pytest.mark.slow
 
@@ -174,6 +176,8 @@ def test_demo_runs_every_shipped_series_end_to_end(tmp_path: Path) -> None:
             last = signals.groupby("symbol").tail(1).set_index("symbol")
             for symbol in symbols:
                 assert held[symbol] == pytest.approx(last.loc[symbol, "position"], abs=1e-9)
+            bundle = BookBundle.load(read_current(tmp_path / "models"))  # the version's seed is that same state
+            assert bundle.seed_state(bundle.book(book)).to_json() == latest[1].to_json()  # type: ignore[union-attr]
     finally:
         database.close()
     assert "stored live book 'daily'" in completed.stderr
