@@ -4,6 +4,7 @@ with retries, a DLQ, least privilege, alarms (failed, missed, waiting) and a das
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.infra
 DEV = load_stage_config("dev")
 
 
-def book_step(template: Template) -> dict[str, Any]:
+def book_step(template: Template) -> Mapping[str, Any]:
     (function,) = [f for f in template.find_resources("AWS::Lambda::Function").values()
                    if f["Properties"].get("PackageType") == "Image"]
     return function
