@@ -22,8 +22,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from signal_engine.text.corpus import load_corpus  # noqa: E402
-from signal_engine.text.encoder import MAX_TOKENS, MiniLMEncoder  # noqa: E402
+from signal_engine.text.corpus import load_corpus
+from signal_engine.text.encoder import MAX_TOKENS, MiniLMEncoder
 
 
 def main() -> int:

@@ -145,7 +145,8 @@ def _trained(encoder: Any, console: Console, *, rows: int | None, reps: int) -> 
 def _headline(metadata: dict[str, Any]) -> str:
     scores = metadata["evaluation"]["models"]["text_sentiment"]
     return (f"trained on {metadata['train_texts']} texts (C={metadata['head']['C']:g}); held-out "
-            f"({metadata['held_out_texts']} texts) accuracy {scores['accuracy']:.3f}, macro-F1 {scores['macro_f1']:.3f}")
+            f"({metadata['held_out_texts']} texts) accuracy {scores['accuracy']:.3f}, "
+            f"macro-F1 {scores['macro_f1']:.3f}")
 
 
 def evaluation_table(metadata: dict[str, Any]) -> Any:

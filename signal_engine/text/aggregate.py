@@ -18,15 +18,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 
 import numpy as np
 import pandas as pd
 
 from signal_engine.ports import DocumentStore
 from signal_engine.storage.records import Document, DocumentKind
-from signal_engine.storage.times import naive_utc
 from signal_engine.storage.timeline import EXCHANGE_TIMEZONE, SESSION_CLOSE, bar_close_times
+from signal_engine.storage.times import naive_utc
 
 COLUMNS = ("news_score", "news_confidence", "news_count", "news_weight")
 
@@ -35,8 +35,8 @@ COLUMNS = ("news_score", "news_confidence", "news_count", "news_weight")
 class NewsDecay:
     """How documents age: their weight halves every ``half_life``; older than ``max_age`` they drop out."""
 
-    half_life: pd.Timedelta = pd.Timedelta(days=1)
-    max_age: pd.Timedelta = pd.Timedelta(days=7)
+    half_life: timedelta = timedelta(days=1)
+    max_age: timedelta = timedelta(days=7)
     prior_weight: float = 1.0
 
     def __post_init__(self) -> None:
@@ -49,7 +49,8 @@ class NewsDecay:
 
 
 def aggregate_news(published_at: Sequence[datetime] | pd.DatetimeIndex, directions: Sequence[float] | np.ndarray,
-                   decision_times: Sequence[datetime] | pd.DatetimeIndex, decay: NewsDecay | None = None) -> pd.DataFrame:
+                   decision_times: Sequence[datetime] | pd.DatetimeIndex,
+                   decay: NewsDecay | None = None) -> pd.DataFrame:
     """Per decision time (naive UTC, increasing), the decayed aggregate of the documents published strictly
     before it and at most ``decay.max_age`` earlier; columns ``COLUMNS``, indexed by the decision times."""
     decay = decay or NewsDecay()

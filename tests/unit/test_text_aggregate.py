@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -77,7 +79,7 @@ def test_decay_settings_are_checked() -> None:
         NewsDecay(prior_weight=0.0)
 
 
-def test_per_bar_reads_the_symbols_documents_through_the_store_at_each_bars_close(tmp_path) -> None:
+def test_per_bar_reads_the_symbols_documents_through_the_store_at_each_bars_close(tmp_path: Path) -> None:
     storage = bootstrap(Settings.from_env(database_url=f"sqlite:///{tmp_path / 'store.db'}"))
 
     def news(native: str, symbols: tuple[str, ...], published: datetime, title: str) -> Document:
@@ -91,7 +93,7 @@ def test_per_bar_reads_the_symbols_documents_through_the_store_at_each_bars_clos
         ])
         scored: list[str] = []
 
-        def scorer(texts: list[str]) -> np.ndarray:
+        def scorer(texts: Sequence[str]) -> np.ndarray:
             scored.extend(texts)
             return np.array([[0.1, 0.7, 0.2] if t == "good" else [0.6, 0.1, 0.3] for t in texts])
 
