@@ -165,14 +165,16 @@ def evaluation_table(metadata: dict[str, Any]) -> Any:
 
 
 class _progress:
-    """A rich progress bar per stage of texts (transient; silent when the console is not a terminal)."""
+    """A rich progress bar per stage of texts (transient); without a terminal, one line per stage and quarter."""
 
     def __init__(self, console: Console) -> None:
+        self._console = console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self._bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                              TimeRemainingColumn(), console=console, transient=True)
         self._tasks: dict[str, Any] = {}
+        self._done: dict[str, int] = {}
 
     def __enter__(self) -> Any:
         self._bar.__enter__()
@@ -180,7 +182,11 @@ class _progress:
         def update(stage: str, done: int, total: int) -> None:
             if stage not in self._tasks:
                 self._tasks[stage] = self._bar.add_task(f"embedding {stage} texts", total=total)
+                self._done[stage] = 0
+            before, self._done[stage] = self._done[stage], done
             self._bar.update(self._tasks[stage], completed=done)
+            if not self._console.is_terminal and (4 * done) // total > (4 * before) // total:
+                self._console.print(f"embedded {done} of {total} {stage} texts")
 
         return update
 
