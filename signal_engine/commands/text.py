@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from signal_engine.text.model import TextModel
 
 TEXT_COLUMN = "text"
+MODEL_VARIABLE = "SIGNAL_ENGINE_TEXT_MODEL"  # signal_engine.text.model's (not imported here: --help stays fast)
 
 
 def register(subparsers: Any) -> None:
@@ -52,8 +53,6 @@ def register(subparsers: Any) -> None:
 
 
 def _model_options(parser: argparse.ArgumentParser) -> None:
-    from signal_engine.text.model import MODEL_VARIABLE
-
     parser.add_argument("--model", type=Path, metavar="DIR",
                         help=f"the text model folder (default: ${MODEL_VARIABLE}, else the user cache "
                              "~/.cache/signal-engine/text/<fingerprint>)")

@@ -165,3 +165,19 @@ def test_a_model_trained_for_another_corpus_is_refused(model_folder: Path, tmp_p
     source.write_text("text\nAcme beats estimates\n")
     assert main(["text-score", str(source), "--out", str(tmp_path / "o.csv"), "--model", str(folder)]) == 2
     assert "another corpus_sha256" in capsys.readouterr().err
+
+
+def test_the_default_model_folder_is_the_variable_else_the_user_cache_by_fingerprint(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from signal_engine.commands import text as command
+    from signal_engine.text import model
+
+    assert command.MODEL_VARIABLE == model.MODEL_VARIABLE
+    monkeypatch.delenv(model.MODEL_VARIABLE, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    cached = model.default_model_folder()
+    assert cached.parent == tmp_path / "signal-engine" / "text" and len(cached.name) == 16
+    monkeypatch.setattr(model, "CORPUS_SHA256", "0" * 64)
+    assert model.default_model_folder() != cached
+    monkeypatch.setenv(model.MODEL_VARIABLE, str(tmp_path / "mine"))
+    assert model.default_model_folder() == tmp_path / "mine"
