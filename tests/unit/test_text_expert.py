@@ -181,3 +181,26 @@ def test_the_default_model_folder_is_the_variable_else_the_user_cache_by_fingerp
     assert model.default_model_folder() != cached
     monkeypatch.setenv(model.MODEL_VARIABLE, str(tmp_path / "mine"))
     assert model.default_model_folder() == tmp_path / "mine"
+
+
+def test_text_score_trains_the_head_on_first_use_and_reuses_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from signal_engine.commands import text as command
+
+    calls: list[int | None] = []
+    original = command._trained
+
+    def small(encoder: MiniLMEncoder, console: object, *, rows: int | None, reps: int) -> object:
+        calls.append(rows)  # the first-use training is the full corpus; here a small subsample stands in for it
+        return original(encoder, console, rows=ROWS, reps=20)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(command, "_trained", small)
+    monkeypatch.setenv("SIGNAL_ENGINE_TEXT_MODEL", str(tmp_path / "cache"))
+    source = tmp_path / "in.csv"
+    source.write_text('Text,id\n"Acme cuts its outlook, shares slide",1\n')
+    assert main(["text-score", str(source), "--out", str(tmp_path / "a.csv")]) == 0
+    assert (tmp_path / "cache" / "text.json").is_file() and calls == [None]
+    assert "No trained text head" in capsys.readouterr().err
+    assert main(["text-score", str(source), "--out", str(tmp_path / "b.csv")]) == 0
+    assert calls == [None]
+    assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
