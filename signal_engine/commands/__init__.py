@@ -7,4 +7,4 @@ lazily so ``signal-engine --help`` stays fast.
 
 COMMAND_MODULES: tuple[str, ...] = ("signal_engine.commands.data", "signal_engine.commands.paper",
                                     "signal_engine.commands.serve", "signal_engine.commands.step",
-                                    "signal_engine.commands.train")
+                                    "signal_engine.commands.text", "signal_engine.commands.train")
