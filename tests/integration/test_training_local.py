@@ -22,6 +22,7 @@ from signal_engine.serving.experts import answer
 from signal_engine.workflow.local import LocalRunner, train_bundle
 from signal_engine.workflow.settings import training_settings
 from signal_engine.workflow.steps import TrainingInputs
+from signal_engine.workflow.training import walk_forward
 
 FAST = {"walk_forward": {"refit_every": 504}}
 
@@ -118,7 +119,8 @@ def test_bad_input_names_the_flag(capsys: pytest.CaptureFixture[str]) -> None:
 def test_the_backtest_walk_forward_is_reused_not_repeated(goog_csv: Path, tmp_path: Path) -> None:
     config, quality = training_settings("quick", FAST)
     series = load_prices(goog_csv)
-    results = [run_symbol(series, config)]
+    # the caller's backtest runs each task with the numerical libraries held to one thread, as training does
+    results = walk_forward([series], config)
     calls: list[str] = []
 
     class Counting(LocalRunner):
