@@ -159,7 +159,8 @@ def bar_inputs(symbols: Sequence[str], timeframes: Mapping[str, str], config: Or
                previous: np.ndarray) -> BarInputs:
     """What the book sees at ``when``: per symbol with a stored bar at ``when``, its return and regime features
     from the stored bars up to it, and each model's call; ``previous[m, s]`` is model m's own last position."""
-    count = max([lookback_bars(config), *(m.bars_needed for m in models)])
+    lookback = lookback_bars(config)
+    count = max([lookback, *(m.bars_needed for m in models)])
     k = len(symbols)
     has_bar = np.zeros(k, dtype=bool)
     returns = np.full(k, np.nan)
@@ -171,7 +172,7 @@ def bar_inputs(symbols: Sequence[str], timeframes: Mapping[str, str], config: Or
             calls.append(tuple(None for _ in models))
             continue
         has_bar[j] = True
-        window = window_frame(rows[-lookback_bars(config):])
+        window = window_frame(rows[-lookback:])
         returns[j] = last_return(window["close"])
         features[j] = regime_row(window, config)
         calls.append(tuple(m.call(symbol, timeframes[symbol], rows, float(previous[i, j]))
