@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -159,6 +160,22 @@ class MoEExperts:
 
 
 @dataclass(frozen=True)
+class OnlineConfig:
+    """Online learning between refits (seed 002; :mod:`signal_engine.moe.online`).
+
+    ``enabled``: from each refit to the next, the softmax gate and the meta-model combiner take one gradient
+    step per label as it becomes known (``horizon + embargo`` bars after its bar), in the backtest and in the
+    live book step alike. ``gate_rate`` and ``meta_rate`` are the step sizes (0 keeps that part as fitted).
+    Off by default: on the development panel it did not beat the frozen models
+    (docs/research/online-learning.md).
+    """
+
+    enabled: bool = False
+    gate_rate: float = 0.05
+    meta_rate: float = 0.01
+
+
+@dataclass(frozen=True)
 class MoEConfig:
     """The Mixture of Experts (seed 001 §5): on/off, its experts, gate, combiner and top-k routing.
 
@@ -179,6 +196,7 @@ class MoEConfig:
     multistage: bool = True
     meta_c: float = 1.0
     single_refit_every: int = 1008
+    online: OnlineConfig = field(default_factory=OnlineConfig)
 
 
 @dataclass(frozen=True)
@@ -328,6 +346,17 @@ def _validate(obj: Any, *, prefix: str, source: str) -> None:
         allowed = _CHOICES.get(type(obj), {}).get(f.name)
         if allowed is not None and value not in allowed:
             raise ConfigError(f"{source}: '{name}' is {value!r}; expected one of {', '.join(allowed)}")
+        if f.name in ("gate_rate", "meta_rate") and not (math.isfinite(value) and value >= 0):
+            raise ConfigError(f"{source}: '{name}' must be a number >= 0 (0 keeps that part as fitted), got {value}")
+    if isinstance(obj, MoEConfig) and obj.online.enabled:
+        if obj.online.gate_rate > 0 and obj.gate != "softmax":
+            raise ConfigError(f"{source}: '{prefix}online.gate_rate' learns the softmax gate online, but "
+                              f"'{prefix}gate' is {obj.gate!r}; set {prefix}online.gate_rate: 0 or "
+                              f"{prefix}gate: softmax")
+        if obj.online.meta_rate > 0 and obj.combiner != "meta":
+            raise ConfigError(f"{source}: '{prefix}online.meta_rate' learns the meta-model combiner online, but "
+                              f"'{prefix}combiner' is {obj.combiner!r}; set {prefix}online.meta_rate: 0 or "
+                              f"{prefix}combiner: meta")
         if f.name == "meta_c" and not value > 0:
             raise ConfigError(f"{source}: '{name}' must be above 0, got {value}")
     if isinstance(obj, TradingConfig) and not obj.sell_threshold <= obj.exit_level <= obj.buy_threshold:

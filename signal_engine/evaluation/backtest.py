@@ -43,9 +43,12 @@ from signal_engine.features import FINGERPRINT_NAMES, feature_frame
 from signal_engine.labels import DOWN, UP, Labels, make_labels
 from signal_engine.moe.combiner import SIGNALS
 from signal_engine.moe.confidence import ConfidenceCalibrator
+from signal_engine.moe.gate import SoftmaxGate
 from signal_engine.moe.meta import meta_features
+from signal_engine.moe.numpy_gate import gate_forward
+from signal_engine.moe.online import MetaArrays, OnlineLearner, OnlineRates, RealisedRow
 from signal_engine.moe.rules import expert_outputs
-from signal_engine.moe.scores import levels_score, trend_score, volatility_score
+from signal_engine.moe.scores import levels_score, meta_probabilities, trend_score, volatility_score, weighted_score
 from signal_engine.multistage import MultiStageEngine, SequenceRefiner, StageInputs, return_windows
 from signal_engine.risk import held_direction, volatility_target_position
 
@@ -109,6 +112,7 @@ class _OutOfSample:
         self.blend_weight: list[float] = []
         self.levels_window: list[int] = []
         self.meta_rows: list[int] = []
+        self.online_updates: list[int] = []
 
     @property
     def vol_forecast(self) -> np.ndarray:
@@ -234,7 +238,10 @@ def _decide_block(
             fingerprints[gate_rows], labels.forward_z[gate_rows], expert_scores=out.scores[gate_rows]
         )
         out.gate[rows] = gate.predict_proba(fingerprints[rows])
-        out.combined[rows] = _combine(block, frame, labels, out, config, known_horizon)
+        if config.moe.online.enabled and components.combiner_kind(config) != "rule":
+            _online_block(block, gate, labels, fingerprints, out, config, known_horizon)
+        else:
+            out.combined[rows] = _combine(block, frame, labels, out, config, known_horizon)
     else:
         out.gate[rows] = np.array([1.0, 0.0, 0.0])
         out.combined[rows] = _single_expert_score(block, frame, labels, out, config, known_horizon)
@@ -256,31 +263,73 @@ def _combine(block: Block, frame: pd.DataFrame, labels: Labels, out: _OutOfSampl
     with the class prior's part apart (:func:`signal_engine.explain.meta_contributions`).
     """
     rows = slice(block.start, block.stop)
-    kind = components.combiner_kind(config)
-    if kind == "rule":
+    if components.combiner_kind(config) == "rule":
         close = frame["close"].to_numpy(dtype=float)[rows]
         outputs = expert_outputs(close, out.trend_proba[rows, UP], out.trend_proba[rows, DOWN], out.levels[rows, 0],
                                  out.levels[rows, 1], out.vol_forecast[rows])
         called = np.asarray(components.rule_combiner(config).decision_function(outputs), dtype=float)
         out.contributions[rows] = np.repeat(called[:, None] / len(EXPERTS), len(EXPERTS), axis=1)
         return called
-    weighted = components.combiner(config).decision_function(out.scores[rows], out.gate[rows])
-    out.contributions[rows] = expert_contributions(out.scores[rows], out.gate[rows])
-    if kind == "weighted":
-        return np.asarray(weighted)
-    # meta: trained on out-of-fold scores and gate weights of earlier bars whose label is known by now
+    return _gated_score(rows, out, _fit_meta(block, labels, out, config, known_horizon))
+
+
+def _fit_meta(block: Block, labels: Labels, out: _OutOfSample, config: RunConfig,
+              known_horizon: np.ndarray) -> MetaArrays | None:
+    """The meta-model combiner fitted at the block's refit on out-of-fold scores and gate weights of earlier bars
+    whose label is known by then (None: ``moe.combiner`` is not ``meta``, or too few rows: the weighted score)."""
+    if components.combiner_kind(config) != "meta":
+        return None
     past = np.arange(config.walk_forward.initial_window, block.fit_at + 1)
     train = past[known_horizon[past]]
     meta = components.fit_meta_combiner(config, out.scores[train], out.gate[train], labels.trend[train])
     out.meta_rows.append(0 if meta is None else meta.n_train_)
     if meta is None:
-        return np.asarray(weighted)
-    features = meta_features(out.scores[rows], out.gate[rows])
-    score = np.asarray(meta.decision_function(features))
+        return None
     w = meta.weights_
+    return MetaArrays(w.mean, w.scale, w.coef, w.intercept, w.classes)
+
+
+def _gated_score(rows: slice, out: _OutOfSample, meta: MetaArrays | None) -> np.ndarray:
+    """The combined score of ``rows`` from their expert scores and gate weights: the meta-model's P(up) - P(down)
+    when there is one, else the weighted score; fills each expert's contribution (and the meta-model's prior)."""
+    scores, gate = out.scores[rows], out.gate[rows]
+    if meta is None:
+        out.contributions[rows] = expert_contributions(scores, gate)
+        return weighted_score(scores, gate)
+    features = meta_features(scores, gate)
+    proba = meta_probabilities(features, meta.mean, meta.scale, meta.coef, meta.intercept, meta.classes)
+    score = proba[:, UP] - proba[:, DOWN]
     out.contributions[rows], out.prior[rows] = meta_contributions(
-        w.mean, w.scale, w.coef, w.intercept, w.classes, features, len(EXPERTS), score)
+        meta.mean, meta.scale, meta.coef, meta.intercept, meta.classes, features, len(EXPERTS), score)
     return score
+
+
+def _online_block(block: Block, gate: Any, labels: Labels, fingerprints: np.ndarray, out: _OutOfSample,
+                  config: RunConfig, known_horizon: np.ndarray) -> None:
+    """The block's bars one at a time with the gate and meta-model learning online (``moe.online``).
+
+    At bar t > fit_at the label of bar ``t - horizon - embargo`` has just become known (the walk-forward's own
+    rule); the learner takes its step on what the models read at that bar, then the bar is decided with the
+    weights as they stand. A gate that is not a softmax gate keeps its refit weights (``out.gate`` as filled).
+    """
+    online = config.moe.online
+    meta = _fit_meta(block, labels, out, config, known_horizon)
+    softmax_gate = isinstance(gate, SoftmaxGate)
+    learner = OnlineLearner(gate.gate_weights(EXPERTS) if softmax_gate else None, meta,
+                            OnlineRates(gate=online.gate_rate if softmax_gate else 0.0, meta=online.meta_rate,
+                                        entropy=gate.entropy if softmax_gate else 0.0,
+                                        clip=gate.clip if softmax_gate else 3.0))
+    lag, first = labels.horizon + config.walk_forward.embargo, config.walk_forward.initial_window
+    for t in range(block.start, block.stop):
+        known = t - lag
+        if t > block.fit_at and known >= first:
+            learner.learn(RealisedRow(fingerprints[known], out.scores[known], out.gate[known],
+                                      float(labels.forward_z[known]), int(labels.trend[known])))
+        weights = learner.gate_weights()
+        if weights is not None:
+            out.gate[t] = gate_forward(weights, fingerprints[t : t + 1])[0]
+        out.combined[t] = _gated_score(slice(t, t + 1), out, learner.meta_arrays())[0]
+    out.online_updates.append(learner.updates)
 
 
 def _single_expert_score(block: Block, frame: pd.DataFrame, labels: Labels, out: _OutOfSample, config: RunConfig,
@@ -444,6 +493,8 @@ def _evaluate(
             "k": config.moe.k,
             "combiner": config.moe.combiner,
             **({"meta_training_rows": out.meta_rows} if out.meta_rows else {}),
+            **({"online": {"gate_rate": config.moe.online.gate_rate, "meta_rate": config.moe.online.meta_rate,
+                           "updates_per_block": out.online_updates}} if out.online_updates else {}),
             **({"single_expert": SINGLE_EXPERT, "single_expert_fits": out.single_fits}
                if not config.moe.enabled else {}),
         },

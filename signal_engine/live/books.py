@@ -140,11 +140,14 @@ def _step_book(stores: LiveStores, bundle: BookBundle, book: BookSpec, models: S
     waiting = tuple(s for s in trading if last_bar[s] != newest)
     timeline = _timeline(stores.prices, book, book.symbols, after, cutoff)
     stepped = replayed = 0
+    model_state = {} if latest is None else dict(latest[1].model_state)
     for i, when in enumerate(timeline):
-        inputs = bar_inputs(book.symbols, book.timeframes, book.config, models, when, stores.recent_bars, previous)
+        inputs = bar_inputs(book.symbols, book.timeframes, book.config, models, when, stores.recent_bars, previous,
+                            model_state)
         result = advance_book(stores.books, book.name, [inputs], book.config, book.periods_per_year,
                               book.specs, book.cost_bps)[0]
         previous = result.state.unmanaged.copy()
+        model_state = dict(result.state.model_state)
         stepped, replayed = stepped + (not result.replayed), replayed + result.replayed
         if on_bar is not None:
             on_bar(book.name, i + 1, len(timeline))
@@ -156,9 +159,13 @@ def _step_book(stores: LiveStores, bundle: BookBundle, book: BookSpec, models: S
 
 def bar_inputs(symbols: Sequence[str], timeframes: Mapping[str, str], config: OrchestrationConfig,
                models: Sequence[LiveTimeframeModel], when: pd.Timestamp, bars: BarSource,
-               previous: np.ndarray) -> BarInputs:
+               previous: np.ndarray, model_state: Mapping[str, Any] | None = None) -> BarInputs:
     """What the book sees at ``when``: per symbol with a stored bar at ``when``, its return and regime features
-    from the stored bars up to it, and each model's call; ``previous[m, s]`` is model m's own last position."""
+    from the stored bars up to it, and each model's call; ``previous[m, s]`` is model m's own last position.
+
+    ``model_state`` is what the models carried after the previous bar (the book state's ``model_state``: the
+    online learners of models that learn between retrains, keyed ``model/symbol``); the inputs carry it on,
+    updated for the symbols with a bar."""
     lookback = lookback_bars(config)
     count = max([lookback, *(m.bars_needed for m in models)])
     k = len(symbols)
@@ -166,6 +173,7 @@ def bar_inputs(symbols: Sequence[str], timeframes: Mapping[str, str], config: Or
     returns = np.full(k, np.nan)
     features = np.full((k, len(REGIME_FEATURES)), np.nan)
     calls: list[tuple[TimeframeSignal | None, ...]] = []
+    carried = dict(model_state or {})
     for j, symbol in enumerate(symbols):
         rows = bars.recent_bars(symbol, timeframes[symbol], bar_time_of(when), count)
         if not rows or pd.Timestamp(str(rows[-1]["timestamp"])) != pd.Timestamp(bar_time_of(when)):
@@ -175,10 +183,17 @@ def bar_inputs(symbols: Sequence[str], timeframes: Mapping[str, str], config: Or
         window = window_frame(rows[-lookback:])
         returns[j] = last_return(window["close"])
         features[j] = regime_row(window, config)
-        calls.append(tuple(m.call(symbol, timeframes[symbol], rows, float(previous[i, j]))
-                           for i, m in enumerate(models)))
+        row: list[TimeframeSignal | None] = []
+        for i, m in enumerate(models):
+            key = f"{m.spec.name}/{symbol}"
+            call, learnt = m.call_learning(symbol, timeframes[symbol], rows, float(previous[i, j]), carried.get(key))
+            row.append(call)
+            if learnt is not None:
+                carried[key] = learnt
+        calls.append(tuple(row))
     return BarInputs(timestamp=pd.Timestamp(when), symbols=tuple(symbols), models=tuple(m.spec.name for m in models),
-                     has_bar=has_bar, asset_returns=returns, features=features, calls=tuple(calls))
+                     has_bar=has_bar, asset_returns=returns, features=features, calls=tuple(calls),
+                     model_state=carried if carried or model_state else None)
 
 
 def lookback_bars(config: OrchestrationConfig) -> int:

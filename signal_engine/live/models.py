@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from signal_engine.errors import SignalEngineError
+from signal_engine.live.online import LiveLearner
 from signal_engine.orchestration.adapter import TimeframeSignal
 from signal_engine.orchestration.timeframes import TimeframeSpec
 from signal_engine.ports import ExpertClient
@@ -54,7 +55,27 @@ class LiveTimeframeModel:
 
         ``previous_position`` is the model's own position at the previous bar (NaN when unknown). None when the
         model has no call: too few bars, or a position that is not a number (no volatility forecast yet).
+        A bundle that learns online decides here with its trained weights (the book step carries the learnt
+        ones: :meth:`call_learning`).
         """
+        return self._call(symbol, timeframe, rows, previous_position, None)
+
+    def call_learning(self, symbol: str, timeframe: str, rows: Sequence[Mapping[str, Any]],
+                      previous_position: float, state: Mapping[str, Any] | None,
+                      ) -> tuple[TimeframeSignal | None, dict[str, Any] | None]:
+        """:meth:`call` for the book step: with a bundle that learns online (``bundle.online``), first learn the
+        bars whose label is now known, decide with the learnt weights and keep this bar until its label is known
+        (:mod:`signal_engine.live.online`); ``state`` is the learner's stored state (None at the start), and the
+        new state is returned with the call (None for a bundle that does not learn online)."""
+        if self.bundle.online is None:
+            return self._call(symbol, timeframe, rows, previous_position, None), None
+        learner = LiveLearner(self.bundle, state)
+        learner.learn_known(list(rows)[-self.bars_needed:])
+        signal = self._call(symbol, timeframe, rows, previous_position, learner)
+        return signal, learner.to_json()
+
+    def _call(self, symbol: str, timeframe: str, rows: Sequence[Mapping[str, Any]], previous_position: float,
+              learner: LiveLearner | None) -> TimeframeSignal | None:
         rows = list(rows)[-self.bars_needed:]
         if len(rows) < self.bundle.min_bars:
             return None
@@ -74,9 +95,13 @@ class LiveTimeframeModel:
         try:
             decisions = self.combiner.decide([answers], closes, fingerprint.reshape(1, -1),
                                              np.array([previous_position], dtype=float),
-                                             np.array([self.bundle.periods_per_year_of(symbol)]))
+                                             np.array([self.bundle.periods_per_year_of(symbol)]),
+                                             learned=None if learner is None else learner.learned())
         except NoExpertAnswered:
             return None
+        if learner is not None:
+            learner.remember(str(rows[-1]["timestamp"]), fingerprint, decisions.scores[0], decisions.gate[0],
+                             float(closes[0]))
         position = float(decisions.position[0])
         if not math.isfinite(position):
             return None

@@ -7,7 +7,7 @@ from typing import Self
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from signal_engine.moe.numpy_gate import GateWeights, gate_forward, softmax
+from signal_engine.moe.numpy_gate import GateWeights, gate_forward, softmax, softmax_gate_gradient
 from signal_engine.moe.standardise import fit_standardiser, standardise
 
 
@@ -105,13 +105,5 @@ class SoftmaxGate(BaseEstimator):
         return standardise(X, self.mean_, self.scale_)
 
     def _gradient(self, inputs: np.ndarray, scores: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        n = len(inputs)
-        weights = softmax(inputs @ self.coef_ + self.intercept_)
-        combined = (weights * scores).sum(axis=1, keepdims=True)
-        fit_term = target[:, None] * weights * (scores - combined)
-        log_w = np.log(weights)
-        entropy = -(weights * log_w).sum(axis=1, keepdims=True)
-        entropy_term = -weights * (log_w + entropy)
-        d_logits = (fit_term + self.entropy * entropy_term) / n
-        grad_coef = inputs.T @ d_logits - self.l2 * self.coef_
-        return grad_coef, d_logits.sum(axis=0)
+        return softmax_gate_gradient(inputs, scores, target, self.coef_, self.intercept_, entropy=self.entropy,
+                                     l2=self.l2)

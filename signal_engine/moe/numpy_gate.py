@@ -53,6 +53,25 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=1, keepdims=True)
 
 
+def softmax_gate_gradient(inputs: np.ndarray, scores: np.ndarray, target: np.ndarray, coef: np.ndarray,
+                          intercept: np.ndarray, *, entropy: float, l2: float) -> tuple[np.ndarray, np.ndarray]:
+    """Gradient of the softmax gate's objective (``SoftmaxGate``'s J) in its coefficients and intercept.
+
+    ``inputs`` are standardised fingerprints (n, d), ``scores`` the experts' scores (n, E), ``target`` the
+    clipped realised move (n,). ``SoftmaxGate.fit`` ascends it over its training rows; the online learner
+    (:mod:`signal_engine.moe.online`) takes one step per realised bar.
+    """
+    n = len(inputs)
+    weights = softmax(inputs @ coef + intercept)
+    combined = (weights * scores).sum(axis=1, keepdims=True)
+    fit_term = target[:, None] * weights * (scores - combined)
+    log_w = np.log(weights)
+    h = -(weights * log_w).sum(axis=1, keepdims=True)
+    entropy_term = -weights * (log_w + h)
+    d_logits = (fit_term + entropy * entropy_term) / n
+    return inputs.T @ d_logits - l2 * coef, d_logits.sum(axis=0)
+
+
 def top_k(weights: np.ndarray, k: int) -> np.ndarray:
     """Keep each row's k largest weights (ties to the lower index), renormalised to sum to 1."""
     if k >= weights.shape[1]:

@@ -16,6 +16,7 @@ infinities as the strings ``"NaN"``, ``"Infinity"`` and ``"-Infinity"``, arrays 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 from collections.abc import Callable, Mapping, Sequence
@@ -141,6 +142,7 @@ class BookState:
     holding: HoldingState
     active_limits: tuple[tuple[str, str, str, str], ...] = ()
     schema_version: int = field(default=SCHEMA_VERSION)
+    model_state: dict[str, Any] = field(default_factory=dict)
 
     @property
     def positions(self) -> np.ndarray:
@@ -161,6 +163,7 @@ class BookState:
             defender=DefenderState(equity=d.equity, peak=d.peak, pushed=d.pushed, candidates=list(d.candidates)),
             holding=HoldingState(direction=h.direction.copy(), size=h.size.copy(), confidence=h.confidence.copy(),
                                  age=h.age.copy()),
+            model_state=copy.deepcopy(self.model_state),
         )
 
     def to_json(self) -> str:
@@ -262,6 +265,7 @@ def _encode_state(state: BookState) -> dict[str, Any]:
                      "candidates": [[i, json_number(v)] for i, v in state.defender.candidates]},
         "holding": {name: _array(getattr(state.holding, name)) for name in ("direction", "size", "confidence", "age")},
         "active_limits": [list(key) for key in state.active_limits],
+        **({"model_state": state.model_state} if state.model_state else {}),
     }
 
 
@@ -438,7 +442,7 @@ def _decode_state(document: Any) -> BookState:
     if version not in SUPPORTED_VERSIONS or isinstance(version, bool):
         raise _fail("schema_version", f"unknown version {version!r}; this release reads "
                                       f"{', '.join(map(str, SUPPORTED_VERSIONS))}")
-    data = _object(top, "", _TOP_FIELDS)
+    data = _object(top, "", _TOP_FIELDS + (("model_state",) if "model_state" in top else ()))
     symbols, models = _names(data["symbols"], "symbols"), _names(data["models"], "models")
     s, m = len(symbols), len(models)
     specs = tuple(_spec(v, f"specs[{i}]") for i, v in enumerate(_list(data["specs"], "specs", m)))
@@ -490,6 +494,7 @@ def _decode_state(document: Any) -> BookState:
             age=_ndarray(holding["age"], "holding.age", (m, s), int),
         ),
         active_limits=tuple(cast(tuple[str, str, str, str], key) for key in limits),
+        model_state=dict(_object(data["model_state"], "model_state")) if "model_state" in data else {},
     )
 
 

@@ -18,9 +18,11 @@ close), and returns a new state. A symbol without a bar at t keeps its position.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -72,6 +74,10 @@ class BarInputs:
         symbols x ``REGIME_FEATURES``: the regime features at this bar (NaN where unknown).
     calls : tuple of tuple of TimeframeSignal or None
         ``calls[s][m]``: model m's call on symbol s at this bar (None: no call, or no bar).
+    model_state : mapping or None
+        What the models carry from bar to bar after this bar (JSON values, e.g. the live book's online learners,
+        ``signal_engine.live.online``), opaque to the orchestrator: the step stores it in the new state
+        (``BookState.model_state``), so it is committed with the bar. None keeps the state's.
     """
 
     timestamp: pd.Timestamp
@@ -81,6 +87,7 @@ class BarInputs:
     asset_returns: np.ndarray
     features: np.ndarray
     calls: tuple[tuple[TimeframeSignal | None, ...], ...]
+    model_state: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -310,6 +317,8 @@ class _Step:
         decision, undefended = self._manage_risk(timestamp, bar, calls, scheduled, model_corr, mean_corr)
         final, unmanaged = self._commit(bar, calls, scheduled, decision, undefended)
         st.bar_time, st.bars = timestamp, st.bars + 1
+        if inputs.model_state is not None:
+            st.model_state = copy.deepcopy(dict(inputs.model_state))
         self._write_back()
         decisions = BarDecisions(
             timestamp=timestamp, positions=final.sum(axis=0), contributions=final.copy(), unmanaged=unmanaged.copy(),

@@ -17,6 +17,7 @@ Every problem with a bundle raises :class:`BundleError` naming the file and the 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import zipfile
@@ -137,6 +138,24 @@ class RiskSettings:
 
 
 @dataclass(frozen=True)
+class OnlineSettings:
+    """Online learning between retrains (``moe.online``; :mod:`signal_engine.moe.online`): the step sizes, the
+    gate objective's entropy and target clip, and the labels' definition (``horizon`` bars ahead, known
+    ``horizon + embargo`` bars after their bar, UP / DOWN beyond ``threshold`` x vol30 x sqrt(horizon))."""
+
+    gate_rate: float
+    meta_rate: float
+    entropy: float
+    clip: float
+    horizon: int
+    embargo: int
+    threshold: float
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
 class SymbolSettings:
     """What differs per symbol of a bundle: its bars' timeframe, the periods per year that annualise, its cost."""
 
@@ -180,6 +199,7 @@ class ServingBundle:
     risk: RiskSettings = field(default_factory=RiskSettings)
     per_symbol: dict[str, SymbolSettings] = field(default_factory=dict)
     withheld: Mapping[str, str] = field(default_factory=dict)
+    online: OnlineSettings | None = None
 
     def __post_init__(self) -> None:
         _check(self)
@@ -222,6 +242,7 @@ class ServingBundle:
                                         "cost_bps": v.cost_bps} for symbol, v in self.per_symbol.items()}}
                if self.per_symbol else {}),
             "withheld": dict(self.withheld),
+            **({"online": self.online.to_json()} if self.online is not None else {}),
         }
 
     @property
@@ -317,6 +338,7 @@ class ServingBundle:
             ),
             per_symbol=_per_symbol(reader),
             withheld=_withheld(reader),
+            online=_online(reader),
         )
 
     @property
@@ -353,6 +375,16 @@ def _load_gate_spec(root: Path, gate: _Fields) -> GateSpec:
     rule = gate.section("rule")
     return GateSpec(kind, None, features, RuleGateParams(
         **{name: rule.number(name) for name in RULE_PARAMETERS}, k=rule.integer("k"), experts=rule.strings("experts")))
+
+
+def _online(reader: _Fields) -> OnlineSettings | None:
+    if reader.optional_mapping("online") is None:
+        return None
+    online = reader.section("online")
+    return OnlineSettings(gate_rate=online.number("gate_rate"), meta_rate=online.number("meta_rate"),
+                          entropy=online.number("entropy"), clip=online.number("clip"),
+                          horizon=online.integer("horizon"), embargo=online.integer("embargo"),
+                          threshold=online.number("threshold"))
 
 
 def _per_symbol(reader: _Fields) -> dict[str, SymbolSettings]:
@@ -418,10 +450,31 @@ def _check(bundle: ServingBundle) -> None:
     for symbol, entry in bundle.per_symbol.items():
         if not entry.periods_per_year > 0:
             raise BundleError(f"{where}: field 'per_symbol.{symbol}.periods_per_year' must be positive")
+    _check_online(where, bundle)
     r = bundle.risk
     if not (r.target_vol_annual > 0 and r.max_leverage > 0 and r.periods_per_year > 0):
         raise BundleError(f"{where}: fields 'risk.target_vol_annual', 'risk.max_leverage' and "
                           "'risk.periods_per_year' must be positive")
+
+
+def _check_online(where: str, bundle: ServingBundle) -> None:
+    online = bundle.online
+    if online is None:
+        return
+    if online.gate_rate < 0 or online.meta_rate < 0 or online.clip <= 0 or online.entropy < 0:
+        raise BundleError(f"{where}: fields 'online.gate_rate', 'online.meta_rate' and 'online.entropy' must be >= 0 "
+                          "and 'online.clip' > 0")
+    if online.horizon < 1 or online.embargo < 0:
+        raise BundleError(f"{where}: field 'online.horizon' must be >= 1 and 'online.embargo' >= 0")
+    if online.gate_rate > 0 and (bundle.gate.weights is None or len(bundle.gate.weights.layers) != 1):
+        raise BundleError(f"{where}: field 'online.gate_rate' learns a softmax gate online, but gate.kind is "
+                          f"{bundle.gate.kind!r}; set online.gate_rate to 0")
+    if online.meta_rate > 0 and bundle.combiner.meta is None:
+        raise BundleError(f"{where}: field 'online.meta_rate' learns the meta-model online, but combiner.kind is "
+                          f"{bundle.combiner.kind!r} (no meta.npz); set online.meta_rate to 0")
+    if "vol30" not in bundle.gate.features:
+        raise BundleError(f"{where}: online learning labels each bar with its vol30 fingerprint, but field "
+                          f"'gate.features' is {list(bundle.gate.features)}")
 
 
 def _check_gate(where: str, gate: GateSpec, experts: tuple[str, ...]) -> None:

@@ -19,7 +19,7 @@ import numpy as np
 
 from signal_engine.features.fingerprint import FINGERPRINT_NAMES, FINGERPRINT_WARMUP, fingerprint_features
 from signal_engine.moe.conditions import condition_holds, parse_condition, rule_direction
-from signal_engine.moe.numpy_gate import gate_logits, rule_gate_dense, softmax, top_k
+from signal_engine.moe.numpy_gate import GateWeights, gate_logits, rule_gate_dense, softmax, top_k
 from signal_engine.moe.scores import confidence_map, levels_score, meta_probabilities, weighted_score
 from signal_engine.risk.holding import next_held
 from signal_engine.risk.sizing import volatility_target_position
@@ -27,6 +27,15 @@ from signal_engine.serving.bundle import ServingBundle
 
 SIGNALS = ("sell", "hold", "buy")
 TREND, LEVELS, VOLATILITY = "trend", "levels", "volatility"
+
+
+@dataclass(frozen=True)
+class Learned:
+    """Weights learnt online since training, in place of the bundle's: the softmax gate (None: the bundle's) and
+    the meta-model's (coef, intercept) (None: the bundle's)."""
+
+    gate: GateWeights | None = None
+    meta: tuple[np.ndarray, np.ndarray] | None = None
 
 
 class NoExpertAnswered(Exception):
@@ -118,12 +127,14 @@ class Combiner:
 
     def decide(self, answers: Sequence[Mapping[str, Mapping[str, Any] | None]], close: np.ndarray,
                fingerprints: np.ndarray, previous_position: np.ndarray | None = None,
-               periods_per_year: np.ndarray | None = None) -> Decisions:
+               periods_per_year: np.ndarray | None = None, learned: Learned | None = None) -> Decisions:
         """Decisions for ``n`` rows: ``answers[i][expert]`` (None when it failed), last close and fingerprint.
 
         ``previous_position`` (NaN where unknown) lets the hold rule keep a position the score no longer
         enters but has not exited; without it every row starts flat, as the backtest's first bar does.
         ``periods_per_year`` per row annualises the volatility target (default: the bundle's).
+        ``learned`` replaces the bundle's softmax gate and meta-model weights by those learnt online since
+        training (``signal_engine.live.online``).
         """
         bundle, n, experts = self.bundle, len(answers), self.experts
         close = np.asarray(close, dtype=float).reshape(n)
@@ -148,8 +159,9 @@ class Combiner:
         available = np.isfinite(scores)
         if not available.any(axis=1).all():
             raise NoExpertAnswered(f"no expert answered for row(s) {np.flatnonzero(~available.any(axis=1)).tolist()}")
-        gate = self._gate(np.asarray(fingerprints, dtype=float).reshape(n, -1), available)
-        combined = self._combined(scores, gate, outputs, available)
+        gate = self._gate(np.asarray(fingerprints, dtype=float).reshape(n, -1), available,
+                          None if learned is None else learned.gate)
+        combined = self._combined(scores, gate, outputs, available, None if learned is None else learned.meta)
         c = bundle.combiner
         direction = np.where(combined > c.buy_threshold, 1, np.where(combined < c.sell_threshold, -1, 0))
         confidence = confidence_map(combined, bundle.calibration.x, bundle.calibration.y)
@@ -187,12 +199,12 @@ class Combiner:
                 plain["resistance_distance"] = (plain["resistance"] - close) / close
         return {**plain, **columns}
 
-    def _gate(self, fingerprints: np.ndarray, available: np.ndarray) -> np.ndarray:
+    def _gate(self, fingerprints: np.ndarray, available: np.ndarray, learned: GateWeights | None) -> np.ndarray:
         spec = self.bundle.gate
         if spec.rule is not None:
             proba = rule_gate_dense(fingerprints, spec.features, spec.rule)
         else:
-            proba = softmax(gate_logits(self.bundle.gate_weights, fingerprints))
+            proba = softmax(gate_logits(learned or self.bundle.gate_weights, fingerprints))
         if available.all():
             return top_k(proba, spec.k)
         proba = np.where(available, proba, 0.0)
@@ -206,7 +218,7 @@ class Combiner:
         return out
 
     def _combined(self, scores: np.ndarray, gate: np.ndarray, outputs: Mapping[str, np.ndarray],
-                  available: np.ndarray) -> np.ndarray:
+                  available: np.ndarray, learned: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
         c = self.bundle.combiner
         if c.kind == "rule" and self._rules is not None:
             n = len(scores)
@@ -225,7 +237,8 @@ class Combiner:
                 raise BundleError(f"bundle {self.bundle.version!r}: meta.npz reads {missing}, which the serving path "
                                   f"does not compute; it has {sorted(features)}")
             X = np.column_stack([features[f] for f in meta.features])
-            full = meta_probabilities(X, meta.mean, meta.scale, meta.coef, meta.intercept, meta.classes)
+            coef, intercept = (meta.coef, meta.intercept) if learned is None else learned
+            full = meta_probabilities(X, meta.mean, meta.scale, coef, intercept, meta.classes)
             return np.asarray(full[:, 2] - full[:, 0])
         return weighted_score(np.where(available, scores, 0.0), gate)
 

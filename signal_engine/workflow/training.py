@@ -334,6 +334,9 @@ def evaluate(config: RunConfig, quality: QualityConfig, experts: Sequence[Expert
         digest.update(json.dumps({"gate.rule": info["rule"]}, sort_keys=True).encode())
     digest.update(json.dumps({"quality": quality.to_dict(), "decision": decision.to_dict()}, sort_keys=True,
                              default=str).encode())
+    online = online_settings(config)
+    if online is not None:  # a bundle that learns between retrains is another bundle
+        digest.update(json.dumps({"online": online.to_json()}, sort_keys=True).encode())
     created = (now or datetime.now(UTC)).replace(microsecond=0)
     version = f"{created:%Y%m%dT%H%M%SZ}-{digest.hexdigest()[:8]}"
     first = info["per_symbol"][symbols[0]]
@@ -357,6 +360,7 @@ def evaluate(config: RunConfig, quality: QualityConfig, experts: Sequence[Expert
         risk=RiskSettings(trading.target_vol_annual, trading.max_leverage, trading.allow_short, trading.exit_level,
                           float(first["periods_per_year"])),
         withheld=decision.withheld,
+        online=online,
     )
     bundle.save(out)
     document = json.loads((out / "bundle.json").read_text(encoding="utf-8"))
@@ -367,6 +371,21 @@ def evaluate(config: RunConfig, quality: QualityConfig, experts: Sequence[Expert
     (out / METRICS_FILE).write_text(json.dumps(json_safe(metrics), indent=2, allow_nan=False) + "\n", encoding="utf-8")
     write_decision(decision, out)
     return EvaluationArtefact(out, decision.passed), version
+
+
+def online_settings(config: RunConfig) -> Any:
+    """The bundle's ``online`` section (``OnlineSettings``) when ``moe.online`` is on, else None."""
+    online = config.moe.online
+    if not online.enabled:
+        return None
+    from signal_engine.moe.gate import SoftmaxGate
+    from signal_engine.serving.bundle import OnlineSettings
+
+    gate_rate = online.gate_rate if config.moe.gate == "softmax" else 0.0
+    meta_rate = online.meta_rate if config.moe.combiner == "meta" else 0.0
+    return OnlineSettings(gate_rate=gate_rate, meta_rate=meta_rate, entropy=config.gate.entropy,
+                          clip=SoftmaxGate().clip, horizon=config.labels.horizon,
+                          embargo=config.walk_forward.embargo, threshold=config.labels.threshold)
 
 
 def _rule_params(info: dict[str, Any], root: Path) -> Any:
