@@ -282,6 +282,22 @@ def test_the_state_json_has_no_nan_tokens_and_keeps_non_finite_numbers(market: M
     np.testing.assert_array_equal(back.scores, state.scores)
 
 
+def test_the_models_own_state_rides_with_the_bar_and_round_trips_through_json(market: Market) -> None:
+    config = REAL_CONFIGS["defaults"]
+    state, (bar, following) = _midway(market, config, bars=80)
+    assert "model_state" not in json.loads(state.to_json())  # written only when a model keeps state
+    learner = {"version": "v1", "updates": 3, "pending": [{"close": 1.5, "sigma": "NaN"}]}
+    stepped = step(state, dataclasses.replace(bar, model_state={"short/GOOG": learner}), config, 252.0).state
+    assert stepped.model_state == {"short/GOOG": learner} and state.model_state == {}
+    learner["updates"] = 4  # the state holds its own copy
+    assert stepped.model_state["short/GOOG"]["updates"] == 3
+    back = BookState.from_json(stepped.to_json())
+    assert back.model_state == stepped.model_state and back.to_json() == stepped.to_json()
+    assert step(back, following, config, 252.0).state.model_state == back.model_state  # None keeps the state's
+    with pytest.raises(BookStateError, match="field 'model_state': expected a JSON object, got list"):
+        BookState.from_json(_edited(state, lambda d: d.update(model_state=[1])))
+
+
 def _edited(state: BookState, edit: object) -> str:
     document = json.loads(state.to_json())
     assert callable(edit)
