@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-import sqlalchemy as sa
 
 from signal_engine.adapters.inprocess_experts import InProcessExperts
 from signal_engine.adapters.sql.database import SqlDatabase
@@ -29,6 +28,7 @@ from signal_engine.serving.schema import SignalRequest
 from signal_engine.serving.service import SignalService
 from signal_engine.storage.ingest import ingest_prices
 from tests.fixtures.configs import TWO_MODEL_BOOK
+from tests.live_step_support import PriceCuts, Stores, book_positions, cut_prices, store_prices, train_book
 
 pytestmark = pytest.mark.slow
 
@@ -39,65 +39,30 @@ LIVE = 690
 
 
 @pytest.fixture(scope="module")
-def prices(goog_csv: Path, eurusd_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, int], Path]:
+def prices(goog_csv: Path, eurusd_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> PriceCuts:
     """Head cuts of real daily (GOOG, and the same bars as GOOGB: a second symbol of the daily book) and hourly
     (EURUSD) bars: the first TRAINED rows train, the rows up to LIVE arrive later."""
-    folder = tmp_path_factory.mktemp("prices")
-    files: dict[tuple[str, int], Path] = {}
-    for symbol, source in (("GOOG", goog_csv), ("GOOGB", goog_csv), ("EURUSD", eurusd_csv)):
-        lines = source.read_text().splitlines(keepends=True)
-        for rows in (TRAINED, MIDWAY, LIVE - 2, LIVE):
-            path = folder / f"{symbol}_{rows}.csv"
-            path.write_text("".join(lines[: rows + 1]))
-            files[symbol, rows] = path
-    return files
+    return cut_prices(tmp_path_factory.mktemp("prices"), {"GOOG": goog_csv, "GOOGB": goog_csv, "EURUSD": eurusd_csv},
+                      (TRAINED, MIDWAY, LIVE - 2, LIVE))
 
 
 @pytest.fixture(scope="module")
-def version(prices: dict[tuple[str, int], Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("train")
-    (folder / "config.yaml").write_text(CONFIG)
-    args = ["train", "--config", str(folder / "config.yaml"), "--registry", str(folder / "models")]
-    for symbol in ("GOOG", "GOOGB", "EURUSD"):
-        args += ["--prices", str(prices[symbol, TRAINED]), "--symbol", symbol]
-    assert main(args) == 0
-    return folder / "models" / (folder / "models" / "CURRENT").read_text().strip()
-
-
-def _store(path: Path, prices: dict[tuple[str, int], Path], rows: dict[str, int]) -> SqlDatabase:
-    database = SqlDatabase.connect(f"sqlite:///{path}")
-    for symbol, n in rows.items():
-        ingest_prices(prices[symbol, n], database.prices, symbol=symbol)
-    return database
-
-
-class _Stores:
-    def __init__(self, database: SqlDatabase) -> None:
-        self.prices = database.prices
-        self.books = database.books
-        self.recent_bars = SqlRecentBars(database.engine)
+def version(prices: PriceCuts, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    training = {symbol: prices[symbol, TRAINED] for symbol in ("GOOG", "GOOGB", "EURUSD")}
+    return train_book(tmp_path_factory.mktemp("train"), CONFIG, training)
 
 
 def _step(database: SqlDatabase, version: Path, **kwargs: Any) -> dict[str, BookStepReport]:
-    return {r.book: r for r in step_books(_Stores(database), version, **kwargs)}
-
-
-def _positions(database: SqlDatabase, book: str) -> pd.DataFrame:
-    """Every stepped bar's positions (bar time x symbol), read from the store's table."""
-    with database.engine.connect() as connection:
-        rows = list(connection.execute(sa.text(
-            "select bar_time, symbol, position from book_positions where book = :b order by bar_time"), {"b": book}))
-    frame = pd.DataFrame(rows, columns=["bar_time", "symbol", "position"])
-    return frame.pivot(index="bar_time", columns="symbol", values="position")
+    return {r.book: r for r in step_books(Stores(database), version, **kwargs)}
 
 
 ALL_LIVE = {"GOOG": LIVE, "GOOGB": LIVE, "EURUSD": LIVE}
 
 
 @pytest.fixture(scope="module")
-def stepped(version: Path, prices: dict[tuple[str, int], Path], tmp_path_factory: pytest.TempPathFactory,
+def stepped(version: Path, prices: PriceCuts, tmp_path_factory: pytest.TempPathFactory,
             ) -> tuple[SqlDatabase, dict[str, BookStepReport]]:
-    database = _store(tmp_path_factory.mktemp("live") / "store.db", prices, ALL_LIVE)
+    database = store_prices(tmp_path_factory.mktemp("live") / "store.db", prices, ALL_LIVE)
     return database, _step(database, version)
 
 
@@ -117,7 +82,7 @@ def test_training_writes_the_whole_book_and_serving_loads_it(version: Path) -> N
     assert bundle.bundles["books/daily/medium"].symbols == ("GOOG", "GOOGB")
 
 
-def test_the_seed_is_the_state_the_backtests_book_ends_in(version: Path, prices: dict[tuple[str, int], Path],
+def test_the_seed_is_the_state_the_backtests_book_ends_in(version: Path, prices: PriceCuts,
                                                           tmp_path: Path) -> None:
     """`signal-engine backtest` on the training bars with the training config: its books' final states are the
     bundle's seeds, to the last bit, so a live book starts where the backtest's book ended."""
@@ -160,14 +125,14 @@ def _edit(root: Path, change: Any) -> None:
 
 
 def test_the_step_starts_after_the_training_data_and_steps_every_new_bar(
-        stepped: tuple[SqlDatabase, dict[str, BookStepReport]], prices: dict[tuple[str, int], Path]) -> None:
+        stepped: tuple[SqlDatabase, dict[str, BookStepReport]], prices: PriceCuts) -> None:
     database, reports = stepped
     daily, hourly = reports["daily"], reports["1h"]
     assert daily.seeded and hourly.seeded  # a new book starts from the bundle's seed, at the last training bar
     assert daily.stepped == hourly.stepped == LIVE - TRAINED  # then steps only the bars after the training data
     goog = pd.read_csv(prices["GOOG", LIVE], parse_dates=["Date"])
     assert daily.latest_bar == goog["Date"].iloc[-1].to_pydatetime()
-    positions = _positions(database, "daily")
+    positions = book_positions(database, "daily")
     assert list(positions.index[:2]) == [f"{goog['Date'].iloc[i]}.000000" for i in (TRAINED - 1, TRAINED)]
     assert len(positions) == LIVE - TRAINED + 1 and positions.abs().to_numpy().max() > 0  # the book trades
     assert not daily.waiting and not daily.ended
@@ -176,33 +141,33 @@ def test_the_step_starts_after_the_training_data_and_steps_every_new_bar(
 def test_a_second_step_changes_nothing(stepped: tuple[SqlDatabase, dict[str, BookStepReport]],
                                        version: Path) -> None:
     database, reports = stepped
-    before = _positions(database, "daily")
+    before = book_positions(database, "daily")
     again = _step(database, version)
     assert again["daily"].stepped == again["1h"].stepped == 0
     assert again["daily"].positions == reports["daily"].positions
-    pd.testing.assert_frame_equal(_positions(database, "daily"), before)
+    pd.testing.assert_frame_equal(book_positions(database, "daily"), before)
 
 
 def test_steps_in_pieces_after_missed_runs_end_where_one_step_does(
-        stepped: tuple[SqlDatabase, dict[str, BookStepReport]], version: Path, prices: dict[tuple[str, int], Path],
+        stepped: tuple[SqlDatabase, dict[str, BookStepReport]], version: Path, prices: PriceCuts,
         tmp_path: Path) -> None:
     database, _ = stepped
-    pieces = _store(tmp_path / "pieces.db", prices, {"GOOG": MIDWAY, "GOOGB": MIDWAY, "EURUSD": MIDWAY})
+    pieces = store_prices(tmp_path / "pieces.db", prices, {"GOOG": MIDWAY, "GOOGB": MIDWAY, "EURUSD": MIDWAY})
     first = _step(pieces, version)
     assert first["daily"].stepped == MIDWAY - TRAINED
     for symbol in ALL_LIVE:  # the collectors catch up: 50 more bars arrive at once
         ingest_prices(prices[symbol, LIVE], pieces.prices, symbol=symbol)
     assert _step(pieces, version)["daily"].stepped == LIVE - MIDWAY
     for book in ("daily", "1h"):
-        pd.testing.assert_frame_equal(_positions(pieces, book), _positions(database, book))
+        pd.testing.assert_frame_equal(book_positions(pieces, book), book_positions(database, book))
         assert pieces.books.latest(book)[1].to_json() == database.books.latest(book)[1].to_json()  # type: ignore[index]
 
 
 def test_a_crash_before_the_commit_leaves_the_previous_state_and_the_rerun_ends_where_one_step_does(
-        stepped: tuple[SqlDatabase, dict[str, BookStepReport]], version: Path, prices: dict[tuple[str, int], Path],
+        stepped: tuple[SqlDatabase, dict[str, BookStepReport]], version: Path, prices: PriceCuts,
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     database, _ = stepped
-    crashing = _store(tmp_path / "crash.db", prices, ALL_LIVE)
+    crashing = store_prices(tmp_path / "crash.db", prices, ALL_LIVE)
     commit = crashing.books.commit_step
     calls = {"n": 0}
 
@@ -215,36 +180,36 @@ def test_a_crash_before_the_commit_leaves_the_previous_state_and_the_rerun_ends_
     monkeypatch.setattr(crashing.books, "commit_step", crash_at_the_15th)
     with pytest.raises(ConnectionError):
         _step(crashing, version, books=["daily"])
-    assert len(_positions(crashing, "daily")) == 14  # the seed and 13 bars committed, the 14th bar not
+    assert len(book_positions(crashing, "daily")) == 14  # the seed and 13 bars committed, the 14th bar not
     monkeypatch.setattr(crashing.books, "commit_step", commit)
     assert _step(crashing, version, books=["daily"])["daily"].stepped == LIVE - TRAINED - 13
-    pd.testing.assert_frame_equal(_positions(crashing, "daily"), _positions(database, "daily"))
+    pd.testing.assert_frame_equal(book_positions(crashing, "daily"), book_positions(database, "daily"))
     assert crashing.books.latest("daily")[1].to_json() == database.books.latest("daily")[1].to_json()  # type: ignore[index]
 
 
 def test_the_step_at_a_bar_reads_nothing_after_it(
-        stepped: tuple[SqlDatabase, dict[str, BookStepReport]], version: Path, prices: dict[tuple[str, int], Path],
+        stepped: tuple[SqlDatabase, dict[str, BookStepReport]], version: Path, prices: PriceCuts,
         tmp_path: Path) -> None:
     """A store that holds bars up to row MIDWAY only gives the same positions up to there as the full store."""
     database, _ = stepped
-    truncated = _store(tmp_path / "truncated.db", prices, {"GOOG": MIDWAY, "GOOGB": MIDWAY, "EURUSD": MIDWAY})
+    truncated = store_prices(tmp_path / "truncated.db", prices, {"GOOG": MIDWAY, "GOOGB": MIDWAY, "EURUSD": MIDWAY})
     _step(truncated, version)
     for book in ("daily", "1h"):
-        short = _positions(truncated, book)
-        pd.testing.assert_frame_equal(short, _positions(database, book).loc[short.index])
+        short = book_positions(truncated, book)
+        pd.testing.assert_frame_equal(short, book_positions(database, book).loc[short.index])
 
 
 def test_a_lagging_symbol_holds_the_book_back_and_an_ended_one_does_not(
-        version: Path, prices: dict[tuple[str, int], Path], tmp_path: Path) -> None:
+        version: Path, prices: PriceCuts, tmp_path: Path) -> None:
     goog = pd.read_csv(prices["GOOG", LIVE], parse_dates=["Date"])["Date"]
-    lagging = _store(tmp_path / "lag.db", prices, {"GOOG": LIVE, "GOOGB": LIVE - 2, "EURUSD": TRAINED})
+    lagging = store_prices(tmp_path / "lag.db", prices, {"GOOG": LIVE, "GOOGB": LIVE - 2, "EURUSD": TRAINED})
     report = _step(lagging, version, books=["daily"])["daily"]
     assert report.waiting == ("GOOGB",) and report.ended == ()
     assert report.stepped == LIVE - 2 - TRAINED and report.latest_bar == goog.iloc[LIVE - 3].to_pydatetime()
     ingest_prices(prices["GOOGB", LIVE], lagging.prices, symbol="GOOGB")  # its collector catches up
     report = _step(lagging, version, books=["daily"])["daily"]
     assert report.stepped == 2 and report.waiting == () and report.latest_bar == goog.iloc[-1].to_pydatetime()
-    ended = _store(tmp_path / "ended.db", prices, {"GOOG": LIVE, "GOOGB": MIDWAY, "EURUSD": TRAINED})
+    ended = store_prices(tmp_path / "ended.db", prices, {"GOOG": LIVE, "GOOGB": MIDWAY, "EURUSD": TRAINED})
     report = _step(ended, version, books=["daily"])["daily"]  # GOOGB's bars stop 20 bars before GOOG's
     assert report.ended == ("GOOGB",) and report.stepped == LIVE - TRAINED
     assert report.latest_bar == goog.iloc[-1].to_pydatetime()
@@ -263,7 +228,7 @@ def test_each_models_call_is_what_the_signal_api_answers_for_the_same_bars(
     bars = SqlRecentBars(database.engine)
     latest = reports["daily"].latest_bar
     assert latest is not None
-    bar_before = pd.Timestamp(_positions(database, "daily").index[-2]).to_pydatetime()
+    bar_before = pd.Timestamp(book_positions(database, "daily").index[-2]).to_pydatetime()
     state_before = database.books.stepped("daily", bar_before)
     assert state_before is not None
     previous = float(state_before[0].unmanaged[0, 0])  # the short model's own GOOG position at the bar before
@@ -278,7 +243,7 @@ def test_each_models_call_is_what_the_signal_api_answers_for_the_same_bars(
     assert call.confidence == pytest.approx(answer.confidence, abs=1e-12)
 
 
-def test_step_refuses_a_version_trained_without_the_book(prices: dict[tuple[str, int], Path], tmp_path: Path,
+def test_step_refuses_a_version_trained_without_the_book(prices: PriceCuts, tmp_path: Path,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "config.yaml").write_text(CONFIG)
     args = ["train", "--no-book", "--config", str(tmp_path / "config.yaml"), "--registry", str(tmp_path / "models"),
