@@ -12,8 +12,8 @@ wall time, CPU time of the process and every worker it waited for (``RUSAGE_CHIL
 summed resident memory of the process tree (sampled every 0.2 s with psutil).
 
 Baseline: one symbol on one core, measured in the same run; every row prints its ratio to it and the cost per
-symbol-bar, and the last lines project 500 symbols on this machine (CPU seconds per symbol-bar of the largest
-cell x 500 symbols x bars / cores).
+symbol-bar, and the last lines project 500 symbols on this machine from the largest cell (its CPU time per
+symbol-bar, and its wall time per symbol with the cores that ran it fastest).
 """
 
 from __future__ import annotations
@@ -165,12 +165,13 @@ def main(argv: list[str] | None = None) -> int:
                           f"wall x{cell.wall_s / base.wall_s:6.1f} of {base.symbols} symbol(s), "
                           f"{base.cores or cpus} core(s)", flush=True)
         for task in tasks:
-            largest = max((c for c in cells if c.task == task), key=lambda c: (c.symbols, c.cpu_s))
+            largest = max((c for c in cells if c.task == task), key=lambda c: (c.symbols, -c.wall_s))
             per_symbol_bar = largest.cpu_s / (largest.symbols * args.bars)
-            projected = per_symbol_bar * 500 * args.bars
-            print(f"projected {task}, 500 symbols x {args.bars} bars: {projected / 3600:.1f} CPU hours, "
-                  f"{projected / cpus / 3600:.1f} h of wall time on {cpus} cores (from the {largest.symbols}-symbol "
-                  "cell, assuming CPU time grows linearly in symbols)")
+            cpu_hours = per_symbol_bar * 500 * args.bars / 3600
+            wall_hours = largest.wall_s / largest.symbols * 500 / 3600
+            print(f"projected {task}, 500 symbols x {args.bars} bars: {cpu_hours:.1f} CPU hours, {wall_hours:.1f} h of "
+                  f"wall time with {largest.cores or cpus} core(s) (the {largest.symbols}-symbol cell's fastest wall "
+                  "time per symbol; linear in symbols)")
     return 0
 
 

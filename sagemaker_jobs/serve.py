@@ -72,6 +72,14 @@ class ExpertService:
         self.kinds = tuple(self.bundle["experts"])
         self.symbols = tuple(self.bundle["symbols"])
 
+    def _fitted(self, kind: str, symbol: str) -> Any:
+        """The symbol's own fit of ``kind`` (``kind/SYMBOL``), else one fit for every symbol (``kind``), as the
+        in-process client looks them up."""
+        for key in (f"{kind}/{symbol}", kind):
+            if key in self.experts:
+                return self.experts[key]
+        raise KeyError(f"the bundle's experts have neither {kind}/{symbol} nor {kind}; they are {sorted(self.experts)}")
+
     def invoke(self, request: Any) -> dict[str, Any]:
         from signal_engine.serving.experts import answer, bars_frame, market_frame
 
@@ -102,7 +110,7 @@ class ExpertService:
         if not bars.index.is_monotonic_increasing or bars.index.has_duplicates:
             raise BadRequest("bars: timestamps must be strictly increasing (oldest first)")
         frame = market_frame(bars)
-        answers = {kind: answer(kind, self.experts[f"{kind}/{symbol}"], bars, history=history, frame=frame)
+        answers = {kind: answer(kind, self._fitted(kind, symbol), bars, history=history, frame=frame)
                    for kind in kinds}
         if single is not None:
             return answers[single]

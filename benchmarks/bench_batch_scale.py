@@ -1,0 +1,159 @@
+"""``POST /signals/batch`` for hundreds of symbols against the combiner Lambda's limits: time, memory, payload.
+
+    .venv/bin/python benchmarks/bench_batch_scale.py [--symbols 1 100 500] [--repeats 3] [--no-endpoint]
+
+The bundle is one fitted on GOOG (``tests/serving_support.py``) whose experts are registered again under
+``--symbols`` names (``S0000`` ...): every symbol is answered by GOOG's fitted experts (the same model files), so
+each item costs what a symbol of its own would, without fitting hundreds of models. Each symbol's stored bars
+are GOOG's, in a SQLite store (the combiner reads bars from RDS the same way). Two ways of asking:
+
+* ``store``: the items name their symbol only and the combiner reads the bars (what a trading client sends);
+* ``bars``: the items carry their own 400 bars (the unmanaged answer for the caller's bars).
+
+Two expert clients: the experts in process (``signal-engine serve``) and ``SageMakerExperts`` over a real boto3
+``sagemaker-runtime`` client answered by the inference server (``sagemaker_jobs/serve.py``) on loopback (the
+test harness ``tests/sagemaker_endpoints.py``), which is how the deployed combiner asks. Reported per case:
+request and response bytes against the Lambda's 6 MB synchronous payload limit (API Gateway's REST limit is
+10 MB), wall time p50 / max over ``--repeats`` against the function's timeout (``combiner_timeout_s`` in
+``stacks/config.py``) and API Gateway's 29 s integration timeout, and the peak Python heap (tracemalloc)
+against the function's memory. Baseline: one symbol with the experts in process, measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import tracemalloc
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+LAMBDA_PAYLOAD_BYTES = 6 * 2**20
+API_GATEWAY_TIMEOUT_S = 29.0
+BARS_PER_ITEM = 400
+
+
+def aliased_bundle(source: Path, target: Path, symbols: list[str]) -> Path:
+    """A copy of the one-symbol bundle at ``source`` whose experts also answer for ``symbols`` (same files)."""
+    shutil.copytree(source, target)
+    document = json.loads((target / "bundle.json").read_text(encoding="utf-8"))
+    original = document["symbols"][0]
+    document["symbols"] = symbols
+    document["trained_through"] = {s: document["trained_through"][original] for s in symbols}
+    if "per_symbol" in document:
+        document["per_symbol"] = {s: document["per_symbol"][original] for s in symbols}
+    (target / "bundle.json").write_text(json.dumps(document), encoding="utf-8")
+    manifest_path = target / "experts" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    experts = manifest["experts"]
+    for name in [n for n in list(experts) if n.endswith(f"/{original}")]:
+        kind = name.split("/")[0]
+        for symbol in symbols:
+            experts[f"{kind}/{symbol}"] = experts[name]
+    manifest_path.write_text(json.dumps(manifest), encoding="utf-8")
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--symbols", type=int, nargs="+", default=[1, 100, 500])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-endpoint", action="store_true", help="skip the endpoint client (in process only)")
+    args = parser.parse_args(argv)
+
+    import boto3
+    from botocore.config import Config
+
+    from signal_engine.adapters.inprocess_experts import InProcessExperts
+    from signal_engine.adapters.sagemaker_runtime import SageMakerExperts
+    from signal_engine.adapters.sql.database import SqlDatabase
+    from signal_engine.adapters.sql.recent_bars import SqlRecentBars
+    from signal_engine.data.loader import PriceSeries
+    from signal_engine.serving.bundle import ServingBundle
+    from signal_engine.serving.bundle_source import local_bundle
+    from signal_engine.serving.schema import BatchRequest
+    from signal_engine.serving.service import SignalService
+    from signal_engine.storage.ingest import bars_from_series
+    from stacks.config import load_stage_config
+    from tests.fixtures.servers import FAKE_AWS_ENVIRONMENT
+    from tests.sagemaker_endpoints import serve_endpoints
+    from tests.serving_support import TRAIN_BARS, goog_registry, goog_series, request_bars
+
+    largest = max(args.symbols)
+    names = [f"S{k:04d}" for k in range(largest)]
+    stage = load_stage_config("prod")
+    timeout = min(28, stage.expert_deadline_ms // 1000 + 10)  # stacks/serving.py
+    print(f"combiner Lambda (prod stage): {stage.combiner_memory_mb} MB, timeout {timeout} s; payload limit "
+          f"{LAMBDA_PAYLOAD_BYTES / 2**20:.0f} MB, API Gateway {API_GATEWAY_TIMEOUT_S:.0f} s")
+    with tempfile.TemporaryDirectory(prefix="bench-batch-") as scratch:
+        work = Path(scratch)
+        folder = aliased_bundle(local_bundle(goog_registry()), work / "bundle", names)
+        bundle = ServingBundle.load(folder)
+        database = SqlDatabase.connect(f"sqlite:///{work / 'store.db'}")
+        goog = goog_series()
+        stored = PriceSeries(goog.symbol, goog.source, goog.bars.iloc[: TRAIN_BARS + 50])
+        for name in names:
+            database.prices.write_bars(bars_from_series(replace(stored, symbol=name), "1d"))
+        recent = SqlRecentBars(database.engine)
+        body_bars = request_bars(TRAIN_BARS + 50, BARS_PER_ITEM)
+
+        def batch(n: int, mode: str) -> BatchRequest:
+            items: list[dict[str, Any]] = [{"symbol": s} if mode == "store" else {"symbol": s, "bars": body_bars}
+                                           for s in names[:n]]
+            return BatchRequest.model_validate({"requests": items})
+
+        def run(service: SignalService, request: BatchRequest) -> tuple[list[float], float, int]:
+            walls = []
+            tracemalloc.start()
+            response: Any = None
+            for _ in range(args.repeats):
+                started = time.perf_counter()
+                response = service.batch(request)
+                walls.append(time.perf_counter() - started)
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+            assert response is not None and not response.errors, response.errors[:3] if response else None
+            return walls, peak / 2**20, len(response.model_dump_json().encode())
+
+        clients: dict[str, Any] = {"in process": InProcessExperts(folder / "experts")}
+        endpoints = None
+        if not args.no_endpoint:
+            endpoints = serve_endpoints({"experts": folder})
+            running = endpoints.__enter__()
+            client = boto3.client("sagemaker-runtime", endpoint_url=running.url, region_name="us-east-1",
+                                  aws_access_key_id=FAKE_AWS_ENVIRONMENT["AWS_ACCESS_KEY_ID"],
+                                  aws_secret_access_key=FAKE_AWS_ENVIRONMENT["AWS_SECRET_ACCESS_KEY"],
+                                  config=Config(retries={"max_attempts": 1}, max_pool_connections=16))
+            clients["endpoint"] = SageMakerExperts(client, {e: "experts" for e in bundle.experts})
+        baseline: float | None = None
+        print(f"{'client':<11}{'mode':<7}{'symbols':>8}{'request MB':>12}{'response MB':>13}{'wall p50 s':>12}"
+              f"{'wall max s':>12}{'peak heap MB':>14}{'x baseline':>12}")
+        for label, experts in clients.items():
+            service = SignalService(bundle, experts, None, recent, deadline_s=60)
+            for mode in ("store", "bars"):
+                for n in sorted(args.symbols):
+                    request = batch(n, mode)
+                    request_bytes = len(request.model_dump_json(exclude_none=True).encode())
+                    walls, peak, response_bytes = run(service, request)
+                    p50 = statistics.median(walls)
+                    baseline = baseline or p50
+                    largest_body = max(request_bytes, response_bytes)
+                    flag = " over the payload limit" if largest_body > LAMBDA_PAYLOAD_BYTES else ""
+                    flag += f" over the {timeout} s timeout" if max(walls) > timeout else ""
+                    print(f"{label:<11}{mode:<7}{n:>8}{request_bytes / 2**20:>12.2f}{response_bytes / 2**20:>13.2f}"
+                          f"{p50:>12.2f}{max(walls):>12.2f}{peak:>14.0f}{p50 / baseline:>12.1f}{flag}", flush=True)
+        if endpoints is not None:
+            endpoints.__exit__(None, None, None)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
