@@ -116,7 +116,7 @@ def _timestamps(text: pd.Index, schema: dict[str, Any]) -> pd.DatetimeIndex:
     if schema["tz"] is None:
         parsed = pd.DatetimeIndex([pd.Timestamp(t) for t in text])
     else:
-        parsed = pd.DatetimeIndex(pd.to_datetime(list(text), utc=True)).tz_convert(schema["tz"])
+        parsed = pd.DatetimeIndex([pd.Timestamp(t).tz_convert("UTC") for t in text]).tz_convert(schema["tz"])
     return parsed.as_unit(schema["unit"]).rename(schema["name"])
 
 
