@@ -153,7 +153,9 @@ def _write_symbol(out_dir: Path, k: int, series: PriceSeries, result: SymbolResu
 
 
 @dataclass(frozen=True)
-class _Batch:
+class BatchFolder:
+    """A finished batch's folder and its ``batch.json``."""
+
     folder: Path
     manifest: dict[str, Any]
 
@@ -175,7 +177,7 @@ def merge_batches(
     one run of ``config``; refuses (``BatchError``, naming the batch) a batch of another config, code version or
     input, a batch or symbol given twice, and a missing batch."""
     console = console or Console(stderr=True)
-    batches = check_batches([_read_manifest(f) for f in folders], config_hash(config, orchestration))
+    batches = check_batches([read_batch(f) for f in folders], config_hash(config, orchestration))
     universe: list[str] = batches[0].manifest["universe"]
     where = {e["symbol"]: (b.folder, e) for b in batches for e in b.manifest["symbols"]}
     series, results, timeframes = [], [], {}
@@ -193,7 +195,8 @@ def merge_batches(
                           orchestration=orchestration, risk_log=risk_log)
 
 
-def _read_manifest(folder: Path) -> _Batch:
+def read_batch(folder: Path) -> BatchFolder:
+    """The batch in ``folder``; a ``BatchError`` when it holds no finished batch of this format."""
     path = folder / MANIFEST
     if not path.is_file():
         raise BatchError(f"{folder}: no {MANIFEST}; not a finished batch of `signal-engine backtest-batch` (it failed, "
@@ -202,10 +205,10 @@ def _read_manifest(folder: Path) -> _Batch:
     if manifest.get("format") != BATCH_FORMAT or manifest.get("version") != BATCH_FORMAT_VERSION:
         raise BatchError(f"{path}: format {manifest.get('format')!r} version {manifest.get('version')!r}; expected "
                          f"{BATCH_FORMAT!r} version {BATCH_FORMAT_VERSION}")
-    return _Batch(folder, manifest)
+    return BatchFolder(folder, manifest)
 
 
-def check_batches(batches: Sequence[_Batch], expected_config: str) -> list[_Batch]:
+def check_batches(batches: Sequence[BatchFolder], expected_config: str) -> list[BatchFolder]:
     """``batches`` ordered by number, when they are every batch of one run of the config hashed
     ``expected_config``; else a ``BatchError`` naming the batch at fault."""
     if not batches:
@@ -222,7 +225,7 @@ def check_batches(batches: Sequence[_Batch], expected_config: str) -> list[_Batc
             if m[key] != first[key]:
                 raise BatchError(f"{batch.name}: another run's batch (its {what} differ from those of "
                                  f"{batches[0].name})")
-    by_number: dict[int, _Batch] = {}
+    by_number: dict[int, BatchFolder] = {}
     for batch in batches:
         other = by_number.setdefault(batch.manifest["batch"], batch)
         if other is not batch:
@@ -232,7 +235,7 @@ def check_batches(batches: Sequence[_Batch], expected_config: str) -> list[_Batc
     missing = [f"{i}/{count}" for i in range(1, count + 1) if i not in by_number]
     if missing:
         raise BatchError(f"batch {', '.join(missing)} missing: given {', '.join(b.name for b in batches)}")
-    owner: dict[str, _Batch] = {}
+    owner: dict[str, BatchFolder] = {}
     for number in sorted(by_number):
         batch = by_number[number]
         symbols = sorted(e["symbol"] for e in batch.manifest["symbols"])
