@@ -136,7 +136,7 @@ def _backtest(args: argparse.Namespace, console: Console) -> int:
     started = time.perf_counter()
     output = run_backtest(args.prices, args.out, config, symbols=args.symbol, console=console,
                           orchestration=orchestration, jobs=args.jobs)
-    _print_summary(output, console, time.perf_counter() - started)
+    print_summary(output, console, time.perf_counter() - started)
     return 0
 
 
@@ -166,7 +166,7 @@ def _demo(args: argparse.Namespace, console: Console) -> int:
         storage.close()
     started = time.perf_counter()
     output = backtest_series(series, args.out, config, console=console, orchestration=orchestration, jobs=args.jobs)
-    _print_summary(output, console, time.perf_counter() - started)
+    print_summary(output, console, time.perf_counter() - started)
     storage = bootstrap(Settings.from_env(database_url=f"sqlite:///{args.out / 'store.db'}",
                                           object_store=str(args.out / "objects")))
     try:
@@ -282,7 +282,7 @@ def _difference(comparison: dict[str, float] | None) -> str:
     return f"{comparison['difference']:+.2f} [{comparison['low']:+.2f}, {comparison['high']:+.2f}]"
 
 
-def _print_summary(output: BacktestOutput, console: Console, seconds: float) -> None:
+def print_summary(output: BacktestOutput, console: Console, seconds: float) -> None:
     """The per-symbol table; ``trend acc`` is the accuracy of the MoE's own trend expert (``data.symbols.<S>.
     trend_expert``: ``moe.experts.trend``, or ``intraday_trend`` on intraday bars)."""
     per_symbol: dict[str, Any] = output.metrics["per_symbol"]

@@ -108,10 +108,36 @@ def backtest_series(
     (None: every core; the result is the same bytes for any number).
     """
     console = console or Console(stderr=True)
+    check_series(series, config, orchestration)
+    results, timeframes = walk_forward(list(series), config, console, orchestration, jobs)
+    return write_backtest(series, results, timeframes, out_dir, config, console=console,
+                          orchestration=orchestration, risk_log=risk_log)
+
+
+def check_series(series: Sequence[PriceSeries], config: RunConfig, orchestration: Mapping[str, Any] | None) -> None:
+    """Fail on a series too short for the walk-forward or a bad orchestration setting before the long work."""
     for s in series:
         check_length(s, config)
-        timeframe_plan(s, config, orchestration)  # a bad orchestration setting fails before the long work
-    results, timeframes = _walk_forward(list(series), config, console, orchestration, jobs)
+        timeframe_plan(s, config, orchestration)
+
+
+def write_backtest(
+    series: Sequence[PriceSeries],
+    results: list[SymbolResult],
+    timeframes: dict[str, dict[str, SymbolResult]],
+    out_dir: Path,
+    config: RunConfig,
+    *,
+    console: Console,
+    orchestration: Mapping[str, Any] | None = None,
+    risk_log: RiskLog | None = None,
+) -> BacktestOutput:
+    """Everything of a backtest that spans symbols, from the walk-forward's per-symbol results: orchestrate the
+    books, then write signals, explanations, events, metrics and the report.
+
+    ``results`` and ``timeframes`` are ``walk_forward``'s, in the order of ``series`` (the merge of a fanned-out
+    backtest, ``signal_engine.fanout``, reads them back from its batches).
+    """
     started = time.perf_counter()
     run = build_books(series, results, timeframes, config, orchestration)
     console.print(f"Orchestrated {len(run.books)} book(s) with their bootstrap intervals in "
@@ -195,7 +221,7 @@ def _event_key(event: RiskEvent) -> tuple[str, str, str, str]:
     return event.symbol, event.kind, when, json.dumps(event.detail, sort_keys=True)
 
 
-def _walk_forward(
+def walk_forward(
     series: list[PriceSeries],
     config: RunConfig,
     console: Console,

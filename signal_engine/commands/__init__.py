@@ -5,6 +5,7 @@ sets ``handler=function(args, console) -> int`` with ``set_defaults``. Handlers 
 lazily so ``signal-engine --help`` stays fast.
 """
 
-COMMAND_MODULES: tuple[str, ...] = ("signal_engine.commands.data", "signal_engine.commands.paper",
+COMMAND_MODULES: tuple[str, ...] = ("signal_engine.commands.data", "signal_engine.commands.fanout",
+                                    "signal_engine.commands.paper",
                                     "signal_engine.commands.serve", "signal_engine.commands.step",
                                     "signal_engine.commands.text", "signal_engine.commands.train")

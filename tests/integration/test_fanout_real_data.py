@@ -1,0 +1,144 @@
+"""The backtest fanned out over batches of symbols on real prices: the merged files are the local run's, and a
+merge of batches that are not the complete set of one run of its config is refused, naming the batch."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from signal_engine.cli import load_configs, main
+from signal_engine.fanout import BatchError, BatchSpec, batch_symbols, merge_batches
+from signal_engine.pipeline import run_backtest
+from tests.fixtures.configs import ONE_MODEL_BOOK
+
+pytestmark = pytest.mark.slow
+
+BARS = 1000  # per series: two refits of FEW_REFITS, enough for the books' bootstrap intervals
+OUTPUTS = ("signals.csv", "explanations.csv", "events.csv", "report.html")
+BATCHES = 3
+
+
+@pytest.fixture(scope="module")
+def inputs(goog_csv: Path, spx_csv: Path, eurusd_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """The first BARS bars of two daily series (one book, dealt to different batches) and an hourly one."""
+    folder = tmp_path_factory.mktemp("prices")
+    paths = []
+    for source in (goog_csv, spx_csv, eurusd_csv):
+        lines = source.read_text().splitlines(keepends=True)
+        path = folder / source.name
+        path.write_text("".join(lines[: BARS + 1]))
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def config_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("config") / "one-model-book.yaml"
+    path.write_text(ONE_MODEL_BOOK)
+    return path
+
+
+@pytest.fixture(scope="module")
+def local(inputs: list[Path], config_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("local")
+    config, orchestration = load_configs("quick", config_file)
+    run_backtest(inputs, out, config, orchestration=orchestration, jobs=1)
+    return out
+
+
+@pytest.fixture(scope="module")
+def batches(inputs: list[Path], config_file: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """The run's batches through the command line, the last one first (their order does not matter)."""
+    root = tmp_path_factory.mktemp("batches")
+    folders = [root / f"batch-{i}" for i in range(1, BATCHES + 1)]
+    prices = [arg for path in inputs for arg in ("--prices", str(path))]
+    for i in reversed(range(1, BATCHES + 1)):
+        assert main(["backtest-batch", *prices, "--batch", f"{i}/{BATCHES}", "--out", str(folders[i - 1]),
+                     "--config", str(config_file), "--jobs", "1"]) == 0
+    return folders
+
+
+@pytest.fixture(scope="module")
+def merged(batches: list[Path], config_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("merged")
+    assert main(["backtest-merge", *map(str, reversed(batches)), "--out", str(out), "--config", str(config_file)]) == 0
+    return out
+
+
+def test_batches_deal_the_sorted_symbols_round_robin(batches: list[Path]) -> None:
+    held = [sorted(e["symbol"] for e in json.loads((b / "batch.json").read_text())["symbols"]) for b in batches]
+    assert held == [["EURUSD"], ["GOOG"], ["SPX"]]
+    assert batch_symbols(["SPX", "GOOG", "EURUSD", "IXIC"], BatchSpec.parse("1/2")) == ["EURUSD", "IXIC"]
+    assert batch_symbols(["SPX", "GOOG", "EURUSD", "IXIC"], BatchSpec.parse("2/2")) == ["GOOG", "SPX"]
+
+
+def test_merged_batches_write_the_files_of_the_local_run(local: Path, merged: Path) -> None:
+    for name in OUTPUTS:
+        assert (merged / name).read_bytes() == (local / name).read_bytes(), name
+    assert _without_timings(json.loads((merged / "metrics.json").read_text())) == _without_timings(
+        json.loads((local / "metrics.json").read_text()))
+    portfolio = json.loads((merged / "metrics.json").read_text())["portfolio"]
+    assert portfolio["daily"]["symbols"] == ["GOOG", "SPX"]  # one book across two batches
+
+
+def test_a_missing_batch_is_refused(batches: list[Path], config_file: Path, tmp_path: Path) -> None:
+    with pytest.raises(BatchError, match="batch 3/3 missing"):
+        _merge(batches[:2], config_file, tmp_path)
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(batches[2], unfinished)
+    (unfinished / "batch.json").unlink()
+    with pytest.raises(BatchError, match=re.escape(f"{unfinished}: no batch.json")):
+        _merge([*batches[:2], unfinished], config_file, tmp_path)
+
+
+def test_a_batch_of_another_config_is_refused(
+    inputs: list[Path], batches: list[Path], config_file: Path, tmp_path: Path
+) -> None:
+    other_config = tmp_path / "costlier.yaml"
+    other_config.write_text(ONE_MODEL_BOOK + "trading:\n  cost_bps: 9\n")
+    other = tmp_path / "batch-3-costlier"
+    prices = [arg for path in inputs for arg in ("--prices", str(path))]
+    assert main(["backtest-batch", *prices, "--batch", "3/3", "--out", str(other), "--config", str(other_config),
+                 "--jobs", "1"]) == 0
+    with pytest.raises(BatchError, match=re.escape(f"{other} (batch 3/3): run with another config")):
+        _merge([*batches[:2], other], config_file, tmp_path)
+    with pytest.raises(BatchError, match=re.escape(f"{batches[0]} (batch 1/3): run with another config")):
+        _merge(batches, other_config, tmp_path)
+
+
+def test_a_batch_or_symbol_given_twice_is_refused(batches: list[Path], config_file: Path, tmp_path: Path) -> None:
+    with pytest.raises(BatchError, match=re.escape(f"{batches[1]} (batch 2/3): batch 2/3 given twice")):
+        _merge([*batches, batches[1]], config_file, tmp_path)
+    renumbered = tmp_path / "renumbered"
+    shutil.copytree(batches[1], renumbered)
+    manifest = json.loads((renumbered / "batch.json").read_text())
+    (renumbered / "batch.json").write_text(json.dumps({**manifest, "batch": 3}))
+    with pytest.raises(BatchError, match=re.escape(f"{renumbered} (batch 3/3): symbol GOOG is also in {batches[1]}")):
+        _merge([batches[0], batches[1], renumbered], config_file, tmp_path)
+
+
+def test_the_command_line_refuses_with_one_line(
+    batches: list[Path], config_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["backtest-merge", str(batches[0]), "--out", str(tmp_path), "--config", str(config_file)]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"signal-engine: error: batch 2/3, 3/3 missing: given {batches[0]} (batch 1/3)")
+    assert main(["backtest-batch", "--prices", "x.csv", "--batch", "4/3", "--out", str(tmp_path)]) == 2
+    assert "--batch '4/3': expected I/N with 1 <= I <= N" in capsys.readouterr().err
+
+
+def _merge(folders: list[Path], config_file: Path, tmp_path: Path) -> None:
+    config, orchestration = load_configs("quick", config_file)
+    merge_batches(folders, tmp_path / "merged", config, orchestration=orchestration)
+
+
+def _without_timings(document: object) -> object:
+    if isinstance(document, dict):
+        return {k: _without_timings(v) for k, v in document.items() if k != "seconds"}
+    if isinstance(document, list):
+        return [_without_timings(v) for v in document]
+    return document
