@@ -17,6 +17,7 @@ import json
 import math
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -70,6 +71,19 @@ class ServingError(Exception):
         return self.message
 
 
+BATCH_WORKERS = 5
+
+
+@dataclass(frozen=True)
+class _Query:
+    request: SignalRequest
+    symbol: str
+    timeframe: str
+    rows: list[dict[str, Any]]
+    source: str
+    query: ExpertQuery
+
+
 @dataclass(frozen=True)
 class _Prepared:
     request: SignalRequest
@@ -91,12 +105,17 @@ class SignalService:
     bars : where bars come from when a request carries none (None: requests must carry bars).
     deadline_s : how long the experts get, together, per request.
     books : the live books (None: no book; every answer is the unmanaged one and ``GET /book`` answers 404).
+    batch_workers : items of ``POST /signals/batch`` whose experts are asked at the same time. Each item asks every
+        expert at once, and the expert client's own pool (16 threads for the SageMaker endpoints) runs the calls, so
+        ``batch_workers`` x experts stays within it: a call waiting in that pool counts against its deadline.
     """
 
     def __init__(self, bundle: ServingBundle, experts: ExpertClient, audit: AuditLog | None,
                  bars: BarSource | None = None, *, deadline_s: float = 2.0,
-                 clock: Callable[[], datetime] | None = None, books: BookReader | None = None) -> None:
+                 clock: Callable[[], datetime] | None = None, books: BookReader | None = None,
+                 batch_workers: int = BATCH_WORKERS) -> None:
         self.bundle = bundle
+        self.batch_workers = batch_workers
         self.combiner = Combiner(bundle)
         self.experts = experts
         self.audit = audit
@@ -146,8 +165,11 @@ class SignalService:
         return BookResponse(books=[desk.view(b, recent_bars) for b in stored if name is None or b == name])
 
     def batch(self, request: BatchRequest, request_id: str | None = None) -> BatchResponse:
+        """Every item of ``request``: those of a live book from the book, the others through the experts, asked for
+        all items at once (at most ``batch_workers`` items in flight), so that a batch of hundreds of symbols costs
+        about as many expert round trips in time as a few, not one per item."""
         request_id = request_id or str(uuid.uuid4())
-        prepared: list[tuple[int, _Prepared, dict[str, Mapping[str, Any] | None]]] = []
+        queries: list[tuple[int, _Query]] = []
         errors: list[BatchItemError] = []
         from_books: list[tuple[int, SignalResponse]] = []
         for index, item in enumerate(request.requests):
@@ -157,10 +179,11 @@ class SignalService:
                     from_books.append((index, self._book_signal(item, book, f"requests[{index}].",
                                                                 f"{request_id}/{index}")))
                     continue
-                ready = self._prepare(item, f"requests[{index}].")
+                queries.append((index, self._query(item, f"requests[{index}].")))
             except ServingError as exc:
                 errors.append(BatchItemError(index=index, symbol=item.symbol, status=exc.status, message=exc.message))
-                continue
+        prepared: list[tuple[int, _Prepared, dict[str, Mapping[str, Any] | None]]] = []
+        for index, ready in zip((i for i, _ in queries), self._ask_all([q for _, q in queries]), strict=True):
             answers = self._answers(ready.replies)
             if not any(a is not None for a in answers.values()):
                 errors.append(BatchItemError(index=index, symbol=ready.symbol, status=503,
@@ -178,6 +201,18 @@ class SignalService:
                                                  message=exc.message))
         return BatchResponse(signals=[r for _, r in sorted(signals, key=lambda pair: pair[0])],
                              errors=sorted(errors, key=lambda e: e.index))
+
+    def _ask_all(self, queries: Sequence[_Query]) -> list[_Prepared]:
+        """The experts' replies for every query, ``batch_workers`` queries at a time, in the queries' order."""
+        if len(queries) <= 1 or self.batch_workers <= 1:
+            return [self._ask(q) for q in queries]
+        with ThreadPoolExecutor(max_workers=min(self.batch_workers, len(queries)),
+                                thread_name_prefix="signal-batch") as pool:
+            return list(pool.map(self._ask, queries))
+
+    def _ask(self, query: _Query) -> _Prepared:
+        replies = self.experts.ask(query.query, self.bundle.experts, self.deadline_s)
+        return _Prepared(query.request, query.symbol, query.timeframe, query.rows, query.source, replies)
 
     # -- the book ------------------------------------------------------------------------------------
 
@@ -273,11 +308,13 @@ class SignalService:
     # -- steps ---------------------------------------------------------------------------------------
 
     def _prepare(self, request: SignalRequest, prefix: str) -> _Prepared:
+        return self._ask(self._query(request, prefix))
+
+    def _query(self, request: SignalRequest, prefix: str) -> _Query:
         symbol, timeframe = self._symbol(request, prefix)
         rows, source = self._bars(request, symbol, timeframe, prefix)
         query = ExpertQuery(symbol, timeframe, rows, history=self.bundle.scores.volatility_window)
-        replies = self.experts.ask(query, self.bundle.experts, self.deadline_s)
-        return _Prepared(request, symbol, timeframe, rows, source, replies)
+        return _Query(request, symbol, timeframe, rows, source, query)
 
     def _symbol(self, request: SignalRequest, prefix: str) -> tuple[str, str]:
         symbol = request.symbol.upper()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC
@@ -14,7 +15,7 @@ from signal_engine.serving.bundle import ServingBundle, read_current
 from signal_engine.serving.fanout import Fanout
 from signal_engine.serving.messages import ExpertQuery, ExpertReply
 from signal_engine.serving.schema import BatchRequest, SignalRequest
-from signal_engine.serving.service import ServingError, SignalService, bars_digest
+from signal_engine.serving.service import BATCH_WORKERS, ServingError, SignalService, bars_digest
 from signal_engine.storage.records import SignalAudit
 from tests.serving_support import TRAIN_BARS, goog_registry, goog_series, request_bars
 
@@ -184,6 +185,50 @@ def test_batch_answers_each_request_or_says_why_not(bundle: ServingBundle, exper
     assert [(e.index, e.status) for e in result.errors] == [(1, 404)]
     assert [s.request_id for s in result.signals] == ["b-1/0", "b-1/2"]
     assert len(audit.entries) == 3
+
+
+class InFlight:
+    """An ExpertClient around the real experts that records how many asks run at once (each holds 50 ms)."""
+
+    def __init__(self, real: InProcessExperts) -> None:
+        self.real, self.now, self.most = real, 0, 0
+        self.lock = threading.Lock()
+
+    def ask(self, query: ExpertQuery, experts: Sequence[str], deadline_s: float) -> Mapping[str, ExpertReply]:
+        with self.lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+        try:
+            time.sleep(0.05)
+            return self.real.ask(query, experts, deadline_s)
+        finally:
+            with self.lock:
+                self.now -= 1
+
+    def models(self) -> Mapping[str, str]:
+        return self.real.models()
+
+
+def _timeless(answer: dict[str, Any]) -> dict[str, Any]:
+    """An answer without the experts' latencies (the only part that differs between two runs)."""
+    return {**answer, "experts": {name: {k: v for k, v in reply.items() if k != "latency_ms"}
+                                  for name, reply in answer["experts"].items()}}
+
+
+def test_a_batch_asks_the_experts_for_several_items_at_once_and_answers_in_order(
+        bundle: ServingBundle, experts: InProcessExperts) -> None:
+    items = [{"symbol": "GOOG", "bars": request_bars(TRAIN_BARS + 200 + 7 * k)} for k in range(12)]
+    items[3] = {"symbol": "MSFT", "bars": request_bars(TRAIN_BARS + 200)}
+    batch = BatchRequest.model_validate({"requests": items})
+    probe = InFlight(experts)
+    together = SignalService(bundle, probe, MemoryAudit(), deadline_s=30).batch(batch, "b")
+    assert probe.most == BATCH_WORKERS
+    one_by_one = InFlight(experts)
+    alone = SignalService(bundle, one_by_one, MemoryAudit(), deadline_s=30, batch_workers=1).batch(batch, "b")
+    assert one_by_one.most == 1
+    assert [e.index for e in together.errors] == [3] and together.errors == alone.errors
+    assert [_timeless(s.model_dump()) for s in together.signals] == [_timeless(s.model_dump()) for s in alone.signals]
+    assert [s.request_id for s in together.signals] == [f"b/{k}" for k in range(12) if k != 3]
 
 
 def test_models_and_health(bundle: ServingBundle, experts: InProcessExperts) -> None:
