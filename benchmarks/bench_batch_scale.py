@@ -10,12 +10,13 @@ are GOOG's, in a SQLite store (the combiner reads bars from RDS the same way). T
 * ``store``: the items name their symbol only and the combiner reads the bars (what a trading client sends);
 * ``bars``: the items carry their own 400 bars (the unmanaged answer for the caller's bars).
 
-Two expert clients: the experts in process (``signal-engine serve``) and ``SageMakerExperts`` over a real boto3
-``sagemaker-runtime`` client answered by the inference server (``sagemaker_jobs/serve.py``) on loopback (the
+Items are asked one after another (``--batch-workers 1``, the baseline) or several at once (the service's
+``batch_workers``, 5 by default). Two expert clients: the experts in process (``signal-engine serve``) and
+``SageMakerExperts`` over a real boto3 ``sagemaker-runtime`` client answered by the inference server (``sagemaker_jobs/serve.py``) on loopback (the
 test harness ``tests/sagemaker_endpoints.py``), which is how the deployed combiner asks. Reported per case:
 request and response bytes against the Lambda's 6 MB synchronous payload limit (API Gateway's REST limit is
-10 MB), wall time p50 / max over ``--repeats`` against the function's timeout (``combiner_timeout_s`` in
-``stacks/config.py``) and API Gateway's 29 s integration timeout, and the peak Python heap (tracemalloc)
+10 MB), wall time p50 / max over ``--repeats`` against the function's timeout (the stage's ``expert_deadline_ms`` / 1000
++ 10 s, at most 28: ``stacks/serving.py``) and API Gateway's 29 s integration timeout, and the peak Python heap (tracemalloc)
 against the function's memory. Baseline: one symbol with the experts in process, measured in the same run.
 """
 
@@ -67,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--symbols", type=int, nargs="+", default=[1, 100, 500])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-endpoint", action="store_true", help="skip the endpoint client (in process only)")
+    parser.add_argument("--batch-workers", type=int, nargs="+", default=[1, 5],
+                        help="items asked at once (1: one after another, the baseline)")
     args = parser.parse_args(argv)
 
     import boto3
@@ -134,22 +137,27 @@ def main(argv: list[str] | None = None) -> int:
                                   config=Config(retries={"max_attempts": 1}, max_pool_connections=16))
             clients["endpoint"] = SageMakerExperts(client, {e: "experts" for e in bundle.experts})
         baseline: float | None = None
-        print(f"{'client':<11}{'mode':<7}{'symbols':>8}{'request MB':>12}{'response MB':>13}{'wall p50 s':>12}"
-              f"{'wall max s':>12}{'peak heap MB':>14}{'x baseline':>12}")
-        for label, experts in clients.items():
-            service = SignalService(bundle, experts, None, recent, deadline_s=60)
-            for mode in ("store", "bars"):
-                for n in sorted(args.symbols):
-                    request = batch(n, mode)
-                    request_bytes = len(request.model_dump_json(exclude_none=True).encode())
-                    walls, peak, response_bytes = run(service, request)
-                    p50 = statistics.median(walls)
-                    baseline = baseline or p50
-                    largest_body = max(request_bytes, response_bytes)
-                    flag = " over the payload limit" if largest_body > LAMBDA_PAYLOAD_BYTES else ""
-                    flag += f" over the {timeout} s timeout" if max(walls) > timeout else ""
-                    print(f"{label:<11}{mode:<7}{n:>8}{request_bytes / 2**20:>12.2f}{response_bytes / 2**20:>13.2f}"
-                          f"{p50:>12.2f}{max(walls):>12.2f}{peak:>14.0f}{p50 / baseline:>12.1f}{flag}", flush=True)
+        print(f"{'client':<11}{'mode':<7}{'symbols':>8}{'workers':>8}{'request MB':>12}{'response MB':>13}"
+              f"{'wall p50 s':>12}{'wall max s':>12}{'peak heap MB':>14}{'x baseline':>12}")
+        cases = [(label, experts, mode, n, workers) for label, experts in clients.items() for mode in ("store", "bars")
+                 for workers in args.batch_workers for n in sorted(args.symbols)]
+        for label, experts, mode, n, workers in cases:
+            service = SignalService(bundle, experts, None, recent, deadline_s=60, batch_workers=workers)
+            request = batch(n, mode)
+            request_bytes = len(request.model_dump_json(exclude_none=True).encode())
+            if mode == "bars" and request_bytes > LAMBDA_PAYLOAD_BYTES:
+                print(f"{label:<11}{mode:<7}{n:>8}{workers:>8}{request_bytes / 2**20:>12.2f}  not run: the "
+                      "request is over the Lambda's payload limit", flush=True)
+                continue
+            walls, peak, response_bytes = run(service, request)
+            p50 = statistics.median(walls)
+            baseline = baseline or p50
+            largest_body = max(request_bytes, response_bytes)
+            flag = " over the payload limit" if largest_body > LAMBDA_PAYLOAD_BYTES else ""
+            flag += f" over the {timeout} s timeout" if max(walls) > timeout else ""
+            print(f"{label:<11}{mode:<7}{n:>8}{workers:>8}{request_bytes / 2**20:>12.2f}"
+                  f"{response_bytes / 2**20:>13.2f}"
+                  f"{p50:>12.2f}{max(walls):>12.2f}{peak:>14.0f}{p50 / baseline:>12.1f}{flag}", flush=True)
         if endpoints is not None:
             endpoints.__exit__(None, None, None)
     return 0
