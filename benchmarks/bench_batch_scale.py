@@ -12,12 +12,13 @@ are GOOG's, in a SQLite store (the combiner reads bars from RDS the same way). T
 
 Items are asked one after another (``--batch-workers 1``, the baseline) or several at once (the service's
 ``batch_workers``, 5 by default). Two expert clients: the experts in process (``signal-engine serve``) and
-``SageMakerExperts`` over a real boto3 ``sagemaker-runtime`` client answered by the inference server (``sagemaker_jobs/serve.py``) on loopback (the
-test harness ``tests/sagemaker_endpoints.py``), which is how the deployed combiner asks. Reported per case:
-request and response bytes against the Lambda's 6 MB synchronous payload limit (API Gateway's REST limit is
-10 MB), wall time p50 / max over ``--repeats`` against the function's timeout (the stage's ``expert_deadline_ms`` / 1000
-+ 10 s, at most 28: ``stacks/serving.py``) and API Gateway's 29 s integration timeout, and the peak Python heap (tracemalloc)
-against the function's memory. Baseline: one symbol with the experts in process, measured in the same run.
+``SageMakerExperts`` over a real boto3 ``sagemaker-runtime`` client answered by the inference server
+(``sagemaker_jobs/serve.py``) on loopback (the test harness ``tests/sagemaker_endpoints.py``), which is how the
+deployed combiner asks. Reported per case: request and response bytes against the Lambda's 6 MB synchronous
+payload limit (API Gateway's REST limit is 10 MB); wall time p50 / max over ``--repeats`` against the function's
+timeout (the stage's ``expert_deadline_ms`` / 1000 + 10 s, at most 28: ``stacks/serving.py``) and API Gateway's
+29 s integration timeout; the peak Python heap (tracemalloc) against the function's memory. Baseline: one symbol,
+experts in process, one item at a time, measured in the same run.
 """
 
 from __future__ import annotations
