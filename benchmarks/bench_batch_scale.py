@@ -10,8 +10,8 @@ are GOOG's, in a SQLite store (the combiner reads bars from RDS the same way). T
 * ``store``: the items name their symbol only and the combiner reads the bars (what a trading client sends);
 * ``bars``: the items carry their own 400 bars (the unmanaged answer for the caller's bars).
 
-Items are asked one after another (``--batch-workers 1``, the baseline) or several at once (the service's
-``batch_workers``, 5 by default). Two expert clients: the experts in process (``signal-engine serve``) and
+Items are asked one after another (``--batch-workers 1``, the service's default and the baseline) or several at
+once (``batch_workers`` 5). Two expert clients: the experts in process (``signal-engine serve``) and
 ``SageMakerExperts`` over a real boto3 ``sagemaker-runtime`` client answered by the inference server
 (``sagemaker_jobs/serve.py``) on loopback (the test harness ``tests/sagemaker_endpoints.py``), which is how the
 deployed combiner asks. Reported per case: request and response bytes against the Lambda's 6 MB synchronous

@@ -71,7 +71,7 @@ class ServingError(Exception):
         return self.message
 
 
-BATCH_WORKERS = 5
+BATCH_WORKERS = 1
 
 
 @dataclass(frozen=True)
@@ -105,9 +105,12 @@ class SignalService:
     bars : where bars come from when a request carries none (None: requests must carry bars).
     deadline_s : how long the experts get, together, per request.
     books : the live books (None: no book; every answer is the unmanaged one and ``GET /book`` answers 404).
-    batch_workers : items of ``POST /signals/batch`` whose experts are asked at the same time. Each item asks every
-        expert at once, and the expert client's own pool (16 threads for the SageMaker endpoints) runs the calls, so
-        ``batch_workers`` x experts stays within it: a call waiting in that pool counts against its deadline.
+    batch_workers : items of ``POST /signals/batch`` whose experts are asked at the same time (default 1: one item
+        after another). Each item asks every expert at once, and the expert client's own pool (16 threads for the
+        SageMaker endpoints) runs the calls, so keep ``batch_workers`` x experts within it: a call waiting in that
+        pool counts against its deadline. More than 1 pays only where the experts can answer in parallel (several
+        endpoint instances): against one inference server (a single Python process) it measured no faster
+        (``benchmarks/bench_batch_scale.py``).
     """
 
     def __init__(self, bundle: ServingBundle, experts: ExpertClient, audit: AuditLog | None,
@@ -165,9 +168,8 @@ class SignalService:
         return BookResponse(books=[desk.view(b, recent_bars) for b in stored if name is None or b == name])
 
     def batch(self, request: BatchRequest, request_id: str | None = None) -> BatchResponse:
-        """Every item of ``request``: those of a live book from the book, the others through the experts, asked for
-        all items at once (at most ``batch_workers`` items in flight), so that a batch of hundreds of symbols costs
-        about as many expert round trips in time as a few, not one per item."""
+        """Every item of ``request``: those of a live book from the book, the others through the experts
+        (``batch_workers`` items in flight), decided together, answered in the request's order."""
         request_id = request_id or str(uuid.uuid4())
         queries: list[tuple[int, _Query]] = []
         errors: list[BatchItemError] = []

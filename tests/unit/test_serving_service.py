@@ -221,11 +221,11 @@ def test_a_batch_asks_the_experts_for_several_items_at_once_and_answers_in_order
     items[3] = {"symbol": "MSFT", "bars": request_bars(TRAIN_BARS + 200)}
     batch = BatchRequest.model_validate({"requests": items})
     probe = InFlight(experts)
-    together = SignalService(bundle, probe, MemoryAudit(), deadline_s=30).batch(batch, "b")
-    assert probe.most == BATCH_WORKERS
+    together = SignalService(bundle, probe, MemoryAudit(), deadline_s=30, batch_workers=5).batch(batch, "b")
+    assert probe.most == 5
     one_by_one = InFlight(experts)
-    alone = SignalService(bundle, one_by_one, MemoryAudit(), deadline_s=30, batch_workers=1).batch(batch, "b")
-    assert one_by_one.most == 1
+    alone = SignalService(bundle, one_by_one, MemoryAudit(), deadline_s=30).batch(batch, "b")
+    assert one_by_one.most == BATCH_WORKERS == 1
     assert [e.index for e in together.errors] == [3] and together.errors == alone.errors
     assert [_timeless(s.model_dump()) for s in together.signals] == [_timeless(s.model_dump()) for s in alone.signals]
     assert [s.request_id for s in together.signals] == [f"b/{k}" for k in range(12) if k != 3]
