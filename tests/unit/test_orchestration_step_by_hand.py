@@ -11,12 +11,13 @@ import pandas as pd
 import pytest
 
 from signal_engine.orchestration import OrchestrationConfig, TimeframeSignal
+from signal_engine.orchestration.risk import RISK_COMPONENTS
 from signal_engine.orchestration.step import BarInputs, initial_state, step
 from signal_engine.orchestration.timeframes import TimeframeSpec
 
 SPECS = (TimeframeSpec.from_horizon("short", 0, 5), TimeframeSpec.from_horizon("medium", 1, 20))
 MODELS, SYMBOLS = ("short", "medium"), ("A", "B")
-T0, T1 = pd.Timestamp("2024-01-02"), pd.Timestamp("2024-01-03")
+T0, T1, T2 = pd.Timestamp("2024-01-02"), pd.Timestamp("2024-01-03"), pd.Timestamp("2024-01-04")
 NO_FEATURES = np.full((2, 4), np.nan)
 
 
@@ -66,3 +67,30 @@ def sized(model: int, symbol: str, when: pd.Timestamp, direction: int, size: flo
     spec = SPECS[model]
     return TimeframeSignal(spec.name, symbol, when, direction, size, 1.0, spec.expected_holding, spec.min_holding,
                            spec.max_holding, vol_forecast=0.01, score=0.5 * direction)
+
+
+def test_while_the_defender_scales_the_book_the_undefended_book_keeps_a_symbol_without_a_bar() -> None:
+    # no costs, no volatility or correlation scaling; drawdown scale 1 - depth (1 at 0, 0.5 at a 50% drawdown)
+    config = OrchestrationConfig(cost_bps=0.0, target_vol_annual=1.0, correlation_threshold=1.0, drawdown_start=0.0,
+                                 drawdown_limit=0.5, drawdown_floor=0.5, emergency_drawdown=0.5)
+    drawdown = RISK_COMPONENTS.index("drawdown")
+    state = initial_state(SYMBOLS, MODELS, SPECS, config, 252.0)
+    first = step(state, BarInputs(T0, SYMBOLS, MODELS, np.array([True, True]), np.array([np.nan, np.nan]),
+                                  NO_FEATURES, ((call(0, "A", T0, 1), call(1, "A", T0, 1)),
+                                                (call(0, "B", T0, -1), call(1, "B", T0, -1)))), config, 252.0)
+    np.testing.assert_allclose(first.decisions.positions, [0.5, -0.5])
+    second = step(first.state, BarInputs(T1, SYMBOLS, MODELS, np.array([True, False]), np.array([-0.25, np.nan]),
+                                         NO_FEATURES, ((call(0, "A", T1, 1), call(1, "A", T1, 1)), (None, None))),
+                  config, 252.0)
+    # both books lose 0.5 x 25% on A: equity 0.875, a 12.5% drawdown, so the managed book is scaled by 0.875
+    np.testing.assert_allclose(second.decisions.returns[:2], [-0.125, -0.125])
+    assert second.decisions.risk_scales[drawdown] == 0.875
+    np.testing.assert_allclose(second.decisions.positions, [0.5 * 0.875, -0.5])  # B, without a bar, is kept
+    third = step(second.state, BarInputs(T2, SYMBOLS, MODELS, np.array([True, True]), np.array([0.0, -0.25]),
+                                         NO_FEATURES, ((call(0, "A", T2, 1), call(1, "A", T2, 1)),
+                                                       (call(0, "B", T2, -1), call(1, "B", T2, -1)))),
+                 config, 252.0)
+    # every book, and each model, held B at -0.5 (per model: sleeve 1/2 x -1) through its fall of 25%: +0.125
+    np.testing.assert_allclose(third.decisions.returns, [0.125] * 6, rtol=0, atol=1e-15)
+    # the undefended equity, 0.875 x 1.125 = 0.984375, is 1.5625% below its peak: scale 0.984375
+    assert third.decisions.risk_scales[drawdown] == 0.984375
