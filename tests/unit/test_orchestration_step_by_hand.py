@@ -1,10 +1,13 @@
-"""One book stepped over two bars by hand (issue 25's mutation pass of ``orchestration/step.py``).
+"""Small books stepped over two or three bars by hand (issue 25's mutation pass of ``orchestration/step.py``).
 
 The other step tests compare the step with the batch run, which is its fold: a bug in the step is in both. Here the
-returns the step books are worked out by hand.
+returns, positions and costs the step books are worked out by hand, on binary fractions where they are compared
+exactly.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,6 +22,11 @@ SPECS = (TimeframeSpec.from_horizon("short", 0, 5), TimeframeSpec.from_horizon("
 MODELS, SYMBOLS = ("short", "medium"), ("A", "B")
 T0, T1, T2 = pd.Timestamp("2024-01-02"), pd.Timestamp("2024-01-03"), pd.Timestamp("2024-01-04")
 NO_FEATURES = np.full((2, 4), np.nan)
+
+
+def quiet(**settings: Any) -> OrchestrationConfig:
+    """No costs, no volatility or correlation scaling unless given: each leg is sleeve x allocation 1/2 x size."""
+    return OrchestrationConfig(**{"cost_bps": 0.0, "target_vol_annual": 1.0, "correlation_threshold": 1.0, **settings})
 
 
 def call(model: int, symbol: str, when: pd.Timestamp, direction: int) -> TimeframeSignal:
@@ -71,9 +79,8 @@ def sized(model: int, symbol: str, when: pd.Timestamp, direction: int, size: flo
 
 
 def test_while_the_defender_scales_the_book_the_undefended_book_keeps_a_symbol_without_a_bar() -> None:
-    # no costs, no volatility or correlation scaling; drawdown scale 1 - depth (1 at 0, 0.5 at a 50% drawdown)
-    config = OrchestrationConfig(cost_bps=0.0, target_vol_annual=1.0, correlation_threshold=1.0, drawdown_start=0.0,
-                                 drawdown_limit=0.5, drawdown_floor=0.5, emergency_drawdown=0.5)
+    # drawdown scale 1 - depth (1 at 0, 0.5 at a 50% drawdown)
+    config = quiet(drawdown_start=0.0, drawdown_limit=0.5, drawdown_floor=0.5, emergency_drawdown=0.5)
     drawdown = RISK_COMPONENTS.index("drawdown")
     state = initial_state(SYMBOLS, MODELS, SPECS, config, 252.0)
     first = step(state, BarInputs(T0, SYMBOLS, MODELS, np.array([True, True]), np.array([np.nan, np.nan]),
@@ -97,8 +104,6 @@ def test_while_the_defender_scales_the_book_the_undefended_book_keeps_a_symbol_w
     assert third.decisions.risk_scales[drawdown] == 0.984375
 
 
-# no volatility or correlation scaling in the band tests, so each leg is sleeve 1/2 x allocation 1/2 x size
-QUIET = {"cost_bps": 0.0, "target_vol_annual": 1.0, "correlation_threshold": 1.0}
 FLAT = np.array([0.0, 0.0])
 
 
@@ -111,7 +116,7 @@ def bar_of(when: pd.Timestamp, sizes: tuple[tuple[float, float], tuple[float, fl
 
 
 def test_the_band_keeps_a_small_top_up_but_trades_one_of_the_band_a_cut_and_a_change_of_legs() -> None:
-    config = OrchestrationConfig(no_trade_band=0.5, **QUIET)  # band 0.5 x sleeve 1/2 = 0.25 per symbol
+    config = quiet(no_trade_band=0.5)  # band 0.5 x sleeve 1/2 = 0.25 per symbol
     first = step(initial_state(SYMBOLS, MODELS, SPECS, config, 252.0),
                  bar_of(T0, ((0.5, 0.5), (0.5, 0.5))), config, 252.0)
     np.testing.assert_array_equal(first.decisions.positions, [0.25, -0.25])
@@ -126,8 +131,8 @@ def test_the_band_keeps_a_small_top_up_but_trades_one_of_the_band_a_cut_and_a_ch
 
 def test_the_symmetric_band_keeps_a_small_cut_while_the_defender_is_idle_and_trades_it_while_it_acts() -> None:
     # drawdown scale 1 - depth, as above
-    config = OrchestrationConfig(no_trade_band=0.5, no_trade_band_cuts=True, drawdown_start=0.0, drawdown_limit=0.5,
-                                 drawdown_floor=0.5, emergency_drawdown=0.5, **QUIET)
+    config = quiet(no_trade_band=0.5, no_trade_band_cuts=True, drawdown_start=0.0, drawdown_limit=0.5,
+                   drawdown_floor=0.5, emergency_drawdown=0.5)
     first = step(initial_state(SYMBOLS, MODELS, SPECS, config, 252.0),
                  bar_of(T0, ((1.0, 1.0), (1.0, 1.0))), config, 252.0)
     np.testing.assert_array_equal(first.decisions.positions, [0.5, -0.5])
@@ -142,7 +147,7 @@ def test_the_symmetric_band_keeps_a_small_cut_while_the_defender_is_idle_and_tra
 
 
 def test_the_band_trades_the_proposal_when_keeping_the_held_legs_would_break_the_net_limit() -> None:
-    config = OrchestrationConfig(no_trade_band=0.5, max_net_exposure=0.125, **QUIET)
+    config = quiet(no_trade_band=0.5, max_net_exposure=0.125)
     first = step(initial_state(SYMBOLS, MODELS, SPECS, config, 252.0),
                  bar_of(T0, ((0.5, 0.5), (0.5, 0.5))), config, 252.0)
     np.testing.assert_array_equal(first.decisions.positions, [0.25, -0.25])
@@ -153,7 +158,7 @@ def test_the_band_trades_the_proposal_when_keeping_the_held_legs_would_break_the
 
 
 def test_the_symmetric_band_keeps_a_small_cut_of_a_book_held_at_its_gross_limit() -> None:
-    config = OrchestrationConfig(no_trade_band=0.25, no_trade_band_cuts=True, **QUIET)  # one symbol: band 0.25
+    config = quiet(no_trade_band=0.25, no_trade_band_cuts=True)  # one symbol: band 0.25
 
     def alone(when: pd.Timestamp, size: float) -> BarInputs:
         return BarInputs(when, ("A",), MODELS, np.array([True]), np.array([0.0]), np.full((1, 4), np.nan),
@@ -166,7 +171,7 @@ def test_the_symmetric_band_keeps_a_small_cut_of_a_book_held_at_its_gross_limit(
 
 
 def test_each_book_is_charged_the_cost_of_its_own_change_of_position() -> None:
-    config = OrchestrationConfig(**{**QUIET, "cost_bps": 10.0})
+    config = quiet(cost_bps=10.0)
     first = step(initial_state(SYMBOLS, MODELS, SPECS, config, 252.0),
                  bar_of(T0, ((1.0, 1.0), (0.5, 0.5))), config, 252.0)
     second = step(first.state, bar_of(T1, ((0.5, 0.5), (0.5, 0.5))), config, 252.0)
