@@ -8,6 +8,7 @@ not invalidate each other's results and a re-run only tests what changed.
     python scripts/mutation.py                  # every group
     python scripts/mutation.py labels prices    # the named groups
     python scripts/mutation.py --list           # the groups, their modules and tests
+    python scripts/mutation.py step --mutants '*_banded__mutmut_*'   # only these mutants (re-run even if cached)
 """
 
 from __future__ import annotations
@@ -63,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("groups", nargs="*", help=f"of {', '.join(GROUPS)}; default: {' '.join(DEFAULT)}")
     parser.add_argument("--list", action="store_true", help="print the groups and exit")
+    parser.add_argument("--mutants", nargs="+", default=[], metavar="PATTERN",
+                        help="only the mutants whose names match (fnmatch, e.g. '*_banded__mutmut_*'); they are "
+                             "re-run even if cached, and the summary counts only them")
     args = parser.parse_args(argv)
     if args.list:
         for name, group in GROUPS.items():
@@ -72,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown group {', '.join(unknown)}; expected some of {', '.join(GROUPS)}")
     for name in args.groups or DEFAULT:
-        summary = run_group(name, GROUPS[name])
+        group = GROUPS[name]._replace(names=tuple(args.mutants)) if args.mutants else GROUPS[name]
+        summary = run_group(name, group)
         print(json.dumps({name: summary}, indent=2), flush=True)
     return 0
 

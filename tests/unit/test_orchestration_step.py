@@ -17,7 +17,14 @@ from signal_engine.orchestration import OrchestrationConfig, OrchestrationResult
 from signal_engine.orchestration.events import EventLog
 from signal_engine.orchestration.inputs import prepare
 from signal_engine.orchestration.runner import assemble
-from signal_engine.orchestration.state import SCHEMA_VERSION, BookState, BookStateError
+from signal_engine.orchestration.state import (
+    SCHEMA_VERSION,
+    BookState,
+    BookStateError,
+    config_from_json,
+    config_to_json,
+    spec_from_json,
+)
 from signal_engine.orchestration.step import (
     BarDecisions,
     BarInputs,
@@ -27,6 +34,7 @@ from signal_engine.orchestration.step import (
     realise,
     step,
 )
+from signal_engine.orchestration.timeframes import TimeframeSpec
 from tests.fixtures import orchestration_golden as golden
 from tests.fixtures.orchestration_golden import REAL_CONFIGS, Market, real_market
 from tests.unit.test_orchestration_runner import HISTORY, _config, _market
@@ -296,6 +304,30 @@ def test_the_models_own_state_rides_with_the_bar_and_round_trips_through_json(ma
     assert step(back, following, config, 252.0).state.model_state == back.model_state  # None keeps the state's
     with pytest.raises(BookStateError, match="field 'model_state': expected a JSON object, got list"):
         BookState.from_json(_edited(state, lambda d: d.update(model_state=[1])))
+
+
+def test_the_state_json_is_one_compact_line_with_sorted_keys(market: Market) -> None:
+    state, _ = _midway(market, REAL_CONFIGS["defaults"], bars=5)
+    text = state.to_json()
+    # docs/book-state.md: one JSON object with sorted keys (at every level), written without spaces
+    assert text == json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"))
+
+
+def test_a_config_and_a_spec_round_trip_through_their_json_objects_and_a_bad_field_is_named() -> None:
+    config = OrchestrationConfig(max_asset_short_exposure=(("GOOG", 0.25),), no_trade_band=0.05,
+                                 no_trade_band_cuts=True, cost_bps=7.5)
+    assert config_from_json(json.loads(json.dumps(config_to_json(config)))) == config
+    spec = TimeframeSpec.from_horizon("medium", 1, 20)
+    assert spec_from_json(json.loads(json.dumps(dataclasses.asdict(spec)))) == spec
+    bad_config, bad_spec = {**config_to_json(config), "cost_bps": "7.5"}, {**dataclasses.asdict(spec), "horizon": 1.5}
+    with pytest.raises(BookStateError, match=r"field 'config\.cost_bps': expected a number"):
+        config_from_json(bad_config)
+    with pytest.raises(BookStateError, match=r"field 'bundle\.orchestration\.cost_bps': expected a number"):
+        config_from_json(bad_config, "bundle.orchestration")
+    with pytest.raises(BookStateError, match=r"field 'spec\.horizon': expected a whole number"):
+        spec_from_json(bad_spec)
+    with pytest.raises(BookStateError, match=r"field 'bundle\.spec\.horizon': expected a whole number"):
+        spec_from_json(bad_spec, "bundle.spec")
 
 
 def _edited(state: BookState, edit: object) -> str:
