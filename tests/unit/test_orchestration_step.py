@@ -212,6 +212,18 @@ def test_step_leaves_the_state_it_is_given_unchanged(market: Market) -> None:
     assert not shared, f"the new state shares arrays with the old one: {shared}"
 
 
+def test_a_copy_of_the_state_is_equal_and_shares_no_array_list_or_dict_with_it(market: Market) -> None:
+    state, _ = _midway(market, REAL_CONFIGS["holding_band_lookback"], bars=80)
+    copy = state.copy()
+    assert copy.to_json() == state.to_json()
+    old_arrays, new_arrays = _arrays(state), _arrays(copy)
+    assert len(old_arrays) == len(new_arrays) > 40 and state.tracker.by_regime  # regimes seen: their sums copied too
+    shared = [(a, b) for a, x in old_arrays.items() for b, y in new_arrays.items() if np.shares_memory(x, y)]
+    assert not shared, f"the copy shares arrays with the state: {shared}"
+    assert copy.defender.candidates is not state.defender.candidates
+    assert copy.tracker.by_regime is not state.tracker.by_regime
+
+
 def _arrays(value: object, path: str = "state") -> dict[str, np.ndarray]:
     """Every array in a state (dataclasses, dicts and lists walked), by path."""
     if isinstance(value, np.ndarray):
