@@ -260,11 +260,13 @@ def test_a_step_is_refused_for_an_old_bar_or_other_settings_or_inputs(market: Ma
     old = replace(bar, timestamp=state.bar_time)
     with pytest.raises(StaleBarError, match=f"bar {state.bar_time} is not after the book's latest bar"):
         step(state, old, config, 252.0)
-    with pytest.raises(BookStateError, match=r"config.correlation_window=63, given 30"):
+    with pytest.raises(BookStateError, match=r"config.correlation_window=63, given 30; a book keeps its settings "
+                                              r"\(start a new book to change them\)"):
         step(state, bar, replace(config, correlation_window=30), 252.0)
     with pytest.raises(BookStateError, match=r"periods_per_year=252\.0, given 365"):
         step(state, bar, config, 365)
-    with pytest.raises(BookStateError, match="cost_bps="):
+    with pytest.raises(BookStateError, match=r"built with cost_bps=\{'GOOG': [\d.]+, 'SPX': [\d.]+\}, given "
+                                              r"\{'GOOG': 1\.0, 'SPX': [\d.]+\}"):
         step(state, bar, config, 252.0, {"GOOG": 1.0})
     with pytest.raises(BookStateError, match=r"symbols \['SPX', 'GOOG'\], but the book holds \['GOOG', 'SPX'\]"):
         step(state, replace(bar, symbols=("SPX", "GOOG")), config, 252.0)
