@@ -212,6 +212,18 @@ def test_step_leaves_the_state_it_is_given_unchanged(market: Market) -> None:
     assert not shared, f"the new state shares arrays with the old one: {shared}"
 
 
+def test_a_copy_of_the_state_is_equal_and_shares_no_array_list_or_dict_with_it(market: Market) -> None:
+    state, _ = _midway(market, REAL_CONFIGS["holding_band_lookback"], bars=80)
+    copy = state.copy()
+    assert copy.to_json() == state.to_json()
+    old_arrays, new_arrays = _arrays(state), _arrays(copy)
+    assert len(old_arrays) == len(new_arrays) > 40 and state.tracker.by_regime  # regimes seen: their sums copied too
+    shared = [(a, b) for a, x in old_arrays.items() for b, y in new_arrays.items() if np.shares_memory(x, y)]
+    assert not shared, f"the copy shares arrays with the state: {shared}"
+    assert copy.defender.candidates is not state.defender.candidates
+    assert copy.tracker.by_regime is not state.tracker.by_regime
+
+
 def _arrays(value: object, path: str = "state") -> dict[str, np.ndarray]:
     """Every array in a state (dataclasses, dicts and lists walked), by path."""
     if isinstance(value, np.ndarray):
@@ -248,11 +260,13 @@ def test_a_step_is_refused_for_an_old_bar_or_other_settings_or_inputs(market: Ma
     old = replace(bar, timestamp=state.bar_time)
     with pytest.raises(StaleBarError, match=f"bar {state.bar_time} is not after the book's latest bar"):
         step(state, old, config, 252.0)
-    with pytest.raises(BookStateError, match=r"config.correlation_window=63, given 30"):
+    with pytest.raises(BookStateError, match=r"config.correlation_window=63, given 30; a book keeps its settings "
+                                              r"\(start a new book to change them\)"):
         step(state, bar, replace(config, correlation_window=30), 252.0)
     with pytest.raises(BookStateError, match=r"periods_per_year=252\.0, given 365"):
         step(state, bar, config, 365)
-    with pytest.raises(BookStateError, match="cost_bps="):
+    with pytest.raises(BookStateError, match=r"built with cost_bps=\{'GOOG': [\d.]+, 'SPX': [\d.]+\}, given "
+                                              r"\{'GOOG': 1\.0, 'SPX': [\d.]+\}"):
         step(state, bar, config, 252.0, {"GOOG": 1.0})
     with pytest.raises(BookStateError, match=r"symbols \['SPX', 'GOOG'\], but the book holds \['GOOG', 'SPX'\]"):
         step(state, replace(bar, symbols=("SPX", "GOOG")), config, 252.0)
