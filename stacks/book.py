@@ -42,8 +42,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = "containers/book_step/Dockerfile"
 HANDLER = "book_step.handler.handler"
 # What the image copies (containers/book_step/Dockerfile); .dockerignore keeps the same set in `docker build`.
-BUILD_CONTEXT = ("signal_engine", "lambda_src/book_step", "containers/constraints.txt", "containers/book_step",
-                 "pyproject.toml", "README.md")
+BUILD_CONTEXT = ("signal_engine", "lambda_src/book_step", "lambda_src/backtest_fanout", "containers/constraints.txt",
+                 "containers/book_step", "pyproject.toml", "README.md")
 EXCLUDE = ["*", "!lambda_src", "lambda_src/*", *(f"!{path}" for path in BUILD_CONTEXT), "**/__pycache__", "**/*.pyc"]
 CA_FILE = "/var/task/certs/rds-global-bundle.pem"
 METRICS_NAMESPACE = "SignalEngine"

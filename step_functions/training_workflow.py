@@ -192,7 +192,7 @@ class TrainingWorkflow(Construct):
         max_runtime = max_runtime or Duration.hours(4)
         self._max_runtime, self._volume = max_runtime, volume_size_gb
         self._poll = endpoint_poll or Duration.minutes(1)
-        self._vpc_config = _vpc_config(vpc, subnets, security_groups)
+        self._vpc_config = vpc_config(vpc, subnets, security_groups)
         self.endpoint_serverless = endpoint_serverless
         self.defaults = execution_input_defaults(
             training_instance_type=training_instance_type, processing_instance_type=processing_instance_type,
@@ -607,7 +607,7 @@ def _image_uri(image: ecr_assets.DockerImageAsset | str, role: iam.IRole) -> str
     return image.image_uri
 
 
-def _vpc_config(vpc: ec2.IVpc | None, subnets: ec2.SubnetSelection | None,
+def vpc_config(vpc: ec2.IVpc | None, subnets: ec2.SubnetSelection | None,
                 security_groups: Sequence[ec2.ISecurityGroup]) -> dict[str, Any] | None:
     if vpc is None:
         return None

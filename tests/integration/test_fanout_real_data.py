@@ -1,5 +1,7 @@
 """The backtest fanned out over batches of symbols on real prices: the merged files are the local run's, and a
-merge of batches that are not the complete set of one run of its config is refused, naming the batch."""
+merge of batches that are not the complete set of one run of its config is refused, naming the batch. The same
+run on the cloud fan-out (the synthesized ``BacktestFanOut`` state machine in moto, tests/fanout_cloud.py), with
+its batches on Lambda or on SageMaker Processing, merges into the local run's files too."""
 
 from __future__ import annotations
 
@@ -9,10 +11,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 from signal_engine.cli import load_configs, main
 from signal_engine.fanout import BatchError, BatchSpec, batch_symbols, merge_batches
 from signal_engine.pipeline import run_backtest
+from tests.fanout_cloud import ARTIFACTS, DATASETS, INVOCATIONS, Cloud, cloud, download_prefix, notices, start
 from tests.fixtures.configs import ONE_MODEL_BOOK
 
 pytestmark = pytest.mark.slow
@@ -20,6 +24,8 @@ pytestmark = pytest.mark.slow
 BARS = 1000  # per series: two refits of FEW_REFITS, enough for the books' bootstrap intervals
 OUTPUTS = ("signals.csv", "explanations.csv", "events.csv", "report.html")
 BATCHES = 3
+BATCH_HANDLER = "backtest_fanout.handler.batch"
+__all__ = ["cloud"]  # the moto fixture, used by the cloud tests below
 
 
 @pytest.fixture(scope="module")
@@ -142,3 +148,91 @@ def _without_timings(document: object) -> object:
     if isinstance(document, list):
         return [_without_timings(v) for v in document]
     return document
+
+
+@pytest.fixture(scope="module")
+def cloud_input(cloud: Cloud, inputs: list[Path]) -> dict[str, object]:
+    """The local run's prices in the datasets bucket (bars/1d/<SYMBOL>.csv) and its settings as execution input."""
+    for path in inputs:
+        cloud.clients["s3"].put_object(Bucket=DATASETS, Key=f"bars/1d/{path.name}", Body=path.read_bytes())
+    return {"symbols": [path.stem for path in inputs], "profile": "quick", "config": yaml.safe_load(ONE_MODEL_BOOK)}
+
+
+def _assert_local_run(cloud: Cloud, run: str, local: Path, inputs: list[Path], folder: Path) -> None:
+    """The run's result holds the local run's files; the report names the prices the run read (the datasets
+    bucket's objects), where the local report names the local files."""
+    files = download_prefix(cloud, f"backtests/{run}/result/", folder)
+    assert set(OUTPUTS) | {"metrics.json"} <= set(files), files
+    for name in OUTPUTS:
+        expected = (local / name).read_bytes()
+        if name == "report.html":
+            for path in inputs:
+                expected = expected.replace(f"({path})".encode(), f"(s3://{DATASETS}/bars/1d/{path.name})".encode())
+        assert (folder / name).read_bytes() == expected, name
+    assert _without_timings(json.loads((folder / "metrics.json").read_text())) == _without_timings(
+        json.loads((local / "metrics.json").read_text()))
+
+
+def test_the_cloud_fanout_retries_a_failed_lambda_batch_and_merges_the_local_run(
+    cloud: Cloud, cloud_input: dict[str, object], local: Path, inputs: list[Path], tmp_path: Path
+) -> None:
+    INVOCATIONS.reset()
+    INVOCATIONS.fail(BATCH_HANDLER, lambda event: event.get("batch") == "2/3", times=1)
+    execution = start(cloud, "fanout-lambda", {**cloud_input, "batch_symbols": 1})
+    assert execution["status"] == "SUCCEEDED", execution
+    batches = sorted(event["batch"] for handler, event in INVOCATIONS.calls if handler == BATCH_HANDLER)
+    assert batches == ["1/3", "2/3", "2/3", "3/3"]  # batch 2 timed out once and was run again
+    output = json.loads(execution["output"])
+    assert output["result"] == f"s3://{ARTIFACTS}/backtests/fanout-lambda/result/"
+    assert output["batches"] == 3 and output["merge"]["symbols"] == ["GOOG", "SPX", "EURUSD"]
+    assert output["merge"]["metrics"]["daily"]["symbols"] == ["GOOG", "SPX"]
+    _assert_local_run(cloud, "fanout-lambda", local, inputs, tmp_path)
+    assert notices(cloud) == []
+
+
+def test_the_cloud_fanout_on_sagemaker_processing_merges_the_local_run(
+    cloud: Cloud, cloud_input: dict[str, object], local: Path, inputs: list[Path], tmp_path: Path
+) -> None:
+    INVOCATIONS.reset()
+    execution = start(cloud, "fanout-processing", {**cloud_input, "batch_symbols": 2, "runner": "processing"})
+    assert execution["status"] == "SUCCEEDED", execution
+    assert [handler for handler, _ in INVOCATIONS.calls] == ["backtest_fanout.handler.plan",
+                                                             "backtest_fanout.handler.check"]
+    sagemaker = cloud.clients["sagemaker"]
+    jobs = sorted(j["ProcessingJobName"] for j in sagemaker.list_processing_jobs()["ProcessingJobSummaries"])
+    prefix = jobs[0].rsplit("-", 2)[0]
+    assert jobs == [f"{prefix}-1-0", f"{prefix}-2-0", f"{prefix}-merge-0"]
+    batch = sagemaker.describe_processing_job(ProcessingJobName=f"{prefix}-2-0")
+    assert batch["AppSpecification"]["ContainerArguments"] == [
+        "batch", "--inputs", "/opt/ml/processing/input/run", "--batch", "2/2", "--out",
+        "/opt/ml/processing/output/batch"]
+    assert batch["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"] == (
+        f"s3://{ARTIFACTS}/backtests/fanout-processing/batches/2/")
+    _assert_local_run(cloud, "fanout-processing", local, inputs, tmp_path)
+
+
+def test_a_batch_failing_after_its_retries_fails_the_run_naming_it(
+    cloud: Cloud, cloud_input: dict[str, object]
+) -> None:
+    INVOCATIONS.reset()
+    INVOCATIONS.fail(BATCH_HANDLER, lambda event: True, times=3)
+    execution = start(cloud, "fanout-failing", {**cloud_input, "batch_symbols": 3})
+    assert execution["status"] == "FAILED" and execution["error"] == "BacktestFailed"
+    assert [e["batch"] for h, e in INVOCATIONS.calls if h == BATCH_HANDLER] == ["1/1"] * 3
+    assert "BatchesFailed" in execution["cause"]
+    assert "batch 1/1: Sandbox.Timedout: Task timed out after 900.00 seconds" in execution["cause"]
+    (notice,) = notices(cloud)
+    assert notice.startswith("Backtest fanout-failing failed: BatchesFailed") and "batch 1/1" in notice
+    assert "merge" not in {h.rsplit(".", 1)[1] for h, _ in INVOCATIONS.calls}
+    listed = cloud.clients["s3"].list_objects_v2(Bucket=ARTIFACTS, Prefix="backtests/fanout-failing/result/")
+    assert listed["KeyCount"] == 0
+
+
+def test_bad_input_fails_the_plan_once_naming_the_field(cloud: Cloud, cloud_input: dict[str, object]) -> None:
+    INVOCATIONS.reset()
+    execution = start(cloud, "fanout-unknown", {**cloud_input, "symbols": ["GOOG", "NOPE"]})
+    assert execution["status"] == "FAILED" and execution["error"] == "BacktestFailed"
+    assert "FanOutError" in execution["cause"] and "symbols: no prices for ['NOPE']" in execution["cause"]
+    assert [h for h, _ in INVOCATIONS.calls] == ["backtest_fanout.handler.plan"]  # an input error is not retried
+    (notice,) = notices(cloud)
+    assert "NOPE" in notice

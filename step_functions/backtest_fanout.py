@@ -1,0 +1,286 @@
+"""A backtest over many symbols fanned out on Step Functions: a Distributed Map over batches of symbols.
+
+::
+
+    Plan                  Lambda (backtest_fanout.handler.plan): copies each symbol's s3://DATASETS/bars/1d/<SYMBOL>.csv
+                          into backtests/<execution>/inputs/, checks the series and config as a local run does,
+                          writes backtests/<execution>/batches.json (one item per batch, each with its runner)
+    RunBatches            Distributed Map, ItemReader over batches.json; per batch:
+      BatchRunner         Choice on the item's runner (the plan's estimate: Lambda under its budget, else Processing)
+      BatchOnLambda       Lambda (handler.batch)        } retried (twice, backing off) on any error but bad input;
+      BatchOnProcessing   createProcessingJob.sync      } after the retries -> BatchFailed {batch, error, cause}
+    CheckBatches          Lambda (handler.check): any failed batch -> BatchesFailed, naming each with its cause
+    MergeRunner           Choice on the plan's merge runner
+      MergeOnLambda | MergeOnProcessing  -> backtests/<execution>/result/ (signals, metrics.json, report, ...)
+    Merged                Succeed, with where the result is and the books' headline numbers
+
+Every failure (the plan's input errors, failed batches, the merge) goes to ``NotifyFailure`` (SNS, with the error
+and its cause) -> ``BacktestFailed``; no batch is dropped silently: the merge refuses a run missing a batch.
+
+Execution input: ``{"symbols": [...], "profile"?: "quick"|"full", "config"?: {config overrides, as a local run's
+--config file}, "batch_symbols"?: symbols per batch (10), "runner"?: "auto"|"lambda"|"processing"}``
+(``signal_engine.fanout_run.FanOutRequest``). The merged files equal those of ``signal-engine backtest`` on the
+same price files in the same order with the same profile and config.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from aws_cdk import Duration, IgnoreMode, RemovalPolicy, Stack
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecr_assets as ecr_assets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+from constructs import Construct
+
+from signal_engine.fanout_run import JOB_PREFIX as PROCESSING_JOB_PREFIX
+from stacks.constructs.lambda_role import acknowledge_tracing, lambda_vpc_role
+from stacks.constructs.nag import acknowledge, skip_checkov
+from step_functions.training_workflow import vpc_config
+
+SYNC_PROCESSING = "arn:aws:states:::sagemaker:createProcessingJob.sync"
+PROCESSING_ROOT = "/opt/ml/processing"
+ENTRY = ["python3", "/opt/ml/code/backtest_fanout.py"]
+BACKTESTS_PREFIX = "backtests"
+HANDLERS = {"plan": "backtest_fanout.handler.plan", "batch": "backtest_fanout.handler.batch",
+            "check": "backtest_fanout.handler.check", "merge": "backtest_fanout.handler.merge"}
+# What a retry repeats unchanged: bad input (the config, the prices, the batches of another run).
+INPUT_ERRORS = ("FanOutError", "ConfigError", "InputError", "BatchError")
+LAMBDA_SERVICE_ERRORS = ("Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException",
+                         "Lambda.TooManyRequestsException")
+SAGEMAKER_THROTTLING = ("ThrottlingException", "SageMaker.ThrottlingException",
+                        "SageMaker.ResourceLimitExceededException")
+
+
+class BacktestFanOut(Construct):
+    """The fan-out state machine, its four Lambda functions (one container image) and their grants."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        datasets_bucket: s3.IBucket,
+        artifacts_bucket: s3.IBucket,
+        alarm_topic: sns.ITopic,
+        processing_image: str,
+        sagemaker_role: iam.IRole,
+        vpc: ec2.IVpc | None = None,
+        subnets: ec2.SubnetSelection | None = None,
+        security_groups: Sequence[ec2.ISecurityGroup] = (),
+        dataset_prefix: str = "bars/1d",
+        processing_instance_type: str = "ml.m5.xlarge",
+        batch_memory_mb: int = 3008,
+        max_concurrency: int = 50,
+        retry_interval: Duration | None = None,
+        processing_max_runtime: Duration | None = None,
+        log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
+        removal_policy: RemovalPolicy = RemovalPolicy.DESTROY,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.artifacts_bucket, self.sagemaker_role = artifacts_bucket, sagemaker_role
+        self._image, self._instance = processing_image, processing_instance_type
+        self._max_runtime = processing_max_runtime or Duration.hours(8)
+        self._retry_interval = retry_interval or Duration.seconds(30)
+        self._vpc_config = vpc_config(vpc, subnets, security_groups)
+        self.role = lambda_vpc_role(self, "FunctionRole",
+                                    description="signal-engine backtest fan-out: read the bars, keep the run")
+        datasets_bucket.grant_read(self.role, f"{dataset_prefix.strip('/')}/*")
+        artifacts_bucket.grant_read_write(self.role, f"{BACKTESTS_PREFIX}/*")
+        acknowledge_tracing(self.role)
+        environment = {"DATASETS_BUCKET": datasets_bucket.bucket_name, "DATASETS_PREFIX": dataset_prefix.strip("/"),
+                       "ARTIFACTS_BUCKET": artifacts_bucket.bucket_name, "BACKTESTS_PREFIX": BACKTESTS_PREFIX,
+                       "POWERTOOLS_SERVICE_NAME": "signal-engine-backtest"}
+        sizes = {"plan": (2048, 300), "batch": (batch_memory_mb, 900), "check": (512, 30), "merge": (3008, 900)}
+        self.functions: dict[str, lambda_.DockerImageFunction] = {}
+        for step, (memory, timeout) in sizes.items():
+            function = lambda_.DockerImageFunction(
+                self, f"{step.capitalize()}Function",
+                description=f"signal-engine backtest fan-out: {step}",
+                code=_engine_image(HANDLERS[step]),
+                architecture=lambda_.Architecture.X86_64, memory_size=memory, timeout=Duration.seconds(timeout),
+                environment=environment, role=self.role, vpc=vpc,
+                vpc_subnets=subnets if vpc is not None else None,
+                security_groups=list(security_groups) or None, tracing=lambda_.Tracing.ACTIVE,
+                log_group=logs.LogGroup(self, f"{step.capitalize()}Logs", retention=log_retention,
+                                        removal_policy=removal_policy),
+            )
+            skip_checkov(function, "CKV_AWS_116", "Invoked synchronously by the state machine, which retries and "
+                         "reports failures itself; a dead-letter queue would never receive an event.")
+            skip_checkov(function, "CKV_AWS_115", "Concurrency is bounded by the Distributed Map's "
+                         "MaxConcurrency; reserving it needs a raised Lambda quota on new accounts.")
+            self.functions[step] = function
+
+        self.notify_failure = tasks.SnsPublish(
+            self, "NotifyFailure", topic=alarm_topic, subject="signal-engine backtest failed",
+            message=sfn.TaskInput.from_json_path_at(
+                "States.Format('Backtest {} failed: {}: {}', $$.Execution.Name, $.error.Error, $.error.Cause)"),
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        self.notify_failure.next(sfn.Fail(
+            self, "BacktestFailed", error="BacktestFailed",
+            cause_path=sfn.JsonPath.format("{}: {}", sfn.JsonPath.string_at("$.error.Error"),
+                                           sfn.JsonPath.string_at("$.error.Cause"))))
+        definition = (sfn.Chain.start(self._plan()).next(self._batches(max_concurrency))
+                      .next(self._check()).next(self._merge()))
+        log_group = logs.LogGroup(self, "Logs", retention=log_retention, removal_policy=removal_policy)
+        self.state_machine = sfn.StateMachine(
+            self, "StateMachine", definition_body=sfn.DefinitionBody.from_chainable(definition),
+            timeout=Duration.hours(24), tracing_enabled=True,
+            logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
+        )
+        self._grant_processing_jobs()
+
+    def _invoke(self, state_id: str, step: str, payload: sfn.TaskInput | None, result_path: str,
+                *, retry_all: bool = False) -> tasks.LambdaInvoke:
+        """The step's function with the payload (the state's input when None), its response at ``result_path``."""
+        options: dict[str, Any] = {} if payload is None else {"payload": payload}
+        task = tasks.LambdaInvoke(self, state_id, lambda_function=self.functions[step], payload_response_only=True,
+                                  retry_on_service_exceptions=False, result_path=result_path, **options)
+        task.add_retry(errors=list(INPUT_ERRORS), max_attempts=0)
+        task.add_retry(errors=["States.ALL"] if retry_all else list(LAMBDA_SERVICE_ERRORS),
+                       interval=self._retry_interval, max_attempts=2, backoff_rate=2.0)
+        return task
+
+    def _plan(self) -> sfn.IChainable:
+        plan = self._invoke("Plan", "plan", sfn.TaskInput.from_object({
+            "run": sfn.JsonPath.string_at("$$.Execution.Name"), "input": sfn.JsonPath.entire_payload}), "$.plan")
+        plan.add_catch(self.notify_failure, result_path="$.error")
+        return plan
+
+    def _batches(self, max_concurrency: int) -> sfn.IChainable:
+        on_lambda = self._invoke("BatchOnLambda", "batch", None, "$.result",
+                                 retry_all=True)
+        on_processing = self._processing_job("BatchOnProcessing", "$.job", [
+            ("run", f"States.Format('s3://{self.artifacts_bucket.bucket_name}/{BACKTESTS_PREFIX}/{{}}', $.inputs)",
+             f"{PROCESSING_ROOT}/input/run")],
+            ("batch", f"States.Format('s3://{self.artifacts_bucket.bucket_name}/{BACKTESTS_PREFIX}/{{}}', $.out)",
+             f"{PROCESSING_ROOT}/output/batch"),
+            f"States.Array('batch', '--inputs', '{PROCESSING_ROOT}/input/run', '--batch', $.batch, '--out', "
+            f"'{PROCESSING_ROOT}/output/batch')", run_path="$.run")
+        on_processing.add_retry(errors=["States.ALL"], interval=self._retry_interval, max_attempts=2,
+                                backoff_rate=2.0)
+        failed = sfn.Pass(self, "BatchFailed", parameters={
+            "batch": sfn.JsonPath.string_at("$.batch"), "runner": sfn.JsonPath.string_at("$.runner"),
+            "failed": True, "error": sfn.JsonPath.string_at("$.error.Error"),
+            "cause": sfn.JsonPath.string_at("$.error.Cause")})
+        done = sfn.Pass(self, "BatchDone", parameters={
+            "batch": sfn.JsonPath.string_at("$.batch"), "runner": sfn.JsonPath.string_at("$.runner"),
+            "failed": False})
+        for task in (on_lambda, on_processing):
+            task.add_catch(failed, result_path="$.error")
+            task.next(done)
+        route = (sfn.Choice(self, "BatchRunner")
+                 .when(sfn.Condition.string_equals("$.runner", "processing"), on_processing)
+                 .otherwise(on_lambda))
+        batches = sfn.DistributedMap(
+            self, "RunBatches",
+            item_reader=sfn.S3JsonItemReader(bucket=self.artifacts_bucket,
+                                             key=sfn.JsonPath.string_at("$.plan.items_key")),
+            max_concurrency=max_concurrency, result_path="$.batches",
+            map_execution_type=sfn.StateMachineType.STANDARD,
+        )
+        batches.item_processor(route)
+        batches.add_catch(self.notify_failure, result_path="$.error")
+        return batches
+
+    def _check(self) -> sfn.IChainable:
+        check = self._invoke("CheckBatches", "check", sfn.TaskInput.from_object({
+            "run": sfn.JsonPath.string_at("$.plan.run"), "batches": sfn.JsonPath.object_at("$.batches")}),
+            "$.checked")
+        check.add_catch(self.notify_failure, result_path="$.error")
+        return check
+
+    def _merge(self) -> sfn.IChainable:
+        bucket = self.artifacts_bucket.bucket_name
+        run_uri = f"States.Format('s3://{bucket}/{BACKTESTS_PREFIX}/{{}}/{{}}', $.plan.run, '%s')"
+        on_lambda = self._invoke("MergeOnLambda", "merge", sfn.TaskInput.from_object({
+            "run": sfn.JsonPath.string_at("$.plan.run")}), "$.merge", retry_all=True)
+        on_processing = self._processing_job("MergeOnProcessing", "$.plan.merge_job", [
+            ("run", run_uri % "inputs", f"{PROCESSING_ROOT}/input/run"),
+            ("batches", run_uri % "batches", f"{PROCESSING_ROOT}/input/batches")],
+            ("result", run_uri % "result", f"{PROCESSING_ROOT}/output/result"),
+            f"States.Array('merge', '--inputs', '{PROCESSING_ROOT}/input/run', '--batches', "
+            f"'{PROCESSING_ROOT}/input/batches', '--out', '{PROCESSING_ROOT}/output/result')",
+            run_path="$.plan.run", result_path="$.merge")
+        on_processing.add_retry(errors=list(SAGEMAKER_THROTTLING), interval=self._retry_interval, max_attempts=4,
+                                backoff_rate=2.0)
+        merged = sfn.Pass(self, "Result", parameters={
+            "run": sfn.JsonPath.string_at("$.plan.run"),
+            "result": sfn.JsonPath.format(f"s3://{bucket}/{BACKTESTS_PREFIX}/{{}}/result/",
+                                          sfn.JsonPath.string_at("$.plan.run")),
+            "batches": sfn.JsonPath.string_at("$.plan.batches"),
+            "merge": sfn.JsonPath.object_at("$.merge")}).next(sfn.Succeed(self, "Merged"))
+        for task in (on_lambda, on_processing):
+            task.add_catch(self.notify_failure, result_path="$.error")
+            task.next(merged)
+        return (sfn.Choice(self, "MergeRunner")
+                .when(sfn.Condition.string_equals("$.plan.merge_runner", "processing"), on_processing)
+                .otherwise(on_lambda))
+
+    def _processing_job(self, state_id: str, job_path: str, inputs: Sequence[tuple[str, str, str]],
+                        output: tuple[str, str, str], arguments: str, *, run_path: str,
+                        result_path: str = "$.result") -> sfn.CustomState:
+        """createProcessingJob.sync in the CPU training image; ``run_path`` is the run's (execution's) name, tagged
+        in Base64 (a Distributed Map's item runs in a child execution, whose own name is not the run's)."""
+        name, uri, local = output
+        parameters: dict[str, Any] = {
+            "ProcessingJobName.$": f"States.Format('{{}}-{{}}', {job_path}, $$.State.RetryCount)",
+            "RoleArn": self.sagemaker_role.role_arn,
+            "AppSpecification": {"ImageUri": self._image, "ContainerEntrypoint": ENTRY,
+                                 "ContainerArguments.$": arguments},
+            "ProcessingInputs": [{"InputName": input_name, "S3Input": {
+                "S3Uri.$": input_uri, "LocalPath": input_local, "S3DataType": "S3Prefix", "S3InputMode": "File",
+                "S3DataDistributionType": "FullyReplicated"}} for input_name, input_uri, input_local in inputs],
+            "ProcessingOutputConfig": {"Outputs": [{"OutputName": name, "S3Output": {
+                "S3Uri.$": uri, "LocalPath": local, "S3UploadMode": "EndOfJob"}}]},
+            "ProcessingResources": {"ClusterConfig": {"InstanceCount": 1, "InstanceType": self._instance,
+                                                      "VolumeSizeInGB": 30}},
+            "StoppingCondition": {"MaxRuntimeInSeconds": int(self._max_runtime.to_seconds())},
+            "Tags": [{"Key": "signal-engine:execution", "Value.$": f"States.Base64Encode({run_path})"}],
+        }
+        if self._vpc_config:
+            parameters["NetworkConfig"] = {"VpcConfig": self._vpc_config}
+        return sfn.CustomState(self, state_id, state_json={
+            "Type": "Task", "Resource": SYNC_PROCESSING, "Parameters": parameters,
+            "ResultSelector": {"job.$": "$.ProcessingJobName", "status.$": "$.ProcessingJobStatus"},
+            "ResultPath": result_path})
+
+    def _grant_processing_jobs(self) -> None:
+        stack = Stack.of(self)
+        arn = f"arn:{stack.partition}:sagemaker:{stack.region}:{stack.account}"
+        role = self.state_machine.role
+        role.add_to_principal_policy(iam.PolicyStatement(
+            actions=["sagemaker:CreateProcessingJob", "sagemaker:DescribeProcessingJob",
+                     "sagemaker:StopProcessingJob", "sagemaker:AddTags"],
+            resources=[f"{arn}:processing-job/{PROCESSING_JOB_PREFIX}*"]))
+        role.add_to_principal_policy(iam.PolicyStatement(
+            actions=["events:PutTargets", "events:PutRule", "events:DescribeRule"],
+            resources=[f"arn:{stack.partition}:events:{stack.region}:{stack.account}:rule/"
+                       "StepFunctionsGetEventsForSageMakerProcessingJobsRule"]))
+        role.add_to_principal_policy(iam.PolicyStatement(
+            actions=["iam:PassRole"], resources=[self.sagemaker_role.role_arn],
+            conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}))
+        acknowledge(role, "AwsSolutions-IAM5",
+                    "Wildcards scoped to this fan-out: processing jobs are named se-bt-<run hash>-<batch>-<retry> "
+                    "at run time; the Lambda functions' versions (CDK's invoke grant); the Distributed Map starts "
+                    "its own child executions; X-Ray and log delivery have no resource-level permissions.")
+        acknowledge(self.role.node.find_child("DefaultPolicy"), "AwsSolutions-IAM5",
+                    "CDK bucket grants scoped to the bars prefix of the datasets bucket (read) and the backtests/ "
+                    "prefix of the artifacts bucket (the runs' files are named at run time).")
+
+
+def _engine_image(handler: str) -> lambda_.DockerImageCode:
+    """The book step's image (containers/book_step/Dockerfile, which also copies lambda_src/backtest_fanout)."""
+    from stacks.book import DOCKERFILE, EXCLUDE, ROOT
+
+    return lambda_.DockerImageCode.from_image_asset(
+        str(ROOT), file=DOCKERFILE, cmd=[handler], platform=ecr_assets.Platform.LINUX_AMD64, exclude=EXCLUDE,
+        ignore_mode=IgnoreMode.DOCKER, display_name="signal-engine engine Lambda image")
