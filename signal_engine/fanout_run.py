@@ -25,12 +25,13 @@ import json
 import math
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
+from signal_engine.data.loader import PriceSeries
 from signal_engine.errors import ConfigError
 from signal_engine.fanout import BatchSpec, backtest_batch, batch_symbols, merge_batches
 from signal_engine.pipeline import check_series, load_all
@@ -142,9 +143,10 @@ class RunPlan:
 
 
 def plan_run(store: ObjectStore, run: str, request: FanOutRequest, prices: Callable[[str], bytes],
-             *, console: Console | None = None) -> RunPlan:
+             *, source: Callable[[str], str] = "{}.csv".format, console: Console | None = None) -> RunPlan:
     """Copy each symbol's prices (``prices(symbol)``; ``KeyError`` when there are none) into the run's inputs,
-    check the series and the config as a local run does before any walk-forward, and write the plan."""
+    check the series and the config as a local run does before any walk-forward, and write the plan.
+    ``source(symbol)`` names where the prices came from (the reports name it)."""
     _check_run_name(run)
     console = console or Console(stderr=True)
     missing = []
@@ -173,6 +175,7 @@ def plan_run(store: ObjectStore, run: str, request: FanOutRequest, prices: Calla
     store.put(f"{run}/{INPUTS}/run.json", json.dumps({
         "format": RUN_FORMAT, "version": RUN_FORMAT_VERSION, "run": run, "symbols": list(request.symbols),
         "profile": request.profile, "batches": request.batches, "bars": bars,
+        "sources": {symbol: source(symbol) for symbol in request.symbols},
     }, indent=1).encode(), "application/json")
     plan = _plan(run, request, bars)
     store.put(f"{run}/{ITEMS}", json.dumps([asdict(i) for i in plan.items]).encode(), "application/json")
@@ -240,6 +243,11 @@ class RunInputs:
     def paths(self) -> list[Path]:
         return [self.folder / "prices" / f"{s}.csv" for s in self.symbols]
 
+    def series(self) -> list[PriceSeries]:
+        """The run's series, each naming the prices it was copied from rather than its copy."""
+        sources = self.document["sources"]
+        return [replace(s, source=sources[s.symbol]) for s in load_all(self.paths, self.symbols)]
+
     def configs(self) -> tuple[Any, dict[str, Any]]:
         from signal_engine.cli import load_configs
 
@@ -254,7 +262,7 @@ def run_batch_folder(inputs: Path, spec: BatchSpec, out_dir: Path, *, console: C
         raise FanOutError(f"--batch {spec}: the run {run.document['run']} was planned in "
                           f"{run.document['batches']} batches")
     config, orchestration = run.configs()
-    return backtest_batch(load_all(run.paths, run.symbols), out_dir, config, spec, console=console,
+    return backtest_batch(run.series(), out_dir, config, spec, console=console,
                           orchestration=orchestration, jobs=jobs)
 
 

@@ -46,6 +46,8 @@ BUILD_CONTEXT = ("signal_engine", "lambda_src/book_step", "lambda_src/backtest_f
                  "containers/book_step", "pyproject.toml", "README.md")
 EXCLUDE = ["*", "!lambda_src", "lambda_src/*", *(f"!{path}" for path in BUILD_CONTEXT), "**/__pycache__", "**/*.pyc"]
 CA_FILE = "/var/task/certs/rds-global-bundle.pem"
+# The same image runs the backtest fan-out's functions (step_functions/backtest_fanout.py) with other commands.
+IMAGE_NAME = "signal-engine Lambda image"
 METRICS_NAMESPACE = "SignalEngine"
 METRICS_SERVICE = "signal-engine-book"
 STEP_REQUEST_SOURCE = "signal-engine.book"
@@ -110,7 +112,7 @@ class BookStack(Stack):
                 platform=ecr_assets.Platform.LINUX_AMD64,
                 exclude=EXCLUDE,
                 ignore_mode=IgnoreMode.DOCKER,
-                display_name="signal-engine book step image",
+                display_name=IMAGE_NAME,
             ),
             architecture=lambda_.Architecture.X86_64,
             memory_size=config.book_step_memory_mb,

@@ -18,7 +18,9 @@ from stacks.monitoring import MonitoringStack
 from stacks.network import NetworkStack
 from stacks.serving import MODELS_PREFIX, ServingStack, experts_endpoint_name
 from stacks.storage import StorageStack
+from stacks.training import DATASET_PREFIX as TRAINING_DATASET_PREFIX
 from stacks.training import TrainingStack, acknowledge_workflow_grants
+from step_functions.backtest_fanout import BACKTESTS_PREFIX
 
 
 class SignalEngineStage(Stage):
@@ -124,7 +126,25 @@ class SignalEngineStage(Stage):
             sagemaker_role=self.sagemaker_role,
             experts_endpoint=experts_endpoint,
             alarm_topic=self.monitoring.alarm_topic,
-            description=f"signal-engine {config.name}: training images, Step Functions workflow, schedule",
+            backtest_policies=[
+                self.storage.prefix_access_policy(
+                    "BacktestBarsRead",
+                    bucket=self.storage.datasets_bucket,
+                    prefix=TRAINING_DATASET_PREFIX,
+                    actions=["s3:GetObject"],
+                    description="signal-engine backtest fan-out: read each symbol's bars (the plan copies them)",
+                ),
+                self.storage.prefix_access_policy(
+                    "BacktestRuns",
+                    bucket=self.storage.artifacts_bucket,
+                    prefix=BACKTESTS_PREFIX,
+                    actions=["s3:GetObject", "s3:PutObject"],
+                    description="signal-engine backtest fan-out: the runs' inputs, batches and merged results",
+                ),
+            ],
+            environment_key=self.operations_key,
+            description=f"signal-engine {config.name}: training images, Step Functions workflow, schedule, "
+            "backtest fan-out",
             **common,
         )
         acknowledge_workflow_grants(self.sagemaker_role)

@@ -1,8 +1,10 @@
-"""Training stack: the training and inference images, the Step Functions workflow, its schedule and dashboard."""
+"""Training stack: the training and inference images, the Step Functions workflow, its schedule and dashboard, and
+the backtest fan-out (a Distributed Map over batches of symbols, step_functions/backtest_fanout.py)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from aws_cdk import CfnOutput, Duration, Stack
@@ -11,6 +13,7 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
@@ -20,6 +23,7 @@ from stacks.config import StageConfig
 from stacks.constructs.container_image import container_image
 from stacks.constructs.nag import acknowledge
 from stacks.constructs.ops_dashboard import OpsDashboard
+from step_functions.backtest_fanout import BACKTESTS_PREFIX, BacktestFanOut
 from step_functions.training_workflow import ServerlessEndpoint, TrainingWorkflow
 
 DATASET_PREFIX = "bars/1d"
@@ -45,6 +49,8 @@ class TrainingStack(Stack):
         sagemaker_role: iam.IRole,
         experts_endpoint: str,
         alarm_topic: sns.ITopic,
+        backtest_policies: Sequence[iam.IManagedPolicy] = (),
+        environment_key: kms.IKey | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -81,6 +87,24 @@ class TrainingStack(Stack):
             removal_policy=config.log_removal_policy,
         )
         self.state_machine: sfn.StateMachine = self.workflow.state_machine
+        self.backtests = BacktestFanOut(
+            self,
+            "Backtests",
+            datasets_bucket=datasets_bucket,
+            artifacts_bucket=artifacts_bucket,
+            alarm_topic=alarm_topic,
+            processing_image=self.workflow.cpu_training_image_uri,
+            sagemaker_role=sagemaker_role,
+            data_policies=backtest_policies,
+            environment_key=environment_key,
+            vpc=vpc,
+            subnets=app_subnets,
+            security_groups=[app_security_group],
+            dataset_prefix=DATASET_PREFIX,
+            processing_instance_type=config.processing_instance_type,
+            log_retention=config.log_retention,
+            removal_policy=config.log_removal_policy,
+        )
         self._acknowledge_state_machine_role(artifacts_bucket)
 
         self.schedule = events.Rule(
@@ -100,6 +124,9 @@ class TrainingStack(Stack):
 
         CfnOutput(self, "StateMachineArn", value=self.state_machine.state_machine_arn,
                   description="Start a training run: Step Functions console, or aws stepfunctions start-execution")
+        CfnOutput(self, "BacktestStateMachineArn", value=self.backtests.state_machine.state_machine_arn,
+                  description="Backtest many symbols fanned out: start-execution with {\"symbols\": [...]}; "
+                  "the result lands in s3://<artifacts bucket>/backtests/<execution name>/result/")
         CfnOutput(self, "DatasetsBucketName", value=datasets_bucket.bucket_name,
                   description=f"Training input: s3://<this bucket>/{DATASET_PREFIX}/<SYMBOL>.csv (Yahoo layout)")
         self.dashboard = OpsDashboard(
@@ -117,6 +144,13 @@ class TrainingStack(Stack):
         policy = self.state_machine.role.node.find_child("DefaultPolicy")
         stack_name = Stack.of(artifacts_bucket).stack_name
         output = {"StackName": stack_name, "Region": {"Ref": "AWS::Region"}, "OutputName": ARTIFACTS_ARN_OUTPUT}
+        acknowledge(
+            self.backtests.state_machine.role.node.find_child("DefaultPolicy"),
+            f"AwsSolutions-IAM5[Resource::{json.dumps({'Fn::GetStackOutput': output}, separators=(',', ':'))}"
+            f"/{BACKTESTS_PREFIX}/*]",
+            "The fan-out's RunBatches reads backtests/<execution>/batches.json (its Distributed Map's items); the "
+            "execution name is known only at run time, so it may read the objects under backtests/ only.",
+        )
         acknowledge(
             policy,
             f"AwsSolutions-IAM5[Resource::{json.dumps({'Fn::GetStackOutput': output}, separators=(',', ':'))}"

@@ -14,8 +14,8 @@
       MergeOnLambda | MergeOnProcessing  -> backtests/<execution>/result/ (signals, metrics.json, report, ...)
     Merged                Succeed, with where the result is and the books' headline numbers
 
-Every failure (the plan's input errors, failed batches, the merge) goes to ``NotifyFailure`` (SNS, with the error
-and its cause) -> ``BacktestFailed``; no batch is dropped silently: the merge refuses a run missing a batch.
+Every failure (the plan's input errors, failed batches, the merge) goes to ``NotifyBacktestFailure`` (SNS, with the
+error and its cause) -> ``BacktestFailed``; no batch is dropped silently: the merge refuses a run missing a batch.
 
 Execution input: ``{"symbols": [...], "profile"?: "quick"|"full", "config"?: {config overrides, as a local run's
 --config file}, "batch_symbols"?: symbols per batch (10), "runner"?: "auto"|"lambda"|"processing"}``
@@ -25,13 +25,16 @@ same price files in the same order with the same profile and config.
 
 from __future__ import annotations
 
+import json
+import typing
 from collections.abc import Sequence
 from typing import Any
 
-from aws_cdk import Duration, IgnoreMode, RemovalPolicy, Stack
+from aws_cdk import CfnElement, Duration, IgnoreMode, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
@@ -41,7 +44,7 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from signal_engine.fanout_run import JOB_PREFIX as PROCESSING_JOB_PREFIX
-from stacks.constructs.lambda_role import acknowledge_tracing, lambda_vpc_role
+from stacks.constructs.lambda_role import acknowledge_tracing, grant_decrypt, lambda_vpc_role
 from stacks.constructs.nag import acknowledge, skip_checkov
 from step_functions.training_workflow import vpc_config
 
@@ -60,7 +63,11 @@ SAGEMAKER_THROTTLING = ("ThrottlingException", "SageMaker.ThrottlingException",
 
 
 class BacktestFanOut(Construct):
-    """The fan-out state machine, its four Lambda functions (one container image) and their grants."""
+    """The fan-out state machine, its four Lambda functions (one container image) and their grants.
+
+    ``data_policies`` give the functions their data: read the datasets bucket's ``dataset_prefix``, read and
+    write the artifacts bucket's ``backtests/`` (the Storage stack's prefix policies, beside the buckets).
+    """
 
     def __init__(
         self,
@@ -72,6 +79,8 @@ class BacktestFanOut(Construct):
         alarm_topic: sns.ITopic,
         processing_image: str,
         sagemaker_role: iam.IRole,
+        data_policies: Sequence[iam.IManagedPolicy],
+        environment_key: kms.IKey | None = None,
         vpc: ec2.IVpc | None = None,
         subnets: ec2.SubnetSelection | None = None,
         security_groups: Sequence[ec2.ISecurityGroup] = (),
@@ -85,18 +94,17 @@ class BacktestFanOut(Construct):
         removal_policy: RemovalPolicy = RemovalPolicy.DESTROY,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.artifacts_bucket, self.sagemaker_role = artifacts_bucket, sagemaker_role
+        self.artifacts_bucket, self.sagemaker_role, self._alarm_topic = artifacts_bucket, sagemaker_role, alarm_topic
         self._image, self._instance = processing_image, processing_instance_type
         self._max_runtime = processing_max_runtime or Duration.hours(8)
         self._retry_interval = retry_interval or Duration.seconds(30)
         self._vpc_config = vpc_config(vpc, subnets, security_groups)
         self.role = lambda_vpc_role(self, "FunctionRole",
                                     description="signal-engine backtest fan-out: read the bars, keep the run")
-        datasets_bucket.grant_read(self.role, f"{dataset_prefix.strip('/')}/*")
-        artifacts_bucket.grant_read_write(self.role, f"{BACKTESTS_PREFIX}/*")
-        acknowledge_tracing(self.role)
-        environment = {"DATASETS_BUCKET": datasets_bucket.bucket_name, "DATASETS_PREFIX": dataset_prefix.strip("/"),
-                       "ARTIFACTS_BUCKET": artifacts_bucket.bucket_name, "BACKTESTS_PREFIX": BACKTESTS_PREFIX,
+        for policy in data_policies:
+            self.role.add_managed_policy(policy)
+        environment = {"DATASETS_STORE": f"s3://{datasets_bucket.bucket_name}/{dataset_prefix.strip('/')}",
+                       "BACKTESTS_STORE": f"s3://{artifacts_bucket.bucket_name}/{BACKTESTS_PREFIX}",
                        "POWERTOOLS_SERVICE_NAME": "signal-engine-backtest"}
         sizes = {"plan": (2048, 300), "batch": (batch_memory_mb, 900), "check": (512, 30), "merge": (3008, 900)}
         self.functions: dict[str, lambda_.DockerImageFunction] = {}
@@ -106,7 +114,7 @@ class BacktestFanOut(Construct):
                 description=f"signal-engine backtest fan-out: {step}",
                 code=_engine_image(HANDLERS[step]),
                 architecture=lambda_.Architecture.X86_64, memory_size=memory, timeout=Duration.seconds(timeout),
-                environment=environment, role=self.role, vpc=vpc,
+                environment=environment, environment_encryption=environment_key, role=self.role, vpc=vpc,
                 vpc_subnets=subnets if vpc is not None else None,
                 security_groups=list(security_groups) or None, tracing=lambda_.Tracing.ACTIVE,
                 log_group=logs.LogGroup(self, f"{step.capitalize()}Logs", retention=log_retention,
@@ -117,9 +125,12 @@ class BacktestFanOut(Construct):
             skip_checkov(function, "CKV_AWS_115", "Concurrency is bounded by the Distributed Map's "
                          "MaxConcurrency; reserving it needs a raised Lambda quota on new accounts.")
             self.functions[step] = function
+        acknowledge_tracing(self.role)
+        if environment_key is not None:
+            grant_decrypt(self.role, environment_key=environment_key, secrets=[])
 
         self.notify_failure = tasks.SnsPublish(
-            self, "NotifyFailure", topic=alarm_topic, subject="signal-engine backtest failed",
+            self, "NotifyBacktestFailure", topic=alarm_topic, subject="signal-engine backtest failed",
             message=sfn.TaskInput.from_json_path_at(
                 "States.Format('Backtest {} failed: {}: {}', $$.Execution.Name, $.error.Error, $.error.Cause)"),
             result_path=sfn.JsonPath.DISCARD,
@@ -182,8 +193,7 @@ class BacktestFanOut(Construct):
                  .otherwise(on_lambda))
         batches = sfn.DistributedMap(
             self, "RunBatches",
-            item_reader=sfn.S3JsonItemReader(bucket=self.artifacts_bucket,
-                                             key=sfn.JsonPath.string_at("$.plan.items_key")),
+            item_reader=_RunItemsReader(bucket=self.artifacts_bucket, key=sfn.JsonPath.string_at("$.plan.items_key")),
             max_concurrency=max_concurrency, result_path="$.batches",
             map_execution_type=sfn.StateMachineType.STANDARD,
         )
@@ -268,19 +278,67 @@ class BacktestFanOut(Construct):
         role.add_to_principal_policy(iam.PolicyStatement(
             actions=["iam:PassRole"], resources=[self.sagemaker_role.role_arn],
             conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}))
-        acknowledge(role, "AwsSolutions-IAM5",
-                    "Wildcards scoped to this fan-out: processing jobs are named se-bt-<run hash>-<batch>-<retry> "
-                    "at run time; the Lambda functions' versions (CDK's invoke grant); the Distributed Map starts "
-                    "its own child executions; X-Ray and log delivery have no resource-level permissions.")
-        acknowledge(self.role.node.find_child("DefaultPolicy"), "AwsSolutions-IAM5",
-                    "CDK bucket grants scoped to the bars prefix of the datasets bucket (read) and the backtests/ "
-                    "prefix of the artifacts bucket (the runs' files are named at run time).")
+        # RunBatches reads batches.json through S3, NotifyBacktestFailure publishes through SNS: their keys (the key
+        # policies delegate to IAM).
+        for key, service in ((self.artifacts_bucket.encryption_key, "s3"), (self._alarm_topic.master_key, "sns")):
+            if key is not None:
+                role.add_to_principal_policy(iam.PolicyStatement(
+                    actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[key.key_arn],
+                    conditions={"StringEquals": {"kms:ViaService": f"{service}.{stack.region}.{stack.url_suffix}"}}))
+        for finding, why in self._wildcards(stack).items():
+            acknowledge(role.node.find_child("DefaultPolicy") if "execution:" not in finding
+                        else self.state_machine.node.find_child("DistributedMapPolicy"),
+                        f"AwsSolutions-IAM5[Resource::{finding}]", f"Wildcard scoped to this fan-out: {why}.")
+
+    def _wildcards(self, stack: Stack) -> dict[str, str]:
+        """The state machine role's wildcard resources (as cdk-nag names them), each with its reason."""
+        machine = stack.get_logical_id(typing.cast(CfnElement, self.state_machine.node.default_child))
+        partition, region, account = (nag_text(stack, v) for v in (stack.partition, stack.region, stack.account))
+        execution = (f'arn:{partition}:states:{region}:{account}:execution:{{"Fn::Select":[6,{{"Fn::Split":[":",'
+                     f'{{"Ref":"{machine}"}}]}}]}}')
+        found = {nag_text(stack, f"{function.function_arn}:*"): f"CDK's invoke grant covers the {step} function's "
+                 "versions and aliases" for step, function in self.functions.items()}
+        found[f"arn:{partition}:sagemaker:{region}:{account}:processing-job/{PROCESSING_JOB_PREFIX}*"] = (
+            "processing jobs are named se-bt-<run hash>-<batch>-<retry> at run time")
+        found[f"{execution}:*"] = "the Distributed Map describes and stops the child executions it starts"
+        found[f"{execution}/*:*"] = "the Distributed Map redrives its failed child executions"
+        found["*"] = "X-Ray and CloudWatch log delivery have no resource-level permissions"
+        return found
+
+
+def nag_text(stack: Stack, value: str) -> str:
+    """A value as cdk-nag prints it in a finding id: ``Ref`` as ``<Id>``, ``Fn::GetAtt`` as ``<Id.Attr>``, other
+    intrinsics as compact JSON."""
+
+    def text(resolved: Any) -> str:
+        if isinstance(resolved, str):
+            return resolved
+        if "Fn::Join" in resolved:
+            separator, parts = resolved["Fn::Join"]
+            return str(separator).join(text(p) for p in parts)
+        if "Ref" in resolved:
+            return f"<{resolved['Ref']}>"
+        if "Fn::GetAtt" in resolved:
+            return f"<{'.'.join(resolved['Fn::GetAtt'])}>"
+        return json.dumps(resolved, separators=(",", ":"))
+
+    return text(stack.resolve(value))
 
 
 def _engine_image(handler: str) -> lambda_.DockerImageCode:
     """The book step's image (containers/book_step/Dockerfile, which also copies lambda_src/backtest_fanout)."""
-    from stacks.book import DOCKERFILE, EXCLUDE, ROOT
+    from stacks.book import DOCKERFILE, EXCLUDE, IMAGE_NAME, ROOT
 
     return lambda_.DockerImageCode.from_image_asset(
         str(ROOT), file=DOCKERFILE, cmd=[handler], platform=ecr_assets.Platform.LINUX_AMD64, exclude=EXCLUDE,
-        ignore_mode=IgnoreMode.DOCKER, display_name="signal-engine engine Lambda image")
+        ignore_mode=IgnoreMode.DOCKER, display_name=IMAGE_NAME)
+
+
+class _RunItemsReader(sfn.S3JsonItemReader):
+    """The plan's ``batches.json``, read with s3:GetObject on the runs' prefix only (CDK's reader grants the whole
+    bucket when the key is a JSONPath)."""
+
+    def provide_policy_statements(self) -> list[iam.PolicyStatement]:
+        assert self.bucket is not None
+        return [iam.PolicyStatement(actions=["s3:GetObject"],
+                                    resources=[self.bucket.arn_for_objects(f"{BACKTESTS_PREFIX}/*")])]

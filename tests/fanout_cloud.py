@@ -75,7 +75,7 @@ def synthesized() -> tuple[dict[str, Any], list[Function]]:
         alarm_topic=sns.Topic.from_topic_arn(stack, "Alarms", TOPIC),
         processing_image=PROCESSING_IMAGE,
         sagemaker_role=iam.Role.from_role_arn(stack, "Role", ROLE, mutable=False),
-        retry_interval=Duration.seconds(1),
+        data_policies=[], retry_interval=Duration.seconds(1),
     )
     template = Template.from_stack(stack)
     functions = [

@@ -4,14 +4,16 @@
 One container image (containers/book_step/Dockerfile: pandas, scikit-learn, LightGBM, arch), four handlers:
 
 - ``plan``: ``{"run", "input": {symbols, profile?, config?, batch_symbols?, runner?}}`` -> copies each symbol's
-  ``s3://DATASETS_BUCKET/DATASETS_PREFIX/<SYMBOL>.csv`` into the run, checks the series and config, writes
+  ``DATASETS_STORE/<SYMBOL>.csv`` into the run, checks the series and config, writes
   ``batches.json``; returns the plan's summary (batches, runners, where the merge runs).
 - ``batch``: one ``batches.json`` item -> walks forward its symbols, uploads its folder (``batch.json`` last).
 - ``check``: ``{"run", "batches": [the Map's results]}`` -> raises ``BatchesFailed`` naming every batch that failed
   after its retries, with its error and cause; else the number of batches.
 - ``merge``: ``{"run"}`` -> merges the batches into ``<run>/result/``; returns its files and headline numbers.
 
-Every run lives under ``s3://ARTIFACTS_BUCKET/BACKTESTS_PREFIX/<run>/`` (``signal_engine.fanout_run``). Input
+Environment: ``DATASETS_STORE`` (``s3://DATASETS_BUCKET/bars/1d``) and ``BACKTESTS_STORE``
+(``s3://ARTIFACTS_BUCKET/backtests``); every run lives under ``BACKTESTS_STORE/<run>/`` (``signal_engine.fanout_run``).
+Input
 errors raise ``FanOutError``, ``ConfigError``, ``InputError`` or ``BatchError`` (the state machine does not retry
 them); anything else is retried.
 """
@@ -34,8 +36,7 @@ from signal_engine.fanout_run import FanOutRequest, failed_batches, plan_run, st
 from signal_engine.ports import ObjectStore
 
 SERVICE = "signal-engine-backtest"
-DATASETS_BUCKET, DATASETS_PREFIX = "DATASETS_BUCKET", "DATASETS_PREFIX"
-ARTIFACTS_BUCKET, BACKTESTS_PREFIX = "ARTIFACTS_BUCKET", "BACKTESTS_PREFIX"
+DATASETS_STORE, BACKTESTS_STORE = "DATASETS_STORE", "BACKTESTS_STORE"
 
 logger = Logger(service=SERVICE)
 
@@ -53,14 +54,14 @@ def _setting(name: str) -> str:
 
 @cache
 def runs() -> ObjectStore:
-    """The runs' store: ``s3://ARTIFACTS_BUCKET/BACKTESTS_PREFIX/``."""
-    return object_store(f"s3://{_setting(ARTIFACTS_BUCKET)}/{os.environ.get(BACKTESTS_PREFIX, 'backtests')}")
+    """The runs' store, ``BACKTESTS_STORE``."""
+    return object_store(_setting(BACKTESTS_STORE))
 
 
 @cache
 def datasets() -> ObjectStore:
-    """The collected bars: ``s3://DATASETS_BUCKET/DATASETS_PREFIX/<SYMBOL>.csv``."""
-    return object_store(f"s3://{_setting(DATASETS_BUCKET)}/{os.environ.get(DATASETS_PREFIX, 'bars/1d')}")
+    """The collected bars, ``DATASETS_STORE/<SYMBOL>.csv``."""
+    return object_store(_setting(DATASETS_STORE))
 
 
 def _console() -> Console:
@@ -71,9 +72,11 @@ def _console() -> Console:
 def plan(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = FanOutRequest.parse(event.get("input") or {})
     store = datasets()
+    where = _setting(DATASETS_STORE).rstrip("/")
     summary = plan_run(runs(), str(event["run"]), request, lambda symbol: store.get(f"{symbol}.csv"),
-                       console=_console()).summary()
-    summary["items_key"] = f"{os.environ.get(BACKTESTS_PREFIX, 'backtests')}/{summary['items']}"
+                       source=lambda symbol: f"{where}/{symbol}.csv", console=_console()).summary()
+    prefix = _setting(BACKTESTS_STORE).removeprefix("s3://").partition("/")[2].strip("/")
+    summary["items_key"] = f"{prefix}/{summary['items']}" if prefix else summary["items"]
     logger.info("planned", extra=summary)
     return summary
 

@@ -4,6 +4,7 @@ every inventory entry is made by the code: the two cannot drift apart silently."
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,10 +14,12 @@ from typing import Any
 import boto3
 import pytest
 import sqlalchemy as sa
+import yaml
 from botocore.client import BaseClient
 
 from signal_engine import bootstrap as bootstrap_module
 from signal_engine.storage.ingest import ingest_prices
+from tests.fixtures.configs import ONE_MODEL_BOOK
 from tests.fixtures.payloads import ok
 from tests.handlers.conftest import Aws, FakeLambdaContext, Serve, event
 from tests.handlers.test_combiner_handler import api_event, queue_results, universal_answer
@@ -129,6 +132,35 @@ def test_the_book_steps_calls_are_the_inventory(secrets: dict[str, str], aws: Aw
     settings = bootstrap_module.Settings(database_secret=secrets["mysql"])
     assert bootstrap_module._database_url(settings, boto3.client).startswith("mysql+pymysql://")
     assert recorded == _inventory("book_step")
+
+
+@pytest.mark.slow
+def test_the_backtest_fanouts_calls_are_the_inventory(aws: Aws, goog_csv: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      recorded: set[tuple[str, str]]) -> None:
+    """One symbol's run through the four handlers in turn, as the state machine calls them."""
+    datasets, artifacts = "aws-calls-datasets", "aws-calls-artifacts"
+    s3 = boto3.client("s3")
+    for bucket in (datasets, artifacts):
+        s3.create_bucket(Bucket=bucket)
+    lines = goog_csv.read_text().splitlines(keepends=True)[:1001]
+    s3.put_object(Bucket=datasets, Key="bars/1d/GOOG.csv", Body="".join(lines).encode())
+    monkeypatch.setenv("DATASETS_STORE", f"s3://{datasets}/bars/1d")
+    monkeypatch.setenv("BACKTESTS_STORE", f"s3://{artifacts}/backtests")
+    fanout = importlib.import_module("lambda_src.backtest_fanout.handler")
+    fanout.runs.cache_clear()
+    fanout.datasets.cache_clear()
+    context = FakeLambdaContext(function_name="backtest-fanout")
+    recorded.clear()
+    plan = fanout.plan({"run": "calls", "input": {"symbols": ["GOOG"], "config": yaml.safe_load(ONE_MODEL_BOOK)}},
+                       context)
+    assert plan["items_key"] == "backtests/calls/batches.json"
+    (item,) = json.loads(fanout.runs().get("calls/batches.json"))
+    assert fanout.batch(item, context)["symbols"] == ["GOOG"]
+    assert fanout.check({"run": "calls", "batches": [{"batch": "1/1", "failed": False}]}, context)["batches"] == 1
+    assert "metrics.json" in fanout.merge({"run": "calls"}, context)["files"]
+    fanout.runs.cache_clear()
+    fanout.datasets.cache_clear()
+    assert recorded == _inventory("backtest_fanout")
 
 
 def SqlDatabaseOf(folder: Path) -> Any:

@@ -473,8 +473,18 @@ SAMPLE_PATHS: dict[str, str] = {
     "$.publish.name": f"signal-engine-{RUN_ID}",
     "$.publish.version": "20261201T000000",
     "$.run.dataset_prefix": "bars/1d",
+    # the backtest fan-out (step_functions/backtest_fanout.py): the plan's output and one batches.json item
+    "$.plan.run": EXECUTION,
+    "$.plan.items_key": f"backtests/{EXECUTION}/batches.json",
+    "$.plan.merge_job": "se-bt-0123456789abcdef-merge",
+    "$.run": EXECUTION,
+    "$.job": "se-bt-0123456789abcdef-1",
+    "$.batch": "1/3",
+    "$.inputs": f"{EXECUTION}/inputs/",
+    "$.out": f"{EXECUTION}/batches/1/",
 }
 SYNC_TRAINING_RULE = "StepFunctionsGetEventsForSageMakerTrainingJobsRule"
+SYNC_PROCESSING_RULE = "StepFunctionsGetEventsForSageMakerProcessingJobsRule"
 
 
 def _value(parameters: Mapping[str, Any], name: str, paths: Mapping[str, str] = SAMPLE_PATHS) -> str:
@@ -516,6 +526,8 @@ def state_machine_requests(access: Access, stack: str, logical: str) -> list[Req
     requests: list[Request] = []
     paths = dict(SAMPLE_PATHS)  # the jobs' outputs ($.dataset.model, ...) are added as the states are walked
     for name, state in states(definition):
+        if state["Type"] == "Map" and "ItemReader" in state:
+            requests += item_reader_requests(access, stack, logical, name, state, role_arn)
         if state["Type"] != "Task":
             continue
         resource, parameters = state["Resource"], state.get("Parameters", {})
@@ -541,6 +553,18 @@ def state_machine_requests(access: Access, stack: str, logical: str) -> list[Req
             for action in ("PutTargets", "PutRule", "DescribeRule"):
                 add(f"events:{action}", f"arn:{p}:events:{r}:{a}:rule/{SYNC_TRAINING_RULE}")
             pass_role(_value(parameters, "RoleArn"))
+        elif resource == "arn:aws:states:::sagemaker:createProcessingJob.sync":
+            requests += processing_job_requests(access, name, parameters)
+            job = f"{sagemaker}:processing-job/{_value(parameters, 'ProcessingJobName').lower()}"
+            for action in ("CreateProcessingJob", "DescribeProcessingJob", "StopProcessingJob"):
+                add(f"sagemaker:{action}", job)
+            if parameters.get("Tags"):
+                add("sagemaker:AddTags", job)
+            for action in ("PutTargets", "PutRule", "DescribeRule"):
+                add(f"events:{action}", f"arn:{p}:events:{r}:{a}:rule/{SYNC_PROCESSING_RULE}")
+            pass_role(_value(parameters, "RoleArn"))
+        elif resource.startswith(f"arn:{p}:lambda:{r}:{a}:function:"):
+            add("lambda:InvokeFunction", resource)
         elif resource.startswith("arn:aws:states:::aws-sdk:"):
             service, api = resource.removeprefix("arn:aws:states:::aws-sdk:").split(":")
             action = f"{service}:{api[0].upper()}{api[1:]}"
@@ -574,6 +598,51 @@ def state_machine_requests(access: Access, stack: str, logical: str) -> list[Req
     if properties.get("LoggingConfiguration"):
         for action in ("logs:CreateLogDelivery", "logs:PutResourcePolicy", "logs:DescribeLogGroups"):
             requests.append(Request("(logging)", role_arn, action, "*"))
+    return requests
+
+
+def item_reader_requests(access: Access, stack: str, logical: str, name: str, state: Mapping[str, Any],
+                         role_arn: str) -> list[Request]:
+    """A Distributed Map reads its items from S3 (``ItemReader``) and runs each batch of items as a child execution
+    of its own state machine."""
+    reader = state["ItemReader"]
+    if reader["Resource"] != f"arn:{PARTITION}:states:::s3:getObject":
+        raise ResolveError(f"{name}: ItemReader {reader['Resource']} is not mapped to IAM requests yet")
+    obj = f"arn:{PARTITION}:s3:::{_value(reader['Parameters'], 'Bucket')}/{_value(reader['Parameters'], 'Key')}"
+    requests = [Request(name, role_arn, "s3:GetObject", obj)]
+    requests += access.kms_requests(name, role_arn, obj, "s3", ("kms:Decrypt",),
+                                    {"kms:EncryptionContext:aws:s3:arn": obj.split("/", 1)[0]})
+    if state.get("ItemProcessor", {}).get("ProcessorConfig", {}).get("Mode") == "DISTRIBUTED":
+        machine = access.resolver.resolve(stack, {"Ref": logical})
+        requests.append(Request(name, role_arn, "states:StartExecution", machine))
+        execution = machine.replace(":stateMachine:", ":execution:") + f":{EXECUTION}/child-1"
+        for action in ("states:DescribeExecution", "states:StopExecution"):
+            requests.append(Request(name, role_arn, action, execution))
+    return requests
+
+
+def processing_job_requests(access: Access, state: str, parameters: Mapping[str, Any]) -> list[Request]:
+    """What a processing job does with its role (``RoleArn``): list and read each input prefix, write its output
+    prefix, with the KMS requests of the buckets' keys."""
+    p = PARTITION
+    role = _value(parameters, "RoleArn")
+    who = f"{state} (processing job)"
+    requests: list[Request] = []
+    for processing_input in parameters["ProcessingInputs"]:
+        uri = _value(processing_input["S3Input"], "S3Uri")
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        requests.append(Request(who, role, "s3:ListBucket", f"arn:{p}:s3:::{bucket}", {"s3:prefix": key}))
+        target = f"arn:{p}:s3:::{bucket}/{key.rstrip('/')}/run.json"
+        requests.append(Request(who, role, "s3:GetObject", target))
+        requests += access.kms_requests(who, role, target, "s3", ("kms:Decrypt",),
+                                        {"kms:EncryptionContext:aws:s3:arn": f"arn:{p}:s3:::{bucket}"})
+    for output in parameters["ProcessingOutputConfig"]["Outputs"]:
+        uri = _value(output["S3Output"], "S3Uri")
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        target = f"arn:{p}:s3:::{bucket}/{key.rstrip('/')}/metrics.json"
+        requests.append(Request(who, role, "s3:PutObject", target))
+        requests += access.kms_requests(who, role, target, "s3", ("kms:GenerateDataKey",),
+                                        {"kms:EncryptionContext:aws:s3:arn": f"arn:{p}:s3:::{bucket}"})
     return requests
 
 

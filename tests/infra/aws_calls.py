@@ -66,8 +66,19 @@ BOOK_STEP = (
     *SECRETS,
 )
 
+# The backtest fan-out's functions (plan, batch, check, merge): each symbol's bars, then the run's folder: copied
+# inputs and batches.json (plan), the inputs listed and read, a batch's folder written (batch), every batch listed
+# and read, the result written (merge).
+BACKTEST_FANOUT = (
+    Call("s3", "GetObject", "s3:GetObject", "DATASETS_STORE", "AAPL.csv"),
+    Call("s3", "PutObject", "s3:PutObject", "BACKTESTS_STORE", "run-1/inputs/prices/AAPL.csv"),
+    Call("s3", "ListObjectsV2", "s3:ListBucket", "BACKTESTS_STORE", "run-1/batches/1/"),
+    Call("s3", "GetObject", "s3:GetObject", "BACKTESTS_STORE", "run-1/batches/1/batch.json"),
+)
+
 LAMBDA_CALLS: dict[str, tuple[Call, ...]] = {"collectors": COLLECTORS, "export_bars": EXPORT_BARS,
-                                             "combiner": COMBINER, "book_step": BOOK_STEP}
+                                             "combiner": COMBINER, "book_step": BOOK_STEP,
+                                             "backtest_fanout": BACKTEST_FANOUT}
 
 
 def lambda_group(handler: str) -> str | None:
@@ -77,6 +88,8 @@ def lambda_group(handler: str) -> str | None:
         return "book_step"
     if handler == "combiner.handler.handler":
         return "combiner"
+    if handler.startswith("backtest_fanout.handler."):
+        return "backtest_fanout"
     if handler == "collectors.export_bars.handler":
         return "export_bars"
     if handler.startswith("collectors.") and handler.endswith(".handler"):

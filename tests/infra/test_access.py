@@ -68,19 +68,27 @@ def test_every_state_and_lambda_request_is_allowed(templates: Templates) -> None
     results = evaluate(access, requests)
     denied = [f"{decision}: {request}" for request, decision in results if decision != ALLOWED]
     assert not denied, "\n".join(denied)
-    # What was checked: every task state of the workflow and every function of ours, KMS included.
-    (stack, _, machine), = access.resources("AWS::StepFunctions::StateMachine")
-    definition = json.loads(access.resolver.resolve(stack, machine["Properties"]["DefinitionString"]))
-    tasks = {name for name, state in states(definition) if state["Type"] == "Task"}
+    # What was checked: every task state of both state machines (the training workflow, the backtest fan-out) and
+    # every function of ours, KMS included.
+    machines = list(access.resources("AWS::StepFunctions::StateMachine"))
+    assert len(machines) == 2
+    definitions = [json.loads(access.resolver.resolve(stack, machine["Properties"]["DefinitionString"]))
+                   for stack, _, machine in machines]
+    tasks = {name for definition in definitions for name, state in states(definition) if state["Type"] == "Task"}
     assert tasks <= {request.who for request in requests}
-    assert {"ReadDecision", "PromoteVersion", "NotifyFailure", "NotifyQualityGateFailed"} <= \
-        {request.who for request in requests if request.kms_key}
-    # ... and what each training job does with the SageMaker role: its channels in, its output out, KMS included.
-    jobs = {name for name, state in states(definition) if state.get("Resource", "").endswith("createTrainingJob.sync")}
-    assert {f"{name} (training job)" for name in jobs} == {r.who for r in requests if r.who.endswith("(training job)")}
+    assert {"ReadDecision", "PromoteVersion", "NotifyFailure", "NotifyQualityGateFailed", "RunBatches",
+            "NotifyBacktestFailure"} <= {request.who for request in requests if request.kms_key}
+    # ... and what each SageMaker job does with the SageMaker role: its inputs in, its output out, KMS included.
+    for kind, resource in (("training job", "createTrainingJob.sync"), ("processing job", "createProcessingJob.sync")):
+        jobs = {name for definition in definitions for name, state in states(definition)
+                if state.get("Resource", "").endswith(resource)}
+        checked = {r.who for r in requests if r.who.endswith(f"({kind})")}
+        assert jobs and {f"{name} ({kind})" for name in jobs} == checked
+    assert {"states:StartExecution", "lambda:InvokeFunction"} <= {r.action for r in requests}
     ours = [logical for _, logical, function in access.resources("AWS::Lambda::Function")
             if lambda_group(function_handler(function["Properties"]))]
-    assert len(ours) == len(COLLECTORS) + 3  # the collectors, the bars export, the combiner, the book step
+    # the collectors, the bars export, the combiner, the book step, the fan-out's plan, batch, check and merge
+    assert len(ours) == len(COLLECTORS) + 3 + 4
     assert all(any(request.who.startswith(f"{name} ") for request in requests) for name in ours)
     counts = Counter("kms" if request.kms_key else "lambda" if request.who.split(" ")[0] in ours
                      else "training job" if request.who.endswith("(training job)") else "workflow"
@@ -101,15 +109,17 @@ def test_sagemaker_arns_in_policies_are_lower_case(templates: Templates) -> None
     assert [r for r in resources if r.split(":", 5)[5] != r.split(":", 5)[5].lower()] == []
 
 
-def _without_statement(templates: Templates, stack_suffix: str, kind: str, match: str) -> Templates:
-    """A copy of the templates with the one policy statement whose JSON contains ``match`` removed."""
+def _without_statement(templates: Templates, stack_suffix: str, kind: str, match: str, *,
+                       logical: str = "") -> Templates:
+    """A copy of the templates with the one policy statement whose JSON contains ``match`` removed (in a policy
+    whose logical id contains ``logical``)."""
     changed = copy.deepcopy(templates)
     removed = 0
     for stack, template in changed.items():
         if not stack.endswith(stack_suffix):
             continue
-        for resource in template["Resources"].values():
-            if resource["Type"] != kind:
+        for logical_id, resource in template["Resources"].items():
+            if resource["Type"] != kind or logical not in logical_id:
                 continue
             statements = resource["Properties"]["PolicyDocument"]["Statement"]
             kept = [s for s in statements if match not in json.dumps(s)]
@@ -121,7 +131,7 @@ def _without_statement(templates: Templates, stack_suffix: str, kind: str, match
 
 def test_removing_the_alarm_key_grant_denies_the_failure_notice(synthesized_app: SynthesizedApp) -> None:
     templates = stage_templates(synthesized_app, "dev")
-    broken = _without_statement(templates, "-Training", "AWS::IAM::Policy", "sns.")
+    broken = _without_statement(templates, "-Training", "AWS::IAM::Policy", "sns.", logical="WorkflowStateMachine")
     denied = denials(broken)
     assert denied and all(("NotifyFailure" in d or "NotifyQualityGateFailed" in d) and "kms:" in d for d in denied)
     assert any("NotifyFailure: kms:GenerateDataKey" in d for d in denied)
@@ -163,7 +173,8 @@ def test_conditions_and_bucket_policy_denies_are_evaluated(synthesized_app: Synt
 
 
 def _machine(access: Access) -> tuple[str, str]:
-    (stack, logical, _), = access.resources("AWS::StepFunctions::StateMachine")
+    """The training workflow's state machine."""
+    (stack, logical, _), = [m for m in access.resources("AWS::StepFunctions::StateMachine") if "Workflow" in m[1]]
     return stack, logical
 
 

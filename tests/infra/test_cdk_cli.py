@@ -66,10 +66,12 @@ def test_cli_synth_never_calls_docker(cli_synth: tuple[Path, Path, str]) -> None
         for manifest in outdir.rglob("*.assets.json")
         for image in json.loads(manifest.read_text()).get("dockerImages", {}).values()
     ]
-    # the GPU (TensorFlow) and CPU training images, the inference image and the book step's, in dev and prod
+    # the GPU (TensorFlow) and CPU training images, the inference image and the Lambda image (the book step's, in the
+    # Book stack, and the backtest fan-out's, in the Training stack), in dev and prod
     assert sorted(image["displayName"] for image in images) == sorted(
         [name for name in ("signal-engine training image", "signal-engine training-cpu image",
-                           "signal-engine inference image", "signal-engine book step image") for _ in ("dev", "prod")])
+                           "signal-engine inference image", "signal-engine Lambda image",
+                           "signal-engine Lambda image") for _ in ("dev", "prod")])
 
 
 def test_cli_synth_reports_no_nag_findings(cli_synth: tuple[Path, Path, str]) -> None:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from aws_cdk.assertions import Capture, Match, Template
 
+from stacks.book import BUILD_CONTEXT as LAMBDA_BUILD_CONTEXT
 from stacks.config import load_stage_config
 from stacks.constructs.container_image import BUILD_CONTEXT
 from stacks.serving import experts_endpoint_name
@@ -32,11 +33,11 @@ def token_marker(part: dict[str, Any]) -> str:
     return "<<" + json.dumps(part, sort_keys=True).replace('"', "'") + ">>"
 
 
-def definition(template: Template) -> dict[str, Any]:
-    """The state machine's definition as a dict, its intrinsics (Fn::GetAtt, Ref, Fn::Sub) as <<...>> markers."""
-    body = Capture()
-    template.has_resource_properties("AWS::StepFunctions::StateMachine", {"DefinitionString": body})
-    value = body.as_object()
+def definition(template: Template, machine: str = "Workflow") -> dict[str, Any]:
+    """The definition of the state machine whose logical id holds ``machine`` (the training workflow's, or the
+    backtest fan-out's: "Backtests") as a dict, its intrinsics (Fn::GetAtt, Ref, Fn::Sub) as <<...>> markers."""
+    (value,) = [resource["Properties"]["DefinitionString"] for logical_id, resource
+                in template.find_resources("AWS::StepFunctions::StateMachine").items() if machine in logical_id]
     if isinstance(value, str):
         return dict(json.loads(value))
     delimiter, parts = value["Fn::Join"]
@@ -179,13 +180,16 @@ def test_images_are_assets_built_at_deploy_time(synthesized_app: SynthesizedApp)
     assert len(manifests) == 1
     images = json.loads(manifests[0].read_text())["dockerImages"]
     sources = sorted(image["source"]["dockerFile"] for image in images.values())
-    assert sources == ["containers/inference/Dockerfile", "containers/training-cpu/Dockerfile",
-                       "containers/training/Dockerfile"]
+    # the training images, the inference image and the Lambda image of the backtest fan-out (the book step's)
+    assert sources == ["containers/book_step/Dockerfile", "containers/inference/Dockerfile",
+                       "containers/training-cpu/Dockerfile", "containers/training/Dockerfile"]
     for image in images.values():
         assert image["source"]["platform"] == "linux/amd64"
         staged = manifests[0].parent / image["source"]["directory"]
+        context = LAMBDA_BUILD_CONTEXT if "book_step" in image["source"]["dockerFile"] else BUILD_CONTEXT
         # CDK stages the repository's .dockerignore too (docker reads it from the context root).
-        assert sorted(p.name for p in staged.iterdir() if p.name != ".dockerignore") == sorted(BUILD_CONTEXT)
+        assert sorted(p.name for p in staged.iterdir() if p.name != ".dockerignore") == sorted(
+            {path.split("/")[0] for path in context})
 
 
 def test_dashboard_and_alarms(training_template: Template) -> None:
@@ -199,3 +203,32 @@ def test_dashboard_and_alarms(training_template: Template) -> None:
             "AWS::CloudWatch::Alarm",
             {"MetricName": metric, "Namespace": "AWS/States", "AlarmActions": [Match.any_value()]},
         )
+
+
+def test_the_backtest_fanout_maps_batches_on_lambda_or_processing(training_template: Template) -> None:
+    """The fan-out (step_functions/backtest_fanout.py): a Distributed Map over the plan's batches.json, each batch
+    on Lambda or on a Processing job in the CPU training image, retried, failures caught and checked."""
+    fanout = definition(training_template, "Backtests")
+    states = all_states(fanout["States"])
+    assert fanout["StartAt"] == "Plan"
+    batches = fanout["States"]["RunBatches"]
+    assert batches["ItemProcessor"]["ProcessorConfig"] == {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}
+    assert batches["ItemReader"]["Parameters"]["Key.$"] == "$.plan.items_key"
+    for name in ("BatchOnLambda", "BatchOnProcessing"):
+        assert states[name]["Catch"][0]["Next"] == "BatchFailed"
+        assert any("States.ALL" in r["ErrorEquals"] and r["MaxAttempts"] == 2 for r in states[name]["Retry"])
+    assert states["BatchOnLambda"]["Retry"][0] == {
+        "ErrorEquals": ["FanOutError", "ConfigError", "InputError", "BatchError"], "MaxAttempts": 0}
+    processing = states["BatchOnProcessing"]["Parameters"]
+    assert processing["ProcessingResources"]["ClusterConfig"]["InstanceType"] == DEV.processing_instance_type
+    assert "training-cpu" in json.dumps(processing["AppSpecification"]["ImageUri"]) or \
+        processing["AppSpecification"]["ImageUri"].startswith("<<")
+    assert processing["NetworkConfig"]["VpcConfig"]["Subnets"]
+    assert fanout["States"]["CheckBatches"]["Next"] == "MergeRunner"
+    functions = {resource["Properties"]["ImageConfig"]["Command"][0]: resource["Properties"] for resource
+                 in training_template.find_resources("AWS::Lambda::Function").values()
+                 if "ImageConfig" in resource["Properties"]}
+    assert sorted(functions) == [f"backtest_fanout.handler.{step}" for step in ("batch", "check", "merge", "plan")]
+    assert functions["backtest_fanout.handler.batch"]["Timeout"] == 900
+    assert all(f["Environment"]["Variables"]["BACKTESTS_STORE"] for f in functions.values())
+    assert all("KmsKeyArn" in f and f["VpcConfig"]["SubnetIds"] for f in functions.values())

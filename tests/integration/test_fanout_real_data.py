@@ -159,18 +159,21 @@ def cloud_input(cloud: Cloud, inputs: list[Path]) -> dict[str, object]:
 
 
 def _assert_local_run(cloud: Cloud, run: str, local: Path, inputs: list[Path], folder: Path) -> None:
-    """The run's result holds the local run's files; the report names the prices the run read (the datasets
-    bucket's objects), where the local report names the local files."""
+    """The run's result holds the local run's files; the report and metrics name the prices the run read (the
+    datasets bucket's objects), where the local run's name the local files."""
     files = download_prefix(cloud, f"backtests/{run}/result/", folder)
     assert set(OUTPUTS) | {"metrics.json"} <= set(files), files
+    sources = {str(path): f"s3://{DATASETS}/bars/1d/{path.name}" for path in inputs}
     for name in OUTPUTS:
         expected = (local / name).read_bytes()
         if name == "report.html":
-            for path in inputs:
-                expected = expected.replace(f"({path})".encode(), f"(s3://{DATASETS}/bars/1d/{path.name})".encode())
+            for path, uri in sources.items():
+                expected = expected.replace(f"({path})".encode(), f"({uri})".encode())
         assert (folder / name).read_bytes() == expected, name
-    assert _without_timings(json.loads((folder / "metrics.json").read_text())) == _without_timings(
-        json.loads((local / "metrics.json").read_text()))
+    expected_metrics = json.loads((local / "metrics.json").read_text())
+    for entry in expected_metrics["data"]["symbols"].values():
+        entry["source"] = sources[entry["source"]]
+    assert _without_timings(json.loads((folder / "metrics.json").read_text())) == _without_timings(expected_metrics)
 
 
 def test_the_cloud_fanout_retries_a_failed_lambda_batch_and_merges_the_local_run(
