@@ -13,10 +13,11 @@ unknown argument) exits 2 with one line naming the problem. JSON contract of ``/
                          "volume": ... (optional)}, ...]}            oldest first, at least bundle min_bars
     200 with "expert":   that expert's answer, e.g. {"p_down", "p_neutral", "p_up"}
                          (``signal_engine.serving.experts.answer``)
-    200 with "experts":  {"symbol", "model_version", "as_of", "answers": {"trend": {...}, "levels": {...}}}
+    200 with "experts":  {"symbol", "model_version", "as_of", "answers": {"trend": {...}, "levels": {...}}}:
+                         what ``SageMakerExperts`` (the combiner's ExpertClient) asks, once per query for
+                         every expert routed to this endpoint, the bars' features computed once
     200 with neither:    every expert's answer merged into one object (their keys do not overlap) plus
-                         "model_version" and "as_of": what ``SageMakerExperts`` (the combiner's ExpertClient,
-                         which sends the ``ExpertQuery`` payload) reads whichever expert it asked for.
+                         "model_version" and "as_of"
     400       {"error": "<the field at fault and what is expected>"}
     500       {"error": "internal error: <type>: <message>"} (the traceback goes to the log)
 """

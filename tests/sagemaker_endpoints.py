@@ -32,12 +32,14 @@ SIGV4 = "AWS4-HMAC-SHA256 "
 
 
 class CountingService(serve.ExpertService):
-    """The inference server's expert service, counting the requests it answers per expert; ``fail_from(expert,
-    bar)`` makes that expert raise for every request whose last bar is at or after ``bar`` (the server then
-    answers 500, as it does for any expert that raises)."""
+    """The inference server's expert service, counting the requests it answers (``requests``) and the answers of
+    each expert in them (``answered``); ``fail_from(expert, bar)`` makes every request that asks ``expert``, alone
+    or with others, raise when its last bar is at or after ``bar`` (the server then answers 500, as it does for
+    any expert that raises), counting it in ``refused[expert]``."""
 
     def __init__(self, model_dir: Path) -> None:
         super().__init__(model_dir)
+        self.requests = 0
         self.answered: Counter[str] = Counter()
         self.refused: Counter[str] = Counter()
         self._failing: tuple[str, pd.Timestamp] | None = None
@@ -47,16 +49,26 @@ class CountingService(serve.ExpertService):
         """Make ``expert`` fail from ``bar`` on; ``None`` heals it."""
         self._failing = None if expert is None or bar is None else (expert, bar)
 
+    def asked(self, request: Any) -> list[str]:
+        """The experts a request names (``expert`` or ``experts``; neither: every expert of the bundle)."""
+        if not isinstance(request, dict):
+            return []
+        if "expert" in request:
+            return [str(request["expert"])]
+        experts = request.get("experts", list(self.kinds))
+        return [str(e) for e in experts] if isinstance(experts, list) else []
+
     def invoke(self, request: Any) -> dict[str, Any]:
-        expert = str(request.get("expert")) if isinstance(request, dict) else "?"
+        asked = self.asked(request)
         failing = self._failing
-        if failing is not None and expert == failing[0] and _last_bar(request) >= failing[1]:
+        if failing is not None and failing[0] in asked and _last_bar(request) >= failing[1]:
             with self._lock:
-                self.refused[expert] += 1
-            raise RuntimeError(f"expert {expert} made to fail from {failing[1]}")
+                self.refused[failing[0]] += 1
+            raise RuntimeError(f"expert {failing[0]} made to fail from {failing[1]}")
         reply = super().invoke(request)
         with self._lock:
-            self.answered[expert] += 1
+            self.requests += 1
+            self.answered.update(asked)
         return reply
 
 
@@ -72,9 +84,13 @@ class Endpoints:
     url: str
     services: dict[str, CountingService] = field(default_factory=dict)
 
-    def answered(self) -> dict[str, int]:
+    def requests(self) -> dict[str, int]:
         """Requests each endpoint's server answered 200 so far."""
-        return {name: sum(service.answered.values()) for name, service in self.services.items()}
+        return {name: service.requests for name, service in self.services.items()}
+
+    def answered(self) -> dict[str, Counter[str]]:
+        """Each endpoint's answers so far per expert (a request naming three experts answers each once)."""
+        return {name: Counter(service.answered) for name, service in self.services.items()}
 
 
 @contextmanager

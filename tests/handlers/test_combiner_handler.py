@@ -75,18 +75,19 @@ def queue_results(aws: Aws, bodies: list[str]) -> None:
 
 
 def universal_answer(end: int) -> str:
-    """What the real experts answer for GOOG's bars ending at ``end``, all outputs in one JSON object."""
+    """What the real experts' endpoint (``sagemaker_jobs/serve.py``) answers for GOOG's bars ending at ``end`` when
+    asked for every expert: each expert's outputs under ``answers``, so it answers whichever experts are asked."""
     folder = read_current(goog_registry())
     experts = InProcessExperts(folder / "experts")
-    query = ExpertQuery("GOOG", "1d", SignalRequest.model_validate(
-        {"symbol": "GOOG", "bars": request_bars(end)}).model_dump(mode="json")["bars"], history=250)
-    replies = experts.ask(query, ("trend", "levels", "volatility"), 60)
-    merged: dict[str, Any] = {}
-    for reply in replies.values():
-        assert reply.answer is not None
-        merged.update(reply.answer)
+    bars = SignalRequest.model_validate({"symbol": "GOOG", "bars": request_bars(end)}).model_dump(mode="json")["bars"]
+    replies = experts.ask(ExpertQuery("GOOG", "1d", bars, history=250), ("trend", "levels", "volatility"), 60)
     experts.close()
-    return json.dumps(merged)
+    answers: dict[str, Any] = {}
+    for name, reply in replies.items():
+        assert reply.answer is not None
+        answers[name] = reply.answer
+    return json.dumps({"symbol": "GOOG", "model_version": ServingBundle.load(folder).version,
+                       "as_of": bars[-1]["timestamp"], "answers": answers})
 
 
 @pytest.fixture(scope="module")

@@ -1,12 +1,13 @@
 """The live book step with its experts asked the way the combiner Lambda asks them: ``SageMakerExperts`` over a real
 boto3 ``sagemaker-runtime`` client, whose ``invoke_endpoint`` requests reach the experts' inference server
-(sagemaker_jobs/serve.py) in process, one server per model bundle of the whole-book version. From the same stored
-prices it steps the same book as the in-process experts, to 1e-12, and an endpoint that fails leaves the book as
-it was."""
+(sagemaker_jobs/serve.py) in process, one server per model bundle of the whole-book version, each asked once per
+symbol and bar for all of its experts. From the same stored prices it steps the same book as the in-process
+experts, to 1e-12, and an endpoint that fails leaves the book as it was."""
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -107,20 +108,26 @@ def test_the_book_stepped_through_the_endpoints_is_the_book_stepped_in_process(
         endpoints: Endpoints, over_http: Callable[[Path], ExpertClient], tmp_path: Path) -> None:
     local, local_reports = in_process
     database = store_prices(tmp_path / "store.db", prices, dict.fromkeys(SYMBOLS, LIVE))
-    before = endpoints.answered()
+    requests_before, answered_before = endpoints.requests(), endpoints.answered()
     reports = _step(database, version, experts=over_http)
-    answered = {name: n - before[name] for name, n in endpoints.answered().items()}
+    requests = {name: n - requests_before[name] for name, n in endpoints.requests().items()}
+    answered = {name: n - answered_before[name] for name, n in endpoints.answered().items()}
     bundle = BookBundle.load(version)
-    expected = dict.fromkeys(answered, 0)
+    expected_requests = dict.fromkeys(requests, 0)
+    expected_answers: dict[str, Counter[str]] = {name: Counter() for name in requests}
     for book in bundle.books:
         assert reports[book.name].stepped == local_reports[book.name].stepped == LIVE - TRAINED
-        for model in book.models:  # each bar: every symbol asks each of the model's experts once
-            expected[endpoint_name(model.bundle)] += (reports[book.name].stepped * len(book.symbols)
-                                                      * len(bundle.bundles[model.bundle].experts))
+        for model in book.models:  # each bar: every symbol asks the model's endpoint once, naming all its experts
+            asks = reports[book.name].stepped * len(book.symbols)
+            expected_requests[endpoint_name(model.bundle)] += asks
+            expected_answers[endpoint_name(model.bundle)].update(dict.fromkeys(bundle.bundles[model.bundle].experts,
+                                                                               asks))
         assert_close(reports[book.name].positions, local_reports[book.name].positions)
         assert book_positions(database, book.name).abs().to_numpy().max() > 0  # the book trades
         assert_close(stored_book(database, book.name), stored_book(local, book.name))
-    assert answered == expected and min(expected.values()) > 0
+    assert requests == expected_requests and min(expected_requests.values()) > 0
+    assert answered == expected_answers
+    assert all(len(bundle.bundles[key].experts) > 1 for key in bundle.bundles)  # so a request groups experts
 
 
 def test_an_endpoint_that_answers_500_leaves_the_book_as_it_was(
@@ -130,9 +137,12 @@ def test_an_endpoint_that_answers_500_leaves_the_book_as_it_was(
     failing_bar = pd.Timestamp(pd.read_csv(prices["GOOG", LIVE])["Date"].iloc[FAIL_AT])
     database = store_prices(tmp_path / "store.db", prices, dict.fromkeys(SYMBOLS, LIVE))
     medium = endpoints.services[endpoint_name("books/daily/medium")]
-    medium.fail_from("volatility", failing_bar)
-    try:
-        with pytest.raises(ExpertFailure, match=r"medium model, GOOG at .*'volatility' failed .*ModelError"):
+    experts = BookBundle.load(version).bundles["books/daily/medium"].experts
+    assert "volatility" in experts and experts[0] != "volatility"
+    medium.fail_from("volatility", failing_bar)  # the request naming every expert of the endpoint fails: the step
+    try:                                         # names the first of them, failed with the endpoint's error
+        with pytest.raises(ExpertFailure, match=rf"medium model, GOOG at .*{experts[0]!r} failed .*ModelError.*"
+                                                "expert volatility made to fail"):
             _step(database, version, books=["daily"], experts=over_http)
     finally:
         medium.fail_from(None)
