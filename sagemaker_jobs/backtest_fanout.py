@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -54,6 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"backtest_fanout.py {args.step}: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:
+        traceback.print_exc()
         print(f"backtest_fanout.py {args.step}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -48,9 +48,10 @@ SECONDS_PER_SYMBOL_BAR = 0.020
 # A batch estimated above this runs on SageMaker Processing: Lambda stops a function at 900 s, and the estimate
 # is kept well under it for slower data and cold starts.
 LAMBDA_BUDGET_SECONDS = 450.0
-# The merge runs the books, the metrics' bootstrap intervals and the report over every symbol: measured at about
-# 2 ms per symbol-bar, it moves to Processing past the same budget.
-MERGE_SECONDS_PER_SYMBOL_BAR = 0.002
+# The merge runs the books, the metrics' bootstrap intervals and the report over every symbol: 22.6 s of CPU for
+# 3 symbols of 2,000 bars with one timeframe model (docs/research/scaling.md), about 4 ms per symbol-bar; it moves
+# to Processing past the same budget.
+MERGE_SECONDS_PER_SYMBOL_BAR = 0.004
 INPUTS, BATCHES, RESULT, ITEMS = "inputs", "batches", "result", "batches.json"
 # SageMaker Processing job names: se-bt-<16 hex of the run's SHA-256>-<batch or "merge">-<retry>, valid for SageMaker
 # (letters, digits, hyphens; at most 63) whatever the run's (execution's) name.

@@ -147,3 +147,10 @@ def test_a_symbol_without_prices_or_a_batch_of_another_plan_is_refused(
         RunInputs.read(tmp_path)
     with pytest.raises(FanOutError, match="a run name holds no '/'"):
         plan_run(store, "a/b", FanOutRequest(("GOOG",)), none.__getitem__)
+
+
+def test_the_readme_example_input_is_a_valid_request() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    block = readme[readme.index("<!-- backtest-input -->"):].split("```json", 1)[1].split("```", 1)[0]
+    request = FanOutRequest.parse(json.loads(block))
+    assert request.symbols == ("SPX", "IXIC", "GOOG") and request.batches == 1
