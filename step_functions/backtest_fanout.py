@@ -25,7 +25,6 @@ same price files in the same order with the same profile and config.
 
 from __future__ import annotations
 
-import json
 import typing
 from collections.abc import Sequence
 from typing import Any
@@ -45,8 +44,8 @@ from constructs import Construct
 
 from signal_engine.fanout_run import JOB_PREFIX as PROCESSING_JOB_PREFIX
 from stacks.constructs.lambda_role import acknowledge_tracing, grant_decrypt, lambda_vpc_role
-from stacks.constructs.nag import acknowledge, skip_checkov
-from step_functions.training_workflow import vpc_config
+from stacks.constructs.nag import acknowledge, nag_text, skip_checkov
+from step_functions.training_workflow import grant_keys_via, grant_sync_jobs, vpc_config
 
 SYNC_PROCESSING = "arn:aws:states:::sagemaker:createProcessingJob.sync"
 PROCESSING_ROOT = "/opt/ml/processing"
@@ -265,26 +264,10 @@ class BacktestFanOut(Construct):
 
     def _grant_processing_jobs(self) -> None:
         stack = Stack.of(self)
-        arn = f"arn:{stack.partition}:sagemaker:{stack.region}:{stack.account}"
         role = self.state_machine.role
-        role.add_to_principal_policy(iam.PolicyStatement(
-            actions=["sagemaker:CreateProcessingJob", "sagemaker:DescribeProcessingJob",
-                     "sagemaker:StopProcessingJob", "sagemaker:AddTags"],
-            resources=[f"{arn}:processing-job/{PROCESSING_JOB_PREFIX}*"]))
-        role.add_to_principal_policy(iam.PolicyStatement(
-            actions=["events:PutTargets", "events:PutRule", "events:DescribeRule"],
-            resources=[f"arn:{stack.partition}:events:{stack.region}:{stack.account}:rule/"
-                       "StepFunctionsGetEventsForSageMakerProcessingJobsRule"]))
-        role.add_to_principal_policy(iam.PolicyStatement(
-            actions=["iam:PassRole"], resources=[self.sagemaker_role.role_arn],
-            conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}))
-        # RunBatches reads batches.json through S3, NotifyBacktestFailure publishes through SNS: their keys (the key
-        # policies delegate to IAM).
-        for key, service in ((self.artifacts_bucket.encryption_key, "s3"), (self._alarm_topic.master_key, "sns")):
-            if key is not None:
-                role.add_to_principal_policy(iam.PolicyStatement(
-                    actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[key.key_arn],
-                    conditions={"StringEquals": {"kms:ViaService": f"{service}.{stack.region}.{stack.url_suffix}"}}))
+        grant_sync_jobs(role, "Processing", f"{PROCESSING_JOB_PREFIX}*", self.sagemaker_role)
+        # RunBatches reads batches.json through S3, NotifyBacktestFailure publishes through SNS.
+        grant_keys_via(role, (self.artifacts_bucket.encryption_key, "s3"), (self._alarm_topic.master_key, "sns"))
         for finding, why in self._wildcards(stack).items():
             acknowledge(role.node.find_child("DefaultPolicy") if "execution:" not in finding
                         else self.state_machine.node.find_child("DistributedMapPolicy"),
@@ -305,24 +288,6 @@ class BacktestFanOut(Construct):
         found["*"] = "X-Ray and CloudWatch log delivery have no resource-level permissions"
         return found
 
-
-def nag_text(stack: Stack, value: str) -> str:
-    """A value as cdk-nag prints it in a finding id: ``Ref`` as ``<Id>``, ``Fn::GetAtt`` as ``<Id.Attr>``, other
-    intrinsics as compact JSON."""
-
-    def text(resolved: Any) -> str:
-        if isinstance(resolved, str):
-            return resolved
-        if "Fn::Join" in resolved:
-            separator, parts = resolved["Fn::Join"]
-            return str(separator).join(text(p) for p in parts)
-        if "Ref" in resolved:
-            return f"<{resolved['Ref']}>"
-        if "Fn::GetAtt" in resolved:
-            return f"<{'.'.join(resolved['Fn::GetAtt'])}>"
-        return json.dumps(resolved, separators=(",", ":"))
-
-    return text(stack.resolve(value))
 
 
 def _engine_image(handler: str) -> lambda_.DockerImageCode:

@@ -84,14 +84,14 @@ class EndpointCleanup(Construct):
         assert self.function.role is not None
         acknowledge(self.function.role.node.find_child("DefaultPolicy"), "AwsSolutions-IAM5[Resource::*]",
                     "sagemaker:ListModels and sagemaker:ListEndpointConfigs have no resource-level permissions.")
-        from step_functions.training_workflow import _nag_text  # the finding ids as cdk-nag prints them
+        from stacks.constructs.nag import nag_text  # the finding ids as cdk-nag prints them
 
         stack, arn = Stack.of(self), self._arn
         for kind in ("model", "endpoint-config"):
-            acknowledge(self.function, f"AwsSolutions-IAM5[Resource::{_nag_text(stack, f'{arn}:{kind}/')}"
+            acknowledge(self.function, f"AwsSolutions-IAM5[Resource::{nag_text(stack, f'{arn}:{kind}/')}"
                         f"{self._prefix}*]", f"the workflow names each {kind} signal-engine-<run id> at run time; "
                         "the handler deletes only those tagged with this stage's endpoint.")
-        acknowledge(self.provider, f"AwsSolutions-IAM5[Resource::{_nag_text(stack, self.function.function_arn)}:*]",
+        acknowledge(self.provider, f"AwsSolutions-IAM5[Resource::{nag_text(stack, self.function.function_arn)}:*]",
                     "the CDK Provider framework may invoke every version of the cleanup handler, nothing else.")
         skip_checkov(framework, "CKV_AWS_173", "The Provider framework's only environment variable is the ARN of "
                      "the cleanup function it calls: no secret to encrypt, and CDK sets no key on it.")

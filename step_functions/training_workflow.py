@@ -37,6 +37,7 @@ from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
@@ -45,7 +46,7 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from signal_engine.workflow.steps import STEPS, Step
-from stacks.constructs.nag import acknowledge
+from stacks.constructs.nag import acknowledge, nag_text
 from step_functions.endpoint_cleanup import EndpointCleanup
 
 SYNC_TRAINING = "arn:aws:states:::sagemaker:createTrainingJob.sync"
@@ -523,24 +524,10 @@ class TrainingWorkflow(Construct):
         stack = Stack.of(self)
         arn = f"arn:{stack.partition}:sagemaker:{stack.region}:{stack.account}"
         role = self.state_machine.role
-        role.add_to_principal_policy(iam.PolicyStatement(
-            actions=["sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob",
-                     "sagemaker:AddTags"],
-            resources=[f"{arn}:training-job/se-*"]))
-        role.add_to_principal_policy(iam.PolicyStatement(
-            actions=["events:PutTargets", "events:PutRule", "events:DescribeRule"],
-            resources=[f"arn:{stack.partition}:events:{stack.region}:{stack.account}:rule/"
-                       "StepFunctionsGetEventsForSageMakerTrainingJobsRule"]))
-        role.add_to_principal_policy(iam.PolicyStatement(
-            actions=["iam:PassRole"], resources=[self.sagemaker_role.role_arn],
-            conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}))
+        grant_sync_jobs(role, "Training", f"{JOB_PREFIX}*", self.sagemaker_role)
         # ReadDecision and PromoteVersion go through S3 to the bucket's key; NotifyFailure and
         # NotifyQualityGateFailed through SNS to the topic's key (the key policies delegate to IAM).
-        for key, service in ((self.artifacts_bucket.encryption_key, "s3"), (self.alarm_topic.master_key, "sns")):
-            if key is not None:
-                role.add_to_principal_policy(iam.PolicyStatement(
-                    actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[key.key_arn],
-                    conditions={"StringEquals": {"kms:ViaService": f"{service}.{stack.region}.{stack.url_suffix}"}}))
+        grant_keys_via(role, (self.artifacts_bucket.encryption_key, "s3"), (self.alarm_topic.master_key, "sns"))
         scoped = {
             f"{self.artifacts_bucket.bucket_arn}/runs/*": "the run's evaluation report, read back by ReadDecision",
             f"{arn}:training-job/se-*": "training jobs are named se-<run id>-<step>-<retry> at run time",
@@ -549,7 +536,7 @@ class TrainingWorkflow(Construct):
             "*": "sagemaker:ListEndpoints, X-Ray and CloudWatch log delivery have no resource-level permissions",
         }
         for resource, why in scoped.items():
-            acknowledge(role, f"AwsSolutions-IAM5[Resource::{_nag_text(stack, resource)}]",
+            acknowledge(role, f"AwsSolutions-IAM5[Resource::{nag_text(stack, resource)}]",
                         f"Wildcard scoped to this workflow: {why}.")
         grants = {
             "Action::s3:GetObject*": "read the datasets and the run's artefacts",
@@ -557,8 +544,8 @@ class TrainingWorkflow(Construct):
             "Action::s3:List*": "list a channel's prefix before downloading it",
             "Action::s3:DeleteObject*": "replace a job's partial output when SageMaker retries it",
             "Action::s3:Abort*": "abort multipart uploads of large model archives",
-            f"Resource::{_nag_text(stack, self.datasets_bucket.bucket_arn)}/*": "any symbol's bars may be trained on",
-            f"Resource::{_nag_text(stack, self.artifacts_bucket.bucket_arn)}/*": "runs/ and models/ keys are made "
+            f"Resource::{nag_text(stack, self.datasets_bucket.bucket_arn)}/*": "any symbol's bars may be trained on",
+            f"Resource::{nag_text(stack, self.artifacts_bucket.bucket_arn)}/*": "runs/ and models/ keys are made "
             "at run time",
         }
         for finding, why in grants.items():
@@ -566,22 +553,32 @@ class TrainingWorkflow(Construct):
                         f"CDK bucket grant for the training jobs and endpoint: {why}.")
 
 
-def _nag_text(stack: Stack, value: str) -> str:
-    """A value as cdk-nag prints it in a finding id: ``Ref`` as ``<Id>``, ``Fn::GetAtt`` as ``<Id.Attr>``."""
+def grant_sync_jobs(role: iam.IRole, kind: str, names: str, sagemaker_role: iam.IRole) -> None:
+    """What a state machine's ``create<kind>Job.sync`` tasks need: the job calls on jobs named ``names``, the
+    managed EventBridge rule through which Step Functions waits for them, and passing the jobs' role to SageMaker."""
+    stack = Stack.of(role)
+    resource = {"Training": "training-job", "Processing": "processing-job"}[kind]
+    role.add_to_principal_policy(iam.PolicyStatement(
+        actions=[f"sagemaker:{verb}{kind}Job" for verb in ("Create", "Describe", "Stop")] + ["sagemaker:AddTags"],
+        resources=[f"arn:{stack.partition}:sagemaker:{stack.region}:{stack.account}:{resource}/{names}"]))
+    role.add_to_principal_policy(iam.PolicyStatement(
+        actions=["events:PutTargets", "events:PutRule", "events:DescribeRule"],
+        resources=[f"arn:{stack.partition}:events:{stack.region}:{stack.account}:rule/"
+                   f"StepFunctionsGetEventsForSageMaker{kind}JobsRule"]))
+    role.add_to_principal_policy(iam.PolicyStatement(
+        actions=["iam:PassRole"], resources=[sagemaker_role.role_arn],
+        conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}))
 
-    def text(resolved: Any) -> str:
-        if isinstance(resolved, str):
-            return resolved
-        if "Fn::Join" in resolved:
-            separator, parts = resolved["Fn::Join"]
-            return str(separator).join(text(p) for p in parts)
-        if "Ref" in resolved:
-            return f"<{resolved['Ref']}>"
-        if "Fn::GetAtt" in resolved:
-            return f"<{'.'.join(resolved['Fn::GetAtt'])}>"
-        return json.dumps(resolved)
 
-    return text(stack.resolve(value))
+def grant_keys_via(role: iam.IRole, *keys: tuple[kms.IKey | None, str]) -> None:
+    """Decrypt and encrypt with each (key, service) pair's key through that service only (the key policies
+    delegate to IAM); a None key (an unencrypted resource) needs nothing."""
+    stack = Stack.of(role)
+    for key, service in keys:
+        if key is not None:
+            role.add_to_principal_policy(iam.PolicyStatement(
+                actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[key.key_arn],
+                conditions={"StringEquals": {"kms:ViaService": f"{service}.{stack.region}.{stack.url_suffix}"}}))
 
 
 def _run_tags() -> list[dict[str, str]]:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
+from typing import Any
 
-from aws_cdk import Acknowledgment, CfnResource, Validations
+from aws_cdk import Acknowledgment, CfnResource, Stack, Validations
 from constructs import IConstruct
 
 CHECKOV_METADATA_KEY = "checkov"
@@ -39,3 +41,22 @@ def skip_checkov(scope: IConstruct, check_id: str, reason: str) -> None:
     metadata = resource.get_metadata(CHECKOV_METADATA_KEY) or {}
     skips = [skip for skip in metadata.get("skip", []) if skip["id"] != check_id]
     resource.add_metadata(CHECKOV_METADATA_KEY, {"skip": [*skips, {"id": check_id, "comment": reason}]})
+
+
+def nag_text(stack: Stack, value: str) -> str:
+    """A value as cdk-nag prints it in a finding id: ``Ref`` as ``<Id>``, ``Fn::GetAtt`` as ``<Id.Attr>``, other
+    intrinsics as compact JSON."""
+
+    def text(resolved: Any) -> str:
+        if isinstance(resolved, str):
+            return resolved
+        if "Fn::Join" in resolved:
+            separator, parts = resolved["Fn::Join"]
+            return str(separator).join(text(p) for p in parts)
+        if "Ref" in resolved:
+            return f"<{resolved['Ref']}>"
+        if "Fn::GetAtt" in resolved:
+            return f"<{'.'.join(resolved['Fn::GetAtt'])}>"
+        return json.dumps(resolved, separators=(",", ":"))
+
+    return text(stack.resolve(value))
