@@ -1,11 +1,13 @@
-"""`signal-engine text-score` and `signal-engine text-train`: the text expert on the command line.
+"""`signal-engine text-score`, `text-train` and `text-labels`: the text expert on the command line.
 
 ``text-score FILE.csv --out OUT.csv`` scores each row of FILE's ``text`` column; OUT has one row per input
 row, in order: ``label`` (bearish, bullish or neutral), ``p_bearish``, ``p_bullish``, ``p_neutral``
 (summing to 1). The model is the folder ``--model DIR`` (default: ``$SIGNAL_ENGINE_TEXT_MODEL``, else the
 user cache, ``~/.cache/signal-engine/text/<fingerprint>``); when it holds no trained head, the head is
 trained there first on the corpus shipped with the project (deterministic; a minute or two on one core).
-``text-train`` does that training explicitly and prints the held-out evaluation against the baselines.
+``text-train`` does that training explicitly and prints the held-out evaluation against the baselines
+(``--corpus FILE``: another labelled corpus, e.g. the one ``text-labels`` writes). ``text-labels`` labels a
+symbol's stored news and reports by the price move that followed each (``signal_engine.text.timeline_labels``).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ MODEL_VARIABLE = "SIGNAL_ENGINE_TEXT_MODEL"  # signal_engine.text.model's (not i
 
 
 def register(subparsers: Any) -> None:
-    """Add the text-score and text-train sub-commands."""
+    """Add the text-score, text-train and text-labels sub-commands."""
     score = subparsers.add_parser(
         "text-score", help="score each row of a CSV's text column: bearish / bullish / neutral with probabilities",
         description="Writes OUT.csv with one row per input row, in order: label (bearish, bullish or neutral), "
@@ -49,7 +51,30 @@ def register(subparsers: Any) -> None:
                        help="a stratified subsample of N corpus texts instead of all (quick trials; noisier)")
     train.add_argument("--reps", type=int, default=1000, metavar="N", help="bootstrap resamples (default 1000)")
     train.add_argument("--json", action="store_true", help="print text.json instead of the table")
+    train.add_argument("--corpus", type=Path, metavar="FILE.csv",
+                       help="train and evaluate on this labelled corpus (columns text,label; label 0 bearish, "
+                            "1 bullish, 2 neutral), e.g. from text-labels --corpus, instead of the shipped one")
     train.set_defaults(handler=_train)
+
+    labels = subparsers.add_parser(
+        "text-labels", help="label a symbol's stored news and reports by the price move that followed each",
+        description="Each document counts from the first bar closing after its publication; its label is that "
+                    "bar's trend label over --horizon bars (the walk-forward's rule): bearish, bullish or "
+                    "neutral, unknown while the horizon runs past the stored bars. Only prices after "
+                    "publication decide it.")
+    labels.add_argument("--symbol", required=True)
+    labels.add_argument("--timeframe", default="1d", help="the bars' timeframe (default 1d)")
+    labels.add_argument("--horizon", type=int, metavar="BARS", help="label horizon (default: the profile's)")
+    labels.add_argument("--threshold", type=float, help="in volatility units (default: the profile's)")
+    labels.add_argument("--profile", default="quick", choices=("quick", "full"))
+    labels.add_argument("--database", metavar="URL",
+                        help="the price and document store (default: $SIGNAL_ENGINE_DATABASE_URL, else the "
+                             "demo's SQLite store)")
+    labels.add_argument("--out", type=Path, required=True, metavar="OUT.csv",
+                        help="one row per document: id, published_at, bar, known_at, forward_return, label, text")
+    labels.add_argument("--corpus", type=Path, metavar="CORPUS.csv",
+                        help="also write the known labels as a corpus for text-train --corpus")
+    labels.set_defaults(handler=_labels)
 
 
 def _model_options(parser: argparse.ArgumentParser) -> None:
@@ -121,7 +146,8 @@ def _train(args: argparse.Namespace, console: Console) -> int:
     from signal_engine.text.model import default_model_folder, save_text_model
 
     folder = args.model or default_model_folder()
-    model = _trained(MiniLMEncoder(threads=args.threads), console, rows=args.rows, reps=args.reps)
+    model = _trained(MiniLMEncoder(threads=args.threads), console, rows=args.rows, reps=args.reps,
+                     corpus=args.corpus)
     save_text_model(model, folder)
     if args.json:
         print(json.dumps(model.metadata, indent=2, sort_keys=True))
@@ -131,14 +157,48 @@ def _train(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def _trained(encoder: Any, console: Console, *, rows: int | None, reps: int) -> TextModel:
+def _trained(encoder: Any, console: Console, *, rows: int | None, reps: int, corpus: Path | None = None) -> TextModel:
     from signal_engine.errors import ConfigError
     from signal_engine.text.model import train_text_model
 
     if reps < 10:
         raise ConfigError(f"--reps must be at least 10, got {reps}")
     with _progress(console) as progress:
-        return train_text_model(rows=rows, encoder=encoder, progress=progress, reps=reps)
+        return train_text_model(rows=rows, encoder=encoder, progress=progress, reps=reps, corpus_path=corpus)
+
+
+def _labels(args: argparse.Namespace, console: Console) -> int:
+    import os
+
+    from signal_engine.bootstrap import Settings, bootstrap
+    from signal_engine.commands.step import DEFAULT_DATABASE
+    from signal_engine.config import load_config
+    from signal_engine.evaluation.backtest import series_frame
+    from signal_engine.text.timeline_labels import UNKNOWN, corpus_rows, timeline_labels
+
+    config = load_config(args.profile)
+    database = args.database or os.environ.get("SIGNAL_ENGINE_DATABASE_URL") or DEFAULT_DATABASE
+    storage = bootstrap(Settings.from_env(database_url=database))
+    series = storage.prices.read_bars(args.symbol, args.timeframe)
+    if len(series.bars) == 0:
+        raise InputError(args.symbol, f"no {args.timeframe} bars stored in {database}; ingest or collect them first")
+    documents = sorted([*storage.documents.read_documents("news", args.symbol),
+                        *storage.documents.read_documents("reports", args.symbol)],
+                       key=lambda d: (d.published_at, d.id))
+    labelled = timeline_labels(documents, series, series_frame(series)["vol30"].to_numpy(),
+                               timeframe=args.timeframe, horizon=args.horizon or config.labels.horizon,
+                               threshold=config.labels.threshold if args.threshold is None else args.threshold)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    labelled.to_csv(args.out, index=False, float_format="%.9g", lineterminator="\n")
+    counts = labelled["label"].value_counts()
+    console.print(f"Labelled {len(labelled)} documents of {args.symbol} into {args.out}: "
+                  + ", ".join(f"{int(counts.get(k, 0))} {k}" for k in ("bearish", "bullish", "neutral", UNKNOWN)))
+    if args.corpus is not None:
+        corpus = corpus_rows(labelled)
+        args.corpus.parent.mkdir(parents=True, exist_ok=True)
+        corpus.to_csv(args.corpus, index=False, lineterminator="\n")
+        console.print(f"Wrote {len(corpus)} known labels as a corpus into {args.corpus} (text-train --corpus)")
+    return 0
 
 
 def _headline(metadata: dict[str, Any]) -> str:

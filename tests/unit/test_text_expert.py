@@ -204,3 +204,19 @@ def test_text_score_trains_the_head_on_first_use_and_reuses_it(tmp_path: Path, m
     assert main(["text-score", str(source), "--out", str(tmp_path / "b.csv")]) == 0
     assert calls == [None]
     assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
+
+
+def test_text_train_trains_and_evaluates_on_another_corpus(corpus: pd.DataFrame, tmp_path: Path) -> None:
+    """The loop of labels with timelines: `text-labels --corpus` writes text,label; `text-train --corpus` reads it.
+    Here the other corpus is a stratified part of the shipped one, so its hash and sizes are its own."""
+    import hashlib
+    import json
+
+    part = corpus.iloc[subsample(np.arange(len(corpus)), corpus["label"].to_numpy(), ROWS)]
+    path = tmp_path / "collected.csv"
+    part.to_csv(path, index=False)
+    folder = tmp_path / "model"
+    assert main(["text-train", "--model", str(folder), "--corpus", str(path), "--reps", "20"]) == 0
+    metadata = json.loads((folder / "text.json").read_text())
+    assert metadata["fingerprint"]["corpus_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert metadata["train_texts"] + metadata["held_out_texts"] == ROWS
