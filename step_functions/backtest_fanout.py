@@ -29,7 +29,7 @@ import typing
 from collections.abc import Sequence
 from typing import Any
 
-from aws_cdk import CfnElement, Duration, IgnoreMode, RemovalPolicy, Stack
+from aws_cdk import CfnElement, Duration, IgnoreMode, RemovalPolicy, Size, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_iam as iam
@@ -105,14 +105,18 @@ class BacktestFanOut(Construct):
         environment = {"DATASETS_STORE": f"s3://{datasets_bucket.bucket_name}/{dataset_prefix.strip('/')}",
                        "BACKTESTS_STORE": f"s3://{artifacts_bucket.bucket_name}/{BACKTESTS_PREFIX}",
                        "POWERTOOLS_SERVICE_NAME": "signal-engine-backtest"}
-        sizes = {"plan": (2048, 300), "batch": (batch_memory_mb, 900), "check": (512, 30), "merge": (3008, 900)}
+        # (memory MB, timeout s, /tmp GiB): a batch holds the run's inputs and its symbols' results (about 1 MB a
+        # symbol per 2,000 bars and timeframe model), the merge every batch's and the merged files.
+        sizes = {"plan": (2048, 300, 1), "batch": (batch_memory_mb, 900, 2), "check": (512, 30, 1),
+                 "merge": (3008, 900, 4)}
         self.functions: dict[str, lambda_.DockerImageFunction] = {}
-        for step, (memory, timeout) in sizes.items():
+        for step, (memory, timeout, scratch) in sizes.items():
             function = lambda_.DockerImageFunction(
                 self, f"{step.capitalize()}Function",
                 description=f"signal-engine backtest fan-out: {step}",
                 code=_engine_image(HANDLERS[step]),
                 architecture=lambda_.Architecture.X86_64, memory_size=memory, timeout=Duration.seconds(timeout),
+                ephemeral_storage_size=Size.gibibytes(scratch),
                 environment=environment, environment_encryption=environment_key, role=self.role, vpc=vpc,
                 vpc_subnets=subnets if vpc is not None else None,
                 security_groups=list(security_groups) or None, tracing=lambda_.Tracing.ACTIVE,

@@ -230,5 +230,6 @@ def test_the_backtest_fanout_maps_batches_on_lambda_or_processing(training_templ
                  if "ImageConfig" in resource["Properties"]}
     assert sorted(functions) == [f"backtest_fanout.handler.{step}" for step in ("batch", "check", "merge", "plan")]
     assert functions["backtest_fanout.handler.batch"]["Timeout"] == 900
+    assert functions["backtest_fanout.handler.merge"]["EphemeralStorage"] == {"Size": 4096}
     assert all(f["Environment"]["Variables"]["BACKTESTS_STORE"] for f in functions.values())
     assert all("KmsKeyArn" in f and f["VpcConfig"]["SubnetIds"] for f in functions.values())
