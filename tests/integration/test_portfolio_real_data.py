@@ -121,9 +121,10 @@ def test_truncating_every_file_after_t_changes_no_orchestrated_row_at_or_before_
     goog_csv: Path, spx_csv: Path, few_refits: Path, tmp_path: Path
 ) -> None:
     """Two daily symbols in one book: the book's decisions at t use both symbols' data up to t only (GOOG held
-    long or flat by its own short limit, SPX free to go short)."""
+    long or flat by its own short limit, SPX free to go short). SPX is cut to GOOG's span (2005 to GOOG's last
+    bar): its five years after that only lengthened the walk-forward."""
     spx = pd.read_csv(spx_csv)
-    spx = spx[spx["Date"] >= "2005-01-01"]
+    spx = spx[(spx["Date"] >= "2005-01-01") & (spx["Date"] <= pd.read_csv(goog_csv)["Date"].max())]
     (tmp_path / "SPX.csv").write_text(spx.to_csv(index=False))
     config = load_config("quick", few_refits)
     two = {"timeframes": ("short", "long"), "max_asset_short_exposure": {"GOOG": 0.0}}
