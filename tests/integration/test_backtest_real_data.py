@@ -23,10 +23,12 @@ from signal_engine.serving.bundle import read_current
 
 pytestmark = pytest.mark.slow
 
+# A refit every 250 bars, several of them before TRUNCATE_AT: what these tests prove (the contracts, determinism,
+# no look-ahead across refits) does not need a refit every 60 bars, which took twice as long.
 SMALL = """walk_forward:
   initial_window: 300
   validation_bars: 150
-  refit_every: 60
+  refit_every: 250
   min_test_bars: 100
 trend:
   n_estimators: 40
@@ -147,7 +149,7 @@ def test_demo_runs_every_shipped_series_end_to_end(tmp_path: Path) -> None:
     config = tmp_path / "few-refits.yaml"
     # what this checks (every series end to end, every file, outputs under --out) does not depend on how often
     # the models refit: two fits per walk-forward of 5,000 bars
-    config.write_text(SMALL.replace("refit_every: 60", "refit_every: 2500"))
+    config.write_text(SMALL.replace("refit_every: 250", "refit_every: 2500"))
     workdir = tmp_path / "cwd"  # where `out/models` would land if the demo ignored --out
     workdir.mkdir()
     environment = {k: v for k, v in os.environ.items() if k != "SIGNAL_ENGINE_MODEL_REGISTRY"}
