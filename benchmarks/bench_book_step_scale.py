@@ -12,13 +12,13 @@ stored bars are GOOG's (SQLite), the book is stored at its seed (the last traini
 ``--bars`` new bars: 1 is the daily case, the step after each collection. So each symbol costs what a symbol of its
 own would, without fitting hundreds of models.
 
-Each case runs in a fresh Python process, as a cold Lambda does: its peak resident memory (``ru_maxrss``, the
-imports and the loaded bundle included) is what the function's memory must hold; wall and CPU time (user + system)
-are the step's own. Two expert clients: the experts in process (``step_books``' default, what the container Lambda
-runs) and ``SageMakerExperts`` over a real boto3 ``sagemaker-runtime`` client answered by the inference servers
-(``sagemaker_jobs/serve.py``, one per model bundle) on loopback in this, the parent, process
-(``tests/sagemaker_endpoints.py``), so the case's CPU and memory are the caller's. Baseline: one symbol, one bar,
-experts in process, measured in the same run.
+Each case runs in a fresh Python process, as a cold Lambda does: its peak resident memory (``VmHWM``, the
+imports and the loaded bundle included; also shown before the step, after the imports) is what the function's
+memory must hold; wall and CPU time (user + system) are the step's own. Two expert clients: the experts in
+process (``step_books``' default, what the container Lambda runs) and ``SageMakerExperts`` over a real boto3
+``sagemaker-runtime`` client answered by the inference servers (``sagemaker_jobs/serve.py``, one per model bundle)
+on loopback in this, the parent, process (``tests/sagemaker_endpoints.py``), so the case's CPU and memory are the
+caller's. Baseline: one symbol, one bar, experts in process, measured in the same run.
 """
 
 from __future__ import annotations
@@ -117,6 +117,7 @@ def measure(version: Path, store: Path, until: str, endpoint_url: str | None) ->
 
     experts = None if endpoint_url is None else endpoint_experts(version, endpoint_url)
     database = SqlDatabase.connect(f"sqlite:///{store}")
+    memory_before = peak_memory_mb()
     before = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
     reports = step_books(Stores(database), version, until=_naive(until), experts=experts)
@@ -124,8 +125,17 @@ def measure(version: Path, store: Path, until: str, endpoint_url: str | None) ->
     after = resource.getrusage(resource.RUSAGE_SELF)
     database.close()
     return {"wall_s": wall, "cpu_s": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
-            "rss_before_mb": before.ru_maxrss / 1024, "rss_peak_mb": after.ru_maxrss / 1024,
+            "rss_before_mb": memory_before, "rss_peak_mb": peak_memory_mb(),
             "stepped": float(min(r.stepped for r in reports))}
+
+
+def peak_memory_mb() -> float:
+    """This process's peak resident memory so far (``VmHWM``: unlike ``ru_maxrss``, which Linux carries over from
+    the parent that forked it, it starts afresh at ``exec``)."""
+    for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status (Linux only)")
 
 
 def endpoint_experts(version: Path, url: str) -> Any:
