@@ -209,7 +209,7 @@ def compare(args: argparse.Namespace) -> int:
         cut = cut_prices(work, {"GOOG": source}, (args.train_bars, args.train_bars + max(steps)))
         (work / "train").mkdir()
         started = time.perf_counter()
-        with contextlib.redirect_stdout(io.StringIO()):
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             trained = train_book(work / "train", TWO_MODEL_BOOK, {"GOOG": cut["GOOG", args.train_bars]})
         print(f"whole-book version trained on {args.train_bars} GOOG bars in {time.perf_counter() - started:.1f} s")
         series = load_prices(cut["GOOG", args.train_bars + max(steps)], symbol="GOOG")
