@@ -17,8 +17,10 @@ once (``batch_workers`` 5). Two expert clients: the experts in process (``signal
 deployed combiner asks. Reported per case: request and response bytes against the Lambda's 6 MB synchronous
 payload limit (API Gateway's REST limit is 10 MB); wall time p50 / max over ``--repeats`` against the function's
 timeout (the stage's ``expert_deadline_ms`` / 1000 + 10 s, at most 28: ``stacks/serving.py``) and API Gateway's
-29 s integration timeout; the peak Python heap (tracemalloc) against the function's memory. Baseline: one symbol,
-experts in process, one item at a time, measured in the same run.
+29 s integration timeout; the time per item inside the batch, p50 and p99 over the items of every repeat (the
+item's own reading of its bars, asking of its experts and answering, plus its share of the batch's joint decision,
+``ItemTimes``); the peak Python heap (tracemalloc) against the function's memory. Baseline: one symbol, experts in
+process, one item at a time, measured in the same run (``--modes`` runs one way of asking only).
 """
 
 from __future__ import annotations
@@ -29,8 +31,11 @@ import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import tracemalloc
+from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -46,6 +51,12 @@ BARS_PER_ITEM = 400
 def aliased_bundle(source: Path, target: Path, symbols: list[str]) -> Path:
     """A copy of the one-symbol bundle at ``source`` whose experts also answer for ``symbols`` (same files)."""
     shutil.copytree(source, target)
+    alias_bundle_files(target, symbols)
+    return target
+
+
+def alias_bundle_files(target: Path, symbols: list[str]) -> None:
+    """Register the experts of the one-symbol bundle folder ``target`` again under ``symbols`` (in place)."""
     document = json.loads((target / "bundle.json").read_text(encoding="utf-8"))
     original = document["symbols"][0]
     document["symbols"] = symbols
@@ -61,7 +72,51 @@ def aliased_bundle(source: Path, target: Path, symbols: list[str]) -> Path:
         for symbol in symbols:
             experts[f"{kind}/{symbol}"] = experts[name]
     manifest_path.write_text(json.dumps(manifest), encoding="utf-8")
-    return target
+
+
+class ItemTimes:
+    """Seconds each item of a batch spends in ``service`` (a ``SignalService``, whose per-item steps it wraps):
+    reading its bars, asking its experts and answering, keyed by symbol, and the batch's joint decision."""
+
+    PER_ITEM = ("_query", "_ask", "_respond")
+
+    def __init__(self, service: Any) -> None:
+        self.own: defaultdict[str, float] = defaultdict(float)
+        self.shared = 0.0
+        self._lock = threading.Lock()
+        for name in (*self.PER_ITEM, "_decide"):
+            setattr(service, name, self._timed(getattr(service, name), item=name in self.PER_ITEM))
+
+    def _timed(self, method: Callable[..., Any], item: bool) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                spent = time.perf_counter() - started
+                with self._lock:
+                    if item:
+                        self.own[args[0].symbol] += spent
+                    else:
+                        self.shared += spent
+        return timed
+
+    def take(self) -> list[float]:
+        """Each item's seconds since the last ``take`` (its own steps plus an equal share of the decision)."""
+        share = self.shared / max(len(self.own), 1)
+        items = [t + share for t in self.own.values()]
+        self.own.clear()
+        self.shared = 0.0
+        return items
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q`` quantile of ``values`` (linear between order statistics, as numpy's default)."""
+    ordered = sorted(values)
+    position = q * (len(ordered) - 1)
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-endpoint", action="store_true", help="skip the endpoint client (in process only)")
     parser.add_argument("--batch-workers", type=int, nargs="+", default=[1, 5],
                         help="items asked at once (1: one after another, the baseline)")
+    parser.add_argument("--modes", nargs="+", choices=["store", "bars"], default=["store", "bars"],
+                        help="ways of asking (store: the combiner reads the bars; bars: the items carry them)")
     args = parser.parse_args(argv)
 
     import boto3
@@ -114,18 +171,22 @@ def main(argv: list[str] | None = None) -> int:
                                            for s in names[:n]]
             return BatchRequest.model_validate({"requests": items})
 
-        def run(service: SignalService, request: BatchRequest) -> tuple[list[float], float, int]:
-            walls = []
+        def run(service: SignalService, request: BatchRequest) -> tuple[list[float], list[float], float, int]:
+            walls: list[float] = []
+            items: list[float] = []
+            timer = ItemTimes(service)
             tracemalloc.start()
             response: Any = None
             for _ in range(args.repeats):
                 started = time.perf_counter()
                 response = service.batch(request)
                 walls.append(time.perf_counter() - started)
+                items += timer.take()
             peak = tracemalloc.get_traced_memory()[1]
             tracemalloc.stop()
             assert response is not None and not response.errors, response.errors[:3] if response else None
-            return walls, peak / 2**20, len(response.model_dump_json().encode())
+            assert len(items) == len(request.requests) * args.repeats
+            return walls, items, peak / 2**20, len(response.model_dump_json().encode())
 
         clients: dict[str, Any] = {"in process": InProcessExperts(folder / "experts")}
         endpoints = None
@@ -139,8 +200,9 @@ def main(argv: list[str] | None = None) -> int:
             clients["endpoint"] = SageMakerExperts(client, {e: "experts" for e in bundle.experts})
         baseline: float | None = None
         print(f"{'client':<11}{'mode':<7}{'symbols':>8}{'workers':>8}{'request MB':>12}{'response MB':>13}"
-              f"{'wall p50 s':>12}{'wall max s':>12}{'peak heap MB':>14}{'x baseline':>12}")
-        cases = [(label, experts, mode, n, workers) for label, experts in clients.items() for mode in ("store", "bars")
+              f"{'wall p50 s':>12}{'wall max s':>12}{'item p50 ms':>13}{'item p99 ms':>13}{'peak heap MB':>14}"
+              f"{'x baseline':>12}")
+        cases = [(label, experts, mode, n, workers) for label, experts in clients.items() for mode in args.modes
                  for workers in args.batch_workers for n in sorted(args.symbols)]
         for label, experts, mode, n, workers in cases:
             service = SignalService(bundle, experts, None, recent, deadline_s=60, batch_workers=workers)
@@ -150,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{label:<11}{mode:<7}{n:>8}{workers:>8}{request_bytes / 2**20:>12.2f}  not run: the "
                       "request is over the Lambda's payload limit", flush=True)
                 continue
-            walls, peak, response_bytes = run(service, request)
+            walls, items, peak, response_bytes = run(service, request)
             p50 = statistics.median(walls)
             baseline = baseline or p50
             largest_body = max(request_bytes, response_bytes)
@@ -158,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
             flag += f" over the {timeout} s timeout" if max(walls) > timeout else ""
             print(f"{label:<11}{mode:<7}{n:>8}{workers:>8}{request_bytes / 2**20:>12.2f}"
                   f"{response_bytes / 2**20:>13.2f}"
-                  f"{p50:>12.2f}{max(walls):>12.2f}{peak:>14.0f}{p50 / baseline:>12.1f}{flag}", flush=True)
+                  f"{p50:>12.2f}{max(walls):>12.2f}{1000 * percentile(items, 0.5):>13.1f}"
+                  f"{1000 * percentile(items, 0.99):>13.1f}{peak:>14.0f}{p50 / baseline:>12.1f}{flag}", flush=True)
         if endpoints is not None:
             endpoints.__exit__(None, None, None)
     return 0
