@@ -62,9 +62,10 @@ def probability_frame(proba: np.ndarray, classes: np.ndarray) -> pd.DataFrame:
     return frame
 
 
-def fingerprint(rows: int | None, corpus_sha256: str = CORPUS_SHA256) -> dict[str, Any]:
-    """What determines the trained head: data, encoder, split, head settings, code version."""
-    return {"corpus_sha256": corpus_sha256, "encoder": MODEL_ID, "encoder_sha256": MODEL_SHA256,
+def fingerprint(rows: int | None, corpus_sha256: str | None = None) -> dict[str, Any]:
+    """What determines the trained head: data (the shipped corpus unless ``corpus_sha256`` names another), encoder,
+    split, head settings, code version."""
+    return {"corpus_sha256": corpus_sha256 or CORPUS_SHA256, "encoder": MODEL_ID, "encoder_sha256": MODEL_SHA256,
             "vocabulary_sha256": VOCABULARY_SHA256, "split_seed": SPLIT_SEED, "rows": rows,
             "head": {k: (list(v) if isinstance(v, tuple) else v) for k, v in SentimentHead().get_params().items()},
             "signal_engine": __version__}
@@ -119,8 +120,7 @@ def train_text_model(*, rows: int | None = None, encoder: MiniLMEncoder | None =
         for baseline in (LoughranMcDonald(), Vader()):
             predictions[baseline.name] = baseline.predict(held_texts)
     evaluation = scored(truth, predictions, reference="text_sentiment", reps=reps, seed=seed)
-    corpus_sha256 = (CORPUS_SHA256 if corpus_path is None
-                     else hashlib.sha256(Path(corpus_path).read_bytes()).hexdigest())
+    corpus_sha256 = None if corpus_path is None else hashlib.sha256(Path(corpus_path).read_bytes()).hexdigest()
     metadata = {"schema_version": SCHEMA_VERSION, "fingerprint": fingerprint(rows, corpus_sha256),
                 "labels": list(LABELS),
                 "train_texts": len(train), "held_out_texts": len(held_out),
