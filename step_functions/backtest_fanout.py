@@ -45,7 +45,7 @@ from constructs import Construct
 from signal_engine.fanout_run import JOB_PREFIX as PROCESSING_JOB_PREFIX
 from stacks.constructs.lambda_role import acknowledge_tracing, grant_decrypt, lambda_vpc_role
 from stacks.constructs.nag import acknowledge, nag_text, skip_checkov
-from step_functions.training_workflow import grant_keys_via, grant_sync_jobs, vpc_config
+from step_functions.training_workflow import grant_keys_via, grant_sync_jobs, notify_then_fail, vpc_config
 
 SYNC_PROCESSING = "arn:aws:states:::sagemaker:createProcessingJob.sync"
 PROCESSING_ROOT = "/opt/ml/processing"
@@ -132,16 +132,8 @@ class BacktestFanOut(Construct):
         if environment_key is not None:
             grant_decrypt(self.role, environment_key=environment_key, secrets=[])
 
-        self.notify_failure = tasks.SnsPublish(
-            self, "NotifyBacktestFailure", topic=alarm_topic, subject="signal-engine backtest failed",
-            message=sfn.TaskInput.from_json_path_at(
-                "States.Format('Backtest {} failed: {}: {}', $$.Execution.Name, $.error.Error, $.error.Cause)"),
-            result_path=sfn.JsonPath.DISCARD,
-        )
-        self.notify_failure.next(sfn.Fail(
-            self, "BacktestFailed", error="BacktestFailed",
-            cause_path=sfn.JsonPath.format("{}: {}", sfn.JsonPath.string_at("$.error.Error"),
-                                           sfn.JsonPath.string_at("$.error.Cause"))))
+        self.notify_failure = notify_then_fail(self, "NotifyBacktestFailure", "BacktestFailed", alarm_topic,
+                                               subject="signal-engine backtest failed", what="Backtest")
         definition = (sfn.Chain.start(self._plan()).next(self._batches(max_concurrency))
                       .next(self._check()).next(self._merge()))
         log_group = logs.LogGroup(self, "Logs", retention=log_retention, removal_policy=removal_policy)

@@ -201,17 +201,8 @@ class TrainingWorkflow(Construct):
         datasets_bucket.grant_read(sagemaker_role)
         artifacts_bucket.grant_read_write(sagemaker_role)
 
-        self.notify_failure = tasks.SnsPublish(
-            self, "NotifyFailure", topic=alarm_topic, subject="signal-engine training failed",
-            message=sfn.TaskInput.from_json_path_at(
-                "States.Format('Training run {} failed: {}: {}', $$.Execution.Name, $.error.Error, $.error.Cause)"),
-            result_path=sfn.JsonPath.DISCARD,
-        )
-        # Custom error names may not start with "States.", so the caught error's name goes into the cause.
-        self.notify_failure.next(sfn.Fail(
-            self, "TrainingFailed", error="TrainingFailed",
-            cause_path=sfn.JsonPath.format("{}: {}", sfn.JsonPath.string_at("$.error.Error"),
-                                           sfn.JsonPath.string_at("$.error.Cause"))))
+        self.notify_failure = notify_then_fail(self, "NotifyFailure", "TrainingFailed", alarm_topic,
+                                               subject="signal-engine training failed", what="Training run")
         self.step_states: dict[str, str] = {}
         definition = self._preamble()
         self._steps(STEPS)
@@ -551,6 +542,24 @@ class TrainingWorkflow(Construct):
         for finding, why in grants.items():
             acknowledge(self.sagemaker_role, f"AwsSolutions-IAM5[{finding}]",
                         f"CDK bucket grant for the training jobs and endpoint: {why}.")
+
+
+def notify_then_fail(scope: Construct, notify_id: str, error: str, topic: sns.ITopic, *, subject: str,
+                     what: str) -> tasks.SnsPublish:
+    """The state every failure is caught into: publish "<what> <execution> failed: <error>: <cause>" (the caught
+    error at ``$.error``) to ``topic``, then fail with ``error``. Custom error names may not start with "States.",
+    so the caught error's name goes into the cause."""
+    notify = tasks.SnsPublish(
+        scope, notify_id, topic=topic, subject=subject,
+        message=sfn.TaskInput.from_json_path_at(
+            f"States.Format('{what} {{}} failed: {{}}: {{}}', $$.Execution.Name, $.error.Error, $.error.Cause)"),
+        result_path=sfn.JsonPath.DISCARD,
+    )
+    notify.next(sfn.Fail(
+        scope, error, error=error,
+        cause_path=sfn.JsonPath.format("{}: {}", sfn.JsonPath.string_at("$.error.Error"),
+                                       sfn.JsonPath.string_at("$.error.Cause"))))
+    return notify
 
 
 def grant_sync_jobs(role: iam.IRole, kind: str, names: str, sagemaker_role: iam.IRole) -> None:
