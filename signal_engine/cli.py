@@ -179,7 +179,9 @@ def _demo(args: argparse.Namespace, console: Console) -> int:
         console.print(f"  {line}")
     portfolio = output.portfolio
     book = BookTraining(orchestration, portfolio.timeframes if portfolio else None,
-                        {s: frames for b in portfolio.books for s, frames in b.signals.items()} if portfolio else None)
+                        {s: frames for b in portfolio.books for s, frames in b.signals.items()} if portfolio else None,
+                        {b.name: b.result.final_state for b in portfolio.books if b.result.final_state is not None}
+                        if portfolio else None)
     run = train_bundle(series, config, demo_registry(args.out, args.registry), console=console,
                        walk_forward_results=output.results, book=book)
     (args.out / "results.md").write_text(results_markdown({**output.metrics, "quality": run.metrics.get("quality")}))

@@ -32,7 +32,7 @@ from signal_engine.evaluation.portfolio import (
 from signal_engine.orchestration.adapter import signal_frame
 from signal_engine.orchestration.config import OrchestrationConfig
 from signal_engine.orchestration.runner import orchestrate
-from signal_engine.orchestration.state import BookState
+from signal_engine.orchestration.state import BookState, BookStateError
 from signal_engine.orchestration.timeframes import timeframe_run_config
 from signal_engine.serving.book_bundle import (
     BOOKS_FOLDER,
@@ -68,6 +68,7 @@ def train_books(
     walk_forwards: TimeframeResults | None = None,
     moe_walk_forward: Sequence[SymbolResult] | None = None,
     signals: SignalFrames | None = None,
+    states: Mapping[str, BookState] | None = None,
     on_model: Callable[[str], None] | None = None,
 ) -> list[BookSpec]:
     """Train each book's timeframe models into ``version_root`` (which holds the MoE's bundle), orchestrate their
@@ -78,6 +79,9 @@ def train_books(
     data (the demo, the local runner); they are reused instead of walking forward again. ``signals[symbol][model]``:
     the signal frames the caller's backtest orchestrated (``Book.signals``), which the seed then orchestrates
     (the backtest replaces its MoE results' positions with the book's afterwards, so the frames are the record).
+    ``states[book]``: the state the caller's orchestration of those frames ended in (``Book.result.final_state``);
+    with the frames, it is the seed when it was built for the same symbols, models, settings and last bar, instead
+    of orchestrating the whole history again.
     """
     books = []
     for name, members in book_groups(series).items():
@@ -105,7 +109,8 @@ def train_books(
                                   "or train the MoE alone (--no-book)") from None
             models.append(BookModel(spec, relative))
         seed = f"{BOOKS_FOLDER}/{name}/{SEED_FILE}"
-        state = _seed_state(members, results, settings, ppy, costs, signals)
+        state = (_orchestrated(states, name, members, list(results), settings, ppy, costs, signals)
+                 or _seed_state(members, results, settings, ppy, costs, signals))
         (version_root / seed).parent.mkdir(parents=True, exist_ok=True)
         (version_root / seed).write_text(state.to_json() + "\n", encoding="utf-8")
         books.append(BookSpec(
@@ -127,6 +132,28 @@ def _seed_state(members: Sequence[PriceSeries], results: Mapping[str, Sequence[S
     state = orchestrate(signals, closes, settings, ppy, volumes=volumes, cost_bps=costs).final_state
     if state is None:
         raise ConfigError("the book's walk-forwards give no bar to orchestrate; train on more bars")
+    return state
+
+
+def _orchestrated(states: Mapping[str, BookState] | None, name: str, members: Sequence[PriceSeries],
+                  models: Sequence[str], settings: OrchestrationConfig, ppy: float, costs: Mapping[str, float],
+                  signals: SignalFrames | None) -> BookState | None:
+    """The caller's final state of book ``name`` when it orchestrated the given frames of these members with these
+    settings up to their last bar (so ``_seed_state`` would give it again), or None."""
+    if states is None or signals is None:
+        return None
+    state, symbols = states.get(name), tuple(s.symbol for s in members)
+    if state is None or state.symbols != symbols or tuple(state.models) != tuple(models):
+        return None
+    if any(set(signals.get(symbol, {})) != set(models) for symbol in symbols):
+        return None
+    last = max(s.bars.index[-1] for s in members)
+    if state.bar_time is None or pd.Timestamp(state.bar_time) != pd.Timestamp(last):
+        return None
+    try:
+        state.check_settings(settings, ppy, [costs[symbol] for symbol in symbols])
+    except BookStateError:
+        return None
     return state
 
 

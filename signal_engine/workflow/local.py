@@ -21,6 +21,7 @@ from rich.console import Console
 from signal_engine.config import RunConfig
 from signal_engine.data.loader import PriceSeries
 from signal_engine.evaluation.backtest import SymbolResult, blocks_for
+from signal_engine.orchestration.state import BookState
 from signal_engine.ports import ModelRegistry
 from signal_engine.workflow import training
 from signal_engine.workflow.quality import QualityConfig
@@ -40,11 +41,12 @@ from signal_engine.workflow.steps import (
 class BookTraining:
     """Train the whole book with the version: the run's orchestration overrides and, when the caller ran them,
     the timeframe models' walk-forwards (``{symbol: {model: SymbolResult}}``) for their gates to reuse and the
-    signal frames its books orchestrated (``Book.signals``) for the seeds."""
+    signal frames its books orchestrated (``Book.signals``) and the states they ended in for the seeds."""
 
     orchestration: Mapping[str, Any] = field(default_factory=dict)
     walk_forwards: Mapping[str, Mapping[str, SymbolResult]] | None = None
     signals: Mapping[str, Mapping[str, Any]] | None = None  # {symbol: {model: signal frame}}: Book.signals
+    states: Mapping[str, BookState] | None = None  # {book: the state they ended in}: Book.result.final_state
 
 
 @dataclass
@@ -193,6 +195,7 @@ class LocalRunner:
             books = train_books(self._dataset_series(run), self.config, self.quality, run.evaluation.root,
                                 orchestration=self.book.orchestration, walk_forwards=self.book.walk_forwards,
                                 moe_walk_forward=run.walk_forward, signals=self.book.signals,
+                                states=self.book.states,
                                 on_model=lambda what: self.console.print(f"  training the {what}"))
             run.books = [b.name for b in books]
             self.console.print(f"  whole book: {', '.join(f'{b.name} ({len(b.models)} models)' for b in books)} "
