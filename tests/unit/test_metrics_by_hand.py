@@ -306,6 +306,14 @@ def test_strategy_metrics_of_a_wiped_out_account() -> None:
     assert scores["max_drawdown"] == -1.0
 
 
+def test_strategy_metrics_of_a_loss_beyond_the_capital() -> None:
+    # leveraged: equity 3/2, 9/4, then 9/4 x (1 - 3) = -9/2; no growth rate of a negative equity: CAGR -1
+    scores = strategy_metrics(np.full(3, 3.0), np.array([0.5, 0.5, -3.0]), 3.0)
+    assert scores["cagr"] == -1.0
+    assert scores["total_return"] == -5.5
+    assert scores["max_drawdown"] == -3.0  # -9/2 against the peak of 9/4
+
+
 def test_strategy_metrics_attribute_costs() -> None:
     costs = np.array([0.25, 0.0, 0.125, 0.0])
     scores = strategy_metrics(POSITION, NET, 2.0, costs=costs)
