@@ -46,7 +46,7 @@ GROUPS: dict[str, Group] = {
                            ("*.x__decide_block__mutmut_*", "*.x__combine__mutmut_*", "*.x__stages_block__mutmut_*")),
     "metrics": Group(("signal_engine/evaluation/metrics.py",),
                      ("tests/unit/test_trading.py", "tests/unit/test_confidence.py", "tests/unit/test_significance.py",
-                      "tests/unit/test_levels.py")),
+                      "tests/unit/test_levels.py", "tests/unit/test_metrics_by_hand.py")),
     "risk": Group(("signal_engine/orchestration/risk.py", "signal_engine/orchestration/drawdown.py"),
                   ORCHESTRATION_TESTS),
     "exposure": Group(("signal_engine/orchestration/exposure.py",),

@@ -54,7 +54,7 @@ def reliability(confidence: np.ndarray, correct: np.ndarray, n_bins: int = 10) -
     confidence = np.asarray(confidence, dtype=float)
     correct = np.asarray(correct, dtype=float)
     if len(confidence) == 0:
-        return {"ece": float("nan"), "brier": float("nan"), "rows": 0, "bins": []}
+        return {"ece": float("nan"), "brier": float("nan"), "hit_rate": float("nan"), "rows": 0, "bins": []}
     index = np.minimum((confidence * n_bins).astype(int), n_bins - 1)
     counts = np.bincount(index, minlength=n_bins)
     confidence_sum = np.bincount(index, weights=confidence, minlength=n_bins)
