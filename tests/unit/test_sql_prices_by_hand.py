@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -46,9 +47,16 @@ class Clock:
         monkeypatch.setattr(prices, "utc_now", lambda: self.now)
 
 
+def _reverse_unordered_selects(connection: Any, _record: Any) -> None:
+    """SQLite returns rows in the reverse of its scan order where a query has no ORDER BY: a read that relies on
+    the primary key's order instead of asking for one shows."""
+    connection.execute("PRAGMA reverse_unordered_selects = ON")
+
+
 @pytest.fixture
 def engine() -> Iterator[sa.Engine]:
     created = sa.create_engine("sqlite://")
+    sa.event.listen(created, "connect", _reverse_unordered_selects)
     migrate(created)
     yield created
     created.dispose()
@@ -156,6 +164,16 @@ def test_restatements_are_listed_oldest_first_per_symbol_and_timeframe(store: Sq
     assert store.restatements("AAPL", "1h") == [Restatement(hourly[0], hourly[1], SECOND_WRITE)]
     assert store.restatements("MSFT", "1d") == [Restatement(other[0], other[1], SECOND_WRITE)]
     assert store.restatements("MSFT", "1h") == []
+
+
+def test_restatements_are_listed_in_the_order_recorded_not_by_bar_time(store: SqlPriceStore, clock: Clock) -> None:
+    store.write_bars([bar(0), bar(1)])
+    clock.now = SECOND_WRITE
+    store.write_bars([bar(1, close=1.0)])
+    clock.now = THIRD_WRITE
+    store.write_bars([bar(0, close=2.0)])
+    assert store.restatements("AAPL", "1d") == [Restatement(bar(1), bar(1, close=1.0), SECOND_WRITE),
+                                                Restatement(bar(0), bar(0, close=2.0), THIRD_WRITE)]
 
 
 def test_the_last_of_duplicate_keys_in_a_batch_wins(engine: sa.Engine, store: SqlPriceStore) -> None:
@@ -387,6 +405,18 @@ def test_sources_written_together_and_several_others_each_count_one_bar(store: S
         ("yahoo", "nasdaq")]
 
 
+def test_disagreements_are_listed_by_bar_time_source_and_field(store: SqlPriceStore) -> None:
+    """On day 0 Nasdaq differs from Yahoo in its close and from Alpha in its high; on day 1 Zeta differs from Alpha
+    in its close and from Yahoo in its high: by field, close first, whichever other source sorts first."""
+    store.write_bars([bar(0), bar(0, source="alpha", high=14.0, close=12.0),
+                      bar(1), bar(1, source="alpha", high=15.0, close=13.0)])
+    store.write_bars([bar(0, source="nasdaq", close=12.0), bar(1, source="zeta", high=15.0)])
+    assert [(d.timestamp, d.source, d.other_source, d.field) for d in store.disagreements("AAPL", "1d")
+            if d.source in ("nasdaq", "zeta")] == [
+        (day(0), "nasdaq", "yahoo", "close"), (day(0), "nasdaq", "alpha", "high"),
+        (day(1), "zeta", "alpha", "close"), (day(1), "zeta", "yahoo", "high")]
+
+
 def test_a_restated_bar_is_compared_again(store: SqlPriceStore, clock: Clock) -> None:
     store.write_bars([bar(0, close=128.0), bar(0, source="nasdaq", close=128.0)])
     clock.now = SECOND_WRITE
@@ -417,7 +447,7 @@ def test_a_corporate_action_keeps_the_earliest_time_it_was_known(store: SqlPrice
     later, earlier = noon + timedelta(days=1), noon - timedelta(hours=1)
     assert store.write_corporate_actions([split(3, 2.0, known_at=later)]) == WriteResult(unchanged=1)
     assert store.write_corporate_actions([split(3, 2.0 * (1 + 2.0**-45), known_at=later)]) == WriteResult(
-        unchanged=1)  # float noise is no change
+        unchanged=1)  # float noise (2.8e-14 relative) is no change
     assert store.write_corporate_actions([split(3, 2.0, known_at=earlier)]) == WriteResult(updated=1)
     assert store.corporate_actions("AAPL")[1] == split(3, 2.0, known_at=earlier)
     assert store.write_corporate_actions([dividend(1, 0.75, known_at=later)]) == WriteResult(updated=1)
@@ -433,3 +463,17 @@ def test_a_new_corporate_action_is_stored_known_at_naive_utc(store: SqlPriceStor
     tokyo = timezone(timedelta(hours=9))
     store.write_corporate_actions([dividend(1, 0.5, known_at=datetime(2024, 1, 5, 19, 0, 0, 500000, tzinfo=tokyo))])
     assert store.corporate_actions("AAPL") == [dividend(1, 0.5, known_at=datetime(2024, 1, 5, 10))]
+
+
+def test_each_action_of_a_batch_is_counted(store: SqlPriceStore) -> None:
+    noon = datetime(2024, 1, 5, 12)
+    store.write_corporate_actions([split(3, 2.0, known_at=noon), dividend(1, 0.5, known_at=noon)])
+    assert store.write_corporate_actions([split(3, 2.0, known_at=noon), dividend(2, 0.25)]) == WriteResult(
+        inserted=1, unchanged=1)  # an unchanged action does not end the batch
+    assert store.corporate_actions("AAPL")[1] == dividend(2, 0.25)
+    later = noon + timedelta(days=1)
+    assert store.write_corporate_actions([split(3, 2.0 * (1 + 2.0**-35), known_at=later),
+                                          dividend(1, 0.5 * (1 - 2.0**-35), known_at=later)]) == (
+        WriteResult(updated=2))  # 2.9e-11 relative: beyond the tolerance of 1e-12
+    assert store.corporate_actions("AAPL") == [dividend(1, 0.5 * (1 - 2.0**-35), known_at=noon), dividend(2, 0.25),
+                                               split(3, 2.0 * (1 + 2.0**-35), known_at=noon)]
