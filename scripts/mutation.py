@@ -53,7 +53,9 @@ GROUPS: dict[str, Group] = {
                       (*ORCHESTRATION_TESTS, "tests/unit/test_orchestration_exposure_by_hand.py")),
     "step": Group(("signal_engine/orchestration/step.py", "signal_engine/orchestration/state.py"),
                   (*ORCHESTRATION_TESTS, "tests/unit/test_orchestration_step_by_hand.py")),
-    "prices": Group(("signal_engine/adapters/sql/prices.py",), ("tests/integration/test_storage_sql.py",)),
+    # the by-hand file first: on in-memory SQLite it pins every function in seconds (MariaDB runs only if it is up)
+    "prices": Group(("signal_engine/adapters/sql/prices.py",),
+                    ("tests/unit/test_sql_prices_by_hand.py", "tests/integration/test_storage_sql.py")),
     "combine": Group(("signal_engine/serving/combine.py",),
                      ("tests/unit/test_serving_combine.py", "tests/unit/test_serving_combine_by_hand.py")),
 }
