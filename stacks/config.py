@@ -13,6 +13,8 @@ from aws_cdk import RemovalPolicy
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_rds as rds
 
+from signal_engine.serving.schema import MAX_BATCH
+
 # Every value a stage may differ in. Keys match the StageConfig fields one to one; app.py can merge
 # overrides from the CDK context key "signal-engine:<stage>" (e.g. `cdk synth -c 'signal-engine:dev={...}'`).
 # The collector modules of lambda_src/collectors/, one Lambda each.
@@ -89,6 +91,11 @@ _SERVING_DEV: dict[str, Any] = {
     "expert_invocations_per_instance": 300,
     "expert_deadline_ms": 2500,
     "combiner_memory_mb": 512,
+    # Items of one POST /signals/batch call: each item's experts are asked in turn within the combiner's timeout
+    # (expert_deadline_ms + 10 s); docs/research/scaling.md measured about 0.2 s per item through the endpoint
+    # client on a 2-core machine, and the combiner's 512 MB get about a third of a vCPU. A larger batch is refused
+    # naming this limit: split the universe into calls of this size.
+    "max_batch_requests": 25,
     "api_rate_limit": 5,
     "api_burst_limit": 10,
     "api_quota_per_day": 5000,
@@ -310,6 +317,7 @@ class StageConfig:
     expert_invocations_per_instance: int
     expert_deadline_ms: int
     combiner_memory_mb: int
+    max_batch_requests: int
     api_rate_limit: int
     api_burst_limit: int
     api_quota_per_day: int
@@ -448,6 +456,9 @@ class StageConfig:
             )
         if not 128 <= self.combiner_memory_mb <= 10240:
             raise ValueError(f"{self.name}: combiner_memory_mb must be between 128 and 10240")
+        if not 1 <= self.max_batch_requests <= MAX_BATCH:
+            raise ValueError(f"{self.name}: max_batch_requests must be between 1 and {MAX_BATCH} (the Signal API's "
+                             "largest batch)")
         if not 0 < self.api_rate_limit <= self.api_burst_limit:
             raise ValueError(f"{self.name}: need 0 < api_rate_limit <= api_burst_limit")
         if self.api_quota_per_day < 1:

@@ -25,7 +25,7 @@ from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
 from signal_engine.serving.bundle import EXPERT_KINDS
-from signal_engine.serving.schema import MAX_BARS, SYMBOL_PATTERN, TIMEFRAME_PATTERN
+from signal_engine.serving.schema import MAX_BARS, MAX_BATCH, SYMBOL_PATTERN, TIMEFRAME_PATTERN
 from stacks.config import THIS_ACCOUNT, StageConfig
 from stacks.constructs.lambda_role import acknowledge_tracing, grant_decrypt, lambda_vpc_role
 from stacks.constructs.nag import acknowledge, skip_checkov
@@ -44,8 +44,8 @@ def experts_endpoint_name(config: StageConfig) -> str:
     return f"{config.construct_id}-experts"
 
 
-def signal_request_schema() -> apigateway.JsonSchema:
-    """POST /signals body (JSON Schema draft 4), from the patterns and limits of signal_engine.serving.schema."""
+def _signal_request_object() -> apigateway.JsonSchema:
+    """One SignalRequest as a JSON Schema object, from the patterns and limits of signal_engine.serving.schema."""
     price = apigateway.JsonSchema(type=apigateway.JsonSchemaType.NUMBER, exclusive_minimum=True, minimum=0)
     bar = apigateway.JsonSchema(
         type=apigateway.JsonSchemaType.OBJECT,
@@ -63,8 +63,6 @@ def signal_request_schema() -> apigateway.JsonSchema:
         },
     )
     return apigateway.JsonSchema(
-        schema=apigateway.JsonSchemaVersion.DRAFT4,
-        title="SignalRequest",
         type=apigateway.JsonSchemaType.OBJECT,
         required=["symbol"],
         additional_properties=False,
@@ -85,6 +83,27 @@ def signal_request_schema() -> apigateway.JsonSchema:
                 type=[apigateway.JsonSchemaType.NUMBER, apigateway.JsonSchemaType.NULL], minimum=-1, maximum=1
             ),
         },
+    )
+
+
+def signal_request_schema() -> apigateway.JsonSchema:
+    """POST /signals body (JSON Schema draft 4)."""
+    request = _signal_request_object()
+    return apigateway.JsonSchema(schema=apigateway.JsonSchemaVersion.DRAFT4, title="SignalRequest",
+                                 type=request.type, required=request.required,
+                                 additional_properties=request.additional_properties, properties=request.properties)
+
+
+def batch_request_schema() -> apigateway.JsonSchema:
+    """POST /signals/batch body (JSON Schema draft 4): ``{"requests": [SignalRequest, ...]}``, 1 to MAX_BATCH."""
+    return apigateway.JsonSchema(
+        schema=apigateway.JsonSchemaVersion.DRAFT4,
+        title="BatchRequest",
+        type=apigateway.JsonSchemaType.OBJECT,
+        required=["requests"],
+        additional_properties=False,
+        properties={"requests": apigateway.JsonSchema(type=apigateway.JsonSchemaType.ARRAY, min_items=1,
+                                                      max_items=MAX_BATCH, items=_signal_request_object())},
     )
 
 
@@ -191,7 +210,7 @@ class ServingStack(Stack):
         function = lambda_.Function(
             self,
             "Combiner",
-            description="signal-engine combiner: POST /signals",
+            description="signal-engine combiner: the Signal API",
             runtime=RUNTIME,
             architecture=lambda_.Architecture.X86_64,
             handler="combiner.handler.handler",
@@ -211,6 +230,7 @@ class ServingStack(Stack):
                     {expert: self.experts_endpoint for expert in EXPERT_KINDS}, sort_keys=True
                 ),
                 "EXPERT_DEADLINE_MS": str(config.expert_deadline_ms),
+                "MAX_BATCH_REQUESTS": str(config.max_batch_requests),
                 "SIGNAL_ENGINE_DATABASE_SECRET": mysql_secret.secret_arn,
                 **ca_bundle_environment(self, package, ["SIGNAL_ENGINE_DATABASE_CA_FILE"]),
                 "POWERTOOLS_SERVICE_NAME": METRICS_SERVICE,
@@ -235,8 +255,9 @@ class ServingStack(Stack):
     # --- API --------------------------------------------------------------------------------------------------
 
     def _build_api(self) -> apigateway.RestApi:
-        """POST /signals and GET /book: IAM authorization and a resource policy, a validated JSON body, an API key and
-        usage plan (throttle and quota), access logs, tracing and WAF."""
+        """The Signal API's routes (POST /signals, POST /signals/batch, GET /book, GET /models, GET /health): IAM
+        authorization and a resource policy, validated JSON bodies, an API key and usage plan (throttle and quota),
+        access logs, tracing and WAF."""
         config = self._config
         access_logs = logs.LogGroup(
             self, "ApiAccessLogs", retention=config.log_retention, removal_policy=config.log_removal_policy
@@ -245,7 +266,8 @@ class ServingStack(Stack):
             self,
             "SignalApi",
             rest_api_name=f"{config.construct_id}-signals",
-            description="signal-engine Signal API: POST /signals, GET /book",
+            description="signal-engine Signal API: POST /signals, POST /signals/batch, GET /book, GET /models, "
+                        "GET /health",
             endpoint_types=[apigateway.EndpointType.REGIONAL],
             policy=self._api_resource_policy(),
             default_method_options=apigateway.MethodOptions(authorization_type=apigateway.AuthorizationType.IAM),
@@ -285,48 +307,35 @@ class ServingStack(Stack):
             "API Gateway's account-level logging role needs exactly this AWS-maintained policy; it only lets API "
             "Gateway create and write its execution log groups.",
         )
-        model = api.add_model(
+        validator = api.add_request_validator(
+            "BodyValidator", validate_request_body=True, validate_request_parameters=True
+        )
+        signal_model = api.add_model(
             "SignalRequestModel",
             content_type="application/json",
             model_name="SignalRequest",
             description="POST /signals body: symbol, timeframe, as_of, optional bars and position",
             schema=signal_request_schema(),
         )
-        validator = api.add_request_validator(
-            "BodyValidator", validate_request_body=True, validate_request_parameters=True
+        batch_model = api.add_model(
+            "BatchRequestModel",
+            content_type="application/json",
+            model_name="BatchRequest",
+            description="POST /signals/batch body: requests, each a POST /signals body",
+            schema=batch_request_schema(),
         )
+        # Every route of the Signal API (signal_engine.serving.api), each to the combiner; callers sign with SigV4
+        # (AWS_IAM) and the API key only binds a caller to the usage plan's throttle and quota.
         signals = api.root.add_resource("signals")
-        # Callers sign with SigV4 (AWS_IAM); the API key only binds a caller to the usage plan's throttle and quota.
-        method = signals.add_method(
-            "POST",
-            apigateway.LambdaIntegration(self.combiner),
-            authorization_type=apigateway.AuthorizationType.IAM,
-            api_key_required=True,
-            request_models={"application/json": model},
-            request_validator=validator,
-        )
-        acknowledge(
-            method,
-            "AwsSolutions-COG4",
-            "Callers are trading programs in AWS accounts, not end users: the method uses IAM authorization "
-            "(SigV4) and the API's resource policy names the allowed principals (api_allowed_principals).",
-        )
-        # GET /book: the live books (positions, allocations, risk state, recent events), the same authorization.
-        book = api.root.add_resource("book").add_method(
-            "GET",
-            apigateway.LambdaIntegration(self.combiner),
-            authorization_type=apigateway.AuthorizationType.IAM,
-            api_key_required=True,
-            request_parameters={"method.request.querystring.name": False,
-                                "method.request.querystring.recent_bars": False},
-            request_validator=validator,
-        )
-        acknowledge(
-            book,
-            "AwsSolutions-COG4",
-            "Callers are trading programs in AWS accounts, not end users: the method uses IAM authorization "
-            "(SigV4) and the API's resource policy names the allowed principals (api_allowed_principals).",
-        )
+        self._route(signals, "POST", validator, request_models={"application/json": signal_model})
+        self._route(signals.add_resource("batch"), "POST", validator,
+                    request_models={"application/json": batch_model})
+        # GET /book: the live books (positions, allocations, risk state, recent events).
+        self._route(api.root.add_resource("book"), "GET", validator,
+                    request_parameters={"method.request.querystring.name": False,
+                                        "method.request.querystring.recent_bars": False})
+        self._route(api.root.add_resource("models"), "GET", validator)
+        self._route(api.root.add_resource("health"), "GET", validator)
         key = api.add_api_key("ClientKey", description=f"signal-engine {config.name}: first API client")
         plan = api.add_usage_plan(
             "UsagePlan",
@@ -341,6 +350,19 @@ class ServingStack(Stack):
                   description="aws apigateway get-api-key --include-value --api-key <this id>; send as x-api-key")
         self._add_waf(api)
         return api
+
+    def _route(self, resource: apigateway.IResource, verb: str, validator: apigateway.IRequestValidator,
+               **options: Any) -> apigateway.Method:
+        method = resource.add_method(verb, apigateway.LambdaIntegration(self.combiner),
+                                     authorization_type=apigateway.AuthorizationType.IAM, api_key_required=True,
+                                     request_validator=validator, **options)
+        acknowledge(
+            method,
+            "AwsSolutions-COG4",
+            "Callers are trading programs in AWS accounts, not end users: the method uses IAM authorization "
+            "(SigV4) and the API's resource policy names the allowed principals (api_allowed_principals).",
+        )
+        return method
 
     def _api_resource_policy(self) -> iam.PolicyDocument:
         """Allow execute-api:Invoke to the stage's api_allowed_principals and deny every other caller.

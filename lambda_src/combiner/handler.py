@@ -43,7 +43,7 @@ def service() -> SignalService:
     return live()()
 
 
-app = build_app(service)
+app = build_app(service, max_batch=settings.max_batch_requests)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from pydantic import BaseModel, Field, ValidationError
 
 from signal_engine.errors import ConfigError
+from signal_engine.serving.schema import MAX_BATCH
 
 ENVIRONMENT = {
     "model_bundle_uri": "MODEL_BUNDLE_URI",
@@ -19,17 +20,20 @@ ENVIRONMENT = {
     "bundle_cache": "BUNDLE_CACHE_DIR",
     "database_ca_file": "SIGNAL_ENGINE_DATABASE_CA_FILE",
     "model_check_seconds": "MODEL_CHECK_SECONDS",
+    "max_batch_requests": "MAX_BATCH_REQUESTS",
 }
 
 
 class CombinerSettings(BaseModel):
     """``MODEL_BUNDLE_URI`` s3://BUCKET/models/[VERSION/] or a folder; ``EXPERT_ENDPOINTS`` JSON name -> endpoint;
-    ``EXPERT_DEADLINE_MS`` per request; the audit database as ``SIGNAL_ENGINE_DATABASE_SECRET`` (RDS secret ARN)
-    or ``SIGNAL_ENGINE_DATABASE_URL``."""
+    ``EXPERT_DEADLINE_MS`` per request; ``MAX_BATCH_REQUESTS`` items per batch; the audit database as
+    ``SIGNAL_ENGINE_DATABASE_SECRET`` (RDS secret ARN) or ``SIGNAL_ENGINE_DATABASE_URL``."""
 
     model_bundle_uri: str = Field(min_length=1)
     expert_endpoints: dict[str, str] = Field(default_factory=dict)
     expert_deadline_ms: int = Field(default=1500, ge=10, le=25_000)
+    # The most items of one POST /signals/batch call that answer within the function's timeout (stage config).
+    max_batch_requests: int = Field(default=MAX_BATCH, ge=1, le=MAX_BATCH)
     database_secret: str = ""
     database_url: str = ""
     bundle_cache: str = "/tmp/signal-engine-bundle"

@@ -25,6 +25,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from signal_engine.errors import SignalEngineError
 from signal_engine.serving.book import RECENT_BARS
 from signal_engine.serving.schema import (
+    MAX_BATCH,
     SYMBOL_PATTERN,
     BatchRequest,
     BatchResponse,
@@ -103,10 +104,12 @@ def _refusal(status: int, error: str, message: str, headers: Mapping[str, str] |
 
 
 def build_app(service: Callable[[], SignalService], *, token: Callable[[], str | None] = lambda: None,
-              ) -> SignalResolver:
+              max_batch: int = MAX_BATCH) -> SignalResolver:
     """The resolver; ``service()`` gives the (lazily built, cached) SignalService, ``token()`` the optional token.
 
     With a token set, every route but ``/health`` needs ``Authorization: Bearer <token>`` (or ``x-api-key``).
+    ``max_batch``: the most items a batch may hold here (the combiner Lambda's ``MAX_BATCH_REQUESTS``: what answers
+    within its timeout); a larger one is refused with 422 naming the limit, before any expert is asked.
     """
     app = SignalResolver(enable_validation=True)
 
@@ -139,8 +142,15 @@ def build_app(service: Callable[[], SignalService], *, token: Callable[[], str |
                          401: _error("missing or wrong token"),
                          400: _error("the body is not UTF-8 text"),
                          415: _error("the body is not JSON (send Content-Type: application/json)"),
-                         422: _error("a field of the request is invalid (named in the body)")})
+                         422: _error("a field of the request is invalid (named in the body), or the batch holds "
+                                     "more requests than this deployment answers in one call (on AWS the stage's "
+                                     "max_batch_requests)")})
     def post_batch(request: BatchRequest) -> BatchResponse:
+        if len(request.requests) > max_batch:
+            raise ServingError(422, "validation_error", f"field 'requests': {len(request.requests)} requests, at most "
+                               f"{max_batch} per call here (what answers within the function's timeout); split the "
+                               f"batch into calls of at most {max_batch}",
+                               [FieldProblem(field="requests", problem=f"at most {max_batch} items per call")])
         return service().batch(request, _request_id(app))
 
     @app.get("/book", summary="The live books: positions, allocations, risk state and recent events",

@@ -102,7 +102,7 @@ def combiner(aws: Aws, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mod
     aws.s3.put_object(Bucket=ARTIFACTS, Key="models/CURRENT", Body=(version + "\n").encode())
     database = copy_of_book_database(tmp_path_factory.mktemp("combiner"))  # holds the live book "daily" too
     environment = {"MODEL_BUNDLE_URI": f"s3://{ARTIFACTS}/models/", "EXPERT_ENDPOINTS": json.dumps(ENDPOINTS),
-                   "EXPERT_DEADLINE_MS": "5000", "SIGNAL_ENGINE_DATABASE_URL": database,
+                   "EXPERT_DEADLINE_MS": "5000", "SIGNAL_ENGINE_DATABASE_URL": database, "MAX_BATCH_REQUESTS": "2",
                    "BUNDLE_CACHE_DIR": str(tmp_path_factory.mktemp("bundle-cache")),
                    "POWERTOOLS_METRICS_NAMESPACE": "SignalEngine", "POWERTOOLS_DEV": "false"}
     with pytest.MonkeyPatch.context() as patch:
@@ -208,6 +208,17 @@ def test_batch_models_health_and_unknown_routes(combiner: ModuleType, aws: Aws) 
     assert status == 415
 
 
+def test_a_batch_over_the_deployments_limit_is_422_naming_it_before_any_expert_is_asked(
+        combiner: ModuleType, aws: Aws) -> None:
+    end = TRAIN_BARS + 360
+    status, body = call(combiner, api_event("POST", "/signals/batch", {"requests": [
+        {"symbol": "GOOG", "bars": request_bars(end)}] * 3}))
+    assert status == 422 and body["error"] == "validation_error"
+    assert body["message"] == ("field 'requests': 3 requests, at most 2 per call here (what answers within the "
+                               "function's timeout); split the batch into calls of at most 2")
+    assert body["fields"] == [{"field": "requests", "problem": "at most 2 items per call"}]
+
+
 def test_a_book_symbol_and_get_book_through_api_gateway(combiner: ModuleType) -> None:
     database = SqlDatabase.connect(combiner.settings.database_url)
     stored = {p.symbol: p for p in database.books.positions(BOOK)}
@@ -263,3 +274,9 @@ def test_a_bad_environment_names_the_variable() -> None:
                                    "SIGNAL_ENGINE_DATABASE_URL": "sqlite://"})
     with pytest.raises(ConfigError, match="SIGNAL_ENGINE_DATABASE_SECRET"):
         CombinerSettings.from_env({"MODEL_BUNDLE_URI": "x"})
+    for limit in ("0", "1001", "many"):
+        with pytest.raises(ConfigError, match="MAX_BATCH_REQUESTS"):
+            CombinerSettings.from_env({"MODEL_BUNDLE_URI": "x", "MAX_BATCH_REQUESTS": limit,
+                                       "SIGNAL_ENGINE_DATABASE_URL": "sqlite://"})
+    assert CombinerSettings.from_env({"MODEL_BUNDLE_URI": "x", "SIGNAL_ENGINE_DATABASE_URL": "sqlite://"}
+                                     ).max_batch_requests == 1000  # unset: the API's own limit

@@ -43,24 +43,28 @@ def test_every_method_uses_iam_authorization(synthesized_app: SynthesizedApp, st
     assert all(m["Properties"].get("ApiKeyRequired") for m in methods.values())
 
 
-def api_arn(resolver: Resolver, stack: str, template: dict[str, Any]) -> tuple[str, str]:
-    """The API's ARN prefix and the invoke ARN of POST /signals on its stage."""
+def api_arn(resolver: Resolver, stack: str, template: dict[str, Any], route: str = "POST/signals") -> tuple[str, str]:
+    """The API's ARN prefix and the invoke ARN of ``route`` (default POST /signals) on its stage."""
     (api,) = of_type(template, "AWS::ApiGateway::RestApi")
     (stage,) = of_type(template, "AWS::ApiGateway::Stage").values()
     api_id = resolver.ref(stack, api)
     prefix = f"arn:{PARTITION}:execute-api:{REGION}:{ACCOUNT}:{api_id}"
-    return prefix, f"{prefix}/{resolver.resolve(stack, stage['Properties']['StageName'])}/POST/signals"
+    return prefix, f"{prefix}/{resolver.resolve(stack, stage['Properties']['StageName'])}/{route}"
 
 
-def decide(synthesized_app: SynthesizedApp, stage: str, callers: list[str | None]) -> list[str]:
-    """iam-simulate's decision for each caller (a role ARN, or None for an unsigned request) on POST /signals.
+ROUTES = ("POST/signals", "POST/signals/batch", "GET/book", "GET/models", "GET/health")
+
+
+def decide(synthesized_app: SynthesizedApp, stage: str, callers: list[str | None],
+           route: str = "POST/signals") -> list[str]:
+    """iam-simulate's decision for each caller (a role ARN, or None for an unsigned request) on ``route``.
 
     Each role's own identity policy allows execute-api:Invoke on everything, so the API's resource policy alone
     decides who is let in. ``execute-api:/`` in the policy is API Gateway's shorthand for the API's own ARN.
     """
     resolver, stack, template = serving(synthesized_app, stage)
     (api,) = of_type(template, "AWS::ApiGateway::RestApi").values()
-    prefix, target = api_arn(resolver, stack, template)
+    prefix, target = api_arn(resolver, stack, template, route)
     policy = json.loads(json.dumps(resolver.resolve(stack, api["Properties"]["Policy"]))
                         .replace('"execute-api:/', f'"{prefix}/'))
     allow_all = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": INVOKE, "Resource": "*"}]}
@@ -87,13 +91,16 @@ STRANGER = f"arn:{PARTITION}:iam::777788889999:role/trading-program"
 TRADER_NEIGHBOUR = f"arn:{PARTITION}:iam::444455556666:role/other-program"
 
 
-def test_dev_lets_in_the_deploying_account_only(synthesized_app: SynthesizedApp) -> None:
-    assert decide(synthesized_app, "dev", [OWN_ROLE, STRANGER, None]) == [
+@pytest.mark.parametrize("route", ROUTES)
+def test_dev_lets_in_the_deploying_account_only(synthesized_app: SynthesizedApp, route: str) -> None:
+    assert decide(synthesized_app, "dev", [OWN_ROLE, STRANGER, None], route) == [
         "Allowed", "ExplicitlyDenied", "ExplicitlyDenied"]
 
 
-def test_prod_lets_in_the_listed_role_and_no_other_of_its_account(synthesized_app: SynthesizedApp) -> None:
-    assert decide(synthesized_app, "prod", [OWN_ROLE, TRADER_ROLE, TRADER_NEIGHBOUR, STRANGER, None]) == [
+@pytest.mark.parametrize("route", ROUTES)
+def test_prod_lets_in_the_listed_role_and_no_other_of_its_account(synthesized_app: SynthesizedApp,
+                                                                   route: str) -> None:
+    assert decide(synthesized_app, "prod", [OWN_ROLE, TRADER_ROLE, TRADER_NEIGHBOUR, STRANGER, None], route) == [
         "Allowed", "Allowed", "ExplicitlyDenied", "ExplicitlyDenied", "ExplicitlyDenied"]
 
 

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aws_cdk.assertions import Capture, Match, Template
 
-from signal_engine.serving.schema import SYMBOL_PATTERN, TIMEFRAME_PATTERN
+from signal_engine.serving.schema import MAX_BATCH, SYMBOL_PATTERN, TIMEFRAME_PATTERN
 from stacks.config import load_stage_config
 from stacks.serving import experts_endpoint_name
 
 pytestmark = pytest.mark.infra
 
+ROOT = Path(__file__).resolve().parents[2]
 DEV = load_stage_config("dev")
 PROD = load_stage_config("prod")
 
@@ -33,6 +35,7 @@ def test_combiner_environment(serving_template: Template) -> None:
         e: experts_endpoint_name(DEV) for e in ("levels", "trend", "volatility")
     }
     assert env["EXPERT_DEADLINE_MS"] == str(DEV.expert_deadline_ms)
+    assert env["MAX_BATCH_REQUESTS"] == str(DEV.max_batch_requests)
     uri = json.dumps(env["MODEL_BUNDLE_URI"])
     assert "s3://" in uri and "/models/" in uri and "ArtifactsBucket" in uri
     assert "MySqlSecret" in json.dumps(env["SIGNAL_ENGINE_DATABASE_SECRET"])
@@ -101,8 +104,48 @@ def test_get_book_is_routed_to_the_combiner_with_iam_and_a_key(serving_template:
             "Integration": Match.object_like({"Type": "AWS_PROXY", "IntegrationHttpMethod": "POST"}),
         },
     )
-    methods = serving_template.find_resources("AWS::ApiGateway::Method")
-    assert sorted(m["Properties"]["HttpMethod"] for m in methods.values()) == ["GET", "POST"]
+
+
+def _deployed_routes(template: Template) -> dict[tuple[str, str], dict[str, Any]]:
+    """(verb, path) -> the method's properties, the path built from each resource's PathPart up to the API's root."""
+    resources = template.find_resources("AWS::ApiGateway::Resource")
+
+    def path(resource_id: dict[str, Any]) -> str:
+        if "Ref" not in resource_id:  # Fn::GetAtt [api, RootResourceId]
+            return ""
+        properties = resources[resource_id["Ref"]]["Properties"]
+        return f"{path(properties['ParentId'])}/{properties['PathPart']}"
+
+    return {(m["Properties"]["HttpMethod"], path(m["Properties"]["ResourceId"])): m["Properties"]
+            for m in template.find_resources("AWS::ApiGateway::Method").values()}
+
+
+def test_every_route_of_the_signal_api_is_deployed_to_the_combiner_with_iam_and_a_key(
+        serving_template: Template) -> None:
+    """The routes of docs/openapi.json (generated from signal_engine.serving.api) are the API Gateway methods:
+    what `serve` answers locally answers on AWS too, behind IAM and the usage plan."""
+    document = json.loads((ROOT / "docs" / "openapi.json").read_text(encoding="utf-8"))
+    documented = {(verb.upper(), route) for route, verbs in document["paths"].items() for verb in verbs}
+    deployed = _deployed_routes(serving_template)
+    assert set(deployed) == documented
+    (combiner_id,) = serving_template.find_resources(
+        "AWS::Lambda::Function", {"Properties": {"Handler": "combiner.handler.handler"}})
+    for route, method in deployed.items():
+        assert method["AuthorizationType"] == "AWS_IAM" and method["ApiKeyRequired"] is True, route
+        assert method["Integration"]["Type"] == "AWS_PROXY", route
+        assert combiner_id in json.dumps(method["Integration"]["Uri"]), route
+        assert "BodyValidator" in method["RequestValidatorId"]["Ref"], route
+
+
+def test_post_signals_batch_validates_its_body_with_the_pydantic_limits(serving_template: Template) -> None:
+    deployed = _deployed_routes(serving_template)
+    model_ref = deployed[("POST", "/signals/batch")]["RequestModels"]["application/json"]["Ref"]
+    schema = serving_template.find_resources("AWS::ApiGateway::Model")[model_ref]["Properties"]["Schema"]
+    assert schema["required"] == ["requests"] and schema["additionalProperties"] is False
+    requests = schema["properties"]["requests"]
+    assert (requests["minItems"], requests["maxItems"]) == (1, MAX_BATCH)
+    assert requests["items"]["required"] == ["symbol"]
+    assert set(requests["items"]["properties"]) == {"symbol", "timeframe", "as_of", "bars", "position"}
 
 
 def test_request_model_matches_the_pydantic_request(serving_template: Template) -> None:

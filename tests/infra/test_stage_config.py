@@ -60,6 +60,8 @@ def test_the_api_lets_in_the_deploying_account_by_default(stage: str) -> None:
         ({"expert_deadline_ms": 30000}, "expert_deadline_ms must be between 100 and 25000"),
         ({"api_rate_limit": 20, "api_burst_limit": 10}, "api_rate_limit <= api_burst_limit"),
         ({"api_quota_per_day": 0}, "api_quota_per_day must be at least 1"),
+        ({"max_batch_requests": 0}, "max_batch_requests must be between 1 and 1000"),
+        ({"max_batch_requests": 1001}, "max_batch_requests must be between 1 and 1000"),
     ],
 )
 def test_bad_settings_are_rejected_with_the_key(overrides: dict[str, Any], message: str) -> None:
