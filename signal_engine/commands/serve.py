@@ -11,15 +11,22 @@ book step or ``signal-engine paper``) is answered from the book, and ``GET /book
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+
+if TYPE_CHECKING:
+    from signal_engine.serving.batch_jobs import BatchJobs
+    from signal_engine.serving.service import SignalService
 
 DEFAULT_REGISTRY = Path("out/models")
 REGISTRY_VARIABLE = "SIGNAL_ENGINE_MODEL_REGISTRY"
 TOKEN_VARIABLE = "SIGNAL_ENGINE_API_TOKEN"
+JOBS_FOLDER = "signal-batches"
+LOCAL_JOB_TIMEOUT_S = 3600.0
 
 
 def register(subparsers: Any) -> None:
@@ -62,7 +69,9 @@ def _serve(args: argparse.Namespace, console: Console) -> int:
     service = SignalService(bundle, experts, storage.audit, LocalBars(storage.prices),
                             deadline_s=args.deadline_ms / 1000, books=storage.books)
     token = args.token or os.environ.get(TOKEN_VARIABLE) or None
-    server = make_server(lambda: build_app(lambda: service, token=lambda: token), "127.0.0.1", args.port)
+    jobs = local_batch_jobs(Settings.from_env(database_url=args.database).object_store, service)
+    server = make_server(lambda: build_app(lambda: service, token=lambda: token, jobs=lambda: jobs), "127.0.0.1",
+                         args.port)
     host, port = "127.0.0.1", server.server_address[1]
     served = bundle.served_symbols
     console.print(f"serving model [bold]{bundle.version}[/] ({', '.join(served) or 'no symbol'}) on "
@@ -80,6 +89,29 @@ def _serve(args: argparse.Namespace, console: Console) -> int:
         experts.close()
         storage.close()
     return 0
+
+
+def local_batch_jobs(objects: str, service: SignalService, timeout_s: float = LOCAL_JOB_TIMEOUT_S,
+                     ) -> BatchJobs:
+    """Batch jobs kept under ``<object store>/signal-batches`` and run one at a time on a thread of this process."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from signal_engine.bootstrap import object_store
+    from signal_engine.serving import batch_jobs
+
+    worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="signal-batch-job")
+
+    def run(job_id: str) -> None:
+        try:
+            jobs.run(job_id, service)
+        except Exception:  # stored as the job's failure; the server keeps serving
+            logging.getLogger(__name__).exception("batch job %s failed", job_id)
+
+    def launch(job_id: str) -> None:
+        worker.submit(run, job_id)
+
+    jobs = batch_jobs.BatchJobs(object_store(f"{objects.rstrip('/')}/{JOBS_FOLDER}"), launch, timeout_s=timeout_s)
+    return jobs
 
 
 def _bundle_folder(registry: Path, version: str | None) -> Path:

@@ -1,6 +1,7 @@
 """The Signal API as a Powertools REST resolver: the combiner Lambda and ``signal-engine serve`` run this same app.
 
-Routes: ``POST /signals``, ``POST /signals/batch``, ``GET /book``, ``GET /models``, ``GET /health``. Bodies are
+Routes: ``POST /signals``, ``POST /signals/batch``, ``POST /signals/batch/jobs``, ``GET /signals/batch/jobs/<id>``,
+``GET /book``, ``GET /models``, ``GET /health``. Bodies are
 the pydantic models of :mod:`signal_engine.serving.schema` (``enable_validation=True``): a bad request is a 422
 whose body names each field at fault; every error body is an :class:`~signal_engine.serving.schema.ErrorBody`.
 """
@@ -18,15 +19,17 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn, HTTPBearer, SecurityScheme
-from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from signal_engine.errors import SignalEngineError
+from signal_engine.serving.batch_jobs import JOB_ID_PATTERN, BatchJobs
 from signal_engine.serving.book import RECENT_BARS
 from signal_engine.serving.schema import (
     MAX_BATCH,
     SYMBOL_PATTERN,
+    BatchJobView,
     BatchRequest,
     BatchResponse,
     BookResponse,
@@ -104,13 +107,22 @@ def _refusal(status: int, error: str, message: str, headers: Mapping[str, str] |
 
 
 def build_app(service: Callable[[], SignalService], *, token: Callable[[], str | None] = lambda: None,
-              max_batch: int = MAX_BATCH) -> SignalResolver:
+              max_batch: int = MAX_BATCH, jobs: Callable[[], BatchJobs | None] = lambda: None) -> SignalResolver:
     """The resolver; ``service()`` gives the (lazily built, cached) SignalService, ``token()`` the optional token.
 
     With a token set, every route but ``/health`` needs ``Authorization: Bearer <token>`` (or ``x-api-key``).
     ``max_batch``: the most items a batch may hold here (the combiner Lambda's ``MAX_BATCH_REQUESTS``: what answers
     within its timeout); a larger one is refused with 422 naming the limit, before any expert is asked.
+    ``jobs()``: where batch jobs are kept and started (``POST /signals/batch/jobs``, any size up to MAX_BATCH);
+    None answers those routes 501.
     """
+
+    def batch_jobs() -> BatchJobs:
+        kept = jobs()
+        if kept is None:
+            raise ServingError(501, "not_configured", "batch jobs are not configured here; send at most "
+                               f"{max_batch} requests to POST /signals/batch instead")
+        return kept
     app = SignalResolver(enable_validation=True)
 
     def authorise(app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response[Any]:
@@ -152,6 +164,30 @@ def build_app(service: Callable[[], SignalService], *, token: Callable[[], str |
                                f"batch into calls of at most {max_batch}",
                                [FieldProblem(field="requests", problem=f"at most {max_batch} items per call")])
         return service().batch(request, _request_id(app))
+
+    @app.post("/signals/batch/jobs", summary="Start a batch job: signals of up to 1,000 symbols, answered later",
+              tags=["signals"],
+              responses={202: {"description": "the job, running: ask GET /signals/batch/jobs/{job_id} for its answer",
+                               "content": {"application/json": {"model": BatchJobView}}},
+                         401: _error("missing or wrong token"),
+                         400: _error("the body is not UTF-8 text"),
+                         415: _error("the body is not JSON (send Content-Type: application/json)"),
+                         422: _error("a field of the request is invalid (named in the body)"),
+                         501: _error("batch jobs are not configured on this server")})
+    def post_batch_job(request: BatchRequest) -> Response[BatchJobView]:
+        view = batch_jobs().submit(request)
+        return Response(status_code=202, content_type=content_types.APPLICATION_JSON, body=view)
+
+    @app.get("/signals/batch/jobs/<job_id>", summary="A batch job: running, done with its signals, or failed",
+             tags=["signals"],
+             responses={200: {"description": "the job; when done, `result` is what POST /signals/batch answers"},
+                        401: _error("missing or wrong token"),
+                        404: _error("no such job"),
+                        422: _error("the job id is not one POST /signals/batch/jobs answers"),
+                        501: _error("batch jobs are not configured on this server")})
+    def get_batch_job(job_id: Annotated[str, Path(pattern=JOB_ID_PATTERN, description="from POST /signals/batch/jobs")],
+                      ) -> BatchJobView:
+        return batch_jobs().view(job_id)
 
     @app.get("/book", summary="The live books: positions, allocations, risk state and recent events",
              tags=["book"],
@@ -206,7 +242,8 @@ def build_app(service: Callable[[], SignalService], *, token: Callable[[], str |
     def not_found(exc: Exception) -> Response[str]:
         event = app.current_event
         return error_response(404, "not_found", f"no route {event.http_method} {event.path}; the API has POST "
-                              "/signals, POST /signals/batch, GET /book, GET /models and GET /health")
+                              "/signals, POST /signals/batch, POST /signals/batch/jobs, GET "
+                              "/signals/batch/jobs/{job_id}, GET /book, GET /models and GET /health")
 
     return app
 
@@ -229,7 +266,7 @@ def _request_id(app: APIGatewayRestResolver) -> str | None:
 
 def _field_name(loc: Sequence[Any]) -> str:
     parts = list(loc)
-    if parts and parts[0] in ("body", "query"):
+    if parts and parts[0] in ("body", "query", "path"):
         parts = parts[1:]
     name = ""
     for part in parts:

@@ -225,6 +225,17 @@ class BatchResponse(BaseModel):
     errors: list[BatchItemError]
 
 
+class BatchJobView(BaseModel):
+    """A batch job (``POST /signals/batch/jobs``): ``running``, ``done`` with the batch's answer, or ``failed``."""
+
+    job_id: str
+    status: Literal["running", "done", "failed"]
+    submitted_at: UtcTime = Field(description="when the job was stored (UTC)")
+    requests: int = Field(description="the items of the batch")
+    result: BatchResponse | None = Field(default=None, description="when done: what POST /signals/batch answers")
+    error: str | None = Field(default=None, description="when failed: why")
+
+
 class ModelsResponse(BaseModel):
     """The model version in use and what answers for each expert."""
 

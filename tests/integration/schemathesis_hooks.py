@@ -59,7 +59,7 @@ def map_case(context: schemathesis.HookContext, case: schemathesis.Case) -> sche
         return case
     if case.path == "/signals":
         case.body = _repair_request(case.body)
-    elif case.path == "/signals/batch":
+    elif case.path in ("/signals/batch", "/signals/batch/jobs"):
         requests = case.body.get("requests")
         if isinstance(requests, list):
             case.body = {**case.body, "requests": [_repair_request(r) for r in requests]}

@@ -17,7 +17,8 @@ def test_docs_openapi_json_is_not_stale() -> None:
 
 def test_document_describes_the_signal_api() -> None:
     doc = json.loads(document())
-    assert set(doc["paths"]) == {"/signals", "/signals/batch", "/book", "/models", "/health"}
+    assert set(doc["paths"]) == {"/signals", "/signals/batch", "/signals/batch/jobs", "/signals/batch/jobs/{job_id}",
+                                 "/book", "/models", "/health"}
     request = doc["components"]["schemas"]["SignalRequest"]
     assert request["required"] == ["symbol"]
     assert request["properties"]["symbol"]["pattern"]
