@@ -210,6 +210,9 @@ def test_book_vol_forecast_is_the_models_median_then_the_realised_then_the_previ
     # medians: (1/4 + 3/8) / 2 = 5/16; 1/4 of (1/8, 1/4, 1/2); (1/4 + 3/4) / 2; 1/16;
     # then the realised 1/32; no realised: the previous 1/64; no bar: the previous
     np.testing.assert_array_equal(got, [0.3125, 0.25, 0.5, 0.0625, 0.03125, 0.015625, 0.015625])
+    one_model = book_vol_forecast(np.array([[0.25, nan]]), np.array([8.0, 0.03125]), np.full(2, 0.015625),
+                                  np.array([True, True]))
+    np.testing.assert_array_equal(one_model, [0.25, 0.03125])  # its forecast, else the realised
 
 
 # -- unified risk manager ----------------------------------------------------------------------------------------------
@@ -316,8 +319,9 @@ def test_a_symbol_that_cannot_trade_keeps_its_legs_and_its_risk_counts_in_the_vo
 
 def test_a_symbol_that_cannot_trade_uses_up_its_share_of_the_book_limits() -> None:
     # B held at 1/2 + 1/4 = 3/4 leaves 1/4 of the gross limit 1 to A's proposed 1/2: A's legs halved
+    # (A's held legs are replaced by the proposal: they take no share)
     decision = apply(loose(max_gross_exposure=1.0), [[0.25, 8.0], [0.25, 8.0]],
-                     tradable=np.array([True, False]), held=np.array([[0.0, 0.5], [0.0, 0.25]]))
+                     tradable=np.array([True, False]), held=np.array([[0.25, 0.5], [0.25, 0.25]]))
     np.testing.assert_array_equal(decision.contributions, [[0.125, 0.5], [0.125, 0.25]])
     np.testing.assert_array_equal(decision.book.per_symbol, [0.5, 1.0])
     assert (decision.components["exposure"], decision.components["final"]) == (0.5, 0.5)
@@ -331,6 +335,15 @@ def test_a_symbol_that_cannot_trade_uses_up_its_share_of_each_models_timeframe_l
     np.testing.assert_array_equal(decision.contributions, [[0.25, 0.5], [0.5, 0.25]])
     assert decision.components["timeframe"] == 0.5
     assert decision.components["final"] == 0.75  # 1/4 + 1/2 of A's 1/2 + 1/2 proposed
+
+
+def test_a_mask_of_ones_and_zeros_reads_as_tradable_or_not() -> None:
+    held = np.array([[0.0, 0.5], [0.0, 0.25]])
+    as_bool = apply(loose(max_gross_exposure=1.0), [[0.25, 8.0], [0.25, 8.0]], tradable=np.array([True, False]),
+                    held=held)
+    as_int = apply(loose(max_gross_exposure=1.0), [[0.25, 8.0], [0.25, 8.0]], tradable=np.array([1, 0]), held=held)
+    np.testing.assert_array_equal(as_int.contributions, [[0.125, 0.5], [0.125, 0.25]])  # as above
+    assert as_int.components == as_bool.components
 
 
 def test_every_symbol_trades_and_nothing_is_held_unless_given() -> None:
