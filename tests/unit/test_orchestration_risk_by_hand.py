@@ -74,7 +74,7 @@ def test_a_restored_rolling_max_continues_as_the_original() -> None:
     restored = RollingMax.restored(3, 5, [(3, 1), (4, 0.5)])  # as read back from JSON: a whole-number value
     assert restored.pushed == 5 and restored.candidates == [(3, 1.0), (4, 0.5)]
     assert [type(v) for _, v in restored.candidates] == [float, float]
-    assert [type(i) for i, _ in RollingMax.restored(3, 5, [(3.0, 1.0)]).candidates] == [int]
+    assert [type(i) for i, _ in RollingMax.restored(3, 5, [(3.0, 1.0)]).candidates] == [int]  # type: ignore[list-item]
     # windows: [1 .5 .25] keeps the 1 pushed third; [.5 .25 .25] forgets it
     assert [restored.push(v) for v in (0.25, 0.25)] == [original.push(v) for v in (0.25, 0.25)] == [1.0, 0.5]
 
