@@ -47,8 +47,9 @@ GROUPS: dict[str, Group] = {
     "metrics": Group(("signal_engine/evaluation/metrics.py",),
                      ("tests/unit/test_trading.py", "tests/unit/test_confidence.py", "tests/unit/test_significance.py",
                       "tests/unit/test_levels.py", "tests/unit/test_metrics_by_hand.py")),
+    # the by-hand file first: it pins every function in under a second, so most mutants never reach the four
     "risk": Group(("signal_engine/orchestration/risk.py", "signal_engine/orchestration/drawdown.py"),
-                  ORCHESTRATION_TESTS),
+                  ("tests/unit/test_orchestration_risk_by_hand.py", *ORCHESTRATION_TESTS)),
     "exposure": Group(("signal_engine/orchestration/exposure.py",),
                       (*ORCHESTRATION_TESTS, "tests/unit/test_orchestration_exposure_by_hand.py")),
     "step": Group(("signal_engine/orchestration/step.py", "signal_engine/orchestration/state.py"),
