@@ -7,6 +7,7 @@ that passed the quality gate), under the fixed name `experts_endpoint_name(confi
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
@@ -24,6 +25,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
+from signal_engine.serving.batch_jobs import JOBS_PREFIX
 from signal_engine.serving.bundle import EXPERT_KINDS
 from signal_engine.serving.schema import MAX_BARS, MAX_BATCH, SYMBOL_PATTERN, TIMEFRAME_PATTERN
 from stacks.config import THIS_ACCOUNT, StageConfig
@@ -34,6 +36,8 @@ from stacks.lambda_packages import asset_dir, ca_bundle_environment
 
 RUNTIME = lambda_.Runtime.PYTHON_3_11
 MODELS_PREFIX = "models"
+# A batch job runs for at most this long (the worker's timeout: Lambda's largest).
+BATCH_WORKER_TIMEOUT_S = 900
 METRICS_NAMESPACE = "SignalEngine"
 METRICS_SERVICE = "signal-engine-combiner"
 VARIANT = "AllTraffic"
@@ -122,6 +126,7 @@ class ServingStack(Stack):
         artifacts_bucket: s3.IBucket,
         experts_endpoint: str,
         models_read_policy: iam.IManagedPolicy,
+        batch_jobs_policy: iam.IManagedPolicy,
         mysql_secret: secretsmanager.ISecret,
         alarm_topic: sns.ITopic,
         environment_key: kms.IKey,
@@ -131,13 +136,14 @@ class ServingStack(Stack):
         self._config = config
         self._environment_key = environment_key
         self.model_bundle_uri = artifacts_bucket.s3_url_for_object(f"{MODELS_PREFIX}/")
+        self.batch_jobs_uri = artifacts_bucket.s3_url_for_object(f"{JOBS_PREFIX}/")
 
         self.experts_endpoint = experts_endpoint
         if config.expert_autoscaling:
             self._autoscale(experts_endpoint)
 
         self.combiner = self._build_combiner(
-            vpc, app_subnets, app_security_group, models_read_policy, mysql_secret
+            vpc, app_subnets, app_security_group, models_read_policy, batch_jobs_policy, mysql_secret
         )
         self.api = self._build_api()
         self.dashboard = OpsDashboard(
@@ -169,20 +175,15 @@ class ServingStack(Stack):
 
     # --- combiner ---------------------------------------------------------------------------------------------
 
-    def _build_combiner(
-        self,
-        vpc: ec2.IVpc,
-        app_subnets: ec2.SubnetSelection,
-        app_security_group: ec2.ISecurityGroup,
-        models_read_policy: iam.IManagedPolicy,
+    def _serving_role(
+        self, construct_id: str, description: str, policies: Sequence[iam.IManagedPolicy],
         mysql_secret: secretsmanager.ISecret,
-    ) -> lambda_.Function:
-        """The combiner: gate, combiner, risk layer in NumPy; calls the experts; writes the audit log to MySQL."""
-        config = self._config
-        role = lambda_vpc_role(
-            self, "CombinerRole", description="signal-engine combiner: model bundle, expert endpoints, audit log"
-        )
-        role.add_managed_policy(models_read_policy)
+    ) -> iam.Role:
+        """A role that serves signals: the model bundles and batch jobs (``policies``), the experts' endpoint, the
+        audit log's secret and the keys behind them."""
+        role = lambda_vpc_role(self, construct_id, description=description)
+        for policy in policies:
+            role.add_managed_policy(policy)
         role.add_to_policy(
             iam.PolicyStatement(
                 sid="InvokeExperts",
@@ -201,19 +202,28 @@ class ServingStack(Stack):
                 resources=[mysql_secret.secret_arn],
             )
         )
+        grant_decrypt(role, environment_key=self._environment_key, secrets=[mysql_secret])
+        acknowledge_tracing(role)
+        return role
+
+    def _serving_function(
+        self, construct_id: str, *, description: str, handler: str, role: iam.IRole, timeout: Duration,
+        network: tuple[ec2.IVpc, ec2.SubnetSelection, ec2.ISecurityGroup], mysql_secret: secretsmanager.ISecret,
+        environment: dict[str, str], **options: Any,
+    ) -> lambda_.Function:
+        """A function of the combiner's package: the bundle, the experts and the audit log, in the app subnets."""
+        config = self._config
+        vpc, app_subnets, app_security_group = network
         log_group = logs.LogGroup(
-            self, "CombinerLogs", retention=config.log_retention, removal_policy=config.log_removal_policy
+            self, f"{construct_id}Logs", retention=config.log_retention, removal_policy=config.log_removal_policy
         )
-        # The combiner waits at most the deadline for the experts, then answers degraded; the rest is margin for
-        # the bundle, the audit write and a cold start, well inside API Gateway's 29 s integration timeout.
-        timeout = Duration.seconds(min(28, config.expert_deadline_ms // 1000 + 10))
         function = lambda_.Function(
             self,
-            "Combiner",
-            description="signal-engine combiner: the Signal API",
+            construct_id,
+            description=description,
             runtime=RUNTIME,
             architecture=lambda_.Architecture.X86_64,
-            handler="combiner.handler.handler",
+            handler=handler,
             code=lambda_.Code.from_asset(package := asset_dir(self, "combiner")),
             memory_size=config.combiner_memory_mb,
             timeout=timeout,
@@ -230,17 +240,16 @@ class ServingStack(Stack):
                     {expert: self.experts_endpoint for expert in EXPERT_KINDS}, sort_keys=True
                 ),
                 "EXPERT_DEADLINE_MS": str(config.expert_deadline_ms),
-                "MAX_BATCH_REQUESTS": str(config.max_batch_requests),
                 "SIGNAL_ENGINE_DATABASE_SECRET": mysql_secret.secret_arn,
                 **ca_bundle_environment(self, package, ["SIGNAL_ENGINE_DATABASE_CA_FILE"]),
                 "POWERTOOLS_SERVICE_NAME": METRICS_SERVICE,
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+                "BATCH_JOBS_URI": self.batch_jobs_uri,
+                "BATCH_JOB_TIMEOUT_S": str(BATCH_WORKER_TIMEOUT_S),
+                **environment,
             },
+            **options,
         )
-        grant_decrypt(role, environment_key=self._environment_key, secrets=[mysql_secret])
-        acknowledge_tracing(role)
-        skip_checkov(function, "CKV_AWS_116", "API Gateway invokes the combiner synchronously and returns its "
-                     "error to the caller; a DLQ only receives failed asynchronous invocations.")
         skip_checkov(function, "CKV_AWS_115", "The Signal API's stage throttle and usage plan (api_rate_limit, "
                      "api_burst_limit) bound the combiner's concurrency; reserving some would need a raised "
                      "Lambda concurrency quota on new accounts (README, Deploying to AWS).")
@@ -250,6 +259,53 @@ class ServingStack(Stack):
             "Python 3.11 is the interpreter the project is developed and tested on (pyproject requires-python) "
             "and `make package-lambdas` builds the combiner's wheels for it; Lambda supports it until 2027.",
         )
+        return function
+
+    def _build_combiner(
+        self,
+        vpc: ec2.IVpc,
+        app_subnets: ec2.SubnetSelection,
+        app_security_group: ec2.ISecurityGroup,
+        models_read_policy: iam.IManagedPolicy,
+        batch_jobs_policy: iam.IManagedPolicy,
+        mysql_secret: secretsmanager.ISecret,
+    ) -> lambda_.Function:
+        """The combiner: gate, combiner, risk layer in NumPy; calls the experts; writes the audit log to MySQL. Its
+        batch worker answers batch jobs (POST /signals/batch/jobs) past the API's timeout."""
+        config = self._config
+        network = (vpc, app_subnets, app_security_group)
+        policies = [models_read_policy, batch_jobs_policy]
+        worker_role = self._serving_role(
+            "BatchWorkerRole", "signal-engine batch worker: model bundle, expert endpoints, audit log, batch jobs",
+            policies, mysql_secret)
+        # Invoked asynchronously once per job, never retried: the job records its own failure, and a job stopped
+        # by the timeout shows as failed once the timeout has passed (GET /signals/batch/jobs/{job_id}).
+        self.batch_worker = self._serving_function(
+            "BatchWorker", description="signal-engine batch worker: POST /signals/batch/jobs",
+            handler="combiner.handler.batch_worker", role=worker_role,
+            timeout=Duration.seconds(BATCH_WORKER_TIMEOUT_S), network=network, mysql_secret=mysql_secret,
+            environment={}, retry_attempts=0)
+        skip_checkov(self.batch_worker, "CKV_AWS_116", "A batch job writes its own failure next to its request "
+                     "(signal-batches/<job>/failure.json), and a job the timeout stopped is answered failed by GET "
+                     "/signals/batch/jobs/{job_id}; a dead-letter queue would hold the same job id a second time.")
+        role = self._serving_role(
+            "CombinerRole", "signal-engine combiner: model bundle, expert endpoints, audit log", policies,
+            mysql_secret)
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="StartBatchJobs", actions=["lambda:InvokeFunction"], resources=[self.batch_worker.function_arn]
+            )
+        )
+        # The combiner waits at most the deadline for the experts, then answers degraded; the rest is margin for
+        # the bundle, the audit write and a cold start, well inside API Gateway's 29 s integration timeout.
+        function = self._serving_function(
+            "Combiner", description="signal-engine combiner: the Signal API", handler="combiner.handler.handler",
+            role=role, timeout=Duration.seconds(min(28, config.expert_deadline_ms // 1000 + 10)), network=network,
+            mysql_secret=mysql_secret,
+            environment={"MAX_BATCH_REQUESTS": str(config.max_batch_requests),
+                         "BATCH_WORKER_FUNCTION": self.batch_worker.function_name})
+        skip_checkov(function, "CKV_AWS_116", "API Gateway invokes the combiner synchronously and returns its "
+                     "error to the caller; a DLQ only receives failed asynchronous invocations.")
         return function
 
     # --- API --------------------------------------------------------------------------------------------------
@@ -328,8 +384,13 @@ class ServingStack(Stack):
         # (AWS_IAM) and the API key only binds a caller to the usage plan's throttle and quota.
         signals = api.root.add_resource("signals")
         self._route(signals, "POST", validator, request_models={"application/json": signal_model})
-        self._route(signals.add_resource("batch"), "POST", validator,
-                    request_models={"application/json": batch_model})
+        batch = signals.add_resource("batch")
+        self._route(batch, "POST", validator, request_models={"application/json": batch_model})
+        # Batch jobs: the same body, any size the API takes; the job answered later by the batch worker.
+        jobs = batch.add_resource("jobs")
+        self._route(jobs, "POST", validator, request_models={"application/json": batch_model})
+        self._route(jobs.add_resource("{job_id}"), "GET", validator,
+                    request_parameters={"method.request.path.job_id": True})
         # GET /book: the live books (positions, allocations, risk state, recent events).
         self._route(api.root.add_resource("book"), "GET", validator,
                     request_parameters={"method.request.querystring.name": False,
@@ -543,5 +604,19 @@ class ServingStack(Stack):
             ops.graph("Errors", [combiner_errors], thresholds=[combiner_alarm]),
             ops.graph("Duration p90 (ms)", [self.combiner.metric_duration(period=five, statistic="p90")]),
             ops.graph("Throttles", [self.combiner.metric_throttles(period=five)]),
+        )
+        worker_errors = self.batch_worker.metric_errors(period=five)
+        worker_alarm = ops.add_event_alarm(
+            "BatchWorkerErrorsAlarm",
+            metric=worker_errors,
+            description="A batch job failed (GET /signals/batch/jobs/{job_id} says why)",
+        )
+        ops.add_section(
+            "Batch jobs",
+            ops.graph("Jobs and their signals", [combiner_metric("BatchJobs", "Batch jobs answered"),
+                                                 combiner_metric("BatchJobSignals", "Signals of batch jobs")]),
+            ops.graph("Worker errors", [worker_errors], thresholds=[worker_alarm]),
+            ops.graph("Worker duration max (ms)",
+                      [self.batch_worker.metric_duration(period=five, statistic="Maximum")]),
         )
         ops.add_alarm_status()

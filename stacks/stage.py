@@ -7,6 +7,7 @@ from typing import Any
 from aws_cdk import Aspects, Stage, Tags
 from constructs import Construct
 
+from signal_engine.serving.batch_jobs import JOBS_PREFIX
 from stacks.book import BookStack
 from stacks.collectors import BAR_COLLECTORS, DATASETS_BARS_PREFIX, RAW_PREFIX, CollectorsStack
 from stacks.config import StageConfig
@@ -170,6 +171,13 @@ class SignalEngineStage(Stage):
                 prefix=MODELS_PREFIX,
                 actions=["s3:GetObject"],
                 description="signal-engine serving: read model bundles (combiner and expert endpoints)",
+            ),
+            batch_jobs_policy=self.storage.prefix_access_policy(
+                "ServingBatchJobs",
+                bucket=self.storage.artifacts_bucket,
+                prefix=JOBS_PREFIX,
+                actions=["s3:GetObject", "s3:PutObject"],
+                description="signal-engine serving: batch jobs' requests and answers (combiner and batch worker)",
             ),
             mysql_secret=self.storage.mysql_secret,
             alarm_topic=self.monitoring.alarm_topic,

@@ -16,11 +16,13 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
+from signal_engine.serving.batch_jobs import JOBS_PREFIX
 from stacks.config import MYSQL_MAJOR_VERSIONS, StageConfig
 from stacks.constructs.nag import acknowledge, skip_checkov
 from stacks.constructs.secure_bucket import SecureBucket
 
 DATABASE_NAME = "signal_engine"
+BATCH_JOBS_KEPT_DAYS = 30
 ADMIN_USER = "signal_admin"
 DOCDB_ENGINE_VERSION = "5.0.0"
 DOCDB_PARAMETER_FAMILY = "docdb5.0"
@@ -198,6 +200,10 @@ class StorageStack(Stack):
         self.artifacts_bucket = SecureBucket(
             self, "ArtifactsBucket", noncurrent_version_expire_after=Duration.days(365), **common
         )
+        # Batch jobs' requests and answers are for their caller to fetch; every signal is in the audit log too.
+        self.artifacts_bucket.add_lifecycle_rule(
+            id="ExpireBatchJobs", prefix=f"{JOBS_PREFIX}/", expiration=Duration.days(BATCH_JOBS_KEPT_DAYS),
+            noncurrent_version_expiration=Duration.days(1))
 
     def _build_mysql(
         self,

@@ -21,12 +21,16 @@ ENVIRONMENT = {
     "database_ca_file": "SIGNAL_ENGINE_DATABASE_CA_FILE",
     "model_check_seconds": "MODEL_CHECK_SECONDS",
     "max_batch_requests": "MAX_BATCH_REQUESTS",
+    "batch_jobs_uri": "BATCH_JOBS_URI",
+    "batch_worker_function": "BATCH_WORKER_FUNCTION",
+    "batch_job_timeout_s": "BATCH_JOB_TIMEOUT_S",
 }
 
 
 class CombinerSettings(BaseModel):
     """``MODEL_BUNDLE_URI`` s3://BUCKET/models/[VERSION/] or a folder; ``EXPERT_ENDPOINTS`` JSON name -> endpoint;
-    ``EXPERT_DEADLINE_MS`` per request; ``MAX_BATCH_REQUESTS`` items per batch; the audit database as
+    ``EXPERT_DEADLINE_MS`` per request; ``MAX_BATCH_REQUESTS`` items per batch; ``BATCH_JOBS_URI`` (s3://BUCKET/PREFIX/
+    or a folder), ``BATCH_WORKER_FUNCTION`` and ``BATCH_JOB_TIMEOUT_S`` for batch jobs; the audit database as
     ``SIGNAL_ENGINE_DATABASE_SECRET`` (RDS secret ARN) or ``SIGNAL_ENGINE_DATABASE_URL``."""
 
     model_bundle_uri: str = Field(min_length=1)
@@ -34,6 +38,11 @@ class CombinerSettings(BaseModel):
     expert_deadline_ms: int = Field(default=1500, ge=10, le=25_000)
     # The most items of one POST /signals/batch call that answer within the function's timeout (stage config).
     max_batch_requests: int = Field(default=MAX_BATCH, ge=1, le=MAX_BATCH)
+    # Batch jobs (POST /signals/batch/jobs): where they are kept, the function that runs them, and its timeout
+    # (a job without an answer after it is failed). Unset: the routes answer 501.
+    batch_jobs_uri: str = ""
+    batch_worker_function: str = ""
+    batch_job_timeout_s: float = Field(default=900, gt=0, le=900)
     database_secret: str = ""
     database_url: str = ""
     bundle_cache: str = "/tmp/signal-engine-bundle"

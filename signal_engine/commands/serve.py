@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 DEFAULT_REGISTRY = Path("out/models")
 REGISTRY_VARIABLE = "SIGNAL_ENGINE_MODEL_REGISTRY"
 TOKEN_VARIABLE = "SIGNAL_ENGINE_API_TOKEN"
-JOBS_FOLDER = "signal-batches"
 LOCAL_JOB_TIMEOUT_S = 3600.0
 
 
@@ -110,7 +109,8 @@ def local_batch_jobs(objects: str, service: SignalService, timeout_s: float = LO
     def launch(job_id: str) -> None:
         worker.submit(run, job_id)
 
-    jobs = batch_jobs.BatchJobs(object_store(f"{objects.rstrip('/')}/{JOBS_FOLDER}"), launch, timeout_s=timeout_s)
+    store = object_store(f"{objects.rstrip('/')}/{batch_jobs.JOBS_PREFIX}")
+    jobs = batch_jobs.BatchJobs(store, launch, timeout_s=timeout_s)
     return jobs
 
 

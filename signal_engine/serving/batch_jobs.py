@@ -14,13 +14,17 @@ import re
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-from signal_engine.ports import ObjectStore
 from signal_engine.serving.schema import BatchJobView, BatchRequest, BatchResponse
 from signal_engine.serving.service import ServingError, SignalService
 from signal_engine.storage.times import utc_now
 
+if TYPE_CHECKING:  # the port's module imports the price and book types (pandas): not on the combiner's cold start
+    from signal_engine.ports import ObjectStore
+
 JOB_ID_PATTERN = r"^[0-9a-f]{32}$"
+JOBS_PREFIX = "signal-batches"  # under the object store (on AWS, the artifacts bucket)
 REQUEST, RESULT, FAILURE = "request.json", "result.json", "failure.json"
 
 
@@ -40,7 +44,11 @@ class BatchJobs:
         submitted = self._clock()
         document = {"submitted_at": submitted.isoformat(), "request": request.model_dump(mode="json")}
         self.store.put(f"{job_id}/{REQUEST}", json.dumps(document).encode(), "application/json")
-        self._launch(job_id)
+        try:
+            self._launch(job_id)
+        except Exception as exc:  # stored as the job's failure, so the job never looks running
+            self._fail(job_id, exc, "could not start the job: ")
+            raise
         return BatchJobView(job_id=job_id, status="running", submitted_at=submitted, requests=len(request.requests))
 
     def run(self, job_id: str, service: SignalService) -> BatchJobView:
@@ -49,8 +57,7 @@ class BatchJobs:
         try:
             response = service.batch(request, job_id)
         except Exception as exc:  # the job's caller must learn why, not find it running until it times out
-            failure = {"error": type(exc).__name__, "message": str(exc) or type(exc).__name__}
-            self.store.put(f"{job_id}/{FAILURE}", json.dumps(failure).encode(), "application/json")
+            self._fail(job_id, exc)
             raise
         self.store.put(f"{job_id}/{RESULT}", response.model_dump_json().encode(), "application/json")
         return BatchJobView(job_id=job_id, status="done", submitted_at=submitted, requests=len(request.requests),
@@ -72,6 +79,10 @@ class BatchJobs:
                                            f"{self.timeout_s:.0f} s (the worker's timeout); submit fewer requests "
                                            "per job"})
         return view
+
+    def _fail(self, job_id: str, exc: Exception, context: str = "") -> None:
+        failure = {"error": type(exc).__name__, "message": context + (str(exc) or type(exc).__name__)}
+        self.store.put(f"{job_id}/{FAILURE}", json.dumps(failure).encode(), "application/json")
 
     def _request(self, job_id: str) -> tuple[datetime, BatchRequest]:
         stored = self._read(f"{job_id}/{REQUEST}") if re.fullmatch(JOB_ID_PATTERN, job_id) else None

@@ -16,13 +16,14 @@ import pytest
 import sqlalchemy as sa
 import yaml
 from botocore.client import BaseClient
+from moto.awslambda.models import LambdaFunction
 
 from signal_engine import bootstrap as bootstrap_module
 from signal_engine.storage.ingest import ingest_prices
 from tests.fixtures.configs import ONE_MODEL_BOOK
 from tests.fixtures.payloads import ok
 from tests.handlers.conftest import Aws, FakeLambdaContext, Serve, event
-from tests.handlers.test_combiner_handler import api_event, queue_results, universal_answer
+from tests.handlers.test_combiner_handler import api_event, queue_results, universal_answer, worker_function
 from tests.handlers.test_combiner_handler import combiner as combiner
 from tests.handlers.test_export_bars_handler import exporter as exporter
 from tests.infra.aws_calls import LAMBDA_CALLS
@@ -97,10 +98,20 @@ def test_the_combiners_calls_are_the_inventory(secrets: dict[str, str], combiner
     # so these must not be the bodies test_combiner_handler.py queues answers for.
     end = TRAIN_BARS + 203
     queue_results(aws, [universal_answer(end)] * 3)
+    worker_function(aws)
     recorded.clear()  # universal_answer's own setup made no AWS call, but be sure
     status = combiner.handler(api_event("POST", "/signals", {"symbol": "GOOG", "bars": request_bars(end)}),
                               FakeLambdaContext(function_name="signal-engine-combiner"))["statusCode"]
     assert status == 200
+    # A batch job: stored and started (the worker's own calls are its inventory's, below), then asked for.
+    monkeypatch.setattr(LambdaFunction, "invoke", lambda *args: b"")
+    job = combiner.handler(api_event("POST", "/signals/batch/jobs", {"requests": [{"symbol": "GOOG"}]}),
+                           FakeLambdaContext(function_name="signal-engine-combiner"))
+    assert job["statusCode"] == 202
+    job_id = json.loads(job["body"])["job_id"]
+    answer = combiner.handler(api_event("GET", f"/signals/batch/jobs/{job_id}"),
+                              FakeLambdaContext(function_name="signal-engine-combiner"))
+    assert (answer["statusCode"], json.loads(answer["body"])["status"]) == (200, "running")
     # A cold start with the deployed environment's audit-log secret: the wiring reads it, then connects (refused).
     monkeypatch.delenv("SIGNAL_ENGINE_DATABASE_URL")
     monkeypatch.setenv("SIGNAL_ENGINE_DATABASE_SECRET", secrets["mysql"])
@@ -110,6 +121,31 @@ def test_the_combiners_calls_are_the_inventory(secrets: dict[str, str], combiner
         combiner.service()
     combiner.live.cache_clear()
     assert recorded == _inventory("combiner")
+
+
+def test_the_batch_workers_calls_are_the_inventory(secrets: dict[str, str], combiner: ModuleType, aws: Aws,
+                                                   recorded: set[tuple[str, str]],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    end = TRAIN_BARS + 207  # bars of its own, as above
+    queue_results(aws, [universal_answer(end)] * 3)
+    worker_function(aws)
+    monkeypatch.setattr(LambdaFunction, "invoke", lambda *args: b"")  # started by hand below, as a cold worker
+    job = combiner.handler(api_event("POST", "/signals/batch/jobs", {"requests": [
+        {"symbol": "GOOG", "bars": request_bars(end)}]}), FakeLambdaContext(function_name="signal-engine-combiner"))
+    job_id = json.loads(job["body"])["job_id"]
+    combiner.live.cache_clear()
+    recorded.clear()
+    done = combiner.batch_worker({"job_id": job_id}, FakeLambdaContext(function_name="signal-engine-batch-worker"))
+    assert done == {"job_id": job_id, "status": "done", "signals": 1, "errors": 0}
+    # Its cold start with the deployed environment's audit-log secret, as the combiner's above.
+    monkeypatch.delenv("SIGNAL_ENGINE_DATABASE_URL")
+    monkeypatch.setenv("SIGNAL_ENGINE_DATABASE_SECRET", secrets["mysql"])
+    monkeypatch.setattr(combiner, "settings", type(combiner.settings).from_env())
+    combiner.live.cache_clear()
+    with pytest.raises(sa.exc.OperationalError):
+        combiner.service()
+    combiner.live.cache_clear()
+    assert recorded == _inventory("batch_worker")
 
 
 @pytest.mark.slow

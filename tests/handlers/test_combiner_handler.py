@@ -20,6 +20,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import boto3
 import pytest
 
 from signal_engine.adapters.inprocess_experts import InProcessExperts
@@ -35,6 +36,23 @@ from tests.serving_support import TRAIN_BARS, goog_registry, request_bars
 ARTIFACTS = "signal-engine-artifacts"
 ENDPOINTS = {"trend": "se-test-trend", "levels": "se-test-levels", "volatility": "se-test-volatility"}
 HEAVY = ("pandas", "sklearn", "scipy", "tensorflow", "lightgbm", "arch")
+WORKER = "signal-engine-batch-worker"
+
+
+def worker_function(aws: Aws) -> None:
+    """The batch worker as a function on moto (its code is this process's handler module, not the zip)."""
+    client = boto3.client("lambda")
+    if WORKER in {f["FunctionName"] for f in client.list_functions()["Functions"]}:
+        return
+    iam = boto3.client("iam")
+    trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                     "Principal": {"Service": "lambda.amazonaws.com"}}]}
+    try:
+        role = iam.get_role(RoleName="batch-worker")["Role"]
+    except iam.exceptions.NoSuchEntityException:
+        role = iam.create_role(RoleName="batch-worker", AssumeRolePolicyDocument=json.dumps(trust))["Role"]
+    client.create_function(FunctionName=WORKER, Runtime="python3.11", Handler="combiner.handler.batch_worker",
+                           Role=role["Arn"], Code={"ZipFile": b"PK\x05\x06" + b"\x00" * 18}, Timeout=900)
 
 
 def api_event(method: str, path: str, body: Any = None, *, raw_body: str | None = None,
@@ -103,6 +121,7 @@ def combiner(aws: Aws, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mod
     database = copy_of_book_database(tmp_path_factory.mktemp("combiner"))  # holds the live book "daily" too
     environment = {"MODEL_BUNDLE_URI": f"s3://{ARTIFACTS}/models/", "EXPERT_ENDPOINTS": json.dumps(ENDPOINTS),
                    "EXPERT_DEADLINE_MS": "5000", "SIGNAL_ENGINE_DATABASE_URL": database, "MAX_BATCH_REQUESTS": "2",
+                   "BATCH_JOBS_URI": f"s3://{ARTIFACTS}/signal-batches/", "BATCH_WORKER_FUNCTION": WORKER,
                    "BUNDLE_CACHE_DIR": str(tmp_path_factory.mktemp("bundle-cache")),
                    "POWERTOOLS_METRICS_NAMESPACE": "SignalEngine", "POWERTOOLS_DEV": "false"}
     with pytest.MonkeyPatch.context() as patch:
@@ -217,6 +236,53 @@ def test_a_batch_over_the_deployments_limit_is_422_naming_it_before_any_expert_i
     assert body["message"] == ("field 'requests': 3 requests, at most 2 per call here (what answers within the "
                                "function's timeout); split the batch into calls of at most 2")
     assert body["fields"] == [{"field": "requests", "problem": "at most 2 items per call"}]
+
+
+def test_a_batch_job_runs_on_the_worker_and_answers_what_the_batch_answers(
+        combiner: ModuleType, aws: Aws, monkeypatch: pytest.MonkeyPatch) -> None:
+    """POST /signals/batch/jobs stores the request in S3 and invokes the worker function asynchronously (moto runs
+    the invocation's handler in this process: tests/fanout_cloud.py); GET answers the job, done, with the signals
+    POST /signals/batch gives for the same requests."""
+    from moto.awslambda.models import LambdaFunction
+
+    from tests.fanout_cloud import _invoke_in_process
+
+    worker_function(aws)
+    invoked: list[dict[str, Any]] = []
+
+    def invoke(function: LambdaFunction, body: str, request_headers: Any, response_headers: Any) -> bytes:
+        invoked.append({"name": function.function_name, "type": request_headers.get("X-Amz-Invocation-Type"),
+                        "event": json.loads(body)})
+        return _invoke_in_process(function, body, request_headers, response_headers)
+
+    monkeypatch.setattr(LambdaFunction, "invoke", invoke)
+    end = TRAIN_BARS + 380
+    queue_results(aws, [universal_answer(end)] * 3)
+    requests = [{"symbol": "GOOG", "bars": request_bars(end)}, {"symbol": "XYZ", "bars": request_bars(end)}]
+    status, batch = call(combiner, api_event("POST", "/signals/batch", {"requests": requests}))
+    assert status == 200
+    status, job = call(combiner, api_event("POST", "/signals/batch/jobs", {"requests": requests * 2}))
+    assert status == 202 and job["requests"] == 4
+    assert invoked == [{"name": WORKER, "type": "Event", "event": {"job_id": job["job_id"]}}]
+    stored = aws.s3.list_objects_v2(Bucket=ARTIFACTS, Prefix=f"signal-batches/{job['job_id']}/")["Contents"]
+    assert sorted(o["Key"].rsplit("/", 1)[1] for o in stored) == ["request.json", "result.json"]
+    status, done = call(combiner, api_event("GET", f"/signals/batch/jobs/{job['job_id']}"))
+    assert status == 200 and done["status"] == "done" and done["requests"] == 4
+    decided = [(s["symbol"], s["signal"], s["score"], s["position"]) for s in done["result"]["signals"]]
+    assert decided == [(s["symbol"], s["signal"], s["score"], s["position"]) for s in batch["signals"]] * 2
+    assert [e["index"] for e in done["result"]["errors"]] == [1, 3]
+
+
+def test_a_batch_job_the_worker_cannot_start_is_failed_at_once(combiner: ModuleType, aws: Aws,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(combiner.settings, "batch_worker_function", "no-such-function")
+    status, body = call(combiner, api_event("POST", "/signals/batch/jobs", {"requests": [{"symbol": "GOOG"}]}))
+    assert status == 500 and body["error"] == "internal_error"
+    (job,) = [o["Key"].split("/")[1] for o in aws.s3.list_objects_v2(
+        Bucket=ARTIFACTS, Prefix="signal-batches/")["Contents"] if o["Key"].endswith("/failure.json")]
+    status, view = call(combiner, api_event("GET", f"/signals/batch/jobs/{job}"))
+    assert status == 200 and view["status"] == "failed"
+    assert view["error"].startswith("ResourceNotFoundException: could not start the job: ")
 
 
 def test_a_book_symbol_and_get_book_through_api_gateway(combiner: ModuleType) -> None:

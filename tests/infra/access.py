@@ -728,6 +728,8 @@ def lambda_requests(access: Access) -> list[Request]:
                 for endpoint in sorted(set(json.loads(value).values())):
                     requests.append(Request(who, role_arn, call.action,
                                             f"arn:{p}:sagemaker:{r}:{a}:endpoint/{endpoint.lower()}"))
+            elif call.service == "lambda":
+                requests.append(Request(who, role_arn, call.action, f"arn:{p}:lambda:{r}:{a}:function:{value}"))
             else:
                 raise ResolveError(f"{who}: no resource mapping for {call.service}")
         dead_letters = properties.get("DeadLetterConfig", {}).get("TargetArn")

@@ -50,10 +50,25 @@ EXPORT_BARS = (
 
 # The combiner: the bundle (models/CURRENT, then the version's files), a warm environment's HEAD of CURRENT to
 # notice a newly promoted version (IAM authorizes HeadObject as s3:GetObject), the experts, the audit log's secret.
+# A batch job: its request stored and the worker started (POST /signals/batch/jobs), its answer read (GET).
+JOB = "0123456789abcdef0123456789abcdef"
 COMBINER = (
     Call("s3", "GetObject", "s3:GetObject", "MODEL_BUNDLE_URI", "CURRENT"),
     Call("s3", "HeadObject", "s3:GetObject", "MODEL_BUNDLE_URI", "CURRENT"),
     Call("sagemaker-runtime", "InvokeEndpoint", "sagemaker:InvokeEndpoint", "EXPERT_ENDPOINTS"),
+    *SECRETS,
+    Call("s3", "PutObject", "s3:PutObject", "BATCH_JOBS_URI", f"{JOB}/request.json"),
+    Call("s3", "GetObject", "s3:GetObject", "BATCH_JOBS_URI", f"{JOB}/result.json"),
+    Call("lambda", "Invoke", "lambda:InvokeFunction", "BATCH_WORKER_FUNCTION"),
+)
+
+# The batch worker: the bundle and the experts as the combiner, the job's request read and its answer written.
+BATCH_WORKER = (
+    Call("s3", "GetObject", "s3:GetObject", "MODEL_BUNDLE_URI", "CURRENT"),
+    Call("s3", "HeadObject", "s3:GetObject", "MODEL_BUNDLE_URI", "CURRENT"),
+    Call("sagemaker-runtime", "InvokeEndpoint", "sagemaker:InvokeEndpoint", "EXPERT_ENDPOINTS"),
+    Call("s3", "GetObject", "s3:GetObject", "BATCH_JOBS_URI", f"{JOB}/request.json"),
+    Call("s3", "PutObject", "s3:PutObject", "BATCH_JOBS_URI", f"{JOB}/result.json"),
     *SECRETS,
 )
 
@@ -77,7 +92,8 @@ BACKTEST_FANOUT = (
 )
 
 LAMBDA_CALLS: dict[str, tuple[Call, ...]] = {"collectors": COLLECTORS, "export_bars": EXPORT_BARS,
-                                             "combiner": COMBINER, "book_step": BOOK_STEP,
+                                             "combiner": COMBINER, "batch_worker": BATCH_WORKER,
+                                             "book_step": BOOK_STEP,
                                              "backtest_fanout": BACKTEST_FANOUT}
 
 
@@ -88,6 +104,8 @@ def lambda_group(handler: str) -> str | None:
         return "book_step"
     if handler == "combiner.handler.handler":
         return "combiner"
+    if handler == "combiner.handler.batch_worker":
+        return "batch_worker"
     if handler.startswith("backtest_fanout.handler."):
         return "backtest_fanout"
     if handler == "collectors.export_bars.handler":

@@ -87,8 +87,9 @@ def test_every_state_and_lambda_request_is_allowed(templates: Templates) -> None
     assert {"states:StartExecution", "lambda:InvokeFunction"} <= {r.action for r in requests}
     ours = [logical for _, logical, function in access.resources("AWS::Lambda::Function")
             if lambda_group(function_handler(function["Properties"]))]
-    # the collectors, the bars export, the combiner, the book step, the fan-out's plan, batch, check and merge
-    assert len(ours) == len(COLLECTORS) + 3 + 4
+    # the collectors, the bars export, the combiner and its batch worker, the book step, the fan-out's plan, batch,
+    # check and merge
+    assert len(ours) == len(COLLECTORS) + 4 + 4
     assert all(any(request.who.startswith(f"{name} ") for request in requests) for name in ours)
     counts = Counter("kms" if request.kms_key else "lambda" if request.who.split(" ")[0] in ours
                      else "training job" if request.who.endswith("(training job)") else "workflow"
@@ -179,7 +180,7 @@ def _machine(access: Access) -> tuple[str, str]:
 
 
 def test_the_inventory_names_an_iam_action_for_every_call() -> None:
-    assert all(call.action.split(":")[0] in ("s3", "dynamodb", "secretsmanager", "sagemaker")
+    assert all(call.action.split(":")[0] in ("s3", "dynamodb", "secretsmanager", "sagemaker", "lambda")
                for calls in LAMBDA_CALLS.values() for call in calls)
 
 

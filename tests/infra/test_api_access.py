@@ -52,7 +52,8 @@ def api_arn(resolver: Resolver, stack: str, template: dict[str, Any], route: str
     return prefix, f"{prefix}/{resolver.resolve(stack, stage['Properties']['StageName'])}/{route}"
 
 
-ROUTES = ("POST/signals", "POST/signals/batch", "GET/book", "GET/models", "GET/health")
+ROUTES = ("POST/signals", "POST/signals/batch", "POST/signals/batch/jobs", "GET/signals/batch/jobs/0123abcd",
+          "GET/book", "GET/models", "GET/health")
 
 
 def decide(synthesized_app: SynthesizedApp, stage: str, callers: list[str | None],

@@ -137,9 +137,30 @@ def test_every_route_of_the_signal_api_is_deployed_to_the_combiner_with_iam_and_
         assert "BodyValidator" in method["RequestValidatorId"]["Ref"], route
 
 
+def test_the_batch_worker_runs_each_job_once_for_up_to_15_minutes_and_the_combiner_may_start_it(
+        serving_template: Template) -> None:
+    (worker_id, worker), = serving_template.find_resources(
+        "AWS::Lambda::Function", {"Properties": {"Handler": "combiner.handler.batch_worker"}}).items()
+    properties = worker["Properties"]
+    assert properties["Timeout"] == 900
+    env, combiner_env = properties["Environment"]["Variables"], combiner(serving_template)["Environment"]["Variables"]
+    assert env["BATCH_JOB_TIMEOUT_S"] == combiner_env["BATCH_JOB_TIMEOUT_S"] == "900"
+    assert env["BATCH_JOBS_URI"] == combiner_env["BATCH_JOBS_URI"]
+    assert "signal-batches/" in json.dumps(env["BATCH_JOBS_URI"])
+    assert combiner_env["BATCH_WORKER_FUNCTION"] == {"Ref": worker_id}
+    serving_template.has_resource_properties("AWS::Lambda::EventInvokeConfig", {
+        "FunctionName": {"Ref": worker_id}, "MaximumRetryAttempts": 0, "Qualifier": "$LATEST"})
+    statements = [statement for policy in serving_template.find_resources("AWS::IAM::Policy").values()
+                  for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+                  if statement.get("Sid") == "StartBatchJobs"]
+    assert statements == [{"Sid": "StartBatchJobs", "Action": "lambda:InvokeFunction", "Effect": "Allow",
+                           "Resource": {"Fn::GetAtt": [worker_id, "Arn"]}}]
+
+
 def test_post_signals_batch_validates_its_body_with_the_pydantic_limits(serving_template: Template) -> None:
     deployed = _deployed_routes(serving_template)
     model_ref = deployed[("POST", "/signals/batch")]["RequestModels"]["application/json"]["Ref"]
+    assert deployed[("POST", "/signals/batch/jobs")]["RequestModels"]["application/json"]["Ref"] == model_ref
     schema = serving_template.find_resources("AWS::ApiGateway::Model")[model_ref]["Properties"]["Schema"]
     assert schema["required"] == ["requests"] and schema["additionalProperties"] is False
     requests = schema["properties"]["requests"]
