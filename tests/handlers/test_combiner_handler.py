@@ -319,8 +319,10 @@ def test_a_book_symbol_and_get_book_through_api_gateway(combiner: ModuleType) ->
 def test_the_handler_imports_no_heavy_library(tmp_path: Path) -> None:
     script = textwrap.dedent(f"""
         import os, sys
-        os.environ.update(MODEL_BUNDLE_URI="s3://bucket/models/", SIGNAL_ENGINE_DATABASE_URL="sqlite:///{tmp_path}/a.db")
-        import lambda_src.combiner.handler
+        os.environ.update(MODEL_BUNDLE_URI="s3://bucket/models/", SIGNAL_ENGINE_DATABASE_URL="sqlite:///{tmp_path}/a.db",
+                          BATCH_JOBS_URI="s3://bucket/signal-batches/", AWS_DEFAULT_REGION="us-east-1")
+        import lambda_src.combiner.handler as handler
+        assert handler.jobs() is not None  # what POST /signals/batch/jobs and the batch worker import, too
         print(",".join(m for m in {HEAVY!r} if m in sys.modules))
     """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
