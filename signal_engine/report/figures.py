@@ -15,9 +15,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import PIL.Image
+from matplotlib.axis import Axis
 from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg
 from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
+from matplotlib.ticker import LogFormatter
 
 _STYLES: dict[str, dict[str, Any]] = {
     "moe": {"color": "#1f4e9c", "linewidth": 2.0},
@@ -120,6 +122,20 @@ def _padded(pixels: np.ndarray, box: tuple[slice, slice]) -> np.ndarray:
     return padded
 
 
+class _PlainLogFormatter(LogFormatter):
+    """A log axis' tick labels as plain numbers ("0.8", "2", "0.001") where the log scale's default writes
+    "8x10^-1" as mathtext, typeset by a parser on every figure; the same ticks are labelled."""
+
+    def _num_to_string(self, x: float, vmin: float, vmax: float) -> str:
+        return f"{x:g}"
+
+
+def plain_log_labels(axis: Axis) -> None:
+    """Label ``axis`` (on a log scale) with ``_PlainLogFormatter``, major and minor ticks."""
+    axis.set_major_formatter(_PlainLogFormatter())
+    axis.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False))
+
+
 def text_width(labels: Iterable[object], fontsize: float) -> float:
     """Width in inches of the widest of ``labels`` written at ``fontsize`` points (0 without labels)."""
     renderer = RendererAgg(1, 1, 72)  # at 72 dpi a pixel is a point
@@ -151,6 +167,7 @@ def equity_curves(returns: pd.DataFrame, title: str) -> bytes:
         style = _STYLES.get(name, {"linewidth": 0.9, "alpha": 0.8})
         axis.plot(returns.index, (1.0 + returns[name]).cumprod(), label=name, **style)
     axis.set_yscale("log")
+    plain_log_labels(axis.yaxis)
     axis.set_title(f"{title}: equity, net of costs (log scale)")
     axis.grid(True, alpha=0.3)
     axis.legend(fontsize=8, ncol=2, loc="upper left")

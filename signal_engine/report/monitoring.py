@@ -30,7 +30,7 @@ from signal_engine.orchestration.analytics import (
     trade_log,
     with_book,
 )
-from signal_engine.report.figures import _png, fixed_margins, report_figure, text_width
+from signal_engine.report.figures import _png, fixed_margins, plain_log_labels, report_figure, text_width
 
 STRATEGY_COLUMNS = ("sharpe", "gross_sharpe", "cagr", "max_drawdown", "turnover", "cost_drag", "trades", "exposure")
 
@@ -138,6 +138,7 @@ def synergy_figure(book: _Book) -> bytes:
     for model, series in book.result.model_returns().items():
         axis.plot(series.index, (1.0 + series).cumprod(), label=f"{model} alone", linewidth=0.7, alpha=0.7)
     axis.set_yscale("log")
+    plain_log_labels(axis.yaxis)
     sharpe = {k: book.metrics[k]["sharpe"] for k in ("orchestrated", "timeframes_equal_weight")}
     axis.set_title(f"{book.name} book: combined system (Sharpe {sharpe['orchestrated']:.2f}) vs sum of parts "
                    f"(Sharpe {sharpe['timeframes_equal_weight']:.2f}), net of costs, log scale")
@@ -213,8 +214,9 @@ def trade_clustering_figure(result: OrchestrationResult, log: pd.DataFrame, titl
     sizes = log["traded"].abs().to_numpy(dtype=float) * len(result.symbols)
     if len(sizes):
         bins = np.logspace(np.log10(max(sizes.min(), 1e-6)), np.log10(max(sizes.max(), 1e-5)), 40)
-        bottom.hist(sizes, bins=bins, color="#7f8c8d")
+        bottom.hist(sizes, bins=bins, color="#7f8c8d", histtype="stepfilled")  # the bars' outline, one patch
         bottom.set_xscale("log")
+        plain_log_labels(bottom.xaxis)
     bottom.set_title(f"{title}: trade sizes (fraction of the sleeve, log scale)", fontsize=9)
     bottom.grid(True, alpha=0.3)
     return _png(figure)
