@@ -10,10 +10,12 @@ by the package's source outside ``signal_engine/report``, the bars and the confi
 
 Renderings, each timed ``--repeats`` times in turn (CPU seconds of the process, the best kept):
 
-- ``savefig_tight`` (the baseline): every figure saved with ``savefig(bbox_inches="tight")``, which draws it
-  twice (a layout pass, then the picture), the multi-panel figures laid out by matplotlib's constrained layout,
-  titles placed by matplotlib, as the report did before the single-draw rendering;
-- ``single_draw`` (the report's own): one draw per figure at a fixed layout, cropped to the drawn pixels.
+- ``savefig_tight`` (the baseline, the report as it was drawn before): every figure saved with
+  ``savefig(bbox_inches="tight")``, which draws it twice (a layout pass, then the picture), the multi-panel
+  figures laid out by matplotlib's constrained layout, titles placed by matplotlib, log axes labelled in
+  mathtext, the garbage collector's full passes walking every object of the process;
+- ``single_draw`` (the report's own): one draw per figure at a fixed layout, cropped to the drawn pixels, titles
+  at a fixed height, plain log labels, objects older than the report frozen out of the collector's passes.
 
 Prints each rendering's best time, the ratio against the baseline, and whether two renders of the report gave
 the same bytes (tests compare reports byte for byte between runs).
@@ -34,6 +36,7 @@ from typing import Any
 
 import pandas as pd
 from matplotlib import pyplot as plt
+from matplotlib.axis import Axis
 from matplotlib.figure import Figure
 from rich.console import Console
 
@@ -43,7 +46,7 @@ from signal_engine.data.datasets import export_dataset
 from signal_engine.data.loader import load_prices
 from signal_engine.evaluation.portfolio import build_books, portfolio_section
 from signal_engine.pipeline import build_metrics, check_series, walk_forward
-from signal_engine.report import figures, monitoring, render_report
+from signal_engine.report import figures, html, monitoring, render_report
 
 SYMBOLS = ("GOOG", "SPX", "EURUSD")
 # tests/fixtures/configs.py ONE_MODEL_BOOK (a copy: benchmarks do not import the tests)
@@ -105,7 +108,7 @@ def cached_inputs(bars: int, jobs: int, cache: Path | None) -> Inputs:
     if cache.exists():
         stored_key, inputs = pickle.loads(cache.read_bytes())
         if stored_key == key:
-            return inputs  # type: ignore[no-any-return]
+            return inputs
     inputs = backtest_inputs(bars, jobs)
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_bytes(pickle.dumps((key, inputs)))
@@ -125,20 +128,34 @@ def constrained_layout(figure: Figure, *args: float, **kwargs: float) -> None:
     figure.set_layout_engine("constrained")
 
 
+def default_log_labels(axis: Axis) -> None:
+    """The baseline's log axes: matplotlib's mathtext labels in place of ``plain_log_labels``."""
+
+
+@contextlib.contextmanager
+def every_object_collected() -> Iterator[None]:
+    """The baseline's garbage collection: no objects frozen out of its passes."""
+    yield
+
+
 @contextlib.contextmanager
 def rendering(name: str) -> Iterator[None]:
     """The report rendered as ``name`` says (the module's docstring) while inside."""
     if name == RENDERING:
         yield
         return
-    saved = figures._png, monitoring._png, monitoring.fixed_margins, figures.TITLE_Y
+    saved = (figures._png, monitoring._png, monitoring.fixed_margins, figures.TITLE_Y, figures.plain_log_labels,
+             monitoring.plain_log_labels, html._old_objects_left_out_of_collections)
     figures._png = monitoring._png = savefig_tight_png
     monitoring.fixed_margins = constrained_layout
     figures.TITLE_Y = None
+    figures.plain_log_labels = monitoring.plain_log_labels = default_log_labels
+    html._old_objects_left_out_of_collections = every_object_collected
     try:
         yield
     finally:
-        figures._png, monitoring._png, monitoring.fixed_margins, figures.TITLE_Y = saved
+        (figures._png, monitoring._png, monitoring.fixed_margins, figures.TITLE_Y, figures.plain_log_labels,
+         monitoring.plain_log_labels, html._old_objects_left_out_of_collections) = saved
 
 
 def timed_render(render: Callable[[], str], name: str, times: dict[str, list[float]],
