@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import io
 from collections.abc import Callable, Iterable
-from typing import Any, ParamSpec
+from typing import Any, ParamSpec, TypeVar
 
 import matplotlib
 
@@ -31,16 +31,17 @@ DPI = 90
 _PAD = round(0.1 * DPI)  # savefig's pad_inches around the drawn content, in pixels
 _EDGE = 2  # drawn pixels this close to the canvas' edge may belong to an artist that sticks out of it
 _METADATA: dict[str, str | None] = {"Software": None}  # no version string: the same bytes on any matplotlib
-P = ParamSpec("P")
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 TITLE_Y: float | None = 1.0  # report_figure's titles' height in axes units (None: matplotlib places them)
 
 
-def report_figure(draw: Callable[P, bytes]) -> Callable[P, bytes]:
+def report_figure(draw: Callable[_P, _R]) -> Callable[_P, _R]:
     """A figure function whose titles sit at a fixed height above their axes (matplotlib would lay out the y tick
     labels, at every draw, to place them; ``_png`` lifts one that overlaps the y axis' offset text)."""
 
     @functools.wraps(draw)
-    def styled(*args: P.args, **kwargs: P.kwargs) -> bytes:
+    def styled(*args: _P.args, **kwargs: _P.kwargs) -> _R:
         with matplotlib.rc_context({"axes.titley": TITLE_Y}):
             return draw(*args, **kwargs)
 
