@@ -72,6 +72,7 @@ bench: setup
 	$(PY) benchmarks/bench_training.py
 	$(PY) benchmarks/bench_moe.py
 	$(PY) benchmarks/bench_serving.py
+	$(PY) benchmarks/bench_report.py
 	$(PY) benchmarks/bench_development.py
 	for study in drawdown allocation ablation; do \
 		$(PY) benchmarks/bench_orchestration.py --study $$study || exit 1; done   # needs out/demo/data: run make demo first

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 from matplotlib import pyplot as plt
+from matplotlib.figure import Figure
 
 from signal_engine.orchestration import OrchestrationResult
 from signal_engine.orchestration.analytics import (
@@ -29,11 +30,16 @@ from signal_engine.orchestration.analytics import (
     trade_log,
     with_book,
 )
-from signal_engine.report.figures import _png
+from signal_engine.report.figures import _png, fixed_margins, plain_log_labels, report_figure, text_width
 
 STRATEGY_COLUMNS = ("sharpe", "gross_sharpe", "cagr", "max_drawdown", "turnover", "cost_drag", "trades", "exposure")
 
 ACTIVATION_KINDS = ("risk_limit_activated", "emergency_deleveraging", "correlation_warning")
+# room, in inches, around the panels of a fixed layout (``fixed_margins``)
+_TICK = 0.1  # between an axis and its tick labels: the tick and its pad
+_LINE = 0.15  # a line of 8-point text
+_PAD = 0.15  # between two things
+_TITLE = 0.35  # above a panel: a 9-point title
 _STYLES: dict[str, dict[str, Any]] = {
     "orchestrated": {"color": "#1f4e9c", "linewidth": 2.0},
     "timeframes_equal_weight": {"color": "#c0392b", "linewidth": 1.4},
@@ -53,6 +59,7 @@ class _Book(Protocol):
     comparisons: dict[str, dict[str, float]]
 
 
+@report_figure
 def allocation_history(result: OrchestrationResult, title: str) -> bytes:
     """Stacked capital shares of the timeframe models over time, the optimiser's targets dashed."""
     figure, axis = plt.subplots(figsize=(10, 3.0))
@@ -68,13 +75,28 @@ def allocation_history(result: OrchestrationResult, title: str) -> bytes:
     return _png(figure)
 
 
+def _heatmap_margins(figure: Figure, labels: Sequence[str], colorbar_label: str, right: float, bottom: float,
+                     next_panel: float = 0.0) -> None:
+    """Fixed margins of a row of heatmaps with a colour bar each and ``labels`` (8 points) on both axes, the x
+    ones at 45 degrees: the widest label sets the room left of each panel and below it; ``colorbar_label`` (10
+    points) is as wide as the colour bars' widest; ``right`` and ``bottom``: at least this room at the right
+    and the bottom; ``next_panel``: the room the next panel's own y tick labels need."""
+    label = text_width(labels, 8) + _TICK
+    colorbar = text_width([colorbar_label], 10) + _TICK
+    rotated = 0.71 * (label + _LINE)  # a label at 45 degrees reaches this far below the axis
+    fixed_margins(figure, left=label + _PAD, right=max(right, colorbar + _PAD), top=_TITLE,
+                  bottom=max(bottom, rotated + _PAD), wspace=colorbar + max(label, next_panel) + _PAD)
+
+
+@report_figure
 def correlation_heatmaps(result: OrchestrationResult, title: str) -> bytes:
     """Correlation of the models' returns and of the assets' returns over the whole run."""
     panels = [("timeframe models' returns", result.model_correlation())]
     if len(result.symbols) > 1:
         panels.append(("assets' returns", result.asset_correlation()))
-    figure, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.0), squeeze=False,
-                                constrained_layout=True)
+    figure, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.0), squeeze=False)
+    labels = [str(label) for _, matrix in panels for label in (*matrix.index, *matrix.columns)]
+    _heatmap_margins(figure, labels, "\N{MINUS SIGN}0.75", right=0.0, bottom=0.0)
     for axis, (name, matrix) in zip(axes[0], panels, strict=True):
         values = matrix.to_numpy(dtype=float)
         image = axis.imshow(values, vmin=-1, vmax=1, cmap="RdBu_r")
@@ -87,6 +109,7 @@ def correlation_heatmaps(result: OrchestrationResult, title: str) -> bytes:
     return _png(figure)
 
 
+@report_figure
 def risk_scales(result: OrchestrationResult, title: str) -> bytes:
     """Every risk component's scale per bar (1: not binding), emergency deleveraging marked."""
     figure, axis = plt.subplots(figsize=(10, 3.0))
@@ -105,6 +128,7 @@ def risk_scales(result: OrchestrationResult, title: str) -> bytes:
     return _png(figure)
 
 
+@report_figure
 def synergy_figure(book: _Book) -> bytes:
     """Equity of the combined system against the sum of its parts, each part alone, the MoE and buy & hold."""
     figure, axis = plt.subplots(figsize=(10, 4.2))
@@ -114,6 +138,7 @@ def synergy_figure(book: _Book) -> bytes:
     for model, series in book.result.model_returns().items():
         axis.plot(series.index, (1.0 + series).cumprod(), label=f"{model} alone", linewidth=0.7, alpha=0.7)
     axis.set_yscale("log")
+    plain_log_labels(axis.yaxis)
     sharpe = {k: book.metrics[k]["sharpe"] for k in ("orchestrated", "timeframes_equal_weight")}
     axis.set_title(f"{book.name} book: combined system (Sharpe {sharpe['orchestrated']:.2f}) vs sum of parts "
                    f"(Sharpe {sharpe['timeframes_equal_weight']:.2f}), net of costs, log scale")
@@ -122,6 +147,7 @@ def synergy_figure(book: _Book) -> bytes:
     return _png(figure)
 
 
+@report_figure
 def contribution_figure(attribution: ModelAttribution, title: str) -> bytes:
     """Cumulative net contribution of each timeframe model to the book (they add up to the book's line)."""
     figure, axis = plt.subplots(figsize=(10, 3.4))
@@ -137,10 +163,14 @@ def contribution_figure(attribution: ModelAttribution, title: str) -> bytes:
     return _png(figure)
 
 
+@report_figure
 def alignment_figure(agreement: pd.DataFrame, buckets: pd.DataFrame, title: str) -> bytes:
     """Left: how often the timeframes agree (diagonal: share of bars with a view). Right: the book's return
     per unit of exposure by the harmony of the calls, hit rate above each bar."""
-    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.0), constrained_layout=True)
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.0))
+    # right of the colour bar: the bars' y tick labels (as wide as "-0.025", say); below them: their x label
+    _heatmap_margins(figure, [str(label) for label in agreement.index], "0.8", right=0.3, bottom=0.6,
+                     next_panel=text_width(["\N{MINUS SIGN}0.000"], 10) + _TICK)
     values = agreement.to_numpy(dtype=float)
     image = left.imshow(values, vmin=0, vmax=1, cmap="viridis")
     left.set_xticks(range(len(agreement)), list(agreement.columns), rotation=45, fontsize=8)
@@ -160,6 +190,7 @@ def alignment_figure(agreement: pd.DataFrame, buckets: pd.DataFrame, title: str)
         right.annotate(text, (i, height), ha="center", va="bottom" if height >= 0 else "top", fontsize=7)
     right.set_xticks(range(len(buckets)), labels, fontsize=8)
     right.axhline(0.0, color="#888888", linewidth=0.6)
+    right.use_sticky_edges = False  # room above and below the bars for the labels, whatever their sign
     right.margins(y=0.25)
     right.set_xlabel("harmony score of the calls behind the position")
     right.set_title(f"{title}: gross return a year per unit of exposure", fontsize=9)
@@ -167,11 +198,14 @@ def alignment_figure(agreement: pd.DataFrame, buckets: pd.DataFrame, title: str)
     return _png(figure)
 
 
+@report_figure
 def trade_clustering_figure(result: OrchestrationResult, log: pd.DataFrame, title: str) -> bytes:
     """Top: exposure traded per bar over time (all symbols). Bottom: sizes of the trades (``log``, the
     result's ``trade_log``), as a fraction of the symbol's sleeve (log scale): many small resizes or few
     large moves."""
-    figure, (top, bottom) = plt.subplots(2, 1, figsize=(10, 4.6), constrained_layout=True)
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(10, 4.6))
+    # dates' tick labels stick out of the axes by half their width
+    fixed_margins(figure, left=0.75, right=0.5, top=0.3, bottom=0.4, hspace=0.65)
     per_bar = log.assign(size=log["traded"].abs()).groupby("timestamp")["size"].sum()
     per_bar = per_bar.reindex(result.positions.index, fill_value=0.0)
     top.vlines(per_bar.index, 0.0, per_bar.to_numpy(), color="#1f4e9c", linewidth=0.6)
@@ -180,8 +214,9 @@ def trade_clustering_figure(result: OrchestrationResult, log: pd.DataFrame, titl
     sizes = log["traded"].abs().to_numpy(dtype=float) * len(result.symbols)
     if len(sizes):
         bins = np.logspace(np.log10(max(sizes.min(), 1e-6)), np.log10(max(sizes.max(), 1e-5)), 40)
-        bottom.hist(sizes, bins=bins, color="#7f8c8d")
+        bottom.hist(sizes, bins=bins, color="#7f8c8d", histtype="stepfilled")  # the bars' outline, one patch
         bottom.set_xscale("log")
+        plain_log_labels(bottom.xaxis)
     bottom.set_title(f"{title}: trade sizes (fraction of the sleeve, log scale)", fontsize=9)
     bottom.grid(True, alpha=0.3)
     return _png(figure)
