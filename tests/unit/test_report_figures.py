@@ -117,6 +117,8 @@ def test_objects_frozen_by_someone_else_stay_frozen() -> None:
         frozen = gc.get_freeze_count()
         with _old_objects_left_out_of_collections():
             pass
-        assert gc.get_freeze_count() == frozen
+        # still frozen (a frozen object that dies leaves the count, so it is not compared exactly): unfreeze on
+        # exit would have thawed them all, to 0
+        assert gc.get_freeze_count() > frozen // 2
     finally:
         gc.unfreeze()
