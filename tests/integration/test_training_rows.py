@@ -104,7 +104,8 @@ def _record_second_level(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """Record what the gate, the meta-model combiner, the confidence calibrator and the multi-stage engine are
     fitted on (their arguments are plain arrays: the test compares them with the walk-forward's own arrays at the
     expected rows), and the run's labels and out-of-sample arrays."""
-    seen: dict[str, Any] = {"gate": [], "meta": [], "calibrator": [], "refiner": [], "stages": []}
+    seen: dict[str, Any] = {"gate": [], "meta": [], "calibrator": [], "refiner": [], "stages": [],
+                            "refined": [], "decided": [], "engine": []}
     make_labels, out_of_sample = backtest.make_labels, backtest._OutOfSample
 
     def labels(*args: Any, **kwargs: Any) -> Any:
@@ -143,10 +144,21 @@ def _record_second_level(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
             seen["refiner"].append((np.array(fast_proba), np.array(y)))
             return super().fit(windows, fast_proba, y)
 
+        def predict_proba(self, windows: np.ndarray, fast_proba: np.ndarray) -> np.ndarray:
+            proba = super().predict_proba(windows, fast_proba)
+            seen["refined"].append((np.array(fast_proba), np.array(proba)))
+            return proba
+
     class Engine(backtest.MultiStageEngine):
         def fit(self, inputs: Any, y: np.ndarray) -> Any:
             seen["stages"].append((np.array(inputs.rsi), np.array(y)))
+            seen["engine"].append((self.random_state, self.min_lift))
             return super().fit(inputs, y)
+
+        def decide(self, inputs: Any) -> Any:
+            decisions = super().decide(inputs)
+            seen["decided"].append((inputs, decisions))
+            return decisions
 
     monkeypatch.setattr(backtest, "make_labels", labels)
     monkeypatch.setattr(backtest, "_OutOfSample", Recorded)
@@ -158,7 +170,7 @@ def _record_second_level(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     return seen
 
 
-@pytest.mark.parametrize(("horizon", "embargo"), [(5, 0), (20, 2)])
+@pytest.mark.parametrize(("horizon", "embargo"), [(5, 0), (20, 2), (1, 0)])
 def test_the_gate_combiner_calibrator_and_stages_learn_exactly_the_rows_known_at_each_refit(
     goog_head: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, horizon: int, embargo: int
 ) -> None:
@@ -198,3 +210,40 @@ def test_the_gate_combiner_calibrator_and_stages_learn_exactly_the_rows_known_at
             np.testing.assert_array_equal(given, values, err_msg=f"{kind} at bar {r}")
             np.testing.assert_array_equal(y, labels.trend[labelled], err_msg=f"{kind} at bar {r}")
     assert learned_something >= 2
+
+
+@pytest.mark.parametrize(("horizon", "embargo"), [(5, 0)])
+def test_each_refit_decides_only_its_own_block_with_the_models_it_just_fitted(
+    goog_head: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, horizon: int, embargo: int
+) -> None:
+    """The stage models fitted at a refit predict exactly the bars of its block (start .. stop - 1), no earlier
+    bar (which an older refit decided out of sample) and no later one, and their answers are what the run keeps;
+    the engine is built with the run's seed and a lift of 0."""
+    config_path = tmp_path / "small.yaml"
+    config_path.write_text(SMALL)
+    config = load_config("quick", config_path)
+    config = replace(config, labels=replace(config.labels, horizon=horizon),
+                     walk_forward=replace(config.walk_forward, embargo=embargo))
+    series = load_prices(goog_head)
+    blocks = list(backtest.schedule(len(series), config.walk_forward))
+    seen = _record_second_level(monkeypatch)
+
+    backtest.run_symbol(series, config)
+
+    out = seen["out"]
+    rsi = backtest.series_frame(series)["rsi_14"].to_numpy(dtype=float)
+    assert len(seen["refined"]) == len(seen["decided"]) == len(blocks) >= 3
+    assert seen["engine"] == [(7, 0.0)] * len(blocks)
+    for block, (fast, refined), (inputs, decisions) in zip(blocks, seen["refined"], seen["decided"], strict=True):
+        rows, where = slice(block.start, block.stop), f"block {block.start}..{block.stop}"
+        assert len(fast) == block.stop - block.start, where
+        np.testing.assert_array_equal(fast, out.trend_proba[rows], err_msg=where)
+        np.testing.assert_array_equal(out.sequence_proba[rows], refined, err_msg=where)
+        np.testing.assert_array_equal(inputs.rsi, rsi[rows], err_msg=where)
+        np.testing.assert_array_equal(inputs.sequence_proba, refined, err_msg=where)
+        np.testing.assert_array_equal(inputs.context, out.scores[rows], err_msg=where)
+        np.testing.assert_array_equal(out.stage_direction[rows], decisions.direction, err_msg=where)
+        np.testing.assert_array_equal(out.raw_direction[rows], decisions.raw_direction, err_msg=where)
+        np.testing.assert_array_equal(out.stage_confidence[rows], decisions.confidence, err_msg=where)
+        kept = np.column_stack((decisions.after_stage1, decisions.after_stage2, decisions.after_stage3))
+        np.testing.assert_array_equal(out.stage_kept[rows], kept, err_msg=where)
