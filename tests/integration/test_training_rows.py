@@ -247,3 +247,48 @@ def test_each_refit_decides_only_its_own_block_with_the_models_it_just_fitted(
         np.testing.assert_array_equal(out.stage_confidence[rows], decisions.confidence, err_msg=where)
         kept = np.column_stack((decisions.after_stage1, decisions.after_stage2, decisions.after_stage3))
         np.testing.assert_array_equal(out.stage_kept[rows], kept, err_msg=where)
+
+
+def test_the_rule_combiner_calls_each_block_on_its_own_bars_and_shares_the_call_equally(
+    goog_head: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``moe.combiner: rule``: at each refit the rules read the block's own closes and expert outputs, the call is
+    the block's combined score, and each of the three experts is credited a third of it."""
+    config_path = tmp_path / "rule.yaml"
+    config_path.write_text(SMALL + "moe:\n  combiner: rule\n  online:\n    meta_rate: 0\n")
+    config = load_config("quick", config_path)
+    series = load_prices(goog_head)
+    blocks = list(backtest.schedule(len(series), config.walk_forward))
+    seen = _record_second_level(monkeypatch)
+    calls: list[tuple[Any, np.ndarray]] = []
+    rule_factory = components.rule_combiner
+
+    def rule(config: Any) -> Any:
+        combiner = rule_factory(config)
+        decide = combiner.decision_function
+
+        def recorded(outputs: Any) -> np.ndarray:
+            called = np.asarray(decide(outputs), dtype=float)
+            calls.append((outputs, called))
+            return called
+
+        combiner.decision_function = recorded
+        return combiner
+
+    monkeypatch.setattr(components, "rule_combiner", rule)
+
+    backtest.run_symbol(series, config)
+
+    out, close = seen["out"], series.bars["close"].to_numpy(dtype=float)
+    assert len(calls) == len(blocks) >= 3 and seen["meta"] == []
+    for block, (outputs, called) in zip(blocks, calls, strict=True):
+        rows, where = slice(block.start, block.stop), f"block {block.start}..{block.stop}"
+        assert len(called) == block.stop - block.start, where
+        support, resistance = out.levels[rows, 0], out.levels[rows, 1]
+        for name, expected in (("p_up", out.trend_proba[rows, 2]), ("p_down", out.trend_proba[rows, 0]),
+                               ("support_distance", (close[rows] - support) / close[rows]),
+                               ("resistance_distance", (resistance - close[rows]) / close[rows]),
+                               ("vol_forecast", out.vol_forecast[rows])):
+            np.testing.assert_allclose(outputs[name], expected, rtol=1e-12, err_msg=f"{name}, {where}")
+        np.testing.assert_array_equal(out.combined[rows], called, err_msg=where)
+        np.testing.assert_array_equal(out.contributions[rows], np.column_stack([called / 3] * 3), err_msg=where)
