@@ -21,6 +21,7 @@ from signal_engine import components
 from signal_engine.config import load_config
 from signal_engine.data import load_prices
 from signal_engine.evaluation import backtest
+from signal_engine.experts.har import HarVolatility
 from signal_engine.experts.levels import SwingLevelsExpert
 from signal_engine.experts.trend import GradientBoostedTrendExpert
 from signal_engine.experts.volatility import VolatilityExpert
@@ -50,7 +51,7 @@ def goog_head(goog_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _recorded_fits(monkeypatch: pytest.MonkeyPatch, index: pd.DatetimeIndex) -> dict[str, list[np.ndarray]]:
     """Wrap each MoE expert's ``fit`` so it records the bar positions that carry a label."""
-    calls: dict[str, list[np.ndarray]] = {"trend": [], "volatility": [], "levels": []}
+    calls: dict[str, list[np.ndarray]] = {"trend": [], "volatility": [], "levels": [], "vol_har": []}
 
     def labelled_rows(frame: pd.DataFrame, labels: Any) -> np.ndarray:
         rows = index.get_indexer(frame.index)
@@ -60,7 +61,7 @@ def _recorded_fits(monkeypatch: pytest.MonkeyPatch, index: pd.DatetimeIndex) -> 
         return np.asarray(rows[known])
 
     for name, cls in (("trend", GradientBoostedTrendExpert), ("volatility", VolatilityExpert),
-                      ("levels", SwingLevelsExpert)):
+                      ("levels", SwingLevelsExpert), ("vol_har", HarVolatility)):
         original = cls.fit
 
         def fit(self: Any, X: pd.DataFrame, y: Any, *args: Any, _original: Any = original, _name: str = name,
@@ -292,3 +293,30 @@ def test_the_rule_combiner_calls_each_block_on_its_own_bars_and_shares_the_call_
             np.testing.assert_allclose(outputs[name], expected, rtol=1e-12, err_msg=f"{name}, {where}")
         np.testing.assert_array_equal(out.combined[rows], called, err_msg=where)
         np.testing.assert_array_equal(out.contributions[rows], np.column_stack([called / 3] * 3), err_msg=where)
+
+
+def test_a_har_volatility_expert_learns_up_to_the_last_known_variance_and_every_decided_bar_has_forecasts(
+    goog_head: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``moe.experts.volatility: vol_har``: fitted at each refit r on next-bar variances up to bar r - 1 - E (next
+    to the blend, which stays the baselines' model), and every bar the walk-forward decides has finite levels,
+    pivots, variance forecasts of each model and a trend explanation."""
+    embargo = 2
+    config_path = tmp_path / "har.yaml"
+    config_path.write_text(SMALL + "moe:\n  experts:\n    volatility: vol_har\n")
+    config = load_config("quick", config_path)
+    config = replace(config, walk_forward=replace(config.walk_forward, embargo=embargo))
+    series = load_prices(goog_head)
+    blocks = list(backtest.schedule(len(series), config.walk_forward))
+    calls = _recorded_fits(monkeypatch, pd.DatetimeIndex(series.bars.index))
+    seen = _record_second_level(monkeypatch)
+
+    backtest.run_symbol(series, config)
+
+    assert [rows.max() for rows in calls["vol_har"]] == [block.fit_at - 1 - embargo for block in blocks]
+    assert [rows.max() for rows in calls["volatility"]] == [block.fit_at - 1 - embargo for block in blocks]
+    out, decided = seen["out"], slice(blocks[0].start, blocks[-1].stop)
+    for name, values in (("levels", out.levels), ("pivots", out.pivots), *out.variance.items()):
+        assert np.isfinite(values[decided]).all(), name
+    assert set(out.variance) >= {"vol_har", "volatility_blend", "baseline_garch11", "baseline_ewma"}
+    assert all(isinstance(text, str) and text for text in out.top_features[decided])
