@@ -109,6 +109,10 @@ def run_group(name: str, group: Group) -> dict[str, object]:
 
 
 def _mutmut_run(group: Group) -> int:
+    # one OpenMP thread: the clean run starts the scikit-learn models' OpenMP pool in this process, and a forked
+    # mutant's models then spin on the parent's pool until the CPU limit kills them (every mutant a "timeout")
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(name, "1")
     import mutmut.configuration as configuration
 
     shared = configuration._load_config()

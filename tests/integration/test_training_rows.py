@@ -21,6 +21,7 @@ from signal_engine import components
 from signal_engine.config import load_config
 from signal_engine.data import load_prices
 from signal_engine.evaluation import backtest
+from signal_engine.experts.har import HarVolatility
 from signal_engine.experts.levels import SwingLevelsExpert
 from signal_engine.experts.trend import GradientBoostedTrendExpert
 from signal_engine.experts.volatility import VolatilityExpert
@@ -50,7 +51,7 @@ def goog_head(goog_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _recorded_fits(monkeypatch: pytest.MonkeyPatch, index: pd.DatetimeIndex) -> dict[str, list[np.ndarray]]:
     """Wrap each MoE expert's ``fit`` so it records the bar positions that carry a label."""
-    calls: dict[str, list[np.ndarray]] = {"trend": [], "volatility": [], "levels": []}
+    calls: dict[str, list[np.ndarray]] = {"trend": [], "volatility": [], "levels": [], "vol_har": []}
 
     def labelled_rows(frame: pd.DataFrame, labels: Any) -> np.ndarray:
         rows = index.get_indexer(frame.index)
@@ -60,7 +61,7 @@ def _recorded_fits(monkeypatch: pytest.MonkeyPatch, index: pd.DatetimeIndex) -> 
         return np.asarray(rows[known])
 
     for name, cls in (("trend", GradientBoostedTrendExpert), ("volatility", VolatilityExpert),
-                      ("levels", SwingLevelsExpert)):
+                      ("levels", SwingLevelsExpert), ("vol_har", HarVolatility)):
         original = cls.fit
 
         def fit(self: Any, X: pd.DataFrame, y: Any, *args: Any, _original: Any = original, _name: str = name,
@@ -104,7 +105,8 @@ def _record_second_level(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """Record what the gate, the meta-model combiner, the confidence calibrator and the multi-stage engine are
     fitted on (their arguments are plain arrays: the test compares them with the walk-forward's own arrays at the
     expected rows), and the run's labels and out-of-sample arrays."""
-    seen: dict[str, Any] = {"gate": [], "meta": [], "calibrator": [], "refiner": [], "stages": []}
+    seen: dict[str, Any] = {"gate": [], "meta": [], "calibrator": [], "refiner": [], "stages": [],
+                            "refined": [], "decided": [], "engine": []}
     make_labels, out_of_sample = backtest.make_labels, backtest._OutOfSample
 
     def labels(*args: Any, **kwargs: Any) -> Any:
@@ -143,10 +145,21 @@ def _record_second_level(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
             seen["refiner"].append((np.array(fast_proba), np.array(y)))
             return super().fit(windows, fast_proba, y)
 
+        def predict_proba(self, windows: np.ndarray, fast_proba: np.ndarray) -> np.ndarray:
+            proba = super().predict_proba(windows, fast_proba)
+            seen["refined"].append((np.array(fast_proba), np.array(proba)))
+            return proba
+
     class Engine(backtest.MultiStageEngine):
         def fit(self, inputs: Any, y: np.ndarray) -> Any:
             seen["stages"].append((np.array(inputs.rsi), np.array(y)))
+            seen["engine"].append((self.random_state, self.min_lift))
             return super().fit(inputs, y)
+
+        def decide(self, inputs: Any) -> Any:
+            decisions = super().decide(inputs)
+            seen["decided"].append((inputs, decisions))
+            return decisions
 
     monkeypatch.setattr(backtest, "make_labels", labels)
     monkeypatch.setattr(backtest, "_OutOfSample", Recorded)
@@ -158,7 +171,7 @@ def _record_second_level(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     return seen
 
 
-@pytest.mark.parametrize(("horizon", "embargo"), [(5, 0), (20, 2)])
+@pytest.mark.parametrize(("horizon", "embargo"), [(5, 0), (20, 2), (1, 0)])
 def test_the_gate_combiner_calibrator_and_stages_learn_exactly_the_rows_known_at_each_refit(
     goog_head: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, horizon: int, embargo: int
 ) -> None:
@@ -198,3 +211,112 @@ def test_the_gate_combiner_calibrator_and_stages_learn_exactly_the_rows_known_at
             np.testing.assert_array_equal(given, values, err_msg=f"{kind} at bar {r}")
             np.testing.assert_array_equal(y, labels.trend[labelled], err_msg=f"{kind} at bar {r}")
     assert learned_something >= 2
+
+
+@pytest.mark.parametrize(("horizon", "embargo"), [(5, 0)])
+def test_each_refit_decides_only_its_own_block_with_the_models_it_just_fitted(
+    goog_head: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, horizon: int, embargo: int
+) -> None:
+    """The stage models fitted at a refit predict exactly the bars of its block (start .. stop - 1), no earlier
+    bar (which an older refit decided out of sample) and no later one, and their answers are what the run keeps;
+    the engine is built with the run's seed and a lift of 0."""
+    config_path = tmp_path / "small.yaml"
+    config_path.write_text(SMALL)
+    config = load_config("quick", config_path)
+    config = replace(config, labels=replace(config.labels, horizon=horizon),
+                     walk_forward=replace(config.walk_forward, embargo=embargo))
+    series = load_prices(goog_head)
+    blocks = list(backtest.schedule(len(series), config.walk_forward))
+    seen = _record_second_level(monkeypatch)
+
+    backtest.run_symbol(series, config)
+
+    out = seen["out"]
+    rsi = backtest.series_frame(series)["rsi_14"].to_numpy(dtype=float)
+    assert len(seen["refined"]) == len(seen["decided"]) == len(blocks) >= 3
+    assert seen["engine"] == [(7, 0.0)] * len(blocks)
+    for block, (fast, refined), (inputs, decisions) in zip(blocks, seen["refined"], seen["decided"], strict=True):
+        rows, where = slice(block.start, block.stop), f"block {block.start}..{block.stop}"
+        assert len(fast) == block.stop - block.start, where
+        np.testing.assert_array_equal(fast, out.trend_proba[rows], err_msg=where)
+        np.testing.assert_array_equal(out.sequence_proba[rows], refined, err_msg=where)
+        np.testing.assert_array_equal(inputs.rsi, rsi[rows], err_msg=where)
+        np.testing.assert_array_equal(inputs.sequence_proba, refined, err_msg=where)
+        np.testing.assert_array_equal(inputs.context, out.scores[rows], err_msg=where)
+        np.testing.assert_array_equal(out.stage_direction[rows], decisions.direction, err_msg=where)
+        np.testing.assert_array_equal(out.raw_direction[rows], decisions.raw_direction, err_msg=where)
+        np.testing.assert_array_equal(out.stage_confidence[rows], decisions.confidence, err_msg=where)
+        kept = np.column_stack((decisions.after_stage1, decisions.after_stage2, decisions.after_stage3))
+        np.testing.assert_array_equal(out.stage_kept[rows], kept, err_msg=where)
+
+
+def test_the_rule_combiner_calls_each_block_on_its_own_bars_and_shares_the_call_equally(
+    goog_head: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``moe.combiner: rule``: at each refit the rules read the block's own closes and expert outputs, the call is
+    the block's combined score, and each of the three experts is credited a third of it."""
+    config_path = tmp_path / "rule.yaml"
+    config_path.write_text(SMALL + "moe:\n  combiner: rule\n  online:\n    meta_rate: 0\n")
+    config = load_config("quick", config_path)
+    series = load_prices(goog_head)
+    blocks = list(backtest.schedule(len(series), config.walk_forward))
+    seen = _record_second_level(monkeypatch)
+    calls: list[tuple[Any, np.ndarray]] = []
+    rule_factory = components.rule_combiner
+
+    def rule(config: Any) -> Any:
+        combiner = rule_factory(config)
+        decide = combiner.decision_function
+
+        def recorded(outputs: Any) -> np.ndarray:
+            called = np.asarray(decide(outputs), dtype=float)
+            calls.append((outputs, called))
+            return called
+
+        combiner.decision_function = recorded
+        return combiner
+
+    monkeypatch.setattr(components, "rule_combiner", rule)
+
+    backtest.run_symbol(series, config)
+
+    out, close = seen["out"], series.bars["close"].to_numpy(dtype=float)
+    assert len(calls) == len(blocks) >= 3 and seen["meta"] == []
+    for block, (outputs, called) in zip(blocks, calls, strict=True):
+        rows, where = slice(block.start, block.stop), f"block {block.start}..{block.stop}"
+        assert len(called) == block.stop - block.start, where
+        support, resistance = out.levels[rows, 0], out.levels[rows, 1]
+        for name, expected in (("p_up", out.trend_proba[rows, 2]), ("p_down", out.trend_proba[rows, 0]),
+                               ("support_distance", (close[rows] - support) / close[rows]),
+                               ("resistance_distance", (resistance - close[rows]) / close[rows]),
+                               ("vol_forecast", out.vol_forecast[rows])):
+            np.testing.assert_allclose(outputs[name], expected, rtol=1e-12, err_msg=f"{name}, {where}")
+        np.testing.assert_array_equal(out.combined[rows], called, err_msg=where)
+        np.testing.assert_array_equal(out.contributions[rows], np.column_stack([called / 3] * 3), err_msg=where)
+
+
+def test_a_har_volatility_expert_learns_up_to_the_last_known_variance_and_every_decided_bar_has_forecasts(
+    goog_head: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``moe.experts.volatility: vol_har``: fitted at each refit r on next-bar variances up to bar r - 1 - E (next
+    to the blend, which stays the baselines' model), and every bar the walk-forward decides has finite levels,
+    pivots, variance forecasts of each model and a trend explanation."""
+    embargo = 2
+    config_path = tmp_path / "har.yaml"
+    config_path.write_text(SMALL + "moe:\n  experts:\n    volatility: vol_har\n")
+    config = load_config("quick", config_path)
+    config = replace(config, walk_forward=replace(config.walk_forward, embargo=embargo))
+    series = load_prices(goog_head)
+    blocks = list(backtest.schedule(len(series), config.walk_forward))
+    calls = _recorded_fits(monkeypatch, pd.DatetimeIndex(series.bars.index))
+    seen = _record_second_level(monkeypatch)
+
+    backtest.run_symbol(series, config)
+
+    assert [rows.max() for rows in calls["vol_har"]] == [block.fit_at - 1 - embargo for block in blocks]
+    assert [rows.max() for rows in calls["volatility"]] == [block.fit_at - 1 - embargo for block in blocks]
+    out, decided = seen["out"], slice(blocks[0].start, blocks[-1].stop)
+    for name, values in (("levels", out.levels), ("pivots", out.pivots), *out.variance.items()):
+        assert np.isfinite(values[decided]).all(), name
+    assert set(out.variance) >= {"vol_har", "volatility_blend", "baseline_garch11", "baseline_ewma"}
+    assert all(isinstance(text, str) and text for text in out.top_features[decided])
