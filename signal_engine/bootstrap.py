@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from signal_engine.adapters.object_stores import object_store
 from signal_engine.collectors.http import HttpClient
 from signal_engine.collectors.registry import REQUEST_HEADERS, SOURCES
 from signal_engine.collectors.sources import Source
@@ -151,20 +152,6 @@ def bootstrap(settings: Settings | None = None, *, aws_client: Callable[[str], A
                    positions=database.ledger, risk=database.ledger, books=database.books,
                    recent_bars=SqlRecentBars(database.engine), schema_version=database.schema_version,
                    closers=(database.close,))
-
-
-def object_store(location: str, aws_client: Callable[[str], Any] | None = None) -> ObjectStore:
-    """An S3 store for ``s3://BUCKET/PREFIX``, else a local folder."""
-    if location.startswith("s3://"):
-        from signal_engine.adapters.s3 import S3ObjectStore
-
-        bucket, _, prefix = location[len("s3://"):].partition("/")
-        if not bucket:
-            raise ConfigError(f"object store {location!r} names no bucket; expected s3://BUCKET/PREFIX")
-        return S3ObjectStore((aws_client or _boto3_client)("s3"), bucket, prefix)
-    from signal_engine.adapters.local_folder import LocalFolderStore
-
-    return LocalFolderStore(location.removeprefix("file://"))
 
 
 def build_source(name: str, settings: Settings | None = None, **client_options: Any) -> Source:

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath")
 # What a cold start imports, then what the first request adds (the wiring imports its adapters lazily).
 IMPORTED = ("combiner.handler", "combiner.wiring", "sqlalchemy", "pymysql", "signal_engine.adapters.s3",
-            "signal_engine.serving.batch_jobs",
+            "signal_engine.serving.batch_jobs", "signal_engine.adapters.object_stores",
             "signal_engine.adapters.sagemaker_runtime", "signal_engine.adapters.aws_secrets",
             "signal_engine.adapters.sql.engine", "signal_engine.adapters.sql.ledger",
             "signal_engine.adapters.sql.migrations", "signal_engine.adapters.sql.recent_bars",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging import correlation_paths
@@ -25,9 +25,6 @@ from signal_engine.serving.batch_jobs import BatchJobs
 from signal_engine.serving.service import SignalService
 
 from .settings import CombinerSettings
-
-if TYPE_CHECKING:
-    from signal_engine.ports import ObjectStore
 from .wiring import LiveService
 
 logger = Logger(service="signal-engine-combiner")
@@ -55,17 +52,10 @@ def jobs() -> BatchJobs | None:
     """The batch jobs under ``BATCH_JOBS_URI``, started by invoking ``BATCH_WORKER_FUNCTION`` (None: not set)."""
     if not settings.batch_jobs_uri:
         return None
-    store: ObjectStore
-    if settings.batch_jobs_uri.startswith("s3://"):
-        from signal_engine.adapters.s3 import S3ObjectStore
+    from signal_engine.adapters.object_stores import object_store
 
-        bucket, _, prefix = settings.batch_jobs_uri.removeprefix("s3://").partition("/")
-        store = S3ObjectStore(_client("s3"), bucket, prefix)
-    else:
-        from signal_engine.adapters.local_folder import LocalFolderStore
-
-        store = LocalFolderStore(settings.batch_jobs_uri)
-    return BatchJobs(store, _start_worker, timeout_s=settings.batch_job_timeout_s)
+    return BatchJobs(object_store(settings.batch_jobs_uri, _client), _start_worker,
+                     timeout_s=settings.batch_job_timeout_s)
 
 
 def _start_worker(job_id: str) -> None:

@@ -112,7 +112,13 @@ def test_the_combiners_calls_are_the_inventory(secrets: dict[str, str], combiner
     answer = combiner.handler(api_event("GET", f"/signals/batch/jobs/{job_id}"),
                               FakeLambdaContext(function_name="signal-engine-combiner"))
     assert (answer["statusCode"], json.loads(answer["body"])["status"]) == (200, "running")
-    # A cold start with the deployed environment's audit-log secret: the wiring reads it, then connects (refused).
+    _cold_start_with_the_audit_secret(combiner, secrets, monkeypatch)
+    assert recorded == _inventory("combiner")
+
+
+def _cold_start_with_the_audit_secret(combiner: ModuleType, secrets: dict[str, str],
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cold start with the deployed environment's audit-log secret: the wiring reads it, then connects (refused)."""
     monkeypatch.delenv("SIGNAL_ENGINE_DATABASE_URL")
     monkeypatch.setenv("SIGNAL_ENGINE_DATABASE_SECRET", secrets["mysql"])
     monkeypatch.setattr(combiner, "settings", type(combiner.settings).from_env())
@@ -120,7 +126,6 @@ def test_the_combiners_calls_are_the_inventory(secrets: dict[str, str], combiner
     with pytest.raises(sa.exc.OperationalError):
         combiner.service()
     combiner.live.cache_clear()
-    assert recorded == _inventory("combiner")
 
 
 def test_the_batch_workers_calls_are_the_inventory(secrets: dict[str, str], combiner: ModuleType, aws: Aws,
@@ -137,14 +142,7 @@ def test_the_batch_workers_calls_are_the_inventory(secrets: dict[str, str], comb
     recorded.clear()
     done = combiner.batch_worker({"job_id": job_id}, FakeLambdaContext(function_name="signal-engine-batch-worker"))
     assert done == {"job_id": job_id, "status": "done", "signals": 1, "errors": 0}
-    # Its cold start with the deployed environment's audit-log secret, as the combiner's above.
-    monkeypatch.delenv("SIGNAL_ENGINE_DATABASE_URL")
-    monkeypatch.setenv("SIGNAL_ENGINE_DATABASE_SECRET", secrets["mysql"])
-    monkeypatch.setattr(combiner, "settings", type(combiner.settings).from_env())
-    combiner.live.cache_clear()
-    with pytest.raises(sa.exc.OperationalError):
-        combiner.service()
-    combiner.live.cache_clear()
+    _cold_start_with_the_audit_secret(combiner, secrets, monkeypatch)
     assert recorded == _inventory("batch_worker")
 
 
