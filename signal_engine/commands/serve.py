@@ -64,11 +64,12 @@ def _serve(args: argparse.Namespace, console: Console) -> int:
     folder = _bundle_folder(registry, args.model_version)
     bundle = ServingBundle.load(folder)
     experts = InProcessExperts(folder / "experts")
-    storage = bootstrap(Settings.from_env(database_url=args.database))
+    settings = Settings.from_env(database_url=args.database)
+    storage = bootstrap(settings)
     service = SignalService(bundle, experts, storage.audit, LocalBars(storage.prices),
                             deadline_s=args.deadline_ms / 1000, books=storage.books)
     token = args.token or os.environ.get(TOKEN_VARIABLE) or None
-    jobs = local_batch_jobs(Settings.from_env(database_url=args.database).object_store, service)
+    jobs = local_batch_jobs(settings.object_store, service)
     server = make_server(lambda: build_app(lambda: service, token=lambda: token, jobs=lambda: jobs), "127.0.0.1",
                          args.port)
     host, port = "127.0.0.1", server.server_address[1]
