@@ -12,7 +12,8 @@ SageMaker metric definitions.
 With the ``dataset`` channel (the prepare job's output) it also trains the whole book into the bundle
 (``book.json`` and ``books/<book>/<model>/``, ``signal_engine.workflow.book``), with the ``orchestration``
 section of the ``config`` hyperparameter; hyperparameter ``book`` = ``false`` leaves it out (the live book step
-then refuses the version).
+then refuses the version). The book's timeframe models reuse the walk-forwards of the ``walkforward`` channel
+(a fanned-out backtest's batches) or those the train_gate job left in ``walkforward/`` of its artefact.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from signal_engine.workflow.book import train_books
 from signal_engine.workflow.sagemaker_env import JobEnvironment, run_job, single_root, unpack
 from signal_engine.workflow.steps import ExpertArtefact, GateArtefact
 from signal_engine.workflow.training import DATASET_FILE, GATE_INFO_FILE, evaluate, load_dataset
+from signal_engine.workflow.walk_forwards import WALK_FORWARD_FOLDER, WalkForwards, read_walk_forwards
 
 
 def registry_for(target: str) -> Any:
@@ -57,6 +59,16 @@ def write_report(target: str, report: dict[str, Any]) -> None:
     path.write_bytes(body)
 
 
+def walk_forwards(job: JobEnvironment, gate: GateArtefact, series: list[Any], config: Any) -> WalkForwards | None:
+    """The run's walk-forwards for the book: the ``walkforward`` channel's batches, else those the train_gate job
+    left in its artefact; None when neither holds them (the book then walks forward here)."""
+    if "walkforward" in job.channels:
+        return read_walk_forwards(job.channel("walkforward"), series, config, job.orchestration())
+    if (gate.root / WALK_FORWARD_FOLDER).is_dir():
+        return read_walk_forwards(gate.root / WALK_FORWARD_FOLDER, series, config, job.orchestration())
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     job = JobEnvironment.from_env(argv=sys.argv[1:] if argv is None else argv)
     config, quality = job.settings()
@@ -67,9 +79,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise ConfigError(f"{job.channel('experts')}: no expert artefacts; point the 'experts' channel at the prefix "
                           "of the train_expert jobs' outputs")
     evaluation, version = evaluate(config, quality, experts, gate, job.model_dir)
-    if job.get("book", "true").lower() != "false":
+    if job.book():
         series = load_dataset(single_root(job.channel("dataset"), DATASET_FILE))
+        walked = walk_forwards(job, gate, series, config)
         books = train_books(series, config, quality, evaluation.root, orchestration=job.orchestration(),
+                            walk_forwards=walked.timeframes if walked else None,
+                            moe_walk_forward=walked.moe if walked else None,
                             on_model=lambda what: print(f"training the {what}"))
         print(f"whole book: {', '.join(f'{b.name} ({len(b.models)} models)' for b in books)}")
     decision = json.loads((evaluation.root / "decision.json").read_text(encoding="utf-8"))

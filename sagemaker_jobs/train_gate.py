@@ -1,6 +1,13 @@
 """SageMaker job: walk forward through the dataset, fit the pooled gate and the confidence map on the experts'
 out-of-sample outputs, and keep the walk-forward metrics (``gate.npz`` - none for a rule gate, whose parameters
-are in ``gate.json`` -, ``calibration.json``, ``gate.json``, ``metrics.json`` in SM_MODEL_DIR)."""
+are in ``gate.json`` -, ``calibration.json``, ``gate.json``, ``metrics.json`` in SM_MODEL_DIR).
+
+The walk-forwards (the MoE's and, unless hyperparameter ``book`` is ``false``, every timeframe model's of the
+book) run over every core of the instance (hyperparameter ``jobs``: processes, default every core), or are read
+from the optional ``walkforward`` channel: the batch folders of `signal-engine backtest-batch` of the same
+symbols, bars and config (a backtest fanned out over many machines). Walked here, they are left in
+``walkforward/`` of SM_MODEL_DIR for the evaluate job, so the run walks forward once.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +15,28 @@ import sys
 from collections.abc import Sequence
 
 from signal_engine.workflow.sagemaker_env import JobEnvironment, run_job, single_root
-from signal_engine.workflow.training import DATASET_FILE, load_dataset, train_gate, walk_forward
+from signal_engine.workflow.training import DATASET_FILE, load_dataset, train_gate
+from signal_engine.workflow.walk_forwards import (
+    WALK_FORWARD_FOLDER,
+    read_walk_forwards,
+    run_walk_forwards,
+    write_walk_forwards,
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     job = JobEnvironment.from_env(argv=sys.argv[1:] if argv is None else argv)
     config, _ = job.settings()
+    orchestration = job.orchestration()
     series = load_dataset(single_root(job.channel("dataset"), DATASET_FILE))
-    results = walk_forward(series, config)
-    artefact = train_gate(series, config, job.model_dir, results)
+    if "walkforward" in job.channels:
+        walked = read_walk_forwards(job.channel("walkforward"), series, config, orchestration)
+        print(f"read the walk-forwards of {len(series)} symbol(s) from the walkforward channel")
+    else:
+        walked = run_walk_forwards(series, config, orchestration=orchestration, book=job.book(),
+                                   jobs=job.jobs())
+        write_walk_forwards(walked, series, config, orchestration, job.model_dir / WALK_FORWARD_FOLDER)
+    artefact = train_gate(series, config, job.model_dir, walked.moe)
     print(f"gate trained on the walk-forward of {', '.join(s.symbol for s in series)} into {artefact.root}")
     return 0
 

@@ -123,19 +123,38 @@ def backtest_batch(
     started = time.perf_counter()
     results, timeframes = walk_forward(members, config, console, orchestration, jobs)
     seconds = time.perf_counter() - started
+    manifest = write_batch(out_dir, series, members, results, timeframes, config, spec,
+                           orchestration=orchestration, seconds=seconds)
+    console.print(f"Batch {spec}: walked forward {', '.join(e['symbol'] for e in manifest['symbols'])} in "
+                  f"{seconds:.0f} s; wrote {out_dir}")
+    return manifest
+
+
+def write_batch(
+    out_dir: Path,
+    universe: Sequence[PriceSeries],
+    members: Sequence[PriceSeries],
+    results: Sequence[SymbolResult],
+    timeframes: Mapping[str, Mapping[str, SymbolResult]],
+    config: RunConfig,
+    spec: BatchSpec,
+    *,
+    orchestration: Mapping[str, Any] | None = None,
+    seconds: float = 0.0,
+) -> dict[str, Any]:
+    """Batch ``spec`` of the run of ``config`` over ``universe``: the walk-forward ``results`` (and
+    ``timeframes``) of its ``members``, then ``batch.json``, last (a folder without it is never read)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / MANIFEST).unlink(missing_ok=True)  # a folder without batch.json is never merged
-    entries = [_write_symbol(out_dir, k, s, result, timeframes[s.symbol])
+    (out_dir / MANIFEST).unlink(missing_ok=True)
+    entries = [_write_symbol(out_dir, k, s, result, timeframes.get(s.symbol, {}))
                for k, (s, result) in enumerate(zip(members, results, strict=True), start=1)]
     manifest = {
         "format": BATCH_FORMAT, "version": BATCH_FORMAT_VERSION, "signal_engine": __version__,
         "batch": spec.index, "batches": spec.count,
-        "config_hash": config_hash(config, orchestration), "inputs_hash": inputs_hash(series),
-        "universe": [s.symbol for s in series], "symbols": entries, "seconds": seconds,
+        "config_hash": config_hash(config, orchestration), "inputs_hash": inputs_hash(universe),
+        "universe": [s.symbol for s in universe], "symbols": entries, "seconds": seconds,
     }
     (out_dir / MANIFEST).write_text(dump_json(manifest))
-    console.print(f"Batch {spec}: walked forward {', '.join(e['symbol'] for e in entries)} in {seconds:.0f} s; "
-                  f"wrote {out_dir}")
     return manifest
 
 
@@ -177,6 +196,19 @@ def merge_batches(
     one run of ``config``; refuses (``BatchError``, naming the batch) a batch of another config, code version or
     input, a batch or symbol given twice, and a missing batch."""
     console = console or Console(stderr=True)
+    series, results, timeframes = read_batches(folders, config, orchestration)
+    console.print(f"Read {len(series)} symbol(s) from {len(folders)} batch(es)")
+    return write_backtest(series, results, timeframes, out_dir, config, console=console,
+                          orchestration=orchestration, risk_log=risk_log)
+
+
+def read_batches(
+    folders: Sequence[Path],
+    config: RunConfig,
+    orchestration: Mapping[str, Any] | None = None,
+) -> tuple[list[PriceSeries], list[SymbolResult], dict[str, dict[str, SymbolResult]]]:
+    """The series and walk-forward results of every batch of one run of ``config``, in the run's input order
+    (``BatchError`` as ``merge_batches`` says)."""
     batches = check_batches([read_batch(f) for f in folders], config_hash(config, orchestration))
     universe: list[str] = batches[0].manifest["universe"]
     where = {e["symbol"]: (b.folder, e) for b in batches for e in b.manifest["symbols"]}
@@ -190,9 +222,7 @@ def merge_batches(
             runs[model_folder] = read_result(path / model_folder)
         results.append(runs[MOE_FOLDER])
         timeframes[symbol] = {name: runs[f] for name, f in entry["timeframes"].items()}
-    console.print(f"Read {len(universe)} symbol(s) from {len(batches)} batch(es)")
-    return write_backtest(series, results, timeframes, out_dir, config, console=console,
-                          orchestration=orchestration, risk_log=risk_log)
+    return series, results, timeframes
 
 
 def read_batch(folder: Path) -> BatchFolder:

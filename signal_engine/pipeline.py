@@ -227,11 +227,13 @@ def walk_forward(
     console: Console,
     orchestration: Mapping[str, Any] | None,
     jobs: int | None,
+    *,
+    timeframes: bool = True,
 ) -> tuple[list[SymbolResult], dict[str, dict[str, SymbolResult]]]:
     """Every symbol's MoE, timeframe models and expert suite, as independent tasks over ``jobs`` processes.
 
     Each symbol's features are computed once here and shared by its tasks; a timeframe model with the MoE's
-    horizon is the MoE's own run.
+    horizon is the MoE's own run. ``timeframes`` False: the MoE (and the suite) only, and no timeframe models.
     """
     tasks: list[Task] = []
     for s in series:
@@ -239,7 +241,7 @@ def walk_forward(
         blocks = blocks_for(s, config)
         tasks.append(Task((s.symbol, MOE_TASK), f"{s.symbol} MoE walk-forward", blocks,
                           partial(run_symbol, s, config, features=features)))
-        for spec in timeframe_plan(s, config, orchestration):
+        for spec in timeframe_plan(s, config, orchestration) if timeframes else ():
             if spec.horizon != config.labels.horizon:
                 tasks.append(Task((s.symbol, spec.name), f"{s.symbol} {spec.name} timeframe model", blocks,
                                   partial(run_symbol, s, timeframe_run_config(config, spec), features=features)))
@@ -247,17 +249,17 @@ def walk_forward(
             tasks.append(Task((s.symbol, SUITE_TASK), f"{s.symbol} expert suite", SUITE_WEIGHT * blocks,
                               partial(expert_suite_metrics, s, config, features)))
     done = run_tasks(tasks, resolve_jobs(jobs), console, "Walk-forward")
-    results, timeframes = [], {}
+    results, models = [], {}
     for s in series:
         result = done[(s.symbol, MOE_TASK)]
-        timeframes[s.symbol] = {
+        models[s.symbol] = {
             spec.name: result if spec.horizon == config.labels.horizon else done[(s.symbol, spec.name)]
-            for spec in timeframe_plan(s, config, orchestration)
+            for spec in (timeframe_plan(s, config, orchestration) if timeframes else ())
         }
         if config.suite.enabled:
             result.experts = done[(s.symbol, SUITE_TASK)]
         results.append(result)
-    return results, timeframes
+    return results, models
 
 
 MOE_TASK, SUITE_TASK = "moe", "suite"

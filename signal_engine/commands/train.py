@@ -55,6 +55,10 @@ def register(subparsers: Any) -> None:
     train.add_argument("--no-book", action="store_true",
                        help="train the MoE only, not the whole book (its timeframe models and book.json, which "
                             "`signal-engine step` and the book-step Lambda need); about 3x faster")
+    train.add_argument("--jobs", type=int, default=None, metavar="N",
+                       help="processes for the walk-forwards (each symbol's MoE and timeframe models are tasks of "
+                            "their own; default: $SIGNAL_ENGINE_JOBS, else every core; 0: every core); any N gives "
+                            "the same bundle")
     train.add_argument("--on", choices=("local", "sagemaker"), default="local",
                        help="local: every step in this process; sagemaker: start one SageMaker training job")
     job = train.add_argument_group("SageMaker job (--on sagemaker; needs pip install 'signal-engine[sagemaker]')")
@@ -103,7 +107,7 @@ def _train_locally(args: argparse.Namespace, console: Console) -> int:
     registry = LocalModelRegistry(args.registry or default_registry())
     console.print(f"Training {', '.join(inputs.symbols)} ({config.profile}) into {registry.root}")
     book = None if args.no_book else BookTraining(orchestration)
-    run = LocalRunner(registry, config, quality, console=console, book=book).run(inputs, series)
+    run = LocalRunner(registry, config, quality, console=console, book=book, jobs=args.jobs).run(inputs, series)
     print_run(run, console, trend_expert=config.moe.experts.trend)
     return 0 if run.passed else EXIT_QUALITY_GATE_FAILED
 

@@ -12,7 +12,6 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from rich.console import Console
 
 from signal_engine.config import RunConfig
 from signal_engine.data.loader import PriceSeries
-from signal_engine.evaluation.backtest import SymbolResult, blocks_for
+from signal_engine.evaluation.backtest import SymbolResult
 from signal_engine.orchestration.state import BookState
 from signal_engine.ports import ModelRegistry
 from signal_engine.workflow import training
@@ -95,12 +94,16 @@ class LocalRunner:
     book : train the whole book into the version too (``book.json`` and every timeframe model,
         ``signal_engine.workflow.book``), with these orchestration overrides and reusable walk-forwards; None:
         the MoE's bundle only (the live book step refuses such a version).
+    jobs : processes for the walk-forwards (the MoE's and the book's timeframe models', each symbol's a task
+        of its own); None: ``$SIGNAL_ENGINE_JOBS`` or every core (``signal_engine.evaluation.jobs``).
     """
 
     def __init__(self, registry: ModelRegistry, config: RunConfig, quality: QualityConfig | None = None, *,
                  console: Console | None = None, walk_forward_results: Sequence[SymbolResult] | None = None,
-                 book: BookTraining | None = None) -> None:
+                 book: BookTraining | None = None, jobs: int | None = None) -> None:
         self.registry = registry
+        self.jobs = jobs
+        self._timeframes: dict[str, dict[str, SymbolResult]] = {}
         self.config = config
         self.quality = quality or QualityConfig()
         self.console = console or Console(stderr=True)
@@ -173,15 +176,15 @@ class LocalRunner:
         return given
 
     def _walk_forward(self, data: Sequence[PriceSeries]) -> list[SymbolResult]:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        """The MoE's walk-forward of every series and, for the book, every timeframe model's (kept for
+        ``_evaluate``), as tasks of their own over ``jobs`` processes: the same bytes for any number of them."""
+        from signal_engine.workflow.walk_forwards import run_walk_forwards
 
-        columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        results = []
-        with Progress(*columns, console=self.console, transient=True) as progress:
-            for s in data:
-                task = progress.add_task(f"{s.symbol:>8} walk-forward", total=blocks_for(s, self.config))
-                results.append(training.walk_forward([s], self.config, on_block=partial(progress.advance, task))[0])
-        return results
+        walked = run_walk_forwards(data, self.config, orchestration=self.book.orchestration if self.book else None,
+                                   book=self.book is not None and self.book.walk_forwards is None, jobs=self.jobs,
+                                   console=self.console)
+        self._timeframes = walked.timeframes
+        return walked.moe
 
     def _evaluate(self, inputs: TrainingInputs, series: Sequence[PriceSeries], root: Path, run: TrainingRun) -> None:
         assert run.gate is not None
@@ -193,7 +196,8 @@ class LocalRunner:
 
             started = time.perf_counter()
             books = train_books(self._dataset_series(run), self.config, self.quality, run.evaluation.root,
-                                orchestration=self.book.orchestration, walk_forwards=self.book.walk_forwards,
+                                orchestration=self.book.orchestration,
+                                walk_forwards=self.book.walk_forwards or self._timeframes or None,
                                 moe_walk_forward=run.walk_forward, signals=self.book.signals,
                                 states=self.book.states,
                                 on_model=lambda what: self.console.print(f"  training the {what}"))

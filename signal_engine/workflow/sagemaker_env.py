@@ -76,6 +76,22 @@ class JobEnvironment:
             raise ConfigError(f"hyperparameter '{name}' is missing; pass it in HyperParameters")
         return value
 
+    def book(self) -> bool:
+        """Hyperparameter ``book``: train the whole book (its timeframe models) unless it is ``false``."""
+        return self.get("book", "true").strip().lower() != "false"
+
+    def jobs(self) -> int:
+        """Hyperparameter ``jobs``: processes for the walk-forwards; 0 (the default) for every core."""
+        raw = self.get("jobs", "0").strip() or "0"
+        try:
+            jobs = int(raw)
+        except ValueError:
+            raise ConfigError(f"hyperparameter 'jobs' is {raw!r}; expected a whole number of processes "
+                              "(0 for every core of the instance)") from None
+        if jobs < 0:
+            raise ConfigError(f"hyperparameter 'jobs' is {jobs}; expected 0 (every core) or more")
+        return jobs
+
     def _config_sections(self) -> dict[str, Any]:
         raw = self.get("config", "{}") or "{}"
         try:

@@ -125,12 +125,14 @@ def prepare_dataset(series: Sequence[PriceSeries], out: Path, config: RunConfig,
 
 
 def load_dataset(root: Path) -> list[PriceSeries]:
-    """The series of a prepared dataset folder, in its order."""
+    """The series of a prepared dataset folder, in its order, each naming the source it was prepared from (the
+    metrics and the version's hash then name the user's file, not the folder the steps happened to run in)."""
     try:
         document = json.loads((root / DATASET_FILE).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{root}: no {DATASET_FILE}; expected a folder written by the prepare_dataset step") from None
-    return [load_prices(root / entry["file"], symbol) for symbol, entry in document["symbols"].items()]
+    return [replace(load_prices(root / entry["file"], symbol), source=entry.get("source") or str(root / entry["file"]))
+            for symbol, entry in document["symbols"].items()]
 
 
 # -- train experts -------------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from signal_engine.serving.bundle import ServingBundle
 from signal_engine.serving.combine import Combiner
 from signal_engine.serving.experts import answer, bars_frame
 from signal_engine.workflow.sagemaker_env import unpack
+from signal_engine.workflow import training
 from signal_engine.workflow.training import fit_expert, load_dataset
 from tests.fixtures.servers import free_port
 
@@ -73,16 +74,19 @@ def jobs(tmp_path_factory: pytest.TempPathFactory, goog_csv: Path) -> Iterator[J
     raw.mkdir()
     (raw / "GOOG.csv").write_bytes(goog_csv.read_bytes())
     common = {"symbols": json.dumps(["GOOG"]), "profile": "quick", "config": CONFIG, "start": "", "end": ""}
+    walked_in_evaluate: list[str] = []
     with pytest.MonkeyPatch.context() as mp:
         dataset = run_job(prepare, mp, root / "prepare" / "model", {"raw": raw}, common)
         for expert in EXPERTS:
             run_job(train_expert, mp, root / "experts" / f"se-run-{expert}-0" / "model", {"dataset": dataset.parent},
                     {**common, "expert": expert})
-        gate = run_job(train_gate, mp, root / "gate" / "model", {"dataset": dataset.parent}, common)
+        gate = run_job(train_gate, mp, root / "gate" / "model", {"dataset": dataset.parent}, {**common, "jobs": "2"})
         registry, report = root / "registry", root / "runs" / "evaluation.json"
+        mp.setattr(training, "walk_forward", lambda series, config, on_block=None: walked_in_evaluate.append("walk"))
         bundle = run_job(evaluate, mp, root / "evaluate" / "model",
                          {"dataset": dataset.parent, "gate": gate.parent, "experts": root / "experts"},
                          {**common, "registry": str(registry), "report": str(report)})
+    assert walked_in_evaluate == [], "the evaluate job walks the book forward again instead of reading the gate's"
     yield Jobs(root, dataset, root / "experts", gate, bundle, registry, json.loads(report.read_text()), goog_csv)
 
 
@@ -114,6 +118,49 @@ def test_gate_job_writes_numpy_weights_over_the_three_experts(jobs: Jobs) -> Non
     assert weights.experts == EXPERTS and weights.k == 3
     metrics = json.loads((root / "metrics.json").read_text())
     assert metrics["evaluation"]["scheme"] == "walk_forward" and "baseline_buy_and_hold" in metrics["strategies"]
+
+
+def test_the_gate_job_leaves_its_walk_forwards_for_the_evaluate_job_and_a_second_run(
+        jobs: Jobs, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Walked forward over two processes, the MoE's and the medium model's walk-forwards are left in the gate's
+    artefact as one backtest batch; given back as the ``walkforward`` channel (as a fanned-out backtest's batches
+    are), another gate job reads them instead of walking forward and fits the same gate. Batches of other bars
+    or another config are refused, naming the fault."""
+    from signal_engine.evaluation.result_files import read_result
+    from signal_engine.fanout import BatchError
+    from signal_engine.workflow.settings import training_settings
+    from signal_engine.workflow.walk_forwards import WALK_FORWARD_FOLDER, read_walk_forwards
+
+    (root,) = unpack(jobs.gate.parent)
+    folder = root / WALK_FORWARD_FOLDER
+    manifest = json.loads((folder / "batch.json").read_text())
+    assert (manifest["batch"], manifest["batches"], manifest["universe"]) == (1, 1, ["GOOG"])
+    assert manifest["symbols"] == [{"symbol": "GOOG", "folder": "symbol-1",
+                                    "timeframes": {"short": "moe", "medium": "timeframe-medium"}}]
+    assert read_result(folder / "symbol-1" / "timeframe-medium").data["bars"] == 2148
+
+    monkeypatch.setattr(training, "walk_forward", lambda *a, **k: pytest.fail("walked forward again"))
+    monkeypatch.setattr("signal_engine.pipeline.walk_forward", lambda *a, **k: pytest.fail("walked forward again"))
+    common = {"symbols": json.dumps(["GOOG"]), "profile": "quick", "config": CONFIG, "start": "", "end": ""}
+    again = run_job(train_gate, monkeypatch, jobs.root / "gate-again" / "model",
+                    {"dataset": jobs.prepared.parent, "walkforward": folder}, common)
+    (second,) = unpack(again.parent)
+    assert (second / "gate.npz").read_bytes() == (root / "gate.npz").read_bytes()
+    assert json.loads((second / "metrics.json").read_text()) == json.loads((root / "metrics.json").read_text())
+    assert not (second / WALK_FORWARD_FOLDER).exists(), "batches given in a channel are not copied into the gate"
+
+    (series,) = load_dataset(unpack(jobs.prepared.parent)[0])
+    config, _ = training_settings("quick", json.loads(CONFIG))
+    orchestration = {"timeframes": ("short", "medium")}
+    assert [r.symbol for r in read_walk_forwards(folder, [series], config, orchestration).moe] == ["GOOG"]
+    shorter = type(series)(**{**series.__dict__, "bars": series.bars.iloc[:-1]})
+    with pytest.raises(BatchError, match="other bars than this run's dataset"):
+        read_walk_forwards(folder, [shorter], config, orchestration)
+    other, _ = training_settings("quick", {"walk_forward": {"refit_every": 126}})
+    with pytest.raises(BatchError, match="run with another config"):
+        read_walk_forwards(folder, [series], other, orchestration)
+    with pytest.raises(BatchError, match="no batch folder"):
+        read_walk_forwards(jobs.prepared.parent, [series], config, orchestration)
 
 
 def test_evaluate_publishes_a_bundle_and_reports_the_decision(jobs: Jobs) -> None:

@@ -233,3 +233,39 @@ def test_a_rule_gate_bundle_serves_the_fitted_rule_gate(goog_csv: Path, tmp_path
     assert ((decision.gate > 0).sum(axis=1) == 2).all()
     without = combiner.decide([{**answers, "trend": None}] * len(prints), close, prints)
     assert (without.gate[:, 0] == 0).all() and np.allclose(without.gate.sum(axis=1), 1.0)
+
+
+def _published(version_root: Path) -> dict[str, object]:
+    """Every file of a published version, JSON read back and without the version's own name and time."""
+    files: dict[str, object] = {}
+    for path in sorted(p for p in version_root.rglob("*") if p.is_file()):
+        if path.suffix != ".json":
+            files[str(path.relative_to(version_root))] = path.read_bytes()
+            continue
+        document = json.loads(path.read_text())
+        if isinstance(document, dict):
+            document = {k: v for k, v in document.items() if k not in ("version", "created_at")}
+        files[str(path.relative_to(version_root))] = document
+    return files
+
+
+def test_training_in_two_processes_publishes_the_files_of_one(goog_csv: Path, tmp_path: Path) -> None:
+    """Each symbol's MoE and timeframe-model walk-forwards are tasks of their own: `--jobs 2` publishes what
+    `--jobs 1` does, to the byte (the version's name differs only by its time; its hash is the same)."""
+    config = write_config(tmp_path / "fast.json", {"max_sharpe_shortfall": 100.0, "max_confidence_ece": 1.0,
+                                                   "max_log_loss_excess": 100.0, "max_qlike_excess": 100.0})
+    published = {}
+    for jobs in ("1", "2"):
+        registry = tmp_path / f"jobs-{jobs}"
+        assert main(["train", "--prices", str(goog_csv), "--end", "2010-06-30", "--config", str(config),
+                     "--registry", str(registry), "--jobs", jobs]) == 0
+        version = (registry / "CURRENT").read_text().strip()
+        published[jobs] = (version.split("-")[-1], _published(registry / version))
+    (hash_1, files_1), (hash_2, files_2) = published["1"], published["2"]
+    assert "book.json" in files_1 and any(name.startswith("books/") for name in files_1)
+    assert files_1.keys() == files_2.keys()
+    for name in files_1:
+        assert files_1[name] == files_2[name], name
+    assert hash_1 == hash_2
+    metrics = files_1["metrics.json"]
+    assert isinstance(metrics, dict) and metrics["data"]["symbols"]["GOOG"]["source"] == str(goog_csv)
