@@ -11,7 +11,6 @@ book step or ``signal-engine paper``) is answered from the book, and ``GET /book
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,13 +18,14 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 
 if TYPE_CHECKING:
-    from signal_engine.serving.batch_jobs import BatchJobs
+    from signal_engine.serving.local_jobs import LocalJobWorker
     from signal_engine.serving.service import SignalService
 
 DEFAULT_REGISTRY = Path("out/models")
 REGISTRY_VARIABLE = "SIGNAL_ENGINE_MODEL_REGISTRY"
 TOKEN_VARIABLE = "SIGNAL_ENGINE_API_TOKEN"
 LOCAL_JOB_TIMEOUT_S = 3600.0
+JOB_STOP_WAIT_S = 10.0  # how long a stop waits for the running batch job before storing it failed
 
 
 def register(subparsers: Any) -> None:
@@ -69,9 +69,9 @@ def _serve(args: argparse.Namespace, console: Console) -> int:
     service = SignalService(bundle, experts, storage.audit, LocalBars(storage.prices),
                             deadline_s=args.deadline_ms / 1000, books=storage.books)
     token = args.token or os.environ.get(TOKEN_VARIABLE) or None
-    jobs = local_batch_jobs(settings.object_store, service)
-    server = make_server(lambda: build_app(lambda: service, token=lambda: token, jobs=lambda: jobs), "127.0.0.1",
-                         args.port)
+    worker = local_batch_jobs(settings.object_store, service)
+    server = make_server(lambda: build_app(lambda: service, token=lambda: token, jobs=lambda: worker.jobs),
+                         "127.0.0.1", args.port)
     host, port = "127.0.0.1", server.server_address[1]
     served = bundle.served_symbols
     console.print(f"serving model [bold]{bundle.version}[/] ({', '.join(served) or 'no symbol'}) on "
@@ -86,33 +86,28 @@ def _serve(args: argparse.Namespace, console: Console) -> int:
         console.print("stopped")
     finally:
         server.server_close()
+        _stop_jobs(worker, console)  # before the experts and the store its job uses are closed
         experts.close()
         storage.close()
     return 0
 
 
 def local_batch_jobs(objects: str, service: SignalService, timeout_s: float = LOCAL_JOB_TIMEOUT_S,
-                     ) -> BatchJobs:
-    """Batch jobs kept under ``<object store>/signal-batches`` and run one at a time on a thread of this process."""
-    from concurrent.futures import ThreadPoolExecutor
+                     ) -> LocalJobWorker:
+    """Batch jobs kept under ``<object store>/signal-batches``, run one at a time on a thread of this process until
+    the worker is stopped (``stop(wait_s)``: the server's stop path)."""
+    from signal_engine.adapters.object_stores import object_store
+    from signal_engine.serving.batch_jobs import JOBS_PREFIX
+    from signal_engine.serving.local_jobs import LocalJobWorker
 
-    from signal_engine.bootstrap import object_store
-    from signal_engine.serving import batch_jobs
+    return LocalJobWorker(object_store(f"{objects.rstrip('/')}/{JOBS_PREFIX}"), service, timeout_s=timeout_s)
 
-    worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="signal-batch-job")
 
-    def run(job_id: str) -> None:
-        try:
-            jobs.run(job_id, service)
-        except Exception:  # stored as the job's failure; the server keeps serving
-            logging.getLogger(__name__).exception("batch job %s failed", job_id)
-
-    def launch(job_id: str) -> None:
-        worker.submit(run, job_id)
-
-    store = object_store(f"{objects.rstrip('/')}/{batch_jobs.JOBS_PREFIX}")
-    jobs = batch_jobs.BatchJobs(store, launch, timeout_s=timeout_s)
-    return jobs
+def _stop_jobs(worker: LocalJobWorker, console: Console) -> None:
+    if worker.running is not None:
+        console.print(f"waiting up to {JOB_STOP_WAIT_S:g} s for batch job {worker.running} to finish")
+    for job_id in worker.stop(JOB_STOP_WAIT_S):
+        console.print(f"batch job {job_id}: stored as failed (the server stopped); submit it again")
 
 
 def _bundle_folder(registry: Path, version: str | None) -> Path:

@@ -45,8 +45,8 @@ from signal_engine.moe.combiner import SIGNALS
 from signal_engine.moe.confidence import ConfidenceCalibrator
 from signal_engine.moe.gate import SoftmaxGate
 from signal_engine.moe.meta import meta_features
-from signal_engine.moe.numpy_gate import gate_forward
-from signal_engine.moe.online import MetaArrays, OnlineLearner, OnlineRates, RealisedRow
+from signal_engine.moe.numpy_gate import MetaArrays, gate_forward
+from signal_engine.moe.online import OnlineLearner, OnlineRates, RealisedRow
 from signal_engine.moe.rules import expert_outputs
 from signal_engine.moe.scores import levels_score, meta_probabilities, trend_score, volatility_score, weighted_score
 from signal_engine.multistage import MultiStageEngine, SequenceRefiner, StageInputs, return_windows
@@ -286,7 +286,7 @@ def _fit_meta(block: Block, labels: Labels, out: _OutOfSample, config: RunConfig
     if meta is None:
         return None
     w = meta.weights_
-    return MetaArrays(w.mean, w.scale, w.coef, w.intercept, w.classes)
+    return MetaArrays(w.features, w.mean, w.scale, w.coef, w.intercept, w.classes)
 
 
 def _gated_score(rows: slice, out: _OutOfSample, meta: MetaArrays | None) -> np.ndarray:

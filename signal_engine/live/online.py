@@ -12,6 +12,7 @@ the label. At each bar the label of a pending bar is computed from the stored cl
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -21,8 +22,8 @@ import numpy as np
 
 from signal_engine.json_values import json_number, number_from_json
 from signal_engine.labels import DOWN, NEUTRAL, UP
-from signal_engine.moe.numpy_gate import GateWeights
-from signal_engine.moe.online import MetaArrays, OnlineLearner, OnlineRates, RealisedRow
+from signal_engine.moe.numpy_gate import GateWeights, MetaArrays
+from signal_engine.moe.online import OnlineLearner, OnlineRates, RealisedRow
 from signal_engine.serving.bundle import BundleError, OnlineSettings, ServingBundle
 from signal_engine.serving.combine import Learned
 
@@ -78,16 +79,14 @@ class LiveLearner:
         if not fresh:
             assert state is not None
             gate = _restored_gate(gate, state.get("gate"))
-            meta_arrays = _restored_meta(meta, state.get("meta"))
+            meta = _restored_meta(meta, state.get("meta"))
             self.pending = [PendingBar.from_json(p) for p in state.get("pending", [])]
             updates = int(state.get("updates", 0))
         else:
-            meta_arrays = None if meta is None else MetaArrays(meta.mean, meta.scale, meta.coef, meta.intercept,
-                                                                 meta.classes)
             updates = 0
         s = self.settings
-        self.learner = OnlineLearner(gate, meta_arrays, OnlineRates(gate=s.gate_rate, meta=s.meta_rate,
-                                                                     entropy=s.entropy, clip=s.clip))
+        self.learner = OnlineLearner(gate, meta, OnlineRates(gate=s.gate_rate, meta=s.meta_rate, entropy=s.entropy,
+                                                             clip=s.clip))
         self.learner.updates = updates
         self._sigma = bundle.gate.features.index(SIGMA_FEATURE)
 
@@ -168,10 +167,8 @@ def _restored_gate(gate: GateWeights | None, doc: Any) -> GateWeights | None:
                                                 _array(doc["bias"], bias.shape, "gate.bias")),), gate.k, gate.experts)
 
 
-def _restored_meta(meta: Any, doc: Any) -> MetaArrays | None:
-    if meta is None:
-        return None
-    if doc is None:
-        return MetaArrays(meta.mean, meta.scale, meta.coef, meta.intercept, meta.classes)
-    return MetaArrays(meta.mean, meta.scale, _array(doc["coef"], np.shape(meta.coef), "meta.coef"),
-                      _array(doc["intercept"], np.shape(meta.intercept), "meta.intercept"), meta.classes)
+def _restored_meta(meta: MetaArrays | None, doc: Any) -> MetaArrays | None:
+    if meta is None or doc is None:
+        return meta
+    return dataclasses.replace(meta, coef=_array(doc["coef"], np.shape(meta.coef), "meta.coef"),
+                               intercept=_array(doc["intercept"], np.shape(meta.intercept), "meta.intercept"))

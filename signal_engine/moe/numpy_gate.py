@@ -1,4 +1,5 @@
 """The gates' forward passes in NumPy: what the serving path runs (no TensorFlow, scikit-learn or pandas there).
+:class:`MetaArrays` holds the meta-model combiner the same way (the bundle serves it, ``moe.online`` steps it).
 
 The MLP and softmax gates run from :class:`GateWeights`; the fingerprint rule gate from :class:`RuleGateParams`
 (``FingerprintRuleGate.predict_proba`` calls :func:`rule_gate_forward` too, so backtest and serving share it).
@@ -45,6 +46,20 @@ class GateWeights:
             meta = json.loads(str(data["meta"]))
             layers = tuple((data[f"kernel_{i}"], data[f"bias_{i}"]) for i in range(meta["layers"]))
             return cls(data["mean"], data["scale"], layers, int(meta["k"]), tuple(meta["experts"]))
+
+
+@dataclass(frozen=True)
+class MetaArrays:
+    """The meta-model combiner as plain arrays (``MetaWeights`` and the serving bundle's ``meta.npz`` hold the
+    same): standardise, multinomial logistic regression over (down, neutral, up); ``features`` names its inputs
+    (e.g. ``score_trend``, ``gate_levels``, ``p_up``)."""
+
+    features: tuple[str, ...]
+    mean: np.ndarray
+    scale: np.ndarray
+    coef: np.ndarray
+    intercept: np.ndarray
+    classes: np.ndarray
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -19,24 +19,12 @@ backtest (``evaluation/backtest.py``) and the live book step (``live/models.py``
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from signal_engine.moe.numpy_gate import GateWeights, softmax, softmax_gate_gradient
+from signal_engine.moe.numpy_gate import GateWeights, MetaArrays, softmax, softmax_gate_gradient
 from signal_engine.moe.standardise import standardise
-
-
-@dataclass(frozen=True)
-class MetaArrays:
-    """The meta-model combiner as plain arrays (``MetaWeights`` and the serving bundle's ``meta.npz`` hold the
-    same): standardise its inputs (each expert's score, then each gate weight), multinomial logistic layer."""
-
-    mean: np.ndarray
-    scale: np.ndarray
-    coef: np.ndarray
-    intercept: np.ndarray
-    classes: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -99,9 +87,9 @@ class OnlineLearner:
             self._gate_params = (np.array(kernel, dtype=float), np.array(bias, dtype=float))
         if self.meta is not None:
             m = self.meta
-            self.meta = MetaArrays(np.asarray(m.mean, dtype=float), np.asarray(m.scale, dtype=float),
-                                   np.array(m.coef, dtype=float), np.array(m.intercept, dtype=float),
-                                   np.asarray(m.classes, dtype=np.int64))
+            self.meta = replace(m, mean=np.asarray(m.mean, dtype=float), scale=np.asarray(m.scale, dtype=float),
+                                coef=np.array(m.coef, dtype=float), intercept=np.array(m.intercept, dtype=float),
+                                classes=np.asarray(m.classes, dtype=np.int64))
 
     def learn(self, row: RealisedRow) -> None:
         """One step of each part on ``row`` (a part whose rate is 0 or whose label is missing does not move)."""
@@ -129,7 +117,7 @@ class OnlineLearner:
         if self.meta is None:
             return None
         m = self.meta
-        return MetaArrays(m.mean, m.scale, m.coef.copy(), m.intercept.copy(), m.classes)
+        return replace(m, coef=m.coef.copy(), intercept=m.intercept.copy())
 
     def _gate_step(self, row: RealisedRow) -> None:
         assert self.gate is not None and self._gate_params is not None

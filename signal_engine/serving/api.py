@@ -173,7 +173,9 @@ def build_app(service: Callable[[], SignalService], *, token: Callable[[], str |
                          400: _error("the body is not UTF-8 text"),
                          415: _error("the body is not JSON (send Content-Type: application/json)"),
                          422: _error("a field of the request is invalid (named in the body)"),
-                         501: _error("batch jobs are not configured on this server")})
+                         501: _error("batch jobs are not configured on this server"),
+                         503: _error("the server is stopping (signal-engine serve): the job is stored failed, not "
+                                     "started")})
     def post_batch_job(request: BatchRequest) -> Response[BatchJobView]:
         view = batch_jobs().submit(request)
         return Response(status_code=202, content_type=content_types.APPLICATION_JSON, body=view)

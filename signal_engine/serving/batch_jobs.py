@@ -47,7 +47,7 @@ class BatchJobs:
         try:
             self._launch(job_id)
         except Exception as exc:  # stored as the job's failure, so the job never looks running
-            self._fail(job_id, exc, "could not start the job: ")
+            self.fail(job_id, exc, "could not start the job: ")
             raise
         return BatchJobView(job_id=job_id, status="running", submitted_at=submitted, requests=len(request.requests))
 
@@ -57,7 +57,7 @@ class BatchJobs:
         try:
             response = service.batch(request, job_id)
         except Exception as exc:  # the job's caller must learn why, not find it running until it times out
-            self._fail(job_id, exc)
+            self.fail(job_id, exc)
             raise
         self.store.put(f"{job_id}/{RESULT}", response.model_dump_json().encode(), "application/json")
         return BatchJobView(job_id=job_id, status="done", submitted_at=submitted, requests=len(request.requests),
@@ -80,7 +80,8 @@ class BatchJobs:
                                            "per job"})
         return view
 
-    def _fail(self, job_id: str, exc: Exception, context: str = "") -> None:
+    def fail(self, job_id: str, exc: Exception, context: str = "") -> None:
+        """Store ``exc`` as why the job failed (its view: ``failed``, ``"<exception type>: <context><message>"``)."""
         failure = {"error": type(exc).__name__, "message": context + (str(exc) or type(exc).__name__)}
         self.store.put(f"{job_id}/{FAILURE}", json.dumps(failure).encode(), "application/json")
 

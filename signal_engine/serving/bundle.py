@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from signal_engine.errors import ConfigError
-from signal_engine.moe.numpy_gate import RULE_EXPERTS, RULE_FEATURES, GateWeights, RuleGateParams
+from signal_engine.moe.numpy_gate import RULE_EXPERTS, RULE_FEATURES, GateWeights, MetaArrays, RuleGateParams
 
 SCHEMA_VERSION = 1
 BUNDLE_FILE = "bundle.json"
@@ -88,19 +88,6 @@ class GateSpec:
         if self.weights is None:
             raise BundleError(f"gate of kind {self.kind!r} has neither weights nor rule parameters")
         return tuple(self.weights.experts)
-
-
-@dataclass(frozen=True)
-class MetaArrays:
-    """The meta-model combiner as plain arrays: standardise, multinomial logistic regression over
-    (down, neutral, up); ``features`` names its inputs (e.g. ``score_trend``, ``gate_levels``, ``p_up``)."""
-
-    features: tuple[str, ...]
-    mean: np.ndarray
-    scale: np.ndarray
-    coef: np.ndarray
-    intercept: np.ndarray
-    classes: np.ndarray
 
 
 @dataclass(frozen=True)

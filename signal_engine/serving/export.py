@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from signal_engine.moe.numpy_gate import RULE_EXPERTS, GateWeights, RuleGateParams
-from signal_engine.serving.bundle import Calibration, MetaArrays
+from signal_engine.moe.numpy_gate import RULE_EXPERTS, GateWeights, MetaArrays, RuleGateParams
+from signal_engine.serving.bundle import Calibration
 
 
 def softmax_gate_weights(gate: Any, experts: Sequence[str]) -> GateWeights:

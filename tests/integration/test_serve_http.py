@@ -26,7 +26,9 @@ from signal_engine.commands.serve import local_batch_jobs
 from signal_engine.serving.api import build_app
 from signal_engine.serving.bundle import ServingBundle, read_current
 from signal_engine.serving.http_server import make_server
-from signal_engine.serving.service import SignalService
+from signal_engine.serving.local_jobs import LocalJobWorker
+from signal_engine.serving.schema import BatchRequest
+from signal_engine.serving.service import ServingError, SignalService
 from tests.book_support import BOOK, copy_of_book_database
 from tests.integration import schemathesis_hooks  # noqa: F401  (registers the map_case hook)
 from tests.serving_support import TRAIN_BARS, goog_registry, request_bars
@@ -40,35 +42,41 @@ class Server:
         self.url, self.database = url, database
 
 
-def _start(tmp: Path, token: str | None, *, book: bool = False) -> tuple[Any, SqlDatabase, InProcessExperts]:
+def _start(tmp: Path, token: str | None, *, book: bool = False,
+           ) -> tuple[Any, SqlDatabase, InProcessExperts, LocalJobWorker]:
     """A server; with ``book``, its store holds the live book of tests/book_support.py (GOOG, SPX)."""
     folder = read_current(goog_registry())
     database = SqlDatabase.connect(copy_of_book_database(tmp) if book else f"sqlite:///{tmp}/serve.db")
     experts = InProcessExperts(folder / "experts")
     service = SignalService(ServingBundle.load(folder), experts, database.ledger, LocalBars(None), deadline_s=30,
                             books=database.books)
-    jobs = local_batch_jobs(str(tmp / "objects"), service)  # as `serve` keeps them, under the object store
-    server = make_server(lambda: build_app(lambda: service, token=lambda: token, jobs=lambda: jobs), "127.0.0.1", 0)
+    worker = local_batch_jobs(str(tmp / "objects"), service)  # as `serve` keeps them, under the object store
+    server = make_server(lambda: build_app(lambda: service, token=lambda: token, jobs=lambda: worker.jobs),
+                         "127.0.0.1", 0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, database, experts
+    return server, database, experts, worker
+
+
+def _stop(server: Any, experts: InProcessExperts, worker: LocalJobWorker) -> None:
+    """As `serve` stops: the server, then its batch jobs, then the experts."""
+    server.shutdown()
+    server.server_close()
+    worker.stop(wait_s=30)
+    experts.close()
 
 
 @pytest.fixture(scope="module")
 def open_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    server, database, experts = _start(tmp_path_factory.mktemp("serve-open"), None)
+    server, database, experts, worker = _start(tmp_path_factory.mktemp("serve-open"), None)
     yield Server(f"http://127.0.0.1:{server.server_address[1]}", database)
-    server.shutdown()
-    server.server_close()
-    experts.close()
+    _stop(server, experts, worker)
 
 
 @pytest.fixture(scope="module")
 def token_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    server, database, experts = _start(tmp_path_factory.mktemp("serve-token"), TOKEN, book=True)
+    server, database, experts, worker = _start(tmp_path_factory.mktemp("serve-token"), TOKEN, book=True)
     yield Server(f"http://127.0.0.1:{server.server_address[1]}", database)
-    server.shutdown()
-    server.server_close()
-    experts.close()
+    _stop(server, experts, worker)
 
 
 def http(method: str, url: str, body: Any = None, headers: dict[str, str] | None = None) -> tuple[int, Any]:
@@ -207,6 +215,42 @@ def _decision(signal: dict[str, Any]) -> tuple[Any, ...]:
 def test_serve_command_reports_a_missing_registry(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["serve", "--registry", str(tmp_path), "--port", "0"]) == 2
     assert "CURRENT: file missing" in capsys.readouterr().err
+
+
+class InterruptedServer:
+    """A server stopped by Ctrl-C as soon as it serves."""
+
+    server_address = ("127.0.0.1", 0)
+
+    def serve_forever(self) -> None:
+        raise KeyboardInterrupt
+
+    def server_close(self) -> None:
+        pass
+
+
+def test_serve_stops_its_batch_jobs_when_stopped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from signal_engine.commands import serve
+    from signal_engine.serving import http_server
+
+    workers: list[LocalJobWorker] = []
+
+    def kept(objects: str, service: SignalService) -> LocalJobWorker:
+        workers.append(local_batch_jobs(objects, service))
+        return workers[-1]
+
+    monkeypatch.setattr(serve, "local_batch_jobs", kept)
+    monkeypatch.setattr(http_server, "make_server", lambda *args: InterruptedServer())
+    monkeypatch.setenv("SIGNAL_ENGINE_OBJECT_STORE", str(tmp_path / "objects"))
+    assert main(["serve", "--registry", str(goog_registry()), "--port", "0", "--database",
+                 f"sqlite:///{tmp_path}/serve.db"]) == 0
+    assert capsys.readouterr().err.endswith("stopped\n")
+    [worker] = workers
+    assert not worker.is_alive()
+    with pytest.raises(ServingError) as refused:  # the stopped worker starts no job
+        worker.jobs.submit(BatchRequest.model_validate({"requests": [{"symbol": "GOOG"}]}))
+    assert refused.value.status == 503
 
 
 schema = schemathesis.openapi.from_path(OPENAPI)

@@ -1,9 +1,15 @@
 """Batch jobs: stored, started, answered once; a failed job says why, a job stopped before it could say is failed
-after the worker's timeout, and an unknown or malformed job id is a 404 (never a path outside the jobs' folder)."""
+after the worker's timeout, and an unknown or malformed job id is a 404 (never a path outside the jobs' folder).
+`signal-engine serve`'s worker, stopped, starts no job, fails the waiting ones and the one still running after the
+wait, stores nothing more, and lets the process exit."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -11,7 +17,9 @@ from typing import Any
 import pytest
 
 from signal_engine.adapters.local_folder import LocalFolderStore
+from signal_engine.commands.serve import local_batch_jobs
 from signal_engine.serving.batch_jobs import BatchJobs
+from signal_engine.serving.local_jobs import LocalJobWorker
 from signal_engine.serving.schema import BatchItemError, BatchRequest, BatchResponse
 from signal_engine.serving.service import ServingError
 
@@ -124,3 +132,92 @@ def _call(app: Any, method: str, path: str, body: Any = None) -> tuple[int, dict
              "body": None if body is None else json.dumps(body), "isBase64Encoded": False}
     answer = app.resolve(event, None)
     return answer["statusCode"], json.loads(answer["body"])
+
+
+class BlockingService:
+    """Answers ANSWER once ``release`` is set; ``started`` is set when a batch is asked."""
+
+    def __init__(self) -> None:
+        self.started, self.release = threading.Event(), threading.Event()
+        self.asked: list[str | None] = []
+
+    def batch(self, request: BatchRequest, request_id: str | None = None) -> BatchResponse:
+        self.asked.append(request_id)
+        self.started.set()
+        self.release.wait()
+        return ANSWER
+
+
+def test_a_stopped_worker_lets_the_running_job_finish_within_the_wait(tmp_path: Path) -> None:
+    service = BlockingService()
+    worker = local_batch_jobs(str(tmp_path), service)  # type: ignore[arg-type]
+    job_id = worker.jobs.submit(REQUEST).job_id
+    assert service.started.wait(10) and worker.running == job_id
+    threading.Timer(0.2, service.release.set).start()
+    assert worker.stop(wait_s=30) == []
+    assert not worker.is_alive()
+    done = worker.jobs.view(job_id)
+    assert (done.status, done.result, done.error) == ("done", ANSWER, None)
+
+
+def test_a_stopped_worker_fails_the_running_and_waiting_jobs_and_starts_none(tmp_path: Path) -> None:
+    service = BlockingService()
+    worker = local_batch_jobs(str(tmp_path), service)  # type: ignore[arg-type]
+    running = worker.jobs.submit(REQUEST).job_id
+    assert service.started.wait(10)
+    waiting = worker.jobs.submit(REQUEST).job_id
+    started = time.monotonic()
+    assert worker.stop(wait_s=0.2) == [waiting, running]
+    assert time.monotonic() - started < 5  # a bounded wait, not the job's 3,600 s
+    with pytest.raises(ServingError) as refused:
+        worker.jobs.submit(REQUEST)
+    assert (refused.value.status, refused.value.error) == (503, "stopping")
+    service.release.set()  # the job's computation ends; its thread stores nothing and ends
+    assert _ends(worker, within_s=10) and service.asked == [running]
+    views = {view.job_id: view for view in map(worker.jobs.view, _job_ids(tmp_path))}
+    assert views.pop(running).error == ("ServerStopped: the server stopped while the job was running (it did not "
+                                        "finish within 0.2 s of the stop); submit it again")
+    assert views.pop(waiting).error == "ServerStopped: the server stopped before the job started; submit it again"
+    [never_started] = views.values()
+    assert never_started.status == "failed"
+    assert never_started.error == ("ServingError: could not start the job: the server is stopping: no batch job is "
+                                   "started; submit it again once the server is back")
+    assert sorted(p.name for p in (tmp_path / "signal-batches" / running).iterdir()) == [
+        "failure.json", "request.json"]  # no result, no temporary file
+
+
+def _ends(worker: LocalJobWorker, within_s: float) -> bool:
+    deadline = time.monotonic() + within_s
+    while worker.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return not worker.is_alive()
+
+
+def _job_ids(objects: Path) -> list[str]:
+    return sorted(p.name for p in (objects / "signal-batches").iterdir())
+
+
+STOP_WHILE_A_JOB_RUNS = """
+import sys, threading
+from signal_engine.commands.serve import local_batch_jobs
+from signal_engine.serving.schema import BatchRequest
+
+class Forever:
+    started = threading.Event()
+    def batch(self, request, request_id=None):
+        self.started.set()
+        threading.Event().wait()
+
+service = Forever()
+worker = local_batch_jobs(sys.argv[1], service)
+job_id = worker.jobs.submit(BatchRequest.model_validate({"requests": [{"symbol": "GOOG"}]})).job_id
+assert service.started.wait(10)
+print(worker.stop(wait_s=0.1) == [job_id], worker.jobs.view(job_id).status)
+"""
+
+
+def test_the_process_exits_while_a_stopped_workers_job_still_computes(tmp_path: Path) -> None:
+    completed = subprocess.run([sys.executable, "-c", STOP_WHILE_A_JOB_RUNS, str(tmp_path)], capture_output=True,
+                               text=True, timeout=60)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.split() == ["True", "failed"]

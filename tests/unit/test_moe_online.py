@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -9,8 +11,9 @@ from signal_engine.config import apply_overrides, load_config
 from signal_engine.errors import ConfigError
 from signal_engine.labels import DOWN, NEUTRAL, UP
 from signal_engine.moe.gate import SoftmaxGate
-from signal_engine.moe.numpy_gate import GateWeights, softmax
-from signal_engine.moe.online import MetaArrays, OnlineLearner, OnlineRates, RealisedRow
+from signal_engine.moe.meta import meta_feature_names
+from signal_engine.moe.numpy_gate import GateWeights, MetaArrays, softmax
+from signal_engine.moe.online import OnlineLearner, OnlineRates, RealisedRow
 from signal_engine.moe.standardise import standardise
 
 RNG = np.random.default_rng(3)
@@ -96,8 +99,8 @@ def test_the_softmax_gate_fit_ascends_the_same_gradient() -> None:
 
 def _meta(classes: tuple[int, ...]) -> MetaArrays:
     rows = 1 if len(classes) == 2 else len(classes)
-    return MetaArrays(np.zeros(6), np.ones(6), RNG.normal(size=(rows, 6)), RNG.normal(size=rows),
-                      np.array(classes, dtype=np.int64))
+    return MetaArrays(meta_feature_names(EXPERTS), np.zeros(6), np.ones(6),
+                      RNG.normal(size=(rows, 6)), RNG.normal(size=rows), np.array(classes, dtype=np.int64))
 
 
 def _log_loss(meta: MetaArrays, row: RealisedRow) -> float:
@@ -115,14 +118,15 @@ def test_a_meta_step_is_the_gradient_of_the_log_loss(classes: tuple[int, ...]) -
     learner.learn(row)
     after = learner.meta_arrays()
     assert after is not None and learner.updates == 1
+    assert after.features == ("score_trend", "score_levels", "score_volatility", "gate_trend", "gate_levels",
+                              "gate_volatility")  # the inputs' names go through the steps unchanged
     h = 1e-6
     numeric = np.zeros_like(meta.coef)
     for index in np.ndindex(*meta.coef.shape):
         up, down = meta.coef.copy(), meta.coef.copy()
         up[index] += h
         down[index] -= h
-        higher = MetaArrays(meta.mean, meta.scale, up, meta.intercept, meta.classes)
-        lower = MetaArrays(meta.mean, meta.scale, down, meta.intercept, meta.classes)
+        higher, lower = replace(meta, coef=up), replace(meta, coef=down)
         numeric[index] = (_log_loss(higher, row) - _log_loss(lower, row)) / (2 * h)
     np.testing.assert_allclose((meta.coef - after.coef) / rate, numeric, atol=1e-6)
     assert _log_loss(after, row) < _log_loss(meta, row)

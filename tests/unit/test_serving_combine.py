@@ -12,13 +12,13 @@ import pytest
 
 from signal_engine.features import FINGERPRINT_NAMES, feature_frame
 from signal_engine.moe.combiner import WeightedScoreCombiner
-from signal_engine.moe.numpy_gate import gate_forward, top_k
+from signal_engine.moe.numpy_gate import MetaArrays, gate_forward, top_k
 from signal_engine.moe.rule_gate import FingerprintRuleGate
 from signal_engine.moe.scores import levels_score, trend_score
 from signal_engine.moe.scores import volatility_score as pandas_volatility_score
 from signal_engine.registry import load_experts
 from signal_engine.risk import held_direction, volatility_target_position
-from signal_engine.serving.bundle import CombinerSettings, GateSpec, MetaArrays, ServingBundle, read_current
+from signal_engine.serving.bundle import CombinerSettings, GateSpec, ServingBundle, read_current
 from signal_engine.serving.combine import Combiner, NoExpertAnswered, fingerprint_row, volatility_score
 from signal_engine.serving.experts import answer, market_frame
 from signal_engine.serving.export import rule_gate_params

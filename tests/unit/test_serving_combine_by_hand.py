@@ -17,13 +17,12 @@ import pytest
 
 from signal_engine.features import FINGERPRINT_NAMES
 from signal_engine.features.fingerprint import FINGERPRINT_WARMUP
-from signal_engine.moe.numpy_gate import GateWeights
+from signal_engine.moe.numpy_gate import GateWeights, MetaArrays
 from signal_engine.serving.bundle import (
     BundleError,
     Calibration,
     CombinerSettings,
     GateSpec,
-    MetaArrays,
     RiskSettings,
     ScoreSettings,
     ServingBundle,
