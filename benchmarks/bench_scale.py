@@ -1,6 +1,6 @@
 """What many symbols cost on one machine: wall time, CPU time and peak memory of the backtest and of training.
 
-    .venv/bin/python benchmarks/bench_scale.py [--symbols 1 10 50 200] [--bars 1500] [--cores 1 0] [--skip-train]
+    .venv/bin/python benchmarks/bench_scale.py [--symbols 1 10 50 200] [--bars 1500] [--cores 1 0] [--tasks backtest train]
 
 The universe is built from real series: for symbol k, a stationary block bootstrap (mean block 20 bars, seed k)
 of the daily bars of SPX, IXIC and GOOG (shipped with the dependencies) and MSFT (development series), taken in
@@ -108,7 +108,8 @@ def measure(task: str, paths: list[Path], cores: int, work: Path) -> Cell:
     if task == "backtest":
         command = [sys.executable, "-m", "signal_engine", "backtest", "--out", str(out), "--jobs", str(cores)]
     else:
-        command = [sys.executable, "-m", "signal_engine", "train", "--registry", str(out / "models")]
+        command = [sys.executable, "-m", "signal_engine", "train", "--registry", str(out / "models"), "--jobs",
+                   str(cores)]
     for path in paths:
         command += ["--prices", str(path)]
     environment = {**os.environ, "SIGNAL_ENGINE_JOBS": str(cores)}
@@ -142,11 +143,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--symbols", type=int, nargs="+", default=[1, 10, 50, 200])
     parser.add_argument("--bars", type=int, default=1500, help="bars per symbol (default 1500, about six years)")
     parser.add_argument("--cores", type=int, nargs="+", default=[1, 0], help="--jobs values (0: every core)")
-    parser.add_argument("--skip-train", action="store_true", help="measure the backtest only")
+    parser.add_argument("--tasks", nargs="+", choices=("backtest", "train"), default=["backtest", "train"])
+    parser.add_argument("--skip-train", action="store_true", help="measure the backtest only (--tasks backtest)")
     parser.add_argument("--work", type=Path, help="keep the universe and outputs here (default: a temporary folder)")
     args = parser.parse_args(argv)
     cpus = os.cpu_count() or 1
-    tasks = ("backtest",) if args.skip_train else ("backtest", "train")
+    tasks = tuple(t for t in ("backtest", "train") if t in args.tasks and not (args.skip_train and t == "train"))
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as scratch:
         work = args.work or Path(scratch)
         universe = write_universe(work / "universe", max(args.symbols), args.bars)

@@ -45,12 +45,17 @@ from constructs import Construct
 from signal_engine.fanout_run import JOB_PREFIX as PROCESSING_JOB_PREFIX
 from stacks.constructs.lambda_role import acknowledge_tracing, grant_decrypt, lambda_vpc_role
 from stacks.constructs.nag import acknowledge, nag_text, skip_checkov
-from step_functions.training_workflow import grant_keys_via, grant_sync_jobs, notify_then_fail, vpc_config
+from step_functions.training_workflow import (
+    BACKTESTS_PREFIX,
+    grant_keys_via,
+    grant_sync_jobs,
+    notify_then_fail,
+    vpc_config,
+)
 
 SYNC_PROCESSING = "arn:aws:states:::sagemaker:createProcessingJob.sync"
 PROCESSING_ROOT = "/opt/ml/processing"
 ENTRY = ["python3", "/opt/ml/code/backtest_fanout.py"]
-BACKTESTS_PREFIX = "backtests"
 HANDLERS = {"plan": "backtest_fanout.handler.plan", "batch": "backtest_fanout.handler.batch",
             "check": "backtest_fanout.handler.check", "merge": "backtest_fanout.handler.merge"}
 # What a retry repeats unchanged: bad input (the config, the prices, the batches of another run).

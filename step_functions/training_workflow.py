@@ -9,6 +9,8 @@
                                             cpu -> CPU instance, slim CPU image (entry train_expert)
     -> TrainGate                            createTrainingJob.sync (entry train_gate: walk-forward, gate, confidence)
     -> Evaluate                             createTrainingJob.sync (entry evaluate: quality gate, bundle, report)
+       (TrainGateFromBacktest, EvaluateFromBacktest when the input names a backtest fan-out run, walk_forward_run:
+        the same jobs with a walkforward channel, that run's batches, read instead of walking forward)
        -> ReadDecision                      s3:getObject runs/<execution>/evaluation.json
     -> QualityGate   (Choice on passed)     failed -> NotifyQualityGateFailed -> QualityGateFailed (Fail)
     -> Publish -> CreateModel -> CreateEndpointConfig -> FindEndpoint -> EndpointExists
@@ -58,6 +60,11 @@ THROTTLING_ERRORS = ("ThrottlingException", "SageMaker.ThrottlingException", "Sa
 ENDPOINT_ERRORS = ("ThrottlingException", "SageMaker.ThrottlingException", "SageMaker.SageMakerException",
                    "SageMaker.AmazonSageMakerException")
 DEFAULT_EXPERTS = ("trend", "levels", "volatility")
+# The steps that walk forward unless the execution names a backtest fan-out run whose batches they read instead
+# (``walk_forward_run``); their states then run as ``<State>FromBacktest`` with a ``walkforward`` channel.
+WALK_FORWARD_STEPS = ("train_gate", "evaluate")
+FROM_BACKTEST = "FromBacktest"
+BACKTESTS_PREFIX = "backtests"  # the backtest fan-out's runs in the artifacts bucket
 REPORT_KEY = "runs/{}/evaluation.json"
 PLAN_KEY = "runs/{}/plan.json"
 # Generated SageMaker names: se-<run id>-<step>-<attempt> (training jobs), signal-engine-<run id> (model and
@@ -102,6 +109,7 @@ def execution_input_defaults(*, training_instance_type: str, processing_instance
         "cpu_instance_type": processing_instance_type,
         "endpoint_instance_type": endpoint_instance_type,
         "hyperparameters": {},
+        "walk_forward_run": "",
     }
 
 
@@ -126,6 +134,10 @@ EXECUTION_INPUT_SCHEMA: dict[str, Any] = {
         "endpoint_instance_type": {"type": "string", "pattern": "^ml\\."},
         "hyperparameters": {"type": "object", "description": "--config overrides by section, e.g. "
                             "{\"trend\": {\"n_estimators\": 200}, \"quality\": {\"max_confidence_ece\": 0.08}}"},
+        "walk_forward_run": {"type": "string", "pattern": "^([A-Za-z0-9_-]{1,80})?$",
+                             "description": "a finished execution of the backtest fan-out on the same symbols (in "
+                                            "the same order), bars and config: the gate and evaluate jobs read its "
+                                            "batches, backtests/<run>/batches/, instead of walking forward"},
     },
 }
 
@@ -279,15 +291,32 @@ class TrainingWorkflow(Construct):
         }
         channels, result_path, extra = specs[step.name]
         # SageMaker job names allow letters, digits and hyphens only.
-        state = self._training_job(step, channels, result_path, extra,
-                                   job_suffix=f"'{(step.entry or step.name).replace('_', '-')}'",
-                                   image=self.training_image_uri, instance=f"$.run.{step.instance}_instance_type")
+        job_suffix = f"'{(step.entry or step.name).replace('_', '-')}'"
+        instance = f"$.run.{step.instance}_instance_type"
+        state = self._training_job(step, channels, result_path, extra, job_suffix=job_suffix,
+                                   image=self.training_image_uri, instance=instance)
         self.step_states[step.name] = step.state
+        head: sfn.IChainable = state
+        ends: tuple[sfn.CustomState, ...] = (state,)
+        if step.name in WALK_FORWARD_STEPS:  # a backtest fan-out's batches instead of walking forward here
+            batches = _channel("walkforward", f"States.Format('s3://{self.artifacts_bucket.bucket_name}/"
+                                              f"{BACKTESTS_PREFIX}/{{}}/batches/', $.run.walk_forward_run)")
+            reading = self._training_job(step, [*channels, batches], result_path, extra, job_suffix=job_suffix,
+                                         image=self.training_image_uri, instance=instance,
+                                         id_suffix=FROM_BACKTEST)
+            head = sfn.Choice(self, f"{step.state}WalksForward").when(
+                sfn.Condition.string_equals("$.run.walk_forward_run", ""), state).otherwise(reading)
+            ends = (state, reading)
+
+        def then(next_state: sfn.IChainable) -> None:
+            for end in ends:
+                end.next(next_state)
+
         # What a job wrote to a known key, read back: prepare's training plan, evaluate's report.
         reads = {"prepare_dataset": ("ReadPlan", PLAN_KEY, "$.plan", "document"),
                  "evaluate": ("ReadDecision", REPORT_KEY, "$.decision", "report")}
         if step.name not in reads:
-            return state, state.next
+            return head, then
         read_id, key, read_path, field = reads[step.name]
         read = tasks.CallAwsService(
             self, read_id, service="s3", action="getObject",
@@ -298,8 +327,8 @@ class TrainingWorkflow(Construct):
             result_path=read_path,
         )
         _protect(read, self.notify_failure, ("ThrottlingException", "S3.SdkClientException"))
-        state.next(read)
-        return state, read.next
+        then(read)
+        return head, read.next
 
     def _map_step(self, step: Step) -> tuple[sfn.IChainable, Any]:
         """One job per expert of the plan: on a GPU instance with the training (TensorFlow) image when the plan

@@ -262,6 +262,8 @@ def test_a_passing_run_trains_deploys_and_promotes(aws: dict[str, Any]) -> None:
     evaluate = job(aws, rid, "evaluate")
     channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in evaluate["InputDataConfig"]}
     gate = job(aws, rid, "train-gate")
+    assert [c["ChannelName"] for c in gate["InputDataConfig"]] == ["dataset"]
+    assert {"TrainGate", "Evaluate"} <= set(entered_states(aws, execution))
     assert channels == {"dataset": dataset_model, "gate": gate["ModelArtifacts"]["S3ModelArtifacts"],
                         "experts": f"s3://{ARTIFACTS}/runs/run-pass/experts/"}
     assert evaluate["HyperParameters"]["report"] == f"s3://{ARTIFACTS}/runs/run-pass/evaluation.json"
@@ -278,6 +280,28 @@ def test_a_passing_run_trains_deploys_and_promotes(aws: dict[str, Any]) -> None:
     assert current(aws).decode() == version
     assert json.loads(execution["output"])["publish"] == {"name": name, "version": version}
     assert notices(aws) == []
+
+
+def test_a_run_on_a_fanned_out_backtest_reads_its_batches_instead_of_walking_forward(aws: dict[str, Any]) -> None:
+    """``walk_forward_run`` names a backtest fan-out execution: the gate and evaluate jobs run as their
+    ``FromBacktest`` states, each with a ``walkforward`` channel on that run's batches; without it (the test
+    above) they have no such channel."""
+    version = "20261204T120000Z-0000f00d"
+    execution = run(aws, "run-from-backtest", {"symbols": ["SPX", "IXIC"], "walk_forward_run": "backtest-1"},
+                    report(version, True, ["SPX", "IXIC"]))
+    assert execution["status"] == "SUCCEEDED", execution
+    entered = entered_states(aws, execution)
+    assert {"TrainGateWalksForward", "TrainGateFromBacktest", "EvaluateWalksForward", "EvaluateFromBacktest"} <= set(
+        entered)
+    assert not {"TrainGate", "Evaluate"} & set(entered)
+    rid = run_id(aws, execution)
+    batches = f"s3://{ARTIFACTS}/backtests/backtest-1/batches/"
+    for suffix in ("train-gate", "evaluate"):
+        channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"]
+                    for c in job(aws, rid, suffix)["InputDataConfig"]}
+        assert channels["walkforward"] == batches, suffix
+    assert current(aws).decode() == version
+    notices(aws)
 
 
 def test_the_default_experts_train_on_cpu_instances_with_the_cpu_image(aws: dict[str, Any]) -> None:

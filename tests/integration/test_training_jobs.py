@@ -163,6 +163,30 @@ def test_the_gate_job_leaves_its_walk_forwards_for_the_evaluate_job_and_a_second
         read_walk_forwards(jobs.prepared.parent, [series], config, orchestration)
 
 
+def test_the_gate_job_trains_on_the_batch_of_a_fanned_out_backtest(jobs: Jobs, monkeypatch: pytest.MonkeyPatch
+                                                                   ) -> None:
+    """`signal-engine backtest-batch` (what each batch of the backtest fan-out runs) on the prices and config the
+    training run was given (its ``quality`` section aside) writes a batch the gate job reads as its
+    ``walkforward`` channel: it fits the gate the job fits when it walks forward itself, and never walks forward."""
+    from signal_engine.cli import main as cli
+
+    overrides = {**json.loads(CONFIG), "suite": {"enabled": False}}
+    config_file = jobs.root / "fanout-config.json"
+    config_file.write_text(json.dumps(overrides))
+    batches = jobs.root / "fanout" / "batches"
+    assert cli(["backtest-batch", "--prices", str(jobs.goog_csv), "--batch", "1/1", "--out", str(batches / "1"),
+                "--config", str(config_file), "--jobs", "1"]) == 0
+    monkeypatch.setattr(training, "walk_forward", lambda *a, **k: pytest.fail("walked forward again"))
+    monkeypatch.setattr("signal_engine.pipeline.walk_forward", lambda *a, **k: pytest.fail("walked forward again"))
+    common = {"symbols": json.dumps(["GOOG"]), "profile": "quick", "start": "", "end": "",
+              "config": json.dumps({**overrides, "quality": {"max_confidence_ece": 0.5}})}
+    fanned = run_job(train_gate, monkeypatch, jobs.root / "gate-fanned" / "model",
+                     {"dataset": jobs.prepared.parent, "walkforward": batches}, common)
+    ((walked,), (read,)) = unpack(jobs.gate.parent), unpack(fanned.parent)
+    for name in ("gate.npz", "calibration.json"):
+        assert (read / name).read_bytes() == (walked / name).read_bytes(), name
+
+
 def test_evaluate_publishes_a_bundle_and_reports_the_decision(jobs: Jobs) -> None:
     report = jobs.report
     registry = LocalModelRegistry(jobs.registry)
