@@ -1,6 +1,7 @@
 """What many symbols cost on one machine: wall time, CPU time and peak memory of the backtest and of training.
 
-    .venv/bin/python benchmarks/bench_scale.py [--symbols 1 10 50 200] [--bars 1500] [--cores 1 0] [--tasks backtest train]
+    .venv/bin/python benchmarks/bench_scale.py [--symbols 1 10 50 200] [--bars 1500] [--cores 1 0]
+        [--tasks backtest train]
 
 The universe is built from real series: for symbol k, a stationary block bootstrap (mean block 20 bars, seed k)
 of the daily bars of SPX, IXIC and GOOG (shipped with the dependencies) and MSFT (development series), taken in

@@ -26,8 +26,8 @@ from signal_engine.serving.book_bundle import BookBundle
 from signal_engine.serving.bundle import ServingBundle
 from signal_engine.serving.combine import Combiner
 from signal_engine.serving.experts import answer, bars_frame
-from signal_engine.workflow.sagemaker_env import unpack
 from signal_engine.workflow import training
+from signal_engine.workflow.sagemaker_env import unpack
 from signal_engine.workflow.training import fit_expert, load_dataset
 from tests.fixtures.servers import free_port
 
