@@ -105,8 +105,8 @@ def _record_second_level(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """Record what the gate, the meta-model combiner, the confidence calibrator and the multi-stage engine are
     fitted on (their arguments are plain arrays: the test compares them with the walk-forward's own arrays at the
     expected rows), and the run's labels and out-of-sample arrays."""
-    seen: dict[str, Any] = {"gate": [], "meta": [], "calibrator": [], "refiner": [], "stages": [],
-                            "refined": [], "decided": [], "engine": []}
+    seen: dict[str, Any] = {"gate": [], "meta": [], "meta_decides": [], "calibrator": [], "refiner": [],
+                            "stages": [], "refined": [], "decided": [], "engine": []}
     make_labels, out_of_sample = backtest.make_labels, backtest._OutOfSample
 
     def labels(*args: Any, **kwargs: Any) -> Any:
@@ -118,7 +118,7 @@ def _record_second_level(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
             super().__init__(*args)
             seen["out"] = self
 
-    gate_factory, fit_meta = components.gate, components.fit_meta_combiner
+    gate_factory, fit_meta, gated_score = components.gate, components.fit_meta_combiner, backtest._gated_score
 
     def gate(config: Any) -> Any:
         model = gate_factory(config)
@@ -132,8 +132,13 @@ def _record_second_level(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         return model
 
     def meta(config: Any, scores: np.ndarray, gate_weights: np.ndarray, trend: np.ndarray) -> Any:
-        seen["meta"].append((np.array(scores), np.array(trend)))
-        return fit_meta(config, scores, gate_weights, trend)
+        model = fit_meta(config, scores, gate_weights, trend)
+        seen["meta"].append((np.array(scores), np.array(gate_weights), np.array(trend), model))
+        return model
+
+    def decides(rows: slice, out: Any, meta_arrays: Any) -> np.ndarray:
+        seen["meta_decides"].append(meta_arrays)
+        return gated_score(rows, out, meta_arrays)
 
     class Calibrator(backtest.ConfidenceCalibrator):
         def fit(self, scores: np.ndarray, forward_returns: np.ndarray) -> Any:
@@ -165,6 +170,7 @@ def _record_second_level(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     monkeypatch.setattr(backtest, "_OutOfSample", Recorded)
     monkeypatch.setattr(components, "gate", gate)
     monkeypatch.setattr(components, "fit_meta_combiner", meta)
+    monkeypatch.setattr(backtest, "_gated_score", decides)
     monkeypatch.setattr(backtest, "ConfidenceCalibrator", Calibrator)
     monkeypatch.setattr(backtest, "SequenceRefiner", Refiner)
     monkeypatch.setattr(backtest, "MultiStageEngine", Engine)
@@ -187,7 +193,7 @@ def test_the_gate_combiner_calibrator_and_stages_learn_exactly_the_rows_known_at
     fit_at = [block.fit_at for block in backtest.schedule(len(series), config.walk_forward)]
     seen = _record_second_level(monkeypatch)
 
-    backtest.run_symbol(series, config)
+    result = backtest.run_symbol(series, config)
 
     labels, out, first = seen["labels"], seen["out"], config.walk_forward.initial_window
     rsi = backtest.series_frame(series)["rsi_14"].to_numpy(dtype=float)
@@ -200,8 +206,9 @@ def test_the_gate_combiner_calibrator_and_stages_learn_exactly_the_rows_known_at
         labelled = known[labels.trend[known] >= 0]
         finite_z = known[np.isfinite(labels.forward_z[known])]
         np.testing.assert_array_equal(seen["gate"][i], labels.forward_z[finite_z], err_msg=f"gate at bar {r}")
-        scores, trend = seen["meta"][i]
+        scores, gate_weights, trend, _ = seen["meta"][i]
         np.testing.assert_array_equal(scores, out.scores[known], err_msg=f"meta-model combiner at bar {r}")
+        np.testing.assert_array_equal(gate_weights, out.gate[known], err_msg=f"meta-model combiner at bar {r}")
         np.testing.assert_array_equal(trend, labels.trend[known], err_msg=f"meta-model combiner at bar {r}")
         combined, moves = seen["calibrator"][i]
         np.testing.assert_array_equal(combined, out.combined[known], err_msg=f"calibrator at bar {r}")
@@ -211,6 +218,29 @@ def test_the_gate_combiner_calibrator_and_stages_learn_exactly_the_rows_known_at
             np.testing.assert_array_equal(given, values, err_msg=f"{kind} at bar {r}")
             np.testing.assert_array_equal(y, labels.trend[labelled], err_msg=f"{kind} at bar {r}")
     assert learned_something >= 2
+    _check_meta_models(seen, labels.trend, first, fit_at, horizon + embargo, config.gate.min_rows,
+                       result.diagnostics["moe"])
+
+
+def _check_meta_models(seen: dict[str, Any], trend: np.ndarray, first: int, fit_at: list[int], lag: int,
+                       min_rows: int, moe: dict[str, Any]) -> None:
+    """Each block decides with the meta-model fitted at its refit on every known row with a label (rows first ..
+    r - H - E; their count is the reported ``meta_training_rows``), or with the weighted score when fewer than
+    ``gate.min_rows`` are known (0 rows reported)."""
+    names = ("score_trend", "score_levels", "score_volatility", "gate_trend", "gate_levels", "gate_volatility")
+    expected_rows = []
+    for r, (_, _, _, model), arrays in zip(fit_at, seen["meta"], seen["meta_decides"], strict=True):
+        labelled = int((trend[first : r - lag + 1] >= 0).sum())
+        expected_rows.append(labelled if labelled >= min_rows else 0)
+        if labelled < min_rows:
+            assert model is None and arrays is None, f"meta-model at bar {r} with {labelled} rows"
+            continue
+        weights = model.weights_
+        assert arrays.features == weights.features == names, f"meta-model at bar {r}"
+        for field in ("mean", "scale", "coef", "intercept", "classes"):
+            np.testing.assert_array_equal(getattr(arrays, field), getattr(weights, field), err_msg=f"{field}, bar {r}")
+    assert moe["meta_training_rows"] == expected_rows
+    assert 0 in expected_rows and max(expected_rows) > 0
 
 
 @pytest.mark.parametrize(("horizon", "embargo"), [(5, 0)])
