@@ -53,7 +53,8 @@ GROUPS: dict[str, Group] = {
     "exposure": Group(("signal_engine/orchestration/exposure.py",),
                       (*ORCHESTRATION_TESTS, "tests/unit/test_orchestration_exposure_by_hand.py")),
     "step": Group(("signal_engine/orchestration/step.py", "signal_engine/orchestration/state.py"),
-                  (*ORCHESTRATION_TESTS, "tests/unit/test_orchestration_step_by_hand.py")),
+                  (*ORCHESTRATION_TESTS, "tests/unit/test_orchestration_step_by_hand.py",
+                   "tests/unit/test_orchestration_state_reading.py")),
     # the by-hand file first: on in-memory SQLite it pins every function in seconds (MariaDB runs only if it is up)
     "prices": Group(("signal_engine/adapters/sql/prices.py",),
                     ("tests/unit/test_sql_prices_by_hand.py", "tests/integration/test_storage_sql.py")),
