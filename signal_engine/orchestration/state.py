@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
@@ -34,6 +35,7 @@ from signal_engine.orchestration.regime import Regime
 from signal_engine.orchestration.timeframes import TimeframeSpec
 
 SCHEMA_VERSION = 1
+_INT64_MIN, _INT64_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
 SUPPORTED_VERSIONS: tuple[int, ...] = (1,)
 T = TypeVar("T")
 
@@ -317,7 +319,18 @@ def _float(value: Any, path: str) -> float:
         return _NON_FINITE[value]
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _fail(path, f"expected a number (or \"NaN\", \"Infinity\", \"-Infinity\"), got {value!r}")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # a whole number of more than about 309 digits
+        raise _fail(path, f"expected a number a float can hold, got a whole number of {len(str(abs(value)))} "
+                          "digits") from None
+
+
+def _int64(value: Any, path: str) -> int:
+    number = _int(value, path)
+    if not _INT64_MIN <= number <= _INT64_MAX:
+        raise _fail(path, f"expected a whole number that fits in 64 bits, got {number}")
+    return number
 
 
 def _str(value: Any, path: str) -> str:
@@ -340,8 +353,8 @@ def _ndarray(value: Any, path: str, shape: tuple[int | None, ...], dtype: type) 
     if len(got) != len(shape) or any(want is not None and want != n for want, n in zip(shape, got, strict=False)):
         expected = "x".join("n" if n is None else str(n) for n in shape)
         raise _fail(path, f"expected shape {expected}, got {'x'.join(map(str, got)) or 'scalar'}")
-    flat = _list(data["values"], f"{path}.values", int(np.prod(got, dtype=np.int64)))
-    read: Callable[[Any, str], Any] = _float if dtype is float else _int
+    flat = _list(data["values"], f"{path}.values", math.prod(got))  # Python's ints: a huge shape cannot wrap
+    read: Callable[[Any, str], Any] = _float if dtype is float else _int64
     values = [read(v, f"{path}.values[{i}]") for i, v in enumerate(flat)]
     return np.array(values, dtype=np.float64 if dtype is float else np.int64).reshape(got)
 
@@ -439,7 +452,7 @@ def _decode_state(document: Any) -> BookState:
     if "schema_version" not in top:
         raise _fail("schema_version", "missing")
     version = top["schema_version"]
-    if version not in SUPPORTED_VERSIONS or isinstance(version, bool):
+    if version not in SUPPORTED_VERSIONS or type(version) is not int:
         raise _fail("schema_version", f"unknown version {version!r}; this release reads "
                                       f"{', '.join(map(str, SUPPORTED_VERSIONS))}")
     data = _object(top, "", _TOP_FIELDS + (("model_state",) if "model_state" in top else ()))

@@ -158,6 +158,13 @@ def test_whole_numbers_where_floats_are_stored_read_as_floats() -> None:
     assert_identical(back.allocation, np.array([0.0, 1.0]))
 
 
+def test_whole_numbers_read_to_the_ends_of_64_bits() -> None:
+    document = json.loads(full_state().to_json())
+    document["holding"]["age"]["values"] = [0, 1, 2, 3, -(2**63), 2**63 - 1]
+    back = BookState.from_json(json.dumps(document))
+    assert_identical(back.holding.age, np.array([[0, 1, 2], [3, -9223372036854775808, 9223372036854775807]]))
+
+
 def test_a_window_may_be_empty_or_full_but_its_next_row_must_be_in_it() -> None:
     document = json.loads(empty_state().to_json())
     document["correlation"]["models"].update(next=1)
@@ -211,6 +218,8 @@ DAMAGES: list[tuple[str, str, str]] = [
     (damaged(("schema_version",), True), "'schema_version': unknown version True; this release reads 1", "version"),
     (damaged(("schema_version",), 2), "'schema_version': unknown version 2; this release reads 1", "version 2"),
     (damaged(("schema_version",), "1"), "'schema_version': unknown version '1'; this release reads 1", "version 1"),
+    (damaged(("schema_version",), 1.0), "'schema_version': unknown version 1.0; this release reads 1",
+     "version 1.0"),
     (two_damages((("target",), DROP), (("bars",), DROP)), "'bars': missing", "missing"),
     (two_damages((("zeta",), 1), (("alpha",), 1)),
      f"'alpha': unknown field (schema version 1 has {TOP_FIELDS}, model_state)", "unknown"),
@@ -252,6 +261,8 @@ DAMAGES: list[tuple[str, str, str]] = [
      "'config': orchestration: expected 'min_allocation' <= 'max_allocation'", "config check"),
     (damaged(("periods_per_year",), "252"), f"'periods_per_year': expected {NUMBER}, got '252'", "periods"),
     (damaged(("periods_per_year",), True), f"'periods_per_year': expected {NUMBER}, got True", "periods bool"),
+    (damaged(("periods_per_year",), -(10**400)),
+     "'periods_per_year': expected a number a float can hold, got a whole number of 401 digits", "periods huge"),
     (damaged(("periods_per_year",), "nan"), f"'periods_per_year': expected {NUMBER}, got 'nan'", "periods nan"),
     (damaged(("cost_bps",), [7.5, 0.1]), "'cost_bps': expected 3 entries, got 2", "costs"),
     (damaged(("cost_bps", 2), None), f"'cost_bps[2]': expected {NUMBER}, got None", "cost"),
@@ -298,6 +309,12 @@ DAMAGES: list[tuple[str, str, str]] = [
      "weight"),
     (damaged(("tracker", "returns", "count", "values", 1), 1.5),
      "'tracker.returns.count.values[1]': expected a whole number, got 1.5", "count"),
+    (damaged(("tracker", "returns", "count", "values", 0), 2**63),
+     "'tracker.returns.count.values[0]': expected a whole number that fits in 64 bits, got 9223372036854775808",
+     "count too big"),
+    (damaged(("holding", "age", "values", 0), -(2**63) - 1),
+     "'holding.age.values[0]': expected a whole number that fits in 64 bits, got -9223372036854775809",
+     "age too small"),
     (damaged(("tracker", "by_regime"), []), "'tracker.by_regime': expected a JSON object, got list", "by regime"),
     (damaged(("tracker", "by_regime", "range/high", "first", "shape"), [3]),
      "'tracker.by_regime.range/high.first': expected shape 2, got 3", "regime moments"),
@@ -311,6 +328,10 @@ DAMAGES: list[tuple[str, str, str]] = [
      "'correlation.models.rows': expected shape nx2, got 3x3", "models window"),
     (damaged(("correlation", "assets", "rows", "shape"), [4, 2]),
      "'correlation.assets.rows': expected shape nx3, got 4x2", "assets window"),
+    (damaged(("correlation", "models", "rows"), {"shape": [2**63, 2], "values": []}),  # 2**64 rows x columns
+     "'correlation.models.rows.values': expected 18446744073709551616 entries, got 0", "huge window"),
+    (damaged(("correlation", "models", "rows"), {"shape": [2**62, 2], "values": []}),
+     "'correlation.models.rows.values': expected 9223372036854775808 entries, got 0", "big window"),
     (damaged(("correlation", "models", "next"), 3),
      "'correlation.models': next=3, filled=3 do not fit a window of 3 rows", "next"),
     (damaged(("correlation", "assets", "filled"), 5),
