@@ -343,7 +343,10 @@ def _mean_over_symbols(tables: list[dict[str, dict[str, float]]]) -> dict[str, d
         for key in tables[0][model]:
             values = np.array([t[model].get(key, np.nan) for t in tables], dtype=float)
             total = key in ("rows", "trades")
-            merged[model][key] = float(values.sum()) if total else float(np.nanmean(values))
+            if total:
+                merged[model][key] = float(values.sum())
+            else:  # NaN where no symbol has the number (a metric undefined on every symbol), without a warning
+                merged[model][key] = float(np.nanmean(values)) if (~np.isnan(values)).any() else float("nan")
     return merged
 
 
