@@ -4,6 +4,7 @@ local registry, the inference entry point and the serving combiner."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import urllib.error
@@ -153,7 +154,7 @@ def test_the_gate_job_leaves_its_walk_forwards_for_the_evaluate_job_and_a_second
     config, _ = training_settings("quick", json.loads(CONFIG))
     orchestration = {"timeframes": ("short", "medium")}
     assert [r.symbol for r in read_walk_forwards(folder, [series], config, orchestration).moe] == ["GOOG"]
-    shorter = type(series)(**{**series.__dict__, "bars": series.bars.iloc[:-1]})
+    shorter = dataclasses.replace(series, bars=series.bars.iloc[:-1])
     with pytest.raises(BatchError, match="other bars than this run's dataset"):
         read_walk_forwards(folder, [shorter], config, orchestration)
     other, _ = training_settings("quick", {"walk_forward": {"refit_every": 126}})

@@ -73,15 +73,20 @@ def _recorded_fits(monkeypatch: pytest.MonkeyPatch, index: pd.DatetimeIndex) -> 
     return calls
 
 
+def _small_config(tmp_path: Path, horizon: int, embargo: int) -> Any:
+    """The file's small config with labels of ``horizon`` bars and an embargo of ``embargo`` bars."""
+    config_path = tmp_path / "small.yaml"
+    config_path.write_text(SMALL)
+    config = load_config("quick", config_path)
+    return replace(config, labels=replace(config.labels, horizon=horizon),
+                   walk_forward=replace(config.walk_forward, embargo=embargo))
+
+
 @pytest.mark.parametrize(("horizon", "embargo"), [(5, 0), (5, 3), (20, 2), (1, 0)])
 def test_every_refit_learns_exactly_up_to_the_last_known_label(
     goog_head: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, horizon: int, embargo: int
 ) -> None:
-    config_path = tmp_path / "small.yaml"
-    config_path.write_text(SMALL)
-    config = load_config("quick", config_path)
-    config = replace(config, labels=replace(config.labels, horizon=horizon),
-                     walk_forward=replace(config.walk_forward, embargo=embargo))
+    config = _small_config(tmp_path, horizon, embargo)
     series = load_prices(goog_head)
     blocks = list(backtest.schedule(len(series), config.walk_forward))
     calls = _recorded_fits(monkeypatch, pd.DatetimeIndex(series.bars.index))
@@ -183,11 +188,7 @@ def test_the_gate_combiner_calibrator_and_stages_learn_exactly_the_rows_known_at
 ) -> None:
     """The second-level models learn from the experts' earlier out-of-sample rows: at a refit at bar r, exactly
     the rows first .. r - H - E (less rows without a label), for every call site that selects them."""
-    config_path = tmp_path / "small.yaml"
-    config_path.write_text(SMALL)
-    config = load_config("quick", config_path)
-    config = replace(config, labels=replace(config.labels, horizon=horizon),
-                     walk_forward=replace(config.walk_forward, embargo=embargo))
+    config = _small_config(tmp_path, horizon, embargo)
     assert config.moe.enabled and config.moe.combiner == "meta" and config.moe.multistage
     series = load_prices(goog_head)
     fit_at = [block.fit_at for block in backtest.schedule(len(series), config.walk_forward)]
@@ -250,11 +251,7 @@ def test_each_refit_decides_only_its_own_block_with_the_models_it_just_fitted(
     """The stage models fitted at a refit predict exactly the bars of its block (start .. stop - 1), no earlier
     bar (which an older refit decided out of sample) and no later one, and their answers are what the run keeps;
     the engine is built with the run's seed and a lift of 0."""
-    config_path = tmp_path / "small.yaml"
-    config_path.write_text(SMALL)
-    config = load_config("quick", config_path)
-    config = replace(config, labels=replace(config.labels, horizon=horizon),
-                     walk_forward=replace(config.walk_forward, embargo=embargo))
+    config = _small_config(tmp_path, horizon, embargo)
     series = load_prices(goog_head)
     blocks = list(backtest.schedule(len(series), config.walk_forward))
     seen = _record_second_level(monkeypatch)
