@@ -130,9 +130,12 @@ def test_bad_implied_volatility_input_is_refused_with_the_column_named(market: M
 
 def test_the_catalogued_iv_experts_build_and_stay_out_of_price_only_runs() -> None:
     catalogue = load_catalogue()
+    prices, with_iv = ["open", "high", "low", "close"], ["open", "high", "low", "close", "implied_vol"]
     for name in ("vol_implied", "vol_har_implied"):
         assert catalogue[name].inputs == "implied_vol"
-        assert "needs implied_vol data" in (_skip_reason(catalogue[name], SuiteSettings(), "equity_daily") or "")
+        reason = _skip_reason(catalogue[name], SuiteSettings(), "equity_daily", prices)
+        assert "needs implied_vol data" in (reason or "")
+        assert _skip_reason(catalogue[name], SuiteSettings(), "equity_daily", with_iv) is None
         assert build(name, catalogue).column == "implied_vol"
 
 

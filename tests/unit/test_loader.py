@@ -44,6 +44,23 @@ def test_column_names_are_case_insensitive_and_volume_optional(tmp_path: Path) -
     assert not series.has_volume
 
 
+def test_an_implied_volatility_column_is_kept_unadjusted_with_empty_cells_missing(tmp_path: Path) -> None:
+    text = ("Date,Open,High,Low,Close,Adj Close,Implied_Vol\n2024-01-02,10,11,9.5,10.5,5.25,15.3\n"
+            "2024-01-03,10.5,11.5,10,11,5.5,\n2024-01-04,11,11.2,10.4,10.8,5.4,NaN\n2024-01-05,11,11.2,10.4,10.8,5.4,9\n")
+    bars = load_prices(write(tmp_path, text)).bars
+    assert list(bars.columns) == ["open", "high", "low", "close", "implied_vol"]
+    np.testing.assert_array_equal(bars["implied_vol"], [15.3, np.nan, np.nan, 9.0])
+    np.testing.assert_allclose(bars["close"], [5.25, 5.5, 5.4, 5.4])
+
+
+@pytest.mark.parametrize("cell", ["0", "-3", "abc", "inf"])
+def test_a_bad_implied_volatility_names_the_line_and_the_column(tmp_path: Path, cell: str) -> None:
+    text = f"Date,Open,High,Low,Close,implied_vol\n2024-01-02,1,2,0.5,1.5,14\n2024-01-03,1,2,0.5,1.5,{cell}\n"
+    with pytest.raises(InputError, match=f"line 3: column 'implied_vol': '{cell}' is not an implied volatility; "
+                                         "expected a number > 0 in annualised %"):
+        load_prices(write(tmp_path, text))
+
+
 def test_intraday_timestamps_are_kept(tmp_path: Path) -> None:
     text = "Datetime,Open,High,Low,Close\n2024-01-02 09:30:00,1,2,0.5,1.5\n2024-01-02 10:30:00,1.5,2,1,1.8\n"
     series = load_prices(write(tmp_path, text))
