@@ -187,7 +187,8 @@ IMPLIED_VOL_EXPERTS = ("vol_har_implied",)
 
 
 def check_inputs(series: PriceSeries, frame: pd.DataFrame, config: RunConfig) -> None:
-    """Fail with one clear line when the MoE's volatility expert reads implied volatility the bars lack."""
+    """Fail with one clear line when the MoE's volatility expert reads implied volatility that ``frame`` (the
+    walk-forward's market frame, or the bars it is built from) lacks."""
     name = config.moe.experts.volatility
     if config.moe.enabled and name in IMPLIED_VOL_EXPERTS and IV_COLUMN not in frame.columns:
         raise InputError(
@@ -195,7 +196,6 @@ def check_inputs(series: PriceSeries, frame: pd.DataFrame, config: RunConfig) ->
             f"has no '{IV_COLUMN}' column, which moe.experts.volatility '{name}' reads; add the column to the price "
             "file (implied volatility in annualised %, e.g. the VIX, known at each bar's close; empty where "
             "missing, and the expert abstains there) or set moe.experts.volatility: volatility_blend or vol_har",
-            column=IV_COLUMN,
         )
 
 

@@ -148,3 +148,11 @@ def test_the_mean_difference_interval_covers_the_known_difference() -> None:
     assert same.low < 0.0 < same.high
     with pytest.raises(ValueError, match="NaN"):
         mean_difference(np.append(a, np.nan), np.append(a, 0.0))
+
+
+def test_the_moe_studys_abstention_check_blanks_the_middle_fifth_of_the_test_bars() -> None:
+    from signal_engine.evaluation.implied_vol_moe_study import blanked_bars
+
+    # 1258 bars, test from bar 756: 502 test bars, 20% is 100.4 -> 100 bars, starting (502 - 100) // 2 = 201 in
+    assert blanked_bars(1258, 756) == slice(957, 1057)
+    assert blanked_bars(1010, 1000, share=0.5) == slice(1002, 1007)

@@ -196,3 +196,25 @@ def test_too_few_rows_for_the_profile_fails_before_any_work(tmp_path: Path, goog
         f"signal-engine: error: {short}: has 300 bars; profile 'quick' needs at least 1008 (initial window 504 "
         "+ validation 252 + test 252); use a longer file or smaller walk_forward settings in --config"
     )
+
+
+def test_the_implied_volatility_slot_without_the_column_fails_before_any_work(tmp_path: Path, goog_csv: Path) -> None:
+    config = write(tmp_path, "moe: {experts: {volatility: vol_har_implied}}\n", "iv.yaml")
+    completed = subprocess.run(
+        [sys.executable, "-m", "signal_engine", "backtest", "--prices", str(goog_csv), "--out", str(tmp_path / "o"),
+         "--config", str(config)],
+        capture_output=True, text=True, check=False,
+    )
+    assert completed.returncode == 2
+    assert completed.stderr.strip().startswith(
+        f"signal-engine: error: {goog_csv}: has no 'implied_vol' column, which moe.experts.volatility "
+        "'vol_har_implied' reads; add the column to the price file")
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_input_error_survives_pickling_as_the_walk_forwards_workers_send_it() -> None:
+    import pickle
+
+    error = pickle.loads(pickle.dumps(InputError("a.csv", "bad value", line=3, column="High")))
+    assert isinstance(error, InputError) and str(error) == "a.csv: line 3: column 'High': bad value"
+    assert (error.source, error.problem, error.line, error.column) == ("a.csv", "bad value", 3, "High")
