@@ -20,6 +20,7 @@ from signal_engine.experts import (
     SwingLevelsExpert,
     VolatilityExpert,
 )
+from signal_engine.experts.implied_volatility import IV_COLUMN, HarImpliedVolatility
 from signal_engine.experts.linear_trend import LogisticTrendExpert
 from signal_engine.experts.trend import TREND_FEATURES
 from signal_engine.features import MOMENTUM_NAMES
@@ -82,9 +83,16 @@ def volatility_blend(config: RunConfig) -> VolatilityExpert:
 
 
 def volatility_expert(config: RunConfig) -> VolatilityExpert | HarVolatility:
-    """The MoE's volatility expert (``moe.experts.volatility``); both answer ``predict_variance``."""
+    """The MoE's volatility expert (``moe.experts.volatility``); each answers ``predict_variance``.
+
+    ``vol_har_implied`` is HAR plus the log implied variance of the frame's ``implied_vol`` column (the
+    catalogue's entry); its forecast is NaN (the expert abstains) on bars without implied volatility.
+    """
+    measures, lags = ("garman_klass", "parkinson", "squared_return"), (1, 5, 22)
     if config.moe.experts.volatility == "vol_har":
-        return HarVolatility(measures=("garman_klass", "parkinson", "squared_return"), lags=(1, 5, 22))
+        return HarVolatility(measures=measures, lags=lags)
+    if config.moe.experts.volatility == "vol_har_implied":
+        return HarImpliedVolatility(column=IV_COLUMN, periods_per_year=252.0, measures=measures, lags=lags)
     return volatility_blend(config)
 
 
@@ -125,12 +133,16 @@ def fit_meta_combiner(config: RunConfig, scores: np.ndarray, gate_weights: np.nd
     """The meta-model combiner fitted as the backtest fits it, on out-of-fold rows (None: too few rows).
 
     ``scores`` and ``gate_weights`` are (n, 3) out-of-sample expert scores and gate weights (e.g. a walk-forward's
-    signals), ``trend`` the realised trend class (-1 where unknown). With fewer than ``gate.min_rows`` usable rows
-    or a single class, the backtest falls back to the weighted score, and so should its caller.
+    signals), ``trend`` the realised trend class (-1 where unknown). A NaN score is an expert that abstained on the
+    row: the row is kept and the score reads as its training mean, as the forward pass (``meta_probabilities``)
+    reads it, while the expert's gate weight (0 there) tells the model it abstained. With fewer than
+    ``gate.min_rows`` usable rows or a single class, the backtest falls back to the weighted score, and so should
+    its caller.
     """
     features = meta_features(scores, gate_weights)
     labels = np.asarray(trend, dtype=np.int64)
-    usable = np.isfinite(features).all(axis=1) & (labels >= 0)
+    answered = np.isfinite(np.asarray(scores, dtype=float)).any(axis=1)
+    usable = np.isfinite(np.asarray(gate_weights, dtype=float)).all(axis=1) & answered & (labels >= 0)
     if usable.sum() < config.gate.min_rows or len(set(labels[usable])) < 2:
         return None
     return meta_combiner(config).fit(features[usable], labels[usable])

@@ -132,7 +132,7 @@ class SuiteConfig:
 
 TREND_EXPERTS = ("trend_lightgbm", "trend_calibrated", "trend_linear")
 LEVELS_EXPERTS = ("levels_swing", "levels_regression")
-VOLATILITY_EXPERTS = ("volatility_blend", "vol_har")
+VOLATILITY_EXPERTS = ("volatility_blend", "vol_har", "vol_har_implied")
 GATES = ("softmax", "rule", "mlp")
 COMBINERS = ("weighted", "rule", "meta")
 SINGLE_EXPERT = "equity_daily"
@@ -150,7 +150,9 @@ class MoEExperts:
     Bitcoin hourly bars the orchestrated book's Sharpe -2.14 -> -0.43 against ``trend_calibrated``, while
     on Microsoft daily bars the linear expert lost (1.62 -> 1.24), so daily bars keep ``trend``;
     levels: ``levels_swing`` (swing points) or ``levels_regression`` (LightGBM quantile distances);
-    volatility: ``volatility_blend`` (GARCH(1,1)/EWMA blend) or ``vol_har`` (HAR on range measures).
+    volatility: ``volatility_blend`` (GARCH(1,1)/EWMA blend), ``vol_har`` (HAR on range measures) or
+    ``vol_har_implied`` (HAR plus the log implied variance; reads the bars' ``implied_vol`` column, abstains on
+    bars without it, and the training workflow does not export it yet).
     """
 
     trend: str = "trend_calibrated"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class SignalEngineError(Exception):
     """Base of the errors a user can fix; the message is the whole explanation."""
@@ -24,6 +26,14 @@ class InputError(SignalEngineError):
         if column is not None:
             where.append(f"column '{column}'")
         super().__init__(f"{': '.join(where)}: {problem}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle by the fields (the walk-forward's worker processes send errors back to the parent)."""
+        return _input_error, (self.source, self.problem, self.line, self.column)
+
+
+def _input_error(source: str, problem: str, line: int | None, column: str | None) -> InputError:
+    return InputError(source, problem, line=line, column=column)
 
 
 class ConfigError(SignalEngineError):

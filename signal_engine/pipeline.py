@@ -22,6 +22,7 @@ from signal_engine.evaluation.backtest import (
     SIGNAL_COLUMNS,
     SymbolResult,
     blocks_for,
+    check_inputs,
     check_length,
     run_symbol,
     series_frame,
@@ -118,6 +119,7 @@ def check_series(series: Sequence[PriceSeries], config: RunConfig, orchestration
     """Fail on a series too short for the walk-forward or a bad orchestration setting before the long work."""
     for s in series:
         check_length(s, config)
+        check_inputs(s, s.bars, config)
         timeframe_plan(s, config, orchestration)
 
 

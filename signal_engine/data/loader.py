@@ -1,8 +1,12 @@
 """Load and validate price files in the Yahoo Finance export layout.
 
-`Date,Open,High,Low,Close[,Adj Close][,Volume]`, column names case-insensitive, Date with an optional
-time for intraday bars. Anything that cannot be used raises :class:`InputError` naming the file, the
+`Date,Open,High,Low,Close[,Adj Close][,Volume][,implied_vol]`, column names case-insensitive, Date with an
+optional time for intraday bars. Anything that cannot be used raises :class:`InputError` naming the file, the
 line or column, and what is expected.
+
+The optional ``implied_vol`` column is implied volatility in annualised % (as the VIX is quoted) known at each
+bar's close; an empty cell means it is missing on that bar (the experts that read it abstain there). It is kept
+as the ``implied_vol`` column of the bars, unadjusted.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import pandas as pd
 from signal_engine.errors import InputError
 
 PRICE_COLUMNS = ("open", "high", "low", "close")
+IMPLIED_VOL = "implied_vol"
+IV_NAME = "implied vol"  # the header as _map_columns compares it (lower case, '_' as ' ')
 DATE_ALIASES = ("date", "datetime", "timestamp")
 EXPECTED_LAYOUT = "Date,Open,High,Low,Close[,Adj Close][,Volume]"
 _MISSING_MARKERS = {"", "null", "nan", "na", "n/a", "none", "-"}
@@ -27,8 +33,8 @@ class PriceSeries:
     """One symbol's validated bars.
 
     ``bars`` is indexed by a strictly increasing ``timestamp`` and holds float columns open, high,
-    low, close and, when the file has it, volume. Prices are adjusted by Adj Close / Close when the
-    file carries Adj Close, so returns include dividends and splits.
+    low, close and, when the file has them, volume and implied_vol (NaN where missing). Prices are adjusted
+    by Adj Close / Close when the file carries Adj Close, so returns include dividends and splits.
     """
 
     symbol: str
@@ -63,6 +69,8 @@ def load_prices(path: str | Path, symbol: str | None = None) -> PriceSeries:
     _check_prices(values, source, columns)
     _check_increasing(dates, source, columns["date"])
     bars = _assemble(dates, values)
+    if IV_NAME in columns:
+        bars[IMPLIED_VOL] = _parse_implied_vol(raw[columns[IV_NAME]], source, columns[IV_NAME])
     return PriceSeries(symbol=(symbol or path.stem).upper(), source=source, bars=bars)
 
 
@@ -127,7 +135,7 @@ def _map_columns(table: pd.DataFrame, source: str) -> dict[str, str]:
         raise InputError(source, _header_problem(list(by_lower)) or
                          f"missing the date column; expected 'Date' first, as in {EXPECTED_LAYOUT}", column="Date")
     columns["date"] = date_column
-    for name in (*PRICE_COLUMNS, "adj close", "volume"):
+    for name in (*PRICE_COLUMNS, "adj close", "volume", IV_NAME):
         if name in by_lower:
             columns[name] = by_lower[name]
         elif name in PRICE_COLUMNS:
@@ -214,6 +222,19 @@ def _parse_numbers(cells: pd.Series, source: str, column: str) -> np.ndarray:
         raise InputError(source, f"'{cells.iloc[first]}' is not a finite number", line=_line(first),
                          column=column)
     return numbers
+
+
+def _parse_implied_vol(cells: pd.Series, source: str, column: str) -> np.ndarray:
+    """Implied volatility in annualised %: NaN for an empty cell (missing on that bar), else a number > 0."""
+    missing = cells.str.strip().str.lower().isin(_MISSING_MARKERS).to_numpy()
+    numbers = pd.to_numeric(cells.where(~missing, "nan"), errors="coerce").to_numpy(dtype=float)
+    bad = ~missing & ~(np.isfinite(numbers) & (numbers > 0))
+    if bad.any():
+        first = int(np.argmax(bad))
+        raise InputError(source, f"'{cells.iloc[first]}' is not an implied volatility; expected a number > 0 in "
+                         "annualised % (e.g. 15.3), or an empty cell where it is missing", line=_line(first),
+                         column=column)
+    return np.where(missing, np.nan, numbers)
 
 
 def _check_prices(values: dict[str, np.ndarray], source: str, columns: dict[str, str]) -> None:

@@ -4,6 +4,11 @@ Every number is out of sample: models fitted at bar r's close (on labels known b
 r .. r + refit_every - 1; the gate, the meta-model combiner and the multi-stage engine learn from the
 experts' earlier out-of-sample outputs. ``config.moe`` picks the experts, gate, top-k and combiner;
 ``moe.enabled: false`` makes the single ``equity_daily`` archetype expert the signal.
+
+Abstention: an expert whose score at a bar is NaN abstains there (the volatility slot where its forecast is
+missing, e.g. ``vol_har_implied`` on a bar without implied volatility). The gate gives it 0 and renormalises the
+others (``moe.numpy_gate.available_top_k``, the Signal API's own rule), it learns nothing from that bar, and the
+combined score reads only the experts that answered; sizing falls back to the GARCH/EWMA blend's forecast.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from signal_engine.evaluation.metrics import (
 )
 from signal_engine.evaluation.walkforward import Block, known_by, schedule
 from signal_engine.experts import PivotLevels
+from signal_engine.experts.implied_volatility import IV_COLUMN
 from signal_engine.experts.volatility_combination import variance_forecast
 from signal_engine.explain import (
     expert_contributions,
@@ -45,7 +51,7 @@ from signal_engine.moe.combiner import SIGNALS
 from signal_engine.moe.confidence import ConfidenceCalibrator
 from signal_engine.moe.gate import SoftmaxGate
 from signal_engine.moe.meta import meta_features
-from signal_engine.moe.numpy_gate import MetaArrays, gate_forward
+from signal_engine.moe.numpy_gate import MetaArrays, available_experts, gate_forward
 from signal_engine.moe.online import OnlineLearner, OnlineRates, RealisedRow
 from signal_engine.moe.rules import expert_outputs
 from signal_engine.moe.scores import levels_score, meta_probabilities, trend_score, volatility_score, weighted_score
@@ -115,8 +121,15 @@ class _OutOfSample:
         self.online_updates: list[int] = []
 
     @property
-    def vol_forecast(self) -> np.ndarray:
+    def slot_forecast(self) -> np.ndarray:
+        """The volatility slot's own forecast (NaN where its expert abstains): what its score reads."""
         return np.sqrt(self.variance[self.vol_name])
+
+    @property
+    def vol_forecast(self) -> np.ndarray:
+        """The forecast that sizes positions: the slot's, or the GARCH/EWMA blend's where the slot abstains."""
+        slot = self.slot_forecast
+        return np.where(np.isfinite(slot), slot, np.sqrt(self.variance["volatility_blend"]))
 
 
 def run_symbol(
@@ -136,6 +149,7 @@ def run_symbol(
     wf = config.walk_forward
     n = len(series)
     frame = series_frame(series) if features is None else features
+    check_inputs(series, frame, config)
     labels = make_labels(series.bars, frame["vol30"].to_numpy(), horizon=config.labels.horizon,
                          threshold=config.labels.threshold)
     ppy = periods_per_year(series.bars.index.to_numpy()[: wf.initial_window + 1])
@@ -166,6 +180,22 @@ def check_length(series: PriceSeries, config: RunConfig) -> None:
             f"has {len(series)} bars; profile '{config.profile}' needs at least {wf.min_rows} (initial window "
             f"{wf.initial_window} + validation {wf.validation_bars} + test {wf.min_test_bars}); use a longer "
             "file or smaller walk_forward settings in --config",
+        )
+
+
+IMPLIED_VOL_EXPERTS = ("vol_har_implied",)
+
+
+def check_inputs(series: PriceSeries, frame: pd.DataFrame, config: RunConfig) -> None:
+    """Fail with one clear line when the MoE's volatility expert reads implied volatility that ``frame`` (the
+    walk-forward's market frame, or the bars it is built from) lacks."""
+    name = config.moe.experts.volatility
+    if config.moe.enabled and name in IMPLIED_VOL_EXPERTS and IV_COLUMN not in frame.columns:
+        raise InputError(
+            series.source,
+            f"has no '{IV_COLUMN}' column, which moe.experts.volatility '{name}' reads; add the column to the price "
+            "file (implied volatility in annualised %, e.g. the VIX, known at each bar's close; empty where "
+            "missing, and the expert abstains there) or set moe.experts.volatility: volatility_blend or vol_har",
         )
 
 
@@ -225,7 +255,7 @@ def _decide_block(
 
     close = frame["close"].to_numpy()
     first = config.walk_forward.initial_window
-    vol_scores = volatility_score(out.vol_forecast[first : block.stop], config.gate.score_window)
+    vol_scores = volatility_score(out.slot_forecast[first : block.stop], config.gate.score_window)
     out.scores[rows, 0] = trend_score(out.trend_proba[rows, 2], out.trend_proba[rows, 0])
     out.scores[rows, 1] = levels_score(close[rows], out.levels[rows, 0], out.levels[rows, 1])
     out.scores[rows, 2] = vol_scores[block.start - first :]
@@ -237,7 +267,7 @@ def _decide_block(
         gate = components.gate(config).fit(
             fingerprints[gate_rows], labels.forward_z[gate_rows], expert_scores=out.scores[gate_rows]
         )
-        out.gate[rows] = gate.predict_proba(fingerprints[rows])
+        out.gate[rows] = gate.predict_proba(fingerprints[rows], available_experts(out.scores[rows]))
         if config.moe.online.enabled and components.combiner_kind(config) != "rule":
             _online_block(block, gate, labels, fingerprints, out, config, known_horizon)
         else:
@@ -294,8 +324,9 @@ def _gated_score(rows: slice, out: _OutOfSample, meta: MetaArrays | None) -> np.
     when there is one, else the weighted score; fills each expert's contribution (and the meta-model's prior)."""
     scores, gate = out.scores[rows], out.gate[rows]
     if meta is None:
-        out.contributions[rows] = expert_contributions(scores, gate)
-        return weighted_score(scores, gate)
+        answered = np.where(available_experts(scores), scores, 0.0)  # an abstaining expert contributes nothing
+        out.contributions[rows] = expert_contributions(answered, gate)
+        return weighted_score(answered, gate)
     features = meta_features(scores, gate)
     proba = meta_probabilities(features, meta.mean, meta.scale, meta.coef, meta.intercept, meta.classes)
     score = proba[:, UP] - proba[:, DOWN]
@@ -327,7 +358,7 @@ def _online_block(block: Block, gate: Any, labels: Labels, fingerprints: np.ndar
                                       float(labels.forward_z[known]), int(labels.trend[known])))
         weights = learner.gate_weights()
         if weights is not None:
-            out.gate[t] = gate_forward(weights, fingerprints[t : t + 1])[0]
+            out.gate[t] = gate_forward(weights, fingerprints[t : t + 1], available_experts(out.scores[t : t + 1]))[0]
         out.combined[t] = _gated_score(slice(t, t + 1), out, learner.meta_arrays())[0]
     out.online_updates.append(learner.updates)
 

@@ -45,7 +45,8 @@ class SuiteSettings:
 
     Parameters
     ----------
-    experts : catalogue names to run (None: every entry whose inputs are bars); the baselines
+    experts : catalogue names to run (None: every entry whose inputs the frame carries: the bars, and e.g. an
+        ``implied_vol`` column where the price file has one); the baselines
         ``baseline_majority``, ``baseline_garch11``, ``baseline_ewma`` and ``baseline_pivot`` always run.
     refit_every : bars between refits of the classical experts (None: the walk-forward's ``refit_every``).
     tf_refit_every : bars between refits of the TensorFlow experts (None: 4 x ``refit_every``).
@@ -140,7 +141,7 @@ def run_expert_suite(
     baselines_of: dict[str, str | None] = {"baseline_majority": None}
     for name in names:
         spec = specs[name]
-        reason = _skip_reason(spec, settings, archetype)
+        reason = _skip_reason(spec, settings, archetype, frame.columns)
         if reason:
             skipped[name] = reason
             continue
@@ -182,8 +183,8 @@ def run_expert_suite(
     )
 
 
-def _skip_reason(spec: ExpertSpec, settings: SuiteSettings, archetype: str) -> str | None:
-    if spec.inputs != "bars":
+def _skip_reason(spec: ExpertSpec, settings: SuiteSettings, archetype: str, columns: Any) -> str | None:
+    if spec.inputs != "bars" and spec.inputs not in columns:
         return f"needs {spec.inputs} data, which the price series do not carry"
     if spec.schedule == "tensorflow" and not settings.include_tensorflow:
         return "TensorFlow experts left out by the suite settings"

@@ -7,7 +7,14 @@ from typing import Self
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from signal_engine.moe.numpy_gate import GateWeights, gate_forward, softmax, softmax_gate_gradient
+from signal_engine.moe.numpy_gate import (
+    GateWeights,
+    available_experts,
+    gate_forward,
+    renormalise,
+    softmax,
+    softmax_gate_gradient,
+)
 from signal_engine.moe.standardise import fit_standardiser, standardise
 
 
@@ -23,6 +30,11 @@ class SoftmaxGate(BaseEstimator):
     where z is the realised forward return in units of its volatility (the target), and the entropy
     term H keeps the weights from collapsing onto one expert. With fewer than ``min_rows`` training
     rows the gate stays uniform.
+
+    Abstention: an expert score of NaN means the expert abstains on that row. There its weight is 0 and
+    the others' weights are renormalised (:func:`~signal_engine.moe.numpy_gate.renormalise`), in the
+    objective (so the abstaining expert's logit gets no gradient from the row) and in ``predict_proba``
+    given ``available``; rows where every expert abstains are left out of the fit.
 
     Parameters
     ----------
@@ -61,6 +73,9 @@ class SoftmaxGate(BaseEstimator):
         X = np.asarray(X, dtype=float)
         scores = np.asarray(expert_scores, dtype=float)
         target = np.clip(np.asarray(y, dtype=float), -self.clip, self.clip)
+        answered = available_experts(scores).any(axis=1)
+        if not answered.all():
+            X, scores, target = X[answered], scores[answered], target[answered]
         self.n_features_in_ = X.shape[1]
         self.n_experts_ = scores.shape[1]
         self.mean_, self.scale_ = fit_standardiser(X)
@@ -76,9 +91,10 @@ class SoftmaxGate(BaseEstimator):
             self.intercept_ += self.learning_rate * grad_intercept
         return self
 
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        """The gate weights, one row per input row, each summing to 1 (top-k sparse when ``k`` is set)."""
-        return gate_forward(self.gate_weights(), X)
+    def predict_proba(self, X: np.ndarray, available: np.ndarray | None = None) -> np.ndarray:
+        """The gate weights, one row per input row, each summing to 1 (top-k sparse when ``k`` is set), over the
+        experts marked ``available`` (n, E) on each row (None: every expert)."""
+        return gate_forward(self.gate_weights(), X, available)
 
     def gate_weights(self, experts: tuple[str, ...] | None = None) -> GateWeights:
         """The fitted gate as the Signal API's :class:`GateWeights` (one layer); ``predict_proba`` runs the API's
@@ -93,11 +109,15 @@ class SoftmaxGate(BaseEstimator):
         return np.argmax(self.predict_proba(X), axis=1)
 
     def objective(self, X: np.ndarray, y: np.ndarray, *, expert_scores: np.ndarray) -> float:
-        """The training objective J at the current weights (for tests and diagnostics)."""
-        weights = softmax(self._standardise(np.asarray(X, dtype=float)) @ self.coef_ + self.intercept_)
+        """The training objective J at the current weights (for tests and diagnostics); NaN scores abstain."""
+        scores = np.asarray(expert_scores, dtype=float)
+        available = available_experts(scores)
+        logits = self._standardise(np.asarray(X, dtype=float)) @ self.coef_ + self.intercept_
+        weights = renormalise(softmax(logits), available)
         target = np.clip(np.asarray(y, dtype=float), -self.clip, self.clip)
-        combined = (weights * expert_scores).sum(axis=1)
-        entropy = -(weights * np.log(weights)).sum(axis=1)
+        combined = (weights * np.where(available, scores, 0.0)).sum(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            entropy = -np.where(weights > 0, weights * np.log(weights), 0.0).sum(axis=1)
         penalty = 0.5 * self.l2 * float((self.coef_**2).sum())
         return float(np.mean(combined * target) - penalty + self.entropy * np.mean(entropy))
 

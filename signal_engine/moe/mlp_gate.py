@@ -11,7 +11,7 @@ from typing import Any, Self
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from signal_engine.moe.numpy_gate import GateWeights, gate_forward
+from signal_engine.moe.numpy_gate import GateWeights, available_experts, gate_forward
 from signal_engine.moe.standardise import fit_standardiser, standardise
 
 
@@ -26,6 +26,11 @@ class MLPGate(BaseEstimator):
     where w is the softmax sparsified to its top ``k`` entries and renormalised, and H the entropy of
     the routing averaged over the batch: a gate that sends every row to one expert has H = 0, so the
     term keeps every expert in use (seed 001 §4, "load-balancing loss to prevent expert collapse").
+
+    Abstention: a NaN expert score means that expert abstains on the row. In the fit the softmax runs over
+    the experts that answered (the others' weight is 0, as :func:`~signal_engine.moe.numpy_gate.available_top_k`
+    gives when predicting), so an abstaining expert's logit gets no gradient from that row; rows where every
+    expert abstains are left out. ``predict_proba`` routes over the ``available`` experts it is given.
 
     Parameters
     ----------
@@ -70,6 +75,9 @@ class MLPGate(BaseEstimator):
     def fit(self, X: np.ndarray, y: np.ndarray, *, expert_scores: np.ndarray) -> Self:
         X = np.asarray(X, dtype=float)
         scores = np.asarray(expert_scores, dtype=float)
+        answered = available_experts(scores).any(axis=1)
+        if not answered.all():
+            X, y, scores = X[answered], np.asarray(y)[answered], scores[answered]
         n_experts = scores.shape[1]
         self.n_experts_ = n_experts
         self.n_features_in_ = X.shape[1]
@@ -80,7 +88,7 @@ class MLPGate(BaseEstimator):
         if len(X) >= self.min_rows:
             inputs = standardise(X, mean, scale).astype(np.float32)
             target = np.clip(np.asarray(y, dtype=float), -self.clip, self.clip).astype(np.float32)
-            self.loss_history_ = self._train(inputs, target, scores.astype(np.float32))
+            self.loss_history_ = self._train(inputs, target, scores)
         else:
             self._zero_output_layer()
             self.loss_history_ = []
@@ -93,9 +101,10 @@ class MLPGate(BaseEstimator):
         )
         return self
 
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        """Gate weights per row (top-k sparse, summing to 1), from the exported NumPy weights."""
-        return gate_forward(self.weights_, X)
+    def predict_proba(self, X: np.ndarray, available: np.ndarray | None = None) -> np.ndarray:
+        """Gate weights per row (top-k sparse, summing to 1), from the exported NumPy weights, over the experts
+        marked ``available`` (n, E) on each row (None: every expert)."""
+        return gate_forward(self.weights_, X, available)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         return np.argmax(self.predict_proba(X), axis=1)
@@ -127,13 +136,20 @@ class MLPGate(BaseEstimator):
 
         model, k = self.model_, min(self.k, scores.shape[1])
         optimizer = tf.keras.optimizers.Adam(learning_rate=self.learning_rate)
-        x, z, s = tf.constant(inputs), tf.constant(target), tf.constant(scores)
+        available = available_experts(scores)
+        masked = not available.all()
+        x, z = tf.constant(inputs), tf.constant(target)
+        s = tf.constant(np.where(available, scores, 0.0).astype(np.float32))
+        mask = tf.constant(available)
         kernels = [layer.kernel for layer in model.layers]
 
         @tf.function
         def step() -> Any:
             with tf.GradientTape() as tape:
-                probabilities = tf.nn.softmax(model(x))
+                logits = model(x)
+                if masked:  # the softmax over the experts that answered: an abstaining one gets 0, and no gradient
+                    logits = tf.where(mask, logits, tf.constant(-1e9, dtype=logits.dtype))
+                probabilities = tf.nn.softmax(logits)
                 weights = _top_k_tf(probabilities, k)
                 fit = tf.reduce_mean(z * tf.reduce_sum(weights * s, axis=1))
                 routing = tf.reduce_mean(probabilities, axis=0)

@@ -68,23 +68,54 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=1, keepdims=True)
 
 
+def available_experts(scores: np.ndarray) -> np.ndarray:
+    """(n, E) booleans: which experts answered on each row (an expert whose score is NaN abstains)."""
+    return np.isfinite(np.asarray(scores, dtype=float))
+
+
+def renormalise(weights: np.ndarray, available: np.ndarray | None) -> np.ndarray:
+    """``weights`` (rows summing to 1) with every abstaining expert's weight set to 0 and the rest renormalised to
+    sum to 1 (equal shares where the available experts' weights are all 0); a row where no expert is available
+    is all 0. ``available`` None or all True: ``weights`` as they are."""
+    if available is None or available.all():
+        return weights
+    available = np.asarray(available, dtype=bool)
+    kept = np.where(available, weights, 0.0)
+    total = kept.sum(axis=1, keepdims=True)
+    count = available.sum(axis=1, keepdims=True)
+    equal = available / np.maximum(count, 1)
+    return np.where(total > 0, kept / np.where(total > 0, total, 1.0), equal)
+
+
 def softmax_gate_gradient(inputs: np.ndarray, scores: np.ndarray, target: np.ndarray, coef: np.ndarray,
                           intercept: np.ndarray, *, entropy: float, l2: float) -> tuple[np.ndarray, np.ndarray]:
     """Gradient of the softmax gate's objective (``SoftmaxGate``'s J) in its coefficients and intercept.
 
-    ``inputs`` are standardised fingerprints (n, d), ``scores`` the experts' scores (n, E), ``target`` the
-    clipped realised move (n,). ``SoftmaxGate.fit`` ascends it over its training rows; the online learner
-    (:mod:`signal_engine.moe.online`) takes one step per realised bar.
+    ``inputs`` are standardised fingerprints (n, d), ``scores`` the experts' scores (n, E), NaN where an expert
+    abstains, ``target`` the clipped realised move (n,). On each row the weights are the softmax renormalised
+    over the experts that answered (:func:`renormalise`), so an abstaining expert's logit gets no gradient from
+    that row: it neither earns nor loses weight where it gave no evidence. ``SoftmaxGate.fit`` ascends it over
+    its training rows; the online learner (:mod:`signal_engine.moe.online`) takes one step per realised bar.
     """
     n = len(inputs)
-    weights = softmax(inputs @ coef + intercept)
+    available = available_experts(scores)
+    weights = renormalise(softmax(inputs @ coef + intercept), available)
+    scores = np.where(available, scores, 0.0)
     combined = (weights * scores).sum(axis=1, keepdims=True)
     fit_term = target[:, None] * weights * (scores - combined)
-    log_w = np.log(weights)
+    log_w = _log_weights(weights, available)
     h = -(weights * log_w).sum(axis=1, keepdims=True)
     entropy_term = -weights * (log_w + h)
     d_logits = (fit_term + entropy * entropy_term) / n
     return inputs.T @ d_logits - l2 * coef, d_logits.sum(axis=0)
+
+
+def _log_weights(weights: np.ndarray, available: np.ndarray) -> np.ndarray:
+    """``log(weights)`` of the available experts, 0 for the abstaining ones (their weight is 0: w log w = 0)."""
+    if available.all():
+        return np.log(weights)
+    with np.errstate(divide="ignore"):
+        return np.where(available, np.log(weights), 0.0)
 
 
 def top_k(weights: np.ndarray, k: int) -> np.ndarray:
@@ -108,9 +139,26 @@ def gate_logits(weights: GateWeights, X: np.ndarray) -> np.ndarray:
     return hidden
 
 
-def gate_forward(weights: GateWeights, X: np.ndarray) -> np.ndarray:
-    """Gate weights per row: softmax of the logits, sparsified to the top k, summing to 1."""
-    return top_k(softmax(gate_logits(weights, X)), weights.k)
+def available_top_k(weights: np.ndarray, available: np.ndarray | None, k: int) -> np.ndarray:
+    """The gate weights a row routes with: the dense ``weights`` renormalised over the experts that answered
+    (:func:`renormalise`), then sparsified to the top ``min(k, experts that answered)``. The backtest and the
+    Signal API's combiner both route through it, so an abstaining expert weighs the same in both."""
+    if available is None or available.all():
+        return top_k(weights, k)
+    available = np.asarray(available, dtype=bool)
+    kept = renormalise(weights, available)
+    counts = available.sum(axis=1)
+    out = np.zeros_like(kept)
+    for count in np.unique(counts[counts > 0]):
+        rows = counts == count
+        out[rows] = top_k(kept[rows], min(k, int(count)))
+    return out
+
+
+def gate_forward(weights: GateWeights, X: np.ndarray, available: np.ndarray | None = None) -> np.ndarray:
+    """Gate weights per row: softmax of the logits, renormalised over the ``available`` experts (None: all),
+    sparsified to the top k, summing to 1."""
+    return available_top_k(softmax(gate_logits(weights, X)), available, weights.k)
 
 
 RULE_FEATURES = ("trend_r2", "hurst", "vol30")
@@ -164,6 +212,8 @@ def rule_gate_dense(X: np.ndarray, columns: Sequence[str], params: RuleGateParam
     return np.asarray(raw / raw.sum(axis=1, keepdims=True))
 
 
-def rule_gate_forward(X: np.ndarray, columns: Sequence[str], params: RuleGateParams) -> np.ndarray:
-    """Rule gate weights per row, summing to 1, sparsified to the top ``k`` (ties to the earlier expert)."""
-    return top_k(rule_gate_dense(X, columns, params), params.k)
+def rule_gate_forward(X: np.ndarray, columns: Sequence[str], params: RuleGateParams,
+                      available: np.ndarray | None = None) -> np.ndarray:
+    """Rule gate weights per row, summing to 1, renormalised over the ``available`` experts (None: all),
+    sparsified to the top ``k`` (ties to the earlier expert)."""
+    return available_top_k(rule_gate_dense(X, columns, params), available, params.k)

@@ -6,7 +6,8 @@ from the weights fitted at the refit and takes one gradient step per label as it
 
 - the gate ascends its own training objective (``SoftmaxGate``'s J, the same gradient,
   :func:`~signal_engine.moe.numpy_gate.softmax_gate_gradient`) on the bar's fingerprint, expert scores and
-  clipped forward z, without the L2 pull (which is a penalty on the whole fit, not on one row);
+  clipped forward z, without the L2 pull (which is a penalty on the whole fit, not on one row); an expert
+  whose score at that bar is NaN abstained there, and its weight does not move on that row;
 - the meta-model descends the multinomial log loss of the bar's realised trend class on the features it read
   at that bar (the experts' scores and the gate weights it was given). A class the model never saw in training
   is not learnt (its logit does not exist); such a row is counted in ``skipped``.
@@ -123,7 +124,7 @@ class OnlineLearner:
         assert self.gate is not None and self._gate_params is not None
         kernel, bias = self._gate_params
         inputs = standardise(np.asarray(row.fingerprint, dtype=float).reshape(1, -1), self.gate.mean, self.gate.scale)
-        scores = np.nan_to_num(np.asarray(row.scores, dtype=float).reshape(1, -1))
+        scores = np.asarray(row.scores, dtype=float).reshape(1, -1)  # NaN: that expert abstained, no gradient
         target = np.clip(np.array([row.forward_z], dtype=float), -self.rates.clip, self.rates.clip)
         grad_kernel, grad_bias = softmax_gate_gradient(inputs, scores, target, kernel, bias,
                                                        entropy=self.rates.entropy, l2=0.0)

@@ -25,7 +25,9 @@ class FingerprintRuleGate(BaseEstimator):
     - volatility: ``vol30`` is above its ``vol_quantile`` quantile over the training rows (a stressed
       regime, where the volatility expert's warning matters).
 
-    The weights are normalised to 1 and sparsified to the top ``k`` (ties to the earlier expert).
+    The weights are normalised to 1 and sparsified to the top ``k`` (ties to the earlier expert). Nothing is
+    fitted on the experts' scores, so abstention changes only the weights a row routes with: given
+    ``available``, an abstaining expert gets 0 and the others are renormalised before top-k.
     Inputs are the columns of :data:`signal_engine.features.FINGERPRINT_NAMES` in order.
 
     References
@@ -76,9 +78,10 @@ class FingerprintRuleGate(BaseEstimator):
         """(n, 3) booleans: which expert's rule fires on each row (NaN features fire nothing)."""
         return rule_fires(X, FINGERPRINT_NAMES, self.rule_params())
 
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        """Gate weights per row, each summing to 1, at most ``k`` non-zero (the serving path's NumPy code)."""
-        return rule_gate_forward(X, FINGERPRINT_NAMES, self.rule_params())
+    def predict_proba(self, X: np.ndarray, available: np.ndarray | None = None) -> np.ndarray:
+        """Gate weights per row, each summing to 1, at most ``k`` non-zero (the serving path's NumPy code), over
+        the experts marked ``available`` (n, 3) on each row (None: all; an abstaining expert gets 0)."""
+        return rule_gate_forward(X, FINGERPRINT_NAMES, self.rule_params(), available)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         return np.argmax(self.predict_proba(X), axis=1)

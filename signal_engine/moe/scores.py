@@ -26,16 +26,20 @@ def volatility_score(vol_forecast: np.ndarray, window: int, min_periods: int = 2
     """``-tanh(z)`` of the log volatility forecast against its own trailing ``window`` forecasts.
 
     High forecast volatility gives a negative score (seed 000: "volatility: negative if high"). The
-    z-score at t uses forecasts up to t only; before ``min_periods`` forecasts exist the score is 0.
+    z-score at t uses forecasts up to t only (missing ones skipped); before ``min_periods`` forecasts exist
+    the score is 0. A bar whose own forecast is missing (NaN, or not finite) scores NaN: the expert abstains
+    there, as in the Signal API's combiner, where a volatility expert without a forecast gives no score.
     """
     import pandas as pd
 
-    log_vol = pd.Series(np.log(vol_forecast))
+    forecast = np.asarray(vol_forecast, dtype=float)
+    log_vol = pd.Series(np.log(forecast))
     rolling = log_vol.rolling(window, min_periods=min_periods)
     mean, std = rolling.mean().to_numpy(), rolling.std(ddof=0).to_numpy()
     with np.errstate(invalid="ignore", divide="ignore"):
         z = np.where(std > 0, (log_vol.to_numpy() - mean) / std, 0.0)
-    return np.nan_to_num(-np.tanh(z), nan=0.0)
+    score = np.nan_to_num(-np.tanh(z), nan=0.0)
+    return np.where(np.isfinite(forecast), score, np.nan)
 
 
 def weighted_score(scores: np.ndarray, weights: np.ndarray) -> np.ndarray:

@@ -6,7 +6,8 @@ this runs in the combiner Lambda, which ships without pandas, scikit-learn and S
 
 Degradation: an expert without a usable answer gets no score; the gate's dense weights (the softmax, or the rule
 gate's normalised rule weights) are renormalised over the experts that answered (then sparsified to the top
-``min(k, answered)``), so the signal is what the gate would give if only those experts existed.
+``min(k, answered)``), so the signal is what the gate would give if only those experts existed. The walk-forward
+backtest routes an abstaining expert (a NaN score) through the same function (``moe.numpy_gate.available_top_k``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 
 from signal_engine.features.fingerprint import FINGERPRINT_NAMES, FINGERPRINT_WARMUP, fingerprint_features
 from signal_engine.moe.conditions import condition_holds, parse_condition, rule_direction
-from signal_engine.moe.numpy_gate import GateWeights, gate_logits, rule_gate_dense, softmax, top_k
+from signal_engine.moe.numpy_gate import GateWeights, available_top_k, gate_logits, rule_gate_dense, softmax
 from signal_engine.moe.scores import confidence_map, levels_score, meta_probabilities, weighted_score
 from signal_engine.risk.holding import next_held
 from signal_engine.risk.sizing import volatility_target_position
@@ -205,17 +206,7 @@ class Combiner:
             proba = rule_gate_dense(fingerprints, spec.features, spec.rule)
         else:
             proba = softmax(gate_logits(learned or self.bundle.gate_weights, fingerprints))
-        if available.all():
-            return top_k(proba, spec.k)
-        proba = np.where(available, proba, 0.0)
-        total = proba.sum(axis=1, keepdims=True)
-        uniform = available / available.sum(axis=1, keepdims=True)
-        proba = np.where(total > 0, proba / np.where(total > 0, total, 1.0), uniform)
-        out = np.empty_like(proba)
-        for count in np.unique(available.sum(axis=1)):
-            rows = available.sum(axis=1) == count
-            out[rows] = top_k(proba[rows], min(spec.k, int(count)))
-        return out
+        return available_top_k(proba, available, spec.k)
 
     def _combined(self, scores: np.ndarray, gate: np.ndarray, outputs: Mapping[str, np.ndarray],
                   available: np.ndarray, learned: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:

@@ -60,6 +60,11 @@ def check_exportable(config: RunConfig) -> None:
     if moe.combiner not in ("weighted", "meta", "rule"):
         raise ConfigError(f"moe.combiner '{moe.combiner}': the training workflow exports the weighted, meta-model "
                           "and rule combiners; use moe.combiner: weighted, meta or rule for training")
+    if moe.experts.volatility == "vol_har_implied":
+        raise ConfigError("moe.experts.volatility 'vol_har_implied' reads implied volatility, which the training "
+                          "workflow's datasets and the Signal API's request bars do not carry yet, so a bundle would "
+                          "serve it without its input; use moe.experts.volatility: volatility_blend or vol_har for "
+                          "training (vol_har_implied runs in the backtest, on price files with an implied_vol column)")
 
 
 # -- prepare dataset -----------------------------------------------------------------------------------------

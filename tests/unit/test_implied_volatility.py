@@ -130,9 +130,12 @@ def test_bad_implied_volatility_input_is_refused_with_the_column_named(market: M
 
 def test_the_catalogued_iv_experts_build_and_stay_out_of_price_only_runs() -> None:
     catalogue = load_catalogue()
+    prices, with_iv = ["open", "high", "low", "close"], ["open", "high", "low", "close", "implied_vol"]
     for name in ("vol_implied", "vol_har_implied"):
         assert catalogue[name].inputs == "implied_vol"
-        assert "needs implied_vol data" in (_skip_reason(catalogue[name], SuiteSettings(), "equity_daily") or "")
+        reason = _skip_reason(catalogue[name], SuiteSettings(), "equity_daily", prices)
+        assert "needs implied_vol data" in (reason or "")
+        assert _skip_reason(catalogue[name], SuiteSettings(), "equity_daily", with_iv) is None
         assert build(name, catalogue).column == "implied_vol"
 
 
@@ -145,3 +148,11 @@ def test_the_mean_difference_interval_covers_the_known_difference() -> None:
     assert same.low < 0.0 < same.high
     with pytest.raises(ValueError, match="NaN"):
         mean_difference(np.append(a, np.nan), np.append(a, 0.0))
+
+
+def test_the_moe_studys_abstention_check_blanks_the_middle_fifth_of_the_test_bars() -> None:
+    from signal_engine.evaluation.implied_vol_moe_study import blanked_bars
+
+    # 1258 bars, test from bar 756: 502 test bars, 20% is 100.4 -> 100 bars, starting (502 - 100) // 2 = 201 in
+    assert blanked_bars(1258, 756) == slice(957, 1057)
+    assert blanked_bars(1010, 1000, share=0.5) == slice(1002, 1007)

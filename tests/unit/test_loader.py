@@ -44,6 +44,23 @@ def test_column_names_are_case_insensitive_and_volume_optional(tmp_path: Path) -
     assert not series.has_volume
 
 
+def test_an_implied_volatility_column_is_kept_unadjusted_with_empty_cells_missing(tmp_path: Path) -> None:
+    text = ("Date,Open,High,Low,Close,Adj Close,Implied_Vol\n2024-01-02,10,11,9.5,10.5,5.25,15.3\n"
+            "2024-01-03,10.5,11.5,10,11,5.5,\n2024-01-04,11,11.2,10.4,10.8,5.4,NaN\n2024-01-05,11,11.2,10.4,10.8,5.4,9\n")
+    bars = load_prices(write(tmp_path, text)).bars
+    assert list(bars.columns) == ["open", "high", "low", "close", "implied_vol"]
+    np.testing.assert_array_equal(bars["implied_vol"], [15.3, np.nan, np.nan, 9.0])
+    np.testing.assert_allclose(bars["close"], [5.25, 5.5, 5.4, 5.4])
+
+
+@pytest.mark.parametrize("cell", ["0", "-3", "abc", "inf"])
+def test_a_bad_implied_volatility_names_the_line_and_the_column(tmp_path: Path, cell: str) -> None:
+    text = f"Date,Open,High,Low,Close,implied_vol\n2024-01-02,1,2,0.5,1.5,14\n2024-01-03,1,2,0.5,1.5,{cell}\n"
+    with pytest.raises(InputError, match=f"line 3: column 'implied_vol': '{cell}' is not an implied volatility; "
+                                         "expected a number > 0 in annualised %"):
+        load_prices(write(tmp_path, text))
+
+
 def test_intraday_timestamps_are_kept(tmp_path: Path) -> None:
     text = "Datetime,Open,High,Low,Close\n2024-01-02 09:30:00,1,2,0.5,1.5\n2024-01-02 10:30:00,1.5,2,1,1.8\n"
     series = load_prices(write(tmp_path, text))
@@ -179,3 +196,25 @@ def test_too_few_rows_for_the_profile_fails_before_any_work(tmp_path: Path, goog
         f"signal-engine: error: {short}: has 300 bars; profile 'quick' needs at least 1008 (initial window 504 "
         "+ validation 252 + test 252); use a longer file or smaller walk_forward settings in --config"
     )
+
+
+def test_the_implied_volatility_slot_without_the_column_fails_before_any_work(tmp_path: Path, goog_csv: Path) -> None:
+    config = write(tmp_path, "moe: {experts: {volatility: vol_har_implied}}\n", "iv.yaml")
+    completed = subprocess.run(
+        [sys.executable, "-m", "signal_engine", "backtest", "--prices", str(goog_csv), "--out", str(tmp_path / "o"),
+         "--config", str(config)],
+        capture_output=True, text=True, check=False,
+    )
+    assert completed.returncode == 2
+    assert completed.stderr.strip().startswith(
+        f"signal-engine: error: {goog_csv}: has no 'implied_vol' column, which moe.experts.volatility "
+        "'vol_har_implied' reads; add the column to the price file")
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_input_error_survives_pickling_as_the_walk_forwards_workers_send_it() -> None:
+    import pickle
+
+    error = pickle.loads(pickle.dumps(InputError("a.csv", "bad value", line=3, column="High")))
+    assert isinstance(error, InputError) and str(error) == "a.csv: line 3: column 'High': bad value"
+    assert (error.source, error.problem, error.line, error.column) == ("a.csv", "bad value", 3, "High")

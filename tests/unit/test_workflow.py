@@ -159,6 +159,10 @@ def test_parts_the_bundle_cannot_carry_are_refused_up_front() -> None:
     for combiner in ("weighted", "meta", "rule"):
         check_exportable(training_settings("quick", {"moe": {"combiner": combiner}})[0])
     check_exportable(PROFILES["quick"])
+    config, _ = training_settings("quick", {"moe": {"experts": {"volatility": "vol_har_implied"}}})
+    with pytest.raises(ConfigError, match=re.escape("moe.experts.volatility 'vol_har_implied' reads implied "
+                                                    "volatility, which the training workflow's datasets")):
+        check_exportable(config)
 
 
 def test_a_gate_artefacts_rule_parameters_become_the_bundles(tmp_path: Path) -> None:
