@@ -21,6 +21,7 @@ from signal_engine.experts import (
     VolatilityExpert,
 )
 from signal_engine.experts.linear_trend import LogisticTrendExpert
+from signal_engine.experts.sized_volatility import SizedVolatility
 from signal_engine.experts.trend import TREND_FEATURES
 from signal_engine.features import MOMENTUM_NAMES
 from signal_engine.moe.combiner import WeightedScoreCombiner
@@ -82,10 +83,31 @@ def volatility_blend(config: RunConfig) -> VolatilityExpert:
 
 
 def volatility_expert(config: RunConfig) -> VolatilityExpert | HarVolatility:
-    """The MoE's volatility expert (``moe.experts.volatility``); both answer ``predict_variance``."""
-    if config.moe.experts.volatility == "vol_har":
+    """The MoE's volatility expert (``moe.experts.volatility``), whose forecast its volatility score reads; both
+    answer ``predict_variance``."""
+    return volatility_model(config.moe.experts.volatility, config)
+
+
+def sizing_volatility_expert(config: RunConfig) -> VolatilityExpert | HarVolatility:
+    """The volatility forecast users see and positions are sized by (``moe.experts.sizing_volatility``)."""
+    return volatility_model(config.moe.experts.sizing_volatility, config)
+
+
+def volatility_model(name: str, config: RunConfig) -> VolatilityExpert | HarVolatility:
+    """The volatility model called ``name`` (one of ``config.VOLATILITY_EXPERTS``), as the catalogue builds it."""
+    if name == "vol_har":
         return HarVolatility(measures=("garman_klass", "parkinson", "squared_return"), lags=(1, 5, 22))
     return volatility_blend(config)
+
+
+def served_volatility_expert(config: RunConfig) -> Any:
+    """The volatility expert the training workflow fits and the Signal API asks: the MoE's volatility expert, or,
+    when the sizing forecast is another model, both in one (:class:`SizedVolatility`: ``vol_history`` from the
+    score's model, ``vol_forecast`` from the sizing model)."""
+    experts = config.moe.experts
+    if experts.sizing_volatility == experts.volatility:
+        return volatility_expert(config)
+    return SizedVolatility(score=volatility_expert(config), sizing=sizing_volatility_expert(config))
 
 
 def levels_expert(config: RunConfig) -> SwingLevelsExpert | LevelRegressionExpert:

@@ -150,13 +150,17 @@ class MoEExperts:
     Bitcoin hourly bars the orchestrated book's Sharpe -2.14 -> -0.43 against ``trend_calibrated``, while
     on Microsoft daily bars the linear expert lost (1.62 -> 1.24), so daily bars keep ``trend``;
     levels: ``levels_swing`` (swing points) or ``levels_regression`` (LightGBM quantile distances);
-    volatility: ``volatility_blend`` (GARCH(1,1)/EWMA blend) or ``vol_har`` (HAR on range measures).
+    volatility: ``volatility_blend`` (GARCH(1,1)/EWMA blend) or ``vol_har`` (HAR on range measures), the
+    forecast the MoE's volatility score reads;
+    sizing_volatility: the same choice for the forecast users see (``vol_forecast`` in ``signals.csv`` and the
+    Signal API) and the volatility-targeted position divides by (docs/research/sizing-volatility.md).
     """
 
     trend: str = "trend_calibrated"
     intraday_trend: str = "trend_linear"
     levels: str = "levels_swing"
     volatility: str = "volatility_blend"
+    sizing_volatility: str = "volatility_blend"
 
 
 @dataclass(frozen=True)
@@ -327,7 +331,7 @@ _POSITIVE_INTS = {
 }
 _CHOICES: dict[type, dict[str, tuple[str, ...]]] = {
     MoEExperts: {"trend": TREND_EXPERTS, "intraday_trend": TREND_EXPERTS, "levels": LEVELS_EXPERTS,
-                 "volatility": VOLATILITY_EXPERTS},
+                 "volatility": VOLATILITY_EXPERTS, "sizing_volatility": VOLATILITY_EXPERTS},
     MoEConfig: {"gate": GATES, "combiner": COMBINERS},
 }
 _FRACTIONS = {"subsample", "colsample_bytree", "ewma_lambda"}
