@@ -80,3 +80,10 @@ def test_the_workflows_gate_rows_read_the_forecast_the_score_read() -> None:
     assert _score_vol(signals).tolist() == [0.01, 0.015]
     written_before = signals.drop(columns=SCORE_VOL_COLUMN)  # a walk-forward written before the column existed
     assert _score_vol(written_before).tolist() == [0.02, 0.03]
+
+
+def test_by_default_har_sizes_and_the_blend_scores() -> None:
+    experts = PROFILES["quick"].moe.experts
+    assert (experts.volatility, experts.sizing_volatility) == ("volatility_blend", "vol_har")
+    assert PROFILES["full"].moe.experts.sizing_volatility == "vol_har"
+    assert isinstance(expert_model("volatility", PROFILES["quick"]), SizedVolatility)
