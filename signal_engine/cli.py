@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     datasets.add_argument("--out", type=Path, default=Path("data"), metavar="DIR")
     datasets.add_argument("--development", action="store_true",
                           help="export the development series that defaults are chosen on instead "
-                               f"({', '.join(DEVELOPMENT_DATASETS)}; needs pmdarima, the dev extra)")
+                               f"({', '.join(DEVELOPMENT_DATASETS)}; MSFT needs pmdarima, the dev extra)")
 
     backtest.set_defaults(handler=_backtest)
     demo.set_defaults(handler=_demo)

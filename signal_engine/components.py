@@ -22,6 +22,7 @@ from signal_engine.experts import (
 )
 from signal_engine.experts.implied_volatility import IV_COLUMN, HarImpliedVolatility
 from signal_engine.experts.linear_trend import LogisticTrendExpert
+from signal_engine.experts.sized_volatility import SizedVolatility
 from signal_engine.experts.trend import TREND_FEATURES
 from signal_engine.features import MOMENTUM_NAMES
 from signal_engine.moe.combiner import WeightedScoreCombiner
@@ -83,17 +84,38 @@ def volatility_blend(config: RunConfig) -> VolatilityExpert:
 
 
 def volatility_expert(config: RunConfig) -> VolatilityExpert | HarVolatility:
-    """The MoE's volatility expert (``moe.experts.volatility``); each answers ``predict_variance``.
+    """The MoE's volatility expert (``moe.experts.volatility``), whose forecast its volatility score reads; each
+    answers ``predict_variance``."""
+    return volatility_model(config.moe.experts.volatility, config)
+
+
+def sizing_volatility_expert(config: RunConfig) -> VolatilityExpert | HarVolatility:
+    """The volatility forecast users see and positions are sized by (``moe.experts.sizing_volatility``)."""
+    return volatility_model(config.moe.experts.sizing_volatility, config)
+
+
+def volatility_model(name: str, config: RunConfig) -> VolatilityExpert | HarVolatility:
+    """The volatility model called ``name`` (one of ``config.VOLATILITY_EXPERTS``), as the catalogue builds it.
 
     ``vol_har_implied`` is HAR plus the log implied variance of the frame's ``implied_vol`` column (the
     catalogue's entry); its forecast is NaN (the expert abstains) on bars without implied volatility.
     """
     measures, lags = ("garman_klass", "parkinson", "squared_return"), (1, 5, 22)
-    if config.moe.experts.volatility == "vol_har":
+    if name == "vol_har":
         return HarVolatility(measures=measures, lags=lags)
-    if config.moe.experts.volatility == "vol_har_implied":
+    if name == "vol_har_implied":
         return HarImpliedVolatility(column=IV_COLUMN, periods_per_year=252.0, measures=measures, lags=lags)
     return volatility_blend(config)
+
+
+def served_volatility_expert(config: RunConfig) -> Any:
+    """The volatility expert the training workflow fits and the Signal API asks: the MoE's volatility expert, or,
+    when the sizing forecast is another model, both in one (:class:`SizedVolatility`: ``vol_history`` from the
+    score's model, ``vol_forecast`` from the sizing model)."""
+    experts = config.moe.experts
+    if experts.sizing_volatility == experts.volatility:
+        return volatility_expert(config)
+    return SizedVolatility(score=volatility_expert(config), sizing=sizing_volatility_expert(config))
 
 
 def levels_expert(config: RunConfig) -> SwingLevelsExpert | LevelRegressionExpert:

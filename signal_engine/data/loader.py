@@ -46,12 +46,26 @@ class PriceSeries:
         return "volume" in self.bars.columns
 
     @property
+    def close_only(self) -> bool:
+        """One price a bar (:func:`close_only`): no range for range-based estimators to read."""
+        return close_only(self.bars)
+
+    @property
     def intraday(self) -> bool:
         index = pd.DatetimeIndex(self.bars.index)
         return bool((index != index.normalize()).any())
 
     def __len__(self) -> int:
         return len(self.bars)
+
+
+def close_only(bars: pd.DataFrame) -> bool:
+    """Whether every bar has Open = High = Low = Close: a file of one price a bar (a daily reference rate, a close-only
+    export) written in the OHLC layout. Range-based estimators read nothing from such bars (their range is 0)."""
+    if len(bars) == 0:
+        return False
+    prices = bars.loc[:, list(PRICE_COLUMNS)].to_numpy(dtype=float)
+    return bool((prices == prices[:, 3:4]).all())
 
 
 def load_prices(path: str | Path, symbol: str | None = None) -> PriceSeries:

@@ -8,7 +8,7 @@ experts' earlier out-of-sample outputs. ``config.moe`` picks the experts, gate, 
 Abstention: an expert whose score at a bar is NaN abstains there (the volatility slot where its forecast is
 missing, e.g. ``vol_har_implied`` on a bar without implied volatility). The gate gives it 0 and renormalises the
 others (``moe.numpy_gate.available_top_k``, the Signal API's own rule), it learns nothing from that bar, and the
-combined score reads only the experts that answered; sizing falls back to the GARCH/EWMA blend's forecast.
+combined score reads only the experts that answered. Sizing reads its own forecast (``moe.experts.sizing_volatility``).
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ SIGNAL_COLUMNS = (
     "timestamp", "symbol", "signal", "score", "confidence", "position", "p_up", "p_down", "p_neutral",
     "support", "resistance", "vol_forecast", *(f"gate_{e}" for e in EXPERTS),
 )
+SCORE_VOL_COLUMN = "score_vol_forecast"  # in SymbolResult.signals: the forecast the MoE's volatility score read
 SEQUENCE_WINDOW = 20
 STAGES = ("stage1_filters", "stage2_sequence", "stage3_stacking")
 
@@ -91,6 +92,7 @@ class _OutOfSample:
 
         choice = config.moe.experts
         self.trend_name, self.levels_name, self.vol_name = choice.trend, choice.levels, choice.volatility
+        self.sizing_name = choice.sizing_volatility
         self.trend_proba = empty(3)
         # the calibrated expert's raw LightGBM probabilities are also scored, as ``trend_lightgbm``
         self.raw_trend_proba = empty(3) if self.trend_name == "trend_calibrated" else None
@@ -98,7 +100,7 @@ class _OutOfSample:
         self.levels = empty(2)
         self.pivots = empty(2)
         self.variance = {name: empty() for name in dict.fromkeys(
-            (self.vol_name, "volatility_blend", "baseline_garch11", "baseline_ewma"))}
+            (self.vol_name, self.sizing_name, "volatility_blend", "baseline_garch11", "baseline_ewma"))}
         self.scores = empty(len(EXPERTS))
         self.gate = empty(len(EXPERTS))
         self.combined = empty()
@@ -121,15 +123,17 @@ class _OutOfSample:
         self.online_updates: list[int] = []
 
     @property
-    def slot_forecast(self) -> np.ndarray:
-        """The volatility slot's own forecast (NaN where its expert abstains): what its score reads."""
+    def score_vol(self) -> np.ndarray:
+        """The forecast the MoE's volatility score reads (``moe.experts.volatility``), NaN where that expert
+        abstains."""
         return np.sqrt(self.variance[self.vol_name])
 
     @property
     def vol_forecast(self) -> np.ndarray:
-        """The forecast that sizes positions: the slot's, or the GARCH/EWMA blend's where the slot abstains."""
-        slot = self.slot_forecast
-        return np.where(np.isfinite(slot), slot, np.sqrt(self.variance["volatility_blend"]))
+        """The forecast users see and positions are sized by (``moe.experts.sizing_volatility``), or the GARCH/EWMA
+        blend's on a bar where that model gives none."""
+        sizing = np.sqrt(self.variance[self.sizing_name])
+        return np.where(np.isfinite(sizing), sizing, np.sqrt(self.variance["volatility_blend"]))
 
 
 def run_symbol(
@@ -245,17 +249,17 @@ def _decide_block(
     out.variance["baseline_garch11"][rows] = blend.garch_.predict(history)[rows]
     out.variance["baseline_ewma"][rows] = blend.ewma_.predict(history)[rows]
     out.variance["volatility_blend"][rows] = blend.predict_variance(history)[rows]
-    if out.vol_name != "volatility_blend":
-        volatility = clone(components.volatility_expert(config)).fit(frame.iloc[: r + 1], next_variance)
-        out.variance[out.vol_name][rows] = _predict_window(
-            volatility, frame, block.start, block.stop, lambda x: variance_forecast(volatility, x))
+    for name in [n for n in dict.fromkeys((out.vol_name, out.sizing_name)) if n != "volatility_blend"]:
+        volatility = clone(components.volatility_model(name, config)).fit(frame.iloc[: r + 1], next_variance)
+        out.variance[name][rows] = _predict_window(
+            volatility, frame, block.start, block.stop, lambda x, model=volatility: variance_forecast(model, x))
     out.garch_converged.append(bool(blend.garch_.converged_))
     out.blend_weight.append(blend.weight_)
     out.levels_window.append(int(getattr(levels, "window_", 0)))
 
     close = frame["close"].to_numpy()
     first = config.walk_forward.initial_window
-    vol_scores = volatility_score(out.slot_forecast[first : block.stop], config.gate.score_window)
+    vol_scores = volatility_score(out.score_vol[first : block.stop], config.gate.score_window)
     out.scores[rows, 0] = trend_score(out.trend_proba[rows, 2], out.trend_proba[rows, 0])
     out.scores[rows, 1] = levels_score(close[rows], out.levels[rows, 0], out.levels[rows, 1])
     out.scores[rows, 2] = vol_scores[block.start - first :]
@@ -462,6 +466,7 @@ def _evaluate(
         "resistance": out.levels[test, 1],
         "vol_forecast": vol_forecast[test],
         **{f"gate_{e}": out.gate[test, i] for i, e in enumerate(EXPERTS)},
+        SCORE_VOL_COLUMN: out.score_vol[test],  # not in signals.csv: the training workflow's volatility score reads it
     })
 
     next_return = np.append(close[1:] / close[:-1] - 1.0, np.nan)[test]
@@ -519,7 +524,8 @@ def _evaluate(
         "mean_gate": {e: float(np.mean(out.gate[test, i])) for i, e in enumerate(EXPERTS)},
         "moe": {
             "enabled": config.moe.enabled,
-            "experts": {"trend": out.trend_name, "levels": out.levels_name, "volatility": out.vol_name},
+            "experts": {"trend": out.trend_name, "levels": out.levels_name, "volatility": out.vol_name,
+                        "sizing_volatility": out.sizing_name},
             "gate": config.moe.gate,
             "k": config.moe.k,
             "combiner": config.moe.combiner,

@@ -19,9 +19,11 @@ Empirical Finance 15(5) (the paired design).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import pandas as pd
 from arch.bootstrap import StationaryBootstrap, optimal_block_length
 
 from signal_engine.evaluation.metrics import annualised_sharpe
@@ -168,3 +170,57 @@ def mean_difference(
     low, high, p_value = _percentile_interval(draws, level)
     return MeanDifference(difference=float(d.mean()), low=low, high=high, level=level,
                           p_value=p_value, block=block, reps=reps, bars=len(x))
+
+
+def panel_mean_difference(
+    differences: Mapping[str, pd.Series],
+    *,
+    reps: int = DEFAULT_REPS,
+    level: float = DEFAULT_LEVEL,
+    seed: int = 0,
+) -> MeanDifference:
+    """The pooled difference of a panel: the equal-weight mean over series of each series' mean per-bar difference,
+    with a stationary-bootstrap interval that resamples calendar dates.
+
+    ``differences`` maps each series to its per-bar differences indexed by date (e.g. the QLIKE of one forecast
+    less another's). The bootstrap draws blocks of dates from the union of all the series' dates, so series that
+    share dates are resampled together and their correlation is kept; the block length is the largest
+    Politis-White length of the series' own difference series. ``bars`` counts the bars of all series.
+
+    Raises
+    ------
+    ValueError
+        When a series is shorter than 20 bars or holds a non-finite value, no series is given, or ``level`` is
+        not in (0, 1).
+    """
+    if not differences:
+        raise ValueError("a panel mean difference needs at least one series")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    for name, series in differences.items():
+        values = np.asarray(series, dtype=float)
+        if len(values) < 20:
+            raise ValueError(f"{name}: a mean difference needs at least 20 paired values, got {len(values)}")
+        if not np.all(np.isfinite(values)):
+            raise ValueError(f"{name}: the differences hold NaN or infinite values; keep only the bars where both "
+                             "are finite")
+        if not series.index.is_unique:
+            raise ValueError(f"{name}: the differences repeat a date")
+    panel = pd.DataFrame({name: series.astype(float) for name, series in differences.items()}).sort_index()
+    values = panel.to_numpy()
+    block = max(block_length(series.to_numpy(dtype=float)) for series in differences.values())
+    draws = StationaryBootstrap(block, values, seed=seed).apply(
+        lambda rows: np.array([_mean_of_column_means(rows)]), reps=reps)[:, 0]
+    low, high, p_value = _percentile_interval(draws[np.isfinite(draws)], level)
+    return MeanDifference(difference=_mean_of_column_means(values), low=low, high=high, level=level,
+                          p_value=p_value, block=block, reps=reps,
+                          bars=int(sum(len(s) for s in differences.values())))
+
+
+def _mean_of_column_means(rows: np.ndarray) -> float:
+    """The mean over columns of each column's mean of its non-NaN values (columns without one left out)."""
+    present = np.isfinite(rows)
+    counts = present.sum(axis=0)
+    sums = np.where(present, rows, 0.0).sum(axis=0)
+    filled = counts > 0
+    return float(np.mean(sums[filled] / counts[filled])) if filled.any() else math.nan

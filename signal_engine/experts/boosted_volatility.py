@@ -10,7 +10,7 @@ import pandas as pd
 
 from signal_engine.experts.base import Expert
 from signal_engine.experts.har import har_features
-from signal_engine.experts.realised import MEASURES, intraday_hours
+from signal_engine.experts.realised import MEASURES, intraday_hours, usable_measures
 
 RATIO_CAP = 50.0
 FRAME_FEATURES = ("atr_14", "bb_width_20", "vol30", "ret_1", "ret_5", "ret_20", "volume_z_20", "spread")
@@ -32,7 +32,8 @@ class BoostedLogVariance(Expert):
     """LightGBM model of the next bar's log variance, trained with the QLIKE loss.
 
     Inputs at bar t: the HAR components (log trailing means of the Garman-Klass, Parkinson and squared
-    return measures over 1, 5 and 22 bars, and the leverage terms), point-in-time features of the market
+    return measures over 1, 5 and 22 bars, and the leverage terms; squared returns alone on close-only bars,
+    ``measures_``), point-in-time features of the market
     frame that are present (ATR, Bollinger width, 30-bar volatility, recent returns, volume z-score,
     spread) and, for intraday bars, the hour of day. The boosting starts from the log of the mean
     squared return and each tree takes a Fisher-scoring step on QLIKE, so ``exp`` of the output is a
@@ -79,7 +80,8 @@ class BoostedLogVariance(Expert):
 
     def fit(self, X: pd.DataFrame, y: np.ndarray) -> Self:
         target = np.asarray(y, dtype=float)
-        self.floor_ = np.array([_positive_median(MEASURES[m](X)) * 0.01 for m in _MEASURES])
+        self.measures_ = usable_measures(_MEASURES, X)
+        self.floor_ = np.array([_positive_median(MEASURES[m](X)) * 0.01 for m in self.measures_])
         self.frame_features_ = tuple(c for c in FRAME_FEATURES if c in X.columns)
         design = self._design(X)
         rows = np.flatnonzero(np.isfinite(target))
@@ -115,7 +117,8 @@ class BoostedLogVariance(Expert):
         return self.predict_variance(X)[:, None]
 
     def _design(self, X: pd.DataFrame) -> np.ndarray:
-        columns = [har_features(X, _MEASURES, tuple(self.lags), self.floor_, leverage=True)]
+        measures = getattr(self, "measures_", _MEASURES)  # a model pickled before measures_ has them all
+        columns = [har_features(X, measures, tuple(self.lags), self.floor_, leverage=True)]
         if self.frame_features_:
             columns.append(X.loc[:, list(self.frame_features_)].to_numpy(dtype=float))
         hours = intraday_hours(X.index)

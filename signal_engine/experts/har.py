@@ -9,7 +9,7 @@ import pandas as pd
 
 from signal_engine.experts.base import Expert
 from signal_engine.experts.qlike_regression import QlikeLogLinear
-from signal_engine.experts.realised import MEASURES, intraday_hours, squared_returns, trailing_mean
+from signal_engine.experts.realised import MEASURES, intraday_hours, squared_returns, trailing_mean, usable_measures
 
 
 def har_features(X: pd.DataFrame, measures: tuple[str, ...], lags: tuple[int, ...], floor: np.ndarray,
@@ -92,7 +92,8 @@ class HarVolatility(Expert):
         if unknown:
             raise ValueError(f"unknown measure(s) {unknown}; expected some of {sorted(MEASURES)}")
         target = np.asarray(y, dtype=float)
-        self.floor_ = np.array([_floor(MEASURES[m](X)) for m in self.measures])
+        self.measures_ = usable_measures(tuple(self.measures), X)
+        self.floor_ = np.array([_floor(MEASURES[m](X)) for m in self.measures_])
         hours = intraday_hours(X.index) if self.seasonal else None
         self.hours_ = np.unique(hours) if hours is not None else None
         design = self._design(X)
@@ -108,8 +109,13 @@ class HarVolatility(Expert):
     def transform(self, X: pd.DataFrame) -> np.ndarray:
         return self.predict_variance(X)[:, None]
 
+    @property
+    def fitted_measures(self) -> tuple[str, ...]:
+        """The measures of the fit: ``measures``, less the range-based ones on close-only bars."""
+        return getattr(self, "measures_", tuple(self.measures))  # a model pickled before measures_ has them all
+
     def _design(self, X: pd.DataFrame) -> np.ndarray:
-        features = har_features(X, tuple(self.measures), tuple(self.lags), self.floor_, self.leverage)
+        features = har_features(X, self.fitted_measures, tuple(self.lags), self.floor_, self.leverage)
         if self.hours_ is None:
             return features
         hours = intraday_hours(X.index)

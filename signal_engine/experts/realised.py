@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
+from signal_engine.data.loader import close_only
+
 LOG2 = float(np.log(2.0))
 
 
@@ -50,6 +52,18 @@ MEASURES = {
     "parkinson": parkinson_variance,
     "garman_klass": garman_klass_variance,
 }
+
+
+RANGE_MEASURES = ("parkinson", "garman_klass")
+
+
+def usable_measures(measures: tuple[str, ...], X: pd.DataFrame) -> tuple[str, ...]:
+    """``measures`` less the range-based ones when every bar of ``X`` is close-only (Open = High = Low = Close):
+    their values would all be 0. Close-to-close squared returns stand in when nothing else is left."""
+    if not close_only(X):
+        return tuple(measures)
+    kept = tuple(m for m in measures if m not in RANGE_MEASURES)
+    return kept or ("squared_return",)
 
 
 def trailing_windows(values: np.ndarray, window: int) -> np.ndarray:

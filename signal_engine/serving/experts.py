@@ -8,6 +8,8 @@ Answers, by expert kind (``docs/model-bundle.md``)::
     trend       {"p_down", "p_neutral", "p_up"}
     levels      {"support", "resistance"}
     volatility  {"vol_forecast", "vol_history": [forecasts of the last ``history`` bars, oldest first]}
+                (``vol_forecast`` is the forecast positions are sized by; ``vol_history`` the one the MoE's
+                volatility score reads: the same model unless ``moe.experts.sizing_volatility`` differs)
 
 A value the expert cannot give (e.g. a level before enough swings) is ``null``.
 """
@@ -83,7 +85,10 @@ def answer(expert_kind: str, fitted_expert: Any, bars: pd.DataFrame, *, history:
         vol = np.sqrt(np.asarray(fitted_expert.predict_variance(X), dtype=float))
     else:
         vol = np.asarray(fitted_expert.predict(X), dtype=float).reshape(len(X), -1)[:, 0]
-    return {"vol_forecast": _number(vol[-1]), "vol_history": [_number(v) for v in vol[-history:]]}
+    # an expert that sizes by another forecast than its score reads (SizedVolatility) gives the score's history
+    scored = np.sqrt(np.asarray(fitted_expert.score_variance(X), dtype=float)) if hasattr(
+        fitted_expert, "score_variance") else vol
+    return {"vol_forecast": _number(vol[-1]), "vol_history": [_number(v) for v in scored[-history:]]}
 
 
 def _number(value: float) -> float | None:

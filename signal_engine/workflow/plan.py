@@ -28,7 +28,7 @@ def expert_model(expert: str, config: RunConfig) -> Any:
     if expert == "levels":
         return components.levels_expert(config)
     if expert == "volatility":
-        return components.volatility_expert(config)
+        return components.served_volatility_expert(config)
     raise ConfigError(f"unknown expert '{expert}'; expected one of {', '.join(EXPERTS)}")
 
 

@@ -24,7 +24,7 @@ from signal_engine import components
 from signal_engine.config import RunConfig, for_bars
 from signal_engine.data.loader import PriceSeries, load_prices
 from signal_engine.errors import ConfigError, InputError
-from signal_engine.evaluation.backtest import SymbolResult, check_length, run_symbol
+from signal_engine.evaluation.backtest import SCORE_VOL_COLUMN, SymbolResult, check_length, run_symbol
 from signal_engine.evaluation.metrics import periods_per_year
 from signal_engine.evaluation.walkforward import known_by
 from signal_engine.features import FINGERPRINT_NAMES, WARMUP_BARS, feature_frame
@@ -204,7 +204,7 @@ def out_of_sample_rows(series: PriceSeries, result: SymbolResult, config: RunCon
     scores = np.column_stack((
         trend_score(signals["p_up"].to_numpy(float), signals["p_down"].to_numpy(float)),
         levels_score(close, signals["support"].to_numpy(float), signals["resistance"].to_numpy(float)),
-        volatility_score(signals["vol_forecast"].to_numpy(float), config.gate.score_window, VOLATILITY_MIN_PERIODS),
+        volatility_score(_score_vol(signals).to_numpy(float), config.gate.score_window, VOLATILITY_MIN_PERIODS),
     ))
     return {
         "fingerprints": frame.loc[:, list(FINGERPRINT_NAMES)].to_numpy(dtype=float)[test],
@@ -215,6 +215,12 @@ def out_of_sample_rows(series: PriceSeries, result: SymbolResult, config: RunCon
         "gate": signals.loc[:, [f"gate_{e}" for e in EXPERTS]].to_numpy(float),
         "combined": signals["score"].to_numpy(float),
     }
+
+
+def _score_vol(signals: pd.DataFrame) -> pd.Series:
+    """The forecast the MoE's volatility score read in the walk-forward (``vol_forecast`` in results written before
+    the sizing forecast could differ from it)."""
+    return signals[SCORE_VOL_COLUMN] if SCORE_VOL_COLUMN in signals.columns else signals["vol_forecast"]
 
 
 def train_gate(series: Sequence[PriceSeries], config: RunConfig, out: Path,

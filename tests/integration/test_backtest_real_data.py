@@ -104,7 +104,7 @@ def test_metrics_json_follows_the_contract(goog_run: BacktestOutput) -> None:
     assert metrics["evaluation"]["cost_bps"] == 5.0
     assert {"accuracy", "balanced_accuracy", "log_loss"} <= set(metrics["trend"]["trend_lightgbm"])
     assert {"baseline_majority"} <= set(metrics["trend"])
-    assert {"volatility_blend", "baseline_garch11", "baseline_ewma"} == set(metrics["volatility"])
+    assert {"volatility_blend", "vol_har", "baseline_garch11", "baseline_ewma"} == set(metrics["volatility"])
     assert {"qlike", "mse"} <= set(metrics["volatility"]["baseline_garch11"])
     assert {"levels_swing", "baseline_pivot"} == set(metrics["levels"])
     strategies = metrics["strategies"]

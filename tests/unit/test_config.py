@@ -81,7 +81,7 @@ def test_moe_section_picks_experts_gate_combiner_and_top_k(tmp_path: Path) -> No
         ("moe:\n  experts: {trend: lstm}\n", "'moe.experts.trend' is 'lstm'; expected one of trend_lightgbm"),
         ("moe:\n  experts: {levels: fib}\n", "'moe.experts.levels' is 'fib'; expected one of levels_swing"),
         ("moe:\n  experts: [crypto_hft, equity_daily]\n", "'moe.experts' must be a mapping of its settings "
-         "(trend, intraday_trend, levels, volatility)"),
+         "(trend, intraday_trend, levels, volatility, sizing_volatility)"),
         ("moe:\n  k: 0\n", "'moe.k' must be at least 1"),
         ("moe:\n  enabled: 'no'\n", "'moe.enabled' must be a bool"),
         ("moe:\n  experts: {sentiment: x}\n", "unknown setting 'moe.experts.sentiment'"),

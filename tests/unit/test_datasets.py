@@ -9,6 +9,7 @@ import pytest
 
 from signal_engine.data import load_prices
 from signal_engine.data.datasets import (
+    DAILY_PANEL,
     DATASETS,
     DEVELOPMENT_DATASETS,
     DEVELOPMENT_END,
@@ -26,12 +27,32 @@ def _span(dataset: Dataset) -> tuple[pd.Timestamp, pd.Timestamp]:
 
 def test_every_development_series_is_outside_the_evaluation_series_of_its_bar_frequency() -> None:
     for symbol, development in DEVELOPMENT_DATASETS.items():
+        if symbol in DAILY_PANEL:
+            continue  # other markets in the same years: the next test
         first, last = _span(development)
         same_frequency = [d for d in DATASETS.values() if d.timeframe == development.timeframe]
         assert same_frequency, symbol
         for evaluation in same_frequency:
             begins, ends = _span(evaluation)
             assert last < begins or first > ends, (symbol, evaluation.symbol)
+
+
+# The daily panel's markets: none trades on an evaluation series' exchange but the NASDAQ-100 (the IXIC's)
+PANEL_MARKETS = {"NDX": "US equities", "N225": "Japanese equities", "JKSE": "Indonesian equities",
+                 "BTCUSD-BITSTAMP": "crypto", "LTCUSD-BITSTAMP": "crypto", "EURUSD-BOC": "currencies",
+                 "GBPUSD-BOC": "currencies"}
+
+
+def test_the_us_equity_panel_series_ends_before_every_daily_evaluation_test_span_begins() -> None:
+    from signal_engine.config import PROFILES
+
+    assert set(PANEL_MARKETS) == set(DAILY_PANEL)
+    first_test_bar = min(PROFILES[p].walk_forward.test_start for p in PROFILES)
+    for evaluation in (d for d in DATASETS.values() if d.timeframe == "1d"):
+        test_begins = pd.DatetimeIndex(evaluation.load().index)[first_test_bar]
+        for symbol in (s for s, market in PANEL_MARKETS.items() if market == "US equities"):
+            assert _span(DAILY_PANEL[symbol])[1] < test_begins, (symbol, evaluation.symbol)
+    assert _span(DAILY_PANEL["NDX"])[1] == pd.Timestamp("2001-04-30")
 
 
 def test_the_daily_development_series_ends_before_every_evaluation_series_begins() -> None:
@@ -84,7 +105,7 @@ def test_the_second_hourly_development_series_exports_real_apple_session_bars(tm
 
 
 def test_unknown_dataset_lists_both_catalogues(tmp_path: Path) -> None:
-    with pytest.raises(SignalEngineError, match="expected one of SPX, IXIC, GOOG, EURUSD, MSFT, BTCUSD, AAPL"):
+    with pytest.raises(SignalEngineError, match="expected one of SPX, IXIC, GOOG, EURUSD, MSFT, BTCUSD, AAPL, NDX, "):
         export_dataset("TSLA", tmp_path)
 
 
@@ -92,5 +113,7 @@ def test_the_datasets_command_exports_the_development_series_on_request(tmp_path
     from signal_engine.cli import main
 
     assert main(["datasets", "--out", str(tmp_path / "dev"), "--development"]) == 0
-    assert sorted(p.name for p in (tmp_path / "dev").iterdir()) == ["AAPL.csv", "BTCUSD.csv", "MSFT.csv"]
+    assert sorted(p.name for p in (tmp_path / "dev").iterdir()) == [
+        "AAPL.csv", "BTCUSD-BITSTAMP.csv", "BTCUSD.csv", "EURUSD-BOC.csv", "GBPUSD-BOC.csv", "JKSE.csv",
+        "LTCUSD-BITSTAMP.csv", "MSFT.csv", "N225.csv", "NDX.csv"]
     assert len(load_prices(tmp_path / "dev" / "MSFT.csv", "MSFT").bars) == 3237

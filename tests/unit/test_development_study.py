@@ -133,9 +133,9 @@ def test_the_shipped_daily_equity_series_are_long_or_flat_and_the_rest_keep_thei
     from signal_engine.data.datasets import EQUITY_MAX_SHORT, dataset_short_limits
 
     assert EQUITY_MAX_SHORT == 0.0
-    assert dataset_short_limits() == {"SPX": 0.0, "IXIC": 0.0, "GOOG": 0.0, "MSFT": 0.0}
+    equities = {"SPX": 0.0, "IXIC": 0.0, "GOOG": 0.0, "MSFT": 0.0, "NDX": 0.0, "N225": 0.0, "JKSE": 0.0}
+    assert dataset_short_limits() == equities
     mine = with_dataset_limits({"max_asset_short_exposure": {"spx": 0.5, "EURUSD": 0.2}, "timeframes": ("long",)})
-    assert mine == {"timeframes": ("long",), "max_asset_short_exposure": {
-        "SPX": 0.5, "IXIC": 0.0, "GOOG": 0.0, "MSFT": 0.0, "EURUSD": 0.2}}
+    assert mine == {"timeframes": ("long",), "max_asset_short_exposure": {**equities, "SPX": 0.5, "EURUSD": 0.2}}
     with pytest.raises(ConfigError, match="'max_asset_short_exposure' must map symbols to limits"):
         with_dataset_limits({"max_asset_short_exposure": 0.0})

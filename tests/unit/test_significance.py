@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from signal_engine.evaluation.metrics import annualised_sharpe, strategy_metrics
-from signal_engine.evaluation.significance import sharpe_difference
+from signal_engine.evaluation.significance import panel_mean_difference, sharpe_difference
 
 PPY = 252.0
 
@@ -71,3 +72,42 @@ def test_same_seed_same_interval_and_the_level_widens_it() -> None:
 def test_bad_series_are_named(a: np.ndarray, b: np.ndarray, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         sharpe_difference(a, b, PPY)
+
+
+def _dated(values: np.ndarray, start: str) -> pd.Series:
+    return pd.Series(values, index=pd.bdate_range(start, periods=len(values)))
+
+
+def test_the_panel_difference_weighs_each_series_once_whatever_its_length() -> None:
+    short, long = _dated(np.full(30, 1.0), "2001-01-01"), _dated(np.full(90, 3.0), "2010-01-01")
+    pooled = panel_mean_difference({"short": short, "long": long}, reps=200)
+    assert pooled.difference == pytest.approx(2.0)  # (1 + 3) / 2; weighting bars would give 2.5
+    assert (pooled.low, pooled.high) == (pytest.approx(2.0), pytest.approx(2.0))  # constant series: no spread
+    assert pooled.bars == 120
+
+
+def test_series_on_shared_dates_are_resampled_together() -> None:
+    rng = np.random.default_rng(5)
+    noise = rng.normal(0.0, 1.0, 400)
+    a, b = _dated(noise, "2001-01-01"), _dated(-noise, "2001-01-01")
+    pooled = panel_mean_difference({"a": a, "b": b}, reps=300)
+    assert pooled.difference == pytest.approx(0.0, abs=1e-12)
+    assert pooled.high - pooled.low == pytest.approx(0.0, abs=1e-12)  # each draw takes a date for both
+    alone = panel_mean_difference({"a": a, "b": _dated(-noise, "2005-01-03")}, reps=300)
+    assert alone.high - alone.low > 0.05  # on different dates the two means vary independently
+
+
+def test_a_panel_with_one_series_is_that_series_mean() -> None:
+    values = np.random.default_rng(2).normal(0.3, 1.0, 300)
+    pooled = panel_mean_difference({"only": _dated(values, "2001-01-01")}, reps=300)
+    assert pooled.difference == pytest.approx(float(values.mean()))
+    assert pooled.low < pooled.difference < pooled.high
+
+
+def test_bad_panels_are_named() -> None:
+    with pytest.raises(ValueError, match="at least one series"):
+        panel_mean_difference({})
+    with pytest.raises(ValueError, match="short: a mean difference needs at least 20"):
+        panel_mean_difference({"short": _dated(np.ones(5), "2001-01-01")})
+    with pytest.raises(ValueError, match="gap: the differences hold NaN"):
+        panel_mean_difference({"gap": _dated(np.append(np.ones(30), np.nan), "2001-01-01")})
