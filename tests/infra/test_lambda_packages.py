@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 from aws_cdk import App, Stack
-from packaging.requirements import Requirement
 from aws_cdk.assertions import Annotations, Match
+from packaging.requirements import Requirement
 
 from stacks.lambda_packages import (
     ASSETS_CONTEXT_KEY,
