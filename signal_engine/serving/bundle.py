@@ -166,7 +166,7 @@ class NewsSettings:
     half_life_hours: float = 24.0
     max_age_hours: float = 168.0
     prior_weight: float = 1.0
-    max_documents: int = 100
+    max_documents: int = 50
     headlines: int = 3
     expert: str = NEWS_EXPERT
     folder: str = NEWS_FOLDER

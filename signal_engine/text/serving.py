@@ -27,6 +27,8 @@ import hashlib
 import io
 import json
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -48,6 +50,10 @@ HEAD_FILE = "head.npz"
 METADATA = "text.json"
 MAX_DOCUMENTS = 1000
 """The most documents one request may carry (the combiner sends at most the bundle's news.max_documents)."""
+CACHED_TEXTS = 20_000
+"""Texts whose probabilities the expert keeps (least recently used dropped): a symbol's headlines are asked about
+again at each of its requests until they age out. A text's embedding does not depend on its batch (tested bit for
+bit), so a kept answer is the one a fresh encoding gives."""
 
 
 class NewsRequestError(ValueError):
@@ -116,11 +122,17 @@ def save_news_model(model: TextModel, folder: str | Path) -> str:
 class NewsExpert:
     """The text expert of a bundle: encoder, head and decay, answering news requests (thread-safe once loaded)."""
 
-    def __init__(self, head: NewsHead, encoder: MiniLMEncoder, decay: NewsDecay, metadata: Mapping[str, Any]) -> None:
+    def __init__(self, head: NewsHead, encoder: MiniLMEncoder, decay: NewsDecay, metadata: Mapping[str, Any],
+                 *, cached_texts: int = CACHED_TEXTS) -> None:
         self.head = head
         self.encoder = encoder
         self.decay = decay
         self.metadata = dict(metadata)
+        self.cached_texts = cached_texts
+        self._kept: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+        self.encoded = 0
+        """How many texts were encoded so far (those answered from the kept ones are not)."""
 
     @classmethod
     def load(cls, bundle_folder: str | Path, settings: NewsSettings, encoder: MiniLMEncoder | None = None,
@@ -156,10 +168,26 @@ class NewsExpert:
         self.encoder.encode(["warm up"])
 
     def probabilities(self, texts: Sequence[str]) -> np.ndarray:
-        """(texts x 3) probabilities in the order bearish, bullish, neutral."""
-        if not texts:
-            return np.zeros((0, len(LABELS)))
-        return self.head.label_probabilities(self.encoder.encode(texts))
+        """(texts x 3) probabilities in the order bearish, bullish, neutral; texts seen lately are not encoded
+        again (:data:`CACHED_TEXTS`)."""
+        out = np.zeros((len(texts), len(LABELS)))
+        with self._lock:
+            kept = {text: self._kept[text] for text in texts if text in self._kept}
+            for text in kept:
+                self._kept.move_to_end(text)
+        missing = list(dict.fromkeys(text for text in texts if text not in kept))
+        if missing:
+            fresh = self.head.label_probabilities(self.encoder.encode(missing))
+            kept.update(zip(missing, fresh, strict=True))
+            with self._lock:
+                self.encoded += len(missing)
+                for text, row in zip(missing, fresh, strict=True):
+                    self._kept[text] = row
+                while len(self._kept) > self.cached_texts:
+                    self._kept.popitem(last=False)
+        for i, text in enumerate(texts):
+            out[i] = kept[text]
+        return out
 
     def answer(self, documents: Any, decision_time: Any) -> dict[str, Any]:
         """The answer to a news request (module docstring); :class:`NewsRequestError` names a bad field."""

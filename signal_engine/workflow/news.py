@@ -10,7 +10,7 @@ hyperparameter that the evaluate job reads) may hold::
       half_life_hours: 24        # the aggregate's decay (signal_engine.text.aggregate.NewsDecay)
       max_age_hours: 168
       prior_weight: 1.0
-      max_documents: 100         # the most recent headlines the service sends per answer
+      max_documents: 50          # the most recent headlines the service sends per answer
       headlines: 3               # the headlines the answer names
 
 The head is trained once on the labelled corpus (``text-train``, cached by its fingerprint) and reused by every
@@ -44,7 +44,7 @@ class NewsTraining:
     half_life_hours: float = 24.0
     max_age_hours: float = 168.0
     prior_weight: float = 1.0
-    max_documents: int = 100
+    max_documents: int = 50
     headlines: int = 3
 
     @classmethod

@@ -42,9 +42,14 @@ DOCUMENTS = [
 
 
 @pytest.fixture(scope="module")
-def endpoint() -> Iterator[str]:
+def expert_service() -> serve.ExpertService:
     model_dir, _ = serve.settings(["serve"], {"SM_MODEL_DIR": str(read_current(goog_news_registry()))})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), serve.handler_for(serve.ExpertService(model_dir)))
+    return serve.ExpertService(model_dir)
+
+
+@pytest.fixture(scope="module")
+def endpoint(expert_service: serve.ExpertService) -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), serve.handler_for(expert_service))
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -78,6 +83,21 @@ def test_each_document_gets_the_text_models_probabilities(endpoint: str) -> None
         got = [document["p_bearish"], document["p_bullish"], document["p_neutral"]]
         np.testing.assert_allclose(got, [row.p_bearish, row.p_bullish, row.p_neutral], rtol=0, atol=1e-12)
         assert document["score"] == pytest.approx(row.p_bullish - row.p_bearish, abs=1e-12)
+
+
+def test_headlines_asked_again_are_answered_from_the_kept_ones_identically(
+        endpoint: str, expert_service: serve.ExpertService) -> None:
+    fresh = [{**d, "title": f"{d['title']} (kept)"} for d in DOCUMENTS[:3]]
+    encoded = expert_service.news.encoded
+    first = ask(endpoint, fresh)
+    assert expert_service.news.encoded == encoded + 3
+    new = {**DOCUMENTS[4], "title": "Google announces a new phone (never asked before)"}
+    again = ask(endpoint, [fresh[1], {**fresh[0], "id": "same text, another id"}, new])
+    assert expert_service.news.encoded == encoded + 4  # only the one text not seen yet is encoded
+    assert again["documents"][0]["p_bullish"] == first["documents"][1]["p_bullish"]
+    assert again["documents"][1]["p_bearish"] == first["documents"][0]["p_bearish"]
+    uncached = load_text_model(text_model_folder()).score([fresh[0]["title"]])
+    assert again["documents"][1]["p_bearish"] == pytest.approx(uncached["p_bearish"].iloc[0], abs=1e-12)
 
 
 def test_the_aggregate_at_the_decision_time_by_hand(endpoint: str) -> None:
