@@ -14,6 +14,11 @@ With the ``dataset`` channel (the prepare job's output) it also trains the whole
 section of the ``config`` hyperparameter; hyperparameter ``book`` = ``false`` leaves it out (the live book step
 then refuses the version). The book's timeframe models reuse the walk-forwards of the ``walkforward`` channel
 (a fanned-out backtest's batches) or those the train_gate job left in ``walkforward/`` of its artefact.
+
+With ``"news": {"enabled": true, ...}`` in the ``config`` hyperparameter the bundle also carries the text expert
+(``signal_engine.workflow.news``; ``news/head.npz`` and the ``news`` section of ``bundle.json``): the head of the
+``text`` channel's text model folder (``signal-engine text-train --model DIR``, uploaded), else one trained here on
+the shipped corpus (a few minutes; the image has the encoder's packages).
 """
 
 from __future__ import annotations
@@ -78,7 +83,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not experts:
         raise ConfigError(f"{job.channel('experts')}: no expert artefacts; point the 'experts' channel at the prefix "
                           "of the train_expert jobs' outputs")
-    evaluation, version = evaluate(config, quality, experts, gate, job.model_dir)
+    evaluation, version = evaluate(config, quality, experts, gate, job.model_dir, news=job.news(),
+                                   on_news_training=lambda folder: print(f"training the text expert's head into "
+                                                                         f"{folder}"))
     if job.book():
         series = load_dataset(single_root(job.channel("dataset"), DATASET_FILE))
         walked = walk_forwards(job, gate, series, config)

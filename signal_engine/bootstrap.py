@@ -193,14 +193,9 @@ def _document_url(settings: Settings, aws_client: Callable[[str], Any]) -> str:
         from signal_engine.adapters.aws_secrets import documentdb_url
 
         url = documentdb_url(aws_client("secretsmanager"), settings.document_secret)
-    if url and settings.document_ca_file:
-        url += ("&" if "?" in url else "/?") + f"tlsCAFile={settings.document_ca_file}"
-    elif url and settings.require_verified_tls:
-        raise ConfigError(
-            "DocumentDB needs verified TLS here but no CA bundle is set: set SIGNAL_ENGINE_DOCUMENT_CA_FILE to the "
-            "Amazon RDS CA bundle (the Lambda packages carry it when built with `make package-lambdas "
-            "RDS_CA_BUNDLE=global-bundle.pem`)")
-    return url
+    from signal_engine.adapters.aws_secrets import documentdb_client_url
+
+    return documentdb_client_url(url, settings.document_ca_file, require_verified_tls=settings.require_verified_tls)
 
 
 def _boto3_client(service: str) -> Any:

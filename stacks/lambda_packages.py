@@ -60,7 +60,9 @@ GROUPS: dict[str, FunctionGroup] = {
             "curl_cffi>=0.7",  # the collectors' transport: a browser TLS fingerprint (Yahoo refuses Python's)
         ),
     ),
-    # The serving path: gate, combiner and risk layer in NumPy, the audit log in MySQL; no TensorFlow, no pandas.
+    # The serving path: gate, combiner and risk layer in NumPy, the audit log in MySQL; no TensorFlow, no pandas, and
+    # no text encoder (the text expert runs on the experts' endpoint): only pymongo, to read the stored headlines the
+    # endpoint scores, and tzdata, for the New York close that bounds them.
     "combiner": FunctionGroup(
         "combiner",
         (
@@ -69,6 +71,8 @@ GROUPS: dict[str, FunctionGroup] = {
             "pymysql>=1.1",
             "aws-lambda-powertools[parser,tracer]>=3.0",
             "pydantic>=2.6",
+            "pymongo>=4.6",
+            "tzdata>=2024.1",
         ),
     ),
 }

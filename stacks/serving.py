@@ -26,7 +26,7 @@ from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
 from signal_engine.serving.batch_jobs import JOBS_PREFIX
-from signal_engine.serving.bundle import EXPERT_KINDS
+from signal_engine.serving.bundle import EXPERT_KINDS, NEWS_EXPERT
 from signal_engine.serving.schema import MAX_BARS, MAX_BATCH, SYMBOL_PATTERN, TIMEFRAME_PATTERN
 from stacks.config import THIS_ACCOUNT, StageConfig
 from stacks.constructs.lambda_role import acknowledge_tracing, grant_decrypt, lambda_vpc_role
@@ -130,11 +130,13 @@ class ServingStack(Stack):
         mysql_secret: secretsmanager.ISecret,
         alarm_topic: sns.ITopic,
         environment_key: kms.IKey,
+        docdb_secret: secretsmanager.ISecret | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self._config = config
         self._environment_key = environment_key
+        self._docdb_secret = docdb_secret
         self.model_bundle_uri = artifacts_bucket.s3_url_for_object(f"{MODELS_PREFIX}/")
         self.batch_jobs_uri = artifacts_bucket.s3_url_for_object(f"{JOBS_PREFIX}/")
 
@@ -180,7 +182,8 @@ class ServingStack(Stack):
         mysql_secret: secretsmanager.ISecret,
     ) -> iam.Role:
         """A role that serves signals: the model bundles and batch jobs (``policies``), the experts' endpoint, the
-        audit log's secret and the keys behind them."""
+        audit log's secret, the document store's (the headlines a bundle with the text expert reads) and the keys
+        behind them."""
         role = lambda_vpc_role(self, construct_id, description=description)
         for policy in policies:
             role.add_managed_policy(policy)
@@ -202,7 +205,17 @@ class ServingStack(Stack):
                 resources=[mysql_secret.secret_arn],
             )
         )
-        grant_decrypt(role, environment_key=self._environment_key, secrets=[mysql_secret])
+        secrets = [mysql_secret]
+        if self._docdb_secret is not None:
+            role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="NewsStoreSecret",
+                    actions=["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+                    resources=[self._docdb_secret.secret_arn],
+                )
+            )
+            secrets.append(self._docdb_secret)
+        grant_decrypt(role, environment_key=self._environment_key, secrets=secrets)
         acknowledge_tracing(role)
         return role
 
@@ -237,11 +250,11 @@ class ServingStack(Stack):
             environment={
                 "MODEL_BUNDLE_URI": self.model_bundle_uri,
                 "EXPERT_ENDPOINTS": json.dumps(
-                    {expert: self.experts_endpoint for expert in EXPERT_KINDS}, sort_keys=True
+                    {expert: self.experts_endpoint for expert in (*EXPERT_KINDS, NEWS_EXPERT)}, sort_keys=True
                 ),
                 "EXPERT_DEADLINE_MS": str(config.expert_deadline_ms),
                 "SIGNAL_ENGINE_DATABASE_SECRET": mysql_secret.secret_arn,
-                **ca_bundle_environment(self, package, ["SIGNAL_ENGINE_DATABASE_CA_FILE"]),
+                **self._documents_environment(package),
                 "POWERTOOLS_SERVICE_NAME": METRICS_SERVICE,
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
                 "BATCH_JOBS_URI": self.batch_jobs_uri,
@@ -260,6 +273,14 @@ class ServingStack(Stack):
             "and `make package-lambdas` builds the combiner's wheels for it; Lambda supports it until 2027.",
         )
         return function
+
+    def _documents_environment(self, package: str) -> dict[str, str]:
+        """Where the headlines of a bundle with the text expert are read (DocumentDB), and the CA bundles."""
+        if self._docdb_secret is None:
+            return ca_bundle_environment(self, package, ["SIGNAL_ENGINE_DATABASE_CA_FILE"])
+        return {"SIGNAL_ENGINE_DOCUMENT_SECRET": self._docdb_secret.secret_arn,
+                **ca_bundle_environment(self, package, ["SIGNAL_ENGINE_DATABASE_CA_FILE",
+                                                        "SIGNAL_ENGINE_DOCUMENT_CA_FILE"])}
 
     def _build_combiner(
         self,

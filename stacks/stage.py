@@ -180,6 +180,7 @@ class SignalEngineStage(Stage):
                 description="signal-engine serving: batch jobs' requests and answers (combiner and batch worker)",
             ),
             mysql_secret=self.storage.mysql_secret,
+            docdb_secret=self.storage.docdb_secret,
             alarm_topic=self.monitoring.alarm_topic,
             environment_key=self.operations_key,
             description=f"signal-engine {config.name}: expert endpoints, combiner Lambda, Signal API",

@@ -6,7 +6,9 @@ Built once per test process (``goog_registry``), in a temporary folder laid out 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -29,6 +31,7 @@ from signal_engine.serving.bundle import (
     RiskSettings,
     ScoreSettings,
     ServingBundle,
+    read_current,
 )
 from signal_engine.serving.export import calibration_knots, softmax_gate_weights
 
@@ -36,6 +39,9 @@ EXPERTS = ("trend", "levels", "volatility")
 VERSION = "20261123T150102Z-test0001"
 TRAIN_BARS = 1500
 """GOOG has 2,148 bars: fit on the first 1,500 so the rest can serve as unseen requests."""
+NEWS_VERSION = "20261123T150102Z-test0002"
+TEXT_ROWS = 120
+"""The text head of the news tests: trained on a stratified 120 of the shipped corpus's texts (a second or two)."""
 
 
 def build_bundle(series: PriceSeries, folder: Path, version: str = VERSION) -> ServingBundle:
@@ -120,3 +126,28 @@ def request_bars(end: int, count: int = 400) -> list[dict[str, object]]:
             item["volume"] = row["volume"]
         rows.append(item)
     return rows
+
+
+@functools.cache
+def text_model_folder() -> Path:
+    """A text model folder as `signal-engine text-train --rows 120` writes it (the head cached for the bundles)."""
+    from signal_engine.text.model import save_text_model, train_text_model
+
+    folder = Path(tempfile.mkdtemp(prefix="serving-text-model-"))
+    save_text_model(train_text_model(rows=TEXT_ROWS, reps=20, baselines=False), folder)
+    return folder
+
+
+@functools.cache
+def goog_news_registry() -> Path:
+    """A registry whose CURRENT is ``goog_registry``'s bundle with the text expert (``news``) added as training adds
+    it (``signal_engine.workflow.news.add_news``, reusing ``text_model_folder``'s head)."""
+    from signal_engine.workflow.news import NewsTraining, add_news
+
+    registry = Path(tempfile.mkdtemp(prefix="serving-news-registry-"))
+    target = registry / NEWS_VERSION
+    shutil.copytree(read_current(goog_registry()), target)
+    settings = add_news(target, NewsTraining(enabled=True), model_folder=text_model_folder())
+    dataclasses.replace(ServingBundle.load(target), version=NEWS_VERSION, news=settings).save(target)
+    (registry / "CURRENT").write_text(NEWS_VERSION + "\n", encoding="utf-8")
+    return registry

@@ -24,6 +24,10 @@ ENVIRONMENT = {
     "batch_jobs_uri": "BATCH_JOBS_URI",
     "batch_worker_function": "BATCH_WORKER_FUNCTION",
     "batch_job_timeout_s": "BATCH_JOB_TIMEOUT_S",
+    "document_secret": "SIGNAL_ENGINE_DOCUMENT_SECRET",
+    "document_url": "SIGNAL_ENGINE_DOCUMENT_URL",
+    "document_database": "SIGNAL_ENGINE_DOCUMENT_DATABASE",
+    "document_ca_file": "SIGNAL_ENGINE_DOCUMENT_CA_FILE",
 }
 
 
@@ -31,7 +35,10 @@ class CombinerSettings(BaseModel):
     """``MODEL_BUNDLE_URI`` s3://BUCKET/models/[VERSION/] or a folder; ``EXPERT_ENDPOINTS`` JSON name -> endpoint;
     ``EXPERT_DEADLINE_MS`` per request; ``MAX_BATCH_REQUESTS`` items per batch; ``BATCH_JOBS_URI`` (s3://BUCKET/PREFIX/
     or a folder), ``BATCH_WORKER_FUNCTION`` and ``BATCH_JOB_TIMEOUT_S`` for batch jobs; the audit database as
-    ``SIGNAL_ENGINE_DATABASE_SECRET`` (RDS secret ARN) or ``SIGNAL_ENGINE_DATABASE_URL``."""
+    ``SIGNAL_ENGINE_DATABASE_SECRET`` (RDS secret ARN) or ``SIGNAL_ENGINE_DATABASE_URL``; the stored news that a
+    bundle with the text expert reads as ``SIGNAL_ENGINE_DOCUMENT_SECRET`` (DocumentDB secret ARN) or
+    ``SIGNAL_ENGINE_DOCUMENT_URL``, in ``SIGNAL_ENGINE_DOCUMENT_DATABASE``, over TLS verified with
+    ``SIGNAL_ENGINE_DOCUMENT_CA_FILE`` (none set: the news block says no document store is configured)."""
 
     model_bundle_uri: str = Field(min_length=1)
     expert_endpoints: dict[str, str] = Field(default_factory=dict)
@@ -51,6 +58,11 @@ class CombinerSettings(BaseModel):
     # The Amazon RDS CA bundle; in Lambda (AWS_LAMBDA_FUNCTION_NAME set) MySQL is reached over verified TLS only.
     database_ca_file: str = ""
     require_verified_tls: bool = False
+    # The document store (DocumentDB) the text expert's headlines are read from; read only when the bundle has one.
+    document_secret: str = ""
+    document_url: str = ""
+    document_database: str = "signal_engine"
+    document_ca_file: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> CombinerSettings:

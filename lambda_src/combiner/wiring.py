@@ -62,7 +62,22 @@ def build_service(settings: CombinerSettings, client: Any, bundle: ServingBundle
                                  require_verified_tls=settings.require_verified_tls)
     migrate(engine)
     return SignalService(bundle, experts, SqlLedger(engine), SqlRecentBars(engine), deadline_s=deadline_s,
-                         books=SqlBookStore(engine))
+                         books=SqlBookStore(engine), documents=document_store(settings, client, bundle))
+
+
+def document_store(settings: CombinerSettings, client: Any, bundle: ServingBundle) -> Any:
+    """The DocumentDB store of the symbols' news, when the bundle carries the text expert and one is configured
+    (pymongo is imported only then: a bundle without the text expert cold-starts as before)."""
+    if bundle.news is None or not (settings.document_secret or settings.document_url):
+        return None
+    from signal_engine.adapters.aws_secrets import documentdb_client_url, documentdb_url
+    from signal_engine.adapters.documentdb import DocumentDbStore, connect_documentdb
+
+    url = settings.document_url
+    if settings.document_secret:
+        url = documentdb_url(client("secretsmanager"), settings.document_secret)
+    url = documentdb_client_url(url, settings.document_ca_file, require_verified_tls=settings.require_verified_tls)
+    return DocumentDbStore(connect_documentdb(url, settings.document_database))
 
 
 class LiveService:
@@ -95,8 +110,9 @@ class LiveService:
             except Exception:  # keep serving the loaded bundle rather than failing every request
                 logger.exception("CURRENT changed but its bundle did not load; still serving %s", old.bundle.version)
                 return old
+            documents = old.documents or document_store(self._settings, self._client, bundle)
             self._service = SignalService(bundle, old.experts, old.audit, old.bars, deadline_s=old.deadline_s,
-                                          books=old.books)
+                                          books=old.books, documents=documents)
             self._watch.accept(token)
             logger.info("serving model %s (was %s)", bundle.version, old.bundle.version)
         return self._service

@@ -31,3 +31,18 @@ def documentdb_url(client: Any, secret_id: str) -> str:
     return (f"mongodb://{quote_plus(s['username'])}:{quote_plus(s['password'])}@{s['host']}:"
             f"{s.get('port', DOCUMENTDB_PORT)}/?tls=true&replicaSet=rs0&readPreference=secondaryPreferred"
             "&retryWrites=false")
+
+
+def documentdb_client_url(url: str, ca_file: str, *, require_verified_tls: bool) -> str:
+    """``url`` with the CA bundle that verifies DocumentDB's TLS (``tlsCAFile``); where TLS must be verified (AWS
+    Lambda) a URL without a CA bundle is refused, never used unverified."""
+    from signal_engine.errors import ConfigError
+
+    if url and ca_file:
+        return url + ("&" if "?" in url else "/?") + f"tlsCAFile={ca_file}"
+    if url and require_verified_tls:
+        raise ConfigError(
+            "DocumentDB needs verified TLS here but no CA bundle is set: set SIGNAL_ENGINE_DOCUMENT_CA_FILE to the "
+            "Amazon RDS CA bundle (the Lambda packages carry it when built with `make package-lambdas "
+            "RDS_CA_BUNDLE=global-bundle.pem`)")
+    return url

@@ -9,6 +9,11 @@ outputs become its reply. An endpoint that errors, answers something other than 
 ``answers`` object, or misses the deadline gives each of its experts the same error reply; an expert the answer
 leaves out, or answers with something other than an object, gets an error reply naming it. The combiner then
 degrades.
+
+The document experts of a query (``ExpertQuery.document_experts``: the text expert, ``news``) are asked in a
+request of their own, even on the same endpoint: ``{"symbol", "timeframe", "decision_time", "documents",
+"experts": [...]}`` without the bars. It runs beside the bars' request (the server answers requests on threads), so
+encoding the headlines never delays the experts the signal is combined from, and its failure fails only itself.
 """
 
 from __future__ import annotations
@@ -43,33 +48,38 @@ class SageMakerExperts:
         """The endpoint that answers ``expert`` for ``symbol`` (its own ``expert/SYMBOL``, else ``expert``)."""
         return self._endpoints.get(f"{expert}/{symbol}") or self._endpoints.get(expert)
 
-    def groups(self, symbol: str, experts: Sequence[str]) -> tuple[dict[str, list[str]], list[str]]:
-        """The experts asked for ``symbol`` grouped by endpoint (in the order asked), and those with no endpoint."""
-        groups: dict[str, list[str]] = {}
+    def groups(self, symbol: str, experts: Sequence[str],
+               document_experts: Sequence[str] = ()) -> tuple[dict[str, tuple[str, list[str]]], list[str]]:
+        """The experts asked for ``symbol`` grouped into requests (key -> endpoint and its experts, in the order
+        asked; the ``document_experts`` of an endpoint in a request of their own), and those with no endpoint."""
+        groups: dict[str, tuple[str, list[str]]] = {}
         unrouted: list[str] = []
         for name in dict.fromkeys(experts):
             endpoint = self.endpoint(name, symbol)
             if endpoint is None:
                 unrouted.append(name)
-            else:
-                groups.setdefault(endpoint, []).append(name)
+                continue
+            key = f"{endpoint} documents" if name in document_experts else endpoint
+            groups.setdefault(key, (endpoint, []))[1].append(name)
         return groups, unrouted
 
     def ask(self, query: ExpertQuery, experts: Sequence[str], deadline_s: float) -> Mapping[str, ExpertReply]:
-        payload = query.payload()
-        groups, unrouted = self.groups(query.symbol, experts)
+        groups, unrouted = self.groups(query.symbol, experts, query.document_experts)
+        bars_payload = query.payload()
 
-        def call(endpoint: str) -> Mapping[str, Any]:
-            body = json.dumps({**payload, "experts": groups[endpoint]}, separators=(",", ":")).encode()
+        def call(key: str) -> Mapping[str, Any]:
+            endpoint, names = groups[key]
+            payload = query.documents_payload() if names[0] in query.document_experts else bars_payload
+            body = json.dumps({**payload, "experts": names}, separators=(",", ":")).encode()
             response = self._client.invoke_endpoint(EndpointName=endpoint, ContentType=CONTENT_TYPE,
                                                     Accept=CONTENT_TYPE, Body=body)
             return _answers(endpoint, response["Body"].read())
 
         replies = self._fanout.ask(list(groups), call, deadline_s)
         split: dict[str, ExpertReply] = {}
-        for endpoint, names in groups.items():
+        for key, (endpoint, names) in groups.items():
             for name in names:
-                split[name] = _expert_reply(name, endpoint, replies[endpoint])
+                split[name] = _expert_reply(name, endpoint, replies[key])
         for name in unrouted:
             split[name] = ExpertReply(name, error=f"LookupError: no endpoint for expert {name!r}; EXPERT_ENDPOINTS "
                                                   f"names {sorted(self._endpoints)}")

@@ -4,7 +4,8 @@ The same Powertools resolver as the combiner Lambda (:mod:`signal_engine.serving
 library HTTP server; the experts run in-process from the ``CURRENT`` bundle of the local model registry
 (``out/models``, or ``$SIGNAL_ENGINE_MODEL_REGISTRY``, or ``--registry``); every signal is written to the audit
 log of the local store. Requests without ``bars`` read them from the local price store, else from the data
-sets shipped with the dependencies (SPX, IXIC, GOOG, EURUSD); a symbol of a live book in the store (written by the
+sets shipped with the dependencies (SPX, IXIC, GOOG, EURUSD); a bundle with the text expert reads the symbol's news
+from the local document store (``news`` in the answer); a symbol of a live book in the store (written by the
 book step or ``signal-engine paper``) is answered from the book, and ``GET /book`` answers the books.
 """
 
@@ -18,8 +19,10 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 
 if TYPE_CHECKING:
+    from signal_engine.serving.bundle import ServingBundle
     from signal_engine.serving.local_jobs import LocalJobWorker
     from signal_engine.serving.service import SignalService
+    from signal_engine.text.serving import NewsExpert
 
 DEFAULT_REGISTRY = Path("out/models")
 REGISTRY_VARIABLE = "SIGNAL_ENGINE_MODEL_REGISTRY"
@@ -63,11 +66,11 @@ def _serve(args: argparse.Namespace, console: Console) -> int:
     registry = args.registry or Path(os.environ.get(REGISTRY_VARIABLE) or DEFAULT_REGISTRY)
     folder = _bundle_folder(registry, args.model_version)
     bundle = ServingBundle.load(folder)
-    experts = InProcessExperts(folder / "experts")
+    experts = InProcessExperts(folder / "experts", news=news_expert(folder, bundle))
     settings = Settings.from_env(database_url=args.database)
     storage = bootstrap(settings)
     service = SignalService(bundle, experts, storage.audit, LocalBars(storage.prices),
-                            deadline_s=args.deadline_ms / 1000, books=storage.books)
+                            deadline_s=args.deadline_ms / 1000, books=storage.books, documents=storage.documents)
     token = args.token or os.environ.get(TOKEN_VARIABLE) or None
     worker = local_batch_jobs(settings.object_store, service)
     server = make_server(lambda: build_app(lambda: service, token=lambda: token, jobs=lambda: worker.jobs),
@@ -90,6 +93,15 @@ def _serve(args: argparse.Namespace, console: Console) -> int:
         experts.close()
         storage.close()
     return 0
+
+
+def news_expert(folder: Path, bundle: ServingBundle) -> tuple[str, NewsExpert] | None:
+    """The bundle's text expert, loaded to run in-process (None when the bundle has none)."""
+    if bundle.news is None:
+        return None
+    from signal_engine.text.serving import NewsExpert
+
+    return bundle.news.expert, NewsExpert.load(folder, bundle.news)
 
 
 def local_batch_jobs(objects: str, service: SignalService, timeout_s: float = LOCAL_JOB_TIMEOUT_S,

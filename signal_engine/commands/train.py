@@ -49,7 +49,8 @@ def register(subparsers: Any) -> None:
     train.add_argument("--start", metavar="YYYY-MM-DD", help="first bar to use (default: the first)")
     train.add_argument("--end", metavar="YYYY-MM-DD", help="last bar to use (default: the last)")
     train.add_argument("--profile", choices=sorted(PROFILES), default="quick")
-    train.add_argument("--config", type=Path, metavar="FILE", help="YAML/JSON overrides, plus a 'quality:' section")
+    train.add_argument("--config", type=Path, metavar="FILE", help="YAML/JSON overrides, plus a 'quality:' section "
+                       "and a 'news:' section ('news: {enabled: true}': the bundle carries the text expert)")
     train.add_argument("--registry", type=Path, default=None, metavar="DIR",
                        help=f"model registry folder (default: ${REGISTRY_VARIABLE} or out/models)")
     train.add_argument("--no-book", action="store_true",
@@ -82,9 +83,11 @@ def _train(args: argparse.Namespace, console: Console) -> int:
 def _train_locally(args: argparse.Namespace, console: Console) -> int:
     from signal_engine.adapters.model_registry import LocalModelRegistry
     from signal_engine.cli import orchestration_section, with_dataset_costs, with_dataset_limits
+    from signal_engine.config import _read_mapping
     from signal_engine.data.datasets import export_dataset
     from signal_engine.pipeline import load_all
     from signal_engine.workflow.local import BookTraining, LocalRunner
+    from signal_engine.workflow.news import news_section
     from signal_engine.workflow.settings import load_training_settings
     from signal_engine.workflow.steps import TrainingInputs
 
@@ -107,7 +110,9 @@ def _train_locally(args: argparse.Namespace, console: Console) -> int:
     registry = LocalModelRegistry(args.registry or default_registry())
     console.print(f"Training {', '.join(inputs.symbols)} ({config.profile}) into {registry.root}")
     book = None if args.no_book else BookTraining(orchestration)
-    run = LocalRunner(registry, config, quality, console=console, book=book, jobs=args.jobs).run(inputs, series)
+    news = news_section(_read_mapping(args.config) if args.config else None, str(args.config))
+    run = LocalRunner(registry, config, quality, console=console, book=book, jobs=args.jobs,
+                      news=news).run(inputs, series)
     print_run(run, console, trend_expert=config.moe.experts.trend)
     return 0 if run.passed else EXIT_QUALITY_GATE_FAILED
 

@@ -20,9 +20,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,9 @@ GATE_KINDS = ("softmax", "mlp", "rule")
 WEIGHT_GATE_KINDS = ("softmax", "mlp")
 RULE_PARAMETERS = ("boost", "trend_r2_min", "persistent_hurst", "reverting_hurst", "range_r2_max", "vol_threshold")
 COMBINER_KINDS = ("weighted", "rule", "meta")
+NEWS_EXPERT = "news"
+"""The text expert's name in expert requests, ``EXPERT_ENDPOINTS`` and the bundle's ``news`` section."""
+NEWS_FOLDER = "news"
 
 
 class BundleError(ConfigError):
@@ -152,6 +157,57 @@ class SymbolSettings:
 
 
 @dataclass(frozen=True)
+class NewsSettings:
+    """The bundle's ``news`` section: the text expert's head (``<folder>/head.npz``, its sha256), the encoder it was
+    trained on, and the aggregate's decay (``signal_engine.text.aggregate.NewsDecay``) and limits."""
+
+    head_sha256: str
+    encoder: str
+    half_life_hours: float = 24.0
+    max_age_hours: float = 168.0
+    prior_weight: float = 1.0
+    max_documents: int = 50
+    headlines: int = 3
+    expert: str = NEWS_EXPERT
+    folder: str = NEWS_FOLDER
+
+    def __post_init__(self) -> None:
+        for name in ("half_life_hours", "max_age_hours", "prior_weight"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not (math.isfinite(value)
+                                                                                    and value > 0):
+                raise BundleError(f"field 'news.{name}' is {value!r}; expected a positive number")
+        for name in ("max_documents", "headlines"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise BundleError(f"field 'news.{name}' is {value!r}; expected a whole number >= 1")
+        if not isinstance(self.head_sha256, str) or not re.fullmatch(r"[0-9a-f]{64}", self.head_sha256):
+            raise BundleError(f"field 'news.head_sha256' is {self.head_sha256!r}; expected 64 hex digits")
+        for name in ("encoder", "expert", "folder"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value or "/" in value or value.startswith("."):
+                raise BundleError(f"field 'news.{name}' is {value!r}; expected a plain non-empty name")
+
+    @property
+    def max_age(self) -> timedelta:
+        return timedelta(hours=self.max_age_hours)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> NewsSettings:
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(doc) - known)
+        if unknown:
+            raise BundleError(f"field 'news' has unknown key(s) {unknown}; expected {sorted(known)}")
+        missing = [k for k in ("head_sha256", "encoder") if k not in doc]
+        if missing:
+            raise BundleError(f"field 'news' lacks {missing}")
+        return cls(**dict(doc))
+
+
+@dataclass(frozen=True)
 class ServingBundle:
     """One trained version of the MoE, as the serving path reads it (``docs/model-bundle.md``).
 
@@ -187,6 +243,7 @@ class ServingBundle:
     per_symbol: dict[str, SymbolSettings] = field(default_factory=dict)
     withheld: Mapping[str, str] = field(default_factory=dict)
     online: OnlineSettings | None = None
+    news: NewsSettings | None = None
 
     def __post_init__(self) -> None:
         _check(self)
@@ -230,6 +287,7 @@ class ServingBundle:
                if self.per_symbol else {}),
             "withheld": dict(self.withheld),
             **({"online": self.online.to_json()} if self.online is not None else {}),
+            **({"news": self.news.to_json()} if self.news is not None else {}),
         }
 
     @property
@@ -326,6 +384,7 @@ class ServingBundle:
             per_symbol=_per_symbol(reader),
             withheld=_withheld(reader),
             online=_online(reader),
+            news=_news(reader),
         )
 
     @property
@@ -372,6 +431,16 @@ def _online(reader: _Fields) -> OnlineSettings | None:
                           entropy=online.number("entropy"), clip=online.number("clip"),
                           horizon=online.integer("horizon"), embargo=online.integer("embargo"),
                           threshold=online.number("threshold"))
+
+
+def _news(reader: _Fields) -> NewsSettings | None:
+    section = reader.optional_mapping("news")
+    if section is None:
+        return None
+    try:
+        return NewsSettings.from_json(section)
+    except (BundleError, TypeError) as exc:
+        raise BundleError(f"{reader.path}: {exc}") from None
 
 
 def _per_symbol(reader: _Fields) -> dict[str, SymbolSettings]:
@@ -438,6 +507,9 @@ def _check(bundle: ServingBundle) -> None:
         if not entry.periods_per_year > 0:
             raise BundleError(f"{where}: field 'per_symbol.{symbol}.periods_per_year' must be positive")
     _check_online(where, bundle)
+    if bundle.news is not None and bundle.news.expert in bundle.experts:
+        raise BundleError(f"{where}: field 'news.expert' is {bundle.news.expert!r}, which is also in field 'experts'; "
+                          "the text expert is shown beside the signal, outside the gate")
     r = bundle.risk
     if not (r.target_vol_annual > 0 and r.max_leverage > 0 and r.periods_per_year > 0):
         raise BundleError(f"{where}: fields 'risk.target_vol_annual', 'risk.max_leverage' and "

@@ -11,13 +11,18 @@ from typing import Any
 class ExpertQuery:
     """One symbol's recent bars, oldest first, as JSON rows ``{timestamp, open, high, low, close[, volume]}``.
 
-    ``history`` asks the volatility expert for that many past forecasts (``vol_history``).
+    ``history`` asks the volatility expert for that many past forecasts (``vol_history``). ``documents`` (JSON rows
+    ``{id, published_at, title}``, oldest first) and ``decision_time`` (ISO-8601 UTC) are what the experts named
+    in ``document_experts`` (the text expert, ``news``) read instead of the bars.
     """
 
     symbol: str
     timeframe: str
     bars: Sequence[Mapping[str, Any]]
     history: int = 252
+    documents: Sequence[Mapping[str, Any]] = ()
+    decision_time: str | None = None
+    document_experts: tuple[str, ...] = ()
 
     def payload(self, expert: str | None = None) -> dict[str, Any]:
         """The JSON body sent to an expert endpoint (``signal_engine.serving.experts.respond`` reads it).
@@ -29,6 +34,11 @@ class ExpertQuery:
         if expert is not None:
             body["expert"] = expert
         return body
+
+    def documents_payload(self) -> dict[str, Any]:
+        """The JSON body for the document experts: the documents and the decision time, without the bars."""
+        return {"symbol": self.symbol, "timeframe": self.timeframe, "decision_time": self.decision_time,
+                "documents": list(self.documents)}
 
 
 @dataclass(frozen=True)

@@ -180,6 +180,49 @@ class MoeView(BaseModel):
     risk: RiskView
 
 
+class NewsHeadline(BaseModel):
+    """One stored headline the text expert read, and how much it weighs in the news score."""
+
+    id: str = Field(description="the document's stable id in the document store")
+    title: str
+    published_at: UtcTime = Field(description="publication time (UTC); always before the decision time")
+    score: float = Field(ge=-1, le=1, description="the headline's direction, p_bullish - p_bearish of the text model")
+    weight: float = Field(ge=0, le=1, description="its share of the summed age-decayed weight of the headlines "
+                                                  "that count (the shares sum to 1)")
+    contribution: float = Field(ge=-1, le=1, description="weight x score: the contributions of every counted "
+                                                         "headline sum to the news score")
+
+
+class NewsView(BaseModel):
+    """The text expert's reading of the symbol's stored news at the decision time: evidence shown beside the signal.
+
+    The gate has no news slot yet, so the news does not move ``score``, ``signal`` or ``position``
+    (``in_combined_score`` is false). No headline in the window is an abstention: ``score`` null and ``count`` 0,
+    never a neutral 0.
+    """
+
+    in_combined_score: Literal[False] = Field(default=False, description="false: the news is shown beside the "
+                                              "signal and is not part of the combined score (the gate has no news "
+                                              "slot)")
+    ok: bool = Field(description="whether the text expert answered (false: error says why, and the news abstains)")
+    abstained: bool = Field(description="true when no headline counts at the decision time, or the expert did not "
+                                        "answer: score is null")
+    score: float | None = Field(ge=-1, le=1, description="age-weighted mean direction (p_bullish - p_bearish) of "
+                                                          "the headlines that count; null when abstaining")
+    confidence: float = Field(ge=0, le=1, description="W / (W + 1), W the summed age-decayed weight: 0 without "
+                                                      "news, towards 1 with many fresh headlines")
+    count: int = Field(ge=0, description="the headlines that count: published strictly before the decision time and "
+                                         "at most the bundle's news.max_age_hours old")
+    decision_time: UtcTime | None = Field(description="the close of the bar decided (UTC): only headlines "
+                                                      "published strictly before it are read; null when the bars' "
+                                                      "timeframe has no defined close (the news then abstains)")
+    headlines: list[NewsHeadline] = Field(description="the headlines that weigh most in the score (largest "
+                                                      "|contribution| first), at most the bundle's news.headlines")
+    error: str | None = None
+    latency_ms: float
+    model: str = Field(default="", description="what answered: endpoint name or model file")
+
+
 class SignalResponse(BaseModel):
     """A signal (DESIGN.md section 3, Signal API).
 
@@ -211,6 +254,9 @@ class SignalResponse(BaseModel):
     book: BookSignal | None = Field(default=None, description="book answers: the book, its bar and the models' parts")
     moe: MoeView | None = Field(default=None, description="book answers: the unmanaged answer at the same bar")
     moe_unavailable: str | None = Field(default=None, description="book answers: why experts, gate and moe are empty")
+    news: NewsView | None = Field(default=None, description="the text expert's reading of the stored headlines, "
+                                  "shown beside the signal and not part of the combined score (in_combined_score "
+                                  "false); null when the model version carries no text expert")
 
 
 class BatchItemError(BaseModel):
@@ -252,6 +298,8 @@ class ModelsResponse(BaseModel):
     experts: dict[str, str]
     gate: str
     combiner: str
+    news: str | None = Field(default=None, description="what answers the text expert (news) that reads the stored "
+                                                       "headlines beside the signal; null when the version has none")
 
 
 class BookEvent(BaseModel):

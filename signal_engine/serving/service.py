@@ -8,6 +8,12 @@ when absent, from a :class:`BarSource` (the price store); the experts are asked 
 ExpertClient port; the NumPy :class:`~signal_engine.serving.combine.Combiner` decides; every signal served is
 written to the audit log with its inputs' ids and model versions before it is returned (a signal that cannot be
 audited is not served: 503).
+
+When the bundle carries the text expert (``bundle.news``) and the service has a DocumentStore, each answer also
+reads the symbol's stored headlines that can count at the decision time (the close of the bar decided;
+:mod:`signal_engine.serving.news`), asks the text expert about them beside the other experts, and answers its
+reading as ``news``: evidence shown beside the signal, not part of the combined score (the gate has no news slot).
+No headline is an abstention (null score, count 0), answered without asking the expert.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from signal_engine.serving.book import RECENT_BARS, BookAnswer, BookBarMissing, 
 from signal_engine.serving.bundle import ServingBundle
 from signal_engine.serving.combine import Combiner, Decisions
 from signal_engine.serving.messages import ExpertQuery, ExpertReply
+from signal_engine.serving.news import abstaining, decision_time, document_rows, documents_digest, news_view, read_news
 from signal_engine.serving.schema import (
     Adjustment,
     BatchItemError,
@@ -39,6 +46,7 @@ from signal_engine.serving.schema import (
     HealthResponse,
     ModelsResponse,
     MoeView,
+    NewsView,
     RiskView,
     SignalRequest,
     SignalResponse,
@@ -47,7 +55,7 @@ from signal_engine.serving.schema import (
 from signal_engine.storage.records import SignalAudit
 
 if TYPE_CHECKING:
-    from signal_engine.ports import AuditLog, BookReader, ExpertClient
+    from signal_engine.ports import AuditLog, BookReader, DocumentStore, ExpertClient
 
 
 class BarSource(Protocol):
@@ -75,6 +83,16 @@ BATCH_WORKERS = 1
 
 
 @dataclass(frozen=True)
+class _News:
+    """The headlines read for one answer: at the decision time ``at`` (None: the timeframe has no close), the
+    documents sent to the text expert, or why none could be read."""
+
+    at: datetime | None
+    rows: list[dict[str, str]] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass(frozen=True)
 class _Query:
     request: SignalRequest
     symbol: str
@@ -82,6 +100,7 @@ class _Query:
     rows: list[dict[str, Any]]
     source: str
     query: ExpertQuery
+    news: _News | None = None
 
 
 @dataclass(frozen=True)
@@ -92,6 +111,8 @@ class _Prepared:
     rows: list[dict[str, Any]]
     source: str
     replies: Mapping[str, ExpertReply]
+    news: _News | None = None
+    news_view: NewsView | None = None
 
 
 class SignalService:
@@ -111,13 +132,16 @@ class SignalService:
         pool counts against its deadline. More than 1 pays only where the experts can answer in parallel (several
         endpoint instances): against one inference server (a single Python process) it measured no faster
         (``benchmarks/bench_batch_scale.py``).
+    documents : where the symbols' news is stored (DocumentDB in AWS, the local store in ``serve``), read when the
+        bundle carries the text expert; None: its ``news`` block abstains, saying no document store is configured.
     """
 
     def __init__(self, bundle: ServingBundle, experts: ExpertClient, audit: AuditLog | None,
                  bars: BarSource | None = None, *, deadline_s: float = 2.0,
                  clock: Callable[[], datetime] | None = None, books: BookReader | None = None,
-                 batch_workers: int = BATCH_WORKERS) -> None:
+                 batch_workers: int = BATCH_WORKERS, documents: DocumentStore | None = None) -> None:
         self.bundle = bundle
+        self.documents = documents
         self.batch_workers = batch_workers
         self.combiner = Combiner(bundle)
         self.experts = experts
@@ -139,7 +163,8 @@ class SignalService:
                               timeframe=b.timeframe, symbols=list(b.served_symbols), withheld=dict(b.withheld),
                               trained_through=dict(b.trained_through),
                               min_bars=b.min_bars, experts={e: served_by.get(e, "") for e in b.experts},
-                              gate=b.gate.kind, combiner=b.combiner.kind)
+                              gate=b.gate.kind, combiner=b.combiner.kind,
+                              news=served_by.get(b.news.expert, "") if b.news is not None else None)
 
     def signal(self, request: SignalRequest, request_id: str | None = None) -> SignalResponse:
         request_id = request_id or str(uuid.uuid4())
@@ -213,8 +238,38 @@ class SignalService:
             return list(pool.map(self._ask, queries))
 
     def _ask(self, query: _Query) -> _Prepared:
-        replies = self.experts.ask(query.query, self.bundle.experts, self.deadline_s)
-        return _Prepared(query.request, query.symbol, query.timeframe, query.rows, query.source, replies)
+        news, settings = query.news, self.bundle.news
+        asked = self.bundle.experts
+        if settings is not None and news is not None and news.rows and news.error is None:
+            asked = (*asked, settings.expert)
+        replies = dict(self.experts.ask(query.query, asked, self.deadline_s))
+        view = None
+        if settings is not None and news is not None:
+            reply = replies.pop(settings.expert, None)
+            if news.error is not None or news.at is None:
+                view = abstaining(news.at, error=news.error)
+            elif reply is None:
+                view = abstaining(news.at)
+            else:
+                view = news_view(news.rows, reply, news.at, settings.headlines)
+        return _Prepared(query.request, query.symbol, query.timeframe, query.rows, query.source, replies, news, view)
+
+    def _news(self, symbol: str, timeframe: str, rows: Sequence[Mapping[str, Any]]) -> _News | None:
+        """The headlines that can count at the close of the last bar (None when the bundle has no text expert)."""
+        settings = self.bundle.news
+        if settings is None:
+            return None
+        try:
+            at = decision_time(str(rows[-1]["timestamp"]), timeframe)
+        except ValueError as exc:
+            return _News(None, error=str(exc))
+        if self.documents is None:
+            return _News(at, error="no document store is configured here, so no stored headline can be read")
+        try:
+            documents = read_news(self.documents, symbol, at, settings)
+        except Exception as exc:  # the signal does not depend on the news: answer it, saying why there is none
+            return _News(at, error=f"the document store could not be read ({type(exc).__name__}: {exc})")
+        return _News(at, document_rows(documents))
 
     # -- the book ------------------------------------------------------------------------------------
 
@@ -261,7 +316,7 @@ class SignalService:
             book=context,
             moe=MoeView(signal=moe.signal, score=moe.score, confidence=moe.confidence, position=moe.position,
                         risk=moe.risk) if moe else None,
-            moe_unavailable=unavailable)
+            moe_unavailable=unavailable, news=moe.news if moe else None)
         self._record_book(request, response, answer, prepared)
         return response
 
@@ -305,6 +360,8 @@ class SignalService:
         }
         if prepared is not None:
             inputs["bars"] = _bars_inputs(prepared)
+            if prepared.news_view is not None:
+                inputs["news"] = _news_inputs(prepared)
         self._audit(response, {**inputs, **self._expert_inputs(response)})
 
     # -- steps ---------------------------------------------------------------------------------------
@@ -315,8 +372,12 @@ class SignalService:
     def _query(self, request: SignalRequest, prefix: str) -> _Query:
         symbol, timeframe = self._symbol(request, prefix)
         rows, source = self._bars(request, symbol, timeframe, prefix)
-        query = ExpertQuery(symbol, timeframe, rows, history=self.bundle.scores.volatility_window)
-        return _Query(request, symbol, timeframe, rows, source, query)
+        news = self._news(symbol, timeframe, rows)
+        query = ExpertQuery(symbol, timeframe, rows, history=self.bundle.scores.volatility_window,
+                            documents=news.rows if news is not None else (),
+                            decision_time=news.at.isoformat() if news is not None and news.at is not None else None,
+                            document_experts=(self.bundle.news.expert,) if self.bundle.news is not None else ())
+        return _Query(request, symbol, timeframe, rows, source, query, news)
 
     def _symbol(self, request: SignalRequest, prefix: str) -> tuple[str, str]:
         symbol = request.symbol.upper()
@@ -420,7 +481,7 @@ class SignalService:
             risk=RiskView(adjustments=[Adjustment(**a) for a in d.adjustments[row]],
                           vol_forecast=_finite(d.vol_forecast[row]), held=held),  # type: ignore[arg-type]
             model_version=self.bundle.version, degraded=bool(degraded), degraded_experts=degraded,
-            request_id=request_id, source="unmanaged",
+            request_id=request_id, source="unmanaged", news=prepared.news_view,
         )
         return response
 
@@ -433,6 +494,7 @@ class SignalService:
             "position_before": prepared.request.position,
             **self._expert_inputs(response),
             "risk": [a.model_dump() for a in response.risk.adjustments],
+            **({"news": _news_inputs(prepared)} if prepared.news_view is not None else {}),
         }
         self._audit(response, inputs)
 
@@ -461,6 +523,16 @@ def _bars_inputs(prepared: _Prepared) -> dict[str, Any]:
     rows = prepared.rows
     return {"source": prepared.source, "count": len(rows), "first": rows[0]["timestamp"], "last": rows[-1]["timestamp"],
             "sha256": bars_digest(rows)}
+
+
+def _news_inputs(prepared: _Prepared) -> dict[str, Any]:
+    """What the news block was read from: the decision time, the documents sent (count and SHA-256) and the answer."""
+    view, news = prepared.news_view, prepared.news
+    assert view is not None and news is not None
+    return {"decision_time": view.decision_time.isoformat() if view.decision_time else None,
+            "documents": len(news.rows), "sha256": documents_digest(news.rows), "ok": view.ok, "error": view.error,
+            "score": view.score, "confidence": view.confidence, "count": view.count, "model": view.model,
+            "in_combined_score": view.in_combined_score, "headlines": [h.id for h in view.headlines]}
 
 
 def bars_digest(rows: Sequence[Mapping[str, Any]]) -> str:

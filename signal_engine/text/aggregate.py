@@ -84,6 +84,21 @@ def aggregate_news(published_at: Sequence[datetime] | pd.DatetimeIndex, directio
     return frame
 
 
+def document_weights(published_at: Sequence[datetime] | pd.DatetimeIndex, decision_time: datetime,
+                     decay: NewsDecay | None = None) -> np.ndarray:
+    """Each document's weight in :func:`aggregate_news` at ``decision_time`` (naive UTC): ``2 ** (-age /
+    half_life)`` when it counts (published strictly before, at most ``max_age`` earlier), else 0. Their sum is
+    the aggregate's ``news_weight``."""
+    decay = decay or NewsDecay()
+    published = pd.DatetimeIndex(list(published_at)).as_unit("ns")
+    at = pd.Timestamp(decision_time)
+    if published.tz is not None or at.tz is not None:
+        raise ValueError("expected naive UTC times (signal_engine.storage.times.naive_utc)")
+    age = at.as_unit("ns").value - published.asi8
+    counts = (age > 0) & (age <= pd.Timedelta(decay.max_age).value)
+    return np.where(counts, np.exp2(-age / pd.Timedelta(decay.half_life).value), 0.0)
+
+
 Scorer = Callable[[Sequence[str]], np.ndarray]
 """Texts to class probabilities (texts x 3: p_bearish, p_bullish, p_neutral)."""
 

@@ -23,6 +23,7 @@ from signal_engine.evaluation.backtest import SymbolResult
 from signal_engine.orchestration.state import BookState
 from signal_engine.ports import ModelRegistry
 from signal_engine.workflow import training
+from signal_engine.workflow.news import NewsTraining
 from signal_engine.workflow.quality import QualityConfig
 from signal_engine.workflow.steps import (
     STEPS,
@@ -96,12 +97,16 @@ class LocalRunner:
         the MoE's bundle only (the live book step refuses such a version).
     jobs : processes for the walk-forwards (the MoE's and the book's timeframe models', each symbol's a task
         of its own); None: ``$SIGNAL_ENGINE_JOBS`` or every core (``signal_engine.evaluation.jobs``).
+    news : the ``news:`` section of the config: with ``enabled``, the bundle carries the text expert (the cached
+        text-train head; ``signal_engine.workflow.news``).
     """
 
     def __init__(self, registry: ModelRegistry, config: RunConfig, quality: QualityConfig | None = None, *,
                  console: Console | None = None, walk_forward_results: Sequence[SymbolResult] | None = None,
-                 book: BookTraining | None = None, jobs: int | None = None) -> None:
+                 book: BookTraining | None = None, jobs: int | None = None,
+                 news: NewsTraining | None = None) -> None:
         self.registry = registry
+        self.news = news
         self.jobs = jobs
         self._timeframes: dict[str, dict[str, SymbolResult]] = {}
         self.config = config
@@ -188,8 +193,10 @@ class LocalRunner:
 
     def _evaluate(self, inputs: TrainingInputs, series: Sequence[PriceSeries], root: Path, run: TrainingRun) -> None:
         assert run.gate is not None
-        run.evaluation, run.version = training.evaluate(self.config, self.quality, run.experts, run.gate,
-                                                        root / "bundle")
+        run.evaluation, run.version = training.evaluate(
+            self.config, self.quality, run.experts, run.gate, root / "bundle", news=self.news,
+            on_news_training=lambda folder: self.console.print(f"  training the text expert's head into {folder} "
+                                                               "(once; later bundles reuse it)"))
         run.metrics = json.loads((run.evaluation.root / training.METRICS_FILE).read_text(encoding="utf-8"))
         if self.book is not None:
             from signal_engine.workflow.book import train_books

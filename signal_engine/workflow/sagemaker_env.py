@@ -23,12 +23,13 @@ import sys
 import tarfile
 import traceback
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from signal_engine.config import PROFILES, RunConfig
 from signal_engine.errors import ConfigError, SignalEngineError
+from signal_engine.workflow.news import NewsTraining, news_section
 from signal_engine.workflow.quality import QualityConfig
 from signal_engine.workflow.settings import training_settings
 
@@ -110,6 +111,15 @@ class JobEnvironment:
             raise ConfigError("hyperparameter 'config': section 'orchestration' must be an object of settings, e.g. "
                               "{\"orchestration\": {\"timeframes\": [\"short\", \"medium\"]}}")
         return {k: tuple(v) if isinstance(v, list) else v for k, v in section.items()}
+
+    def news(self) -> NewsTraining:
+        """The ``news`` section of the ``config`` hyperparameter (``signal_engine.workflow.news``): whether the
+        bundle carries the text expert. The ``text`` channel, when given, is the text model folder to reuse
+        (text-train's); without it the job trains the head on the shipped corpus."""
+        news = news_section(self._config_sections(), "hyperparameter 'config'")
+        if news.enabled and "text" in self.channels:
+            news = replace(news, model=str(self.channel("text")))
+        return news
 
     def settings(self) -> tuple[RunConfig, QualityConfig]:
         """The run config (``profile`` + the ``config`` JSON of --config sections) and the quality thresholds."""

@@ -34,6 +34,7 @@ from signal_engine.moe.confidence import ConfidenceCalibrator
 from signal_engine.moe.scores import levels_score, trend_score, volatility_score
 from signal_engine.registry import load_experts, save_experts
 from signal_engine.storage.export import series_csv
+from signal_engine.workflow.news import NewsTraining
 from signal_engine.workflow.plan import expert_model
 from signal_engine.workflow.quality import Decision, QualityConfig, decide
 from signal_engine.workflow.steps import DatasetArtefact, EvaluationArtefact, ExpertArtefact, GateArtefact
@@ -304,11 +305,14 @@ def min_bars(config: RunConfig) -> int:
 
 
 def evaluate(config: RunConfig, quality: QualityConfig, experts: Sequence[ExpertArtefact], gate: GateArtefact,
-             out: Path, *, now: datetime | None = None) -> tuple[EvaluationArtefact, str]:
+             out: Path, *, now: datetime | None = None, news: NewsTraining | None = None,
+             on_news_training: Callable[[Path], None] | None = None) -> tuple[EvaluationArtefact, str]:
     """Decide on quality from the walk-forward metrics and assemble the complete bundle folder in ``out``.
 
     The quality gate judges each symbol on its own metrics; the bundle's ``withheld`` names the symbols that
     failed (with the reason) so serving refuses them, and the evaluation passed when at least one symbol did.
+    With ``news.enabled`` the bundle also carries the text expert (``signal_engine.workflow.news.add_news``: the
+    cached text-train head, trained first when there is none; ``on_news_training(folder)`` says so).
 
     Returns the evaluation and the bundle's version (``<UTC time>-<hash of the bundle's content>``).
     """
@@ -335,6 +339,11 @@ def evaluate(config: RunConfig, quality: QualityConfig, experts: Sequence[Expert
         raise ConfigError(f"the expert artefacts lack {missing}; train every expert for every symbol of the dataset")
     out.mkdir(parents=True, exist_ok=True)
     save_experts(merged, out / "experts")
+    news_settings = None
+    if news is not None and news.enabled:
+        from signal_engine.workflow.news import add_news
+
+        news_settings = add_news(out, news, on_training=on_news_training)
     rule = _rule_params(info, gate.root)
     weights = None if rule is not None else GateWeights.load(gate.root / GATE_FILE)
     calibration = json.loads((gate.root / "calibration.json").read_text(encoding="utf-8"))
@@ -350,6 +359,8 @@ def evaluate(config: RunConfig, quality: QualityConfig, experts: Sequence[Expert
     online = online_settings(config)
     if online is not None:  # a bundle that learns between retrains is another bundle
         digest.update(json.dumps({"online": online.to_json()}, sort_keys=True).encode())
+    if news_settings is not None:  # so is one that carries the text expert (the head is in its sha256)
+        digest.update(json.dumps({"news": news_settings.to_json()}, sort_keys=True).encode())
     created = (now or datetime.now(UTC)).replace(microsecond=0)
     version = f"{created:%Y%m%dT%H%M%SZ}-{digest.hexdigest()[:8]}"
     first = info["per_symbol"][symbols[0]]
@@ -374,6 +385,7 @@ def evaluate(config: RunConfig, quality: QualityConfig, experts: Sequence[Expert
                           float(first["periods_per_year"])),
         withheld=decision.withheld,
         online=online,
+        news=news_settings,
     )
     bundle.save(out)
     document = json.loads((out / "bundle.json").read_text(encoding="utf-8"))

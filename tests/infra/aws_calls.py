@@ -49,14 +49,17 @@ EXPORT_BARS = (
 )
 
 # The combiner: the bundle (models/CURRENT, then the version's files), a warm environment's HEAD of CURRENT to
-# notice a newly promoted version (IAM authorizes HeadObject as s3:GetObject), the experts, the audit log's secret.
+# notice a newly promoted version (IAM authorizes HeadObject as s3:GetObject), the experts, the audit log's secret,
+# and, for a bundle with the text expert, the document store's secret (the headlines it reads).
 # A batch job: its request stored and the worker started (POST /signals/batch/jobs), its answer read (GET).
 JOB = "0123456789abcdef0123456789abcdef"
+NEWS_SECRET = Call("secretsmanager", "GetSecretValue", "secretsmanager:GetSecretValue", "SIGNAL_ENGINE_DOCUMENT_SECRET")
 COMBINER = (
     Call("s3", "GetObject", "s3:GetObject", "MODEL_BUNDLE_URI", "CURRENT"),
     Call("s3", "HeadObject", "s3:GetObject", "MODEL_BUNDLE_URI", "CURRENT"),
     Call("sagemaker-runtime", "InvokeEndpoint", "sagemaker:InvokeEndpoint", "EXPERT_ENDPOINTS"),
     *SECRETS,
+    NEWS_SECRET,
     Call("s3", "PutObject", "s3:PutObject", "BATCH_JOBS_URI", f"{JOB}/request.json"),
     Call("s3", "GetObject", "s3:GetObject", "BATCH_JOBS_URI", f"{JOB}/result.json"),
     Call("lambda", "Invoke", "lambda:InvokeFunction", "BATCH_WORKER_FUNCTION"),
@@ -70,6 +73,7 @@ BATCH_WORKER = (
     Call("s3", "GetObject", "s3:GetObject", "BATCH_JOBS_URI", f"{JOB}/request.json"),
     Call("s3", "PutObject", "s3:PutObject", "BATCH_JOBS_URI", f"{JOB}/result.json"),
     *SECRETS,
+    NEWS_SECRET,
 )
 
 # The book step: the registry's CURRENT, the version's listing and files (book.json, bundles, experts), the store's

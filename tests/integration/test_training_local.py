@@ -50,6 +50,7 @@ def test_a_passing_run_becomes_current_and_serving_loads_it(lenient: tuple[int, 
     bundle = ServingBundle.load(read_current(registry))
     assert bundle.version == current and bundle.symbols == ("GOOG",) and bundle.timeframe == "1d"
     assert bundle.trained_through["GOOG"].startswith("2013-03-01")
+    assert bundle.news is None and not (registry / current / "news").exists(), "no news: section, no text expert"
     assert set(load_experts(registry / current / "experts")) == {"trend/GOOG", "levels/GOOG", "volatility/GOOG"}
     decision = json.loads((registry / current / "decision.json").read_text())
     metrics = json.loads((registry / current / "metrics.json").read_text())

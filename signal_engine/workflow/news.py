@@ -1,0 +1,113 @@
+"""The text expert in a trained bundle: the ``news:`` section of the training config and what it writes.
+
+A training config (``signal-engine train --config FILE``, and the same JSON as the workflow's ``config``
+hyperparameter that the evaluate job reads) may hold::
+
+    news:
+      enabled: true              # the bundle carries the text expert (default false: bundles as before)
+      model: DIR                 # the text model folder to reuse (default: text-train's, $SIGNAL_ENGINE_TEXT_MODEL
+                                 # or the user cache); trained there first when it holds none
+      half_life_hours: 24        # the aggregate's decay (signal_engine.text.aggregate.NewsDecay)
+      max_age_hours: 168
+      prior_weight: 1.0
+      max_documents: 50          # the most recent headlines the service sends per answer
+      headlines: 3               # the headlines the answer names
+
+The head is trained once on the labelled corpus (``text-train``, cached by its fingerprint) and reused by every
+bundle, for every symbol: a headline's sentiment does not depend on the symbol. It travels as NumPy arrays
+(``news/head.npz``) with the model's ``text.json``; ``bundle.json`` names it in its ``news`` section.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from signal_engine.errors import ConfigError
+
+if TYPE_CHECKING:
+    from signal_engine.serving.bundle import NewsSettings
+
+SECTION = "news"
+
+
+@dataclass(frozen=True)
+class NewsTraining:
+    """The ``news:`` section (module docstring); ``model`` None: the text-train cache folder."""
+
+    enabled: bool = False
+    model: str | None = None
+    half_life_hours: float = 24.0
+    max_age_hours: float = 168.0
+    prior_weight: float = 1.0
+    max_documents: int = 50
+    headlines: int = 3
+
+    @classmethod
+    def from_mapping(cls, section: Any, source: str) -> NewsTraining:
+        """The section as read from ``source`` (a config file or the ``config`` hyperparameter); None or absent:
+        the text expert is off."""
+        if section is None:
+            return cls()
+        if isinstance(section, bool):
+            return cls(enabled=section)
+        if not isinstance(section, Mapping):
+            raise ConfigError(f"{source}: 'news' must be a mapping such as 'news: {{enabled: true}}', got {section!r}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(section) - known)
+        if unknown:
+            raise ConfigError(f"{source}: 'news' has unknown key(s) {unknown}; expected {sorted(known)}")
+        values = dict(section)
+        if not isinstance(values.get("enabled", False), bool):
+            raise ConfigError(f"{source}: 'news.enabled' is {values['enabled']!r}; expected true or false")
+        for name in ("half_life_hours", "max_age_hours", "prior_weight"):
+            value = values.get(name, getattr(cls, name))
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
+                    or value <= 0:
+                raise ConfigError(f"{source}: 'news.{name}' is {value!r}; expected a positive number")
+        for name in ("max_documents", "headlines"):
+            value = values.get(name, getattr(cls, name))
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{source}: 'news.{name}' is {value!r}; expected a whole number >= 1")
+        if values.get("model") is not None and not isinstance(values["model"], str):
+            raise ConfigError(f"{source}: 'news.model' is {values['model']!r}; expected a folder")
+        return cls(**values)
+
+
+def news_section(overrides: Mapping[str, Any] | None, source: str) -> NewsTraining:
+    """The ``news`` section of ``--config`` sections (or the ``config`` hyperparameter)."""
+    return NewsTraining.from_mapping((overrides or {}).get(SECTION), source)
+
+
+def add_news(bundle_folder: Path, news: NewsTraining, *, model_folder: Path | None = None,
+             on_training: Callable[[Path], None] | None = None) -> NewsSettings:
+    """Write the text expert into ``bundle_folder/news/`` and return the bundle's ``news`` section.
+
+    The text model is the one cached in ``model_folder`` (default: ``news.model``, else text-train's folder);
+    when it holds none, the head is trained there first on the shipped corpus (``on_training(folder)`` is called
+    before), without the lexicon baselines (their packages are not needed to serve).
+    """
+    from signal_engine.serving.bundle import NEWS_EXPERT, NEWS_FOLDER, NewsSettings
+    from signal_engine.text.encoder import MODEL_ID
+    from signal_engine.text.model import METADATA, default_model_folder, load_text_model, save_text_model
+    from signal_engine.text.serving import save_news_model
+
+    folder = model_folder or (Path(news.model) if news.model else default_model_folder())
+    if (folder / METADATA).is_file():
+        model = load_text_model(folder)
+    else:
+        from signal_engine.text.model import train_text_model
+
+        if on_training is not None:
+            on_training(folder)
+        model = train_text_model(baselines=False)
+        save_text_model(model, folder)
+    digest = save_news_model(model, bundle_folder / NEWS_FOLDER)
+    return NewsSettings(head_sha256=digest, encoder=MODEL_ID, half_life_hours=float(news.half_life_hours),
+                        max_age_hours=float(news.max_age_hours), prior_weight=float(news.prior_weight),
+                        max_documents=news.max_documents, headlines=news.headlines, expert=NEWS_EXPERT,
+                        folder=NEWS_FOLDER)
