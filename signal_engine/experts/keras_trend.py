@@ -48,6 +48,18 @@ def _feed(arrays: list[np.ndarray]) -> np.ndarray | list[np.ndarray]:
     return arrays[0] if len(arrays) == 1 else arrays
 
 
+def predict_in_batches(model: Any, inputs: list[np.ndarray], n_classes: int) -> np.ndarray:
+    """The network's probabilities for every row of ``inputs``, in fixed-size batches, each row summing to 1."""
+    n = len(inputs[0])
+    chunks = []
+    for start in range(0, n, PREDICT_BATCH):
+        rows_here = min(PREDICT_BATCH, n - start)
+        batch = [_pad_rows(array[start : start + rows_here], PREDICT_BATCH) for array in inputs]
+        chunks.append(np.asarray(model(_feed(batch), training=False), dtype=np.float64)[:rows_here])
+    proba = np.concatenate(chunks) if chunks else np.zeros((0, n_classes))
+    return proba / proba.sum(axis=1, keepdims=True)
+
+
 class KerasTrendExpert(TrendClassifier):
     """Base of the TensorFlow/Keras trend experts: a network over the last ``window`` bars of each row.
 
@@ -112,15 +124,7 @@ class KerasTrendExpert(TrendClassifier):
         inputs = self._inputs(X)
         if rows is not None:
             inputs = [array[rows] for array in inputs]
-        model = self.network()
-        n = len(inputs[0])
-        chunks = []
-        for start in range(0, n, PREDICT_BATCH):
-            rows_here = min(PREDICT_BATCH, n - start)
-            batch = [_pad_rows(array[start : start + rows_here], PREDICT_BATCH) for array in inputs]
-            chunks.append(np.asarray(model(_feed(batch), training=False), dtype=np.float64)[:rows_here])
-        proba = np.concatenate(chunks) if chunks else np.zeros((0, len(self.classes_)))
-        return proba / proba.sum(axis=1, keepdims=True)
+        return predict_in_batches(self.network(), inputs, len(self.classes_))
 
     def network(self) -> Any:
         """The fitted Keras model, rebuilt from ``weights_`` after unpickling."""

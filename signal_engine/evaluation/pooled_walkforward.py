@@ -1,0 +1,190 @@
+"""The walk-forward across several series at once, on a common calendar of refit dates.
+
+The per-series walk-forward (:func:`~signal_engine.evaluation.walkforward.schedule`) refits every ``refit_every``
+bars of one series. A model trained on several series needs refit *dates* that all series share:
+
+- the calendar is the union of the series' dates (a date is on it when any series has a bar then);
+- the refit dates are every ``refit_every``-th date of that calendar, anchored at the first date on which some
+  series has ``initial_window`` bars before it, so adding bars at the end never moves an earlier refit;
+- a model fitted at refit date D (at the close of D) decides, in every series, the bars dated D or later and
+  before the next refit date; a series is decided from the first refit date on which it has ``initial_window``
+  bars (its first refit is at most ``refit_every`` calendar dates after that bar);
+- in each series, the training rows at D are those whose label is known by the series' last bar at or before D,
+  less ``embargo`` bars (:func:`~signal_engine.evaluation.walkforward.known_by`), for every series at once; a
+  series that has not started by D contributes nothing, one that has ended contributes all its rows.
+
+Blocks in which no series has a bar to decide are skipped. :func:`leaks` checks a fit's inputs against this, from
+the dates alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+
+from signal_engine.archetypes.pooled_expert import SERIES_COLUMN
+from signal_engine.config import WalkForwardConfig
+from signal_engine.evaluation import baselines
+from signal_engine.evaluation.walkforward import known_by
+
+
+@dataclass(frozen=True)
+class PanelSeries:
+    """One series of a panel: its frame (time-ordered, with the ``series`` column), trend labels (-1 where the
+    horizon runs past the data) and the bar at whose close each label is known."""
+
+    frame: pd.DataFrame
+    trend: np.ndarray
+    known_at: np.ndarray
+
+
+def panel_series(name: str, frame: pd.DataFrame, trend: np.ndarray, known_at: np.ndarray) -> PanelSeries:
+    """A :class:`PanelSeries` whose frame carries ``name`` in its ``series`` column."""
+    if not (frame.index.is_monotonic_increasing and frame.index.is_unique):
+        raise ValueError(f"{name}: the dates must increase")
+    if not len(frame) == len(trend) == len(known_at):
+        raise ValueError(f"{name}: frame, labels and known_at differ in length")
+    return PanelSeries(frame.assign(**{SERIES_COLUMN: name}), np.asarray(trend), np.asarray(known_at))
+
+
+@dataclass(frozen=True)
+class PooledBlock:
+    """Models fitted at ``fit_date``'s close decide, in each series of ``decide``, its bars start .. stop - 1.
+
+    ``fit_at`` holds every series' last bar at or before ``fit_date`` (-1 before its first bar).
+    """
+
+    fit_date: pd.Timestamp
+    fit_at: dict[str, int]
+    decide: dict[str, tuple[int, int]]
+
+
+def common_schedule(indexes: Mapping[str, pd.DatetimeIndex], config: WalkForwardConfig) -> list[PooledBlock]:
+    """The refit dates on the union calendar and, at each, every series' fit bar and decided bars."""
+    first = {name: index[config.initial_window] for name, index in indexes.items()
+             if len(index) > config.initial_window}
+    if not first:
+        return []
+    calendar = pd.DatetimeIndex(sorted(set().union(*(set(index) for index in indexes.values()))))
+    dates = calendar[calendar.searchsorted(min(first.values())) :: config.refit_every]
+    blocks = []
+    for j, date in enumerate(dates):
+        end = dates[j + 1] if j + 1 < len(dates) else None
+        decide = {}
+        for name, begins in first.items():
+            index = indexes[name]
+            start = int(index.searchsorted(date, side="left"))
+            stop = len(index) if end is None else int(index.searchsorted(end, side="left"))
+            if date >= begins and stop > start:
+                decide[name] = (start, stop)
+        if decide:
+            fit_at = {name: int(index.searchsorted(date, side="right")) - 1 for name, index in indexes.items()}
+            blocks.append(PooledBlock(pd.Timestamp(date), fit_at, decide))
+    return blocks
+
+
+def training_rows(series: PanelSeries, fit_at: int, embargo: int) -> np.ndarray:
+    """Rows of ``series`` whose trend label is known at bar ``fit_at``'s close less ``embargo`` bars."""
+    if fit_at < 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.flatnonzero(known_by(series.known_at, fit_at, embargo) & (series.trend >= 0))
+
+
+def pooled_training_set(panel: Mapping[str, PanelSeries], block: PooledBlock,
+                        embargo: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """The pooled fit's rows: every started series' bars up to its fit bar, labelled where the label is known by
+    then less the embargo (-1 elsewhere: history only)."""
+    frames, labels = [], []
+    for name, series in panel.items():
+        fit_at = block.fit_at[name]
+        if fit_at < 0:
+            continue
+        rows = training_rows(series, fit_at, embargo)
+        y = np.full(fit_at + 1, -1, dtype=np.int64)
+        y[rows] = series.trend[rows]
+        frames.append(series.frame.iloc[: fit_at + 1])
+        labels.append(y)
+    return pd.concat(frames), np.concatenate(labels)
+
+
+def pooled_prediction_set(panel: Mapping[str, PanelSeries], block: PooledBlock,
+                          context: int | None) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """The decided bars of every series with ``context`` bars before them (all when None), and where each series'
+    decided bars sit in that frame."""
+    frames, where, offset = [], {}, 0
+    for name, (start, stop) in block.decide.items():
+        first = 0 if context is None else max(0, start - context)
+        frames.append(panel[name].frame.iloc[first:stop])
+        where[name] = np.arange(offset + start - first, offset + stop - first)
+        offset += stop - first
+    return pd.concat(frames), where
+
+
+def pooled_block(panel: Mapping[str, PanelSeries], block: PooledBlock, expert: Any,
+                 embargo: int) -> tuple[Any, dict[str, np.ndarray]]:
+    """One pooled model fitted at the block's date on every series at once, and its probabilities for each
+    series' decided bars."""
+    X, y = pooled_training_set(panel, block, embargo)
+    model = clone(expert).fit(X, y)
+    frame, where = pooled_prediction_set(panel, block, model.context_bars())
+    proba = np.asarray(model.predict_proba(frame))
+    return model, {name: proba[rows] for name, rows in where.items()}
+
+
+def per_series_block(panel: Mapping[str, PanelSeries], block: PooledBlock, expert: Any,
+                     embargo: int) -> dict[str, np.ndarray]:
+    """One model per decided series, fitted at the block's date on that series' known rows alone (as the backtest
+    fits its trend expert), and its probabilities for the series' decided bars."""
+    out = {}
+    for name, (start, stop) in block.decide.items():
+        series = panel[name]
+        rows = training_rows(series, block.fit_at[name], embargo)
+        model = clone(expert).fit(series.frame.iloc[rows], series.trend[rows])
+        out[name] = np.asarray(model.predict_proba(series.frame.iloc[start:stop]))
+    return out
+
+
+def prior_block(panel: Mapping[str, PanelSeries], block: PooledBlock, embargo: int) -> dict[str, np.ndarray]:
+    """Each decided series' class prior: the frequencies of its training labels."""
+    out = {}
+    for name, (start, stop) in block.decide.items():
+        series = panel[name]
+        rows = training_rows(series, block.fit_at[name], embargo)
+        out[name] = baselines.majority_proba(baselines.majority_classifier(series.trend[rows]), stop - start)
+    return out
+
+
+def leaks(panel: Mapping[str, PanelSeries], block: PooledBlock, X: pd.DataFrame, y: np.ndarray,
+          embargo: int) -> list[str]:
+    """What a fit at ``block`` was given that it should not have been, from the dates alone (empty when clean).
+
+    For every series in ``X``: its last bar at or before the fit date is found again from the dates; no input row
+    may come after it; every labelled row's label must be known by it less ``embargo`` bars (max label-known time
+    <= fit time - embargo) and equal the series' label; and the series' decided bars must start at or after the
+    fit date.
+    """
+    found = []
+    names = X[SERIES_COLUMN].to_numpy().astype(str)
+    labels = np.asarray(y)
+    for name in dict.fromkeys(names.tolist()):
+        series, mine = panel[name], names == name
+        index = series.frame.index
+        fit_bar = int(index.searchsorted(block.fit_date, side="right")) - 1
+        rows = index.get_indexer(X.index[mine])
+        if (rows < 0).any() or rows.max() > fit_bar:
+            found.append(f"{block.fit_date.date()} {name}: an input bar after the fit date")
+        labelled = rows[labels[mine] >= 0]
+        if len(labelled) and series.known_at[labelled].max() > fit_bar - embargo:
+            known = index[min(int(series.known_at[labelled].max()), len(index) - 1)].date()
+            found.append(f"{block.fit_date.date()} {name}: a training label known at {known}, after the fit bar "
+                         f"less {embargo} bars")
+        if not np.array_equal(labels[mine][labels[mine] >= 0], series.trend[labelled]):
+            found.append(f"{block.fit_date.date()} {name}: a training label differs from the series' label")
+        if name in block.decide and index[block.decide[name][0]] < block.fit_date:
+            found.append(f"{block.fit_date.date()} {name}: decided bars start before the fit date")
+    return found
