@@ -11,7 +11,9 @@ unknown argument, a text expert that cannot load) exits 2 with one line naming t
     request   {"symbol": "SPX", "history": 252 (optional), "timeframe": "1d" (optional, not used),
                "expert": "trend" | "experts": ["trend", "levels"] (optional),
                "bars": [{"timestamp": "2018-12-28", "open": ..., "high": ..., "low": ..., "close": ...,
-                         "volume": ... (optional)}, ...]}            oldest first, at least bundle min_bars
+                         "volume": ... (optional), "implied_vol": ... (optional, annualised % > 0; null
+                         where missing: vol_har_implied then answers a null forecast of that bar)}, ...]}
+                                                                      oldest first, at least bundle min_bars
     200 with "expert":   that expert's answer, e.g. {"p_down", "p_neutral", "p_up"}
                          (``signal_engine.serving.experts.answer``)
     200 with "experts":  {"symbol", "model_version", "as_of", "answers": {"trend": {...}, "levels": {...}}}:

@@ -12,6 +12,7 @@ backtest routes an abstaining expert (a NaN score) through the same function (``
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -98,6 +99,16 @@ def volatility_score(vol_history: np.ndarray, window: int, min_periods: int) -> 
     return float(-np.tanh((logs[-1] - logs.mean()) / std))
 
 
+def _scored_last_bar(history: list[Any]) -> bool:
+    """Whether a volatility answer's ``vol_history`` ends with a forecast of the decided bar: a list whose last
+    value is a finite number. A null there is an expert that abstained on that bar (``vol_har_implied`` without
+    the bar's implied volatility): its score is missing, not 0, and the gate gives it no weight."""
+    if not history:
+        return False
+    last = history[-1]
+    return isinstance(last, int | float) and not isinstance(last, bool) and math.isfinite(last)
+
+
 def _number(answer: Mapping[str, Any] | None, key: str) -> float:
     if answer is None:
         return np.nan
@@ -154,7 +165,8 @@ class Combiner:
                 for i, answer in enumerate(answers):
                     reply = answer.get(name)
                     history = reply.get("vol_history") if reply is not None else None
-                    if np.isfinite(outputs[f"{name}.vol_forecast"][i]) and isinstance(history, list):
+                    if np.isfinite(outputs[f"{name}.vol_forecast"][i]) and isinstance(history, list) \
+                            and _scored_last_bar(history):
                         scores[i, j] = volatility_score(np.array([np.nan if v is None else v for v in history],
                                                                  dtype=float), window, periods)
         available = np.isfinite(scores)

@@ -11,7 +11,9 @@ Answers, by expert kind (``docs/model-bundle.md``)::
                 (``vol_forecast`` is the forecast positions are sized by; ``vol_history`` the one the MoE's
                 volatility score reads: the same model unless ``moe.experts.sizing_volatility`` differs)
 
-A value the expert cannot give (e.g. a level before enough swings) is ``null``.
+A value the expert cannot give (e.g. a level before enough swings) is ``null``. A bar may carry ``implied_vol``
+(annualised %, > 0; null or absent where missing), the input of ``vol_har_implied``: where the decided bar has
+none, that expert's forecast, and so the last ``vol_history`` value, is ``null`` (it abstains).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from signal_engine.data.loader import IMPLIED_VOL
 from signal_engine.features import feature_frame
 
 KINDS = ("trend", "levels", "volatility")
@@ -32,7 +35,9 @@ BAR_COLUMNS = ("open", "high", "low", "close")
 def bars_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """Bars as the experts read them (lower-case ``open, high, low, close[, volume]`` by timestamp) from JSON rows.
 
-    Each row holds ``timestamp`` (ISO-8601) and the price fields; ``volume`` is kept only when every row has it.
+    Each row holds ``timestamp`` (ISO-8601) and the price fields; ``volume`` is kept only when every row has it,
+    ``implied_vol`` (annualised %, > 0) when any row has it (NaN on the rows without one). Raises ValueError naming
+    the bar for an ``implied_vol`` that is not a number > 0.
     """
     if not rows:
         raise ValueError("bars: empty; expected at least one bar {timestamp, open, high, low, close[, volume]}")
@@ -42,16 +47,30 @@ def bars_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     data: dict[str, Any] = {c: np.asarray([float(row[c]) for row in rows]) for c in BAR_COLUMNS}
     if all(row.get("volume") is not None for row in rows):
         data["volume"] = np.asarray([float(row["volume"]) for row in rows])
+    if any(row.get(IMPLIED_VOL) is not None for row in rows):
+        data[IMPLIED_VOL] = np.asarray([implied_vol(row.get(IMPLIED_VOL), i) for i, row in enumerate(rows)])
     return pd.DataFrame(data, index=index)
 
 
+def implied_vol(value: Any, position: int) -> float:
+    """A bar's ``implied_vol`` as a float: NaN when null, else a finite number > 0 (ValueError naming the bar)."""
+    if value is None:
+        return math.nan
+    number = float(value) if isinstance(value, int | float) and not isinstance(value, bool) else math.nan
+    if not (math.isfinite(number) and number > 0):
+        raise ValueError(f"bars[{position}].{IMPLIED_VOL} is {value!r}; expected implied volatility in annualised %, "
+                         "a number > 0 such as 15.3, or null where missing")
+    return number
+
+
 def market_frame(bars: pd.DataFrame) -> pd.DataFrame:
-    """Bars joined with their point-in-time features: the frame every expert was trained on."""
+    """Bars joined with their point-in-time features: the frame every expert was trained on (``implied_vol`` kept
+    where the bars carry it, as the training datasets keep it)."""
     lower = bars.rename(columns=str.lower)
     missing = [c for c in BAR_COLUMNS if c not in lower.columns]
     if missing:
         raise ValueError(f"bars lack the column(s) {missing}; expected open, high, low, close[, volume]")
-    keep = [c for c in (*BAR_COLUMNS, "volume") if c in lower.columns]
+    keep = [c for c in (*BAR_COLUMNS, "volume", IMPLIED_VOL) if c in lower.columns]
     base = lower.loc[:, keep].astype(float)
     return base.join(feature_frame(base))
 
@@ -81,6 +100,8 @@ def answer(expert_kind: str, fitted_expert: Any, bars: pd.DataFrame, *, history:
     if expert_kind == "levels":
         levels = np.asarray(fitted_expert.predict(X), dtype=float)[-1]
         return {"support": _number(levels[0]), "resistance": _number(levels[1])}
+    if IMPLIED_VOL not in X.columns:  # bars without implied volatility: an expert that reads it abstains
+        X = X.assign(**{IMPLIED_VOL: np.nan})
     if hasattr(fitted_expert, "predict_variance"):
         vol = np.sqrt(np.asarray(fitted_expert.predict_variance(X), dtype=float))
     else:

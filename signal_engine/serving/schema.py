@@ -58,6 +58,12 @@ class Bar(BaseModel):
     low: Price = Field(description="the bar's lowest price; at most high")
     close: Price
     volume: Annotated[float, Field(ge=0, allow_inf_nan=False, strict=True)] | None = None
+    implied_vol: Annotated[float, Field(gt=0, allow_inf_nan=False, strict=True)] | None = Field(
+        default=None, description="implied volatility in annualised % (as the VIX is quoted), known at the bar's "
+                                  "close; null or absent where missing. Read by the volatility expert of a model "
+                                  "trained with moe.experts.volatility vol_har_implied: where the decided bar has "
+                                  "none, that expert abstains (gate weight 0, the others' weights renormalised); "
+                                  "its score also reads the past bars' values. Other experts ignore it")
 
     @model_validator(mode="after")
     def _high_above_low(self) -> Bar:

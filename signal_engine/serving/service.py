@@ -54,6 +54,8 @@ from signal_engine.serving.schema import (
 )
 from signal_engine.storage.records import SignalAudit
 
+IMPLIED_VOL = "implied_vol"  # a bar's optional implied volatility (the loader's column; no pandas here)
+
 if TYPE_CHECKING:
     from signal_engine.ports import AuditLog, BookReader, DocumentStore, ExpertClient
 
@@ -404,7 +406,8 @@ class SignalService:
         end = utc_naive(request.as_of) if request.as_of is not None else None
         need = self.bundle.min_bars
         if request.bars is not None:
-            rows = [_row(bar.timestamp, bar.open, bar.high, bar.low, bar.close, bar.volume) for bar in request.bars]
+            rows = [_row(bar.timestamp, bar.open, bar.high, bar.low, bar.close, bar.volume, bar.implied_vol)
+                    for bar in request.bars]
             if end is not None:
                 rows = [r for r in rows if r["timestamp"] <= end.isoformat()]
             source = "request"
@@ -536,8 +539,10 @@ def _news_inputs(prepared: _Prepared) -> dict[str, Any]:
 
 
 def bars_digest(rows: Sequence[Mapping[str, Any]]) -> str:
-    """A SHA-256 of the bars a signal was computed from (canonical JSON): the id of that input."""
-    canonical = json.dumps([[r["timestamp"], r["open"], r["high"], r["low"], r["close"], r.get("volume")]
+    """A SHA-256 of the bars a signal was computed from (canonical JSON): the id of that input. A bar's
+    ``implied_vol`` is part of it where the bar carries one (bars without it hash as before it existed)."""
+    canonical = json.dumps([[r["timestamp"], r["open"], r["high"], r["low"], r["close"], r.get("volume"),
+                             *([r[IMPLIED_VOL]] if r.get(IMPLIED_VOL) is not None else [])]
                             for r in rows], separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -554,9 +559,11 @@ def fingerprint_inputs(rows: Sequence[Mapping[str, Any]],
 
 
 def _row(timestamp: datetime, open_: float, high: float, low: float, close: float,
-         volume: float | None) -> dict[str, Any]:
-    return {"timestamp": utc_naive(timestamp).isoformat(), "open": open_, "high": high, "low": low, "close": close,
-            "volume": volume}
+         volume: float | None, implied_vol: float | None = None) -> dict[str, Any]:
+    """A request bar as the experts' JSON row; ``implied_vol`` only when the bar carries one."""
+    row = {"timestamp": utc_naive(timestamp).isoformat(), "open": open_, "high": high, "low": low, "close": close,
+           "volume": volume}
+    return row if implied_vol is None else {**row, IMPLIED_VOL: implied_vol}
 
 
 def _finite(value: Any) -> float | None:

@@ -74,7 +74,8 @@ def bars_key(symbol: str, timeframe: str, prefix: str = BARS_PREFIX) -> str:
 
 
 def series_csv(series: PriceSeries) -> bytes:
-    """The series in the Yahoo layout, ``Date,Open,High,Low,Close[,Volume]``, as ``load_prices`` reads it back.
+    """The series in the Yahoo layout, ``Date,Open,High,Low,Close[,Volume][,Implied_Vol]``, as ``load_prices`` reads
+    it back (an ``implied_vol`` column, empty where missing, is kept: the training workflow's datasets carry it).
 
     Prices are written with every digit (no rounding), so loading the file gives the stored values. Dates are
     ``YYYY-MM-DD`` for daily bars and ``YYYY-MM-DD HH:MM:SS`` (UTC) for intraday ones.

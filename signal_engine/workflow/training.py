@@ -24,7 +24,7 @@ from signal_engine import components
 from signal_engine.config import RunConfig, for_bars
 from signal_engine.data.loader import PriceSeries, load_prices
 from signal_engine.errors import ConfigError, InputError
-from signal_engine.evaluation.backtest import SCORE_VOL_COLUMN, SymbolResult, check_length, run_symbol
+from signal_engine.evaluation.backtest import SCORE_VOL_COLUMN, SymbolResult, check_inputs, check_length, run_symbol
 from signal_engine.evaluation.metrics import periods_per_year
 from signal_engine.evaluation.walkforward import known_by
 from signal_engine.features import FINGERPRINT_NAMES, WARMUP_BARS, feature_frame
@@ -61,11 +61,6 @@ def check_exportable(config: RunConfig) -> None:
     if moe.combiner not in ("weighted", "meta", "rule"):
         raise ConfigError(f"moe.combiner '{moe.combiner}': the training workflow exports the weighted, meta-model "
                           "and rule combiners; use moe.combiner: weighted, meta or rule for training")
-    if moe.experts.volatility == "vol_har_implied":
-        raise ConfigError("moe.experts.volatility 'vol_har_implied' reads implied volatility, which the training "
-                          "workflow's datasets and the Signal API's request bars do not carry yet, so a bundle would "
-                          "serve it without its input; use moe.experts.volatility: volatility_blend or vol_har for "
-                          "training (vol_har_implied runs in the backtest, on price files with an implied_vol column)")
 
 
 # -- prepare dataset -----------------------------------------------------------------------------------------
@@ -112,7 +107,11 @@ def write_series(series: PriceSeries, path: Path) -> Path:
 
 def prepare_dataset(series: Sequence[PriceSeries], out: Path, config: RunConfig, *,
                     start: str | None = None, end: str | None = None) -> DatasetArtefact:
-    """Cut each series to [start, end], check it is long enough for ``config``, write it with ``dataset.json``."""
+    """Cut each series to [start, end], check it is long enough for ``config`` and carries the inputs its experts
+    read (``implied_vol`` for ``vol_har_implied``), write it with ``dataset.json``.
+
+    A price file's ``implied_vol`` column is kept as it is (point in time, empty where missing), so the experts are
+    fitted on what the backtest reads."""
     if not series:
         raise InputError("symbols", "no series given; expected at least one symbol's bars")
     out.mkdir(parents=True, exist_ok=True)
@@ -120,6 +119,7 @@ def prepare_dataset(series: Sequence[PriceSeries], out: Path, config: RunConfig,
     for s in series:
         cut = select_window(s, start, end)
         check_length(cut, config)
+        check_inputs(cut, cut.bars, config)
         path = write_series(cut, out / f"{cut.symbol}.csv")
         entries[cut.symbol] = {
             "file": path.name, "bars": len(cut), "start": str(cut.bars.index[0]), "end": str(cut.bars.index[-1]),
@@ -234,7 +234,9 @@ def train_gate(series: Sequence[PriceSeries], config: RunConfig, out: Path,
         raise ConfigError("the walk-forward results do not match the dataset's symbols; run them on the same data")
     rows = [out_of_sample_rows(s, r, config) for s, r in zip(series, results, strict=True)]
     pooled = {key: np.concatenate([r[key] for r in rows]) for key in rows[0]}
-    usable = np.isfinite(pooled["forward_z"]) & np.all(np.isfinite(pooled["scores"]), axis=1)
+    # a row where an expert abstained (NaN score, e.g. vol_har_implied without implied volatility) is kept, as the
+    # backtest keeps it: the gate's fit renormalises over the experts that answered (rows where none did are left out)
+    usable = np.isfinite(pooled["forward_z"]) & np.any(np.isfinite(pooled["scores"]), axis=1)
     gate = components.gate(config).fit(pooled["fingerprints"][usable], pooled["forward_z"][usable],
                                        expert_scores=pooled["scores"][usable])
     weights, rule = None, None
@@ -283,16 +285,15 @@ def rule_conditions(config: RunConfig) -> dict[str, list[str]]:
 
 def _train_meta(pooled: dict[str, np.ndarray], config: RunConfig, path: Path) -> None:
     """The meta-model combiner on the walk-forward's out-of-sample scores and gate weights, as the backtest trains
-    it at each refit (``moe.combiner: meta``), fitted once on every test row whose trend label is known."""
-    from signal_engine.moe.meta import meta_features
-
-    features = meta_features(pooled["scores"], pooled["gate"])
-    rows = np.isfinite(features).all(axis=1) & (pooled["trend"] >= 0)
-    if rows.sum() < config.gate.min_rows or len(set(pooled["trend"][rows])) < 2:
-        raise ConfigError(f"moe.combiner 'meta': only {int(rows.sum())} out-of-sample rows with a known trend "
+    it at each refit (``moe.combiner: meta``), fitted once on every test row whose trend label is known (a row where
+    an expert abstained is kept: its score reads as the training mean, its gate weight is 0)."""
+    labels = pooled["trend"].astype(np.int64)
+    meta = components.fit_meta_combiner(config, pooled["scores"], pooled["gate"], labels)
+    if meta is None:
+        rows = int(((labels >= 0) & np.isfinite(pooled["scores"]).any(axis=1)).sum())
+        raise ConfigError(f"moe.combiner 'meta': only {rows} out-of-sample rows with a known trend "
                           f"label (need {config.gate.min_rows} and two classes); use more data or the weighted "
                           "combiner")
-    meta = components.meta_combiner(config).fit(features[rows], pooled["trend"][rows].astype(np.int64))
     meta.weights_.save(path)
 
 

@@ -350,3 +350,26 @@ def test_a_flat_window_gives_a_fingerprint_without_warnings() -> None:
 def test_volatility_score_by_hand(history: list[float | None], min_periods: int, expected: float) -> None:
     values = np.array([np.nan if v is None else v for v in history], dtype=float)
     assert volatility_score(values, 10, min_periods) == pytest.approx(expected, abs=1e-12)
+
+
+def test_a_volatility_answer_without_a_forecast_of_the_decided_bar_abstains() -> None:
+    """``vol_har_implied`` without the decided bar's implied volatility: the sizing forecast is there, but the
+    score's history ends with null. The slot is unavailable (not a score of 0): the gate renormalises trend and
+    levels to 0.5/0.8 and 0.3/0.8, and positions are still sized by ``vol_forecast``."""
+    bundle = make_bundle()
+    rising = [0.01, 0.01, 0.02, 0.04]  # logs ln 0.01, ln 0.01, ln 0.02, ln 0.04: the last is above the mean
+    answers: list[dict[str, Answer]] = [
+        {"trend": trend(1.0, 0.0), "levels": levels(90, 110), "volatility": vol(0.02, [0.01, 0.01, 0.02, None])},
+        {"trend": trend(1.0, 0.0), "levels": levels(90, 110), "volatility": vol(0.02, [])},
+        {"trend": trend(1.0, 0.0), "levels": levels(90, 110), "volatility": vol(None, rising)},
+        {"trend": trend(1.0, 0.0), "levels": levels(90, 110), "volatility": vol(0.02, rising)},
+    ]
+    d = decide(bundle, answers, close=95.0)
+    assert np.isnan(d.scores[:3, 2]).all() and not d.available[:3, 2].any()
+    np.testing.assert_allclose(d.gate[:3], [[0.625, 0.375, 0.0]] * 3, atol=1e-12)
+    np.testing.assert_allclose(d.combined[:3], 0.625 + 0.375 * 0.5, atol=1e-12)
+    np.testing.assert_allclose(d.vol_forecast[:3], [0.02, 0.02, np.nan])
+    # with the decided bar forecast the slot answers: z of ln 0.04 against the four logs, by hand
+    logs = np.log(rising)
+    z = (logs[-1] - logs.mean()) / logs.std()
+    assert d.scores[3, 2] == pytest.approx(-math.tanh(z)) and d.gate[3, 2] == pytest.approx(0.2)

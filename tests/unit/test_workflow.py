@@ -159,10 +159,21 @@ def test_parts_the_bundle_cannot_carry_are_refused_up_front() -> None:
     for combiner in ("weighted", "meta", "rule"):
         check_exportable(training_settings("quick", {"moe": {"combiner": combiner}})[0])
     check_exportable(PROFILES["quick"])
+    check_exportable(training_settings("quick", {"moe": {"experts": {"volatility": "vol_har_implied"}}})[0])
+
+
+def test_a_dataset_for_the_implied_volatility_slot_needs_the_column(goog_csv: Path, tmp_path: Path) -> None:
+    """``vol_har_implied`` trains (the bundle serves it from the bars' ``implied_vol``), but a price file without
+    that column is refused when the dataset is prepared, before any expert is fitted."""
+    from signal_engine.data.loader import load_prices
+    from signal_engine.errors import InputError
+    from signal_engine.workflow.training import prepare_dataset
+
     config, _ = training_settings("quick", {"moe": {"experts": {"volatility": "vol_har_implied"}}})
-    with pytest.raises(ConfigError, match=re.escape("moe.experts.volatility 'vol_har_implied' reads implied "
-                                                    "volatility, which the training workflow's datasets")):
-        check_exportable(config)
+    with pytest.raises(InputError, match=re.escape("has no 'implied_vol' column, which moe.experts.volatility "
+                                                   "'vol_har_implied' reads")):
+        prepare_dataset([load_prices(goog_csv)], tmp_path / "data", config)
+    assert not (tmp_path / "data" / "GOOG.csv").exists()
 
 
 def test_a_gate_artefacts_rule_parameters_become_the_bundles(tmp_path: Path) -> None:
