@@ -60,6 +60,10 @@ GROUPS: dict[str, Group] = {
                     ("tests/unit/test_sql_prices_by_hand.py", "tests/integration/test_storage_sql.py")),
     "combine": Group(("signal_engine/serving/combine.py",),
                      ("tests/unit/test_serving_combine.py", "tests/unit/test_serving_combine_by_hand.py")),
+    # the gates' NumPy forward passes and gradient, abstention included: what the backtest and the Signal API share
+    "gate": Group(("signal_engine/moe/numpy_gate.py",),
+                  ("tests/unit/test_moe_abstention.py", "tests/unit/test_serving_combine_by_hand.py",
+                   "tests/unit/test_moe_gates.py", "tests/unit/test_serving_combine.py")),
 }
 DEFAULT = tuple(GROUPS)
 

@@ -40,6 +40,20 @@ def test_an_abstaining_expert_gets_zero_and_the_others_are_renormalised_by_hand(
     assert available_top_k(dense, None, 3) is dense
 
 
+def test_renormalising_counts_the_experts_that_answered_on_each_row_by_hand() -> None:
+    dense = np.array([[1.0, 0.0, 0.0], [0.2, 0.3, 0.5], [0.6, 0.4, 0.0]])
+    # row 0: the one expert that answered had weight 0, so it gets all of it; row 1 keeps its weights; row 2:
+    # neither answering expert had weight, so they share equally (each row's own count, not the whole array's)
+    available = np.array([[F, T, F], [T, T, T], [F, F, T]])
+    np.testing.assert_allclose(renormalise(dense, available), [[0, 1, 0], [0.2, 0.3, 0.5], [0, 0, 1]], atol=1e-15)
+    two_silent = np.array([[1.0, 0.0, 0.0], [0.2, 0.3, 0.5]])
+    np.testing.assert_allclose(renormalise(two_silent, np.array([[F, T, T], [T, T, T]])),
+                               [[0, 0.5, 0.5], [0.2, 0.3, 0.5]], atol=1e-15)
+    # without a mask, or with every expert answering, the weights come back as they are (the same object)
+    assert renormalise(dense, None) is dense
+    assert renormalise(dense, np.ones((3, 3), dtype=bool)) is dense
+
+
 def fixed_softmax_gate(weights: tuple[float, ...], k: int | None = None) -> SoftmaxGate:
     """A 'fitted' softmax gate whose weights are ``weights`` on every row (zero kernel, bias log w)."""
     gate = SoftmaxGate(k=k)
