@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from signal_engine.config import RunConfig
+from signal_engine.config import RunConfig, moe_experts
 from signal_engine.experts import (
     GradientBoostedTrendExpert,
     HarVolatility,
@@ -31,7 +31,6 @@ from signal_engine.moe.meta import MetaModelCombiner, meta_feature_names, meta_f
 from signal_engine.moe.rule_gate import FingerprintRuleGate
 from signal_engine.moe.rules import RuleBasedCombiner
 
-MOE_EXPERTS = ("trend", "levels", "volatility")
 MLP_EPOCHS = 100
 
 
@@ -48,7 +47,8 @@ def combiner_kind(config: RunConfig) -> str:
 def meta_combiner(config: RunConfig) -> MetaModelCombiner:
     """The (unfitted) meta-model combiner: logistic regression on expert scores and gate weights."""
     return MetaModelCombiner(C=config.moe.meta_c, buy_threshold=config.trading.buy_threshold,
-                             sell_threshold=config.trading.sell_threshold, features=meta_feature_names(MOE_EXPERTS))
+                             sell_threshold=config.trading.sell_threshold,
+                             features=meta_feature_names(moe_experts(config)))
 
 
 def rule_combiner(config: RunConfig) -> RuleBasedCombiner:
@@ -128,16 +128,17 @@ def levels_expert(config: RunConfig) -> SwingLevelsExpert | LevelRegressionExper
 
 def gate(config: RunConfig) -> Any:
     """The (unfitted) gate of ``moe.gate``: ``fit(fingerprints, forward_z, expert_scores=...)``,
-    ``predict_proba(fingerprints)`` gives weights over (trend, levels, volatility) summing to 1, top-k sparse."""
-    g, k = config.gate, config.moe.k
+    ``predict_proba(fingerprints)`` gives weights over ``moe_experts(config)`` (trend, levels, volatility[, news])
+    summing to 1, top-k sparse."""
+    g, k, experts = config.gate, config.moe.k, moe_experts(config)
     if config.moe.gate == "rule":
         return FingerprintRuleGate(k=k)
     if config.moe.gate == "mlp":
         from signal_engine.moe.mlp_gate import MLPGate
 
-        return MLPGate(k=k, epochs=MLP_EPOCHS, min_rows=g.min_rows, random_state=config.seed, experts=MOE_EXPERTS)
+        return MLPGate(k=k, epochs=MLP_EPOCHS, min_rows=g.min_rows, random_state=config.seed, experts=experts)
     return SoftmaxGate(l2=g.l2, entropy=g.entropy, iterations=g.iterations, learning_rate=g.learning_rate,
-                       min_rows=g.min_rows, k=k if k < len(MOE_EXPERTS) else None)
+                       min_rows=g.min_rows, k=k if k < len(experts) else None)
 
 
 def single_expert(config: RunConfig) -> Any:
@@ -154,7 +155,7 @@ def fit_meta_combiner(config: RunConfig, scores: np.ndarray, gate_weights: np.nd
                       trend: np.ndarray) -> MetaModelCombiner | None:
     """The meta-model combiner fitted as the backtest fits it, on out-of-fold rows (None: too few rows).
 
-    ``scores`` and ``gate_weights`` are (n, 3) out-of-sample expert scores and gate weights (e.g. a walk-forward's
+    ``scores`` and ``gate_weights`` are (n, E) out-of-sample expert scores and gate weights (e.g. a walk-forward's
     signals), ``trend`` the realised trend class (-1 where unknown). A NaN score is an expert that abstained on the
     row: the row is kept and the score reads as its training mean, as the forward pass (``meta_probabilities``)
     reads it, while the expert's gate weight (0 there) tells the model it abstained. With fewer than

@@ -137,6 +137,9 @@ SIZING_VOLATILITY_EXPERTS = ("volatility_blend", "vol_har")
 GATES = ("softmax", "rule", "mlp")
 COMBINERS = ("weighted", "rule", "meta")
 SINGLE_EXPERT = "equity_daily"
+PRICE_EXPERTS = ("trend", "levels", "volatility")
+NEWS_EXPERT = "news"
+NEWS_COLUMN = "news_score"
 
 
 @dataclass(frozen=True)
@@ -194,6 +197,10 @@ class MoEConfig:
     ``k`` keeps each bar's k largest gate weights (renormalised); ``k`` >= 3 is dense routing.
     ``multistage`` adds the seed 002 multi-stage engine (per-stage report and its own strategy).
     ``single_refit_every`` is how often (bars) the TensorFlow single expert refits when ``enabled`` is false.
+    ``news: true`` adds a fourth expert, ``news``, whose score is the market frame's ``news_score`` column (the text
+    expert's point-in-time aggregate at each bar's close, NaN where the bar had no news: the slot abstains there);
+    the experts are then :func:`moe_experts` (trend, levels, volatility, news). Off by default; with it on, ``k``
+    >= 4 is dense routing, and the ``rule`` gate and combiner (which read no scores) are refused.
     The defaults (softmax gate, dense routing, meta-model combiner, calibrated trend expert) had the best mean
     net Sharpe of the MoE variants measured by ``benchmarks/bench_moe.py --variants`` (docs/research/moe-variants.md).
     """
@@ -207,6 +214,12 @@ class MoEConfig:
     meta_c: float = 1.0
     single_refit_every: int = 1008
     online: OnlineConfig = field(default_factory=OnlineConfig)
+    news: bool = False
+
+
+def moe_experts(config: RunConfig) -> tuple[str, ...]:
+    """The MoE's experts in gate order: trend, levels, volatility, and ``news`` when ``moe.news`` is on."""
+    return (*PRICE_EXPERTS, NEWS_EXPERT) if config.moe.news else PRICE_EXPERTS
 
 
 @dataclass(frozen=True)
@@ -226,7 +239,12 @@ class RunConfig:
     moe: MoEConfig = field(default_factory=MoEConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The settings as a mapping; ``moe.news`` only when on, so the documents of configs without it (bundles,
+        metrics, run hashes) stay as they were before the setting existed."""
+        document = dataclasses.asdict(self)
+        if not self.moe.news:
+            del document["moe"]["news"]
+        return document
 
 
 PROFILES: dict[str, RunConfig] = {
@@ -369,6 +387,11 @@ def _validate(obj: Any, *, prefix: str, source: str) -> None:
                               f"{prefix}combiner: meta")
         if f.name == "meta_c" and not value > 0:
             raise ConfigError(f"{source}: '{name}' must be above 0, got {value}")
+    if isinstance(obj, MoEConfig) and obj.news:
+        for setting in ("gate", "combiner"):
+            if getattr(obj, setting) == "rule":
+                raise ConfigError(f"{source}: '{prefix}news' adds the news expert, but the rule {setting} reads no "
+                                  f"expert scores; set {prefix}{setting} to another choice or {prefix}news: false")
     if isinstance(obj, TradingConfig) and not obj.sell_threshold <= obj.exit_level <= obj.buy_threshold:
         raise ConfigError(f"{source}: expected '{prefix}sell_threshold' <= '{prefix}exit_level' <= "
                           f"'{prefix}buy_threshold'")

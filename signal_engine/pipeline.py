@@ -19,13 +19,13 @@ from signal_engine.config import RunConfig
 from signal_engine.data.loader import PriceSeries, load_prices
 from signal_engine.errors import InputError
 from signal_engine.evaluation.backtest import (
-    SIGNAL_COLUMNS,
     SymbolResult,
     blocks_for,
     check_inputs,
     check_length,
     run_symbol,
     series_frame,
+    signal_columns,
 )
 from signal_engine.evaluation.jobs import Task, resolve_jobs, run_tasks
 from signal_engine.evaluation.portfolio import (
@@ -147,7 +147,7 @@ def write_backtest(
     started = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
     signals_path = out_dir / "signals.csv"
-    signals = pd.concat([r.signals for r in results], ignore_index=True).loc[:, list(SIGNAL_COLUMNS)]
+    signals = pd.concat([r.signals for r in results], ignore_index=True).loc[:, list(signal_columns(config))]
     signals.to_csv(signals_path, index=False, float_format="%.10g", lineterminator="\n")
     explanations = pd.concat([r.explanations for r in results], ignore_index=True)
     explanations.to_csv(out_dir / "explanations.csv", index=False, float_format="%.10g", lineterminator="\n")

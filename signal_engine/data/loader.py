@@ -1,12 +1,16 @@
 """Load and validate price files in the Yahoo Finance export layout.
 
-`Date,Open,High,Low,Close[,Adj Close][,Volume][,implied_vol]`, column names case-insensitive, Date with an
+`Date,Open,High,Low,Close[,Adj Close][,Volume][,implied_vol][,news_score]`, column names case-insensitive, Date with an
 optional time for intraday bars. Anything that cannot be used raises :class:`InputError` naming the file, the
 line or column, and what is expected.
 
 The optional ``implied_vol`` column is implied volatility in annualised % (as the VIX is quoted) known at each
 bar's close; an empty cell means it is missing on that bar (the experts that read it abstain there). It is kept
 as the ``implied_vol`` column of the bars, unadjusted.
+
+The optional ``news_score`` column is the text expert's point-in-time news aggregate at each bar's close (a
+direction in [-1, 1], :mod:`signal_engine.text.aggregate`); an empty cell means the bar had no news in its window
+(the ``news`` expert of ``moe.news`` abstains there). It is kept as the ``news_score`` column of the bars.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from signal_engine.errors import InputError
 PRICE_COLUMNS = ("open", "high", "low", "close")
 IMPLIED_VOL = "implied_vol"
 IV_NAME = "implied vol"  # the header as _map_columns compares it (lower case, '_' as ' ')
+NEWS_SCORE = "news_score"
+NEWS_NAME = "news score"
 DATE_ALIASES = ("date", "datetime", "timestamp")
 EXPECTED_LAYOUT = "Date,Open,High,Low,Close[,Adj Close][,Volume]"
 _MISSING_MARKERS = {"", "null", "nan", "na", "n/a", "none", "-"}
@@ -33,7 +39,7 @@ class PriceSeries:
     """One symbol's validated bars.
 
     ``bars`` is indexed by a strictly increasing ``timestamp`` and holds float columns open, high,
-    low, close and, when the file has them, volume and implied_vol (NaN where missing). Prices are adjusted
+    low, close and, when the file has them, volume, implied_vol and news_score (NaN where missing). Prices are adjusted
     by Adj Close / Close when the file carries Adj Close, so returns include dividends and splits.
     """
 
@@ -85,6 +91,8 @@ def load_prices(path: str | Path, symbol: str | None = None) -> PriceSeries:
     bars = _assemble(dates, values)
     if IV_NAME in columns:
         bars[IMPLIED_VOL] = _parse_implied_vol(raw[columns[IV_NAME]], source, columns[IV_NAME])
+    if NEWS_NAME in columns:
+        bars[NEWS_SCORE] = _parse_news_score(raw[columns[NEWS_NAME]], source, columns[NEWS_NAME])
     return PriceSeries(symbol=(symbol or path.stem).upper(), source=source, bars=bars)
 
 
@@ -149,7 +157,7 @@ def _map_columns(table: pd.DataFrame, source: str) -> dict[str, str]:
         raise InputError(source, _header_problem(list(by_lower)) or
                          f"missing the date column; expected 'Date' first, as in {EXPECTED_LAYOUT}", column="Date")
     columns["date"] = date_column
-    for name in (*PRICE_COLUMNS, "adj close", "volume", IV_NAME):
+    for name in (*PRICE_COLUMNS, "adj close", "volume", IV_NAME, NEWS_NAME):
         if name in by_lower:
             columns[name] = by_lower[name]
         elif name in PRICE_COLUMNS:
@@ -248,6 +256,19 @@ def _parse_implied_vol(cells: pd.Series, source: str, column: str) -> np.ndarray
         raise InputError(source, f"'{cells.iloc[first]}' is not an implied volatility; expected a number > 0 in "
                          "annualised % (e.g. 15.3), or an empty cell where it is missing", line=_line(first),
                          column=column)
+    return np.where(missing, np.nan, numbers)
+
+
+def _parse_news_score(cells: pd.Series, source: str, column: str) -> np.ndarray:
+    """A bar's news direction in [-1, 1]: NaN for an empty cell (no news in the bar's window: an abstention)."""
+    missing = cells.str.strip().str.lower().isin(_MISSING_MARKERS).to_numpy()
+    numbers = pd.to_numeric(cells.where(~missing, "nan"), errors="coerce").to_numpy(dtype=float)
+    bad = ~missing & ~(np.isfinite(numbers) & (np.abs(numbers) <= 1))
+    if bad.any():
+        first = int(np.argmax(bad))
+        raise InputError(source, f"'{cells.iloc[first]}' is not a news score; expected a number in [-1, 1] (the "
+                         "news aggregate's direction), or an empty cell where the bar had no news",
+                         line=_line(first), column=column)
     return np.where(missing, np.nan, numbers)
 
 

@@ -9,6 +9,10 @@ Abstention: an expert whose score at a bar is NaN abstains there (the volatility
 missing, e.g. ``vol_har_implied`` on a bar without implied volatility). The gate gives it 0 and renormalises the
 others (``moe.numpy_gate.available_top_k``, the Signal API's own rule), it learns nothing from that bar, and the
 combined score reads only the experts that answered. Sizing reads its own forecast (``moe.experts.sizing_volatility``).
+
+``moe.news`` adds a fourth expert, ``news``: its score is the frame's ``news_score`` column (the text expert's
+point-in-time aggregate at each bar's close; NaN, an abstention, on a bar without news). The experts of a run are
+``config.moe_experts(config)``; ``signals.csv`` has ``gate_news`` and the explanations ``contrib_news`` only then.
 """
 
 from __future__ import annotations
@@ -22,7 +26,15 @@ import pandas as pd
 from sklearn.base import clone
 
 from signal_engine import components
-from signal_engine.config import SINGLE_EXPERT, RunConfig, for_bars
+from signal_engine.config import (
+    NEWS_COLUMN,
+    NEWS_EXPERT,
+    PRICE_EXPERTS,
+    SINGLE_EXPERT,
+    RunConfig,
+    for_bars,
+    moe_experts,
+)
 from signal_engine.data.loader import PriceSeries
 from signal_engine.errors import ConfigError, InputError
 from signal_engine.evaluation import baselines
@@ -58,11 +70,16 @@ from signal_engine.moe.scores import levels_score, meta_probabilities, trend_sco
 from signal_engine.multistage import MultiStageEngine, SequenceRefiner, StageInputs, return_windows
 from signal_engine.risk import held_direction, volatility_target_position
 
-EXPERTS = ("trend", "levels", "volatility")
+EXPERTS = PRICE_EXPERTS  # the default MoE's experts; a run's own are ``moe_experts(config)``
 SIGNAL_COLUMNS = (
     "timestamp", "symbol", "signal", "score", "confidence", "position", "p_up", "p_down", "p_neutral",
     "support", "resistance", "vol_forecast", *(f"gate_{e}" for e in EXPERTS),
 )
+
+
+def signal_columns(config: RunConfig) -> tuple[str, ...]:
+    """The columns of ``signals.csv`` for ``config``: ``SIGNAL_COLUMNS``, plus ``gate_news`` when ``moe.news`` is on."""
+    return (*SIGNAL_COLUMNS, *(f"gate_{e}" for e in moe_experts(config) if e not in EXPERTS))
 SCORE_VOL_COLUMN = "score_vol_forecast"  # in SymbolResult.signals: the forecast the MoE's volatility score read
 SEQUENCE_WINDOW = 20
 STAGES = ("stage1_filters", "stage2_sequence", "stage3_stacking")
@@ -93,6 +110,7 @@ class _OutOfSample:
         choice = config.moe.experts
         self.trend_name, self.levels_name, self.vol_name = choice.trend, choice.levels, choice.volatility
         self.sizing_name = choice.sizing_volatility
+        self.experts = moe_experts(config)
         self.trend_proba = empty(3)
         # the calibrated expert's raw LightGBM probabilities are also scored, as ``trend_lightgbm``
         self.raw_trend_proba = empty(3) if self.trend_name == "trend_calibrated" else None
@@ -101,10 +119,10 @@ class _OutOfSample:
         self.pivots = empty(2)
         self.variance = {name: empty() for name in dict.fromkeys(
             (self.vol_name, self.sizing_name, "volatility_blend", "baseline_garch11", "baseline_ewma"))}
-        self.scores = empty(len(EXPERTS))
-        self.gate = empty(len(EXPERTS))
+        self.scores = empty(len(self.experts))
+        self.gate = empty(len(self.experts))
         self.combined = empty()
-        self.contributions = empty(len(EXPERTS))
+        self.contributions = empty(len(self.experts))
         self.prior = empty()
         self.confidence = empty()
         self.single_proba = empty(3)
@@ -201,6 +219,13 @@ def check_inputs(series: PriceSeries, frame: pd.DataFrame, config: RunConfig) ->
             "file (implied volatility in annualised %, e.g. the VIX, known at each bar's close; empty where "
             "missing, and the expert abstains there) or set moe.experts.volatility: volatility_blend or vol_har",
         )
+    if config.moe.enabled and config.moe.news and NEWS_COLUMN not in frame.columns:
+        raise InputError(
+            series.source,
+            f"has no '{NEWS_COLUMN}' column, which the news expert of moe.news reads; add the column to the price "
+            "file (the news aggregate's direction in [-1, 1] at each bar's close, empty where the bar had no news, "
+            "and the expert abstains there) or set moe.news: false",
+        )
 
 
 def blocks_for(series: PriceSeries, config: RunConfig) -> int:
@@ -263,6 +288,8 @@ def _decide_block(
     out.scores[rows, 0] = trend_score(out.trend_proba[rows, 2], out.trend_proba[rows, 0])
     out.scores[rows, 1] = levels_score(close[rows], out.levels[rows, 0], out.levels[rows, 1])
     out.scores[rows, 2] = vol_scores[block.start - first :]
+    if NEWS_EXPERT in out.experts:
+        out.scores[rows, out.experts.index(NEWS_EXPERT)] = frame[NEWS_COLUMN].to_numpy(dtype=float)[rows]
 
     past = np.arange(first, r + 1)
     gate_rows = past[known_horizon[past] & np.isfinite(labels.forward_z[past])]
@@ -277,7 +304,7 @@ def _decide_block(
         else:
             out.combined[rows] = _combine(block, frame, labels, out, config, known_horizon)
     else:
-        out.gate[rows] = np.array([1.0, 0.0, 0.0])
+        out.gate[rows] = np.eye(len(out.experts))[0]
         out.combined[rows] = _single_expert_score(block, frame, labels, out, config, known_horizon)
         out.contributions[rows] = 0.0
         out.contributions[rows, 0] = out.combined[rows]
@@ -302,7 +329,7 @@ def _combine(block: Block, frame: pd.DataFrame, labels: Labels, out: _OutOfSampl
         outputs = expert_outputs(close, out.trend_proba[rows, UP], out.trend_proba[rows, DOWN], out.levels[rows, 0],
                                  out.levels[rows, 1], out.vol_forecast[rows])
         called = np.asarray(components.rule_combiner(config).decision_function(outputs), dtype=float)
-        out.contributions[rows] = np.repeat(called[:, None] / len(EXPERTS), len(EXPERTS), axis=1)
+        out.contributions[rows] = np.repeat(called[:, None] / len(out.experts), len(out.experts), axis=1)
         return called
     return _gated_score(rows, out, _fit_meta(block, labels, out, config, known_horizon))
 
@@ -335,7 +362,7 @@ def _gated_score(rows: slice, out: _OutOfSample, meta: MetaArrays | None) -> np.
     proba = meta_probabilities(features, meta.mean, meta.scale, meta.coef, meta.intercept, meta.classes)
     score = proba[:, UP] - proba[:, DOWN]
     out.contributions[rows], out.prior[rows] = meta_contributions(
-        meta.mean, meta.scale, meta.coef, meta.intercept, meta.classes, features, len(EXPERTS), score)
+        meta.mean, meta.scale, meta.coef, meta.intercept, meta.classes, features, len(out.experts), score)
     return score
 
 
@@ -350,7 +377,7 @@ def _online_block(block: Block, gate: Any, labels: Labels, fingerprints: np.ndar
     online = config.moe.online
     meta = _fit_meta(block, labels, out, config, known_horizon)
     softmax_gate = isinstance(gate, SoftmaxGate)
-    learner = OnlineLearner(gate.gate_weights(EXPERTS) if softmax_gate else None, meta,
+    learner = OnlineLearner(gate.gate_weights(out.experts) if softmax_gate else None, meta,
                             OnlineRates(gate=online.gate_rate if softmax_gate else 0.0, meta=online.meta_rate,
                                         entropy=gate.entropy if softmax_gate else 0.0,
                                         clip=gate.clip if softmax_gate else 3.0))
@@ -399,7 +426,9 @@ def _stages_block(block: Block, frame: pd.DataFrame, labels: Labels, windows: np
     rsi = frame["rsi_14"].to_numpy(dtype=float)
 
     def inputs(index: np.ndarray | slice) -> StageInputs:
-        return StageInputs(out.trend_proba[index], out.sequence_proba[index], rsi[index], out.scores[index])
+        # the price experts' scores: the stages read no news (a column the news expert may leave empty)
+        return StageInputs(out.trend_proba[index], out.sequence_proba[index], rsi[index],
+                           out.scores[index, : len(PRICE_EXPERTS)])
 
     engine = MultiStageEngine(random_state=config.seed, min_lift=0.0)
     engine.fit(inputs(train), labels.trend[train])
@@ -446,6 +475,7 @@ def _evaluate(
     positions = {
         "moe": sized(score),
         **{f"expert_{name}": sized(out.scores[test, i]) for i, name in enumerate(EXPERTS)},
+        **({"expert_news": sized(np.nan_to_num(out.scores[test, len(EXPERTS)]))} if config.moe.news else {}),
         **({"multistage": stage_positions[STAGES[-1]]} if stage_positions else {}),
         "baseline_buy_and_hold": np.ones(test.stop - test.start),
         "baseline_sma_crossover": unsized(baselines.sma_crossover_direction(close)[test]),
@@ -465,7 +495,7 @@ def _evaluate(
         "support": out.levels[test, 0],
         "resistance": out.levels[test, 1],
         "vol_forecast": vol_forecast[test],
-        **{f"gate_{e}": out.gate[test, i] for i, e in enumerate(EXPERTS)},
+        **{f"gate_{e}": out.gate[test, i] for i, e in enumerate(out.experts)},
         SCORE_VOL_COLUMN: out.score_vol[test],  # not in signals.csv: the training workflow's volatility score reads it
     })
 
@@ -498,7 +528,7 @@ def _evaluate(
         "symbol": series.symbol,
         "signal": signals["signal"],
         "score": score,
-        **{f"contrib_{e}": contributions[:, i] for i, e in enumerate(EXPERTS)},
+        **{f"contrib_{e}": contributions[:, i] for i, e in enumerate(out.experts)},
         "contrib_prior": out.prior[test],
         "top_features": out.top_features[test],
     })
@@ -521,11 +551,11 @@ def _evaluate(
         "garch_converged_share": float(np.mean(out.garch_converged)),
         "mean_garch_blend_weight": float(np.mean(out.blend_weight)),
         "levels_windows": sorted(set(out.levels_window)),
-        "mean_gate": {e: float(np.mean(out.gate[test, i])) for i, e in enumerate(EXPERTS)},
+        "mean_gate": {e: float(np.mean(out.gate[test, i])) for i, e in enumerate(out.experts)},
         "moe": {
             "enabled": config.moe.enabled,
             "experts": {"trend": out.trend_name, "levels": out.levels_name, "volatility": out.vol_name,
-                        "sizing_volatility": out.sizing_name},
+                        "sizing_volatility": out.sizing_name, **({"news": NEWS_COLUMN} if config.moe.news else {})},
             "gate": config.moe.gate,
             "k": config.moe.k,
             "combiner": config.moe.combiner,

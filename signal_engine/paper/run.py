@@ -32,6 +32,7 @@ from rich.console import Console
 from signal_engine.config import RunConfig
 from signal_engine.data.loader import PriceSeries
 from signal_engine.errors import SignalEngineError
+from signal_engine.evaluation.backtest import signal_columns
 from signal_engine.evaluation.metrics import strategy_metrics
 from signal_engine.evaluation.portfolio import Book
 from signal_engine.json_values import json_safe
@@ -41,7 +42,7 @@ from signal_engine.orchestration.timeframes import timeframe_specs
 from signal_engine.paper.band import MIN_EXPECTATION_BARS, Band, expectation_band
 from signal_engine.paper.ledger import FillRule, Ledger, paper_ledger
 from signal_engine.paper.replay import BarReader, BookPlan, ReplayedBook, replay_book
-from signal_engine.pipeline import SIGNAL_COLUMNS, BacktestOutput, backtest_series
+from signal_engine.pipeline import BacktestOutput, backtest_series
 from signal_engine.ports import BookStore, PriceStore
 from signal_engine.storage.ingest import infer_timeframe
 
@@ -103,7 +104,7 @@ def run_paper(
                       f"from the store, in {time.perf_counter() - started:.0f} s")
         done.append(_trade(book, replayed, start, fill, level, config.seed))
     out_dir.mkdir(parents=True, exist_ok=True)
-    signals = _signals(backtest, done)
+    signals = _signals(backtest, done, config)
     signals_path = out_dir / "signals.csv"
     signals.to_csv(signals_path, index=False, float_format="%.10g", lineterminator="\n")
     for name, frames in (("orders", [b.ledger.orders for b in done]), ("fills", [b.ledger.fills for b in done]),
@@ -177,7 +178,7 @@ def _trade(book: Book, replayed: ReplayedBook, start: pd.Timestamp | None, fill:
     return PaperBook(replay=replayed, ledger=ledger, band=band, summary=summary)
 
 
-def _signals(backtest: BacktestOutput, books: list[PaperBook]) -> pd.DataFrame:
+def _signals(backtest: BacktestOutput, books: list[PaperBook], config: RunConfig) -> pd.DataFrame:
     """The backtest's signal rows with ``position`` read back from the book store."""
     stored: dict[tuple[str, int], float] = {}
     for book in books:
@@ -187,7 +188,7 @@ def _signals(backtest: BacktestOutput, books: list[PaperBook]) -> pd.DataFrame:
                                                                         strict=True)})
     frames = []
     for result in backtest.results:  # one symbol each: daily and intraday timestamps are parsed apart
-        rows = result.signals.loc[:, list(SIGNAL_COLUMNS)]
+        rows = result.signals.loc[:, list(signal_columns(config))]
         stamps = pd.DatetimeIndex(pd.to_datetime(rows["timestamp"])).as_unit("ns").asi8
         keys = [(result.symbol, int(t)) for t in stamps]
         missing = [k for k in keys if k not in stored]

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from signal_engine import components
-from signal_engine.config import RunConfig, for_bars
+from signal_engine.config import PRICE_EXPERTS, RunConfig, for_bars
 from signal_engine.data.loader import PriceSeries, load_prices
 from signal_engine.errors import ConfigError, InputError
 from signal_engine.evaluation.backtest import SCORE_VOL_COLUMN, SymbolResult, check_inputs, check_length, run_symbol
@@ -39,7 +39,7 @@ from signal_engine.workflow.plan import expert_model
 from signal_engine.workflow.quality import Decision, QualityConfig, decide
 from signal_engine.workflow.steps import DatasetArtefact, EvaluationArtefact, ExpertArtefact, GateArtefact
 
-EXPERTS = ("trend", "levels", "volatility")
+EXPERTS = PRICE_EXPERTS  # the bundle's experts: the news slot of ``moe.news`` is not exported (check_exportable)
 DATASET_FILE = "dataset.json"
 GATE_INFO_FILE = "gate.json"
 METRICS_FILE = "metrics.json"
@@ -61,6 +61,10 @@ def check_exportable(config: RunConfig) -> None:
     if moe.combiner not in ("weighted", "meta", "rule"):
         raise ConfigError(f"moe.combiner '{moe.combiner}': the training workflow exports the weighted, meta-model "
                           "and rule combiners; use moe.combiner: weighted, meta or rule for training")
+    if moe.news:
+        raise ConfigError("moe.news is true: the training workflow does not export the news expert yet (the served "
+                          "signal would need each request's news score as the slot's input); set moe.news: false "
+                          "to train a bundle, and run the news slot with backtest")
 
 
 # -- prepare dataset -----------------------------------------------------------------------------------------
