@@ -87,15 +87,25 @@ class MetaModelCombiner(BaseEstimator):
     def fit(self, features: np.ndarray, y: np.ndarray) -> Self:
         X = np.asarray(features, dtype=float)
         mean, scale = fit_standardiser(X)
+        inputs = standardise(X, mean, scale)
+        # an input that never varied over the training rows (a gate still uniform, an expert that abstained on
+        # every row) is 0 after standardising: its coefficient is 0 at the optimum, so it is left out of the solver
+        # rather than left to move the solver's path by its tolerance
+        varied = np.flatnonzero(np.ptp(inputs, axis=0) > 0) if len(inputs) else np.array([], dtype=np.int64)
+        if varied.size == 0:
+            varied = np.arange(X.shape[1])
         model = LogisticRegression(C=self.C, max_iter=2000)
-        model.fit(standardise(X, mean, scale), np.asarray(y, dtype=np.int64))
+        model.fit(inputs[:, varied], np.asarray(y, dtype=np.int64))
         self.model_ = model
+        self.varied_ = varied
         self.n_train_ = len(X)
         self.classes_ = SIGNALS
         names = self.features or tuple(f"x{i}" for i in range(X.shape[1]))
         if len(names) != X.shape[1]:
             raise ValueError(f"features names {len(names)} inputs but the data have {X.shape[1]} columns")
-        self.weights_ = MetaWeights(mean, scale, model.coef_, model.intercept_, model.classes_.astype(np.int64),
+        coef = np.zeros((model.coef_.shape[0], X.shape[1]))
+        coef[:, varied] = model.coef_
+        self.weights_ = MetaWeights(mean, scale, coef, model.intercept_, model.classes_.astype(np.int64),
                                     tuple(names))
         return self
 

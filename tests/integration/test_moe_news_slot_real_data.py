@@ -8,6 +8,7 @@ only rounding separates the two runs: a softmax and a logistic fit over four col
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,28 +26,31 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[SymbolResult, SymbolResult]:
     folder: Path = tmp_path_factory.mktemp("spx")
-    series: PriceSeries = load_prices(export_dataset("SPX", folder), "SPX")
+    spx: PriceSeries = load_prices(export_dataset("SPX", folder), "SPX")
+    # 2,500 bars and a refit every 250: eight refits of gate, meta-model and calibrator, each a chance for the
+    # four-column fits to part from the three-column ones; the whole series at 126 took five times as long
+    series = replace(spx, bars=spx.bars.iloc[:2500])
+    config = apply_overrides(load_config("quick"), {"walk_forward": {"refit_every": 250}})
     frame = series_frame(series)
     silent = frame.assign(news_score=np.nan)
-    default = run_symbol(series, load_config("quick"), features=frame)
-    news = run_symbol(series, apply_overrides(load_config("quick"), {"moe": {"news": True}}), features=silent)
+    default = run_symbol(series, config, features=frame)
+    news = run_symbol(series, apply_overrides(config, {"moe": {"news": True}}), features=silent)
     return default, news
 
 
 def test_a_news_slot_without_news_gives_the_three_expert_signals(runs: tuple[SymbolResult, SymbolResult]) -> None:
     default, news = runs
     a, b = default.signals, news.signals
-    assert len(a) == len(b) > 2500
+    assert len(a) == len(b) > 1500
     np.testing.assert_array_equal(b["gate_news"], 0.0)
     for column in ("timestamp", "signal", "position", "p_up", "p_down", "support", "resistance", "vol_forecast"):
         pd.testing.assert_series_equal(a[column], b[column])
     for column in ("score", "gate_trend", "gate_levels", "gate_volatility"):
         np.testing.assert_allclose(b[column], a[column], rtol=0, atol=1e-12)
-    # the calibrated confidence is an isotonic fit of |score| refitted at each refit: scores that moved by 1e-15
-    # can reorder near-ties and move a step, so some bars (168 of 4275 when measured) read a confidence up to
-    # 0.009 apart; the call, the score and the position do not move
-    gap = np.abs(a["confidence"].to_numpy() - b["confidence"].to_numpy())
-    assert (gap > 1e-12).mean() < 0.05 and gap.max() < 0.02
+    # the calibrated confidence is an isotonic fit of |score| refitted at each refit: near-ties may reorder by
+    # rounding, so it is held to 1e-9 (before the meta-model left its never-varying inputs out of the solver,
+    # its tolerance moved scores by 1e-4 and confidences by up to 0.009)
+    np.testing.assert_allclose(b["confidence"], a["confidence"], rtol=0, atol=1e-9)
     np.testing.assert_array_equal(news.explanations["contrib_news"], 0.0)
     for column in ("contrib_trend", "contrib_levels", "contrib_volatility", "contrib_prior"):
         np.testing.assert_allclose(news.explanations[column], default.explanations[column], rtol=0, atol=1e-12)

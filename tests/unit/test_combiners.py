@@ -71,8 +71,10 @@ def test_meta_model_learns_the_weighted_score_rule_and_buys_the_seed_example() -
     example = np.array([[0.7, 0.5, -0.2, 0.4, 0.3, 0.2]])
     assert meta.predict(example).tolist() == ["buy"]
     assert meta.predict(np.array([[-0.7, -0.5, 0.2, 0.4, 0.3, 0.2]])).tolist() == ["sell"]
+    # the gate weights never vary here, so the solver saw the three scores only (``varied_``)
+    assert meta.varied_.tolist() == [0, 1, 2]
     np.testing.assert_allclose(meta.predict_proba(features), meta.model_.predict_proba(
-        (features - meta.weights_.mean) / meta.weights_.scale), atol=1e-10)
+        ((features - meta.weights_.mean) / meta.weights_.scale)[:, meta.varied_]), atol=1e-10)
 
 
 def meta_training_set(n: int = 2000) -> tuple[np.ndarray, np.ndarray]:
@@ -117,3 +119,18 @@ def test_meta_model_rejects_feature_names_of_the_wrong_length() -> None:
     features, labels = meta_training_set(300)
     with pytest.raises(ValueError, match="features names 2 inputs but the data have 6 columns"):
         MetaModelCombiner(features=("a", "b")).fit(features, labels)
+
+
+def test_the_meta_model_gives_an_input_that_never_varied_no_weight_and_fits_the_rest_as_without_it() -> None:
+    rng = np.random.default_rng(3)
+    informative = rng.normal(size=(300, 2))
+    labels = np.where(informative[:, 0] > 0.5, UP, np.where(informative[:, 0] < -0.5, DOWN, NEUTRAL))
+    # a third input fixed at one value (an expert that abstained on every row, a gate that stayed uniform)
+    with_constant = np.column_stack((informative, np.full(300, 1 / 3)))
+    alone = MetaModelCombiner().fit(informative, labels).weights_
+    padded = MetaModelCombiner().fit(with_constant, labels).weights_
+    assert padded.coef.shape == (3, 3)
+    np.testing.assert_array_equal(padded.coef[:, 2], 0.0)
+    np.testing.assert_array_equal(padded.coef[:, :2], alone.coef)
+    np.testing.assert_array_equal(padded.intercept, alone.intercept)
+    np.testing.assert_array_equal(padded.predict_proba(with_constant), alone.predict_proba(informative))
