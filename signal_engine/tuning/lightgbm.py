@@ -203,14 +203,15 @@ def tune_trend_expert(expert: GradientBoostedTrendExpert, X: pd.DataFrame, y: np
         return TuningResult(own, float("nan"), 0, 0, name, storage, described)
     matrix = X.loc[:, list(expert.features)].to_numpy(dtype=float)
     study = create_study(name, storage, settings)
-    for key, value in described.items():
-        study.set_user_attr(key, value)
+    for key, figure in described.items():
+        study.set_user_attr(key, figure)
     study.enqueue_trial(expert_params(expert))
     study.optimize(objective(matrix, labels, split, settings), n_trials=settings.trials)
     best = study.best_trial
     pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)
     params = {**best.params, "n_estimators": int(best.user_attrs["n_estimators"])}
-    return TuningResult(params, float(best.value), len(study.trials), pruned, name, storage, described)
+    best_value = float("nan") if best.value is None else float(best.value)
+    return TuningResult(params, best_value, len(study.trials), pruned, name, storage, described)
 
 
 def tuned_expert(expert: GradientBoostedTrendExpert, result: TuningResult) -> GradientBoostedTrendExpert:
