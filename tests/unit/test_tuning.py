@@ -149,3 +149,23 @@ def test_serving_and_the_cli_do_not_import_optuna() -> None:
             "print('optuna' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_self_tuning_expert_tunes_on_what_it_is_fitted_on(tmp_path: Path) -> None:
+    import pickle
+
+    from signal_engine.tuning.trend_expert import TunedTrendExpert
+
+    X, y, bars, known_at = _window()
+    X.index = pd.bdate_range("2020-01-01", periods=len(X))
+    storage = f"sqlite:///{tmp_path / 'trend.sqlite3'}"
+    expert = TunedTrendExpert(features=FEATURES, calibration="platt", min_child_samples=20, tune_trials=4,
+                              random_state=3, tune_storage=storage).fit(X, y)
+    # the same study as tuning the plain expert on the same rows (labels known 5 bars on: the expert's purge)
+    direct = tune_trend_expert(_expert().set_params(random_state=3), X, y, bars, known_at,
+                               settings=TuningSettings(trials=4, seed=3))
+    assert expert.tuning_["params"] == direct.params
+    assert expert.num_leaves == 7  # the constructor's settings are kept; the chosen ones are in tuning_
+    proba = pickle.loads(pickle.dumps(expert)).predict_proba(X.iloc[:5])
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert optuna.get_all_study_names(storage) == [f"trend@{X.index[-1]}"]
