@@ -15,9 +15,9 @@ from typing import Any, Literal
 from signal_engine import components
 from signal_engine.config import RunConfig, for_bars
 from signal_engine.errors import ConfigError
+from signal_engine.workflow.steps import EXPERTS
 
 Accelerator = Literal["gpu", "cpu"]
-EXPERTS = ("trend", "levels", "volatility")
 PLAN_SCHEMA_VERSION = 1
 
 

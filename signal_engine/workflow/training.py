@@ -36,10 +36,15 @@ from signal_engine.registry import load_experts, save_experts
 from signal_engine.storage.export import series_csv
 from signal_engine.workflow.plan import expert_model
 from signal_engine.workflow.quality import Decision, QualityConfig, decide
-from signal_engine.workflow.steps import DatasetArtefact, EvaluationArtefact, ExpertArtefact, GateArtefact
+from signal_engine.workflow.steps import (
+    DATASET_FILE,
+    EXPERTS,
+    DatasetArtefact,
+    EvaluationArtefact,
+    ExpertArtefact,
+    GateArtefact,
+)
 
-EXPERTS = ("trend", "levels", "volatility")
-DATASET_FILE = "dataset.json"
 GATE_INFO_FILE = "gate.json"
 METRICS_FILE = "metrics.json"
 META_FILE = "meta.npz"
