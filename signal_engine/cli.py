@@ -25,6 +25,7 @@ from signal_engine.data.datasets import (
     dataset_short_limits,
     export_all,
 )
+from signal_engine.data.loader import load_all
 from signal_engine.errors import ConfigError, SignalEngineError
 from signal_engine.orchestration.config import symbol_limits
 
@@ -130,12 +131,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _backtest(args: argparse.Namespace, console: Console) -> int:
-    from signal_engine.pipeline import run_backtest
-
     config, orchestration = load_configs(args.profile, args.config)
+    series = load_all(args.prices, args.symbol)  # a bad file or setting fails before the models are imported
+    from signal_engine.pipeline import backtest_series
+
     started = time.perf_counter()
-    output = run_backtest(args.prices, args.out, config, symbols=args.symbol, console=console,
-                          orchestration=orchestration, jobs=args.jobs)
+    output = backtest_series(series, args.out, config, console=console, orchestration=orchestration, jobs=args.jobs)
     print_summary(output, console, time.perf_counter() - started)
     return 0
 

@@ -16,8 +16,7 @@ import pandas as pd
 from rich.console import Console
 
 from signal_engine.config import RunConfig
-from signal_engine.data.loader import PriceSeries, load_prices
-from signal_engine.errors import InputError
+from signal_engine.data.loader import PriceSeries, load_all
 from signal_engine.evaluation.backtest import (
     SIGNAL_COLUMNS,
     SymbolResult,
@@ -56,20 +55,6 @@ class BacktestOutput:
     results: list[SymbolResult]
     events_path: Path | None = None
     portfolio: PortfolioRun | None = None
-
-
-def load_all(paths: Sequence[Path], symbols: Sequence[str] | None) -> list[PriceSeries]:
-    """Load and validate every file before any long work starts."""
-    if symbols and len(symbols) != len(paths):
-        raise InputError("--symbol", f"given {len(symbols)} times for {len(paths)} --prices files; give one per file")
-    loaded = [load_prices(p, symbols[i] if symbols else None) for i, p in enumerate(paths)]
-    seen: dict[str, str] = {}
-    for series in loaded:
-        if series.symbol in seen:
-            raise InputError(series.source, f"symbol {series.symbol} is also taken by {seen[series.symbol]}; "
-                             "rename the file or pass --symbol for each file")
-        seen[series.symbol] = series.source
-    return loaded
 
 
 def run_backtest(
