@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 # curl_cffi's libcurl-impersonate and TensorFlow both carry BoringSSL: when TensorFlow is loaded first, curl_cffi's
 # calls bind to TensorFlow's copy and every impersonated request fails ("Impersonating chrome152 is not
@@ -18,6 +19,7 @@ except ImportError:  # older pytest: xdist names the groups itself
     NodeId = None  # type: ignore[assignment,misc]
 
 from signal_engine.data.datasets import export_dataset
+from tests.scheduling import make_scheduler
 from tests.user_files import USER_FOLDERS, changes, snapshot
 
 # pytest-xdist keeps every core busy with test processes; a walk-forward inside a test runs in its own process
@@ -40,24 +42,23 @@ def _is_xdist_worker(config: pytest.Config) -> bool:
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which turns the xdist_group marks into node ids
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (``--dist loadgroup``), tests that share something expensive run on one worker: the CDK
-    tests share one synthesized app, and the tests of a module that share a fixture the module computes once
-    (a walk-forward, a trained bundle, a chain of jobs) stay together. Nothing is grouped for shared state: every
-    worker has its own MariaDB database (tests/fixtures/servers.py), every moto server starts from a reset, and
-    files go under each test's tmp_path, so the rest is spread test by test. On a worker, the long tests (the
-    CDK tests and the real-data walk-forwards) are sent first, so that no worker is left with one at the end."""
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``--dist loadgroup``), tests that share something expensive run on one worker: the
+    modules of CDK tests that use the session's synthesized app (tests/infra/conftest.py) share it, and the tests
+    of a module that share a fixture the module computes once (a walk-forward, a trained bundle, a chain of jobs)
+    stay together. Nothing is grouped for shared state: every worker has its own MariaDB database
+    (tests/fixtures/servers.py), every moto server starts from a reset, and files go under each test's tmp_path,
+    so the rest is spread test by test. The longest groups and tests are sent first (tests/scheduling.py)."""
+    synthesizing = {Path(str(item.fspath)) for item in items if _uses_the_synthesized_app(item)}
     for item in items:
         path = Path(str(item.fspath))
-        if "infra" in path.parts:
+        if path in synthesizing:
             group = "infra"
         elif _shares_a_module_fixture(item, path):
             group = path.stem
         else:
             continue
         item.add_marker(pytest.mark.xdist_group(group))
-    if _is_xdist_worker(config):  # every worker sorts alike; a module's tests stay in their order, together
-        items.sort(key=lambda item: not ("infra" in Path(str(item.fspath)).parts or item.get_closest_marker("slow")))
 
 
 class _GroupNodeIds:
@@ -80,6 +81,19 @@ class _GroupNodeIds:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(_GroupNodeIds(), "signal-engine-xdist-group-ids")
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadgroup`` with the longest work units first (tests/scheduling.py); other modes as they are."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    return make_scheduler(config, log)
+
+
+def _uses_the_synthesized_app(item: pytest.Item) -> bool:
+    info = getattr(item, "_fixtureinfo", None)
+    return info is not None and "synthesized_app" in info.names_closure
 
 
 def _shares_a_module_fixture(item: pytest.Item, path: Path) -> bool:
