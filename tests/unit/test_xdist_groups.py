@@ -45,6 +45,15 @@ def test_synthesized(synthesized_app):
 def test_beside_it():
     pass
 '''
+# A test that imports TensorFlow joins the group "tensorflow".
+KERAS_MODULE = '''
+import pytest
+
+
+@pytest.mark.tensorflow
+def test_keras():
+    pass
+'''
 SYNTH_CONFTEST = '''
 import pytest
 
@@ -61,15 +70,17 @@ def test_tests_sharing_a_module_fixture_run_on_one_worker(pytester: pytest.Pytes
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     pytester.makeconftest(SYNTH_CONFTEST)
-    pytester.makepyfile(test_grouped=MODULE, test_synth=SYNTH_MODULE)
+    pytester.makeini("[pytest]\nmarkers =\n    tensorflow: imports TensorFlow\n")
+    pytester.makepyfile(test_grouped=MODULE, test_synth=SYNTH_MODULE, test_keras=KERAS_MODULE)
     result = pytester.runpytest_subprocess("-n", "2", "--dist", "loadgroup", "-v", "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=14)
+    result.assert_outcomes(passed=15)
     workers = {(match[2], match[1]) for line in result.outlines
                if (match := re.search(r"\[(gw\d)\].*PASSED .*::(test_shared|test_alone)\[", line))}
     assert {worker for name, worker in workers if name == "test_shared"} in ({"gw0"}, {"gw1"}), result.outlines
     assert any(line.rstrip().endswith("@test_grouped") for line in result.outlines), "the group is in the node id"
-    for name in ("test_synthesized", "test_beside_it"):
-        assert any(line.rstrip().endswith(f"test_synth.py::{name}@infra") for line in result.outlines), name
+    for name, group in (("test_synth.py::test_synthesized", "infra"), ("test_synth.py::test_beside_it", "infra"),
+                        ("test_keras.py::test_keras", "tensorflow")):
+        assert any(line.rstrip().endswith(f"{name}@{group}") for line in result.outlines), name
 
 
 COSTS = {"small": 1.0, "b.py::long": 50.0, "c.py::t": 5.0}
@@ -131,7 +142,7 @@ def test_measured_costs_sum_a_groups_tests_and_average_a_functions() -> None:
 
 def test_every_unit_the_costs_name_exists() -> None:
     """A renamed test or module leaves its cost behind; the scheduler would then send it anywhere in the queue."""
-    stems = {path.stem for path in (ROOT / "tests").rglob("test_*.py")} | {"infra"}
+    stems = {path.stem for path in (ROOT / "tests").rglob("test_*.py")} | {"infra", "tensorflow"}  # conftest.py's
     for name in load_costs(COSTS_FILE):
         if "::" not in name:
             assert name in stems, f"{COSTS_FILE.name}: no group {name!r}"
