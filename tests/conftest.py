@@ -12,6 +12,7 @@ from typing import Any
 # keeps both working whatever order the tests run in.
 import curl_cffi._wrapper  # noqa: F401
 import pytest
+from threadpoolctl import threadpool_limits
 
 try:
     from _pytest.nodeid import NodeId  # pytest >= 9.2
@@ -25,6 +26,14 @@ from tests.user_files import USER_FOLDERS, changes, snapshot
 # pytest-xdist keeps every core busy with test processes; a walk-forward inside a test runs in its own process
 # unless the test asks for more (subprocesses of the CLI inherit this too).
 os.environ.setdefault("SIGNAL_ENGINE_JOBS", "1")
+# For the same reason the numerical libraries' thread pools get one thread, as every walk-forward task has
+# (signal_engine.evaluation.jobs): with more, their threads only wait on each other, spinning (a test fitting
+# models outside a task took twice the CPU). The variables reach subprocesses and the libraries loaded later;
+# threadpoolctl sets the pools loaded already (numpy's BLAS, imported above).
+THREADS = int(os.environ.setdefault("OMP_NUM_THREADS", "1"))
+os.environ.setdefault("OPENBLAS_NUM_THREADS", str(THREADS))
+os.environ.setdefault("MKL_NUM_THREADS", str(THREADS))
+threadpool_limits(limits=THREADS)
 
 pytest_plugins = ("pytester",)  # tests/unit/test_xdist_groups.py runs pytest-xdist on a small project
 

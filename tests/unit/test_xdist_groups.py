@@ -10,6 +10,7 @@ from pathlib import Path
 import boto3
 import pytest
 
+from tests.conftest import THREADS
 from tests.fixtures.servers import FAKE_AWS_ENVIRONMENT, moto_server, worker_database_name
 from tests.scheduling import COSTS_FILE, load_costs, longest_first, make_scheduler, measured_costs
 
@@ -150,6 +151,16 @@ def test_every_unit_the_costs_name_exists() -> None:
         path, function = name.split("::", 1)
         assert (ROOT / path).is_file(), f"{COSTS_FILE.name}: no file {path}"
         assert f"def {function}(" in (ROOT / path).read_text(encoding="utf-8"), f"{COSTS_FILE.name}: no {name}"
+
+
+def test_the_numerical_libraries_run_one_thread_per_test_process() -> None:
+    """Two workers on two cores: a BLAS or OpenMP pool of more threads per worker only spins (tests/conftest.py)."""
+    import lightgbm  # noqa: F401  (loads the OpenMP runtime, after the conftest set the variables)
+    from threadpoolctl import threadpool_info
+
+    pools = threadpool_info()
+    assert {pool["internal_api"] for pool in pools} >= {"openblas", "openmp"}, pools
+    assert {pool["num_threads"] for pool in pools} == {THREADS}, pools
 
 
 def test_each_worker_has_its_own_database() -> None:
