@@ -52,21 +52,20 @@ def _is_xdist_worker(config: pytest.Config) -> bool:
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which turns the xdist_group marks into node ids
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (``--dist loadgroup``), tests that share something expensive run on one worker: the
-    modules of CDK tests that use the session's synthesized app (tests/infra/conftest.py) share it, the tests of
-    a module that share a fixture the module computes once (a walk-forward, a trained bundle, a chain of jobs)
-    stay together, and the tests marked ``tensorflow`` share the one worker that imports it. Nothing is grouped
-    for shared state: every worker has its own MariaDB database (tests/fixtures/servers.py), every moto server
-    starts from a reset, and files go under each test's tmp_path, so the rest is spread test by test. The
-    longest groups and tests are sent first (tests/scheduling.py)."""
-    synthesizing = {Path(str(item.fspath)) for item in items if _uses_the_synthesized_app(item)}
+    """Under pytest-xdist (``--dist loadgroup``), tests that share something expensive run on one worker: the CDK
+    tests share one synthesized app (and one CDK runtime: its start costs seconds in each process), the tests of a
+    module that share a fixture the module computes once (a walk-forward, a trained bundle, a chain of jobs) stay
+    together, and the tests marked ``tensorflow`` share the one worker that imports it. Nothing is grouped for
+    shared state: every worker has its own MariaDB database (tests/fixtures/servers.py), every moto server starts
+    from a reset, and files go under each test's tmp_path, so the rest is spread test by test. The longest groups
+    and tests are sent first (tests/scheduling.py)."""
     # A module's tests sharing a fixture stay together: with the mark on one of them, all of them join the group.
     tensorflow = {Path(str(item.fspath)) for item in items
                   if item.get_closest_marker("tensorflow") and _shares_a_module_fixture(item, Path(str(item.fspath)))}
     for item in items:
         path = Path(str(item.fspath))
         shares = _shares_a_module_fixture(item, path)
-        if path in synthesizing:
+        if "infra" in path.parts:
             group = "infra"
         elif item.get_closest_marker("tensorflow") or (shares and path in tensorflow):
             group = "tensorflow"  # one worker imports TensorFlow, not both
@@ -105,11 +104,6 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     if config.getvalue("dist") != "loadgroup":
         return None
     return make_scheduler(config, log)
-
-
-def _uses_the_synthesized_app(item: pytest.Item) -> bool:
-    info = getattr(item, "_fixtureinfo", None)
-    return info is not None and "synthesized_app" in info.names_closure
 
 
 def _shares_a_module_fixture(item: pytest.Item, path: Path) -> bool:

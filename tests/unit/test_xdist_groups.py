@@ -37,13 +37,9 @@ def test_alone(i):
     pass
 '''
 
-# A module of CDK tests: one test uses the session's synthesized app, so the whole module joins the group "infra".
-SYNTH_MODULE = '''
-def test_synthesized(synthesized_app):
-    pass
-
-
-def test_beside_it():
+# A module of CDK tests (under a folder infra/) joins the group "infra".
+CDK_MODULE = '''
+def test_synthesized():
     pass
 '''
 # A test that imports TensorFlow joins the group "tensorflow".
@@ -55,31 +51,24 @@ import pytest
 def test_keras():
     pass
 '''
-SYNTH_CONFTEST = '''
-import pytest
-
-from tests.conftest import pytest_collection_modifyitems, pytest_configure, pytest_xdist_make_scheduler  # noqa: F401
-
-
-@pytest.fixture(scope="session")
-def synthesized_app():
-    return "app"
-'''
+CONFTEST = (
+    "from tests.conftest import pytest_collection_modifyitems, pytest_configure, pytest_xdist_make_scheduler  # noqa\n")
 
 
 def test_tests_sharing_a_module_fixture_run_on_one_worker(pytester: pytest.Pytester,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
-    pytester.makeconftest(SYNTH_CONFTEST)
+    pytester.makeconftest(CONFTEST)
     pytester.makeini("[pytest]\nmarkers =\n    tensorflow: imports TensorFlow\n")
-    pytester.makepyfile(test_grouped=MODULE, test_synth=SYNTH_MODULE, test_keras=KERAS_MODULE)
+    pytester.makepyfile(test_grouped=MODULE, test_keras=KERAS_MODULE)
+    pytester.mkpydir("infra").joinpath("test_synth.py").write_text(CDK_MODULE)
     result = pytester.runpytest_subprocess("-n", "2", "--dist", "loadgroup", "-v", "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=15)
+    result.assert_outcomes(passed=14)
     workers = {(match[2], match[1]) for line in result.outlines
                if (match := re.search(r"\[(gw\d)\].*PASSED .*::(test_shared|test_alone)\[", line))}
     assert {worker for name, worker in workers if name == "test_shared"} in ({"gw0"}, {"gw1"}), result.outlines
     assert any(line.rstrip().endswith("@test_grouped") for line in result.outlines), "the group is in the node id"
-    for name, group in (("test_synth.py::test_synthesized", "infra"), ("test_synth.py::test_beside_it", "infra"),
+    for name, group in (("infra/test_synth.py::test_synthesized", "infra"),
                         ("test_keras.py::test_keras", "tensorflow")):
         assert any(line.rstrip().endswith(f"{name}@{group}") for line in result.outlines), name
 
