@@ -27,6 +27,7 @@ from signal_engine.data.datasets import (
 )
 from signal_engine.data.loader import load_all
 from signal_engine.errors import ConfigError, SignalEngineError
+from signal_engine.evaluation.planning import check_series
 from signal_engine.orchestration.config import symbol_limits
 
 if TYPE_CHECKING:
@@ -132,7 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _backtest(args: argparse.Namespace, console: Console) -> int:
     config, orchestration = load_configs(args.profile, args.config)
-    series = load_all(args.prices, args.symbol)  # a bad file or setting fails before the models are imported
+    series = load_all(args.prices, args.symbol)
+    check_series(series, config, orchestration)  # a bad file or setting fails before the models are imported
     from signal_engine.pipeline import backtest_series
 
     started = time.perf_counter()

@@ -21,16 +21,15 @@ from signal_engine.evaluation.backtest import (
     SIGNAL_COLUMNS,
     SymbolResult,
     blocks_for,
-    check_length,
     run_symbol,
     series_frame,
 )
 from signal_engine.evaluation.jobs import Task, resolve_jobs, run_tasks
+from signal_engine.evaluation.planning import check_series, timeframe_plan
 from signal_engine.evaluation.portfolio import (
     PortfolioRun,
     build_books,
     portfolio_section,
-    timeframe_plan,
     timeframe_run_config,
 )
 from signal_engine.json_values import json_safe
@@ -97,13 +96,6 @@ def backtest_series(
     results, timeframes = walk_forward(list(series), config, console, orchestration, jobs)
     return write_backtest(series, results, timeframes, out_dir, config, console=console,
                           orchestration=orchestration, risk_log=risk_log)
-
-
-def check_series(series: Sequence[PriceSeries], config: RunConfig, orchestration: Mapping[str, Any] | None) -> None:
-    """Fail on a series too short for the walk-forward or a bad orchestration setting before the long work."""
-    for s in series:
-        check_length(s, config)
-        timeframe_plan(s, config, orchestration)
 
 
 def write_backtest(
@@ -333,5 +325,3 @@ def _mean_over_symbols(tables: list[dict[str, dict[str, float]]]) -> dict[str, d
             else:  # NaN where no symbol has the number (a metric undefined on every symbol), without a warning
                 merged[model][key] = float(np.nanmean(values)) if (~np.isnan(values)).any() else float("nan")
     return merged
-
-

@@ -19,11 +19,10 @@ from sklearn.base import clone
 from signal_engine import components
 from signal_engine.config import SINGLE_EXPERT, RunConfig, for_bars
 from signal_engine.data.loader import PriceSeries
-from signal_engine.errors import ConfigError, InputError
+from signal_engine.errors import ConfigError
 from signal_engine.evaluation import baselines
 from signal_engine.evaluation.metrics import (
     levels_metrics,
-    periods_per_year,
     reliability,
     strategy_metrics,
     strategy_returns,
@@ -31,6 +30,7 @@ from signal_engine.evaluation.metrics import (
     trend_metrics,
     volatility_metrics,
 )
+from signal_engine.evaluation.planning import check_length, periods_per_year
 from signal_engine.evaluation.walkforward import Block, known_by, schedule
 from signal_engine.experts import PivotLevels
 from signal_engine.experts.volatility_combination import variance_forecast
@@ -155,18 +155,6 @@ def run_symbol(
 def series_frame(series: PriceSeries) -> pd.DataFrame:
     """The bars of ``series`` joined with every point-in-time feature (the walk-forward's design frame)."""
     return series.bars.join(feature_frame(series.bars))
-
-
-def check_length(series: PriceSeries, config: RunConfig) -> None:
-    """Fail with one clear line when ``series`` is too short for the walk-forward of ``config``."""
-    wf = config.walk_forward
-    if len(series) < wf.min_rows:
-        raise InputError(
-            series.source,
-            f"has {len(series)} bars; profile '{config.profile}' needs at least {wf.min_rows} (initial window "
-            f"{wf.initial_window} + validation {wf.validation_bars} + test {wf.min_test_bars}); use a longer "
-            "file or smaller walk_forward settings in --config",
-        )
 
 
 def blocks_for(series: PriceSeries, config: RunConfig) -> int:

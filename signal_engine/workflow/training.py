@@ -25,7 +25,7 @@ from signal_engine.config import RunConfig, for_bars
 from signal_engine.data.loader import PriceSeries, load_prices
 from signal_engine.errors import ConfigError, InputError
 from signal_engine.evaluation.backtest import SymbolResult, check_length, run_symbol
-from signal_engine.evaluation.metrics import periods_per_year
+from signal_engine.evaluation.planning import periods_per_year
 from signal_engine.evaluation.walkforward import known_by
 from signal_engine.features import FINGERPRINT_NAMES, WARMUP_BARS, feature_frame
 from signal_engine.json_values import json_safe
