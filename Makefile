@@ -41,8 +41,11 @@ demo: $(STAMP) $(NPM_STAMP)  # checkov's tools venv is for the tests only
 study: $(STAMP) $(NPM_STAMP)
 	$(PY) -m signal_engine demo --out out/study --suite
 
+# Bytecode on, even where the environment turns it off (PYTHONDONTWRITEBYTECODE): every worker rewrites the asserts
+# of every test module it collects, and the suite's subprocesses import signal_engine again; from a run on they
+# read both from __pycache__ (git-ignored), a few seconds of CPU per worker.
 test: setup
-	$(CDK_ENV) CHECKOV=$(CURDIR)/$(TOOLS_VENV)/bin/checkov $(PY) -m pytest $(if $(filter 0,$(TEST_JOBS)),,-n $(TEST_JOBS) --dist loadgroup)
+	$(CDK_ENV) PYTHONDONTWRITEBYTECODE= CHECKOV=$(CURDIR)/$(TOOLS_VENV)/bin/checkov $(PY) -m pytest $(if $(filter 0,$(TEST_JOBS)),,-n $(TEST_JOBS) --dist loadgroup)
 
 # Mutation testing of the promise-carrying modules, outside `make test` (slow; docs/mutation.md):
 # make mutation [MUTATION_GROUPS="labels prices"]; results and survivors under .mutation/<group>/summary.json

@@ -9,20 +9,25 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from signal_engine.config import RunConfig
-from signal_engine.data.loader import PriceSeries, load_prices
 from signal_engine.errors import ConfigError, InputError
-from signal_engine.workflow.plan import EXPERTS as PLAN_EXPERTS
-from signal_engine.workflow.plan import training_plan
 from signal_engine.workflow.sagemaker_env import JobEnvironment, run_job
-from signal_engine.workflow.training import prepare_dataset
+from signal_engine.workflow.steps import EXPERTS as PLAN_EXPERTS
+
+if TYPE_CHECKING:
+    from signal_engine.data.loader import PriceSeries
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     job = JobEnvironment.from_env(argv=sys.argv[1:] if argv is None else argv)
     config, _ = job.settings()
     raw = job.channel("raw")
+    # pandas and the models only once the hyperparameters and channels are known good: a bad job fails in a second
+    from signal_engine.data.loader import load_prices
+    from signal_engine.workflow.training import prepare_dataset
+
     series = []
     for symbol in job.symbols():
         path = raw / f"{symbol}.csv"
@@ -50,6 +55,8 @@ def write_plan(job: JobEnvironment, config: RunConfig, series: Sequence[PriceSer
         raise ConfigError(f"hyperparameter 'experts' is {raw!r}; expected a JSON list such as [\"trend\"]") from None
     if not isinstance(experts, list) or not all(isinstance(e, str) for e in experts):
         raise ConfigError(f"hyperparameter 'experts' is {raw!r}; expected a JSON list such as [\"trend\"]")
+    from signal_engine.workflow.plan import training_plan
+
     plan = training_plan(experts, config, [s.intraday for s in series])
     body = (json.dumps(plan, indent=2) + "\n").encode("utf-8")
     if target.startswith("s3://"):

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from signal_engine.errors import ConfigError
 from signal_engine.workflow.sagemaker_env import JobEnvironment, run_job, single_root
-from signal_engine.workflow.training import DATASET_FILE, EXPERTS, load_dataset, train_expert
+from signal_engine.workflow.steps import DATASET_FILE, EXPERTS
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -22,7 +22,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise ConfigError(f"hyperparameter 'expert' is {expert!r}; expected one of {', '.join(EXPERTS)} "
                           "(the execution input's 'experts' list)")
     config, _ = job.settings()
-    series = load_dataset(single_root(job.channel("dataset"), DATASET_FILE))
+    dataset = single_root(job.channel("dataset"), DATASET_FILE)
+    # pandas and the models only once the hyperparameters and channels are known good: a bad job fails in a second
+    from signal_engine.workflow.training import load_dataset, train_expert
+
+    series = load_dataset(dataset)
     artefact = train_expert(expert, series, config, job.model_dir)
     print(f"trained {expert} for {', '.join(s.symbol for s in series)} into {artefact.root}")
     return 0

@@ -15,20 +15,24 @@ import sys
 from collections.abc import Sequence
 
 from signal_engine.workflow.sagemaker_env import JobEnvironment, run_job, single_root
-from signal_engine.workflow.training import DATASET_FILE, load_dataset, train_gate
-from signal_engine.workflow.walk_forwards import (
-    WALK_FORWARD_FOLDER,
-    read_walk_forwards,
-    run_walk_forwards,
-    write_walk_forwards,
-)
+from signal_engine.workflow.steps import DATASET_FILE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     job = JobEnvironment.from_env(argv=sys.argv[1:] if argv is None else argv)
     config, _ = job.settings()
     orchestration = job.orchestration()
-    series = load_dataset(single_root(job.channel("dataset"), DATASET_FILE))
+    dataset = single_root(job.channel("dataset"), DATASET_FILE)
+    # pandas and the models only once the hyperparameters and channels are known good: a bad job fails in a second
+    from signal_engine.workflow.training import load_dataset, train_gate
+    from signal_engine.workflow.walk_forwards import (
+        WALK_FORWARD_FOLDER,
+        read_walk_forwards,
+        run_walk_forwards,
+        write_walk_forwards,
+    )
+
+    series = load_dataset(dataset)
     if "walkforward" in job.channels:
         walked = read_walk_forwards(job.channel("walkforward"), series, config, orchestration)
         print(f"read the walk-forwards of {len(series)} symbol(s) from the walkforward channel")

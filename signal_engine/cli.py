@@ -25,7 +25,9 @@ from signal_engine.data.datasets import (
     dataset_short_limits,
     export_all,
 )
+from signal_engine.data.loader import load_all
 from signal_engine.errors import ConfigError, SignalEngineError
+from signal_engine.evaluation.planning import check_series
 from signal_engine.orchestration.config import symbol_limits
 
 if TYPE_CHECKING:
@@ -130,12 +132,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _backtest(args: argparse.Namespace, console: Console) -> int:
-    from signal_engine.pipeline import run_backtest
-
     config, orchestration = load_configs(args.profile, args.config)
+    series = load_all(args.prices, args.symbol)
+    check_series(series, config, orchestration)  # a bad file or setting fails before the models are imported
+    from signal_engine.pipeline import backtest_series
+
     started = time.perf_counter()
-    output = run_backtest(args.prices, args.out, config, symbols=args.symbol, console=console,
-                          orchestration=orchestration, jobs=args.jobs)
+    output = backtest_series(series, args.out, config, console=console, orchestration=orchestration, jobs=args.jobs)
     print_summary(output, console, time.perf_counter() - started)
     return 0
 

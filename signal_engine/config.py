@@ -140,6 +140,7 @@ SINGLE_EXPERT = "equity_daily"
 PRICE_EXPERTS = ("trend", "levels", "volatility")
 NEWS_EXPERT = "news"
 NEWS_COLUMN = "news_score"
+IV_COLUMN = "implied_vol"  # the price file's implied volatility (annualised %), read by vol_har_implied
 
 
 @dataclass(frozen=True)

@@ -16,23 +16,20 @@ import pandas as pd
 from rich.console import Console
 
 from signal_engine.config import RunConfig
-from signal_engine.data.loader import PriceSeries, load_prices
-from signal_engine.errors import InputError
+from signal_engine.data.loader import PriceSeries, load_all
 from signal_engine.evaluation.backtest import (
     SymbolResult,
     blocks_for,
-    check_inputs,
-    check_length,
     run_symbol,
     series_frame,
     signal_columns,
 )
 from signal_engine.evaluation.jobs import Task, resolve_jobs, run_tasks
+from signal_engine.evaluation.planning import check_series, timeframe_plan
 from signal_engine.evaluation.portfolio import (
     PortfolioRun,
     build_books,
     portfolio_section,
-    timeframe_plan,
     timeframe_run_config,
 )
 from signal_engine.json_values import json_safe
@@ -57,20 +54,6 @@ class BacktestOutput:
     results: list[SymbolResult]
     events_path: Path | None = None
     portfolio: PortfolioRun | None = None
-
-
-def load_all(paths: Sequence[Path], symbols: Sequence[str] | None) -> list[PriceSeries]:
-    """Load and validate every file before any long work starts."""
-    if symbols and len(symbols) != len(paths):
-        raise InputError("--symbol", f"given {len(symbols)} times for {len(paths)} --prices files; give one per file")
-    loaded = [load_prices(p, symbols[i] if symbols else None) for i, p in enumerate(paths)]
-    seen: dict[str, str] = {}
-    for series in loaded:
-        if series.symbol in seen:
-            raise InputError(series.source, f"symbol {series.symbol} is also taken by {seen[series.symbol]}; "
-                             "rename the file or pass --symbol for each file")
-        seen[series.symbol] = series.source
-    return loaded
 
 
 def run_backtest(
@@ -113,14 +96,6 @@ def backtest_series(
     results, timeframes = walk_forward(list(series), config, console, orchestration, jobs)
     return write_backtest(series, results, timeframes, out_dir, config, console=console,
                           orchestration=orchestration, risk_log=risk_log)
-
-
-def check_series(series: Sequence[PriceSeries], config: RunConfig, orchestration: Mapping[str, Any] | None) -> None:
-    """Fail on a series too short for the walk-forward or a bad orchestration setting before the long work."""
-    for s in series:
-        check_length(s, config)
-        check_inputs(s, s.bars, config)
-        timeframe_plan(s, config, orchestration)
 
 
 def write_backtest(
@@ -350,5 +325,3 @@ def _mean_over_symbols(tables: list[dict[str, dict[str, float]]]) -> dict[str, d
             else:  # NaN where no symbol has the number (a metric undefined on every symbol), without a warning
                 merged[model][key] = float(np.nanmean(values)) if (~np.isnan(values)).any() else float("nan")
     return merged
-
-

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 # curl_cffi's libcurl-impersonate and TensorFlow both carry BoringSSL: when TensorFlow is loaded first, curl_cffi's
 # calls bind to TensorFlow's copy and every impersonated request fails ("Impersonating chrome152 is not
@@ -11,6 +12,7 @@ from pathlib import Path
 # keeps both working whatever order the tests run in.
 import curl_cffi._wrapper  # noqa: F401
 import pytest
+from threadpoolctl import threadpool_limits
 
 try:
     from _pytest.nodeid import NodeId  # pytest >= 9.2
@@ -18,11 +20,20 @@ except ImportError:  # older pytest: xdist names the groups itself
     NodeId = None  # type: ignore[assignment,misc]
 
 from signal_engine.data.datasets import export_dataset
+from tests.scheduling import make_scheduler
 from tests.user_files import USER_FOLDERS, changes, snapshot
 
 # pytest-xdist keeps every core busy with test processes; a walk-forward inside a test runs in its own process
 # unless the test asks for more (subprocesses of the CLI inherit this too).
 os.environ.setdefault("SIGNAL_ENGINE_JOBS", "1")
+# For the same reason the numerical libraries' thread pools get one thread, as every walk-forward task has
+# (signal_engine.evaluation.jobs): with more, their threads only wait on each other, spinning (a test fitting
+# models outside a task took twice the CPU). The variables reach subprocesses and the libraries loaded later;
+# threadpoolctl sets the pools loaded already (numpy's BLAS, imported above).
+THREADS = int(os.environ.setdefault("OMP_NUM_THREADS", "1"))
+os.environ.setdefault("OPENBLAS_NUM_THREADS", str(THREADS))
+os.environ.setdefault("MKL_NUM_THREADS", str(THREADS))
+threadpool_limits(limits=THREADS)
 
 pytest_plugins = ("pytester",)  # tests/unit/test_xdist_groups.py runs pytest-xdist on a small project
 
@@ -40,24 +51,29 @@ def _is_xdist_worker(config: pytest.Config) -> bool:
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which turns the xdist_group marks into node ids
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Under pytest-xdist (``--dist loadgroup``), tests that share something expensive run on one worker: the CDK
-    tests share one synthesized app, and the tests of a module that share a fixture the module computes once
-    (a walk-forward, a trained bundle, a chain of jobs) stay together. Nothing is grouped for shared state: every
-    worker has its own MariaDB database (tests/fixtures/servers.py), every moto server starts from a reset, and
-    files go under each test's tmp_path, so the rest is spread test by test. On a worker, the long tests (the
-    CDK tests and the real-data walk-forwards) are sent first, so that no worker is left with one at the end."""
+    tests share one synthesized app (and one CDK runtime: its start costs seconds in each process), the tests of a
+    module that share a fixture the module computes once (a walk-forward, a trained bundle, a chain of jobs) stay
+    together, and the tests marked ``tensorflow`` share the one worker that imports it. Nothing is grouped for
+    shared state: every worker has its own MariaDB database (tests/fixtures/servers.py), every moto server starts
+    from a reset, and files go under each test's tmp_path, so the rest is spread test by test. The longest groups
+    and tests are sent first (tests/scheduling.py)."""
+    # A module's tests sharing a fixture stay together: with the mark on one of them, all of them join the group.
+    tensorflow = {Path(str(item.fspath)) for item in items
+                  if item.get_closest_marker("tensorflow") and _shares_a_module_fixture(item, Path(str(item.fspath)))}
     for item in items:
         path = Path(str(item.fspath))
+        shares = _shares_a_module_fixture(item, path)
         if "infra" in path.parts:
             group = "infra"
-        elif _shares_a_module_fixture(item, path):
+        elif item.get_closest_marker("tensorflow") or (shares and path in tensorflow):
+            group = "tensorflow"  # one worker imports TensorFlow, not both
+        elif shares:
             group = path.stem
         else:
             continue
         item.add_marker(pytest.mark.xdist_group(group))
-    if _is_xdist_worker(config):  # every worker sorts alike; a module's tests stay in their order, together
-        items.sort(key=lambda item: not ("infra" in Path(str(item.fspath)).parts or item.get_closest_marker("slow")))
 
 
 class _GroupNodeIds:
@@ -80,6 +96,14 @@ class _GroupNodeIds:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(_GroupNodeIds(), "signal-engine-xdist-group-ids")
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadgroup`` with the longest work units first (tests/scheduling.py); other modes as they are."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    return make_scheduler(config, log)
 
 
 def _shares_a_module_fixture(item: pytest.Item, path: Path) -> bool:

@@ -15,6 +15,7 @@ direction in [-1, 1], :mod:`signal_engine.text.aggregate`); an empty cell means 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,6 +95,20 @@ def load_prices(path: str | Path, symbol: str | None = None) -> PriceSeries:
     if NEWS_NAME in columns:
         bars[NEWS_SCORE] = _parse_news_score(raw[columns[NEWS_NAME]], source, columns[NEWS_NAME])
     return PriceSeries(symbol=(symbol or path.stem).upper(), source=source, bars=bars)
+
+
+def load_all(paths: Sequence[Path], symbols: Sequence[str] | None) -> list[PriceSeries]:
+    """Load and validate every file before any long work starts."""
+    if symbols and len(symbols) != len(paths):
+        raise InputError("--symbol", f"given {len(symbols)} times for {len(paths)} --prices files; give one per file")
+    loaded = [load_prices(p, symbols[i] if symbols else None) for i, p in enumerate(paths)]
+    seen: dict[str, str] = {}
+    for series in loaded:
+        if series.symbol in seen:
+            raise InputError(series.source, f"symbol {series.symbol} is also taken by {seen[series.symbol]}; "
+                             "rename the file or pass --symbol for each file")
+        seen[series.symbol] = series.source
+    return loaded
 
 
 def _read_table(path: Path, source: str) -> pd.DataFrame:

@@ -36,11 +36,10 @@ from signal_engine.config import (
     moe_experts,
 )
 from signal_engine.data.loader import PriceSeries
-from signal_engine.errors import ConfigError, InputError
+from signal_engine.errors import ConfigError
 from signal_engine.evaluation import baselines
 from signal_engine.evaluation.metrics import (
     levels_metrics,
-    periods_per_year,
     reliability,
     strategy_metrics,
     strategy_returns,
@@ -48,9 +47,9 @@ from signal_engine.evaluation.metrics import (
     trend_metrics,
     volatility_metrics,
 )
+from signal_engine.evaluation.planning import check_inputs, check_length, periods_per_year
 from signal_engine.evaluation.walkforward import Block, known_by, schedule
 from signal_engine.experts import PivotLevels
-from signal_engine.experts.implied_volatility import IV_COLUMN
 from signal_engine.experts.volatility_combination import variance_forecast
 from signal_engine.explain import (
     expert_contributions,
@@ -191,41 +190,6 @@ def run_symbol(
 def series_frame(series: PriceSeries) -> pd.DataFrame:
     """The bars of ``series`` joined with every point-in-time feature (the walk-forward's design frame)."""
     return series.bars.join(feature_frame(series.bars))
-
-
-def check_length(series: PriceSeries, config: RunConfig) -> None:
-    """Fail with one clear line when ``series`` is too short for the walk-forward of ``config``."""
-    wf = config.walk_forward
-    if len(series) < wf.min_rows:
-        raise InputError(
-            series.source,
-            f"has {len(series)} bars; profile '{config.profile}' needs at least {wf.min_rows} (initial window "
-            f"{wf.initial_window} + validation {wf.validation_bars} + test {wf.min_test_bars}); use a longer "
-            "file or smaller walk_forward settings in --config",
-        )
-
-
-IMPLIED_VOL_EXPERTS = ("vol_har_implied",)
-
-
-def check_inputs(series: PriceSeries, frame: pd.DataFrame, config: RunConfig) -> None:
-    """Fail with one clear line when the MoE's volatility expert reads implied volatility that ``frame`` (the
-    walk-forward's market frame, or the bars it is built from) lacks."""
-    name = config.moe.experts.volatility
-    if config.moe.enabled and name in IMPLIED_VOL_EXPERTS and IV_COLUMN not in frame.columns:
-        raise InputError(
-            series.source,
-            f"has no '{IV_COLUMN}' column, which moe.experts.volatility '{name}' reads; add the column to the price "
-            "file (implied volatility in annualised %, e.g. the VIX, known at each bar's close; empty where "
-            "missing, and the expert abstains there) or set moe.experts.volatility: volatility_blend or vol_har",
-        )
-    if config.moe.enabled and config.moe.news and NEWS_COLUMN not in frame.columns:
-        raise InputError(
-            series.source,
-            f"has no '{NEWS_COLUMN}' column, which the news expert of moe.news reads; add the column to the price "
-            "file (the news aggregate's direction in [-1, 1] at each bar's close, empty where the bar had no news, "
-            "and the expert abstains there) or set moe.news: false",
-        )
 
 
 def blocks_for(series: PriceSeries, config: RunConfig) -> int:

@@ -7,6 +7,8 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, log_loss
 
+# periods_per_year is one of these measures; it lives in planning, which the command line imports without the models
+from signal_engine.evaluation.planning import periods_per_year as periods_per_year
 from signal_engine.experts.volatility import qlike
 
 TREND_LABELS = [0, 1, 2]
@@ -202,9 +204,3 @@ def strategy_metrics(
         metrics["gross_sharpe"] = annualised_sharpe(net + costs, periods_per_year)
         metrics["cost_drag"] = float(costs.sum() / years) if years > 0 else 0.0
     return metrics
-
-
-def periods_per_year(timestamps: np.ndarray) -> float:
-    """Bars per calendar year implied by a span of timestamps (datetime64)."""
-    span_days = (timestamps[-1] - timestamps[0]) / np.timedelta64(1, "D")
-    return float((len(timestamps) - 1) / (span_days / 365.25)) if span_days > 0 else 252.0

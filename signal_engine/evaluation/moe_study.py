@@ -20,7 +20,8 @@ import pandas as pd
 from signal_engine.archetypes.fingerprint import route, series_fingerprint
 from signal_engine.config import RunConfig
 from signal_engine.data.loader import PriceSeries
-from signal_engine.evaluation.metrics import periods_per_year, strategy_metrics, strategy_returns
+from signal_engine.evaluation.metrics import strategy_metrics, strategy_returns
+from signal_engine.evaluation.planning import periods_per_year
 from signal_engine.evaluation.walkforward import known_by, schedule
 from signal_engine.features import FINGERPRINT_NAMES
 from signal_engine.labels import DOWN, UP, Labels

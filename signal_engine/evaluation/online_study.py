@@ -62,7 +62,8 @@ def run_study(out: Path, prices: Sequence[Path], jobs: int = 2) -> dict[str, Any
 
     from signal_engine.data.datasets import export_dataset
     from signal_engine.data.loader import load_prices
-    from signal_engine.evaluation.metrics import annualised_sharpe, periods_per_year
+    from signal_engine.evaluation.metrics import annualised_sharpe
+    from signal_engine.evaluation.planning import periods_per_year
     from signal_engine.evaluation.significance import sharpe_difference
 
     out.mkdir(parents=True, exist_ok=True)

@@ -29,14 +29,13 @@ import pandas as pd
 
 from signal_engine.config import RunConfig
 from signal_engine.data.loader import PriceSeries
-from signal_engine.errors import ConfigError
 from signal_engine.evaluation.backtest import SymbolResult, blocks_for, run_symbol
-from signal_engine.evaluation.metrics import periods_per_year, strategy_metrics, strategy_returns, trading_costs
+from signal_engine.evaluation.metrics import strategy_metrics, strategy_returns, trading_costs
+from signal_engine.evaluation.planning import orchestration_config, series_periods_per_year, timeframe_plan
 from signal_engine.evaluation.significance import sharpe_difference
 from signal_engine.orchestration import (
     OrchestrationConfig,
     OrchestrationResult,
-    TimeframeSpec,
     orchestrate,
     signal_frame,
     timeframe_run_config,
@@ -128,30 +127,6 @@ def bar_frequency(series: PriceSeries) -> str:
         return "daily"
     minutes = max(1, round(spacing / pd.Timedelta(minutes=1)))
     return f"{minutes // 60}h" if minutes % 60 == 0 else f"{minutes}min"
-
-
-def series_periods_per_year(series: PriceSeries, config: RunConfig) -> float:
-    """Bars per year from the initial window only (what the walk-forward knows at its first refit)."""
-    return periods_per_year(series.bars.index.to_numpy()[: config.walk_forward.initial_window + 1])
-
-
-def orchestration_config(
-    ppy: float, config: RunConfig, overrides: Mapping[str, Any] | None = None
-) -> OrchestrationConfig:
-    """The book's settings: defaults for its bar frequency, the trading costs and target, then ``overrides``."""
-    base = {"cost_bps": config.trading.cost_bps, "target_vol_annual": config.trading.target_vol_annual}
-    try:
-        return OrchestrationConfig.for_periods_per_year(ppy, **{**base, **dict(overrides or {})})
-    except TypeError as exc:
-        known = ", ".join(f.name for f in OrchestrationConfig.__dataclass_fields__.values())
-        raise ConfigError(f"orchestration: unknown setting ({exc}); expected some of {known}") from None
-
-
-def timeframe_plan(series: PriceSeries, config: RunConfig, overrides: Mapping[str, Any] | None) -> list[TimeframeSpec]:
-    """The timeframe models to walk forward for ``series``, shortest first."""
-    settings = orchestration_config(series_periods_per_year(series, config), config, overrides)
-    settings.allocation_bounds_for(len(settings.timeframes))  # n models must fit the bounds: fail before the work
-    return [spec for name, spec in timeframe_specs(settings).items() if name in settings.timeframes]
 
 
 def refits_for(series: PriceSeries, config: RunConfig, overrides: Mapping[str, Any] | None) -> int:

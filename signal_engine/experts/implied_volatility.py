@@ -13,10 +13,11 @@ from typing import Self
 import numpy as np
 import pandas as pd
 
+from signal_engine.config import IV_COLUMN
 from signal_engine.experts.base import Expert
 from signal_engine.experts.har import HarVolatility
 
-IV_COLUMN = "implied_vol"
+__all__ = ["IV_COLUMN", "HarImpliedVolatility", "ImpliedVolatility", "implied_bar_variance"]
 
 
 def implied_bar_variance(X: pd.DataFrame, column: str, periods_per_year: float) -> np.ndarray:

@@ -13,11 +13,11 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
 from signal_engine import components
-from signal_engine.config import PRICE_EXPERTS, RunConfig, for_bars
+from signal_engine.config import RunConfig, for_bars
 from signal_engine.errors import ConfigError
+from signal_engine.workflow.steps import EXPERTS
 
 Accelerator = Literal["gpu", "cpu"]
-EXPERTS = PRICE_EXPERTS  # the experts with a training job (the news slot reads a column; it trains nothing)
 PLAN_SCHEMA_VERSION = 1
 
 

@@ -81,9 +81,12 @@ class JobEnvironment:
         """Hyperparameter ``book``: train the whole book (its timeframe models) unless it is ``false``."""
         return self.get("book", "true").strip().lower() != "false"
 
-    def jobs(self) -> int:
-        """Hyperparameter ``jobs``: processes for the walk-forwards; 0 (the default) for every core."""
-        raw = self.get("jobs", "0").strip() or "0"
+    def jobs(self) -> int | None:
+        """Hyperparameter ``jobs``: processes for the walk-forwards, 0 for every core; without it, None:
+        ``$SIGNAL_ENGINE_JOBS`` where it is set (never on SageMaker, so every core there), else every core."""
+        raw = self.get("jobs").strip()
+        if not raw:
+            return None
         try:
             jobs = int(raw)
         except ValueError:

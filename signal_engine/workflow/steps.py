@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 StepKind = Literal["job", "map_job", "choice", "deploy"]
+EXPERTS = ("trend", "levels", "volatility")  # config.PRICE_EXPERTS: the experts with a training job and a bundle
+# slot (the news slot of moe.news reads a column and trains nothing; train refuses it)
+DATASET_FILE = "dataset.json"  # in the prepared dataset's folder: its symbols and their files
 
 
 @dataclass(frozen=True)
@@ -28,7 +31,7 @@ class TrainingInputs:
     profile: str = "quick"
     start: str | None = None
     end: str | None = None
-    experts: tuple[str, ...] = ("trend", "levels", "volatility")
+    experts: tuple[str, ...] = EXPERTS
     hyperparameters: dict[str, Any] = field(default_factory=dict)
 
 

@@ -21,11 +21,11 @@ import numpy as np
 import pandas as pd
 
 from signal_engine import components
-from signal_engine.config import PRICE_EXPERTS, RunConfig, for_bars
+from signal_engine.config import RunConfig, for_bars
 from signal_engine.data.loader import PriceSeries, load_prices
 from signal_engine.errors import ConfigError, InputError
-from signal_engine.evaluation.backtest import SCORE_VOL_COLUMN, SymbolResult, check_inputs, check_length, run_symbol
-from signal_engine.evaluation.metrics import periods_per_year
+from signal_engine.evaluation.backtest import SCORE_VOL_COLUMN, SymbolResult, run_symbol
+from signal_engine.evaluation.planning import check_inputs, check_length, periods_per_year
 from signal_engine.evaluation.walkforward import known_by
 from signal_engine.features import FINGERPRINT_NAMES, WARMUP_BARS, feature_frame
 from signal_engine.json_values import json_safe
@@ -37,10 +37,15 @@ from signal_engine.storage.export import series_csv
 from signal_engine.workflow.news import NewsTraining
 from signal_engine.workflow.plan import expert_model
 from signal_engine.workflow.quality import Decision, QualityConfig, decide
-from signal_engine.workflow.steps import DatasetArtefact, EvaluationArtefact, ExpertArtefact, GateArtefact
+from signal_engine.workflow.steps import (
+    DATASET_FILE,
+    EXPERTS,
+    DatasetArtefact,
+    EvaluationArtefact,
+    ExpertArtefact,
+    GateArtefact,
+)
 
-EXPERTS = PRICE_EXPERTS  # the bundle's experts: the news slot of ``moe.news`` is not exported (check_exportable)
-DATASET_FILE = "dataset.json"
 GATE_INFO_FILE = "gate.json"
 METRICS_FILE = "metrics.json"
 META_FILE = "meta.npz"

@@ -185,6 +185,7 @@ def test_demo_runs_every_shipped_series_end_to_end(tmp_path: Path) -> None:
     assert "stored live book 'daily'" in completed.stderr
 
 
+@pytest.mark.tensorflow  # the suite's Keras experts
 def test_expert_suite_lands_in_metrics_and_report(goog_csv: Path, tmp_path: Path) -> None:
     config = tmp_path / "with-suite.yaml"
     config.write_text(SMALL.replace("enabled: false", "enabled: true"))

@@ -22,7 +22,7 @@ from signal_engine.evaluation.expert_suite import (
 from signal_engine.experts.tf_runtime import tensorflow_available
 from signal_engine.registry import load_catalogue
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.tensorflow]  # the catalogue's LSTM
 
 EXPERTS = ("trend_lightgbm", "trend_lstm", "vol_gjr_t", "vol_har", "vol_combination", "levels_cluster",
            "levels_fibonacci")

@@ -6,7 +6,8 @@ training image) over a simulated /opt/ml tree per job (relocated with the toolki
 (`States.JsonToString` of the symbols list and of the config object), `input/data/<channel>/` what SageMaker
 downloads, `code/` the entry points as the Dockerfile copies them. The toolkit json-decodes those values, passes
 them as SM_HPS and as `--name value` arguments, and runs `/opt/ml/code/<sagemaker_program>`. Jobs are chained as
-the workflow chains them: each job's model/ is packed as model.tar.gz and becomes the next job's channel.
+the workflow chains them: each job's model/ is packed as model.tar.gz and becomes the next job's channel, and each
+expert's job runs in the image the prepare job's training plan names (the CPU image installs no TensorFlow).
 
 Serving: the inference Dockerfile's `serve` command, started as SageMaker starts the container (`serve`), on the
 port SAGEMAKER_BIND_TO_PORT names, with the evaluate job's model.tar.gz unpacked as the model folder.
@@ -41,7 +42,13 @@ ROOT = Path(__file__).resolve().parents[2]
 # The console script SageMaker runs in the training image (`docker run <image> train`).
 TRAIN = Path(sys.executable).with_name("train")
 INFERENCE_DOCKERFILE = ROOT / "containers" / "inference" / "Dockerfile"
-TRAINING_DOCKERFILE = ROOT / "containers" / "training" / "Dockerfile"
+# The training images by the plan's accelerator: the NVIDIA TensorFlow image, and the slim one without TensorFlow.
+TRAINING_DOCKERFILES = {"gpu": ROOT / "containers" / "training" / "Dockerfile",
+                        "cpu": ROOT / "containers" / "training-cpu" / "Dockerfile"}
+# In the CPU image TensorFlow cannot be imported: the toolkit then leaves TensorFlow's exceptions out of its error
+# report (and skips the seconds their import takes), and a job that needed TensorFlow would fail there too.
+NO_TENSORFLOW = "import sys\n\nsys.modules['tensorflow'] = None  # not installed: imports raise ModuleNotFoundError\n"
+TOOLKIT_WITHOUT_TENSORFLOW = "Exceptions not imported for SageMaker TF as Tensorflow is not installed"
 EXECUTION = "run1"
 # What the execution input carries (step_functions/training_workflow.py's defaults plus a small run).
 RUN = {"symbols": ["GOOG"], "profile": "quick", "start": "", "end": "",
@@ -88,14 +95,21 @@ def dockerfile_env(dockerfile: Path) -> dict[str, str]:
     return dict(pair.split("=", 1) for line in re.findall(r"^ENV (.+)$", text, re.M) for pair in line.split())
 
 
-def start_train(ml: Path) -> subprocess.Popen[str]:
+def start_train(ml: Path, image: str) -> subprocess.Popen[str]:
+    """`train` in the training image of ``image`` (an accelerator of the plan: "gpu" or "cpu")."""
     assert TRAIN.is_file(), f"{TRAIN} is missing: install the dev extra (sagemaker-training)"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SM_", "SAGEMAKER_"))}
-    env.update(dockerfile_env(TRAINING_DOCKERFILE))  # what the image sets, e.g. a default SAGEMAKER_PROGRAM
+    env.update(dockerfile_env(TRAINING_DOCKERFILES[image]))  # what the image sets, e.g. a default SAGEMAKER_PROGRAM
+    path = [str(ROOT)]  # the image installs signal_engine; here it is this checkout
+    if image == "cpu":
+        site = ml.parents[1] / "python-site"  # beside the job's /opt
+        site.mkdir()
+        (site / "sitecustomize.py").write_text(NO_TENSORFLOW)  # Python imports it at the start of every process
+        path.insert(0, str(site))
     env.update({
         "SAGEMAKER_BASE_DIR": str(ml),  # the toolkit's stand-in for /opt/ml (sagemaker_training/environment.py)
         "SM_STUDIO_LOCAL_MODE": "true",  # skips the toolkit's wait for the host 'algo-1' to resolve in DNS
-        "PYTHONPATH": str(ROOT),  # the image installs signal_engine; here it is this checkout
+        "PYTHONPATH": os.pathsep.join(path),
         "AWS_DEFAULT_REGION": "us-east-1",
     })
     return subprocess.Popen([str(TRAIN)], env=env, cwd=ml, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -120,9 +134,10 @@ class Job:
         return pack_artefact(self.ml / "model", target)
 
 
-def run_jobs(specs: list[tuple[Path, dict[str, str], dict[str, Path]]]) -> list[Job]:
-    """Run jobs side by side (as the workflow's Map runs the experts) and wait for all of them."""
-    started = [(ml, start_train(ml)) for ml in (job_tree(*spec) for spec in specs)]
+def run_jobs(specs: list[tuple[Path, dict[str, str], dict[str, Path], str]]) -> list[Job]:
+    """Run jobs side by side (as the workflow's Map runs the experts), each ``(base, hyperparameters, channels,
+    image)``, and wait for all of them."""
+    started = [(ml, start_train(ml, image)) for ml, image in ((job_tree(*spec[:3]), spec[3]) for spec in specs)]
     jobs = []
     for ml, process in started:
         log, _ = process.communicate(timeout=900)
@@ -144,6 +159,7 @@ class Chain:
     registry: Path
     report: dict[str, Any]
     goog_csv: Path
+    images: dict[str, str]  # each expert's accelerator in the plan
 
 
 @pytest.fixture(scope="module")
@@ -152,27 +168,30 @@ def chain(tmp_path_factory: pytest.TempPathFactory, goog_csv: Path) -> Chain:
     s3 = root / "s3"
     raw = channel_with(goog_csv, root=s3 / "datasets" / "daily")
     jobs: dict[str, Job] = {}
-    (jobs["prepare"],) = run_jobs([(root / "prepare", hyperparameters("prepare", RUN), {"raw": raw})])
+    plan = root / "plan.json"  # the workflow's runs/<execution>/plan.json
+    prepare = hyperparameters("prepare", RUN, experts=json.dumps(list(EXPERTS), separators=(",", ":")), plan=str(plan))
+    (jobs["prepare"],) = run_jobs([(root / "prepare", prepare, {"raw": raw}, "gpu")])
     assert jobs["prepare"].returncode == 0, jobs["prepare"].log[-3000:]
     dataset = jobs["prepare"].pack(s3, f"runs/{EXECUTION}/prepare", f"se-{EXECUTION}-prepare-0")
     dataset_channel = {"dataset": dataset.parent}  # the channel's S3Uri is the model.tar.gz itself
-    experts = run_jobs([(root / expert, hyperparameters("train_expert", RUN, expert=expert), dataset_channel)
-                        for expert in EXPERTS])
+    images = {e["expert"]: e["accelerator"] for e in json.loads(plan.read_text())["experts"]}
+    experts = run_jobs([(root / expert, hyperparameters("train_expert", RUN, expert=expert), dataset_channel,
+                         images[expert]) for expert in EXPERTS])
     for expert, job in zip(EXPERTS, experts, strict=True):
         assert job.returncode == 0, job.log[-3000:]
         jobs[expert] = job
         job.pack(s3, f"runs/{EXECUTION}/experts", f"se-{EXECUTION}-{expert}-0")
-    (jobs["train_gate"],) = run_jobs([(root / "gate", hyperparameters("train_gate", RUN), dataset_channel)])
+    (jobs["train_gate"],) = run_jobs([(root / "gate", hyperparameters("train_gate", RUN), dataset_channel, "gpu")])
     assert jobs["train_gate"].returncode == 0, jobs["train_gate"].log[-3000:]
     gate = jobs["train_gate"].pack(s3, f"runs/{EXECUTION}/train_gate", f"se-{EXECUTION}-train-gate-0")
     registry, report = root / "registry", root / "report" / "evaluation.json"
     (jobs["evaluate"],) = run_jobs([(
         root / "evaluate",
         hyperparameters("evaluate", RUN, registry=str(registry), report=str(report)),
-        {"dataset": dataset.parent, "gate": gate.parent, "experts": s3 / "runs" / EXECUTION / "experts"})])
+        {"dataset": dataset.parent, "gate": gate.parent, "experts": s3 / "runs" / EXECUTION / "experts"}, "gpu")])
     assert jobs["evaluate"].returncode == 0, jobs["evaluate"].log[-3000:]
     jobs["evaluate"].pack(s3, f"runs/{EXECUTION}/evaluate", f"se-{EXECUTION}-evaluate-0")
-    return Chain(jobs, s3, registry, json.loads(report.read_text()), goog_csv)
+    return Chain(jobs, s3, registry, json.loads(report.read_text()), goog_csv, images)
 
 
 @pytest.mark.slow
@@ -201,6 +220,15 @@ def test_prepare_reads_the_symbols_and_dates_it_was_sent(chain: Chain) -> None:
 def test_each_expert_job_fits_the_expert_it_was_sent(chain: Chain) -> None:
     for expert in EXPERTS:
         assert list(load_experts(chain.jobs[expert].ml / "model")) == [f"{expert}/GOOG"]
+
+
+@pytest.mark.slow
+def test_each_expert_job_runs_in_the_image_the_plan_names(chain: Chain) -> None:
+    """The quick profile's experts (LightGBM, swing levels, GARCH blend) train on CPU: in the image without
+    TensorFlow, whose absence the toolkit reports; the jobs that may need it run in the TensorFlow image."""
+    assert chain.images == {"trend": "cpu", "levels": "cpu", "volatility": "cpu"}
+    for name, job in chain.jobs.items():
+        assert (TOOLKIT_WITHOUT_TENSORFLOW in job.log) == (name in EXPERTS), f"{name}: {job.log[-2000:]}"
 
 
 @pytest.mark.slow
@@ -249,7 +277,8 @@ def failed(tmp_path_factory: pytest.TempPathFactory, goog_csv: Path) -> dict[str
     for case, (program, change, channels, _) in FAILURES.items():
         base = hyperparameters(program, RUN, **({"expert": "trend"} if program == "train_expert" else {}))
         data = not_a_tarball if case == "unexpected" else raw
-        specs.append((root / case, {**base, **change}, {name: data for name in channels}))
+        image = "cpu" if program == "train_expert" else "gpu"  # as the plan names for every expert of this config
+        specs.append((root / case, {**base, **change}, {name: data for name in channels}, image))
     return dict(zip(FAILURES, run_jobs(specs), strict=True))
 
 

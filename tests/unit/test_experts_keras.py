@@ -19,7 +19,8 @@ from signal_engine.experts.tf_runtime import PRECISION_VARIABLE, keras_policy, p
 from signal_engine.features import feature_frame
 from signal_engine.labels import make_labels
 
-pytestmark = pytest.mark.skipif(not tensorflow_available(), reason="TensorFlow is not installed (extra 'tf')")
+pytestmark = [pytest.mark.skipif(not tensorflow_available(), reason="TensorFlow is not installed (extra 'tf')"),
+              pytest.mark.tensorflow]
 FIT_AT = 600
 SMALL = {"window": 16, "epochs": 1, "batch_size": 64, "max_train_rows": 400}
 

@@ -7,10 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from signal_engine.experts.tf_runtime import tensorflow_available
 from signal_engine.moe.mlp_gate import MLPGate
 from signal_engine.moe.numpy_gate import GateWeights, gate_forward, top_k
 
-pytest.importorskip("tensorflow")
+# find_spec, not an import: collecting this module on every pytest-xdist worker must not import TensorFlow
+pytestmark = [pytest.mark.skipif(not tensorflow_available(), reason="TensorFlow is not installed (extra 'tf')"),
+              pytest.mark.tensorflow]
 
 
 def routing_case(n: int = 1500, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

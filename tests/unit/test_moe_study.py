@@ -8,9 +8,12 @@ import pytest
 
 from signal_engine.config import GateConfig, RunConfig, WalkForwardConfig
 from signal_engine.evaluation.moe_study import StudyInputs, gated_probabilities, study_table
+from signal_engine.experts.tf_runtime import tensorflow_available
 from signal_engine.labels import make_labels
 
-pytest.importorskip("tensorflow")
+# find_spec, not an import: collecting this module on every pytest-xdist worker must not import TensorFlow
+pytestmark = [pytest.mark.skipif(not tensorflow_available(), reason="TensorFlow is not installed (extra 'tf')"),
+              pytest.mark.tensorflow]
 
 
 @pytest.fixture(scope="module")

@@ -288,6 +288,26 @@ def test_job_environment_takes_arguments_only_for_names_sm_hps_lacks(tmp_path: P
     assert job.require("expert") == "trend" and job.get("config") == "{}" and job.get("registry") == "out/registry"
 
 
+def test_job_processes_default_to_the_suites_setting_where_it_is_set_else_every_core(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without hyperparameter ``jobs`` the walk-forwards take $SIGNAL_ENGINE_JOBS, as the command line does (SageMaker
+    sets no such variable: every core of the instance); ``jobs`` given wins, 0 meaning every core."""
+    from signal_engine.evaluation.jobs import available_cores, resolve_jobs
+
+    def jobs(hyperparameters: dict[str, str]) -> int | None:
+        return JobEnvironment.from_env({"SM_MODEL_DIR": "m", "SM_HPS": json.dumps(hyperparameters)}).jobs()
+
+    assert jobs({}) is None and jobs({"jobs": ""}) is None
+    assert (jobs({"jobs": "2"}), jobs({"jobs": "0"})) == (2, 0)
+    monkeypatch.setenv("SIGNAL_ENGINE_JOBS", "3")
+    assert resolve_jobs(jobs({})) == 3 and resolve_jobs(jobs({"jobs": "0"})) == available_cores()
+    monkeypatch.delenv("SIGNAL_ENGINE_JOBS")
+    assert resolve_jobs(jobs({})) == available_cores()
+    for bad, message in (("two", "hyperparameter 'jobs' is 'two'"), ("-1", "hyperparameter 'jobs' is -1")):
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            jobs({"jobs": bad})
+
+
 @pytest.mark.parametrize(("decoded", "message"), [
     ({"config": [1, 2]}, "hyperparameter 'config' must be a JSON object"),
     ({"config": "walk_forward: 252"}, "hyperparameter 'config' is not JSON"),

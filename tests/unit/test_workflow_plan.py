@@ -93,3 +93,10 @@ def test_the_prepare_job_writes_the_plan(tmp_path: Path, goog_csv: Path, monkeyp
     assert prepare.main([]) == 0
     assert json.loads(plan.read_text()) == {"schema_version": 1, "experts": [
         {"expert": "volatility", "accelerator": "cpu"}, {"expert": "trend", "accelerator": "cpu"}]}
+
+
+def test_the_workflows_experts_are_the_configs_price_experts() -> None:
+    from signal_engine.config import PRICE_EXPERTS
+    from signal_engine.workflow import steps, training
+
+    assert steps.EXPERTS == training.EXPERTS == PRICE_EXPERTS == ("trend", "levels", "volatility")
