@@ -104,7 +104,9 @@ def test_the_decided_studies_start_from_the_defaults_before_the_development_stud
     assert config.trend.momentum is False and load_config("quick").trend.momentum is True
     assert config.trend.n_estimators == load_config("quick").trend.n_estimators
     assert STUDIES["ablation"].trend == {}
-    assert STUDIES["ablation"].base == {"max_asset_short_exposure": {"SPX": 0.0, "IXIC": 0.0, "GOOG": 0.0, "MSFT": 0.0}}
+    # long or flat on every daily equity series the project ships (the development panel's indices among them)
+    assert STUDIES["ablation"].base == {"max_asset_short_exposure": {
+        "SPX": 0.0, "IXIC": 0.0, "GOOG": 0.0, "MSFT": 0.0, "NDX": 0.0, "N225": 0.0, "JKSE": 0.0}}
     for name in ("drawdown", "allocation"):  # decided before the per-symbol short limits existed
         assert "max_asset_short_exposure" not in STUDIES[name].base
 
