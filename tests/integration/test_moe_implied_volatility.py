@@ -1,7 +1,8 @@
 """HAR + implied volatility in the MoE's volatility slot, on the S&P 500 and the VIX that ship with `arch`.
 
 Where the implied volatility is missing the slot abstains: its score is NaN, the gate gives it 0 and the other
-experts share the weight, and positions are sized by the GARCH/EWMA blend's forecast instead.
+experts share the weight; positions are sized by the sizing forecast (``moe.experts.sizing_volatility``, HAR by
+default), which reads no implied volatility, so the gap does not change them.
 """
 
 from __future__ import annotations
@@ -41,18 +42,18 @@ def runs(market: tuple[PriceSeries, pd.DataFrame]) -> dict[str, SymbolResult]:
     iv = blanked["implied_vol"].to_numpy(copy=True)
     iv[test_start + BLANK.start : test_start + BLANK.stop] = np.nan
     blanked["implied_vol"] = iv
-    blend = apply_overrides(load_config("quick"), {"moe": {"multistage": False}})
+    default = apply_overrides(load_config("quick"), {"moe": {"multistage": False}})
     return {"iv": run_symbol(series, config, features=frame), "blanked": run_symbol(series, config, features=blanked),
-            "blend": run_symbol(series, blend, features=frame)}
+            "default": run_symbol(series, default, features=frame)}
 
 
-def test_where_the_implied_volatility_is_missing_the_slot_gets_no_weight_and_sizing_uses_the_blend(
+def test_where_the_implied_volatility_is_missing_the_slot_gets_no_weight_and_sizing_is_unchanged(
         runs: dict[str, SymbolResult]) -> None:
-    blanked, full, blend = runs["blanked"].signals, runs["iv"].signals, runs["blend"].signals
+    blanked, full, default = runs["blanked"].signals, runs["iv"].signals, runs["default"].signals
     gap = blanked.iloc[BLANK]
     assert (gap["gate_volatility"] == 0.0).all()
     np.testing.assert_allclose(gap["gate_trend"] + gap["gate_levels"], 1.0, atol=1e-12)
-    np.testing.assert_array_equal(gap["vol_forecast"], blend["vol_forecast"].iloc[BLANK])
+    np.testing.assert_array_equal(gap["vol_forecast"], default["vol_forecast"].iloc[BLANK])
     assert np.isfinite(blanked["score"]).all() and np.isfinite(blanked["position"]).all()
     others = np.r_[0:BLANK.start, BLANK.stop:len(blanked)]
     assert (blanked["gate_volatility"].iloc[others] > 0).all()
