@@ -21,7 +21,7 @@ import hashlib
 import json
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -184,28 +184,37 @@ def scored_bars(series: PanelSeries, forecasts: Mapping[str, np.ndarray], test_s
     return pd.DataFrame(columns, index=pd.DatetimeIndex(series.frame.index[rows]))
 
 
-def summarise(terms: Mapping[str, pd.DataFrame], *, reps: int = 2000, seed: int = 0,
-              level: float = DEFAULT_LEVEL) -> dict[str, Any]:
-    """Each metric per series and pooled (equal weights), the paired intervals of :data:`COMPARISONS`, and the
-    decision."""
+def panel_summary(terms: Mapping[str, pd.DataFrame], experts: Collection[str], comparisons: Sequence[tuple[str, str]],
+                  *, reps: int, seed: int, level: float) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Each metric per series and pooled (equal weights) for ``experts``, with the paired intervals of
+    ``comparisons``: the per-series and pooled parts of a panel study's document (this study's and the tuning's)."""
     per_series: dict[str, Any] = {}
     for symbol, table in terms.items():
         per_series[symbol] = {
             "rows": len(table), "first": str(table.index[0].date()), "last": str(table.index[-1].date()),
-            **{metric: {e: float(table[(metric, e)].mean()) for e in EXPERTS} for metric in METRICS},
+            **{metric: {e: float(table[(metric, e)].mean()) for e in experts} for metric in METRICS},
             "differences": {metric: {f"{a}-{b}": mean_difference(
                 table[(metric, a)].to_numpy(), table[(metric, b)].to_numpy(), reps=reps, seed=seed,
-                level=level).to_dict() for a, b in COMPARISONS} for metric in METRICS},
+                level=level).to_dict() for a, b in comparisons} for metric in METRICS},
         }
     pooled: dict[str, Any] = {
         "series": len(terms), "rows": sum(v["rows"] for v in per_series.values()),
-        **{metric: {e: float(np.mean([v[metric][e] for v in per_series.values()])) for e in EXPERTS}
+        **{metric: {e: float(np.mean([v[metric][e] for v in per_series.values()])) for e in experts}
            for metric in METRICS},
         "differences": {metric: {f"{a}-{b}": panel_mean_difference(
             {s: t[(metric, a)] - t[(metric, b)] for s, t in terms.items()}, reps=reps, seed=seed,
-            level=level).to_dict() for a, b in COMPARISONS} for metric in METRICS},
-        "pooled_wins_log_loss": sum(v["log_loss"]["pooled"] < v["log_loss"]["lightgbm"] for v in per_series.values()),
+            level=level).to_dict() for a, b in comparisons} for metric in METRICS},
     }
+    return per_series, pooled
+
+
+def summarise(terms: Mapping[str, pd.DataFrame], *, reps: int = 2000, seed: int = 0,
+              level: float = DEFAULT_LEVEL) -> dict[str, Any]:
+    """Each metric per series and pooled (equal weights), the paired intervals of :data:`COMPARISONS`, and the
+    decision."""
+    per_series, pooled = panel_summary(terms, EXPERTS, COMPARISONS, reps=reps, seed=seed, level=level)
+    pooled["pooled_wins_log_loss"] = sum(v["log_loss"]["pooled"] < v["log_loss"]["lightgbm"]
+                                         for v in per_series.values())
     return {"level": level, "reps": reps, "series": per_series, "pooled": pooled, "decision": decide(pooled)}
 
 

@@ -30,9 +30,9 @@ import pandas as pd
 from signal_engine import components
 from signal_engine.config import RunConfig, load_config
 from signal_engine.evaluation.pooled_study import (
-    balanced_accuracy_terms,
     load_panel,
-    log_losses,
+    panel_summary,
+    scored_bars,
 )
 from signal_engine.evaluation.pooled_walkforward import (
     PanelSeries,
@@ -41,7 +41,7 @@ from signal_engine.evaluation.pooled_walkforward import (
     prior_block,
     training_rows,
 )
-from signal_engine.evaluation.significance import DEFAULT_LEVEL, mean_difference, panel_mean_difference
+from signal_engine.evaluation.significance import DEFAULT_LEVEL
 from signal_engine.evaluation.sizing_vol_study import daily_development_symbols
 
 EXPERTS: dict[str, str] = {
@@ -160,44 +160,13 @@ def _read_block(path: Path) -> tuple[dict[str, dict[str, np.ndarray]], dict[str,
     return predictions, studies
 
 
-def scored_bars(series: PanelSeries, forecasts: Mapping[str, np.ndarray], test_start: int) -> pd.DataFrame:
-    """Per test bar (bar ``test_start`` on, label known, every forecast present), each expert's log loss and
-    balanced-accuracy term, columns ``(metric, expert)``, indexed by date."""
-    rows = np.zeros(len(series.trend), dtype=bool)
-    rows[test_start:] = True
-    rows &= series.trend >= 0
-    for proba in forecasts.values():
-        rows &= np.isfinite(proba).all(axis=1)
-    labels = series.trend[rows]
-    columns = {}
-    for expert, proba in forecasts.items():
-        columns[("log_loss", expert)] = log_losses(labels, proba[rows])
-        columns[("balanced_accuracy", expert)] = balanced_accuracy_terms(labels, proba[rows])
-    return pd.DataFrame(columns, index=pd.DatetimeIndex(series.frame.index[rows]))
-
-
 def summarise(terms: Mapping[str, pd.DataFrame], *, reps: int = 2000, seed: int = 0,
               level: float = DEFAULT_LEVEL) -> dict[str, Any]:
     """Each metric per series and pooled (equal weights), the paired intervals of :data:`COMPARISONS`, and the
     decision."""
-    per_series: dict[str, Any] = {}
-    for symbol, table in terms.items():
-        per_series[symbol] = {
-            "rows": len(table), "first": str(table.index[0].date()), "last": str(table.index[-1].date()),
-            **{metric: {e: float(table[(metric, e)].mean()) for e in EXPERTS} for metric in METRICS},
-            "differences": {metric: {f"{a}-{b}": mean_difference(
-                table[(metric, a)].to_numpy(), table[(metric, b)].to_numpy(), reps=reps, seed=seed,
-                level=level).to_dict() for a, b in COMPARISONS} for metric in METRICS},
-        }
-    pooled: dict[str, Any] = {
-        "series": len(terms), "rows": sum(v["rows"] for v in per_series.values()),
-        **{metric: {e: float(np.mean([v[metric][e] for v in per_series.values()])) for e in EXPERTS}
-           for metric in METRICS},
-        "differences": {metric: {f"{a}-{b}": panel_mean_difference(
-            {s: t[(metric, a)] - t[(metric, b)] for s, t in terms.items()}, reps=reps, seed=seed,
-            level=level).to_dict() for a, b in COMPARISONS} for metric in METRICS},
-        "tuned_wins_log_loss": sum(v["log_loss"]["tuned"] < v["log_loss"]["default"] for v in per_series.values()),
-    }
+    per_series, pooled = panel_summary(terms, EXPERTS, COMPARISONS, reps=reps, seed=seed, level=level)
+    pooled["tuned_wins_log_loss"] = sum(v["log_loss"]["tuned"] < v["log_loss"]["default"]
+                                        for v in per_series.values())
     return {"level": level, "reps": reps, "series": per_series, "pooled": pooled, "decision": decide(pooled)}
 
 
