@@ -15,7 +15,10 @@ Every check compares the MoE with a baseline measured in the same run:
     the trend expert's log loss minus the class prior's (``baseline_majority``); passes when
     <= ``max_log_loss_excess`` (a trend model worse than the prior adds noise).
 ``volatility_qlike_vs_garch``
-    the volatility expert's QLIKE minus GARCH(1,1)'s; passes when <= ``max_qlike_excess``.
+    QLIKE of the volatility forecast users see (``vol_forecast``, which sizes the positions:
+    ``moe.experts.sizing_volatility``, named in the symbol's ``diagnostics``) minus GARCH(1,1)'s; passes when
+    <= ``max_qlike_excess``. Metrics written before that setting existed name no sizing forecast: their first
+    non-baseline volatility model is judged, as it was then.
 
 A check whose metric is missing or not finite fails and says so.
 """
@@ -199,9 +202,22 @@ def _trend_model(metrics: Mapping[str, Any]) -> str:
 
 
 def _volatility_model(metrics: Mapping[str, Any]) -> str:
+    """The sizing forecast the symbol's diagnostics name, else the first non-baseline model of its table."""
+    sizing = _nested(metrics, "diagnostics", "moe", "experts", "sizing_volatility")
+    if isinstance(sizing, str) and sizing:
+        return sizing
     table = metrics.get("volatility", {})
     names = [n for n in table if not n.startswith("baseline_")] if isinstance(table, Mapping) else []
     return names[0] if names else "volatility_blend"
+
+
+def _nested(document: Mapping[str, Any], *keys: str) -> Any:
+    value: Any = document
+    for key in keys:
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(key)
+    return value
 
 
 def _at_least(name: str, value: float | None, threshold: float, rule: str) -> Check:

@@ -92,6 +92,28 @@ def test_quality_gate_fails_on_the_check_that_fails(change: dict[str, float], fa
     assert list(decision.withheld) == ["GOOG"] and failing in decision.withheld["GOOG"]
 
 
+@pytest.mark.parametrize(("sizing", "value", "passed"), [("vol_har", -0.1, True), ("volatility_blend", 1.1, False)])
+def test_the_volatility_check_judges_the_forecast_that_sizes_the_positions(sizing: str, value: float,
+                                                                           passed: bool) -> None:
+    """The blend scores the gate while HAR sizes the positions and is what users see: the check reads the one the
+    diagnostics name as sizing_volatility (-7.2 - -7.1 = -0.1 for HAR; -6.0 - -7.1 = 1.1 for the blend)."""
+    section = metrics(qlike=-6.0)
+    section["volatility"]["vol_har"] = {"qlike": -7.2}
+    section["diagnostics"] = {"moe": {"experts": {"volatility": "volatility_blend", "sizing_volatility": sizing}}}
+    check = decide(document(SPX=section), QualityConfig()).symbol("SPX").checks[3]
+    assert check.name == "volatility_qlike_vs_garch" and check.passed is passed
+    assert check.value == pytest.approx(value)
+    assert sizing in check.rule
+
+
+def test_metrics_without_a_sizing_forecast_judge_their_first_volatility_model() -> None:
+    """Older metrics.json files name no sizing forecast: the first non-baseline model is judged, as before."""
+    section = metrics(qlike=-6.0)
+    section["volatility"]["vol_har"] = {"qlike": -7.2}
+    check = decide(document(SPX=section), QualityConfig()).symbol("SPX").checks[3]
+    assert check.value == pytest.approx(1.1) and "volatility_blend" in check.rule
+
+
 def test_each_symbol_is_judged_on_its_own_metrics_not_the_mean() -> None:
     """EURUSD trails buy & hold by far more than the shortfall allowed; the mean at the top would pass; only the
     symbols that pass are served, the other is withheld with the failed check, its value and its threshold."""
