@@ -25,7 +25,7 @@ from signal_engine.data.datasets import (
     dataset_short_limits,
     export_all,
 )
-from signal_engine.data.loader import load_all
+from signal_engine.data.loader import PriceSeries, load_all
 from signal_engine.errors import ConfigError, SignalEngineError
 from signal_engine.evaluation.planning import check_series
 from signal_engine.orchestration.config import symbol_limits
@@ -49,6 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
                           help="symbol for each --prices file, in order (default: the file name)")
     backtest.add_argument("--out", type=Path, required=True, metavar="DIR")
     _add_run_options(backtest)
+    backtest.add_argument("--news-from-store", action="store_true",
+                          help="with moe.news: a price file without a news_score column gets each bar's news score "
+                               "from the document store's news, scored by the text expert as a trained bundle's "
+                               "(the config's 'news:' section: model folder, decay, max_documents)")
+    backtest.add_argument("--database", metavar="URL",
+                          help="the document store of --news-from-store (default: $SIGNAL_ENGINE_DATABASE_URL or "
+                               "sqlite:///out/store/signal_engine.db)")
 
     demo = commands.add_parser("demo", help="the whole local pipeline on real market data shipped with the project")
     demo.add_argument("--out", type=Path, default=DEMO_OUT, metavar="DIR")
@@ -86,14 +93,17 @@ def load_configs(profile: str, path: Path | None) -> tuple[RunConfig, dict[str, 
     """The run config of ``profile`` with the file's overrides, and the file's ``orchestration`` section.
 
     The ``orchestration`` section holds ``OrchestrationConfig`` settings (checked when the books are set up,
-    before any walk-forward); every other section is the run config's, read by ``load_config``.
+    before any walk-forward); a ``news`` section (the text expert's settings, :mod:`signal_engine.workflow.news`,
+    read by ``backtest --news-from-store`` and ``train``) is left to its readers; every other section is the run
+    config's, read by ``load_config``.
     """
     if path is None:
         return load_config(profile), {}
     overrides = config_module._read_mapping(path)
-    if "orchestration" not in overrides:
+    if "orchestration" not in overrides and "news" not in overrides:
         return load_config(profile, path), {}
-    orchestration = _orchestration(overrides.pop("orchestration"), path)
+    orchestration = _orchestration(overrides.pop("orchestration", None), path)
+    overrides.pop("news", None)
     overrides.pop("profile", None)
     config = load_config(profile)
     if overrides:
@@ -134,6 +144,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _backtest(args: argparse.Namespace, console: Console) -> int:
     config, orchestration = load_configs(args.profile, args.config)
     series = load_all(args.prices, args.symbol)
+    if args.news_from_store:
+        series = news_from_store(series, config, args.config, args.database, console)
+    elif args.database is not None:
+        raise ConfigError("--database names the document store of --news-from-store; add --news-from-store or "
+                          "drop --database")
     check_series(series, config, orchestration)  # a bad file or setting fails before the models are imported
     from signal_engine.pipeline import backtest_series
 
@@ -141,6 +156,41 @@ def _backtest(args: argparse.Namespace, console: Console) -> int:
     output = backtest_series(series, args.out, config, console=console, orchestration=orchestration, jobs=args.jobs)
     print_summary(output, console, time.perf_counter() - started)
     return 0
+
+
+def news_from_store(series: list[PriceSeries], config: RunConfig, path: Path | None, database: str | None,
+                    console: Console) -> list[PriceSeries]:
+    """``backtest --news-from-store``: each series with the news slot's ``news_score`` (the price file's column where
+    it has one, else the store's news scored by the text expert: ``signal_engine.workflow.news.slot_series``, as
+    training fills the gate's rows)."""
+    import numpy as np
+
+    from signal_engine.config import NEWS_COLUMN
+
+    if not (config.moe.enabled and config.moe.news):
+        raise ConfigError("--news-from-store fills the news slot's input, but the config's moe.news is false; set "
+                          "moe.news: true in --config (the MoE then weighs the news as a fourth expert)")
+    from signal_engine.workflow.news import news_expert, news_section, slot_series
+
+    news = news_section(config_module._read_mapping(path) if path else None, str(path))
+    lacking = [s.symbol for s in series if NEWS_COLUMN not in s.bars.columns]
+    if not lacking:
+        console.print(f"--news-from-store: every price file has a {NEWS_COLUMN} column, which wins over the store")
+        return series
+    from signal_engine.bootstrap import Settings, bootstrap
+
+    expert = news_expert(news, on_training=lambda folder: console.print(
+        f"training the text expert's head into {folder} (once; later runs reuse it)"))
+    storage = bootstrap(Settings.from_env(database_url=database))
+    try:
+        scored, sources = slot_series(series, storage.documents, expert, news.max_documents)
+    finally:
+        storage.close()
+    for s in scored:
+        counted = int(np.isfinite(s.bars[NEWS_COLUMN].to_numpy(dtype=float)).sum())
+        where = "its price file's column" if sources[s.symbol] == "file" else "the stored news"
+        console.print(f"{s.symbol}: news_score from {where}, {counted} of {len(s)} bars with news")
+    return scored
 
 
 def _demo(args: argparse.Namespace, console: Console) -> int:

@@ -151,3 +151,28 @@ def goog_news_registry() -> Path:
     dataclasses.replace(ServingBundle.load(target), version=NEWS_VERSION, news=settings).save(target)
     (registry / "CURRENT").write_text(NEWS_VERSION + "\n", encoding="utf-8")
     return registry
+
+
+NEWS_SLOT_VERSION = "20261123T150102Z-test0003"
+
+
+@functools.cache
+def goog_news_slot_registry() -> Path:
+    """A registry whose CURRENT is ``goog_news_registry``'s bundle with a gate that has the news slot (``moe.news``):
+    the softmax gate's kernel and bias with a fourth column for ``news`` (kernel 0, bias the mean of the others'),
+    so the news weighs on every row and the price experts keep their relative weights."""
+    from signal_engine.moe.numpy_gate import GateWeights
+
+    registry = Path(tempfile.mkdtemp(prefix="serving-news-slot-registry-"))
+    target = registry / NEWS_SLOT_VERSION
+    shutil.copytree(read_current(goog_news_registry()), target)
+    bundle = ServingBundle.load(target)
+    weights = bundle.gate_weights
+    (kernel, bias), = weights.layers
+    slot = GateWeights(weights.mean, weights.scale,
+                       ((np.column_stack((kernel, np.zeros(len(kernel)))), np.append(bias, bias.mean())),),
+                       weights.k + 1, (*weights.experts, "news"))
+    dataclasses.replace(bundle, version=NEWS_SLOT_VERSION, gate=dataclasses.replace(bundle.gate, weights=slot)
+                        ).save(target)
+    (registry / "CURRENT").write_text(NEWS_SLOT_VERSION + "\n", encoding="utf-8")
+    return registry

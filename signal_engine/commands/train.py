@@ -12,6 +12,8 @@ import argparse
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +22,7 @@ from signal_engine.errors import InputError
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from signal_engine.ports import DocumentStore
     from signal_engine.workflow.local import TrainingRun
 
 EXIT_QUALITY_GATE_FAILED = 3
@@ -56,6 +59,10 @@ def register(subparsers: Any) -> None:
     train.add_argument("--no-book", action="store_true",
                        help="train the MoE only, not the whole book (its timeframe models and book.json, which "
                             "`signal-engine step` and the book-step Lambda need); about 3x faster")
+    train.add_argument("--database", metavar="URL",
+                       help="with moe.news: the document store whose news gives a price file without a news_score "
+                            "column its scores (default: $SIGNAL_ENGINE_DATABASE_URL or "
+                            "sqlite:///out/store/signal_engine.db)")
     train.add_argument("--jobs", type=int, default=None, metavar="N",
                        help="processes for the walk-forwards (each symbol's MoE and timeframe models are tasks of "
                             "their own; default: $SIGNAL_ENGINE_JOBS, else every core; 0: every core); any N gives "
@@ -111,10 +118,26 @@ def _train_locally(args: argparse.Namespace, console: Console) -> int:
     console.print(f"Training {', '.join(inputs.symbols)} ({config.profile}) into {registry.root}")
     book = None if args.no_book else BookTraining(orchestration)
     news = news_section(_read_mapping(args.config) if args.config else None, str(args.config))
-    run = LocalRunner(registry, config, quality, console=console, book=book, jobs=args.jobs,
-                      news=news).run(inputs, series)
+    with _documents(args.database if config.moe.news else None, config.moe.news) as documents:
+        run = LocalRunner(registry, config, quality, console=console, book=book, jobs=args.jobs,
+                          news=news, documents=documents).run(inputs, series)
     print_run(run, console, trend_expert=config.moe.experts.trend)
     return 0 if run.passed else EXIT_QUALITY_GATE_FAILED
+
+
+@contextmanager
+def _documents(url: str | None, wanted: bool) -> Iterator[DocumentStore | None]:
+    """The local document store (``--database``, else the default store) when ``wanted`` (moe.news), else None."""
+    if not wanted:
+        yield None
+        return
+    from signal_engine.bootstrap import Settings, bootstrap
+
+    storage = bootstrap(Settings.from_env(database_url=url))
+    try:
+        yield storage.documents
+    finally:
+        storage.close()
 
 
 def print_run(run: TrainingRun, console: Console, trend_expert: str = "trend_lightgbm") -> None:

@@ -388,6 +388,18 @@ class ServingBundle:
         )
 
     @property
+    def slots(self) -> tuple[str, ...]:
+        """The experts the gate weighs, in its output order: ``experts``, then the text expert's name when the gate
+        has the news slot (:attr:`news_slot`)."""
+        return self.gate.experts
+
+    @property
+    def news_slot(self) -> bool:
+        """Whether the gate weighs the text expert (``moe.news``): its input is the news block's score at the
+        decision time (NaN, an abstention, without news), and the news is then part of the combined score."""
+        return self.news is not None and self.slots == (*self.experts, self.news.expert)
+
+    @property
     def gate_weights(self) -> GateWeights:
         """The softmax or MLP gate's NumPy weights (a rule gate has none: read ``gate.rule``)."""
         if self.gate.weights is None:
@@ -475,7 +487,7 @@ def _check(bundle: ServingBundle) -> None:
     missing = [e for e in bundle.experts if e not in bundle.expert_outputs]
     if missing:
         raise BundleError(f"{where}: field 'expert_outputs' lacks {missing}; every expert needs its output names")
-    _check_gate(where, bundle.gate, bundle.experts)
+    _check_gate(where, bundle.gate, bundle.experts, bundle.news.expert if bundle.news is not None else None)
     kind = bundle.combiner.kind
     if kind not in COMBINER_KINDS:
         raise BundleError(f"{where}: field 'combiner.kind' is {kind!r}; expected one of {list(COMBINER_KINDS)}")
@@ -509,7 +521,8 @@ def _check(bundle: ServingBundle) -> None:
     _check_online(where, bundle)
     if bundle.news is not None and bundle.news.expert in bundle.experts:
         raise BundleError(f"{where}: field 'news.expert' is {bundle.news.expert!r}, which is also in field 'experts'; "
-                          "the text expert is shown beside the signal, outside the gate")
+                          "the text expert reads documents, not bars: it is the gate's news slot (gate.npz names it "
+                          "after the experts) or shown beside the signal, never one of field 'experts'")
     r = bundle.risk
     if not (r.target_vol_annual > 0 and r.max_leverage > 0 and r.periods_per_year > 0):
         raise BundleError(f"{where}: fields 'risk.target_vol_annual', 'risk.max_leverage' and "
@@ -536,17 +549,24 @@ def _check_online(where: str, bundle: ServingBundle) -> None:
                           f"'gate.features' is {list(bundle.gate.features)}")
 
 
-def _check_gate(where: str, gate: GateSpec, experts: tuple[str, ...]) -> None:
-    """The gate's kind, its weights or rule parameters, its experts (as field 'experts', in order) and its k."""
+def _check_gate(where: str, gate: GateSpec, experts: tuple[str, ...], news: str | None = None) -> None:
+    """The gate's kind, its weights or rule parameters, its experts (as field 'experts', in order, then the text
+    expert ``news`` when the gate has the news slot) and its k."""
     if gate.kind not in GATE_KINDS:
         raise BundleError(f"{where}: field 'gate.kind' is {gate.kind!r}; expected one of {list(GATE_KINDS)}")
     if gate.kind in WEIGHT_GATE_KINDS:
         if gate.weights is None or gate.rule is not None:
             raise BundleError(f"{where}: gate.kind {gate.kind!r} needs its NumPy weights (gate.npz) and no field "
                               "'gate.rule'; only gate.kind 'rule' carries rule parameters")
-        if tuple(gate.weights.experts) != tuple(experts):
-            raise BundleError(f"{where}: gate.npz names experts {list(gate.weights.experts)} but field 'experts' "
-                              f"is {list(experts)}; they must match in order")
+        named = tuple(gate.weights.experts)
+        if named == (*experts, NEWS_EXPERT) and news is None:
+            raise BundleError(f"{where}: gate.npz names experts {list(named)}, a news slot, but the bundle has no "
+                              "field 'news': the slot's input is the text expert's score, so a bundle with it "
+                              "carries the text expert (train with the config's 'news: {enabled: true}')")
+        if named != tuple(experts) and (news is None or named != (*experts, news)):
+            slot = f" (or {[*experts, news]} with the news slot)" if news is not None else ""
+            raise BundleError(f"{where}: gate.npz names experts {list(named)} but field 'experts' "
+                              f"is {list(experts)}{slot}; they must match in order")
         n_inputs = len(gate.weights.mean)
         if n_inputs != len(gate.features):
             raise BundleError(f"{where}: field 'gate.features' names {len(gate.features)} inputs but gate.npz "

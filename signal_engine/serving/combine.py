@@ -8,6 +8,10 @@ Degradation: an expert without a usable answer gets no score; the gate's dense w
 gate's normalised rule weights) are renormalised over the experts that answered (then sparsified to the top
 ``min(k, answered)``), so the signal is what the gate would give if only those experts existed. The walk-forward
 backtest routes an abstaining expert (a NaN score) through the same function (``moe.numpy_gate.available_top_k``).
+
+News slot: a bundle whose gate weighs the text expert (``ServingBundle.news_slot``, ``moe.news``) takes its score
+per row as ``news`` (the news block's aggregate score at the decision time, NaN where there is no news): that slot
+is scored as given and abstains like any other expert (weight 0, the others renormalised).
 """
 
 from __future__ import annotations
@@ -129,7 +133,8 @@ class Combiner:
 
             raise BundleError(f"bundle {bundle.version!r}: field 'gate.features' names {unknown}; the serving path "
                               f"computes {list(FINGERPRINT_NAMES)}")
-        self.experts = bundle.experts
+        self.experts = bundle.slots
+        self.answering = bundle.experts  # the experts that answer from bars; the news slot's score is given
         self._kinds = {name: _kind(name, bundle.expert_outputs[name]) for name in bundle.experts}
         self._rules = _parse_rules(bundle.combiner.rules) if bundle.combiner.kind == "rule" else None
 
@@ -139,7 +144,8 @@ class Combiner:
 
     def decide(self, answers: Sequence[Mapping[str, Mapping[str, Any] | None]], close: np.ndarray,
                fingerprints: np.ndarray, previous_position: np.ndarray | None = None,
-               periods_per_year: np.ndarray | None = None, learned: Learned | None = None) -> Decisions:
+               periods_per_year: np.ndarray | None = None, learned: Learned | None = None,
+               news: np.ndarray | None = None) -> Decisions:
         """Decisions for ``n`` rows: ``answers[i][expert]`` (None when it failed), last close and fingerprint.
 
         ``previous_position`` (NaN where unknown) lets the hold rule keep a position the score no longer
@@ -147,12 +153,17 @@ class Combiner:
         ``periods_per_year`` per row annualises the volatility target (default: the bundle's).
         ``learned`` replaces the bundle's softmax gate and meta-model weights by those learnt online since
         training (``signal_engine.live.online``).
+        ``news`` is the news slot's score per row (NaN: no news, the slot abstains; None: NaN on every row), read
+        only when the bundle's gate has the slot.
         """
         bundle, n, experts = self.bundle, len(answers), self.experts
         close = np.asarray(close, dtype=float).reshape(n)
         outputs = self._outputs(answers, close)
         scores = np.full((n, len(experts)), np.nan)
         for j, name in enumerate(experts):
+            if name not in self._kinds:  # the news slot: its score is the news block's
+                scores[:, j] = np.full(n, np.nan) if news is None else np.asarray(news, dtype=float).reshape(n)
+                continue
             kind = self._kinds[name]
             if kind == TREND:
                 scores[:, j] = outputs[f"{name}.p_up"] - outputs[f"{name}.p_down"]
@@ -196,11 +207,11 @@ class Combiner:
                  close: np.ndarray) -> dict[str, np.ndarray]:
         """Every expert output as a column ``<expert>.<output>``, plus the rule fields of the first of each kind."""
         columns: dict[str, np.ndarray] = {}
-        for name in self.experts:
+        for name in self.answering:
             for output in self.bundle.expert_outputs[name]:
                 columns[f"{name}.{output}"] = np.array([_number(a.get(name), output) for a in answers])
         plain: dict[str, np.ndarray] = {}
-        for name in self.experts:
+        for name in self.answering:
             for output in self.bundle.expert_outputs[name]:
                 plain.setdefault(output, columns[f"{name}.{output}"])
         if "p_up" in plain and "p_down" in plain and "p_neutral" not in plain:
@@ -246,7 +257,7 @@ class Combiner:
         return weighted_score(np.where(available, scores, 0.0), gate)
 
     def _vol_forecast(self, outputs: Mapping[str, np.ndarray], n: int) -> np.ndarray:
-        for name in self.experts:
+        for name in self.answering:
             key = f"{name}.vol_forecast"
             if key in outputs:
                 return np.asarray(outputs[key])

@@ -200,16 +200,18 @@ class NewsHeadline(BaseModel):
 
 
 class NewsView(BaseModel):
-    """The text expert's reading of the symbol's stored news at the decision time: evidence shown beside the signal.
+    """The text expert's reading of the symbol's stored news at the decision time.
 
-    The gate has no news slot yet, so the news does not move ``score``, ``signal`` or ``position``
-    (``in_combined_score`` is false). No headline in the window is an abstention: ``score`` null and ``count`` 0,
-    never a neutral 0.
+    When the model version's gate has the news slot (trained with ``moe.news``), ``score`` is the slot's input:
+    the news is part of the combined score (``in_combined_score`` true) with the weight ``gate.news``. Otherwise
+    the news is evidence shown beside the signal and does not move ``score``, ``signal`` or ``position``
+    (``in_combined_score`` false). No headline in the window is an abstention: ``score`` null and ``count`` 0,
+    never a neutral 0 (the slot's weight is then 0 and the other experts' weights are renormalised).
     """
 
-    in_combined_score: Literal[False] = Field(default=False, description="false: the news is shown beside the "
-                                              "signal and is not part of the combined score (the gate has no news "
-                                              "slot)")
+    in_combined_score: bool = Field(default=False, description="true: the model's gate has the news slot and "
+                                    "``score`` is its input (its weight is gate.news, 0 when the news abstains); "
+                                    "false: the news is shown beside the signal, outside the combined score")
     ok: bool = Field(description="whether the text expert answered (false: error says why, and the news abstains)")
     abstained: bool = Field(description="true when no headline counts at the decision time, or the expert did not "
                                         "answer: score is null")
@@ -260,9 +262,10 @@ class SignalResponse(BaseModel):
     book: BookSignal | None = Field(default=None, description="book answers: the book, its bar and the models' parts")
     moe: MoeView | None = Field(default=None, description="book answers: the unmanaged answer at the same bar")
     moe_unavailable: str | None = Field(default=None, description="book answers: why experts, gate and moe are empty")
-    news: NewsView | None = Field(default=None, description="the text expert's reading of the stored headlines, "
-                                  "shown beside the signal and not part of the combined score (in_combined_score "
-                                  "false); null when the model version carries no text expert")
+    news: NewsView | None = Field(default=None, description="the text expert's reading of the stored headlines: "
+                                  "the news slot's input when the gate has one (in_combined_score true), else "
+                                  "shown beside the signal (in_combined_score false); null when the model version "
+                                  "carries no text expert")
 
 
 class BatchItemError(BaseModel):

@@ -12,8 +12,11 @@ audited is not served: 503).
 When the bundle carries the text expert (``bundle.news``) and the service has a DocumentStore, each answer also
 reads the symbol's stored headlines that can count at the decision time (the close of the bar decided;
 :mod:`signal_engine.serving.news`), asks the text expert about them beside the other experts, and answers its
-reading as ``news``: evidence shown beside the signal, not part of the combined score (the gate has no news slot).
-No headline is an abstention (null score, count 0), answered without asking the expert.
+reading as ``news``. When the bundle's gate has the news slot (``moe.news``; ``ServingBundle.news_slot``) that
+reading's score is the slot's input, so the news is part of the combined score (``news.in_combined_score`` true,
+its weight ``gate.news``); otherwise it is evidence shown beside the signal. No headline, a failed text expert or no
+document store is an abstention (null score, count 0; the slot's weight 0 and the others renormalised), answered
+without asking the expert where there is nothing to ask.
 """
 
 from __future__ import annotations
@@ -254,6 +257,7 @@ class SignalService:
                 view = abstaining(news.at)
             else:
                 view = news_view(news.rows, reply, news.at, settings.headlines)
+            view = view.model_copy(update={"in_combined_score": self.bundle.news_slot})
         return _Prepared(query.request, query.symbol, query.timeframe, query.rows, query.source, replies, news, view)
 
     def _news(self, symbol: str, timeframe: str, rows: Sequence[Mapping[str, Any]]) -> _News | None:
@@ -448,7 +452,8 @@ class SignalService:
         fingerprints = np.vstack([self._fingerprint(p.rows) for p in prepared])
         positions = np.array([np.nan if p.request.position is None else p.request.position for p in prepared])
         periods = np.array([self.bundle.periods_per_year_of(p.symbol) for p in prepared])
-        return self.combiner.decide(answers, closes, fingerprints, positions, periods)
+        news = np.array([news_slot_input(p.news_view) for p in prepared]) if self.bundle.news_slot else None
+        return self.combiner.decide(answers, closes, fingerprints, positions, periods, news=news)
 
     def _fingerprint(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
         return self.combiner.fingerprint(*fingerprint_inputs(rows))
@@ -480,7 +485,7 @@ class SignalService:
         response = SignalResponse(
             symbol=prepared.symbol, timeframe=prepared.timeframe, as_of=as_of, signal=d.signal(row),  # type: ignore[arg-type]
             score=float(d.combined[row]), confidence=float(d.confidence[row]), position=float(d.position[row]),
-            experts=experts, gate={name: float(d.gate[row, j]) for j, name in enumerate(self.bundle.experts)},
+            experts=experts, gate={name: float(d.gate[row, j]) for j, name in enumerate(d.experts)},
             risk=RiskView(adjustments=[Adjustment(**a) for a in d.adjustments[row]],
                           vol_forecast=_finite(d.vol_forecast[row]), held=held),  # type: ignore[arg-type]
             model_version=self.bundle.version, degraded=bool(degraded), degraded_experts=degraded,
@@ -526,6 +531,12 @@ def _bars_inputs(prepared: _Prepared) -> dict[str, Any]:
     rows = prepared.rows
     return {"source": prepared.source, "count": len(rows), "first": rows[0]["timestamp"], "last": rows[-1]["timestamp"],
             "sha256": bars_digest(rows)}
+
+
+def news_slot_input(view: NewsView | None) -> float:
+    """The news slot's score for one answer: the news block's aggregate score, NaN (the slot abstains) when it
+    abstained or there is no block."""
+    return float("nan") if view is None or view.score is None else float(view.score)
 
 
 def _news_inputs(prepared: _Prepared) -> dict[str, Any]:

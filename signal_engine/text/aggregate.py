@@ -12,6 +12,12 @@ p_bearish``, in [-1, 1]):
 
 A bar without any document in its window *abstains*: ``news_score`` is NaN (never 0, which would claim
 neutral news) and ``news_confidence`` 0, so a gate sees "no news" as missing evidence, not as evidence.
+
+With ``max_documents`` only the most recent that many documents of the window count (ties in publication time
+ordered by the document's id), as the Signal API sends at most the bundle's ``news.max_documents`` headlines to
+the text expert (:func:`signal_engine.serving.news.read_news`). :func:`news_per_bar` is the one function that
+gives the MoE's news slot its input from stored documents: in the backtest (``--news-from-store``), in training
+(the gate's rows) and, one bar at a time, in serving (the text expert's answer to the headlines the combiner read).
 """
 
 from __future__ import annotations
@@ -50,9 +56,11 @@ class NewsDecay:
 
 def aggregate_news(published_at: Sequence[datetime] | pd.DatetimeIndex, directions: Sequence[float] | np.ndarray,
                    decision_times: Sequence[datetime] | pd.DatetimeIndex,
-                   decay: NewsDecay | None = None) -> pd.DataFrame:
+                   decay: NewsDecay | None = None, max_documents: int | None = None) -> pd.DataFrame:
     """Per decision time (naive UTC, increasing), the decayed aggregate of the documents published strictly
-    before it and at most ``decay.max_age`` earlier; columns ``COLUMNS``, indexed by the decision times."""
+    before it and at most ``decay.max_age`` earlier (the most recent ``max_documents`` of them when given; among
+    documents published at the same time, the later in the given order counts); columns ``COLUMNS``, indexed by
+    the decision times."""
     decay = decay or NewsDecay()
     published = pd.DatetimeIndex(list(published_at)).as_unit("ns")
     s = np.asarray(directions, dtype=float)
@@ -65,6 +73,8 @@ def aggregate_news(published_at: Sequence[datetime] | pd.DatetimeIndex, directio
         raise ValueError("document directions must be finite and in [-1, 1] (p_bullish - p_bearish)")
     if len(times) > 1 and not times.is_monotonic_increasing:
         raise ValueError("decision times must be increasing")
+    if max_documents is not None and max_documents < 1:
+        raise ValueError(f"max_documents must be at least 1, got {max_documents}")
     order = np.argsort(published.asi8, kind="stable")
     stamps, s = published.asi8[order], s[order]
     half_life = pd.Timedelta(decay.half_life).value
@@ -73,6 +83,8 @@ def aggregate_news(published_at: Sequence[datetime] | pd.DatetimeIndex, directio
     for row, t in enumerate(times.asi8):
         lo = np.searchsorted(stamps, t - max_age, side="left")
         hi = np.searchsorted(stamps, t, side="left")  # strictly before t
+        if max_documents is not None:
+            lo = max(lo, hi - max_documents)
         if hi <= lo:
             out[row] = (np.nan, 0.0, 0.0, 0.0)
             continue
@@ -104,11 +116,12 @@ Scorer = Callable[[Sequence[str]], np.ndarray]
 
 
 def news_per_bar(store: DocumentStore, symbol: str, index: pd.DatetimeIndex, timeframe: str, scorer: Scorer, *,
-                 kind: DocumentKind = "news", decay: NewsDecay | None = None,
+                 kind: DocumentKind = "news", decay: NewsDecay | None = None, max_documents: int | None = None,
                  exchange_timezone: str = EXCHANGE_TIMEZONE, session_close: time = SESSION_CLOSE) -> pd.DataFrame:
     """The text expert's output for ``symbol``'s bars (``index``: naive UTC open times, or dates for 1d):
     its stored documents (read through the DocumentStore port), each title scored by ``scorer``, aggregated
-    at each bar's close. Indexed by the bars' timestamps."""
+    at each bar's close (point in time: only documents published strictly before it; the most recent
+    ``max_documents`` when given, as the Signal API reads them). Indexed by the bars' timestamps."""
     decay = decay or NewsDecay()
     bars = pd.DatetimeIndex(index, name="timestamp")
     closes = bar_close_times(bars, timeframe, exchange_timezone=exchange_timezone, session_close=session_close)
@@ -116,8 +129,10 @@ def news_per_bar(store: DocumentStore, symbol: str, index: pd.DatetimeIndex, tim
     if len(bars):
         start = (closes[0] - pd.Timedelta(decay.max_age)).to_pydatetime()
         documents = store.read_documents(kind, symbol, start=start, end=closes[-1].to_pydatetime())
+        documents = sorted(documents, key=lambda doc: (naive_utc(doc.published_at), doc.id))
     proba = np.asarray(scorer([doc.title for doc in documents]), dtype=float).reshape(len(documents), 3)
     directions = np.clip(proba[:, 1] - proba[:, 0], -1.0, 1.0)
-    frame = aggregate_news([naive_utc(doc.published_at) for doc in documents], directions, closes, decay)
+    frame = aggregate_news([naive_utc(doc.published_at) for doc in documents], directions, closes, decay,
+                           max_documents)
     frame.index = bars
     return frame

@@ -39,9 +39,12 @@ import numpy as np
 
 from signal_engine.errors import SignalEngineError
 from signal_engine.text import LABELS
-from signal_engine.text.aggregate import NewsDecay, aggregate_news, document_weights
+from signal_engine.text.aggregate import NewsDecay, aggregate_news, document_weights, news_per_bar
 
 if TYPE_CHECKING:
+    import pandas as pd
+
+    from signal_engine.ports import DocumentStore
     from signal_engine.serving.news import NewsSettings
     from signal_engine.text.encoder import MiniLMEncoder
     from signal_engine.text.model import TextModel
@@ -162,6 +165,20 @@ class NewsExpert:
         decay = NewsDecay(half_life=timedelta(hours=settings.half_life_hours),
                           max_age=timedelta(hours=settings.max_age_hours), prior_weight=settings.prior_weight)
         return cls(NewsHead.from_bytes(payload, str(root / HEAD_FILE)), encoder or MiniLMEncoder(), decay, metadata)
+
+    @classmethod
+    def from_model(cls, model: TextModel, decay: NewsDecay) -> NewsExpert:
+        """The text expert a bundle built from ``model`` serves (its head as the arrays ``head.npz`` carries, the
+        model's encoder), before the bundle exists: what training and the backtest score stored news with."""
+        return cls(NewsHead.of(model.head), model.encoder, decay, model.metadata)
+
+    def news_scores(self, store: DocumentStore, symbol: str, index: pd.DatetimeIndex, timeframe: str,
+                    max_documents: int) -> pd.DataFrame:
+        """The news slot's input at each of ``symbol``'s bars: :func:`signal_engine.text.aggregate.news_per_bar`
+        over the stored news with this expert's scores and decay, at most ``max_documents`` per bar, as the Signal
+        API sends them (columns ``news_score`` (NaN: no news, the slot abstains), ``news_confidence``...)."""
+        return news_per_bar(store, symbol, index, timeframe, self.probabilities, decay=self.decay,
+                            max_documents=max_documents)
 
     def warm(self) -> None:
         """Load the encoder (ONNX session, tokenizer) now rather than on the first request."""

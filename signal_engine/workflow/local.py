@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 
 from signal_engine.config import RunConfig
 from signal_engine.data.loader import PriceSeries
 from signal_engine.evaluation.backtest import SymbolResult
 from signal_engine.orchestration.state import BookState
-from signal_engine.ports import ModelRegistry
+from signal_engine.ports import DocumentStore, ModelRegistry
 from signal_engine.workflow import training
 from signal_engine.workflow.news import NewsTraining
 from signal_engine.workflow.quality import QualityConfig
@@ -99,14 +100,18 @@ class LocalRunner:
         of its own); None: ``$SIGNAL_ENGINE_JOBS`` or every core (``signal_engine.evaluation.jobs``).
     news : the ``news:`` section of the config: with ``enabled``, the bundle carries the text expert (the cached
         text-train head; ``signal_engine.workflow.news``).
+    documents : where the symbols' news is stored; with ``moe.news`` (the gate's news slot) a series whose price
+        file has no ``news_score`` column gets each bar's score from these documents, scored by the bundle's text
+        expert (``signal_engine.workflow.news.slot_series``).
     """
 
     def __init__(self, registry: ModelRegistry, config: RunConfig, quality: QualityConfig | None = None, *,
                  console: Console | None = None, walk_forward_results: Sequence[SymbolResult] | None = None,
                  book: BookTraining | None = None, jobs: int | None = None,
-                 news: NewsTraining | None = None) -> None:
+                 news: NewsTraining | None = None, documents: DocumentStore | None = None) -> None:
         self.registry = registry
         self.news = news
+        self.documents = documents
         self.jobs = jobs
         self._timeframes: dict[str, dict[str, SymbolResult]] = {}
         self.config = config
@@ -128,7 +133,7 @@ class LocalRunner:
 
     def run(self, inputs: TrainingInputs, series: Sequence[PriceSeries], work_dir: Path | None = None) -> TrainingRun:
         """Run every step; artefacts go under ``work_dir`` (temporary when None), the bundle to the registry."""
-        training.check_exportable(self.config)
+        training.check_exportable(self.config, self.news, book=self.book is not None)
         run = TrainingRun()
         with tempfile.TemporaryDirectory(prefix="signal-engine-train-") as scratch:
             root = Path(work_dir) if work_dir is not None else Path(scratch)
@@ -148,8 +153,34 @@ class LocalRunner:
     def _prepare_dataset(self, inputs: TrainingInputs, series: Sequence[PriceSeries], root: Path,
                          run: TrainingRun) -> None:
         chosen = [s for s in series if s.symbol in inputs.symbols] if inputs.symbols else list(series)
+        if self.config.moe.news:
+            chosen = self._with_news_scores(chosen)
         run.dataset = training.prepare_dataset(chosen, root / "dataset", self.config, start=inputs.start,
                                                end=inputs.end)
+
+    def _with_news_scores(self, series: list[PriceSeries]) -> list[PriceSeries]:
+        """The series with the news slot's ``news_score``: the price file's column, else the stored news."""
+        from signal_engine.config import NEWS_COLUMN
+        from signal_engine.errors import ConfigError
+        from signal_engine.workflow.news import news_expert, slot_series
+
+        assert self.news is not None  # check_exportable: moe.news needs the news section on
+        lacking = [s.symbol for s in series if NEWS_COLUMN not in s.bars.columns]
+        if lacking and self.documents is None:
+            raise ConfigError(f"moe.news: {', '.join(lacking)} have no '{NEWS_COLUMN}' column and this run has no "
+                              "document store to read their news from")
+        expert = news_expert(self.news, on_training=self._say_training) if lacking else None
+        scored, sources = slot_series(series, self.documents, expert, self.news.max_documents)
+        for s in scored:
+            counted = int(np.isfinite(s.bars[NEWS_COLUMN].to_numpy(dtype=float)).sum())
+            where = ("the price file's column" if sources[s.symbol] == "file"
+                     else "the stored news, scored by the text expert")
+            self.console.print(f"  news slot: {s.symbol}'s news_score from {where} ({counted} of {len(s)} bars "
+                               "with news)")
+        return scored
+
+    def _say_training(self, folder: Path) -> None:
+        self.console.print(f"  training the text expert's head into {folder} (once; later bundles reuse it)")
 
     def _dataset_series(self, run: TrainingRun) -> list[PriceSeries]:
         assert run.dataset is not None
@@ -195,8 +226,7 @@ class LocalRunner:
         assert run.gate is not None
         run.evaluation, run.version = training.evaluate(
             self.config, self.quality, run.experts, run.gate, root / "bundle", news=self.news,
-            on_news_training=lambda folder: self.console.print(f"  training the text expert's head into {folder} "
-                                                               "(once; later bundles reuse it)"))
+            on_news_training=self._say_training)
         run.metrics = json.loads((run.evaluation.root / training.METRICS_FILE).read_text(encoding="utf-8"))
         if self.book is not None:
             from signal_engine.workflow.book import train_books

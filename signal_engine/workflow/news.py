@@ -16,21 +16,35 @@ hyperparameter that the evaluate job reads) may hold::
 The head is trained once on the labelled corpus (``text-train``, cached by its fingerprint) and reused by every
 bundle, for every symbol: a headline's sentiment does not depend on the symbol. It travels as NumPy arrays
 (``news/head.npz``) with the model's ``text.json``; ``bundle.json`` names it in its ``news`` section.
+
+The MoE's news slot (``moe.news: true``) needs this section on: the served slot's input is the text expert's
+aggregate of the stored headlines at the decision time, so a bundle with the slot carries the text expert. Each
+bar's ``news_score`` (the gate's training rows, and the backtest's with ``--news-from-store``) comes from
+:func:`slot_series`: **the price file's ``news_score`` column where the file has one** (the user's own scores win),
+**else the document store's news** scored by the same text expert with the same decay and ``max_documents``
+(:meth:`signal_engine.text.serving.NewsExpert.news_scores`, one call of
+:func:`signal_engine.text.aggregate.news_per_bar`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from signal_engine.errors import ConfigError
 
 if TYPE_CHECKING:
+    from signal_engine.data.loader import PriceSeries
+    from signal_engine.ports import DocumentStore
     from signal_engine.serving.bundle import NewsSettings
+    from signal_engine.text.aggregate import NewsDecay
+    from signal_engine.text.model import TextModel
+    from signal_engine.text.serving import NewsExpert
 
 SECTION = "news"
 
@@ -77,6 +91,14 @@ class NewsTraining:
             raise ConfigError(f"{source}: 'news.model' is {values['model']!r}; expected a folder")
         return cls(**values)
 
+    @property
+    def decay(self) -> NewsDecay:
+        """The aggregate's decay (:class:`signal_engine.text.aggregate.NewsDecay`) of these settings."""
+        from signal_engine.text.aggregate import NewsDecay
+
+        return NewsDecay(half_life=timedelta(hours=self.half_life_hours), max_age=timedelta(hours=self.max_age_hours),
+                         prior_weight=self.prior_weight)
+
 
 def news_section(overrides: Mapping[str, Any] | None, source: str) -> NewsTraining:
     """The ``news`` section of ``--config`` sections (or the ``config`` hyperparameter)."""
@@ -93,21 +115,63 @@ def add_news(bundle_folder: Path, news: NewsTraining, *, model_folder: Path | No
     """
     from signal_engine.serving.bundle import NEWS_EXPERT, NEWS_FOLDER, NewsSettings
     from signal_engine.text.encoder import MODEL_ID
-    from signal_engine.text.model import METADATA, default_model_folder, load_text_model, save_text_model
     from signal_engine.text.serving import save_news_model
 
-    folder = model_folder or (Path(news.model) if news.model else default_model_folder())
-    if (folder / METADATA).is_file():
-        model = load_text_model(folder)
-    else:
-        from signal_engine.text.model import train_text_model
-
-        if on_training is not None:
-            on_training(folder)
-        model = train_text_model(baselines=False)
-        save_text_model(model, folder)
+    model = text_model(news, model_folder=model_folder, on_training=on_training)
     digest = save_news_model(model, bundle_folder / NEWS_FOLDER)
     return NewsSettings(head_sha256=digest, encoder=MODEL_ID, half_life_hours=float(news.half_life_hours),
                         max_age_hours=float(news.max_age_hours), prior_weight=float(news.prior_weight),
                         max_documents=news.max_documents, headlines=news.headlines, expert=NEWS_EXPERT,
                         folder=NEWS_FOLDER)
+
+
+def text_model(news: NewsTraining, *, model_folder: Path | None = None,
+               on_training: Callable[[Path], None] | None = None) -> TextModel:
+    """The text model of ``news`` (``model_folder``, else ``news.model``, else text-train's folder), trained there
+    first on the shipped corpus when the folder holds none (``on_training(folder)`` is called before)."""
+    from signal_engine.text.model import METADATA, default_model_folder, load_text_model, save_text_model
+
+    folder = model_folder or (Path(news.model) if news.model else default_model_folder())
+    if (folder / METADATA).is_file():
+        return load_text_model(folder)
+    from signal_engine.text.model import train_text_model
+
+    if on_training is not None:
+        on_training(folder)
+    model = train_text_model(baselines=False)
+    save_text_model(model, folder)
+    return model
+
+
+def news_expert(news: NewsTraining, *, model_folder: Path | None = None,
+                on_training: Callable[[Path], None] | None = None) -> NewsExpert:
+    """The text expert a bundle trained with ``news`` serves (:func:`add_news` writes its head), ready to score."""
+    from signal_engine.text.serving import NewsExpert
+
+    return NewsExpert.from_model(text_model(news, model_folder=model_folder, on_training=on_training), news.decay)
+
+
+def slot_series(series: Sequence[PriceSeries], documents: DocumentStore | None, expert: NewsExpert | None,
+                max_documents: int) -> tuple[list[PriceSeries], dict[str, str]]:
+    """Each series with the news slot's ``news_score`` column, and where each came from (``{symbol: "file" |
+    "store"}``): the price file's column where it has one, else the store's news scored by ``expert`` at each bar's
+    close (point in time). A series without the column needs ``documents`` and ``expert`` (ValueError otherwise)."""
+    import pandas as pd
+
+    from signal_engine.config import NEWS_COLUMN
+    from signal_engine.workflow.training import timeframe_of
+
+    out: list[PriceSeries] = []
+    sources: dict[str, str] = {}
+    for s in series:
+        if NEWS_COLUMN in s.bars.columns:
+            out.append(s)
+            sources[s.symbol] = "file"
+            continue
+        if documents is None or expert is None:
+            raise ValueError(f"{s.symbol}: no '{NEWS_COLUMN}' column and no document store to read its news from")
+        scores = expert.news_scores(documents, s.symbol, pd.DatetimeIndex(s.bars.index), timeframe_of(s),
+                                    max_documents)
+        out.append(replace(s, bars=s.bars.assign(**{NEWS_COLUMN: scores[NEWS_COLUMN].to_numpy()})))
+        sources[s.symbol] = "store"
+    return out, sources

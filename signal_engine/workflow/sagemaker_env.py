@@ -134,7 +134,8 @@ class JobEnvironment:
             raise ConfigError(f"hyperparameter 'profile' is {profile!r}; expected one of {', '.join(PROFILES)}")
         config, quality = training_settings(profile, overrides,
                                             source="hyperparameter 'config'")
-        check_exportable(config)
+        # with moe.news the jobs read no document store: each raw file's news_score column is the slot's input
+        check_exportable(config, self.news(), book=self.book())
         return config, quality
 
     def symbols(self) -> list[str]:

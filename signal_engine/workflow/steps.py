@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 StepKind = Literal["job", "map_job", "choice", "deploy"]
 EXPERTS = ("trend", "levels", "volatility")  # config.PRICE_EXPERTS: the experts with a training job and a bundle
-# slot (the news slot of moe.news reads a column and trains nothing; train refuses it)
+# slot (the news slot of moe.news trains no expert: its input is the text expert's score, the bundle's news section)
 DATASET_FILE = "dataset.json"  # in the prepared dataset's folder: its symbols and their files
 
 

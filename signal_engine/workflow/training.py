@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from signal_engine import components
-from signal_engine.config import RunConfig, for_bars
+from signal_engine.config import NEWS_COLUMN, NEWS_EXPERT, RunConfig, for_bars, moe_experts
 from signal_engine.data.loader import PriceSeries, load_prices
 from signal_engine.errors import ConfigError, InputError
 from signal_engine.evaluation.backtest import SCORE_VOL_COLUMN, SymbolResult, run_symbol
@@ -54,8 +54,12 @@ DECISION_FILE = "decision.json"
 VOLATILITY_MIN_PERIODS = 20
 
 
-def check_exportable(config: RunConfig) -> None:
-    """Fail before any work when ``config.moe`` picks parts the bundle cannot carry yet (one clear line)."""
+def check_exportable(config: RunConfig, news: NewsTraining | None = None, *, book: bool = False) -> None:
+    """Fail before any work when ``config.moe`` picks parts the bundle cannot carry yet (one clear line).
+
+    ``moe.news`` (the gate's news slot) needs the text expert in the bundle (``news``: the config's ``news:``
+    section), whose score of the stored headlines is the slot's input when serving; and the MoE's bundle alone
+    (``book`` false): the live book step and online learning read no news yet."""
     moe = config.moe
     if not moe.enabled:
         raise ConfigError("moe.enabled is false: the training workflow publishes the MoE (experts, gate, combiner); "
@@ -67,9 +71,24 @@ def check_exportable(config: RunConfig) -> None:
         raise ConfigError(f"moe.combiner '{moe.combiner}': the training workflow exports the weighted, meta-model "
                           "and rule combiners; use moe.combiner: weighted, meta or rule for training")
     if moe.news:
-        raise ConfigError("moe.news is true: the training workflow does not export the news expert yet (the served "
-                          "signal would need each request's news score as the slot's input); set moe.news: false "
-                          "to train a bundle, and run the news slot with backtest")
+        check_news_slot(config, news, book=book)
+
+
+def check_news_slot(config: RunConfig, news: NewsTraining | None, *, book: bool) -> None:
+    """``moe.news`` in training: the bundle carries the text expert, the MoE alone, no online learning."""
+    if news is None or not news.enabled:
+        raise ConfigError("moe.news is true, but the bundle would not carry the text expert: the served news slot's "
+                          "input is the text expert's score of the stored headlines at each request's decision time; "
+                          "add 'news: {enabled: true}' to the same config file (each bar's training news_score is "
+                          "then the price file's news_score column where it has one, else the document store's "
+                          "news scored by that text expert), or set moe.news: false")
+    if book:
+        raise ConfigError("moe.news is true: the whole book cannot carry the news slot yet (the live book step reads "
+                          "no news); train the MoE's bundle alone with --no-book (SageMaker: hyperparameter "
+                          "book=false), or set moe.news: false")
+    if config.moe.online.enabled:
+        raise ConfigError("moe.news is true with moe.online: online learning runs in the live book step, which reads "
+                          "no news yet; set moe.online.enabled: false or moe.news: false")
 
 
 # -- prepare dataset -----------------------------------------------------------------------------------------
@@ -215,6 +234,7 @@ def out_of_sample_rows(series: PriceSeries, result: SymbolResult, config: RunCon
         trend_score(signals["p_up"].to_numpy(float), signals["p_down"].to_numpy(float)),
         levels_score(close, signals["support"].to_numpy(float), signals["resistance"].to_numpy(float)),
         volatility_score(_score_vol(signals).to_numpy(float), config.gate.score_window, VOLATILITY_MIN_PERIODS),
+        *([frame[NEWS_COLUMN].to_numpy(dtype=float)[test]] if config.moe.news else []),  # the news slot: as read
     ))
     return {
         "fingerprints": frame.loc[:, list(FINGERPRINT_NAMES)].to_numpy(dtype=float)[test],
@@ -222,7 +242,7 @@ def out_of_sample_rows(series: PriceSeries, result: SymbolResult, config: RunCon
         "forward_z": labels.forward_z[test],
         "forward_return": labels.forward_return[test],
         "trend": labels.trend[test].astype(float),
-        "gate": signals.loc[:, [f"gate_{e}" for e in EXPERTS]].to_numpy(float),
+        "gate": signals.loc[:, [f"gate_{e}" for e in moe_experts(config)]].to_numpy(float),
         "combined": signals["score"].to_numpy(float),
     }
 
@@ -249,12 +269,13 @@ def train_gate(series: Sequence[PriceSeries], config: RunConfig, out: Path,
     gate = components.gate(config).fit(pooled["fingerprints"][usable], pooled["forward_z"][usable],
                                        expert_scores=pooled["scores"][usable])
     weights, rule = None, None
+    slots = moe_experts(config)  # the price experts, and the news slot with moe.news
     if config.moe.gate == "rule":  # fixed rules and one learned threshold: parameters in gate.json, no gate.npz
-        kind, rule = "rule", rule_gate_params(gate, EXPERTS)
+        kind, rule = "rule", rule_gate_params(gate, slots)
     else:
-        kind, weights = gate_weights(gate, EXPERTS)
-        if kind == "softmax":  # top-k routing of the softmax gate (k >= 3 is dense)
-            weights = replace(weights, k=min(config.moe.k, len(EXPERTS)))
+        kind, weights = gate_weights(gate, slots)
+        if kind == "softmax":  # top-k routing of the softmax gate (k >= the number of slots is dense)
+            weights = replace(weights, k=min(config.moe.k, len(slots)))
     combiner = components.combiner_kind(config)
     out.mkdir(parents=True, exist_ok=True)
     if combiner == "meta":
@@ -275,7 +296,7 @@ def train_gate(series: Sequence[PriceSeries], config: RunConfig, out: Path,
         }
         for s in series
     }
-    info = {"kind": kind, "combiner": combiner, "features": list(FINGERPRINT_NAMES), "experts": list(EXPERTS),
+    info = {"kind": kind, "combiner": combiner, "features": list(FINGERPRINT_NAMES), "experts": list(slots),
             "rows": int(usable.sum()), **({"rules": rule_conditions(config)} if combiner == "rule" else {}),
             **({"rule": asdict(rule)} if rule is not None else {}),
             "per_symbol": per_symbol, "config": config.to_dict()}
@@ -350,6 +371,10 @@ def evaluate(config: RunConfig, quality: QualityConfig, experts: Sequence[Expert
     out.mkdir(parents=True, exist_ok=True)
     save_experts(merged, out / "experts")
     news_settings = None
+    if NEWS_EXPERT in info["experts"] and (news is None or not news.enabled):
+        raise ConfigError("the gate has the news slot (moe.news), but the config's 'news:' section is off: a bundle "
+                          "with the slot carries the text expert, whose score is the slot's input when serving; add "
+                          "'news: {enabled: true}'")
     if news is not None and news.enabled:
         from signal_engine.workflow.news import add_news
 

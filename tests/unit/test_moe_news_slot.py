@@ -26,6 +26,7 @@ from signal_engine.config import (
 from signal_engine.data.loader import PriceSeries, load_prices
 from signal_engine.errors import ConfigError, InputError
 from signal_engine.evaluation.backtest import SIGNAL_COLUMNS, SymbolResult, run_symbol, signal_columns
+from signal_engine.workflow.news import NewsTraining
 from signal_engine.workflow.training import check_exportable
 
 NEWS_ON = {"moe": {"news": True}}
@@ -48,11 +49,25 @@ def test_the_rule_gate_and_combiner_read_no_scores_so_the_news_slot_refuses_them
         apply_overrides(load_config("quick"), {"moe": {"news": True, setting: "rule"}})
 
 
-def test_training_refuses_the_news_slot_naming_the_setting() -> None:
-    with pytest.raises(ConfigError, match=re.escape("moe.news is true: the training workflow does not export the "
-                                                    "news expert yet")):
-        check_exportable(apply_overrides(load_config("quick"), NEWS_ON))
+def test_training_refuses_the_news_slot_without_the_text_expert_naming_the_setting_and_the_fix() -> None:
+    on = apply_overrides(load_config("quick"), NEWS_ON)
+    for news in (None, NewsTraining(), NewsTraining(enabled=False, max_documents=9)):
+        with pytest.raises(ConfigError, match=re.escape("moe.news is true, but the bundle would not carry the text "
+                                                        "expert")) as refused:
+            check_exportable(on, news)
+        assert "add 'news: {enabled: true}'" in str(refused.value) and "or set moe.news: false" in str(refused.value)
+    check_exportable(on, NewsTraining(enabled=True))
     check_exportable(load_config("quick"))
+
+
+def test_training_keeps_the_news_slot_to_the_moes_bundle_without_online_learning() -> None:
+    on = apply_overrides(load_config("quick"), NEWS_ON)
+    with pytest.raises(ConfigError, match=re.escape("train the MoE's bundle alone with --no-book")):
+        check_exportable(on, NewsTraining(enabled=True), book=True)
+    online = apply_overrides(on, {"moe": {"online": {"enabled": True}}})
+    with pytest.raises(ConfigError, match=re.escape("set moe.online.enabled: false or moe.news: false")):
+        check_exportable(online, NewsTraining(enabled=True))
+    check_exportable(load_config("quick"), None, book=True)
 
 
 def test_the_price_file_news_score_column_is_read_with_empty_cells_as_abstentions(tmp_path: Path) -> None:

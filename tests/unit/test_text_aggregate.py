@@ -107,3 +107,19 @@ def test_per_bar_reads_the_symbols_documents_through_the_store_at_each_bars_clos
     assert frame["news_count"].iloc[1] == 1 and frame["news_score"].iloc[1] == pytest.approx(0.6)
     # Monday's close (21:00 UTC on the 8th): "good" is 3 days 6 h old (past max_age), "bad" 3 days old (counts)
     assert frame["news_count"].iloc[2] == 1 and frame["news_score"].iloc[2] == pytest.approx(-0.5)
+
+
+def test_max_documents_keeps_the_most_recent_documents_of_each_window_by_hand() -> None:
+    """Documents 1 h, 2 h and 3 h before T with directions +1, -1, +1 (half-life 1 h: weights 1/2, 1/4, 1/8): all
+    three give (1/2 - 1/4 + 1/8) / (7/8) = 3/7; the two most recent (1/2 - 1/4) / (3/4) = 1/3; one: +1."""
+    at = datetime(2024, 1, 5, 21, 0)
+    published = [datetime(2024, 1, 5, 18, 0), datetime(2024, 1, 5, 19, 0), datetime(2024, 1, 5, 20, 0)]
+    decay = NewsDecay(half_life=pd.Timedelta(hours=1), max_age=pd.Timedelta(days=1))
+    scores = [float(aggregate_news(published, [1.0, -1.0, 1.0], [at], decay, cap)["news_score"].iloc[0])
+              for cap in (None, 3, 2, 1)]
+    assert scores == pytest.approx([3 / 7, 3 / 7, 1 / 3, 1.0], abs=1e-12)
+    counts = [int(aggregate_news(published, [1.0, -1.0, 1.0], [at], decay, cap)["news_count"].iloc[0])
+              for cap in (None, 2)]
+    assert counts == [3, 2]
+    with pytest.raises(ValueError, match="max_documents must be at least 1"):
+        aggregate_news(published, [1.0, -1.0, 1.0], [at], decay, 0)
