@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from signal_engine.collectors import yahoo
-from signal_engine.experts.option_chains import (
+from signal_engine.storage.option_chains import (
     atm_volatility,
     chain_implied_volatility,
     term_structure,
