@@ -24,6 +24,7 @@ EXPIRY_TIME_UTC = time(21, 0)
 DAYS_PER_YEAR = 365.0
 MAX_AGE = timedelta(days=4)  # a chain older than this says nothing about the bar
 SIDES: tuple[OptionSide, ...] = ("call", "put")
+STRIKE_TOLERANCE = 1e-9  # relative: a strike this close to the one asked for is that strike
 PUTS: tuple[OptionSide, ...] = ("put",)
 CALLS: tuple[OptionSide, ...] = ("call",)
 
@@ -47,8 +48,9 @@ def volatility_at_strike(quotes: Iterable[OptionQuote], strike: float,
         iv = quote.implied_volatility
         if quote.side in sides and iv is not None and math.isfinite(iv) and iv > 0:
             by_strike.setdefault(quote.strike, []).append(iv)
-    below = [k for k in by_strike if k <= strike]
-    above = [k for k in by_strike if k >= strike]
+    on_strike = [k for k in by_strike if math.isclose(k, strike, rel_tol=STRIKE_TOLERANCE)]  # 1.1 * 100 is 110.0..01
+    below = on_strike or [k for k in by_strike if k <= strike]
+    above = on_strike or [k for k in by_strike if k >= strike]
     if not below or not above:
         return None
     low, high = max(below), min(above)
