@@ -110,10 +110,10 @@ class SqlMarketDataStore:
 
     def _read(self, table: sa.Table, record: Callable[..., R], where: sa.ColumnElement[bool],
               order: tuple[sa.ColumnElement[Any], ...]) -> list[R]:
-        fields = {f.name for f in dataclasses.fields(record)}  # type: ignore[arg-type]
-        with self._engine.connect() as connection:
-            rows = connection.execute(sa.select(table).where(where).order_by(*order)).mappings()
-            return [record(**{name: value for name, value in row.items() if name in fields}) for row in rows]
+        names = [f.name for f in dataclasses.fields(record) if f.name in table.c]  # type: ignore[arg-type]
+        with self._engine.connect() as connection:  # plain tuples: a chain read is 10^5 rows, mappings cost 3x
+            rows = connection.execute(sa.select(*(table.c[name] for name in names)).where(where).order_by(*order))
+            return [record(**dict(zip(names, row, strict=True))) for row in rows]
 
 
 def _window(column: sa.ColumnElement[datetime], since: datetime | None,
