@@ -15,6 +15,7 @@ from signal_engine.orchestration.events import OrchestrationEvent
 from signal_engine.orchestration.state import BookState
 from signal_engine.serving.messages import ExpertQuery, ExpertReply
 from signal_engine.storage.records import (
+    IMPLIED_VOL_HORIZON_DAYS,
     Bar,
     BookEventRow,
     BookPosition,
@@ -23,6 +24,7 @@ from signal_engine.storage.records import (
     Document,
     DocumentKind,
     Fundamental,
+    ImpliedVolatility,
     OptionQuote,
     Position,
     Restatement,
@@ -47,6 +49,12 @@ class PriceStore(Protocol):
         ``start`` and ``end`` inclusive, adjusted with the splits and dividends known at ``as_of``."""
         ...
 
+    def raw_closes(self, symbol: str, timeframe: str, start: datetime | None = None,
+                   end: datetime | None = None) -> list[tuple[datetime, float]]:
+        """``(timestamp, close)`` of the primary source's bars as stored (the traded price, before any split or
+        dividend adjustment), oldest first, between ``start`` and ``end`` inclusive; [] when none."""
+        ...
+
     def write_corporate_actions(self, actions: Sequence[CorporateAction]) -> WriteResult:
         """Upsert splits and dividends (keeping the earliest ``known_at``)."""
         ...
@@ -65,7 +73,8 @@ class PriceStore(Protocol):
 
 
 class MarketDataStore(Protocol):
-    """Quote statistics, fundamentals and option chains; each write is one transaction."""
+    """Quote statistics, fundamentals, option chains and the implied volatility derived from them per bar; each
+    write is one transaction."""
 
     def write_statistics(self, rows: Sequence[Statistic]) -> WriteResult: ...
 
@@ -79,7 +88,25 @@ class MarketDataStore(Protocol):
         """Each period's items as known at ``as_of`` (point in time; the latest when None)."""
         ...
 
-    def read_option_quotes(self, underlying: str) -> list[OptionQuote]: ...
+    def read_option_quotes(self, underlying: str, since: datetime | None = None,
+                           until: datetime | None = None) -> list[OptionQuote]:
+        """The quotes of ``underlying`` with ``as_of`` in [since, until] (open ends when None), by ``as_of``."""
+        ...
+
+    def option_snapshot_times(self, underlying: str, since: datetime | None = None,
+                              until: datetime | None = None) -> list[datetime]:
+        """The distinct ``as_of`` of the stored quotes of ``underlying`` in [since, until], oldest first."""
+        ...
+
+    def write_implied_volatility(self, rows: Sequence[ImpliedVolatility]) -> WriteResult:
+        """Upsert derived values by (symbol, timeframe, timestamp, horizon_days)."""
+        ...
+
+    def read_implied_volatility(self, symbol: str, timeframe: str, horizon_days: int = IMPLIED_VOL_HORIZON_DAYS,
+                                start: datetime | None = None, end: datetime | None = None,
+                                ) -> list[ImpliedVolatility]:
+        """The stored derived values of one symbol's bars in [start, end], oldest first."""
+        ...
 
 
 class DocumentStore(Protocol):

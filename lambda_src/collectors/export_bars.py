@@ -1,7 +1,12 @@
 """Lambda: export the stored bars as the training workflow's input, ``bars/<timeframe>/<SYMBOL>.csv`` in the datasets
 bucket (Yahoo layout), on an EventBridge schedule after the daily bar collectors and before the weekly training.
 
-Environment (besides the store settings read by ``signal_engine.bootstrap``, of which it uses the price store):
+Before the files are written, the implied volatility of the bars whose option chains are stored is derived and
+stored (``signal_engine.storage.implied_vol``, the ``implied_volatility`` table beside the bars in MySQL) and joined
+as the ``implied_vol`` column of the symbols that have any.
+
+Environment (besides the store settings read by ``signal_engine.bootstrap``, of which it uses the price store and
+the market store, both in MySQL):
 
 - ``SIGNAL_ENGINE_DATASETS_STORE``: where the files go, ``s3://DATASETS_BUCKET`` (or a folder, locally)
 - ``SYMBOLS``: comma-separated symbols when the event's detail names none
@@ -75,7 +80,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     symbols = detail.symbols or [s for s in os.environ.get("SYMBOLS", "").split(",") if s.strip()]
     timeframe = detail.timeframe or os.environ.get("TIMEFRAME", "1d")
     metrics.add_metric(name="ExportRequests", unit=MetricUnit.Count, value=1)
-    result = export_bars(storage().prices, datasets(), symbols, timeframe)
+    result = export_bars(storage().prices, datasets(), symbols, timeframe, market=storage().market)
     metrics.add_metric(name="SymbolsExported", unit=MetricUnit.Count, value=len(result.exported))
     metrics.add_metric(name="SymbolsMissing", unit=MetricUnit.Count, value=len(result.missing))
     metrics.add_metric(name="SymbolsKept", unit=MetricUnit.Count, value=len(result.kept))

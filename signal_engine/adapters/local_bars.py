@@ -1,8 +1,10 @@
 """Bars for the local server: the local price store first, then the real series shipped with the dependencies.
 
 ``signal-engine serve`` answers a request without ``bars`` from here: bars collected or ingested into the
-local store (``out/store/signal_engine.db``), or else, for the symbols of ``signal-engine datasets`` (SPX,
-IXIC, GOOG, EURUSD), the data set that the demo trains on. Prices are adjusted as the models were trained.
+local store (``out/store/signal_engine.db``; with ``implied_vol`` on the bars whose implied volatility derived
+from the stored option chains is stored, as the bars export writes it), or else, for the symbols of
+``signal-engine datasets`` (SPX, IXIC, GOOG, EURUSD), the data set that the demo trains on. Prices are adjusted
+as the models were trained.
 """
 
 from __future__ import annotations
@@ -17,24 +19,28 @@ import numpy as np
 import pandas as pd
 
 from signal_engine.data.datasets import DATASETS, export_dataset
-from signal_engine.data.loader import PriceSeries, load_prices
+from signal_engine.data.loader import IMPLIED_VOL, PriceSeries, load_prices
 from signal_engine.errors import SignalEngineError
+from signal_engine.storage.implied_vol import implied_vol_column
 
 if TYPE_CHECKING:
-    from signal_engine.ports import PriceStore
+    from signal_engine.ports import MarketDataStore, PriceStore
 
 
 class LocalBars:
     """The serving BarSource of the local server (see the module docstring)."""
 
-    def __init__(self, prices: PriceStore | None, *, datasets: bool = True) -> None:
+    def __init__(self, prices: PriceStore | None, *, datasets: bool = True, market: MarketDataStore | None = None,
+                 ) -> None:
         self._prices = prices
+        self._market = market
         self._datasets = datasets
         self._cache: dict[str, PriceSeries] = {}
         self._lock = threading.Lock()
 
     def recent_bars(self, symbol: str, timeframe: str, end: datetime | None, count: int) -> list[dict[str, Any]]:
-        series = self._from_store(symbol, timeframe, end) or self._from_dataset(symbol, timeframe)
+        stored = self._from_store(symbol, timeframe, end)
+        series = stored or self._from_dataset(symbol, timeframe)
         if series is None:
             return []
         bars = series.bars
@@ -43,9 +49,18 @@ class LocalBars:
         bars = bars.iloc[-count:]
         volume = bars["volume"].to_numpy(dtype=float) if "volume" in bars.columns else None
         columns = {c: bars[c].to_numpy(dtype=float) for c in ("open", "high", "low", "close")}
-        return [{"timestamp": ts.isoformat(), **{c: float(columns[c][i]) for c in columns},
-                 "volume": None if volume is None or not np.isfinite(volume[i]) else float(volume[i])}
-                for i, ts in enumerate(pd.DatetimeIndex(bars.index).to_pydatetime())]
+        values = None
+        if stored is not None and self._market is not None and len(bars):
+            values = implied_vol_column(self._market, symbol, timeframe,
+                                        pd.DatetimeIndex(bars.index)).to_numpy(dtype=float)
+        rows = []
+        for i, ts in enumerate(pd.DatetimeIndex(bars.index).to_pydatetime()):
+            row = {"timestamp": ts.isoformat(), **{c: float(columns[c][i]) for c in columns},
+                   "volume": None if volume is None or not np.isfinite(volume[i]) else float(volume[i])}
+            if values is not None and np.isfinite(values[i]):
+                row[IMPLIED_VOL] = float(values[i])
+            rows.append(row)
+        return rows
 
     def _from_store(self, symbol: str, timeframe: str, end: datetime | None) -> PriceSeries | None:
         if self._prices is None:

@@ -69,7 +69,7 @@ def _serve(args: argparse.Namespace, console: Console) -> int:
     experts = InProcessExperts(folder / "experts", news=news_expert(folder, bundle))
     settings = Settings.from_env(database_url=args.database)
     storage = bootstrap(settings)
-    service = SignalService(bundle, experts, storage.audit, LocalBars(storage.prices),
+    service = SignalService(bundle, experts, storage.audit, LocalBars(storage.prices, market=storage.market),
                             deadline_s=args.deadline_ms / 1000, books=storage.books, documents=storage.documents)
     token = args.token or os.environ.get(TOKEN_VARIABLE) or None
     worker = local_batch_jobs(settings.object_store, service)

@@ -9,6 +9,11 @@ file is left as it was: a good file is never replaced by an empty or unreadable 
 that reaches further back than the stored bars (history uploaded by hand, while the collectors only store bars from
 their first run on) is kept and reported until the store is backfilled (a Collect Request with an early ``start``,
 or ``signal-engine ingest``) or the file is deleted.
+
+Given the market store, the export first derives the implied volatility of the bars whose option chains are stored
+(:func:`signal_engine.storage.implied_vol.derive_implied_volatility`: point in time, incremental) and joins the stored
+series as the ``implied_vol`` column, empty on the bars without a value; a symbol without any value keeps the file it
+had before (no such column), so only the symbols whose chains are collected feed the HAR-implied volatility expert.
 """
 
 from __future__ import annotations
@@ -22,9 +27,10 @@ from typing import Any
 
 import pandas as pd
 
-from signal_engine.data.loader import PriceSeries, load_prices
+from signal_engine.data.loader import IMPLIED_VOL, PriceSeries, load_prices
 from signal_engine.errors import ConfigError, InputError
-from signal_engine.ports import ObjectStore, PriceStore
+from signal_engine.ports import MarketDataStore, ObjectStore, PriceStore
+from signal_engine.storage.implied_vol import derive_implied_volatility, implied_vol_column
 
 BARS_PREFIX = "bars"
 CSV_CONTENT_TYPE = "text/csv"
@@ -43,6 +49,7 @@ class ExportedSeries:
     first: str
     last: str
     volume: bool
+    implied_vol: int = 0  # bars with an implied volatility (0: the file has no implied_vol column)
 
 
 @dataclass(frozen=True)
@@ -87,7 +94,7 @@ def series_csv(series: PriceSeries) -> bytes:
 
 
 def export_bars(prices: PriceStore, objects: ObjectStore, symbols: Iterable[str], timeframe: str = "1d", *,
-                prefix: str = BARS_PREFIX) -> ExportResult:
+                prefix: str = BARS_PREFIX, market: MarketDataStore | None = None) -> ExportResult:
     """Write each symbol's stored bars to ``objects`` at :func:`bars_key`; report the symbols it could not write.
 
     A symbol with no stored bars, or whose bars the price loader rejects (a missing volume is dropped instead, see
@@ -95,6 +102,8 @@ def export_bars(prices: PriceStore, objects: ObjectStore, symbols: Iterable[str]
     whose existing file starts before the first stored bar lands in ``ExportResult.kept``: replacing that file would
     drop history.
     Volume is written only when every bar has it (the loader accepts no empty cells), else the column is left out.
+    With ``market``, each symbol's missing implied volatility is derived from its stored chains first and the stored
+    series is written as the ``implied_vol`` column when at least one bar has a value (see the module docstring).
     Raises :class:`ConfigError` for an empty symbol list or a symbol or timeframe that cannot name a file.
     """
     names = [symbol.strip().upper() for symbol in symbols if symbol.strip()]
@@ -119,6 +128,8 @@ def export_bars(prices: PriceStore, objects: ObjectStore, symbols: Iterable[str]
             missing[symbol] = f"store:{symbol}/{timeframe}: no bars stored for this symbol and timeframe"
             continue
         series = _complete_columns(series)
+        if market is not None:
+            series = _with_implied_vol(series, prices, market, symbol, timeframe)
         data = series_csv(series)
         problem = _unreadable(data, symbol, series)
         if problem:
@@ -132,7 +143,8 @@ def export_bars(prices: PriceStore, objects: ObjectStore, symbols: Iterable[str]
                             "is lost: backfill the store from that date or delete the file")
             continue
         objects.put(key, data, CSV_CONTENT_TYPE)
-        exported.append(ExportedSeries(symbol, key, len(series), str(index[0]), str(index[-1]), series.has_volume))
+        exported.append(ExportedSeries(symbol, key, len(series), str(index[0]), str(index[-1]), series.has_volume,
+                                       _implied_bars(series)))
     return ExportResult(timeframe, tuple(exported), missing, kept)
 
 
@@ -154,6 +166,21 @@ def _earlier_history(objects: ObjectStore, key: str, symbol: str, first: pd.Time
         except InputError:  # an unreadable file is no history to keep
             return None
     return start if start < first else None
+
+
+def _with_implied_vol(series: PriceSeries, prices: PriceStore, market: MarketDataStore, symbol: str,
+                      timeframe: str) -> PriceSeries:
+    """The series with the stored implied volatility as its ``implied_vol`` column, derived first where missing; the
+    series unchanged when no bar has a value."""
+    derive_implied_volatility(prices, market, symbol, timeframe)
+    column = implied_vol_column(market, symbol, timeframe, pd.DatetimeIndex(series.bars.index))
+    if not column.notna().any():
+        return series
+    return PriceSeries(series.symbol, series.source, series.bars.assign(**{IMPLIED_VOL: column.to_numpy()}))
+
+
+def _implied_bars(series: PriceSeries) -> int:
+    return int(series.bars[IMPLIED_VOL].notna().sum()) if IMPLIED_VOL in series.bars.columns else 0
 
 
 def _complete_columns(series: PriceSeries) -> PriceSeries:

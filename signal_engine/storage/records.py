@@ -130,6 +130,34 @@ class OptionQuote:
     source: str
 
 
+# The horizon of the stored implied-volatility series: 30 calendar days, as the VIX, so a chain-derived series is on
+# the scale the offline study (the VIX beside the S&P 500) trained the volatility slot on.
+IMPLIED_VOL_HORIZON_DAYS = 30
+
+
+@dataclass(frozen=True)
+class ImpliedVolatility:
+    """The implied volatility of ``symbol`` derived from its stored option chains for one bar, point in time.
+
+    Only quotes known at the bar's close (``as_of`` at or before it, at most a few days old) count, and ``spot`` is
+    the bar's raw close (the traded price the strikes are quoted against, not the split- or dividend-adjusted one).
+    ``implied_vol`` is the at-the-money volatility over the next ``horizon_days`` calendar days in annualised % (as
+    the VIX is quoted); ``term_slope`` the at-the-money volatility at 90 days minus it, ``skew`` the 90% puts' minus
+    the 110% calls' volatility at the horizon, both in % points and None where the chain says nothing.
+    ``computed_at`` is when it was derived (the value is known at the bar's close whenever it was computed).
+    """
+
+    symbol: str
+    timeframe: str
+    timestamp: datetime
+    horizon_days: int
+    implied_vol: float
+    spot: float
+    computed_at: datetime
+    term_slope: float | None = None
+    skew: float | None = None
+
+
 @dataclass(frozen=True)
 class Document:
     """A news headline or a report, with its publication time (UTC) for point-in-time joins.

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from signal_engine.data.loader import load_prices
 from signal_engine.storage.ingest import ingest_prices
-from signal_engine.storage.records import Bar
+from signal_engine.storage.records import Bar, OptionQuote
 from tests.handlers.conftest import Aws, FakeLambdaContext, event
 
 DATASETS_BUCKET = "signal-engine-datasets"
@@ -86,3 +86,25 @@ def test_files_with_longer_history_are_kept_without_failing(exporter: ModuleType
 def test_an_unknown_detail_field_is_refused(exporter: ModuleType, context: FakeLambdaContext) -> None:
     with pytest.raises(ValidationError, match="window"):
         exporter.handler(event("scheduled_event", window=5), context)
+
+
+def test_the_export_derives_the_implied_volatility_of_the_stored_chains_into_the_file(
+        exporter: ModuleType, runtime: ModuleType, aws: Aws, context: FakeLambdaContext, tmp_path: Path) -> None:
+    stores = runtime.storage()
+    stores.prices.write_bars([Bar("AAPL", "1d", datetime(2024, 1, d), 181.0, 182.0, 180.0, c, 1e6, None, "test")
+                              for d, c in ((4, 181.0), (5, 181.18))])
+    # Friday 5 January 2024 an hour before the close (21:00 UTC): one expiry in 30 days, flat 20% at strikes
+    # 180 and 185 around the spot, so the bar's 30-day at-the-money volatility is 20.0 (and Thursday has none).
+    expiry = datetime(2024, 2, 4).date()
+    stores.market.write_option_quotes([
+        OptionQuote(f"AAPL240204{side[0].upper()}{strike:g}", "AAPL", side, expiry, strike,  # type: ignore[arg-type]
+                    datetime(2024, 1, 5, 20, 0), None, 1.0, 1.1, 0.20, None, None, "test")
+        for side in ("call", "put") for strike in (180.0, 185.0)])
+    response = exporter.handler(event("scheduled_event", symbols=["AAPL"]), context)
+    assert [(s["symbol"], s["implied_vol"]) for s in response["exported"]] == [("AAPL", 1)]
+    local = tmp_path / "AAPL.csv"
+    local.write_bytes(aws.s3.get_object(Bucket=DATASETS_BUCKET, Key="bars/1d/AAPL.csv")["Body"].read())
+    implied = load_prices(local).bars["implied_vol"]
+    assert implied.isna().tolist() == [True, False] and implied.iloc[1] == pytest.approx(20.0, rel=1e-12)
+    assert [row.implied_vol for row in stores.market.read_implied_volatility("AAPL", "1d")] == [
+        pytest.approx(20.0, rel=1e-12)]

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import pytest
 
 from signal_engine.collectors import yahoo
-from signal_engine.experts.option_chains import (
+from signal_engine.storage.option_chains import (
     atm_volatility,
     chain_implied_volatility,
+    chain_volatility,
     term_structure,
     volatility_at_horizon,
 )
@@ -78,3 +79,51 @@ def test_the_recorded_weekend_chain_has_only_placeholder_volatilities_near_the_m
     assert as_of == datetime(2025, 2, 21, 21, 0, 2) and parsed.skipped
     assert atm_volatility(parsed.options, 245.55) is None
     assert chain_implied_volatility(parsed.options, 245.55, as_of, 3.0) is None
+
+
+# A made-up chain at 21:00 UTC (the expiries' close, so whole calendar days): expiries in 20, 40 and 100 days,
+# strikes 90 / 100 / 110 around a spot of 100. Per expiry: (ATM, 90% put, 110% call); the in-the-money 90 call and
+# 110 put carry volatilities (0.90, 0.80) that the skew must not read (it reads out-of-the-money puts and calls).
+SMILE_AT = datetime(2024, 1, 5, 21, 0)
+SMILE = {20: (0.20, 0.26, 0.18), 40: (0.25, 0.31, 0.22), 100: (0.30, 0.34, 0.27)}
+
+
+def _smile_chain() -> list[OptionQuote]:
+    quotes = []
+    for days, (atm, put_90, call_110) in SMILE.items():
+        expiration = (SMILE_AT + timedelta(days=days)).date()
+        for side, strike, iv in (("call", 100.0, atm), ("put", 100.0, atm), ("put", 90.0, put_90),
+                                 ("call", 110.0, call_110), ("call", 90.0, 0.90), ("put", 110.0, 0.80)):
+            quotes.append(OptionQuote(f"X{days}{side[0]}{strike:g}", "X", side, expiration, strike,  # type: ignore[arg-type]
+                                      SMILE_AT - timedelta(hours=2), None, 1.0, 1.1, iv, None, None, "test"))
+    return quotes
+
+
+def test_term_slope_and_skew_are_read_in_total_variance_like_the_atm_value() -> None:
+    reading = chain_volatility(_smile_chain(), 100.0, SMILE_AT, 30.0)
+    # 30 days, halfway between the 20- and 40-day expiries in time: w = (iv20^2 * 20 + iv40^2 * 40) / 2 (x 1/365).
+    atm_30 = 100 * math.sqrt((0.20**2 * 20 + 0.25**2 * 40) / 2 / 30)  # 23.4521
+    # 90 days: 50/60 of the way from the 40- to the 100-day expiry.
+    atm_90 = 100 * math.sqrt((0.25**2 * 40 + 50 / 60 * (0.30**2 * 100 - 0.25**2 * 40)) / 90)  # 29.6586
+    put_30 = 100 * math.sqrt((0.26**2 * 20 + 0.31**2 * 40) / 2 / 30)  # 29.4279
+    call_30 = 100 * math.sqrt((0.18**2 * 20 + 0.22**2 * 40) / 2 / 30)  # 20.7525
+    assert reading.atm == pytest.approx(atm_30, rel=1e-12) and atm_30 == pytest.approx(23.4521, abs=1e-4)
+    assert reading.term_slope == pytest.approx(atm_90 - atm_30, rel=1e-12) and atm_90 - atm_30 == pytest.approx(
+        6.2065, abs=1e-4)
+    assert reading.skew == pytest.approx(put_30 - call_30, rel=1e-12) and put_30 - call_30 == pytest.approx(
+        8.6754, abs=1e-4)
+    assert reading.atm == pytest.approx(chain_implied_volatility(_smile_chain(), 100.0, SMILE_AT, 30.0), rel=1e-12)
+
+
+def test_term_slope_and_skew_abstain_where_the_chain_does_not_reach() -> None:
+    short = [q for q in _smile_chain() if q.expiration < date(2024, 3, 1)]  # no expiry at or beyond 90 days
+    reading = chain_volatility(short, 100.0, SMILE_AT, 30.0)
+    assert reading.atm is not None and reading.term_slope is None and reading.skew is not None
+    no_wings = [q for q in _smile_chain() if q.strike == 100.0]
+    assert chain_volatility(no_wings, 100.0, SMILE_AT, 30.0).skew is None
+    # the wings are read at 90% and 110% of the spot even where float arithmetic misses the strike (1.1 * 100)
+    # (10 days: before the first expiry, whose volatilities hold)
+    assert 1.1 * 100.0 != 110.0
+    assert chain_volatility(_smile_chain(), 100.0, SMILE_AT, 10.0).skew == pytest.approx(26.0 - 18.0)
+    with pytest.raises(ValueError, match="moneyness"):
+        chain_volatility(_smile_chain(), 100.0, SMILE_AT, 30.0, low=1.1, high=0.9)

@@ -107,6 +107,14 @@ def _bars_keyed_by_source(connection: sa.Connection) -> None:
     schema.bar_disagreements.create(connection, checkfirst=True)
 
 
+def _implied_volatility(connection: sa.Connection) -> None:
+    """The derived series' table and the index of option quotes by (underlying, as_of). Re-runnable."""
+    schema.implied_volatility.create(connection, checkfirst=True)
+    indexes = {index["name"] for index in sa.inspect(connection).get_indexes(schema.option_quotes.name)}
+    if schema.option_quotes_by_time.name not in indexes:
+        schema.option_quotes_by_time.create(connection)
+
+
 def _create(*tables: sa.Table) -> Callable[[sa.Connection], None]:
     def apply(connection: sa.Connection) -> None:
         for table in tables:
@@ -132,6 +140,8 @@ MIGRATIONS: tuple[Migration, ...] = (
               _fundamentals_point_in_time),
     Migration(8, "live books: the book state, positions and events after each stepped bar",
               _create(schema.book_states, schema.book_positions, schema.book_events)),
+    Migration(9, "implied volatility derived from the stored option chains per bar; option quotes indexed by time",
+              _implied_volatility),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

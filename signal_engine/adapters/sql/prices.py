@@ -123,6 +123,21 @@ class SqlPriceStore:
             raise InputError(label, f"no bars stored from {start}; expected an earlier --start")
         return PriceSeries(symbol=symbol, source=label, bars=bars)
 
+    def raw_closes(self, symbol: str, timeframe: str, start: datetime | None = None,
+                   end: datetime | None = None) -> list[tuple[datetime, float]]:
+        """The primary source's closes as stored, before any split or dividend adjustment, oldest first."""
+        table = schema.bars
+        chosen = self.primary_source(symbol, timeframe)
+        query = (sa.select(table.c.timestamp, table.c.close)
+                 .where(table.c.symbol == symbol, table.c.timeframe == timeframe, table.c.source == chosen)
+                 .order_by(table.c.timestamp))
+        if start is not None:
+            query = query.where(table.c.timestamp >= naive_utc(start))
+        if end is not None:
+            query = query.where(table.c.timestamp <= naive_utc(end))
+        with self._engine.connect() as connection:
+            return [(row.timestamp, float(row.close)) for row in connection.execute(query)]
+
     def write_corporate_actions(self, actions: Sequence[CorporateAction]) -> WriteResult:
         """Upsert splits and dividends; ``known_at`` keeps the earliest time a source reported each one."""
         latest: dict[tuple[str, str, date, str], CorporateAction] = {

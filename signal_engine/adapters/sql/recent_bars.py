@@ -8,13 +8,19 @@ from typing import Any
 import sqlalchemy as sa
 
 from signal_engine.adapters.sql import schema
+from signal_engine.storage.records import IMPLIED_VOL_HORIZON_DAYS
+
+IMPLIED_VOL = "implied_vol"  # the bar's key the Signal API's request bars and the experts' JSON rows use
 
 
 class SqlRecentBars:
     """Reads ``bars`` (MySQL in AWS, SQLite locally) newest first and returns them oldest first.
 
     Prices are adjusted by adj_close / close where it is stored, as ``SqlPriceStore.read_bars`` does (the
-    models are trained on adjusted prices).
+    models are trained on adjusted prices). A row carries ``implied_vol`` (annualised %) where the implied
+    volatility derived from the stored option chains is stored for its bar (the ``implied_volatility`` table,
+    horizon ``IMPLIED_VOL_HORIZON_DAYS``, as the bars export writes it into the training files); the key is left
+    out where none is, as on request bars, and the HAR-implied volatility expert abstains there.
     """
 
     def __init__(self, engine: sa.Engine) -> None:
@@ -22,9 +28,13 @@ class SqlRecentBars:
 
     def recent_bars(self, symbol: str, timeframe: str, end: datetime | None,
                     count: int) -> list[dict[str, Any]]:
-        table = schema.bars
+        table, implied = schema.bars, schema.implied_volatility
+        joined = table.outerjoin(implied, sa.and_(implied.c.symbol == table.c.symbol,
+                                                   implied.c.timeframe == table.c.timeframe,
+                                                   implied.c.timestamp == table.c.timestamp,
+                                                   implied.c.horizon_days == IMPLIED_VOL_HORIZON_DAYS))
         query = sa.select(table.c.timestamp, table.c.open, table.c.high, table.c.low, table.c.close,
-                          table.c.volume, table.c.adj_close)
+                          table.c.volume, table.c.adj_close, implied.c.implied_vol).select_from(joined)
         query = query.where(table.c.symbol == symbol, table.c.timeframe == timeframe)
         if end is not None:
             query = query.where(table.c.timestamp <= end)
@@ -36,5 +46,6 @@ class SqlRecentBars:
 
 def _row(row: Any) -> dict[str, Any]:
     factor = row.adj_close / row.close if row.adj_close is not None and row.close else 1.0
-    return {"timestamp": row.timestamp.isoformat(), "open": row.open * factor, "high": row.high * factor,
-            "low": row.low * factor, "close": row.close * factor, "volume": row.volume}
+    bar = {"timestamp": row.timestamp.isoformat(), "open": row.open * factor, "high": row.high * factor,
+           "low": row.low * factor, "close": row.close * factor, "volume": row.volume}
+    return bar if row.implied_vol is None else {**bar, IMPLIED_VOL: row.implied_vol}

@@ -110,6 +110,20 @@ option_quotes = sa.Table(
     sa.Column("source", sa.String(32), nullable=False),
     sa.Index("ix_option_quotes_underlying", "underlying", "expiration"),
 )
+# Since version 9: the windowed read of a symbol's chains by fetch time (``read_option_quotes(since=, until=)``).
+option_quotes_by_time = sa.Index("ix_option_quotes_as_of", option_quotes.c.underlying, option_quotes.c.as_of)
+
+# Since version 9: the implied volatility derived from the stored chains, per bar (records.ImpliedVolatility).
+implied_volatility = sa.Table(
+    "implied_volatility", metadata,
+    _symbol(primary_key=True),
+    sa.Column("timeframe", sa.String(8), primary_key=True),
+    sa.Column("timestamp", sa.DateTime, primary_key=True),
+    sa.Column("horizon_days", sa.Integer, primary_key=True, autoincrement=False),
+    _price("implied_vol"), _price("spot"),
+    _price("term_slope", nullable=True), _price("skew", nullable=True),
+    sa.Column("computed_at", sa.DateTime, nullable=False),
+)
 
 signal_audit = sa.Table(
     "signal_audit", metadata,
