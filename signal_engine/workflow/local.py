@@ -35,6 +35,7 @@ from signal_engine.workflow.steps import (
     Step,
     TrainingInputs,
 )
+from signal_engine.workflow.tuning import TuningRun
 
 
 @dataclass(frozen=True)
@@ -99,14 +100,17 @@ class LocalRunner:
         of its own); None: ``$SIGNAL_ENGINE_JOBS`` or every core (``signal_engine.evaluation.jobs``).
     news : the ``news:`` section of the config: with ``enabled``, the bundle carries the text expert (the cached
         text-train head; ``signal_engine.workflow.news``).
+    tuning : the ``tuning:`` section (``--tune``): with ``enabled``, each trend expert's LightGBM settings are chosen
+        by an Optuna study on its training rows before its fit (``signal_engine.workflow.tuning``).
     """
 
     def __init__(self, registry: ModelRegistry, config: RunConfig, quality: QualityConfig | None = None, *,
                  console: Console | None = None, walk_forward_results: Sequence[SymbolResult] | None = None,
                  book: BookTraining | None = None, jobs: int | None = None,
-                 news: NewsTraining | None = None) -> None:
+                 news: NewsTraining | None = None, tuning: TuningRun | None = None) -> None:
         self.registry = registry
         self.news = news
+        self.tuning = tuning
         self.jobs = jobs
         self._timeframes: dict[str, dict[str, SymbolResult]] = {}
         self.config = config
@@ -159,7 +163,8 @@ class LocalRunner:
                        run: TrainingRun) -> None:
         data = self._dataset_series(run)
         for expert in inputs.experts:
-            run.experts.append(training.train_expert(expert, data, self.config, root / "experts" / expert))
+            run.experts.append(training.train_expert(expert, data, self.config, root / "experts" / expert,
+                                                     tuning=self.tuning))
 
     def _train_gate(self, inputs: TrainingInputs, series: Sequence[PriceSeries], root: Path,
                     run: TrainingRun) -> None:
