@@ -151,8 +151,8 @@ def print_tuning(run: TrainingRun, console: Console) -> None:
     """Each symbol's tuned trend settings (the bundle's ``tuning`` section) and where its study is kept."""
     from rich.table import Table
 
-    assert run.evaluation is not None
-    bundle = json.loads((run.evaluation.root / "bundle.json").read_text(encoding="utf-8"))
+    assert run.publication is not None
+    bundle = json.loads((Path(run.publication.path) / "bundle.json").read_text(encoding="utf-8"))
     records = bundle.get("tuning", {}).get("trend", {})
     table = Table(title="Tuned trend expert (Optuna, on each symbol's training rows)")
     for column in ("symbol", "trials", "pruned", "inner log loss", "settings served"):
