@@ -219,3 +219,16 @@ def test_a_linear_trend_expert_is_fitted_untuned_and_says_why(goog: PriceSeries,
     train_expert("trend", [goog], config, tmp_path, tuning=replace(TuningRun(), enabled=True, trials=TRIALS))
     record = json.loads((tmp_path / "tuning.json").read_text())["trend"]["GOOG"]
     assert record == {"tuned": False, "reason": "LogisticTrendExpert has no LightGBM settings to tune"}
+
+
+def test_a_tuned_trend_job_without_optuna_fails_naming_the_extra(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before it reads its channels: an image built without the tune extra fails the job in a second."""
+    from sagemaker_jobs import train_expert as job
+
+    monkeypatch.setitem(sys.modules, "optuna", None)
+    monkeypatch.setenv("SM_MODEL_DIR", str(tmp_path))
+    monkeypatch.setenv("SM_HPS", json.dumps({"expert": "trend", "tune": True, "profile": "quick"}))
+    with pytest.raises(ConfigError, match=r"hyperparameter 'tune' needs Optuna, which is not installed: "
+                                          r"pip install 'signal-engine\[tune\]'"):
+        job.main([])
