@@ -94,16 +94,18 @@ def load_configs(profile: str, path: Path | None) -> tuple[RunConfig, dict[str, 
 
     The ``orchestration`` section holds ``OrchestrationConfig`` settings (checked when the books are set up,
     before any walk-forward); a ``news`` section (the text expert's settings, :mod:`signal_engine.workflow.news`,
-    read by ``backtest --news-from-store`` and ``train``) is left to its readers; every other section is the run
+    read by ``backtest --news-from-store`` and ``train``) and a ``tuning`` section (``train --tune``) are left to their
+    readers; every other section is the run
     config's, read by ``load_config``.
     """
     if path is None:
         return load_config(profile), {}
     overrides = config_module._read_mapping(path)
-    if "orchestration" not in overrides and "news" not in overrides:
+    if not {"orchestration", "news", "tuning"} & set(overrides):
         return load_config(profile, path), {}
     orchestration = _orchestration(overrides.pop("orchestration", None), path)
     overrides.pop("news", None)
+    overrides.pop("tuning", None)
     overrides.pop("profile", None)
     config = load_config(profile)
     if overrides:

@@ -6,7 +6,9 @@
     -> PrepareDataset                       SageMaker createTrainingJob.sync (entry prepare, CPU); writes the plan
        -> ReadPlan                          s3:getObject runs/<execution>/plan.json (each expert: gpu or cpu)
     -> TrainExperts  (Map over the plan)    per expert: gpu (a Keras model) -> GPU instance, TensorFlow image;
-                                            cpu -> CPU instance, slim CPU image (entry train_expert)
+                                            cpu -> CPU instance, slim CPU image (entry train_expert); the input's
+                                            ``tune`` goes to each as hyperparameter tune (true: Optuna tunes the
+                                            trend expert first, its studies kept in that job's model.tar.gz)
     -> TrainGate                            createTrainingJob.sync (entry train_gate: walk-forward, gate, confidence)
     -> Evaluate                             createTrainingJob.sync (entry evaluate: quality gate, bundle, report)
        (TrainGateFromBacktest, EvaluateFromBacktest when the input names a backtest fan-out run, walk_forward_run:
@@ -110,6 +112,7 @@ def execution_input_defaults(*, training_instance_type: str, processing_instance
         "endpoint_instance_type": endpoint_instance_type,
         "hyperparameters": {},
         "walk_forward_run": "",
+        "tune": False,
     }
 
 
@@ -138,6 +141,11 @@ EXECUTION_INPUT_SCHEMA: dict[str, Any] = {
                              "description": "a finished execution of the backtest fan-out on the same symbols (in "
                                             "the same order), bars and config: the gate and evaluate jobs read its "
                                             "batches, backtests/<run>/batches/, instead of walking forward"},
+        "tune": {"type": "boolean",
+                 "description": "choose the trend expert's LightGBM settings with an Optuna study on each symbol's "
+                                "training rows before its fit (the expert jobs get hyperparameter tune=true; the "
+                                "studies are kept in the trend job's model.tar.gz as tuning/optuna.db; trials and "
+                                "timeout_s from the 'tuning' section of hyperparameters)"},
     },
 }
 
@@ -335,7 +343,8 @@ class TrainingWorkflow(Construct):
         says ``gpu`` (a Keras model), else on a CPU instance with the CPU training image."""
         jobs = {
             accelerator: self._training_job(
-                step, [_channel("dataset", "$.dataset.model")], None, {"expert.$": "$.expert"},
+                step, [_channel("dataset", "$.dataset.model")], None,
+                {"expert.$": "$.expert", "tune.$": "States.JsonToString($.run.tune)"},
                 job_suffix="$.expert", id_suffix=f"{accelerator.capitalize()}Job",
                 output=f"States.Format('s3://{self.artifacts_bucket.bucket_name}/runs/{{}}/experts', "
                        "$$.Execution.Name)",

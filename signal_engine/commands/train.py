@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from signal_engine.ports import DocumentStore
     from signal_engine.workflow.local import TrainingRun
+    from signal_engine.workflow.tuning import TuningRun
 
 EXIT_QUALITY_GATE_FAILED = 3
 REGISTRY_VARIABLE = "SIGNAL_ENGINE_MODEL_REGISTRY"
@@ -67,6 +68,13 @@ def register(subparsers: Any) -> None:
                        help="processes for the walk-forwards (each symbol's MoE and timeframe models are tasks of "
                             "their own; default: $SIGNAL_ENGINE_JOBS, else every core; 0: every core); any N gives "
                             "the same bundle")
+    train.add_argument("--tune", action="store_true",
+                       help="choose each symbol's LightGBM trend settings with an Optuna study on its training rows "
+                            "before the final fit (nested inner split; the 'tuning:' config section sets trials and "
+                            "timeout_s); needs pip install 'signal-engine[tune]'")
+    train.add_argument("--tune-storage", metavar="URL",
+                       help="Optuna storage for the studies (an SQLAlchemy URL: sqlite:///FILE, "
+                            "mysql+pymysql://user:password@host/db); default: sqlite in <registry>/tuning/optuna.db")
     train.add_argument("--on", choices=("local", "sagemaker"), default="local",
                        help="local: every step in this process; sagemaker: start one SageMaker training job")
     job = train.add_argument_group("SageMaker job (--on sagemaker; needs pip install 'signal-engine[sagemaker]')")
@@ -101,6 +109,8 @@ def _train_locally(args: argparse.Namespace, console: Console) -> int:
     if not args.prices and not args.dataset:
         raise InputError("--prices", "no data given; pass --prices FILE.csv or --dataset NAME (e.g. --dataset SPX)")
     config, quality = load_training_settings(args.profile, args.config)
+    registry = LocalModelRegistry(args.registry or default_registry())
+    tuning = tuning_settings(args, registry.root)
     orchestration = orchestration_section(args.config)
     with tempfile.TemporaryDirectory(prefix="signal-engine-datasets-") as scratch:
         paths = list(args.prices or [])
@@ -114,13 +124,14 @@ def _train_locally(args: argparse.Namespace, console: Console) -> int:
         series = load_all(paths, symbols or None)
     inputs = TrainingInputs(symbols=tuple(s.symbol for s in series), profile=config.profile, start=args.start,
                             end=args.end)
-    registry = LocalModelRegistry(args.registry or default_registry())
     console.print(f"Training {', '.join(inputs.symbols)} ({config.profile}) into {registry.root}")
     book = None if args.no_book else BookTraining(orchestration)
     news = news_section(_read_mapping(args.config) if args.config else None, str(args.config))
     with _documents(args.database if config.moe.news else None, config.moe.news) as documents:
         run = LocalRunner(registry, config, quality, console=console, book=book, jobs=args.jobs,
-                          news=news, documents=documents).run(inputs, series)
+                          news=news, documents=documents, tuning=tuning).run(inputs, series)
+    if tuning.enabled:
+        print_tuning(run, console)
     print_run(run, console, trend_expert=config.moe.experts.trend)
     return 0 if run.passed else EXIT_QUALITY_GATE_FAILED
 
@@ -138,6 +149,52 @@ def _documents(url: str | None, wanted: bool) -> Iterator[DocumentStore | None]:
         yield storage.documents
     finally:
         storage.close()
+
+
+def tuning_settings(args: argparse.Namespace, registry_root: Path) -> TuningRun:
+    """The ``tuning:`` section of ``--config`` with ``--tune`` and ``--tune-storage`` applied; with tuning on, Optuna
+    must import (else one line naming the extra) and the storage defaults to ``<registry>/tuning/optuna.db``."""
+    from dataclasses import replace
+
+    from signal_engine.config import _read_mapping
+    from signal_engine.workflow.tuning import require_optuna, sqlite_storage, tuning_section
+
+    tuning = tuning_section(_read_mapping(args.config) if args.config else None, str(args.config))
+    if args.tune:
+        tuning = replace(tuning, enabled=True)
+    if args.tune_storage and not tuning.enabled:
+        raise InputError("--tune-storage", "is the tuning studies' storage; add --tune (or 'tuning: {enabled: true}')")
+    if not tuning.enabled:
+        return tuning
+    require_optuna("--tune")
+    return replace(tuning, storage=args.tune_storage or sqlite_storage(registry_root))
+
+
+def print_tuning(run: TrainingRun, console: Console) -> None:
+    """Each symbol's tuned trend settings (the bundle's ``tuning`` section) and where its study is kept."""
+    from rich.table import Table
+
+    assert run.publication is not None
+    bundle = json.loads((Path(run.publication.path) / "bundle.json").read_text(encoding="utf-8"))
+    records = bundle.get("tuning", {}).get("trend", {})
+    table = Table(title="Tuned trend expert (Optuna, on each symbol's training rows)")
+    for column in ("symbol", "trials", "pruned", "inner log loss", "settings served"):
+        table.add_column(column, justify="left" if column in ("symbol", "settings served") else "right")
+    for symbol, record in records.items():
+        if not record.get("tuned"):
+            table.add_row(symbol, "0", "0", "n/a", record.get("reason") or "defaults (too few inner training rows)")
+            continue
+        settings = ", ".join(f"{k}={_short(v)}" for k, v in sorted(record["params"].items()))
+        table.add_row(symbol, str(record["trials"]), str(record["pruned"]), _fmt(record["best_value"], "{:.4f}"),
+                      settings)
+    console.print(table)
+    stored = {r["storage"] for r in records.values() if r.get("storage")}
+    if stored:
+        console.print(f"  studies kept in {', '.join(sorted(stored))}")
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def print_run(run: TrainingRun, console: Console, trend_expert: str = "trend_lightgbm") -> None:
@@ -198,6 +255,11 @@ def _start_sagemaker_job(args: argparse.Namespace, console: Console) -> int:
                        "end": args.end or "", "config": json.dumps(_config_overrides(args.config))}
     if args.entry == "train_expert":
         hyperparameters["expert"] = args.expert
+    if args.tune_storage:
+        raise InputError("--tune-storage", "applies to local runs; a SageMaker job keeps its studies in its "
+                         "model.tar.gz (tuning/optuna.db)")
+    if args.tune:
+        hyperparameters["tune"] = "true"
     request = JobRequest(entry=args.entry, image_uri=args.image, role_arn=args.role, output_path=args.output,
                          channels=channels, instance_type=args.instance_type, hyperparameters=hyperparameters)
     name = start_training_job(request, wait=args.wait, sdk=sdk)

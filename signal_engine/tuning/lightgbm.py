@@ -40,7 +40,9 @@ class TuningSettings:
     ``trials``: Optuna trials per study (the first is the expert's own parameters); ``max_estimators`` and
     ``early_stopping_rounds``: each trial's boosting cap and patience on the inner fold; ``report_every``: boosting
     steps between reports to the pruner; ``startup_trials`` / ``warmup_steps``: the median pruner prunes nothing
-    before that many finished trials or boosting steps.
+    before that many finished trials or boosting steps; ``timeout_s``: no trial starts after this many seconds of the
+    study (None: no limit; a study cut short by it chooses among fewer trials, so it is reproducible only when the
+    limit is not reached).
     """
 
     trials: int = 20
@@ -52,6 +54,7 @@ class TuningSettings:
     startup_trials: int = 5
     warmup_steps: int = 40
     seed: int = 7
+    timeout_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -206,7 +209,7 @@ def tune_trend_expert(expert: GradientBoostedTrendExpert, X: pd.DataFrame, y: np
     for key, figure in described.items():
         study.set_user_attr(key, figure)
     study.enqueue_trial(expert_params(expert))
-    study.optimize(objective(matrix, labels, split, settings), n_trials=settings.trials)
+    study.optimize(objective(matrix, labels, split, settings), n_trials=settings.trials, timeout=settings.timeout_s)
     best = study.best_trial
     pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)
     params = {**best.params, "n_estimators": int(best.user_attrs["n_estimators"])}

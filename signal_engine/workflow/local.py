@@ -36,6 +36,7 @@ from signal_engine.workflow.steps import (
     Step,
     TrainingInputs,
 )
+from signal_engine.workflow.tuning import TuningRun
 
 
 @dataclass(frozen=True)
@@ -103,15 +104,19 @@ class LocalRunner:
     documents : where the symbols' news is stored; with ``moe.news`` (the gate's news slot) a series whose price
         file has no ``news_score`` column gets each bar's score from these documents, scored by the bundle's text
         expert (``signal_engine.workflow.news.slot_series``).
+    tuning : the ``tuning:`` section (``--tune``): with ``enabled``, each trend expert's LightGBM settings are chosen
+        by an Optuna study on its training rows before its fit (``signal_engine.workflow.tuning``).
     """
 
     def __init__(self, registry: ModelRegistry, config: RunConfig, quality: QualityConfig | None = None, *,
                  console: Console | None = None, walk_forward_results: Sequence[SymbolResult] | None = None,
                  book: BookTraining | None = None, jobs: int | None = None,
-                 news: NewsTraining | None = None, documents: DocumentStore | None = None) -> None:
+                 news: NewsTraining | None = None, documents: DocumentStore | None = None,
+                 tuning: TuningRun | None = None) -> None:
         self.registry = registry
         self.news = news
         self.documents = documents
+        self.tuning = tuning
         self.jobs = jobs
         self._timeframes: dict[str, dict[str, SymbolResult]] = {}
         self.config = config
@@ -190,7 +195,8 @@ class LocalRunner:
                        run: TrainingRun) -> None:
         data = self._dataset_series(run)
         for expert in inputs.experts:
-            run.experts.append(training.train_expert(expert, data, self.config, root / "experts" / expert))
+            run.experts.append(training.train_expert(expert, data, self.config, root / "experts" / expert,
+                                                     tuning=self.tuning))
 
     def _train_gate(self, inputs: TrainingInputs, series: Sequence[PriceSeries], root: Path,
                     run: TrainingRun) -> None:

@@ -32,6 +32,7 @@ from signal_engine.errors import ConfigError, SignalEngineError
 from signal_engine.workflow.news import NewsTraining, news_section
 from signal_engine.workflow.quality import QualityConfig
 from signal_engine.workflow.settings import training_settings
+from signal_engine.workflow.tuning import TuningRun, tuning_section
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,17 @@ class JobEnvironment:
         if news.enabled and "text" in self.channels:
             news = replace(news, model=str(self.channel("text")))
         return news
+
+    def tuning(self) -> TuningRun:
+        """The ``tuning`` section of the ``config`` hyperparameter, turned on by hyperparameter ``tune`` (``true``:
+        what the workflow sends for an execution input with ``"tune": true``). Its storage is left None: the
+        train_expert job keeps the studies in its model folder, ``tuning/optuna.db`` in its ``model.tar.gz``."""
+        tuning = tuning_section(self._config_sections(), "hyperparameter 'config'")
+        raw = self.get("tune", "false").strip().lower() or "false"
+        if raw not in ("true", "false"):
+            raise ConfigError(f"hyperparameter 'tune' is {raw!r}; expected true or false (the execution input's "
+                              "'tune')")
+        return replace(tuning, enabled=tuning.enabled or raw == "true", storage=None)
 
     def settings(self) -> tuple[RunConfig, QualityConfig]:
         """The run config (``profile`` + the ``config`` JSON of --config sections) and the quality thresholds."""

@@ -20,6 +20,7 @@ def training_settings(profile: str, overrides: dict[str, Any] | None = None,
     values.pop("profile", None)
     values.pop("orchestration", None)  # the demo's multi-timeframe books; training does not use them
     values.pop("news", None)  # the text expert in the bundle (signal_engine.workflow.news), not a RunConfig section
+    values.pop("tuning", None)  # train --tune's Optuna study (signal_engine.workflow.tuning), not a RunConfig section
     quality = values.pop("quality", None) or {}
     if not isinstance(quality, dict):
         raise ConfigError(f"{source}: 'quality' must be a mapping of thresholds, e.g. {{max_confidence_ece: 0.1}}")

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -45,6 +45,9 @@ from signal_engine.workflow.steps import (
     ExpertArtefact,
     GateArtefact,
 )
+
+if TYPE_CHECKING:
+    from signal_engine.workflow.tuning import TuningRun
 
 GATE_INFO_FILE = "gate.json"
 METRICS_FILE = "metrics.json"
@@ -186,7 +189,7 @@ def fit_expert(expert: str, series: PriceSeries, config: RunConfig) -> Any:
     r, embargo = len(series) - 1, config.walk_forward.embargo
     known_horizon = known_by(labels.known_at_horizon(), r, embargo)
     if expert == "trend":
-        rows = np.flatnonzero(known_horizon & (labels.trend >= 0))
+        rows = trend_rows(labels, r, embargo)
         return expert_model("trend", config).fit(frame.iloc[rows], labels.trend[rows])
     if expert == "volatility":
         known_next = known_by(labels.known_at_next(), r, embargo)
@@ -198,10 +201,45 @@ def fit_expert(expert: str, series: PriceSeries, config: RunConfig) -> Any:
     raise ConfigError(f"unknown expert '{expert}'; expected one of {', '.join(EXPERTS)}")
 
 
-def train_expert(expert: str, series: Sequence[PriceSeries], config: RunConfig, out: Path) -> ExpertArtefact:
-    """Fit ``expert`` for every symbol and save them as ``<expert>/<SYMBOL>`` in an artefact folder."""
-    fitted = {f"{expert}/{s.symbol}": fit_expert(expert, s, config) for s in series}
+def trend_rows(labels: Labels, fit_bar: int, embargo: int) -> np.ndarray:
+    """The trend expert's training rows at ``fit_bar``: every trend label known there less ``embargo`` bars."""
+    return np.flatnonzero(known_by(labels.known_at_horizon(), fit_bar, embargo) & (labels.trend >= 0))
+
+
+def fit_tuned_trend(series: PriceSeries, config: RunConfig, tuning: TuningRun,
+                    storage: str) -> tuple[Any, dict[str, Any]]:
+    """The trend expert of :func:`fit_expert`, its LightGBM settings chosen first by an Optuna study on the same
+    rows (``signal_engine.workflow.tuning``), and the study's record."""
+    from signal_engine.workflow.tuning import study_name, tuned_trend
+
+    config = for_bars(config, series.intraday)
+    frame, labels = _frame_and_labels(series, config)
+    r = len(series) - 1
+    rows = trend_rows(labels, r, config.walk_forward.embargo)
+    return tuned_trend(expert_model("trend", config), frame.iloc[rows], labels.trend[rows], rows,
+                       labels.known_at_horizon()[rows], config=config, tuning=tuning,
+                       name=study_name(series.symbol, series.bars.index[r]), storage=storage)
+
+
+def train_expert(expert: str, series: Sequence[PriceSeries], config: RunConfig, out: Path, *,
+                 tuning: TuningRun | None = None) -> ExpertArtefact:
+    """Fit ``expert`` for every symbol and save them as ``<expert>/<SYMBOL>`` in an artefact folder.
+
+    With ``tuning.enabled`` the trend expert is tuned first (:func:`fit_tuned_trend`); the studies go to
+    ``tuning.storage``, by default ``out/tuning/optuna.db``, and their records to ``out/tuning.json``."""
+    if tuning is None or not tuning.enabled or expert != "trend":
+        fitted = {f"{expert}/{s.symbol}": fit_expert(expert, s, config) for s in series}
+        save_experts(fitted, out)
+        return ExpertArtefact(expert, out)
+    from signal_engine.workflow.tuning import require_optuna, sqlite_storage, write_records
+
+    require_optuna("tuning")
+    storage = tuning.storage or sqlite_storage(out)
+    fitted, records = {}, {}
+    for s in series:
+        fitted[f"{expert}/{s.symbol}"], records[s.symbol] = fit_tuned_trend(s, config, tuning, storage)
     save_experts(fitted, out)
+    write_records(records, out)
     return ExpertArtefact(expert, out)
 
 
@@ -426,11 +464,21 @@ def evaluate(config: RunConfig, quality: QualityConfig, experts: Sequence[Expert
     document = json.loads((out / "bundle.json").read_text(encoding="utf-8"))
     document["per_symbol"] = {s: {k: v[k] for k in ("timeframe", "periods_per_year", "cost_bps")}
                               for s, v in info["per_symbol"].items()}
+    tuned = tuning_records(experts)
+    if tuned:  # the settings each symbol's tuned expert was fitted with, and where its study is kept
+        document["tuning"] = tuned
     (out / "bundle.json").write_text(json.dumps(json_safe(document), indent=2) + "\n", encoding="utf-8")
     metrics["quality"] = {"thresholds": quality.to_dict(), **decision.to_dict()}
     (out / METRICS_FILE).write_text(json.dumps(json_safe(metrics), indent=2, allow_nan=False) + "\n", encoding="utf-8")
     write_decision(decision, out)
     return EvaluationArtefact(out, decision.passed), version
+
+
+def tuning_records(experts: Sequence[ExpertArtefact]) -> dict[str, Any]:
+    """The expert artefacts' tuning records (``tuning.json``, written by ``train_expert`` with tuning on)."""
+    from signal_engine.workflow.tuning import read_records
+
+    return read_records(artefact.root for artefact in experts)
 
 
 def online_settings(config: RunConfig) -> Any:

@@ -51,8 +51,10 @@ NO_TENSORFLOW = "import sys\n\nsys.modules['tensorflow'] = None  # not installed
 TOOLKIT_WITHOUT_TENSORFLOW = "Exceptions not imported for SageMaker TF as Tensorflow is not installed"
 EXECUTION = "run1"
 # What the execution input carries (step_functions/training_workflow.py's defaults plus a small run).
-RUN = {"symbols": ["GOOG"], "profile": "quick", "start": "", "end": "",
-       "hyperparameters": {"walk_forward": {"refit_every": 252}, "orchestration": {"timeframes": ["short", "medium"]}}}
+# With "tune": true, as an execution input asks for tuning (a few trials: the 'tuning' section of hyperparameters).
+RUN = {"symbols": ["GOOG"], "profile": "quick", "start": "", "end": "", "tune": True,
+       "hyperparameters": {"walk_forward": {"refit_every": 252}, "orchestration": {"timeframes": ["short", "medium"]},
+                           "tuning": {"trials": 4}}}
 EXPERTS = ("trend", "levels", "volatility")
 
 
@@ -175,8 +177,9 @@ def chain(tmp_path_factory: pytest.TempPathFactory, goog_csv: Path) -> Chain:
     dataset = jobs["prepare"].pack(s3, f"runs/{EXECUTION}/prepare", f"se-{EXECUTION}-prepare-0")
     dataset_channel = {"dataset": dataset.parent}  # the channel's S3Uri is the model.tar.gz itself
     images = {e["expert"]: e["accelerator"] for e in json.loads(plan.read_text())["experts"]}
-    experts = run_jobs([(root / expert, hyperparameters("train_expert", RUN, expert=expert), dataset_channel,
-                         images[expert]) for expert in EXPERTS])
+    tune = json.dumps(RUN["tune"])  # the workflow's States.JsonToString($.run.tune)
+    experts = run_jobs([(root / expert, hyperparameters("train_expert", RUN, expert=expert, tune=tune),
+                         dataset_channel, images[expert]) for expert in EXPERTS])
     for expert, job in zip(EXPERTS, experts, strict=True):
         assert job.returncode == 0, job.log[-3000:]
         jobs[expert] = job
@@ -199,7 +202,8 @@ def test_the_toolkit_passes_hyperparameters_as_arguments_that_are_not_json(chain
     """The premise: what the toolkit's argv looks like, so SM_HPS must be what the jobs read."""
     log = chain.jobs["prepare"].log
     assert "--symbols ['GOOG']" in log, log[-3000:]
-    assert "--config orchestration={'timeframes': ['short', 'medium']},walk_forward={'refit_every': 252}" in log
+    assert ("--config orchestration={'timeframes': ['short', 'medium']},tuning={'trials': 4},"
+            "walk_forward={'refit_every': 252}") in log
 
 
 @pytest.mark.slow
@@ -220,6 +224,32 @@ def test_prepare_reads_the_symbols_and_dates_it_was_sent(chain: Chain) -> None:
 def test_each_expert_job_fits_the_expert_it_was_sent(chain: Chain) -> None:
     for expert in EXPERTS:
         assert list(load_experts(chain.jobs[expert].ml / "model")) == [f"{expert}/GOOG"]
+
+
+@pytest.mark.slow
+def test_the_trend_job_tunes_when_sent_tune_and_keeps_the_study_in_its_model(chain: Chain) -> None:
+    """The toolkit decodes the workflow's "true"; the trend job runs the Optuna study with the config's trials, keeps
+    it in its model folder (packed into the model.tar.gz the workflow stores in S3), and its record reaches the
+    bundle; the other expert jobs have nothing to tune."""
+    import optuna
+
+    trend = chain.jobs["trend"]
+    assert "--tune True" in trend.log and "tuned trend/GOOG: trials=4" in trend.log, trend.log[-2000:]
+    study = optuna.load_study(study_name="trend/GOOG@2013-03-01T00:00:00",
+                              storage=f"sqlite:///{trend.ml / 'model' / 'tuning' / 'optuna.db'}")
+    assert len(study.trials) == 4
+    packed = chain.s3 / "runs" / EXECUTION / "experts" / f"se-{EXECUTION}-trend-0" / "output" / "model.tar.gz"
+    with tarfile.open(packed) as archive:
+        assert {"tuning/optuna.db", "tuning.json", "manifest.json"} <= set(archive.getnames())
+    bundle = json.loads((chain.jobs["evaluate"].ml / "model" / "bundle.json").read_text())
+    record = bundle["tuning"]["trend"]["GOOG"]
+    assert record["trials"] == 4 and record["study_name"] == study.study_name
+    assert record["params"]["num_leaves"] == study.best_trial.params["num_leaves"]
+    served = load_experts(chain.jobs["evaluate"].ml / "model" / "experts")["trend/GOOG"]
+    assert served.num_leaves == record["params"]["num_leaves"]
+    assert served.n_estimators == record["params"]["n_estimators"]
+    for expert in ("levels", "volatility"):
+        assert not (chain.jobs[expert].ml / "model" / "tuning.json").exists(), expert
 
 
 @pytest.mark.slow

@@ -257,6 +257,7 @@ def test_a_passing_run_trains_deploys_and_promotes(aws: dict[str, Any]) -> None:
     for expert in ("trend", "levels", "volatility"):
         expert_job = job(aws, rid, expert)
         assert expert_job["HyperParameters"]["expert"] == expert
+        assert expert_job["HyperParameters"]["tune"] == "false", "tuning is off unless the input asks for it"
         assert expert_job["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == dataset_model
         assert expert_job["OutputDataConfig"]["S3OutputPath"] == f"s3://{ARTIFACTS}/runs/run-pass/experts"
     evaluate = job(aws, rid, "evaluate")
@@ -312,6 +313,23 @@ def test_the_default_experts_train_on_cpu_instances_with_the_cpu_image(aws: dict
         expert_job = job(aws, rid, expert)
         assert expert_job["ResourceConfig"]["InstanceType"] == "ml.m5.xlarge", expert
         assert expert_job["AlgorithmSpecification"]["TrainingImage"] == CPU_IMAGE, expert
+    notices(aws)
+
+
+def test_a_tuned_run_sends_tune_to_every_expert_job(aws: dict[str, Any]) -> None:
+    """``"tune": true``: each expert job gets hyperparameter tune "true" (the trend job then tunes its LightGBM
+    settings and keeps the studies in its model.tar.gz; tests/integration/test_sagemaker_toolkit.py runs that job),
+    with the 'tuning' section's trials in the config object every job gets."""
+    execution = run(aws, "run-tuned", {"symbols": ["SPX"], "tune": True,
+                                       "hyperparameters": {"tuning": {"trials": 10}}},
+                    report("20261123T163000Z-0000d00d", False, ["SPX"]))
+    assert execution["status"] == "FAILED" and execution["error"] == "QualityGateFailed"
+    rid = run_id(aws, execution)
+    for expert in ("trend", "levels", "volatility"):
+        hyperparameters = job(aws, rid, expert)["HyperParameters"]
+        assert hyperparameters["tune"] == "true", expert
+        assert json.loads(hyperparameters["config"]) == {"tuning": {"trials": 10}}
+    assert "tune" not in job(aws, rid, "prepare")["HyperParameters"]
     notices(aws)
 
 

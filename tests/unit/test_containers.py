@@ -186,3 +186,13 @@ def test_the_inference_image_runs_the_text_encoder_the_tests_run() -> None:
             assert pins[name] == metadata.version(name), f"constraints.txt pins {name} {pins[name]}"
             assert extra[name].specifier.contains(pins[name])
     assert "vaderSentiment" not in pip_install(INFERENCE) and "[text]" not in pip_install(INFERENCE)
+
+
+@pytest.mark.parametrize("dockerfile", [TRAINING, TRAINING_CPU], ids=IDS[:2])
+def test_training_images_install_the_tune_extra_at_the_optuna_these_tests_run(dockerfile: Path) -> None:
+    """The trend job tunes with Optuna when the execution input asks `tune: true` (the same seeded study as here)."""
+    assert '".[tune]"' in pip_install(dockerfile).split()
+    assert constraints()["optuna"] == metadata.version("optuna")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    (optuna,) = [r for r in map(Requirement, project["optional-dependencies"]["tune"]) if r.name == "optuna"]
+    assert optuna.specifier.contains(constraints()["optuna"])
