@@ -150,8 +150,8 @@ def bootstrap(settings: Settings | None = None, *, aws_client: Callable[[str], A
     return Storage(prices=database.prices, market=database.market, documents=documents,
                    objects=object_store(settings.object_store, client), audit=database.ledger,
                    positions=database.ledger, risk=database.ledger, books=database.books,
-                   recent_bars=SqlRecentBars(database.engine), schema_version=database.schema_version,
-                   closers=(database.close,))
+                   recent_bars=SqlRecentBars(database.engine, settings.primary_source_map),
+                   schema_version=database.schema_version, closers=(database.close,))
 
 
 def build_source(name: str, settings: Settings | None = None, **client_options: Any) -> Source:
