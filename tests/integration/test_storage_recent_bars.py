@@ -105,3 +105,14 @@ def test_an_unknown_symbol_has_no_bars(database: SqlDatabase) -> None:
     _store(database)
     assert SqlRecentBars(database.engine).recent_bars("XYZ", "1d", None, 5) == []
     assert SqlRecentBars(database.engine).recent_bars("ABC", "1d", datetime(2023, 12, 31), 5) == []
+
+
+def test_the_source_read_is_yahoo_else_nasdaq_else_the_alphabetically_first(database: SqlDatabase) -> None:
+    day = datetime(2024, 1, 2)
+    served = SqlRecentBars(database.engine)
+    for source, close, expected in [("zeta", 10.0, "zeta"), ("csv", 20.0, "csv"), ("nasdaq", 30.0, "nasdaq"),
+                                    ("yahoo", 40.0, "yahoo"), ("alpha", 50.0, "yahoo")]:
+        database.prices.write_bars([Bar("ABC", "1d", day, close, close, close, close, None, None, source)])
+        assert database.prices.primary_source("ABC", "1d") == expected
+        [row] = served.recent_bars("ABC", "1d", None, 5)
+        assert row["close"] == {"zeta": 10.0, "csv": 20.0, "nasdaq": 30.0, "yahoo": 40.0}[expected]

@@ -25,10 +25,12 @@ def primary_source(connection: sa.Connection, symbol: str, timeframe: str,
     if symbol in configured:
         return configured[symbol]
     table = schema.bars
-    stored = set(connection.execute(sa.select(table.c.source).distinct().where(
-        table.c.symbol == symbol, table.c.timeframe == timeframe)).scalars())
-    ranked = [name for name in PRIMARY_ORDER if name in stored] + sorted(stored - set(PRIMARY_ORDER))
-    return ranked[0] if ranked else None
+    of_symbol = (table.c.symbol == symbol, table.c.timeframe == timeframe)
+    for name in PRIMARY_ORDER:  # one probe each, which stops at the first bar of that source
+        if connection.execute(sa.select(table.c.source).where(*of_symbol, table.c.source == name).limit(1)).first():
+            return name
+    stored = connection.execute(sa.select(table.c.source).distinct().where(*of_symbol)).scalars()
+    return min(stored, default=None)
 
 
 def corporate_actions(connection: sa.Connection, symbol: str, source: str | None = None,
