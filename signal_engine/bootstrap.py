@@ -43,6 +43,7 @@ from signal_engine.ports import (
     PriceStore,
     RiskLog,
 )
+from signal_engine.storage.primary_sources import PRIMARY_SOURCES_VARIABLE, primary_source_map
 
 if TYPE_CHECKING:
     from signal_engine.serving.service import BarSource
@@ -60,7 +61,7 @@ _ENV = {
     "database_ca_file": "SIGNAL_ENGINE_DATABASE_CA_FILE",
     "object_store": "SIGNAL_ENGINE_OBJECT_STORE",
     "http_timeout": "SIGNAL_ENGINE_HTTP_TIMEOUT",
-    "primary_sources": "SIGNAL_ENGINE_PRIMARY_SOURCES",
+    "primary_sources": PRIMARY_SOURCES_VARIABLE,
 }
 
 
@@ -84,14 +85,7 @@ class Settings:
     @property
     def primary_source_map(self) -> dict[str, str]:
         """``AAPL=nasdaq,MSFT=yahoo`` as a mapping; a malformed entry is a ConfigError naming it."""
-        mapping: dict[str, str] = {}
-        for entry in filter(None, (part.strip() for part in self.primary_sources.split(","))):
-            symbol, equals, source = entry.partition("=")
-            if not equals or not symbol.strip() or source.strip() not in SOURCES:
-                raise ConfigError(f"{_ENV['primary_sources']}: {entry!r} is not SYMBOL=SOURCE with SOURCE one of "
-                                  f"{', '.join(SOURCES)}")
-            mapping[symbol.strip().upper()] = source.strip()
-        return mapping
+        return primary_source_map(self.primary_sources)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -150,8 +144,8 @@ def bootstrap(settings: Settings | None = None, *, aws_client: Callable[[str], A
     return Storage(prices=database.prices, market=database.market, documents=documents,
                    objects=object_store(settings.object_store, client), audit=database.ledger,
                    positions=database.ledger, risk=database.ledger, books=database.books,
-                   recent_bars=SqlRecentBars(database.engine), schema_version=database.schema_version,
-                   closers=(database.close,))
+                   recent_bars=SqlRecentBars(database.engine, settings.primary_source_map),
+                   schema_version=database.schema_version, closers=(database.close,))
 
 
 def build_source(name: str, settings: Settings | None = None, **client_options: Any) -> Source:

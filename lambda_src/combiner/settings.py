@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from signal_engine.errors import ConfigError
 from signal_engine.serving.schema import MAX_BATCH
+from signal_engine.storage.primary_sources import PRIMARY_SOURCES_VARIABLE, primary_source_map
 
 ENVIRONMENT = {
     "model_bundle_uri": "MODEL_BUNDLE_URI",
@@ -28,6 +29,7 @@ ENVIRONMENT = {
     "document_url": "SIGNAL_ENGINE_DOCUMENT_URL",
     "document_database": "SIGNAL_ENGINE_DOCUMENT_DATABASE",
     "document_ca_file": "SIGNAL_ENGINE_DOCUMENT_CA_FILE",
+    "primary_sources": PRIMARY_SOURCES_VARIABLE,
 }
 
 
@@ -38,7 +40,9 @@ class CombinerSettings(BaseModel):
     ``SIGNAL_ENGINE_DATABASE_SECRET`` (RDS secret ARN) or ``SIGNAL_ENGINE_DATABASE_URL``; the stored news that a
     bundle with the text expert reads as ``SIGNAL_ENGINE_DOCUMENT_SECRET`` (DocumentDB secret ARN) or
     ``SIGNAL_ENGINE_DOCUMENT_URL``, in ``SIGNAL_ENGINE_DOCUMENT_DATABASE``, over TLS verified with
-    ``SIGNAL_ENGINE_DOCUMENT_CA_FILE`` (none set: the news block says no document store is configured)."""
+    ``SIGNAL_ENGINE_DOCUMENT_CA_FILE`` (none set: the news block says no document store is configured); the bar
+    source read per symbol for a request without bars as ``SIGNAL_ENGINE_PRIMARY_SOURCES``, as the bars export
+    reads it (``AAPL=nasdaq,...``; unset: the store's ranking)."""
 
     model_bundle_uri: str = Field(min_length=1)
     expert_endpoints: dict[str, str] = Field(default_factory=dict)
@@ -63,6 +67,7 @@ class CombinerSettings(BaseModel):
     document_url: str = ""
     document_database: str = "signal_engine"
     document_ca_file: str = ""
+    primary_sources: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> CombinerSettings:
@@ -80,6 +85,7 @@ class CombinerSettings(BaseModel):
         except ValidationError as exc:
             problems = "; ".join(f"{ENVIRONMENT.get(str(e['loc'][0]), e['loc'][0])}: {e['msg']}" for e in exc.errors())
             raise ConfigError(f"combiner environment: {problems}") from None
+        settings.primary_source_map()  # a malformed entry fails the cold start, naming it
         if not settings.database_secret and not settings.database_url:
             raise ConfigError("combiner environment: set SIGNAL_ENGINE_DATABASE_SECRET (the RDS secret) or "
                               "SIGNAL_ENGINE_DATABASE_URL: every signal served is written to the audit log")
@@ -88,3 +94,6 @@ class CombinerSettings(BaseModel):
                               "(RDS MySQL) cannot be reached over verified TLS; build the package with `make "
                               "package-lambdas RDS_CA_BUNDLE=global-bundle.pem` and deploy again")
         return settings
+
+    def primary_source_map(self) -> dict[str, str]:
+        return primary_source_map(self.primary_sources)

@@ -61,8 +61,9 @@ def build_service(settings: CombinerSettings, client: Any, bundle: ServingBundle
     engine = create_store_engine(url, ca_file=settings.database_ca_file,
                                  require_verified_tls=settings.require_verified_tls)
     migrate(engine)
-    return SignalService(bundle, experts, SqlLedger(engine), SqlRecentBars(engine), deadline_s=deadline_s,
-                         books=SqlBookStore(engine), documents=document_store(settings, client, bundle))
+    return SignalService(bundle, experts, SqlLedger(engine), SqlRecentBars(engine, settings.primary_source_map()),
+                         deadline_s=deadline_s, books=SqlBookStore(engine),
+                         documents=document_store(settings, client, bundle))
 
 
 def document_store(settings: CombinerSettings, client: Any, bundle: ServingBundle) -> Any:

@@ -77,3 +77,20 @@ def adjustment(days: Sequence[date], raw_closes: Sequence[float], actions: Itera
             if previous_close > action.value > 0:
                 factors[before] *= 1.0 - action.value / previous_close
     return factors
+
+
+def read_factors(days: Sequence[date], closes: np.ndarray, adj_closes: np.ndarray,
+                 actions: Sequence[CorporateAction]) -> tuple[np.ndarray, np.ndarray]:
+    """What a read multiplies each raw bar's prices by and divides its volume by (oldest first).
+
+    A bar stored with its own adjusted close (``adj_closes`` not NaN; CSV ingest) keeps that adjustment and its
+    volume; the others are adjusted by ``actions`` (:func:`adjustment`) and their volume by the splits among them.
+    The factors of a trailing window of bars depend only on the window and the actions that go ex after its
+    first day, so a window read gives the same factors as a read of the whole history up to its last bar.
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        stored = adj_closes / closes
+    raw = np.isnan(stored)
+    from_actions = adjustment(days, closes.tolist(), actions)
+    splits = adjustment(days, closes.tolist(), [a for a in actions if a.kind == "split"])
+    return np.where(raw, from_actions, stored), np.where(raw, splits, 1.0)

@@ -348,3 +348,15 @@ def test_a_bad_environment_names_the_variable() -> None:
                                        "SIGNAL_ENGINE_DATABASE_URL": "sqlite://"})
     assert CombinerSettings.from_env({"MODEL_BUNDLE_URI": "x", "SIGNAL_ENGINE_DATABASE_URL": "sqlite://"}
                                      ).max_batch_requests == 1000  # unset: the API's own limit
+
+
+def test_the_combiner_reads_the_primary_source_the_export_reads() -> None:
+    from lambda_src.combiner.settings import CombinerSettings
+    from signal_engine.errors import ConfigError
+
+    base = {"MODEL_BUNDLE_URI": "x", "SIGNAL_ENGINE_DATABASE_URL": "sqlite://"}
+    settings = CombinerSettings.from_env({**base, "SIGNAL_ENGINE_PRIMARY_SOURCES": "aapl=nasdaq, MSFT=yahoo"})
+    assert settings.primary_source_map() == {"AAPL": "nasdaq", "MSFT": "yahoo"}
+    assert CombinerSettings.from_env(base).primary_source_map() == {}
+    with pytest.raises(ConfigError, match=r"SIGNAL_ENGINE_PRIMARY_SOURCES: 'AAPL=bloomberg' is not SYMBOL=SOURCE"):
+        CombinerSettings.from_env({**base, "SIGNAL_ENGINE_PRIMARY_SOURCES": "AAPL=bloomberg"})

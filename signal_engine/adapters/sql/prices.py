@@ -2,7 +2,7 @@
 
 Bars are keyed by (symbol, timeframe, timestamp, source): each source keeps its own series, so a second
 source never overwrites the first. Readers get one source per symbol, the primary: the one named in
-``primary_sources``, else the first of ``PRIMARY_ORDER`` that has bars, else the alphabetically first; the
+``primary_sources``, else the first of ``bar_reads.PRIMARY_ORDER`` that has bars, else the alphabetically first; the
 others are cross-checks. A bar that differs from another source's bar at the same time by more than
 ``tolerance`` (relative, on open/high/low/close) is recorded in ``bar_disagreements``, never merged.
 """
@@ -15,15 +15,14 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from signal_engine.adapters.sql import schema
+from signal_engine.adapters.sql import bar_reads, schema
 from signal_engine.adapters.sql.engine import chunks, existing_rows, in_transaction, key_of, upsert
 from signal_engine.data.loader import PRICE_COLUMNS, PriceSeries
 from signal_engine.errors import InputError
-from signal_engine.storage.adjust import adjustment, known
+from signal_engine.storage.adjust import known, read_factors
 from signal_engine.storage.records import Bar, CorporateAction, Restatement, WriteResult
 from signal_engine.storage.times import naive_utc, utc_now
 
@@ -34,7 +33,6 @@ VALUE_COLUMNS = ("open", "high", "low", "close", "volume", "adj_close")
 PRICE_FIELDS = ("open", "high", "low", "close")
 RELATIVE_TOLERANCE = 1e-12
 CROSS_SOURCE_TOLERANCE = 0.005  # 0.5 %: more than rounding to the cent and consolidated-vs-listing prints
-PRIMARY_ORDER = ("yahoo", "nasdaq")
 BarKey = tuple[str, str, datetime, str]
 
 
@@ -82,14 +80,8 @@ class SqlPriceStore:
 
     def primary_source(self, symbol: str, timeframe: str) -> str | None:
         """The source whose bars are read for this symbol, or None when none is stored."""
-        table = schema.bars
         with self._engine.connect() as connection:
-            stored = set(connection.execute(sa.select(table.c.source).distinct().where(
-                table.c.symbol == symbol, table.c.timeframe == timeframe)).scalars())
-        if symbol in self._primary:
-            return self._primary[symbol]
-        ranked = [name for name in PRIMARY_ORDER if name in stored] + sorted(stored - set(PRIMARY_ORDER))
-        return ranked[0] if ranked else None
+            return bar_reads.primary_source(connection, symbol, timeframe, self._primary)
 
     def read_bars(self, symbol: str, timeframe: str, start: datetime | None = None,
                   end: datetime | None = None, source: str | None = None,
@@ -146,12 +138,8 @@ class SqlPriceStore:
 
     def corporate_actions(self, symbol: str, source: str | None = None) -> list[CorporateAction]:
         """The stored splits and dividends of a symbol (of one source, or all), by ex-date."""
-        table = schema.corporate_actions
-        query = sa.select(table).where(table.c.symbol == symbol).order_by(table.c.ex_date, table.c.kind)
-        if source is not None:
-            query = query.where(table.c.source == source)
         with self._engine.connect() as connection:
-            return [CorporateAction(**dict(row)) for row in connection.execute(query).mappings()]
+            return bar_reads.corporate_actions(connection, symbol, source)
 
     def restatements(self, symbol: str, timeframe: str) -> list[Restatement]:
         """Recorded changes to stored bars, oldest first."""
@@ -266,14 +254,11 @@ def _restatement(row: sa.RowMapping) -> Restatement:
 def _as_price_frame(frame: pd.DataFrame, actions: Sequence[CorporateAction]) -> pd.DataFrame:
     index = pd.DatetimeIndex(pd.to_datetime(frame["timestamp"]), name="timestamp")
     values = frame[list(VALUE_COLUMNS)].astype(float)
-    from_actions = adjustment([t.date() for t in index], values["close"].tolist(), actions)
-    stored = (values["adj_close"] / values["close"]).to_numpy()
-    factor = np.where(np.isnan(stored), from_actions, stored)
-    bars = pd.DataFrame({name: values[name].to_numpy() * factor for name in PRICE_COLUMNS}, index=index)
+    prices, volumes = read_factors([t.date() for t in index], values["close"].to_numpy(),
+                                   values["adj_close"].to_numpy(), actions)
+    bars = pd.DataFrame({name: values[name].to_numpy() * prices for name in PRICE_COLUMNS}, index=index)
     if values["volume"].notna().any():
-        splits = adjustment([t.date() for t in index], values["close"].tolist(),
-                            [a for a in actions if a.kind == "split"])
-        bars["volume"] = values["volume"].to_numpy() / np.where(np.isnan(stored), splits, 1.0)
+        bars["volume"] = values["volume"].to_numpy() / volumes
     return bars
 
 
