@@ -150,8 +150,10 @@ def test_truncating_the_data_after_t_changes_no_row_at_or_before_t(
 def test_demo_runs_every_shipped_series_end_to_end(tmp_path: Path) -> None:
     config = tmp_path / "few-refits.yaml"
     # what this checks (every series end to end, every file, outputs under --out) does not depend on how often
-    # the models refit: two fits per walk-forward of 5,000 bars
-    config.write_text(SMALL.replace("refit_every: 250", "refit_every: 2500"))
+    # the models refit, nor on how many timeframe models a book holds: two fits per walk-forward of 5,000 bars,
+    # books of two models (the MoE's own and one more: every book still trains a model of its own)
+    config.write_text(SMALL.replace("refit_every: 250", "refit_every: 2500")
+                      + "orchestration:\n  timeframes: [short, medium]\n")
     workdir = tmp_path / "cwd"  # where `out/models` would land if the demo ignored --out
     workdir.mkdir()
     environment = {k: v for k, v in os.environ.items() if k != "SIGNAL_ENGINE_MODEL_REGISTRY"}
