@@ -7,6 +7,7 @@ reports violations instead of annotations; `validate_scope` gives the same repor
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,25 +44,37 @@ def stack_of(synthesized_app: SynthesizedApp, name: str) -> Stack:
     return stack
 
 
-def findings(stack: Stack, severity: str) -> list[str]:
-    """Unacknowledged AwsSolutions findings of one severity, as readable lines."""
+def findings(stack: Stack) -> list[tuple[str | None, str]]:
+    """Unacknowledged AwsSolutions findings, each (severity, readable line)."""
     report = AwsSolutionsChecks(verbose=True).validate_scope(stack)
     return [
-        f"{violation.rule_name} at {resource.construct_path}: {violation.description}"
+        (violation.severity, f"{violation.rule_name} at {resource.construct_path}: {violation.description}")
         for violation in report.violations
-        if violation.severity == severity
         for resource in violation.violating_resources
     ]
 
 
-@pytest.mark.parametrize("name", STACKS)
-def test_no_unacknowledged_errors(synthesized_app: SynthesizedApp, name: str) -> None:
-    assert findings(stack_of(synthesized_app, name), "error") == []
+@pytest.fixture(scope="module")
+def nag_findings(synthesized_app: SynthesizedApp) -> Callable[[str, str], list[str]]:
+    """The findings of one severity on a stack ("dev/storage"): cdk-nag checks each stack once for both severities."""
+    checked: dict[str, list[tuple[str | None, str]]] = {}
+
+    def of(name: str, severity: str) -> list[str]:
+        if name not in checked:
+            checked[name] = findings(stack_of(synthesized_app, name))
+        return [line for found, line in checked[name] if found == severity]
+
+    return of
 
 
 @pytest.mark.parametrize("name", STACKS)
-def test_no_unacknowledged_warnings(synthesized_app: SynthesizedApp, name: str) -> None:
-    assert findings(stack_of(synthesized_app, name), "warning") == []
+def test_no_unacknowledged_errors(nag_findings: Callable[[str, str], list[str]], name: str) -> None:
+    assert nag_findings(name, "error") == []
+
+
+@pytest.mark.parametrize("name", STACKS)
+def test_no_unacknowledged_warnings(nag_findings: Callable[[str, str], list[str]], name: str) -> None:
+    assert nag_findings(name, "warning") == []
 
 
 def acknowledgments(root: IConstruct) -> list[tuple[IConstruct, str, str]]:
@@ -81,8 +94,14 @@ def acknowledgments(root: IConstruct) -> list[tuple[IConstruct, str, str]]:
     return found
 
 
-def test_acknowledgments_sit_on_resources_with_specific_reasons(synthesized_app: SynthesizedApp) -> None:
-    found = acknowledgments(synthesized_app.app)
+@pytest.fixture(scope="module")
+def recorded(synthesized_app: SynthesizedApp) -> list[tuple[IConstruct, str, str]]:
+    """The app's acknowledgments, collected once (a walk over every construct of both stages)."""
+    return acknowledgments(synthesized_app.app)
+
+
+def test_acknowledgments_sit_on_resources_with_specific_reasons(recorded: list[tuple[IConstruct, str, str]]) -> None:
+    found = recorded
     assert found, "expected the documented acknowledgments (access-log bucket, database ports, ...)"
     for construct, rule, reason in found:
         assert rule.startswith("AwsSolutions-"), rule
@@ -92,9 +111,9 @@ def test_acknowledgments_sit_on_resources_with_specific_reasons(synthesized_app:
         assert len(reason) >= 60, f"{rule} on {construct.node.path}: reason too thin: {reason!r}"
 
 
-def test_no_blanket_wildcard_acknowledgment(synthesized_app: SynthesizedApp) -> None:
+def test_no_blanket_wildcard_acknowledgment(recorded: list[tuple[IConstruct, str, str]]) -> None:
     seen_actions = set()
-    for construct, rule, _ in acknowledgments(synthesized_app.app):
+    for construct, rule, _ in recorded:
         if not rule.startswith("AwsSolutions-IAM5"):
             continue
         # Each wildcard finding is acknowledged by name, never the rule as a whole.

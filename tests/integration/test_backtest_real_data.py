@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from signal_engine.adapters.model_registry import LocalModelRegistry
 from signal_engine.adapters.sql.database import SqlDatabase
 from signal_engine.config import load_config
 from signal_engine.evaluation.backtest import SIGNAL_COLUMNS
+from signal_engine.evaluation.expert_suite import SUITE_PROFILES
 from signal_engine.pipeline import BacktestOutput, run_backtest
 from signal_engine.serving.book_bundle import BookBundle
 from signal_engine.serving.bundle import read_current
@@ -148,8 +150,10 @@ def test_truncating_the_data_after_t_changes_no_row_at_or_before_t(
 def test_demo_runs_every_shipped_series_end_to_end(tmp_path: Path) -> None:
     config = tmp_path / "few-refits.yaml"
     # what this checks (every series end to end, every file, outputs under --out) does not depend on how often
-    # the models refit: two fits per walk-forward of 5,000 bars
-    config.write_text(SMALL.replace("refit_every: 250", "refit_every: 2500"))
+    # the models refit, nor on how many timeframe models a book holds: two fits per walk-forward of 5,000 bars,
+    # books of two models (the MoE's own and one more: every book still trains a model of its own)
+    config.write_text(SMALL.replace("refit_every: 250", "refit_every: 2500")
+                      + "orchestration:\n  timeframes: [short, medium]\n")
     workdir = tmp_path / "cwd"  # where `out/models` would land if the demo ignored --out
     workdir.mkdir()
     environment = {k: v for k, v in os.environ.items() if k != "SIGNAL_ENGINE_MODEL_REGISTRY"}
@@ -185,12 +189,20 @@ def test_demo_runs_every_shipped_series_end_to_end(tmp_path: Path) -> None:
     assert "stored live book 'daily'" in completed.stderr
 
 
+# Where the suite's tables land does not depend on how well its Keras experts learn: one epoch on a few hundred
+# rows, one fit per walk-forward (the quick profile's two epochs on 1,500 rows, twice, took most of the test).
+QUICK_KERAS = {"epochs": 1, "max_train_rows": 300}
+
+
 @pytest.mark.tensorflow  # the suite's Keras experts
-def test_expert_suite_lands_in_metrics_and_report(goog_csv: Path, tmp_path: Path) -> None:
+def test_expert_suite_lands_in_metrics_and_report(goog_csv: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     config = tmp_path / "with-suite.yaml"
     config.write_text(SMALL.replace("enabled: false", "enabled: true"))
+    monkeypatch.setitem(SUITE_PROFILES, "quick", replace(SUITE_PROFILES["quick"], tf_refit_every=2148,
+                                                         tf_overrides=QUICK_KERAS))
     output = run_backtest([goog_csv], tmp_path / "out", load_config("quick", config),
-                          orchestration=MOE_TIMEFRAME_ONLY)
+                          orchestration=MOE_TIMEFRAME_ONLY, jobs=1)  # in this process, which reads the profile
     experts = json.loads(output.metrics_path.read_text())["experts"]
     assert {"trend", "volatility", "levels", "baselines", "archetypes"} <= set(experts)
     assert "baseline_garch11" in experts["volatility"]

@@ -16,17 +16,19 @@ import pytest
 
 from signal_engine.adapters.sql.database import SqlDatabase
 from signal_engine.adapters.sql.recent_bars import SqlRecentBars
-from signal_engine.cli import main
-from signal_engine.config import load_config
+from signal_engine.cli import load_configs, main
 from signal_engine.data.loader import PriceSeries, load_prices
 from signal_engine.paper.replay import replay_book
 from signal_engine.paper.run import PaperOutput, book_plan, run_paper
 from signal_engine.storage.records import Bar, WriteResult
-from tests.fixtures.configs import FEW_REFITS
+from tests.fixtures.configs import TWO_MODEL_BOOK
 
 pytestmark = pytest.mark.slow
 
-ROWS = 750
+# 200 bars of each series after the walk-forward's first 450 (FEW_REFITS), in books of two timeframe models
+# (TWO_MODEL_BOOK): replayed, stepped and compared bar by bar; the parity, the store and the ledger do not depend
+# on how many bars or models.
+ROWS = 650
 
 
 def _head(source: Path, folder: Path) -> Path:
@@ -46,21 +48,22 @@ def short_eurusd(eurusd_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 @pytest.fixture(scope="module")
-def few_refits(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("config") / "few-refits.yaml"
-    path.write_text(FEW_REFITS)
+def config_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("config") / "two-model-book.yaml"
+    path.write_text(TWO_MODEL_BOOK)
     return path
 
 
 @pytest.fixture(scope="module")
-def paper(short_goog: Path, short_eurusd: Path, few_refits: Path, tmp_path_factory: pytest.TempPathFactory
+def paper(short_goog: Path, short_eurusd: Path, config_file: Path, tmp_path_factory: pytest.TempPathFactory
           ) -> PaperOutput:
     out = tmp_path_factory.mktemp("paper")
     database = SqlDatabase.connect(f"sqlite:///{out / 'store.db'}")
+    config, orchestration = load_configs("quick", config_file)  # as `paper --config` reads it
     try:
-        return run_paper([load_prices(short_goog), load_prices(short_eurusd)], out, load_config("quick", few_refits),
-                         prices=database.prices,
-                         bars=SqlRecentBars(database.engine), books=database.books, jobs=1)
+        return run_paper([load_prices(short_goog), load_prices(short_eurusd)], out, config, prices=database.prices,
+                         bars=SqlRecentBars(database.engine), books=database.books, orchestration=orchestration,
+                         jobs=1)
     finally:
         database.close()
 
@@ -113,11 +116,11 @@ def test_the_ledger_fills_every_order_at_the_next_close_and_compounds_its_return
 
 
 def test_a_second_run_steps_nothing_and_writes_the_same_signals(paper: PaperOutput, short_goog: Path,
-                                                                short_eurusd: Path, few_refits: Path) -> None:
+                                                                short_eurusd: Path, config_file: Path) -> None:
     out = paper.signals_path.parent
     first = paper.signals_path.read_bytes()
     assert main(["paper", "--prices", str(short_goog), "--prices", str(short_eurusd), "--out", str(out),
-                 "--config", str(few_refits), "--jobs", "1"]) == 0
+                 "--config", str(config_file), "--jobs", "1"]) == 0
     for summary in json.loads((out / "paper.json").read_text())["books"].values():
         assert (summary["stepped"], summary["replayed"]) == (0, summary["bars"])
     assert paper.signals_path.read_bytes() == first
