@@ -203,7 +203,7 @@ class LocalRunner:
         data = self._dataset_series(run)
         results = self._reusable_results(data)
         if results is None:
-            results = self._walk_forward(data)
+            results = self._walk_forward(data, training.pooled_trend_proba([a.root for a in run.experts], data))
         run.gate = training.train_gate(data, self.config, root / "gate", results)
         run.walk_forward = results
 
@@ -217,14 +217,16 @@ class LocalRunner:
                 return None
         return given
 
-    def _walk_forward(self, data: Sequence[PriceSeries]) -> list[SymbolResult]:
+    def _walk_forward(self, data: Sequence[PriceSeries],
+                      trend_proba: Mapping[str, np.ndarray] | None = None) -> list[SymbolResult]:
         """The MoE's walk-forward of every series and, for the book, every timeframe model's (kept for
-        ``_evaluate``), as tasks of their own over ``jobs`` processes: the same bytes for any number of them."""
+        ``_evaluate``), as tasks of their own over ``jobs`` processes: the same bytes for any number of them.
+        ``trend_proba``: the pooled trend expert's out-of-sample probabilities (``trend_pooled``)."""
         from signal_engine.workflow.walk_forwards import run_walk_forwards
 
         walked = run_walk_forwards(data, self.config, orchestration=self.book.orchestration if self.book else None,
                                    book=self.book is not None and self.book.walk_forwards is None, jobs=self.jobs,
-                                   console=self.console)
+                                   console=self.console, trend_proba=trend_proba)
         self._timeframes = walked.timeframes
         return walked.moe
 
