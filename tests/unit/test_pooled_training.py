@@ -3,14 +3,17 @@ symbol of the run, its walk-forward read by the gate step, and each symbol answe
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+from rich.console import Console
 
 from signal_engine.adapters.inprocess_experts import InProcessExperts
+from signal_engine.adapters.model_registry import LocalModelRegistry
 from signal_engine.archetypes.pooled_expert import SERIES_COLUMN, PooledKernelTrendExpert
 from signal_engine.config import apply_overrides, load_config
 from signal_engine.data.loader import PriceSeries
@@ -20,6 +23,8 @@ from signal_engine.registry import load_experts
 from signal_engine.serving.experts import answer, market_frame
 from signal_engine.serving.messages import ExpertQuery
 from signal_engine.workflow import training
+from signal_engine.workflow.local import LocalRunner, TrainingRun
+from signal_engine.workflow.steps import TrainingInputs
 
 pytestmark = pytest.mark.tensorflow
 
@@ -45,11 +50,20 @@ def _series(symbol: str, seed: int) -> PriceSeries:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[PriceSeries], Path]:
+def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[PriceSeries], TrainingRun, Path]:
+    """The local runner's every step (no book) over two series; returns them, the run and its work folder."""
     series = [_series("AAA", 1), _series("BBB", 2)]
-    out = tmp_path_factory.mktemp("pooled") / "trend"
-    training.train_expert("trend", series, CONFIG, out)
-    return series, out
+    root = tmp_path_factory.mktemp("pooled")
+    runner = LocalRunner(LocalModelRegistry(root / "registry"), CONFIG, console=Console(file=io.StringIO()))
+    done = runner.run(TrainingInputs(("AAA", "BBB")), series, work_dir=root / "work")
+    return series, done, root / "work"
+
+
+@pytest.fixture(scope="module")
+def trained(run: tuple[list[PriceSeries], TrainingRun, Path]) -> tuple[list[PriceSeries], Path]:
+    """The run's series and its trend step's artefact folder."""
+    series, _, work = run
+    return series, work / "experts" / "trend"
 
 
 def test_the_trend_artefact_carries_one_pooled_network_for_every_symbol(
@@ -89,18 +103,27 @@ def test_a_served_answer_is_the_pooled_prediction_for_the_symbols_series(
 
 
 def test_the_gate_steps_walk_forward_reads_the_pooled_walk_forwards_probabilities(
-        trained: tuple[list[PriceSeries], Path]) -> None:
-    series, out = trained
-    proba = training.pooled_trend_proba([out], series)
+        run: tuple[list[PriceSeries], TrainingRun, Path]) -> None:
+    series, done, work = run
+    proba = training.pooled_trend_proba([work / "experts" / "trend"], series)
     assert proba is not None and sorted(proba) == ["AAA", "BBB"]
     first = CONFIG.walk_forward.initial_window
     for values in proba.values():
         assert np.isnan(values[:first]).all() and np.isfinite(values[first:]).all()
         assert np.allclose(values[first:].sum(axis=1), 1.0)
-    (result,) = training.walk_forward(series[:1], CONFIG, trend_proba=proba)
     test = slice(CONFIG.walk_forward.test_start, BARS)
-    assert np.array_equal(result.signals["p_up"].to_numpy(), proba["AAA"][test, 2])
-    assert np.array_equal(result.signals["p_down"].to_numpy(), proba["AAA"][test, 0])
+    assert [r.symbol for r in done.walk_forward] == ["AAA", "BBB"]
+    for result in done.walk_forward:
+        assert np.array_equal(result.signals["p_up"].to_numpy(), proba[result.symbol][test, 2])
+        assert np.array_equal(result.signals["p_down"].to_numpy(), proba[result.symbol][test, 0])
+        assert "trend_pooled" in result.metrics["trend"]
+
+
+def test_the_bundle_carries_the_pooled_network_once(run: tuple[list[PriceSeries], TrainingRun, Path]) -> None:
+    _, done, _ = run
+    assert done.evaluation is not None
+    assert sorted(load_experts(done.evaluation.root / "experts")) == [
+        "levels/AAA", "levels/BBB", "trend", "volatility/AAA", "volatility/BBB"]
 
 
 def test_the_per_symbol_backtest_refuses_the_pooled_expert_without_its_probabilities() -> None:
@@ -112,3 +135,12 @@ def test_the_whole_book_is_refused_with_the_pooled_expert() -> None:
     with pytest.raises(ConfigError, match="--no-book"):
         training.check_exportable(CONFIG, book=True)
     training.check_exportable(CONFIG, book=False)
+
+
+def test_the_pooled_settings_are_validated_and_kept_out_of_other_configs_documents() -> None:
+    with pytest.raises(ConfigError, match=r"pooled_trend\.archetype"):
+        apply_overrides(CONFIG, {"pooled_trend": {"archetype": "options_skew"}})  # reads IV surfaces, not bars
+    with pytest.raises(ConfigError, match=r"pooled_trend\.max_epochs"):
+        apply_overrides(CONFIG, {"pooled_trend": {"max_epochs": 0}})
+    assert CONFIG.to_dict()["pooled_trend"]["window"] == 16
+    assert "pooled_trend" not in load_config("quick").to_dict()  # documents and run hashes as before
