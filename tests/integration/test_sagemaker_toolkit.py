@@ -426,8 +426,10 @@ def post(port: int, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
 
 # -- the pooled trend expert: one network over the run's symbols, trained in the GPU image -------------------
 
-POOLED_RUN = {"symbols": ["GOOG", "SPX"], "profile": "quick", "start": "2009-01-01", "end": "2013-03-01",
-              "hyperparameters": {"walk_forward": {"refit_every": 252}, "moe": {"experts": {"trend": "trend_pooled"}},
+POOLED_RUN = {"symbols": ["GOOG", "SPX"], "profile": "quick", "start": "2011-01-01", "end": "2013-03-01",
+              "hyperparameters": {"walk_forward": {"initial_window": 300, "validation_bars": 100, "min_test_bars": 100,
+                                                   "refit_every": 150},
+                                  "moe": {"experts": {"trend": "trend_pooled"}},
                                   "pooled_trend": {"window": 16, "samples_per_series": 64, "max_epochs": 1,
                                                    "batch_size": 64}}}
 
@@ -465,8 +467,7 @@ def pooled_chain(tmp_path_factory: pytest.TempPathFactory, goog_csv: Path, spx_c
     return Chain(jobs, s3, registry, json.loads(report.read_text()), goog_csv, images)
 
 
-@pytest.mark.slow
-@pytest.mark.tensorflow
+@pytest.mark.slow  # not marked tensorflow: the mark would take this module's whole chain to the TensorFlow worker
 def test_the_pooled_trend_job_trains_one_network_in_the_gpu_image_and_the_bundle_serves_it(
         pooled_chain: Chain) -> None:
     from sagemaker_jobs.serve import ExpertService
