@@ -110,11 +110,13 @@ class ExpertService:
         return expert, settings.expert
 
     def _fitted(self, kind: str, symbol: str) -> Any:
-        """The symbol's own fit of ``kind`` (``kind/SYMBOL``), else one fit for every symbol (``kind``), as the
-        in-process client looks them up."""
+        """The symbol's own fit of ``kind`` (``kind/SYMBOL``), else one fit for every symbol (``kind``; a pooled
+        network answers as the symbol's series), as the in-process client looks them up."""
+        from signal_engine.serving.experts import for_symbol
+
         for key in (f"{kind}/{symbol}", kind):
             if key in self.experts:
-                return self.experts[key]
+                return for_symbol(self.experts[key], symbol)
         raise KeyError(f"the bundle's experts have neither {kind}/{symbol} nor {kind}; they are {sorted(self.experts)}")
 
     def invoke(self, request: Any) -> dict[str, Any]:

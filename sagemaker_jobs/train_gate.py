@@ -5,17 +5,31 @@ are in ``gate.json`` -, ``calibration.json``, ``gate.json``, ``metrics.json`` in
 The walk-forwards (the MoE's and, unless hyperparameter ``book`` is ``false``, every timeframe model's of the
 book) run over every core of the instance (hyperparameter ``jobs``: processes, default every core), or are read
 from the optional ``walkforward`` channel: the batch folders of `signal-engine backtest-batch` of the same
-symbols, bars and config (a backtest fanned out over many machines). Walked here, they are left in
-``walkforward/`` of SM_MODEL_DIR for the evaluate job, so the run walks forward once.
+symbols, bars and config (a backtest fanned out over many machines). With ``moe.experts.trend: trend_pooled`` the
+MoE's walk-forward reads the trend expert's out-of-sample probabilities from the ``experts`` channel (the trend job's
+``pooled_trend.npz``: the pooled walk-forward that job ran on the GPU) instead of fitting a trend expert per symbol.
+Walked here, they are left in ``walkforward/`` of SM_MODEL_DIR for the evaluate job, so the run walks forward once.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from signal_engine.workflow.sagemaker_env import JobEnvironment, run_job, single_root
 from signal_engine.workflow.steps import DATASET_FILE
+
+
+def pooled_trend(job: JobEnvironment, series: Sequence[Any]) -> Any:
+    """The pooled trend expert's out-of-sample probabilities from the ``experts`` channel's trend artefact
+    (``pooled_trend.npz``, written by the trend job with ``moe.experts.trend: trend_pooled``), else None."""
+    if "experts" not in job.channels:
+        return None
+    from signal_engine.workflow.sagemaker_env import unpack
+    from signal_engine.workflow.training import pooled_trend_proba
+
+    return pooled_trend_proba(unpack(job.channel("experts")), series)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -38,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"read the walk-forwards of {len(series)} symbol(s) from the walkforward channel")
     else:
         walked = run_walk_forwards(series, config, orchestration=orchestration, book=job.book(),
-                                   jobs=job.jobs())
+                                   jobs=job.jobs(), trend_proba=pooled_trend(job, series))
         write_walk_forwards(walked, series, config, orchestration, job.model_dir / WALK_FORWARD_FOLDER)
     artefact = train_gate(series, config, job.model_dir, walked.moe)
     print(f"gate trained on the walk-forward of {', '.join(s.symbol for s in series)} into {artefact.root}")

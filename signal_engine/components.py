@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from signal_engine.config import RunConfig, moe_experts
+from signal_engine.archetypes.pooled_expert import PooledKernelTrendExpert
+from signal_engine.config import POOLED_TREND, RunConfig, moe_experts
 from signal_engine.experts import (
     GradientBoostedTrendExpert,
     HarVolatility,
@@ -63,10 +64,13 @@ def trend_features(config: RunConfig) -> tuple[str, ...]:
     return (*TREND_FEATURES, *MOMENTUM_NAMES) if momentum else TREND_FEATURES
 
 
-def trend_expert(config: RunConfig) -> GradientBoostedTrendExpert | LogisticTrendExpert:
+def trend_expert(config: RunConfig) -> GradientBoostedTrendExpert | LogisticTrendExpert | PooledKernelTrendExpert:
     """The MoE's trend expert: LightGBM, Platt-calibrated when ``moe.experts.trend`` is ``trend_calibrated``;
-    logistic regression on the same features when it is ``trend_linear``."""
+    logistic regression on the same features when it is ``trend_linear``; the pooled kernel-bank network (fitted on
+    every series of a run at once, rows named by a ``series`` column) when it is ``trend_pooled``."""
     t = config.trend
+    if config.moe.experts.trend == POOLED_TREND:
+        return pooled_trend_expert(config)
     if config.moe.experts.trend == "trend_linear":
         return LogisticTrendExpert(purge=config.labels.horizon, features=trend_features(config))
     calibrated = config.moe.experts.trend == "trend_calibrated"
@@ -76,6 +80,14 @@ def trend_expert(config: RunConfig) -> GradientBoostedTrendExpert | LogisticTren
         reg_lambda=t.reg_lambda, random_state=config.seed, calibration="platt" if calibrated else None,
         purge=config.labels.horizon, features=trend_features(config),
     )
+
+
+def pooled_trend_expert(config: RunConfig) -> PooledKernelTrendExpert:
+    """The pooled kernel-bank trend expert with the config's ``pooled_trend`` settings, purged by the horizon."""
+    p = config.pooled_trend
+    return PooledKernelTrendExpert(archetype=p.archetype, window=p.window, samples_per_series=p.samples_per_series,
+                                   max_epochs=p.max_epochs, patience=p.patience, batch_size=p.batch_size,
+                                   purge=config.labels.horizon, random_state=config.seed)
 
 
 def volatility_blend(config: RunConfig) -> VolatilityExpert:

@@ -130,13 +130,15 @@ class SuiteConfig:
     enabled: bool = True
 
 
-TREND_EXPERTS = ("trend_lightgbm", "trend_calibrated", "trend_linear")
+TREND_EXPERTS = ("trend_lightgbm", "trend_calibrated", "trend_linear", "trend_pooled")
+POOLED_TREND = "trend_pooled"
 LEVELS_EXPERTS = ("levels_swing", "levels_regression")
 VOLATILITY_EXPERTS = ("volatility_blend", "vol_har", "vol_har_implied")
 SIZING_VOLATILITY_EXPERTS = ("volatility_blend", "vol_har")
 GATES = ("softmax", "rule", "mlp")
 COMBINERS = ("weighted", "rule", "meta")
 SINGLE_EXPERT = "equity_daily"
+BAR_ARCHETYPES = ("equity_daily", "equity_intraday", "crypto_hft", "futures_trend", "low_vol_etf")  # read bars
 PRICE_EXPERTS = ("trend", "levels", "volatility")
 NEWS_EXPERT = "news"
 NEWS_COLUMN = "news_score"
@@ -149,7 +151,10 @@ class MoEExperts:
 
     trend: ``trend_lightgbm`` (raw LightGBM probabilities), ``trend_calibrated`` (the same model with a
     multinomial Platt calibration fitted on the last quarter of its training rows, then refitted on all) or
-    ``trend_linear`` (multinomial logistic regression on the same features, z-scored);
+    ``trend_linear`` (multinomial logistic regression on the same features, z-scored) or ``trend_pooled`` (one
+    Keras kernel-bank network over every series of the run, :class:`~signal_engine.archetypes.pooled_expert.
+    PooledKernelTrendExpert` with the ``pooled_trend`` settings; the training workflow only, where it trains on
+    the GPU step: the per-symbol backtest cannot fit a model across series and refuses it);
     intraday_trend: the same choice for intraday series (``for_bars``), ``trend_linear`` by default. Chosen
     on the development series (``benchmarks/bench_development.py --study linear_trend_hourly``): on
     Bitcoin hourly bars the orchestrated book's Sharpe -2.14 -> -0.43 against ``trend_calibrated``, while
@@ -171,6 +176,20 @@ class MoEExperts:
     levels: str = "levels_swing"
     volatility: str = "volatility_blend"
     sizing_volatility: str = "vol_har"
+
+
+@dataclass(frozen=True)
+class PooledTrendConfig:
+    """Settings of the pooled trend expert (``moe.experts.trend: trend_pooled``): the bar archetype whose kernel
+    bank is the network's first layer, the input window, rows of each series per epoch, the longest training and
+    its early-stopping patience (epochs), and the batch size."""
+
+    archetype: str = "equity_daily"
+    window: int = 64
+    samples_per_series: int = 512
+    max_epochs: int = 30
+    patience: int = 4
+    batch_size: int = 128
 
 
 @dataclass(frozen=True)
@@ -238,13 +257,17 @@ class RunConfig:
     trading: TradingConfig = field(default_factory=TradingConfig)
     suite: SuiteConfig = field(default_factory=SuiteConfig)
     moe: MoEConfig = field(default_factory=MoEConfig)
+    pooled_trend: PooledTrendConfig = field(default_factory=PooledTrendConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        """The settings as a mapping; ``moe.news`` only when on, so the documents of configs without it (bundles,
-        metrics, run hashes) stay as they were before the setting existed."""
+        """The settings as a mapping; ``moe.news`` only when on and ``pooled_trend`` only when the pooled trend
+        expert is chosen, so the documents of configs without them (bundles, metrics, run hashes) stay as they were
+        before the settings existed."""
         document = dataclasses.asdict(self)
         if not self.moe.news:
             del document["moe"]["news"]
+        if POOLED_TREND not in (self.moe.experts.trend, self.moe.experts.intraday_trend):
+            del document["pooled_trend"]
         return document
 
 
@@ -352,12 +375,14 @@ def _coerce(value: Any, current: Any, *, name: str, source: str) -> Any:
 _POSITIVE_INTS = {
     "initial_window", "validation_bars", "refit_every", "min_test_bars", "horizon", "n_estimators",
     "num_leaves", "min_child_samples", "swing_width", "blend_grid", "iterations", "min_rows", "score_window",
-    "k", "single_refit_every", "momentum_min_horizon",
+    "k", "single_refit_every", "momentum_min_horizon", "window", "samples_per_series", "max_epochs", "patience",
+    "batch_size",
 }
 _CHOICES: dict[type, dict[str, tuple[str, ...]]] = {
     MoEExperts: {"trend": TREND_EXPERTS, "intraday_trend": TREND_EXPERTS, "levels": LEVELS_EXPERTS,
                  "volatility": VOLATILITY_EXPERTS, "sizing_volatility": SIZING_VOLATILITY_EXPERTS},
     MoEConfig: {"gate": GATES, "combiner": COMBINERS},
+    PooledTrendConfig: {"archetype": BAR_ARCHETYPES},
 }
 _FRACTIONS = {"subsample", "colsample_bytree", "ewma_lambda"}
 

@@ -206,18 +206,22 @@ def walk_forward(
     jobs: int | None,
     *,
     timeframes: bool = True,
+    trend_proba: Mapping[str, np.ndarray] | None = None,
 ) -> tuple[list[SymbolResult], dict[str, dict[str, SymbolResult]]]:
     """Every symbol's MoE, timeframe models and expert suite, as independent tasks over ``jobs`` processes.
 
     Each symbol's features are computed once here and shared by its tasks; a timeframe model with the MoE's
     horizon is the MoE's own run. ``timeframes`` False: the MoE (and the suite) only, and no timeframe models.
+    ``trend_proba``: by symbol, the pooled trend expert's out-of-sample probabilities, which the MoE's walk-forward
+    of that symbol reads as its trend expert's (``run_symbol``).
     """
     tasks: list[Task] = []
+    given = trend_proba or {}
     for s in series:
         features = series_frame(s)
         blocks = blocks_for(s, config)
         tasks.append(Task((s.symbol, MOE_TASK), f"{s.symbol} MoE walk-forward", blocks,
-                          partial(run_symbol, s, config, features=features)))
+                          partial(run_symbol, s, config, features=features, trend_proba=given.get(s.symbol))))
         for spec in timeframe_plan(s, config, orchestration) if timeframes else ():
             if spec.horizon != config.labels.horizon:
                 tasks.append(Task((s.symbol, spec.name), f"{s.symbol} {spec.name} timeframe model", blocks,

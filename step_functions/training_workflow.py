@@ -9,7 +9,8 @@
                                             cpu -> CPU instance, slim CPU image (entry train_expert); the input's
                                             ``tune`` goes to each as hyperparameter tune (true: Optuna tunes the
                                             trend expert first, its studies kept in that job's model.tar.gz)
-    -> TrainGate                            createTrainingJob.sync (entry train_gate: walk-forward, gate, confidence)
+    -> TrainGate                            createTrainingJob.sync (entry train_gate: walk-forward, gate, confidence;
+                                            its experts channel carries the pooled trend walk-forward, trend_pooled)
     -> Evaluate                             createTrainingJob.sync (entry evaluate: quality gate, bundle, report)
        (TrainGateFromBacktest, EvaluateFromBacktest when the input names a backtest fan-out run, walk_forward_run:
         the same jobs with a walkforward channel, that run's batches, read instead of walking forward)
@@ -279,6 +280,8 @@ class TrainingWorkflow(Construct):
     # -- SageMaker jobs -----------------------------------------------------------------------------------
 
     def _job_step(self, step: Step) -> tuple[sfn.IChainable, Any]:
+        experts = _channel("experts", f"States.Format('s3://{self.artifacts_bucket.bucket_name}/runs/{{}}/experts/', "
+                                      "$$.Execution.Name)")
         specs: dict[str, tuple[list[dict[str, Any]], str, dict[str, Any]]] = {
             "prepare_dataset": (
                 [_channel("raw", f"States.Format('s3://{self.datasets_bucket.bucket_name}/{{}}/', "
@@ -287,11 +290,11 @@ class TrainingWorkflow(Construct):
                 {"experts.$": "States.JsonToString($.run.experts)",
                  "plan.$": f"States.Format('s3://{self.artifacts_bucket.bucket_name}/{PLAN_KEY}', "
                            "$$.Execution.Name)"}),
-            "train_gate": ([_channel("dataset", "$.dataset.model")], "$.gate", {}),
+            # the experts' outputs: the bundle's models for evaluate; for train_gate, the pooled trend expert's
+            # out-of-sample probabilities (moe.experts.trend: trend_pooled), which its walk-forward reads
+            "train_gate": ([_channel("dataset", "$.dataset.model"), experts], "$.gate", {}),
             "evaluate": (
-                [_channel("dataset", "$.dataset.model"), _channel("gate", "$.gate.model"),
-                 _channel("experts", f"States.Format('s3://{self.artifacts_bucket.bucket_name}/runs/{{}}/experts/', "
-                                     "$$.Execution.Name)")],
+                [_channel("dataset", "$.dataset.model"), _channel("gate", "$.gate.model"), experts],
                 "$.evaluation",
                 {"registry": f"s3://{self.artifacts_bucket.bucket_name}/{self.models_prefix}",
                  "report.$": f"States.Format('s3://{self.artifacts_bucket.bucket_name}/{REPORT_KEY}', "

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from signal_engine.registry import MANIFEST, load_experts
-from signal_engine.serving.experts import PreparedRequest
+from signal_engine.serving.experts import PreparedRequest, for_symbol
 from signal_engine.serving.fanout import Fanout
 from signal_engine.serving.messages import ExpertQuery, ExpertReply
 
@@ -59,7 +59,7 @@ class InProcessExperts:
                                   f"{sorted(self._experts)}")
             if isinstance(prepared, Exception):
                 raise prepared
-            return prepared.answer(self._kinds[key], self._experts[key])
+            return prepared.answer(self._kinds[key], for_symbol(self._experts[key], query.symbol))
 
         replies = self._fanout.ask(experts, call, deadline_s)
         return {name: _with_model(reply, self._model_of(name, query.symbol)) for name, reply in replies.items()}

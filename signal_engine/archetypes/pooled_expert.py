@@ -20,7 +20,7 @@ from signal_engine.archetypes.kernel_bank_expert import template_initializer
 from signal_engine.archetypes.kernels import kernel_bank, stack_1d
 from signal_engine.experts.calibration import MulticlassCalibrator, temporal_split
 from signal_engine.experts.keras_trend import KerasTrendExpert, predict_in_batches, time_average
-from signal_engine.experts.tf_runtime import precision_scope, seed_everything
+from signal_engine.experts.tf_runtime import precision_scope, seed_everything, tensorflow
 from signal_engine.labels import TREND_CLASSES
 
 SERIES_COLUMN = "series"
@@ -54,6 +54,15 @@ def equal_share_sample(groups: Sequence[np.ndarray], per_group: int, rng: np.ran
     return epoch[rng.permutation(len(epoch))]
 
 
+def epoch_dataset(inputs: Sequence[np.ndarray], labels: np.ndarray, rows: np.ndarray, batch_size: int) -> Any:
+    """One epoch's rows as a ``tf.data`` pipeline: batches in the epoch's order, the next batches prepared while the
+    accelerator works on the current one (``prefetch``)."""
+    tf = tensorflow()
+    features = tuple(np.ascontiguousarray(array[rows]) for array in inputs)
+    data = tf.data.Dataset.from_tensor_slices((features, labels[rows].astype(np.int32)))
+    return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
 def mean_series_log_loss(proba: np.ndarray, labels: np.ndarray, groups: Sequence[np.ndarray]) -> float:
     """The equal-weight mean over groups of each group's mean cross-entropy (``groups`` index ``proba``)."""
     picked = np.clip(proba[np.arange(len(labels)), labels], LOSS_FLOOR, 1.0)
@@ -71,9 +80,11 @@ class PooledKernelTrendExpert(KerasTrendExpert):
     normalised, joined with a learned series embedding (a bias-free dense layer over the one-hot code, so a
     series not seen in training gets the mean embedding); a small dense head; softmax over the three classes.
 
-    Training: rows whose label ``y`` is 0, 1 or 2 (-1 marks history only) and whose window lies inside their
-    series. Each series' last ``validation_fraction`` of those rows, after a purge of ``purge`` bars, is its
-    validation tail. Every epoch draws exactly ``samples_per_series`` rows of each series
+    Training: each epoch's rows reach the network through a ``tf.data`` pipeline (:func:`epoch_dataset`), under the
+    Keras precision policy of :func:`~signal_engine.experts.tf_runtime.precision_scope` (mixed float16 on GPUs
+    with Tensor Cores, float32 on CPU). Rows whose label ``y`` is 0, 1 or 2 (-1 marks history only) and whose
+    window lies inside their series. Each series' last ``validation_fraction`` of those rows, after a purge of
+    ``purge`` bars, is its validation tail. Every epoch draws exactly ``samples_per_series`` rows of each series
     (:func:`equal_share_sample`), so the longest series does not dominate. Training stops when the equal-weight
     mean over series of the validation log loss has not improved for ``patience`` epochs and keeps the best
     epoch's weights; a multinomial Platt calibrator (:class:`~signal_engine.experts.calibration.MulticlassCalibrator`)
@@ -202,8 +213,7 @@ class PooledKernelTrendExpert(KerasTrendExpert):
         for epoch in range(1, self.max_epochs + 1):
             rows = equal_share_sample(fit_groups, self.samples_per_series, rng)
             started = time.perf_counter()
-            model.fit([array[rows] for array in inputs], labels[rows].astype(np.int32), epochs=1,
-                      batch_size=self.batch_size, shuffle=False, verbose=0)
+            model.fit(epoch_dataset(inputs, labels, rows, self.batch_size), epochs=1, shuffle=False, verbose=0)
             self.train_seconds_ += time.perf_counter() - started
             self.samples_seen_ += len(rows)
             self.epochs_run_ = epoch
@@ -249,6 +259,10 @@ class PooledKernelTrendExpert(KerasTrendExpert):
                 codes[positions] = 1.0 / len(self.series_)
         return [windows, codes]
 
+    def for_series(self, name: str) -> SeriesExpert:
+        """The fitted network as the expert of series ``name``: rows without a ``series`` column are that series'."""
+        return SeriesExpert(self, name)
+
     def template_names(self) -> list[str]:
         """Names of the bank's filters, in filter order."""
         return list(kernel_bank(self.archetype)[0])
@@ -268,3 +282,18 @@ class PooledKernelTrendExpert(KerasTrendExpert):
         outputs = layers.Dense(3, activation="softmax", name="trend",
                                dtype="float32")(layers.Dropout(self.dropout)(hidden))
         return keras.Model([bars, series], outputs, name=f"pooled_kernel_bank_{self.archetype}")
+
+
+class SeriesExpert:
+    """One series' view of a fitted pooled expert: ``predict_proba`` of that series' own rows (its one-hot code and
+    its own normalisation), as an endpoint answers a symbol from the one pooled network of a bundle."""
+
+    def __init__(self, pooled: PooledKernelTrendExpert, series: str) -> None:
+        self.pooled = pooled
+        self.series = series
+
+    def context_bars(self) -> int | None:
+        return self.pooled.context_bars()
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        return np.asarray(self.pooled.predict_proba(X.assign(**{SERIES_COLUMN: self.series})))

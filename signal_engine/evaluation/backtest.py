@@ -29,6 +29,7 @@ from signal_engine import components
 from signal_engine.config import (
     NEWS_COLUMN,
     NEWS_EXPERT,
+    POOLED_TREND,
     PRICE_EXPERTS,
     SINGLE_EXPERT,
     RunConfig,
@@ -159,13 +160,20 @@ def run_symbol(
     on_block: Callable[[], None] | None = None,
     *,
     features: pd.DataFrame | None = None,
+    trend_proba: np.ndarray | None = None,
 ) -> SymbolResult:
     """Walk forward through ``series`` and evaluate the MoE, each expert and the baselines (with the config of
     its bars, ``for_bars``: intraday series use ``moe.experts.intraday_trend``).
 
     ``features`` is ``series_frame(series)`` when the caller computed it already (one computation per run is
-    shared by the MoE, the timeframe models and the expert suite)."""
+    shared by the MoE, the timeframe models and the expert suite). ``trend_proba`` (one row of down, neutral, up
+    per bar) is the trend expert's out-of-sample probabilities computed elsewhere: the pooled trend expert
+    (``trend_pooled``) is fitted across series by the pooled walk-forward
+    (:mod:`signal_engine.evaluation.pooled_walkforward`), whose model fitted before each bar decides it; the
+    walk-forward then reads them instead of fitting a trend expert at each refit (it refuses ``trend_pooled``
+    without them)."""
     config = for_bars(config, series.intraday)
+    check_trend_proba(series, config, trend_proba)
     check_length(series, config)
     wf = config.walk_forward
     n = len(series)
@@ -179,12 +187,33 @@ def run_symbol(
     windows = return_windows(frame["close"].to_numpy(dtype=float), frame["vol30"].to_numpy(dtype=float),
                              SEQUENCE_WINDOW)
     for block in schedule(n, wf):
-        _decide_block(block, frame, labels, fingerprints, out, config)
+        _decide_block(block, frame, labels, fingerprints, out, config, trend_proba)
         if config.moe.multistage:
             _stages_block(block, frame, labels, windows, out, config)
         if on_block is not None:
             on_block()
     return _evaluate(series, frame, labels, out, config, ppy)
+
+
+def check_trend_proba(series: PriceSeries, config: RunConfig, trend_proba: np.ndarray | None) -> None:
+    """``trend_proba`` is given exactly when the trend expert is ``trend_pooled``, with a finite row for every bar
+    the walk-forward decides (from ``initial_window`` on)."""
+    pooled = config.moe.experts.trend == POOLED_TREND
+    if pooled and trend_proba is None:
+        raise ConfigError(f"{series.symbol}: moe.experts.trend is {POOLED_TREND}, one network fitted across every "
+                          "series of a run; the per-symbol backtest cannot fit it. Train it with the training "
+                          "workflow (`signal-engine train`), whose pooled walk-forward gives the out-of-sample trend "
+                          "probabilities, or choose another trend expert")
+    if trend_proba is None:
+        return
+    if not pooled:
+        raise ConfigError(f"{series.symbol}: trend probabilities were given, but moe.experts.trend is "
+                          f"{config.moe.experts.trend!r}, which the walk-forward fits itself")
+    first = config.walk_forward.initial_window  # the walk-forward decides (and its gate learns from) bars from here
+    decided = np.asarray(trend_proba, dtype=float)[first:]
+    if len(trend_proba) != len(series) or decided.shape[1:] != (3,) or not np.isfinite(decided).all():
+        raise ConfigError(f"{series.symbol}: the pooled trend probabilities must give (down, neutral, up) for each "
+                          f"of its {len(series)} bars from bar {first} on")
 
 
 def series_frame(series: PriceSeries) -> pd.DataFrame:
@@ -211,6 +240,7 @@ def _decide_block(
     fingerprints: np.ndarray,
     out: _OutOfSample,
     config: RunConfig,
+    trend_proba: np.ndarray | None = None,
 ) -> None:
     r, rows = block.fit_at, slice(block.start, block.stop)
     history = frame.iloc[: block.stop]
@@ -219,7 +249,6 @@ def _decide_block(
     known_next = known_by(labels.known_at_next(), r, embargo)
 
     trend_rows = np.flatnonzero(known_horizon & (labels.trend >= 0))
-    trend = clone(components.trend_expert(config)).fit(frame.iloc[trend_rows], labels.trend[trend_rows])
     majority = baselines.majority_classifier(labels.trend[trend_rows])
     next_variance = np.where(known_next, labels.next_variance, np.nan)[: r + 1]
     blend = clone(components.volatility_blend(config)).fit(frame.iloc[: r + 1], next_variance)
@@ -227,11 +256,10 @@ def _decide_block(
     future_range[~known_horizon] = np.nan
     levels = clone(components.levels_expert(config)).fit(frame.iloc[: r + 1], future_range[: r + 1])
 
-    out.trend_proba[rows] = trend.predict_proba(frame.iloc[rows])
-    if out.raw_trend_proba is not None:
-        out.raw_trend_proba[rows] = trend._raw_proba(frame.iloc[rows], None)
-    block_matrix = frame.iloc[rows].loc[:, list(trend.features)].to_numpy(dtype=float)
-    out.top_features[rows] = top_features(trend.directional_contributions(block_matrix), trend.features)
+    if trend_proba is not None:  # the pooled trend expert's, from the pooled walk-forward (no feature attributions)
+        out.trend_proba[rows] = trend_proba[rows]
+    else:
+        _trend_block(rows, trend_rows, frame, labels, out, config)
     out.majority_proba[rows] = baselines.majority_proba(majority, block.stop - block.start)
     out.levels[rows] = _predict_window(levels, frame, block.start, block.stop, levels.predict)
     out.pivots[rows] = PivotLevels().fit(history).predict(frame.iloc[rows])
@@ -277,6 +305,17 @@ def _decide_block(
         out.combined[calibration_rows], labels.forward_return[calibration_rows]
     )
     out.confidence[rows] = calibrator.predict(out.combined[rows])
+
+
+def _trend_block(rows: slice, trend_rows: np.ndarray, frame: pd.DataFrame, labels: Labels, out: _OutOfSample,
+                 config: RunConfig) -> None:
+    """The trend expert fitted on ``trend_rows``: its probabilities and top features for the block's bars."""
+    trend = clone(components.trend_expert(config)).fit(frame.iloc[trend_rows], labels.trend[trend_rows])
+    out.trend_proba[rows] = trend.predict_proba(frame.iloc[rows])
+    if out.raw_trend_proba is not None:
+        out.raw_trend_proba[rows] = trend._raw_proba(frame.iloc[rows], None)
+    block_matrix = frame.iloc[rows].loc[:, list(trend.features)].to_numpy(dtype=float)
+    out.top_features[rows] = top_features(trend.directional_contributions(block_matrix), trend.features)
 
 
 def _combine(block: Block, frame: pd.DataFrame, labels: Labels, out: _OutOfSample, config: RunConfig,

@@ -64,8 +64,13 @@ class PooledBlock:
     decide: dict[str, tuple[int, int]]
 
 
-def common_schedule(indexes: Mapping[str, pd.DatetimeIndex], config: WalkForwardConfig) -> list[PooledBlock]:
-    """The refit dates on the union calendar and, at each, every series' fit bar and decided bars."""
+def common_schedule(indexes: Mapping[str, pd.DatetimeIndex], config: WalkForwardConfig, *,
+                    from_initial_window: bool = False) -> list[PooledBlock]:
+    """The refit dates on the union calendar and, at each, every series' fit bar and decided bars.
+
+    ``from_initial_window``: each series is decided from its own ``initial_window`` bar on (as the per-symbol
+    walk-forward decides it), by the model of the refit date at or before that bar, rather than from its first
+    refit date on; still no bar is decided by a model fitted after it."""
     first = {name: index[config.initial_window] for name, index in indexes.items()
              if len(index) > config.initial_window}
     if not first:
@@ -80,7 +85,9 @@ def common_schedule(indexes: Mapping[str, pd.DatetimeIndex], config: WalkForward
             index = indexes[name]
             start = int(index.searchsorted(date, side="left"))
             stop = len(index) if end is None else int(index.searchsorted(end, side="left"))
-            if date >= begins and stop > start:
+            if from_initial_window:
+                start = max(start, config.initial_window)
+            if (from_initial_window or date >= begins) and stop > start:
                 decide[name] = (start, stop)
         if decide:
             fit_at = {name: int(index.searchsorted(date, side="right")) - 1 for name, index in indexes.items()}
@@ -134,6 +141,21 @@ def pooled_block(panel: Mapping[str, PanelSeries], block: PooledBlock, expert: A
     frame, where = pooled_prediction_set(panel, block, model.context_bars())
     proba = np.asarray(model.predict_proba(frame))
     return model, {name: proba[rows] for name, rows in where.items()}
+
+
+def pooled_out_of_sample(panel: Mapping[str, PanelSeries], expert: Any,
+                         config: WalkForwardConfig) -> tuple[dict[str, np.ndarray], list[PooledBlock]]:
+    """The pooled expert's out-of-sample probabilities of every series (one row per bar, NaN before its
+    ``initial_window`` bar), each bar decided by the model fitted at the last common refit date at or before it on
+    every series' rows known by then less the embargo (:func:`pooled_block`), and the blocks walked."""
+    blocks = common_schedule({name: pd.DatetimeIndex(s.frame.index) for name, s in panel.items()}, config,
+                             from_initial_window=True)
+    out = {name: np.full((len(s.frame), 3), np.nan) for name, s in panel.items()}
+    for block in blocks:
+        _, proba = pooled_block(panel, block, expert, config.embargo)
+        for name, (start, stop) in block.decide.items():
+            out[name][start:stop] = proba[name]
+    return out, blocks
 
 
 def per_series_block(panel: Mapping[str, PanelSeries], block: PooledBlock, expert: Any,

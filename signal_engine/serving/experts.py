@@ -112,6 +112,12 @@ def answer(expert_kind: str, fitted_expert: Any, bars: pd.DataFrame, *, history:
     return {"vol_forecast": _number(vol[-1]), "vol_history": [_number(v) for v in scored[-history:]]}
 
 
+def for_symbol(fitted_expert: Any, symbol: str) -> Any:
+    """The expert answering ``symbol``: a pooled expert (one network over several series, with ``for_series``) as
+    that symbol's series, any other expert as it is."""
+    return fitted_expert.for_series(symbol) if hasattr(fitted_expert, "for_series") else fitted_expert
+
+
 def _number(value: float) -> float | None:
     value = float(value)
     return value if math.isfinite(value) else None

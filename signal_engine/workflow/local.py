@@ -119,6 +119,7 @@ class LocalRunner:
         self.tuning = tuning
         self.jobs = jobs
         self._timeframes: dict[str, dict[str, SymbolResult]] = {}
+        self._trend_proba: dict[str, np.ndarray] | None = None  # trend_pooled: the pooled walk-forward
         self.config = config
         self.quality = quality or QualityConfig()
         self.console = console or Console(stderr=True)
@@ -202,6 +203,8 @@ class LocalRunner:
                     run: TrainingRun) -> None:
         data = self._dataset_series(run)
         results = self._reusable_results(data)
+        # trend_pooled: the trend step's pooled walk-forward, which the MoE's walk-forward reads as its trend expert's
+        self._trend_proba = training.pooled_trend_proba([a.root for a in run.experts], data)
         if results is None:
             results = self._walk_forward(data)
         run.gate = training.train_gate(data, self.config, root / "gate", results)
@@ -219,12 +222,13 @@ class LocalRunner:
 
     def _walk_forward(self, data: Sequence[PriceSeries]) -> list[SymbolResult]:
         """The MoE's walk-forward of every series and, for the book, every timeframe model's (kept for
-        ``_evaluate``), as tasks of their own over ``jobs`` processes: the same bytes for any number of them."""
+        ``_evaluate``), as tasks of their own over ``jobs`` processes: the same bytes for any number of them; with
+        ``trend_pooled`` the trend expert's scores are the pooled walk-forward's (``_trend_proba``)."""
         from signal_engine.workflow.walk_forwards import run_walk_forwards
 
         walked = run_walk_forwards(data, self.config, orchestration=self.book.orchestration if self.book else None,
                                    book=self.book is not None and self.book.walk_forwards is None, jobs=self.jobs,
-                                   console=self.console)
+                                   console=self.console, trend_proba=self._trend_proba)
         self._timeframes = walked.timeframes
         return walked.moe
 

@@ -79,8 +79,19 @@ class JobEnvironment:
         return value
 
     def book(self) -> bool:
-        """Hyperparameter ``book``: train the whole book (its timeframe models) unless it is ``false``."""
-        return self.get("book", "true").strip().lower() != "false"
+        """Hyperparameter ``book``: train the whole book (its timeframe models) unless it is ``false``. Without it,
+        the book is trained unless the config's trend expert is the pooled network (``trend_pooled``), which the
+        book's per-symbol timeframe walk-forwards cannot fit: such a run trains the MoE's bundle alone."""
+        raw = self.get("book").strip().lower()
+        if raw:
+            return raw != "false"
+        return not self._pooled_trend()
+
+    def _pooled_trend(self) -> bool:
+        from signal_engine.config import POOLED_TREND
+
+        config, _ = self._config()
+        return POOLED_TREND in (config.moe.experts.trend, config.moe.experts.intraday_trend)
 
     def jobs(self) -> int | None:
         """Hyperparameter ``jobs``: processes for the walk-forwards, 0 for every core; without it, None:
@@ -138,17 +149,19 @@ class JobEnvironment:
 
     def settings(self) -> tuple[RunConfig, QualityConfig]:
         """The run config (``profile`` + the ``config`` JSON of --config sections) and the quality thresholds."""
-        overrides = self._config_sections()
         from signal_engine.workflow.training import check_exportable
 
-        profile = self.get("profile", "quick") or "quick"
-        if profile not in PROFILES:
-            raise ConfigError(f"hyperparameter 'profile' is {profile!r}; expected one of {', '.join(PROFILES)}")
-        config, quality = training_settings(profile, overrides,
-                                            source="hyperparameter 'config'")
+        config, quality = self._config()
         # with moe.news the jobs read no document store: each raw file's news_score column is the slot's input
         check_exportable(config, self.news(), book=self.book())
         return config, quality
+
+    def _config(self) -> tuple[RunConfig, QualityConfig]:
+        overrides = self._config_sections()
+        profile = self.get("profile", "quick") or "quick"
+        if profile not in PROFILES:
+            raise ConfigError(f"hyperparameter 'profile' is {profile!r}; expected one of {', '.join(PROFILES)}")
+        return training_settings(profile, overrides, source="hyperparameter 'config'")
 
     def symbols(self) -> list[str]:
         raw = self.require("symbols")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from signal_engine import components
-from signal_engine.config import NEWS_COLUMN, NEWS_EXPERT, RunConfig, for_bars, moe_experts
+from signal_engine.config import NEWS_COLUMN, NEWS_EXPERT, POOLED_TREND, RunConfig, for_bars, moe_experts
 from signal_engine.data.loader import PriceSeries, load_prices
 from signal_engine.errors import ConfigError, InputError
 from signal_engine.evaluation.backtest import SCORE_VOL_COLUMN, SymbolResult, run_symbol
@@ -47,9 +47,11 @@ from signal_engine.workflow.steps import (
 )
 
 if TYPE_CHECKING:
+    from signal_engine.evaluation.pooled_walkforward import PanelSeries
     from signal_engine.workflow.tuning import TuningRun
 
 GATE_INFO_FILE = "gate.json"
+POOLED_TREND_FILE = "pooled_trend.npz"
 METRICS_FILE = "metrics.json"
 META_FILE = "meta.npz"
 GATE_FILE = "gate.npz"
@@ -75,6 +77,10 @@ def check_exportable(config: RunConfig, news: NewsTraining | None = None, *, boo
                           "and rule combiners; use moe.combiner: weighted, meta or rule for training")
     if moe.news:
         check_news_slot(config, news, book=book)
+    if book and POOLED_TREND in (moe.experts.trend, moe.experts.intraday_trend):
+        raise ConfigError(f"moe.experts.trend is {POOLED_TREND}: the whole book's timeframe models walk forward per "
+                          "symbol, which cannot fit a network across series; train the MoE's bundle alone with "
+                          "--no-book (SageMaker: hyperparameter book=false), or choose another trend expert")
 
 
 def check_news_slot(config: RunConfig, news: NewsTraining | None, *, book: bool) -> None:
@@ -227,6 +233,12 @@ def train_expert(expert: str, series: Sequence[PriceSeries], config: RunConfig, 
 
     With ``tuning.enabled`` the trend expert is tuned first (:func:`fit_tuned_trend`); the studies go to
     ``tuning.storage``, by default ``out/tuning/optuna.db``, and their records to ``out/tuning.json``."""
+    pooled = pooled_series(series, config) if expert == "trend" else []
+    if pooled:
+        if tuning is not None and tuning.enabled:
+            raise ConfigError(f"--tune chooses LightGBM settings; moe.experts.trend is {POOLED_TREND}, a Keras network "
+                              "with its own pooled_trend settings: train without --tune or choose a LightGBM trend")
+        return train_pooled_trend(series, pooled, config, out)
     if tuning is None or not tuning.enabled or expert != "trend":
         fitted = {f"{expert}/{s.symbol}": fit_expert(expert, s, config) for s in series}
         save_experts(fitted, out)
@@ -243,16 +255,89 @@ def train_expert(expert: str, series: Sequence[PriceSeries], config: RunConfig, 
     return ExpertArtefact(expert, out)
 
 
+# -- the pooled trend expert -----------------------------------------------------------------------------------
+
+def pooled_series(series: Sequence[PriceSeries], config: RunConfig) -> list[PriceSeries]:
+    """The series whose trend expert is the pooled one (``trend_pooled`` for their bars, ``for_bars``)."""
+    return [s for s in series if for_bars(config, s.intraday).moe.experts.trend == POOLED_TREND]
+
+
+def trend_panel(series: Sequence[PriceSeries], config: RunConfig) -> dict[str, PanelSeries]:
+    """Each series' design frame, trend labels and the bar each label is known at, named by its symbol."""
+    from signal_engine.evaluation.pooled_walkforward import panel_series
+
+    panel = {}
+    for s in series:
+        frame, labels = _frame_and_labels(s, for_bars(config, s.intraday))
+        panel[s.symbol] = panel_series(s.symbol, frame, labels.trend, labels.known_at_horizon())
+    return panel
+
+
+def fit_pooled_trend(panel: Mapping[str, PanelSeries], config: RunConfig) -> Any:
+    """One pooled trend network over every series of ``panel``, each series' rows labelled where its label is known
+    at its last bar less the embargo (what :func:`fit_expert` gives each per-symbol trend expert)."""
+    from signal_engine.evaluation.pooled_walkforward import PooledBlock, pooled_training_set
+
+    last = PooledBlock(max(pd.Timestamp(s.frame.index[-1]) for s in panel.values()),
+                       {name: len(s.frame) - 1 for name, s in panel.items()}, {})
+    X, y = pooled_training_set(panel, last, config.walk_forward.embargo)
+    return components.pooled_trend_expert(config).fit(X, y)
+
+
+def train_pooled_trend(series: Sequence[PriceSeries], pooled: Sequence[PriceSeries], config: RunConfig,
+                       out: Path) -> ExpertArtefact:
+    """The trend artefact with ``trend_pooled``: the pooled network once (entry ``trend``; each symbol is answered
+    with its own series code and normalisation) and, in ``pooled_trend.npz``, its out-of-sample probabilities from
+    the pooled walk-forward (:func:`~signal_engine.evaluation.pooled_walkforward.pooled_out_of_sample`), which the
+    gate step's walk-forward reads as the trend expert's; any series with another trend expert (intraday bars) gets
+    its own fit as ``trend/SYMBOL``."""
+    from signal_engine.evaluation.pooled_walkforward import pooled_out_of_sample
+
+    panel = trend_panel(pooled, config)
+    model = fit_pooled_trend(panel, config)
+    fitted = {"trend": model, **{f"trend/{s.symbol}": fit_expert("trend", s, config) for s in series
+                                 if s.symbol not in panel}}
+    save_experts(fitted, out)
+    proba, _ = pooled_out_of_sample(panel, components.pooled_trend_expert(config), config.walk_forward)
+    arrays = {}
+    for name, values in proba.items():
+        arrays[f"proba_{name}"] = values
+        arrays[f"dates_{name}"] = pd.DatetimeIndex(panel[name].frame.index).asi8
+    np.savez(out / POOLED_TREND_FILE, **arrays)  # type: ignore[arg-type]
+    return ExpertArtefact("trend", out)
+
+
+def pooled_trend_proba(roots: Sequence[Path], series: Sequence[PriceSeries]) -> dict[str, np.ndarray] | None:
+    """The pooled walk-forward's trend probabilities of each series from the trend artefact among ``roots`` (None when
+    none holds ``pooled_trend.npz``); ConfigError when they are not of these series' bars."""
+    found = [root / POOLED_TREND_FILE for root in roots if (root / POOLED_TREND_FILE).is_file()]
+    if not found:
+        return None
+    with np.load(found[0]) as stored:
+        out = {}
+        for s in series:
+            if f"proba_{s.symbol}" not in stored:
+                continue
+            if not np.array_equal(stored[f"dates_{s.symbol}"], pd.DatetimeIndex(s.bars.index).asi8):
+                raise ConfigError(f"{found[0]}: the pooled trend probabilities of {s.symbol} are of other bars than "
+                                  "this run's dataset; train the trend expert on the same dataset")
+            out[s.symbol] = stored[f"proba_{s.symbol}"]
+    return out
+
+
 # -- train gate (and walk forward) ---------------------------------------------------------------------------
 
 def walk_forward(series: Sequence[PriceSeries], config: RunConfig,
-                 on_block: Callable[[], None] | None = None) -> list[SymbolResult]:
+                 on_block: Callable[[], None] | None = None, *,
+                 trend_proba: Mapping[str, np.ndarray] | None = None) -> list[SymbolResult]:
     """The walk-forward backtest of each series (the gate's training rows and the run's metrics), with the numerical
-    libraries' thread pools held to one thread as in the backtest's tasks, so both give the same bits."""
+    libraries' thread pools held to one thread as in the backtest's tasks, so both give the same bits.
+    ``trend_proba``: the pooled trend expert's out-of-sample probabilities by symbol (:func:`pooled_trend_proba`)."""
     from threadpoolctl import threadpool_limits
 
+    given = trend_proba or {}
     with threadpool_limits(limits=1):
-        return [run_symbol(s, config, on_block=on_block) for s in series]
+        return [run_symbol(s, config, on_block=on_block, trend_proba=given.get(s.symbol)) for s in series]
 
 
 def out_of_sample_rows(series: PriceSeries, result: SymbolResult, config: RunConfig) -> dict[str, np.ndarray]:
@@ -403,7 +488,7 @@ def evaluate(config: RunConfig, quality: QualityConfig, experts: Sequence[Expert
     merged: dict[str, Any] = {}
     for artefact in experts:
         merged.update(load_experts(artefact.root))
-    missing = [f"{e}/{s}" for e in EXPERTS for s in symbols if f"{e}/{s}" not in merged]
+    missing = [f"{e}/{s}" for e in EXPERTS for s in symbols if f"{e}/{s}" not in merged and e not in merged]
     if missing:
         raise ConfigError(f"the expert artefacts lack {missing}; train every expert for every symbol of the dataset")
     out.mkdir(parents=True, exist_ok=True)

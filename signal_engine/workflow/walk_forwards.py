@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 
 from signal_engine.config import RunConfig
@@ -35,15 +36,17 @@ class WalkForwards:
 
 
 def run_walk_forwards(series: Sequence[PriceSeries], config: RunConfig, *, orchestration: Mapping[str, Any] | None,
-                      book: bool, jobs: int | None, console: Console | None = None) -> WalkForwards:
+                      book: bool, jobs: int | None, console: Console | None = None,
+                      trend_proba: Mapping[str, np.ndarray] | None = None) -> WalkForwards:
     """Walk forward the MoE of every series and, with ``book``, every timeframe model of the book over ``jobs``
     processes (None: ``$SIGNAL_ENGINE_JOBS`` or every core); the same bytes for any number of them. The expert
-    suite is not run: training never reads it."""
+    suite is not run: training never reads it. ``trend_proba``: the pooled trend expert's out-of-sample
+    probabilities by symbol (``moe.experts.trend: trend_pooled``; the trend artefact's ``pooled_trend.npz``)."""
     from signal_engine.pipeline import walk_forward
 
     quiet = replace(config, suite=replace(config.suite, enabled=False))
     moe, timeframes = walk_forward(list(series), quiet, console or Console(stderr=True), orchestration, jobs,
-                                   timeframes=book)
+                                   timeframes=book, trend_proba=trend_proba)
     return WalkForwards(moe, timeframes)
 
 

@@ -422,3 +422,77 @@ def post(port: int, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
+
+
+# -- the pooled trend expert: one network over the run's symbols, trained in the GPU image -------------------
+
+POOLED_RUN = {"symbols": ["GOOG", "SPX"], "profile": "quick", "start": "2011-01-01", "end": "2013-03-01",
+              "hyperparameters": {"walk_forward": {"initial_window": 300, "validation_bars": 100, "min_test_bars": 100,
+                                                   "refit_every": 150},
+                                  "moe": {"experts": {"trend": "trend_pooled"}},
+                                  "pooled_trend": {"window": 16, "samples_per_series": 64, "max_epochs": 1,
+                                                   "batch_size": 64}}}
+
+
+@pytest.fixture(scope="module")
+def pooled_chain(tmp_path_factory: pytest.TempPathFactory, goog_csv: Path, spx_csv: Path) -> Chain:
+    """The workflow's jobs with ``moe.experts.trend: trend_pooled`` (no ``book`` hyperparameter: such a run trains
+    the MoE's bundle alone), each expert in the image its plan names, the gate job reading the experts' outputs."""
+    root = tmp_path_factory.mktemp("pooled")
+    s3 = root / "s3"
+    raw = channel_with(goog_csv, spx_csv, root=s3 / "datasets" / "daily")
+    plan = root / "plan.json"
+    prepare = hyperparameters("prepare", POOLED_RUN, experts=json.dumps(list(EXPERTS), separators=(",", ":")),
+                              plan=str(plan))
+    jobs = dict(zip(["prepare"], run_jobs([(root / "prepare", prepare, {"raw": raw}, "gpu")]), strict=True))
+    assert jobs["prepare"].returncode == 0, jobs["prepare"].log[-3000:]
+    dataset = jobs["prepare"].pack(s3, f"runs/{EXECUTION}/prepare", f"se-{EXECUTION}-prepare-0").parent
+    images = {e["expert"]: e["accelerator"] for e in json.loads(plan.read_text())["experts"]}
+    experts = run_jobs([(root / expert, hyperparameters("train_expert", POOLED_RUN, expert=expert, tune="false"),
+                         {"dataset": dataset}, images[expert]) for expert in EXPERTS])
+    for expert, job in zip(EXPERTS, experts, strict=True):
+        assert job.returncode == 0, job.log[-3000:]
+        jobs[expert] = job
+        job.pack(s3, f"runs/{EXECUTION}/experts", f"se-{EXECUTION}-{expert}-0")
+    outputs = s3 / "runs" / EXECUTION / "experts"
+    (jobs["train_gate"],) = run_jobs([(root / "gate", hyperparameters("train_gate", POOLED_RUN),
+                                       {"dataset": dataset, "experts": outputs}, "gpu")])
+    assert jobs["train_gate"].returncode == 0, jobs["train_gate"].log[-3000:]
+    gate = jobs["train_gate"].pack(s3, f"runs/{EXECUTION}/train_gate", f"se-{EXECUTION}-train-gate-0")
+    registry, report = root / "registry", root / "report" / "evaluation.json"
+    (jobs["evaluate"],) = run_jobs([(root / "evaluate", hyperparameters("evaluate", POOLED_RUN, registry=str(registry),
+                                                                        report=str(report)),
+                                     {"dataset": dataset, "gate": gate.parent, "experts": outputs}, "gpu")])
+    assert jobs["evaluate"].returncode == 0, jobs["evaluate"].log[-3000:]
+    return Chain(jobs, s3, registry, json.loads(report.read_text()), goog_csv, images)
+
+
+@pytest.mark.slow  # not marked tensorflow: the mark would take this module's whole chain to the TensorFlow worker
+def test_the_pooled_trend_job_trains_one_network_in_the_gpu_image_and_the_bundle_serves_it(
+        pooled_chain: Chain) -> None:
+    from sagemaker_jobs.serve import ExpertService
+    from signal_engine.archetypes.pooled_expert import SERIES_COLUMN
+    from signal_engine.serving.experts import market_frame
+
+    assert pooled_chain.images == {"trend": "gpu", "levels": "cpu", "volatility": "cpu"}
+    trend = pooled_chain.jobs["trend"]
+    assert TOOLKIT_WITHOUT_TENSORFLOW not in trend.log
+    (model,) = load_experts(trend.ml / "model").values()
+    assert model.series_ == ("GOOG", "SPX") and (model.window, model.max_epochs) == (16, 1)
+    assert (trend.ml / "model" / "pooled_trend.npz").is_file()
+    # the gate's walk-forward read the pooled walk-forward: its metrics name the pooled trend expert
+    metrics = json.loads((pooled_chain.jobs["train_gate"].ml / "model" / "metrics.json").read_text())
+    assert all("trend_pooled" in m["trend"] for m in metrics["per_symbol"].values()), metrics["per_symbol"]
+    bundle_dir = pooled_chain.jobs["evaluate"].ml / "model"
+    assert sorted(load_experts(bundle_dir / "experts")) == ["levels/GOOG", "levels/SPX", "trend", "volatility/GOOG",
+                                                             "volatility/SPX"]  # the pooled network once
+    service = ExpertService(bundle_dir)
+    bars = load_prices(pooled_chain.goog_csv).bars.iloc[-int(service.bundle["min_bars"]):]
+    rows = [{"timestamp": str(t.date()), **{k: float(v) for k, v in row.items()}} for t, row in bars.iterrows()]
+    frame = market_frame(bars)
+    answers = {}
+    for symbol in ("GOOG", "SPX"):  # the same bars asked about as each symbol: its own series code
+        answers[symbol] = service.invoke({"symbol": symbol, "expert": "trend", "bars": rows})
+        expected = model.predict_proba(frame.assign(**{SERIES_COLUMN: symbol}))[-1]
+        assert [answers[symbol][k] for k in ("p_down", "p_neutral", "p_up")] == pytest.approx(expected, abs=1e-6)
+    assert answers["GOOG"]["p_up"] != answers["SPX"]["p_up"]

@@ -263,7 +263,7 @@ def test_a_passing_run_trains_deploys_and_promotes(aws: dict[str, Any]) -> None:
     evaluate = job(aws, rid, "evaluate")
     channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in evaluate["InputDataConfig"]}
     gate = job(aws, rid, "train-gate")
-    assert [c["ChannelName"] for c in gate["InputDataConfig"]] == ["dataset"]
+    assert [c["ChannelName"] for c in gate["InputDataConfig"]] == ["dataset", "experts"]  # experts: trend_pooled
     assert {"TrainGate", "Evaluate"} <= set(entered_states(aws, execution))
     assert channels == {"dataset": dataset_model, "gate": gate["ModelArtifacts"]["S3ModelArtifacts"],
                         "experts": f"s3://{ARTIFACTS}/runs/run-pass/experts/"}
@@ -347,6 +347,30 @@ def test_a_keras_expert_trains_on_a_gpu_instance_with_the_tensorflow_image(aws: 
     assert trend["AlgorithmSpecification"]["TrainingImage"] == TRAINING_IMAGE
     for expert in ("levels", "volatility"):
         assert job(aws, rid, expert)["AlgorithmSpecification"]["TrainingImage"] == CPU_IMAGE
+    notices(aws)
+
+
+def test_the_pooled_trend_expert_trains_on_the_gpu_and_the_gate_reads_the_experts_outputs(
+        aws: dict[str, Any]) -> None:
+    """``moe.experts.trend: trend_pooled`` in the run's config: the plan the prepare job writes for it (the domain's
+    training_plan) sends the trend job to the GPU instance with the TensorFlow image and the others to CPU, and the
+    gate job gets the experts' outputs (the trend job's pooled walk-forward) as its experts channel."""
+    config = {"moe": {"experts": {"trend": "trend_pooled"}}}
+    execution = run(aws, "run-pooled", {"symbols": ["SPX", "IXIC"], "gpu_instance_type": "ml.g6.xlarge",
+                                        "hyperparameters": config},
+                    report("20261123T171500Z-0000f00d", False, ["SPX", "IXIC"]))
+    assert execution["error"] == "QualityGateFailed"
+    rid = run_id(aws, execution)
+    trend = job(aws, rid, "trend")
+    assert trend["ResourceConfig"]["InstanceType"] == "ml.g6.xlarge"
+    assert trend["AlgorithmSpecification"]["TrainingImage"] == TRAINING_IMAGE
+    assert json.loads(trend["HyperParameters"]["config"]) == config
+    for expert in ("levels", "volatility"):
+        assert job(aws, rid, expert)["ResourceConfig"]["InstanceType"] == "ml.m5.xlarge", expert
+        assert job(aws, rid, expert)["AlgorithmSpecification"]["TrainingImage"] == CPU_IMAGE, expert
+    channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"]
+                for c in job(aws, rid, "train-gate")["InputDataConfig"]}
+    assert channels["experts"] == f"s3://{ARTIFACTS}/runs/run-pooled/experts/"
     notices(aws)
 
 

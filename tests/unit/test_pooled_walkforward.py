@@ -81,6 +81,33 @@ def test_each_series_is_decided_once_per_bar_from_its_first_refit(panel: dict[st
         assert spans[-1][1] == len(series.frame)
 
 
+def test_from_the_initial_window_by_hand() -> None:
+    """The training workflow's schedule: B (3 bars before 01-06, its initial_window bar) is decided from 01-06 by
+    the model fitted at 01-04, when B had 1 bar; A from 01-04 as before."""
+    a = pd.date_range("2020-01-01", "2020-01-10", freq="D")
+    b = pd.date_range("2020-01-03", "2020-01-13", freq="D")
+    config = WalkForwardConfig(initial_window=3, validation_bars=0, refit_every=4, min_test_bars=0)
+    assert common_schedule({"A": a, "B": b}, config, from_initial_window=True) == [
+        PooledBlock(pd.Timestamp("2020-01-04"), {"A": 3, "B": 1}, {"A": (3, 7), "B": (3, 5)}),
+        PooledBlock(pd.Timestamp("2020-01-08"), {"A": 7, "B": 5}, {"A": (7, 10), "B": (5, 9)}),
+        PooledBlock(pd.Timestamp("2020-01-12"), {"A": 9, "B": 9}, {"B": (9, 11)}),
+    ]
+
+
+def test_from_the_initial_window_every_bar_after_it_is_decided_once_and_no_fit_leaks(
+        panel: dict[str, PanelSeries]) -> None:
+    """What the gate step's walk-forward reads (``pooled_out_of_sample``): each series decided from its own
+    initial_window bar to its end, once per bar, by fits whose inputs end before the block for every series."""
+    blocks = common_schedule({name: s.frame.index for name, s in panel.items()}, SMALL, from_initial_window=True)
+    for name, series in panel.items():
+        spans = [block.decide[name] for block in blocks if name in block.decide]
+        assert spans[0][0] == SMALL.initial_window and spans[-1][1] == len(series.frame)
+        assert all(stop == next_start for (_, stop), (next_start, _) in itertools.pairwise(spans))
+    fits = _fits(panel, blocks, EMBARGO, pooled=True)
+    assert len(fits) == len(blocks) > 5
+    assert [found for block, X, y in fits for found in leaks(panel, block, X, y, EMBARGO)] == []
+
+
 def _fits(panel: dict[str, PanelSeries], blocks: list[PooledBlock], embargo: int, *,
           pooled: bool) -> list[tuple[PooledBlock, pd.DataFrame, np.ndarray]]:
     recorded = []

@@ -41,13 +41,26 @@ def test_the_catalogues_tensorflow_experts_are_the_gpu_ones() -> None:
         assert model_accelerator(build(name, catalogue)) == expected, name
 
 
-def test_every_model_the_config_can_pick_trains_on_cpu() -> None:
-    for trend, levels, volatility in itertools.product(TREND_EXPERTS, LEVELS_EXPERTS, VOLATILITY_EXPERTS):
+def test_every_model_the_config_can_pick_but_the_pooled_trend_expert_trains_on_cpu() -> None:
+    classical = [t for t in TREND_EXPERTS if t != "trend_pooled"]
+    for trend, levels, volatility in itertools.product(classical, LEVELS_EXPERTS, VOLATILITY_EXPERTS):
         config = with_experts(QUICK, trend=trend, intraday_trend=trend, levels=levels, volatility=volatility)
         for expert in EXPERTS:
             assert expert_accelerator(expert, config) == "cpu", (expert, trend, levels, volatility)
     assert training_plan(EXPERTS, PROFILES["full"], [False, True])["experts"] == [
         {"expert": e, "accelerator": "cpu"} for e in EXPERTS]
+
+
+def test_the_pooled_trend_expert_trains_on_the_gpu_and_nothing_else_does() -> None:
+    """``moe.experts.trend: trend_pooled`` (a Keras network over every series): the trend job on the GPU, the other
+    jobs on CPU; for intraday series the trend role is intraday_trend (trend_linear), so an intraday-only run is
+    all CPU."""
+    pooled = with_experts(QUICK, trend="trend_pooled")
+    assert training_plan(EXPERTS, pooled, [False])["experts"] == [
+        {"expert": "trend", "accelerator": "gpu"}, {"expert": "levels", "accelerator": "cpu"},
+        {"expert": "volatility", "accelerator": "cpu"}]
+    assert training_plan(EXPERTS, pooled, [True])["experts"][0] == {"expert": "trend", "accelerator": "cpu"}
+    assert training_plan(EXPERTS, QUICK, [False])["experts"][0] == {"expert": "trend", "accelerator": "cpu"}
 
 
 @pytest.fixture()
