@@ -27,6 +27,7 @@ from signal_engine.evaluation import backtest
 from signal_engine.evaluation.walkforward import Block
 from signal_engine.labels import Labels
 from signal_engine.moe.online import OnlineLearner, RealisedRow
+from signal_engine.multistage import StageDecisions
 
 N = 32
 FIRST = 4
@@ -447,3 +448,78 @@ def test_online_learning_steps_on_each_label_as_it_becomes_known_before_deciding
     # no meta-model at bar 4 (no known row) and a gate that is not a softmax gate: nothing learnt in the first
     # block; the meta-model fitted at bar 18 learns each of the 13 rows (all labelled)
     assert out.online_updates == [0, 13]
+
+
+def test_the_rule_combiner_reads_each_block_s_expert_outputs_and_credits_each_expert_a_third_of_its_call(
+    stand_ins: dict[str, list[Any]], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[tuple[RunConfig, dict[str, np.ndarray]]] = []
+
+    class Rules:
+        def __init__(self, config: RunConfig) -> None:
+            self.config = config
+
+        def decision_function(self, outputs: dict[str, np.ndarray]) -> np.ndarray:
+            calls.append((self.config, outputs))
+            return np.where(outputs["p_down"] < 0.25, 1.0, -1.0)  # buy on even bars, sell on odd ones
+
+    monkeypatch.setattr(components, "rule_combiner", Rules)
+    config = _config(combiner="rule", gate="rule")
+    out = _run(config, stand_ins).out
+
+    assert [given for given, _ in calls] == [config, config]
+    for block, (_, outputs) in zip(BLOCKS, calls, strict=True):
+        bars = BAR[block.start : block.stop]
+        np.testing.assert_array_equal(outputs["p_up"], P_UP[bars])
+        np.testing.assert_array_equal(outputs["p_down"], P_DOWN[bars])
+        np.testing.assert_allclose(outputs["support_distance"], 0.02, rtol=1e-12)  # (100 - 98) / 100
+        np.testing.assert_allclose(outputs["resistance_distance"], 0.06, rtol=1e-12)  # (106 - 100) / 100
+        np.testing.assert_allclose(outputs["vol_forecast"], np.sqrt(0.0001 * (1 + bars)), rtol=1e-15)
+    called = np.where(BAR % 2 == 0, 1.0, -1.0)[FIRST:]
+    np.testing.assert_array_equal(out.combined[FIRST:], called)
+    np.testing.assert_allclose(out.contributions[FIRST:], np.column_stack([called / 3] * 3), rtol=1e-15)
+
+
+def test_the_stages_keep_what_each_stage_let_through_for_the_block_s_bars(
+    stand_ins: dict[str, list[Any]], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Stand-in stages: stage 1 keeps every bar, stage 2 the even ones, stage 3 every fourth; what the block keeps
+    is exactly that, bar by bar."""
+
+    class Refiner:
+        def __init__(self, min_rows: int) -> None:
+            pass
+
+        def fit(self, windows: np.ndarray, fast: np.ndarray, y: np.ndarray) -> Refiner:
+            return self
+
+        def predict_proba(self, windows: np.ndarray, fast: np.ndarray) -> np.ndarray:
+            return fast
+
+    class Engine:
+        def __init__(self, random_state: int, min_lift: float) -> None:
+            pass
+
+        def fit(self, inputs: Any, y: np.ndarray) -> Engine:
+            return self
+
+        def decide(self, inputs: Any) -> Any:
+            bars = np.asarray(inputs.rsi, dtype=np.int64)  # the stand-in RSI is the bar's number
+            direction = np.where(bars % 2 == 0, 1, -1)
+            return StageDecisions(direction, direction, np.ones(len(bars), dtype=bool), bars % 2 == 0,
+                                  bars % 4 == 0, bars / 100.0)
+
+    monkeypatch.setattr(backtest, "SequenceRefiner", Refiner)
+    monkeypatch.setattr(backtest, "MultiStageEngine", Engine)
+    config = _config()
+    run = _run(config, stand_ins)
+    frame = _frame().assign(rsi_14=BAR.astype(float))
+    for block in BLOCKS:
+        backtest._stages_block(block, frame, run.labels, np.zeros((N, 20)), run.out, config)
+
+    decided = BAR[FIRST:]
+    kept = np.column_stack((np.ones(N - FIRST, dtype=bool), decided % 2 == 0, decided % 4 == 0))
+    np.testing.assert_array_equal(run.out.stage_kept[FIRST:], kept)
+    np.testing.assert_array_equal(run.out.stage_direction[FIRST:], np.where(decided % 2 == 0, 1, -1))
+    np.testing.assert_array_equal(run.out.stage_confidence[FIRST:], decided / 100.0)
+
