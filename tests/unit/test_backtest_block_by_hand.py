@@ -26,7 +26,9 @@ from signal_engine.config import NEWS_COLUMN, RunConfig, apply_overrides, load_c
 from signal_engine.evaluation import backtest
 from signal_engine.evaluation.walkforward import Block
 from signal_engine.labels import Labels
-from signal_engine.moe.online import OnlineLearner, RealisedRow
+from signal_engine.moe.gate import SoftmaxGate
+from signal_engine.moe.numpy_gate import gate_forward
+from signal_engine.moe.online import OnlineLearner, OnlineRates, RealisedRow
 from signal_engine.multistage import StageDecisions
 
 N = 32
@@ -414,6 +416,7 @@ def test_online_learning_steps_on_each_label_as_it_becomes_known_before_deciding
     at that row and what happened there."""
     events: list[tuple[str, int]] = []
     learnt: list[RealisedRow] = []
+    arrays: list[Any] = []  # the meta-model as it stood when each bar 4 .. 31 was decided
 
     class Learner(OnlineLearner):
         def learn(self, row: RealisedRow) -> None:
@@ -423,7 +426,8 @@ def test_online_learning_steps_on_each_label_as_it_becomes_known_before_deciding
 
         def meta_arrays(self) -> Any:
             events.append(("decide", -1))
-            return super().meta_arrays()
+            arrays.append(super().meta_arrays())
+            return arrays[-1]
 
     monkeypatch.setattr(backtest, "OnlineLearner", Learner)
     run = _run(_config(combiner="meta", online={"enabled": True, "gate_rate": 0.05, "meta_rate": 0.01}), stand_ins)
@@ -448,6 +452,16 @@ def test_online_learning_steps_on_each_label_as_it_becomes_known_before_deciding
     # no meta-model at bar 4 (no known row) and a gate that is not a softmax gate: nothing learnt in the first
     # block; the meta-model fitted at bar 18 learns each of the 13 rows (all labelled)
     assert out.online_updates == [0, 13]
+    # each bar's score is its own: the weighted score in the first block, then P(up) - P(down) of the meta-model as
+    # it stood at that bar, on that bar's scores and gate weights (a missing score at its training mean)
+    assert all(meta is None for meta in arrays[:14]) and all(meta is not None for meta in arrays[14:])
+    np.testing.assert_allclose(out.combined[4:18], (out.scores[4:18] * out.gate[4:18]).sum(axis=1), rtol=1e-12)
+    for bar, meta in zip(range(18, N), arrays[14:], strict=True):
+        z = np.nan_to_num((np.concatenate((out.scores[bar], out.gate[bar])) - meta.mean) / meta.scale)
+        logits = meta.coef @ z + meta.intercept
+        proba = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+        assert list(meta.classes) == [0, 1, 2]
+        np.testing.assert_allclose(out.combined[bar], proba[2] - proba[0], rtol=1e-9, err_msg=f"bar {bar}")
 
 
 def test_the_rule_combiner_reads_each_block_s_expert_outputs_and_credits_each_expert_a_third_of_its_call(
@@ -523,3 +537,39 @@ def test_the_stages_keep_what_each_stage_let_through_for_the_block_s_bars(
     np.testing.assert_array_equal(run.out.stage_direction[FIRST:], np.where(decided % 2 == 0, 1, -1))
     np.testing.assert_array_equal(run.out.stage_confidence[FIRST:], decided / 100.0)
 
+
+
+@pytest.mark.parametrize("gate_rate", [0.0, 0.5])
+def test_an_online_softmax_gate_starts_each_block_as_fitted_and_moves_only_with_a_rate(
+    stand_ins: dict[str, list[Any]], monkeypatch: pytest.MonkeyPatch, gate_rate: float,
+) -> None:
+    """A real softmax gate learning online: at rate 0 every bar is weighted as the refit's gate weights it; at a rate
+    the refit's own bar still is (no label is new there) and every later bar of the second block moves (a step per
+    bar, from bar 19 on), as a learner started from the refit's weights with the gate's own entropy and clip and
+    stepped on rows 16 .. 28 in turn weights it (the learner's step itself is worked out in test_moe_online.py)."""
+    gates: list[SoftmaxGate] = []
+
+    def gate(config: RunConfig) -> SoftmaxGate:
+        gates.append(SoftmaxGate(min_rows=4, k=None, entropy=0.2, clip=1.0))  # not the learner's defaults
+        return gates[-1]
+
+    monkeypatch.setattr(components, "gate", gate)
+    config = _config(combiner="meta", online={"enabled": True, "gate_rate": gate_rate, "meta_rate": 0.0})
+    out = _run(config, stand_ins).out
+
+    refit = gates[1].predict_proba(FINGERPRINTS[18:32], np.isfinite(_expected_scores()[18:32]))
+    moved = np.abs(out.gate[18:32] - refit).max(axis=1) > 1e-9
+    np.testing.assert_allclose(out.gate[18], refit[0], rtol=1e-12)
+    assert moved[1:].all() if gate_rate > 0 else not moved.any()
+    assert out.gate[ABSTAINS, 2] == 0.0 and np.allclose(out.gate[18:32].sum(axis=1), 1.0)
+    # the steps are the gate's own objective (its entropy and clip) at the configured rate, on rows 16 .. 28
+    learner = OnlineLearner(gates[1].gate_weights(), None, OnlineRates(gate=gate_rate, meta=0.0, entropy=0.2, clip=1.0))
+    for t in range(18, N):
+        if t > 18:
+            known = t - LAG
+            learner.learn(RealisedRow(FINGERPRINTS[known], out.scores[known], out.gate[known], FORWARD_Z[known],
+                                      int(TREND[known])))
+        weights = learner.gate_weights()
+        assert weights is not None
+        expected = gate_forward(weights, FINGERPRINTS[t : t + 1], np.isfinite(out.scores[t : t + 1]))[0]
+        np.testing.assert_allclose(out.gate[t], expected, rtol=1e-12, err_msg=f"bar {t}")
