@@ -41,9 +41,12 @@ GROUPS: dict[str, Group] = {
     "labels": Group(("signal_engine/labels.py",), ("tests/unit/test_labels.py",)),
     "walkforward": Group(("signal_engine/evaluation/walkforward.py",),
                          ("tests/unit/test_labels.py", "tests/unit/test_trading.py")),
-    # the backtest's training-row selection: the functions that choose which rows each model learns from
-    "backtest_rows": Group(("signal_engine/evaluation/backtest.py",), ("tests/integration/test_training_rows.py",),
-                           ("*.x__decide_block__mutmut_*", "*.x__combine__mutmut_*", "*.x__stages_block__mutmut_*")),
+    # the backtest's training-row selection: the functions that choose which rows each model learns from (the
+    # online learner's among them); the by-hand file first (the refits with stand-in models, under two seconds)
+    "backtest_rows": Group(("signal_engine/evaluation/backtest.py",),
+                           ("tests/unit/test_backtest_block_by_hand.py", "tests/integration/test_training_rows.py"),
+                           ("*.x__decide_block__mutmut_*", "*.x__combine__mutmut_*", "*.x__stages_block__mutmut_*",
+                            "*.x__fit_meta__mutmut_*", "*.x__online_block__mutmut_*")),
     "metrics": Group(("signal_engine/evaluation/metrics.py",),
                      ("tests/unit/test_trading.py", "tests/unit/test_confidence.py", "tests/unit/test_significance.py",
                       "tests/unit/test_levels.py", "tests/unit/test_metrics_by_hand.py")),
