@@ -249,6 +249,10 @@ def _decide_block(
     known_next = known_by(labels.known_at_next(), r, embargo)
 
     trend_rows = np.flatnonzero(known_horizon & (labels.trend >= 0))
+    if trend_proba is not None:  # the pooled trend expert's, from the pooled walk-forward (no feature attributions)
+        out.trend_proba[rows] = trend_proba[rows]
+    else:
+        _trend_block(rows, trend_rows, frame, labels, out, config)
     majority = baselines.majority_classifier(labels.trend[trend_rows])
     next_variance = np.where(known_next, labels.next_variance, np.nan)[: r + 1]
     blend = clone(components.volatility_blend(config)).fit(frame.iloc[: r + 1], next_variance)
@@ -256,10 +260,6 @@ def _decide_block(
     future_range[~known_horizon] = np.nan
     levels = clone(components.levels_expert(config)).fit(frame.iloc[: r + 1], future_range[: r + 1])
 
-    if trend_proba is not None:  # the pooled trend expert's, from the pooled walk-forward (no feature attributions)
-        out.trend_proba[rows] = trend_proba[rows]
-    else:
-        _trend_block(rows, trend_rows, frame, labels, out, config)
     out.majority_proba[rows] = baselines.majority_proba(majority, block.stop - block.start)
     out.levels[rows] = _predict_window(levels, frame, block.start, block.stop, levels.predict)
     out.pivots[rows] = PivotLevels().fit(history).predict(frame.iloc[rows])
