@@ -108,16 +108,23 @@ def universal_answer(end: int) -> str:
                        "as_of": bars[-1]["timestamp"], "answers": answers})
 
 
+def publish_registry(aws: Aws, bucket: str, registry: Path) -> str:
+    """The registry's CURRENT version and its pointer under ``s3://bucket/models/`` (as the publish step writes them),
+    in a new bucket; the version."""
+    aws.s3.create_bucket(Bucket=bucket)
+    version = (registry / "CURRENT").read_text().strip()
+    for path in sorted((registry / version).rglob("*")):
+        if path.is_file():
+            aws.s3.put_object(Bucket=bucket, Key=f"models/{path.relative_to(registry)}", Body=path.read_bytes())
+    aws.s3.put_object(Bucket=bucket, Key="models/CURRENT", Body=(version + "\n").encode())
+    return version
+
+
 @pytest.fixture(scope="module")
 def combiner(aws: Aws, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModuleType]:
     """The handler module, imported (cold start) with its environment pointing at moto and a SQLite audit DB."""
     registry = goog_registry()
-    aws.s3.create_bucket(Bucket=ARTIFACTS)
-    version = (registry / "CURRENT").read_text().strip()
-    for path in sorted((registry / version).rglob("*")):
-        if path.is_file():
-            aws.s3.put_object(Bucket=ARTIFACTS, Key=f"models/{path.relative_to(registry)}", Body=path.read_bytes())
-    aws.s3.put_object(Bucket=ARTIFACTS, Key="models/CURRENT", Body=(version + "\n").encode())
+    publish_registry(aws, ARTIFACTS, registry)
     database = copy_of_book_database(tmp_path_factory.mktemp("combiner"))  # holds the live book "daily" too
     environment = {"MODEL_BUNDLE_URI": f"s3://{ARTIFACTS}/models/", "EXPERT_ENDPOINTS": json.dumps(ENDPOINTS),
                    "EXPERT_DEADLINE_MS": "5000", "SIGNAL_ENGINE_DATABASE_URL": database, "MAX_BATCH_REQUESTS": "2",

@@ -28,7 +28,7 @@ from signal_engine.adapters.sql.database import SqlDatabase
 from signal_engine.serving.bundle import ServingBundle, read_current
 from signal_engine.serving.news import document_rows, read_news
 from tests.handlers.conftest import Aws
-from tests.handlers.test_combiner_handler import api_event, call, queue_results
+from tests.handlers.test_combiner_handler import api_event, call, publish_registry, queue_results
 from tests.integration.test_news_signal import BARS, STORED, T, ids
 from tests.serving_support import goog_news_registry
 from tests.unit.test_documentdb import _without_sort
@@ -39,8 +39,8 @@ ENDPOINTS = {"trend": "se-news-trend", "levels": "se-news-levels", "volatility":
 DOCUMENT_URL = "mongodb://docdb.test:27017/?tls=false"
 
 
-@pytest.fixture(scope="module")
-def store() -> Iterator[Any]:
+def stored_news() -> Iterator[Any]:
+    """DocumentDB (the adapter on mongomock, without the bulk sort DocumentDB lacks) holding the stored headlines."""
     with pytest.MonkeyPatch.context() as patch:
         for name in ("add_update", "add_replace"):
             patch.setattr(BulkOperationBuilder, name, _without_sort(getattr(BulkOperationBuilder, name)))
@@ -49,22 +49,29 @@ def store() -> Iterator[Any]:
         yield database
 
 
+def news_environment(artifacts: str, endpoints: dict[str, str],
+                     tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The combiner's environment: the bundle in ``s3://artifacts/models/``, the endpoints, a SQLite audit log and
+    DocumentDB at DOCUMENT_URL."""
+    return {"MODEL_BUNDLE_URI": f"s3://{artifacts}/models/", "EXPERT_ENDPOINTS": json.dumps(endpoints),
+            "EXPERT_DEADLINE_MS": "5000",
+            "SIGNAL_ENGINE_DATABASE_URL": f"sqlite:///{tmp_path_factory.mktemp('audit') / 'audit.db'}",
+            "SIGNAL_ENGINE_DOCUMENT_URL": DOCUMENT_URL, "SIGNAL_ENGINE_DOCUMENT_DATABASE": "signal_engine",
+            "BUNDLE_CACHE_DIR": str(tmp_path_factory.mktemp("bundle-cache")),
+            "POWERTOOLS_METRICS_NAMESPACE": "SignalEngine", "POWERTOOLS_DEV": "false"}
+
+
+@pytest.fixture(scope="module")
+def store() -> Iterator[Any]:
+    yield from stored_news()
+
+
 @pytest.fixture(scope="module")
 def combiner(aws: Aws, store: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModuleType]:
     """The handler module, cold-started on the news bundle in S3, its document store DocumentDB (mongomock)."""
     registry = goog_news_registry()
-    aws.s3.create_bucket(Bucket=ARTIFACTS)
-    version = (registry / "CURRENT").read_text().strip()
-    for path in sorted((registry / version).rglob("*")):
-        if path.is_file():
-            aws.s3.put_object(Bucket=ARTIFACTS, Key=f"models/{path.relative_to(registry)}", Body=path.read_bytes())
-    aws.s3.put_object(Bucket=ARTIFACTS, Key="models/CURRENT", Body=(version + "\n").encode())
-    environment = {"MODEL_BUNDLE_URI": f"s3://{ARTIFACTS}/models/", "EXPERT_ENDPOINTS": json.dumps(ENDPOINTS),
-                   "EXPERT_DEADLINE_MS": "5000",
-                   "SIGNAL_ENGINE_DATABASE_URL": f"sqlite:///{tmp_path_factory.mktemp('audit') / 'audit.db'}",
-                   "SIGNAL_ENGINE_DOCUMENT_URL": DOCUMENT_URL, "SIGNAL_ENGINE_DOCUMENT_DATABASE": "signal_engine",
-                   "BUNDLE_CACHE_DIR": str(tmp_path_factory.mktemp("bundle-cache")),
-                   "POWERTOOLS_METRICS_NAMESPACE": "SignalEngine", "POWERTOOLS_DEV": "false"}
+    publish_registry(aws, ARTIFACTS, registry)
+    environment = news_environment(ARTIFACTS, ENDPOINTS, tmp_path_factory)
     connected: list[tuple[str, str]] = []
 
     def connect(url: str, database: str, **options: Any) -> Any:

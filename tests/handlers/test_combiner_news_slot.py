@@ -18,20 +18,16 @@ from datetime import timedelta
 from types import ModuleType
 from typing import Any
 
-import mongomock
 import pytest
-from mongomock.collection import BulkOperationBuilder
 
 from sagemaker_jobs import serve
 from signal_engine.adapters import documentdb
-from signal_engine.adapters.documentdb import DocumentDbStore
 from signal_engine.serving.bundle import ServingBundle, read_current
 from tests.handlers.conftest import Aws
-from tests.handlers.test_combiner_handler import api_event, call, queue_results
-from tests.handlers.test_combiner_news import DOCUMENT_URL, endpoint_answer
-from tests.integration.test_news_signal import BARS, STORED, T
+from tests.handlers.test_combiner_handler import api_event, call, publish_registry, queue_results
+from tests.handlers.test_combiner_news import endpoint_answer, news_environment, stored_news
+from tests.integration.test_news_signal import BARS, T
 from tests.serving_support import goog_news_slot_registry
-from tests.unit.test_documentdb import _without_sort
 
 ARTIFACTS = "signal-engine-news-slot-artifacts"
 ENDPOINTS = {"trend": "se-slot-trend", "levels": "se-slot-levels", "volatility": "se-slot-volatility",
@@ -40,30 +36,15 @@ ENDPOINTS = {"trend": "se-slot-trend", "levels": "se-slot-levels", "volatility":
 
 @pytest.fixture(scope="module")
 def store() -> Iterator[Any]:
-    with pytest.MonkeyPatch.context() as patch:
-        for name in ("add_update", "add_replace"):
-            patch.setattr(BulkOperationBuilder, name, _without_sort(getattr(BulkOperationBuilder, name)))
-        database = mongomock.MongoClient(tz_aware=False).signal_engine
-        DocumentDbStore(database).write_documents(STORED)
-        yield database
+    yield from stored_news()
 
 
 @pytest.fixture(scope="module")
 def combiner(aws: Aws, store: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModuleType]:
     """The handler module, cold-started on the news-slot bundle in S3, its document store DocumentDB (mongomock)."""
     registry = goog_news_slot_registry()
-    aws.s3.create_bucket(Bucket=ARTIFACTS)
-    version = (registry / "CURRENT").read_text().strip()
-    for path in sorted((registry / version).rglob("*")):
-        if path.is_file():
-            aws.s3.put_object(Bucket=ARTIFACTS, Key=f"models/{path.relative_to(registry)}", Body=path.read_bytes())
-    aws.s3.put_object(Bucket=ARTIFACTS, Key="models/CURRENT", Body=(version + "\n").encode())
-    environment = {"MODEL_BUNDLE_URI": f"s3://{ARTIFACTS}/models/", "EXPERT_ENDPOINTS": json.dumps(ENDPOINTS),
-                   "EXPERT_DEADLINE_MS": "5000",
-                   "SIGNAL_ENGINE_DATABASE_URL": f"sqlite:///{tmp_path_factory.mktemp('audit') / 'audit.db'}",
-                   "SIGNAL_ENGINE_DOCUMENT_URL": DOCUMENT_URL, "SIGNAL_ENGINE_DOCUMENT_DATABASE": "signal_engine",
-                   "BUNDLE_CACHE_DIR": str(tmp_path_factory.mktemp("bundle-cache")),
-                   "POWERTOOLS_METRICS_NAMESPACE": "SignalEngine", "POWERTOOLS_DEV": "false"}
+    publish_registry(aws, ARTIFACTS, registry)
+    environment = news_environment(ARTIFACTS, ENDPOINTS, tmp_path_factory)
     with pytest.MonkeyPatch.context() as patch:
         for name, value in environment.items():
             patch.setenv(name, value)
