@@ -165,14 +165,12 @@ def news_from_store(series: list[PriceSeries], config: RunConfig, path: Path | N
     """``backtest --news-from-store``: each series with the news slot's ``news_score`` (the price file's column where
     it has one, else the store's news scored by the text expert: ``signal_engine.workflow.news.slot_series``, as
     training fills the gate's rows)."""
-    import numpy as np
-
     from signal_engine.config import NEWS_COLUMN
 
     if not (config.moe.enabled and config.moe.news):
         raise ConfigError("--news-from-store fills the news slot's input, but the config's moe.news is false; set "
                           "moe.news: true in --config (the MoE then weighs the news as a fourth expert)")
-    from signal_engine.workflow.news import news_expert, news_section, slot_series
+    from signal_engine.workflow.news import news_expert, news_section, slot_report, slot_series
 
     news = news_section(config_module._read_mapping(path) if path else None, str(path))
     lacking = [s.symbol for s in series if NEWS_COLUMN not in s.bars.columns]
@@ -188,10 +186,8 @@ def news_from_store(series: list[PriceSeries], config: RunConfig, path: Path | N
         scored, sources = slot_series(series, storage.documents, expert, news.max_documents)
     finally:
         storage.close()
-    for s in scored:
-        counted = int(np.isfinite(s.bars[NEWS_COLUMN].to_numpy(dtype=float)).sum())
-        where = "its price file's column" if sources[s.symbol] == "file" else "the stored news"
-        console.print(f"{s.symbol}: news_score from {where}, {counted} of {len(s)} bars with news")
+    for line in slot_report(scored, sources):
+        console.print(line)
     return scored
 
 

@@ -168,7 +168,7 @@ class LocalRunner:
         """The series with the news slot's ``news_score``: the price file's column, else the stored news."""
         from signal_engine.config import NEWS_COLUMN
         from signal_engine.errors import ConfigError
-        from signal_engine.workflow.news import news_expert, slot_series
+        from signal_engine.workflow.news import news_expert, slot_report, slot_series
 
         assert self.news is not None  # check_exportable: moe.news needs the news section on
         lacking = [s.symbol for s in series if NEWS_COLUMN not in s.bars.columns]
@@ -177,12 +177,8 @@ class LocalRunner:
                               "document store to read their news from")
         expert = news_expert(self.news, on_training=self._say_training) if lacking else None
         scored, sources = slot_series(series, self.documents, expert, self.news.max_documents)
-        for s in scored:
-            counted = int(np.isfinite(s.bars[NEWS_COLUMN].to_numpy(dtype=float)).sum())
-            where = ("the price file's column" if sources[s.symbol] == "file"
-                     else "the stored news, scored by the text expert")
-            self.console.print(f"  news slot: {s.symbol}'s news_score from {where} ({counted} of {len(s)} bars "
-                               "with news)")
+        for line in slot_report(scored, sources):
+            self.console.print(f"  news slot: {line}")
         return scored
 
     def _say_training(self, folder: Path) -> None:

@@ -175,3 +175,18 @@ def slot_series(series: Sequence[PriceSeries], documents: DocumentStore | None, 
         out.append(replace(s, bars=s.bars.assign(**{NEWS_COLUMN: scores[NEWS_COLUMN].to_numpy()})))
         sources[s.symbol] = "store"
     return out, sources
+
+
+def slot_report(scored: Sequence[PriceSeries], sources: Mapping[str, str]) -> list[str]:
+    """One line per series of :func:`slot_series`: where its ``news_score`` came from and how many bars have news."""
+    import numpy as np
+
+    from signal_engine.config import NEWS_COLUMN
+
+    lines = []
+    for s in scored:
+        counted = int(np.isfinite(s.bars[NEWS_COLUMN].to_numpy(dtype=float)).sum())
+        where = ("the price file's column" if sources[s.symbol] == "file"
+                 else "the stored news, scored by the text expert")
+        lines.append(f"{s.symbol}: news_score from {where} ({counted} of {len(s)} bars with news)")
+    return lines
