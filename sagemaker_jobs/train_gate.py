@@ -9,6 +9,12 @@ symbols, bars and config (a backtest fanned out over many machines). With ``moe.
 MoE's walk-forward reads the trend expert's out-of-sample probabilities from the ``experts`` channel (the trend job's
 ``pooled_trend.npz``: the pooled walk-forward that job ran on the GPU) instead of fitting a trend expert per symbol.
 Walked here, they are left in ``walkforward/`` of SM_MODEL_DIR for the evaluate job, so the run walks forward once.
+
+With hyperparameter ``tune`` ``true`` (what the workflow sends for an execution input with ``"tune": true``, as to
+the expert jobs) every refit of the MoE's trend expert in the walk-forward is tuned by a nested Optuna study first,
+with the ``tuning`` section's trials and timeout per refit (``signal_engine.workflow.tuning``), so the quality gate
+judges the tuned procedure the trend job serves; ``metrics.json`` gets a ``tuning`` section. A ``walkforward``
+channel (a backtest fan-out's batches, walked forward with the defaults) is refused then.
 """
 
 from __future__ import annotations
@@ -17,8 +23,10 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from signal_engine.errors import ConfigError
 from signal_engine.workflow.sagemaker_env import JobEnvironment, run_job, single_root
 from signal_engine.workflow.steps import DATASET_FILE
+from signal_engine.workflow.tuning import require_optuna
 
 
 def pooled_trend(job: JobEnvironment, series: Sequence[Any]) -> Any:
@@ -36,6 +44,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     job = JobEnvironment.from_env(argv=sys.argv[1:] if argv is None else argv)
     config, _ = job.settings()
     orchestration = job.orchestration()
+    tuning = job.tuning()
+    if tuning.enabled:
+        require_optuna("hyperparameter 'tune'")
+        if "walkforward" in job.channels:
+            raise ConfigError("hyperparameter 'tune' is true, but the walkforward channel's batches (a backtest "
+                              "fan-out) were walked forward with the config's trend settings: the quality gate would "
+                              "judge another procedure than the one served; drop walk_forward_run or tune")
     dataset = single_root(job.channel("dataset"), DATASET_FILE)
     # pandas and the models only once the hyperparameters and channels are known good: a bad job fails in a second
     from signal_engine.workflow.training import load_dataset, train_gate
@@ -52,10 +67,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"read the walk-forwards of {len(series)} symbol(s) from the walkforward channel")
     else:
         walked = run_walk_forwards(series, config, orchestration=orchestration, book=job.book(),
-                                   jobs=job.jobs(), trend_proba=pooled_trend(job, series))
+                                   jobs=job.jobs(), trend_proba=pooled_trend(job, series), tuning=tuning)
         write_walk_forwards(walked, series, config, orchestration, job.model_dir / WALK_FORWARD_FOLDER)
-    artefact = train_gate(series, config, job.model_dir, walked.moe)
+    artefact = train_gate(series, config, job.model_dir, walked.moe, tuning=tuning)
     print(f"gate trained on the walk-forward of {', '.join(s.symbol for s in series)} into {artefact.root}")
+    if tuning.enabled:
+        print(f"walk-forward tuned at every refit: trials={tuning.trials} timeout_s={tuning.timeout_s} "
+              f"refits={sum(len(r.diagnostics['tuning']) for r in walked.moe)}")
     return 0
 
 

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -38,6 +38,9 @@ from signal_engine.orchestration.state import BookStateError
 from signal_engine.ports import BookStore, RiskLog
 from signal_engine.report import render_report
 from signal_engine.storage.records import RiskEvent
+
+if TYPE_CHECKING:
+    from signal_engine.workflow.tuning import TuningRun
 
 SCHEMA_VERSION = 1
 SECTIONS = ("trend", "volatility", "levels", "strategies")
@@ -207,13 +210,15 @@ def walk_forward(
     *,
     timeframes: bool = True,
     trend_proba: Mapping[str, np.ndarray] | None = None,
+    tuning: TuningRun | None = None,
 ) -> tuple[list[SymbolResult], dict[str, dict[str, SymbolResult]]]:
     """Every symbol's MoE, timeframe models and expert suite, as independent tasks over ``jobs`` processes.
 
     Each symbol's features are computed once here and shared by its tasks; a timeframe model with the MoE's
     horizon is the MoE's own run. ``timeframes`` False: the MoE (and the suite) only, and no timeframe models.
     ``trend_proba``: by symbol, the pooled trend expert's out-of-sample probabilities, which the MoE's walk-forward
-    of that symbol reads as its trend expert's (``run_symbol``).
+    of that symbol reads as its trend expert's (``run_symbol``). ``tuning`` (``train --tune``): every refit of the
+    MoE's trend expert is tuned first (``run_symbol``); the timeframe models are not.
     """
     tasks: list[Task] = []
     given = trend_proba or {}
@@ -221,7 +226,8 @@ def walk_forward(
         features = series_frame(s)
         blocks = blocks_for(s, config)
         tasks.append(Task((s.symbol, MOE_TASK), f"{s.symbol} MoE walk-forward", blocks,
-                          partial(run_symbol, s, config, features=features, trend_proba=given.get(s.symbol))))
+                          partial(run_symbol, s, config, features=features, trend_proba=given.get(s.symbol),
+                                  tuning=tuning)))
         for spec in timeframe_plan(s, config, orchestration) if timeframes else ():
             if spec.horizon != config.labels.horizon:
                 tasks.append(Task((s.symbol, spec.name), f"{s.symbol} {spec.name} timeframe model", blocks,

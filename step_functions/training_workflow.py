@@ -10,7 +10,8 @@
                                             ``tune`` goes to each as hyperparameter tune (true: Optuna tunes the
                                             trend expert first, its studies kept in that job's model.tar.gz)
     -> TrainGate                            createTrainingJob.sync (entry train_gate: walk-forward, gate, confidence;
-                                            its experts channel carries the pooled trend walk-forward, trend_pooled)
+                                            its experts channel carries the pooled trend walk-forward, trend_pooled;
+                                            ``tune`` too: every refit of its walk-forward is tuned the same way)
     -> Evaluate                             createTrainingJob.sync (entry evaluate: quality gate, bundle, report)
        (TrainGateFromBacktest, EvaluateFromBacktest when the input names a backtest fan-out run, walk_forward_run:
         the same jobs with a walkforward channel, that run's batches, read instead of walking forward)
@@ -144,7 +145,8 @@ EXECUTION_INPUT_SCHEMA: dict[str, Any] = {
                                             "batches, backtests/<run>/batches/, instead of walking forward"},
         "tune": {"type": "boolean",
                  "description": "choose the trend expert's LightGBM settings with an Optuna study on each symbol's "
-                                "training rows before its fit (the expert jobs get hyperparameter tune=true; the "
+                                "training rows before its fit, and at every refit of the walk-forward the quality "
+                                "gate judges (the expert and train_gate jobs get hyperparameter tune=true; the "
                                 "studies are kept in the trend job's model.tar.gz as tuning/optuna.db; trials and "
                                 "timeout_s from the 'tuning' section of hyperparameters)"},
     },
@@ -292,7 +294,9 @@ class TrainingWorkflow(Construct):
                            "$$.Execution.Name)"}),
             # the experts' outputs: the bundle's models for evaluate; for train_gate, the pooled trend expert's
             # out-of-sample probabilities (moe.experts.trend: trend_pooled), which its walk-forward reads
-            "train_gate": ([_channel("dataset", "$.dataset.model"), experts], "$.gate", {}),
+            # tune: every refit of its walk-forward (the quality gate's metrics) is tuned as the trend job's fit is
+            "train_gate": ([_channel("dataset", "$.dataset.model"), experts], "$.gate",
+                           {"tune.$": "States.JsonToString($.run.tune)"}),
             "evaluate": (
                 [_channel("dataset", "$.dataset.model"), _channel("gate", "$.gate.model"), experts],
                 "$.evaluation",

@@ -191,6 +191,11 @@ def print_tuning(run: TrainingRun, console: Console) -> None:
     stored = {r["storage"] for r in records.values() if r.get("storage")}
     if stored:
         console.print(f"  studies kept in {', '.join(sorted(stored))}")
+    judged = bundle.get("tuning", {}).get("walk_forward")
+    if judged:
+        refits = sum(v["refits"] for v in judged["refits"].values())
+        console.print(f"  the quality gate judged the tuned procedure: each of the walk-forward's {refits} refits "
+                      f"tuned the same way ({judged['trials']} trials, timeout {judged['timeout_s']} s a refit)")
 
 
 def _short(value: Any) -> str:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -69,6 +69,9 @@ from signal_engine.moe.rules import expert_outputs
 from signal_engine.moe.scores import levels_score, meta_probabilities, trend_score, volatility_score, weighted_score
 from signal_engine.multistage import MultiStageEngine, SequenceRefiner, StageInputs, return_windows
 from signal_engine.risk import held_direction, volatility_target_position
+
+if TYPE_CHECKING:
+    from signal_engine.workflow.tuning import TuningRun
 
 EXPERTS = PRICE_EXPERTS  # the default MoE's experts; a run's own are ``moe_experts(config)``
 SIGNAL_COLUMNS = (
@@ -139,6 +142,7 @@ class _OutOfSample:
         self.levels_window: list[int] = []
         self.meta_rows: list[int] = []
         self.online_updates: list[int] = []
+        self.tuning_refits: list[dict[str, Any]] = []  # with tuning on: each refit's study of the trend expert
 
     @property
     def score_vol(self) -> np.ndarray:
@@ -161,6 +165,7 @@ def run_symbol(
     *,
     features: pd.DataFrame | None = None,
     trend_proba: np.ndarray | None = None,
+    tuning: TuningRun | None = None,
 ) -> SymbolResult:
     """Walk forward through ``series`` and evaluate the MoE, each expert and the baselines (with the config of
     its bars, ``for_bars``: intraday series use ``moe.experts.intraday_trend``).
@@ -171,7 +176,12 @@ def run_symbol(
     (``trend_pooled``) is fitted across series by the pooled walk-forward
     (:mod:`signal_engine.evaluation.pooled_walkforward`), whose model fitted before each bar decides it; the
     walk-forward then reads them instead of fitting a trend expert at each refit (it refuses ``trend_pooled``
-    without them)."""
+    without them).
+
+    ``tuning`` (the training run's ``tuning:`` section, when enabled): at every refit the LightGBM trend expert's
+    settings are first chosen by an Optuna study on that refit's training rows only (``workflow.tuning.tuned_trend``,
+    nested as ``train --tune``'s final fit), so the metrics judge the tuned procedure that is served; each refit's
+    record is the ``tuning`` list of the diagnostics."""
     config = for_bars(config, series.intraday)
     check_trend_proba(series, config, trend_proba)
     check_length(series, config)
@@ -187,7 +197,8 @@ def run_symbol(
     windows = return_windows(frame["close"].to_numpy(dtype=float), frame["vol30"].to_numpy(dtype=float),
                              SEQUENCE_WINDOW)
     for block in schedule(n, wf):
-        _decide_block(block, frame, labels, fingerprints, out, config, trend_proba)
+        _decide_block(block, frame, labels, fingerprints, out, config, trend_proba,
+                      tuning=tuning if tuning is not None and tuning.enabled else None, symbol=series.symbol)
         if config.moe.multistage:
             _stages_block(block, frame, labels, windows, out, config)
         if on_block is not None:
@@ -241,6 +252,9 @@ def _decide_block(
     out: _OutOfSample,
     config: RunConfig,
     trend_proba: np.ndarray | None = None,
+    *,
+    tuning: TuningRun | None = None,
+    symbol: str = "",
 ) -> None:
     r, rows = block.fit_at, slice(block.start, block.stop)
     history = frame.iloc[: block.stop]
@@ -251,6 +265,9 @@ def _decide_block(
     trend_rows = np.flatnonzero(known_horizon & (labels.trend >= 0))
     if trend_proba is not None:  # the pooled trend expert's, from the pooled walk-forward (no feature attributions)
         out.trend_proba[rows] = trend_proba[rows]
+    elif tuning is not None:
+        trend = _tuned_trend(trend_rows, frame, labels, out, config, tuning, (symbol, frame.index[r]))
+        _trend_outputs(trend, rows, frame, out)
     else:
         _trend_block(rows, trend_rows, frame, labels, out, config)
     majority = baselines.majority_classifier(labels.trend[trend_rows])
@@ -311,6 +328,26 @@ def _trend_block(rows: slice, trend_rows: np.ndarray, frame: pd.DataFrame, label
                  config: RunConfig) -> None:
     """The trend expert fitted on ``trend_rows``: its probabilities and top features for the block's bars."""
     trend = clone(components.trend_expert(config)).fit(frame.iloc[trend_rows], labels.trend[trend_rows])
+    _trend_outputs(trend, rows, frame, out)
+
+
+def _tuned_trend(trend_rows: np.ndarray, frame: pd.DataFrame, labels: Labels, out: _OutOfSample, config: RunConfig,
+                 tuning: TuningRun, fit: tuple[str, Any]) -> Any:
+    """The trend expert fitted on ``trend_rows`` with the settings a nested Optuna study chose on those rows alone
+    (the code of ``train --tune``'s final fit); the study (in memory, named ``trend/<SYMBOL>@<fit bar>`` by ``fit``)
+    leaves its record in ``out.tuning_refits``."""
+    from signal_engine.workflow.tuning import study_name, tuned_trend
+
+    name = study_name(*fit)
+    trend, record = tuned_trend(clone(components.trend_expert(config)), frame.iloc[trend_rows],
+                                labels.trend[trend_rows], trend_rows, labels.known_at_horizon()[trend_rows],
+                                config=config, tuning=tuning, name=name, storage=None)
+    out.tuning_refits.append(record)
+    return trend
+
+
+def _trend_outputs(trend: Any, rows: slice, frame: pd.DataFrame, out: _OutOfSample) -> None:
+    """A fitted trend expert's probabilities and top features for the block's bars."""
     out.trend_proba[rows] = trend.predict_proba(frame.iloc[rows])
     if out.raw_trend_proba is not None:
         out.raw_trend_proba[rows] = trend._raw_proba(frame.iloc[rows], None)
@@ -568,6 +605,7 @@ def _evaluate(
             **({"single_expert": SINGLE_EXPERT, "single_expert_fits": out.single_fits}
                if not config.moe.enabled else {}),
         },
+        **({"tuning": out.tuning_refits} if out.tuning_refits else {}),
     }
     return SymbolResult(series.symbol, data, signals, metrics, returns, realised, diagnostics,
                         explanations=explanations)

@@ -72,15 +72,13 @@ def tuned_series(series: PanelSeries, name: str, block: PooledBlock, config: Run
                  storage: str | None) -> tuple[np.ndarray, dict[str, Any]]:
     """One series' tuned forecast of its decided bars: a study on the training rows at the block's fit bar, the
     best parameters set on the default expert, fitted on all those rows."""
-    from signal_engine.tuning.lightgbm import tune_trend_expert, tuned_expert
+    from signal_engine.tuning.lightgbm import fit_tuned
 
     rows = training_rows(series, block.fit_at[name], config.walk_forward.embargo)
-    expert = components.trend_expert(config)
     X, y = series.frame.iloc[rows], series.trend[rows]
-    result = tune_trend_expert(expert, X, y, rows, series.known_at[rows], settings=settings,
-                               name=f"{name}@{block.fit_date.date()}", storage=storage)
+    model, result = fit_tuned(components.trend_expert(config), X, y, rows, series.known_at[rows], settings=settings,
+                              name=f"{name}@{block.fit_date.date()}", storage=storage)
     start, stop = block.decide[name]
-    model = tuned_expert(expert, result).fit(X, y)
     return np.asarray(model.predict_proba(series.frame.iloc[start:stop])), result.to_dict()
 
 

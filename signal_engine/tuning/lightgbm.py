@@ -221,3 +221,13 @@ def tuned_expert(expert: GradientBoostedTrendExpert, result: TuningResult) -> Gr
     """An unfitted copy of ``expert`` with the study's parameters."""
     tuned: GradientBoostedTrendExpert = clone(expert).set_params(**result.params)
     return tuned
+
+
+def fit_tuned(expert: GradientBoostedTrendExpert, X: pd.DataFrame, y: np.ndarray, bars: np.ndarray,
+              known_at: np.ndarray, *, settings: TuningSettings, name: str = "trend",
+              storage: str | None = None) -> tuple[GradientBoostedTrendExpert, TuningResult]:
+    """One refit, tuned: :func:`tune_trend_expert` on the training window's rows, then a copy of ``expert`` with the
+    chosen parameters fitted on all of them (what the tuning study, ``train --tune``'s final fit and the training
+    walk-forward's refits do). ``expert`` itself is left unfitted."""
+    result = tune_trend_expert(expert, X, y, bars, known_at, settings=settings, name=name, storage=storage)
+    return tuned_expert(expert, result).fit(X, y), result

@@ -105,7 +105,8 @@ class LocalRunner:
         file has no ``news_score`` column gets each bar's score from these documents, scored by the bundle's text
         expert (``signal_engine.workflow.news.slot_series``).
     tuning : the ``tuning:`` section (``--tune``): with ``enabled``, each trend expert's LightGBM settings are chosen
-        by an Optuna study on its training rows before its fit (``signal_engine.workflow.tuning``).
+        by an Optuna study on its training rows before its fit (``signal_engine.workflow.tuning``), and so are those
+        of every refit of the MoE's walk-forward, whose metrics the quality gate reads.
     """
 
     def __init__(self, registry: ModelRegistry, config: RunConfig, quality: QualityConfig | None = None, *,
@@ -203,13 +204,14 @@ class LocalRunner:
         self._trend_proba = training.pooled_trend_proba([a.root for a in run.experts], data)
         if results is None:
             results = self._walk_forward(data)
-        run.gate = training.train_gate(data, self.config, root / "gate", results)
+        run.gate = training.train_gate(data, self.config, root / "gate", results, tuning=self.tuning)
         run.walk_forward = results
 
     def _reusable_results(self, data: Sequence[PriceSeries]) -> list[SymbolResult] | None:
-        """The caller's backtest when it covers exactly these series (same symbols, same last bar)."""
+        """The caller's backtest when it covers exactly these series (same symbols, same last bar) and this run does
+        not tune (a backtest's refits are not tuned)."""
         given = self.walk_forward_results
-        if given is None or [r.symbol for r in given] != [s.symbol for s in data]:
+        if given is None or self._tuned or [r.symbol for r in given] != [s.symbol for s in data]:
             return None
         for result, s in zip(given, data, strict=True):
             if result.data.get("bars") != len(s) or result.data.get("end") != str(s.bars.index[-1]):
@@ -224,9 +226,13 @@ class LocalRunner:
 
         walked = run_walk_forwards(data, self.config, orchestration=self.book.orchestration if self.book else None,
                                    book=self.book is not None and self.book.walk_forwards is None, jobs=self.jobs,
-                                   console=self.console, trend_proba=self._trend_proba)
+                                   console=self.console, trend_proba=self._trend_proba, tuning=self.tuning)
         self._timeframes = walked.timeframes
         return walked.moe
+
+    @property
+    def _tuned(self) -> bool:
+        return self.tuning is not None and self.tuning.enabled
 
     def _evaluate(self, inputs: TrainingInputs, series: Sequence[PriceSeries], root: Path, run: TrainingRun) -> None:
         assert run.gate is not None

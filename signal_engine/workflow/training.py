@@ -377,8 +377,12 @@ def _score_vol(signals: pd.DataFrame) -> pd.Series:
 
 
 def train_gate(series: Sequence[PriceSeries], config: RunConfig, out: Path,
-               results: Sequence[SymbolResult]) -> GateArtefact:
-    """Fit the pooled gate and confidence map on the walk-forward's out-of-sample rows; keep the metrics."""
+               results: Sequence[SymbolResult], tuning: TuningRun | None = None) -> GateArtefact:
+    """Fit the pooled gate and confidence map on the walk-forward's out-of-sample rows; keep the metrics.
+
+    With ``tuning.enabled`` the walk-forward must be the tuned one (every refit of its trend expert tuned,
+    ``run_walk_forwards(..., tuning=...)``), and the metrics get a ``tuning`` section saying so
+    (:func:`~signal_engine.workflow.tuning.walk_forward_section`)."""
     from signal_engine.pipeline import build_metrics
     from signal_engine.serving.export import calibration_knots, gate_weights, rule_gate_params
 
@@ -425,8 +429,23 @@ def train_gate(series: Sequence[PriceSeries], config: RunConfig, out: Path,
             "per_symbol": per_symbol, "config": config.to_dict()}
     (out / GATE_INFO_FILE).write_text(json.dumps(json_safe(info), indent=2) + "\n", encoding="utf-8")
     metrics = build_metrics(list(results), config)
+    if tuning is not None and tuning.enabled:
+        metrics["tuning"] = tuned_walk_forward(results, tuning)
     (out / METRICS_FILE).write_text(json.dumps(json_safe(metrics), indent=2, allow_nan=False) + "\n", encoding="utf-8")
     return GateArtefact(out)
+
+
+def tuned_walk_forward(results: Sequence[SymbolResult], tuning: TuningRun) -> dict[str, Any]:
+    """The metrics' ``tuning`` section of a walk-forward whose every refit was tuned; ConfigError naming the symbols
+    whose walk-forward was not (e.g. a backtest fan-out's batches, which are walked forward with the defaults)."""
+    from signal_engine.workflow.tuning import walk_forward_section
+
+    untuned = [r.symbol for r in results if "tuning" not in r.diagnostics]
+    if untuned:
+        raise ConfigError(f"tuning is on, but the walk-forward of {', '.join(untuned)} was run with the config's "
+                          "trend settings: the quality gate would judge another procedure than the one served; walk "
+                          "forward with tuning on (not from a backtest fan-out's batches), or train without tuning")
+    return walk_forward_section(tuning, {r.symbol: r.diagnostics["tuning"] for r in results})
 
 
 def rule_conditions(config: RunConfig) -> dict[str, list[str]]:
@@ -484,6 +503,8 @@ def evaluate(config: RunConfig, quality: QualityConfig, experts: Sequence[Expert
     metrics = json.loads((gate.root / METRICS_FILE).read_text(encoding="utf-8"))
     info = json.loads((gate.root / GATE_INFO_FILE).read_text(encoding="utf-8"))
     symbols = tuple(info["per_symbol"])
+    tuned = tuning_records(experts)
+    check_tuned_alike(bool(tuned), "tuning" in metrics)
     decision = decide(metrics, quality, symbols)
     merged: dict[str, Any] = {}
     for artefact in experts:
@@ -549,14 +570,26 @@ def evaluate(config: RunConfig, quality: QualityConfig, experts: Sequence[Expert
     document = json.loads((out / "bundle.json").read_text(encoding="utf-8"))
     document["per_symbol"] = {s: {k: v[k] for k in ("timeframe", "periods_per_year", "cost_bps")}
                               for s, v in info["per_symbol"].items()}
-    tuned = tuning_records(experts)
-    if tuned:  # the settings each symbol's tuned expert was fitted with, and where its study is kept
-        document["tuning"] = tuned
+    if tuned:  # the settings each symbol's tuned expert was fitted with, where its study is kept, and the budget
+        # each refit of the walk-forward the quality gate judged was tuned with
+        document["tuning"] = {**tuned, "walk_forward": metrics["tuning"]}
     (out / "bundle.json").write_text(json.dumps(json_safe(document), indent=2) + "\n", encoding="utf-8")
     metrics["quality"] = {"thresholds": quality.to_dict(), **decision.to_dict()}
     (out / METRICS_FILE).write_text(json.dumps(json_safe(metrics), indent=2, allow_nan=False) + "\n", encoding="utf-8")
     write_decision(decision, out)
     return EvaluationArtefact(out, decision.passed), version
+
+
+def check_tuned_alike(experts_tuned: bool, walk_forward_tuned: bool) -> None:
+    """The served trend expert and the walk-forward the quality gate judges were both tuned or both not."""
+    if experts_tuned and not walk_forward_tuned:
+        raise ConfigError("the trend expert was tuned (its artefact has tuning.json), but the walk-forward whose "
+                          "metrics the quality gate reads was not: run the train_gate step with tuning on too "
+                          "(SageMaker: hyperparameter tune=true)")
+    if walk_forward_tuned and not experts_tuned:
+        raise ConfigError("the walk-forward whose metrics the quality gate reads was tuned, but the trend expert was "
+                          "not (its artefact has no tuning.json): train the experts with tuning on too "
+                          "(SageMaker: hyperparameter tune=true)")
 
 
 def tuning_records(experts: Sequence[ExpertArtefact]) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -124,27 +124,44 @@ def study_name(symbol: str, last_bar: Any) -> str:
 
 
 def tuned_trend(model: Any, X: pd.DataFrame, y: np.ndarray, bars: np.ndarray, known_at: np.ndarray, *,
-                config: RunConfig, tuning: TuningRun, name: str, storage: str) -> tuple[Any, dict[str, Any]]:
+                config: RunConfig, tuning: TuningRun, name: str, storage: str | None) -> tuple[Any, dict[str, Any]]:
     """``model`` fitted on ``X, y`` with the settings an Optuna study chose on those rows, and the study's record.
 
     ``bars`` are the rows' bar positions and ``known_at`` the bar at whose close each label is known. A model that
     is not the LightGBM trend expert (``trend_linear``) is fitted as it is; its record says why it was not tuned.
+    ``storage`` None: the study is kept in memory only (the walk-forward's refits; their records are the metrics').
     """
     from signal_engine.experts.trend import GradientBoostedTrendExpert
 
     if not isinstance(model, GradientBoostedTrendExpert):
         return model.fit(X, y), {"tuned": False, "reason": f"{type(model).__name__} has no LightGBM settings to tune"}
-    from signal_engine.tuning.lightgbm import TuningSettings, expert_params, tune_trend_expert, tuned_expert
+    from signal_engine.tuning.lightgbm import TuningSettings, expert_params, fit_tuned
 
     settings = TuningSettings(trials=tuning.trials, timeout_s=tuning.timeout_s, embargo=config.walk_forward.embargo,
                               seed=config.seed)
-    result = tune_trend_expert(model, X, y, bars, known_at, settings=settings, name=name, storage=storage)
-    fitted = tuned_expert(model, result).fit(X, y)
-    record = {"tuned": result.trials > 0, **result.to_dict(), "storage": shown_storage(storage),
+    fitted, result = fit_tuned(model, X, y, bars, known_at, settings=settings, name=name, storage=storage)
+    record = {"tuned": result.trials > 0, **result.to_dict(),
+              "storage": None if storage is None else shown_storage(storage),
               "defaults": {**expert_params(model), "n_estimators": model.n_estimators}}
     if not math.isfinite(result.best_value):  # no study (too few inner rows): the defaults, no figure
         record["best_value"] = None
     return fitted, record
+
+
+def walk_forward_section(tuning: TuningRun, refits: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, Any]:
+    """The ``tuning`` section of the walk-forward's ``metrics.json`` (and of the bundle's ``tuning``, as
+    ``walk_forward``): the budget each refit's study had and, per symbol, how many refits were tuned.
+
+    ``refits``: each symbol's refit records (:func:`tuned_trend`'s, the ``tuning`` list of its diagnostics)."""
+    return {
+        "expert": TUNED_EXPERT,
+        "every_refit": True,
+        "trials": tuning.trials,
+        "timeout_s": tuning.timeout_s,
+        "refits": {symbol: {"refits": len(records), "tuned": sum(bool(r.get("tuned")) for r in records),
+                            "trials": sum(int(r.get("trials", 0)) for r in records)}
+                   for symbol, records in refits.items()},
+    }
 
 
 def write_records(records: Mapping[str, Any], folder: Path) -> Path:

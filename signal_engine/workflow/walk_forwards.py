@@ -22,6 +22,7 @@ from signal_engine.config import RunConfig
 from signal_engine.data.loader import PriceSeries
 from signal_engine.evaluation.backtest import SymbolResult
 from signal_engine.fanout import MANIFEST, BatchError, BatchSpec, inputs_hash, read_batches, write_batch
+from signal_engine.workflow.tuning import TuningRun
 
 WALK_FORWARD_FOLDER = "walkforward"
 
@@ -37,16 +38,20 @@ class WalkForwards:
 
 def run_walk_forwards(series: Sequence[PriceSeries], config: RunConfig, *, orchestration: Mapping[str, Any] | None,
                       book: bool, jobs: int | None, console: Console | None = None,
-                      trend_proba: Mapping[str, np.ndarray] | None = None) -> WalkForwards:
+                      trend_proba: Mapping[str, np.ndarray] | None = None,
+                      tuning: TuningRun | None = None) -> WalkForwards:
     """Walk forward the MoE of every series and, with ``book``, every timeframe model of the book over ``jobs``
     processes (None: ``$SIGNAL_ENGINE_JOBS`` or every core); the same bytes for any number of them. The expert
     suite is not run: training never reads it. ``trend_proba``: the pooled trend expert's out-of-sample
-    probabilities by symbol (``moe.experts.trend: trend_pooled``; the trend artefact's ``pooled_trend.npz``)."""
+    probabilities by symbol (``moe.experts.trend: trend_pooled``; the trend artefact's ``pooled_trend.npz``).
+    ``tuning`` (enabled: ``train --tune``): every refit of the MoE's trend expert is tuned by a nested Optuna study
+    first, as its final fit is, so the metrics judge what is served."""
     from signal_engine.pipeline import walk_forward
 
     quiet = replace(config, suite=replace(config.suite, enabled=False))
     moe, timeframes = walk_forward(list(series), quiet, console or Console(stderr=True), orchestration, jobs,
-                                   timeframes=book, trend_proba=trend_proba)
+                                   timeframes=book, trend_proba=trend_proba,
+                                   tuning=tuning if tuning is not None and tuning.enabled else None)
     return WalkForwards(moe, timeframes)
 
 
