@@ -5,9 +5,12 @@ same seed, and a clear error when Optuna is not installed."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import shutil
 import sys
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +21,7 @@ import pytest
 from signal_engine.cli import main
 from signal_engine.data.loader import PriceSeries, load_prices
 from signal_engine.errors import ConfigError
-from signal_engine.registry import load_experts
+from signal_engine.registry import load_experts, pack_artefact
 from signal_engine.tuning import lightgbm
 from signal_engine.tuning.lightgbm import inner_split, split_leaks
 from signal_engine.workflow.sagemaker_env import JobEnvironment
@@ -232,3 +235,228 @@ def test_a_tuned_trend_job_without_optuna_fails_naming_the_extra(tmp_path: Path,
     with pytest.raises(ConfigError, match=r"hyperparameter 'tune' needs Optuna, which is not installed: "
                                           r"pip install 'signal-engine\[tune\]'"):
         job.main([])
+
+
+# -- the walk-forward whose metrics the quality gate reads, tuned at every refit --------------------------------
+
+# FAST on GOOG's 2,148 bars: refits at bars 504, 1008, 1512 and 2016 (initial_window 504, every 504 bars)
+REFITS = (504, 1008, 1512, 2016)
+TEST_START = 756  # initial_window 504 + validation_bars 252
+HORIZON = 5
+
+
+@dataclass(frozen=True)
+class TunedWalkForward:
+    result: Any  # SymbolResult
+    studies: list[dict[str, Any]]  # what each tune_trend_expert call was given and returned
+    splits: list[Any]  # the inner split each objective scored trials on
+
+
+@pytest.fixture(scope="module")
+def tuned_walk_forward(goog: PriceSeries) -> TunedWalkForward:
+    """The MoE's walk-forward of GOOG with tuning on (FAST, 4 trials a refit), every study and objective spied on."""
+    from signal_engine.evaluation.backtest import run_symbol
+
+    studies: list[dict[str, Any]] = []
+    splits: list[Any] = []
+    real_tune, real_objective = lightgbm.tune_trend_expert, lightgbm.objective
+
+    def tune(expert: Any, X: Any, y: Any, bars: np.ndarray, known_at: np.ndarray, **kwargs: Any) -> Any:
+        result = real_tune(expert, X, y, bars, known_at, **kwargs)
+        studies.append({"bars": np.asarray(bars), "known_at": np.asarray(known_at), "X": X, "result": result,
+                        **kwargs})
+        return result
+
+    def objective(matrix: np.ndarray, labels: np.ndarray, split: Any, settings: Any) -> Any:
+        splits.append(split)
+        return real_objective(matrix, labels, split, settings)
+
+    config, _ = training_settings("quick", FAST)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(lightgbm, "tune_trend_expert", tune)
+        mp.setattr(lightgbm, "objective", objective)
+        result = run_symbol(goog, config, tuning=TuningRun(enabled=True, trials=TRIALS))
+    return TunedWalkForward(result, studies, splits)
+
+
+def test_every_refit_of_the_walk_forward_is_tuned_on_rows_before_it_only(tuned_walk_forward: TunedWalkForward,
+                                                                         goog: PriceSeries) -> None:
+    studies, splits = tuned_walk_forward.studies, tuned_walk_forward.splits
+    assert len(studies) == len(splits) == len(REFITS), "one study, and one objective, per refit"
+    for refit, study, split in zip(REFITS, studies, splits, strict=True):
+        bars, known_at = study["bars"], study["known_at"]
+        # fit at bar `refit` (embargo 0): a 5-bar label trains when known by that bar, so the last row is refit - 5
+        assert bars.max() == refit - HORIZON and known_at.max() == refit
+        assert str(study["X"].index[-1]) == str(goog.bars.index[refit - HORIZON])
+        assert study["name"] == f"trend/GOOG@{goog.bars.index[refit].isoformat()}" and study["storage"] is None
+        assert study["settings"].trials == TRIALS and study["settings"].embargo == 0
+        seen = bars[np.concatenate([split.train, split.validation])]
+        assert seen.max() < refit, "the objective scored no row of the block the refit decides"
+        assert known_at[split.train].max() <= bars[split.validation].min(), "inner training labels known by the fold"
+        assert split_leaks(bars, known_at, split, fit_bar=refit, decide_start=refit, embargo=0) == []
+
+
+def test_each_refit_decides_its_block_with_the_settings_its_own_study_chose(tuned_walk_forward: TunedWalkForward,
+                                                                            goog: PriceSeries) -> None:
+    """Refitted here by hand with each study's best settings on the rows known at that refit, the expert gives the
+    walk-forward's probabilities of its block's test bars; with the config's settings it would not."""
+    from signal_engine import components
+    from signal_engine.evaluation.backtest import series_frame
+    from signal_engine.labels import make_labels
+
+    config, _ = training_settings("quick", FAST)
+    frame = series_frame(goog)
+    labels = make_labels(goog.bars, frame["vol30"].to_numpy(), horizon=HORIZON, threshold=config.labels.threshold)
+    signals = tuned_walk_forward.result.signals
+    records = tuned_walk_forward.result.diagnostics["tuning"]
+    assert len(records) == len(REFITS)
+    differs = []
+    for refit, stop, study, record in zip(REFITS, (*REFITS[1:], GOOG_BARS), tuned_walk_forward.studies, records,
+                                          strict=True):
+        assert record["tuned"] and record["trials"] == TRIALS
+        assert record["params"] == study["result"].params, "the walk-forward kept what its own study chose"
+        rows = np.flatnonzero((np.arange(GOOG_BARS) + HORIZON <= refit) & (labels.trend >= 0))
+        start = max(refit, TEST_START)
+        served = signals[["p_down", "p_neutral", "p_up"]].to_numpy()[start - TEST_START: stop - TEST_START]
+        tuned = components.trend_expert(config).set_params(**record["params"]).fit(frame.iloc[rows],
+                                                                                 labels.trend[rows])
+        np.testing.assert_allclose(tuned.predict_proba(frame.iloc[start:stop]), served, rtol=0, atol=1e-12)
+        default = components.trend_expert(config).fit(frame.iloc[rows], labels.trend[rows])
+        differs.append(not np.allclose(default.predict_proba(frame.iloc[start:stop]), served))
+    assert any(differs), "some refit's study chose other settings than the config's"
+
+
+def test_the_quality_gate_of_a_tuned_train_reads_the_tuned_walk_forward(
+        tuned_train: tuple[int, Path, str], tuned_walk_forward: TunedWalkForward) -> None:
+    """`train --tune`: the metrics the quality gate judged are the tuned walk-forward's, and say so with the budget
+    each refit had (bundle.json too)."""
+    _, registry, version = tuned_train
+    metrics = json.loads((registry / version / "metrics.json").read_text())
+    walked = tuned_walk_forward.result.metrics
+    assert metrics["per_symbol"]["GOOG"]["trend"] == json.loads(json.dumps(walked["trend"]))
+    expected = {"expert": "trend", "every_refit": True, "trials": TRIALS, "timeout_s": 300.0,
+                "refits": {"GOOG": {"refits": 4, "tuned": 4, "trials": 16}}}
+    assert metrics["tuning"] == expected
+    assert len(metrics["per_symbol"]["GOOG"]["diagnostics"]["tuning"]) == 4
+    check = {c["name"]: c for c in metrics["quality"]["symbols"]["GOOG"]["checks"]}["trend_log_loss_vs_prior"]
+    assert check["value"] == pytest.approx(walked["trend"]["trend_calibrated"]["log_loss"]
+                                           - walked["trend"]["baseline_majority"]["log_loss"])
+    bundle = json.loads((registry / version / "bundle.json").read_text())
+    assert bundle["tuning"]["walk_forward"] == expected and "GOOG" in bundle["tuning"]["trend"]
+
+
+def test_a_train_without_tuning_leaves_no_tuning_trace(goog: PriceSeries) -> None:
+    """Tuning off: the walk-forward's diagnostics have no tuning record (its outputs are the untuned ones)."""
+    from signal_engine.evaluation import backtest
+
+    config, _ = training_settings("quick", {"walk_forward": {"refit_every": 2016}})
+    result = backtest.run_symbol(goog, config, tuning=TuningRun(enabled=False, trials=TRIALS))
+    assert "tuning" not in result.diagnostics
+
+
+# -- the SageMaker jobs: train_gate walks forward tuned, evaluate judges it and refuses a mismatch ---------------
+
+@dataclass(frozen=True)
+class TunedJobs:
+    dataset: Path
+    experts: Path
+    gate: Path
+    bundle: Path
+    report: dict[str, Any]
+    log: str
+
+
+def _run_job(module: Any, mp: pytest.MonkeyPatch, model_dir: Path, channels: dict[str, Path],
+             hyperparameters: dict[str, str]) -> Path:
+    """One entry point as SageMaker runs it (SM_* environment); returns its model folder."""
+    model_dir.mkdir(parents=True)
+    mp.setenv("SM_MODEL_DIR", str(model_dir))
+    mp.setenv("SM_OUTPUT_DATA_DIR", str(model_dir.parent / "output"))
+    mp.setenv("SM_CHANNELS", json.dumps(sorted(channels)))
+    for name, path in channels.items():
+        mp.setenv(f"SM_CHANNEL_{name.upper()}", str(path))
+    mp.setenv("SM_HPS", json.dumps(hyperparameters))
+    try:
+        assert module.main([]) == 0
+    finally:
+        for name in channels:
+            mp.delenv(f"SM_CHANNEL_{name.upper()}")
+    return model_dir
+
+
+def _hyperparameters(**extra: str) -> dict[str, str]:
+    config = {**FAST, "quality": LENIENT, "tuning": {"trials": TRIALS}}
+    return {"symbols": json.dumps(["GOOG"]), "profile": "quick", "config": json.dumps(config), "start": "", "end": "",
+            "book": "false", "jobs": "1", **extra}
+
+
+@pytest.fixture(scope="module")
+def tuned_jobs(tmp_path_factory: pytest.TempPathFactory, goog_csv: Path) -> TunedJobs:
+    """prepare -> train_expert (each sent tune=true) -> train_gate (tune=true) -> evaluate, as the workflow chains
+    them for an execution input with "tune": true."""
+    from sagemaker_jobs import evaluate, prepare, train_expert, train_gate
+
+    root = tmp_path_factory.mktemp("tuned-jobs")
+    raw = root / "raw"
+    raw.mkdir()
+    (raw / "GOOG.csv").write_bytes(goog_csv.read_bytes())
+    report = root / "report.json"
+    log = io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(log):
+        dataset = _run_job(prepare, mp, root / "prepare" / "model", {"raw": raw}, _hyperparameters())
+        for expert in ("trend", "levels", "volatility"):  # each packed as the workflow stores it in S3
+            model = _run_job(train_expert, mp, root / "jobs" / expert / "model", {"dataset": dataset},
+                             _hyperparameters(expert=expert, tune="true"))
+            (root / "experts" / expert).mkdir(parents=True)
+            pack_artefact(model, root / "experts" / expert / "model.tar.gz")
+        gate = _run_job(train_gate, mp, root / "gate" / "model", {"dataset": dataset}, _hyperparameters(tune="true"))
+        bundle = _run_job(evaluate, mp, root / "evaluate" / "model",
+                          {"dataset": dataset, "gate": gate, "experts": root / "experts"},
+                          _hyperparameters(registry=str(root / "registry"), report=str(report)))
+    return TunedJobs(dataset, root / "experts", gate, bundle, json.loads(report.read_text()), log.getvalue())
+
+
+def test_the_tuned_gate_job_walks_forward_tuned_and_the_evaluate_job_judges_that(
+        tuned_jobs: TunedJobs, tuned_walk_forward: TunedWalkForward) -> None:
+    assert "walk-forward tuned at every refit: trials=4 timeout_s=300.0 refits=4" in tuned_jobs.log
+    gate_metrics = json.loads((tuned_jobs.gate / "metrics.json").read_text())
+    expected = {"expert": "trend", "every_refit": True, "trials": TRIALS, "timeout_s": 300.0,
+                "refits": {"GOOG": {"refits": 4, "tuned": 4, "trials": 16}}}
+    assert gate_metrics["tuning"] == expected
+    # the same walk-forward as run_symbol's with tuning on, so the quality gate's checks are the tuned procedure's
+    walked = tuned_walk_forward.result.metrics
+    metrics = json.loads((tuned_jobs.bundle / "metrics.json").read_text())
+    assert metrics["per_symbol"]["GOOG"]["trend"] == json.loads(json.dumps(walked["trend"]))
+    check = {c["name"]: c for c in tuned_jobs.report["checks"]}["trend_log_loss_vs_prior"]
+    assert check["value"] == pytest.approx(walked["trend"]["trend_calibrated"]["log_loss"]
+                                           - walked["trend"]["baseline_majority"]["log_loss"])
+    bundle = json.loads((tuned_jobs.bundle / "bundle.json").read_text())
+    assert bundle["tuning"]["walk_forward"] == expected and bundle["tuning"]["trend"]["GOOG"]["tuned"]
+
+
+def test_the_evaluate_job_refuses_a_tuned_expert_judged_by_an_untuned_walk_forward(
+        tuned_jobs: TunedJobs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A gate artefact walked forward without tuning (here: its metrics without the tuning section) and a tuned trend
+    artefact: the quality gate would judge another procedure than the one served."""
+    from sagemaker_jobs import evaluate
+
+    gate = tmp_path / "gate"
+    shutil.copytree(tuned_jobs.gate, gate)
+    metrics = json.loads((gate / "metrics.json").read_text())
+    del metrics["tuning"]
+    (gate / "metrics.json").write_text(json.dumps(metrics))
+    with pytest.raises(ConfigError, match=r"the trend expert was tuned .* but the walk-forward whose metrics "
+                                          r"the quality gate reads was not"):
+        _run_job(evaluate, monkeypatch, tmp_path / "evaluate" / "model",
+                 {"dataset": tuned_jobs.dataset, "gate": gate, "experts": tuned_jobs.experts},
+                 _hyperparameters(registry=str(tmp_path / "registry"), report=str(tmp_path / "report.json")))
+
+
+def test_the_tuned_gate_job_refuses_an_untuned_backtest_fan_out(tuned_jobs: TunedJobs, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from sagemaker_jobs import train_gate
+
+    with pytest.raises(ConfigError, match="hyperparameter 'tune' is true, but the walkforward channel's batches"):
+        _run_job(train_gate, monkeypatch, tmp_path / "gate" / "model",
+                 {"dataset": tuned_jobs.dataset, "walkforward": tuned_jobs.gate / "walkforward"},
+                 _hyperparameters(tune="true"))
