@@ -184,7 +184,8 @@ def chain(tmp_path_factory: pytest.TempPathFactory, goog_csv: Path) -> Chain:
         assert job.returncode == 0, job.log[-3000:]
         jobs[expert] = job
         job.pack(s3, f"runs/{EXECUTION}/experts", f"se-{EXECUTION}-{expert}-0")
-    (jobs["train_gate"],) = run_jobs([(root / "gate", hyperparameters("train_gate", RUN), dataset_channel, "gpu")])
+    gate_hps = hyperparameters("train_gate", RUN, tune=tune)  # the workflow sends the gate job tune too
+    (jobs["train_gate"],) = run_jobs([(root / "gate", gate_hps, dataset_channel, "gpu")])
     assert jobs["train_gate"].returncode == 0, jobs["train_gate"].log[-3000:]
     gate = jobs["train_gate"].pack(s3, f"runs/{EXECUTION}/train_gate", f"se-{EXECUTION}-train-gate-0")
     registry, report = root / "registry", root / "report" / "evaluation.json"
@@ -248,6 +249,10 @@ def test_the_trend_job_tunes_when_sent_tune_and_keeps_the_study_in_its_model(cha
     served = load_experts(chain.jobs["evaluate"].ml / "model" / "experts")["trend/GOOG"]
     assert served.num_leaves == record["params"]["num_leaves"]
     assert served.n_estimators == record["params"]["n_estimators"]
+    # the gate job tuned every refit of the walk-forward whose metrics the quality gate read, and the bundle says so
+    # (refit_every 252 on 2,148 bars from bar 504: refits at 504, 756, ..., 2016)
+    assert "walk-forward tuned at every refit: trials=4 timeout_s=300.0 refits=7" in chain.jobs["train_gate"].log
+    assert bundle["tuning"]["walk_forward"]["refits"] == {"GOOG": {"refits": 7, "tuned": 7, "trials": 28}}
     for expert in ("levels", "volatility"):
         assert not (chain.jobs[expert].ml / "model" / "tuning.json").exists(), expert
 

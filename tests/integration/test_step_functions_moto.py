@@ -264,6 +264,7 @@ def test_a_passing_run_trains_deploys_and_promotes(aws: dict[str, Any]) -> None:
     channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in evaluate["InputDataConfig"]}
     gate = job(aws, rid, "train-gate")
     assert [c["ChannelName"] for c in gate["InputDataConfig"]] == ["dataset", "experts"]  # experts: trend_pooled
+    assert gate["HyperParameters"]["tune"] == "false", "its walk-forward is tuned only when the input asks for it"
     assert {"TrainGate", "Evaluate"} <= set(entered_states(aws, execution))
     assert channels == {"dataset": dataset_model, "gate": gate["ModelArtifacts"]["S3ModelArtifacts"],
                         "experts": f"s3://{ARTIFACTS}/runs/run-pass/experts/"}
@@ -316,16 +317,17 @@ def test_the_default_experts_train_on_cpu_instances_with_the_cpu_image(aws: dict
     notices(aws)
 
 
-def test_a_tuned_run_sends_tune_to_every_expert_job(aws: dict[str, Any]) -> None:
+def test_a_tuned_run_sends_tune_to_every_expert_job_and_the_gate_job(aws: dict[str, Any]) -> None:
     """``"tune": true``: each expert job gets hyperparameter tune "true" (the trend job then tunes its LightGBM
     settings and keeps the studies in its model.tar.gz; tests/integration/test_sagemaker_toolkit.py runs that job),
+    and so does the train_gate job (every refit of the walk-forward the quality gate judges is tuned the same way),
     with the 'tuning' section's trials in the config object every job gets."""
     execution = run(aws, "run-tuned", {"symbols": ["SPX"], "tune": True,
                                        "hyperparameters": {"tuning": {"trials": 10}}},
                     report("20261123T163000Z-0000d00d", False, ["SPX"]))
     assert execution["status"] == "FAILED" and execution["error"] == "QualityGateFailed"
     rid = run_id(aws, execution)
-    for expert in ("trend", "levels", "volatility"):
+    for expert in ("trend", "levels", "volatility", "train-gate"):
         hyperparameters = job(aws, rid, expert)["HyperParameters"]
         assert hyperparameters["tune"] == "true", expert
         assert json.loads(hyperparameters["config"]) == {"tuning": {"trials": 10}}
