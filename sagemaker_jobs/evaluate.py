@@ -7,7 +7,9 @@ job's model.tar.gz). Writes the complete bundle (``docs/model-bundle.md``) into 
 "served_symbols", "withheld", "checks", "bundle"}`` to hyperparameter ``report`` (an ``s3://`` URI or a path),
 which the workflow's Choice reads: ``passed`` (promote) when at least one symbol passed the quality gate;
 ``checks`` is every symbol's checks in one list, each with its ``symbol``. Prints ``quality_passed=<0|1>`` for
-SageMaker metric definitions.
+SageMaker metric definitions. A tuned trend artefact (``tuning.json``, hyperparameter ``tune``) must come with a
+gate artefact whose walk-forward was tuned at every refit (its ``metrics.json`` has ``tuning``), and the reverse:
+the job fails naming the mismatch otherwise; the bundle's ``tuning.walk_forward`` records that budget.
 
 With the ``dataset`` channel (the prepare job's output) it also trains the whole book into the bundle
 (``book.json`` and ``books/<book>/<model>/``, ``signal_engine.workflow.book``), with the ``orchestration``

@@ -14,6 +14,10 @@ rows are purged of labels not known by the fold's first bar less the embargo, bo
 median pruner stops poor trials. The expert is then fitted on all the rows with the best trial's settings. The study
 never sees a bar after the fit's last bar, which is where the served model starts deciding.
 
+The walk-forward whose metrics the quality gate reads tunes every refit the same way (``run_symbol(...,
+tuning=...)`` calls :func:`tuned_trend` on each refit's training rows, its study kept in memory), so the gate judges
+the procedure that is served; :func:`walk_forward_section` is what its ``metrics.json`` and the bundle then record.
+
 The studies are kept in an Optuna storage (any SQLAlchemy URL Optuna takes: ``sqlite:///PATH``, or an RDS MySQL
 ``mysql+pymysql://user:password@host/db``), one study per symbol named ``trend/<SYMBOL>@<last bar>`` (a rerun on the
 same data replaces it). What each fit chose is written beside the experts as ``tuning.json`` and lands in the bundle's
