@@ -194,8 +194,8 @@ def print_tuning(run: TrainingRun, console: Console) -> None:
     judged = bundle.get("tuning", {}).get("walk_forward")
     if judged:
         refits = sum(v["refits"] for v in judged["refits"].values())
-        console.print(f"  the quality gate judged the tuned procedure: each of the walk-forward's {refits} refits "
-                      f"tuned the same way ({judged['trials']} trials, timeout {judged['timeout_s']} s a refit)")
+        console.print(f"  the quality gate judged the walk-forward tuned at each of its {refits} refits "
+                      f"({judged['trials']} trials, timeout {judged['timeout_s']} s a refit)")
 
 
 def _short(value: Any) -> str:
