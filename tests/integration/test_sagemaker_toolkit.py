@@ -227,6 +227,8 @@ def test_prepare_scores_the_news_channel_for_the_news_slot_under_the_toolkit(
     """One job beside the chain: ``moe.news`` in the config the workflow sends and the channels of its
     PrepareDatasetWithNews state (``news``: the bars export's files) plus a text-train folder (``text``), so the head
     is not trained on the shipped corpus here."""
+    import pandas as pd
+
     from signal_engine.config import NEWS_COLUMN
     from signal_engine.storage.news_files import news_lines
     from signal_engine.storage.records import Document
@@ -245,7 +247,7 @@ def test_prepare_scores_the_news_channel_for_the_news_slot_under_the_toolkit(
     (series,) = load_dataset(job.ml / "model")
     scored = series.bars[NEWS_COLUMN].dropna()
     # published 28 February 2013 before the close: the last two bars (28 February, 1 March) score it
-    assert [str(day.date()) for day in scored.index] == ["2013-02-28", "2013-03-01"]
+    assert [day.strftime("%Y-%m-%d") for day in pd.DatetimeIndex(scored.index)] == ["2013-02-28", "2013-03-01"]
     assert (job.ml / "model" / "text" / "text.json").is_file()
 
 

@@ -6,6 +6,7 @@ that scored them travels in the dataset, and the later jobs (train_gate, evaluat
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 
@@ -55,7 +56,7 @@ def raw(tmp_path_factory: pytest.TempPathFactory, goog_csv: Path) -> Path:
     return folder
 
 
-def hyperparameters(config: dict[str, object]) -> dict[str, str]:
+def hyperparameters(config: Mapping[str, object]) -> dict[str, str]:
     return {"symbols": json.dumps(["GOOG"]), "profile": "quick", "config": json.dumps(config), "start": "",
             "end": ""}
 
