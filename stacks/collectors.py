@@ -23,6 +23,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from signal_engine.storage.news_files import NEWS_PREFIX
 from stacks.config import COLLECTORS, StageConfig
 from stacks.constructs.lambda_role import acknowledge_tracing, grant_decrypt, lambda_vpc_role
 from stacks.constructs.nag import acknowledge, skip_checkov
@@ -38,7 +39,7 @@ RAW_PREFIX = "raw"
 DATASETS_BARS_PREFIX = "bars"
 # Beside them, the stored news of each symbol (signal_engine.storage.news_files.NEWS_PREFIX): news/<SYMBOL>.jsonl, the
 # prepare job's news channel when the MoE's news slot is trained (moe.news).
-DATASETS_NEWS_PREFIX = "news"
+DATASETS_NEWS_PREFIX = NEWS_PREFIX
 EXPORT_BARS = "export_bars"
 # Collectors whose success puts a "Lambda Function Invocation Result - Success" event on the default bus (their
 # EventBridge on-success destination): the book step (stacks/book.py) runs after them.

@@ -52,6 +52,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
+from signal_engine.storage.news_files import NEWS_PREFIX
 from signal_engine.workflow.steps import STEPS, Step
 from stacks.constructs.nag import acknowledge, nag_text
 from step_functions.endpoint_cleanup import EndpointCleanup
@@ -107,7 +108,7 @@ class ServerlessEndpoint:
 
 def execution_input_defaults(*, training_instance_type: str, processing_instance_type: str,
                              endpoint_instance_type: str, profile: str, dataset_prefix: str,
-                             news_prefix: str = "news") -> dict[str, Any]:
+                             news_prefix: str = NEWS_PREFIX) -> dict[str, Any]:
     """The execution input's defaults; an execution's input replaces any of these top-level keys."""
     return {
         "symbols": [],
