@@ -1,6 +1,14 @@
 """SageMaker job: prepare the dataset (channel ``raw``: ``<SYMBOL>.csv`` in the Yahoo layout) into SM_MODEL_DIR.
 
 Hyperparameters: ``symbols`` (JSON list), ``start``/``end`` (ISO dates or empty), ``profile``, ``config``.
+
+With the MoE's news slot (``moe.news`` and ``news: {enabled: true}`` in ``config``) each bar gets its ``news_score``
+here, as ``signal-engine train --database`` does locally (``signal_engine.workflow.news.with_news_scores``): the raw
+file's ``news_score`` column where it has one, else the stored news of the optional channel ``news``
+(``<SYMBOL>.jsonl`` as the bars export writes them, ``signal_engine.storage.news_files``; read through
+``signal_engine.adapters.news_files.NewsFileStore``) scored by the text expert at each bar's close, point in time.
+The text model that scored them (the ``text`` channel's, else trained on the shipped corpus) goes into the dataset as
+``text/``: the evaluate job puts that head in the bundle.
 """
 
 from __future__ import annotations
@@ -35,11 +43,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise InputError(str(path), f"no bars for {symbol}; expected {symbol}.csv in the 'raw' channel "
                              "(the execution input's dataset_prefix)")
         series.append(load_prices(path, symbol))
+    if config.moe.news:
+        series = news_slot_series(job, series)
     dataset = prepare_dataset(series, job.model_dir, config, start=job.get("start") or None,
                               end=job.get("end") or None)
     print(f"prepared {', '.join(dataset.symbols)} into {dataset.root}")
     write_plan(job, config, series)
     return 0
+
+
+def news_slot_series(job: JobEnvironment, series: list[PriceSeries]) -> list[PriceSeries]:
+    """The series with the news slot's ``news_score`` (module docstring); the text model used goes to ``text/``."""
+    import shutil
+
+    from signal_engine.adapters.news_files import NewsFileStore
+    from signal_engine.workflow.news import DATASET_TEXT_FOLDER, with_news_scores
+
+    news = job.news()
+    folder = job.model_dir / DATASET_TEXT_FOLDER
+    if news.model:  # the text channel's model: copied, so the dataset names the head that scored its rows
+        shutil.copytree(news.model, folder, dirs_exist_ok=True)
+    documents = NewsFileStore(job.channel("news")) if "news" in job.channels else None
+    return with_news_scores(series, news, documents, model_folder=folder,
+                            on_training=lambda at: print(f"training the text expert's head into {at}"))
 
 
 def write_plan(job: JobEnvironment, config: RunConfig, series: Sequence[PriceSeries]) -> None:

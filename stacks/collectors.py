@@ -3,6 +3,7 @@ the bars export that turns the stored bars into the training workflow's input (`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from aws_cdk import Duration, Stack
@@ -22,6 +23,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from signal_engine.storage.news_files import NEWS_PREFIX
 from stacks.config import COLLECTORS, StageConfig
 from stacks.constructs.lambda_role import acknowledge_tracing, grant_decrypt, lambda_vpc_role
 from stacks.constructs.nag import acknowledge, skip_checkov
@@ -35,6 +37,9 @@ RAW_PREFIX = "raw"
 # The training workflow reads <dataset_prefix>/<SYMBOL>.csv, dataset_prefix "bars/1d" by default; the bars export
 # (lambda_src/collectors/export_bars.py, signal_engine.storage.export.BARS_PREFIX) writes bars/<timeframe>/.
 DATASETS_BARS_PREFIX = "bars"
+# Beside them, the stored news of each symbol (signal_engine.storage.news_files.NEWS_PREFIX): news/<SYMBOL>.jsonl, the
+# prepare job's news channel when the MoE's news slot is trained (moe.news).
+DATASETS_NEWS_PREFIX = NEWS_PREFIX
 EXPORT_BARS = "export_bars"
 # Collectors whose success puts a "Lambda Function Invocation Result - Success" event on the default bus (their
 # EventBridge on-success destination): the book step (stacks/book.py) runs after them.
@@ -53,10 +58,11 @@ def pascal(name: str) -> str:
 class CollectorsStack(Stack):
     """The ten collector functions of lambda_src/collectors/, their schedules, idempotency table, DLQ and alarms.
 
-    Beside them, the bars export function (``export_bars``, its own role: the MySQL secret and
-    ``datasets_bars_policy``, read and write on the datasets bucket's ``bars/`` prefix only) writes the stored bars to
-    ``s3://<datasets bucket>/bars/<timeframe>/<SYMBOL>.csv`` on ``config.bars_export_schedule``, after the daily bar
-    collectors and before the weekly training run that reads them.
+    Beside them, the bars export function (``export_bars``, its own role: the MySQL and DocumentDB secrets,
+    ``datasets_bars_policy`` and ``datasets_news_policy``, read and write on the datasets bucket's ``bars/`` and
+    ``news/`` prefixes only) writes the stored bars to ``s3://<datasets bucket>/bars/<timeframe>/<SYMBOL>.csv`` and
+    each symbol's stored news to ``news/<SYMBOL>.jsonl`` (``EXPORT_NEWS``) on ``config.bars_export_schedule``, after
+    the daily bar collectors and before the weekly training run that reads them.
     """
 
     def __init__(
@@ -76,6 +82,7 @@ class CollectorsStack(Stack):
         environment_key: kms.IKey,
         datasets_bucket: s3.IBucket,
         datasets_bars_policy: iam.IManagedPolicy,
+        datasets_news_policy: iam.IManagedPolicy,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -144,25 +151,30 @@ class CollectorsStack(Stack):
                 name, function, config.collector_schedules[name], f"Collect {name.replace('_', ' ')}"
             )
 
-        self.export_role = self._build_export_role(datasets_bars_policy, mysql_secret)
+        self.export_role = self._build_export_role(
+            [datasets_bars_policy, datasets_news_policy], mysql_secret, docdb_secret
+        )
         export_environment = {
             "SYMBOLS": ",".join(config.symbols),
             "TIMEFRAME": "1d",
+            "EXPORT_NEWS": "true",
             "SIGNAL_ENGINE_DATABASE_SECRET": mysql_secret.secret_arn,
+            "SIGNAL_ENGINE_DOCUMENT_SECRET": docdb_secret.secret_arn,
             "SIGNAL_ENGINE_DATASETS_STORE": f"s3://{datasets_bucket.bucket_name}",
-            **{k: v for k, v in ca_files.items() if k == "SIGNAL_ENGINE_DATABASE_CA_FILE"},
+            **ca_files,
             "POWERTOOLS_SERVICE_NAME": METRICS_SERVICE,
             "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
         }
         self.export_function = self._build_function(
             EXPORT_BARS, code, export_environment, vpc, app_subnets, app_security_group,
             role=self.export_role,
-            description=f"signal-engine bars export: stored bars to s3://<datasets>/{DATASETS_BARS_PREFIX}/ "
-            "(the training input)",
+            description=f"signal-engine bars export: stored bars and news to s3://<datasets>/{DATASETS_BARS_PREFIX}/ "
+            f"and {DATASETS_NEWS_PREFIX}/ (the training input)",
         )
         self.export_rule = self._schedule(
             EXPORT_BARS, self.export_function, config.bars_export_schedule,
-            f"Export the stored bars as the training input ({DATASETS_BARS_PREFIX}/1d/<SYMBOL>.csv)",
+            f"Export the stored bars and news as the training input ({DATASETS_BARS_PREFIX}/1d/<SYMBOL>.csv, "
+            f"{DATASETS_NEWS_PREFIX}/<SYMBOL>.jsonl)",
         )
 
         self.dashboard = OpsDashboard(
@@ -188,20 +200,26 @@ class CollectorsStack(Stack):
         )
 
     def _build_export_role(
-        self, datasets_bars_policy: iam.IManagedPolicy, mysql_secret: secretsmanager.ISecret
+        self,
+        datasets_policies: Sequence[iam.IManagedPolicy],
+        mysql_secret: secretsmanager.ISecret,
+        docdb_secret: secretsmanager.ISecret,
     ) -> iam.Role:
-        """The bars export's role: read the bars (MySQL secret), write the datasets bucket's bars/ prefix, DLQ."""
+        """The bars export's role: read the bars (MySQL secret) and the news (DocumentDB secret), write the datasets
+        bucket's bars/ and news/ prefixes, DLQ."""
         role = lambda_vpc_role(
             self,
             "ExportRole",
-            description="signal-engine bars export: MySQL via its secret, training input CSVs to the datasets bucket",
+            description="signal-engine bars export: MySQL and DocumentDB via their secrets, training input files to "
+            "the datasets bucket",
         )
-        role.add_managed_policy(datasets_bars_policy)
+        for policy in datasets_policies:
+            role.add_managed_policy(policy)
         role.add_to_policy(
             iam.PolicyStatement(
                 sid="StoreSecret",
                 actions=["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
-                resources=[mysql_secret.secret_arn],
+                resources=[mysql_secret.secret_arn, docdb_secret.secret_arn],
             )
         )
         role.add_to_policy(
@@ -209,7 +227,7 @@ class CollectorsStack(Stack):
                 sid="DeadLetters", actions=["sqs:SendMessage"], resources=[self.dead_letter_queue.queue_arn]
             )
         )
-        grant_decrypt(role, environment_key=self._environment_key, secrets=[mysql_secret])
+        grant_decrypt(role, environment_key=self._environment_key, secrets=[mysql_secret, docdb_secret])
         acknowledge_tracing(role)
         return role
 

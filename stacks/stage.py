@@ -9,7 +9,13 @@ from constructs import Construct
 
 from signal_engine.serving.batch_jobs import JOBS_PREFIX
 from stacks.book import BookStack
-from stacks.collectors import BAR_COLLECTORS, DATASETS_BARS_PREFIX, RAW_PREFIX, CollectorsStack
+from stacks.collectors import (
+    BAR_COLLECTORS,
+    DATASETS_BARS_PREFIX,
+    DATASETS_NEWS_PREFIX,
+    RAW_PREFIX,
+    CollectorsStack,
+)
 from stacks.config import StageConfig
 from stacks.constructs.checkov_skips import SkipCheckovOnCdkInternals
 from stacks.constructs.encryption import EncryptLogGroups, operations_key
@@ -102,6 +108,14 @@ class SignalEngineStage(Stage):
                     actions=["s3:GetObject", "s3:PutObject"],
                     description="signal-engine bars export: write the training input CSVs under bars/ (and read "
                     "them back to never replace a longer history)",
+                ),
+                datasets_news_policy=self.storage.prefix_access_policy(
+                    "ExportNewsDatasets",
+                    bucket=self.storage.datasets_bucket,
+                    prefix=DATASETS_NEWS_PREFIX,
+                    actions=["s3:GetObject", "s3:PutObject"],
+                    description="signal-engine bars export: write the stored news under news/ for the news slot's "
+                    "training (and read it back to never replace a longer file)",
                 ),
                 description=f"signal-engine {config.name}: collector Lambdas, schedules, DLQ, idempotency table",
                 **common,

@@ -4,6 +4,8 @@
 
     ApplyDefaults -> MergeInput (run id: States.UUID()) -> ExecutionNameTaggable -> ValidateInput
     -> PrepareDataset                       SageMaker createTrainingJob.sync (entry prepare, CPU); writes the plan
+                                            (PrepareDatasetWithNews when the hyperparameters turn moe.news on: the
+                                            same job with a news channel, <news_prefix>/ of the datasets bucket)
        -> ReadPlan                          s3:getObject runs/<execution>/plan.json (each expert: gpu or cpu)
     -> TrainExperts  (Map over the plan)    per expert: gpu (a Keras model) -> GPU instance, TensorFlow image;
                                             cpu -> CPU instance, slim CPU image (entry train_expert); the input's
@@ -51,6 +53,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
+from signal_engine.storage.news_files import NEWS_PREFIX
 from signal_engine.workflow.steps import STEPS, Step
 from stacks.constructs.nag import acknowledge, nag_text
 from step_functions.endpoint_cleanup import EndpointCleanup
@@ -68,6 +71,11 @@ DEFAULT_EXPERTS = ("trend", "levels", "volatility")
 # (``walk_forward_run``); their states then run as ``<State>FromBacktest`` with a ``walkforward`` channel.
 WALK_FORWARD_STEPS = ("train_gate", "evaluate")
 FROM_BACKTEST = "FromBacktest"
+# With the MoE's news slot (``moe.news`` true in the input's hyperparameters) the prepare job runs as
+# ``PrepareDatasetWithNews`` with a ``news`` channel, <news_prefix>/ of the datasets bucket (the bars export's
+# news/<SYMBOL>.jsonl): each bar's news_score is scored there from the stored news.
+WITH_NEWS = "WithNews"
+NEWS_SLOT = "$.run.hyperparameters.moe.news"
 BACKTESTS_PREFIX = "backtests"  # the backtest fan-out's runs in the artifacts bucket
 REPORT_KEY = "runs/{}/evaluation.json"
 PLAN_KEY = "runs/{}/plan.json"
@@ -100,7 +108,8 @@ class ServerlessEndpoint:
             raise ValueError(f"serverless max_concurrency must be between 1 and 200, not {self.max_concurrency}")
 
 def execution_input_defaults(*, training_instance_type: str, processing_instance_type: str,
-                             endpoint_instance_type: str, profile: str, dataset_prefix: str) -> dict[str, Any]:
+                             endpoint_instance_type: str, profile: str, dataset_prefix: str,
+                             news_prefix: str = NEWS_PREFIX) -> dict[str, Any]:
     """The execution input's defaults; an execution's input replaces any of these top-level keys."""
     return {
         "symbols": [],
@@ -109,6 +118,7 @@ def execution_input_defaults(*, training_instance_type: str, processing_instance
         "profile": profile,
         "experts": list(DEFAULT_EXPERTS),
         "dataset_prefix": dataset_prefix,
+        "news_prefix": news_prefix,
         "gpu_instance_type": training_instance_type,
         "cpu_instance_type": processing_instance_type,
         "endpoint_instance_type": endpoint_instance_type,
@@ -134,6 +144,10 @@ EXECUTION_INPUT_SCHEMA: dict[str, Any] = {
                     "uniqueItems": True},
         "dataset_prefix": {"type": "string",
                            "description": "key prefix of the Yahoo-layout CSVs in the datasets bucket"},
+        "news_prefix": {"type": "string", "pattern": "^[A-Za-z0-9._/-]{1,200}$",
+                        "description": "key prefix of the news files (<SYMBOL>.jsonl, written by the bars export) "
+                                       "in the datasets bucket; the prepare job's news channel when the "
+                                       "hyperparameters turn the MoE's news slot on (moe.news)"},
         "gpu_instance_type": {"type": "string", "pattern": "^ml\\."},
         "cpu_instance_type": {"type": "string", "pattern": "^ml\\."},
         "endpoint_instance_type": {"type": "string", "pattern": "^ml\\."},
@@ -158,7 +172,8 @@ class TrainingWorkflow(Construct):
 
     Parameters
     ----------
-    datasets_bucket : holds the input bars, ``<dataset_prefix>/<SYMBOL>.csv`` (Yahoo layout); read by the jobs.
+    datasets_bucket : holds the input bars, ``<dataset_prefix>/<SYMBOL>.csv`` (Yahoo layout), and the stored news,
+        ``<news_prefix>/<SYMBOL>.jsonl`` (``signal_engine.storage.news_files``); read by the jobs.
     artifacts_bucket : run artefacts under ``runs/<execution>/`` and bundles under ``models/<version>/``.
     training_image, inference_image : the images of ``containers/training`` and ``containers/inference`` (an asset
         or an image URI).
@@ -313,6 +328,14 @@ class TrainingWorkflow(Construct):
         self.step_states[step.name] = step.state
         head: sfn.IChainable = state
         ends: tuple[sfn.CustomState, ...] = (state,)
+        if step.name == "prepare_dataset":  # the stored news too, when the MoE's news slot is trained
+            news = _channel("news", f"States.Format('s3://{self.datasets_bucket.bucket_name}/{{}}/', "
+                                    "$.run.news_prefix)")
+            scoring = self._training_job(step, [*channels, news], result_path, extra, job_suffix=job_suffix,
+                                         image=self.training_image_uri, instance=instance, id_suffix=WITH_NEWS)
+            head = sfn.Choice(self, f"{step.state}ReadsNews").when(sfn.Condition.not_(news_slot()), state) \
+                .otherwise(scoring)
+            ends = (state, scoring)
         if step.name in WALK_FORWARD_STEPS:  # a backtest fan-out's batches instead of walking forward here
             batches = _channel("walkforward", f"States.Format('s3://{self.artifacts_bucket.bucket_name}/"
                                               f"{BACKTESTS_PREFIX}/{{}}/batches/', $.run.walk_forward_run)")
@@ -638,6 +661,12 @@ def grant_keys_via(role: iam.IRole, *keys: tuple[kms.IKey | None, str]) -> None:
 def _run_tags() -> list[dict[str, str]]:
     """Tags that trace a SageMaker resource back to its run: the execution name and the run id in its names."""
     return [{"Key": EXECUTION_TAG, "Value.$": "$.ids.execution"}, {"Key": RUN_TAG, "Value.$": "$.ids.run"}]
+
+
+def news_slot() -> sfn.Condition:
+    """The execution's hyperparameters turn the MoE's news slot on (``{"moe": {"news": true}}``)."""
+    return sfn.Condition.and_(sfn.Condition.is_present(NEWS_SLOT), sfn.Condition.is_boolean(NEWS_SLOT),
+                              sfn.Condition.boolean_equals(NEWS_SLOT, True))
 
 
 def _channel(name: str, uri_path: str) -> dict[str, Any]:

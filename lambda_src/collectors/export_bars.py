@@ -11,6 +11,9 @@ the market store, both in MySQL):
 - ``SIGNAL_ENGINE_DATASETS_STORE``: where the files go, ``s3://DATASETS_BUCKET`` (or a folder, locally)
 - ``SYMBOLS``: comma-separated symbols when the event's detail names none
 - ``TIMEFRAME``: the bars to export when the detail gives none (default ``1d``)
+- ``EXPORT_NEWS``: ``true`` to also write each symbol's stored news, read from the document store (DocumentDB via
+  ``SIGNAL_ENGINE_DOCUMENT_SECRET`` in AWS), to ``news/<SYMBOL>.jsonl`` (``signal_engine.storage.news_files``): the
+  prepare job's ``news`` channel when the MoE's news slot is trained (``moe.news``). Default off: bars only.
 
 A symbol without stored bars (or with bars the price loader rejects) keeps its previous file, is logged with the
 reason and counted in the metric ``SymbolsMissing`` (an alarm watches it); a symbol whose file reaches further back
@@ -33,11 +36,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from signal_engine.bootstrap import object_store
 from signal_engine.errors import SignalEngineError
 from signal_engine.ports import ObjectStore
-from signal_engine.storage.export import export_bars
+from signal_engine.storage.export import NewsExportResult, export_bars, export_news
 
 from .runtime import logger, metrics, storage, tracer
 
 DATASETS_STORE = "SIGNAL_ENGINE_DATASETS_STORE"
+EXPORT_NEWS = "EXPORT_NEWS"
 
 
 class ExportDetail(BaseModel):
@@ -85,6 +89,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     metrics.add_metric(name="SymbolsMissing", unit=MetricUnit.Count, value=len(result.missing))
     metrics.add_metric(name="SymbolsKept", unit=MetricUnit.Count, value=len(result.kept))
     response = result.as_dict()
+    if _news_wanted():
+        response["news"] = _export_news(symbols).as_dict()
     if result.missing:
         logger.warning("symbols without usable stored bars; their previous files are kept",
                        extra={"missing": result.missing})
@@ -95,3 +101,21 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
                               + "; ".join(result.missing.values()))
     logger.info("bars exported", extra={"exported": response["exported"]})
     return response
+
+
+def _news_wanted() -> bool:
+    raw = os.environ.get(EXPORT_NEWS, "false").strip().lower() or "false"
+    if raw not in ("true", "false"):
+        raise ValueError(f"{EXPORT_NEWS} is {raw!r}; expected true or false")
+    return raw == "true"
+
+
+def _export_news(symbols: list[str]) -> NewsExportResult:
+    """Each symbol's stored news to ``news/<SYMBOL>.jsonl``; a symbol without news keeps its previous file."""
+    news = export_news(storage().documents, datasets(), symbols)
+    metrics.add_metric(name="NewsExported", unit=MetricUnit.Count, value=len(news.exported))
+    metrics.add_metric(name="NewsMissing", unit=MetricUnit.Count, value=len(news.missing))
+    if news.missing or news.kept:
+        logger.warning("symbols without stored news, or with longer news files than the store, keep their files",
+                       extra={"missing": news.missing, "kept": news.kept})
+    return news

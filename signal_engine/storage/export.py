@@ -14,6 +14,11 @@ Given the market store, the export first derives the implied volatility of the b
 (:func:`signal_engine.storage.implied_vol.derive_implied_volatility`: point in time, incremental) and joins the stored
 series as the ``implied_vol`` column, empty on the bars without a value; a symbol without any value keeps the file it
 had before (no such column), so only the symbols whose chains are collected feed the HAR-implied volatility expert.
+
+Given the document store, :func:`export_news` writes each symbol's stored news beside the bars, ``news/<SYMBOL>.jsonl``
+(:mod:`signal_engine.storage.news_files`): the training workflow's prepare job scores it for the MoE's news slot
+(``moe.news``). The same protection applies: a symbol without stored news, or whose file reaches further back than
+the store's news, keeps its file.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import re
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +35,17 @@ import pandas as pd
 
 from signal_engine.data.loader import IMPLIED_VOL, PriceSeries, load_prices
 from signal_engine.errors import ConfigError, InputError
-from signal_engine.ports import MarketDataStore, ObjectStore, PriceStore
+from signal_engine.ports import DocumentStore, MarketDataStore, ObjectStore, PriceStore
 from signal_engine.storage.implied_vol import derive_implied_volatility, implied_vol_column
+from signal_engine.storage.news_files import (
+    NEWS_CONTENT_TYPE,
+    NEWS_PREFIX,
+    first_published,
+    news_key,
+    news_lines,
+    read_news_lines,
+)
+from signal_engine.storage.times import naive_utc
 
 BARS_PREFIX = "bars"
 CSV_CONTENT_TYPE = "text/csv"
@@ -75,6 +90,31 @@ class ExportResult:
         }
 
 
+@dataclass(frozen=True)
+class ExportedNews:
+    """One symbol's news file: where it went, how many documents, the first and last publication times."""
+
+    symbol: str
+    key: str
+    documents: int
+    first: str
+    last: str
+
+
+@dataclass(frozen=True)
+class NewsExportResult:
+    """What a news export wrote, the symbols without stored news (``missing``) and those whose existing file reaches
+    further back than the stored news (``kept``), each with why; those files are untouched."""
+
+    exported: tuple[ExportedNews, ...] = ()
+    missing: dict[str, str] = field(default_factory=dict)
+    kept: dict[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"exported": [vars(news) for news in self.exported], "missing": dict(self.missing),
+                "kept": dict(self.kept)}
+
+
 def bars_key(symbol: str, timeframe: str, prefix: str = BARS_PREFIX) -> str:
     """``bars/1d/SPY.csv``: where the training workflow (``dataset_prefix`` ``bars/<timeframe>``) reads a symbol."""
     return f"{prefix.strip('/')}/{timeframe}/{symbol}.csv" if prefix.strip("/") else f"{timeframe}/{symbol}.csv"
@@ -106,13 +146,7 @@ def export_bars(prices: PriceStore, objects: ObjectStore, symbols: Iterable[str]
     series is written as the ``implied_vol`` column when at least one bar has a value (see the module docstring).
     Raises :class:`ConfigError` for an empty symbol list or a symbol or timeframe that cannot name a file.
     """
-    names = [symbol.strip().upper() for symbol in symbols if symbol.strip()]
-    if not names:
-        raise ConfigError("no symbols to export; expected at least one, e.g. SPY,QQQ")
-    bad = [symbol for symbol in names if not SYMBOL_PATTERN.fullmatch(symbol)]
-    if bad:
-        raise ConfigError(f"symbols {', '.join(bad)} cannot name a dataset file; expected letters, digits and "
-                          "'.^=_-' (at most 20 characters), as the training workflow's input accepts")
+    names = _symbols(symbols)
     if not TIMEFRAME_PATTERN.fullmatch(timeframe):
         raise ConfigError(f"timeframe {timeframe!r} is not a bar length; expected e.g. 1d, 1h or 5m")
     exported: list[ExportedSeries] = []
@@ -146,6 +180,60 @@ def export_bars(prices: PriceStore, objects: ObjectStore, symbols: Iterable[str]
         exported.append(ExportedSeries(symbol, key, len(series), str(index[0]), str(index[-1]), series.has_volume,
                                        _implied_bars(series)))
     return ExportResult(timeframe, tuple(exported), missing, kept)
+
+
+def export_news(documents: DocumentStore, objects: ObjectStore, symbols: Iterable[str], *,
+                prefix: str = NEWS_PREFIX) -> NewsExportResult:
+    """Write each symbol's stored news (kind ``news``, every stored one) to ``objects`` at
+    :func:`signal_engine.storage.news_files.news_key`; report the symbols it could not write.
+
+    A symbol without stored news lands in ``missing`` and one whose existing readable file starts before the first
+    stored document in ``kept``; their files are left as they were (a good file is never replaced by an empty or a
+    shorter one). Raises :class:`ConfigError` for a symbol that cannot name a file.
+    """
+    names = _symbols(symbols)
+    exported: list[ExportedNews] = []
+    missing: dict[str, str] = {}
+    kept: dict[str, str] = {}
+    for symbol in dict.fromkeys(names):
+        stored = documents.read_documents("news", symbol)
+        key = news_key(symbol, prefix)
+        first = first_published(stored)
+        if first is None:
+            missing[symbol] = f"no news stored for {symbol}; {key} is left as it was"
+            continue
+        earlier = _earlier_news(objects, key)
+        if earlier is not None and earlier < first:
+            kept[symbol] = (f"{key} starts at {earlier}, before the first stored news {first}; kept so no news is "
+                            "lost: restore the store's news or delete the file")
+            continue
+        data = news_lines(stored)
+        objects.put(key, data, NEWS_CONTENT_TYPE)
+        last = max(naive_utc(doc.published_at) for doc in stored)
+        exported.append(ExportedNews(symbol, key, data.count(b"\n"), str(first), str(last)))
+    return NewsExportResult(tuple(exported), missing, kept)
+
+
+def _symbols(symbols: Iterable[str]) -> list[str]:
+    names = [symbol.strip().upper() for symbol in symbols if symbol.strip()]
+    if not names:
+        raise ConfigError("no symbols to export; expected at least one, e.g. SPY,QQQ")
+    bad = [symbol for symbol in names if not SYMBOL_PATTERN.fullmatch(symbol)]
+    if bad:
+        raise ConfigError(f"symbols {', '.join(bad)} cannot name a dataset file; expected letters, digits and "
+                          "'.^=_-' (at most 20 characters), as the training workflow's input accepts")
+    return names
+
+
+def _earlier_news(objects: ObjectStore, key: str) -> datetime | None:
+    """The first publication time of the news file at ``key`` when it is readable and names any, else None."""
+    if key not in objects.keys(key):  # listed first, as _earlier_history explains
+        return None
+    try:
+        existing = read_news_lines(objects.get(key), key)
+    except (KeyError, InputError):  # an unreadable file is no news to keep
+        return None
+    return first_published(existing)
 
 
 def _earlier_history(objects: ObjectStore, key: str, symbol: str, first: pd.Timestamp) -> pd.Timestamp | None:

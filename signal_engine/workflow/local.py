@@ -167,20 +167,11 @@ class LocalRunner:
 
     def _with_news_scores(self, series: list[PriceSeries]) -> list[PriceSeries]:
         """The series with the news slot's ``news_score``: the price file's column, else the stored news."""
-        from signal_engine.config import NEWS_COLUMN
-        from signal_engine.errors import ConfigError
-        from signal_engine.workflow.news import news_expert, slot_report, slot_series
+        from signal_engine.workflow.news import with_news_scores
 
         assert self.news is not None  # check_exportable: moe.news needs the news section on
-        lacking = [s.symbol for s in series if NEWS_COLUMN not in s.bars.columns]
-        if lacking and self.documents is None:
-            raise ConfigError(f"moe.news: {', '.join(lacking)} have no '{NEWS_COLUMN}' column and this run has no "
-                              "document store to read their news from")
-        expert = news_expert(self.news, on_training=self._say_training) if lacking else None
-        scored, sources = slot_series(series, self.documents, expert, self.news.max_documents)
-        for line in slot_report(scored, sources):
-            self.console.print(f"  news slot: {line}")
-        return scored
+        return with_news_scores(series, self.news, self.documents, on_training=self._say_training,
+                                say=lambda line: self.console.print(f"  {line}"))
 
     def _say_training(self, folder: Path) -> None:
         self.console.print(f"  training the text expert's head into {folder} (once; later bundles reuse it)")

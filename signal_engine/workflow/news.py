@@ -47,6 +47,10 @@ if TYPE_CHECKING:
     from signal_engine.text.serving import NewsExpert
 
 SECTION = "news"
+# In the training workflow's prepared dataset (the prepare job's output): the text model whose scores of the stored
+# news are the rows' news_score (moe.news); the evaluate job puts that head in the bundle, so the served slot scores
+# headlines as the gate was trained on them.
+DATASET_TEXT_FOLDER = "text"
 
 
 @dataclass(frozen=True)
@@ -175,6 +179,25 @@ def slot_series(series: Sequence[PriceSeries], documents: DocumentStore | None, 
         out.append(replace(s, bars=s.bars.assign(**{NEWS_COLUMN: scores[NEWS_COLUMN].to_numpy()})))
         sources[s.symbol] = "store"
     return out, sources
+
+
+def with_news_scores(series: Sequence[PriceSeries], news: NewsTraining, documents: DocumentStore | None, *,
+                     model_folder: Path | None = None, on_training: Callable[[Path], None] | None = None,
+                     say: Callable[[str], None] = print) -> list[PriceSeries]:
+    """The series with the news slot's ``news_score`` (:func:`slot_series`: the price file's column, else the
+    ``documents``' news scored by the text expert of ``news``, :func:`news_expert`), one :func:`slot_report` line
+    each to ``say``. A :class:`ConfigError` names the series without the column when there are no ``documents``."""
+    from signal_engine.config import NEWS_COLUMN
+
+    lacking = [s.symbol for s in series if NEWS_COLUMN not in s.bars.columns]
+    if lacking and documents is None:
+        raise ConfigError(f"moe.news: {', '.join(lacking)} have no '{NEWS_COLUMN}' column and this run has no "
+                          "document store to read their news from")
+    expert = news_expert(news, model_folder=model_folder, on_training=on_training) if lacking else None
+    scored, sources = slot_series(series, documents, expert, news.max_documents)
+    for line in slot_report(scored, sources):
+        say(f"news slot: {line}")
+    return scored
 
 
 def slot_report(scored: Sequence[PriceSeries], sources: Mapping[str, str]) -> list[str]:

@@ -81,17 +81,18 @@ class JobEnvironment:
     def book(self) -> bool:
         """Hyperparameter ``book``: train the whole book (its timeframe models) unless it is ``false``. Without it,
         the book is trained unless the config's trend expert is the pooled network (``trend_pooled``), which the
-        book's per-symbol timeframe walk-forwards cannot fit: such a run trains the MoE's bundle alone."""
+        book's per-symbol timeframe walk-forwards cannot fit, or the MoE has the news slot (``moe.news``), which the
+        live book step cannot read yet: such a run trains the MoE's bundle alone."""
         raw = self.get("book").strip().lower()
         if raw:
             return raw != "false"
-        return not self._pooled_trend()
+        return not self._moe_alone()
 
-    def _pooled_trend(self) -> bool:
+    def _moe_alone(self) -> bool:
         from signal_engine.config import POOLED_TREND
 
         config, _ = self._config()
-        return POOLED_TREND in (config.moe.experts.trend, config.moe.experts.intraday_trend)
+        return config.moe.news or POOLED_TREND in (config.moe.experts.trend, config.moe.experts.intraday_trend)
 
     def jobs(self) -> int | None:
         """Hyperparameter ``jobs``: processes for the walk-forwards, 0 for every core; without it, None:
@@ -130,11 +131,21 @@ class JobEnvironment:
     def news(self) -> NewsTraining:
         """The ``news`` section of the ``config`` hyperparameter (``signal_engine.workflow.news``): whether the
         bundle carries the text expert. The ``text`` channel, when given, is the text model folder to reuse
-        (text-train's); without it the job trains the head on the shipped corpus."""
+        (text-train's); else the text model the prepare job scored the stored news with (``text/`` in the
+        ``dataset`` channel, with ``moe.news``); without either the job trains the head on the shipped corpus."""
         news = news_section(self._config_sections(), "hyperparameter 'config'")
         if news.enabled and "text" in self.channels:
-            news = replace(news, model=str(self.channel("text")))
-        return news
+            return replace(news, model=str(self.channel("text")))
+        prepared = self._prepared_text_model() if news.enabled and "dataset" in self.channels else None
+        return replace(news, model=str(prepared)) if prepared is not None else news
+
+    def _prepared_text_model(self) -> Path | None:
+        from signal_engine.text.model import METADATA
+        from signal_engine.workflow.news import DATASET_TEXT_FOLDER
+        from signal_engine.workflow.steps import DATASET_FILE
+
+        folder = single_root(self.channel("dataset"), DATASET_FILE) / DATASET_TEXT_FOLDER
+        return folder if (folder / METADATA).is_file() else None
 
     def tuning(self) -> TuningRun:
         """The ``tuning`` section of the ``config`` hyperparameter, turned on by hyperparameter ``tune`` (``true``:
@@ -152,7 +163,8 @@ class JobEnvironment:
         from signal_engine.workflow.training import check_exportable
 
         config, quality = self._config()
-        # with moe.news the jobs read no document store: each raw file's news_score column is the slot's input
+        # with moe.news the prepare job gives each bar its news_score (the raw file's column, else the news channel's
+        # stored news); the other jobs read it from the dataset
         check_exportable(config, self.news(), book=self.book())
         return config, quality
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 import json
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -20,6 +21,7 @@ from moto.awslambda.models import LambdaFunction
 
 from signal_engine import bootstrap as bootstrap_module
 from signal_engine.storage.ingest import ingest_prices
+from signal_engine.storage.records import Document
 from tests.fixtures.configs import ONE_MODEL_BOOK
 from tests.fixtures.payloads import ok
 from tests.handlers.conftest import Aws, FakeLambdaContext, Serve, event
@@ -29,6 +31,8 @@ from tests.handlers.test_export_bars_handler import exporter as exporter
 from tests.infra.aws_calls import LAMBDA_CALLS
 from tests.serving_support import TRAIN_BARS, request_bars
 
+NEWS = Document(Document.stable_id("test", "news", "1"), "news", "test", ("AAPL",), datetime(2024, 1, 5, 14, 30),
+                "Apple shares rally")
 SECRET = {"username": "admin", "password": "pw", "host": "127.0.0.1", "port": 1, "dbname": "signal_engine"}
 
 
@@ -83,11 +87,17 @@ def test_the_collectors_calls_are_the_inventory(secrets: dict[str, str], handler
 def test_the_bars_exports_calls_are_the_inventory(secrets: dict[str, str], exporter: ModuleType,
                                                   runtime: ModuleType, aws: Aws,
                                                   context: FakeLambdaContext, goog_csv: Path,
-                                                  recorded: set[tuple[str, str]]) -> None:
+                                                  recorded: set[tuple[str, str]],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     ingest_prices(goog_csv, runtime.storage().prices, symbol="AAPL")
-    exporter.handler(event("scheduled_event"), context)
-    settings = bootstrap_module.Settings(database_secret=secrets["mysql"])
+    runtime.storage().documents.write_documents([NEWS])
+    monkeypatch.setenv("EXPORT_NEWS", "true")
+    response = exporter.handler(event("scheduled_event"), context)
+    assert [n["key"] for n in response["news"]["exported"]] == ["news/AAPL.jsonl"]
+    # The stores' secrets (the deployed function gets SIGNAL_ENGINE_DATABASE_SECRET and _DOCUMENT_SECRET).
+    settings = bootstrap_module.Settings(database_secret=secrets["mysql"], document_secret=secrets["docdb"])
     assert bootstrap_module._database_url(settings, boto3.client).startswith("mysql+pymysql://")
+    assert bootstrap_module._document_url(settings, boto3.client).startswith("mongodb://")
     assert recorded == _inventory("export_bars")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -14,7 +15,7 @@ from pydantic import ValidationError
 
 from signal_engine.data.loader import load_prices
 from signal_engine.storage.ingest import ingest_prices
-from signal_engine.storage.records import Bar, OptionQuote
+from signal_engine.storage.records import Bar, Document, OptionQuote
 from tests.handlers.conftest import Aws, FakeLambdaContext, event
 
 DATASETS_BUCKET = "signal-engine-datasets"
@@ -108,3 +109,35 @@ def test_the_export_derives_the_implied_volatility_of_the_stored_chains_into_the
     assert implied.isna().tolist() == [True, False] and implied.iloc[1] == pytest.approx(20.0, rel=1e-12)
     assert [row.implied_vol for row in stores.market.read_implied_volatility("AAPL", "1d")] == [
         pytest.approx(20.0, rel=1e-12)]
+
+
+def test_with_export_news_each_symbols_stored_news_goes_beside_the_bars_and_a_symbol_without_keeps_its_file(
+        exporter: ModuleType, runtime: ModuleType, aws: Aws, context: FakeLambdaContext, goog_csv: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    ingest_prices(goog_csv, runtime.storage().prices, symbol="AAPL")
+    runtime.storage().documents.write_documents([
+        Document(Document.stable_id("test", "news", "1"), "news", "test", ("AAPL",), datetime(2024, 1, 5, 14, 30),
+                 "Apple shares rally", url="https://news.test/1", publisher="Reuters")])
+    aws.s3.put_object(Bucket=DATASETS_BUCKET, Key="news/MSFT.jsonl", Body=b"previous")
+    monkeypatch.setenv("EXPORT_NEWS", "true")
+    response = exporter.handler(event("scheduled_event"), context)
+    assert [(n["symbol"], n["key"], n["documents"]) for n in response["news"]["exported"]] == [
+        ("AAPL", "news/AAPL.jsonl", 1)]
+    assert list(response["news"]["missing"]) == ["MSFT"]
+    assert _keys(aws) == ["bars/1d/AAPL.csv", "news/AAPL.jsonl", "news/MSFT.jsonl"]
+    body = aws.s3.get_object(Bucket=DATASETS_BUCKET, Key="news/AAPL.jsonl")["Body"].read()
+    assert json.loads(body) == {"id": Document.stable_id("test", "news", "1"), "kind": "news", "source": "test",
+                                "published_at": "2024-01-05T14:30:00Z", "symbols": ["AAPL"],
+                                "title": "Apple shares rally"}
+    assert aws.s3.get_object(Bucket=DATASETS_BUCKET, Key="news/MSFT.jsonl")["Body"].read() == b"previous"
+    assert '"NewsMissing":[1.0]' in capsys.readouterr().out.replace(" ", "")
+
+
+def test_without_export_news_only_the_bars_are_written(exporter: ModuleType, runtime: ModuleType, aws: Aws,
+                                                       context: FakeLambdaContext, goog_csv: Path) -> None:
+    ingest_prices(goog_csv, runtime.storage().prices, symbol="AAPL")
+    runtime.storage().documents.write_documents([
+        Document(Document.stable_id("test", "news", "1"), "news", "test", ("AAPL",), datetime(2024, 1, 5, 14, 30),
+                 "Apple shares rally")])
+    response = exporter.handler(event("scheduled_event"), context)
+    assert "news" not in response and _keys(aws) == ["bars/1d/AAPL.csv"]

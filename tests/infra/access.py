@@ -473,6 +473,7 @@ SAMPLE_PATHS: dict[str, str] = {
     "$.publish.name": f"signal-engine-{RUN_ID}",
     "$.publish.version": "20261201T000000",
     "$.run.dataset_prefix": "bars/1d",
+    "$.run.news_prefix": "news",  # the bars export's news files, read by PrepareDatasetWithNews
     "$.run.walk_forward_run": "backtest-0123",  # a backtest fan-out execution whose batches the gate reads
     # the backtest fan-out (step_functions/backtest_fanout.py): the plan's output and one batches.json item
     "$.plan.run": EXECUTION,

@@ -41,11 +41,15 @@ COLLECTORS = (
     Call("secretsmanager", "GetSecretValue", "secretsmanager:GetSecretValue", "SIGNAL_ENGINE_DOCUMENT_SECRET"),
 )
 
-# The bars export: lists the files already there (longer history is kept), writes one CSV per symbol.
+# The bars export: lists the files already there (longer history is kept), writes one CSV per symbol; with
+# EXPORT_NEWS the same for each symbol's news file, read from the document store (DocumentDB via its secret).
 EXPORT_BARS = (
     Call("s3", "ListObjectsV2", "s3:ListBucket", "SIGNAL_ENGINE_DATASETS_STORE", "bars/1d/"),
     Call("s3", "PutObject", "s3:PutObject", "SIGNAL_ENGINE_DATASETS_STORE", "bars/1d/AAPL.csv"),
+    Call("s3", "ListObjectsV2", "s3:ListBucket", "SIGNAL_ENGINE_DATASETS_STORE", "news/"),
+    Call("s3", "PutObject", "s3:PutObject", "SIGNAL_ENGINE_DATASETS_STORE", "news/AAPL.jsonl"),
     *SECRETS,
+    Call("secretsmanager", "GetSecretValue", "secretsmanager:GetSecretValue", "SIGNAL_ENGINE_DOCUMENT_SECRET"),
 )
 
 # The combiner: the bundle (models/CURRENT, then the version's files), a warm environment's HEAD of CURRENT to

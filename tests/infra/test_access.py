@@ -145,6 +145,13 @@ def test_removing_the_export_listing_grant_denies_the_bars_export(synthesized_ap
         "ImplicitlyDenied: ExportBars38B36299 (export_bars): s3:ListBucket"]
 
 
+def test_removing_the_news_listing_grant_denies_the_news_export(synthesized_app: SynthesizedApp) -> None:
+    templates = stage_templates(synthesized_app, "dev")
+    broken = _without_statement(templates, "-Storage", "AWS::IAM::ManagedPolicy", '["news/*", "news"]')
+    assert [d.split(" on ")[0] for d in denials(broken)] == [
+        "ImplicitlyDenied: ExportBars38B36299 (export_bars): s3:ListBucket"]  # its news/ listing only
+
+
 def test_the_key_policy_is_evaluated_too(synthesized_app: SynthesizedApp) -> None:
     """The role's grant alone is not enough: a data key whose policy no longer trusts the account denies."""
     templates = copy.deepcopy(stage_templates(synthesized_app, "dev"))

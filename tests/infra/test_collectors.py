@@ -207,9 +207,12 @@ def test_the_bars_export_writes_the_training_input_to_the_datasets_bucket(collec
     variables = props["Environment"]["Variables"]
     assert (variables["SYMBOLS"], variables["TIMEFRAME"]) == (",".join(DEV.symbols), "1d")
     assert "Secret" in json.dumps(variables["SIGNAL_ENGINE_DATABASE_SECRET"])
+    # the stored news too (news/<SYMBOL>.jsonl for the news slot's training), read from DocumentDB
+    assert variables["EXPORT_NEWS"] == "true"
+    assert "DocDb" in json.dumps(variables["SIGNAL_ENGINE_DOCUMENT_SECRET"])
     store = json.dumps(variables["SIGNAL_ENGINE_DATASETS_STORE"])
     assert store.startswith('{"Fn::Join"') and '"s3://"' in store and "DatasetsBucket" in store
-    assert not {"SIGNAL_ENGINE_DOCUMENT_SECRET", "IDEMPOTENCY_TABLE", "SIGNAL_ENGINE_OBJECT_STORE"} & set(variables)
+    assert not {"IDEMPOTENCY_TABLE", "SIGNAL_ENGINE_OBJECT_STORE"} & set(variables)
     assert len(props["VpcConfig"]["SubnetIds"]) == DEV.max_azs
     assert "AppSecurityGroup" in json.dumps(props["VpcConfig"]["SecurityGroupIds"])
     assert props["DeadLetterConfig"]["TargetArn"]["Fn::GetAtt"][0].startswith("DeadLetterQueue")
@@ -245,7 +248,7 @@ def test_the_bars_export_runs_after_the_bar_collectors_and_before_training(colle
         assert "SAT" in config.train_schedule  # Friday's export is in place before the weekly run
 
 
-def test_the_bars_export_role_reads_only_the_mysql_secret(collectors_template: Template) -> None:
+def test_the_bars_export_role_reads_only_the_two_store_secrets(collectors_template: Template) -> None:
     (role_id,) = collectors_template.find_resources(
         "AWS::IAM::Role", {"Properties": {"Description": Match.string_like_regexp("^signal-engine bars export")}}
     )
@@ -255,18 +258,21 @@ def test_the_bars_export_role_reads_only_the_mysql_secret(collectors_template: T
     ]
     found = [s for p in policies for s in p["Properties"]["PolicyDocument"]["Statement"]]
     secret = next(s for s in found if s.get("Sid") == "StoreSecret")
-    assert "MySql" in json.dumps(secret["Resource"]) and "DocDb" not in json.dumps(found)
+    resources = json.dumps(secret["Resource"])
+    assert len(secret["Resource"]) == 2 and "MySql" in resources and "DocDb" in resources  # bars and news
+    assert sorted(secret["Action"]) == ["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue"]
     assert not any("dynamodb" in json.dumps(s["Action"]) or "s3:" in json.dumps(s["Action"]) for s in found)
     role = collectors_template.find_resources("AWS::IAM::Role")[role_id]
     arns = json.dumps(role["Properties"]["ManagedPolicyArns"])
-    assert "ExportBarsDatasets" in arns and "CollectorsRawPayloads" not in arns
+    assert "ExportBarsDatasets" in arns and "ExportNewsDatasets" in arns and "CollectorsRawPayloads" not in arns
 
 
 def test_the_bars_export_may_only_get_and_put_objects_under_bars(storage_template: Template) -> None:
     policy = Capture()
     storage_template.has_resource_properties(
         "AWS::IAM::ManagedPolicy",
-        {"Description": Match.string_like_regexp("^signal-engine bars export"), "PolicyDocument": policy},
+        {"Description": Match.string_like_regexp("^signal-engine bars export: write the training input CSVs"),
+         "PolicyDocument": policy},
     )
     by_sid = {s["Sid"]: s for s in policy.as_object()["Statement"]}
     assert sorted(by_sid["Objects"]["Action"]) == ["s3:GetObject", "s3:PutObject"]
@@ -274,6 +280,19 @@ def test_the_bars_export_may_only_get_and_put_objects_under_bars(storage_templat
     assert "DatasetsBucket" in json.dumps(by_sid["Objects"]["Resource"])
     assert by_sid["List"]["Condition"] == {"StringLike": {"s3:prefix": [f"{DATASETS_BARS_PREFIX}/*",
                                                                        DATASETS_BARS_PREFIX]}}
+
+
+def test_the_bars_export_may_only_get_and_put_objects_under_news_for_the_news(storage_template: Template) -> None:
+    policy = Capture()
+    storage_template.has_resource_properties(
+        "AWS::IAM::ManagedPolicy",
+        {"Description": Match.string_like_regexp("^signal-engine bars export: write the stored news"),
+         "PolicyDocument": policy},
+    )
+    by_sid = {s["Sid"]: s for s in policy.as_object()["Statement"]}
+    assert sorted(by_sid["Objects"]["Action"]) == ["s3:GetObject", "s3:PutObject"]
+    assert by_sid["Objects"]["Resource"]["Fn::Join"][1][-1] == "/news/*"
+    assert by_sid["List"]["Condition"] == {"StringLike": {"s3:prefix": ["news/*", "news"]}}
 
 
 def test_missing_symbols_of_the_export_raise_an_alarm(collectors_template: Template) -> None:

@@ -133,6 +133,26 @@ def test_the_map_routes_each_expert_by_its_planned_accelerator(definition: dict[
         ("gpu", "TrainExpertsGpuJob"), ("cpu", "TrainExpertsCpuJob")]
 
 
+def test_the_prepare_job_reads_the_exported_news_only_when_the_news_slot_is_trained(
+        definition: dict[str, Any]) -> None:
+    states = definition["States"]
+    choice = states["PrepareDatasetReadsNews"]
+    (rule,) = choice["Choices"]
+    slot = "$.run.hyperparameters.moe.news"
+    assert rule == {"Not": {"And": [{"Variable": slot, "IsPresent": True}, {"Variable": slot, "IsBoolean": True},
+                                    {"Variable": slot, "BooleanEquals": True}]}, "Next": "PrepareDataset"}
+    assert choice["Default"] == "PrepareDatasetWithNews"
+    plain, scoring = states["PrepareDataset"], states["PrepareDatasetWithNews"]
+    channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri.$"]
+                for c in scoring["Parameters"]["InputDataConfig"]}
+    assert channels == {"raw": "States.Format('s3://datasets-bucket/{}/', $.run.dataset_prefix)",
+                        "news": "States.Format('s3://datasets-bucket/{}/', $.run.news_prefix)"}
+    assert [c["ChannelName"] for c in plain["Parameters"]["InputDataConfig"]] == ["raw"]
+    for state in (plain, scoring):
+        assert (state["ResultPath"], state["Next"]) == ("$.dataset", "ReadPlan")
+        assert state["Parameters"]["HyperParameters"]["sagemaker_program"] == "prepare.py"
+
+
 def test_data_flows_from_step_to_step(definition: dict[str, Any]) -> None:
     states = definition["States"]
     assert states["PrepareDataset"]["ResultPath"] == "$.dataset"

@@ -27,6 +27,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -219,6 +220,36 @@ def test_every_job_succeeds_under_the_toolkit(chain: Chain) -> None:
 def test_prepare_reads_the_symbols_and_dates_it_was_sent(chain: Chain) -> None:
     (series,) = load_dataset(chain.jobs["prepare"].ml / "model")
     assert series.symbol == "GOOG" and len(series) == len(load_prices(chain.goog_csv))
+
+
+@pytest.mark.slow
+def test_prepare_scores_the_news_channel_for_the_news_slot_under_the_toolkit(
+        tmp_path_factory: pytest.TempPathFactory, goog_csv: Path) -> None:
+    """One job beside the chain: ``moe.news`` in the config the workflow sends and the channels of its
+    PrepareDatasetWithNews state (``news``: the bars export's files) plus a text-train folder (``text``), so the head
+    is not trained on the shipped corpus here."""
+    import pandas as pd
+
+    from signal_engine.config import NEWS_COLUMN
+    from signal_engine.storage.news_files import news_lines
+    from signal_engine.storage.records import Document
+    from tests.serving_support import text_model_folder
+
+    root = tmp_path_factory.mktemp("toolkit-news")
+    raw = channel_with(goog_csv, root=root / "s3" / "datasets" / "daily")
+    news = root / "s3" / "datasets" / "news"
+    news.mkdir(parents=True)
+    (news / "GOOG.jsonl").write_bytes(news_lines([Document("a", "news", "test", ("GOOG",),
+                                                           datetime(2013, 2, 28, 15), "Google shares hit a record")]))
+    run = {**RUN, "tune": False, "hyperparameters": {"moe": {"news": True}, "news": {"enabled": True}}}
+    (job,) = run_jobs([(root / "prepare", hyperparameters("prepare", run), {"raw": raw, "news": news,
+                                                                            "text": text_model_folder()}, "gpu")])
+    assert job.returncode == 0 and job.failure is None, job.log[-3000:]
+    (series,) = load_dataset(job.ml / "model")
+    scored = series.bars[NEWS_COLUMN].dropna()
+    # published 28 February 2013 before the close: the last two bars (28 February, 1 March) score it
+    assert [day.strftime("%Y-%m-%d") for day in pd.DatetimeIndex(scored.index)] == ["2013-02-28", "2013-03-01"]
+    assert (job.ml / "model" / "text" / "text.json").is_file()
 
 
 @pytest.mark.slow

@@ -306,6 +306,42 @@ def test_a_run_on_a_fanned_out_backtest_reads_its_batches_instead_of_walking_for
     notices(aws)
 
 
+def test_a_run_with_the_news_slot_prepares_the_dataset_with_the_exported_news(aws: dict[str, Any]) -> None:
+    """``moe.news`` in the hyperparameters: the prepare job runs as ``PrepareDatasetWithNews`` with a ``news``
+    channel on the bars export's news/ prefix (or the input's ``news_prefix``); the later jobs read the news scores
+    from its dataset, so their channels are those of a run without the slot. A run without it (the first test, and
+    ``"news": false`` here) has no news channel."""
+    slot = {"moe": {"news": True}, "news": {"enabled": True}}
+    execution = run(aws, "run-news", {"symbols": ["SPX"], "hyperparameters": slot},
+                    report("20261205T060000Z-0000beef", True, ["SPX"]))
+    assert execution["status"] == "SUCCEEDED", execution
+    entered = entered_states(aws, execution)
+    assert {"PrepareDatasetReadsNews", "PrepareDatasetWithNews"} <= set(entered) and "PrepareDataset" not in entered
+    rid = run_id(aws, execution)
+    prepare = job(aws, rid, "prepare")
+    channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in prepare["InputDataConfig"]}
+    assert channels == {"raw": f"s3://{DATASETS}/bars/1d/", "news": f"s3://{DATASETS}/news/"}
+    assert json.loads(prepare["HyperParameters"]["config"]) == slot
+    dataset_model = prepare["ModelArtifacts"]["S3ModelArtifacts"]
+    gate = job(aws, rid, "train-gate")
+    assert [c["ChannelName"] for c in gate["InputDataConfig"]] == ["dataset", "experts"]
+    assert gate["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == dataset_model
+    notices(aws)
+
+    moved = run(aws, "run-news-prefix", {"symbols": ["SPX"], "hyperparameters": slot, "news_prefix": "news/v2"},
+                report("20261205T060100Z-0000beef", True, ["SPX"]))
+    channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"]
+                for c in job(aws, run_id(aws, moved), "prepare")["InputDataConfig"]}
+    assert channels["news"] == f"s3://{DATASETS}/news/v2/"
+    notices(aws)
+
+    off = run(aws, "run-news-off", {"symbols": ["SPX"], "hyperparameters": {"moe": {"news": False}}},
+              report("20261205T060200Z-0000beef", True, ["SPX"]))
+    assert {"PrepareDatasetReadsNews", "PrepareDataset"} <= set(entered_states(aws, off))
+    assert [c["ChannelName"] for c in job(aws, run_id(aws, off), "prepare")["InputDataConfig"]] == ["raw"]
+    notices(aws)
+
+
 def test_the_default_experts_train_on_cpu_instances_with_the_cpu_image(aws: dict[str, Any]) -> None:
     execution = run(aws, "run-cpu", {"symbols": ["SPX"]}, report("20261123T160000Z-0000cafe", False, ["SPX"]))
     assert execution["status"] == "FAILED" and execution["error"] == "QualityGateFailed"
