@@ -161,6 +161,8 @@ def test_a_step_refuses_a_stale_bar_or_returns_of_the_wrong_shape_and_says_which
     stale = f"book step: bar {T1} is not after the book's latest bar {T1}; bars are stepped once, in time order"
     with refused(StaleBarError, stale):
         step(first.state, bar(T1, long_a_short_b(T1)), config, 252.0, costs)
+    with refused(StaleBarError, stale):  # realising alone, before any decision
+        realise(first.state, T1, np.zeros(2), config, 252.0, costs)
     with refused(StaleBarError, stale.replace(f"bar {T1} is", f"bar {T0} is")):
         realise(first.state, T0, np.zeros(2), config, 252.0, costs)
     with refused(BookStateError, f"book step at {T2}: asset_returns has shape (3,), expected (2,)"):
@@ -255,29 +257,28 @@ def test_the_calls_are_aligned_resolved_and_scheduled_within_each_symbols_budget
     # budget: max_trade_per_bar 1/2 x sleeve 1/2 = 1/4 per symbol, half of it where liquidity is thin (B)
     config = quiet(harmony_amplification=0.5, max_trade_per_bar=0.5, conflict_strategy="confidence",
                    max_timeframe_exposure=1.0)
-    features = np.array([[np.nan, np.nan, 1.0, np.nan], [np.nan, np.nan, 0.25, np.nan]])
+    features = np.array([[np.nan, np.nan, 0.25, np.nan], [np.nan, np.nan, 1.0, np.nan]])
     calls = ((signal(0, "A", T0, 1), signal(1, "A", T0, 1)),
-             (signal(0, "B", T0, 1, 1.0, 0.5), signal(1, "B", T0, -1, 0.25, 0.75)))
+             (signal(0, "B", T0, 1, 1.0, 0.125), signal(1, "B", T0, -1, 0.5, 1.0)))
     first = step(initial_state(SYMBOLS, MODELS, SPECS, config, 252.0), bar(T0, calls, features=features),
                  config, 252.0)
-    # A: both agree, harmony 1, breadth 1: each asks 1/4 x 1.5 = 3/8; the short model (rank 0) fills the budget
-    # B: asks 1/4 and -1/16, harmony |1/4 - 3/8| / (5/8) = 1/5, no amplification (breadth 0); confidence: the long
-    # side weighs 1/4 x 1/2 against 1/16 x 3/4 and keeps the net 3/16; 1/8 of it fits B's thin budget
-    np.testing.assert_array_equal(first.decisions.contributions, [[0.25, 0.125], [0.0, 0.0]])
+    # A: both agree, harmony 1, breadth 1: each asks 1/4 x 1.5 = 3/8; the short model (rank 0) fills the thin budget
+    # B: asks 1/4 and -1/8, harmony |1/16 - 1/2| / (9/16) = 7/9, no amplification (breadth 0); confidence: the
+    # short side weighs 1/8 x 1 against 1/4 x 1/8 and keeps its -1/8 (at most the net 1/8), within B's budget
+    np.testing.assert_array_equal(first.decisions.contributions, [[0.125, 0.0], [0.0, -0.125]])
     np.testing.assert_array_equal(first.state.scheduled, first.decisions.contributions)
-    np.testing.assert_allclose(first.decisions.harmony, [1.0, 0.2], rtol=1e-15)
+    np.testing.assert_allclose(first.decisions.harmony, [1.0, 7 / 9], rtol=1e-15)
     assert events_of(first, "conflicts") == [OrchestrationEvent(
-        timestamp=T0, component="conflicts", kind="conflict", rule="confidence", symbol="B", value=0.1875,
-        threshold=0.1875, detail={"long": 0.25, "short": 0.0625, "net_before": 0.1875, "net_after": 0.1875,
-                                  "winner": 1.0})]
-    deferred = [(e.symbol, e.model, e.value, e.threshold, e.detail["requested"], e.detail["deferred"])
+        timestamp=T0, component="conflicts", kind="conflict", rule="confidence", symbol="B", value=0.125,
+        threshold=0.125, detail={"long": 0.25, "short": 0.125, "net_before": 0.125, "net_after": -0.125,
+                                 "winner": -1.0})]
+    deferred = [(e.timestamp, e.symbol, e.model, e.value, e.threshold, e.detail["requested"], e.detail["deferred"])
                 for e in events_of(first, "scheduler")]
-    assert deferred == [("A", "short", 0.25, 0.25, 0.375, 0.125), ("A", "medium", 0.0, 0.25, 0.375, 0.375),
-                        ("B", "short", 0.125, 0.125, 0.1875, 0.0625)]
-    # the next bar continues from the scheduled legs: A's short model needs 1/8 more, the medium one gets the rest
+    assert deferred == [(T0, "A", "short", 0.125, 0.125, 0.375, 0.25), (T0, "A", "medium", 0.0, 0.125, 0.375, 0.375)]
+    # the next bar continues from the scheduled legs: A's short model takes another 1/8
     second = step(first.state, bar(T1, tuple(tuple(replace_time(c, T1) for c in row) for row in calls),
                                    features=features), config, 252.0)
-    np.testing.assert_array_equal(second.decisions.contributions, [[0.375, 0.1875], [0.125, 0.0]])
+    np.testing.assert_array_equal(second.decisions.contributions, [[0.25, 0.0], [0.0, -0.125]])
 
 
 def replace_time(call: TimeframeSignal, when: pd.Timestamp) -> TimeframeSignal:
@@ -287,10 +288,13 @@ def replace_time(call: TimeframeSignal, when: pd.Timestamp) -> TimeframeSignal:
 
 def test_the_holding_discipline_holds_a_young_call_and_records_it() -> None:
     config = quiet(holding_discipline=True, conflict_strategy="hedge")  # the medium model holds for 5 bars
-    first = step(initial_state(SYMBOLS, MODELS, SPECS, config, 252.0),
-                 bar(T0, ((signal(0, "A", T0, 1), signal(1, "A", T0, 1, 0.5, 0.75)), (None, None))), config, 252.0)
-    second = step(first.state, bar(T1, ((signal(0, "A", T1, -1), signal(1, "A", T1, -1, 1.0, 0.25)), (None, None))),
-                  config, 252.0)
+    first_calls = ((signal(0, "A", T0, 1), signal(1, "A", T0, 1, 0.5, 0.75)), (None, None))
+    first = step(initial_state(SYMBOLS, MODELS, SPECS, config, 252.0), bar(T0, first_calls), config, 252.0)
+    before = first.state.to_json()
+    reversals = bar(T1, ((signal(0, "A", T1, -1), signal(1, "A", T1, -1, 1.0, 0.25)), (None, None)))
+    second = step(first.state, reversals, config, 252.0)
+    assert first.state.to_json() == before  # the step wrote A's new harmony, 1/7, into its own copy
+    np.testing.assert_allclose(second.state.harmony, [1 / 7, 0.0], rtol=1e-15)
     # the short model (1 bar) reverses; the medium one's reversal after 1 bar is read as its long call of T0
     assert events_of(second, "holding") == [OrchestrationEvent(
         timestamp=T1, component="holding", kind="call_held", rule="min_holding", symbol="A", model="medium",
@@ -302,6 +306,13 @@ def test_the_holding_discipline_holds_a_young_call_and_records_it() -> None:
     np.testing.assert_array_equal(holding.age, [[1, 2], [2, 2]])  # B: flat for 2 bars
     np.testing.assert_array_equal(holding.size, [[1.0, 0.0], [0.5, 0.0]])
     np.testing.assert_array_equal(holding.confidence, [[1.0, 0.0], [0.75, 0.0]])
+    # without the discipline both reversals go through, and the clocks are not kept
+    off = quiet(conflict_strategy="hedge")
+    unheld = step(step(initial_state(SYMBOLS, MODELS, SPECS, off, 252.0), bar(T0, first_calls), off, 252.0).state,
+                  reversals, off, 252.0)
+    assert events_of(unheld, "holding") == []
+    np.testing.assert_array_equal(unheld.state.unmanaged, [[-1.0, 0.0], [-1.0, 0.0]])
+    np.testing.assert_array_equal(unheld.state.holding.age, np.zeros((2, 2)))
 
 
 # -- the regime, the reallocation, the feedback ------------------------------------------------------------
@@ -359,6 +370,7 @@ def test_each_model_is_told_its_position_return_share_harmony_and_sharpe_once_a_
              (signal(0, "B", T0, 1, 0.5), signal(1, "B", T0, 1, 1.0)))
     first = step(initial_state(SYMBOLS, MODELS, SPECS, config, 4.0), bar(T0, calls), config, 4.0)
     assert first.decisions.feedback == ()  # nothing was held before the first bar
+    assert first.decisions.returns.tolist() == [0.0] * 6  # the four books' returns, then each model's
     later = tuple(tuple(replace_time(c, T1) for c in row) for row in calls)
     second = step(first.state, bar(T1, later, (0.0, 0.0)), config, 4.0)
     np.testing.assert_array_equal(second.state.final, [[0.25, 0.125], [-0.125, 0.25]])
@@ -382,6 +394,9 @@ def test_each_model_is_told_its_position_return_share_harmony_and_sharpe_once_a_
                                   (0.5, -0.125)))
     assert decided.decisions.feedback == told
     np.testing.assert_array_equal(decided.decisions.returns[4:], [0.21875, -0.1875])
+    # A without a bar: only B's return is told
+    after = realise(decided.state, T3, np.array([np.nan, 0.25]), config, 4.0).feedback
+    assert [(f.symbol, f.model, f.realised_return) for f in after] == [("B", "short", 0.25), ("B", "medium", 0.25)]
 
 
 # -- the new state and the decisions -----------------------------------------------------------------------
@@ -390,13 +405,16 @@ def test_each_model_is_told_its_position_return_share_harmony_and_sharpe_once_a_
 def test_a_step_leaves_its_state_as_it_was_and_writes_the_bar_into_a_new_one() -> None:
     config = quiet(max_gross_exposure=0.25)
     start = initial_state(SYMBOLS, MODELS, SPECS, config, 252.0)
-    first = step(start, bar(T0, long_a_short_b(T0), model_state={"online": [1, 2]}), config, 252.0)
+    given = {"online": [1, 2]}
+    first = step(start, bar(T0, long_a_short_b(T0), model_state=given), config, 252.0)
+    given["online"].append(3)  # the state holds its own copy
     before = first.state.to_json()
     second = step(first.state, bar(T1, (long_a_short_b(T1)[0], (None, None)), (0.25, np.nan),
                                    np.array([True, False]), model_state=None), config, 252.0)
     assert first.state.to_json() == before
     st = second.state
-    assert (st.bar_time, st.bars, first.state.bars) == (T1, 2, 1)
+    assert (st.bar_time, st.bars, first.state.bars, second.decisions.timestamp) == (T1, 2, 1, T1)
+    np.testing.assert_array_equal(st.vol, [0.01, 0.01])  # B, without a bar, keeps its forecast
     assert st.model_state == {"online": [1, 2]}  # None keeps the state's
     third = step(st, bar(T2, long_a_short_b(T2), model_state={"online": [3]}), config, 252.0)
     assert (third.state.model_state, st.model_state) == ({"online": [3]}, {"online": [1, 2]})
@@ -411,7 +429,8 @@ def test_a_step_leaves_its_state_as_it_was_and_writes_the_bar_into_a_new_one() -
         assert not np.shares_memory(getattr(second.decisions, name), getattr(st, {"contributions": "final"}.get(
             name, name))), name
     # the gross limit binds from the first bar: activated once, and the new state carries it
-    assert [(e.kind, e.rule) for e in events_of(first, "exposure")] == [("risk_limit_activated", "gross")]
+    assert [(e.timestamp, e.kind, e.rule) for e in events_of(first, "exposure")] == [
+        (T0, "risk_limit_activated", "gross")]
     assert events_of(second, "exposure") == []
     assert st.active_limits == (("exposure", "gross", "", ""),)
     # what the components hold after the bar: A returned 1/8 x 1/4 (B had no bar)
@@ -419,3 +438,48 @@ def test_a_step_leaves_its_state_as_it_was_and_writes_the_bar_into_a_new_one() -
     assert (st.correlation.models.filled, st.correlation.assets.filled) == (1, 1)
     np.testing.assert_array_equal(st.correlation.assets.rows[0], [0.25, np.nan])
     assert st.defender.equity == 1.0 + 0.125 * 0.25
+
+
+def test_a_symbol_s_own_short_limit_holds_in_the_step() -> None:
+    config = quiet(max_asset_short_exposure={"B": 0.0})  # B long or flat
+    result = step(initial_state(SYMBOLS, MODELS, SPECS, config, 252.0), bar(T0, long_a_short_b(T0)), config, 252.0)
+    np.testing.assert_array_equal(result.decisions.positions, [0.5, 0.0])
+
+
+def test_the_allocation_reads_the_models_sharpe_in_the_current_regime_shrunk_towards_the_overall_one() -> None:
+    # one symbol; the short model long, the medium one short; half-life 1 bar, 4 bars a year, a prior of 1 bar,
+    # no bounds and no change limit: the allocation is the softmax of the scores
+    config = quiet(performance_half_life=1, regime_prior_bars=1, warmup_bars=2, allocation_update_every=1,
+                   min_allocation=0.0, max_allocation=1.0, max_allocation_change=1.0)
+    state = initial_state(("A",), MODELS, SPECS, config, 4.0)
+    regimes = []
+    for t, r, trend in ((T0, np.nan, 0.0), (T1, 0.0, 2.0), (T2, 0.5, 2.0)):
+        inputs = BarInputs(t, ("A",), MODELS, np.array([True]), np.array([r]), np.array([[trend, 1.0, 1.0, np.nan]]),
+                           ((signal(0, "A", t, 1), signal(1, "A", t, -1)),))
+        result = step(state, inputs, config, 4.0)
+        state = result.state
+        regimes.append(result.decisions.regime.key)
+    assert regimes == ["range/medium", "trend/medium", "trend/medium"]
+    # the returns 0 (taken in range) and +-1/2 (taken in the trend): overall Sharpe +-2 sqrt(2) (see the feedback
+    # test); in the trend one bar, so its own Sharpe is 0, with weight 1 / (1 + 1): scores +-sqrt(2)
+    up = 1.0 / (1.0 + math.exp(-2.0 * math.sqrt(2.0)))
+    np.testing.assert_allclose(result.decisions.target, [up, 1.0 - up], rtol=1e-12)
+    np.testing.assert_allclose(result.decisions.allocation, [up, 1.0 - up], rtol=1e-12)
+    assert [e.detail["score"] for e in events_of(result, "allocation")] == pytest.approx(
+        [math.sqrt(2.0), -math.sqrt(2.0)], rel=1e-12)
+
+
+def test_the_allocation_scores_take_off_the_penalty_for_each_model_s_correlation_with_the_others() -> None:
+    # the short model long A; the medium one long A and B: its returns 0, 1/8, 1/8 against the short model's 0, 0,
+    # 1/8 (A: 0, 0, 1/4; B: 0, 1/4, 0; sleeve 1/2); half-life 1 bar, 4 bars a year, a 6-bar correlation window
+    config = quiet(performance_half_life=1, warmup_bars=3, correlation_window=6,
+                   min_allocation=0.0, max_allocation=1.0, max_allocation_change=1.0)
+    state = initial_state(SYMBOLS, MODELS, SPECS, config, 4.0)
+    for t, returns in zip(TIMES, ((np.nan, np.nan), (0.0, 0.0), (0.0, 0.25), (0.25, 0.0)), strict=False):
+        calls = ((signal(0, "A", t, 1), signal(1, "A", t, 1)), (None, signal(1, "B", t, 1)))
+        result = step(state, bar(t, calls, returns), config, 4.0)
+        state = result.state
+    # Sharpe with weights 1/4, 1/2, 1: (0, 0, 1) gives 2 / sqrt(3), (0, 1, 1) sqrt(6), times sqrt(4); their
+    # correlation over the three bars is 1/2, so each score loses 0.5 x 1/2
+    scores = [4 / math.sqrt(3) - 0.25, 2 * math.sqrt(6) - 0.25]
+    assert [e.detail["score"] for e in events_of(result, "allocation")] == pytest.approx(scores, rel=1e-12)
