@@ -9,6 +9,7 @@ are binary fractions worked out by hand (compared exactly) unless said otherwise
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from typing import Any
@@ -60,6 +61,19 @@ def bar(when: pd.Timestamp, calls: Any, returns: Any = (0.0, 0.0), has_bar: np.n
 
 def flat(when: pd.Timestamp, returns: Any = (0.0, 0.0)) -> BarInputs:
     return bar(when, ((None, None), (None, None)), returns)
+
+
+def arrays_of(value: object, path: str = "state") -> dict[str, np.ndarray]:
+    """Every array in a state (its dataclasses and dicts walked), by path."""
+    if isinstance(value, np.ndarray):
+        return {path: value}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        items = [(f.name, getattr(value, f.name)) for f in dataclasses.fields(value)]
+    elif isinstance(value, dict):
+        items = list(value.items())
+    else:
+        return {}
+    return {k: v for name, item in items for k, v in arrays_of(item, f"{path}.{name}").items()}
 
 
 def events_of(result: StepResult, component: str) -> list[OrchestrationEvent]:
@@ -413,6 +427,11 @@ def test_a_step_leaves_its_state_as_it_was_and_writes_the_bar_into_a_new_one() -
                                    np.array([True, False]), model_state=None), config, 252.0)
     assert first.state.to_json() == before
     st = second.state
+    # and shares no array with it (no reallocation and no holding discipline here: the target and the holding
+    # clocks are carried over unchanged, as copies)
+    old, new = arrays_of(first.state), arrays_of(st)
+    assert len(old) > 25 and len(new) > 25
+    assert [(a, b) for a, x in old.items() for b, y in new.items() if np.shares_memory(x, y)] == []
     assert (st.bar_time, st.bars, first.state.bars, second.decisions.timestamp) == (T1, 2, 1, T1)
     np.testing.assert_array_equal(st.vol, [0.01, 0.01])  # B, without a bar, keeps its forecast
     assert st.model_state == {"online": [1, 2]}  # None keeps the state's
