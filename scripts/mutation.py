@@ -46,7 +46,7 @@ GROUPS: dict[str, Group] = {
     "backtest_rows": Group(("signal_engine/evaluation/backtest.py",),
                            ("tests/unit/test_backtest_block_by_hand.py", "tests/integration/test_training_rows.py"),
                            ("*.x__decide_block__mutmut_*", "*.x__combine__mutmut_*", "*.x__stages_block__mutmut_*",
-                            "*.x__fit_meta__mutmut_*", "*.x__online_block__mutmut_*")),
+                            "*.x__fit_meta__mutmut_*", "*.x__online_block__mutmut_*", "*.x__trend_block__mutmut_*")),
     "metrics": Group(("signal_engine/evaluation/metrics.py",),
                      ("tests/unit/test_trading.py", "tests/unit/test_confidence.py", "tests/unit/test_significance.py",
                       "tests/unit/test_levels.py", "tests/unit/test_metrics_by_hand.py")),
@@ -55,8 +55,10 @@ GROUPS: dict[str, Group] = {
                   ("tests/unit/test_orchestration_risk_by_hand.py", *ORCHESTRATION_TESTS)),
     "exposure": Group(("signal_engine/orchestration/exposure.py",),
                       (*ORCHESTRATION_TESTS, "tests/unit/test_orchestration_exposure_by_hand.py")),
+    # the by-hand files first: they step small books in under a second, so most mutants never reach the four
     "step": Group(("signal_engine/orchestration/step.py", "signal_engine/orchestration/state.py"),
-                  (*ORCHESTRATION_TESTS, "tests/unit/test_orchestration_step_by_hand.py",
+                  ("tests/unit/test_orchestration_step_parts_by_hand.py",
+                   "tests/unit/test_orchestration_step_by_hand.py", *ORCHESTRATION_TESTS,
                    "tests/unit/test_orchestration_state_reading.py")),
     # the by-hand file first: on in-memory SQLite it pins every function in seconds (MariaDB runs only if it is up)
     "prices": Group(("signal_engine/adapters/sql/prices.py",),

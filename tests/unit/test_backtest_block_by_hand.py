@@ -96,7 +96,8 @@ class _Trend:
         return np.column_stack((p_down, 1.0 - p_up - p_down, p_up))
 
     def _raw_proba(self, X: pd.DataFrame, _: Any) -> np.ndarray:
-        return self.predict_proba(X)
+        """The calibrated expert's raw LightGBM probabilities: here the calibrated ones with up and down swapped."""
+        return self.predict_proba(X)[:, ::-1]
 
     def directional_contributions(self, matrix: np.ndarray) -> np.ndarray:
         return matrix
@@ -297,7 +298,34 @@ def test_each_refit_reports_its_diagnostics_and_forecasts_its_own_block(stand_in
     np.testing.assert_array_equal(out.levels[decided], np.tile([98.0, 106.0], (N - FIRST, 1)))
     proba = np.column_stack((P_DOWN, 1.0 - P_UP - P_DOWN, P_UP))
     np.testing.assert_array_equal(out.trend_proba[decided], proba[decided])
+    np.testing.assert_array_equal(out.raw_trend_proba[decided], proba[decided, ::-1])  # the quick config's expert
+    assert np.isnan(out.raw_trend_proba[:FIRST]).all()
     assert list(out.top_features[decided]) == [f"f:{bar:+.3f}" for bar in range(FIRST, N)]
+
+
+def test_the_pooled_trend_expert_s_probabilities_decide_each_block_and_no_trend_expert_is_fitted(
+    stand_ins: dict[str, list[Any]],
+) -> None:
+    """``trend_proba`` given (``moe.experts.trend: trend_pooled``, fitted by the pooled walk-forward over every
+    series): each block takes its own bars' rows of it, and the block fits no trend expert of its own."""
+    config = apply_overrides(_config(), {"moe": {"experts": {"trend": "trend_pooled"}}}, source="test")
+    p_up = BAR / 64.0
+    pooled = np.column_stack((np.full(N, 0.25), 0.75 - p_up, p_up))
+    pooled[:FIRST] = np.nan  # before the first refit: never read
+    frame, labels, out = _frame(), _labels(), backtest._OutOfSample(N, config)
+    for block in BLOCKS:
+        given = pooled.copy()
+        given[: block.start] = given[block.stop :] = 9.0  # rows outside the block must not be read
+        given[block.start : block.stop] = pooled[block.start : block.stop]
+        backtest._decide_block(block, frame, labels, FINGERPRINTS, out, config, given)
+        np.testing.assert_array_equal(out.trend_proba[block.start : block.stop], pooled[block.start : block.stop])
+    decided = slice(FIRST, N)
+    assert stand_ins["trend"] == [] and "trend" not in [name for name, _ in stand_ins["configs"]]
+    assert out.raw_trend_proba is None
+    np.testing.assert_array_equal(out.trend_proba[:FIRST], np.nan)
+    np.testing.assert_array_equal(out.trend_proba[decided], pooled[decided])
+    np.testing.assert_array_equal(out.scores[decided, 0], (p_up - 0.25)[decided])  # P(up) - P(down)
+    assert list(out.top_features) == [""] * N  # the pooled walk-forward gives no feature attributions
 
 
 @pytest.mark.parametrize(("min_rows", "second_block"), [
