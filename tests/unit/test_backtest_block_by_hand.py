@@ -328,6 +328,65 @@ def test_the_pooled_trend_expert_s_probabilities_decide_each_block_and_no_trend_
     assert list(out.top_features) == [""] * N  # the pooled walk-forward gives no feature attributions
 
 
+class _TunedTrend(_Trend):
+    """The model a refit's study returns: P(down, neutral, up) = (1/4, 1/4, 1/2) and each feature's
+    contribution the opposite of its value, so nothing it decides can pass for the untuned stand-in's."""
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        return np.tile([0.25, 0.25, 0.5], (len(X), 1))
+
+    def directional_contributions(self, matrix: np.ndarray) -> np.ndarray:
+        return -matrix
+
+
+def test_with_tuning_each_refit_s_trend_expert_is_the_one_its_study_chose_on_that_refit_s_rows(
+    stand_ins: dict[str, list[Any]], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``tuning`` given: each refit hands ``workflow.tuning.tuned_trend`` the trend expert built from the run's
+    config, the known rows with a label (1 at bar 4; 1 .. 15 at bar 18), their labels and the bar each label is
+    known at (i + H), an in-memory study named after the symbol and the refit's bar; the block is decided with the
+    model it returns and its record is kept, one per refit, in order."""
+    from signal_engine.workflow import tuning as workflow_tuning
+
+    config, tuning = _config(), workflow_tuning.TuningRun(enabled=True, trials=3, timeout_s=None)
+    calls: list[dict[str, Any]] = []
+
+    def tuned_trend(model: Any, X: pd.DataFrame, y: np.ndarray, bars: np.ndarray, known_at: np.ndarray, *,
+                    config: RunConfig, tuning: workflow_tuning.TuningRun, name: str,
+                    storage: str | None) -> tuple[Any, dict[str, Any]]:
+        calls.append({"model": model, "rows": _positions(X), "y": np.array(y), "bars": np.array(bars),
+                      "known_at": np.array(known_at), "config": config, "tuning": tuning, "name": name,
+                      "storage": storage})
+        return _TunedTrend(stand_ins["trend"]), {"study": name}
+
+    monkeypatch.setattr(workflow_tuning, "tuned_trend", tuned_trend)
+    frame, labels, out = _frame(), _labels(), backtest._OutOfSample(N, config)
+    for block in BLOCKS:
+        backtest._decide_block(block, frame, labels, FINGERPRINTS, out, config, tuning=tuning, symbol="GOOG")
+
+    names = ["trend/GOOG@2024-01-05T00:00:00", "trend/GOOG@2024-01-19T00:00:00"]  # bars 4 and 18
+    rows = [np.array([1]), np.arange(1, 16)]  # bar 0 has no label; bar i is known at the refit at r if i <= r - 3
+    labelled = [np.array([0]), np.tile([0, 1, 2], 5)]  # TREND of bars 1 .. 15: 0, 1, 2 repeated
+    built = [given for name, given in stand_ins["configs"] if name == "trend"]
+    assert len(calls) == 2 and built == [config, config]
+    for call, name, expected_rows, y in zip(calls, names, rows, labelled, strict=True):
+        assert isinstance(call["model"], _Trend) and not isinstance(call["model"], _TunedTrend)
+        np.testing.assert_array_equal(call["rows"], expected_rows)
+        np.testing.assert_array_equal(call["bars"], expected_rows)
+        np.testing.assert_array_equal(call["y"], y)
+        np.testing.assert_array_equal(call["known_at"], expected_rows + 2)
+        assert call["config"] is config and call["tuning"] is tuning
+        assert call["name"] == name and call["storage"] is None
+    assert stand_ins["trend"] == []  # the study fits the expert; the block fits none itself
+    assert out.tuning_refits == [{"study": name} for name in names]
+
+    decided = slice(FIRST, N)
+    np.testing.assert_array_equal(out.trend_proba[decided], np.tile([0.25, 0.25, 0.5], (N - FIRST, 1)))
+    np.testing.assert_array_equal(out.raw_trend_proba[decided], np.tile([0.5, 0.25, 0.25], (N - FIRST, 1)))
+    np.testing.assert_array_equal(out.scores[decided, 0], 0.25)  # P(up) - P(down) of the tuned model
+    assert list(out.top_features[decided]) == [f"f:{-bar:+.3f}" for bar in range(FIRST, N)]
+
+
 @pytest.mark.parametrize(("min_rows", "second_block"), [
     # 12 known rows: |0.1| wrong 5 times, |0.5| right 7 times -> the isotonic map 0 at 0.1, 1 at 0.5, linear between
     (4, [0.5, 0.25, 1.0, 0.0, 0.0, 1.0]),
