@@ -23,7 +23,15 @@ The studies are kept in an Optuna storage (any SQLAlchemy URL Optuna takes: ``sq
 same data replaces it). What each fit chose is written beside the experts as ``tuning.json`` and lands in the bundle's
 ``bundle.json`` under ``tuning``; the served settings are also the trend expert's kwargs in ``experts/manifest.json``.
 
-Optuna is the ``tune`` extra: this module imports it only inside :func:`tuned_trend`, after :func:`require_optuna`.
+With ``moe.experts.trend: trend_pooled`` the trend job tunes the pooled Keras network instead: :func:`tuned_pooled`
+runs one study over every series' rows of the final fit (:mod:`signal_engine.tuning.keras`: each trial scored on
+the validation tails the expert holds out, pruned per epoch), named ``trend_pooled@<last bar>``, whose record each
+pooled symbol gets in ``tuning.json``; every refit of the pooled walk-forward is tuned the same way
+(:func:`tuned_pooled_expert`), its records in ``pooled_tuning.json`` beside ``pooled_trend.npz``
+(:func:`write_pooled_refits`), which the gate step reads into its metrics (:func:`read_pooled_refits`).
+
+Optuna is the ``tune`` extra: this module imports it only inside :func:`tuned_trend` and the pooled functions, after
+:func:`require_optuna`.
 """
 
 from __future__ import annotations
