@@ -4,9 +4,11 @@ every refit of the pooled walk-forward tuned the same way, and the quality gate'
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import optuna
@@ -18,7 +20,7 @@ from signal_engine.adapters.model_registry import LocalModelRegistry
 from signal_engine.config import apply_overrides, load_config
 from signal_engine.data.loader import PriceSeries
 from signal_engine.errors import ConfigError
-from signal_engine.registry import load_experts
+from signal_engine.registry import load_experts, pack_artefact
 from signal_engine.tuning.keras import SEARCHED
 from signal_engine.workflow import training
 from signal_engine.workflow.local import LocalRunner, TrainingRun
@@ -28,12 +30,13 @@ from signal_engine.workflow.tuning import TuningRun
 pytestmark = pytest.mark.tensorflow
 
 # two refits of the pooled walk-forward (bars 300 and 500), one short epoch each
-CONFIG = apply_overrides(load_config("quick"), {
+OVERRIDES: dict[str, Any] = {
     "walk_forward": {"initial_window": 300, "validation_bars": 100, "refit_every": 200, "min_test_bars": 100,
                      "embargo": 2},
     "moe": {"experts": {"trend": "trend_pooled"}},
     "pooled_trend": {"window": 16, "samples_per_series": 64, "max_epochs": 1, "batch_size": 64},
-})
+}
+CONFIG = apply_overrides(load_config("quick"), OVERRIDES)
 BARS, TRIALS = 700, 2
 TUNING = TuningRun(enabled=True, trials=TRIALS, timeout_s=None)
 
@@ -103,3 +106,49 @@ def test_a_pooled_walk_forward_that_was_not_tuned_is_refused_when_tuning(
     _, done, _ = run
     with pytest.raises(ConfigError, match="walk-forward of AAA, BBB was run with the config's trend settings"):
         training.tuned_walk_forward(done.walk_forward, TUNING, None)
+
+
+def _run_job(module: Any, mp: pytest.MonkeyPatch, model_dir: Path, channels: dict[str, Path],
+             hyperparameters: dict[str, str]) -> Path:
+    """One entry point as SageMaker runs it (SM_* environment); returns its model folder."""
+    model_dir.mkdir(parents=True)
+    mp.setenv("SM_MODEL_DIR", str(model_dir))
+    mp.setenv("SM_OUTPUT_DATA_DIR", str(model_dir.parent / "output"))
+    mp.setenv("SM_CHANNELS", json.dumps(sorted(channels)))
+    for name, path in channels.items():
+        mp.setenv(f"SM_CHANNEL_{name.upper()}", str(path))
+    mp.setenv("SM_HPS", json.dumps(hyperparameters))
+    try:
+        assert module.main([]) == 0
+    finally:
+        for name in channels:
+            mp.delenv(f"SM_CHANNEL_{name.upper()}")
+    return model_dir
+
+
+def test_the_tuned_trend_job_and_the_gate_job_judge_the_tuned_pooled_walk_forward(tmp_path: Path) -> None:
+    """prepare -> train_expert trend (tune=true, the GPU job with trend_pooled) -> train_gate (tune=true) reading the
+    trend job's packed artefact from its experts channel, as the workflow chains them."""
+    from sagemaker_jobs import prepare, train_expert, train_gate
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for symbol, seed in (("AAA", 1), ("BBB", 2)):
+        training.write_series(_series(symbol, seed), raw / f"{symbol}.csv")
+    hyperparameters = {"symbols": json.dumps(["AAA", "BBB"]), "profile": "quick", "start": "", "end": "",
+                       "config": json.dumps({**OVERRIDES, "tuning": {"trials": TRIALS, "timeout_s": None}}),
+                       "jobs": "1", "tune": "true"}
+    log = io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(log):
+        dataset = _run_job(prepare, mp, tmp_path / "prepare" / "model", {"raw": raw}, hyperparameters)
+        trend = _run_job(train_expert, mp, tmp_path / "trend" / "model", {"dataset": dataset},
+                         {**hyperparameters, "expert": "trend"})
+        (tmp_path / "experts" / "trend").mkdir(parents=True)
+        pack_artefact(trend, tmp_path / "experts" / "trend" / "model.tar.gz")
+        gate = _run_job(train_gate, mp, tmp_path / "gate" / "model",
+                        {"dataset": dataset, "experts": tmp_path / "experts"}, hyperparameters)
+    assert (trend / "tuning" / "optuna.db").is_file() and (trend / "pooled_tuning.json").is_file()
+    assert "tuned trend/AAA: trials=2" in log.getvalue()
+    assert "walk-forward tuned at every refit: trials=2 timeout_s=None refits=4" in log.getvalue()
+    judged = json.loads((gate / "metrics.json").read_text())["tuning"]["refits"]
+    assert {s: v["refits"] for s, v in judged.items()} == {"AAA": 2, "BBB": 2}
