@@ -7,7 +7,9 @@ the classical ones (LightGBM, GARCH, swing levels) run on its CPUs.
 With hyperparameter ``tune`` ``true`` the trend job first chooses each symbol's LightGBM settings with an Optuna study
 on that fit's training rows (``signal_engine.workflow.tuning``); the studies are kept in SM_MODEL_DIR as
 ``tuning/optuna.db`` (so in the job's ``model.tar.gz`` in S3) and their records as ``tuning.json``, which the evaluate
-job copies into the bundle's ``bundle.json``.
+job copies into the bundle's ``bundle.json``. With ``moe.experts.trend: trend_pooled`` (this job on the GPU instance)
+the pooled network is tuned instead, one study over every symbol's rows (``signal_engine.tuning.keras``), and so is
+every refit of its pooled walk-forward, whose records go to ``pooled_tuning.json`` for the train_gate job.
 """
 
 from __future__ import annotations

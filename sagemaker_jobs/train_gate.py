@@ -13,7 +13,9 @@ Walked here, they are left in ``walkforward/`` of SM_MODEL_DIR for the evaluate 
 With hyperparameter ``tune`` ``true`` (what the workflow sends for an execution input with ``"tune": true``, as to
 the expert jobs) every refit of the MoE's trend expert in the walk-forward is tuned by a nested Optuna study first,
 with the ``tuning`` section's trials and timeout per refit (``signal_engine.workflow.tuning``), so the quality gate
-judges the tuned procedure the trend job serves; ``metrics.json`` gets a ``tuning`` section. A ``walkforward``
+judges the tuned procedure the trend job serves; ``metrics.json`` gets a ``tuning`` section. With
+``trend_pooled`` the trend probabilities are those of the trend job's pooled walk-forward, every refit of which that
+job tuned (``pooled_tuning.json`` in the ``experts`` channel: its refits' records). A ``walkforward``
 channel (a backtest fan-out's batches, walked forward with the defaults) is refused then.
 """
 
@@ -38,6 +40,27 @@ def pooled_trend(job: JobEnvironment, series: Sequence[Any]) -> Any:
     from signal_engine.workflow.training import pooled_trend_proba
 
     return pooled_trend_proba(unpack(job.channel("experts")), series)
+
+
+def pooled_tuning(job: JobEnvironment) -> Any:
+    """The tuned pooled walk-forward's refit records by symbol from the ``experts`` channel's trend artefact
+    (``pooled_tuning.json``, written by the trend job with ``trend_pooled`` and hyperparameter ``tune``), else None."""
+    if "experts" not in job.channels:
+        return None
+    from signal_engine.workflow.sagemaker_env import unpack
+    from signal_engine.workflow.training import pooled_tuning_records
+
+    return pooled_tuning_records(unpack(job.channel("experts")))
+
+
+def walked_refits(gate_root: Any) -> int:
+    """The tuned refits the gate's metrics record, summed over symbols (``metrics.json``'s ``tuning`` section)."""
+    import json
+
+    from signal_engine.workflow.training import METRICS_FILE
+
+    metrics = json.loads((gate_root / METRICS_FILE).read_text(encoding="utf-8"))
+    return sum(int(v["refits"]) for v in metrics["tuning"]["refits"].values())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -69,11 +92,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         walked = run_walk_forwards(series, config, orchestration=orchestration, book=job.book(),
                                    jobs=job.jobs(), trend_proba=pooled_trend(job, series), tuning=tuning)
         write_walk_forwards(walked, series, config, orchestration, job.model_dir / WALK_FORWARD_FOLDER)
-    artefact = train_gate(series, config, job.model_dir, walked.moe, tuning=tuning)
+    artefact = train_gate(series, config, job.model_dir, walked.moe, tuning=tuning,
+                          pooled_tuning=pooled_tuning(job) if tuning.enabled else None)
     print(f"gate trained on the walk-forward of {', '.join(s.symbol for s in series)} into {artefact.root}")
     if tuning.enabled:
         print(f"walk-forward tuned at every refit: trials={tuning.trials} timeout_s={tuning.timeout_s} "
-              f"refits={sum(len(r.diagnostics['tuning']) for r in walked.moe)}")
+              f"refits={walked_refits(artefact.root)}")
     return 0
 
 

@@ -10,7 +10,8 @@
     -> TrainExperts  (Map over the plan)    per expert: gpu (a Keras model) -> GPU instance, TensorFlow image;
                                             cpu -> CPU instance, slim CPU image (entry train_expert); the input's
                                             ``tune`` goes to each as hyperparameter tune (true: Optuna tunes the
-                                            trend expert first, its studies kept in that job's model.tar.gz)
+                                            trend expert first, its studies kept in that job's model.tar.gz; with
+                                            trend_pooled also every refit of its pooled walk-forward)
     -> TrainGate                            createTrainingJob.sync (entry train_gate: walk-forward, gate, confidence;
                                             its experts channel carries the pooled trend walk-forward, trend_pooled;
                                             ``tune`` too: every refit of its walk-forward is tuned the same way)
@@ -158,7 +159,8 @@ EXECUTION_INPUT_SCHEMA: dict[str, Any] = {
                                             "the same order), bars and config: the gate and evaluate jobs read its "
                                             "batches, backtests/<run>/batches/, instead of walking forward"},
         "tune": {"type": "boolean",
-                 "description": "choose the trend expert's LightGBM settings with an Optuna study on each symbol's "
+                 "description": "choose the trend expert's LightGBM settings (with trend_pooled: the pooled "
+                                "network's, one study over every symbol) with an Optuna study on each symbol's "
                                 "training rows before its fit, and at every refit of the walk-forward the quality "
                                 "gate judges (the expert and train_gate jobs get hyperparameter tune=true; the "
                                 "studies are kept in the trend job's model.tar.gz as tuning/optuna.db; trials and "

@@ -69,9 +69,9 @@ def register(subparsers: Any) -> None:
                             "their own; default: $SIGNAL_ENGINE_JOBS, else every core; 0: every core); any N gives "
                             "the same bundle")
     train.add_argument("--tune", action="store_true",
-                       help="choose each symbol's LightGBM trend settings with an Optuna study on its training rows "
-                            "before the final fit (nested inner split; the 'tuning:' config section sets trials and "
-                            "timeout_s); needs pip install 'signal-engine[tune]'")
+                       help="choose each symbol's LightGBM trend settings (with trend_pooled: the pooled network's) "
+                            "with an Optuna study on its training rows before the final fit (nested; the 'tuning:' "
+                            "config section sets trials and timeout_s); needs pip install 'signal-engine[tune]'")
     train.add_argument("--tune-storage", metavar="URL",
                        help="Optuna storage for the studies (an SQLAlchemy URL: sqlite:///FILE, "
                             "mysql+pymysql://user:password@host/db); default: sqlite in <registry>/tuning/optuna.db")

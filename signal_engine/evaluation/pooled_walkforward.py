@@ -19,7 +19,7 @@ the dates alone.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -143,16 +143,20 @@ def pooled_block(panel: Mapping[str, PanelSeries], block: PooledBlock, expert: A
     return model, {name: proba[rows] for name, rows in where.items()}
 
 
-def pooled_out_of_sample(panel: Mapping[str, PanelSeries], expert: Any,
-                         config: WalkForwardConfig) -> tuple[dict[str, np.ndarray], list[PooledBlock]]:
+def pooled_out_of_sample(panel: Mapping[str, PanelSeries], expert: Any, config: WalkForwardConfig, *,
+                         on_fit: Callable[[PooledBlock, Any], None] | None = None,
+                         ) -> tuple[dict[str, np.ndarray], list[PooledBlock]]:
     """The pooled expert's out-of-sample probabilities of every series (one row per bar, NaN before its
     ``initial_window`` bar), each bar decided by the model fitted at the last common refit date at or before it on
-    every series' rows known by then less the embargo (:func:`pooled_block`), and the blocks walked."""
+    every series' rows known by then less the embargo (:func:`pooled_block`), and the blocks walked.
+    ``on_fit(block, model)`` is called with each refit's fitted model (e.g. to keep a tuned expert's study record)."""
     blocks = common_schedule({name: pd.DatetimeIndex(s.frame.index) for name, s in panel.items()}, config,
                              from_initial_window=True)
     out = {name: np.full((len(s.frame), 3), np.nan) for name, s in panel.items()}
     for block in blocks:
-        _, proba = pooled_block(panel, block, expert, config.embargo)
+        model, proba = pooled_block(panel, block, expert, config.embargo)
+        if on_fit is not None:
+            on_fit(block, model)
         for name, (start, stop) in block.decide.items():
             out[name][start:stop] = proba[name]
     return out, blocks

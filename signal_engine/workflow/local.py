@@ -195,7 +195,8 @@ class LocalRunner:
         self._trend_proba = training.pooled_trend_proba([a.root for a in run.experts], data)
         if results is None:
             results = self._walk_forward(data)
-        run.gate = training.train_gate(data, self.config, root / "gate", results, tuning=self.tuning)
+        run.gate = training.train_gate(data, self.config, root / "gate", results, tuning=self.tuning,
+                                       pooled_tuning=training.pooled_tuning_records([a.root for a in run.experts]))
         run.walk_forward = results
 
     def _reusable_results(self, data: Sequence[PriceSeries]) -> list[SymbolResult] | None:

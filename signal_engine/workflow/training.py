@@ -235,10 +235,8 @@ def train_expert(expert: str, series: Sequence[PriceSeries], config: RunConfig, 
     ``tuning.storage``, by default ``out/tuning/optuna.db``, and their records to ``out/tuning.json``."""
     pooled = pooled_series(series, config) if expert == "trend" else []
     if pooled:
-        if tuning is not None and tuning.enabled:
-            raise ConfigError(f"--tune chooses LightGBM settings; moe.experts.trend is {POOLED_TREND}, a Keras network "
-                              "with its own pooled_trend settings: train without --tune or choose a LightGBM trend")
-        return train_pooled_trend(series, pooled, config, out)
+        return train_pooled_trend(series, pooled, config, out,
+                                  tuning=tuning if tuning is not None and tuning.enabled else None)
     if tuning is None or not tuning.enabled or expert != "trend":
         fitted = {f"{expert}/{s.symbol}": fit_expert(expert, s, config) for s in series}
         save_experts(fitted, out)
@@ -273,38 +271,101 @@ def trend_panel(series: Sequence[PriceSeries], config: RunConfig) -> dict[str, P
     return panel
 
 
-def fit_pooled_trend(panel: Mapping[str, PanelSeries], config: RunConfig) -> Any:
-    """One pooled trend network over every series of ``panel``, each series' rows labelled where its label is known
-    at its last bar less the embargo (what :func:`fit_expert` gives each per-symbol trend expert)."""
+def pooled_training_rows(panel: Mapping[str, PanelSeries], config: RunConfig) -> tuple[pd.DataFrame, np.ndarray]:
+    """The final pooled fit's rows: every series up to its last bar, labelled where its label is known there less
+    the embargo (what :func:`fit_expert` gives each per-symbol trend expert), -1 elsewhere."""
     from signal_engine.evaluation.pooled_walkforward import PooledBlock, pooled_training_set
 
     last = PooledBlock(max(pd.Timestamp(s.frame.index[-1]) for s in panel.values()),
                        {name: len(s.frame) - 1 for name, s in panel.items()}, {})
-    X, y = pooled_training_set(panel, last, config.walk_forward.embargo)
-    return components.pooled_trend_expert(config).fit(X, y)
+    return pooled_training_set(panel, last, config.walk_forward.embargo)
+
+
+def fit_pooled_trend(panel: Mapping[str, PanelSeries], config: RunConfig) -> Any:
+    """One pooled trend network over every series of ``panel``, on :func:`pooled_training_rows`."""
+    return components.pooled_trend_expert(config).fit(*pooled_training_rows(panel, config))
+
+
+def fit_tuned_pooled_trend(panel: Mapping[str, PanelSeries], config: RunConfig, tuning: TuningRun,
+                           storage: str | None) -> tuple[Any, dict[str, Any]]:
+    """The network of :func:`fit_pooled_trend`, its settings chosen first by an Optuna study on the same rows
+    (``signal_engine.workflow.tuning.tuned_pooled``), and the study's record."""
+    from signal_engine.workflow.tuning import pooled_study_name, tuned_pooled
+
+    X, y = pooled_training_rows(panel, config)
+    return tuned_pooled(components.pooled_trend_expert(config), X, y, config=config, tuning=tuning,
+                        name=pooled_study_name(X.index.max()), storage=storage)
 
 
 def train_pooled_trend(series: Sequence[PriceSeries], pooled: Sequence[PriceSeries], config: RunConfig,
-                       out: Path) -> ExpertArtefact:
+                       out: Path, *, tuning: TuningRun | None = None) -> ExpertArtefact:
     """The trend artefact with ``trend_pooled``: the pooled network once (entry ``trend``; each symbol is answered
     with its own series code and normalisation) and, in ``pooled_trend.npz``, its out-of-sample probabilities from
     the pooled walk-forward (:func:`~signal_engine.evaluation.pooled_walkforward.pooled_out_of_sample`), which the
     gate step's walk-forward reads as the trend expert's; any series with another trend expert (intraday bars) gets
-    its own fit as ``trend/SYMBOL``."""
+    its own fit as ``trend/SYMBOL``.
+
+    With ``tuning`` (enabled) the network's settings are chosen by an Optuna study on the final fit's rows (kept in
+    ``tuning.storage``, by default ``out/tuning/optuna.db``; each pooled symbol's record in ``out/tuning.json``),
+    every refit of the pooled walk-forward is tuned the same way on its own training rows (records in
+    ``out/pooled_tuning.json``), and the other series' trend experts are tuned as :func:`fit_tuned_trend` tunes."""
     from signal_engine.evaluation.pooled_walkforward import pooled_out_of_sample
 
     panel = trend_panel(pooled, config)
-    model = fit_pooled_trend(panel, config)
-    fitted = {"trend": model, **{f"trend/{s.symbol}": fit_expert("trend", s, config) for s in series
-                                 if s.symbol not in panel}}
-    save_experts(fitted, out)
-    proba, _ = pooled_out_of_sample(panel, components.pooled_trend_expert(config), config.walk_forward)
+    others = [s for s in series if s.symbol not in panel]
+    if tuning is None:
+        model = fit_pooled_trend(panel, config)
+        fitted = {"trend": model, **{f"trend/{s.symbol}": fit_expert("trend", s, config) for s in others}}
+        save_experts(fitted, out)
+        proba, _ = pooled_out_of_sample(panel, components.pooled_trend_expert(config), config.walk_forward)
+    else:
+        proba = _train_tuned_pooled_trend(panel, others, config, out, tuning)
     arrays = {}
     for name, values in proba.items():
         arrays[f"proba_{name}"] = values
         arrays[f"dates_{name}"] = pd.DatetimeIndex(panel[name].frame.index).asi8
     np.savez(out / POOLED_TREND_FILE, **arrays)  # type: ignore[arg-type]
     return ExpertArtefact("trend", out)
+
+
+def _train_tuned_pooled_trend(panel: Mapping[str, PanelSeries], others: Sequence[PriceSeries], config: RunConfig,
+                              out: Path, tuning: TuningRun) -> dict[str, np.ndarray]:
+    """:func:`train_pooled_trend` with tuning on: the tuned network and experts saved, the studies' records
+    written; returns the tuned pooled walk-forward's probabilities."""
+    from signal_engine.evaluation.pooled_walkforward import PooledBlock, pooled_out_of_sample
+    from signal_engine.workflow.tuning import (
+        require_optuna,
+        sqlite_storage,
+        tuned_pooled_expert,
+        write_pooled_refits,
+        write_records,
+    )
+
+    require_optuna("tuning")
+    storage = tuning.storage or sqlite_storage(out)
+    model, record = fit_tuned_pooled_trend(panel, config, tuning, storage)
+    fitted, records = {"trend": model}, dict.fromkeys(panel, record)
+    for s in others:
+        fitted[f"trend/{s.symbol}"], records[s.symbol] = fit_tuned_trend(s, config, tuning, storage)
+    save_experts(fitted, out)
+    write_records(records, out)
+    refits: list[dict[str, Any]] = []
+
+    def keep(block: PooledBlock, refit: Any) -> None:
+        refits.append({**refit.tuning_, "fit_date": block.fit_date.isoformat(), "decide": list(block.decide)})
+
+    expert = tuned_pooled_expert(components.pooled_trend_expert(config), config, tuning)
+    proba, _ = pooled_out_of_sample(panel, expert, config.walk_forward, on_fit=keep)
+    write_pooled_refits(refits, out)
+    return proba
+
+
+def pooled_tuning_records(roots: Sequence[Path]) -> dict[str, list[dict[str, Any]]] | None:
+    """Per symbol, the study records of the tuned pooled walk-forward's refits that decided its bars, from the trend
+    artefact among ``roots`` (None when it was not tuned or the trend expert is not pooled)."""
+    from signal_engine.workflow.tuning import read_pooled_refits
+
+    return read_pooled_refits(roots)
 
 
 def pooled_trend_proba(roots: Sequence[Path], series: Sequence[PriceSeries]) -> dict[str, np.ndarray] | None:
@@ -377,11 +438,13 @@ def _score_vol(signals: pd.DataFrame) -> pd.Series:
 
 
 def train_gate(series: Sequence[PriceSeries], config: RunConfig, out: Path,
-               results: Sequence[SymbolResult], tuning: TuningRun | None = None) -> GateArtefact:
+               results: Sequence[SymbolResult], tuning: TuningRun | None = None,
+               pooled_tuning: Mapping[str, Sequence[Mapping[str, Any]]] | None = None) -> GateArtefact:
     """Fit the pooled gate and confidence map on the walk-forward's out-of-sample rows; keep the metrics.
 
     With ``tuning.enabled`` the walk-forward must be the tuned one (every refit of its trend expert tuned,
-    ``run_walk_forwards(..., tuning=...)``), and the metrics get a ``tuning`` section saying so
+    ``run_walk_forwards(..., tuning=...)``; with ``trend_pooled``, the pooled walk-forward whose probabilities it
+    read, ``pooled_tuning``: :func:`pooled_tuning_records`), and the metrics get a ``tuning`` section saying so
     (:func:`~signal_engine.workflow.tuning.walk_forward_section`)."""
     from signal_engine.pipeline import build_metrics
     from signal_engine.serving.export import calibration_knots, gate_weights, rule_gate_params
@@ -430,22 +493,28 @@ def train_gate(series: Sequence[PriceSeries], config: RunConfig, out: Path,
     (out / GATE_INFO_FILE).write_text(json.dumps(json_safe(info), indent=2) + "\n", encoding="utf-8")
     metrics = build_metrics(list(results), config)
     if tuning is not None and tuning.enabled:
-        metrics["tuning"] = tuned_walk_forward(results, tuning)
+        metrics["tuning"] = tuned_walk_forward(results, tuning, pooled_tuning)
     (out / METRICS_FILE).write_text(json.dumps(json_safe(metrics), indent=2, allow_nan=False) + "\n", encoding="utf-8")
     return GateArtefact(out)
 
 
-def tuned_walk_forward(results: Sequence[SymbolResult], tuning: TuningRun) -> dict[str, Any]:
-    """The metrics' ``tuning`` section of a walk-forward whose every refit was tuned; ConfigError naming the symbols
-    whose walk-forward was not (e.g. a backtest fan-out's batches, which are walked forward with the defaults)."""
+def tuned_walk_forward(results: Sequence[SymbolResult], tuning: TuningRun,
+                       pooled_tuning: Mapping[str, Sequence[Mapping[str, Any]]] | None = None) -> dict[str, Any]:
+    """The metrics' ``tuning`` section of a walk-forward whose every refit was tuned (a symbol whose trend
+    probabilities came from the pooled walk-forward: that walk-forward's refits, ``pooled_tuning``); ConfigError
+    naming the symbols whose walk-forward was not (e.g. a backtest fan-out's batches, which are walked forward with
+    the defaults, or an untuned pooled walk-forward)."""
     from signal_engine.workflow.tuning import walk_forward_section
 
-    untuned = [r.symbol for r in results if "tuning" not in r.diagnostics]
+    pooled = pooled_tuning or {}
+    refits = {r.symbol: r.diagnostics.get("tuning") or pooled.get(r.symbol) for r in results}
+    untuned = [symbol for symbol, records in refits.items() if not records]
     if untuned:
         raise ConfigError(f"tuning is on, but the walk-forward of {', '.join(untuned)} was run with the config's "
                           "trend settings: the quality gate would judge another procedure than the one served; walk "
-                          "forward with tuning on (not from a backtest fan-out's batches), or train without tuning")
-    return walk_forward_section(tuning, {r.symbol: r.diagnostics["tuning"] for r in results})
+                          "forward with tuning on (not from a backtest fan-out's batches, and with trend_pooled from a "
+                          "trend step that was tuned too), or train without tuning")
+    return walk_forward_section(tuning, {symbol: list(records or []) for symbol, records in refits.items()})
 
 
 def rule_conditions(config: RunConfig) -> dict[str, list[str]]:

@@ -23,7 +23,15 @@ The studies are kept in an Optuna storage (any SQLAlchemy URL Optuna takes: ``sq
 same data replaces it). What each fit chose is written beside the experts as ``tuning.json`` and lands in the bundle's
 ``bundle.json`` under ``tuning``; the served settings are also the trend expert's kwargs in ``experts/manifest.json``.
 
-Optuna is the ``tune`` extra: this module imports it only inside :func:`tuned_trend`, after :func:`require_optuna`.
+With ``moe.experts.trend: trend_pooled`` the trend job tunes the pooled Keras network instead: :func:`tuned_pooled`
+runs one study over every series' rows of the final fit (:mod:`signal_engine.tuning.keras`: each trial scored on
+the validation tails the expert holds out, pruned per epoch), named ``trend_pooled@<last bar>``, whose record each
+pooled symbol gets in ``tuning.json``; every refit of the pooled walk-forward is tuned the same way
+(:func:`tuned_pooled_expert`), its records in ``pooled_tuning.json`` beside ``pooled_trend.npz``
+(:func:`write_pooled_refits`), which the gate step reads into its metrics (:func:`read_pooled_refits`).
+
+Optuna is the ``tune`` extra: this module imports it only inside :func:`tuned_trend` and the pooled functions, after
+:func:`require_optuna`.
 """
 
 from __future__ import annotations
@@ -49,6 +57,8 @@ TUNING_FILE = "tuning.json"
 STORAGE_FILE = Path("tuning") / "optuna.db"
 INSTALL_HINT = "pip install 'signal-engine[tune]'"
 TUNED_EXPERT = "trend"
+POOLED_NETWORK = "trend_pooled"
+POOLED_TUNING_FILE = "pooled_tuning.json"
 
 
 @dataclass(frozen=True)
@@ -150,6 +160,66 @@ def tuned_trend(model: Any, X: pd.DataFrame, y: np.ndarray, bars: np.ndarray, kn
     if not math.isfinite(result.best_value):  # no study (too few inner rows): the defaults, no figure
         record["best_value"] = None
     return fitted, record
+
+
+def pooled_study_name(last_bar: Any) -> str:
+    """``trend_pooled@<last bar>``: the pooled network's one study per training end (every series at once)."""
+    import pandas as pd
+
+    return f"{POOLED_NETWORK}@{pd.Timestamp(last_bar).isoformat()}"
+
+
+def pooled_settings(config: RunConfig, tuning: TuningRun) -> Any:
+    """The pooled network's study budget (:class:`~signal_engine.tuning.keras.PooledTuningSettings`)."""
+    from signal_engine.tuning.keras import PooledTuningSettings
+
+    return PooledTuningSettings(trials=tuning.trials, timeout_s=tuning.timeout_s, seed=config.seed)
+
+
+def tuned_pooled(model: Any, X: pd.DataFrame, y: np.ndarray, *, config: RunConfig, tuning: TuningRun, name: str,
+                 storage: str | None) -> tuple[Any, dict[str, Any]]:
+    """The pooled network ``model`` fitted on ``X, y`` (every series' rows, ``y`` -1 for history only) with the
+    settings an Optuna study chose on those rows (:mod:`signal_engine.tuning.keras`), and the study's record."""
+    from signal_engine.tuning.keras import expert_params, fit_tuned_pooled
+
+    fitted, result = fit_tuned_pooled(model, X, y, settings=pooled_settings(config, tuning), name=name,
+                                      storage=storage)
+    return fitted, {"tuned": result.tuned, "network": POOLED_NETWORK, **result.to_dict(),
+                    "storage": None if storage is None else shown_storage(storage), "defaults": expert_params(model)}
+
+
+def tuned_pooled_expert(model: Any, config: RunConfig, tuning: TuningRun) -> Any:
+    """``model`` as an expert that tunes itself at every fit (:class:`~signal_engine.tuning.keras.TunedPooledExpert`,
+    its studies in memory): what the pooled walk-forward refits when tuning is on."""
+    from signal_engine.tuning.keras import TunedPooledExpert
+
+    settings = pooled_settings(config, tuning)
+    return TunedPooledExpert(model, trials=settings.trials, timeout_s=settings.timeout_s, seed=settings.seed,
+                             startup_trials=settings.startup_trials, warmup_epochs=settings.warmup_epochs,
+                             study_name=POOLED_NETWORK)
+
+
+def write_pooled_refits(refits: Sequence[Mapping[str, Any]], folder: Path) -> Path:
+    """``folder/pooled_tuning.json``: the study record of every refit of the pooled walk-forward (each with its
+    ``fit_date`` and the series it ``decide``s)."""
+    path = Path(folder) / POOLED_TUNING_FILE
+    path.write_text(json.dumps({"refits": list(refits)}, indent=2, sort_keys=True, default=_number) + "\n",
+                    encoding="utf-8")
+    return path
+
+
+def read_pooled_refits(folders: Any) -> dict[str, list[dict[str, Any]]] | None:
+    """Per series, the records of the pooled walk-forward's refits that decided some of its bars, from the first of
+    ``folders`` holding ``pooled_tuning.json`` (None when none does: the pooled walk-forward was not tuned)."""
+    for folder in folders:
+        path = Path(folder) / POOLED_TUNING_FILE
+        if path.is_file():
+            out: dict[str, list[dict[str, Any]]] = {}
+            for record in json.loads(path.read_text(encoding="utf-8"))["refits"]:
+                for name in record["decide"]:
+                    out.setdefault(name, []).append(record)
+            return out
+    return None
 
 
 def walk_forward_section(tuning: TuningRun, refits: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, Any]:
