@@ -71,6 +71,9 @@ DEFAULT_EXPERTS = ("trend", "levels", "volatility")
 # The steps that walk forward unless the execution names a backtest fan-out run whose batches they read instead
 # (``walk_forward_run``); their states then run as ``<State>FromBacktest`` with a ``walkforward`` channel.
 WALK_FORWARD_STEPS = ("train_gate", "evaluate")
+# Jobs that never import TensorFlow (nor the text expert's encoder) run in the CPU training image: no pull of the
+# NVIDIA TensorFlow image, and no TensorFlow import by the training toolkit at the job's start.
+CPU_IMAGE_STEPS = ("prepare_dataset",)
 FROM_BACKTEST = "FromBacktest"
 # With the MoE's news slot (``moe.news`` true in the input's hyperparameters) the prepare job runs as
 # ``PrepareDatasetWithNews`` with a ``news`` channel, <news_prefix>/ of the datasets bucket (the bars export's
@@ -325,8 +328,9 @@ class TrainingWorkflow(Construct):
         # SageMaker job names allow letters, digits and hyphens only.
         job_suffix = f"'{(step.entry or step.name).replace('_', '-')}'"
         instance = f"$.run.{step.instance}_instance_type"
+        image = self.cpu_training_image_uri if step.name in CPU_IMAGE_STEPS else self.training_image_uri
         state = self._training_job(step, channels, result_path, extra, job_suffix=job_suffix,
-                                   image=self.training_image_uri, instance=instance)
+                                   image=image, instance=instance)
         self.step_states[step.name] = step.state
         head: sfn.IChainable = state
         ends: tuple[sfn.CustomState, ...] = (state,)
@@ -342,7 +346,7 @@ class TrainingWorkflow(Construct):
             batches = _channel("walkforward", f"States.Format('s3://{self.artifacts_bucket.bucket_name}/"
                                               f"{BACKTESTS_PREFIX}/{{}}/batches/', $.run.walk_forward_run)")
             reading = self._training_job(step, [*channels, batches], result_path, extra, job_suffix=job_suffix,
-                                         image=self.training_image_uri, instance=instance,
+                                         image=image, instance=instance,
                                          id_suffix=FROM_BACKTEST)
             head = sfn.Choice(self, f"{step.state}WalksForward").when(
                 sfn.Condition.string_equals("$.run.walk_forward_run", ""), state).otherwise(reading)

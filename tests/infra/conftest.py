@@ -24,6 +24,9 @@ from stacks.stage import SignalEngineStage  # noqa: E402
 
 # A caller in another account that prod's Signal API lets in (test_access.py checks who else may not).
 TRADER_ROLE = "arn:aws:iam::444455556666:role/trader"
+# Prod's missed-step alarm period, set from the context (the default is 80 hours): test_book.py checks it reaches the
+# alarm on the shared app instead of synthesizing a stage of its own.
+PROD_BOOK_STEP_MISSED_AFTER_HOURS = 100
 
 
 @dataclass(frozen=True)
@@ -52,12 +55,14 @@ def cdk_context(lambda_assets: Path) -> dict[str, Any]:
     """The feature flags from cdk.json, so in-process synthesis matches `cdk synth`, plus the test asset folder.
 
     Prod turns on expert autoscaling (off by default until a training run created the endpoint) so that both
-    branches of the serving stack are synthesized: dev without, prod with; prod's API also lets in TRADER_ROLE.
+    branches of the serving stack are synthesized: dev without, prod with; prod's API also lets in TRADER_ROLE, and
+    prod's book step alarms after PROD_BOOK_STEP_MISSED_AFTER_HOURS.
     """
     context = dict(json.loads((ROOT / "cdk.json").read_text())["context"])
     context[ASSETS_CONTEXT_KEY] = str(lambda_assets)
     context["signal-engine:prod"] = {"expert_autoscaling": True,
-                                     "api_allowed_principals": ["this-account", TRADER_ROLE]}
+                                     "api_allowed_principals": ["this-account", TRADER_ROLE],
+                                     "book_step_missed_after_hours": PROD_BOOK_STEP_MISSED_AFTER_HOURS}
     return context
 
 

@@ -20,7 +20,10 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 INVOKE = "execute-api:Invoke"
 
 
-def serving(app: SynthesizedApp, stage: str) -> tuple[Resolver, str, dict[str, Any]]:
+Serving = tuple[Resolver, str, dict[str, Any]]
+
+
+def serving(app: SynthesizedApp, stage: str) -> Serving:
     """The stage's resolver, the serving stack's name and template."""
     stacks = [child for child in app.stages[stage].node.children if isinstance(child, Stack)]
     templates = {stack.stack_name: dict(Template.from_stack(stack).to_json()) for stack in stacks}
@@ -28,13 +31,19 @@ def serving(app: SynthesizedApp, stage: str) -> tuple[Resolver, str, dict[str, A
     return Resolver(templates), name, templates[name]
 
 
+@pytest.fixture(scope="module")
+def served(synthesized_app: SynthesizedApp) -> dict[str, Serving]:
+    """serving() of each stage, read once for the module's tests."""
+    return {stage: serving(synthesized_app, stage) for stage in ("dev", "prod")}
+
+
 def of_type(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
     return {k: r for k, r in template["Resources"].items() if r["Type"] == kind}
 
 
 @pytest.mark.parametrize("stage", ["dev", "prod"])
-def test_every_method_uses_iam_authorization(synthesized_app: SynthesizedApp, stage: str) -> None:
-    _, _, template = serving(synthesized_app, stage)
+def test_every_method_uses_iam_authorization(served: dict[str, Serving], stage: str) -> None:
+    _, _, template = served[stage]
     methods = of_type(template, "AWS::ApiGateway::Method")
     assert methods
     assert {name: m["Properties"].get("AuthorizationType") for name, m in methods.items()
@@ -56,14 +65,13 @@ ROUTES = ("POST/signals", "POST/signals/batch", "POST/signals/batch/jobs", "GET/
           "GET/book", "GET/models", "GET/health")
 
 
-def decide(synthesized_app: SynthesizedApp, stage: str, callers: list[str | None],
-           route: str = "POST/signals") -> list[str]:
-    """iam-simulate's decision for each caller (a role ARN, or None for an unsigned request) on ``route``.
+def simulations_of(served: Serving, callers: list[str | None], route: str = "POST/signals") -> list[dict[str, Any]]:
+    """iam-simulate's inputs for each caller (a role ARN, or None for an unsigned request) on ``route``.
 
     Each role's own identity policy allows execute-api:Invoke on everything, so the API's resource policy alone
     decides who is let in. ``execute-api:/`` in the policy is API Gateway's shorthand for the API's own ARN.
     """
-    resolver, stack, template = serving(synthesized_app, stage)
+    resolver, stack, template = served
     (api,) = of_type(template, "AWS::ApiGateway::RestApi").values()
     prefix, target = api_arn(resolver, stack, template, route)
     policy = json.loads(json.dumps(resolver.resolve(stack, api["Properties"]["Policy"]))
@@ -84,25 +92,41 @@ def decide(synthesized_app: SynthesizedApp, stage: str, callers: list[str | None
         simulations.append({"identityPolicies": [{"name": "invoke", "policy": allow_all}],
                             "serviceControlPolicies": [], "resourceControlPolicies": [],
                             "resourcePolicy": policy, "request": request})
-    return [str(result["result"]) for result in simulate(simulations)]
+    return simulations
 
 
 OWN_ROLE = f"arn:{PARTITION}:iam::{ACCOUNT}:role/trading-program"
 STRANGER = f"arn:{PARTITION}:iam::777788889999:role/trading-program"
 TRADER_NEIGHBOUR = f"arn:{PARTITION}:iam::444455556666:role/other-program"
+# Who asks each stage's API, on every route: a role of the deploying account, the listed trader role (prod), a
+# role of the trader's account that is not listed, a role of another account, and an unsigned request.
+CALLERS: dict[str, list[str | None]] = {"dev": [OWN_ROLE, STRANGER, None],
+                                        "prod": [OWN_ROLE, TRADER_ROLE, TRADER_NEIGHBOUR, STRANGER, None]}
+
+
+@pytest.fixture(scope="module")
+def decisions(served: dict[str, Serving]) -> dict[tuple[str, str], dict[str | None, str]]:
+    """iam-simulate's decision for each caller of CALLERS on each (stage, route), all in one node process."""
+    cases = [(stage, route) for stage in CALLERS for route in ROUTES]
+    simulations = [simulations_of(served[stage], CALLERS[stage], route) for stage, route in cases]
+    results = simulate([simulation for group in simulations for simulation in group])
+    assert len(results) == sum(map(len, simulations))
+    answers = iter(str(result["result"]) for result in results)
+    return {case: {caller: next(answers) for caller in CALLERS[case[0]]} for case in cases}
 
 
 @pytest.mark.parametrize("route", ROUTES)
-def test_dev_lets_in_the_deploying_account_only(synthesized_app: SynthesizedApp, route: str) -> None:
-    assert decide(synthesized_app, "dev", [OWN_ROLE, STRANGER, None], route) == [
-        "Allowed", "ExplicitlyDenied", "ExplicitlyDenied"]
+def test_dev_lets_in_the_deploying_account_only(decisions: dict[tuple[str, str], dict[str | None, str]],
+                                                route: str) -> None:
+    assert decisions["dev", route] == {OWN_ROLE: "Allowed", STRANGER: "ExplicitlyDenied", None: "ExplicitlyDenied"}
 
 
 @pytest.mark.parametrize("route", ROUTES)
-def test_prod_lets_in_the_listed_role_and_no_other_of_its_account(synthesized_app: SynthesizedApp,
-                                                                   route: str) -> None:
-    assert decide(synthesized_app, "prod", [OWN_ROLE, TRADER_ROLE, TRADER_NEIGHBOUR, STRANGER, None], route) == [
-        "Allowed", "Allowed", "ExplicitlyDenied", "ExplicitlyDenied", "ExplicitlyDenied"]
+def test_prod_lets_in_the_listed_role_and_no_other_of_its_account(
+        decisions: dict[tuple[str, str], dict[str | None, str]], route: str) -> None:
+    assert decisions["prod", route] == {OWN_ROLE: "Allowed", TRADER_ROLE: "Allowed",
+                                        TRADER_NEIGHBOUR: "ExplicitlyDenied", STRANGER: "ExplicitlyDenied",
+                                        None: "ExplicitlyDenied"}
 
 
 def readme_client() -> str:
@@ -113,9 +137,9 @@ def readme_client() -> str:
 
 
 @pytest.mark.parametrize("stage", ["dev", "prod"])
-def test_the_readme_client_signs_for_the_synthesized_api(synthesized_app: SynthesizedApp, stage: str,
+def test_the_readme_client_signs_for_the_synthesized_api(served: dict[str, Serving], stage: str,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    resolver, stack, template = serving(synthesized_app, stage)
+    resolver, stack, template = served[stage]
     endpoint = next(resolver.resolve(stack, output["Value"]) for name, output in template["Outputs"].items()
                     if name.startswith("SignalApiEndpoint"))
     assert re.fullmatch(rf"https://\w+\.execute-api\.{REGION}\.amazonaws\.com/{stage}/", endpoint)

@@ -88,7 +88,8 @@ def test_training_jobs_use_the_training_image_asset(states: dict[str, Any], dev_
     for name, job in jobs.items():
         image = job["Parameters"]["AlgorithmSpecification"]["TrainingImage"]
         assert "container-assets" in image
-        assert (cpu_hash if name == "TrainExpertsCpuJob" else tf_hash) in image, name
+        # the prepare job and the Map's CPU branch never import TensorFlow: the CPU image
+        assert (cpu_hash if name in ("PrepareDataset", "TrainExpertsCpuJob") else tf_hash) in image, name
 
 
 def test_training_jobs_run_in_the_vpc_with_the_sagemaker_role(states: dict[str, Any]) -> None:

@@ -106,7 +106,8 @@ def test_each_job_step_runs_its_entry_point_as_a_sync_training_job(definition: d
         if step.kind not in ("job", "map_job"):
             continue
         state = states[step.state]
-        jobs = [(state, f"$.run.{step.instance}_instance_type", TRAINING_IMAGE)]
+        jobs = [(state, f"$.run.{step.instance}_instance_type",
+                 CPU_IMAGE if step.name == "prepare_dataset" else TRAINING_IMAGE)]
         if step.kind == "map_job":
             assert state["Type"] == "Map" and state["ItemsPath"] == "$.plan.document.experts"
             processor = state["ItemProcessor"]["States"]

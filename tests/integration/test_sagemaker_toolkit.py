@@ -6,8 +6,9 @@ training image) over a simulated /opt/ml tree per job (relocated with the toolki
 (`States.JsonToString` of the symbols list and of the config object), `input/data/<channel>/` what SageMaker
 downloads, `code/` the entry points as the Dockerfile copies them. The toolkit json-decodes those values, passes
 them as SM_HPS and as `--name value` arguments, and runs `/opt/ml/code/<sagemaker_program>`. Jobs are chained as
-the workflow chains them: each job's model/ is packed as model.tar.gz and becomes the next job's channel, and each
-expert's job runs in the image the prepare job's training plan names (the CPU image installs no TensorFlow).
+the workflow chains them: each job's model/ is packed as model.tar.gz and becomes the next job's channel, the
+prepare job runs in the CPU image (which installs no TensorFlow), the gate and evaluate jobs in the TensorFlow image,
+and each expert's job in the image the prepare job's training plan names.
 
 Serving: the inference Dockerfile's `serve` command, started as SageMaker starts the container (`serve`), on the
 port SAGEMAKER_BIND_TO_PORT names, with the evaluate job's model.tar.gz unpacked as the model folder.
@@ -57,6 +58,8 @@ RUN = {"symbols": ["GOOG"], "profile": "quick", "start": "", "end": "", "tune": 
        "hyperparameters": {"walk_forward": {"refit_every": 252}, "orchestration": {"timeframes": ["short", "medium"]},
                            "tuning": {"trials": 4}}}
 EXPERTS = ("trend", "levels", "volatility")
+# The image each job other than the experts' runs in (step_functions/training_workflow.py's CPU_IMAGE_STEPS).
+IMAGES = {"prepare": "cpu", "train_gate": "gpu", "evaluate": "gpu"}
 
 
 def hyperparameters(program: str, run: dict[str, Any], **extra: str) -> dict[str, str]:
@@ -173,7 +176,7 @@ def chain(tmp_path_factory: pytest.TempPathFactory, goog_csv: Path) -> Chain:
     jobs: dict[str, Job] = {}
     plan = root / "plan.json"  # the workflow's runs/<execution>/plan.json
     prepare = hyperparameters("prepare", RUN, experts=json.dumps(list(EXPERTS), separators=(",", ":")), plan=str(plan))
-    (jobs["prepare"],) = run_jobs([(root / "prepare", prepare, {"raw": raw}, "gpu")])
+    (jobs["prepare"],) = run_jobs([(root / "prepare", prepare, {"raw": raw}, IMAGES["prepare"])])
     assert jobs["prepare"].returncode == 0, jobs["prepare"].log[-3000:]
     dataset = jobs["prepare"].pack(s3, f"runs/{EXECUTION}/prepare", f"se-{EXECUTION}-prepare-0")
     dataset_channel = {"dataset": dataset.parent}  # the channel's S3Uri is the model.tar.gz itself
@@ -186,14 +189,15 @@ def chain(tmp_path_factory: pytest.TempPathFactory, goog_csv: Path) -> Chain:
         jobs[expert] = job
         job.pack(s3, f"runs/{EXECUTION}/experts", f"se-{EXECUTION}-{expert}-0")
     gate_hps = hyperparameters("train_gate", RUN, tune=tune)  # the workflow sends the gate job tune too
-    (jobs["train_gate"],) = run_jobs([(root / "gate", gate_hps, dataset_channel, "gpu")])
+    (jobs["train_gate"],) = run_jobs([(root / "gate", gate_hps, dataset_channel, IMAGES["train_gate"])])
     assert jobs["train_gate"].returncode == 0, jobs["train_gate"].log[-3000:]
     gate = jobs["train_gate"].pack(s3, f"runs/{EXECUTION}/train_gate", f"se-{EXECUTION}-train-gate-0")
     registry, report = root / "registry", root / "report" / "evaluation.json"
     (jobs["evaluate"],) = run_jobs([(
         root / "evaluate",
         hyperparameters("evaluate", RUN, registry=str(registry), report=str(report)),
-        {"dataset": dataset.parent, "gate": gate.parent, "experts": s3 / "runs" / EXECUTION / "experts"}, "gpu")])
+        {"dataset": dataset.parent, "gate": gate.parent, "experts": s3 / "runs" / EXECUTION / "experts"},
+        IMAGES["evaluate"])])
     assert jobs["evaluate"].returncode == 0, jobs["evaluate"].log[-3000:]
     jobs["evaluate"].pack(s3, f"runs/{EXECUTION}/evaluate", f"se-{EXECUTION}-evaluate-0")
     return Chain(jobs, s3, registry, json.loads(report.read_text()), goog_csv, images)
@@ -291,10 +295,11 @@ def test_the_trend_job_tunes_when_sent_tune_and_keeps_the_study_in_its_model(cha
 @pytest.mark.slow
 def test_each_expert_job_runs_in_the_image_the_plan_names(chain: Chain) -> None:
     """The quick profile's experts (LightGBM, swing levels, GARCH blend) train on CPU: in the image without
-    TensorFlow, whose absence the toolkit reports; the jobs that may need it run in the TensorFlow image."""
+    TensorFlow, whose absence the toolkit reports, like the prepare job, which never needs it; the jobs that may
+    need it (the gate's and evaluate's) run in the TensorFlow image."""
     assert chain.images == {"trend": "cpu", "levels": "cpu", "volatility": "cpu"}
     for name, job in chain.jobs.items():
-        assert (TOOLKIT_WITHOUT_TENSORFLOW in job.log) == (name in EXPERTS), f"{name}: {job.log[-2000:]}"
+        assert (TOOLKIT_WITHOUT_TENSORFLOW in job.log) == (name in (*EXPERTS, "prepare")), f"{name}: {job.log[-2000:]}"
 
 
 @pytest.mark.slow
@@ -343,7 +348,8 @@ def failed(tmp_path_factory: pytest.TempPathFactory, goog_csv: Path) -> dict[str
     for case, (program, change, channels, _) in FAILURES.items():
         base = hyperparameters(program, RUN, **({"expert": "trend"} if program == "train_expert" else {}))
         data = not_a_tarball if case == "unexpected" else raw
-        image = "cpu" if program == "train_expert" else "gpu"  # as the plan names for every expert of this config
+        # the image the workflow runs the job in; the plan names cpu for every expert of this config
+        image = "cpu" if program == "train_expert" else IMAGES[program]
         specs.append((root / case, {**base, **change}, {name: data for name in channels}, image))
     return dict(zip(FAILURES, run_jobs(specs), strict=True))
 
@@ -480,7 +486,7 @@ def pooled_chain(tmp_path_factory: pytest.TempPathFactory, goog_csv: Path, spx_c
     plan = root / "plan.json"
     prepare = hyperparameters("prepare", POOLED_RUN, experts=json.dumps(list(EXPERTS), separators=(",", ":")),
                               plan=str(plan))
-    jobs = dict(zip(["prepare"], run_jobs([(root / "prepare", prepare, {"raw": raw}, "gpu")]), strict=True))
+    jobs = dict(zip(["prepare"], run_jobs([(root / "prepare", prepare, {"raw": raw}, IMAGES["prepare"])]), strict=True))
     assert jobs["prepare"].returncode == 0, jobs["prepare"].log[-3000:]
     dataset = jobs["prepare"].pack(s3, f"runs/{EXECUTION}/prepare", f"se-{EXECUTION}-prepare-0").parent
     images = {e["expert"]: e["accelerator"] for e in json.loads(plan.read_text())["experts"]}
@@ -492,13 +498,14 @@ def pooled_chain(tmp_path_factory: pytest.TempPathFactory, goog_csv: Path, spx_c
         job.pack(s3, f"runs/{EXECUTION}/experts", f"se-{EXECUTION}-{expert}-0")
     outputs = s3 / "runs" / EXECUTION / "experts"
     (jobs["train_gate"],) = run_jobs([(root / "gate", hyperparameters("train_gate", POOLED_RUN),
-                                       {"dataset": dataset, "experts": outputs}, "gpu")])
+                                       {"dataset": dataset, "experts": outputs}, IMAGES["train_gate"])])
     assert jobs["train_gate"].returncode == 0, jobs["train_gate"].log[-3000:]
     gate = jobs["train_gate"].pack(s3, f"runs/{EXECUTION}/train_gate", f"se-{EXECUTION}-train-gate-0")
     registry, report = root / "registry", root / "report" / "evaluation.json"
     (jobs["evaluate"],) = run_jobs([(root / "evaluate", hyperparameters("evaluate", POOLED_RUN, registry=str(registry),
                                                                         report=str(report)),
-                                     {"dataset": dataset, "gate": gate.parent, "experts": outputs}, "gpu")])
+                                     {"dataset": dataset, "gate": gate.parent, "experts": outputs},
+                                     IMAGES["evaluate"])])
     assert jobs["evaluate"].returncode == 0, jobs["evaluate"].log[-3000:]
     return Chain(jobs, s3, registry, json.loads(report.read_text()), goog_csv, images)
 
