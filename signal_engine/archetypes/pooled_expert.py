@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 import numpy as np
 import pandas as pd
@@ -61,6 +61,12 @@ def epoch_dataset(inputs: Sequence[np.ndarray], labels: np.ndarray, rows: np.nda
     features = tuple(np.ascontiguousarray(array[rows]) for array in inputs)
     data = tf.data.Dataset.from_tensor_slices((features, labels[rows].astype(np.int32)))
     return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def labelled_window_bars(labels: np.ndarray, window: int) -> np.ndarray:
+    """Positions in one series of the rows a pooled network learns from: a known label (0, 1 or 2) and a full
+    ``window`` of the series' bars ending there."""
+    return np.flatnonzero((np.asarray(labels) >= 0) & (np.arange(len(labels)) >= window - 1))
 
 
 def mean_series_log_loss(proba: np.ndarray, labels: np.ndarray, groups: Sequence[np.ndarray]) -> float:
@@ -137,7 +143,7 @@ class PooledTrendExpert(KerasTrendExpert):
         """Per series: the fit rows and the validation tail (positions in ``X``), series with enough rows only."""
         fit_groups, validation_groups = {}, {}
         for name, positions in self._positions(X).items():
-            bars = np.flatnonzero((labels[positions] >= 0) & (np.arange(len(positions)) >= self.window - 1))
+            bars = labelled_window_bars(labels[positions], self.window)
             if len(bars) < self.min_series_rows:
                 continue
             fit_bars, validation_bars = temporal_split(bars, self.validation_fraction, self.purge)
@@ -320,11 +326,19 @@ class PooledKernelTrendExpert(PooledTrendExpert):
                            name=f"pooled_kernel_bank_{self.archetype}")
 
 
+class PooledPredictor(Protocol):
+    """A fitted expert over several series (rows named by the ``series`` column)."""
+
+    def context_bars(self) -> int | None: ...
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray: ...
+
+
 class SeriesExpert:
     """One series' view of a fitted pooled expert: ``predict_proba`` of that series' own rows (its one-hot code and
     its own normalisation), as an endpoint answers a symbol from the one pooled network of a bundle."""
 
-    def __init__(self, pooled: PooledTrendExpert, series: str) -> None:
+    def __init__(self, pooled: PooledPredictor, series: str) -> None:
         self.pooled = pooled
         self.series = series
 
