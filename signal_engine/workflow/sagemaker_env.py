@@ -88,10 +88,10 @@ class JobEnvironment:
         return not self._pooled_trend()
 
     def _pooled_trend(self) -> bool:
-        from signal_engine.config import POOLED_TREND
+        from signal_engine.config import POOLED_TRENDS
 
         config, _ = self._config()
-        return POOLED_TREND in (config.moe.experts.trend, config.moe.experts.intraday_trend)
+        return bool({config.moe.experts.trend, config.moe.experts.intraday_trend} & set(POOLED_TRENDS))
 
     def jobs(self) -> int | None:
         """Hyperparameter ``jobs``: processes for the walk-forwards, 0 for every core; without it, None:

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from signal_engine import components
-from signal_engine.config import NEWS_COLUMN, NEWS_EXPERT, POOLED_TREND, RunConfig, for_bars, moe_experts
+from signal_engine.config import NEWS_COLUMN, NEWS_EXPERT, POOLED_TRENDS, RunConfig, for_bars, moe_experts
 from signal_engine.data.loader import PriceSeries, load_prices
 from signal_engine.errors import ConfigError, InputError
 from signal_engine.evaluation.backtest import SCORE_VOL_COLUMN, SymbolResult, run_symbol
@@ -77,8 +77,9 @@ def check_exportable(config: RunConfig, news: NewsTraining | None = None, *, boo
                           "and rule combiners; use moe.combiner: weighted, meta or rule for training")
     if moe.news:
         check_news_slot(config, news, book=book)
-    if book and POOLED_TREND in (moe.experts.trend, moe.experts.intraday_trend):
-        raise ConfigError(f"moe.experts.trend is {POOLED_TREND}: the whole book's timeframe models walk forward per "
+    chosen = [t for t in (moe.experts.trend, moe.experts.intraday_trend) if t in POOLED_TRENDS]
+    if book and chosen:
+        raise ConfigError(f"moe.experts.trend is {chosen[0]}: the whole book's timeframe models walk forward per "
                           "symbol, which cannot fit a network across series; train the MoE's bundle alone with "
                           "--no-book (SageMaker: hyperparameter book=false), or choose another trend expert")
 
@@ -236,7 +237,8 @@ def train_expert(expert: str, series: Sequence[PriceSeries], config: RunConfig, 
     pooled = pooled_series(series, config) if expert == "trend" else []
     if pooled:
         if tuning is not None and tuning.enabled:
-            raise ConfigError(f"--tune chooses LightGBM settings; moe.experts.trend is {POOLED_TREND}, a Keras network "
+            raise ConfigError(f"--tune chooses LightGBM settings; moe.experts.trend is {config.moe.experts.trend}, a "
+                              "Keras network "
                               "with its own pooled_trend settings: train without --tune or choose a LightGBM trend")
         return train_pooled_trend(series, pooled, config, out)
     if tuning is None or not tuning.enabled or expert != "trend":
@@ -259,7 +261,7 @@ def train_expert(expert: str, series: Sequence[PriceSeries], config: RunConfig, 
 
 def pooled_series(series: Sequence[PriceSeries], config: RunConfig) -> list[PriceSeries]:
     """The series whose trend expert is the pooled one (``trend_pooled`` for their bars, ``for_bars``)."""
-    return [s for s in series if for_bars(config, s.intraday).moe.experts.trend == POOLED_TREND]
+    return [s for s in series if for_bars(config, s.intraday).moe.experts.trend in POOLED_TRENDS]
 
 
 def trend_panel(series: Sequence[PriceSeries], config: RunConfig) -> dict[str, PanelSeries]:
