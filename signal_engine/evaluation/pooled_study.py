@@ -1,11 +1,14 @@
-"""Does one kernel-bank network trained on every daily development series at once beat the per-symbol LightGBM
-trend expert? Both walked forward on one common calendar of refit dates (issue 23, items 2 and 5).
+"""Does a network trained on every daily development series at once (a kernel-bank network, an LSTM, or one
+kernel-bank network per archetype) beat the per-symbol LightGBM trend expert? All walked forward on one common
+calendar of refit dates (issue 23, items 2 and 5).
 
 The protocol, declared before the run, is docs/research/pooled-experts.md: the daily development series (MSFT and
 the daily panel), the common schedule of :mod:`~signal_engine.evaluation.pooled_walkforward` with the ``quick``
 profile's settings (first refit where a series has 504 bars, every 126 dates of the union calendar, embargo 0),
-three forecasts of the 5-bar trend class per bar (the class prior, per-symbol LightGBM ``trend_calibrated`` and
-the pooled :class:`~signal_engine.archetypes.pooled_expert.PooledKernelTrendExpert`), log loss and balanced
+five forecasts of the 5-bar trend class per bar (the class prior, per-symbol LightGBM ``trend_calibrated``, the
+pooled :class:`~signal_engine.archetypes.pooled_expert.PooledKernelTrendExpert`, the pooled
+:class:`~signal_engine.archetypes.pooled_sequence.PooledLSTMTrendExpert` and
+:class:`~signal_engine.archetypes.pooled_archetypes.PooledArchetypeTrendExpert`), log loss and balanced
 accuracy on each series' test bars (bar 756 on), per series and pooled with paired stationary-bootstrap intervals
 (:func:`~signal_engine.evaluation.significance.mean_difference`,
 :func:`~signal_engine.evaluation.significance.panel_mean_difference`) and the rule :func:`decide`.
