@@ -12,8 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from signal_engine.archetypes.pooled_expert import PooledKernelTrendExpert
-from signal_engine.config import POOLED_TREND, RunConfig, moe_experts
+from signal_engine.archetypes.pooled_expert import PooledKernelTrendExpert, PooledTrendExpert
+from signal_engine.archetypes.pooled_sequence import PooledLSTMTrendExpert
+from signal_engine.config import POOLED_LSTM_TREND, POOLED_TRENDS, RunConfig, moe_experts
 from signal_engine.experts import (
     GradientBoostedTrendExpert,
     HarVolatility,
@@ -64,12 +65,13 @@ def trend_features(config: RunConfig) -> tuple[str, ...]:
     return (*TREND_FEATURES, *MOMENTUM_NAMES) if momentum else TREND_FEATURES
 
 
-def trend_expert(config: RunConfig) -> GradientBoostedTrendExpert | LogisticTrendExpert | PooledKernelTrendExpert:
+def trend_expert(config: RunConfig) -> GradientBoostedTrendExpert | LogisticTrendExpert | PooledTrendExpert:
     """The MoE's trend expert: LightGBM, Platt-calibrated when ``moe.experts.trend`` is ``trend_calibrated``;
     logistic regression on the same features when it is ``trend_linear``; the pooled kernel-bank network (fitted on
-    every series of a run at once, rows named by a ``series`` column) when it is ``trend_pooled``."""
+    every series of a run at once, rows named by a ``series`` column) when it is ``trend_pooled``, the pooled LSTM
+    when it is ``trend_pooled_lstm``."""
     t = config.trend
-    if config.moe.experts.trend == POOLED_TREND:
+    if config.moe.experts.trend in POOLED_TRENDS:
         return pooled_trend_expert(config)
     if config.moe.experts.trend == "trend_linear":
         return LogisticTrendExpert(purge=config.labels.horizon, features=trend_features(config))
@@ -82,9 +84,15 @@ def trend_expert(config: RunConfig) -> GradientBoostedTrendExpert | LogisticTren
     )
 
 
-def pooled_trend_expert(config: RunConfig) -> PooledKernelTrendExpert:
-    """The pooled kernel-bank trend expert with the config's ``pooled_trend`` settings, purged by the horizon."""
+def pooled_trend_expert(config: RunConfig) -> PooledTrendExpert:
+    """The pooled trend expert the config picks (the LSTM when ``moe.experts.trend`` or ``intraday_trend`` is
+    ``trend_pooled_lstm``, else the kernel-bank network) with the config's ``pooled_trend`` settings, purged by the
+    horizon."""
     p = config.pooled_trend
+    if POOLED_LSTM_TREND in (config.moe.experts.trend, config.moe.experts.intraday_trend):
+        return PooledLSTMTrendExpert(window=p.window, samples_per_series=p.samples_per_series,
+                                     max_epochs=p.max_epochs, patience=p.patience, batch_size=p.batch_size,
+                                     purge=config.labels.horizon, random_state=config.seed)
     return PooledKernelTrendExpert(archetype=p.archetype, window=p.window, samples_per_series=p.samples_per_series,
                                    max_epochs=p.max_epochs, patience=p.patience, batch_size=p.batch_size,
                                    purge=config.labels.horizon, random_state=config.seed)

@@ -130,8 +130,10 @@ class SuiteConfig:
     enabled: bool = True
 
 
-TREND_EXPERTS = ("trend_lightgbm", "trend_calibrated", "trend_linear", "trend_pooled")
+TREND_EXPERTS = ("trend_lightgbm", "trend_calibrated", "trend_linear", "trend_pooled", "trend_pooled_lstm")
 POOLED_TREND = "trend_pooled"
+POOLED_LSTM_TREND = "trend_pooled_lstm"
+POOLED_TRENDS = (POOLED_TREND, POOLED_LSTM_TREND)  # networks fitted across every series of a run
 LEVELS_EXPERTS = ("levels_swing", "levels_regression")
 VOLATILITY_EXPERTS = ("volatility_blend", "vol_har", "vol_har_implied")
 SIZING_VOLATILITY_EXPERTS = ("volatility_blend", "vol_har")
@@ -154,7 +156,10 @@ class MoEExperts:
     ``trend_linear`` (multinomial logistic regression on the same features, z-scored) or ``trend_pooled`` (one
     Keras kernel-bank network over every series of the run, :class:`~signal_engine.archetypes.pooled_expert.
     PooledKernelTrendExpert` with the ``pooled_trend`` settings; the training workflow only, where it trains on
-    the GPU step: the per-symbol backtest cannot fit a model across series and refuses it);
+    the GPU step: the per-symbol backtest cannot fit a model across series and refuses it) or ``trend_pooled_lstm``
+    (the same, with one LSTM of 16 units over the bar windows in place of the kernel bank,
+    :class:`~signal_engine.archetypes.pooled_sequence.PooledLSTMTrendExpert`; ``pooled_trend``'s ``archetype`` is
+    not read);
     intraday_trend: the same choice for intraday series (``for_bars``), ``trend_linear`` by default. Chosen
     on the development series (``benchmarks/bench_development.py --study linear_trend_hourly``): on
     Bitcoin hourly bars the orchestrated book's Sharpe -2.14 -> -0.43 against ``trend_calibrated``, while
@@ -266,7 +271,7 @@ class RunConfig:
         document = dataclasses.asdict(self)
         if not self.moe.news:
             del document["moe"]["news"]
-        if POOLED_TREND not in (self.moe.experts.trend, self.moe.experts.intraday_trend):
+        if not {self.moe.experts.trend, self.moe.experts.intraday_trend} & set(POOLED_TRENDS):
             del document["pooled_trend"]
         return document
 

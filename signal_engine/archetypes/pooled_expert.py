@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 import numpy as np
 import pandas as pd
@@ -63,92 +63,56 @@ def epoch_dataset(inputs: Sequence[np.ndarray], labels: np.ndarray, rows: np.nda
     return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
+def labelled_window_bars(labels: np.ndarray, window: int) -> np.ndarray:
+    """Positions in one series of the rows a pooled network learns from: a known label (0, 1 or 2) and a full
+    ``window`` of the series' bars ending there."""
+    return np.flatnonzero((np.asarray(labels) >= 0) & (np.arange(len(labels)) >= window - 1))
+
+
 def mean_series_log_loss(proba: np.ndarray, labels: np.ndarray, groups: Sequence[np.ndarray]) -> float:
     """The equal-weight mean over groups of each group's mean cross-entropy (``groups`` index ``proba``)."""
     picked = np.clip(proba[np.arange(len(labels)), labels], LOSS_FLOOR, 1.0)
     return float(np.mean([-np.log(picked[group]).mean() for group in groups]))
 
 
-class PooledKernelTrendExpert(KerasTrendExpert):
-    """Trend probabilities (down, neutral, up) from one kernel-bank network trained on several series at once.
+class PooledTrendExpert(KerasTrendExpert):
+    """Base of the pooled trend experts: one Keras network over the bar windows of several series at once.
 
-    Inputs per row: the last ``window`` bars of the row's own series as log close, open, high and low relative to
-    the row's close in units of that series' own trailing 30-bar volatility x sqrt(window), and volume z
-    (:func:`~signal_engine.archetypes.inputs.bar_windows`, point in time), plus the series' one-hot code.
-    Network: the archetype's 1-D kernel bank (:mod:`signal_engine.archetypes.kernels`) as a causal, trainable
-    Conv1D initialised at the templates; its responses at the last bar and averaged over the window, layer
-    normalised, joined with a learned series embedding (a bias-free dense layer over the one-hot code, so a
-    series not seen in training gets the mean embedding); a small dense head; softmax over the three classes.
-
-    Training: each epoch's rows reach the network through a ``tf.data`` pipeline (:func:`epoch_dataset`), under the
-    Keras precision policy of :func:`~signal_engine.experts.tf_runtime.precision_scope` (mixed float16 on GPUs
-    with Tensor Cores, float32 on CPU). Rows whose label ``y`` is 0, 1 or 2 (-1 marks history only) and whose
-    window lies inside their series. Each series' last ``validation_fraction`` of those rows, after a purge of
-    ``purge`` bars, is its validation tail. Every epoch draws exactly ``samples_per_series`` rows of each series
-    (:func:`equal_share_sample`), so the longest series does not dominate. Training stops when the equal-weight
-    mean over series of the validation log loss has not improved for ``patience`` epochs and keeps the best
-    epoch's weights; a multinomial Platt calibrator (:class:`~signal_engine.experts.calibration.MulticlassCalibrator`)
+    Inputs per row: the last ``window`` bars of the row's own series
+    (:func:`~signal_engine.archetypes.inputs.bar_windows`, point in time), plus the series' one-hot code (uniform
+    for a series not seen in training).
+    Training (shared by every pooled network): each epoch's rows reach the network through a ``tf.data`` pipeline
+    (:func:`epoch_dataset`), under the Keras precision policy of
+    :func:`~signal_engine.experts.tf_runtime.precision_scope`. Rows whose label ``y`` is 0, 1 or 2 (-1 marks history
+    only) and whose window lies inside their series. Each series' last ``validation_fraction`` of those rows, after a
+    purge of ``purge`` bars, is its validation tail. Every epoch draws exactly ``samples_per_series`` rows of each
+    series (:func:`equal_share_sample`). Training stops when the equal-weight mean over series of the validation log
+    loss has not improved for ``patience`` epochs and keeps the best epoch's weights; a multinomial Platt calibrator
     fitted on the validation tails maps the network's probabilities. Series with fewer than ``min_series_rows``
     labelled rows are left out of training. Deterministic for a given ``random_state``.
 
-    Parameters
-    ----------
-    archetype : a bar archetype of :data:`~signal_engine.archetypes.catalogue.ARCHETYPES` (its 1-D bank is used).
-    window : bars per input window.
-    embedding_dim, hidden, dropout : series embedding size, dense head size and dropout.
-    samples_per_series : rows of each series per epoch.
-    max_epochs, patience : the longest training and the early-stopping patience, in epochs.
-    batch_size, learning_rate : Adam settings.
-    validation_fraction, purge : each series' validation tail and the bars purged before it.
-    calibration : method of the calibrator (None: raw network probabilities).
-    min_series_rows : fewest labelled rows for a series to be trained on.
-    random_state : seed of weights, dropout and the epochs' samples.
-
-    References
-    ----------
-    Seed 001 (archetype experts, kernel bank of learnable templates); Salinas et al. (2020), "DeepAR:
-    probabilistic forecasting with autoregressive recurrent networks", International Journal of Forecasting
-    (one global network over many related series, with per-series scaling and equal-share sampling).
+    Subclasses give ``__init__`` (the hyper-parameters, among them those named here) and ``_build(keras, shapes)``
+    over the inputs ``bars`` (n, window, 5) and ``series`` (n, series trained).
     """
 
     features: tuple[str, ...] = ()
-
-    def __init__(
-        self,
-        archetype: str = "equity_daily",
-        window: int = 64,
-        embedding_dim: int = 4,
-        hidden: int = 16,
-        dropout: float = 0.1,
-        samples_per_series: int = 512,
-        max_epochs: int = 30,
-        patience: int = 4,
-        batch_size: int = 128,
-        learning_rate: float = 3e-3,
-        validation_fraction: float = 0.25,
-        purge: int = 5,
-        calibration: str | None = "platt",
-        min_series_rows: int = 100,
-        random_state: int = 7,
-    ) -> None:
-        self.archetype = archetype
-        self.window = window
-        self.embedding_dim = embedding_dim
-        self.hidden = hidden
-        self.dropout = dropout
-        self.samples_per_series = samples_per_series
-        self.max_epochs = max_epochs
-        self.patience = patience
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.validation_fraction = validation_fraction
-        self.purge = purge
-        self.calibration = calibration
-        self.min_series_rows = min_series_rows
-        self.random_state = random_state
+    window: int
+    embedding_dim: int
+    hidden: int
+    dropout: float
+    samples_per_series: int
+    max_epochs: int
+    patience: int
+    validation_fraction: float
+    purge: int
+    calibration: str | None
+    min_series_rows: int
 
     def context_bars(self) -> int | None:
         return self.window - 1 + VOL_WINDOW
+
+    def _check_settings(self) -> None:
+        """Refuse settings the network cannot be built with (nothing to refuse by default)."""
 
     # -- fit ----------------------------------------------------------------------------------------
     def fit(self, X: pd.DataFrame, y: np.ndarray) -> Self:
@@ -156,7 +120,7 @@ class PooledKernelTrendExpert(KerasTrendExpert):
         labels = np.asarray(y, dtype=np.int64)
         if len(labels) != len(X):
             raise ValueError(f"X has {len(X)} rows but y has {len(labels)}")
-        self._check_archetype()
+        self._check_settings()
         self.classes_ = np.arange(len(TREND_CLASSES))
         fit_groups, validation_groups = self._split(X, labels)
         self.series_ = tuple(fit_groups)
@@ -175,17 +139,11 @@ class PooledKernelTrendExpert(KerasTrendExpert):
         self.fit_seconds_ = time.perf_counter() - started
         return self
 
-    def _check_archetype(self) -> None:
-        if self.archetype not in ARCHETYPES:
-            raise ValueError(f"unknown archetype {self.archetype!r}; expected one of {sorted(ARCHETYPES)}")
-        if ARCHETYPES[self.archetype].inputs != "bars":
-            raise ValueError(f"archetype {self.archetype!r} reads {ARCHETYPES[self.archetype].inputs}, not bars")
-
     def _split(self, X: pd.DataFrame, labels: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """Per series: the fit rows and the validation tail (positions in ``X``), series with enough rows only."""
         fit_groups, validation_groups = {}, {}
         for name, positions in self._positions(X).items():
-            bars = np.flatnonzero((labels[positions] >= 0) & (np.arange(len(positions)) >= self.window - 1))
+            bars = labelled_window_bars(labels[positions], self.window)
             if len(bars) < self.min_series_rows:
                 continue
             fit_bars, validation_bars = temporal_split(bars, self.validation_fraction, self.purge)
@@ -263,6 +221,93 @@ class PooledKernelTrendExpert(KerasTrendExpert):
         """The fitted network as the expert of series ``name``: rows without a ``series`` column are that series'."""
         return SeriesExpert(self, name)
 
+    def _head(self, keras: Any, summary: Any, series: Any) -> Any:
+        """The shared head over a window's ``summary``: joined with the learned series embedding (a bias-free dense
+        layer over the one-hot code, so an unseen series gets the mean embedding), a ReLU layer of ``hidden``
+        units, dropout, softmax over down/neutral/up in float32."""
+        layers = keras.layers
+        embedding = layers.Dense(self.embedding_dim, use_bias=False, name="series_embedding")(series)
+        hidden = layers.Dense(self.hidden, activation="relu")(layers.Concatenate()([summary, embedding]))
+        return layers.Dense(3, activation="softmax", name="trend", dtype="float32")(
+            layers.Dropout(self.dropout)(hidden))
+
+
+class PooledKernelTrendExpert(PooledTrendExpert):
+    """Trend probabilities (down, neutral, up) from one kernel-bank network trained on several series at once.
+
+    Inputs per row: the last ``window`` bars of the row's own series as log close, open, high and low relative to
+    the row's close in units of that series' own trailing 30-bar volatility x sqrt(window), and volume z
+    (:func:`~signal_engine.archetypes.inputs.bar_windows`, point in time), plus the series' one-hot code.
+    Network: the archetype's 1-D kernel bank (:mod:`signal_engine.archetypes.kernels`) as a causal, trainable
+    Conv1D initialised at the templates; its responses at the last bar and averaged over the window, layer
+    normalised, joined with a learned series embedding (a bias-free dense layer over the one-hot code, so a
+    series not seen in training gets the mean embedding); a small dense head; softmax over the three classes.
+
+    Training: that of :class:`PooledTrendExpert` (equal rows of every series per epoch, validation tails after a
+    purge, early stopping on their equal-weight mean log loss, Platt calibration on them), under the Keras precision
+    policy of :func:`~signal_engine.experts.tf_runtime.precision_scope` (mixed float16 on GPUs with Tensor Cores,
+    float32 on CPU).
+
+    Parameters
+    ----------
+    archetype : a bar archetype of :data:`~signal_engine.archetypes.catalogue.ARCHETYPES` (its 1-D bank is used).
+    window : bars per input window.
+    embedding_dim, hidden, dropout : series embedding size, dense head size and dropout.
+    samples_per_series : rows of each series per epoch.
+    max_epochs, patience : the longest training and the early-stopping patience, in epochs.
+    batch_size, learning_rate : Adam settings.
+    validation_fraction, purge : each series' validation tail and the bars purged before it.
+    calibration : method of the calibrator (None: raw network probabilities).
+    min_series_rows : fewest labelled rows for a series to be trained on.
+    random_state : seed of weights, dropout and the epochs' samples.
+
+    References
+    ----------
+    Seed 001 (archetype experts, kernel bank of learnable templates); Salinas et al. (2020), "DeepAR:
+    probabilistic forecasting with autoregressive recurrent networks", International Journal of Forecasting
+    (one global network over many related series, with per-series scaling and equal-share sampling).
+    """
+
+    def __init__(
+        self,
+        archetype: str = "equity_daily",
+        window: int = 64,
+        embedding_dim: int = 4,
+        hidden: int = 16,
+        dropout: float = 0.1,
+        samples_per_series: int = 512,
+        max_epochs: int = 30,
+        patience: int = 4,
+        batch_size: int = 128,
+        learning_rate: float = 3e-3,
+        validation_fraction: float = 0.25,
+        purge: int = 5,
+        calibration: str | None = "platt",
+        min_series_rows: int = 100,
+        random_state: int = 7,
+    ) -> None:
+        self.archetype = archetype
+        self.window = window
+        self.embedding_dim = embedding_dim
+        self.hidden = hidden
+        self.dropout = dropout
+        self.samples_per_series = samples_per_series
+        self.max_epochs = max_epochs
+        self.patience = patience
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.validation_fraction = validation_fraction
+        self.purge = purge
+        self.calibration = calibration
+        self.min_series_rows = min_series_rows
+        self.random_state = random_state
+
+    def _check_settings(self) -> None:
+        if self.archetype not in ARCHETYPES:
+            raise ValueError(f"unknown archetype {self.archetype!r}; expected one of {sorted(ARCHETYPES)}")
+        if ARCHETYPES[self.archetype].inputs != "bars":
+            raise ValueError(f"archetype {self.archetype!r} reads {ARCHETYPES[self.archetype].inputs}, not bars")
+
     def template_names(self) -> list[str]:
         """Names of the bank's filters, in filter order."""
         return list(kernel_bank(self.archetype)[0])
@@ -277,18 +322,23 @@ class PooledKernelTrendExpert(KerasTrendExpert):
                                  name="kernel_bank_1d")(bars)
         last = layers.Flatten()(layers.Cropping1D((shapes[0][0] - 1, 0))(response))
         summary = layers.LayerNormalization()(layers.Concatenate()([last, time_average(keras, response)]))
-        embedding = layers.Dense(self.embedding_dim, use_bias=False, name="series_embedding")(series)
-        hidden = layers.Dense(self.hidden, activation="relu")(layers.Concatenate()([summary, embedding]))
-        outputs = layers.Dense(3, activation="softmax", name="trend",
-                               dtype="float32")(layers.Dropout(self.dropout)(hidden))
-        return keras.Model([bars, series], outputs, name=f"pooled_kernel_bank_{self.archetype}")
+        return keras.Model([bars, series], self._head(keras, summary, series),
+                           name=f"pooled_kernel_bank_{self.archetype}")
+
+
+class PooledPredictor(Protocol):
+    """A fitted expert over several series (rows named by the ``series`` column)."""
+
+    def context_bars(self) -> int | None: ...
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray: ...
 
 
 class SeriesExpert:
     """One series' view of a fitted pooled expert: ``predict_proba`` of that series' own rows (its one-hot code and
     its own normalisation), as an endpoint answers a symbol from the one pooled network of a bundle."""
 
-    def __init__(self, pooled: PooledKernelTrendExpert, series: str) -> None:
+    def __init__(self, pooled: PooledPredictor, series: str) -> None:
         self.pooled = pooled
         self.series = series
 

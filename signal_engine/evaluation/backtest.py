@@ -29,7 +29,7 @@ from signal_engine import components
 from signal_engine.config import (
     NEWS_COLUMN,
     NEWS_EXPERT,
-    POOLED_TREND,
+    POOLED_TRENDS,
     PRICE_EXPERTS,
     SINGLE_EXPERT,
     RunConfig,
@@ -209,12 +209,12 @@ def run_symbol(
 def check_trend_proba(series: PriceSeries, config: RunConfig, trend_proba: np.ndarray | None) -> None:
     """``trend_proba`` is given exactly when the trend expert is ``trend_pooled``, with a finite row for every bar
     the walk-forward decides (from ``initial_window`` on)."""
-    pooled = config.moe.experts.trend == POOLED_TREND
+    pooled = config.moe.experts.trend in POOLED_TRENDS
     if pooled and trend_proba is None:
-        raise ConfigError(f"{series.symbol}: moe.experts.trend is {POOLED_TREND}, one network fitted across every "
-                          "series of a run; the per-symbol backtest cannot fit it. Train it with the training "
-                          "workflow (`signal-engine train`), whose pooled walk-forward gives the out-of-sample trend "
-                          "probabilities, or choose another trend expert")
+        raise ConfigError(f"{series.symbol}: moe.experts.trend is {config.moe.experts.trend}, one network fitted "
+                          "across every series of a run; the per-symbol backtest cannot fit it. Train it with the "
+                          "training workflow (`signal-engine train`), whose pooled walk-forward gives the "
+                          "out-of-sample trend probabilities, or choose another trend expert")
     if trend_proba is None:
         return
     if not pooled:

@@ -1,11 +1,14 @@
-"""Does one kernel-bank network trained on every daily development series at once beat the per-symbol LightGBM
-trend expert? Both walked forward on one common calendar of refit dates (issue 23, items 2 and 5).
+"""Does a network trained on every daily development series at once (a kernel-bank network, an LSTM, or one
+kernel-bank network per archetype) beat the per-symbol LightGBM trend expert? All walked forward on one common
+calendar of refit dates (issue 23, items 2 and 5).
 
 The protocol, declared before the run, is docs/research/pooled-experts.md: the daily development series (MSFT and
 the daily panel), the common schedule of :mod:`~signal_engine.evaluation.pooled_walkforward` with the ``quick``
 profile's settings (first refit where a series has 504 bars, every 126 dates of the union calendar, embargo 0),
-three forecasts of the 5-bar trend class per bar (the class prior, per-symbol LightGBM ``trend_calibrated`` and
-the pooled :class:`~signal_engine.archetypes.pooled_expert.PooledKernelTrendExpert`), log loss and balanced
+five forecasts of the 5-bar trend class per bar (the class prior, per-symbol LightGBM ``trend_calibrated``, the
+pooled :class:`~signal_engine.archetypes.pooled_expert.PooledKernelTrendExpert`, the pooled
+:class:`~signal_engine.archetypes.pooled_sequence.PooledLSTMTrendExpert` and
+:class:`~signal_engine.archetypes.pooled_archetypes.PooledArchetypeTrendExpert`), log loss and balanced
 accuracy on each series' test bars (bar 756 on), per series and pooled with paired stationary-bootstrap intervals
 (:func:`~signal_engine.evaluation.significance.mean_difference`,
 :func:`~signal_engine.evaluation.significance.panel_mean_difference`) and the rule :func:`decide`.
@@ -29,7 +32,9 @@ import numpy as np
 import pandas as pd
 
 from signal_engine import components
+from signal_engine.archetypes.pooled_archetypes import PooledArchetypeTrendExpert
 from signal_engine.archetypes.pooled_expert import PooledKernelTrendExpert
+from signal_engine.archetypes.pooled_sequence import PooledLSTMTrendExpert
 from signal_engine.config import RunConfig, load_config
 from signal_engine.data.datasets import export_dataset
 from signal_engine.data.loader import load_prices
@@ -51,19 +56,47 @@ EXPERTS: dict[str, str] = {
     "prior": "class prior",
     "lightgbm": "per-symbol LightGBM (trend_calibrated)",
     "pooled": "pooled kernel bank (Keras)",
+    "lstm": "pooled LSTM (Keras)",
+    "archetypes": "one pooled kernel bank per archetype (Keras)",
 }
-COMPARISONS = (("pooled", "lightgbm"), ("lightgbm", "prior"), ("pooled", "prior"))
+POOLED = ("pooled", "lstm", "archetypes")
+COMPARISONS = (("pooled", "lightgbm"), ("lightgbm", "prior"), ("pooled", "prior"), ("lstm", "lightgbm"),
+               ("lstm", "prior"), ("archetypes", "lightgbm"), ("archetypes", "prior"))
 METRICS = ("log_loss", "balanced_accuracy")
 PROBABILITY_FLOOR = 1e-12
 DEFAULT_CACHE = Path("out/bench/pooled")
-CACHE_VERSION = 1
-STATS = ("samples_seen", "train_seconds", "pooled_fit_seconds", "epochs_run", "best_epoch", "series_trained",
-         "lightgbm_seconds")
+CACHE_VERSION = 2
+FIT_STATS = ("samples_seen", "train_seconds", "fit_seconds", "epochs_run", "best_epoch", "series_trained")
+STATS = (*(f"{expert}_{stat}" for expert in POOLED for stat in FIT_STATS), "lightgbm_seconds")
 
 
 def pooled_expert(config: RunConfig) -> PooledKernelTrendExpert:
     """The pooled expert as the study runs it: catalogue defaults, the label horizon as purge, the run's seed."""
     return PooledKernelTrendExpert(purge=config.labels.horizon, random_state=config.seed)
+
+
+def pooled_lstm(config: RunConfig) -> PooledLSTMTrendExpert:
+    """The pooled LSTM as the study runs it: its defaults (the pooled expert's inputs and training), the label
+    horizon as purge, the run's seed."""
+    return PooledLSTMTrendExpert(purge=config.labels.horizon, random_state=config.seed)
+
+
+def archetype_networks(config: RunConfig) -> PooledArchetypeTrendExpert:
+    """One network per archetype as the study runs it: each the pooled expert of :func:`pooled_expert` with its
+    series' archetype's kernel bank, series routed by the fingerprint of their bars known at the fit."""
+    return PooledArchetypeTrendExpert(network=pooled_expert(config))
+
+
+def pooled_experts(config: RunConfig) -> dict[str, Any]:
+    """The networks fitted on every series at once, by their key in :data:`EXPERTS`."""
+    return {"pooled": pooled_expert(config), "lstm": pooled_lstm(config), "archetypes": archetype_networks(config)}
+
+
+def fit_stats(model: Any) -> dict[str, float]:
+    """A pooled fit's training statistics (:data:`FIT_STATS`)."""
+    return {"samples_seen": model.samples_seen_, "train_seconds": model.train_seconds_,
+            "fit_seconds": model.fit_seconds_, "epochs_run": model.epochs_run_, "best_epoch": model.best_epoch_,
+            "series_trained": len(model.series_)}
 
 
 def load_panel(symbols: list[str], config: RunConfig) -> dict[str, PanelSeries]:
@@ -81,17 +114,17 @@ def load_panel(symbols: list[str], config: RunConfig) -> dict[str, PanelSeries]:
 
 def block_predictions(panel: Mapping[str, PanelSeries], block: PooledBlock,
                       config: RunConfig) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, float]]:
-    """The three forecasts of one refit for each decided series, and the refit's training statistics."""
+    """Every expert's forecasts of one refit for each decided series, and the refit's training statistics."""
     embargo = config.walk_forward.embargo
     started = time.perf_counter()
     lightgbm = per_series_block(panel, block, components.trend_expert(config), embargo)
     lightgbm_seconds = time.perf_counter() - started
-    model, pooled = pooled_block(panel, block, pooled_expert(config), embargo)
-    stats = {"samples_seen": model.samples_seen_, "train_seconds": model.train_seconds_,
-             "pooled_fit_seconds": model.fit_seconds_, "epochs_run": model.epochs_run_,
-             "best_epoch": model.best_epoch_, "series_trained": len(model.series_),
-             "lightgbm_seconds": lightgbm_seconds}
-    return {"prior": prior_block(panel, block, embargo), "lightgbm": lightgbm, "pooled": pooled}, stats
+    predictions = {"prior": prior_block(panel, block, embargo), "lightgbm": lightgbm}
+    stats = {"lightgbm_seconds": lightgbm_seconds}
+    for name, expert in pooled_experts(config).items():
+        model, predictions[name] = pooled_block(panel, block, expert, embargo)
+        stats.update({f"{name}_{stat}": value for stat, value in fit_stats(model).items()})
+    return predictions, stats
 
 
 def walk_forward(panel: Mapping[str, PanelSeries], config: RunConfig, cache: Path | None,
@@ -118,10 +151,10 @@ def walk_forward(panel: Mapping[str, PanelSeries], config: RunConfig, cache: Pat
                 out[expert][name][start:stop] = by_series[name]
         records.append({"fit_date": str(block.fit_date.date()), "decided": sorted(block.decide), "cached": cached,
                         **stats})
-        print(f"refit {j + 1}/{len(blocks)} {block.fit_date.date()}: {len(block.decide)} series decided, "
-              f"{stats['series_trained']:.0f} trained, {stats['epochs_run']:.0f} epochs, pooled fit "
-              f"{stats['pooled_fit_seconds']:.1f} s, LightGBM {stats['lightgbm_seconds']:.1f} s"
-              + (" (cached)" if cached else ""), flush=True)
+        fits = ", ".join(f"{e} {stats[f'{e}_series_trained']:.0f} series {stats[f'{e}_epochs_run']:.0f} epochs "
+                         f"{stats[f'{e}_fit_seconds']:.1f} s" for e in POOLED)
+        print(f"refit {j + 1}/{len(blocks)} {block.fit_date.date()}: {len(block.decide)} series decided; {fits}; "
+              f"LightGBM {stats['lightgbm_seconds']:.1f} s" + (" (cached)" if cached else ""), flush=True)
     return out, records
 
 
@@ -129,7 +162,8 @@ def _cache_key(panel: Mapping[str, PanelSeries], config: RunConfig) -> str:
     wf = config.walk_forward
     text = json.dumps([CACHE_VERSION, {name: len(s.frame) for name, s in panel.items()}, wf.initial_window,
                        wf.refit_every, wf.embargo, config.labels.horizon, config.labels.threshold, config.seed,
-                       _params(components.trend_expert(config)), _params(pooled_expert(config))])
+                       _params(components.trend_expert(config)),
+                       *(_params(expert) for expert in pooled_experts(config).values())])
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -213,59 +247,77 @@ def summarise(terms: Mapping[str, pd.DataFrame], *, reps: int = 2000, seed: int 
     """Each metric per series and pooled (equal weights), the paired intervals of :data:`COMPARISONS`, and the
     decision."""
     per_series, pooled = panel_summary(terms, EXPERTS, COMPARISONS, reps=reps, seed=seed, level=level)
-    pooled["pooled_wins_log_loss"] = sum(v["log_loss"]["pooled"] < v["log_loss"]["lightgbm"]
-                                         for v in per_series.values())
-    return {"level": level, "reps": reps, "series": per_series, "pooled": pooled, "decision": decide(pooled)}
+    pooled["wins_log_loss"] = {e: sum(v["log_loss"][e] < v["log_loss"]["lightgbm"] for v in per_series.values())
+                               for e in POOLED}
+    pooled["pooled_wins_log_loss"] = pooled["wins_log_loss"]["pooled"]
+    return {"level": level, "reps": reps, "series": per_series, "pooled": pooled, "decision": decide(pooled),
+            "decisions": {e: decide(pooled, e) for e in POOLED}}
 
 
-def decide(pooled: Mapping[str, Any]) -> str:
-    """The declared rule: the pooled expert qualifies to become a default (to be run in the MoE next) only when its
-    pooled log loss is below LightGBM's with the whole interval of the difference below zero."""
-    difference = pooled["differences"]["log_loss"]["pooled-lightgbm"]
-    return "pooled qualifies" if difference["high"] < 0.0 else "LightGBM stays"
+def decide(pooled: Mapping[str, Any], expert: str = "pooled") -> str:
+    """The declared rule, the same for every network fitted on all series at once: ``expert`` qualifies to become a
+    default (to be run in the MoE next) only when its pooled log loss is below LightGBM's with the whole interval of
+    the difference below zero."""
+    difference = pooled["differences"]["log_loss"][f"{expert}-lightgbm"]
+    return f"{expert} qualifies" if difference["high"] < 0.0 else "LightGBM stays"
 
 
-def throughput(records: list[dict[str, Any]]) -> dict[str, float]:
-    """Training samples per second of the pooled fits' gradient steps, and the fits' wall times (cached refits
+def throughput(records: list[dict[str, Any]], expert: str = "pooled") -> dict[str, float]:
+    """Training samples per second of ``expert``'s fits' gradient steps, and the fits' wall times (cached refits
     carry the numbers of the run that made them)."""
-    samples = sum(r["samples_seen"] for r in records)
-    train = sum(r["train_seconds"] for r in records)
+    samples = sum(r[f"{expert}_samples_seen"] for r in records)
+    train = sum(r[f"{expert}_train_seconds"] for r in records)
     return {"refits": len(records), "samples": samples, "train_seconds": train,
             "samples_per_second": samples / train if train else float("nan"),
-            "pooled_fit_seconds": sum(r["pooled_fit_seconds"] for r in records),
+            "fit_seconds": sum(r[f"{expert}_fit_seconds"] for r in records),
+            "median_fit_seconds": float(np.median([r[f"{expert}_fit_seconds"] for r in records])),
+            "max_fit_seconds": float(np.max([r[f"{expert}_fit_seconds"] for r in records])),
             "lightgbm_seconds": sum(r["lightgbm_seconds"] for r in records),
-            "median_epochs": float(np.median([r["epochs_run"] for r in records]))}
+            "median_epochs": float(np.median([r[f"{expert}_epochs_run"] for r in records])),
+            "median_best_epoch": float(np.median([r[f"{expert}_best_epoch"] for r in records]))}
 
 
 def _interval(d: Mapping[str, float], digits: int = 4) -> str:
     return f"{d['difference']:+.{digits}f} [{d['low']:+.{digits}f}, {d['high']:+.{digits}f}]"
 
 
+COLUMN_NAMES = {"prior": "prior", "lightgbm": "LightGBM", "pooled": "pooled", "lstm": "LSTM",
+                "archetypes": "per archetype"}
+
+
 def markdown(document: Mapping[str, Any]) -> str:
-    """The metric table (per series and pooled) and the table of paired differences with intervals."""
+    """The metric table (per series and pooled), a table of paired differences with intervals per metric, and the
+    decisions."""
     rows = {**document["series"], "pooled (equal weights)": document["pooled"]}
-    lines = ["| series | test bars | log loss: prior | LightGBM | pooled | balanced accuracy: prior | LightGBM "
-             "| pooled |", "|---|---|---|---|---|---|---|---|"]
+    names = [COLUMN_NAMES[e] for e in EXPERTS]
+    lines = ["| series | test bars | " + " | ".join(f"log loss: {n}" for n in names) + " | "
+             + " | ".join(f"balanced accuracy: {n}" for n in names) + " |", "|---|---|" + "---|" * 2 * len(names)]
     for symbol, v in rows.items():
         cells = [f"{v['log_loss'][e]:.4f}" for e in EXPERTS] + [f"{v['balanced_accuracy'][e]:.3f}" for e in EXPERTS]
         lines.append(f"| {symbol} | {v['rows']} | " + " | ".join(cells) + " |")
     level = f"{document['level']:.0%}"
-    lines += ["", f"Paired differences, mean per bar [{level} bootstrap interval]; log loss: negative is better, "
-              "balanced accuracy: positive is better", "",
-              "| series | log loss: pooled - LightGBM | LightGBM - prior | pooled - prior | balanced accuracy: "
-              "pooled - LightGBM | LightGBM - prior | pooled - prior |", "|---|---|---|---|---|---|---|"]
-    for symbol, v in rows.items():
-        cells = [_interval(v["differences"][metric][f"{a}-{b}"], 4 if metric == "log_loss" else 3)
-                 for metric in METRICS for a, b in COMPARISONS]
-        lines.append(f"| {symbol} | " + " | ".join(cells) + " |")
+    for metric, better in (("log_loss", "negative"), ("balanced_accuracy", "positive")):
+        title = metric.replace("_", " ")
+        lines += ["", f"Paired differences of {title}, mean per bar [{level} bootstrap interval]; {better} is better",
+                  "", "| series | " + " | ".join(f"{COLUMN_NAMES[a]} - {COLUMN_NAMES[b]}" for a, b in COMPARISONS)
+                  + " |", "|---|" + "---|" * len(COMPARISONS)]
+        for symbol, v in rows.items():
+            cells = [_interval(v["differences"][metric][f"{a}-{b}"], 4 if metric == "log_loss" else 3)
+                     for a, b in COMPARISONS]
+            lines.append(f"| {symbol} | " + " | ".join(cells) + " |")
     pooled = document["pooled"]
-    lines += ["", f"series where the pooled expert's log loss beats LightGBM's: {pooled['pooled_wins_log_loss']}/"
-              f"{pooled['series']}", f"decision by the declared rule: {document['decision']}"]
+    lines.append("")
+    for expert in POOLED:
+        lines.append(f"series where {COLUMN_NAMES[expert]}'s log loss beats LightGBM's: "
+                     f"{pooled['wins_log_loss'][expert]}/{pooled['series']}")
+    lines.append(f"decision by the declared rule: {document['decision']}")
+    lines += [f"decision by the declared rule for {COLUMN_NAMES[e]}: {document['decisions'][e]}" for e in POOLED[1:]]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Per-symbol LightGBM against the pooled kernel-bank expert on the "
+    parser = argparse.ArgumentParser(description="Per-symbol LightGBM against the networks fitted on every series at "
+                                                 "once (kernel bank, LSTM, one kernel bank per archetype) on the "
                                                  "daily development series (docs/research/pooled-experts.md).")
     parser.add_argument("--symbols", nargs="*", default=daily_development_symbols())
     parser.add_argument("--reps", type=int, default=2000, help="bootstrap resamples")
@@ -280,14 +332,17 @@ def main(argv: list[str] | None = None) -> int:
     terms = {name: scored_bars(series, {e: forecasts[e][name] for e in EXPERTS}, config.walk_forward.test_start)
              for name, series in panel.items()}
     document = summarise(terms, reps=args.reps)
-    document["throughput"] = throughput(records)
+    document["throughput"] = {e: throughput(records, e) for e in POOLED}
     document["refits"] = records
     document["wall_seconds"] = time.perf_counter() - started
     print(markdown(document))
-    speed = document["throughput"]
-    print(f"pooled training on CPU: {speed['samples_per_second']:.0f} samples/s over {speed['refits']} refits "
-          f"({speed['samples']:.0f} samples in {speed['train_seconds']:.1f} s of gradient steps; pooled fits "
-          f"{speed['pooled_fit_seconds']:.1f} s, LightGBM fits {speed['lightgbm_seconds']:.1f} s); wall "
+    for expert, speed in document["throughput"].items():
+        print(f"{COLUMN_NAMES[expert]} training on CPU: {speed['samples_per_second']:.0f} samples/s over "
+              f"{speed['refits']} refits ({speed['samples']:.0f} samples in {speed['train_seconds']:.1f} s of gradient "
+              f"steps; fits {speed['fit_seconds']:.1f} s, median {speed['median_fit_seconds']:.1f} s, at most "
+              f"{speed['max_fit_seconds']:.1f} s; epochs median {speed['median_epochs']:.0f}, best epoch median "
+              f"{speed['median_best_epoch']:.0f})")
+    print(f"LightGBM fits {document['throughput']['pooled']['lightgbm_seconds']:.1f} s; wall "
           f"{document['wall_seconds']:.1f} s")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)

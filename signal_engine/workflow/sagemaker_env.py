@@ -89,10 +89,11 @@ class JobEnvironment:
         return not self._moe_alone()
 
     def _moe_alone(self) -> bool:
-        from signal_engine.config import POOLED_TREND
+        from signal_engine.config import POOLED_TRENDS
 
         config, _ = self._config()
-        return config.moe.news or POOLED_TREND in (config.moe.experts.trend, config.moe.experts.intraday_trend)
+        return config.moe.news or bool({config.moe.experts.trend, config.moe.experts.intraday_trend}
+                                       & set(POOLED_TRENDS))
 
     def jobs(self) -> int | None:
         """Hyperparameter ``jobs``: processes for the walk-forwards, 0 for every core; without it, None:

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from signal_engine import components
-from signal_engine.config import NEWS_COLUMN, NEWS_EXPERT, POOLED_TREND, RunConfig, for_bars, moe_experts
+from signal_engine.config import NEWS_COLUMN, NEWS_EXPERT, POOLED_TRENDS, RunConfig, for_bars, moe_experts
 from signal_engine.data.loader import PriceSeries, load_prices
 from signal_engine.errors import ConfigError, InputError
 from signal_engine.evaluation.backtest import SCORE_VOL_COLUMN, SymbolResult, run_symbol
@@ -77,8 +77,9 @@ def check_exportable(config: RunConfig, news: NewsTraining | None = None, *, boo
                           "and rule combiners; use moe.combiner: weighted, meta or rule for training")
     if moe.news:
         check_news_slot(config, news, book=book)
-    if book and POOLED_TREND in (moe.experts.trend, moe.experts.intraday_trend):
-        raise ConfigError(f"moe.experts.trend is {POOLED_TREND}: the whole book's timeframe models walk forward per "
+    chosen = [t for t in (moe.experts.trend, moe.experts.intraday_trend) if t in POOLED_TRENDS]
+    if book and chosen:
+        raise ConfigError(f"moe.experts.trend is {chosen[0]}: the whole book's timeframe models walk forward per "
                           "symbol, which cannot fit a network across series; train the MoE's bundle alone with "
                           "--no-book (SageMaker: hyperparameter book=false), or choose another trend expert")
 
@@ -257,7 +258,7 @@ def train_expert(expert: str, series: Sequence[PriceSeries], config: RunConfig, 
 
 def pooled_series(series: Sequence[PriceSeries], config: RunConfig) -> list[PriceSeries]:
     """The series whose trend expert is the pooled one (``trend_pooled`` for their bars, ``for_bars``)."""
-    return [s for s in series if for_bars(config, s.intraday).moe.experts.trend == POOLED_TREND]
+    return [s for s in series if for_bars(config, s.intraday).moe.experts.trend in POOLED_TRENDS]
 
 
 def trend_panel(series: Sequence[PriceSeries], config: RunConfig) -> dict[str, PanelSeries]:
@@ -294,7 +295,7 @@ def fit_tuned_pooled_trend(panel: Mapping[str, PanelSeries], config: RunConfig, 
 
     X, y = pooled_training_rows(panel, config)
     return tuned_pooled(components.pooled_trend_expert(config), X, y, config=config, tuning=tuning,
-                        name=pooled_study_name(X.index.max()), storage=storage)
+                        name=pooled_study_name(config, X.index.max()), storage=storage)
 
 
 def train_pooled_trend(series: Sequence[PriceSeries], pooled: Sequence[PriceSeries], config: RunConfig,

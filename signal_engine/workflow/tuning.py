@@ -57,7 +57,6 @@ TUNING_FILE = "tuning.json"
 STORAGE_FILE = Path("tuning") / "optuna.db"
 INSTALL_HINT = "pip install 'signal-engine[tune]'"
 TUNED_EXPERT = "trend"
-POOLED_NETWORK = "trend_pooled"
 POOLED_TUNING_FILE = "pooled_tuning.json"
 
 
@@ -162,11 +161,19 @@ def tuned_trend(model: Any, X: pd.DataFrame, y: np.ndarray, bars: np.ndarray, kn
     return fitted, record
 
 
-def pooled_study_name(last_bar: Any) -> str:
+def pooled_network(config: RunConfig) -> str:
+    """The pooled trend network the config picks (``trend_pooled`` or ``trend_pooled_lstm``): its studies' name."""
+    from signal_engine.config import POOLED_TRENDS
+
+    experts = config.moe.experts
+    return next(name for name in (experts.trend, experts.intraday_trend) if name in POOLED_TRENDS)
+
+
+def pooled_study_name(config: RunConfig, last_bar: Any) -> str:
     """``trend_pooled@<last bar>``: the pooled network's one study per training end (every series at once)."""
     import pandas as pd
 
-    return f"{POOLED_NETWORK}@{pd.Timestamp(last_bar).isoformat()}"
+    return f"{pooled_network(config)}@{pd.Timestamp(last_bar).isoformat()}"
 
 
 def pooled_settings(config: RunConfig, tuning: TuningRun) -> Any:
@@ -184,7 +191,7 @@ def tuned_pooled(model: Any, X: pd.DataFrame, y: np.ndarray, *, config: RunConfi
 
     fitted, result = fit_tuned_pooled(model, X, y, settings=pooled_settings(config, tuning), name=name,
                                       storage=storage)
-    return fitted, {"tuned": result.tuned, "network": POOLED_NETWORK, **result.to_dict(),
+    return fitted, {"tuned": result.tuned, "network": pooled_network(config), **result.to_dict(),
                     "storage": None if storage is None else shown_storage(storage), "defaults": expert_params(model)}
 
 
@@ -196,7 +203,7 @@ def tuned_pooled_expert(model: Any, config: RunConfig, tuning: TuningRun) -> Any
     settings = pooled_settings(config, tuning)
     return TunedPooledExpert(model, trials=settings.trials, timeout_s=settings.timeout_s, seed=settings.seed,
                              startup_trials=settings.startup_trials, warmup_epochs=settings.warmup_epochs,
-                             study_name=POOLED_NETWORK)
+                             study_name=pooled_network(config))
 
 
 def write_pooled_refits(refits: Sequence[Mapping[str, Any]], folder: Path) -> Path:

@@ -10,6 +10,7 @@ import pytest
 
 from signal_engine.evaluation.pooled_study import (
     EXPERTS,
+    STATS,
     _read_block,
     _write_block,
     balanced_accuracy_terms,
@@ -49,11 +50,12 @@ def test_scored_bars_keep_the_test_span_where_every_forecast_and_label_exist() -
     np.testing.assert_allclose(table[("log_loss", "a")], [-np.log(0.5), -np.log(0.3)])
 
 
-def _terms(shift: float, n: int = 60) -> pd.DataFrame:
+def _terms(shift: float, n: int = 60, lstm_shift: float = 0.0) -> pd.DataFrame:
     rng = np.random.default_rng(1)
     base = 1.0 + rng.normal(0.0, 0.01, n)
     columns = {("log_loss", "prior"): base, ("log_loss", "lightgbm"): base - 0.01,
-               ("log_loss", "pooled"): base - 0.01 - shift}
+               ("log_loss", "pooled"): base - 0.01 - shift, ("log_loss", "lstm"): base - 0.01 - lstm_shift,
+               ("log_loss", "archetypes"): base}
     columns.update({("balanced_accuracy", e): np.full(n, 0.4) for e in EXPERTS})
     return pd.DataFrame(columns, index=pd.bdate_range("2020-01-01", periods=n))
 
@@ -67,16 +69,29 @@ def test_the_pooled_expert_qualifies_only_below_lightgbm_with_its_whole_interval
     assert f"decision by the declared rule: {decision}" in markdown(document)
 
 
+def test_each_network_is_judged_against_lightgbm_by_the_same_rule() -> None:
+    document = summarise({"A": _terms(0.0, lstm_shift=0.05), "B": _terms(0.0, lstm_shift=0.05)}, reps=200)
+    # the LSTM is 0.05 below LightGBM on every bar; the per-archetype network 0.01 above it; the kernel bank level
+    assert document["decisions"] == {"pooled": "LightGBM stays", "lstm": "lstm qualifies",
+                                     "archetypes": "LightGBM stays"}
+    assert document["pooled"]["differences"]["log_loss"]["archetypes-lightgbm"]["difference"] == pytest.approx(0.01)
+    assert document["pooled"]["wins_log_loss"] == {"pooled": 0, "lstm": 2, "archetypes": 0}
+    text = markdown(document)
+    assert "decision by the declared rule for LSTM: lstm qualifies" in text
+    assert "series where LSTM's log loss beats LightGBM's: 2/2" in text
+
+
 def test_decide_reads_the_upper_end_of_the_interval() -> None:
     assert decide({"differences": {"log_loss": {"pooled-lightgbm": {"high": -1e-9}}}}) == "pooled qualifies"
     assert decide({"differences": {"log_loss": {"pooled-lightgbm": {"high": 0.0}}}}) == "LightGBM stays"
+    assert decide({"differences": {"log_loss": {"lstm-lightgbm": {"high": -1e-9}}}}, "lstm") == "lstm qualifies"
 
 
 def test_a_refit_round_trips_through_the_cache(tmp_path: Path) -> None:
     block = PooledBlock(pd.Timestamp("2020-01-02"), {"A": 5, "B": 3}, {"A": (5, 7)})
     predictions = {e: {"A": np.full((2, 3), k / 10.0)} for k, e in enumerate(EXPERTS)}
-    stats = {"samples_seen": 10.0, "train_seconds": 0.5, "pooled_fit_seconds": 1.0, "epochs_run": 2.0,
-             "best_epoch": 1.0, "series_trained": 2.0, "lightgbm_seconds": 0.25}
+    stats = {name: k / 4.0 for k, name in enumerate(STATS)}
+    assert len(STATS) == 3 * 6 + 1 and "lstm_samples_seen" in STATS and "archetypes_fit_seconds" in STATS
     _write_block(tmp_path / "block.npz", predictions, stats)
     read, read_stats = _read_block(tmp_path / "block.npz", block)
     assert read_stats == stats

@@ -15,6 +15,7 @@ from rich.console import Console
 from signal_engine.adapters.inprocess_experts import InProcessExperts
 from signal_engine.adapters.model_registry import LocalModelRegistry
 from signal_engine.archetypes.pooled_expert import SERIES_COLUMN, PooledKernelTrendExpert
+from signal_engine.archetypes.pooled_sequence import PooledLSTMTrendExpert
 from signal_engine.config import apply_overrides, load_config
 from signal_engine.data.loader import PriceSeries
 from signal_engine.errors import ConfigError
@@ -144,3 +145,24 @@ def test_the_pooled_settings_are_validated_and_kept_out_of_other_configs_documen
         apply_overrides(CONFIG, {"pooled_trend": {"max_epochs": 0}})
     assert CONFIG.to_dict()["pooled_trend"]["window"] == 16
     assert "pooled_trend" not in load_config("quick").to_dict()  # documents and run hashes as before
+
+
+LSTM_CONFIG = apply_overrides(CONFIG, {"moe": {"experts": {"trend": "trend_pooled_lstm"}}})
+
+
+def test_the_pooled_lstm_is_trained_by_the_trend_step_as_the_kernel_bank_network_is(tmp_path: Path) -> None:
+    """``moe.experts.trend: trend_pooled_lstm``: one pooled LSTM for both symbols, with the pooled_trend settings,
+    and its pooled walk-forward's probabilities for the gate step; refused where ``trend_pooled`` is."""
+    series = [_series("AAA", 1), _series("BBB", 2)]
+    training.train_expert("trend", series, LSTM_CONFIG, tmp_path)
+    model = load_experts(tmp_path)["trend"]
+    assert type(model) is PooledLSTMTrendExpert and model.series_ == ("AAA", "BBB")
+    assert (model.window, model.samples_per_series, model.max_epochs) == (16, 64, 1)
+    proba = training.pooled_trend_proba([tmp_path], series)
+    first = CONFIG.walk_forward.initial_window
+    assert proba is not None and all(np.isfinite(v[first:]).all() and np.isnan(v[:first]).all()
+                                     for v in proba.values())
+    with pytest.raises(ConfigError, match="trend_pooled_lstm"):
+        run_symbol(series[0], LSTM_CONFIG)
+    with pytest.raises(ConfigError, match="--no-book"):
+        training.check_exportable(LSTM_CONFIG, book=True)

@@ -152,3 +152,14 @@ def test_the_tuned_trend_job_and_the_gate_job_judge_the_tuned_pooled_walk_forwar
     assert "walk-forward tuned at every refit: trials=2 timeout_s=None refits=4" in log.getvalue()
     judged = json.loads((gate / "metrics.json").read_text())["tuning"]["refits"]
     assert {s: v["refits"] for s, v in judged.items()} == {"AAA": 2, "BBB": 2}
+
+
+def test_the_studies_are_named_after_the_pooled_network_the_config_picks() -> None:
+    from signal_engine.workflow.tuning import pooled_network, pooled_study_name
+
+    lstm = apply_overrides(load_config("quick"), {"moe": {"experts": {"trend": "trend_pooled_lstm"}}})
+    intraday = apply_overrides(load_config("quick"), {"moe": {"experts": {"intraday_trend": "trend_pooled"}}})
+    assert pooled_network(CONFIG) == "trend_pooled"
+    assert pooled_network(lstm) == "trend_pooled_lstm"
+    assert pooled_network(intraday) == "trend_pooled"
+    assert pooled_study_name(lstm, "2020-01-02") == "trend_pooled_lstm@2020-01-02T00:00:00"

@@ -13,7 +13,17 @@ import pytest
 
 from sagemaker_jobs import prepare
 from signal_engine import components
-from signal_engine.config import LEVELS_EXPERTS, PROFILES, TREND_EXPERTS, VOLATILITY_EXPERTS, RunConfig
+from signal_engine.archetypes.pooled_expert import PooledKernelTrendExpert
+from signal_engine.archetypes.pooled_sequence import PooledLSTMTrendExpert
+from signal_engine.config import (
+    LEVELS_EXPERTS,
+    POOLED_TRENDS,
+    PROFILES,
+    TREND_EXPERTS,
+    VOLATILITY_EXPERTS,
+    RunConfig,
+    apply_overrides,
+)
 from signal_engine.errors import ConfigError
 from signal_engine.registry import build, load_catalogue
 from signal_engine.workflow.plan import (
@@ -42,7 +52,7 @@ def test_the_catalogues_tensorflow_experts_are_the_gpu_ones() -> None:
 
 
 def test_every_model_the_config_can_pick_but_the_pooled_trend_expert_trains_on_cpu() -> None:
-    classical = [t for t in TREND_EXPERTS if t != "trend_pooled"]
+    classical = [t for t in TREND_EXPERTS if t not in POOLED_TRENDS]
     for trend, levels, volatility in itertools.product(classical, LEVELS_EXPERTS, VOLATILITY_EXPERTS):
         config = with_experts(QUICK, trend=trend, intraday_trend=trend, levels=levels, volatility=volatility)
         for expert in EXPERTS:
@@ -61,6 +71,20 @@ def test_the_pooled_trend_expert_trains_on_the_gpu_and_nothing_else_does() -> No
         {"expert": "volatility", "accelerator": "cpu"}]
     assert training_plan(EXPERTS, pooled, [True])["experts"][0] == {"expert": "trend", "accelerator": "cpu"}
     assert training_plan(EXPERTS, QUICK, [False])["experts"][0] == {"expert": "trend", "accelerator": "cpu"}
+
+
+def test_the_pooled_lstm_is_chosen_by_name_and_trains_on_the_gpu() -> None:
+    """``moe.experts.trend: trend_pooled_lstm``: the pooled LSTM with the ``pooled_trend`` settings, on the GPU step
+    as ``trend_pooled`` is; the config document keeps the settings it reads."""
+    config = apply_overrides(QUICK, {"moe": {"experts": {"trend": "trend_pooled_lstm"}},
+                                     "pooled_trend": {"window": 32, "max_epochs": 5}})
+    model = components.trend_expert(config)
+    assert type(model) is PooledLSTMTrendExpert
+    assert (model.window, model.max_epochs, model.purge, model.random_state) == (32, 5, QUICK.labels.horizon,
+                                                                                 QUICK.seed)
+    assert type(components.trend_expert(with_experts(QUICK, trend="trend_pooled"))) is PooledKernelTrendExpert
+    assert training_plan(EXPERTS, config, [False])["experts"][0] == {"expert": "trend", "accelerator": "gpu"}
+    assert config.to_dict()["pooled_trend"]["window"] == 32 and "pooled_trend" not in QUICK.to_dict()
 
 
 @pytest.fixture()
