@@ -233,8 +233,11 @@ def test_step_leaves_the_state_it_is_given_unchanged(market: Market) -> None:
 
 def test_a_copy_of_the_state_is_equal_and_shares_no_array_list_or_dict_with_it(market: Market) -> None:
     state, _ = _midway(market, REAL_CONFIGS["holding_band_lookback"], bars=80)
+    state.model_state = {"online": {"weights": [[0.5, 0.25], [0.125, 1.0]], "steps": 3}}  # a model's own state
     copy = state.copy()
     assert copy.to_json() == state.to_json()
+    assert copy.model_state == state.model_state and copy.model_state is not state.model_state
+    assert copy.model_state["online"]["weights"][0] is not state.model_state["online"]["weights"][0]
     old_arrays, new_arrays = _arrays(state), _arrays(copy)
     assert len(old_arrays) == len(new_arrays) > 40 and state.tracker.by_regime  # regimes seen: their sums copied too
     shared = [(a, b) for a, x in old_arrays.items() for b, y in new_arrays.items() if np.shares_memory(x, y)]
