@@ -76,7 +76,8 @@ def digest(result: OrchestrationResult) -> str:
     frames += [result.contributions[s] for s in result.symbols] + [result.unmanaged[s] for s in result.symbols]
     for frame in frames:
         h.update(frame.to_csv(float_format="%r").encode())
-        h.update(np.ascontiguousarray(frame.to_numpy()).tobytes() if frame.dtypes.ne(object).all() else b"")
+        if all(pd.api.types.is_numeric_dtype(dtype) for dtype in frame.dtypes):  # the bits, beyond the text
+            h.update(np.ascontiguousarray(frame.to_numpy(dtype=float)).tobytes())
     h.update(result.performance.to_csv(float_format="%r").encode())
     h.update(str(sorted(result.event_counts.items())).encode())
     h.update(result.final_state.to_json().encode())
