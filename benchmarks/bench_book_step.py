@@ -8,7 +8,8 @@ models whose calls are made from the real closes (trailing momentum over each ti
 trailing volatility: the step's cost does not depend on how good the calls are). A third variant of the daily
 book turns on the holding discipline and the no-trade band with cuts, so those paths are timed too.
 
-``--digest`` prints one SHA-256 per book over every frame of the result, the events and the final state's JSON:
+``--digest`` prints one SHA-256 per book over every frame of the result, the events, the final state's JSON and
+the feedback each model was told:
 the same digests before and after a change mean the change left every output bit as it was. Baseline: the
 daily book with the default orchestration, measured in the same run; the others are given as ratios to it.
 """
@@ -36,7 +37,9 @@ from signal_engine.data.datasets import dataset_costs, dataset_short_limits, exp
 from signal_engine.data.loader import load_prices  # noqa: E402
 from signal_engine.evaluation.planning import periods_per_year  # noqa: E402
 from signal_engine.orchestration import OrchestrationConfig, orchestrate  # noqa: E402
+from signal_engine.orchestration.adapter import PrecomputedTimeframeModel  # noqa: E402
 from signal_engine.orchestration.result import OrchestrationResult  # noqa: E402
+from signal_engine.orchestration.timeframes import timeframe_specs  # noqa: E402
 
 DAILY, HOURLY = ("SPX", "IXIC", "GOOG"), ("EURUSD",)
 MODELS = {"scalping": 2, "short": 5, "medium": 21, "long": 63}
@@ -69,8 +72,20 @@ def book_inputs(symbols: tuple[str, ...], bars: int, folder: Path) -> tuple[dict
     return signals, closes, volumes, periods_per_year(closes[symbols[0]].index.to_numpy())
 
 
-def digest(result: OrchestrationResult) -> str:
+def run_book(signals: dict, closes: dict, config: OrchestrationConfig, ppy: float, volumes: dict,
+             costs: dict) -> tuple[OrchestrationResult, list[PrecomputedTimeframeModel]]:
+    """The book over fresh models (as ``prepare`` builds them from frames), which record the feedback told."""
+    specs = timeframe_specs(config)
+    models = {symbol: {name: PrecomputedTimeframeModel(frame, spec=specs[name], symbol=symbol)
+                       for name, frame in streams.items()} for symbol, streams in signals.items()}
+    result = orchestrate(models, closes, config, ppy, volumes=volumes, cost_bps=costs)
+    return result, [model for streams in models.values() for model in streams.values()]
+
+
+def digest(result: OrchestrationResult, models: list[PrecomputedTimeframeModel]) -> str:
     h = hashlib.sha256()
+    for model in models:
+        h.update(repr(model.feedback_).encode())
     frames = [result.positions, result.allocations, result.target_allocations, result.risk_scales, result.harmony,
               result.regimes.astype(str), result.returns, result.events.astype(str)]
     frames += [result.contributions[s] for s in result.symbols] + [result.unmanaged[s] for s in result.symbols]
@@ -105,7 +120,7 @@ def main() -> None:
     }
     timings: dict[str, float] = {}
     for name, ((signals, closes, volumes, ppy), config) in books.items():
-        run = partial(orchestrate, signals, closes, config, ppy, volumes=volumes, cost_bps=costs)
+        run = partial(run_book, signals, closes, config, ppy, volumes, costs)
         if args.profile:
             profiler = cProfile.Profile()
             profiler.runcall(run)
@@ -114,13 +129,13 @@ def main() -> None:
         best = np.inf
         for _ in range(args.repeat):
             start = time.process_time()
-            result = run()
+            result, models = run()
             best = min(best, time.process_time() - start)
         timings[name] = best
         bars = len(result.positions)
         line = f"{name:30s} {bars:5d} bars  {best:7.3f} s CPU  {1e6 * best / bars:8.1f} us/bar"
         if args.digest:
-            line += f"  {digest(result)[:16]}"
+            line += f"  {digest(result, models)[:16]}"
         print(line, flush=True)
     base = timings["daily (baseline)"]
     for name, seconds in timings.items():
