@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from signal_engine import components
+from signal_engine.cli import with_dataset_costs
 from signal_engine.config import POOLED_LSTM_TREND, RunConfig, apply_overrides, load_config
 from signal_engine.data.datasets import export_dataset
 from signal_engine.data.loader import PriceSeries, load_prices
@@ -65,18 +66,26 @@ def load_series(symbols: Sequence[str]) -> list[PriceSeries]:
     return out
 
 
-def cache_folder(cache: Path, series: Sequence[PriceSeries], config: RunConfig) -> Path:
-    """The cache of one panel and config: a folder named by a hash of the series' bars, the walk-forward, label and
-    seed settings and both trend experts' parameters."""
+def _digest(parts: Sequence[Any]) -> str:
     import hashlib
 
+    return hashlib.sha256(json.dumps([CACHE_VERSION, *parts], default=str).encode()).hexdigest()[:12]
+
+
+def pooled_cache(cache: Path, series: Sequence[PriceSeries], config: RunConfig) -> Path:
+    """The cache of one pooled walk-forward: a folder named by a hash of the series' bars, the walk-forward, label
+    and seed settings and the pooled LSTM's parameters."""
     wf = config.walk_forward
-    text = json.dumps([CACHE_VERSION, {s.symbol: [len(s), str(s.bars.index[-1])] for s in series},
-                       wf.initial_window, wf.refit_every, wf.embargo, wf.test_start, config.labels.horizon,
-                       config.labels.threshold, config.seed, _params(components.trend_expert(config)),
-                       _params(components.pooled_trend_expert(arm_config(config, "lstm"))),
-                       arm_config(config, "lightgbm").to_dict()], default=str)
-    return cache / hashlib.sha256(text.encode()).hexdigest()[:12]
+    return cache / ("pooled-" + _digest([{s.symbol: [len(s), str(s.bars.index[-1])] for s in series},
+                                         wf.initial_window, wf.refit_every, wf.embargo, config.labels.horizon,
+                                         config.labels.threshold, config.seed,
+                                         _params(components.pooled_trend_expert(arm_config(config, "lstm")))]))
+
+
+def moe_cache(cache: Path, series: Sequence[PriceSeries], config: RunConfig) -> Path:
+    """The cache of the MoE walk-forwards: a folder named by a hash of the pooled walk-forward's folder and the
+    whole config (costs included)."""
+    return cache / _digest([pooled_cache(cache, series, config).name, arm_config(config, "lightgbm").to_dict()])
 
 
 def pooled_lstm_proba(series: Sequence[PriceSeries], config: RunConfig, cache: Path | None) -> dict[str, np.ndarray]:
@@ -193,11 +202,21 @@ def study_of(series: Sequence[PriceSeries], config: RunConfig, cache: Path | Non
              run: RunMoE = default_run, proba: Callable[..., dict[str, np.ndarray]] = pooled_lstm_proba,
              ) -> dict[str, Any]:
     """Both arms on ``series``: the pooled LSTM's walk-forward first, then each series' two MoE walk-forwards."""
-    folder = None if cache is None else cache_folder(cache, series, config)
-    trend_proba = proba(series, config, None if folder is None else folder / "pooled")
+    trend_proba = proba(series, config, None if cache is None else pooled_cache(cache, series, config))
+    folder = None if cache is None else moe_cache(cache, series, config)
+    tested = backtested(series, config)
+    left_out = [s.symbol for s in series if s not in tested]
+    if left_out:
+        print(f"too short for the backtest ({config.walk_forward.min_rows} bars): {', '.join(left_out)}; in the "
+              "pooled fits only", flush=True)
     runs = {arm: {s.symbol: moe_returns(s, config, arm, trend_proba if arm == "lstm" else None, folder, run)
-                  for s in series} for arm in ("lstm", "lightgbm")}
-    return compare(runs, reps=reps)
+                  for s in tested} for arm in ("lstm", "lightgbm")}
+    return {**compare(runs, reps=reps), "left_out": left_out}
+
+
+def backtested(series: Sequence[PriceSeries], config: RunConfig) -> list[PriceSeries]:
+    """The series long enough for the backtest's walk-forward (``walk_forward.min_rows`` bars)."""
+    return [s for s in series if len(s) >= config.walk_forward.min_rows]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -211,8 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    document = study_of(load_series(args.symbols), load_config("quick"), None if args.no_cache else args.cache,
-                        reps=args.reps)
+    document = study_of(load_series(args.symbols), with_dataset_costs(load_config("quick")),
+                        None if args.no_cache else args.cache, reps=args.reps)
     document["wall_seconds"] = time.perf_counter() - started
     print(markdown(document))
     print(f"wall {document['wall_seconds']:.1f} s")
