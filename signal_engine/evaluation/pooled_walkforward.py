@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -144,19 +145,32 @@ def pooled_block(panel: Mapping[str, PanelSeries], block: PooledBlock, expert: A
 
 
 def pooled_out_of_sample(panel: Mapping[str, PanelSeries], expert: Any, config: WalkForwardConfig, *,
-                         on_fit: Callable[[PooledBlock, Any], None] | None = None,
+                         on_fit: Callable[[PooledBlock, Any], None] | None = None, cache: Path | None = None,
                          ) -> tuple[dict[str, np.ndarray], list[PooledBlock]]:
     """The pooled expert's out-of-sample probabilities of every series (one row per bar, NaN before its
     ``initial_window`` bar), each bar decided by the model fitted at the last common refit date at or before it on
     every series' rows known by then less the embargo (:func:`pooled_block`), and the blocks walked.
-    ``on_fit(block, model)`` is called with each refit's fitted model (e.g. to keep a tuned expert's study record)."""
+    ``on_fit(block, model)`` is called with each refit's fitted model (e.g. to keep a tuned expert's study record).
+    ``cache``: a folder of each refit's probabilities (``block-NNN-DATE.npz``), read instead of fitting where present
+    (``on_fit`` is then not called) and written after each fit, so an interrupted walk resumes; the caller names a
+    folder of one panel, expert and config."""
     blocks = common_schedule({name: pd.DatetimeIndex(s.frame.index) for name, s in panel.items()}, config,
                              from_initial_window=True)
     out = {name: np.full((len(s.frame), 3), np.nan) for name, s in panel.items()}
-    for block in blocks:
-        model, proba = pooled_block(panel, block, expert, config.embargo)
-        if on_fit is not None:
-            on_fit(block, model)
+    for j, block in enumerate(blocks):
+        path = None if cache is None else cache / f"block-{j:03d}-{block.fit_date.date()}.npz"
+        if path is not None and path.exists():
+            with np.load(path, allow_pickle=False) as stored:
+                proba = {name: stored[name] for name in block.decide}
+        else:
+            model, proba = pooled_block(panel, block, expert, config.embargo)
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                partial = path.with_name(f"partial-{path.name}")
+                np.savez(partial, **proba)  # type: ignore[arg-type]
+                partial.replace(path)
+            if on_fit is not None:
+                on_fit(block, model)
         for name, (start, stop) in block.decide.items():
             out[name][start:stop] = proba[name]
     return out, blocks

@@ -217,6 +217,70 @@ def panel_mean_difference(
                           bars=int(sum(len(s) for s in differences.values())))
 
 
+def panel_sharpe_difference(
+    pairs: Mapping[str, pd.DataFrame],
+    periods_per_year: Mapping[str, float],
+    *,
+    reps: int = DEFAULT_REPS,
+    level: float = DEFAULT_LEVEL,
+    seed: int = 0,
+) -> SharpeDifference:
+    """The pooled Sharpe difference of a panel: the equal-weight mean over series of ``Sharpe(a) - Sharpe(b)``,
+    with a stationary-bootstrap interval that resamples calendar dates (the Sharpe counterpart of
+    :func:`panel_mean_difference`).
+
+    ``pairs`` maps each series to its two return series on the same bars, columns ``a`` and ``b``, indexed by date;
+    each series' Sharpe ratios are annualised with its own ``periods_per_year`` and, in a resample, computed on the
+    series' bars among the drawn dates. The block length is the largest Politis-White length of the series' return
+    pairs. ``bars`` counts the bars of all series.
+
+    Raises
+    ------
+    ValueError
+        As :func:`panel_mean_difference`, and when a series lacks column ``a`` or ``b`` or its periods per year.
+    """
+    if not pairs:
+        raise ValueError("a panel Sharpe difference needs at least one series")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    for name, frame in pairs.items():
+        if not {"a", "b"} <= set(frame.columns) or name not in periods_per_year:
+            raise ValueError(f"{name}: expected columns a and b and the series' periods per year")
+        values = frame[["a", "b"]].to_numpy(dtype=float)
+        if len(values) < 20:
+            raise ValueError(f"{name}: a Sharpe difference needs at least 20 paired returns, got {len(values)}")
+        if not np.all(np.isfinite(values)):
+            raise ValueError(f"{name}: the returns hold NaN or infinite values; drop or fill those bars first")
+        if not frame.index.is_unique:
+            raise ValueError(f"{name}: the returns repeat a date")
+    names = list(pairs)
+    panel = pd.concat({name: pairs[name][["a", "b"]].astype(float) for name in names}, axis=1).sort_index()
+    values = panel.to_numpy()
+    ppy = [float(periods_per_year[name]) for name in names]
+    block = max(block_length(pairs[name][["a", "b"]].to_numpy(dtype=float)) for name in names)
+
+    def statistic(rows: np.ndarray) -> float:
+        return _mean_sharpe_difference(rows, ppy)
+
+    draws = StationaryBootstrap(block, values, seed=seed).apply(lambda rows: np.array([statistic(rows)]),
+                                                                reps=reps)[:, 0]
+    low, high, p_value = _percentile_interval(draws[np.isfinite(draws)], level)
+    return SharpeDifference(difference=statistic(values), low=low, high=high, level=level, p_value=p_value,
+                            block=block, reps=reps, bars=int(sum(len(f) for f in pairs.values())))
+
+
+def _mean_sharpe_difference(rows: np.ndarray, periods_per_year: list[float]) -> float:
+    """The mean over series (column pairs a, b) of Sharpe(a) - Sharpe(b) on each pair's non-NaN rows (series with
+    fewer than two such rows left out)."""
+    differences = []
+    for j, ppy in enumerate(periods_per_year):
+        pair = rows[:, 2 * j : 2 * j + 2]
+        present = np.isfinite(pair).all(axis=1)
+        if present.sum() >= 2:
+            differences.append(annualised_sharpe(pair[present, 0], ppy) - annualised_sharpe(pair[present, 1], ppy))
+    return float(np.mean(differences)) if differences else math.nan
+
+
 def _mean_of_column_means(rows: np.ndarray) -> float:
     """The mean over columns of each column's mean of its non-NaN values (columns without one left out)."""
     present = np.isfinite(rows)

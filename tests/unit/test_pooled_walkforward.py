@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import replace
+from pathlib import Path
 from typing import Self
 
 import numpy as np
@@ -20,6 +21,7 @@ from signal_engine.evaluation.pooled_walkforward import (
     panel_series,
     per_series_block,
     pooled_block,
+    pooled_out_of_sample,
     prior_block,
 )
 from signal_engine.labels import make_labels
@@ -170,3 +172,32 @@ def test_a_series_frame_must_be_time_ordered() -> None:
         panel_series("X", pd.DataFrame({"close": [1.0, 2.0]}, index=index), np.zeros(2), np.arange(2))
 
 
+
+
+class Counter(Recorder):
+    """Predicts each series' row as (its refit's fit count, its first bar's close, 0): tells a cached refit from a
+    fresh one."""
+
+    def fit(self, X: pd.DataFrame, y: np.ndarray) -> Self:
+        FITS.append((X.copy(), np.asarray(y).copy()))
+        self.fit_number_ = len(FITS)
+        return self
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        return np.column_stack((np.full(len(X), float(self.fit_number_)), X["close"].to_numpy(), np.zeros(len(X))))
+
+
+def test_a_cached_walk_reads_every_refit_back_instead_of_fitting(panel: dict[str, PanelSeries], tmp_path: Path) -> None:
+    """The first walk fits every refit and keeps it; a second walk over the same folder fits nothing and gives the
+    same probabilities; a refit removed from the folder is fitted again and only it."""
+    FITS.clear()
+    first, blocks = pooled_out_of_sample(panel, Counter(), SMALL, cache=tmp_path)
+    assert len(FITS) == len(blocks) == len(list(tmp_path.glob("block-*.npz")))
+    fitted: list[PooledBlock] = []
+    again, _ = pooled_out_of_sample(panel, Counter(), SMALL, cache=tmp_path, on_fit=lambda b, m: fitted.append(b))
+    assert len(FITS) == len(blocks) and fitted == []
+    for name in panel:
+        np.testing.assert_array_equal(again[name], first[name])
+    sorted(tmp_path.glob("block-*.npz"))[2].unlink()
+    pooled_out_of_sample(panel, Counter(), SMALL, cache=tmp_path, on_fit=lambda b, m: fitted.append(b))
+    assert len(FITS) == len(blocks) + 1 and fitted == [blocks[2]]

@@ -7,7 +7,11 @@ import pandas as pd
 import pytest
 
 from signal_engine.evaluation.metrics import annualised_sharpe, strategy_metrics
-from signal_engine.evaluation.significance import panel_mean_difference, sharpe_difference
+from signal_engine.evaluation.significance import (
+    panel_mean_difference,
+    panel_sharpe_difference,
+    sharpe_difference,
+)
 
 PPY = 252.0
 
@@ -111,3 +115,38 @@ def test_bad_panels_are_named() -> None:
         panel_mean_difference({"short": _dated(np.ones(5), "2001-01-01")})
     with pytest.raises(ValueError, match="gap: the differences hold NaN"):
         panel_mean_difference({"gap": _dated(np.append(np.ones(30), np.nan), "2001-01-01")})
+
+
+def _pair(a: np.ndarray, b: np.ndarray, start: str) -> pd.DataFrame:
+    return pd.DataFrame({"a": a, "b": b}, index=pd.bdate_range(start, periods=len(a)))
+
+
+def test_the_panel_sharpe_difference_by_hand() -> None:
+    """Series X: a = (0.03, -0.01) x 20, mean 0.01, std 0.02 sqrt(40/39), Sharpe (1 a year) 0.5 sqrt(39/40); b = -a:
+    difference sqrt(39/40). Series Y (other dates, 4 a year): a = b, difference 0. Pooled: sqrt(39/40) / 2; Y's
+    periods a year do not enter."""
+    x = np.tile([0.03, -0.01], 20)
+    y = returns(4, n=60)
+    pooled = panel_sharpe_difference({"X": _pair(x, -x, "2001-01-01"), "Y": _pair(y, y, "2010-01-01")},
+                                     {"X": 1.0, "Y": 4.0}, reps=200)
+    assert pooled.difference == pytest.approx(np.sqrt(39 / 40) / 2)
+    assert pooled.bars == 100
+    alone = panel_sharpe_difference({"X": _pair(x, -x, "2001-01-01")}, {"X": 252.0}, reps=300)
+    assert alone.difference == pytest.approx(np.sqrt(39 / 40) * np.sqrt(252.0))
+    assert alone.low <= alone.difference <= alone.high
+
+
+def test_the_panel_sharpe_difference_of_one_series_matches_the_paired_one() -> None:
+    """One series: the same point estimate as ``sharpe_difference`` and an interval of similar width."""
+    a, b = returns(5, n=800), returns(6, n=800)
+    pooled = panel_sharpe_difference({"only": _pair(a, b, "2001-01-01")}, {"only": PPY}, reps=400)
+    paired = sharpe_difference(a, b, PPY, reps=400)
+    assert pooled.difference == pytest.approx(paired.difference, abs=1e-12)
+    assert pooled.high - pooled.low == pytest.approx(paired.high - paired.low, rel=0.35)
+
+
+def test_bad_sharpe_panels_are_named() -> None:
+    with pytest.raises(ValueError, match="at least one series"):
+        panel_sharpe_difference({}, {})
+    with pytest.raises(ValueError, match="Z: expected columns a and b"):
+        panel_sharpe_difference({"Z": _pair(returns(1, n=30), returns(2, n=30), "2001-01-01")}, {})
