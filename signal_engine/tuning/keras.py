@@ -36,6 +36,8 @@ import optuna
 import pandas as pd
 from sklearn.base import BaseEstimator, clone
 
+from signal_engine.tuning.studies import fresh_study
+
 SEARCHED = ("learning_rate", "hidden", "dropout", "embedding_dim")
 HIDDEN_CHOICES = (8, 16, 32)
 EMBEDDING_CHOICES = (2, 4, 8)
@@ -178,14 +180,10 @@ def objective(expert: Any, X: pd.DataFrame, y: np.ndarray) -> Any:
 
 def create_study(name: str, storage: str | None, settings: PooledTuningSettings,
                  pruner: optuna.pruners.BasePruner | None = None) -> optuna.Study:
-    """A fresh minimising study (one of the same name in ``storage`` is replaced): seeded TPE, median pruner."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if storage is not None and name in optuna.get_all_study_names(storage):
-        optuna.delete_study(study_name=name, storage=storage)
-    chosen = pruner or optuna.pruners.MedianPruner(n_startup_trials=settings.startup_trials,
-                                                   n_warmup_steps=settings.warmup_epochs)
-    return optuna.create_study(study_name=name, storage=storage, direction="minimize",
-                               sampler=optuna.samplers.TPESampler(seed=settings.seed), pruner=chosen)
+    """A fresh minimising study (one of the same name in ``storage`` is replaced): seeded TPE, median pruner over
+    epochs."""
+    return fresh_study(name, storage, seed=settings.seed, startup_trials=settings.startup_trials,
+                       warmup_steps=settings.warmup_epochs, pruner=pruner)
 
 
 def rows_seen(X: pd.DataFrame, y: np.ndarray) -> dict[str, Any]:

@@ -28,6 +28,7 @@ import pandas as pd
 from sklearn.base import clone
 
 from signal_engine.experts.trend import GradientBoostedTrendExpert
+from signal_engine.tuning.studies import fresh_study
 
 N_CLASSES = 3
 MIN_INNER_ROWS = 100
@@ -176,15 +177,8 @@ def objective(matrix: np.ndarray, labels: np.ndarray, split: InnerSplit, setting
 
 def create_study(name: str, storage: str | None, settings: TuningSettings) -> optuna.Study:
     """A fresh minimising study (one of the same name in ``storage`` is replaced): seeded TPE, median pruner."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if storage is not None and name in optuna.get_all_study_names(storage):
-        optuna.delete_study(study_name=name, storage=storage)
-    return optuna.create_study(
-        study_name=name, storage=storage, direction="minimize",
-        sampler=optuna.samplers.TPESampler(seed=settings.seed),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=settings.startup_trials,
-                                           n_warmup_steps=settings.warmup_steps),
-    )
+    return fresh_study(name, storage, seed=settings.seed, startup_trials=settings.startup_trials,
+                       warmup_steps=settings.warmup_steps)
 
 
 def tune_trend_expert(expert: GradientBoostedTrendExpert, X: pd.DataFrame, y: np.ndarray, bars: np.ndarray,

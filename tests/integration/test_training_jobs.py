@@ -33,6 +33,7 @@ from signal_engine.workflow import training
 from signal_engine.workflow.sagemaker_env import unpack
 from signal_engine.workflow.training import fit_expert, load_dataset
 from tests.fixtures.servers import free_port
+from tests.sagemaker_jobs_support import run_entry_point
 from tests.serving_support import text_model_folder
 
 # Fewer refits than `quick` (every 252 bars) keep the walk-forward of 2,148 bars to seconds; a book of two
@@ -56,16 +57,7 @@ class Jobs:
 def run_job(module: Any, monkeypatch: pytest.MonkeyPatch, model_dir: Path, channels: dict[str, Path],
             hyperparameters: dict[str, str]) -> Path:
     """Run one entry point as SageMaker would (environment + --name value arguments), then pack its model dir."""
-    model_dir.mkdir(parents=True)
-    monkeypatch.setenv("SM_MODEL_DIR", str(model_dir))
-    monkeypatch.setenv("SM_OUTPUT_DATA_DIR", str(model_dir.parent / "output"))
-    monkeypatch.setenv("SM_CHANNELS", json.dumps(sorted(channels)))
-    for name, path in channels.items():
-        monkeypatch.setenv(f"SM_CHANNEL_{name.upper()}", str(path))
-    monkeypatch.setenv("SM_HPS", json.dumps(hyperparameters))
-    assert module.main([]) == 0
-    for name in channels:
-        monkeypatch.delenv(f"SM_CHANNEL_{name.upper()}")
+    run_entry_point(module, monkeypatch, model_dir, channels, hyperparameters)
     archive = model_dir.parent / "output" / "model.tar.gz"
     archive.parent.mkdir(parents=True, exist_ok=True)
     return pack_artefact(model_dir, archive)

@@ -29,6 +29,7 @@ from signal_engine.workflow.settings import training_settings
 from signal_engine.workflow.training import train_expert
 from signal_engine.workflow.tuning import TuningRun, sqlite_storage, tuning_section
 from tests.fixtures.servers import mysql_url_or_skip
+from tests.sagemaker_jobs_support import run_entry_point
 
 FAST = {"walk_forward": {"refit_every": 504}}
 LENIENT = {"max_sharpe_shortfall": 100.0, "max_confidence_ece": 1.0, "max_log_loss_excess": 100.0,
@@ -366,24 +367,6 @@ class TunedJobs:
     log: str
 
 
-def _run_job(module: Any, mp: pytest.MonkeyPatch, model_dir: Path, channels: dict[str, Path],
-             hyperparameters: dict[str, str]) -> Path:
-    """One entry point as SageMaker runs it (SM_* environment); returns its model folder."""
-    model_dir.mkdir(parents=True)
-    mp.setenv("SM_MODEL_DIR", str(model_dir))
-    mp.setenv("SM_OUTPUT_DATA_DIR", str(model_dir.parent / "output"))
-    mp.setenv("SM_CHANNELS", json.dumps(sorted(channels)))
-    for name, path in channels.items():
-        mp.setenv(f"SM_CHANNEL_{name.upper()}", str(path))
-    mp.setenv("SM_HPS", json.dumps(hyperparameters))
-    try:
-        assert module.main([]) == 0
-    finally:
-        for name in channels:
-            mp.delenv(f"SM_CHANNEL_{name.upper()}")
-    return model_dir
-
-
 def _hyperparameters(**extra: str) -> dict[str, str]:
     config = {**FAST, "quality": LENIENT, "tuning": {"trials": TRIALS}}
     return {"symbols": json.dumps(["GOOG"]), "profile": "quick", "config": json.dumps(config), "start": "", "end": "",
@@ -403,16 +386,17 @@ def tuned_jobs(tmp_path_factory: pytest.TempPathFactory, goog_csv: Path) -> Tune
     report = root / "report.json"
     log = io.StringIO()
     with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(log):
-        dataset = _run_job(prepare, mp, root / "prepare" / "model", {"raw": raw}, _hyperparameters())
+        dataset = run_entry_point(prepare, mp, root / "prepare" / "model", {"raw": raw}, _hyperparameters())
         for expert in ("trend", "levels", "volatility"):  # each packed as the workflow stores it in S3
-            model = _run_job(train_expert, mp, root / "jobs" / expert / "model", {"dataset": dataset},
-                             _hyperparameters(expert=expert, tune="true"))
+            model = run_entry_point(train_expert, mp, root / "jobs" / expert / "model", {"dataset": dataset},
+                                    _hyperparameters(expert=expert, tune="true"))
             (root / "experts" / expert).mkdir(parents=True)
             pack_artefact(model, root / "experts" / expert / "model.tar.gz")
-        gate = _run_job(train_gate, mp, root / "gate" / "model", {"dataset": dataset}, _hyperparameters(tune="true"))
-        bundle = _run_job(evaluate, mp, root / "evaluate" / "model",
-                          {"dataset": dataset, "gate": gate, "experts": root / "experts"},
-                          _hyperparameters(registry=str(root / "registry"), report=str(report)))
+        gate = run_entry_point(train_gate, mp, root / "gate" / "model", {"dataset": dataset},
+                               _hyperparameters(tune="true"))
+        bundle = run_entry_point(evaluate, mp, root / "evaluate" / "model",
+                                 {"dataset": dataset, "gate": gate, "experts": root / "experts"},
+                                 _hyperparameters(registry=str(root / "registry"), report=str(report)))
     return TunedJobs(dataset, root / "experts", gate, bundle, json.loads(report.read_text()), log.getvalue())
 
 
@@ -447,9 +431,9 @@ def test_the_evaluate_job_refuses_a_tuned_expert_judged_by_an_untuned_walk_forwa
     (gate / "metrics.json").write_text(json.dumps(metrics))
     with pytest.raises(ConfigError, match=r"the trend expert was tuned .* but the walk-forward whose metrics "
                                           r"the quality gate reads was not"):
-        _run_job(evaluate, monkeypatch, tmp_path / "evaluate" / "model",
-                 {"dataset": tuned_jobs.dataset, "gate": gate, "experts": tuned_jobs.experts},
-                 _hyperparameters(registry=str(tmp_path / "registry"), report=str(tmp_path / "report.json")))
+        run_entry_point(evaluate, monkeypatch, tmp_path / "evaluate" / "model",
+                        {"dataset": tuned_jobs.dataset, "gate": gate, "experts": tuned_jobs.experts},
+                        _hyperparameters(registry=str(tmp_path / "registry"), report=str(tmp_path / "report.json")))
 
 
 def test_the_tuned_gate_job_refuses_an_untuned_backtest_fan_out(tuned_jobs: TunedJobs, tmp_path: Path,
@@ -457,6 +441,6 @@ def test_the_tuned_gate_job_refuses_an_untuned_backtest_fan_out(tuned_jobs: Tune
     from sagemaker_jobs import train_gate
 
     with pytest.raises(ConfigError, match="hyperparameter 'tune' is true, but the walkforward channel's batches"):
-        _run_job(train_gate, monkeypatch, tmp_path / "gate" / "model",
-                 {"dataset": tuned_jobs.dataset, "walkforward": tuned_jobs.gate / "walkforward"},
-                 _hyperparameters(tune="true"))
+        run_entry_point(train_gate, monkeypatch, tmp_path / "gate" / "model",
+                        {"dataset": tuned_jobs.dataset, "walkforward": tuned_jobs.gate / "walkforward"},
+                        _hyperparameters(tune="true"))

@@ -39,7 +39,8 @@ CONFIG = apply_overrides(load_config("quick"), {
 BARS = 700
 
 
-def _series(symbol: str, seed: int) -> PriceSeries:
+def synthetic_series(symbol: str, seed: int) -> PriceSeries:
+    """A random walk of BARS business days from 2018 (open, high, low, close, volume); synthetic: unit tests only."""
     rng = np.random.default_rng(seed)
     index = pd.bdate_range("2018-01-01", periods=BARS, name="timestamp")
     close = 100.0 * np.exp(np.cumsum(rng.normal(0.0003, 0.012, BARS)))
@@ -53,7 +54,7 @@ def _series(symbol: str, seed: int) -> PriceSeries:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[PriceSeries], TrainingRun, Path]:
     """The local runner's every step (no book) over two series; returns them, the run and its work folder."""
-    series = [_series("AAA", 1), _series("BBB", 2)]
+    series = [synthetic_series("AAA", 1), synthetic_series("BBB", 2)]
     root = tmp_path_factory.mktemp("pooled")
     runner = LocalRunner(LocalModelRegistry(root / "registry"), CONFIG, console=Console(file=io.StringIO()))
     done = runner.run(TrainingInputs(("AAA", "BBB")), series, work_dir=root / "work")
@@ -129,7 +130,7 @@ def test_the_bundle_carries_the_pooled_network_once(run: tuple[list[PriceSeries]
 
 def test_the_per_symbol_backtest_refuses_the_pooled_expert_without_its_probabilities() -> None:
     with pytest.raises(ConfigError, match="trend_pooled"):
-        run_symbol(_series("AAA", 1), CONFIG)
+        run_symbol(synthetic_series("AAA", 1), CONFIG)
 
 
 def test_the_whole_book_is_refused_with_the_pooled_expert() -> None:
@@ -153,7 +154,7 @@ LSTM_CONFIG = apply_overrides(CONFIG, {"moe": {"experts": {"trend": "trend_poole
 def test_the_pooled_lstm_is_trained_by_the_trend_step_as_the_kernel_bank_network_is(tmp_path: Path) -> None:
     """``moe.experts.trend: trend_pooled_lstm``: one pooled LSTM for both symbols, with the pooled_trend settings,
     and its pooled walk-forward's probabilities for the gate step; refused where ``trend_pooled`` is."""
-    series = [_series("AAA", 1), _series("BBB", 2)]
+    series = [synthetic_series("AAA", 1), synthetic_series("BBB", 2)]
     training.train_expert("trend", series, LSTM_CONFIG, tmp_path)
     model = load_experts(tmp_path)["trend"]
     assert type(model) is PooledLSTMTrendExpert and model.series_ == ("AAA", "BBB")

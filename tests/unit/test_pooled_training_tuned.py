@@ -10,9 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import optuna
-import pandas as pd
 import pytest
 from rich.console import Console
 
@@ -26,6 +24,8 @@ from signal_engine.workflow import training
 from signal_engine.workflow.local import LocalRunner, TrainingRun
 from signal_engine.workflow.steps import TrainingInputs
 from signal_engine.workflow.tuning import TuningRun
+from tests.sagemaker_jobs_support import run_entry_point
+from tests.unit.test_pooled_training import synthetic_series
 
 pytestmark = pytest.mark.tensorflow
 
@@ -37,25 +37,14 @@ OVERRIDES: dict[str, Any] = {
     "pooled_trend": {"window": 16, "samples_per_series": 64, "max_epochs": 1, "batch_size": 64},
 }
 CONFIG = apply_overrides(load_config("quick"), OVERRIDES)
-BARS, TRIALS = 700, 2
+TRIALS = 2
 TUNING = TuningRun(enabled=True, trials=TRIALS, timeout_s=None)
-
-
-def _series(symbol: str, seed: int) -> PriceSeries:
-    rng = np.random.default_rng(seed)
-    index = pd.bdate_range("2018-01-01", periods=BARS, name="timestamp")
-    close = 100.0 * np.exp(np.cumsum(rng.normal(0.0003, 0.012, BARS)))
-    opening = close * np.exp(rng.normal(0.0, 0.004, BARS))
-    bars = pd.DataFrame({"open": opening, "high": np.maximum(opening, close) * 1.006,
-                         "low": np.minimum(opening, close) * 0.994, "close": close,
-                         "volume": rng.uniform(1e6, 2e6, BARS)}, index=index)
-    return PriceSeries(symbol, f"{symbol}.csv", bars)
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[PriceSeries], TrainingRun, Path]:
     """The local runner's every step with tuning on over two series; the series, the run and its work folder."""
-    series = [_series("AAA", 1), _series("BBB", 2)]
+    series = [synthetic_series("AAA", 1), synthetic_series("BBB", 2)]
     root = tmp_path_factory.mktemp("pooled-tuned")
     runner = LocalRunner(LocalModelRegistry(root / "registry"), CONFIG, console=Console(file=io.StringIO()),
                          tuning=TUNING)
@@ -86,7 +75,7 @@ def test_every_refit_of_the_pooled_walk_forward_is_tuned_and_the_gate_judges_it(
         run: tuple[list[PriceSeries], TrainingRun, Path]) -> None:
     _, done, work = run
     refits = json.loads((work / "experts" / "trend" / "pooled_tuning.json").read_text())["refits"]
-    dates = [_series("AAA", 1).bars.index[bar].isoformat() for bar in (300, 500)]
+    dates = [synthetic_series("AAA", 1).bars.index[bar].isoformat() for bar in (300, 500)]
     assert [r["fit_date"] for r in refits] == dates
     assert [r["study_name"] for r in refits] == [f"trend_pooled@{d}" for d in dates]
     assert all(r["trials"] == TRIALS and r["decide"] == ["AAA", "BBB"] for r in refits)
@@ -108,24 +97,6 @@ def test_a_pooled_walk_forward_that_was_not_tuned_is_refused_when_tuning(
         training.tuned_walk_forward(done.walk_forward, TUNING, None)
 
 
-def _run_job(module: Any, mp: pytest.MonkeyPatch, model_dir: Path, channels: dict[str, Path],
-             hyperparameters: dict[str, str]) -> Path:
-    """One entry point as SageMaker runs it (SM_* environment); returns its model folder."""
-    model_dir.mkdir(parents=True)
-    mp.setenv("SM_MODEL_DIR", str(model_dir))
-    mp.setenv("SM_OUTPUT_DATA_DIR", str(model_dir.parent / "output"))
-    mp.setenv("SM_CHANNELS", json.dumps(sorted(channels)))
-    for name, path in channels.items():
-        mp.setenv(f"SM_CHANNEL_{name.upper()}", str(path))
-    mp.setenv("SM_HPS", json.dumps(hyperparameters))
-    try:
-        assert module.main([]) == 0
-    finally:
-        for name in channels:
-            mp.delenv(f"SM_CHANNEL_{name.upper()}")
-    return model_dir
-
-
 def test_the_tuned_trend_job_and_the_gate_job_judge_the_tuned_pooled_walk_forward(tmp_path: Path) -> None:
     """prepare -> train_expert trend (tune=true, the GPU job with trend_pooled) -> train_gate (tune=true) reading the
     trend job's packed artefact from its experts channel, as the workflow chains them."""
@@ -134,19 +105,19 @@ def test_the_tuned_trend_job_and_the_gate_job_judge_the_tuned_pooled_walk_forwar
     raw = tmp_path / "raw"
     raw.mkdir()
     for symbol, seed in (("AAA", 1), ("BBB", 2)):
-        training.write_series(_series(symbol, seed), raw / f"{symbol}.csv")
+        training.write_series(synthetic_series(symbol, seed), raw / f"{symbol}.csv")
     hyperparameters = {"symbols": json.dumps(["AAA", "BBB"]), "profile": "quick", "start": "", "end": "",
                        "config": json.dumps({**OVERRIDES, "tuning": {"trials": TRIALS, "timeout_s": None}}),
                        "jobs": "1", "tune": "true"}
     log = io.StringIO()
     with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(log):
-        dataset = _run_job(prepare, mp, tmp_path / "prepare" / "model", {"raw": raw}, hyperparameters)
-        trend = _run_job(train_expert, mp, tmp_path / "trend" / "model", {"dataset": dataset},
-                         {**hyperparameters, "expert": "trend"})
+        dataset = run_entry_point(prepare, mp, tmp_path / "prepare" / "model", {"raw": raw}, hyperparameters)
+        trend = run_entry_point(train_expert, mp, tmp_path / "trend" / "model", {"dataset": dataset},
+                                {**hyperparameters, "expert": "trend"})
         (tmp_path / "experts" / "trend").mkdir(parents=True)
         pack_artefact(trend, tmp_path / "experts" / "trend" / "model.tar.gz")
-        gate = _run_job(train_gate, mp, tmp_path / "gate" / "model",
-                        {"dataset": dataset, "experts": tmp_path / "experts"}, hyperparameters)
+        gate = run_entry_point(train_gate, mp, tmp_path / "gate" / "model",
+                               {"dataset": dataset, "experts": tmp_path / "experts"}, hyperparameters)
     assert (trend / "tuning" / "optuna.db").is_file() and (trend / "pooled_tuning.json").is_file()
     assert "tuned trend/AAA: trials=2" in log.getvalue()
     assert "walk-forward tuned at every refit: trials=2 timeout_s=None refits=4" in log.getvalue()
