@@ -38,6 +38,7 @@ from signal_engine.orchestration.timeframes import TimeframeSpec
 from tests.fixtures import orchestration_golden as golden
 from tests.fixtures.orchestration_golden import REAL_CONFIGS, Market, real_market
 from tests.unit.test_orchestration_runner import HISTORY, _config, _market
+from tests.unit.test_orchestration_step_parts_by_hand import arrays_of
 
 TOL = 1e-12
 
@@ -225,7 +226,7 @@ def test_step_leaves_the_state_it_is_given_unchanged(market: Market) -> None:
     assert result.state.to_json() != before and result.state.bar_time == bar.timestamp
     again = step(state, bar, config, 252.0)  # the same bar on the same state: the same result
     assert again.state.to_json() == result.state.to_json() and again.events == result.events
-    old_arrays, new_arrays = _arrays(state), _arrays(result.state)
+    old_arrays, new_arrays = arrays_of(state), arrays_of(result.state)
     assert len(old_arrays) == len(new_arrays) > 40
     shared = [(a, b) for a, x in old_arrays.items() for b, y in new_arrays.items() if np.shares_memory(x, y)]
     assert not shared, f"the new state shares arrays with the old one: {shared}"
@@ -238,25 +239,12 @@ def test_a_copy_of_the_state_is_equal_and_shares_no_array_list_or_dict_with_it(m
     assert copy.to_json() == state.to_json()
     assert copy.model_state == state.model_state and copy.model_state is not state.model_state
     assert copy.model_state["online"]["weights"][0] is not state.model_state["online"]["weights"][0]
-    old_arrays, new_arrays = _arrays(state), _arrays(copy)
+    old_arrays, new_arrays = arrays_of(state), arrays_of(copy)
     assert len(old_arrays) == len(new_arrays) > 40 and state.tracker.by_regime  # regimes seen: their sums copied too
     shared = [(a, b) for a, x in old_arrays.items() for b, y in new_arrays.items() if np.shares_memory(x, y)]
     assert not shared, f"the copy shares arrays with the state: {shared}"
     assert copy.defender.candidates is not state.defender.candidates
     assert copy.tracker.by_regime is not state.tracker.by_regime
-
-
-def _arrays(value: object, path: str = "state") -> dict[str, np.ndarray]:
-    """Every array in a state (dataclasses, dicts and lists walked), by path."""
-    if isinstance(value, np.ndarray):
-        return {path: value}
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        items = [(f.name, getattr(value, f.name)) for f in dataclasses.fields(value)]
-    elif isinstance(value, dict):
-        items = list(value.items())
-    else:
-        return {}
-    return {k: v for name, item in items for k, v in _arrays(item, f"{path}.{name}").items()}
 
 
 def test_realise_tells_the_models_what_the_step_reports_and_decides_once(market: Market) -> None:

@@ -50,7 +50,8 @@ def test_mean_series_log_loss_weighs_each_series_once() -> None:
     assert mean_series_log_loss(proba, labels, [np.arange(3), np.array([3])]) == pytest.approx(1.5 * np.log(2))
 
 
-def _panel(lengths: dict[str, int]) -> tuple[pd.DataFrame, np.ndarray]:
+def synthetic_panel(lengths: dict[str, int]) -> tuple[pd.DataFrame, np.ndarray]:
+    """Random walks of the given lengths from 2001, their 5-bar trend classes (-1 where unknown); unit tests only."""
     frames, labels = [], []
     for k, (name, n) in enumerate(lengths.items()):
         rng = np.random.default_rng(k)
@@ -65,7 +66,7 @@ def _panel(lengths: dict[str, int]) -> tuple[pd.DataFrame, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def fitted() -> tuple[PooledKernelTrendExpert, pd.DataFrame, np.ndarray]:
-    X, y = _panel({"LONG": 600, "MID": 300, "SHORT": 200})
+    X, y = synthetic_panel({"LONG": 600, "MID": 300, "SHORT": 200})
     return PooledKernelTrendExpert(**SMALL).fit(X, y), X, y
 
 
@@ -120,7 +121,7 @@ def test_a_series_row_depends_on_its_own_past_only(
 
 @needs_tf
 def test_an_unseen_series_gets_the_mean_embedding_and_a_short_one_is_left_out() -> None:
-    X, y = _panel({"A": 400, "B": 300, "TINY": 60})
+    X, y = synthetic_panel({"A": 400, "B": 300, "TINY": 60})
     expert = PooledKernelTrendExpert(**SMALL).fit(X, y)
     assert expert.series_ == ("A", "B")  # TINY: 60 - 5 - 15 = 40 labelled rows, fewer than 50
     windows, codes = expert._inputs(X)
@@ -130,7 +131,7 @@ def test_an_unseen_series_gets_the_mean_embedding_and_a_short_one_is_left_out() 
 
 
 def test_an_archetype_without_bars_is_refused() -> None:
-    X, y = _panel({"A": 200})
+    X, y = synthetic_panel({"A": 200})
     with pytest.raises(ValueError, match="reads iv_surface, not bars"):
         PooledKernelTrendExpert(archetype="options_skew").fit(X, y)
 

@@ -17,28 +17,16 @@ from signal_engine.config import WalkForwardConfig
 from signal_engine.evaluation.pooled_walkforward import PanelSeries, common_schedule, leaks, panel_series, pooled_block
 from signal_engine.experts.tf_runtime import tensorflow_available
 from signal_engine.labels import make_labels
+from tests.unit.test_pooled_expert import synthetic_panel
 
 SMALL = {"window": 16, "units": 4, "samples_per_series": 64, "max_epochs": 2, "patience": 1, "batch_size": 32,
          "min_series_rows": 50}
 needs_tf = pytest.mark.skipif(not tensorflow_available(), reason="TensorFlow is not installed (extra 'tf')")
 
 
-def _panel(lengths: dict[str, int]) -> tuple[pd.DataFrame, np.ndarray]:
-    frames, labels = [], []
-    for k, (name, n) in enumerate(lengths.items()):
-        rng = np.random.default_rng(k)
-        close = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.01 * (k + 1), n)))
-        index = pd.bdate_range("2001-01-01", periods=n)
-        frames.append(pd.DataFrame({"open": close, "high": close * 1.005, "low": close * 0.995, "close": close,
-                                    SERIES_COLUMN: name}, index=index))
-        forward = np.log(close[5:] / close[:-5]) / (0.01 * (k + 1) * np.sqrt(5))
-        labels.append(np.concatenate((np.digitize(forward, [-0.5, 0.5]), np.full(5, -1))))
-    return pd.concat(frames), np.concatenate(labels)
-
-
 @pytest.fixture(scope="module")
 def fitted() -> tuple[PooledLSTMTrendExpert, pd.DataFrame, np.ndarray]:
-    X, y = _panel({"LONG": 400, "SHORT": 150})
+    X, y = synthetic_panel({"LONG": 400, "SHORT": 150})
     return PooledLSTMTrendExpert(**SMALL).fit(X, y), X, y
 
 
@@ -51,7 +39,7 @@ def test_it_is_a_pooled_expert_with_its_own_hyper_parameters() -> None:
 
 
 def test_too_few_units_are_refused() -> None:
-    X, y = _panel({"A": 200})
+    X, y = synthetic_panel({"A": 200})
     with pytest.raises(ValueError, match="units must be at least 1"):
         PooledLSTMTrendExpert(units=0).fit(X, y)
 
