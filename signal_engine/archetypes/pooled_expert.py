@@ -169,6 +169,7 @@ class PooledTrendExpert(KerasTrendExpert):
         self.validation_curve_: list[float] = []
         self.samples_seen_, self.train_seconds_, self.best_epoch_ = 0, 0.0, 0
         for epoch in range(1, self.max_epochs + 1):
+            self._before_epoch(epoch)
             rows = equal_share_sample(fit_groups, self.samples_per_series, rng)
             started = time.perf_counter()
             model.fit(epoch_dataset(inputs, labels, rows, self.batch_size), epochs=1, shuffle=False, verbose=0)
@@ -193,6 +194,10 @@ class PooledTrendExpert(KerasTrendExpert):
         self.weights_ = [np.array(w) for w in model.get_weights()]
         self._network = model
         return model
+
+    def _before_epoch(self, epoch: int) -> None:
+        """Called before each epoch trains, ``validation_curve_`` holding the epochs before it (a tuner reports them
+        to its trial here and may stop the fit by raising); nothing by default."""
 
     # -- inputs and network -------------------------------------------------------------------------
     def _positions(self, X: pd.DataFrame) -> dict[str, np.ndarray]:

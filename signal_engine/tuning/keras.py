@@ -13,11 +13,10 @@ same rows as usual (its tails again stopping it early and calibrating it). Every
 row of the fit, so a walk-forward that tunes each refit (:class:`TunedPooledExpert`) never shows a study the block
 its refit decides.
 
-Pruning is per epoch: a Keras callback on the trial's network reports each finished epoch's tail log loss to the
-trial (:meth:`optuna.Trial.report`) before the next epoch trains, and stops the trial when a
+Pruning is per epoch: before the next epoch trains, the expert's ``_before_epoch`` hook reports each finished
+epoch's tail log loss to the trial (:meth:`optuna.Trial.report`) and stops the trial when a
 :class:`optuna.pruners.MedianPruner` says so (:meth:`optuna.Trial.should_prune`). The expert is driven from outside
-through ``get_params`` / ``set_params`` / ``fit``; the callback is attached by a subclass whose ``_build`` wraps the
-network the expert builds.
+through ``get_params`` / ``set_params`` / ``fit``; the hook is filled in by a subclass (:func:`reporting_class`).
 
 Everything runs in one process, a trial at a time, with a seeded TPE sampler; the expert's training is deterministic
 for its ``random_state``, so the same rows and seed give the same trials and the same choice (unless ``timeout_s``
@@ -101,54 +100,28 @@ def in_space(params: dict[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in params.items() if inside[name]}
 
 
-class _WithCallbacks:
-    """A Keras model whose ``fit`` also runs ``callbacks`` (every other attribute is the model's)."""
-
-    def __init__(self, model: Any, callbacks: list[Any]) -> None:
-        self._model = model
-        self._callbacks = callbacks
-
-    def fit(self, *args: Any, **kwargs: Any) -> Any:
-        kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), *self._callbacks]
-        return self._model.fit(*args, **kwargs)
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._model(*args, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._model, name)
-
-
-def epoch_reporter(keras: Any, expert: Any, trial: optuna.Trial) -> Any:
-    """A Keras callback that, as each epoch's training begins, reports the epochs the expert has scored since
-    (``expert.validation_curve_``: the tails' log loss after each epoch) to ``trial`` and raises
-    :class:`optuna.TrialPruned` when the trial's pruner says to stop."""
-
-    class ReportEpochs(keras.callbacks.Callback):
-        def __init__(self) -> None:
-            super().__init__()
-            self.reported = 0
-
-        def on_train_begin(self, logs: Any = None) -> None:
-            curve = list(getattr(expert, "validation_curve_", []))
-            for epoch in range(self.reported + 1, len(curve) + 1):
-                trial.report(curve[epoch - 1], epoch)
-                self.reported = epoch
-                if trial.should_prune():
-                    raise optuna.TrialPruned(f"tail log loss {curve[epoch - 1]:.4f} after epoch {epoch}")
-
-    return ReportEpochs()
+def report_epochs(expert: Any, trial: optuna.Trial, reported: int) -> int:
+    """Report the epochs of ``expert.validation_curve_`` (the tails' log loss after each epoch) after the first
+    ``reported`` to ``trial``; raise :class:`optuna.TrialPruned` when the trial's pruner says to stop. Returns how
+    many epochs are reported now."""
+    curve = list(getattr(expert, "validation_curve_", []))
+    for epoch in range(reported + 1, len(curve) + 1):
+        trial.report(curve[epoch - 1], epoch)
+        if trial.should_prune():
+            raise optuna.TrialPruned(f"tail log loss {curve[epoch - 1]:.4f} after epoch {epoch}")
+    return max(reported, len(curve))
 
 
 @cache
 def reporting_class(expert_class: Any) -> Any:
-    """A subclass of ``expert_class`` whose network reports its epochs to the instance's ``_trial`` (when set)."""
+    """A subclass of ``expert_class`` that, before each epoch trains, reports the epochs scored since to the
+    instance's ``_trial`` (when set)."""
 
     class Reporting(expert_class):
-        def _build(self, keras: Any, shapes: Any) -> Any:
-            model = super()._build(keras, shapes)
+        def _before_epoch(self, epoch: int) -> None:
             trial = getattr(self, "_trial", None)
-            return model if trial is None else _WithCallbacks(model, [epoch_reporter(keras, self, trial)])
+            if trial is not None:
+                self._reported = report_epochs(self, trial, getattr(self, "_reported", 0))
 
     Reporting.__name__ = Reporting.__qualname__ = f"Reporting{expert_class.__name__}"
     return Reporting
