@@ -86,8 +86,8 @@ class VolatilityConfig:
     """GARCH(1,1) and EWMA volatility, blended by QLIKE on the training window.
 
     ``implied_terms``: option-surface columns that ``vol_har_implied`` adds to its design beside the log implied
-    variance, some of ``iv_term_slope`` and ``iv_skew`` (% points; the price file's columns of those names, which
-    the bars export writes from collected option chains). Empty (the default): off. Built but not measured
+    variance, some of ``implied_term_slope`` and ``implied_skew`` (% points; the price file's columns of those names,
+    which the bars export writes from collected option chains). Empty (the default): off. Built but not measured
     offline (no history of term structure or skew is available to the project; see
     :mod:`signal_engine.experts.implied_volatility`). Read only when ``moe.experts.volatility`` is
     ``vol_har_implied``.
@@ -154,7 +154,7 @@ PRICE_EXPERTS = ("trend", "levels", "volatility")
 NEWS_EXPERT = "news"
 NEWS_COLUMN = "news_score"
 IV_COLUMN = "implied_vol"  # the price file's implied volatility (annualised %), read by vol_har_implied
-IV_STRUCTURE_COLUMNS = ("iv_term_slope", "iv_skew")  # the price file's option term slope and skew (% points)
+IV_STRUCTURE_COLUMNS = ("implied_term_slope", "implied_skew")  # the price file's option term slope and skew (% points)
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """Bars for the local server: the local price store first, then the real series shipped with the dependencies.
 
 ``signal-engine serve`` answers a request without ``bars`` from here: bars collected or ingested into the
-local store (``out/store/signal_engine.db``; with ``implied_vol``, ``iv_term_slope`` and ``iv_skew`` on the bars
-whose implied volatility derived from the stored option chains is stored, as the bars export writes them), or
+local store (``out/store/signal_engine.db``; with ``implied_vol``, ``implied_term_slope`` and ``implied_skew`` on
+the bars whose implied volatility derived from the stored option chains is stored, as the bars export writes them), or
 else, for the symbols of ``signal-engine datasets`` (SPX, IXIC, GOOG, EURUSD), the data set that the demo trains
 on. Prices are adjusted as the models were trained.
 """

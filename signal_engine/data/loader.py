@@ -1,14 +1,14 @@
 """Load and validate price files in the Yahoo Finance export layout.
 
-`Date,Open,High,Low,Close[,Adj Close][,Volume][,implied_vol][,iv_term_slope][,iv_skew][,news_score]`, column names
-case-insensitive, Date with an optional time for intraday bars. Anything that cannot be used raises
+`Date,Open,High,Low,Close[,Adj Close][,Volume][,implied_vol][,implied_term_slope][,implied_skew][,news_score]`,
+column names case-insensitive, Date with an optional time for intraday bars. Anything that cannot be used raises
 :class:`InputError` naming the file, the line or column, and what is expected.
 
 The optional ``implied_vol`` column is implied volatility in annualised % (as the VIX is quoted) known at each
 bar's close; an empty cell means it is missing on that bar (the experts that read it abstain there). It is kept
 as the ``implied_vol`` column of the bars, unadjusted.
 
-The optional ``iv_term_slope`` and ``iv_skew`` columns are the option surface's shape at each bar's close in %
+The optional ``implied_term_slope`` and ``implied_skew`` columns are the option surface's shape at each bar's close in %
 points (any sign): the at-the-money volatility at 90 days minus the horizon's, and the 90% put's minus the 110%
 call's volatility (:mod:`signal_engine.storage.implied_vol`). An empty cell means missing on that bar; they are
 kept as columns of those names, read by ``vol_har_implied`` when ``volatility.implied_terms`` names them.
@@ -32,8 +32,8 @@ from signal_engine.errors import InputError
 PRICE_COLUMNS = ("open", "high", "low", "close")
 IMPLIED_VOL = "implied_vol"
 IV_NAME = "implied vol"  # the header as _map_columns compares it (lower case, '_' as ' ')
-IV_TERM_SLOPE = "iv_term_slope"
-IV_SKEW = "iv_skew"
+IV_TERM_SLOPE = "implied_term_slope"
+IV_SKEW = "implied_skew"
 IV_STRUCTURE = (IV_TERM_SLOPE, IV_SKEW)  # the option surface's shape, % points (config.IV_STRUCTURE_COLUMNS)
 NEWS_SCORE = "news_score"
 NEWS_NAME = "news score"
@@ -48,9 +48,9 @@ class PriceSeries:
     """One symbol's validated bars.
 
     ``bars`` is indexed by a strictly increasing ``timestamp`` and holds float columns open, high,
-    low, close and, when the file has them, volume, implied_vol, iv_term_slope, iv_skew and news_score (NaN where
-    missing). Prices are adjusted
-    by Adj Close / Close when the file carries Adj Close, so returns include dividends and splits.
+    low, close and, when the file has them, volume, implied_vol, implied_term_slope, implied_skew and news_score
+    (NaN where missing). Prices are adjusted by Adj Close / Close when the file carries Adj Close, so returns include
+    dividends and splits.
     """
 
     symbol: str

@@ -6,9 +6,9 @@ caller aligns it; the expert never shifts it). A bar whose value is missing (NaN
 value was stored for it) gets a NaN forecast: the expert abstains there instead of guessing.
 
 :class:`HarImpliedVolatility` can also read the option surface's shape (``structure_terms``): the term slope
-(``iv_term_slope``, the at-the-money volatility at 90 days minus the horizon's, % points) and the skew (``iv_skew``,
-the 90% put's minus the 110% call's volatility, % points), as the store derives them from collected chains
-(:mod:`signal_engine.storage.implied_vol`). Off by default. Built but not measured: no offline daily history of
+(``implied_term_slope``, the at-the-money volatility at 90 days minus the horizon's, % points) and the skew
+(``implied_skew``, the 90% put's minus the 110% call's volatility, % points), as the store derives them from
+collected chains (:mod:`signal_engine.storage.implied_vol`). Off by default. Built but not measured: no offline daily history of
 term structure or skew beside the S&P 500 is available here (the ``arch`` package ships only the VIX level; no
 installed package carries VIX9D, VIX3M/VXV or the CBOE SKEW index), so whether they help is unknown.
 """
@@ -123,9 +123,9 @@ class HarImpliedVolatility(HarVolatility):
     log implied bar variance, and the coefficients are fitted by QLIKE as HAR's are; training rows with a
     missing IV value are left out of the fit, and forecast rows with one are NaN (abstention).
 
-    With ``structure_terms``, each named column (``iv_term_slope``, ``iv_skew``; % points) enters the log forecast
-    linearly after the log implied variance; a row missing any of them is left out of the fit and forecasts NaN,
-    as a row missing the IV does. ``structure_coef_`` holds their fitted coefficients in log variance per % point.
+    With ``structure_terms``, each named column (``implied_term_slope``, ``implied_skew``; % points) enters the log
+    forecast linearly after the log implied variance; a row missing any of them is left out of the fit and forecasts
+    NaN, as a row missing the IV does. ``structure_coef_`` holds their fitted coefficients in log variance per % point.
     Built but unmeasured offline (see the module docstring).
 
     Parameters

@@ -14,7 +14,7 @@ Answers, by expert kind (``docs/model-bundle.md``)::
 A value the expert cannot give (e.g. a level before enough swings) is ``null``. A bar may carry ``implied_vol``
 (annualised %, > 0; null or absent where missing), the input of ``vol_har_implied``: where the decided bar has
 none, that expert's forecast, and so the last ``vol_history`` value, is ``null`` (it abstains). It may also carry
-``iv_term_slope`` and ``iv_skew`` (% points, any sign), read by a ``vol_har_implied`` trained with
+``implied_term_slope`` and ``implied_skew`` (% points, any sign), read by a ``vol_har_implied`` trained with
 ``volatility.implied_terms``, which abstains the same way where they are missing.
 """
 
@@ -38,8 +38,8 @@ def bars_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """Bars as the experts read them (lower-case ``open, high, low, close[, volume]`` by timestamp) from JSON rows.
 
     Each row holds ``timestamp`` (ISO-8601) and the price fields; ``volume`` is kept only when every row has it,
-    ``implied_vol`` (annualised %, > 0) when any row has it (NaN on the rows without one), and so ``iv_term_slope``
-    and ``iv_skew`` (% points). Raises ValueError naming the bar for an ``implied_vol`` that is not a number > 0 or
+    ``implied_vol`` (annualised %, > 0) when any row has it (NaN on the rows without one), and so ``implied_term_slope``
+    and ``implied_skew`` (% points). Raises ValueError naming the bar for an ``implied_vol`` that is not a number > 0 or
     a term that is not a finite number.
     """
     if not rows:

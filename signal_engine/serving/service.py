@@ -58,7 +58,7 @@ from signal_engine.serving.schema import (
 from signal_engine.storage.records import SignalAudit
 
 IMPLIED_VOL = "implied_vol"  # a bar's optional implied volatility (the loader's column; no pandas here)
-IV_STRUCTURE = ("iv_term_slope", "iv_skew")  # a bar's optional option term slope and skew (the loader's columns)
+IV_STRUCTURE = ("implied_term_slope", "implied_skew")  # a bar's optional option term slope and skew (% points)
 
 if TYPE_CHECKING:
     from signal_engine.ports import AuditLog, BookReader, DocumentStore, ExpertClient
@@ -412,7 +412,7 @@ class SignalService:
         need = self.bundle.min_bars
         if request.bars is not None:
             rows = [_row(bar.timestamp, bar.open, bar.high, bar.low, bar.close, bar.volume, bar.implied_vol,
-                         {IV_STRUCTURE[0]: bar.iv_term_slope, IV_STRUCTURE[1]: bar.iv_skew})
+                         {IV_STRUCTURE[0]: bar.implied_term_slope, IV_STRUCTURE[1]: bar.implied_skew})
                     for bar in request.bars]
             if end is not None:
                 rows = [r for r in rows if r["timestamp"] <= end.isoformat()]

@@ -14,8 +14,8 @@ Given the market store, the export first derives the implied volatility of the b
 (:func:`signal_engine.storage.implied_vol.derive_implied_volatility`: point in time, incremental) and joins the stored
 series as the ``implied_vol`` column, empty on the bars without a value; a symbol without any value keeps the file it
 had before (no such column), so only the symbols whose chains are collected feed the HAR-implied volatility expert.
-The stored term slope and skew go beside it as the ``iv_term_slope`` and ``iv_skew`` columns (empty where missing),
-each only when at least one bar has a value (``volatility.implied_terms`` reads them).
+The stored term slope and skew go beside it as the ``implied_term_slope`` and ``implied_skew`` columns (empty where
+missing), each only when at least one bar has a value (``volatility.implied_terms`` reads them).
 
 Given the document store, :func:`export_news` writes each symbol's stored news beside the bars, ``news/<SYMBOL>.jsonl``
 (:mod:`signal_engine.storage.news_files`): the training workflow's prepare job scores it for the MoE's news slot
@@ -262,8 +262,8 @@ def _earlier_history(objects: ObjectStore, key: str, symbol: str, first: pd.Time
 def _with_implied_vol(series: PriceSeries, prices: PriceStore, market: MarketDataStore, symbol: str,
                       timeframe: str) -> PriceSeries:
     """The series with the stored implied volatility as its ``implied_vol`` column, derived first where missing, and
-    the stored term slope and skew as ``iv_term_slope`` and ``iv_skew`` where any bar has one; the series unchanged
-    when no bar has an implied volatility."""
+    the stored term slope and skew as ``implied_term_slope`` and ``implied_skew`` where any bar has one; the series
+    unchanged when no bar has an implied volatility."""
     derive_implied_volatility(prices, market, symbol, timeframe)
     stored = implied_vol_columns(market, symbol, timeframe, pd.DatetimeIndex(series.bars.index))
     if not stored[IMPLIED_VOL].notna().any():

@@ -115,8 +115,8 @@ def implied_vol_column(market: MarketDataStore, symbol: str, timeframe: str, ind
 
 def implied_vol_columns(market: MarketDataStore, symbol: str, timeframe: str, index: pd.DatetimeIndex, *,
                         horizon_days: int = IMPLIED_VOL_HORIZON_DAYS) -> pd.DataFrame:
-    """The stored readings on ``index`` as the columns ``implied_vol`` (annualised %), ``iv_term_slope`` and
-    ``iv_skew`` (% points), each NaN on the bars without a value (a stored row may lack the slope or the skew)."""
+    """The stored readings on ``index`` as the columns ``implied_vol`` (annualised %), ``implied_term_slope`` and
+    ``implied_skew`` (% points), each NaN on the bars without a value (a stored row may lack the slope or the skew)."""
     stamps = pd.DatetimeIndex(index)
     stored = market.read_implied_volatility(symbol, timeframe, horizon_days,
                                             start=stamps[0].to_pydatetime() if len(stamps) else None,
