@@ -8,9 +8,9 @@ value was stored for it) gets a NaN forecast: the expert abstains there instead 
 :class:`HarImpliedVolatility` can also read the option surface's shape (``structure_terms``): the term slope
 (``implied_term_slope``, the at-the-money volatility at 90 days minus the horizon's, % points) and the skew
 (``implied_skew``, the 90% put's minus the 110% call's volatility, % points), as the store derives them from
-collected chains (:mod:`signal_engine.storage.implied_vol`). Off by default. Built but not measured: no offline daily history of
-term structure or skew beside the S&P 500 is available here (the ``arch`` package ships only the VIX level; no
-installed package carries VIX9D, VIX3M/VXV or the CBOE SKEW index), so whether they help is unknown.
+collected chains (:mod:`signal_engine.storage.implied_vol`). Off by default. Built but not measured: no offline
+daily history of term structure or skew beside the S&P 500 is available here (the ``arch`` package ships only the
+VIX level; no installed package carries VIX9D, VIX3M/VXV or the CBOE SKEW index), so whether they help is unknown.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -65,9 +66,9 @@ def test_a_row_missing_a_term_abstains_there_only() -> None:
     frame, target = _frame()
     model = HarImpliedVolatility(structure_terms=("implied_term_slope", "implied_skew")).fit(frame.iloc[: FIT_AT + 1],
                                                                                   _known(target))
-    holes = frame.copy()
-    holes.iloc[[30, 250], holes.columns.get_loc("implied_skew")] = np.nan
-    holes.iloc[[251], holes.columns.get_loc("implied_term_slope")] = np.nan
+    skew, slope = frame["implied_skew"].to_numpy(copy=True), frame["implied_term_slope"].to_numpy(copy=True)
+    skew[[30, 250]], slope[251] = np.nan, np.nan
+    holes = frame.assign(implied_skew=skew, implied_term_slope=slope)
     forecast = model.predict_variance(holes)
     assert np.flatnonzero(np.isnan(forecast)).tolist() == [30, 250, 251]
     ok = np.isfinite(forecast)
@@ -80,8 +81,9 @@ def test_truncating_or_changing_later_data_changes_no_earlier_forecast_or_fit() 
     full = expert.fit(frame.iloc[: FIT_AT + 1], _known(target)).predict_variance(frame)
     for t in (FIT_AT, BARS - 2):
         np.testing.assert_array_equal(expert.predict_variance(frame.iloc[: t + 1]), full[: t + 1])
-    later = frame.copy()
-    later.iloc[FIT_AT + 1:, later.columns.get_loc("implied_term_slope")] = 40.0
+    slope = frame["implied_term_slope"].to_numpy(copy=True)
+    slope[FIT_AT + 1:] = 40.0
+    later = frame.assign(implied_term_slope=slope)
     refit = HarImpliedVolatility(structure_terms=("implied_term_slope", "implied_skew")).fit(later.iloc[: FIT_AT + 1],
                                                                                    _known(target))
     np.testing.assert_array_equal(refit.predict_variance(later)[: FIT_AT + 1], full[: FIT_AT + 1])
@@ -145,14 +147,15 @@ def test_stored_readings_become_the_three_columns_nan_where_missing() -> None:
     columns = implied_vol_columns(market, "XYZ", "1d", index)  # type: ignore[arg-type]
     assert columns.columns.tolist() == ["implied_vol", "implied_term_slope", "implied_skew"]
     assert columns.iloc[1, :2].tolist() == [16.0, 1.5]
-    assert columns.iloc[0].isna().all() and np.isnan(columns.iloc[1, 2])
+    assert columns.iloc[0].isna().all() and columns["implied_skew"].isna().all()
 
 
 def test_served_bars_carry_the_terms_and_a_bar_without_them_abstains() -> None:
     frame, target = _frame()
     model = HarImpliedVolatility(structure_terms=("implied_term_slope",)).fit(frame.iloc[: FIT_AT + 1], _known(target))
-    rows = [{"timestamp": str(ts.date()), **{c: float(v) for c, v in row.items()}}
-            for ts, row in frame.drop(columns="implied_skew").iloc[:60].iterrows()]
+    kept = frame.drop(columns="implied_skew").iloc[:60]
+    rows: list[dict[str, Any]] = [{"timestamp": f"{ts:%Y-%m-%d}", **{str(c): float(kept[c].iloc[i]) for c in kept}}
+                                  for i, ts in enumerate(kept.index)]
     served = answer("volatility", model, bars_frame(rows), history=1)
     assert served["vol_forecast"] == pytest.approx(float(np.sqrt(model.predict_variance(frame.iloc[:60])[-1])))
     rows[-1]["implied_term_slope"] = None
