@@ -118,13 +118,15 @@ def volatility_model(name: str, config: RunConfig) -> VolatilityExpert | HarVola
     """The volatility model called ``name`` (one of ``config.VOLATILITY_EXPERTS``), as the catalogue builds it.
 
     ``vol_har_implied`` is HAR plus the log implied variance of the frame's ``implied_vol`` column (the
-    catalogue's entry); its forecast is NaN (the expert abstains) on bars without implied volatility.
+    catalogue's entry), and the option-surface columns of ``volatility.implied_terms`` when set; its forecast is NaN
+    (the expert abstains) on bars without implied volatility or without one of those terms.
     """
     measures, lags = ("garman_klass", "parkinson", "squared_return"), (1, 5, 22)
     if name == "vol_har":
         return HarVolatility(measures=measures, lags=lags)
     if name == "vol_har_implied":
-        return HarImpliedVolatility(column=IV_COLUMN, periods_per_year=252.0, measures=measures, lags=lags)
+        return HarImpliedVolatility(column=IV_COLUMN, periods_per_year=252.0, measures=measures, lags=lags,
+                                    structure_terms=config.volatility.implied_terms)
     return volatility_blend(config)
 
 

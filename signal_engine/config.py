@@ -83,10 +83,19 @@ class LevelsConfig:
 
 @dataclass(frozen=True)
 class VolatilityConfig:
-    """GARCH(1,1) and EWMA volatility, blended by QLIKE on the training window."""
+    """GARCH(1,1) and EWMA volatility, blended by QLIKE on the training window.
+
+    ``implied_terms``: option-surface columns that ``vol_har_implied`` adds to its design beside the log implied
+    variance, some of ``implied_term_slope`` and ``implied_skew`` (% points; the price file's columns of those names,
+    which the bars export writes from collected option chains). Empty (the default): off. Built but not measured
+    offline (no history of term structure or skew is available to the project; see
+    :mod:`signal_engine.experts.implied_volatility`). Read only when ``moe.experts.volatility`` is
+    ``vol_har_implied``.
+    """
 
     ewma_lambda: float = 0.94
     blend_grid: int = 21
+    implied_terms: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -145,6 +154,7 @@ PRICE_EXPERTS = ("trend", "levels", "volatility")
 NEWS_EXPERT = "news"
 NEWS_COLUMN = "news_score"
 IV_COLUMN = "implied_vol"  # the price file's implied volatility (annualised %), read by vol_har_implied
+IV_STRUCTURE_COLUMNS = ("implied_term_slope", "implied_skew")  # the price file's option term slope and skew (% points)
 
 
 @dataclass(frozen=True)
@@ -368,6 +378,11 @@ def _coerce(value: Any, current: Any, *, name: str, source: str) -> Any:
         ):
             return tuple(sorted((str(k).upper(), float(v)) for k, v in value.items()))
         raise ConfigError(f"{source}: '{name}' must map symbols to costs in bps >= 0, e.g. {{EURUSD: 1.0}}")
+    elif name.endswith("implied_terms"):
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        raise ConfigError(f"{source}: '{name}' must be a list of column names (some of "
+                          f"{', '.join(IV_STRUCTURE_COLUMNS)}), got {value!r}")
     elif isinstance(current, tuple):
         if isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
             return tuple(value)
@@ -405,6 +420,9 @@ def _validate(obj: Any, *, prefix: str, source: str) -> None:
         allowed = _CHOICES.get(type(obj), {}).get(f.name)
         if allowed is not None and value not in allowed:
             raise ConfigError(f"{source}: '{name}' is {value!r}; expected one of {', '.join(allowed)}")
+        if f.name == "implied_terms" and (set(value) - set(IV_STRUCTURE_COLUMNS) or len(set(value)) < len(value)):
+            raise ConfigError(f"{source}: '{name}' is {list(value)!r}; expected distinct names among "
+                              f"{', '.join(IV_STRUCTURE_COLUMNS)}")
         if f.name in ("gate_rate", "meta_rate") and not (math.isfinite(value) and value >= 0):
             raise ConfigError(f"{source}: '{name}' must be a number >= 0 (0 keeps that part as fitted), got {value}")
     if isinstance(obj, MoEConfig) and obj.online.enabled:

@@ -1,10 +1,10 @@
 """Bars for the local server: the local price store first, then the real series shipped with the dependencies.
 
 ``signal-engine serve`` answers a request without ``bars`` from here: bars collected or ingested into the
-local store (``out/store/signal_engine.db``; with ``implied_vol`` on the bars whose implied volatility derived
-from the stored option chains is stored, as the bars export writes it), or else, for the symbols of
-``signal-engine datasets`` (SPX, IXIC, GOOG, EURUSD), the data set that the demo trains on. Prices are adjusted
-as the models were trained.
+local store (``out/store/signal_engine.db``; with ``implied_vol``, ``implied_term_slope`` and ``implied_skew`` on
+the bars whose implied volatility derived from the stored option chains is stored, as the bars export writes them), or
+else, for the symbols of ``signal-engine datasets`` (SPX, IXIC, GOOG, EURUSD), the data set that the demo trains
+on. Prices are adjusted as the models were trained.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 
 from signal_engine.data.datasets import DATASETS, export_dataset
-from signal_engine.data.loader import IMPLIED_VOL, PriceSeries, load_prices
+from signal_engine.data.loader import IMPLIED_VOL, IV_STRUCTURE, PriceSeries, load_prices
 from signal_engine.errors import SignalEngineError
-from signal_engine.storage.implied_vol import implied_vol_column
+from signal_engine.storage.implied_vol import implied_vol_columns
 
 if TYPE_CHECKING:
     from signal_engine.ports import MarketDataStore, PriceStore
@@ -49,16 +49,15 @@ class LocalBars:
         bars = bars.iloc[-count:]
         volume = bars["volume"].to_numpy(dtype=float) if "volume" in bars.columns else None
         columns = {c: bars[c].to_numpy(dtype=float) for c in ("open", "high", "low", "close")}
-        values = None
+        values: dict[str, np.ndarray] = {}
         if stored is not None and self._market is not None and len(bars):
-            values = implied_vol_column(self._market, symbol, timeframe,
-                                        pd.DatetimeIndex(bars.index)).to_numpy(dtype=float)
+            readings = implied_vol_columns(self._market, symbol, timeframe, pd.DatetimeIndex(bars.index))
+            values = {c: readings[c].to_numpy(dtype=float) for c in (IMPLIED_VOL, *IV_STRUCTURE)}
         rows = []
         for i, ts in enumerate(pd.DatetimeIndex(bars.index).to_pydatetime()):
             row = {"timestamp": ts.isoformat(), **{c: float(columns[c][i]) for c in columns},
                    "volume": None if volume is None or not np.isfinite(volume[i]) else float(volume[i])}
-            if values is not None and np.isfinite(values[i]):
-                row[IMPLIED_VOL] = float(values[i])
+            row.update({c: float(v[i]) for c, v in values.items() if np.isfinite(v[i])})
             rows.append(row)
         return rows
 

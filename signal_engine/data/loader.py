@@ -1,12 +1,17 @@
 """Load and validate price files in the Yahoo Finance export layout.
 
-`Date,Open,High,Low,Close[,Adj Close][,Volume][,implied_vol][,news_score]`, column names case-insensitive, Date with an
-optional time for intraday bars. Anything that cannot be used raises :class:`InputError` naming the file, the
-line or column, and what is expected.
+`Date,Open,High,Low,Close[,Adj Close][,Volume][,implied_vol][,implied_term_slope][,implied_skew][,news_score]`,
+column names case-insensitive, Date with an optional time for intraday bars. Anything that cannot be used raises
+:class:`InputError` naming the file, the line or column, and what is expected.
 
 The optional ``implied_vol`` column is implied volatility in annualised % (as the VIX is quoted) known at each
 bar's close; an empty cell means it is missing on that bar (the experts that read it abstain there). It is kept
 as the ``implied_vol`` column of the bars, unadjusted.
+
+The optional ``implied_term_slope`` and ``implied_skew`` columns are the option surface's shape at each bar's close in %
+points (any sign): the at-the-money volatility at 90 days minus the horizon's, and the 90% put's minus the 110%
+call's volatility (:mod:`signal_engine.storage.implied_vol`). An empty cell means missing on that bar; they are
+kept as columns of those names, read by ``vol_har_implied`` when ``volatility.implied_terms`` names them.
 
 The optional ``news_score`` column is the text expert's point-in-time news aggregate at each bar's close (a
 direction in [-1, 1], :mod:`signal_engine.text.aggregate`); an empty cell means the bar had no news in its window
@@ -27,6 +32,9 @@ from signal_engine.errors import InputError
 PRICE_COLUMNS = ("open", "high", "low", "close")
 IMPLIED_VOL = "implied_vol"
 IV_NAME = "implied vol"  # the header as _map_columns compares it (lower case, '_' as ' ')
+IV_TERM_SLOPE = "implied_term_slope"
+IV_SKEW = "implied_skew"
+IV_STRUCTURE = (IV_TERM_SLOPE, IV_SKEW)  # the option surface's shape, % points (config.IV_STRUCTURE_COLUMNS)
 NEWS_SCORE = "news_score"
 NEWS_NAME = "news score"
 DATE_ALIASES = ("date", "datetime", "timestamp")
@@ -40,8 +48,9 @@ class PriceSeries:
     """One symbol's validated bars.
 
     ``bars`` is indexed by a strictly increasing ``timestamp`` and holds float columns open, high,
-    low, close and, when the file has them, volume, implied_vol and news_score (NaN where missing). Prices are adjusted
-    by Adj Close / Close when the file carries Adj Close, so returns include dividends and splits.
+    low, close and, when the file has them, volume, implied_vol, implied_term_slope, implied_skew and news_score
+    (NaN where missing). Prices are adjusted by Adj Close / Close when the file carries Adj Close, so returns include
+    dividends and splits.
     """
 
     symbol: str
@@ -92,6 +101,9 @@ def load_prices(path: str | Path, symbol: str | None = None) -> PriceSeries:
     bars = _assemble(dates, values)
     if IV_NAME in columns:
         bars[IMPLIED_VOL] = _parse_implied_vol(raw[columns[IV_NAME]], source, columns[IV_NAME])
+    for term in IV_STRUCTURE:
+        if _header(term) in columns:
+            bars[term] = _parse_surface_term(raw[columns[_header(term)]], source, columns[_header(term)])
     if NEWS_NAME in columns:
         bars[NEWS_SCORE] = _parse_news_score(raw[columns[NEWS_NAME]], source, columns[NEWS_NAME])
     return PriceSeries(symbol=(symbol or path.stem).upper(), source=source, bars=bars)
@@ -172,7 +184,7 @@ def _map_columns(table: pd.DataFrame, source: str) -> dict[str, str]:
         raise InputError(source, _header_problem(list(by_lower)) or
                          f"missing the date column; expected 'Date' first, as in {EXPECTED_LAYOUT}", column="Date")
     columns["date"] = date_column
-    for name in (*PRICE_COLUMNS, "adj close", "volume", IV_NAME, NEWS_NAME):
+    for name in (*PRICE_COLUMNS, "adj close", "volume", IV_NAME, *map(_header, IV_STRUCTURE), NEWS_NAME):
         if name in by_lower:
             columns[name] = by_lower[name]
         elif name in PRICE_COLUMNS:
@@ -270,6 +282,24 @@ def _parse_implied_vol(cells: pd.Series, source: str, column: str) -> np.ndarray
         first = int(np.argmax(bad))
         raise InputError(source, f"'{cells.iloc[first]}' is not an implied volatility; expected a number > 0 in "
                          "annualised % (e.g. 15.3), or an empty cell where it is missing", line=_line(first),
+                         column=column)
+    return np.where(missing, np.nan, numbers)
+
+
+def _header(column: str) -> str:
+    """A column name as _map_columns compares headers (lower case, '_' as ' ')."""
+    return column.replace("_", " ")
+
+
+def _parse_surface_term(cells: pd.Series, source: str, column: str) -> np.ndarray:
+    """An option term slope or skew in % points: NaN for an empty cell (missing on that bar), else a finite number."""
+    missing = cells.str.strip().str.lower().isin(_MISSING_MARKERS).to_numpy()
+    numbers = pd.to_numeric(cells.where(~missing, "nan"), errors="coerce").to_numpy(dtype=float)
+    bad = ~missing & ~np.isfinite(numbers)
+    if bad.any():
+        first = int(np.argmax(bad))
+        raise InputError(source, f"'{cells.iloc[first]}' is not a number; expected the option term slope or skew "
+                         "in % points (e.g. 2.5 or -1.2), or an empty cell where it is missing", line=_line(first),
                          column=column)
     return np.where(missing, np.nan, numbers)
 

@@ -73,6 +73,15 @@ def check_inputs(series: PriceSeries, frame: pd.DataFrame, config: RunConfig) ->
             "file (implied volatility in annualised %, e.g. the VIX, known at each bar's close; empty where "
             "missing, and the expert abstains there) or set moe.experts.volatility: volatility_blend or vol_har",
         )
+    absent = [c for c in config.volatility.implied_terms if c not in frame.columns]
+    if config.moe.enabled and name in IMPLIED_VOL_EXPERTS and absent:
+        raise InputError(
+            series.source,
+            f"has no {', '.join(repr(c) for c in absent)} column, which volatility.implied_terms asks "
+            f"moe.experts.volatility '{name}' to read; add the column to the price file (the option term slope or "
+            "skew in % points at each bar's close, empty where missing, and the expert abstains there; the bars "
+            "export writes them from collected option chains) or remove it from volatility.implied_terms",
+        )
     if config.moe.enabled and config.moe.news and NEWS_COLUMN not in frame.columns:
         raise InputError(
             series.source,

@@ -4,6 +4,13 @@ The market frame carries an implied-volatility column (default ``implied_vol``):
 percentage, as the VIX is quoted, whose value on bar t is known at bar t's close (point in time: the
 caller aligns it; the expert never shifts it). A bar whose value is missing (NaN: no chain or index
 value was stored for it) gets a NaN forecast: the expert abstains there instead of guessing.
+
+:class:`HarImpliedVolatility` can also read the option surface's shape (``structure_terms``): the term slope
+(``implied_term_slope``, the at-the-money volatility at 90 days minus the horizon's, % points) and the skew
+(``implied_skew``, the 90% put's minus the 110% call's volatility, % points), as the store derives them from
+collected chains (:mod:`signal_engine.storage.implied_vol`). Off by default. Built but not measured: no offline
+daily history of term structure or skew beside the S&P 500 is available here (the ``arch`` package ships only the
+VIX level; no installed package carries VIX9D, VIX3M/VXV or the CBOE SKEW index), so whether they help is unknown.
 """
 
 from __future__ import annotations
@@ -13,11 +20,12 @@ from typing import Self
 import numpy as np
 import pandas as pd
 
-from signal_engine.config import IV_COLUMN
+from signal_engine.config import IV_COLUMN, IV_STRUCTURE_COLUMNS
 from signal_engine.experts.base import Expert
 from signal_engine.experts.har import HarVolatility
 
-__all__ = ["IV_COLUMN", "HarImpliedVolatility", "ImpliedVolatility", "implied_bar_variance"]
+__all__ = ["IV_COLUMN", "IV_STRUCTURE_COLUMNS", "HarImpliedVolatility", "ImpliedVolatility", "implied_bar_variance",
+           "structure_columns"]
 
 
 def implied_bar_variance(X: pd.DataFrame, column: str, periods_per_year: float) -> np.ndarray:
@@ -38,6 +46,24 @@ def implied_bar_variance(X: pd.DataFrame, column: str, periods_per_year: float) 
         raise ValueError(f"implied volatility: column '{column}' holds {int(bad.sum())} value(s) <= 0 (first at "
                          f"{first}); expected an annualised percentage such as 15.3, or NaN where missing")
     return (iv / 100.0) ** 2 / periods_per_year
+
+
+def structure_columns(X: pd.DataFrame, terms: tuple[str, ...]) -> np.ndarray:
+    """The ``terms`` columns of ``X`` (term slope, skew: % points, any sign) as a (rows, terms) array; NaN: missing.
+
+    Raises ValueError for a term not in :data:`IV_STRUCTURE_COLUMNS` or a column the frame lacks.
+    """
+    unknown = [t for t in terms if t not in IV_STRUCTURE_COLUMNS]
+    if unknown:
+        raise ValueError(f"implied volatility: unknown structure term(s) {unknown}; expected some of "
+                         f"{list(IV_STRUCTURE_COLUMNS)}")
+    absent = [t for t in terms if t not in X.columns]
+    if absent:
+        raise ValueError(f"implied volatility: the frame has no column(s) {absent}; join the option term slope and "
+                         "skew (% points, known at each bar's close, NaN where missing) to the bars under those names "
+                         "or leave structure_terms empty")
+    columns = [pd.to_numeric(X[t], errors="coerce").to_numpy(dtype=float) for t in terms]
+    return np.column_stack(columns) if columns else np.zeros((len(X), 0))
 
 
 class ImpliedVolatility(Expert):
@@ -97,10 +123,16 @@ class HarImpliedVolatility(HarVolatility):
     log implied bar variance, and the coefficients are fitted by QLIKE as HAR's are; training rows with a
     missing IV value are left out of the fit, and forecast rows with one are NaN (abstention).
 
+    With ``structure_terms``, each named column (``implied_term_slope``, ``implied_skew``; % points) enters the log
+    forecast linearly after the log implied variance; a row missing any of them is left out of the fit and forecasts
+    NaN, as a row missing the IV does. ``structure_coef_`` holds their fitted coefficients in log variance per % point.
+    Built but unmeasured offline (see the module docstring).
+
     Parameters
     ----------
     column, periods_per_year : as :class:`ImpliedVolatility`.
     measures, lags, leverage, seasonal, ridge : as :class:`~signal_engine.experts.har.HarVolatility`.
+    structure_terms : option-surface columns to add (some of :data:`IV_STRUCTURE_COLUMNS`); empty: off.
 
     References
     ----------
@@ -119,26 +151,40 @@ class HarImpliedVolatility(HarVolatility):
         leverage: bool = True,
         seasonal: bool = True,
         ridge: float = 1e-3,
+        structure_terms: tuple[str, ...] = (),
     ) -> None:
         super().__init__(measures=measures, lags=lags, leverage=leverage, seasonal=seasonal, ridge=ridge)
         self.column = column
         self.periods_per_year = periods_per_year
+        self.structure_terms = structure_terms
 
     def fit(self, X: pd.DataFrame, y: np.ndarray) -> Self:
         variance = implied_bar_variance(X, self.column, self.periods_per_year)
+        known = np.isfinite(variance) & np.isfinite(structure_columns(X, self._terms)).all(axis=1)
         target = np.asarray(y, dtype=float)
-        if not (np.isfinite(variance[:-1]) & np.isfinite(target[:-1])).any():
-            raise ValueError(f"implied volatility: no training row has both '{self.column}' and a known target")
-        return super().fit(X, y)
+        if not (known[:-1] & np.isfinite(target[:-1])).any():
+            needed = "', '".join((self.column, *self._terms))
+            raise ValueError(f"implied volatility: no training row has {'all of' if self._terms else 'both'} "
+                             f"'{needed}' and a known target")
+        super().fit(X, y)
+        if self._terms:
+            width = len(self._terms)
+            self.structure_coef_ = self.model_.coef_[-width:] / self.model_.scale_[-width:]
+        return self
 
     def predict_variance(self, X: pd.DataFrame) -> np.ndarray:
         design = self._design(X)
-        missing = ~np.isfinite(design[:, -1])
-        design[missing, -1] = 0.0
+        width = 1 + len(self._terms)
+        missing = ~np.isfinite(design[:, -width:]).all(axis=1)
+        design[missing, -width:] = 0.0
         forecast = self.model_.predict(design)
         forecast[missing] = np.nan
         return forecast
 
+    @property
+    def _terms(self) -> tuple[str, ...]:
+        return tuple(getattr(self, "structure_terms", ()))  # a model pickled before structure_terms has none
+
     def _design(self, X: pd.DataFrame) -> np.ndarray:
         log_iv = np.log(implied_bar_variance(X, self.column, self.periods_per_year))
-        return np.column_stack((super()._design(X), log_iv))
+        return np.column_stack((super()._design(X), log_iv, structure_columns(X, self._terms)))

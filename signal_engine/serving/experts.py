@@ -13,7 +13,9 @@ Answers, by expert kind (``docs/model-bundle.md``)::
 
 A value the expert cannot give (e.g. a level before enough swings) is ``null``. A bar may carry ``implied_vol``
 (annualised %, > 0; null or absent where missing), the input of ``vol_har_implied``: where the decided bar has
-none, that expert's forecast, and so the last ``vol_history`` value, is ``null`` (it abstains).
+none, that expert's forecast, and so the last ``vol_history`` value, is ``null`` (it abstains). It may also carry
+``implied_term_slope`` and ``implied_skew`` (% points, any sign), read by a ``vol_har_implied`` trained with
+``volatility.implied_terms``, which abstains the same way where they are missing.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from signal_engine.data.loader import IMPLIED_VOL
+from signal_engine.data.loader import IMPLIED_VOL, IV_STRUCTURE
 from signal_engine.features import feature_frame
 
 KINDS = ("trend", "levels", "volatility")
@@ -36,8 +38,9 @@ def bars_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """Bars as the experts read them (lower-case ``open, high, low, close[, volume]`` by timestamp) from JSON rows.
 
     Each row holds ``timestamp`` (ISO-8601) and the price fields; ``volume`` is kept only when every row has it,
-    ``implied_vol`` (annualised %, > 0) when any row has it (NaN on the rows without one). Raises ValueError naming
-    the bar for an ``implied_vol`` that is not a number > 0.
+    ``implied_vol`` (annualised %, > 0) when any row has it (NaN on the rows without one), and so ``implied_term_slope``
+    and ``implied_skew`` (% points). Raises ValueError naming the bar for an ``implied_vol`` that is not a number > 0 or
+    a term that is not a finite number.
     """
     if not rows:
         raise ValueError("bars: empty; expected at least one bar {timestamp, open, high, low, close[, volume]}")
@@ -49,6 +52,9 @@ def bars_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
         data["volume"] = np.asarray([float(row["volume"]) for row in rows])
     if any(row.get(IMPLIED_VOL) is not None for row in rows):
         data[IMPLIED_VOL] = np.asarray([implied_vol(row.get(IMPLIED_VOL), i) for i, row in enumerate(rows)])
+    for term in IV_STRUCTURE:
+        if any(row.get(term) is not None for row in rows):
+            data[term] = np.asarray([surface_term(row.get(term), term, i) for i, row in enumerate(rows)])
     return pd.DataFrame(data, index=index)
 
 
@@ -63,6 +69,16 @@ def implied_vol(value: Any, position: int) -> float:
     return number
 
 
+def surface_term(value: Any, term: str, position: int) -> float:
+    """A bar's option term slope or skew as a float: NaN when null, else a finite number (ValueError naming it)."""
+    if value is None:
+        return math.nan
+    number = float(value) if isinstance(value, int | float) and not isinstance(value, bool) else math.nan
+    if not math.isfinite(number):
+        raise ValueError(f"bars[{position}].{term} is {value!r}; expected a number in % points, or null where missing")
+    return number
+
+
 def market_frame(bars: pd.DataFrame) -> pd.DataFrame:
     """Bars joined with their point-in-time features: the frame every expert was trained on (``implied_vol`` kept
     where the bars carry it, as the training datasets keep it)."""
@@ -70,7 +86,7 @@ def market_frame(bars: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in BAR_COLUMNS if c not in lower.columns]
     if missing:
         raise ValueError(f"bars lack the column(s) {missing}; expected open, high, low, close[, volume]")
-    keep = [c for c in (*BAR_COLUMNS, "volume", IMPLIED_VOL) if c in lower.columns]
+    keep = [c for c in (*BAR_COLUMNS, "volume", IMPLIED_VOL, *IV_STRUCTURE) if c in lower.columns]
     base = lower.loc[:, keep].astype(float)
     return base.join(feature_frame(base))
 
@@ -100,8 +116,9 @@ def answer(expert_kind: str, fitted_expert: Any, bars: pd.DataFrame, *, history:
     if expert_kind == "levels":
         levels = np.asarray(fitted_expert.predict(X), dtype=float)[-1]
         return {"support": _number(levels[0]), "resistance": _number(levels[1])}
-    if IMPLIED_VOL not in X.columns:  # bars without implied volatility: an expert that reads it abstains
-        X = X.assign(**{IMPLIED_VOL: np.nan})
+    absent = [c for c in (IMPLIED_VOL, *IV_STRUCTURE) if c not in X.columns]
+    if absent:  # bars without implied volatility (or its surface terms): an expert that reads them abstains
+        X = X.assign(**dict.fromkeys(absent, np.nan))
     if hasattr(fitted_expert, "predict_variance"):
         vol = np.sqrt(np.asarray(fitted_expert.predict_variance(X), dtype=float))
     else:

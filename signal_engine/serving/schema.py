@@ -64,6 +64,16 @@ class Bar(BaseModel):
                                   "trained with moe.experts.volatility vol_har_implied: where the decided bar has "
                                   "none, that expert abstains (gate weight 0, the others' weights renormalised); "
                                   "its score also reads the past bars' values. Other experts ignore it")
+    implied_term_slope: Annotated[float, Field(allow_inf_nan=False, strict=True)] | None = Field(
+        default=None, description="the option term slope in % points (at-the-money implied volatility at 90 days "
+                                  "minus at 30 days), known at the bar's close; null or absent where missing. Read "
+                                  "only by vol_har_implied trained with volatility.implied_terms naming it (it "
+                                  "abstains where the decided bar has none)")
+    implied_skew: Annotated[float, Field(allow_inf_nan=False, strict=True)] | None = Field(
+        default=None, description="the option skew in % points (the 90% put's minus the 110% call's implied "
+                                  "volatility), known at the bar's close; null or absent where missing. Read only "
+                                  "by vol_har_implied trained with volatility.implied_terms naming it (it abstains "
+                                  "where the decided bar has none)")
 
     @model_validator(mode="after")
     def _high_above_low(self) -> Bar:

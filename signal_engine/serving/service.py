@@ -58,6 +58,7 @@ from signal_engine.serving.schema import (
 from signal_engine.storage.records import SignalAudit
 
 IMPLIED_VOL = "implied_vol"  # a bar's optional implied volatility (the loader's column; no pandas here)
+IV_STRUCTURE = ("implied_term_slope", "implied_skew")  # a bar's optional option term slope and skew (% points)
 
 if TYPE_CHECKING:
     from signal_engine.ports import AuditLog, BookReader, DocumentStore, ExpertClient
@@ -410,7 +411,8 @@ class SignalService:
         end = utc_naive(request.as_of) if request.as_of is not None else None
         need = self.bundle.min_bars
         if request.bars is not None:
-            rows = [_row(bar.timestamp, bar.open, bar.high, bar.low, bar.close, bar.volume, bar.implied_vol)
+            rows = [_row(bar.timestamp, bar.open, bar.high, bar.low, bar.close, bar.volume, bar.implied_vol,
+                         {IV_STRUCTURE[0]: bar.implied_term_slope, IV_STRUCTURE[1]: bar.implied_skew})
                     for bar in request.bars]
             if end is not None:
                 rows = [r for r in rows if r["timestamp"] <= end.isoformat()]
@@ -551,9 +553,12 @@ def _news_inputs(prepared: _Prepared) -> dict[str, Any]:
 
 def bars_digest(rows: Sequence[Mapping[str, Any]]) -> str:
     """A SHA-256 of the bars a signal was computed from (canonical JSON): the id of that input. A bar's
-    ``implied_vol`` is part of it where the bar carries one (bars without it hash as before it existed)."""
+    ``implied_vol`` is part of it where the bar carries one, and the term slope and skew by name where it carries
+    either (bars without them hash as before they existed)."""
     canonical = json.dumps([[r["timestamp"], r["open"], r["high"], r["low"], r["close"], r.get("volume"),
-                             *([r[IMPLIED_VOL]] if r.get(IMPLIED_VOL) is not None else [])]
+                             *([r[IMPLIED_VOL]] if r.get(IMPLIED_VOL) is not None else []),
+                             *([{t: r.get(t) for t in IV_STRUCTURE}] if any(r.get(t) is not None for t in IV_STRUCTURE)
+                               else [])]
                             for r in rows], separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -570,11 +575,14 @@ def fingerprint_inputs(rows: Sequence[Mapping[str, Any]],
 
 
 def _row(timestamp: datetime, open_: float, high: float, low: float, close: float,
-         volume: float | None, implied_vol: float | None = None) -> dict[str, Any]:
-    """A request bar as the experts' JSON row; ``implied_vol`` only when the bar carries one."""
+         volume: float | None, implied_vol: float | None = None,
+         surface: Mapping[str, float | None] | None = None) -> dict[str, Any]:
+    """A request bar as the experts' JSON row; ``implied_vol`` and each option-surface term (``surface``: the term
+    slope and skew) only when the bar carries one."""
     row = {"timestamp": utc_naive(timestamp).isoformat(), "open": open_, "high": high, "low": low, "close": close,
            "volume": volume}
-    return row if implied_vol is None else {**row, IMPLIED_VOL: implied_vol}
+    extra = {IMPLIED_VOL: implied_vol, **(surface or {})}
+    return {**row, **{name: value for name, value in extra.items() if value is not None}}
 
 
 def _finite(value: Any) -> float | None:

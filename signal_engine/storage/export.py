@@ -14,6 +14,8 @@ Given the market store, the export first derives the implied volatility of the b
 (:func:`signal_engine.storage.implied_vol.derive_implied_volatility`: point in time, incremental) and joins the stored
 series as the ``implied_vol`` column, empty on the bars without a value; a symbol without any value keeps the file it
 had before (no such column), so only the symbols whose chains are collected feed the HAR-implied volatility expert.
+The stored term slope and skew go beside it as the ``implied_term_slope`` and ``implied_skew`` columns (empty where
+missing), each only when at least one bar has a value (``volatility.implied_terms`` reads them).
 
 Given the document store, :func:`export_news` writes each symbol's stored news beside the bars, ``news/<SYMBOL>.jsonl``
 (:mod:`signal_engine.storage.news_files`): the training workflow's prepare job scores it for the MoE's news slot
@@ -33,10 +35,10 @@ from typing import Any
 
 import pandas as pd
 
-from signal_engine.data.loader import IMPLIED_VOL, PriceSeries, load_prices
+from signal_engine.data.loader import IMPLIED_VOL, IV_STRUCTURE, PriceSeries, load_prices
 from signal_engine.errors import ConfigError, InputError
 from signal_engine.ports import DocumentStore, MarketDataStore, ObjectStore, PriceStore
-from signal_engine.storage.implied_vol import derive_implied_volatility, implied_vol_column
+from signal_engine.storage.implied_vol import derive_implied_volatility, implied_vol_columns
 from signal_engine.storage.news_files import (
     NEWS_CONTENT_TYPE,
     NEWS_PREFIX,
@@ -121,8 +123,9 @@ def bars_key(symbol: str, timeframe: str, prefix: str = BARS_PREFIX) -> str:
 
 
 def series_csv(series: PriceSeries) -> bytes:
-    """The series in the Yahoo layout, ``Date,Open,High,Low,Close[,Volume][,Implied_Vol]``, as ``load_prices`` reads
-    it back (an ``implied_vol`` column, empty where missing, is kept: the training workflow's datasets carry it).
+    """The series in the Yahoo layout, ``Date,Open,High,Low,Close[,Volume][,Implied_Vol][,Iv_Term_Slope][,Iv_Skew]``,
+    as ``load_prices`` reads it back (the implied-volatility columns, empty where missing, are kept: the training
+    workflow's datasets carry them).
 
     Prices are written with every digit (no rounding), so loading the file gives the stored values. Dates are
     ``YYYY-MM-DD`` for daily bars and ``YYYY-MM-DD HH:MM:SS`` (UTC) for intraday ones.
@@ -258,13 +261,16 @@ def _earlier_history(objects: ObjectStore, key: str, symbol: str, first: pd.Time
 
 def _with_implied_vol(series: PriceSeries, prices: PriceStore, market: MarketDataStore, symbol: str,
                       timeframe: str) -> PriceSeries:
-    """The series with the stored implied volatility as its ``implied_vol`` column, derived first where missing; the
-    series unchanged when no bar has a value."""
+    """The series with the stored implied volatility as its ``implied_vol`` column, derived first where missing, and
+    the stored term slope and skew as ``implied_term_slope`` and ``implied_skew`` where any bar has one; the series
+    unchanged when no bar has an implied volatility."""
     derive_implied_volatility(prices, market, symbol, timeframe)
-    column = implied_vol_column(market, symbol, timeframe, pd.DatetimeIndex(series.bars.index))
-    if not column.notna().any():
+    stored = implied_vol_columns(market, symbol, timeframe, pd.DatetimeIndex(series.bars.index))
+    if not stored[IMPLIED_VOL].notna().any():
         return series
-    return PriceSeries(series.symbol, series.source, series.bars.assign(**{IMPLIED_VOL: column.to_numpy()}))
+    kept = [IMPLIED_VOL, *(term for term in IV_STRUCTURE if stored[term].notna().any())]
+    return PriceSeries(series.symbol, series.source,
+                       series.bars.assign(**{c: stored[c].to_numpy() for c in kept}))
 
 
 def _implied_bars(series: PriceSeries) -> int:

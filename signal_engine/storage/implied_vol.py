@@ -34,7 +34,7 @@ from datetime import datetime, timedelta
 
 import pandas as pd
 
-from signal_engine.data.loader import IMPLIED_VOL
+from signal_engine.data.loader import IMPLIED_VOL, IV_SKEW, IV_TERM_SLOPE
 from signal_engine.ports import MarketDataStore, PriceStore
 from signal_engine.storage.option_chains import MAX_AGE, chain_volatility
 from signal_engine.storage.records import IMPLIED_VOL_HORIZON_DAYS, ImpliedVolatility
@@ -110,12 +110,22 @@ def implied_vol_column(market: MarketDataStore, symbol: str, timeframe: str, ind
                        horizon_days: int = IMPLIED_VOL_HORIZON_DAYS) -> pd.Series:
     """The stored values on ``index`` (a price series' bar timestamps) as the ``implied_vol`` column: annualised %,
     NaN on the bars without one."""
+    return implied_vol_columns(market, symbol, timeframe, index, horizon_days=horizon_days)[IMPLIED_VOL]
+
+
+def implied_vol_columns(market: MarketDataStore, symbol: str, timeframe: str, index: pd.DatetimeIndex, *,
+                        horizon_days: int = IMPLIED_VOL_HORIZON_DAYS) -> pd.DataFrame:
+    """The stored readings on ``index`` as the columns ``implied_vol`` (annualised %), ``implied_term_slope`` and
+    ``implied_skew`` (% points), each NaN on the bars without a value (a stored row may lack the slope or the skew)."""
     stamps = pd.DatetimeIndex(index)
     stored = market.read_implied_volatility(symbol, timeframe, horizon_days,
                                             start=stamps[0].to_pydatetime() if len(stamps) else None,
                                             end=stamps[-1].to_pydatetime() if len(stamps) else None)
-    values = pd.Series({pd.Timestamp(row.timestamp): row.implied_vol for row in stored}, dtype=float)
-    return values.reindex(stamps).rename(IMPLIED_VOL)
+    readings = {IMPLIED_VOL: [row.implied_vol for row in stored], IV_TERM_SLOPE: [row.term_slope for row in stored],
+                IV_SKEW: [row.skew for row in stored]}
+    frame = pd.DataFrame(readings, index=pd.DatetimeIndex([pd.Timestamp(row.timestamp) for row in stored]),
+                         dtype=float)
+    return frame.reindex(stamps)
 
 
 def _has_snapshot(snapshots: Sequence[datetime], since: datetime, until: datetime) -> bool:

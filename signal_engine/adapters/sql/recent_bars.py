@@ -16,6 +16,7 @@ from signal_engine.storage.records import IMPLIED_VOL_HORIZON_DAYS, CorporateAct
 from signal_engine.storage.times import naive_utc
 
 IMPLIED_VOL = "implied_vol"  # the bar's key the Signal API's request bars and the experts' JSON rows use
+SURFACE_KEYS = {"term_slope": "implied_term_slope", "skew": "implied_skew"}  # stored column -> the bar's key (% points)
 PRICE_NAMES = ("open", "high", "low", "close")
 
 
@@ -35,7 +36,8 @@ class SqlRecentBars:
     history. A row carries ``implied_vol`` (annualised %) where the implied volatility derived from the stored
     option chains is stored for its bar (the ``implied_volatility`` table, horizon ``IMPLIED_VOL_HORIZON_DAYS``,
     as the bars export writes it into the training files); the key is left out where none is, as on request bars,
-    and the HAR-implied volatility expert abstains there.
+    and the HAR-implied volatility expert abstains there. The stored term slope and skew come the same way, as
+    ``implied_term_slope`` and ``implied_skew``, each left out where it is missing.
     """
 
     def __init__(self, engine: sa.Engine, primary_sources: Mapping[str, str] | None = None) -> None:
@@ -62,7 +64,8 @@ def _window(symbol: str, timeframe: str, source: str, end: datetime | None, coun
                                                implied.c.timestamp == table.c.timestamp,
                                                implied.c.horizon_days == IMPLIED_VOL_HORIZON_DAYS))
     query = (sa.select(table.c.timestamp, *(table.c[name] for name in PRICE_NAMES), table.c.volume,
-                       table.c.adj_close, implied.c.implied_vol).select_from(joined)
+                       table.c.adj_close, implied.c.implied_vol, *(implied.c[name] for name in SURFACE_KEYS))
+             .select_from(joined)
              .where(table.c.symbol == symbol, table.c.timeframe == timeframe, table.c.source == source))
     if end is not None:
         query = query.where(table.c.timestamp <= naive_utc(end))
@@ -81,5 +84,6 @@ def _json_rows(rows: Sequence[Any], actions: Sequence[CorporateAction]) -> list[
     for i, row in enumerate(rows):
         bar = {"timestamp": row.timestamp.isoformat(), **{name: float(prices[name][i]) for name in PRICE_NAMES},
                "volume": float(volume[i]) if np.isfinite(volume[i]) else None}
-        bars.append(bar if row.implied_vol is None else {**bar, IMPLIED_VOL: row.implied_vol})
+        extra = {IMPLIED_VOL: row.implied_vol, **{key: getattr(row, name) for name, key in SURFACE_KEYS.items()}}
+        bars.append({**bar, **{key: value for key, value in extra.items() if value is not None}})
     return bars
