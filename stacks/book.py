@@ -10,10 +10,16 @@ Trigger: the bar collectors (``BAR_COLLECTORS``) have an EventBridge on-success 
 each successful collection puts a "Lambda Function Invocation Result - Success" event (``source: lambda``) there;
 a rule matches those of the bar collectors and invokes the step asynchronously (two retries, then the DLQ). A
 second rule takes "Step Book" requests (``source: signal-engine.book``) for a backfill or a manual run.
+
+News: a bundle whose gate has the news slot reads each symbol's headlines from DocumentDB (its secret,
+``SIGNAL_ENGINE_DOCUMENT_SECRET``; the app security group reaches the cluster) and asks the text expert on the
+experts' SageMaker endpoint (``EXPERT_ENDPOINTS``' ``news``: the image has no text encoder), as the combiner does; the
+role may invoke that endpoint only.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -33,6 +39,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from signal_engine.serving.bundle import NEWS_EXPERT
 from stacks.config import StageConfig
 from stacks.constructs.lambda_role import acknowledge_tracing, grant_decrypt, lambda_vpc_role
 from stacks.constructs.nag import acknowledge, skip_checkov
@@ -74,10 +81,14 @@ class BookStack(Stack):
         alarm_topic: sns.ITopic,
         environment_key: kms.IKey,
         bar_collectors: Sequence[lambda_.IFunction] = (),
+        experts_endpoint: str | None = None,
+        docdb_secret: secretsmanager.ISecret | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self._config = config
+        self._experts_endpoint = experts_endpoint
+        self._docdb_secret = docdb_secret
         self.dead_letter_queue = sqs.Queue(
             self,
             "DeadLetterQueue",
@@ -121,6 +132,7 @@ class BookStack(Stack):
                 "MODEL_BUNDLE_URI": model_bundle_uri,
                 "SIGNAL_ENGINE_DATABASE_SECRET": mysql_secret.secret_arn,
                 "SIGNAL_ENGINE_DATABASE_CA_FILE": CA_FILE,
+                **self._news_environment(),
                 "POWERTOOLS_SERVICE_NAME": METRICS_SERVICE,
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             },
@@ -145,9 +157,21 @@ class BookStack(Stack):
         )
         self._add_monitoring()
 
+    def _news_environment(self) -> dict[str, str]:
+        """The text expert's endpoint and the document store (DocumentDB, over TLS with the image's RDS CA bundle,
+        which holds DocumentDB's CAs too), where the stage has them."""
+        environment = {}
+        if self._experts_endpoint is not None:
+            environment["EXPERT_ENDPOINTS"] = json.dumps({NEWS_EXPERT: self._experts_endpoint})
+        if self._docdb_secret is not None:
+            environment["SIGNAL_ENGINE_DOCUMENT_SECRET"] = self._docdb_secret.secret_arn
+            environment["SIGNAL_ENGINE_DOCUMENT_CA_FILE"] = CA_FILE
+        return environment
+
     def _build_role(self, models_read_policy: iam.IManagedPolicy, mysql_secret: secretsmanager.ISecret,
                     environment_key: kms.IKey) -> iam.Role:
-        """Read the models/ prefix, the MySQL secret (the books, the bars), the DLQ; nothing else."""
+        """Read the models/ prefix, the MySQL secret (the books, the bars), the DocumentDB secret (the headlines),
+        the DLQ; invoke the experts' endpoint (the text expert); nothing else."""
         role = lambda_vpc_role(
             self, "BookStepRole",
             description="signal-engine book step: whole-book bundle from models/, books and bars in MySQL",
@@ -165,7 +189,26 @@ class BookStack(Stack):
                 sid="DeadLetters", actions=["sqs:SendMessage"], resources=[self.dead_letter_queue.queue_arn]
             )
         )
-        grant_decrypt(role, environment_key=environment_key, secrets=[mysql_secret])
+        secrets = [mysql_secret]
+        if self._docdb_secret is not None:
+            role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="NewsStoreSecret",
+                    actions=["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+                    resources=[self._docdb_secret.secret_arn],
+                )
+            )
+            secrets.append(self._docdb_secret)
+        if self._experts_endpoint is not None:
+            role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="InvokeTextExpert",
+                    actions=["sagemaker:InvokeEndpoint"],
+                    resources=[self.format_arn(service="sagemaker", resource="endpoint",
+                                               resource_name=self._experts_endpoint.lower())],
+                )
+            )
+        grant_decrypt(role, environment_key=environment_key, secrets=secrets)
         acknowledge_tracing(role)
         return role
 

@@ -216,6 +216,8 @@ class SignalEngineStage(Stage):
                 description="signal-engine book step: read the whole-book bundle (book.json, bundles, experts)",
             ),
             mysql_secret=self.storage.mysql_secret,
+            docdb_secret=self.storage.docdb_secret,
+            experts_endpoint=experts_endpoint,
             alarm_topic=self.monitoring.alarm_topic,
             environment_key=self.operations_key,
             bar_collectors=[self.collectors.functions[name] for name in BAR_COLLECTORS] if self.collectors else (),

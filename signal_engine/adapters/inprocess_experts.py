@@ -20,6 +20,7 @@ from signal_engine.serving.fanout import Fanout
 from signal_engine.serving.messages import ExpertQuery, ExpertReply
 
 if TYPE_CHECKING:
+    from signal_engine.serving.bundle import ServingBundle
     from signal_engine.text.serving import NewsExpert
 
 
@@ -88,6 +89,16 @@ class InProcessExperts:
 
     def close(self) -> None:
         self._fanout.close()
+
+
+def bundle_news_expert(folder: Path, bundle: ServingBundle) -> tuple[str, NewsExpert] | None:
+    """The text expert of the bundle at ``folder``, loaded to run in-process, with its name (None when the bundle
+    has none): the ``news`` argument of :class:`InProcessExperts`."""
+    if bundle.news is None:
+        return None
+    from signal_engine.text.serving import NewsExpert
+
+    return bundle.news.expert, NewsExpert.load(folder, bundle.news)
 
 
 def _with_model(reply: ExpertReply, model: str) -> ExpertReply:

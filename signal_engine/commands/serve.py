@@ -97,11 +97,9 @@ def _serve(args: argparse.Namespace, console: Console) -> int:
 
 def news_expert(folder: Path, bundle: ServingBundle) -> tuple[str, NewsExpert] | None:
     """The bundle's text expert, loaded to run in-process (None when the bundle has none)."""
-    if bundle.news is None:
-        return None
-    from signal_engine.text.serving import NewsExpert
+    from signal_engine.adapters.inprocess_experts import bundle_news_expert
 
-    return bundle.news.expert, NewsExpert.load(folder, bundle.news)
+    return bundle_news_expert(folder, bundle)
 
 
 def local_batch_jobs(objects: str, service: SignalService, timeout_s: float = LOCAL_JOB_TIMEOUT_S,

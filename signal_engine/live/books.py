@@ -9,7 +9,10 @@ each book of the bundle's ``book.json``:
    treated as ended and stepped as "no bar", as the backtest steps a series that has stopped;
 2. at each bar, per symbol with a bar, the recent bars up to it are read through the Signal API's bar source:
    the return and regime features come from them, and each timeframe model answers through the API's MoE
-   path (:class:`~signal_engine.live.models.LiveTimeframeModel`) with its own previous position;
+   path (:class:`~signal_engine.live.models.LiveTimeframeModel`) with its own previous position; a model whose
+   bundle has the news slot (``moe.news``) reads the symbol's headlines known before the bar's close from the
+   document store and asks the text expert about them, as the API does (no store or no headline: the slot
+   abstains);
 3. ``advance_book`` steps and commits the bar (state, positions, events) in one transaction.
 
 A book without a stored state starts from the bundle's seed: the state its models' walk-forwards, orchestrated
@@ -37,8 +40,9 @@ from signal_engine.orchestration.config import OrchestrationConfig
 from signal_engine.orchestration.live import advance_book, bar_time_of, seed_book
 from signal_engine.orchestration.regime import REGIME_FEATURES, regime_features
 from signal_engine.orchestration.step import BarInputs
-from signal_engine.ports import BookStore, ExpertClient, PriceStore
+from signal_engine.ports import BookStore, DocumentStore, ExpertClient, PriceStore
 from signal_engine.serving.book_bundle import BookBundle, BookSpec
+from signal_engine.serving.bundle import ServingBundle
 from signal_engine.serving.service import BarSource
 
 ENDED_AFTER_BARS = 5.0
@@ -67,11 +71,13 @@ class BookStepReport:
 
 @dataclass(frozen=True)
 class LiveStores:
-    """The stores a live step reads and writes (``signal_engine.bootstrap.Storage`` has all three)."""
+    """The stores a live step reads and writes (``signal_engine.bootstrap.Storage`` has them all); ``documents``
+    holds the headlines a model with the news slot reads (None: its slot abstains)."""
 
     prices: PriceStore
     recent_bars: BarSource
     books: BookStore
+    documents: DocumentStore | None = None
 
 
 def step_books(
@@ -83,35 +89,47 @@ def step_books(
     experts: Callable[[Path], ExpertClient] | None = None,
     on_bar: Callable[[str, int, int], None] | None = None,
     ended_after: float = ENDED_AFTER_BARS,
+    text_expert: ExpertClient | None = None,
 ) -> list[BookStepReport]:
     """Step every book of the whole-book bundle at ``version_dir`` (module docstring); one report per book.
 
-    ``storage`` has ``prices``, ``recent_bars`` and ``books`` (``signal_engine.bootstrap.Storage``);
-    ``experts(folder)`` builds the expert client of one timeframe model's bundle folder (default: its fitted
-    experts in process); ``until`` (naive UTC) steps no bar after it; ``on_bar(book, done, total)`` reports
-    progress. Raises ``BundleError`` for an incomplete bundle, ``StaleBarError`` / ``BookStateError`` as
-    ``advance_book`` does.
+    ``storage`` has ``prices``, ``recent_bars``, ``books`` and, where the news is stored, ``documents``
+    (``signal_engine.bootstrap.Storage``); ``experts(folder)`` builds the expert client of one timeframe model's
+    bundle folder (default: its fitted experts in process, with the text expert of a bundle with the news slot,
+    which ``text_expert`` answers instead where given: the experts' endpoint of the book-step Lambda, whose image has
+    no text encoder); ``until`` (naive UTC) steps no bar after it; ``on_bar(book, done, total)`` reports progress.
+    Raises ``BundleError`` for an incomplete bundle, ``StaleBarError`` / ``BookStateError`` as ``advance_book``
+    does, ``ExpertFailure`` when an expert (the text expert included) or the document store fails.
     """
     bundle = BookBundle.load(version_dir)
-    stores = LiveStores(storage.prices, storage.recent_bars, storage.books)
-    build = experts or _in_process
+    stores = LiveStores(storage.prices, storage.recent_bars, storage.books, getattr(storage, "documents", None))
     clients: dict[str, ExpertClient] = {}
     chosen = [bundle.book(name) for name in books] if books else list(bundle.books)
     reports = []
     for book in chosen:
         models = []
         for entry in book.models:
+            served = bundle.bundles[entry.bundle]
             if entry.bundle not in clients:
-                clients[entry.bundle] = build(bundle.folder(entry.bundle))
-            models.append(LiveTimeframeModel(entry.spec, bundle.bundles[entry.bundle], clients[entry.bundle]))
+                folder = bundle.folder(entry.bundle)
+                clients[entry.bundle] = experts(folder) if experts else in_process(folder, served, text_expert)
+            models.append(LiveTimeframeModel(entry.spec, served, clients[entry.bundle], documents=stores.documents))
         reports.append(_step_book(stores, bundle, book, models, until, ended_after, on_bar))
     return reports
 
 
-def _in_process(folder: Path) -> ExpertClient:
-    from signal_engine.adapters.inprocess_experts import InProcessExperts
+def in_process(folder: Path, bundle: ServingBundle, text_expert: ExpertClient | None = None) -> ExpertClient:
+    """The fitted experts of the bundle at ``folder`` answering in process; for a bundle with the news slot, its
+    text expert too (in process, as ``signal-engine serve`` runs it), or ``text_expert`` where given."""
+    from signal_engine.adapters.inprocess_experts import InProcessExperts, bundle_news_expert
 
-    return InProcessExperts(folder / "experts")
+    if not bundle.news_slot or bundle.news is None:
+        return InProcessExperts(folder / "experts")
+    if text_expert is None:
+        return InProcessExperts(folder / "experts", news=bundle_news_expert(folder, bundle))
+    from signal_engine.adapters.routed_experts import RoutedExperts
+
+    return RoutedExperts(InProcessExperts(folder / "experts"), {bundle.news.expert: text_expert})
 
 
 def _step_book(stores: LiveStores, bundle: BookBundle, book: BookSpec, models: Sequence[LiveTimeframeModel],

@@ -9,6 +9,10 @@ bar closes at 16:00 New York, an intraday bar at its open time plus its length, 
 :func:`signal_engine.storage.timeline.bar_close_times`), a headline counts when published strictly before T and at
 most ``max_age_hours`` earlier. The service reads only those (the most recent ``max_documents``) and sends them;
 no headline is an abstention, answered without asking the expert.
+
+The Signal API (:class:`~signal_engine.serving.service.SignalService`) and the live book step
+(:class:`~signal_engine.live.models.LiveTimeframeModel`) read a bar's news with :func:`bar_news` and turn the text
+expert's reply into the news block with :func:`answered_news`, so both give the news slot the same input.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import json
 import math
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -49,6 +54,55 @@ def decision_time(bar_time: str | datetime, timeframe: str) -> datetime:
         raise ValueError(f"timeframe {timeframe!r}: the news window is defined for 1d and N m / N h bars only")
     count = int(match.group(1))
     return stamp + timedelta(minutes=count if match.group(2) == "m" else 60 * count)
+
+
+@dataclass(frozen=True)
+class BarNews:
+    """The headlines read for one bar: at the decision time ``at`` (None: the timeframe has no close), the documents
+    sent to the text expert (``rows``, :func:`document_rows`), or why none could be read (``error``;
+    ``unreadable``: the document store failed, rather than there being none to read)."""
+
+    at: datetime | None
+    rows: list[dict[str, str]] = field(default_factory=list)
+    error: str | None = None
+    unreadable: bool = False
+
+    @property
+    def asks(self) -> bool:
+        """Whether the text expert is asked: headlines were read and nothing went wrong."""
+        return bool(self.rows) and self.error is None and self.at is not None
+
+
+def bar_news(store: DocumentStore | None, symbol: str, timeframe: str, bar_time: str | datetime,
+             settings: NewsSettings) -> BarNews:
+    """The headlines of ``symbol`` that can count at the close of its bar at ``bar_time`` (:func:`decision_time`,
+    :func:`read_news`). A timeframe without a close, no store (None) or a store that cannot be read is a
+    :class:`BarNews` with the error, never an exception."""
+    try:
+        at = decision_time(bar_time, timeframe)
+    except ValueError as exc:
+        return BarNews(None, error=str(exc))
+    if store is None:
+        return BarNews(at, error="no document store is configured here, so no stored headline can be read")
+    try:
+        documents = read_news(store, symbol, at, settings)
+    except Exception as exc:  # the signal does not depend on the news: answer it, saying why there is none
+        return BarNews(at, error=f"the document store could not be read ({type(exc).__name__}: {exc})",
+                       unreadable=True)
+    return BarNews(at, document_rows(documents))
+
+
+def answered_news(news: BarNews, reply: ExpertReply | None, settings: NewsSettings,
+                  in_combined_score: bool) -> NewsView:
+    """The news block of one answer: abstaining when ``news`` has an error or no headline (``reply`` None: the text
+    expert was not asked), else :func:`news_view` of the text expert's ``reply``."""
+    if news.error is not None or news.at is None:
+        view = abstaining(news.at, error=news.error)
+    elif reply is None:
+        view = abstaining(news.at)
+    else:
+        view = news_view(news.rows, reply, news.at, settings.headlines)
+    return view.model_copy(update={"in_combined_score": in_combined_score})
 
 
 def read_news(store: DocumentStore, symbol: str, at: datetime, settings: NewsSettings) -> list[Document]:

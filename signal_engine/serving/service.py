@@ -37,7 +37,7 @@ from signal_engine.serving.book import RECENT_BARS, BookAnswer, BookBarMissing, 
 from signal_engine.serving.bundle import ServingBundle
 from signal_engine.serving.combine import Combiner, Decisions
 from signal_engine.serving.messages import ExpertQuery, ExpertReply
-from signal_engine.serving.news import abstaining, decision_time, document_rows, documents_digest, news_view, read_news
+from signal_engine.serving.news import BarNews, answered_news, bar_news, documents_digest
 from signal_engine.serving.schema import (
     Adjustment,
     BatchItemError,
@@ -89,16 +89,6 @@ BATCH_WORKERS = 1
 
 
 @dataclass(frozen=True)
-class _News:
-    """The headlines read for one answer: at the decision time ``at`` (None: the timeframe has no close), the
-    documents sent to the text expert, or why none could be read."""
-
-    at: datetime | None
-    rows: list[dict[str, str]] = field(default_factory=list)
-    error: str | None = None
-
-
-@dataclass(frozen=True)
 class _Query:
     request: SignalRequest
     symbol: str
@@ -106,7 +96,7 @@ class _Query:
     rows: list[dict[str, Any]]
     source: str
     query: ExpertQuery
-    news: _News | None = None
+    news: BarNews | None = None
 
 
 @dataclass(frozen=True)
@@ -117,7 +107,7 @@ class _Prepared:
     rows: list[dict[str, Any]]
     source: str
     replies: Mapping[str, ExpertReply]
-    news: _News | None = None
+    news: BarNews | None = None
     news_view: NewsView | None = None
 
 
@@ -246,37 +236,19 @@ class SignalService:
     def _ask(self, query: _Query) -> _Prepared:
         news, settings = query.news, self.bundle.news
         asked = self.bundle.experts
-        if settings is not None and news is not None and news.rows and news.error is None:
+        if settings is not None and news is not None and news.asks:
             asked = (*asked, settings.expert)
         replies = dict(self.experts.ask(query.query, asked, self.deadline_s))
         view = None
         if settings is not None and news is not None:
-            reply = replies.pop(settings.expert, None)
-            if news.error is not None or news.at is None:
-                view = abstaining(news.at, error=news.error)
-            elif reply is None:
-                view = abstaining(news.at)
-            else:
-                view = news_view(news.rows, reply, news.at, settings.headlines)
-            view = view.model_copy(update={"in_combined_score": self.bundle.news_slot})
+            view = answered_news(news, replies.pop(settings.expert, None), settings, self.bundle.news_slot)
         return _Prepared(query.request, query.symbol, query.timeframe, query.rows, query.source, replies, news, view)
 
-    def _news(self, symbol: str, timeframe: str, rows: Sequence[Mapping[str, Any]]) -> _News | None:
+    def _news(self, symbol: str, timeframe: str, rows: Sequence[Mapping[str, Any]]) -> BarNews | None:
         """The headlines that can count at the close of the last bar (None when the bundle has no text expert)."""
-        settings = self.bundle.news
-        if settings is None:
+        if self.bundle.news is None:
             return None
-        try:
-            at = decision_time(str(rows[-1]["timestamp"]), timeframe)
-        except ValueError as exc:
-            return _News(None, error=str(exc))
-        if self.documents is None:
-            return _News(at, error="no document store is configured here, so no stored headline can be read")
-        try:
-            documents = read_news(self.documents, symbol, at, settings)
-        except Exception as exc:  # the signal does not depend on the news: answer it, saying why there is none
-            return _News(at, error=f"the document store could not be read ({type(exc).__name__}: {exc})")
-        return _News(at, document_rows(documents))
+        return bar_news(self.documents, symbol, timeframe, str(rows[-1]["timestamp"]), self.bundle.news)
 
     # -- the book ------------------------------------------------------------------------------------
 
@@ -380,10 +352,7 @@ class SignalService:
         symbol, timeframe = self._symbol(request, prefix)
         rows, source = self._bars(request, symbol, timeframe, prefix)
         news = self._news(symbol, timeframe, rows)
-        query = ExpertQuery(symbol, timeframe, rows, history=self.bundle.scores.volatility_window,
-                            documents=news.rows if news is not None else (),
-                            decision_time=news.at.isoformat() if news is not None and news.at is not None else None,
-                            document_experts=(self.bundle.news.expert,) if self.bundle.news is not None else ())
+        query = expert_query(self.bundle, symbol, timeframe, rows, news)
         return _Query(request, symbol, timeframe, rows, source, query, news)
 
     def _symbol(self, request: SignalRequest, prefix: str) -> tuple[str, str]:
@@ -533,6 +502,16 @@ def _bars_inputs(prepared: _Prepared) -> dict[str, Any]:
     rows = prepared.rows
     return {"source": prepared.source, "count": len(rows), "first": rows[0]["timestamp"], "last": rows[-1]["timestamp"],
             "sha256": bars_digest(rows)}
+
+
+def expert_query(bundle: ServingBundle, symbol: str, timeframe: str, rows: Sequence[Mapping[str, Any]],
+                 news: BarNews | None) -> ExpertQuery:
+    """What the experts are asked about the last of ``rows``: the bars, and the headlines ``news`` read for the
+    bundle's text expert (the Signal API's and the live book step's query)."""
+    return ExpertQuery(symbol, timeframe, rows, history=bundle.scores.volatility_window,
+                       documents=news.rows if news is not None else (),
+                       decision_time=news.at.isoformat() if news is not None and news.at is not None else None,
+                       document_experts=(bundle.news.expert,) if bundle.news is not None else ())
 
 
 def news_slot_input(view: NewsView | None) -> float:

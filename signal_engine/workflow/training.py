@@ -93,9 +93,9 @@ def check_news_slot(config: RunConfig, news: NewsTraining | None, *, book: bool)
                           "then the price file's news_score column where it has one, else the document store's "
                           "news scored by that text expert), or set moe.news: false")
     if book:
-        raise ConfigError("moe.news is true: the whole book cannot carry the news slot yet (the live book step reads "
-                          "no news); train the MoE's bundle alone with --no-book (SageMaker: hyperparameter "
-                          "book=false), or set moe.news: false")
+        raise ConfigError("moe.news is true: the whole book cannot carry the news slot yet (its timeframe models' "
+                          "walk-forwards and seed are trained without news); train the MoE's bundle alone with "
+                          "--no-book (SageMaker: hyperparameter book=false), or set moe.news: false")
     if config.moe.online.enabled:
         raise ConfigError("moe.news is true with moe.online: online learning runs in the live book step, which reads "
                           "no news yet; set moe.online.enabled: false or moe.news: false")

@@ -20,6 +20,7 @@ from botocore.client import BaseClient
 from moto.awslambda.models import LambdaFunction
 
 from signal_engine import bootstrap as bootstrap_module
+from signal_engine.serving.messages import ExpertQuery
 from signal_engine.storage.ingest import ingest_prices
 from signal_engine.storage.records import Document
 from tests.fixtures.configs import ONE_MODEL_BOOK
@@ -173,8 +174,17 @@ def test_the_book_steps_calls_are_the_inventory(secrets: dict[str, str], aws: Aw
     recorded.clear()
     step.handler(event("scheduled_event"), FakeLambdaContext(function_name="book-step"))
     step.storage.cache_clear()
-    settings = bootstrap_module.Settings(database_secret=secrets["mysql"])
+    settings = bootstrap_module.Settings(database_secret=secrets["mysql"], document_secret=secrets["docdb"])
     assert bootstrap_module._database_url(settings, boto3.client).startswith("mysql+pymysql://")
+    assert bootstrap_module._document_url(settings, boto3.client).startswith("mongodb://")
+    # a bundle with the news slot: its text expert asked on the endpoint EXPERT_ENDPOINTS names for news
+    monkeypatch.setenv("EXPERT_ENDPOINTS", '{"news": "book-step-calls-experts"}')
+    step.text_expert.cache_clear()
+    query = ExpertQuery("GOOG", "1d", [], documents=[{"id": "1", "published_at": "2024-01-05T14:30:00",
+                                                      "title": "GOOG beats"}], decision_time="2024-01-05T21:00:00",
+                        document_experts=("news",))
+    step.text_expert().ask(query, ["news"], 5.0)
+    step.text_expert.cache_clear()
     assert recorded == _inventory("book_step")
 
 

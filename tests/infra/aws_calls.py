@@ -81,12 +81,15 @@ BATCH_WORKER = (
 )
 
 # The book step: the registry's CURRENT, the version's listing and files (book.json, bundles, experts), the store's
-# secret. IAM authorizes ListObjectsV2 as s3:ListBucket with the listed prefix as s3:prefix.
+# secret; for a bundle with the news slot, the document store's secret and the text expert on the experts' endpoint.
+# IAM authorizes ListObjectsV2 as s3:ListBucket with the listed prefix as s3:prefix.
 BOOK_STEP = (
     Call("s3", "GetObject", "s3:GetObject", "MODEL_BUNDLE_URI", "CURRENT"),
     Call("s3", "ListObjectsV2", "s3:ListBucket", "MODEL_BUNDLE_URI", "v1/"),
     Call("s3", "GetObject", "s3:GetObject", "MODEL_BUNDLE_URI", "v1/books/daily/short/experts/manifest.json"),
     *SECRETS,
+    NEWS_SECRET,
+    Call("sagemaker-runtime", "InvokeEndpoint", "sagemaker:InvokeEndpoint", "EXPERT_ENDPOINTS"),
 )
 
 # The backtest fan-out's functions (plan, batch, check, merge): each symbol's bars, then the run's folder: copied

@@ -14,6 +14,7 @@ from aws_cdk.assertions import Capture, Match, Template
 from stacks.book import BUILD_CONTEXT, CA_FILE, DESTINATION_SUCCESS, HANDLER, STEP_REQUEST_SOURCE
 from stacks.collectors import BAR_COLLECTORS, pascal
 from stacks.config import COLLECTORS, load_stage_config
+from stacks.serving import experts_endpoint_name
 
 if TYPE_CHECKING:
     from tests.infra.conftest import SynthesizedApp
@@ -54,6 +55,20 @@ def test_environment_names_the_registry_the_secret_and_the_ca_bundle(book_templa
     assert variables["POWERTOOLS_SERVICE_NAME"] == "signal-engine-book"
 
 
+def test_a_news_slot_bundle_reads_documentdb_and_asks_the_text_expert_on_the_experts_endpoint(
+        book_template: Template) -> None:
+    variables = book_step(book_template)["Properties"]["Environment"]["Variables"]
+    assert json.loads(variables["EXPERT_ENDPOINTS"]) == {"news": experts_endpoint_name(DEV)}
+    assert "DocDb" in json.dumps(variables["SIGNAL_ENGINE_DOCUMENT_SECRET"])
+    assert variables["SIGNAL_ENGINE_DOCUMENT_CA_FILE"] == CA_FILE
+    statements = [s for p in book_template.find_resources("AWS::IAM::Policy").values()
+                  for s in p["Properties"]["PolicyDocument"]["Statement"]]
+    (invoke,) = [s for s in statements if s["Action"] == "sagemaker:InvokeEndpoint"]
+    assert f":endpoint/{experts_endpoint_name(DEV).lower()}" in json.dumps(invoke["Resource"])
+    (news,) = [s for s in statements if s.get("Sid") == "NewsStoreSecret"]
+    assert "DocDb" in json.dumps(news["Resource"])
+
+
 def test_async_invocations_retry_twice_then_go_to_the_dlq(book_template: Template) -> None:
     book_template.has_resource_properties("AWS::Lambda::EventInvokeConfig", {
         "MaximumRetryAttempts": 2, "MaximumEventAgeInSeconds": 6 * 3600, "Qualifier": "$LATEST"})
@@ -90,7 +105,8 @@ def test_the_step_runs_after_each_bar_collector_succeeds(book_template: Template
     assert request["detail-type"] == ["Step Book"]
 
 
-def test_the_role_reads_models_and_the_secret_only(book_template: Template, storage_template: Template) -> None:
+def test_the_role_reads_models_and_the_secrets_and_invokes_the_endpoint_only(book_template: Template,
+                                                                            storage_template: Template) -> None:
     role = Capture()
     book_template.has_resource_properties("AWS::Lambda::Function", {"PackageType": "Image", "Role": role})
     logical = role.as_object()["Fn::GetAtt"][0]
@@ -99,7 +115,7 @@ def test_the_role_reads_models_and_the_secret_only(book_template: Template, stor
     actions = {a for p in policies for s in p["Properties"]["PolicyDocument"]["Statement"]
                for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
     assert actions == {"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret", "sqs:SendMessage",
-                       "kms:Decrypt", "xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+                       "kms:Decrypt", "xray:PutTraceSegments", "xray:PutTelemetryRecords", "sagemaker:InvokeEndpoint"}
     managed = book_template.find_resources("AWS::IAM::Role")[logical]["Properties"]["ManagedPolicyArns"]
     assert any("BookStepModelsRead" in json.dumps(arn) for arn in managed)
     (models,) = [p for name, p in storage_template.find_resources("AWS::IAM::ManagedPolicy").items()
