@@ -3,10 +3,12 @@
 ::
 
     ApplyDefaults -> MergeInput (run id: States.UUID()) -> ExecutionNameTaggable -> ValidateInput
-    -> PrepareDataset                       SageMaker createTrainingJob.sync (entry prepare, CPU); writes the plan
-                                            (PrepareDatasetWithNews when the hyperparameters turn moe.news on: the
-                                            same job with a news channel, <news_prefix>/ of the datasets bucket)
-       -> ReadPlan                          s3:getObject runs/<execution>/plan.json (each expert: gpu or cpu)
+    -> PrepareDataset                       SageMaker createTrainingJob.sync (entry prepare, CPU, CPU image); writes
+                                            the plan (PrepareDatasetWithNews when the hyperparameters turn moe.news
+                                            on: the same job with a news channel, <news_prefix>/ of the datasets
+                                            bucket; the CPU image has the text encoder)
+       -> ReadPlan                          s3:getObject runs/<execution>/plan.json (each expert, and steps.train_gate
+                                            and steps.evaluate: gpu or cpu)
     -> TrainExperts  (Map over the plan)    per expert: gpu (a Keras model) -> GPU instance, TensorFlow image;
                                             cpu -> CPU instance, slim CPU image (entry train_expert); the input's
                                             ``tune`` goes to each as hyperparameter tune (true: Optuna tunes the
@@ -16,6 +18,8 @@
                                             its experts channel carries the pooled trend walk-forward, trend_pooled;
                                             ``tune`` too: every refit of its walk-forward is tuned the same way)
     -> Evaluate                             createTrainingJob.sync (entry evaluate: quality gate, bundle, report)
+       (each on the plan's accelerator, as the experts: TrainGateAccelerator -> TrainGateGpuJob | TrainGateCpuJob;
+        gpu only when the job fits a Keras model, e.g. an MLP gate; a plan without it -> NotifyFailure)
        (TrainGateFromBacktest, EvaluateFromBacktest when the input names a backtest fan-out run, walk_forward_run:
         the same jobs with a walkforward channel, that run's batches, read instead of walking forward)
        -> ReadDecision                      s3:getObject runs/<execution>/evaluation.json
