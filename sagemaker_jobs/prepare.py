@@ -69,8 +69,9 @@ def news_slot_series(job: JobEnvironment, series: list[PriceSeries]) -> list[Pri
 
 
 def write_plan(job: JobEnvironment, config: RunConfig, series: Sequence[PriceSeries]) -> None:
-    """The training plan (each expert's accelerator) to hyperparameter ``plan`` (an ``s3://`` URI or a path),
-    when given; hyperparameter ``experts`` is the run's JSON list of experts (all of them when empty)."""
+    """The training plan (the accelerator of each expert's job and of the train_gate and evaluate jobs, which train
+    the whole book as this job's hyperparameters say: ``book``) to hyperparameter ``plan`` (an ``s3://`` URI or a
+    path), when given; hyperparameter ``experts`` is the run's JSON list of experts (all of them when empty)."""
     target = job.get("plan")
     if not target:
         return
@@ -83,7 +84,7 @@ def write_plan(job: JobEnvironment, config: RunConfig, series: Sequence[PriceSer
         raise ConfigError(f"hyperparameter 'experts' is {raw!r}; expected a JSON list such as [\"trend\"]")
     from signal_engine.workflow.plan import training_plan
 
-    plan = training_plan(experts, config, [s.intraday for s in series])
+    plan = training_plan(experts, config, [s.intraday for s in series], book=job.book())
     body = (json.dumps(plan, indent=2) + "\n").encode("utf-8")
     if target.startswith("s3://"):
         import boto3
@@ -94,7 +95,9 @@ def write_plan(job: JobEnvironment, config: RunConfig, series: Sequence[PriceSer
         path = Path(target)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(body)
-    print("plan " + ", ".join(f"{e['expert']}={e['accelerator']}" for e in plan["experts"]))
+    jobs = [*((e["expert"], e["accelerator"]) for e in plan["experts"]),
+            *((step, job["accelerator"]) for step, job in plan["steps"].items())]
+    print("plan " + ", ".join(f"{name}={accelerator}" for name, accelerator in jobs))
 
 
 if __name__ == "__main__":

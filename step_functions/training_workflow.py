@@ -3,10 +3,12 @@
 ::
 
     ApplyDefaults -> MergeInput (run id: States.UUID()) -> ExecutionNameTaggable -> ValidateInput
-    -> PrepareDataset                       SageMaker createTrainingJob.sync (entry prepare, CPU); writes the plan
-                                            (PrepareDatasetWithNews when the hyperparameters turn moe.news on: the
-                                            same job with a news channel, <news_prefix>/ of the datasets bucket)
-       -> ReadPlan                          s3:getObject runs/<execution>/plan.json (each expert: gpu or cpu)
+    -> PrepareDataset                       SageMaker createTrainingJob.sync (entry prepare, CPU, CPU image); writes
+                                            the plan (PrepareDatasetWithNews when the hyperparameters turn moe.news
+                                            on: the same job with a news channel, <news_prefix>/ of the datasets
+                                            bucket; the CPU image has the text encoder)
+       -> ReadPlan                          s3:getObject runs/<execution>/plan.json (each expert, and steps.train_gate
+                                            and steps.evaluate: gpu or cpu)
     -> TrainExperts  (Map over the plan)    per expert: gpu (a Keras model) -> GPU instance, TensorFlow image;
                                             cpu -> CPU instance, slim CPU image (entry train_expert); the input's
                                             ``tune`` goes to each as hyperparameter tune (true: Optuna tunes the
@@ -16,6 +18,8 @@
                                             its experts channel carries the pooled trend walk-forward, trend_pooled;
                                             ``tune`` too: every refit of its walk-forward is tuned the same way)
     -> Evaluate                             createTrainingJob.sync (entry evaluate: quality gate, bundle, report)
+       (each on the plan's accelerator, as the experts: TrainGateAccelerator -> TrainGateGpuJob | TrainGateCpuJob;
+        gpu only when the job fits a Keras model, e.g. an MLP gate; a plan without it -> NotifyFailure)
        (TrainGateFromBacktest, EvaluateFromBacktest when the input names a backtest fan-out run, walk_forward_run:
         the same jobs with a walkforward channel, that run's batches, read instead of walking forward)
        -> ReadDecision                      s3:getObject runs/<execution>/evaluation.json
@@ -38,7 +42,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,9 +75,13 @@ DEFAULT_EXPERTS = ("trend", "levels", "volatility")
 # The steps that walk forward unless the execution names a backtest fan-out run whose batches they read instead
 # (``walk_forward_run``); their states then run as ``<State>FromBacktest`` with a ``walkforward`` channel.
 WALK_FORWARD_STEPS = ("train_gate", "evaluate")
-# Jobs that never import TensorFlow (nor the text expert's encoder) run in the CPU training image: no pull of the
-# NVIDIA TensorFlow image, and no TensorFlow import by the training toolkit at the job's start.
-CPU_IMAGE_STEPS = ("prepare_dataset",)
+# The accelerators a job may run on (signal_engine.workflow.plan): ``gpu`` is a GPU instance with the NVIDIA
+# TensorFlow image; ``cpu`` a CPU instance with the slim CPU image (no TensorFlow: no pull of the NVIDIA image, and no
+# TensorFlow import by the training toolkit at the job's start). A step's ``instance`` names one, or ``plan``: the
+# training plan's (each expert's job, the train_gate and evaluate jobs).
+ACCELERATORS = ("gpu", "cpu")
+# Where the plan (read to $.plan.document) names the accelerator of the train_gate and evaluate jobs.
+PLANNED_STEP = "$.plan.document.steps.{}.accelerator"
 FROM_BACKTEST = "FromBacktest"
 # With the MoE's news slot (``moe.news`` true in the input's hyperparameters) the prepare job runs as
 # ``PrepareDatasetWithNews`` with a ``news`` channel, <news_prefix>/ of the datasets bucket (the bars export's
@@ -327,30 +335,30 @@ class TrainingWorkflow(Construct):
         channels, result_path, extra = specs[step.name]
         # SageMaker job names allow letters, digits and hyphens only.
         job_suffix = f"'{(step.entry or step.name).replace('_', '-')}'"
-        instance = f"$.run.{step.instance}_instance_type"
-        image = self.cpu_training_image_uri if step.name in CPU_IMAGE_STEPS else self.training_image_uri
-        state = self._training_job(step, channels, result_path, extra, job_suffix=job_suffix,
-                                   image=image, instance=instance)
+
+        def job(variant_channels: list[dict[str, Any]],
+                variant: str = "") -> tuple[sfn.IChainable, list[sfn.CustomState]]:
+            return self._job_on_accelerator(
+                step, lambda image, instance, suffix: self._training_job(
+                    step, variant_channels, result_path, extra, job_suffix=job_suffix, image=image,
+                    instance=instance, id_suffix=variant + suffix), variant=variant)
+
+        head, ends = job(channels)
         self.step_states[step.name] = step.state
-        head: sfn.IChainable = state
-        ends: tuple[sfn.CustomState, ...] = (state,)
         if step.name == "prepare_dataset":  # the stored news too, when the MoE's news slot is trained
             news = _channel("news", f"States.Format('s3://{self.datasets_bucket.bucket_name}/{{}}/', "
                                     "$.run.news_prefix)")
-            scoring = self._training_job(step, [*channels, news], result_path, extra, job_suffix=job_suffix,
-                                         image=self.training_image_uri, instance=instance, id_suffix=WITH_NEWS)
-            head = sfn.Choice(self, f"{step.state}ReadsNews").when(sfn.Condition.not_(news_slot()), state) \
+            scoring, scoring_ends = job([*channels, news], WITH_NEWS)
+            head = sfn.Choice(self, f"{step.state}ReadsNews").when(sfn.Condition.not_(news_slot()), head) \
                 .otherwise(scoring)
-            ends = (state, scoring)
+            ends = [*ends, *scoring_ends]
         if step.name in WALK_FORWARD_STEPS:  # a backtest fan-out's batches instead of walking forward here
             batches = _channel("walkforward", f"States.Format('s3://{self.artifacts_bucket.bucket_name}/"
                                               f"{BACKTESTS_PREFIX}/{{}}/batches/', $.run.walk_forward_run)")
-            reading = self._training_job(step, [*channels, batches], result_path, extra, job_suffix=job_suffix,
-                                         image=image, instance=instance,
-                                         id_suffix=FROM_BACKTEST)
+            reading, reading_ends = job([*channels, batches], FROM_BACKTEST)
             head = sfn.Choice(self, f"{step.state}WalksForward").when(
-                sfn.Condition.string_equals("$.run.walk_forward_run", ""), state).otherwise(reading)
-            ends = (state, reading)
+                sfn.Condition.string_equals("$.run.walk_forward_run", ""), head).otherwise(reading)
+            ends = [*ends, *reading_ends]
 
         def then(next_state: sfn.IChainable) -> None:
             for end in ends:
@@ -374,25 +382,44 @@ class TrainingWorkflow(Construct):
         then(read)
         return head, read.next
 
+    def _image(self, accelerator: str) -> str:
+        return self.training_image_uri if accelerator == "gpu" else self.cpu_training_image_uri
+
+    def _job_on_accelerator(self, step: Step, build: Callable[[str, str, str], sfn.CustomState], *,
+                            variant: str = "") -> tuple[sfn.IChainable, list[sfn.CustomState]]:
+        """The job of ``step`` (``build(image, instance path, state id suffix)``) on the accelerator of its
+        ``instance``, or, for ``plan``, one job per accelerator behind a Choice on the plan's accelerator for the step
+        (``<state><variant>Accelerator`` -> ``<state><variant>GpuJob`` | ``<state><variant>CpuJob``); returns the
+        entry state and the jobs."""
+        if step.instance != "plan":
+            job = build(self._image(step.instance), f"$.run.{step.instance}_instance_type", "")
+            return job, [job]
+        jobs = {accelerator: build(self._image(accelerator), f"$.run.{accelerator}_instance_type",
+                                   f"{accelerator.capitalize()}Job") for accelerator in ACCELERATORS}
+        base = step.state + variant
+        planned = "$.accelerator" if step.kind == "map_job" else PLANNED_STEP.format(step.name)
+        route = sfn.Choice(self, f"{base}Accelerator")
+        for accelerator, job in jobs.items():
+            route.when(sfn.Condition.and_(sfn.Condition.is_present(planned), sfn.Condition.is_string(planned),
+                                          sfn.Condition.string_equals(planned, accelerator)), job)
+        cause = f"the training plan names an accelerator other than {' or '.join(ACCELERATORS)} for {step.name}"
+        if step.kind == "map_job":  # fails the Map, which catches into NotifyFailure
+            route.otherwise(sfn.Fail(self, f"{base}UnknownAccelerator", error="UnknownAccelerator", cause=cause))
+        else:
+            route.otherwise(sfn.Pass(self, f"{base}UnknownAccelerator", result_path="$.error", parameters={
+                "Error": "UnknownAccelerator", "Cause": cause}).next(self.notify_failure))
+        return route, list(jobs.values())
+
     def _map_step(self, step: Step) -> tuple[sfn.IChainable, Any]:
         """One job per expert of the plan: on a GPU instance with the training (TensorFlow) image when the plan
         says ``gpu`` (a Keras model), else on a CPU instance with the CPU training image."""
-        jobs = {
-            accelerator: self._training_job(
-                step, [_channel("dataset", "$.dataset.model")], None,
-                {"expert.$": "$.expert", "tune.$": "States.JsonToString($.run.tune)"},
-                job_suffix="$.expert", id_suffix=f"{accelerator.capitalize()}Job",
-                output=f"States.Format('s3://{self.artifacts_bucket.bucket_name}/runs/{{}}/experts', "
-                       "$$.Execution.Name)",
-                catch=False, image=image, instance=f"$.run.{accelerator}_instance_type",
-            )
-            for accelerator, image in (("gpu", self.training_image_uri), ("cpu", self.cpu_training_image_uri))
-        }
-        route = (sfn.Choice(self, f"{step.state}Accelerator")
-                 .when(sfn.Condition.string_equals("$.accelerator", "gpu"), jobs["gpu"])
-                 .when(sfn.Condition.string_equals("$.accelerator", "cpu"), jobs["cpu"])
-                 .otherwise(sfn.Fail(self, f"{step.state}UnknownAccelerator", error="UnknownAccelerator",
-                                     cause="the training plan names an accelerator other than gpu or cpu")))
+        route, _ = self._job_on_accelerator(step, lambda image, instance, suffix: self._training_job(
+            step, [_channel("dataset", "$.dataset.model")], None,
+            {"expert.$": "$.expert", "tune.$": "States.JsonToString($.run.tune)"},
+            job_suffix="$.expert", id_suffix=suffix,
+            output=f"States.Format('s3://{self.artifacts_bucket.bucket_name}/runs/{{}}/experts', "
+                   "$$.Execution.Name)",
+            catch=False, image=image, instance=instance))
         mapped = sfn.Map(
             self, step.state, items_path="$.plan.document.experts", max_concurrency=len(DEFAULT_EXPERTS),
             item_selector={"expert": sfn.JsonPath.string_at("$$.Map.Item.Value.expert"),

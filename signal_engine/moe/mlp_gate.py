@@ -6,7 +6,7 @@ NumPy weights, the same code the serving path uses.
 
 from __future__ import annotations
 
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -47,6 +47,8 @@ class MLPGate(BaseEstimator):
     Shazeer et al. (2017), "Outrageously large neural networks: the sparsely-gated mixture-of-experts
     layer", ICLR; seed 001 §4.
     """
+
+    uses_tensorflow: ClassVar[bool] = True  # fit trains with Keras: a GPU job (signal_engine.workflow.plan)
 
     def __init__(
         self,

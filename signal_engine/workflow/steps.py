@@ -88,8 +88,9 @@ class Step:
         (a branch on the previous step's decision) or ``deploy`` (publish the bundle, update the endpoint).
     entry : the ``sagemaker_jobs`` entry point that runs it in AWS (None for steps Step Functions does itself).
     inputs, outputs : artefact type names, in the order the step takes and gives them.
-    instance : ``cpu`` or ``gpu``: which instance type of the execution input the job runs on; ``plan``: each
-        expert's own, from the training plan (``signal_engine.workflow.plan``: ``gpu`` only for Keras models).
+    instance : ``cpu`` or ``gpu``: which instance type of the execution input (and training image) the job runs
+        on; ``plan``: the training plan's (``signal_engine.workflow.plan``: ``gpu`` only for a job that fits a Keras
+        model), each expert's own for the Map.
     """
 
     name: str
@@ -108,9 +109,9 @@ STEPS: tuple[Step, ...] = (
     Step("train_experts", "TrainExperts", "map_job", "train each expert", "train_expert",
          ("DatasetArtefact",), ("ExpertArtefact",), "plan"),
     Step("train_gate", "TrainGate", "job", "train gate and meta-model", "train_gate",
-         ("DatasetArtefact",), ("GateArtefact",), "cpu"),
+         ("DatasetArtefact",), ("GateArtefact",), "plan"),
     Step("evaluate", "Evaluate", "job", "evaluate walk-forward", "evaluate",
-         ("DatasetArtefact", "ExpertArtefact", "GateArtefact"), ("EvaluationArtefact",), "cpu"),
+         ("DatasetArtefact", "ExpertArtefact", "GateArtefact"), ("EvaluationArtefact",), "plan"),
     Step("decide", "QualityGate", "choice", "decide on quality", None,
          ("EvaluationArtefact",), ("EvaluationArtefact",)),
     Step("publish", "Publish", "deploy", "publish", None,

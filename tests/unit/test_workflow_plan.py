@@ -1,5 +1,6 @@
 """The training plan: an expert trains on a GPU (TensorFlow image) only when its configured model is a Keras
-model; the prepare job writes the plan the Step Functions Map reads."""
+model, and the gate and evaluate jobs only when they fit one (an MLP gate; evaluate only with the whole book); the
+prepare job writes the plan the Step Functions workflow reads."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from signal_engine.workflow.plan import (
     expert_accelerator,
     expert_model,
     model_accelerator,
+    step_accelerators,
     training_plan,
 )
 
@@ -39,6 +41,10 @@ QUICK = PROFILES["quick"]
 
 def with_experts(config: RunConfig, **experts: str) -> RunConfig:
     return replace(config, moe=replace(config.moe, experts=replace(config.moe.experts, **experts)))
+
+
+def with_gate(config: RunConfig, gate: str) -> RunConfig:
+    return replace(config, moe=replace(config.moe, gate=gate))
 
 
 def test_the_catalogues_tensorflow_experts_are_the_gpu_ones() -> None:
@@ -112,6 +118,35 @@ def test_a_keras_trend_model_sends_only_the_trend_expert_to_the_gpu() -> None:
         {"expert": "volatility", "accelerator": "cpu"}]
 
 
+def test_the_gate_and_evaluate_jobs_run_on_cpu_unless_they_fit_a_keras_model() -> None:
+    """Every config choice but the MLP gate: neither job fits a Keras model. The pooled trend network is trained
+    by the trend job only (the gate's walk-forward reads its probabilities; evaluate packs the pickled network)."""
+    for gate in ("softmax", "rule"):
+        for trend in TREND_EXPERTS:
+            config = with_gate(with_experts(QUICK, trend=trend), gate)
+            for book in (True, False):
+                assert step_accelerators(config, [False, True], book=book) == {
+                    "train_gate": "cpu", "evaluate": "cpu"}, (gate, trend, book)
+
+
+def test_an_mlp_gate_puts_the_gate_job_on_the_gpu_and_evaluate_only_for_the_book() -> None:
+    mlp = with_gate(PROFILES["full"], "mlp")
+    assert step_accelerators(mlp, [False], book=True) == {"train_gate": "gpu", "evaluate": "gpu"}
+    assert step_accelerators(mlp, [False], book=False) == {"train_gate": "gpu", "evaluate": "cpu"}
+    pooled = with_experts(mlp, trend="trend_pooled")  # trained without the book (its default for trend_pooled)
+    assert training_plan(EXPERTS, pooled, [False], book=False)["steps"] == {
+        "train_gate": {"accelerator": "gpu"}, "evaluate": {"accelerator": "cpu"}}
+
+
+@pytest.mark.usefixtures("keras_intraday_trend")
+def test_a_keras_trend_model_the_walk_forward_refits_puts_the_gate_job_on_the_gpu() -> None:
+    """A Keras model as a series' per-symbol trend expert (here the intraday one): the gate job refits it at every
+    refit of the walk-forward, and evaluate fits it for each timeframe model of the book; daily series only: CPU."""
+    assert step_accelerators(QUICK, [True], book=True) == {"train_gate": "gpu", "evaluate": "gpu"}
+    assert step_accelerators(QUICK, [False, True], book=False) == {"train_gate": "gpu", "evaluate": "cpu"}
+    assert step_accelerators(QUICK, [False], book=True) == {"train_gate": "cpu", "evaluate": "cpu"}
+
+
 @pytest.mark.parametrize("experts", [[], ["trend", "trend", "levels"], ["trend", "sentiment"]])
 def test_bad_expert_lists_are_refused_naming_the_field(experts: list[str]) -> None:
     with pytest.raises(ConfigError, match="experts"):
@@ -128,8 +163,28 @@ def test_the_prepare_job_writes_the_plan(tmp_path: Path, goog_csv: Path, monkeyp
     monkeypatch.setenv("SM_HPS", json.dumps({"symbols": "[\"GOOG\"]", "profile": "quick", "config": "{}",
                                              "experts": "[\"volatility\", \"trend\"]", "plan": str(plan)}))
     assert prepare.main([]) == 0
-    assert json.loads(plan.read_text()) == {"schema_version": 1, "experts": [
-        {"expert": "volatility", "accelerator": "cpu"}, {"expert": "trend", "accelerator": "cpu"}]}
+    assert json.loads(plan.read_text()) == {"schema_version": 2, "experts": [
+        {"expert": "volatility", "accelerator": "cpu"}, {"expert": "trend", "accelerator": "cpu"}],
+        "steps": {"train_gate": {"accelerator": "cpu"}, "evaluate": {"accelerator": "cpu"}}}
+
+
+def test_the_prepare_job_plans_the_gate_and_evaluate_jobs_for_the_book_it_is_sent(
+        tmp_path: Path, goog_csv: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An MLP gate: the gate job fits it (GPU); evaluate fits it again for the book's timeframe models, unless the
+    hyperparameter ``book`` (sent to every job alike) is false."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "GOOG.csv").write_bytes(goog_csv.read_bytes())
+    monkeypatch.setenv("SM_CHANNELS", json.dumps(["raw"]))
+    monkeypatch.setenv("SM_CHANNEL_RAW", str(raw))
+    for book, evaluate in (("", "gpu"), ("false", "cpu")):
+        plan = tmp_path / f"plan-{book}.json"
+        monkeypatch.setenv("SM_MODEL_DIR", str(tmp_path / f"model-{book}"))
+        monkeypatch.setenv("SM_HPS", json.dumps({"symbols": "[\"GOOG\"]", "profile": "quick", "book": book,
+                                                 "config": "{\"moe\": {\"gate\": \"mlp\"}}", "plan": str(plan)}))
+        assert prepare.main([]) == 0
+        assert json.loads(plan.read_text())["steps"] == {"train_gate": {"accelerator": "gpu"},
+                                                          "evaluate": {"accelerator": evaluate}}
 
 
 def test_the_workflows_experts_are_the_configs_price_experts() -> None:
