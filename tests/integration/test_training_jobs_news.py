@@ -90,7 +90,9 @@ def test_the_dataset_carries_the_text_model_that_scored_it_and_the_later_jobs_re
     job = JobEnvironment(Path("unused"), Path("unused"), {"dataset": prepared.parent},
                          {"config": json.dumps(CONFIG)})
     assert job.news().model == str(root / "text")
-    assert not job.book()  # moe.news: the MoE's bundle alone unless hyperparameter book says otherwise
+    assert job.book()  # moe.news: the whole book, as without the slot, unless hyperparameter book says otherwise
+    assert not JobEnvironment(Path("unused"), Path("unused"), {"dataset": prepared.parent},
+                              {"config": json.dumps(CONFIG), "book": "false"}).book()
 
 
 def test_without_the_news_channel_the_job_names_what_is_missing(tmp_path: Path, raw: Path,
