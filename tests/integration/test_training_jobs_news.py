@@ -118,8 +118,9 @@ def test_without_moe_news_the_dataset_is_the_one_prepared_before(tmp_path: Path,
 
 def test_the_gate_job_trains_the_news_slot_on_the_prepared_scores(prepared: Path, tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    """The gate job reads no news itself: the dataset's news_score column is the slot's input."""
+    """The gate job reads no news itself: the dataset's news_score column is the slot's input (the MoE's walk-forward
+    alone: hyperparameter book false; tests/integration/test_book_news.py trains the whole book with the slot)."""
     gate = run_job(train_gate, monkeypatch, tmp_path / "gate" / "model", {"dataset": prepared.parent},
-                   {**hyperparameters(CONFIG), "jobs": "1"})
+                   {**hyperparameters(CONFIG), "jobs": "1", "book": "false"})
     (root,) = unpack(gate.parent)
     assert json.loads((root / "gate.json").read_text())["experts"] == ["trend", "levels", "volatility", "news"]
