@@ -15,7 +15,9 @@ With the ``dataset`` channel (the prepare job's output) it also trains the whole
 (``book.json`` and ``books/<book>/<model>/``, ``signal_engine.workflow.book``), with the ``orchestration``
 section of the ``config`` hyperparameter; hyperparameter ``book`` = ``false`` leaves it out (the live book step
 then refuses the version). The book's timeframe models reuse the walk-forwards of the ``walkforward`` channel
-(a fanned-out backtest's batches) or those the train_gate job left in ``walkforward/`` of its artefact.
+(a fanned-out backtest's batches) or those the train_gate job left in ``walkforward/`` of its artefact. With the
+MoE's news slot (``moe.news``) every timeframe model has the slot too: the dataset's ``news_score`` column (the
+prepare job's scores) is its input, and each model's bundle carries the same text expert as the version's.
 
 With ``"news": {"enabled": true, ...}`` in the ``config`` hyperparameter the bundle also carries the text expert
 (``signal_engine.workflow.news``; ``news/head.npz`` and the ``news`` section of ``bundle.json``): the head of the
@@ -76,6 +78,10 @@ def walk_forwards(job: JobEnvironment, gate: GateArtefact, series: list[Any], co
     return None
 
 
+def say_training(folder: Path) -> None:
+    print(f"training the text expert's head into {folder}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     job = JobEnvironment.from_env(argv=sys.argv[1:] if argv is None else argv)
     config, quality = job.settings()
@@ -86,15 +92,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise ConfigError(f"{job.channel('experts')}: no expert artefacts; point the 'experts' channel at the prefix "
                           "of the train_expert jobs' outputs")
     evaluation, version = evaluate(config, quality, experts, gate, job.model_dir, news=job.news(),
-                                   on_news_training=lambda folder: print(f"training the text expert's head into "
-                                                                         f"{folder}"))
+                                   on_news_training=say_training)
     if job.book():
         series = load_dataset(single_root(job.channel("dataset"), DATASET_FILE))
         walked = walk_forwards(job, gate, series, config)
         books = train_books(series, config, quality, evaluation.root, orchestration=job.orchestration(),
                             walk_forwards=walked.timeframes if walked else None,
                             moe_walk_forward=walked.moe if walked else None,
-                            on_model=lambda what: print(f"training the {what}"))
+                            on_model=lambda what: print(f"training the {what}"), news=job.news(),
+                            on_news_training=say_training)
         print(f"whole book: {', '.join(f'{b.name} ({len(b.models)} models)' for b in books)}")
     decision = json.loads((evaluation.root / "decision.json").read_text(encoding="utf-8"))
     location = registry_for(job.require("registry")).publish(evaluation.root, version)

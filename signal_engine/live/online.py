@@ -5,9 +5,10 @@ at each refit and, at every bar, first learns the bar whose label has just becom
 bars back), then decides. The live book does the same with the same :class:`~signal_engine.moe.online.OnlineLearner`:
 it starts from the bundle's weights (its training is the refit) and carries, from bar to bar in the book state
 (``BookState.model_state``), the weights learnt so far and the bars decided whose label is not known yet: what
-the models read there (fingerprint, expert scores, the gate weights used), the close and vol30 that define
-the label. At each bar the label of a pending bar is computed from the stored closes exactly as
-``signal_engine.labels.make_labels`` computes it. A new bundle version starts a new learner.
+the models read there (fingerprint, expert scores, the gate weights used; with the news slot, ``moe.news``, its
+input is one of the scores, as in the backtest's learner), the close and vol30 that define the label. At each
+bar the label of a pending bar is computed from the stored closes exactly as ``signal_engine.labels.make_labels``
+computes it. A new bundle version starts a new learner.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ class LiveLearner:
         gate = bundle.gate.weights if self.settings.gate_rate > 0 else None
         meta = bundle.combiner.meta if self.settings.meta_rate > 0 else None
         if meta is not None:
-            expected = (*(f"score_{e}" for e in bundle.experts), *(f"gate_{e}" for e in bundle.experts))
+            expected = (*(f"score_{e}" for e in bundle.slots), *(f"gate_{e}" for e in bundle.slots))
             if tuple(meta.features) != expected:
                 raise BundleError(f"bundle {bundle.version!r}: online learning of the meta-model reads its inputs "
                                   f"{list(expected)}, but meta.npz's features are {list(meta.features)}")

@@ -7,6 +7,12 @@ per-symbol costs, and one model per timeframe. A model whose horizon is the MoE'
 gate and confidence map fitted on its own walk-forward, into ``books/<book>/<model>/``. The book's state after
 orchestrating the models' walk-forwards over the training data (what the backtest's book ends in) is its seed,
 ``books/<book>/seed.json``: a live book without a stored state starts from it, as warm as the backtest's.
+
+With the MoE's news slot (``moe.news``) every timeframe model has it too (``timeframe_run_config`` keeps the MoE):
+the series must carry the slot's input, the ``news_score`` column the training run gave them
+(``signal_engine.workflow.news.with_news_scores``, point in time), which every model's walk-forward reads as the
+backtest's does, and every model's bundle carries the same text expert (``add_news``), so the live book step reads
+the stored headlines for each of them (``signal_engine.live.models.LiveTimeframeModel``).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from signal_engine.config import RunConfig
+from signal_engine.config import NEWS_COLUMN, RunConfig
 from signal_engine.data.loader import PriceSeries
 from signal_engine.errors import ConfigError
 from signal_engine.evaluation.backtest import SymbolResult
@@ -44,6 +50,7 @@ from signal_engine.serving.book_bundle import (
     write_book,
 )
 from signal_engine.workflow import training
+from signal_engine.workflow.news import NewsTraining
 from signal_engine.workflow.quality import QualityConfig
 
 TimeframeResults = Mapping[str, Mapping[str, SymbolResult]]
@@ -70,6 +77,8 @@ def train_books(
     signals: SignalFrames | None = None,
     states: Mapping[str, BookState] | None = None,
     on_model: Callable[[str], None] | None = None,
+    news: NewsTraining | None = None,
+    on_news_training: Callable[[Path], None] | None = None,
 ) -> list[BookSpec]:
     """Train each book's timeframe models into ``version_root`` (which holds the MoE's bundle), orchestrate their
     walk-forwards into the book's seed state and write ``book.json``; returns the books.
@@ -82,7 +91,13 @@ def train_books(
     ``states[book]``: the state the caller's orchestration of those frames ended in (``Book.result.final_state``);
     with the frames, it is the seed when it was built for the same symbols, models, settings and last bar, instead
     of orchestrating the whole history again.
+
+    With ``moe.news`` the series carry the news slot's ``news_score`` (ConfigError otherwise) and ``news`` is the
+    config's ``news:`` section, whose text expert every timeframe model's bundle then carries, as the MoE's does
+    (``on_news_training(folder)`` is called before its head is trained, when no cached one exists); without the slot
+    the other models' bundles carry no text expert (the live book step would not ask it).
     """
+    _check_news_scores(series, config)
     books = []
     for name, members in book_groups(series).items():
         ppy = float(np.mean([series_periods_per_year(s, config) for s in members]))
@@ -102,7 +117,8 @@ def train_books(
             try:
                 results[spec.name] = (_reusable(members, spec.name, walk_forwards)
                                       or training.walk_forward(members, model_config))
-                _train_model(members, model_config, quality, version_root / relative, results[spec.name])
+                _train_model(members, model_config, quality, version_root / relative, results[spec.name],
+                             news if config.moe.news else None, on_news_training)
             except ConfigError as exc:
                 raise ConfigError(f"the {name} book's {spec.name} model (horizon {spec.horizon} bars): {exc}; or "
                                   "leave the model out of the book ('orchestration: {timeframes: [...]}' in --config) "
@@ -162,13 +178,22 @@ def _frame(given: SignalFrames | None, symbol: str, model: str, result: SymbolRe
     return signal_frame(result.signals) if frame is None else frame
 
 
+def _check_news_scores(series: Sequence[PriceSeries], config: RunConfig) -> None:
+    """With ``moe.news``, every series carries the slot's input (its walk-forwards read it as the backtest's do)."""
+    lacking = [s.symbol for s in series if NEWS_COLUMN not in s.bars.columns] if config.moe.news else []
+    if lacking:
+        raise ConfigError(f"moe.news: the book's series {', '.join(lacking)} have no '{NEWS_COLUMN}' column; train "
+                          "the book on the training run's dataset, whose bars carry the news slot's scores")
+
+
 def _train_model(members: Sequence[PriceSeries], config: RunConfig, quality: QualityConfig, out: Path,
-                 results: list[SymbolResult]) -> None:
+                 results: list[SymbolResult], news: NewsTraining | None,
+                 on_news_training: Callable[[Path], None] | None) -> None:
     with tempfile.TemporaryDirectory(prefix="signal-engine-book-") as scratch:
         root = Path(scratch)
         experts = [training.train_expert(e, members, config, root / "experts" / e) for e in training.EXPERTS]
         gate = training.train_gate(members, config, root / "gate", results)
-        training.evaluate(config, quality, experts, gate, out)
+        training.evaluate(config, quality, experts, gate, out, news=news, on_news_training=on_news_training)
 
 
 def _matching(members: Sequence[PriceSeries], given: Sequence[SymbolResult] | None) -> list[SymbolResult] | None:

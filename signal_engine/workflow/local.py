@@ -241,7 +241,8 @@ class LocalRunner:
                                 walk_forwards=self.book.walk_forwards or self._timeframes or None,
                                 moe_walk_forward=run.walk_forward, signals=self.book.signals,
                                 states=self.book.states,
-                                on_model=lambda what: self.console.print(f"  training the {what}"))
+                                on_model=lambda what: self.console.print(f"  training the {what}"),
+                                news=self.news, on_news_training=self._say_training)
             run.books = [b.name for b in books]
             self.console.print(f"  whole book: {', '.join(f'{b.name} ({len(b.models)} models)' for b in books)} "
                                f"({time.perf_counter() - started:.1f} s)")

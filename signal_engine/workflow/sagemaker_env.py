@@ -81,8 +81,7 @@ class JobEnvironment:
     def book(self) -> bool:
         """Hyperparameter ``book``: train the whole book (its timeframe models) unless it is ``false``. Without it,
         the book is trained unless the config's trend expert is the pooled network (``trend_pooled``), which the
-        book's per-symbol timeframe walk-forwards cannot fit, or the MoE has the news slot (``moe.news``), which the
-        live book step cannot read yet: such a run trains the MoE's bundle alone."""
+        book's per-symbol timeframe walk-forwards cannot fit: such a run trains the MoE's bundle alone."""
         raw = self.get("book").strip().lower()
         if raw:
             return raw != "false"
@@ -92,8 +91,7 @@ class JobEnvironment:
         from signal_engine.config import POOLED_TRENDS
 
         config, _ = self._config()
-        return config.moe.news or bool({config.moe.experts.trend, config.moe.experts.intraday_trend}
-                                       & set(POOLED_TRENDS))
+        return bool({config.moe.experts.trend, config.moe.experts.intraday_trend} & set(POOLED_TRENDS))
 
     def jobs(self) -> int | None:
         """Hyperparameter ``jobs``: processes for the walk-forwards, 0 for every core; without it, None:

@@ -63,8 +63,8 @@ def check_exportable(config: RunConfig, news: NewsTraining | None = None, *, boo
     """Fail before any work when ``config.moe`` picks parts the bundle cannot carry yet (one clear line).
 
     ``moe.news`` (the gate's news slot) needs the text expert in the bundle (``news``: the config's ``news:``
-    section), whose score of the stored headlines is the slot's input when serving; and the MoE's bundle alone
-    (``book`` false): the live book step and online learning read no news yet."""
+    section), whose score of the stored headlines is the slot's input when serving (and in the live book step, for
+    every timeframe model of the book)."""
     moe = config.moe
     if not moe.enabled:
         raise ConfigError("moe.enabled is false: the training workflow publishes the MoE (experts, gate, combiner); "
@@ -76,7 +76,7 @@ def check_exportable(config: RunConfig, news: NewsTraining | None = None, *, boo
         raise ConfigError(f"moe.combiner '{moe.combiner}': the training workflow exports the weighted, meta-model "
                           "and rule combiners; use moe.combiner: weighted, meta or rule for training")
     if moe.news:
-        check_news_slot(config, news, book=book)
+        check_news_slot(config, news)
     chosen = [t for t in (moe.experts.trend, moe.experts.intraday_trend) if t in POOLED_TRENDS]
     if book and chosen:
         raise ConfigError(f"moe.experts.trend is {chosen[0]}: the whole book's timeframe models walk forward per "
@@ -84,21 +84,15 @@ def check_exportable(config: RunConfig, news: NewsTraining | None = None, *, boo
                           "--no-book (SageMaker: hyperparameter book=false), or choose another trend expert")
 
 
-def check_news_slot(config: RunConfig, news: NewsTraining | None, *, book: bool) -> None:
-    """``moe.news`` in training: the bundle carries the text expert, the MoE alone, no online learning."""
+def check_news_slot(config: RunConfig, news: NewsTraining | None) -> None:
+    """``moe.news`` in training: the bundle carries the text expert (the whole book's models and online learning
+    read the slot's input as the walk-forward does: ``signal_engine.workflow.book``, ``signal_engine.live``)."""
     if news is None or not news.enabled:
         raise ConfigError("moe.news is true, but the bundle would not carry the text expert: the served news slot's "
                           "input is the text expert's score of the stored headlines at each request's decision time; "
                           "add 'news: {enabled: true}' to the same config file (each bar's training news_score is "
                           "then the price file's news_score column where it has one, else the document store's "
                           "news scored by that text expert), or set moe.news: false")
-    if book:
-        raise ConfigError("moe.news is true: the whole book cannot carry the news slot yet (its timeframe models' "
-                          "walk-forwards and seed are trained without news); train the MoE's bundle alone with "
-                          "--no-book (SageMaker: hyperparameter book=false), or set moe.news: false")
-    if config.moe.online.enabled:
-        raise ConfigError("moe.news is true with moe.online: online learning runs in the live book step, which reads "
-                          "no news yet; set moe.online.enabled: false or moe.news: false")
 
 
 # -- prepare dataset -----------------------------------------------------------------------------------------

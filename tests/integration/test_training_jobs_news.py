@@ -90,7 +90,9 @@ def test_the_dataset_carries_the_text_model_that_scored_it_and_the_later_jobs_re
     job = JobEnvironment(Path("unused"), Path("unused"), {"dataset": prepared.parent},
                          {"config": json.dumps(CONFIG)})
     assert job.news().model == str(root / "text")
-    assert not job.book()  # moe.news: the MoE's bundle alone unless hyperparameter book says otherwise
+    assert job.book()  # moe.news: the whole book, as without the slot, unless hyperparameter book says otherwise
+    assert not JobEnvironment(Path("unused"), Path("unused"), {"dataset": prepared.parent},
+                              {"config": json.dumps(CONFIG), "book": "false"}).book()
 
 
 def test_without_the_news_channel_the_job_names_what_is_missing(tmp_path: Path, raw: Path,
@@ -116,8 +118,9 @@ def test_without_moe_news_the_dataset_is_the_one_prepared_before(tmp_path: Path,
 
 def test_the_gate_job_trains_the_news_slot_on_the_prepared_scores(prepared: Path, tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    """The gate job reads no news itself: the dataset's news_score column is the slot's input."""
+    """The gate job reads no news itself: the dataset's news_score column is the slot's input (the MoE's walk-forward
+    alone: hyperparameter book false; tests/integration/test_book_news.py trains the whole book with the slot)."""
     gate = run_job(train_gate, monkeypatch, tmp_path / "gate" / "model", {"dataset": prepared.parent},
-                   {**hyperparameters(CONFIG), "jobs": "1"})
+                   {**hyperparameters(CONFIG), "jobs": "1", "book": "false"})
     (root,) = unpack(gate.parent)
     assert json.loads((root / "gate.json").read_text())["experts"] == ["trend", "levels", "volatility", "news"]

@@ -60,14 +60,13 @@ def test_training_refuses_the_news_slot_without_the_text_expert_naming_the_setti
     check_exportable(load_config("quick"))
 
 
-def test_training_keeps_the_news_slot_to_the_moes_bundle_without_online_learning() -> None:
+def test_training_takes_the_news_slot_into_the_whole_book_and_online_learning_with_the_text_expert() -> None:
     on = apply_overrides(load_config("quick"), NEWS_ON)
-    with pytest.raises(ConfigError, match=re.escape("train the MoE's bundle alone with --no-book")):
-        check_exportable(on, NewsTraining(enabled=True), book=True)
     online = apply_overrides(on, {"moe": {"online": {"enabled": True}}})
-    with pytest.raises(ConfigError, match=re.escape("set moe.online.enabled: false or moe.news: false")):
-        check_exportable(online, NewsTraining(enabled=True))
-    check_exportable(load_config("quick"), None, book=True)
+    for config in (on, online):
+        check_exportable(config, NewsTraining(enabled=True), book=True)
+        with pytest.raises(ConfigError, match=re.escape("moe.news is true, but the bundle would not carry")):
+            check_exportable(config, None, book=True)
 
 
 def test_the_price_file_news_score_column_is_read_with_empty_cells_as_abstentions(tmp_path: Path) -> None:
