@@ -33,9 +33,11 @@ from tests.live_step_support import PriceCuts, Stores, book_positions, cut_price
 pytestmark = pytest.mark.slow
 
 CONFIG = TWO_MODEL_BOOK
+# Each step of a bar asks every model's experts over the bar's window (which sets the time): 20 live bars, enough
+# for a crash at the 15th commit, and a symbol stopping LIVE - MIDWAY bars early is past ENDED_AFTER_BARS.
 TRAINED = 650
-MIDWAY = 670
-LIVE = 690
+MIDWAY = 660
+LIVE = 670
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +157,7 @@ def test_steps_in_pieces_after_missed_runs_end_where_one_step_does(
     pieces = store_prices(tmp_path / "pieces.db", prices, {"GOOG": MIDWAY, "GOOGB": MIDWAY, "EURUSD": MIDWAY})
     first = _step(pieces, version)
     assert first["daily"].stepped == MIDWAY - TRAINED
-    for symbol in ALL_LIVE:  # the collectors catch up: 50 more bars arrive at once
+    for symbol in ALL_LIVE:  # the collectors catch up: LIVE - MIDWAY more bars arrive at once
         ingest_prices(prices[symbol, LIVE], pieces.prices, symbol=symbol)
     assert _step(pieces, version)["daily"].stepped == LIVE - MIDWAY
     for book in ("daily", "1h"):
@@ -210,7 +212,7 @@ def test_a_lagging_symbol_holds_the_book_back_and_an_ended_one_does_not(
     report = _step(lagging, version, books=["daily"])["daily"]
     assert report.stepped == 2 and report.waiting == () and report.latest_bar == goog.iloc[-1].to_pydatetime()
     ended = store_prices(tmp_path / "ended.db", prices, {"GOOG": LIVE, "GOOGB": MIDWAY, "EURUSD": TRAINED})
-    report = _step(ended, version, books=["daily"])["daily"]  # GOOGB's bars stop 20 bars before GOOG's
+    report = _step(ended, version, books=["daily"])["daily"]  # GOOGB's bars stop LIVE - MIDWAY bars before GOOG's
     assert report.ended == ("GOOGB",) and report.stepped == LIVE - TRAINED
     assert report.latest_bar == goog.iloc[-1].to_pydatetime()
 

@@ -25,10 +25,10 @@ from tests.fixtures.configs import TWO_MODEL_BOOK
 
 pytestmark = pytest.mark.slow
 
-# 200 bars of each series after the walk-forward's first 450 (FEW_REFITS), in books of two timeframe models
-# (TWO_MODEL_BOOK): replayed, stepped and compared bar by bar; the parity, the store and the ledger do not depend
-# on how many bars or models.
-ROWS = 650
+# 100 bars of each series after the walk-forward's first 450 (FEW_REFITS: its min_test_bars, the fewest a run takes),
+# in books of two timeframe models (TWO_MODEL_BOOK): replayed, stepped and compared bar by bar, each bar through the
+# stores (which sets the time); the parity, the store and the ledger do not depend on how many bars or models.
+ROWS = 550
 
 
 def _head(source: Path, folder: Path) -> Path:

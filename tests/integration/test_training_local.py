@@ -25,6 +25,7 @@ from signal_engine.workflow.steps import TrainingInputs
 from signal_engine.workflow.training import walk_forward
 
 FAST = {"walk_forward": {"refit_every": 504}}
+EURUSD_ROWS = 2100
 
 
 def write_config(path: Path, quality: dict[str, float]) -> Path:
@@ -82,9 +83,13 @@ def test_a_symbol_that_fails_is_withheld_while_the_others_serve(goog_csv: Path, 
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     """Alphabet (daily) and EUR/USD (hourly) in one bundle, judged each on its own walk-forward: with a Sharpe
     shortfall allowed between the two symbols' values, the weaker one is withheld, the other served, and the
-    version becomes CURRENT (exit 0). (No symbol passing: exit 3, the test above.)"""
+    version becomes CURRENT (exit 0). (No symbol passing: exit 3, the test above.) EUR/USD's first EURUSD_ROWS
+    bars (FAST's refits at bars 504 to 2,016: four, as GOOG's): each run walks both symbols forward, and all 5,000
+    took most of the time."""
     registry = tmp_path / "models"
-    prices = ["--prices", str(goog_csv), "--prices", str(eurusd_csv)]
+    eurusd = tmp_path / eurusd_csv.name
+    eurusd.write_text("".join(eurusd_csv.read_text().splitlines(keepends=True)[: EURUSD_ROWS + 1]))
+    prices = ["--prices", str(goog_csv), "--prices", str(eurusd)]
     lenient = {"max_confidence_ece": 1.0, "max_log_loss_excess": 100.0, "max_qlike_excess": 100.0}
     first = main(["train", "--no-book", *prices, "--config", str(write_config(tmp_path / "a.json", {
         **lenient, "max_sharpe_shortfall": 100.0})), "--registry", str(registry)])
@@ -252,18 +257,22 @@ def _published(version_root: Path) -> dict[str, object]:
 
 def test_training_in_two_processes_publishes_the_files_of_one(goog_csv: Path, tmp_path: Path) -> None:
     """Each symbol's MoE and timeframe-model walk-forwards are tasks of their own: `--jobs 2` publishes what
-    `--jobs 1` does, to the byte (the version's name differs only by its time; its hash is the same)."""
+    `--jobs 1` does, to the byte (the version's name differs only by its time; its hash is the same). A book of two
+    timeframe models (the MoE's short one and medium: two tasks for the two processes) on GOOG's bars to 2008's
+    end (1,101 bars: FAST's refits at bars 504 and 1,008); the parity does not depend on more models or bars."""
     config = write_config(tmp_path / "fast.json", {"max_sharpe_shortfall": 100.0, "max_confidence_ece": 1.0,
                                                    "max_log_loss_excess": 100.0, "max_qlike_excess": 100.0})
+    config.write_text(json.dumps({**json.loads(config.read_text()),
+                                  "orchestration": {"timeframes": ["short", "medium"]}}))
     published = {}
     for jobs in ("1", "2"):
         registry = tmp_path / f"jobs-{jobs}"
-        assert main(["train", "--prices", str(goog_csv), "--end", "2010-06-30", "--config", str(config),
+        assert main(["train", "--prices", str(goog_csv), "--end", "2008-12-31", "--config", str(config),
                      "--registry", str(registry), "--jobs", jobs]) == 0
         version = (registry / "CURRENT").read_text().strip()
         published[jobs] = (version.split("-")[-1], _published(registry / version))
     (hash_1, files_1), (hash_2, files_2) = published["1"], published["2"]
-    assert "book.json" in files_1 and any(name.startswith("books/") for name in files_1)
+    assert "book.json" in files_1 and any(name.startswith("books/daily/medium/") for name in files_1)
     assert files_1.keys() == files_2.keys()
     for name in files_1:
         assert files_1[name] == files_2[name], name
