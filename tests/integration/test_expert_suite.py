@@ -45,7 +45,7 @@ def catalogue():
     return {name: replace(spec, kwargs={**spec.kwargs, **small.get(name, {})}) for name, spec in specs.items()}
 
 
-SETTINGS = SuiteSettings(experts=EXPERTS, tf_refit_every=720)
+SETTINGS = SuiteSettings(experts=EXPERTS, tf_refit_every=1440)  # the LSTM refits at bars 450 and 1890
 # TensorFlow determinism and causality are checked expert by expert in the unit tests; the reruns here
 # cover the walk-forward plumbing with the classical experts only.
 CLASSICAL = SuiteSettings(experts=tuple(e for e in EXPERTS if e != "trend_lstm"), include_tensorflow=False)
@@ -109,7 +109,7 @@ def test_quick_profile_refits_tensorflow_less_often_and_runs_the_routed_archetyp
 @pytest.mark.skipif(not tensorflow_available(), reason="TensorFlow is not installed (extra 'tf')")
 def test_routed_mode_runs_only_the_routed_archetype_under_one_name(goog: PriceSeries, config) -> None:
     settings = SuiteSettings(experts=("archetype_equity_daily", "archetype_futures_trend"), archetypes="routed",
-                             tf_refit_every=1200, tf_overrides={"epochs": 1, "max_train_rows": 300})
+                             tf_refit_every=1920, tf_overrides={"epochs": 1, "max_train_rows": 300})
     routed = run_expert_suite(goog, config, settings=settings)
     assert routed.archetype == "equity_daily"
     assert "archetype_routed" in routed.metrics["trend"]

@@ -42,13 +42,25 @@ def test_causal_windows_end_at_each_row() -> None:
     np.testing.assert_array_equal(windows[0], [[0, 0], [0, 0], [0, 1]])
 
 
+@pytest.fixture(scope="module")
+def fitted(goog: tuple[pd.DataFrame, np.ndarray]) -> dict[type[KerasTrendExpert], KerasTrendExpert]:
+    """Each expert class fitted once on the history to ``FIT_AT``, without a precision setting (float32 on this
+    CPU), shared by the tests that read such a fit (the determinism test fits a second one)."""
+    frame, y = goog
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv(PRECISION_VARIABLE, raising=False)
+        return {cls: cls(**SMALL).fit(frame.iloc[: FIT_AT + 1], y[: FIT_AT + 1])
+                for cls in (LSTMTrendExpert, TransformerTrendExpert)}
+
+
 @pytest.mark.parametrize("cls", [LSTMTrendExpert, TransformerTrendExpert])
 def test_sequence_expert_is_deterministic_causal_and_round_trips(
-    cls: type[KerasTrendExpert], goog: tuple[pd.DataFrame, np.ndarray]
+    cls: type[KerasTrendExpert], goog: tuple[pd.DataFrame, np.ndarray],
+    fitted: dict[type[KerasTrendExpert], KerasTrendExpert]
 ) -> None:
     frame, y = goog
     history = frame.iloc[: FIT_AT + 1]
-    expert = cls(**SMALL).fit(history, y[: FIT_AT + 1])
+    expert = fitted[cls]
     proba = expert.predict_proba(frame)
     assert proba.shape == (len(frame), 3)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
@@ -99,12 +111,11 @@ def test_precision_policy_names_a_bad_setting() -> None:
 
 @pytest.mark.parametrize("cls", [LSTMTrendExpert])
 def test_on_this_cpu_the_keras_experts_train_in_float32(cls: type[KerasTrendExpert],
-                                                          goog: tuple[pd.DataFrame, np.ndarray],
+                                                          fitted: dict[type[KerasTrendExpert], KerasTrendExpert],
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(PRECISION_VARIABLE, raising=False)
     assert keras_policy() == "float32", "no GPU here: TensorFlow lists none"
-    frame, y = goog
-    network = cls(**SMALL).fit(frame.iloc[: FIT_AT + 1], y[: FIT_AT + 1]).network()
+    network = fitted[cls].network()  # fitted without a precision setting
     assert {layer.dtype_policy.name for layer in network.layers} == {"float32"}
 
 

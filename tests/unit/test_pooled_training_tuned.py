@@ -99,15 +99,17 @@ def test_a_pooled_walk_forward_that_was_not_tuned_is_refused_when_tuning(
 
 def test_the_tuned_trend_job_and_the_gate_job_judge_the_tuned_pooled_walk_forward(tmp_path: Path) -> None:
     """prepare -> train_expert trend (tune=true, the GPU job with trend_pooled) -> train_gate (tune=true) reading the
-    trend job's packed artefact from its experts channel, as the workflow chains them."""
+    trend job's packed artefact from its experts channel, as the workflow chains them. One refit of the pooled
+    walk-forward (bar 300, refit_every 400 reaches past the 700th bar): that every refit is tuned is shown above."""
     from sagemaker_jobs import prepare, train_expert, train_gate
 
     raw = tmp_path / "raw"
     raw.mkdir()
     for symbol, seed in (("AAA", 1), ("BBB", 2)):
         training.write_series(synthetic_series(symbol, seed), raw / f"{symbol}.csv")
+    one_refit = {**OVERRIDES, "walk_forward": {**OVERRIDES["walk_forward"], "refit_every": 400}}
     hyperparameters = {"symbols": json.dumps(["AAA", "BBB"]), "profile": "quick", "start": "", "end": "",
-                       "config": json.dumps({**OVERRIDES, "tuning": {"trials": TRIALS, "timeout_s": None}}),
+                       "config": json.dumps({**one_refit, "tuning": {"trials": TRIALS, "timeout_s": None}}),
                        "jobs": "1", "tune": "true"}
     log = io.StringIO()
     with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(log):
@@ -120,9 +122,10 @@ def test_the_tuned_trend_job_and_the_gate_job_judge_the_tuned_pooled_walk_forwar
                                {"dataset": dataset, "experts": tmp_path / "experts"}, hyperparameters)
     assert (trend / "tuning" / "optuna.db").is_file() and (trend / "pooled_tuning.json").is_file()
     assert "tuned trend/AAA: trials=2" in log.getvalue()
-    assert "walk-forward tuned at every refit: trials=2 timeout_s=None refits=4" in log.getvalue()
+    assert "walk-forward tuned at every refit: trials=2 timeout_s=None refits=2" in log.getvalue()
     judged = json.loads((gate / "metrics.json").read_text())["tuning"]["refits"]
-    assert {s: v["refits"] for s, v in judged.items()} == {"AAA": 2, "BBB": 2}
+    assert {s: v["refits"] for s, v in judged.items()} == {"AAA": 1, "BBB": 1}
+    assert all(v["trials"] == TRIALS for v in judged.values())
 
 
 def test_the_studies_are_named_after_the_pooled_network_the_config_picks() -> None:

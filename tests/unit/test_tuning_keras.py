@@ -37,7 +37,8 @@ HORIZON, EMBARGO = 5, 2
 SMALL = {"window": 16, "samples_per_series": 64, "max_epochs": 2, "patience": 2, "batch_size": 32,
          "min_series_rows": 50, "purge": HORIZON}
 DEFAULTS = {"learning_rate": 3e-3, "hidden": 16, "dropout": 0.1, "embedding_dim": 4}
-FITS: list[tuple[pd.DataFrame, np.ndarray, dict[str, Any]]] = []
+Fit = tuple[pd.DataFrame, np.ndarray, dict[str, Any]]  # the rows, labels and settings a fit was given
+FITS: list[Fit] = []
 
 
 class Recording(PooledKernelTrendExpert):
@@ -68,18 +69,31 @@ def panel() -> dict[str, PanelSeries]:
     return {"A": _series("A", 300, 1), "B": _series("B", 260, 2)}
 
 
-def test_the_study_scores_the_validation_tails_of_the_fit_rows(panel: dict[str, PanelSeries]) -> None:
+@pytest.fixture(scope="module")
+def final(panel: dict[str, PanelSeries],
+          tmp_path_factory: pytest.TempPathFactory) -> tuple[Recording, Recording, Any, str, list[Fit]]:
+    """``fit_tuned_pooled`` on every row of the panel, a two-trial study kept in SQLite: the expert given, the fitted
+    one, the result, the storage and the recorded fits (the two trials', then the final fit's)."""
     X, y = _rows(panel)
+    storage = f"sqlite:///{tmp_path_factory.mktemp('final') / 'optuna.db'}"
+    expert = Recording(**SMALL)
     FITS.clear()
-    result = tune_pooled_expert(Recording(**SMALL), X, y, settings=PooledTuningSettings(trials=2))
+    fitted, result = fit_tuned_pooled(expert, X, y, settings=PooledTuningSettings(trials=2, seed=11), name="final",
+                                      storage=storage)
+    return expert, fitted, result, storage, list(FITS)
+
+
+def test_the_study_scores_the_validation_tails_of_the_fit_rows(panel: dict[str, PanelSeries], final: Any) -> None:
+    X, y = _rows(panel)
+    _, _, result, _, fits = final
     # A: labels at rows 0..294, a full 16-bar window from row 15: 280 rows; the tail is the last ceil(0.25 x 280) = 70
     # (rows 225..294), the trial trains on rows before 225 - 5 (purge): 15..219, 205 rows. B: 240 rows, tail 60
     # (195..254), training rows 15..189: 175
     assert result.rows["tail_rows"] == {"A": 70, "B": 60}
     assert result.rows["fit_rows"] == {"A": 205, "B": 175}
     assert result.rows["labelled"] == 295 + 255
-    assert len(FITS) == result.trials == 2
-    for seen, labels, _ in FITS:  # every trial was given exactly the fit's rows
+    assert len(fits) == result.trials + 1 == 3  # two trials, then the final fit
+    for seen, labels, _ in fits:  # every trial and the final fit were given exactly the fit's rows
         pd.testing.assert_frame_equal(seen, X)
         np.testing.assert_array_equal(labels, y)
 
@@ -88,8 +102,8 @@ def test_each_refit_of_the_pooled_walk_forward_is_tuned_on_its_own_training_rows
         panel: dict[str, PanelSeries]) -> None:
     config = WalkForwardConfig(initial_window=200, validation_bars=0, refit_every=50, min_test_bars=0,
                                embargo=EMBARGO)
-    expert = TunedPooledExpert(Recording(**SMALL), trials=2, seed=3)
-    refits: list[tuple[PooledBlock, Any, list[tuple[pd.DataFrame, np.ndarray, dict[str, Any]]]]] = []
+    expert = TunedPooledExpert(Recording(**{**SMALL, "max_epochs": 1}), trials=2, seed=1)
+    refits: list[tuple[PooledBlock, Any, list[Fit]]] = []
 
     def keep(block: PooledBlock, model: Any) -> None:
         refits.append((block, model, list(FITS)))
@@ -114,6 +128,7 @@ def test_each_refit_of_the_pooled_walk_forward_is_tuned_on_its_own_training_rows
         assert {k: fits[-1][2][k] for k in SEARCHED} == chosen  # the final fit has the study's settings
         assert {k: model.model_.get_params()[k] for k in SEARCHED} == chosen
         assert model.tuning_["study_name"] == f"trend_pooled@{block.fit_date.isoformat()}"
+    assert any(model.tuning_["params"] != DEFAULTS for _, model, _ in refits)  # a choice that is not the first trial's
 
 
 def test_trials_worse_than_the_median_are_pruned_after_an_epoch(panel: dict[str, PanelSeries],
@@ -121,7 +136,7 @@ def test_trials_worse_than_the_median_are_pruned_after_an_epoch(panel: dict[str,
     X, y = _rows(panel)
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     expert = PooledKernelTrendExpert(**{**SMALL, "max_epochs": 3, "patience": 3})
-    settings = PooledTuningSettings(trials=4, startup_trials=1, warmup_epochs=0, seed=5)
+    settings = PooledTuningSettings(trials=2, startup_trials=1, warmup_epochs=0, seed=0)
     result = tune_pooled_expert(expert, X, y, settings=settings, name="pruning", storage=storage)
     trials = optuna.load_study(study_name="pruning", storage=storage).trials
     pruned = [t for t in trials if t.state == optuna.trial.TrialState.PRUNED]
@@ -140,16 +155,14 @@ def test_when_every_trial_is_pruned_the_expert_keeps_its_own_settings(panel: dic
     assert result.params == DEFAULTS and result.to_dict()["best_value"] is None
 
 
-def test_the_final_fit_takes_the_best_trials_settings(panel: dict[str, PanelSeries], tmp_path: Path) -> None:
-    X, y = _rows(panel)
-    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
-    expert = PooledKernelTrendExpert(**SMALL)
-    fitted, result = fit_tuned_pooled(expert, X, y, settings=PooledTuningSettings(trials=2, seed=11), name="final",
-                                      storage=storage)
+def test_the_final_fit_takes_the_best_trials_settings(panel: dict[str, PanelSeries], final: Any) -> None:
+    X, _ = _rows(panel)
+    expert, fitted, result, storage, fits = final
     best = optuna.load_study(study_name="final", storage=storage).best_trial
     assert result.params == best.params and result.best_value == pytest.approx(best.value)
     assert {k: fitted.get_params()[k] for k in SEARCHED} == best.params != DEFAULTS  # not the first trial's
-    assert type(fitted) is PooledKernelTrendExpert and not hasattr(expert, "weights_")
+    assert {k: fits[-1][2][k] for k in SEARCHED} == best.params  # the recorded final fit, after the trials
+    assert type(fitted) is Recording and fitted is not expert and not hasattr(expert, "weights_")
     assert fitted.predict_proba(X).shape == (len(X), 3)
 
 
