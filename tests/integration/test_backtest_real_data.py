@@ -278,6 +278,7 @@ def test_configured_moe_keeps_the_contract_and_looks_nothing_ahead(goog_csv: Pat
     assert short == output.signals_path.read_text().splitlines()[: len(short)]
 
 
+@pytest.mark.tensorflow  # the single expert is a Keras network: this test joins the worker that imports TensorFlow
 def test_moe_disabled_trades_the_single_equity_daily_expert(goog_csv: Path, tmp_path: Path) -> None:
     config_path = tmp_path / "single.yaml"
     config_path.write_text(SMALL + "moe:\n  enabled: false\n  multistage: false\n")

@@ -55,8 +55,8 @@ EXECUTION = "run1"
 # What the execution input carries (step_functions/training_workflow.py's defaults plus a small run).
 # With "tune": true, as an execution input asks for tuning (a few trials: the 'tuning' section of hyperparameters).
 RUN = {"symbols": ["GOOG"], "profile": "quick", "start": "", "end": "", "tune": True,
-       "hyperparameters": {"walk_forward": {"refit_every": 252}, "orchestration": {"timeframes": ["short", "medium"]},
-                           "tuning": {"trials": 4}}}
+       "hyperparameters": {"walk_forward": {"refit_every": 504}, "orchestration": {"timeframes": ["short", "medium"]},
+                           "tuning": {"trials": 2}}}
 EXPERTS = ("trend", "levels", "volatility")
 # The image the prepare job runs in (its workflow step's instance); every other job's is the plan's.
 PREPARE_IMAGE = "cpu"
@@ -216,8 +216,8 @@ def test_the_toolkit_passes_hyperparameters_as_arguments_that_are_not_json(chain
     """The premise: what the toolkit's argv looks like, so SM_HPS must be what the jobs read."""
     log = chain.jobs["prepare"].log
     assert "--symbols ['GOOG']" in log, log[-3000:]
-    assert ("--config orchestration={'timeframes': ['short', 'medium']},tuning={'trials': 4},"
-            "walk_forward={'refit_every': 252}") in log
+    assert ("--config orchestration={'timeframes': ['short', 'medium']},tuning={'trials': 2},"
+            "walk_forward={'refit_every': 504}") in log
 
 
 @pytest.mark.slow
@@ -280,24 +280,24 @@ def test_the_trend_job_tunes_when_sent_tune_and_keeps_the_study_in_its_model(cha
     import optuna
 
     trend = chain.jobs["trend"]
-    assert "--tune True" in trend.log and "tuned trend/GOOG: trials=4" in trend.log, trend.log[-2000:]
+    assert "--tune True" in trend.log and "tuned trend/GOOG: trials=2" in trend.log, trend.log[-2000:]
     study = optuna.load_study(study_name="trend/GOOG@2013-03-01T00:00:00",
                               storage=f"sqlite:///{trend.ml / 'model' / 'tuning' / 'optuna.db'}")
-    assert len(study.trials) == 4
+    assert len(study.trials) == 2
     packed = chain.s3 / "runs" / EXECUTION / "experts" / f"se-{EXECUTION}-trend-0" / "output" / "model.tar.gz"
     with tarfile.open(packed) as archive:
         assert {"tuning/optuna.db", "tuning.json", "manifest.json"} <= set(archive.getnames())
     bundle = json.loads((chain.jobs["evaluate"].ml / "model" / "bundle.json").read_text())
     record = bundle["tuning"]["trend"]["GOOG"]
-    assert record["trials"] == 4 and record["study_name"] == study.study_name
+    assert record["trials"] == 2 and record["study_name"] == study.study_name
     assert record["params"]["num_leaves"] == study.best_trial.params["num_leaves"]
     served = load_experts(chain.jobs["evaluate"].ml / "model" / "experts")["trend/GOOG"]
     assert served.num_leaves == record["params"]["num_leaves"]
     assert served.n_estimators == record["params"]["n_estimators"]
     # the gate job tuned every refit of the walk-forward whose metrics the quality gate read, and the bundle says so
-    # (refit_every 252 on 2,148 bars from bar 504: refits at 504, 756, ..., 2016)
-    assert "walk-forward tuned at every refit: trials=4 timeout_s=300.0 refits=7" in chain.jobs["train_gate"].log
-    assert bundle["tuning"]["walk_forward"]["refits"] == {"GOOG": {"refits": 7, "tuned": 7, "trials": 28}}
+    # (refit_every 504 on 2,148 bars from bar 504: refits at 504, 1008, 1512 and 2016)
+    assert "walk-forward tuned at every refit: trials=2 timeout_s=300.0 refits=4" in chain.jobs["train_gate"].log
+    assert bundle["tuning"]["walk_forward"]["refits"] == {"GOOG": {"refits": 4, "tuned": 4, "trials": 8}}
     for expert in ("levels", "volatility"):
         assert not (chain.jobs[expert].ml / "model" / "tuning.json").exists(), expert
 
@@ -319,7 +319,7 @@ def test_the_gate_job_applies_the_config_object_it_was_sent(chain: Chain) -> Non
     model = chain.jobs["train_gate"].ml / "model"
     assert {"gate.json", "metrics.json", "calibration.json"} <= {p.name for p in model.iterdir()}
     config = json.loads((model / "gate.json").read_text())["config"]
-    assert config["walk_forward"]["refit_every"] == 252, "config's walk_forward.refit_every reached the job"
+    assert config["walk_forward"]["refit_every"] == 504, "config's walk_forward.refit_every reached the job"
 
 
 @pytest.mark.slow
