@@ -52,11 +52,16 @@ TRAINING_DOCKERFILES = {"gpu": ROOT / "containers" / "training" / "Dockerfile",
 NO_TENSORFLOW = "import sys\n\nsys.modules['tensorflow'] = None  # not installed: imports raise ModuleNotFoundError\n"
 TOOLKIT_WITHOUT_TENSORFLOW = "Exceptions not imported for SageMaker TF as Tensorflow is not installed"
 EXECUTION = "run1"
-# What the execution input carries (step_functions/training_workflow.py's defaults plus a small run).
-# With "tune": true, as an execution input asks for tuning (a few trials: the 'tuning' section of hyperparameters).
-RUN = {"symbols": ["GOOG"], "profile": "quick", "start": "", "end": "", "tune": True,
+# What the execution input carries (step_functions/training_workflow.py's defaults plus a small run): GOOG from
+# 2007 (the 1,551 bars 2007-01-03 .. 2013-03-01); with "tune": true, as an execution input asks for tuning (a few
+# trials: the 'tuning' section of hyperparameters); with the gate's news slot, so the prepare job is the workflow's
+# PrepareDatasetWithNews (channel ``news``: the bars export's files) and every job after it trains the slot.
+RUN = {"symbols": ["GOOG"], "profile": "quick", "start": "2007-01-01", "end": "", "tune": True,
        "hyperparameters": {"walk_forward": {"refit_every": 504}, "orchestration": {"timeframes": ["short", "medium"]},
-                           "tuning": {"trials": 2}}}
+                           "tuning": {"trials": 2}, "moe": {"news": True}, "news": {"enabled": True}}}
+GOOG_BARS_FROM_2007 = 1551
+# One headline in the news channel, published 28 February 2013 before the close: the last two bars score it.
+HEADLINE = ("GOOG", datetime(2013, 2, 28, 15), "Google shares hit a record")
 EXPERTS = ("trend", "levels", "volatility")
 # The image the prepare job runs in (its workflow step's instance); every other job's is the plan's.
 PREPARE_IMAGE = "cpu"
@@ -178,13 +183,24 @@ class Chain:
 
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory: pytest.TempPathFactory, goog_csv: Path) -> Chain:
+    from signal_engine.storage.news_files import news_lines
+    from signal_engine.storage.records import Document
+    from tests.serving_support import text_model_folder
+
     root = tmp_path_factory.mktemp("toolkit")
     s3 = root / "s3"
     raw = channel_with(goog_csv, root=s3 / "datasets" / "daily")
+    news = s3 / "datasets" / "news"
+    news.mkdir(parents=True)
+    symbol, published, title = HEADLINE
+    (news / f"{symbol}.jsonl").write_bytes(news_lines([Document("a", "news", "test", (symbol,), published, title)]))
     jobs: dict[str, Job] = {}
     plan = root / "plan.json"  # the workflow's runs/<execution>/plan.json
     prepare = hyperparameters("prepare", RUN, experts=json.dumps(list(EXPERTS), separators=(",", ":")), plan=str(plan))
-    (jobs["prepare"],) = run_jobs([(root / "prepare", prepare, {"raw": raw}, PREPARE_IMAGE)])
+    # the channels of PrepareDatasetWithNews, plus a text model folder (``text``) so that the head is not trained on
+    # the shipped corpus here; in the CPU image, as the workflow runs it (the text encoder runs on onnxruntime)
+    (jobs["prepare"],) = run_jobs([(root / "prepare", prepare, {"raw": raw, "news": news, "text": text_model_folder()},
+                                    PREPARE_IMAGE)])
     assert jobs["prepare"].returncode == 0, jobs["prepare"].log[-3000:]
     dataset = jobs["prepare"].pack(s3, f"runs/{EXECUTION}/prepare", f"se-{EXECUTION}-prepare-0")
     dataset_channel = {"dataset": dataset.parent}  # the channel's S3Uri is the model.tar.gz itself
@@ -216,8 +232,8 @@ def test_the_toolkit_passes_hyperparameters_as_arguments_that_are_not_json(chain
     """The premise: what the toolkit's argv looks like, so SM_HPS must be what the jobs read."""
     log = chain.jobs["prepare"].log
     assert "--symbols ['GOOG']" in log, log[-3000:]
-    assert ("--config orchestration={'timeframes': ['short', 'medium']},tuning={'trials': 2},"
-            "walk_forward={'refit_every': 504}") in log
+    assert ("--config moe={'news': True},news={'enabled': True},orchestration={'timeframes': ['short', 'medium']},"
+            "tuning={'trials': 2},walk_forward={'refit_every': 504}") in log
 
 
 @pytest.mark.slow
@@ -231,39 +247,35 @@ def test_every_job_succeeds_under_the_toolkit(chain: Chain) -> None:
 @pytest.mark.slow
 def test_prepare_reads_the_symbols_and_dates_it_was_sent(chain: Chain) -> None:
     (series,) = load_dataset(chain.jobs["prepare"].ml / "model")
-    assert series.symbol == "GOOG" and len(series) == len(load_prices(chain.goog_csv))
+    assert series.symbol == "GOOG" and len(series) == GOOG_BARS_FROM_2007 < len(load_prices(chain.goog_csv))
+    assert series.bars.index[0].strftime("%Y-%m-%d") == "2007-01-03"
 
 
 @pytest.mark.slow
-def test_prepare_scores_the_news_channel_for_the_news_slot_under_the_toolkit(
-        tmp_path_factory: pytest.TempPathFactory, goog_csv: Path) -> None:
-    """One job beside the chain: ``moe.news`` in the config the workflow sends and the channels of its
-    PrepareDatasetWithNews state (``news``: the bars export's files) plus a text-train folder (``text``), so the head
-    is not trained on the shipped corpus here; in the CPU image, as the workflow runs it."""
+def test_prepare_scores_the_news_channel_for_the_news_slot_under_the_toolkit(chain: Chain) -> None:
     import pandas as pd
 
     from signal_engine.config import NEWS_COLUMN
-    from signal_engine.storage.news_files import news_lines
-    from signal_engine.storage.records import Document
-    from tests.serving_support import text_model_folder
 
-    root = tmp_path_factory.mktemp("toolkit-news")
-    raw = channel_with(goog_csv, root=root / "s3" / "datasets" / "daily")
-    news = root / "s3" / "datasets" / "news"
-    news.mkdir(parents=True)
-    (news / "GOOG.jsonl").write_bytes(news_lines([Document("a", "news", "test", ("GOOG",),
-                                                           datetime(2013, 2, 28, 15), "Google shares hit a record")]))
-    run = {**RUN, "tune": False, "hyperparameters": {"moe": {"news": True}, "news": {"enabled": True}}}
-    (job,) = run_jobs([(root / "prepare", hyperparameters("prepare", run), {"raw": raw, "news": news,
-                                                                            "text": text_model_folder()},
-                        PREPARE_IMAGE)])  # the CPU image: the text encoder runs on onnxruntime, no TensorFlow
-    assert job.returncode == 0 and job.failure is None, job.log[-3000:]
-    assert TOOLKIT_WITHOUT_TENSORFLOW in job.log
-    (series,) = load_dataset(job.ml / "model")
+    (series,) = load_dataset(chain.jobs["prepare"].ml / "model")
     scored = series.bars[NEWS_COLUMN].dropna()
     # published 28 February 2013 before the close: the last two bars (28 February, 1 March) score it
     assert [day.strftime("%Y-%m-%d") for day in pd.DatetimeIndex(scored.index)] == ["2013-02-28", "2013-03-01"]
-    assert (job.ml / "model" / "text" / "text.json").is_file()
+    assert (chain.jobs["prepare"].ml / "model" / "text" / "text.json").is_file()
+
+
+@pytest.mark.slow
+def test_every_model_of_the_book_carries_the_news_slot_and_the_text_expert(chain: Chain) -> None:
+    """The gate job trains the four-slot gate, and evaluate puts the prepare job's text model in the MoE's bundle and
+    in the book's other timeframe model, which the Signal API and the live book step then ask about the headlines."""
+    from signal_engine.serving.bundle import ServingBundle
+
+    gate = json.loads((chain.jobs["train_gate"].ml / "model" / "gate.json").read_text())
+    assert gate["config"]["moe"]["news"] is True
+    model = chain.jobs["evaluate"].ml / "model"
+    for folder in (model, model / "books" / "daily" / "medium"):
+        bundle = ServingBundle.load(folder)
+        assert bundle.news_slot and bundle.news is not None, folder
 
 
 @pytest.mark.slow
@@ -295,9 +307,9 @@ def test_the_trend_job_tunes_when_sent_tune_and_keeps_the_study_in_its_model(cha
     assert served.num_leaves == record["params"]["num_leaves"]
     assert served.n_estimators == record["params"]["n_estimators"]
     # the gate job tuned every refit of the walk-forward whose metrics the quality gate read, and the bundle says so
-    # (refit_every 504 on 2,148 bars from bar 504: refits at 504, 1008, 1512 and 2016)
-    assert "walk-forward tuned at every refit: trials=2 timeout_s=300.0 refits=4" in chain.jobs["train_gate"].log
-    assert bundle["tuning"]["walk_forward"]["refits"] == {"GOOG": {"refits": 4, "tuned": 4, "trials": 8}}
+    # (refit_every 504 on 1,551 bars from bar 504: refits at 504, 1008 and 1512)
+    assert "walk-forward tuned at every refit: trials=2 timeout_s=300.0 refits=3" in chain.jobs["train_gate"].log
+    assert bundle["tuning"]["walk_forward"]["refits"] == {"GOOG": {"refits": 3, "tuned": 3, "trials": 6}}
     for expert in ("levels", "volatility"):
         assert not (chain.jobs[expert].ml / "model" / "tuning.json").exists(), expert
 
