@@ -37,7 +37,11 @@ trend:
 suite:
   enabled: false
 """
-TRUNCATE_AT = 1500
+# GOOG's first GOOG_BARS bars (2004-08-19 .. 2010-12-23, of 2,148): decisions from bar 450, five refits (450, 700,
+# .., 1,450) and every timeframe model's horizon many times over; TRUNCATE_AT (2008-12-30) cuts inside the refit
+# block that starts at bar 950.
+GOOG_BARS = 1600
+TRUNCATE_AT = 1100
 # The tests of one MoE variant need no other timeframe model (the book then holds the MoE's own timeframe):
 # one walk-forward instead of four. The orchestration of every timeframe is tested on `goog_run`.
 MOE_TIMEFRAME_ONLY = {"timeframes": ("short",), "max_allocation": 1.0}
@@ -50,18 +54,31 @@ def small_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def head(prices: Path, bars: int, folder: Path) -> Path:
+    """The first ``bars`` bars of the price file ``prices``, as a file of the same name in ``folder``."""
+    lines = prices.read_text().splitlines(keepends=True)
+    target = folder / prices.name
+    target.write_text("".join(lines[: bars + 1]))
+    return target
+
+
 @pytest.fixture(scope="module")
-def goog_run(goog_csv: Path, small_config: Path, tmp_path_factory: pytest.TempPathFactory) -> BacktestOutput:
+def goog_head(goog_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return head(goog_csv, GOOG_BARS, tmp_path_factory.mktemp("goog-head"))
+
+
+@pytest.fixture(scope="module")
+def goog_run(goog_head: Path, small_config: Path, tmp_path_factory: pytest.TempPathFactory) -> BacktestOutput:
     out = tmp_path_factory.mktemp("goog")
-    return run_backtest([goog_csv], out, load_config("quick", small_config), jobs=2)
+    return run_backtest([goog_head], out, load_config("quick", small_config), jobs=2)
 
 
 @pytest.fixture(scope="module")
-def cli_run(goog_csv: Path, small_config: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def cli_run(goog_head: Path, small_config: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The same backtest through the command line, in one process: its output folder (one run for two tests)."""
     out = tmp_path_factory.mktemp("goog-cli")
     completed = subprocess.run(
-        [sys.executable, "-m", "signal_engine", "backtest", "--prices", str(goog_csv), "--out", str(out),
+        [sys.executable, "-m", "signal_engine", "backtest", "--prices", str(goog_head), "--out", str(out),
          "--config", str(small_config), "--jobs", "1"],
         capture_output=True, text=True, check=False,
     )
@@ -87,7 +104,7 @@ def _without_timings(document: object) -> object:
 def test_signals_csv_follows_the_contract(goog_run: BacktestOutput) -> None:
     signals = pd.read_csv(goog_run.signals_path)
     assert tuple(signals.columns) == SIGNAL_COLUMNS
-    assert len(signals) == 2148 - 450
+    assert len(signals) == GOOG_BARS - 450
     assert set(signals["signal"]) <= {"buy", "sell", "hold"}
     assert signals["score"].between(-1, 1).all()
     assert signals["confidence"].between(0, 1).all()
@@ -137,10 +154,7 @@ def test_same_input_gives_byte_identical_signals_through_the_cli(goog_run: Backt
 def test_truncating_the_data_after_t_changes_no_row_at_or_before_t(
     goog_run: BacktestOutput, goog_csv: Path, small_config: Path, tmp_path: Path
 ) -> None:
-    lines = goog_csv.read_text().splitlines(keepends=True)
-    truncated = tmp_path / "GOOG.csv"
-    truncated.write_text("".join(lines[: TRUNCATE_AT + 1]))
-    short = run_backtest([truncated], tmp_path / "out", load_config("quick", small_config))
+    short = run_backtest([head(goog_csv, TRUNCATE_AT, tmp_path)], tmp_path / "out", load_config("quick", small_config))
     full_rows = goog_run.signals_path.read_text().splitlines()
     short_rows = short.signals_path.read_text().splitlines()
     assert len(short_rows) == TRUNCATE_AT - 450 + 1
@@ -199,8 +213,7 @@ def test_expert_suite_lands_in_metrics_and_report(goog_csv: Path, tmp_path: Path
     config = tmp_path / "with-suite.yaml"
     config.write_text(SMALL.replace("enabled: false", "enabled: true"))
     monkeypatch.setitem(SUITE_PROFILES, "quick", replace(SUITE_PROFILES["quick"], experts=SUITE_EXPERTS))
-    prices = tmp_path / "GOOG.csv"  # the bars to TRUNCATE_AT: two refits of every expert
-    prices.write_text("".join(goog_csv.read_text().splitlines(keepends=True)[: TRUNCATE_AT + 1]))
+    prices = head(goog_csv, TRUNCATE_AT, tmp_path)  # three fits of every expert of the suite (450, 702 and 954)
     output = run_backtest([prices], tmp_path / "out", load_config("quick", config),
                           orchestration=MOE_TIMEFRAME_ONLY, jobs=1)  # in this process, which reads the profile
     experts = json.loads(output.metrics_path.read_text())["experts"]
@@ -270,10 +283,7 @@ def test_configured_moe_keeps_the_contract_and_looks_nothing_ahead(goog_csv: Pat
     parts = explanations.filter(like="contrib_").sum(axis=1)
     np.testing.assert_allclose(parts.clip(-1, 1), signals["score"], atol=1e-8)
     assert (explanations["contrib_prior"] != 0).mean() > 0.5
-    lines = goog_csv.read_text().splitlines(keepends=True)
-    truncated = tmp_path / "GOOG.csv"
-    truncated.write_text("".join(lines[: TRUNCATE_AT + 1]))
-    short = run_backtest([truncated], tmp_path / "short", config,
+    short = run_backtest([head(goog_csv, TRUNCATE_AT, tmp_path)], tmp_path / "short", config,
                          orchestration=MOE_TIMEFRAME_ONLY).signals_path.read_text().splitlines()
     assert short == output.signals_path.read_text().splitlines()[: len(short)]
 
