@@ -20,7 +20,7 @@ direction in [-1, 1], :mod:`signal_engine.text.aggregate`); an empty cell means 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -273,48 +273,43 @@ def _parse_numbers(cells: pd.Series, source: str, column: str) -> np.ndarray:
     return numbers
 
 
-def _parse_implied_vol(cells: pd.Series, source: str, column: str) -> np.ndarray:
-    """Implied volatility in annualised %: NaN for an empty cell (missing on that bar), else a number > 0."""
+def _parse_optional(cells: pd.Series, source: str, column: str, valid: Callable[[np.ndarray], np.ndarray],
+                    expected: str) -> np.ndarray:
+    """An optional per-bar column: NaN for an empty cell (missing on that bar), else a number that ``valid`` accepts;
+    the first other cell is an InputError naming its line and column, and ``expected`` (what the cell should hold)."""
     missing = cells.str.strip().str.lower().isin(_MISSING_MARKERS).to_numpy()
     numbers = pd.to_numeric(cells.where(~missing, "nan"), errors="coerce").to_numpy(dtype=float)
-    bad = ~missing & ~(np.isfinite(numbers) & (numbers > 0))
+    bad = ~missing & ~(np.isfinite(numbers) & valid(numbers))
     if bad.any():
         first = int(np.argmax(bad))
-        raise InputError(source, f"'{cells.iloc[first]}' is not an implied volatility; expected a number > 0 in "
-                         "annualised % (e.g. 15.3), or an empty cell where it is missing", line=_line(first),
-                         column=column)
+        raise InputError(source, f"'{cells.iloc[first]}' is not {expected}", line=_line(first), column=column)
     return np.where(missing, np.nan, numbers)
+
+
+def _parse_implied_vol(cells: pd.Series, source: str, column: str) -> np.ndarray:
+    """Implied volatility in annualised %: NaN for an empty cell (missing on that bar), else a number > 0."""
+    return _parse_optional(cells, source, column, lambda numbers: numbers > 0,
+                           "an implied volatility; expected a number > 0 in annualised % (e.g. 15.3), or an empty "
+                           "cell where it is missing")
+
+
+def _parse_surface_term(cells: pd.Series, source: str, column: str) -> np.ndarray:
+    """An option term slope or skew in % points: NaN for an empty cell (missing on that bar), else a finite number."""
+    return _parse_optional(cells, source, column, lambda numbers: np.ones(len(numbers), dtype=bool),
+                           "a number; expected the option term slope or skew in % points (e.g. 2.5 or -1.2), or an "
+                           "empty cell where it is missing")
+
+
+def _parse_news_score(cells: pd.Series, source: str, column: str) -> np.ndarray:
+    """A bar's news direction in [-1, 1]: NaN for an empty cell (no news in the bar's window: an abstention)."""
+    return _parse_optional(cells, source, column, lambda numbers: np.abs(numbers) <= 1,
+                           "a news score; expected a number in [-1, 1] (the news aggregate's direction), or an empty "
+                           "cell where the bar had no news")
 
 
 def _header(column: str) -> str:
     """A column name as _map_columns compares headers (lower case, '_' as ' ')."""
     return column.replace("_", " ")
-
-
-def _parse_surface_term(cells: pd.Series, source: str, column: str) -> np.ndarray:
-    """An option term slope or skew in % points: NaN for an empty cell (missing on that bar), else a finite number."""
-    missing = cells.str.strip().str.lower().isin(_MISSING_MARKERS).to_numpy()
-    numbers = pd.to_numeric(cells.where(~missing, "nan"), errors="coerce").to_numpy(dtype=float)
-    bad = ~missing & ~np.isfinite(numbers)
-    if bad.any():
-        first = int(np.argmax(bad))
-        raise InputError(source, f"'{cells.iloc[first]}' is not a number; expected the option term slope or skew "
-                         "in % points (e.g. 2.5 or -1.2), or an empty cell where it is missing", line=_line(first),
-                         column=column)
-    return np.where(missing, np.nan, numbers)
-
-
-def _parse_news_score(cells: pd.Series, source: str, column: str) -> np.ndarray:
-    """A bar's news direction in [-1, 1]: NaN for an empty cell (no news in the bar's window: an abstention)."""
-    missing = cells.str.strip().str.lower().isin(_MISSING_MARKERS).to_numpy()
-    numbers = pd.to_numeric(cells.where(~missing, "nan"), errors="coerce").to_numpy(dtype=float)
-    bad = ~missing & ~(np.isfinite(numbers) & (np.abs(numbers) <= 1))
-    if bad.any():
-        first = int(np.argmax(bad))
-        raise InputError(source, f"'{cells.iloc[first]}' is not a news score; expected a number in [-1, 1] (the "
-                         "news aggregate's direction), or an empty cell where the bar had no news",
-                         line=_line(first), column=column)
-    return np.where(missing, np.nan, numbers)
 
 
 def _check_prices(values: dict[str, np.ndarray], source: str, columns: dict[str, str]) -> None:
