@@ -41,7 +41,7 @@ from constructs import Construct
 
 from signal_engine.serving.bundle import NEWS_EXPERT
 from stacks.config import StageConfig
-from stacks.constructs.lambda_role import acknowledge_tracing, grant_decrypt, lambda_vpc_role
+from stacks.constructs.lambda_role import acknowledge_tracing, grant_decrypt, grant_secret_read, lambda_vpc_role
 from stacks.constructs.nag import acknowledge, skip_checkov
 from stacks.constructs.ops_dashboard import OpsDashboard
 
@@ -177,13 +177,7 @@ class BookStack(Stack):
             description="signal-engine book step: whole-book bundle from models/, books and bars in MySQL",
         )
         role.add_managed_policy(models_read_policy)
-        role.add_to_policy(
-            iam.PolicyStatement(
-                sid="StoreSecret",
-                actions=["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
-                resources=[mysql_secret.secret_arn],
-            )
-        )
+        grant_secret_read(role, "StoreSecret", mysql_secret)
         role.add_to_policy(
             iam.PolicyStatement(
                 sid="DeadLetters", actions=["sqs:SendMessage"], resources=[self.dead_letter_queue.queue_arn]
@@ -191,13 +185,7 @@ class BookStack(Stack):
         )
         secrets = [mysql_secret]
         if self._docdb_secret is not None:
-            role.add_to_policy(
-                iam.PolicyStatement(
-                    sid="NewsStoreSecret",
-                    actions=["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
-                    resources=[self._docdb_secret.secret_arn],
-                )
-            )
+            grant_secret_read(role, "NewsStoreSecret", self._docdb_secret)
             secrets.append(self._docdb_secret)
         if self._experts_endpoint is not None:
             role.add_to_policy(

@@ -25,7 +25,7 @@ from constructs import Construct
 
 from signal_engine.storage.news_files import NEWS_PREFIX
 from stacks.config import COLLECTORS, StageConfig
-from stacks.constructs.lambda_role import acknowledge_tracing, grant_decrypt, lambda_vpc_role
+from stacks.constructs.lambda_role import acknowledge_tracing, grant_decrypt, grant_secret_read, lambda_vpc_role
 from stacks.constructs.nag import acknowledge, skip_checkov
 from stacks.constructs.ops_dashboard import OpsDashboard
 from stacks.lambda_packages import asset_dir, ca_bundle_environment
@@ -215,13 +215,7 @@ class CollectorsStack(Stack):
         )
         for policy in datasets_policies:
             role.add_managed_policy(policy)
-        role.add_to_policy(
-            iam.PolicyStatement(
-                sid="StoreSecret",
-                actions=["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
-                resources=[mysql_secret.secret_arn, docdb_secret.secret_arn],
-            )
-        )
+        grant_secret_read(role, "StoreSecret", mysql_secret, docdb_secret)
         role.add_to_policy(
             iam.PolicyStatement(
                 sid="DeadLetters", actions=["sqs:SendMessage"], resources=[self.dead_letter_queue.queue_arn]
@@ -244,13 +238,7 @@ class CollectorsStack(Stack):
             description="signal-engine collectors: raw payloads to S3, stores via secrets, idempotency records",
         )
         role.add_managed_policy(raw_payloads_policy)
-        role.add_to_policy(
-            iam.PolicyStatement(
-                sid="StoreSecrets",
-                actions=["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
-                resources=[mysql_secret.secret_arn, docdb_secret.secret_arn],
-            )
-        )
+        grant_secret_read(role, "StoreSecrets", mysql_secret, docdb_secret)
         role.add_to_policy(
             iam.PolicyStatement(
                 sid="IdempotencyRecords",

@@ -29,7 +29,7 @@ from signal_engine.serving.batch_jobs import JOBS_PREFIX
 from signal_engine.serving.bundle import EXPERT_KINDS, NEWS_EXPERT
 from signal_engine.serving.schema import MAX_BARS, MAX_BATCH, SYMBOL_PATTERN, TIMEFRAME_PATTERN
 from stacks.config import THIS_ACCOUNT, StageConfig
-from stacks.constructs.lambda_role import acknowledge_tracing, grant_decrypt, lambda_vpc_role
+from stacks.constructs.lambda_role import acknowledge_tracing, grant_decrypt, grant_secret_read, lambda_vpc_role
 from stacks.constructs.nag import acknowledge, skip_checkov
 from stacks.constructs.ops_dashboard import OpsDashboard
 from stacks.lambda_packages import asset_dir, ca_bundle_environment
@@ -198,22 +198,10 @@ class ServingStack(Stack):
                 ],
             )
         )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                sid="AuditLogSecret",
-                actions=["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
-                resources=[mysql_secret.secret_arn],
-            )
-        )
+        grant_secret_read(role, "AuditLogSecret", mysql_secret)
         secrets = [mysql_secret]
         if self._docdb_secret is not None:
-            role.add_to_policy(
-                iam.PolicyStatement(
-                    sid="NewsStoreSecret",
-                    actions=["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
-                    resources=[self._docdb_secret.secret_arn],
-                )
-            )
+            grant_secret_read(role, "NewsStoreSecret", self._docdb_secret)
             secrets.append(self._docdb_secret)
         grant_decrypt(role, environment_key=self._environment_key, secrets=secrets)
         acknowledge_tracing(role)

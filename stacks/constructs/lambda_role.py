@@ -52,6 +52,18 @@ def acknowledge_tracing(role: iam.Role) -> None:
 
 
 
+def grant_secret_read(role: iam.Role, sid: str, *secrets: secretsmanager.ISecret) -> None:
+    """Let the function read ``secrets`` (GetSecretValue, DescribeSecret) in one statement named ``sid``; their keys
+    come with :func:`grant_decrypt`."""
+    role.add_to_policy(
+        iam.PolicyStatement(
+            sid=sid,
+            actions=["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+            resources=[secret.secret_arn for secret in secrets],
+        )
+    )
+
+
 def grant_decrypt(role: iam.Role, *, environment_key: kms.IKey, secrets: Sequence[secretsmanager.ISecret]) -> None:
     """Let the function read its encrypted environment and the secrets it reads (through Secrets Manager only).
 
